@@ -1,0 +1,291 @@
+# thaw-python-flags: -S -E -s
+"""thaw python3 runtime: AWS Lambda Runtime API (2018-06-01) client loop.
+
+Cold start matters most, so this avoids the stdlib modules that dominate
+start-up: `socket` (pulls in enum, selectors, collections), `json` (compiles
+regexes via `re` at import) and http.client/urllib (pull in `email`). Their C
+cores `_socket` and `_json` cost well under 1 ms to import, against ~10 ms
+for `import socket, json` on our test box. `traceback` is imported only on
+error. -S skips `site` and its .pth processing (~2-3 ms), so Debian's
+dist-packages directories are added to sys.path by hand in main(); -E -s keep
+the host's PYTHON* variables and ~/.local out of the function.
+"""
+import os
+import sys
+import time
+import _json
+import _socket
+
+API = "/2018-06-01/runtime/"
+JSON_WS = " \t\n\r"
+
+# --- JSON through the C accelerator: same output as json.dumps/json.loads ---
+class _ScanCtx:  # the attributes _json.make_scanner reads
+    strict = True
+    object_hook = object_pairs_hook = None
+    parse_float = parse_constant = float  # float("-Infinity"/"NaN") works
+    parse_int = int
+
+
+_scan = _json.make_scanner(_ScanCtx)
+
+
+def _default(o):
+    dec = sys.modules.get("decimal")  # as AWS's runtime: Decimal -> number
+    if dec is not None and isinstance(o, dec.Decimal):
+        return int(o) if o.is_finite() and o == o.to_integral_value() else float(o)
+    raise TypeError(f"Object of type {type(o).__name__} is not JSON serializable")
+
+
+def dumps(obj):
+    # A fresh markers dict per call gives json.dumps' circular-reference check.
+    return "".join(_json.make_encoder({}, _default, _json.encode_basestring_ascii,
+                                      None, ": ", ", ", False, False, True)(obj, 0))
+
+
+def loads(s):
+    try:
+        obj, end = _scan(s, len(s) - len(s.lstrip(JSON_WS)))
+    except StopIteration as e:
+        raise ValueError(f"Expecting value: char {e.value}") from None
+    if end != len(s.rstrip(JSON_WS)):
+        raise ValueError(f"Extra data: char {end}")
+    return obj
+
+
+# --- minimal HTTP/1.1 keep-alive client ---------------------------------------
+class Client:
+    def __init__(self, address):  # "host:port" or "[v6addr]:port"
+        host, _, port = address.rpartition(":")
+        self.family = _socket.AF_INET6 if ":" in host else _socket.AF_INET
+        self.addr = (host.strip("[]"), int(port))
+        self.host = address
+        self.sock = None
+        self.buf = bytearray()  # bytearray: appends and front-deletes are cheap
+
+    def close(self):
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+    def request(self, method, path, body=b"", headers=""):
+        req = (f"{method} {API}{path} HTTP/1.1\r\nHost: {self.host}\r\n{headers}"
+               f"Content-Length: {len(body)}\r\n\r\n").encode("latin-1", "replace") + body
+        for attempt in (0, 1):
+            reused = self.sock is not None
+            if not reused:
+                self.sock, self.buf = _socket.socket(self.family, _socket.SOCK_STREAM), bytearray()
+                self.sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
+                self.sock.connect(self.addr)
+            try:
+                self.sock.sendall(req)
+                return self._read_response()
+            except (ConnectionError, EOFError):
+                # The server may have dropped an idle keep-alive connection:
+                # retry once on a fresh one; a fresh one failing is fatal.
+                self.close()
+                if attempt or not reused:
+                    raise
+
+    def _recv(self):
+        data = self.sock.recv(262144)
+        if not data:
+            raise EOFError("Runtime API closed the connection")
+        self.buf += data
+
+    def _read_until(self, sep):
+        while (i := self.buf.find(sep)) < 0:
+            self._recv()
+        line = self.buf[:i]
+        del self.buf[:i + len(sep)]
+        return line
+
+    def _read_exact(self, n):
+        while len(self.buf) < n:
+            self._recv()
+        data = self.buf[:n]
+        del self.buf[:n]
+        return data
+
+    def _read_response(self):
+        status_line, *lines = self._read_until(b"\r\n\r\n").decode("latin-1").split("\r\n")
+        version, status = status_line.split(" ", 2)[:2]
+        headers = {}
+        for line in lines:
+            k, _, v = line.partition(":")
+            headers[k.strip().lower()] = v.strip()
+        if "chunked" in headers.get("transfer-encoding", "").lower():
+            chunks = []
+            while size := int(self._read_until(b"\r\n").split(b";")[0], 16):
+                chunks.append(self._read_exact(size))
+                self._read_exact(2)  # CRLF after each chunk
+            while self._read_until(b"\r\n"):  # trailers, up to the blank line
+                pass
+            body = b"".join(chunks)
+        elif "content-length" in headers:
+            body = self._read_exact(int(headers["content-length"]))
+        else:  # no framing: the body runs until the server closes
+            try:
+                while True:
+                    self._recv()
+            except EOFError:
+                body, headers["connection"] = self.buf[:], "close"
+        conn = headers.get("connection", "").lower()
+        if conn == "close" or (version == "HTTP/1.0" and conn != "keep-alive"):
+            self.close()
+        return int(status), headers, body
+
+    def post(self, path, payload, error_type=None):
+        hdrs = "Content-Type: application/json\r\n"
+        if error_type:
+            hdrs += f"Lambda-Runtime-Function-Error-Type: {error_type}\r\n"
+        status, _, body = self.request("POST", path, payload, hdrs)
+        if status >= 300:
+            print(f"[thaw] POST {path}: HTTP {status} {body[:200]!r}", file=sys.stderr)
+
+
+# --- errors, in the shape AWS's runtime reports them -------------------------
+class Fault(Exception):
+    def __init__(self, etype, msg, trace=None):
+        self.error = make_error(msg, etype, trace)
+
+
+def make_error(msg, etype, trace=None, request_id=""):
+    return {"errorMessage": msg, "errorType": etype, "requestId": request_id,
+            "stackTrace": trace or []}
+
+
+def error_from_exception(exc, request_id=""):
+    import traceback
+    frames = traceback.extract_tb(exc.__traceback__)
+    # Drop this file's frames (compare with co_filename, not __file__, so this
+    # also holds when run from a precompiled .pyc).
+    while frames and frames[0].filename == make_error.__code__.co_filename:
+        del frames[0]
+    return make_error(str(exc), type(exc).__name__, traceback.format_list(frames), request_id)
+
+
+def post_error(client, path, err):
+    lines = [f"[ERROR] {err['errorType']}: {err['errorMessage']}"]
+    if err["stackTrace"]:
+        lines.append("Traceback (most recent call last):")
+        lines += [line for frame in err["stackTrace"] for line in frame.splitlines()]
+    sys.stdout.flush()
+    print("\n".join(lines), file=sys.stderr)
+    client.post(path, dumps(err).encode(), err["errorType"])
+
+
+# --- handler and context --------------------------------------------------------
+def load_handler(spec):
+    modname, _, fname = spec.rpartition(".")
+    if not modname:
+        raise Fault("Runtime.MalformedHandlerName",
+                    f"Bad handler '{spec}': not enough values to unpack (expected 2, got 1)")
+    modname = modname.replace("/", ".")
+    if modname.split(".")[0] in sys.builtin_module_names:
+        raise Fault("Runtime.BuiltInModuleConflict",
+                    f"Cannot use built-in module {modname} as a handler module")
+    try:
+        __import__(modname)
+    except ImportError as e:
+        raise Fault("Runtime.ImportModuleError",
+                    f"Unable to import module '{modname}': {e}") from None
+    except SyntaxError as e:
+        raise Fault("Runtime.UserCodeSyntaxError", f"Syntax error in module '{modname}': {e}",
+                    [f'  File "{e.filename}" Line {e.lineno}\n    {e.text}']) from None
+    try:
+        return getattr(sys.modules[modname], fname)
+    except AttributeError:
+        raise Fault("Runtime.HandlerNotFound",
+                    f"Handler '{fname}' missing on module '{modname}'") from None
+
+
+class Obj:
+    """Attribute bag for context.identity and context.client_context."""
+    def __init__(self, **attrs):
+        self.__dict__.update(attrs)
+
+
+class LambdaContext:
+    function_name = os.environ.get("AWS_LAMBDA_FUNCTION_NAME")
+    function_version = os.environ.get("AWS_LAMBDA_FUNCTION_VERSION")
+    memory_limit_in_mb = int(os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE") or 0)
+    log_group_name = os.environ.get("AWS_LAMBDA_LOG_GROUP_NAME")
+    log_stream_name = os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME")
+
+    def __init__(self, headers):
+        self.aws_request_id = headers.get("lambda-runtime-aws-request-id", "")
+        self.invoked_function_arn = headers.get("lambda-runtime-invoked-function-arn")
+        self._deadline_ms = int(headers.get("lambda-runtime-deadline-ms") or 0)
+        ci = loads(headers.get("lambda-runtime-cognito-identity") or "{}") or {}
+        self.identity = Obj(cognito_identity_id=ci.get("cognitoIdentityId"),
+                            cognito_identity_pool_id=ci.get("cognitoIdentityPoolId"))
+        cc = loads(headers.get("lambda-runtime-client-context") or "null")
+        self.client_context = None if cc is None else Obj(
+            client=cc.get("client") and Obj(**cc["client"]),
+            custom=cc.get("custom"), env=cc.get("env"))
+
+    def get_remaining_time_in_millis(self):
+        return max(self._deadline_ms - int(time.time() * 1000), 0)
+
+
+# --- main loop ---------------------------------------------------------------
+def invoke(client, handler, headers, body):
+    request_id = headers.get("lambda-runtime-aws-request-id", "")
+    trace_id = headers.get("lambda-runtime-trace-id")
+    if trace_id:
+        os.environ["_X_AMZN_TRACE_ID"] = trace_id
+    else:
+        os.environ.pop("_X_AMZN_TRACE_ID", None)
+    try:
+        event = loads(body.decode()) if body else None
+        context = LambdaContext(headers)
+    except Exception as e:  # malformed JSON or UTF-8 from the API
+        err = make_error(f"Unable to unmarshal input: {e}", "Runtime.UnmarshalError",
+                         request_id=request_id)
+    else:
+        try:
+            result = handler(event, context)
+        except Exception as e:
+            err = error_from_exception(e, request_id)
+        else:
+            try:
+                payload = dumps(result).encode()
+            except Exception as e:  # TypeError, ValueError, RecursionError...
+                err = make_error(f"Unable to marshal response: {e}", "Runtime.MarshalError",
+                                 request_id=request_id)
+            else:
+                sys.stdout.flush()  # the handler's output lands before the response
+                return client.post(f"invocation/{request_id}/response", payload)
+    post_error(client, f"invocation/{request_id}/error", err)
+
+
+def main():
+    # thaw reads stdout/stderr line by line as they are written, but a pipe
+    # makes stdout block-buffered by default (stderr is always line-buffered).
+    sys.stdout.reconfigure(line_buffering=True)
+    # sys.path[0] is this script's directory: the task root replaces it. Then
+    # what Debian's `site` would add (we run with -S), if present.
+    sys.path[0] = os.environ.get("LAMBDA_TASK_ROOT") or os.getcwd()
+    ver = "python%d.%d" % sys.version_info[:2]
+    for d in (f"/usr/local/lib/{ver}/dist-packages", "/usr/lib/python3/dist-packages",
+              f"/usr/lib/{ver}/dist-packages"):
+        if d not in sys.path and os.path.isdir(d):
+            sys.path.append(d)
+
+    client = Client(os.environ["AWS_LAMBDA_RUNTIME_API"])
+    try:
+        handler = load_handler(os.environ.get("_HANDLER", ""))
+    except Exception as e:  # anything the module raises at import time, too
+        post_error(client, "init/error", e.error if isinstance(e, Fault) else error_from_exception(e))
+        sys.exit(1)
+
+    while True:
+        status, headers, body = client.request("GET", "invocation/next")
+        if status != 200:
+            sys.exit(f"[thaw] invocation/next: HTTP {status} {body[:200]!r}")
+        invoke(client, handler, headers, body)
+
+
+if __name__ == "__main__":
+    main()

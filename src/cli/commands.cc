@@ -1,0 +1,240 @@
+#include "cli/commands.h"
+
+#include <unistd.h>
+
+#include <boost/json.hpp>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <thread>
+
+#include "cli/http_client.h"
+#include "common/files.h"
+#include "registry/archive.h"
+#include "registry/manifest.h"
+
+namespace thaw::cli {
+namespace {
+
+namespace json = boost::json;
+
+int Fail(const std::string& message) {
+  std::fprintf(stderr, "thaw: %s\n", message.c_str());
+  return 1;
+}
+
+StatusOr<HttpResult> Call(const ClientOptions& o, const std::string& method,
+                          const std::string& target, const std::string& body = "",
+                          Headers headers = {}) {
+  if (!o.api_key.empty()) headers.emplace_back("Authorization", "Bearer " + o.api_key);
+  return HttpCall(o.server, method, target, body, headers);
+}
+
+// Turns a non-2xx response into the server's own error message.
+int FailResponse(const HttpResult& r) {
+  boost::system::error_code ec;
+  json::value v = json::parse(r.body, ec);
+  if (!ec && v.is_object()) {
+    const auto& o = v.as_object();
+    std::string type, message;
+    if (auto* t = o.if_contains("errorType"); t && t->is_string()) type = t->as_string().c_str();
+    if (auto* m = o.if_contains("errorMessage"); m && m->is_string()) {
+      message = m->as_string().c_str();
+    }
+    if (!message.empty()) return Fail(type + ": " + message + " (HTTP " + std::to_string(r.status) + ")");
+  }
+  return Fail("HTTP " + std::to_string(r.status) + ": " + r.body);
+}
+
+std::string Str(const json::object& o, const char* key) {
+  auto* v = o.if_contains(key);
+  if (v == nullptr) return "";
+  if (v->is_string()) return std::string(v->as_string());
+  return json::serialize(*v);
+}
+
+std::string HumanBytes(int64_t n) {
+  char buf[32];
+  if (n < 1024) std::snprintf(buf, sizeof(buf), "%ld B", static_cast<long>(n));
+  else if (n < 1024 * 1024) std::snprintf(buf, sizeof(buf), "%.1f KB", n / 1024.0);
+  else std::snprintf(buf, sizeof(buf), "%.1f MB", n / 1048576.0);
+  return buf;
+}
+
+}  // namespace
+
+int CmdDeploy(const ClientOptions& o, const std::string& dir, const std::string& name_flag) {
+  namespace fs = std::filesystem;
+  auto yaml = ReadFile(dir + "/thaw.yaml");
+  if (!yaml.ok()) return Fail(dir + " has no thaw.yaml: " + yaml.status().message());
+  std::string fallback = fs::path(dir).lexically_normal().filename().string();
+  if (fallback.empty() || fallback == ".") fallback = fs::absolute(dir).filename().string();
+  auto manifest = registry::ParseManifest(*yaml, name_flag.empty() ? fallback : name_flag);
+  if (!manifest.ok()) return Fail(manifest.status().message());
+  const std::string name = name_flag.empty() ? manifest->name : name_flag;
+  auto archive = registry::PackDirectory(dir);
+  if (!archive.ok()) return Fail(archive.status().message());
+  auto r = Call(o, "PUT", "/v1/functions/" + name, *archive,
+                {{"Content-Type", "application/gzip"}});
+  if (!r.ok()) return Fail(r.status().message());
+  if (r->status != 201) return FailResponse(*r);
+  if (o.json) {
+    std::cout << r->body << "\n";
+    return 0;
+  }
+  json::object f = json::parse(r->body).as_object();
+  std::cout << "deployed " << name << " version " << Str(f, "version") << " ("
+            << Str(f, "runtime") << ", " << HumanBytes(static_cast<int64_t>(archive->size()))
+            << ", sha256 " << Str(f, "sha256").substr(0, 12) << ")\n"
+            << "invoke:  thaw invoke " << name << " '{}'\n"
+            << "   or:   curl -H \"Authorization: Bearer $(cat .thaw/admin.key)\" -d '{}' "
+            << o.server << "/v1/functions/" << name << "/invoke\n";
+  return 0;
+}
+
+int CmdInvoke(const ClientOptions& o, const std::string& name, const std::string& payload_arg,
+              const std::string& qualifier) {
+  std::string payload = payload_arg;
+  if (payload_arg == "-") {
+    payload.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+  }
+  std::string target = "/v1/functions/" + name + "/invoke";
+  if (!qualifier.empty()) target += "?qualifier=" + qualifier;
+  auto r = Call(o, "POST", target, payload, {{"Content-Type", "application/json"}});
+  if (!r.ok()) return Fail(r.status().message());
+  const bool cold = r->Header("x-thaw-cold-start") == "true";
+  if (o.json) {
+    json::object out{{"status", r->status},
+                     {"requestId", r->Header("x-thaw-request-id")},
+                     {"version", r->Header("x-thaw-version")},
+                     {"coldStart", cold},
+                     {"initMs", std::strtod(r->Header("x-thaw-init-ms").c_str(), nullptr)},
+                     {"billedMs", std::strtoll(r->Header("x-thaw-billed-ms").c_str(), nullptr, 10)}};
+    boost::system::error_code ec;
+    json::value body = json::parse(r->body, ec);
+    out["payload"] = ec ? json::value(r->body) : body;
+    std::cout << json::serialize(out) << "\n";
+    return r->status == 200 ? 0 : 1;
+  }
+  if (r->status != 200) return FailResponse(*r);
+  std::cout << r->body << "\n";
+  std::fprintf(stderr, "cold start: %s%s, billed %s ms, request %s\n", cold ? "yes" : "no",
+               cold ? (" (init " + r->Header("x-thaw-init-ms") + " ms)").c_str() : "",
+               r->Header("x-thaw-billed-ms").c_str(), r->Header("x-thaw-request-id").c_str());
+  return 0;
+}
+
+int CmdList(const ClientOptions& o) {
+  auto r = Call(o, "GET", "/v1/functions");
+  if (!r.ok()) return Fail(r.status().message());
+  if (r->status != 200) return FailResponse(*r);
+  if (o.json) {
+    std::cout << r->body << "\n";
+    return 0;
+  }
+  json::object body = json::parse(r->body).as_object();
+  std::printf("%-24s %-8s %-9s %-7s %-10s %s\n", "NAME", "VERSION", "RUNTIME", "MEMORY",
+              "INSTANCES", "UPDATED");
+  for (const auto& f : body["functions"].as_array()) {
+    const auto& fo = f.as_object();
+    const auto& inst = fo.at("instances").as_object();
+    int64_t live = 0;
+    for (const auto& kv : inst) live += kv.value().as_int64();
+    std::printf("%-24s %-8s %-9s %-7s %-10ld %s\n", Str(fo, "name").c_str(),
+                Str(fo, "version").c_str(), Str(fo, "runtime").c_str(),
+                (Str(fo, "memory_mb") + "MB").c_str(), static_cast<long>(live),
+                Str(fo, "updated").c_str());
+  }
+  return 0;
+}
+
+int CmdGet(const ClientOptions& o, const std::string& name) {
+  auto r = Call(o, "GET", "/v1/functions/" + name);
+  if (!r.ok()) return Fail(r.status().message());
+  if (r->status != 200) return FailResponse(*r);
+  if (o.json) {
+    std::cout << r->body << "\n";
+    return 0;
+  }
+  json::object f = json::parse(r->body).as_object();
+  for (const char* key : {"name", "version", "runtime", "handler", "memory_mb", "timeout_s",
+                          "concurrency", "min_instances", "max_instances", "idle_timeout_s",
+                          "sha256", "code_size", "created", "updated", "instances", "queued",
+                          "inflight", "environment"}) {
+    std::printf("%-15s %s\n", key, Str(f, key).c_str());
+  }
+  std::printf("%-15s %zu\n", "versions", f["versions"].as_array().size());
+  return 0;
+}
+
+int CmdRemove(const ClientOptions& o, const std::string& name) {
+  auto r = Call(o, "DELETE", "/v1/functions/" + name);
+  if (!r.ok()) return Fail(r.status().message());
+  if (r->status != 204) return FailResponse(*r);
+  if (o.json) std::cout << json::serialize(json::object{{"deleted", name}}) << "\n";
+  else std::cout << "deleted " << name << "\n";
+  return 0;
+}
+
+int CmdLogs(const ClientOptions& o, const std::string& name, bool follow, int64_t limit) {
+  int64_t since = 0;
+  for (;;) {
+    auto r = Call(o, "GET", "/v1/functions/" + name + "/logs?since=" + std::to_string(since) +
+                                "&limit=" + std::to_string(limit));
+    if (!r.ok()) return Fail(r.status().message());
+    if (r->status != 200) return FailResponse(*r);
+    json::object body = json::parse(r->body).as_object();
+    for (const auto& l : body["lines"].as_array()) {
+      const auto& lo = l.as_object();
+      if (o.json) {
+        std::cout << json::serialize(lo) << "\n";
+      } else if (Str(lo, "stream") == "platform") {
+        std::cout << Str(lo, "time") << "\t" << Str(lo, "message") << "\n";
+      } else {
+        std::cout << Str(lo, "time") << "\t" << Str(lo, "requestId") << "\t"
+                  << Str(lo, "message") << "\n";
+      }
+    }
+    std::cout.flush();
+    since = body["next"].as_int64();
+    if (!follow) return 0;
+    // Following polls: the server keeps no per-follower state.
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+}
+
+int CmdUsage(const ClientOptions& o, const std::string& function, const std::string& from,
+             const std::string& to) {
+  std::string target = "/v1/usage?function=" + function + "&from=" + from + "&to=" + to;
+  auto r = Call(o, "GET", target);
+  if (!r.ok()) return Fail(r.status().message());
+  if (r->status != 200) return FailResponse(*r);
+  if (o.json) {
+    std::cout << r->body << "\n";
+    return 0;
+  }
+  json::object body = json::parse(r->body).as_object();
+  std::printf("%-24s %11s %7s %9s %10s %12s %12s %10s\n", "FUNCTION", "INVOCATIONS", "ERRORS",
+              "THROTTLED", "COLD", "BILLED_MS", "GB_SECONDS", "AVG_MS");
+  int64_t total = 0, billed = 0;
+  double gbs = 0;
+  for (const auto& row : body["functions"].as_array()) {
+    const auto& u = row.as_object();
+    std::printf("%-24s %11ld %7ld %9ld %10ld %12ld %12.4f %10.2f\n", Str(u, "function").c_str(),
+                static_cast<long>(u.at("invocations").as_int64()),
+                static_cast<long>(u.at("errors").as_int64()),
+                static_cast<long>(u.at("throttles").as_int64()),
+                static_cast<long>(u.at("cold_starts").as_int64()),
+                static_cast<long>(u.at("billed_ms").as_int64()), u.at("gb_seconds").to_number<double>(),
+                u.at("avg_duration_ms").to_number<double>());
+    total += u.at("invocations").as_int64();
+    billed += u.at("billed_ms").as_int64();
+    gbs += u.at("gb_seconds").to_number<double>();
+  }
+  std::printf("%-24s %11ld %7s %9s %10s %12ld %12.4f\n", "TOTAL", static_cast<long>(total), "", "",
+              "", static_cast<long>(billed), gbs);
+  return 0;
+}
+
+}  // namespace thaw::cli

@@ -1,0 +1,33 @@
+// A small blocking HTTP/1.1 client for the CLI and the tests. One connection per call.
+// Thread-safe (no shared state).
+#pragma once
+
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/status.h"
+
+namespace thaw::cli {
+
+struct HttpResult {
+  int status = 0;
+  std::map<std::string, std::string> headers;  // lower-case names
+  std::string body;
+
+  std::string Header(const std::string& lower_name) const {
+    auto it = headers.find(lower_name);
+    return it == headers.end() ? std::string() : it->second;
+  }
+};
+
+using Headers = std::vector<std::pair<std::string, std::string>>;
+
+// `server` is http://host:port (a trailing slash is fine). Fails only when no HTTP response
+// came back (connection refused, reset, timeout); HTTP error statuses are results.
+StatusOr<HttpResult> HttpCall(const std::string& server, const std::string& method,
+                              const std::string& target, const std::string& body,
+                              const Headers& headers, int timeout_ms = 0);
+
+}  // namespace thaw::cli

@@ -1,0 +1,120 @@
+// thaw: one binary for the server (`thaw serve`) and the CLI verbs. Thin: parses flags and
+// hands off to server::RunServe or the cli::Cmd* functions.
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+
+#include "cli/commands.h"
+#include "common/files.h"
+#include "server/config.h"
+#include "server/serve.h"
+
+extern char** environ;
+
+namespace {
+
+std::string ExeDir() {
+  std::error_code ec;
+  auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  return ec ? "." : exe.parent_path().string();
+}
+
+std::string Env(const char* name, const std::string& fallback) {
+  const char* v = std::getenv(name);
+  return v && *v ? v : fallback;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"thaw: a self-hosted serverless platform for AI inference"};
+  app.require_subcommand(1);
+  app.fallthrough();  // global flags may follow the verb
+  thaw::cli::ClientOptions client;
+  std::string data_dir = Env("THAW_DATA_DIR", ".thaw");
+  client.server = Env("THAW_SERVER", "http://127.0.0.1:8080");
+  client.api_key = Env("THAW_API_KEY", "");
+  app.add_option("--server", client.server, "thaw server URL (env THAW_SERVER)");
+  app.add_option("--api-key", client.api_key, "API key (env THAW_API_KEY; else DATA_DIR/admin.key)");
+  app.add_option("--data-dir", data_dir, "local data dir, for admin.key and `serve`");
+  app.add_flag("--json", client.json, "print JSON");
+
+  // serve: every knob of server::Config as a flag; env THAW_<KNOB> is applied first.
+  auto* serve = app.add_subcommand("serve", "run the thaw server");
+  std::map<std::string, std::string> flag_values;
+  for (const auto& knob : thaw::server::kKnobs) {
+    std::string flag = std::string("--") + knob.name;
+    for (char& c : flag) c = c == '_' ? '-' : c;
+    if (std::string(knob.name) == "data_dir") continue;  // the global --data-dir
+    serve->add_option_function<std::string>(
+        flag, [&flag_values, name = knob.name](const std::string& v) { flag_values[name] = v; },
+        knob.help);
+  }
+
+  std::string dir, name, payload = "{}", qualifier, from, to, function;
+  bool follow = false;
+  int64_t limit = 200;
+  auto* deploy = app.add_subcommand("deploy", "pack a folder with thaw.yaml and deploy it");
+  deploy->add_option("DIR", dir, "bundle folder")->required();
+  deploy->add_option("--name", name, "function name (default: thaw.yaml's name)");
+  auto* invoke = app.add_subcommand("invoke", "invoke a function and print its result");
+  invoke->add_option("NAME", name)->required();
+  invoke->add_option("PAYLOAD", payload, "JSON event, or - to read stdin");
+  invoke->add_option("--qualifier", qualifier, "version number (default $LATEST)");
+  auto* ls = app.add_subcommand("ls", "list functions");
+  auto* get = app.add_subcommand("get", "show a function");
+  get->add_option("NAME", name)->required();
+  auto* rm = app.add_subcommand("rm", "delete a function");
+  rm->add_option("NAME", name)->required();
+  auto* logs = app.add_subcommand("logs", "print a function's logs");
+  logs->add_option("NAME", name)->required();
+  logs->add_flag("-f,--follow", follow, "keep printing new lines");
+  logs->add_option("--limit", limit, "most recent lines to print first");
+  auto* usage = app.add_subcommand("usage", "invocations, billed time and GB-s per function");
+  usage->add_option("--function", function);
+  usage->add_option("--from", from, "unix seconds or YYYY-MM-DD");
+  usage->add_option("--to", to, "unix seconds or YYYY-MM-DD");
+  auto* version = app.add_subcommand("version", "print the version");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+
+  if (serve->parsed()) {
+    thaw::server::Config config;
+    auto values = thaw::server::ConfigValuesFromEnv(environ);
+    values["data_dir"] = data_dir;
+    for (const auto& [k, v] : flag_values) values[k] = v;
+    if (auto st = thaw::server::ApplyConfigValues(values, config); !st.ok()) {
+      std::cerr << "thaw: " << st.message() << "\n";
+      return 2;
+    }
+    return thaw::server::RunServe(config, ExeDir());
+  }
+  if (version->parsed()) {
+    std::cout << "thaw 0.1.0\n";
+    return 0;
+  }
+  if (client.api_key.empty()) {
+    auto key = thaw::ReadFile(data_dir + "/admin.key");
+    if (key.ok()) {
+      client.api_key = *key;
+      while (!client.api_key.empty() && std::isspace(static_cast<unsigned char>(client.api_key.back()))) {
+        client.api_key.pop_back();
+      }
+    }
+  }
+  if (deploy->parsed()) return thaw::cli::CmdDeploy(client, dir, name);
+  if (invoke->parsed()) return thaw::cli::CmdInvoke(client, name, payload, qualifier);
+  if (ls->parsed()) return thaw::cli::CmdList(client);
+  if (get->parsed()) return thaw::cli::CmdGet(client, name);
+  if (rm->parsed()) return thaw::cli::CmdRemove(client, name);
+  if (logs->parsed()) return thaw::cli::CmdLogs(client, name, follow, limit);
+  if (usage->parsed()) return thaw::cli::CmdUsage(client, function, from, to);
+  return 1;
+}

@@ -1,0 +1,59 @@
+#include "common/ids.h"
+
+#include <sys/random.h>
+
+#include <cstdint>
+#include <random>
+#include <stdexcept>
+
+#include "common/status.h"
+
+namespace thaw {
+namespace {
+
+std::mt19937_64& ThreadRng() {
+  thread_local std::mt19937_64 rng = [] {
+    uint64_t seed = 0;
+    // SAFETY: getrandom writes at most sizeof(seed) bytes into a local.
+    if (getrandom(&seed, sizeof(seed), 0) != sizeof(seed)) seed = std::random_device{}();
+    return std::mt19937_64(seed);
+  }();
+  return rng;
+}
+
+constexpr char kHex[] = "0123456789abcdef";
+
+}  // namespace
+
+std::string NewRequestId() {
+  uint64_t hi = ThreadRng()(), lo = ThreadRng()();
+  hi = (hi & 0xffffffffffff0fffULL) | 0x0000000000004000ULL;  // version 4
+  lo = (lo & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;  // variant 1
+  std::string out;
+  out.reserve(36);
+  for (int i = 0; i < 32; ++i) {
+    if (i == 8 || i == 12 || i == 16 || i == 20) out.push_back('-');
+    uint64_t word = i < 16 ? hi : lo;
+    out.push_back(kHex[(word >> ((15 - i % 16) * 4)) & 0xf]);
+  }
+  return out;
+}
+
+std::string RandomHex(size_t bytes) {
+  std::string raw(bytes, '\0');
+  size_t got = 0;
+  while (got < bytes) {
+    ssize_t n = getrandom(raw.data() + got, bytes - got, 0);
+    if (n <= 0) throw std::runtime_error("getrandom failed");  // broken invariant: no entropy
+    got += static_cast<size_t>(n);
+  }
+  std::string out;
+  out.reserve(bytes * 2);
+  for (unsigned char c : raw) {
+    out.push_back(kHex[c >> 4]);
+    out.push_back(kHex[c & 0xf]);
+  }
+  return out;
+}
+
+}  // namespace thaw

@@ -1,0 +1,398 @@
+#include "gateway/api.h"
+
+#include <openssl/crypto.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/json.hpp>
+#include <boost/url/parse.hpp>
+#include <cstdio>
+#include <ctime>
+
+#include "common/clock.h"
+#include "common/ids.h"
+#include "logs/log_store.h"
+#include "meter/meter.h"
+#include "pool/pool.h"
+#include "registry/registry.h"
+
+namespace thaw::gateway {
+namespace {
+
+namespace json = boost::json;
+
+// The one place a Status becomes an HTTP status and an error type.
+std::pair<http::status, const char*> HttpFor(StatusCode code) {
+  switch (code) {
+    case StatusCode::kInvalidArgument:
+      return {http::status::bad_request, "InvalidParameterValueException"};
+    case StatusCode::kUnauthenticated:
+      return {http::status::unauthorized, "UnauthorizedException"};
+    case StatusCode::kPermissionDenied:
+      return {http::status::forbidden, "AccessDeniedException"};
+    case StatusCode::kNotFound:
+      return {http::status::not_found, "ResourceNotFoundException"};
+    case StatusCode::kAlreadyExists:
+    case StatusCode::kFailedPrecondition:
+      return {http::status::conflict, "ResourceConflictException"};
+    case StatusCode::kPayloadTooLarge:
+      return {http::status::payload_too_large, "RequestTooLargeException"};
+    case StatusCode::kResourceExhausted:
+      return {http::status::too_many_requests, "TooManyRequestsException"};
+    case StatusCode::kDeadlineExceeded:
+      return {http::status::gateway_timeout, "Sandbox.Timedout"};
+    case StatusCode::kUnavailable:
+      return {http::status::service_unavailable, "ServiceException"};
+    case StatusCode::kOk:
+    case StatusCode::kInternal:
+      break;
+  }
+  return {http::status::internal_server_error, "ServiceException"};
+}
+
+void JsonBody(Response& res, http::status status, const json::value& body) {
+  res.result(status);
+  res.set(http::field::content_type, "application/json");
+  res.body() = json::serialize(body);
+}
+
+void ErrorBody(Response& res, http::status status, const std::string& type,
+               const std::string& message) {
+  json::object o{{"errorType", type}, {"errorMessage", message}};
+  auto rid = res["X-Thaw-Request-Id"];
+  if (!rid.empty()) o["requestId"] = std::string(rid);
+  JsonBody(res, status, o);
+}
+
+void StatusBody(Response& res, const Status& st) {
+  auto [status, type] = HttpFor(st.code());
+  ErrorBody(res, status, type, st.message());
+}
+
+// `query` is the part after '?'; values come back percent-decoded.
+std::string QueryParam(const std::string& query, const std::string& key) {
+  auto url = boost::urls::parse_origin_form("/?" + query);
+  if (!url) return {};
+  for (auto p : url->params()) {
+    if (p.key == key) return p.value;
+  }
+  return {};
+}
+
+std::string Iso8601(int64_t wall_us) {
+  time_t secs = static_cast<time_t>(wall_us / 1'000'000);
+  tm t;
+  gmtime_r(&secs, &t);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &t);
+  return buf;
+}
+
+// Accepts unix seconds or YYYY-MM-DD (UTC).
+bool ParseTime(const std::string& text, int64_t& out_us) {
+  if (text.empty()) return false;
+  tm t{};
+  if (strptime(text.c_str(), "%Y-%m-%d", &t) != nullptr && text.size() == 10) {
+    out_us = static_cast<int64_t>(timegm(&t)) * 1'000'000;
+    return true;
+  }
+  char* end = nullptr;
+  long long v = std::strtoll(text.c_str(), &end, 10);
+  if (*end != '\0' || v < 0) return false;
+  out_us = v * 1'000'000;
+  return true;
+}
+
+std::string TraceId(const std::string& request_id) {
+  char buf[96];
+  std::snprintf(buf, sizeof(buf), "Root=1-%08lx-%.8s%.4s%.4s%.4s;Sampled=0",
+                static_cast<unsigned long>(WallNowMicros() / 1'000'000), request_id.c_str(),
+                request_id.c_str() + 9, request_id.c_str() + 14, request_id.c_str() + 19);
+  return buf;
+}
+
+json::object FunctionJson(const registry::FunctionInfo& f,
+                          const std::vector<pool::PoolStats>& stats) {
+  json::object o;
+  const auto& latest = f.versions.back();
+  o = registry::ManifestToJsonObject(latest->manifest);
+  o["timeout_s"] = static_cast<double>(latest->manifest.timeout_ms) / 1000.0;
+  o.erase("timeout_ms");
+  o["version"] = f.latest;
+  o["sha256"] = latest->sha256;
+  o["code_size"] = latest->code_size;
+  o["created"] = Iso8601(f.created_us);
+  o["updated"] = Iso8601(f.updated_us);
+  o["invoke_path"] = "/v1/functions/" + f.name + "/invoke";
+  json::array versions;
+  for (const auto& v : f.versions) {
+    versions.push_back(json::object{{"version", v->version},
+                                    {"sha256", v->sha256},
+                                    {"created", Iso8601(v->created_us)}});
+  }
+  o["versions"] = std::move(versions);
+  json::object instances{{"starting", 0}, {"ready", 0}, {"stopping", 0}};
+  int64_t queued = 0, inflight = 0;
+  for (const auto& s : stats) {
+    for (const auto& [state, n] : s.instances_by_state) {
+      instances[state] = instances[state].as_int64() + n;
+    }
+    queued += s.queued;
+    inflight += s.inflight;
+  }
+  o["instances"] = std::move(instances);
+  o["queued"] = queued;
+  o["inflight"] = inflight;
+  return o;
+}
+
+std::vector<std::string_view> SplitPath(std::string_view path) {
+  std::vector<std::string_view> out;
+  size_t start = 1;
+  while (start <= path.size()) {
+    size_t end = path.find('/', start);
+    if (end == std::string_view::npos) end = path.size();
+    out.push_back(path.substr(start, end - start));
+    start = end + 1;
+  }
+  return out;
+}
+
+}  // namespace
+
+Api::Api(ApiDeps deps) : deps_(std::move(deps)) {}
+Api::~Api() { blocking_.join(); }
+
+uint64_t Api::BodyLimit(const http::request_header<>& header) const {
+  std::string_view target = header.target();
+  if (header.method() == http::verb::put && target.starts_with("/v1/functions/")) {
+    return static_cast<uint64_t>(deps_.config->max_bundle_bytes);
+  }
+  return static_cast<uint64_t>(deps_.config->max_payload_bytes);
+}
+
+void Api::Reject(http::status status, const std::string& why, Response& res) const {
+  ErrorBody(res, status,
+            status == http::status::payload_too_large ? "RequestTooLargeException"
+                                                      : "InvalidRequestContentException",
+            why);
+}
+
+bool Api::Authorized(const Request& req) const {
+  if (!deps_.config->auth) return true;
+  std::string_view auth = req[http::field::authorization];
+  constexpr std::string_view kBearer = "Bearer ";
+  if (!auth.starts_with(kBearer)) return false;
+  std::string_view key = auth.substr(kBearer.size());
+  return key.size() == deps_.admin_key.size() &&
+         CRYPTO_memcmp(key.data(), deps_.admin_key.data(), key.size()) == 0;
+}
+
+asio::awaitable<void> Api::Handle(Request& req, Response& res) {
+  std::string_view target = req.target();
+  auto qpos = target.find('?');
+  std::string_view path = target.substr(0, qpos);
+  std::string query = qpos == std::string_view::npos ? "" : std::string(target.substr(qpos + 1));
+
+  if (path == "/healthz") {
+    res.set("X-Thaw-Request-Id", NewRequestId());
+    JsonBody(res, http::status::ok, json::object{{"status", "ok"}});
+    co_return;
+  }
+  auto parts = SplitPath(path);
+  const bool invoke = parts.size() == 4 && parts[0] == "v1" && parts[1] == "functions" &&
+                      parts[3] == "invoke";
+  if (!invoke) res.set("X-Thaw-Request-Id", NewRequestId());
+  if (!Authorized(req)) {
+    if (invoke) res.set("X-Thaw-Request-Id", NewRequestId());
+    res.set(http::field::www_authenticate, "Bearer");
+    ErrorBody(res, http::status::unauthorized, "UnauthorizedException",
+              "missing or invalid API key: send Authorization: Bearer <key>");
+    co_return;
+  }
+  if (parts.size() >= 2 && parts[0] == "v1" && parts[1] == "functions") {
+    const http::verb m = req.method();
+    if (parts.size() == 2 || (parts.size() == 3 && parts[2].empty())) {
+      if (m == http::verb::get) co_return ListFunctions(res);
+    } else {
+      std::string name(parts[2]);
+      if (parts.size() == 3) {
+        if (m == http::verb::put) co_return co_await Deploy(name, req, res);
+        if (m == http::verb::get) co_return GetFunction(name, res);
+        if (m == http::verb::delete_) co_return co_await DeleteFunction(name, res);
+      } else if (parts.size() == 4 && parts[3] == "invoke") {
+        if (m == http::verb::post) {
+          co_return co_await Invoke(name, QueryParam(query, "qualifier"), req, res);
+        }
+      } else if (parts.size() == 4 && parts[3] == "logs") {
+        if (m == http::verb::get) co_return Logs(name, query, res);
+      } else {
+        ErrorBody(res, http::status::not_found, "NotFound", "no route for " + std::string(path));
+        co_return;
+      }
+    }
+    ErrorBody(res, http::status::method_not_allowed, "MethodNotAllowed",
+              std::string(req.method_string()) + " is not allowed on " + std::string(path));
+    co_return;
+  }
+  if (path == "/v1/usage" && req.method() == http::verb::get) co_return co_await Usage(query, res);
+  if (path == "/v1/node" && req.method() == http::verb::get) {
+    JsonBody(res, http::status::ok,
+             json::object{{"isolation", deps_.isolation}, {"listen", deps_.config->listen}});
+    co_return;
+  }
+  ErrorBody(res, http::status::not_found, "NotFound", "no route for " + std::string(path));
+}
+
+asio::awaitable<void> Api::Deploy(const std::string& name, Request& req, Response& res) {
+  if (req.body().empty()) {
+    ErrorBody(res, http::status::bad_request, "InvalidRequestContentException",
+              "request body must be a zip or tar.gz bundle with thaw.yaml at its root");
+    co_return;
+  }
+  auto deployed = co_await asio::co_spawn(
+      blocking_,
+      [this, &name, &req]() -> asio::awaitable<StatusOr<std::shared_ptr<const registry::Version>>> {
+        co_return deps_.registry->Deploy(name, req.body());
+      },
+      asio::use_awaitable);
+  if (!deployed.ok()) co_return StatusBody(res, deployed.status());
+  deps_.pools->OnDeployed(name, *deployed);
+  auto info = deps_.registry->Get(name);
+  if (!info.ok()) co_return StatusBody(res, info.status());
+  JsonBody(res, http::status::created, FunctionJson(*info, deps_.pools->Stats(name)));
+}
+
+void Api::GetFunction(const std::string& name, Response& res) {
+  auto info = deps_.registry->Get(name);
+  if (!info.ok()) return StatusBody(res, info.status());
+  JsonBody(res, http::status::ok, FunctionJson(*info, deps_.pools->Stats(name)));
+}
+
+void Api::ListFunctions(Response& res) {
+  json::array fns;
+  for (const auto& f : deps_.registry->List()) {
+    fns.push_back(FunctionJson(f, deps_.pools->Stats(f.name)));
+  }
+  JsonBody(res, http::status::ok, json::object{{"functions", std::move(fns)}});
+}
+
+asio::awaitable<void> Api::DeleteFunction(const std::string& name, Response& res) {
+  Status st = co_await asio::co_spawn(
+      blocking_, [this, &name]() -> asio::awaitable<Status> { co_return deps_.registry->Delete(name); },
+      asio::use_awaitable);
+  if (!st.ok()) co_return StatusBody(res, st);
+  // Its instances drain: in-flight and queued requests still finish.
+  deps_.pools->OnDeployed(name, nullptr);
+  res.result(http::status::no_content);
+}
+
+asio::awaitable<void> Api::Invoke(const std::string& name, const std::string& qualifier,
+                                  Request& req, Response& res) {
+  auto inv = std::make_shared<pool::Invocation>();
+  inv->id = NewRequestId();
+  res.set("X-Thaw-Request-Id", inv->id);
+  auto version = deps_.registry->Resolve(name, qualifier);
+  if (!version.ok()) co_return StatusBody(res, version.status());
+  auto pool = deps_.pools->Get(*version);
+  inv->payload = req.body().empty() ? std::string("{}") : std::move(req.body());
+  inv->arrived_us = MonoNowMicros();
+  inv->arrived_wall_us = WallNowMicros();
+  inv->trace_id = TraceId(inv->id);
+  inv->client_context = std::string(req["X-Thaw-Client-Context"]);
+  pool::Result r = co_await pool->Invoke(inv, asio::use_awaitable);
+
+  res.set("X-Thaw-Version", std::to_string(r.version));
+  res.set("X-Thaw-Cold-Start", r.cold_start ? "true" : "false");
+  char init_ms[32];
+  std::snprintf(init_ms, sizeof(init_ms), "%.3f", static_cast<double>(r.init_us) / 1000.0);
+  res.set("X-Thaw-Init-Ms", init_ms);
+  res.set("X-Thaw-Billed-Ms", std::to_string(r.billed_ms));
+  using Kind = pool::Result::Kind;
+  switch (r.kind) {
+    case Kind::kOk:
+      res.result(http::status::ok);
+      res.set(http::field::content_type, "application/json");
+      res.body() = std::move(r.body);
+      co_return;
+    case Kind::kFunctionError: {
+      json::object o{{"errorType", r.error_type},
+                     {"errorMessage", r.error_message},
+                     {"requestId", inv->id}};
+      boost::system::error_code ec;
+      json::value runtime_body = json::parse(r.body, ec);
+      if (!ec && runtime_body.is_object()) {
+        if (auto* trace = runtime_body.as_object().if_contains("stackTrace")) {
+          o["stackTrace"] = *trace;
+        }
+      }
+      co_return JsonBody(res, http::status::bad_gateway, o);
+    }
+    case Kind::kTimeout:
+      co_return ErrorBody(res, http::status::gateway_timeout, r.error_type, r.error_message);
+    case Kind::kExitError:
+    case Kind::kInitError:
+      co_return ErrorBody(res, http::status::bad_gateway, r.error_type, r.error_message);
+    case Kind::kThrottled:
+      res.set(http::field::retry_after, "1");
+      co_return ErrorBody(res, http::status::too_many_requests, r.error_type, r.error_message);
+    case Kind::kUnavailable:
+      co_return ErrorBody(res, http::status::service_unavailable, r.error_type, r.error_message);
+  }
+}
+
+void Api::Logs(const std::string& name, const std::string& query, Response& res) {
+  if (auto info = deps_.registry->Get(name); !info.ok()) return StatusBody(res, info.status());
+  int64_t since = 0, limit = 1000;
+  std::string s = QueryParam(query, "since"), l = QueryParam(query, "limit");
+  if (!s.empty()) since = std::strtoll(s.c_str(), nullptr, 10);
+  if (!l.empty()) limit = std::clamp<int64_t>(std::strtoll(l.c_str(), nullptr, 10), 1, 10000);
+  json::array lines;
+  int64_t next = since;
+  for (const auto& line : deps_.logs->Read(name, since, static_cast<size_t>(limit))) {
+    lines.push_back(json::object{{"seq", line.seq},
+                                 {"time", Iso8601(line.ts_us)},
+                                 {"ts_us", line.ts_us},
+                                 {"requestId", line.request_id},
+                                 {"stream", line.stream},
+                                 {"message", line.text}});
+    next = line.seq;
+  }
+  JsonBody(res, http::status::ok, json::object{{"lines", std::move(lines)}, {"next", next}});
+}
+
+asio::awaitable<void> Api::Usage(const std::string& query, Response& res) {
+  int64_t from = 0, to = WallNowMicros() + 1;
+  std::string f = QueryParam(query, "from"), t = QueryParam(query, "to");
+  if (!f.empty() && !ParseTime(f, from)) {
+    co_return ErrorBody(res, http::status::bad_request, "InvalidParameterValueException",
+                        "from: expected unix seconds or YYYY-MM-DD, got '" + f + "'");
+  }
+  if (!t.empty() && !ParseTime(t, to)) {
+    co_return ErrorBody(res, http::status::bad_request, "InvalidParameterValueException",
+                        "to: expected unix seconds or YYYY-MM-DD, got '" + t + "'");
+  }
+  std::string function = QueryParam(query, "function");
+  auto rows = co_await asio::co_spawn(
+      blocking_,
+      [&]() -> asio::awaitable<StatusOr<std::vector<meter::UsageRow>>> {
+        co_return deps_.meter->Usage(function, from, to);
+      },
+      asio::use_awaitable);
+  if (!rows.ok()) co_return StatusBody(res, rows.status());
+  json::array out;
+  for (const auto& r : *rows) {
+    out.push_back(json::object{{"function", r.function},
+                               {"invocations", r.invocations},
+                               {"errors", r.errors},
+                               {"throttles", r.throttles},
+                               {"cold_starts", r.cold_starts},
+                               {"billed_ms", r.billed_ms},
+                               {"gb_seconds", r.gb_seconds},
+                               {"avg_duration_ms", static_cast<double>(r.avg_duration_us) / 1000.0}});
+  }
+  JsonBody(res, http::status::ok,
+           json::object{{"from", Iso8601(from)}, {"to", Iso8601(to)}, {"functions", std::move(out)}});
+}
+
+}  // namespace thaw::gateway

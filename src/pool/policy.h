@@ -1,0 +1,63 @@
+// Scheduling policy: pure functions of (pool snapshot, limits, now) -> decision. The pool
+// driver (pool.h) applies them. No I/O, no clock reads, no locks: tested with tables of cases.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace thaw::pool {
+
+enum class InstanceState {
+  kStarting,  // spawned, init not finished (no GET /next yet)
+  kReady,     // serving: may take work up to `concurrency`
+  kStopping,  // killed, waiting for the process to exit
+};
+
+const char* InstanceStateName(InstanceState state);
+
+struct InstanceView {
+  uint64_t id = 0;
+  InstanceState state = InstanceState::kStarting;
+  int64_t inflight = 0;         // assigned and not yet finished
+  int64_t idle_since_us = 0;    // when inflight last dropped to 0 (monotonic)
+};
+
+struct PoolView {
+  std::vector<InstanceView> instances;
+  int64_t queued = 0;      // requests waiting for a slot
+  bool draining = false;   // the version was replaced or deleted: keep nothing warm
+};
+
+struct Limits {
+  int64_t concurrency = 1;
+  int64_t min_instances = 0;
+  int64_t max_instances = 8;
+  int64_t idle_timeout_us = 300'000'000;
+  int64_t max_queue = 256;
+};
+
+struct Admission {
+  enum class Kind {
+    kDispatch,       // run now on `instance_id`
+    kQueue,          // wait: a slot is coming (a starting instance or a busy one)
+    kQueueAndStart,  // wait, and start one more instance (a cold start)
+    kReject,         // 429: at max_instances and the queue is full
+  };
+  Kind kind = Kind::kReject;
+  uint64_t instance_id = 0;
+};
+
+// Where a newly arrived request goes. Prefers the ready instance with free capacity that was
+// used most recently, so surplus instances fall idle and scale in.
+Admission Admit(const PoolView& pool, const Limits& limits);
+
+struct TickPlan {
+  std::vector<uint64_t> stop;  // idle past their keep-alive (or draining)
+  int64_t start = 0;           // instances to start now
+};
+
+// Periodic housekeeping: scale to zero after the idle timeout, keep min_instances warm (and
+// replace ones that died), and start instances for queued work no starting instance covers.
+TickPlan Tick(const PoolView& pool, const Limits& limits, int64_t now_us);
+
+}  // namespace thaw::pool

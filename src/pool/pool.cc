@@ -1,0 +1,877 @@
+#include "pool/pool.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/json.hpp>
+#include <cstdio>
+
+#include "common/ids.h"
+#include "logs/log_store.h"
+#include "meter/meter.h"
+#include "sandbox/spawner.h"
+
+namespace thaw::pool {
+namespace {
+
+constexpr size_t kInitLogTail = 4096;
+constexpr size_t kMaxLogLine = 64 * 1024;
+constexpr int64_t kRssSampleEveryUs = 100'000;
+
+template <typename Signature, typename Value>
+void PostCompletion(Completion<Signature> c, Value value) {
+  asio::post(c.executor, [h = std::move(c.handler), v = std::move(value)]() mutable {
+    std::move(h)(std::move(v));
+  });
+}
+
+// Peak resident set of `pid` in MB (VmHWM), or 0 if it cannot be read.
+int64_t ReadPeakRssMb(pid_t pid) {
+  char path[64];
+  std::snprintf(path, sizeof(path), "/proc/%d/status", pid);
+  FILE* f = std::fopen(path, "re");
+  if (f == nullptr) return 0;
+  char line[256];
+  int64_t kb = 0;
+  while (std::fgets(line, sizeof(line), f)) {
+    if (std::sscanf(line, "VmHWM: %ld kB", &kb) == 1) break;
+  }
+  std::fclose(f);
+  return (kb + 1023) / 1024;
+}
+
+std::string FormatMs(int64_t us) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.2f", static_cast<double>(us) / 1000.0);
+  return buf;
+}
+
+}  // namespace
+
+struct FunctionPool::Instance {
+  uint64_t id = 0;
+  InstanceState state = InstanceState::kStarting;
+  bool initialized = false;  // the runtime asked for its first event
+  pid_t pid = 0;
+  std::string endpoint;      // host:port of its Runtime API
+  int64_t spawned_us = 0;
+  int64_t init_us = 0;
+  bool served_any = false;
+  int64_t idle_since_us = 0;
+  std::deque<InvocationPtr> assigned;             // given to this instance, not yet delivered
+  std::map<std::string, InvocationPtr> active;    // delivered to the runtime, by request id
+  std::deque<NextHandler> parked;                 // GET /next waiting for an event
+  std::unique_ptr<asio::posix::stream_descriptor> out, err;  // log pipes (read ends)
+  bool out_eof = false, err_eof = false;
+  std::string out_partial, err_partial;
+  std::string init_log;  // tail of what it printed before it was ready
+  std::string init_error_type, init_error_message;
+  std::string current_request_id;  // tags log lines
+  int64_t peak_rss_mb = 0;
+  int64_t rss_sampled_us = 0;
+
+  int64_t inflight() const { return static_cast<int64_t>(assigned.size() + active.size()); }
+};
+
+struct FunctionPool::Effects {
+  std::vector<std::pair<Completion<void(Result)>, Result>> results;
+  std::vector<std::pair<NextHandler, InvocationPtr>> nexts;
+  std::vector<pid_t> kills;
+  std::vector<std::string> closes;
+  std::vector<meter::Record> records;
+  std::vector<InstancePtr> launches;
+};
+
+FunctionPool::FunctionPool(PoolContext* ctx, std::shared_ptr<const registry::Version> version)
+    : ctx_(ctx),
+      version_(std::move(version)),
+      qualified_arn_("arn:aws:lambda:" + ctx->region + ":000000000000:function:" +
+                     version_->function) {}
+
+FunctionPool::~FunctionPool() = default;
+
+PoolView FunctionPool::ViewLocked() const {
+  PoolView view;
+  view.instances.reserve(instances_.size());
+  for (const auto& [id, inst] : instances_) {
+    view.instances.push_back({id, inst->state, inst->inflight(), inst->idle_since_us});
+  }
+  view.queued = static_cast<int64_t>(queue_.size());
+  view.draining = draining_;
+  return view;
+}
+
+Limits FunctionPool::LimitsLocked() const {
+  const registry::Manifest& m = version_->manifest;
+  return Limits{m.concurrency, m.min_instances, m.max_instances, m.idle_timeout_s * 1'000'000,
+                ctx_->max_queue};
+}
+
+void FunctionPool::Submit(InvocationPtr inv) {
+  Effects fx;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (shut_down_) {
+      Result r;
+      r.kind = Result::Kind::kUnavailable;
+      r.error_type = "ServiceUnavailable";
+      r.error_message = "thaw is shutting down";
+      Fail(std::move(inv), std::move(r), fx);
+    } else {
+      Admission a = Admit(ViewLocked(), LimitsLocked());
+      switch (a.kind) {
+        case Admission::Kind::kDispatch:
+          AssignLocked(*instances_.at(a.instance_id), std::move(inv), fx);
+          break;
+        case Admission::Kind::kQueueAndStart:
+          queue_.push_back(std::move(inv));
+          NewInstanceLocked(fx);
+          break;
+        case Admission::Kind::kQueue:
+          queue_.push_back(std::move(inv));
+          break;
+        case Admission::Kind::kReject: {
+          Result r;
+          r.kind = Result::Kind::kThrottled;
+          r.error_type = "TooManyRequestsException";
+          r.error_message = "Rate Exceeded: function " + version_->function + " has " +
+                            std::to_string(version_->manifest.max_instances) +
+                            " instances busy and " + std::to_string(queue_.size()) +
+                            " requests waiting";
+          RecordLocked(inv, r, "throttled", 0, fx);
+          Fail(std::move(inv), std::move(r), fx);
+          break;
+        }
+      }
+    }
+  }
+  Apply(fx);
+}
+
+void FunctionPool::Fail(InvocationPtr inv, Result result, Effects& fx) {
+  result.version = version_->version;
+  if (inv->handler) {
+    fx.results.emplace_back(std::move(*inv->handler), std::move(result));
+    inv->handler.reset();
+  }
+}
+
+FunctionPool::InstancePtr FunctionPool::NewInstanceLocked(Effects& fx) {
+  auto inst = std::make_shared<Instance>();
+  inst->id = next_instance_id_++;
+  inst->spawned_us = ctx_->clock->MonoMicros();
+  inst->idle_since_us = inst->spawned_us;
+  instances_[inst->id] = inst;
+  fx.launches.push_back(inst);
+  return inst;
+}
+
+StatusOr<std::vector<std::string>> FunctionPool::BuildArgv() const {
+  switch (version_->manifest.runtime) {
+    case registry::Runtime::kPython3:
+      // -S -E -s: no site import, no PYTHON* variables, no user site (see bootstrap.py).
+      return std::vector<std::string>{ctx_->python, "-S", "-E", "-s",
+                                      ctx_->runtimes_dir + "/python3/bootstrap.py"};
+    case registry::Runtime::kCpp:
+    case registry::Runtime::kProvided:
+      return std::vector<std::string>{version_->bundle_dir + "/bootstrap"};
+    case registry::Runtime::kNodejs:
+      break;
+  }
+  return Internal("runtime not available");
+}
+
+std::vector<std::string> FunctionPool::BuildEnv(const std::string& runtime_api) const {
+  const registry::Manifest& m = version_->manifest;
+  std::string exec_env = "AWS_Lambda_provided";
+  if (m.runtime == registry::Runtime::kPython3) exec_env = "AWS_Lambda_python3";
+  std::vector<std::string> env = {
+      "AWS_LAMBDA_RUNTIME_API=" + runtime_api,
+      "_HANDLER=" + m.handler,
+      "LAMBDA_TASK_ROOT=" + version_->bundle_dir,
+      "LAMBDA_RUNTIME_DIR=" + ctx_->runtimes_dir,
+      "AWS_LAMBDA_FUNCTION_NAME=" + version_->function,
+      "AWS_LAMBDA_FUNCTION_VERSION=" + std::to_string(version_->version),
+      "AWS_LAMBDA_FUNCTION_MEMORY_SIZE=" + std::to_string(m.memory_mb),
+      "AWS_LAMBDA_FUNCTION_TIMEOUT=" + std::to_string((m.timeout_ms + 999) / 1000),
+      "AWS_REGION=" + ctx_->region,
+      "AWS_DEFAULT_REGION=" + ctx_->region,
+      "AWS_LAMBDA_LOG_GROUP_NAME=/aws/lambda/" + version_->function,
+      "AWS_LAMBDA_LOG_STREAM_NAME=" + std::to_string(version_->version) + "/" + RandomHex(8),
+      "AWS_EXECUTION_ENV=" + exec_env,
+      std::string("AWS_LAMBDA_INITIALIZATION_TYPE=") +
+          (m.min_instances > 0 ? "provisioned-concurrency" : "on-demand"),
+      "PATH=/usr/local/bin:/usr/bin:/bin",
+      "LANG=C.UTF-8",
+      "TZ=:UTC",
+      "HOME=/tmp",
+  };
+  for (const auto& [k, v] : m.environment) env.push_back(k + "=" + v);
+  return env;
+}
+
+void FunctionPool::LaunchInstance(const InstancePtr& inst) {
+  auto fail = [&](Status st) {
+    Effects fx;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      inst->init_error_type = "Runtime.InitError";
+      inst->init_error_message = st.message();
+      if (!inst->endpoint.empty()) fx.closes.push_back(inst->endpoint);
+      if (instances_.count(inst->id)) {
+        InitFailedLocked(*inst, fx);
+        instances_.erase(inst->id);
+      }
+    }
+    Apply(fx);
+  };
+  auto argv = BuildArgv();
+  if (!argv.ok()) return fail(argv.status());
+  auto address = ctx_->endpoints->Open(shared_from_this(), inst->id);
+  if (!address.ok()) return fail(address.status());
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    inst->endpoint = *address;
+  }
+  int out[2], err[2];
+  if (::pipe2(out, O_CLOEXEC) != 0) return fail(ErrnoStatus("create pipe", "stdout", errno));
+  if (::pipe2(err, O_CLOEXEC) != 0) {
+    ::close(out[0]);
+    ::close(out[1]);
+    return fail(ErrnoStatus("create pipe", "stderr", errno));
+  }
+  // Only thaw's read ends are non-blocking; the runtime keeps ordinary blocking stdio.
+  ::fcntl(out[0], F_SETFL, O_NONBLOCK);
+  ::fcntl(err[0], F_SETFL, O_NONBLOCK);
+  sandbox::SpawnRequest req;
+  req.argv = std::move(*argv);
+  req.env = BuildEnv(*address);
+  req.cwd = version_->bundle_dir;
+  req.stdout_fd = out[1];
+  req.stderr_fd = err[1];
+  auto pid = ctx_->spawner->Spawn(req);
+  ::close(out[1]);
+  ::close(err[1]);
+  if (!pid.ok()) {
+    ::close(out[0]);
+    ::close(err[0]);
+    return fail(pid.status());
+  }
+  bool stopped;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    inst->pid = *pid;
+    inst->out = std::make_unique<asio::posix::stream_descriptor>(ctx_->executor, out[0]);
+    inst->err = std::make_unique<asio::posix::stream_descriptor>(ctx_->executor, err[0]);
+    stopped = inst->state == InstanceState::kStopping;
+  }
+  ctx_->manager->RegisterPid(*pid, weak_from_this(), inst->id);
+  if (stopped) (void)ctx_->spawner->Kill(*pid);
+  WatchLog(inst, false);
+  WatchLog(inst, true);
+}
+
+void FunctionPool::WatchLog(InstancePtr inst, bool stderr_stream) {
+  auto& desc = stderr_stream ? *inst->err : *inst->out;
+  desc.async_wait(asio::posix::descriptor_base::wait_read,
+                  [self = shared_from_this(), inst, stderr_stream](boost::system::error_code ec) {
+                    if (ec) return;
+                    if (self->OnLogReadable(inst->id, stderr_stream)) {
+                      self->WatchLog(inst, stderr_stream);
+                    }
+                  });
+}
+
+bool FunctionPool::OnLogReadable(uint64_t instance_id, bool stderr_stream) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = instances_.find(instance_id);
+  if (it == instances_.end()) return false;
+  DrainLogsLocked(*it->second);
+  return stderr_stream ? !it->second->err_eof : !it->second->out_eof;
+}
+
+void FunctionPool::DrainLogsLocked(Instance& inst) {
+  struct Stream {
+    asio::posix::stream_descriptor* desc;
+    bool* eof;
+    std::string* partial;
+    const char* name;
+  };
+  Stream streams[] = {{inst.out.get(), &inst.out_eof, &inst.out_partial, "stdout"},
+                      {inst.err.get(), &inst.err_eof, &inst.err_partial, "stderr"}};
+  char buf[16384];
+  for (Stream& s : streams) {
+    if (s.desc == nullptr || *s.eof) continue;
+    for (;;) {
+      ssize_t n = ::read(s.desc->native_handle(), buf, sizeof(buf));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) break;  // EAGAIN: all read
+      if (n == 0) {
+        *s.eof = true;
+        if (!s.partial->empty()) EmitLineLocked(inst, s.name, std::move(*s.partial));
+        s.partial->clear();
+        break;
+      }
+      s.partial->append(buf, static_cast<size_t>(n));
+      size_t start = 0, nl;
+      while ((nl = s.partial->find('\n', start)) != std::string::npos) {
+        EmitLineLocked(inst, s.name, s.partial->substr(start, nl - start));
+        start = nl + 1;
+      }
+      s.partial->erase(0, start);
+      if (s.partial->size() > kMaxLogLine) {
+        EmitLineLocked(inst, s.name, std::move(*s.partial));
+        s.partial->clear();
+      }
+    }
+  }
+}
+
+void FunctionPool::EmitLineLocked(Instance& inst, const char* stream, std::string text) {
+  if (!text.empty() && text.back() == '\r') text.pop_back();
+  if (!inst.initialized) {
+    inst.init_log += text;
+    inst.init_log += '\n';
+    if (inst.init_log.size() > kInitLogTail) {
+      inst.init_log.erase(0, inst.init_log.size() - kInitLogTail);
+    }
+  }
+  ctx_->logs->Append(version_->function, inst.current_request_id, stream, std::move(text));
+}
+
+void FunctionPool::OnNext(uint64_t instance_id, NextHandler handler) {
+  Effects fx;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = instances_.find(instance_id);
+    if (it == instances_.end() || it->second->state == InstanceState::kStopping) {
+      fx.nexts.emplace_back(std::move(handler), nullptr);
+    } else {
+      Instance& inst = *it->second;
+      if (!inst.initialized) {
+        int64_t now = ctx_->clock->MonoMicros();
+        inst.initialized = true;
+        inst.init_us = now - inst.spawned_us;
+        inst.state = InstanceState::kReady;
+        inst.idle_since_us = now;
+        DrainLogsLocked(inst);
+        inst.init_log.clear();
+      }
+      if (!inst.assigned.empty()) {
+        InvocationPtr inv = std::move(inst.assigned.front());
+        inst.assigned.pop_front();
+        DeliverLocked(inst, std::move(handler), std::move(inv), fx);
+      } else {
+        inst.parked.push_back(std::move(handler));
+      }
+      FillFromQueueLocked(inst, fx);
+    }
+  }
+  Apply(fx);
+}
+
+void FunctionPool::AssignLocked(Instance& inst, InvocationPtr inv, Effects& fx) {
+  if (!inst.parked.empty()) {
+    NextHandler handler = std::move(inst.parked.front());
+    inst.parked.pop_front();
+    DeliverLocked(inst, std::move(handler), std::move(inv), fx);
+  } else {
+    inst.assigned.push_back(std::move(inv));
+  }
+}
+
+void FunctionPool::DeliverLocked(Instance& inst, NextHandler handler, InvocationPtr inv,
+                                 Effects& fx) {
+  const int64_t timeout_ms = version_->manifest.timeout_ms;
+  inv->started_us = ctx_->clock->MonoMicros();
+  inv->deadline_wall_ms = ctx_->clock->WallMicros() / 1000 + timeout_ms;
+  inv->cold_start = !inst.served_any;
+  inv->init_us = inv->cold_start ? inst.init_us : 0;
+  inst.served_any = true;
+  inst.current_request_id = inv->id;
+  inst.active[inv->id] = inv;
+  inv->deadline_timer = std::make_unique<asio::steady_timer>(
+      ctx_->executor, std::chrono::milliseconds(timeout_ms));
+  inv->deadline_timer->async_wait(
+      [self = shared_from_this(), instance_id = inst.id, id = inv->id](boost::system::error_code ec) {
+        if (!ec) self->OnDeadline(instance_id, id);
+      });
+  ctx_->logs->Append(version_->function, inv->id, "platform",
+                     "START RequestId: " + inv->id + " Version: " +
+                         std::to_string(version_->version));
+  fx.nexts.emplace_back(std::move(handler), std::move(inv));
+}
+
+void FunctionPool::FillFromQueueLocked(Instance& inst, Effects& fx) {
+  const int64_t concurrency = version_->manifest.concurrency;
+  while (inst.state == InstanceState::kReady && inst.inflight() < concurrency && !queue_.empty()) {
+    InvocationPtr inv = std::move(queue_.front());
+    queue_.pop_front();
+    AssignLocked(inst, std::move(inv), fx);
+  }
+}
+
+void FunctionPool::RecordLocked(const InvocationPtr& inv, const Result& r, const char* status,
+                                int64_t max_memory_mb, Effects& fx) {
+  meter::Record rec;
+  rec.request_id = inv->id;
+  rec.function = version_->function;
+  rec.version = std::to_string(version_->version);
+  rec.start_us = inv->arrived_wall_us;
+  rec.end_us = ctx_->clock->WallMicros();
+  rec.duration_us = r.duration_us;
+  rec.billed_ms = r.billed_ms;
+  rec.memory_mb = version_->manifest.memory_mb;
+  rec.max_memory_used_mb = max_memory_mb;
+  rec.cold_start = r.cold_start;
+  rec.init_us = r.init_us;
+  rec.status = status;
+  rec.error_type = r.error_type;
+  rec.bytes_in = static_cast<int64_t>(inv->payload.size());
+  rec.bytes_out = r.kind == Result::Kind::kOk ? static_cast<int64_t>(r.body.size()) : 0;
+  fx.records.push_back(std::move(rec));
+}
+
+void FunctionPool::FinishLocked(Instance& inst, const InvocationPtr& inv, Result result,
+                                Effects& fx) {
+  inst.active.erase(inv->id);
+  if (inv->deadline_timer) inv->deadline_timer->cancel();
+  // What the runtime printed before it answered is already in the pipe: read it now so the
+  // lines land before END/REPORT and carry this request id.
+  DrainLogsLocked(inst);
+  const int64_t now = ctx_->clock->MonoMicros();
+  result.duration_us = now - inv->started_us;
+  result.billed_ms = meter::BilledMillis(result.duration_us);
+  result.cold_start = inv->cold_start;
+  result.init_us = inv->init_us;
+  result.version = version_->version;
+  if (inst.pid > 0 && now - inst.rss_sampled_us >= kRssSampleEveryUs) {
+    inst.peak_rss_mb = std::max(inst.peak_rss_mb, ReadPeakRssMb(inst.pid));
+    inst.rss_sampled_us = now;
+  }
+  std::string report = "REPORT RequestId: " + inv->id + "\tDuration: " +
+                       FormatMs(result.duration_us) +
+                       " ms\tBilled Duration: " + std::to_string(result.billed_ms) +
+                       " ms\tMemory Size: " + std::to_string(version_->manifest.memory_mb) +
+                       " MB\tMax Memory Used: " + std::to_string(inst.peak_rss_mb) + " MB";
+  if (result.cold_start) report += "\tInit Duration: " + FormatMs(result.init_us) + " ms";
+  if (result.kind == Result::Kind::kTimeout) report += "\tStatus: timeout";
+  ctx_->logs->Append(version_->function, inv->id, "platform", "END RequestId: " + inv->id);
+  ctx_->logs->Append(version_->function, inv->id, "platform", std::move(report));
+  const char* status = "success";
+  switch (result.kind) {
+    case Result::Kind::kOk: break;
+    case Result::Kind::kFunctionError: status = "error"; break;
+    case Result::Kind::kTimeout: status = "timeout"; break;
+    default: status = "crash"; break;
+  }
+  RecordLocked(inv, result, status, inst.peak_rss_mb, fx);
+  if (inst.inflight() == 0) inst.idle_since_us = now;
+  if (inv->handler) {
+    fx.results.emplace_back(std::move(*inv->handler), std::move(result));
+    inv->handler.reset();
+  }
+  FillFromQueueLocked(inst, fx);
+}
+
+Status FunctionPool::Respond(uint64_t instance_id, const std::string& request_id,
+                             std::string body) {
+  Effects fx;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = instances_.find(instance_id);
+    if (it == instances_.end()) return NotFound("instance is gone");
+    Instance& inst = *it->second;
+    auto a = inst.active.find(request_id);
+    if (a == inst.active.end()) return NotFound("unknown or finished request id " + request_id);
+    InvocationPtr inv = a->second;
+    Result r;
+    r.kind = Result::Kind::kOk;
+    r.body = std::move(body);
+    FinishLocked(inst, inv, std::move(r), fx);
+  }
+  Apply(fx);
+  return Status::Ok();
+}
+
+Status FunctionPool::ReportError(uint64_t instance_id, const std::string& request_id,
+                                 std::string body, std::string error_type) {
+  Result r;
+  r.kind = Result::Kind::kFunctionError;
+  // Error bodies are small and rare: parse them here, off the success path.
+  boost::system::error_code ec;
+  boost::json::value v = boost::json::parse(body, ec);
+  if (!ec && v.is_object()) {
+    const auto& o = v.as_object();
+    if (auto* t = o.if_contains("errorType"); t && t->is_string() && error_type.empty()) {
+      error_type = std::string(t->as_string());
+    }
+    if (auto* m = o.if_contains("errorMessage"); m && m->is_string()) {
+      r.error_message = std::string(m->as_string());
+    }
+  } else if (!body.empty()) {
+    r.error_message = body;
+  }
+  r.error_type = error_type.empty() ? "Unhandled" : error_type;
+  r.body = std::move(body);
+  Effects fx;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = instances_.find(instance_id);
+    if (it == instances_.end()) return NotFound("instance is gone");
+    Instance& inst = *it->second;
+    auto a = inst.active.find(request_id);
+    if (a == inst.active.end()) return NotFound("unknown or finished request id " + request_id);
+    InvocationPtr inv = a->second;
+    FinishLocked(inst, inv, std::move(r), fx);
+  }
+  Apply(fx);
+  return Status::Ok();
+}
+
+void FunctionPool::ReportInitError(uint64_t instance_id, std::string body,
+                                   std::string error_type) {
+  Effects fx;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = instances_.find(instance_id);
+    if (it == instances_.end()) return;
+    Instance& inst = *it->second;
+    std::string message = body;
+    boost::system::error_code ec;
+    boost::json::value v = boost::json::parse(body, ec);
+    if (!ec && v.is_object()) {
+      const auto& o = v.as_object();
+      if (auto* t = o.if_contains("errorType"); t && t->is_string() && error_type.empty()) {
+        error_type = std::string(t->as_string());
+      }
+      if (auto* m = o.if_contains("errorMessage"); m && m->is_string()) {
+        message = std::string(m->as_string());
+      }
+    }
+    inst.init_error_type = error_type.empty() ? "Runtime.Unknown" : error_type;
+    inst.init_error_message = message;
+    // The runtime exits after reporting; make sure of it. The exit event finishes the job.
+    StopInstanceLocked(inst, fx);
+  }
+  Apply(fx);
+}
+
+void FunctionPool::OnDeadline(uint64_t instance_id, const std::string& request_id) {
+  Effects fx;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = instances_.find(instance_id);
+    if (it == instances_.end()) return;
+    Instance& inst = *it->second;
+    auto a = inst.active.find(request_id);
+    if (a == inst.active.end()) return;
+    InvocationPtr inv = a->second;
+    char msg[96];
+    std::snprintf(msg, sizeof(msg), "Task timed out after %.2f seconds",
+                  static_cast<double>(version_->manifest.timeout_ms) / 1000.0);
+    Result r;
+    r.kind = Result::Kind::kTimeout;
+    r.error_type = "Sandbox.Timedout";
+    r.error_message = msg;
+    FinishLocked(inst, inv, std::move(r), fx);
+    ctx_->logs->Append(version_->function, request_id, "platform",
+                       "RequestId: " + request_id + " Error: " + msg);
+    // Its process tree may still be running the handler: kill it all; a fresh one replaces it.
+    StopInstanceLocked(inst, fx);
+  }
+  Apply(fx);
+}
+
+void FunctionPool::StopInstanceLocked(Instance& inst, Effects& fx) {
+  if (inst.state == InstanceState::kStopping) return;
+  inst.state = InstanceState::kStopping;
+  for (auto& handler : inst.parked) fx.nexts.emplace_back(std::move(handler), nullptr);
+  inst.parked.clear();
+  // Work that never reached the runtime goes back to the front of the queue, in order.
+  while (!inst.assigned.empty()) {
+    queue_.push_front(std::move(inst.assigned.back()));
+    inst.assigned.pop_back();
+  }
+  if (inst.pid > 0) fx.kills.push_back(inst.pid);
+}
+
+void FunctionPool::OnExit(uint64_t instance_id, int wait_status) {
+  Effects fx;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = instances_.find(instance_id);
+    if (it == instances_.end()) return;
+    InstancePtr inst = it->second;
+    DrainLogsLocked(*inst);
+    const std::string how = sandbox::DescribeWaitStatus(wait_status);
+    if (!inst->initialized) {
+      if (inst->init_error_type.empty()) {
+        inst->init_error_type = "Runtime.ExitError";
+        inst->init_error_message = "Runtime exited with error: " + how;
+      } else {
+        inst->init_error_message += " (runtime " + how + ")";
+      }
+      InitFailedLocked(*inst, fx);
+    }
+    StopInstanceLocked(*inst, fx);
+    std::vector<InvocationPtr> active;
+    for (auto& [_, inv] : inst->active) active.push_back(inv);
+    for (auto& inv : active) {
+      Result r;
+      r.kind = Result::Kind::kExitError;
+      r.error_type = "Runtime.ExitError";
+      r.error_message = "RequestId: " + inv->id + " Error: Runtime exited with error: " + how;
+      ctx_->logs->Append(version_->function, inv->id, "platform", r.error_message);
+      FinishLocked(*inst, inv, std::move(r), fx);
+    }
+    fx.closes.push_back(inst->endpoint);
+    instances_.erase(it);
+    ApplyTickLocked(fx);  // replace it if work is waiting or min_instances asks
+  }
+  Apply(fx);
+}
+
+void FunctionPool::InitFailedLocked(Instance& inst, Effects& fx) {
+  std::string message = inst.init_error_type + ": " + inst.init_error_message;
+  if (!inst.init_log.empty()) message += "\nInit log tail:\n" + inst.init_log;
+  ctx_->logs->Append(version_->function, "", "platform", "INIT_REPORT Status: error\t" + message);
+  // The requests waiting for this instance fail with its init error, unless another instance
+  // can still serve them.
+  bool others = false;
+  for (const auto& [id, other] : instances_) {
+    if (id != inst.id && other->state != InstanceState::kStopping) others = true;
+  }
+  if (others) return;
+  while (!queue_.empty()) {
+    InvocationPtr inv = std::move(queue_.front());
+    queue_.pop_front();
+    Result r;
+    r.kind = Result::Kind::kInitError;
+    r.error_type = "Runtime.InitError";
+    r.error_message = message;
+    RecordLocked(inv, r, "error", 0, fx);
+    Fail(std::move(inv), std::move(r), fx);
+  }
+}
+
+void FunctionPool::ApplyTickLocked(Effects& fx) {
+  if (shut_down_) return;
+  TickPlan plan = Tick(ViewLocked(), LimitsLocked(), ctx_->clock->MonoMicros());
+  for (uint64_t id : plan.stop) StopInstanceLocked(*instances_.at(id), fx);
+  for (int64_t i = 0; i < plan.start; ++i) NewInstanceLocked(fx);
+}
+
+void FunctionPool::OnTick() {
+  Effects fx;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    const int64_t now = ctx_->clock->MonoMicros();
+    while (!queue_.empty() && now - queue_.front()->arrived_us >= ctx_->queue_timeout_us) {
+      InvocationPtr inv = std::move(queue_.front());
+      queue_.pop_front();
+      Result r;
+      r.kind = Result::Kind::kThrottled;
+      r.error_type = "TooManyRequestsException";
+      r.error_message = "Rate Exceeded: no instance of " + version_->function +
+                        " became free within " + std::to_string(ctx_->queue_timeout_us / 1000) +
+                        " ms";
+      RecordLocked(inv, r, "throttled", 0, fx);
+      Fail(std::move(inv), std::move(r), fx);
+    }
+    for (auto& [id, inst] : instances_) {
+      if (!inst->initialized && inst->state == InstanceState::kStarting &&
+          now - inst->spawned_us >= ctx_->init_timeout_us) {
+        inst->init_error_type = "Runtime.InitError";
+        inst->init_error_message = "init did not finish within " +
+                                   std::to_string(ctx_->init_timeout_us / 1000) + " ms";
+        StopInstanceLocked(*inst, fx);
+      }
+    }
+    ApplyTickLocked(fx);
+  }
+  Apply(fx);
+}
+
+void FunctionPool::Drain() {
+  Effects fx;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    draining_ = true;
+    ApplyTickLocked(fx);
+  }
+  Apply(fx);
+}
+
+void FunctionPool::Shutdown() {
+  Effects fx;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    shut_down_ = true;
+    while (!queue_.empty()) {
+      InvocationPtr inv = std::move(queue_.front());
+      queue_.pop_front();
+      Result r;
+      r.kind = Result::Kind::kUnavailable;
+      r.error_type = "ServiceUnavailable";
+      r.error_message = "thaw is shutting down";
+      Fail(std::move(inv), std::move(r), fx);
+    }
+    for (auto& [_, inst] : instances_) StopInstanceLocked(*inst, fx);
+  }
+  Apply(fx);
+}
+
+bool FunctionPool::Idle() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return instances_.empty() && queue_.empty();
+}
+
+PoolStats FunctionPool::Stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  PoolStats s;
+  s.function = version_->function;
+  s.version = version_->version;
+  s.draining = draining_;
+  s.queued = static_cast<int64_t>(queue_.size());
+  for (const auto& [_, inst] : instances_) {
+    s.inflight += inst->inflight();
+    ++s.instances_by_state[InstanceStateName(inst->state)];
+  }
+  return s;
+}
+
+void FunctionPool::Apply(Effects& fx) {
+  for (auto& [handler, inv] : fx.nexts) {
+    PostCompletion(std::move(handler), std::move(inv));
+  }
+  for (auto& [handler, result] : fx.results) {
+    PostCompletion(std::move(handler), std::move(result));
+  }
+  for (pid_t pid : fx.kills) (void)ctx_->spawner->Kill(pid);
+  for (const std::string& address : fx.closes) {
+    if (!address.empty()) ctx_->endpoints->Close(address);
+  }
+  for (auto& rec : fx.records) ctx_->meter->Add(std::move(rec));
+  for (const InstancePtr& inst : fx.launches) LaunchInstance(inst);
+}
+
+// ---- PoolManager ----
+
+std::shared_ptr<FunctionPool> PoolManager::Get(
+    const std::shared_ptr<const registry::Version>& version) {
+  auto key = std::make_pair(version->function, version->version);
+  {
+    std::shared_lock lock(mu_);
+    auto it = pools_.find(key);
+    if (it != pools_.end()) return it->second;
+  }
+  std::unique_lock lock(mu_);
+  auto& slot = pools_[key];
+  if (!slot) slot = std::make_shared<FunctionPool>(ctx_, version);
+  return slot;
+}
+
+void PoolManager::OnDeployed(const std::string& function,
+                             const std::shared_ptr<const registry::Version>& latest) {
+  std::vector<std::shared_ptr<FunctionPool>> old;
+  {
+    std::shared_lock lock(mu_);
+    for (const auto& [key, pool] : pools_) {
+      if (key.first == function && (!latest || key.second != latest->version)) {
+        old.push_back(pool);
+      }
+    }
+  }
+  for (auto& pool : old) pool->Drain();
+  if (latest && latest->manifest.min_instances > 0) Get(latest)->OnTick();
+}
+
+void PoolManager::RegisterPid(pid_t pid, std::weak_ptr<FunctionPool> pool, uint64_t instance_id) {
+  int early_status = 0;
+  bool exited_early = false;
+  {
+    std::lock_guard<std::mutex> lock(pid_mu_);
+    auto early = early_exits_.find(pid);
+    if (early != early_exits_.end()) {
+      exited_early = true;
+      early_status = early->second;
+      early_exits_.erase(early);
+    } else {
+      pids_[pid] = {std::move(pool), instance_id};
+    }
+  }
+  if (exited_early) {
+    if (auto p = pool.lock()) p->OnExit(instance_id, early_status);
+  }
+}
+
+void PoolManager::OnExit(pid_t pid, int wait_status) {
+  std::weak_ptr<FunctionPool> pool;
+  uint64_t instance_id = 0;
+  {
+    std::lock_guard<std::mutex> lock(pid_mu_);
+    auto it = pids_.find(pid);
+    if (it == pids_.end()) {
+      // The exit raced ahead of RegisterPid (the spawn reply and the exit event travel on
+      // different sockets): remember it for RegisterPid.
+      early_exits_[pid] = wait_status;
+      return;
+    }
+    pool = it->second.first;
+    instance_id = it->second.second;
+    pids_.erase(it);
+  }
+  if (auto p = pool.lock()) p->OnExit(instance_id, wait_status);
+}
+
+void PoolManager::Tick() {
+  std::vector<std::shared_ptr<FunctionPool>> pools;
+  {
+    std::shared_lock lock(mu_);
+    for (const auto& [_, pool] : pools_) pools.push_back(pool);
+  }
+  bool forget = false;
+  for (auto& pool : pools) {
+    pool->OnTick();
+    if (pool->Stats().draining && pool->Idle()) forget = true;
+  }
+  if (!forget) return;
+  std::unique_lock lock(mu_);
+  for (auto it = pools_.begin(); it != pools_.end();) {
+    if (it->second->Stats().draining && it->second->Idle()) {
+      it = pools_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+std::vector<PoolStats> PoolManager::Stats(const std::string& function) const {
+  std::vector<PoolStats> out;
+  std::shared_lock lock(mu_);
+  for (const auto& [key, pool] : pools_) {
+    if (function.empty() || key.first == function) out.push_back(pool->Stats());
+  }
+  return out;
+}
+
+bool PoolManager::Quiet() const {
+  for (const auto& s : Stats("")) {
+    if (s.queued > 0 || s.inflight > 0) return false;
+  }
+  return true;
+}
+
+void PoolManager::Shutdown() {
+  std::vector<std::shared_ptr<FunctionPool>> pools;
+  {
+    std::shared_lock lock(mu_);
+    for (const auto& [_, pool] : pools_) pools.push_back(pool);
+  }
+  for (auto& pool : pools) pool->Shutdown();
+}
+
+}  // namespace thaw::pool

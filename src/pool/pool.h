@@ -1,0 +1,255 @@
+// FunctionPool: the instances of one function version and the requests waiting for them.
+// It applies the pure policy (policy.h): admits requests, starts instances (cold starts),
+// hands events to runtimes through their Runtime API, enforces deadlines, replaces crashed
+// instances and stops idle ones. PoolManager owns every pool and routes spawner exit events.
+//
+// Thread-safety: every public method may be called from any thread. A pool's state is
+// guarded by its own mutex (no lock is shared across functions); completions are posted to
+// the waiting coroutine's executor, never run inline under the lock.
+#pragma once
+
+#include <sys/types.h>
+
+#include <boost/asio/any_completion_handler.hpp>
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <shared_mutex>
+#include <string>
+#include <vector>
+
+#include "common/clock.h"
+#include "common/status.h"
+#include "pool/policy.h"
+#include "registry/registry.h"
+
+namespace thaw::sandbox {
+class SpawnerClient;
+}
+namespace thaw::logs {
+class LogStore;
+}
+namespace thaw::meter {
+class Meter;
+}
+
+namespace thaw::pool {
+
+namespace asio = boost::asio;
+
+struct Result {
+  enum class Kind {
+    kOk,             // body holds the function's response bytes
+    kFunctionError,  // the handler raised: error_type / error_message from the runtime
+    kTimeout,        // deadline passed; the instance was killed
+    kExitError,      // the runtime exited or crashed mid-invocation
+    kInitError,      // the instance failed to initialise
+    kThrottled,      // no capacity within the queue limits
+    kUnavailable,    // shutting down, or the function was deleted while it waited
+  };
+  Kind kind = Kind::kOk;
+  std::string body;
+  std::string error_type;
+  std::string error_message;
+  bool cold_start = false;
+  int64_t init_us = 0;
+  int64_t duration_us = 0;
+  int64_t billed_ms = 0;
+  int64_t version = 0;
+};
+
+// A type-erased completion handler together with the executor it must run on.
+template <typename Signature>
+struct Completion {
+  asio::any_completion_handler<Signature> handler;
+  asio::any_io_executor executor;
+
+  Completion(asio::any_completion_handler<Signature> h, asio::any_io_executor ex)
+      : handler(std::move(h)), executor(std::move(ex)) {}
+  // Move construction only. Boost 1.81's any_completion_handler wraps itself forever when
+  // copied, and its move assignment copies: both must never compile here.
+  Completion(const Completion&) = delete;
+  Completion& operator=(const Completion&) = delete;
+  Completion(Completion&&) noexcept = default;
+  Completion& operator=(Completion&&) = delete;
+};
+
+struct Invocation {
+  std::string id;
+  std::string payload;
+  std::string client_context;    // base64 JSON, passed through to the runtime
+  std::string cognito_identity;  // JSON, passed through
+  std::string trace_id;
+  int64_t arrived_us = 0;        // monotonic
+  int64_t arrived_wall_us = 0;
+  // Set by the pool.
+  int64_t started_us = 0;        // monotonic: handed to the runtime
+  int64_t deadline_wall_ms = 0;
+  bool cold_start = false;
+  int64_t init_us = 0;
+  std::unique_ptr<asio::steady_timer> deadline_timer;
+  std::optional<Completion<void(Result)>> handler;  // empty once completed
+};
+
+using InvocationPtr = std::shared_ptr<Invocation>;
+using NextHandler = Completion<void(InvocationPtr)>;
+
+class PoolManager;
+
+// Where an instance's Runtime API listens. Implemented by runtime_api.
+class RuntimeEndpoints {
+ public:
+  virtual ~RuntimeEndpoints() = default;
+  // Opens a listener that serves `instance_id` of `pool`; returns the host:port to give the
+  // runtime as AWS_LAMBDA_RUNTIME_API. The listener closes when Close is called.
+  virtual StatusOr<std::string> Open(std::shared_ptr<class FunctionPool> pool,
+                                     uint64_t instance_id) = 0;
+  virtual void Close(const std::string& address) = 0;
+};
+
+struct PoolContext {
+  asio::any_io_executor executor;
+  sandbox::SpawnerClient* spawner = nullptr;
+  logs::LogStore* logs = nullptr;
+  meter::Meter* meter = nullptr;
+  RuntimeEndpoints* endpoints = nullptr;
+  const Clock* clock = nullptr;
+  PoolManager* manager = nullptr;
+  std::string runtimes_dir;
+  std::string python;
+  std::string region;
+  int64_t max_queue = 256;
+  int64_t queue_timeout_us = 10'000'000;
+  int64_t init_timeout_us = 10'000'000;
+};
+
+struct PoolStats {
+  std::string function;
+  int64_t version = 0;
+  bool draining = false;
+  int64_t queued = 0;
+  int64_t inflight = 0;
+  std::map<std::string, int64_t> instances_by_state;
+};
+
+class FunctionPool : public std::enable_shared_from_this<FunctionPool> {
+ public:
+  FunctionPool(PoolContext* ctx, std::shared_ptr<const registry::Version> version);
+  ~FunctionPool();
+
+  // Runs `inv` and completes with its Result. Never hangs: every path ends in a Result.
+  template <typename Token>
+  auto Invoke(InvocationPtr inv, Token&& token) {
+    return asio::async_initiate<Token, void(Result)>(
+        [this](auto handler, InvocationPtr inv) {
+          auto ex = asio::get_associated_executor(handler, ctx_->executor);
+          inv->handler.emplace(std::move(handler), std::move(ex));
+          Submit(std::move(inv));
+        },
+        token, std::move(inv));
+  }
+
+  // Runtime API side. Next completes with the next event, or nullptr once the instance is
+  // being stopped (the caller then closes the connection).
+  template <typename Token>
+  auto Next(uint64_t instance_id, Token&& token) {
+    return asio::async_initiate<Token, void(InvocationPtr)>(
+        [this, instance_id](auto handler) {
+          auto ex = asio::get_associated_executor(handler, ctx_->executor);
+          OnNext(instance_id, NextHandler(std::move(handler), std::move(ex)));
+        },
+        token);
+  }
+  Status Respond(uint64_t instance_id, const std::string& request_id, std::string body);
+  Status ReportError(uint64_t instance_id, const std::string& request_id, std::string body,
+                     std::string error_type);
+  void ReportInitError(uint64_t instance_id, std::string body, std::string error_type);
+
+  void OnExit(uint64_t instance_id, int wait_status);
+  // Reads what the instance wrote; false once `stderr_stream` (else stdout) is closed.
+  bool OnLogReadable(uint64_t instance_id, bool stderr_stream);
+  void OnTick();
+  // Stop keeping instances warm; queued and in-flight work still finishes.
+  void Drain();
+  // Fails queued requests and kills every instance (server shutdown).
+  void Shutdown();
+  bool Idle() const;  // no instances, nothing queued
+  PoolStats Stats() const;
+  const registry::Version& version() const { return *version_; }
+  const std::string& arn() const { return qualified_arn_; }
+
+ private:
+  struct Instance;
+  using InstancePtr = std::shared_ptr<Instance>;
+
+  void Submit(InvocationPtr inv);
+  void OnNext(uint64_t instance_id, NextHandler handler);
+  void OnDeadline(uint64_t instance_id, const std::string& request_id);
+
+  // *Locked: the caller holds mu_. They collect side effects into Effects, applied unlocked.
+  struct Effects;
+  PoolView ViewLocked() const;
+  Limits LimitsLocked() const;
+  InstancePtr NewInstanceLocked(Effects& fx);
+  void LaunchInstance(const InstancePtr& instance);
+  void AssignLocked(Instance& instance, InvocationPtr inv, Effects& fx);
+  void DeliverLocked(Instance& instance, NextHandler handler, InvocationPtr inv, Effects& fx);
+  void FinishLocked(Instance& instance, const InvocationPtr& inv, Result result, Effects& fx);
+  void FillFromQueueLocked(Instance& instance, Effects& fx);
+  void StopInstanceLocked(Instance& instance, Effects& fx);
+  void ApplyTickLocked(Effects& fx);
+  void DrainLogsLocked(Instance& instance);
+  void EmitLineLocked(Instance& instance, const char* stream, std::string text);
+  void InitFailedLocked(Instance& instance, Effects& fx);
+  void WatchLog(InstancePtr instance, bool stderr_stream);
+  void RecordLocked(const InvocationPtr& inv, const Result& result, const char* status,
+                    int64_t max_memory_mb, Effects& fx);
+  void Apply(Effects& fx);
+  void Fail(InvocationPtr inv, Result result, Effects& fx);
+  std::vector<std::string> BuildEnv(const std::string& runtime_api) const;
+  StatusOr<std::vector<std::string>> BuildArgv() const;
+
+  PoolContext* const ctx_;
+  const std::shared_ptr<const registry::Version> version_;
+  const std::string qualified_arn_;
+
+  mutable std::mutex mu_;
+  std::map<uint64_t, InstancePtr> instances_;  // guarded by mu_
+  std::deque<InvocationPtr> queue_;            // guarded by mu_
+  uint64_t next_instance_id_ = 1;              // guarded by mu_
+  bool draining_ = false;                      // guarded by mu_
+  bool shut_down_ = false;                     // guarded by mu_
+};
+
+// All pools, keyed by function and version, plus the pid -> instance map for exit events.
+class PoolManager {
+ public:
+  explicit PoolManager(PoolContext* ctx) : ctx_(ctx) {}
+
+  std::shared_ptr<FunctionPool> Get(const std::shared_ptr<const registry::Version>& version);
+  // A new version became $LATEST (or the function was deleted: `latest` null): older pools
+  // of the function drain.
+  void OnDeployed(const std::string& function, const std::shared_ptr<const registry::Version>& latest);
+  void RegisterPid(pid_t pid, std::weak_ptr<FunctionPool> pool, uint64_t instance_id);
+  void OnExit(pid_t pid, int wait_status);
+  void Tick();  // also forgets drained, empty pools
+  std::vector<PoolStats> Stats(const std::string& function) const;
+  bool Quiet() const;  // nothing queued or in flight anywhere
+  void Shutdown();
+
+ private:
+  PoolContext* const ctx_;
+  mutable std::shared_mutex mu_;
+  std::map<std::pair<std::string, int64_t>, std::shared_ptr<FunctionPool>> pools_;
+  std::mutex pid_mu_;
+  std::map<pid_t, std::pair<std::weak_ptr<FunctionPool>, uint64_t>> pids_;  // pid_mu_
+  std::map<pid_t, int> early_exits_;  // guarded by pid_mu_
+};
+
+}  // namespace thaw::pool

@@ -1,0 +1,241 @@
+#include "registry/manifest.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <boost/json.hpp>
+#include <cmath>
+#include <set>
+
+namespace thaw::registry {
+namespace {
+
+namespace json = boost::json;
+
+Status FieldError(const std::string& field, const std::string& reason) {
+  return InvalidArgument("thaw.yaml: field '" + field + "': " + reason);
+}
+
+StatusOr<int64_t> ReadInt(const YAML::Node& node, const std::string& field, int64_t lo,
+                          int64_t hi) {
+  if (!node.IsScalar()) return FieldError(field, "must be an integer");
+  int64_t value = 0;
+  try {
+    value = node.as<int64_t>();
+  } catch (const YAML::Exception&) {
+    return FieldError(field, "must be an integer, got '" + node.Scalar() + "'");
+  }
+  if (value < lo || value > hi) {
+    return FieldError(field, "must be between " + std::to_string(lo) + " and " +
+                                 std::to_string(hi) + ", got " + std::to_string(value));
+  }
+  return value;
+}
+
+StatusOr<std::string> ReadString(const YAML::Node& node, const std::string& field) {
+  if (!node.IsScalar()) return FieldError(field, "must be a string");
+  return node.Scalar();
+}
+
+StatusOr<Runtime> ParseRuntime(const std::string& name) {
+  if (name == "python3" || name.starts_with("python3.")) return Runtime::kPython3;
+  if (name == "cpp") return Runtime::kCpp;
+  if (name == "provided" || name == "provided.al2" || name == "provided.al2023") {
+    return Runtime::kProvided;
+  }
+  if (name == "nodejs" || name == "nodejs18.x" || name == "nodejs20.x" || name == "nodejs22.x") {
+    return FieldError("runtime", "runtime '" + name + "' is not available in this build");
+  }
+  return FieldError("runtime", "unknown runtime '" + name +
+                                   "' (expected python3, cpp, provided, or a Lambda name such "
+                                   "as python3.11 or provided.al2023)");
+}
+
+bool IsValidEnvName(const std::string& key) {
+  if (key.empty() || std::isdigit(static_cast<unsigned char>(key[0]))) return false;
+  for (char c : key) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_') return false;
+  }
+  return true;
+}
+
+// Variables the platform sets; a function may not override them (Lambda refuses the same).
+const std::set<std::string>& ReservedEnv() {
+  static const std::set<std::string> kReserved = {
+      "_HANDLER", "AWS_LAMBDA_RUNTIME_API", "LAMBDA_TASK_ROOT", "LAMBDA_RUNTIME_DIR",
+      "AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_VERSION",
+      "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_LAMBDA_LOG_GROUP_NAME",
+      "AWS_LAMBDA_LOG_STREAM_NAME", "AWS_EXECUTION_ENV", "AWS_LAMBDA_INITIALIZATION_TYPE"};
+  return kReserved;
+}
+
+}  // namespace
+
+const char* RuntimeName(Runtime runtime) {
+  switch (runtime) {
+    case Runtime::kPython3: return "python3";
+    case Runtime::kNodejs: return "nodejs";
+    case Runtime::kCpp: return "cpp";
+    case Runtime::kProvided: return "provided";
+  }
+  return "provided";
+}
+
+bool IsValidFunctionName(const std::string& name) {
+  if (name.empty() || name.size() > 64) return false;
+  for (char c : name) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_') return false;
+  }
+  return true;
+}
+
+StatusOr<Manifest> ParseManifest(const std::string& yaml_text, const std::string& fallback_name) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml_text);
+  } catch (const YAML::Exception& e) {
+    return InvalidArgument("thaw.yaml: not valid YAML: " + std::string(e.what()));
+  }
+  if (!root.IsMap()) return InvalidArgument("thaw.yaml: must be a mapping of keys to values");
+
+  Manifest m;
+  m.name = fallback_name;
+  bool has_runtime = false;
+  for (const auto& kv : root) {
+    const std::string key = kv.first.as<std::string>();
+    const YAML::Node& value = kv.second;
+    if (key == "name") {
+      auto s = ReadString(value, key);
+      if (!s.ok()) return s.status();
+      m.name = *s;
+    } else if (key == "runtime") {
+      auto s = ReadString(value, key);
+      if (!s.ok()) return s.status();
+      auto rt = ParseRuntime(*s);
+      if (!rt.ok()) return rt.status();
+      m.runtime = *rt;
+      has_runtime = true;
+    } else if (key == "handler") {
+      auto s = ReadString(value, key);
+      if (!s.ok()) return s.status();
+      m.handler = *s;
+    } else if (key == "memory_mb") {
+      auto v = ReadInt(value, key, 64, 10240);
+      if (!v.ok()) return v.status();
+      m.memory_mb = *v;
+    } else if (key == "timeout_s") {
+      double seconds = 0;
+      try {
+        seconds = value.as<double>();
+      } catch (const YAML::Exception&) {
+        return FieldError(key, "must be a number of seconds");
+      }
+      if (!value.IsScalar() || !std::isfinite(seconds) || seconds < 0.001 || seconds > 900) {
+        return FieldError(key, "must be between 0.001 and 900 seconds");
+      }
+      m.timeout_ms = static_cast<int64_t>(std::llround(seconds * 1000));
+    } else if (key == "concurrency") {
+      auto v = ReadInt(value, key, 1, 1000);
+      if (!v.ok()) return v.status();
+      m.concurrency = *v;
+    } else if (key == "min_instances") {
+      auto v = ReadInt(value, key, 0, 1000);
+      if (!v.ok()) return v.status();
+      m.min_instances = *v;
+    } else if (key == "max_instances") {
+      auto v = ReadInt(value, key, 1, 1000);
+      if (!v.ok()) return v.status();
+      m.max_instances = *v;
+    } else if (key == "idle_timeout_s") {
+      if (value.IsScalar() && value.Scalar() == "auto") {
+        return FieldError(key, "'auto' (adaptive keep-alive) is not supported yet; give seconds");
+      }
+      auto v = ReadInt(value, key, 0, 86400);
+      if (!v.ok()) return v.status();
+      m.idle_timeout_s = *v;
+    } else if (key == "environment") {
+      if (value.IsNull()) continue;
+      if (!value.IsMap()) return FieldError(key, "must be a mapping of NAME: value");
+      for (const auto& env : value) {
+        const std::string name = env.first.as<std::string>();
+        if (!IsValidEnvName(name)) {
+          return FieldError("environment." + name, "not a valid variable name");
+        }
+        if (ReservedEnv().count(name)) {
+          return FieldError("environment." + name, "reserved by the platform");
+        }
+        if (!env.second.IsScalar()) {
+          return FieldError("environment." + name, "must be a string, number or boolean");
+        }
+        m.environment[name] = env.second.Scalar();
+      }
+    } else if (key == "gpu") {
+      auto v = ReadInt(value, key, 0, 0);
+      if (!v.ok()) return FieldError(key, "GPU instances are not supported by this build yet");
+    } else if (key == "batch" || key == "openai") {
+      return FieldError(key, "not supported by this build yet");
+    } else {
+      return FieldError(key, "unknown key");
+    }
+  }
+  if (!has_runtime) return FieldError("runtime", "is required");
+  if (!IsValidFunctionName(m.name)) {
+    return FieldError("name", "must be 1-64 letters, digits, '-' or '_', got '" + m.name + "'");
+  }
+  if (m.runtime == Runtime::kPython3 || m.runtime == Runtime::kNodejs) {
+    auto dot = m.handler.rfind('.');
+    if (dot == std::string::npos || dot == 0 || dot + 1 == m.handler.size()) {
+      return FieldError("handler", "must be module.function, got '" + m.handler + "'");
+    }
+  }
+  if (m.min_instances > m.max_instances) {
+    return FieldError("min_instances", "must not exceed max_instances (" +
+                                           std::to_string(m.max_instances) + ")");
+  }
+  return m;
+}
+
+json::object ManifestToJsonObject(const Manifest& m) {
+  json::object env;
+  for (const auto& [k, v] : m.environment) env[k] = v;
+  return json::object{{"name", m.name},
+                      {"runtime", RuntimeName(m.runtime)},
+                      {"handler", m.handler},
+                      {"memory_mb", m.memory_mb},
+                      {"timeout_ms", m.timeout_ms},
+                      {"concurrency", m.concurrency},
+                      {"min_instances", m.min_instances},
+                      {"max_instances", m.max_instances},
+                      {"idle_timeout_s", m.idle_timeout_s},
+                      {"environment", std::move(env)}};
+}
+
+std::string ManifestToJson(const Manifest& m) { return json::serialize(ManifestToJsonObject(m)); }
+
+StatusOr<Manifest> ManifestFromJson(const std::string& json_text) {
+  boost::system::error_code ec;
+  json::value v = json::parse(json_text, ec);
+  if (ec || !v.is_object()) return Internal("stored manifest is not a JSON object");
+  try {
+    const json::object& o = v.as_object();
+    Manifest m;
+    m.name = json::value_to<std::string>(o.at("name"));
+    auto rt = ParseRuntime(json::value_to<std::string>(o.at("runtime")));
+    if (!rt.ok()) return rt.status();
+    m.runtime = *rt;
+    m.handler = json::value_to<std::string>(o.at("handler"));
+    m.memory_mb = o.at("memory_mb").to_number<int64_t>();
+    m.timeout_ms = o.at("timeout_ms").to_number<int64_t>();
+    m.concurrency = o.at("concurrency").to_number<int64_t>();
+    m.min_instances = o.at("min_instances").to_number<int64_t>();
+    m.max_instances = o.at("max_instances").to_number<int64_t>();
+    m.idle_timeout_s = o.at("idle_timeout_s").to_number<int64_t>();
+    for (const auto& kv : o.at("environment").as_object()) {
+      m.environment[std::string(kv.key())] = json::value_to<std::string>(kv.value());
+    }
+    return m;
+  } catch (const std::exception& e) {
+    return Internal(std::string("stored manifest is malformed: ") + e.what());
+  }
+}
+
+}  // namespace thaw::registry

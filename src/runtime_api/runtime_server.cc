@@ -1,0 +1,175 @@
+#include "runtime_api/runtime_server.h"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/json.hpp>
+
+#include "gateway/http_server.h"
+
+namespace thaw::runtime_api {
+namespace {
+
+namespace asio = boost::asio;
+namespace http = boost::beast::http;
+using gateway::Request;
+using gateway::Response;
+
+constexpr std::string_view kPrefix = "/2018-06-01/runtime/";
+
+void JsonError(Response& res, http::status status, const std::string& type,
+               const std::string& message) {
+  res.result(status);
+  res.set(http::field::content_type, "application/json");
+  res.body() = boost::json::serialize(
+      boost::json::object{{"errorType", type}, {"errorMessage", message}});
+}
+
+}  // namespace
+
+// One instance's Runtime API: its listener and the routes, bound to the instance.
+struct RuntimeServer::Endpoint final : gateway::HttpHandler {
+  Endpoint(asio::io_context& ioc, std::shared_ptr<pool::FunctionPool> p, uint64_t id,
+           int64_t max_body)
+      : strand(asio::make_strand(ioc)),
+        acceptor(strand),
+        pool(std::move(p)),
+        instance_id(id),
+        max_response_bytes(max_body) {}
+
+  uint64_t BodyLimit(const http::request_header<>&) const override {
+    return static_cast<uint64_t>(max_response_bytes);
+  }
+
+  void Reject(http::status status, const std::string& why, Response& res) const override {
+    JsonError(res, status,
+              status == http::status::payload_too_large ? "RequestEntityTooLarge"
+                                                        : "InvalidRequest",
+              why);
+  }
+
+  asio::awaitable<void> Handle(Request& req, Response& res) override {
+    std::string_view target = req.target();
+    if (!target.starts_with(kPrefix)) {
+      JsonError(res, http::status::not_found, "NotFound", "unknown path");
+      co_return;
+    }
+    std::string_view route = target.substr(kPrefix.size());
+    if (route == "invocation/next" && req.method() == http::verb::get) {
+      pool::InvocationPtr inv = co_await pool->Next(instance_id, asio::use_awaitable);
+      if (!inv) {  // the instance is being stopped
+        JsonError(res, http::status::gone, "InstanceStopping", "this instance is stopping");
+        res.keep_alive(false);
+        co_return;
+      }
+      res.result(http::status::ok);
+      res.set(http::field::content_type, "application/json");
+      res.set("Lambda-Runtime-Aws-Request-Id", inv->id);
+      res.set("Lambda-Runtime-Deadline-Ms", std::to_string(inv->deadline_wall_ms));
+      res.set("Lambda-Runtime-Invoked-Function-Arn", invoked_arn);
+      res.set("Lambda-Runtime-Trace-Id", inv->trace_id);
+      if (!inv->client_context.empty()) {
+        res.set("Lambda-Runtime-Client-Context", inv->client_context);
+      }
+      if (!inv->cognito_identity.empty()) {
+        res.set("Lambda-Runtime-Cognito-Identity", inv->cognito_identity);
+      }
+      // The event is delivered exactly once; the invocation no longer needs its copy.
+      res.body() = std::move(inv->payload);
+      co_return;
+    }
+    if (route == "init/error" && req.method() == http::verb::post) {
+      pool->ReportInitError(instance_id, std::move(req.body()),
+                            std::string(req["Lambda-Runtime-Function-Error-Type"]));
+      res.result(http::status::accepted);
+      res.set(http::field::content_type, "application/json");
+      res.body() = R"({"status":"OK"})";
+      co_return;
+    }
+    constexpr std::string_view kInvocation = "invocation/";
+    if (route.starts_with(kInvocation) && req.method() == http::verb::post) {
+      std::string_view rest = route.substr(kInvocation.size());
+      auto slash = rest.find('/');
+      if (slash != std::string_view::npos) {
+        std::string id(rest.substr(0, slash));
+        std::string_view verb = rest.substr(slash + 1);
+        Status st = Status::Ok();
+        if (verb == "response") {
+          st = pool->Respond(instance_id, id, std::move(req.body()));
+        } else if (verb == "error") {
+          st = pool->ReportError(instance_id, id, std::move(req.body()),
+                                 std::string(req["Lambda-Runtime-Function-Error-Type"]));
+        } else {
+          JsonError(res, http::status::not_found, "NotFound", "unknown path");
+          co_return;
+        }
+        if (!st.ok()) {
+          JsonError(res, http::status::bad_request, "InvalidRequestID", st.message());
+          co_return;
+        }
+        res.result(http::status::accepted);
+        res.set(http::field::content_type, "application/json");
+        res.body() = R"({"status":"OK"})";
+        co_return;
+      }
+    }
+    JsonError(res, http::status::not_found, "NotFound", "unknown path or method");
+  }
+
+  asio::strand<asio::io_context::executor_type> strand;
+  asio::ip::tcp::acceptor acceptor;
+  std::shared_ptr<pool::FunctionPool> pool;
+  const uint64_t instance_id;
+  const int64_t max_response_bytes;
+  std::string invoked_arn;
+};
+
+RuntimeServer::~RuntimeServer() { CloseAll(); }
+
+StatusOr<std::string> RuntimeServer::Open(std::shared_ptr<pool::FunctionPool> pool,
+                                          uint64_t instance_id) {
+  auto ep = std::make_shared<Endpoint>(ioc_, pool, instance_id, max_response_bytes_);
+  ep->invoked_arn = pool->arn();
+  boost::system::error_code ec;
+  asio::ip::tcp::endpoint where(asio::ip::address_v4::loopback(), 0);
+  ep->acceptor.open(where.protocol(), ec);
+  if (!ec) ep->acceptor.bind(where, ec);
+  if (!ec) ep->acceptor.listen(64, ec);
+  if (ec) return Internal("failed to listen on the Runtime API address: " + ec.message());
+  std::string address = "127.0.0.1:" + std::to_string(ep->acceptor.local_endpoint().port());
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    endpoints_[address] = ep;
+  }
+  asio::co_spawn(ep->strand, gateway::AcceptLoop(ep->acceptor, *ep, ep), asio::detached);
+  return address;
+}
+
+void RuntimeServer::Close(const std::string& address) {
+  std::shared_ptr<Endpoint> ep;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = endpoints_.find(address);
+    if (it == endpoints_.end()) return;
+    ep = std::move(it->second);
+    endpoints_.erase(it);
+  }
+  // The acceptor belongs to the endpoint's strand: close it there.
+  asio::post(ep->strand, [ep] {
+    boost::system::error_code ec;
+    ep->acceptor.close(ec);
+  });
+}
+
+void RuntimeServer::CloseAll() {
+  std::vector<std::string> all;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& [address, _] : endpoints_) all.push_back(address);
+  }
+  for (const auto& a : all) Close(a);
+}
+
+}  // namespace thaw::runtime_api

@@ -1,0 +1,113 @@
+#include "server/config.h"
+
+#include <cerrno>
+#include <cstdlib>
+
+namespace thaw::server {
+
+const std::vector<Knob> kKnobs = {
+    {"listen", "address:port of the API (port 0 picks a free one)"},
+    {"data_dir", "where functions, bundles, the database, logs and admin.key live"},
+    {"log_level", "trace, debug, info, warn, error"},
+    {"threads", "gateway threads; 0 means one per core"},
+    {"runtimes_dir", "folder holding the shipped runtimes (default: beside the binary)"},
+    {"python", "interpreter for the python3 runtime"},
+    {"region", "AWS region reported to functions (AWS_REGION, ARNs)"},
+    {"max_payload_bytes", "largest synchronous invoke payload (413 above)"},
+    {"max_bundle_bytes", "largest uploaded bundle archive"},
+    {"max_unpacked_bytes", "largest total size a bundle may unpack to"},
+    {"max_queue", "requests per function version that may wait for an instance"},
+    {"queue_timeout_ms", "longest a request waits for an instance before a 429"},
+    {"init_timeout_ms", "longest an instance may take to initialise"},
+    {"shutdown_grace_ms", "on SIGTERM, how long in-flight invocations may finish"},
+    {"log_lines", "log lines kept in memory per function"},
+    {"auth", "require an API key (true/false); only false on a loopback address"},
+};
+
+namespace {
+
+Status ParseInt(const std::string& name, const std::string& text, int64_t lo, int64_t hi,
+                int64_t& out) {
+  char* end = nullptr;
+  errno = 0;
+  long long v = std::strtoll(text.c_str(), &end, 10);
+  if (text.empty() || errno != 0 || *end != '\0' || v < lo || v > hi) {
+    return InvalidArgument("config " + name + ": expected an integer between " +
+                           std::to_string(lo) + " and " + std::to_string(hi) + ", got '" + text +
+                           "'");
+  }
+  out = v;
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status ApplyConfigValues(const std::map<std::string, std::string>& values, Config& c) {
+  for (const auto& [name, v] : values) {
+    if (name == "listen") {
+      if (v.rfind(':') == std::string::npos) {
+        return InvalidArgument("config listen: expected ADDRESS:PORT, got '" + v + "'");
+      }
+      c.listen = v;
+    } else if (name == "data_dir") {
+      if (v.empty()) return InvalidArgument("config data_dir: must not be empty");
+      c.data_dir = v;
+    } else if (name == "log_level") {
+      if (v != "trace" && v != "debug" && v != "info" && v != "warn" && v != "error") {
+        return InvalidArgument("config log_level: expected trace|debug|info|warn|error, got '" +
+                               v + "'");
+      }
+      c.log_level = v;
+    } else if (name == "threads") {
+      THAW_RETURN_IF_ERROR(ParseInt(name, v, 0, 256, c.threads));
+    } else if (name == "runtimes_dir") {
+      c.runtimes_dir = v;
+    } else if (name == "python") {
+      c.python = v;
+    } else if (name == "region") {
+      c.region = v;
+    } else if (name == "max_payload_bytes") {
+      THAW_RETURN_IF_ERROR(ParseInt(name, v, 1024, 1LL << 30, c.max_payload_bytes));
+    } else if (name == "max_bundle_bytes") {
+      THAW_RETURN_IF_ERROR(ParseInt(name, v, 1024, 1LL << 34, c.max_bundle_bytes));
+    } else if (name == "max_unpacked_bytes") {
+      THAW_RETURN_IF_ERROR(ParseInt(name, v, 1024, 1LL << 36, c.max_unpacked_bytes));
+    } else if (name == "max_queue") {
+      THAW_RETURN_IF_ERROR(ParseInt(name, v, 0, 1'000'000, c.max_queue));
+    } else if (name == "queue_timeout_ms") {
+      THAW_RETURN_IF_ERROR(ParseInt(name, v, 1, 3'600'000, c.queue_timeout_ms));
+    } else if (name == "init_timeout_ms") {
+      THAW_RETURN_IF_ERROR(ParseInt(name, v, 1, 3'600'000, c.init_timeout_ms));
+    } else if (name == "shutdown_grace_ms") {
+      THAW_RETURN_IF_ERROR(ParseInt(name, v, 0, 3'600'000, c.shutdown_grace_ms));
+    } else if (name == "log_lines") {
+      THAW_RETURN_IF_ERROR(ParseInt(name, v, 10, 10'000'000, c.log_lines));
+    } else if (name == "auth") {
+      if (v != "true" && v != "false") {
+        return InvalidArgument("config auth: expected true or false, got '" + v + "'");
+      }
+      c.auth = v == "true";
+    } else {
+      return InvalidArgument("config: unknown setting '" + name + "'");
+    }
+  }
+  return Status::Ok();
+}
+
+std::map<std::string, std::string> ConfigValuesFromEnv(char** envp) {
+  std::map<std::string, std::string> out;
+  for (char** e = envp; e != nullptr && *e != nullptr; ++e) {
+    std::string kv = *e;
+    if (!kv.starts_with("THAW_")) continue;
+    auto eq = kv.find('=');
+    if (eq == std::string::npos) continue;
+    std::string key = kv.substr(5, eq - 5);
+    // THAW_SERVER and THAW_API_KEY belong to the CLI client, not the server.
+    if (key == "SERVER" || key == "API_KEY") continue;
+    for (char& ch : key) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    out[key] = kv.substr(eq + 1);
+  }
+  return out;
+}
+
+}  // namespace thaw::server

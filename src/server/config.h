@@ -1,0 +1,45 @@
+// Config: every knob of `thaw serve`, parsed in one pure step from the environment (THAW_*)
+// and then command-line flags (which win). Each malformed value is rejected by name.
+// The table in README.md lists the same knobs: keep them in step with kKnobs.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+
+namespace thaw::server {
+
+struct Config {
+  std::string listen = "127.0.0.1:8080";
+  std::string data_dir = ".thaw";
+  std::string log_level = "info";
+  int64_t threads = 0;  // 0: one per core
+  std::string runtimes_dir;  // empty: <dir of the thaw binary>/runtimes
+  std::string python = "/usr/bin/python3";
+  std::string region = "us-east-1";
+  int64_t max_payload_bytes = 6 * 1024 * 1024;
+  int64_t max_bundle_bytes = 256 * 1024 * 1024;
+  int64_t max_unpacked_bytes = 1024LL * 1024 * 1024;
+  int64_t max_queue = 256;
+  int64_t queue_timeout_ms = 10'000;
+  int64_t init_timeout_ms = 10'000;
+  int64_t shutdown_grace_ms = 30'000;
+  int64_t log_lines = 10'000;
+  bool auth = true;
+};
+
+struct Knob {
+  const char* name;     // flag --name (with '-' for '_') and env THAW_NAME
+  const char* help;
+};
+extern const std::vector<Knob> kKnobs;
+
+// `values` maps knob names to raw text (from env or flags). Unknown names are errors.
+Status ApplyConfigValues(const std::map<std::string, std::string>& values, Config& config);
+// Collects THAW_<KNOB> variables from an environment block ("KEY=value" strings).
+std::map<std::string, std::string> ConfigValuesFromEnv(char** envp);
+
+}  // namespace thaw::server

@@ -1,0 +1,241 @@
+#include "server/serve.h"
+
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <cstdio>
+#include <thread>
+
+#include "common/files.h"
+#include "common/ids.h"
+#include "gateway/api.h"
+#include "logs/log_store.h"
+#include "meter/meter.h"
+#include "pool/pool.h"
+#include "registry/registry.h"
+#include "runtime_api/runtime_server.h"
+#include "sandbox/spawner.h"
+
+namespace thaw::server {
+namespace {
+
+namespace asio = boost::asio;
+
+constexpr auto kTickInterval = std::chrono::milliseconds(100);
+
+StatusOr<std::string> LoadOrCreateAdminKey(const std::string& data_dir) {
+  const std::string path = data_dir + "/admin.key";
+  auto existing = ReadFile(path);
+  if (existing.ok()) {
+    std::string key = *existing;
+    while (!key.empty() && (key.back() == '\n' || key.back() == '\r')) key.pop_back();
+    if (key.empty()) return InvalidArgument(path + " is empty; delete it to get a new key");
+    struct stat st;
+    if (::stat(path.c_str(), &st) == 0 && (st.st_mode & 077) != 0) {
+      spdlog::warn("{} is readable by others (mode {:o}); setting it to 0600", path,
+                   st.st_mode & 0777);
+      ::chmod(path.c_str(), 0600);
+    }
+    return key;
+  }
+  if (existing.status().code() != StatusCode::kNotFound) return existing.status();
+  std::string key = "thaw_" + RandomHex(24);
+  THAW_RETURN_IF_ERROR(WriteFileAtomic(path, key + "\n", 0600));
+  spdlog::info("wrote a new admin key to {} (mode 0600)", path);
+  return key;
+}
+
+StatusOr<asio::ip::tcp::endpoint> ParseListen(const std::string& listen) {
+  auto colon = listen.rfind(':');
+  std::string host = listen.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  if (host.empty() || host == "localhost") host = "127.0.0.1";
+  boost::system::error_code ec;
+  auto address = asio::ip::make_address(host, ec);
+  if (ec) return InvalidArgument("listen: '" + host + "' is not an IP address");
+  char* end = nullptr;
+  long port = std::strtol(listen.c_str() + colon + 1, &end, 10);
+  if (*end != '\0' || port < 0 || port > 65535) {
+    return InvalidArgument("listen: bad port in '" + listen + "'");
+  }
+  return asio::ip::tcp::endpoint(address, static_cast<uint16_t>(port));
+}
+
+asio::awaitable<void> WatchExits(int fd, pool::PoolManager& pools) {
+  asio::posix::stream_descriptor exits(co_await asio::this_coro::executor, ::dup(fd));
+  for (;;) {
+    sandbox::ExitEvent ev;
+    boost::system::error_code ec;
+    size_t n = co_await exits.async_read_some(asio::buffer(&ev, sizeof(ev)),
+                                              asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) {
+      if (ec != asio::error::operation_aborted) spdlog::error("spawner exit channel: {}", ec.message());
+      co_return;
+    }
+    if (n == sizeof(ev)) pools.OnExit(ev.pid, ev.wait_status);
+  }
+}
+
+asio::awaitable<void> TickLoop(pool::PoolManager& pools, bool& stopping) {
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  while (!stopping) {
+    timer.expires_after(kTickInterval);
+    boost::system::error_code ec;
+    co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    pools.Tick();
+  }
+}
+
+}  // namespace
+
+int RunServe(Config config, const std::string& exe_dir) {
+  spdlog::set_level(spdlog::level::from_str(config.log_level));
+  ::signal(SIGPIPE, SIG_IGN);
+  // The spawner must be forked while this process has a single thread.
+  auto spawner = sandbox::SpawnerClient::Start();
+  if (!spawner.ok()) {
+    spdlog::critical("{}", spawner.status().message());
+    return 1;
+  }
+  if (config.runtimes_dir.empty()) config.runtimes_dir = exe_dir + "/runtimes";
+
+  auto listen = ParseListen(config.listen);
+  if (!listen.ok()) {
+    spdlog::critical("{}", listen.status().message());
+    return 2;
+  }
+  if (!config.auth && !listen->address().is_loopback()) {
+    spdlog::critical("refusing to listen on {} with auth off: use a loopback address",
+                     config.listen);
+    return 2;
+  }
+  if (Status st = MakeDirs(config.data_dir); !st.ok()) {
+    spdlog::critical("{}", st.message());
+    return 1;
+  }
+  ::chmod(config.data_dir.c_str(), 0700);
+  auto key = LoadOrCreateAdminKey(config.data_dir);
+  if (!key.ok()) {
+    spdlog::critical("{}", key.status().message());
+    return 1;
+  }
+  auto registry = registry::Registry::Open(
+      config.data_dir, registry::UnpackLimits{config.max_unpacked_bytes, 20000});
+  if (!registry.ok()) {
+    spdlog::critical("{}", registry.status().message());
+    return 1;
+  }
+  auto meter = meter::Meter::Open(config.data_dir + "/thaw.db");
+  if (!meter.ok()) {
+    spdlog::critical("{}", meter.status().message());
+    return 1;
+  }
+  (void)MakeDirs(config.data_dir + "/logs");
+  logs::LogStore logs(config.data_dir + "/logs", static_cast<size_t>(config.log_lines));
+
+  const int threads = config.threads > 0 ? static_cast<int>(config.threads)
+                                         : std::max(1u, std::thread::hardware_concurrency());
+  asio::io_context ioc(threads);
+  RealClock clock;
+  runtime_api::RuntimeServer endpoints(ioc, config.max_payload_bytes);
+  pool::PoolContext ctx;
+  ctx.executor = ioc.get_executor();
+  ctx.spawner = spawner->get();
+  ctx.logs = &logs;
+  ctx.meter = meter->get();
+  ctx.endpoints = &endpoints;
+  ctx.clock = &clock;
+  ctx.runtimes_dir = config.runtimes_dir;
+  ctx.python = config.python;
+  ctx.region = config.region;
+  ctx.max_queue = config.max_queue;
+  ctx.queue_timeout_us = config.queue_timeout_ms * 1000;
+  ctx.init_timeout_us = config.init_timeout_ms * 1000;
+  pool::PoolManager pools(&ctx);
+  ctx.manager = &pools;
+
+  const std::string isolation =
+      "process: each instance runs as a separate process group of thaw's user, with no "
+      "namespaces, cgroups or seccomp (the sandbox is not built yet)";
+  gateway::Api api(gateway::ApiDeps{registry->get(), &pools, &logs, meter->get(), &config, *key,
+                                    isolation});
+
+  asio::ip::tcp::acceptor acceptor(ioc);
+  boost::system::error_code ec;
+  acceptor.open(listen->protocol(), ec);
+  if (!ec) acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) acceptor.bind(*listen, ec);
+  if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    spdlog::critical("failed to listen on {}: {}", config.listen, ec.message());
+    return 1;
+  }
+  auto bound = acceptor.local_endpoint();
+
+  // Functions with min_instances get their warm instances now.
+  for (const auto& f : (*registry)->List()) {
+    if (!f.versions.empty() && f.versions.back()->manifest.min_instances > 0) {
+      pools.Get(f.versions.back());
+    }
+  }
+
+  bool stopping = false;
+  asio::co_spawn(ioc, gateway::AcceptLoop(acceptor, api, nullptr), asio::detached);
+  asio::co_spawn(ioc, WatchExits((*spawner)->exit_fd(), pools), asio::detached);
+  asio::co_spawn(ioc, TickLoop(pools, stopping), asio::detached);
+
+  asio::signal_set signals(ioc, SIGINT, SIGTERM);
+  signals.async_wait([&](boost::system::error_code, int sig) {
+    spdlog::info("signal {}: stopping: no new connections, finishing in-flight invocations",
+                 sig);
+    acceptor.close();
+    asio::co_spawn(
+        ioc,
+        [&]() -> asio::awaitable<void> {
+          asio::steady_timer timer(ioc);
+          auto deadline = std::chrono::steady_clock::now() +
+                          std::chrono::milliseconds(config.shutdown_grace_ms);
+          while (!pools.Quiet() && std::chrono::steady_clock::now() < deadline) {
+            timer.expires_after(std::chrono::milliseconds(20));
+            co_await timer.async_wait(asio::use_awaitable);
+          }
+          if (!pools.Quiet()) spdlog::warn("grace period over: failing what is still running");
+          pools.Shutdown();
+          // Let the posted completions write their responses.
+          timer.expires_after(std::chrono::milliseconds(50));
+          co_await timer.async_wait(asio::use_awaitable);
+          stopping = true;
+          ioc.stop();
+        },
+        asio::detached);
+  });
+
+  spdlog::info("isolation: {}", isolation);
+  std::printf("thaw listening on http://%s:%u\n", bound.address().to_string().c_str(),
+              bound.port());
+  std::fflush(stdout);
+
+  std::vector<std::thread> workers;
+  for (int i = 1; i < threads; ++i) workers.emplace_back([&] { ioc.run(); });
+  ioc.run();
+  for (auto& t : workers) t.join();
+  endpoints.CloseAll();
+  if (Status st = (*meter)->Flush(); !st.ok()) {
+    spdlog::error("meter records could not be written: {}", st.message());
+  }
+  spdlog::info("stopped");
+  return 0;
+}
+
+}  // namespace thaw::server

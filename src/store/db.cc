@@ -1,0 +1,151 @@
+#include "store/db.h"
+
+namespace thaw::store {
+namespace {
+
+// Each entry moves the schema one version forward; never edit a shipped entry, append one.
+constexpr const char* kMigrations[] = {
+    R"sql(
+    CREATE TABLE functions (
+      name TEXT PRIMARY KEY,
+      latest_version INTEGER NOT NULL,
+      created_us INTEGER NOT NULL,
+      updated_us INTEGER NOT NULL
+    );
+    CREATE TABLE versions (
+      name TEXT NOT NULL,
+      version INTEGER NOT NULL,
+      sha256 TEXT NOT NULL,
+      manifest TEXT NOT NULL,
+      code_size INTEGER NOT NULL,
+      created_us INTEGER NOT NULL,
+      PRIMARY KEY (name, version)
+    );
+    CREATE TABLE invocations (
+      request_id TEXT PRIMARY KEY,
+      function TEXT NOT NULL,
+      version TEXT NOT NULL,
+      start_us INTEGER NOT NULL,
+      end_us INTEGER NOT NULL,
+      duration_us INTEGER NOT NULL,
+      billed_ms INTEGER NOT NULL,
+      memory_mb INTEGER NOT NULL,
+      max_memory_used_mb INTEGER NOT NULL,
+      cold_start INTEGER NOT NULL,
+      init_us INTEGER NOT NULL,
+      status TEXT NOT NULL,
+      error_type TEXT NOT NULL,
+      bytes_in INTEGER NOT NULL,
+      bytes_out INTEGER NOT NULL
+    );
+    CREATE INDEX invocations_by_function ON invocations (function, start_us);
+    )sql",
+};
+
+}  // namespace
+
+Stmt& Stmt::Bind(int index, int64_t value) {
+  sqlite3_bind_int64(stmt_, index, value);
+  return *this;
+}
+Stmt& Stmt::Bind(int index, std::string_view value) {
+  sqlite3_bind_text(stmt_, index, value.data(), static_cast<int>(value.size()), SQLITE_TRANSIENT);
+  return *this;
+}
+Stmt& Stmt::BindNull(int index) {
+  sqlite3_bind_null(stmt_, index);
+  return *this;
+}
+
+StatusOr<bool> Stmt::Next() {
+  int rc = sqlite3_step(stmt_);
+  if (rc == SQLITE_ROW) return true;
+  if (rc == SQLITE_DONE) return false;
+  if (rc == SQLITE_CONSTRAINT) {
+    return Status(StatusCode::kAlreadyExists, std::string("sqlite: ") + sqlite3_errmsg(db_));
+  }
+  return Internal(std::string("sqlite step failed: ") + sqlite3_errmsg(db_));
+}
+
+Status Stmt::Run() {
+  for (;;) {
+    auto row = Next();
+    if (!row.ok()) return row.status();
+    if (!*row) return Status::Ok();
+  }
+}
+
+void Stmt::Reset() {
+  sqlite3_reset(stmt_);
+  sqlite3_clear_bindings(stmt_);
+}
+
+std::string Stmt::Text(int col) const {
+  const unsigned char* text = sqlite3_column_text(stmt_, col);
+  if (text == nullptr) return {};
+  return std::string(reinterpret_cast<const char*>(text),
+                     static_cast<size_t>(sqlite3_column_bytes(stmt_, col)));
+}
+
+StatusOr<std::unique_ptr<Db>> Db::Open(const std::string& path) {
+  sqlite3* raw = nullptr;
+  int rc = sqlite3_open_v2(path.c_str(), &raw,
+                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                           nullptr);
+  if (rc != SQLITE_OK) {
+    std::string msg = raw ? sqlite3_errmsg(raw) : "out of memory";
+    sqlite3_close(raw);
+    return Internal("failed to open database " + path + ": " + msg);
+  }
+  std::unique_ptr<Db> db(new Db(raw));
+  sqlite3_busy_timeout(raw, 5000);
+  // WAL + synchronous=NORMAL: a committed transaction survives a process crash (kill -9);
+  // only a power loss can drop the last few.
+  THAW_RETURN_IF_ERROR(db->Exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"));
+  THAW_RETURN_IF_ERROR(db->Migrate());
+  return db;
+}
+
+Db::~Db() { sqlite3_close(db_); }
+
+Status Db::Exec(const std::string& sql) {
+  char* err = nullptr;
+  if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
+    std::string msg = err ? err : "unknown error";
+    sqlite3_free(err);
+    return Internal("sqlite: " + msg);
+  }
+  return Status::Ok();
+}
+
+StatusOr<Stmt> Db::Prepare(std::string_view sql) {
+  sqlite3_stmt* stmt = nullptr;
+  if (sqlite3_prepare_v2(db_, sql.data(), static_cast<int>(sql.size()), &stmt, nullptr) !=
+      SQLITE_OK) {
+    return Internal(std::string("sqlite prepare failed: ") + sqlite3_errmsg(db_));
+  }
+  return Stmt(db_, stmt);
+}
+
+Status Db::Migrate() {
+  THAW_RETURN_IF_ERROR(Exec("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER)"));
+  auto stmt = Prepare("SELECT COALESCE(MAX(version), 0) FROM schema_version");
+  if (!stmt.ok()) return stmt.status();
+  auto row = stmt->Next();
+  if (!row.ok()) return row.status();
+  int64_t current = stmt->Int(0);
+  int64_t target = static_cast<int64_t>(std::size(kMigrations));
+  for (int64_t v = current; v < target; ++v) {
+    THAW_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+    Status st = Exec(kMigrations[v]);
+    if (st.ok()) st = Exec("INSERT INTO schema_version VALUES (" + std::to_string(v + 1) + ")");
+    if (!st.ok()) {
+      (void)Exec("ROLLBACK");
+      return st;
+    }
+    THAW_RETURN_IF_ERROR(Exec("COMMIT"));
+  }
+  return Status::Ok();
+}
+
+}  // namespace thaw::store

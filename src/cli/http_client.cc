@@ -35,11 +35,16 @@ StatusOr<HttpResult> HttpCall(const std::string& server, const std::string& meth
     for (const auto& [k, v] : headers) req.set(k, v);
     req.body() = body;
     req.prepare_payload();
-    http::write(stream, req);
+    beast::error_code write_error;
+    // A server may answer (413, 401) and stop reading before the body is sent: the write then
+    // fails, but its response is still there to read.
+    http::write(stream, req, write_error);
     beast::flat_buffer buffer;
     http::response_parser<http::string_body> parser;
     parser.body_limit(1ULL << 32);
-    http::read(stream, buffer, parser);
+    beast::error_code read_error;
+    http::read(stream, buffer, parser, read_error);
+    if (read_error) throw boost::system::system_error(write_error ? write_error : read_error);
     auto& res = parser.get();
     HttpResult out;
     out.status = static_cast<int>(res.result_int());

@@ -71,7 +71,8 @@ void StatusBody(Response& res, const Status& st) {
 
 // `query` is the part after '?'; values come back percent-decoded.
 std::string QueryParam(const std::string& query, const std::string& key) {
-  auto url = boost::urls::parse_origin_form("/?" + query);
+  const std::string target = "/?" + query;  // the view below points into it
+  auto url = boost::urls::parse_origin_form(target);
   if (!url) return {};
   for (auto p : url->params()) {
     if (p.key == key) return p.value;

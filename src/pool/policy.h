@@ -41,7 +41,7 @@ struct Admission {
     kDispatch,       // run now on `instance_id`
     kQueue,          // wait: a slot is coming (a starting instance or a busy one)
     kQueueAndStart,  // wait, and start one more instance (a cold start)
-    kReject,         // 429: at max_instances and the queue is full
+    kReject,         // 429: no free slot coming soon enough and the queue is full
   };
   Kind kind = Kind::kReject;
   uint64_t instance_id = 0;

@@ -638,13 +638,12 @@ void FunctionPool::InitFailedLocked(Instance& inst, Effects& fx) {
   std::string message = inst.init_error_type + ": " + inst.init_error_message;
   if (!inst.init_log.empty()) message += "\nInit log tail:\n" + inst.init_log;
   ctx_->logs->Append(version_->function, "", "platform", "INIT_REPORT Status: error\t" + message);
-  // The requests waiting for this instance fail with its init error, unless another instance
-  // can still serve them.
-  bool others = false;
+  // The requests waiting fail with this init error, unless a ready instance will serve them.
+  // Instances still starting do not count: they would most likely fail the same way, and
+  // waiting for them turns a clear init error into a queue timeout.
   for (const auto& [id, other] : instances_) {
-    if (id != inst.id && other->state != InstanceState::kStopping) others = true;
+    if (id != inst.id && other->state == InstanceState::kReady) return;
   }
-  if (others) return;
   while (!queue_.empty()) {
     InvocationPtr inv = std::move(queue_.front());
     queue_.pop_front();

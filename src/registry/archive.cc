@@ -135,6 +135,13 @@ Status UnpackInto(archive* a, const std::string& dest, const UnpackLimits& limit
       continue;
     }
     if (type != AE_IFREG) return Refuse(path, "only files, folders and symlinks are allowed");
+    // Sparse entries could claim huge holes that cost no data bytes: refuse them outright.
+    if (archive_entry_sparse_count(entry) > 0) return Refuse(path, "sparse files are not allowed");
+    if (archive_entry_size_is_set(entry) &&
+        total_bytes + archive_entry_size(entry) > limits.max_bytes) {
+      return InvalidArgument("archive unpacks to more than " + std::to_string(limits.max_bytes) +
+                             " bytes");
+    }
 
     auto dir = OpenParent(root.get(), *parts, parts->size() - 1, path);
     if (!dir.ok()) return dir.status();
@@ -155,11 +162,10 @@ Status UnpackInto(archive* a, const std::string& dest, const UnpackLimits& limit
         return InvalidArgument("corrupt data in entry '" + path + "': " + archive_error_string(a));
       }
       total_bytes += static_cast<int64_t>(size);
-      if (total_bytes > limits.max_bytes) {
+      if (total_bytes > limits.max_bytes || offset + static_cast<int64_t>(size) > limits.max_bytes) {
         return InvalidArgument("archive unpacks to more than " + std::to_string(limits.max_bytes) +
                                " bytes");
       }
-      // Sparse entries carry offsets; honour them without seeking past the limit checked above.
       if (::lseek(out.get(), offset, SEEK_SET) < 0) return ErrnoStatus("seek", path, errno);
       const char* p = static_cast<const char*>(block);
       while (size > 0) {
@@ -239,7 +245,8 @@ StatusOr<std::string> PackDirectory(const std::string& dir) {
   for (; it != end; it.increment(ec)) {
     if (ec) return ErrnoStatus("read directory", dir, ec.value());
     const fs::path& p = it->path();
-    std::string rel = fs::relative(p, dir).generic_string();
+    // lexically: fs::relative would resolve a symlink to its target's name.
+    std::string rel = p.lexically_relative(dir).generic_string();
     struct stat st;
     if (::lstat(p.c_str(), &st) != 0) return ErrnoStatus("stat", p.string(), errno);
     archive_entry_clear(entry.get());

@@ -100,8 +100,12 @@ StatusOr<Manifest> ParseManifest(const std::string& yaml_text, const std::string
   Manifest m;
   m.name = fallback_name;
   bool has_runtime = false;
+  std::set<std::string> seen;
   for (const auto& kv : root) {
-    const std::string key = kv.first.as<std::string>();
+    if (!kv.first.IsScalar()) return InvalidArgument("thaw.yaml: keys must be plain names");
+    const std::string key = kv.first.Scalar();
+    // yaml-cpp keeps the last of repeated keys; a repeated key is almost always a mistake.
+    if (!seen.insert(key).second) return FieldError(key, "given more than once");
     const YAML::Node& value = kv.second;
     if (key == "name") {
       auto s = ReadString(value, key);
@@ -156,7 +160,11 @@ StatusOr<Manifest> ParseManifest(const std::string& yaml_text, const std::string
       if (value.IsNull()) continue;
       if (!value.IsMap()) return FieldError(key, "must be a mapping of NAME: value");
       for (const auto& env : value) {
-        const std::string name = env.first.as<std::string>();
+        if (!env.first.IsScalar()) return FieldError(key, "variable names must be plain names");
+        const std::string name = env.first.Scalar();
+        if (m.environment.count(name)) {
+          return FieldError("environment." + name, "given more than once");
+        }
         if (!IsValidEnvName(name)) {
           return FieldError("environment." + name, "not a valid variable name");
         }

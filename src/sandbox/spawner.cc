@@ -186,7 +186,7 @@ std::string HandleSpawn(const std::vector<std::string>& fields, const std::vecto
   sigset_t chld;
   sigemptyset(&chld);
   sigaddset(&chld, SIGCHLD);
-  int sfd = ::signalfd(-1, &chld, SFD_CLOEXEC);
+  int sfd = ::signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
   std::set<pid_t> live;
   std::string buf;
   for (;;) {

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs the Debian packages thaw needs when they are missing: with apt-get when root,
+# otherwise prints the one command to run and fails. BENCH=1 adds the benchmark tools.
+set -euo pipefail
+pkgs=(cmake g++ make pkg-config ccache
+      libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
+      libyaml-cpp-dev libcli11-dev libspdlog-dev libfmt-dev libsqlite3-dev libarchive-dev
+      libssl-dev libgtest-dev libgmock-dev googletest libbenchmark-dev python3)
+if [ "${BENCH:-0}" = 1 ]; then pkgs+=(wrk nginx-light); fi
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" = 0 ]; then
+  echo "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" > /dev/null
+else
+  echo "thaw needs these Debian packages; run:" >&2
+  echo "  sudo apt-get install -y ${missing[*]}" >&2
+  exit 1
+fi

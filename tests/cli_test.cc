@@ -1,0 +1,85 @@
+// The CLI verbs against a real server: output, --json, exit codes and one-line errors.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+
+#include "server_fixture.h"
+
+namespace thaw::testing {
+namespace {
+
+struct CliResult {
+  int exit_code = -1;
+  std::string out;  // stdout and stderr together
+};
+
+class CliTest : public ::testing::Test {
+ protected:
+  void SetUp() override { server_ = ThawServer::Start(); }
+  CliResult Thaw(const std::string& args, const std::string& stdin_text = "") {
+    std::string cmd = "cd " + server_->data_dir() + "/.. && THAW_SERVER=" + server_->url() +
+                      " THAW_DATA_DIR=" + server_->data_dir() + " " + THAW_BINARY + " " + args +
+                      " 2>&1";
+    if (!stdin_text.empty()) cmd = "printf '%s' '" + stdin_text + "' | (" + cmd + ")";
+    CliResult r;
+    FILE* p = ::popen(cmd.c_str(), "r");
+    std::array<char, 4096> buf;
+    size_t n;
+    while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+    int status = ::pclose(p);
+    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return r;
+  }
+  std::unique_ptr<ThawServer> server_;
+};
+
+TEST_F(CliTest, DeployInvokeListGetLogsUsageRemove) {
+  auto d = Thaw(std::string("deploy ") + THAW_SOURCE_DIR + "/examples/hello-python");
+  ASSERT_EQ(d.exit_code, 0) << d.out;
+  EXPECT_NE(d.out.find("deployed hello-python version 1"), std::string::npos) << d.out;
+  auto i = Thaw("invoke hello-python '{\"name\":\"cli\"}'");
+  ASSERT_EQ(i.exit_code, 0) << i.out;
+  EXPECT_NE(i.out.find("hello, cli"), std::string::npos);
+  EXPECT_NE(i.out.find("cold start: yes"), std::string::npos);
+  auto piped = Thaw("invoke hello-python -", "{\"name\":\"stdin\"}");
+  EXPECT_NE(piped.out.find("hello, stdin"), std::string::npos) << piped.out;
+  auto j = Thaw("invoke hello-python --json");
+  EXPECT_EQ(j.exit_code, 0);
+  EXPECT_EQ(JsonField(j.out, "coldStart"), "false") << j.out;
+  auto ls = Thaw("ls");
+  EXPECT_NE(ls.out.find("hello-python"), std::string::npos);
+  auto get = Thaw("get hello-python --json");
+  EXPECT_EQ(JsonField(get.out, "runtime"), "python3");
+  auto logs = Thaw("logs hello-python");
+  EXPECT_NE(logs.out.find("greeting cli"), std::string::npos) << logs.out;
+  EXPECT_NE(logs.out.find("REPORT RequestId"), std::string::npos);
+  auto usage = Thaw("usage");
+  EXPECT_NE(usage.out.find("hello-python"), std::string::npos) << usage.out;
+  auto rm = Thaw("rm hello-python");
+  EXPECT_EQ(rm.exit_code, 0);
+  EXPECT_EQ(Thaw("ls --json").out.find("hello-python"), std::string::npos);
+}
+
+TEST_F(CliTest, ErrorsAreOneLineAndNonZero) {
+  auto missing = Thaw("invoke nope");
+  EXPECT_NE(missing.exit_code, 0);
+  EXPECT_EQ(missing.out, "thaw: ResourceNotFoundException: Function not found: nope (HTTP 404)\n");
+  std::string dir = MakeBundle({{"thaw.yaml", "runtime: python3\nhandler: nodot\n"}});
+  auto bad = Thaw("deploy " + dir);
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_NE(bad.out.find("field 'handler'"), std::string::npos) << bad.out;
+  auto no_dir = Thaw("deploy /nonexistent");
+  EXPECT_NE(no_dir.exit_code, 0);
+  auto unreachable = Thaw("ls --server http://127.0.0.1:1");
+  EXPECT_NE(unreachable.exit_code, 0);
+  EXPECT_NE(unreachable.out.find("cannot reach thaw"), std::string::npos);
+  auto bad_key = Thaw("ls --api-key wrong");
+  EXPECT_NE(bad_key.exit_code, 0);
+  EXPECT_NE(bad_key.out.find("401"), std::string::npos);
+  RemoveDir(dir);
+}
+
+}  // namespace
+}  // namespace thaw::testing

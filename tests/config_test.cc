@@ -1,0 +1,301 @@
+// Server configuration (server/config.h): every knob parses from its text form, each malformed
+// value is rejected by name, and the environment parser picks THAW_* variables only.
+#include "server/config.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <ostream>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace thaw::server {
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// Every knob parses.
+
+struct IntKnobCase {
+  std::string knob;
+  std::string text;
+  int64_t Config::*field;
+  int64_t want;
+};
+
+void PrintTo(const IntKnobCase& c, std::ostream* os) { *os << c.knob << "=" << c.text; }
+
+class IntKnobTest : public ::testing::TestWithParam<IntKnobCase> {};
+
+TEST_P(IntKnobTest, Parses) {
+  const IntKnobCase& c = GetParam();
+  Config config;
+  Status st = ApplyConfigValues({{c.knob, c.text}}, config);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  EXPECT_EQ(config.*c.field, c.want);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Cases, IntKnobTest,
+    ::testing::Values(
+        IntKnobCase{"threads", "0", &Config::threads, 0},
+        IntKnobCase{"threads", "256", &Config::threads, 256},
+        IntKnobCase{"max_payload_bytes", "1024", &Config::max_payload_bytes, 1024},
+        IntKnobCase{"max_payload_bytes", "1073741824", &Config::max_payload_bytes, 1LL << 30},
+        IntKnobCase{"max_bundle_bytes", "17179869184", &Config::max_bundle_bytes, 1LL << 34},
+        IntKnobCase{"max_unpacked_bytes", "68719476736", &Config::max_unpacked_bytes, 1LL << 36},
+        IntKnobCase{"max_queue", "0", &Config::max_queue, 0},
+        IntKnobCase{"max_queue", "1000000", &Config::max_queue, 1'000'000},
+        IntKnobCase{"queue_timeout_ms", "1", &Config::queue_timeout_ms, 1},
+        IntKnobCase{"init_timeout_ms", "3600000", &Config::init_timeout_ms, 3'600'000},
+        IntKnobCase{"shutdown_grace_ms", "0", &Config::shutdown_grace_ms, 0},
+        IntKnobCase{"log_lines", "10", &Config::log_lines, 10},
+        IntKnobCase{"log_lines", "10000000", &Config::log_lines, 10'000'000}),
+    [](const ::testing::TestParamInfo<IntKnobCase>& info) {
+      return info.param.knob + "_" + std::to_string(info.index);
+    });
+
+struct StringKnobCase {
+  std::string knob;
+  std::string text;
+  std::string Config::*field;
+};
+
+void PrintTo(const StringKnobCase& c, std::ostream* os) { *os << c.knob << "=" << c.text; }
+
+class StringKnobTest : public ::testing::TestWithParam<StringKnobCase> {};
+
+TEST_P(StringKnobTest, Parses) {
+  const StringKnobCase& c = GetParam();
+  Config config;
+  Status st = ApplyConfigValues({{c.knob, c.text}}, config);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  EXPECT_EQ(config.*c.field, c.text);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Cases, StringKnobTest,
+    ::testing::Values(StringKnobCase{"listen", "0.0.0.0:9000", &Config::listen},
+                      StringKnobCase{"listen", "[::1]:0", &Config::listen},
+                      StringKnobCase{"data_dir", "/var/lib/thaw", &Config::data_dir},
+                      StringKnobCase{"log_level", "trace", &Config::log_level},
+                      StringKnobCase{"log_level", "debug", &Config::log_level},
+                      StringKnobCase{"log_level", "info", &Config::log_level},
+                      StringKnobCase{"log_level", "warn", &Config::log_level},
+                      StringKnobCase{"log_level", "error", &Config::log_level},
+                      StringKnobCase{"runtimes_dir", "/opt/thaw/runtimes", &Config::runtimes_dir},
+                      StringKnobCase{"python", "/usr/local/bin/python3.12", &Config::python},
+                      StringKnobCase{"region", "eu-west-3", &Config::region}),
+    [](const ::testing::TestParamInfo<StringKnobCase>& info) {
+      return info.param.knob + "_" + std::to_string(info.index);
+    });
+
+TEST(ConfigTest, AuthTrueAndFalse) {
+  Config config;
+  ASSERT_TRUE(config.auth);
+  ASSERT_TRUE(ApplyConfigValues({{"auth", "false"}}, config).ok());
+  EXPECT_FALSE(config.auth);
+  ASSERT_TRUE(ApplyConfigValues({{"auth", "true"}}, config).ok());
+  EXPECT_TRUE(config.auth);
+}
+
+TEST(ConfigTest, NoValuesKeepsDefaults) {
+  Config config;
+  ASSERT_TRUE(ApplyConfigValues({}, config).ok());
+  Config defaults;
+  EXPECT_EQ(config.listen, "127.0.0.1:8080");
+  EXPECT_EQ(config.data_dir, defaults.data_dir);
+  EXPECT_EQ(config.log_level, "info");
+  EXPECT_EQ(config.max_payload_bytes, 6 * 1024 * 1024);
+  EXPECT_EQ(config.max_queue, 256);
+  EXPECT_TRUE(config.auth);
+}
+
+TEST(ConfigTest, SeveralKnobsAtOnce) {
+  Config config;
+  Status st = ApplyConfigValues(
+      {{"listen", "127.0.0.1:0"}, {"threads", "4"}, {"auth", "false"}, {"max_queue", "7"}}, config);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  EXPECT_EQ(config.listen, "127.0.0.1:0");
+  EXPECT_EQ(config.threads, 4);
+  EXPECT_FALSE(config.auth);
+  EXPECT_EQ(config.max_queue, 7);
+}
+
+// Every knob the table documents is one ApplyConfigValues accepts, and the reverse.
+TEST(ConfigTest, KnobTableMatchesParser) {
+  const std::map<std::string, std::string> valid = {
+      {"listen", "127.0.0.1:1"},
+      {"data_dir", "/d"},
+      {"log_level", "warn"},
+      {"threads", "1"},
+      {"runtimes_dir", "/r"},
+      {"python", "/p"},
+      {"region", "r"},
+      {"max_payload_bytes", "2048"},
+      {"max_bundle_bytes", "2048"},
+      {"max_unpacked_bytes", "2048"},
+      {"max_queue", "1"},
+      {"queue_timeout_ms", "1"},
+      {"init_timeout_ms", "1"},
+      {"shutdown_grace_ms", "1"},
+      {"log_lines", "10"},
+      {"auth", "true"},
+  };
+  std::set<std::string> documented;
+  for (const Knob& k : kKnobs) {
+    documented.insert(k.name);
+    EXPECT_NE(std::string(k.help), "") << k.name;
+    auto it = valid.find(k.name);
+    ASSERT_NE(it, valid.end()) << "knob without a test value: " << k.name;
+    Config config;
+    Status st = ApplyConfigValues({{it->first, it->second}}, config);
+    EXPECT_TRUE(st.ok()) << k.name << ": " << st.ToString();
+  }
+  for (const auto& [name, value] : valid) EXPECT_EQ(documented.count(name), 1u) << name;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bad values are rejected by name.
+
+struct BadValueCase {
+  std::string name;
+  std::string knob;
+  std::string text;
+  std::string message;  // substring of the error
+};
+
+void PrintTo(const BadValueCase& c, std::ostream* os) { *os << c.knob << "=" << c.text; }
+
+std::vector<BadValueCase> BadValueCases() {
+  return {
+      {"ThreadsNotANumber", "threads", "many", "config threads: expected an integer"},
+      {"ThreadsEmpty", "threads", "", "config threads"},
+      {"ThreadsTrailingGarbage", "threads", "4x", "got '4x'"},
+      {"ThreadsFraction", "threads", "1.5", "config threads"},
+      {"ThreadsHex", "threads", "0x10", "config threads"},
+      {"ThreadsNegative", "threads", "-1", "between 0 and 256"},
+      {"ThreadsTooMany", "threads", "257", "between 0 and 256"},
+      {"ThreadsOverflowsInt64", "threads", "99999999999999999999", "config threads"},
+      {"PayloadTooSmall", "max_payload_bytes", "1023", "config max_payload_bytes"},
+      {"PayloadTooLarge", "max_payload_bytes", "1073741825", "config max_payload_bytes"},
+      {"BundleTooSmall", "max_bundle_bytes", "0", "config max_bundle_bytes"},
+      {"UnpackedTooLarge", "max_unpacked_bytes", "68719476737", "config max_unpacked_bytes"},
+      {"QueueNegative", "max_queue", "-1", "config max_queue"},
+      {"QueueTooLarge", "max_queue", "1000001", "config max_queue"},
+      {"QueueTimeoutZero", "queue_timeout_ms", "0", "config queue_timeout_ms"},
+      {"InitTimeoutZero", "init_timeout_ms", "0", "config init_timeout_ms"},
+      {"InitTimeoutOverAnHour", "init_timeout_ms", "3600001", "config init_timeout_ms"},
+      {"GraceNegative", "shutdown_grace_ms", "-5", "config shutdown_grace_ms"},
+      {"LogLinesTooFew", "log_lines", "9", "config log_lines"},
+      {"LogLevelUnknown", "log_level", "verbose", "config log_level"},
+      {"LogLevelUppercase", "log_level", "INFO", "got 'INFO'"},
+      {"LogLevelEmpty", "log_level", "", "config log_level"},
+      {"AuthYes", "auth", "yes", "config auth: expected true or false"},
+      {"AuthOne", "auth", "1", "config auth"},
+      {"AuthUppercase", "auth", "TRUE", "config auth"},
+      {"AuthEmpty", "auth", "", "config auth"},
+      {"ListenWithoutPort", "listen", "localhost", "config listen: expected ADDRESS:PORT"},
+      {"DataDirEmpty", "data_dir", "", "config data_dir"},
+      {"UnknownKnob", "thread", "4", "unknown setting 'thread'"},
+      {"UnknownKnobWithDash", "log-level", "info", "unknown setting 'log-level'"},
+      {"ClientOnlyServerKnob", "server", "http://x", "unknown setting 'server'"},
+  };
+}
+
+class BadValueTest : public ::testing::TestWithParam<BadValueCase> {};
+
+TEST_P(BadValueTest, IsRejectedByName) {
+  const BadValueCase& c = GetParam();
+  Config config;
+  Status st = ApplyConfigValues({{c.knob, c.text}}, config);
+  ASSERT_FALSE(st.ok()) << c.knob << "=" << c.text << " was accepted";
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find(c.message), std::string::npos) << st.message();
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, BadValueTest, ::testing::ValuesIn(BadValueCases()),
+                         [](const ::testing::TestParamInfo<BadValueCase>& info) {
+                           return info.param.name;
+                         });
+
+TEST(ConfigTest, RejectedValueDoesNotChangeThatKnob) {
+  Config config;
+  ASSERT_FALSE(ApplyConfigValues({{"threads", "300"}}, config).ok());
+  EXPECT_EQ(config.threads, 0);
+  ASSERT_FALSE(ApplyConfigValues({{"log_level", "loud"}}, config).ok());
+  EXPECT_EQ(config.log_level, "info");
+  ASSERT_FALSE(ApplyConfigValues({{"auth", "no"}}, config).ok());
+  EXPECT_TRUE(config.auth);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The environment parser.
+
+TEST(ConfigEnvTest, CollectsThawVariablesLowercased) {
+  std::vector<std::string> vars = {
+      "PATH=/usr/bin",
+      "THAW_LISTEN=0.0.0.0:9000",
+      "THAW_LOG_LEVEL=debug",
+      "THAW_DATA_DIR=/srv/a=b",  // only the first '=' separates the value
+      "THAW_AUTH=false",
+      "THAWED=1",             // not THAW_
+      "thaw_threads=3",       // prefix is case-sensitive
+      "THAW_NO_EQUALS_SIGN",  // malformed: skipped
+      "THAW_REGION=",
+  };
+  std::vector<char*> envp;
+  for (std::string& v : vars) envp.push_back(v.data());
+  envp.push_back(nullptr);
+
+  std::map<std::string, std::string> want = {{"listen", "0.0.0.0:9000"},
+                                             {"log_level", "debug"},
+                                             {"data_dir", "/srv/a=b"},
+                                             {"auth", "false"},
+                                             {"region", ""}};
+  auto values = ConfigValuesFromEnv(envp.data());
+  EXPECT_EQ(values, want);
+
+  Config config;
+  Status st = ApplyConfigValues(values, config);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  EXPECT_EQ(config.listen, "0.0.0.0:9000");
+  EXPECT_EQ(config.log_level, "debug");
+  EXPECT_EQ(config.data_dir, "/srv/a=b");
+  EXPECT_FALSE(config.auth);
+  EXPECT_EQ(config.region, "");
+}
+
+TEST(ConfigEnvTest, ClientVariablesAreIgnored) {
+  std::vector<std::string> vars = {"THAW_SERVER=http://127.0.0.1:8080", "THAW_API_KEY=sk-secret",
+                                   "THAW_THREADS=2"};
+  std::vector<char*> envp;
+  for (std::string& v : vars) envp.push_back(v.data());
+  envp.push_back(nullptr);
+
+  auto values = ConfigValuesFromEnv(envp.data());
+  std::map<std::string, std::string> want = {{"threads", "2"}};
+  EXPECT_EQ(values, want);
+  Config config;
+  EXPECT_TRUE(ApplyConfigValues(values, config).ok());
+}
+
+TEST(ConfigEnvTest, UnknownThawVariableIsPassedOnAndRejected) {
+  std::string var = "THAW_TREADS=4";
+  char* envp[] = {var.data(), nullptr};
+  auto values = ConfigValuesFromEnv(envp);
+  ASSERT_EQ(values.count("treads"), 1u);
+  Config config;
+  Status st = ApplyConfigValues(values, config);
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("'treads'"), std::string::npos) << st.message();
+}
+
+TEST(ConfigEnvTest, NullOrEmptyEnvironment) {
+  EXPECT_TRUE(ConfigValuesFromEnv(nullptr).empty());
+  char* empty[] = {nullptr};
+  EXPECT_TRUE(ConfigValuesFromEnv(empty).empty());
+}
+
+}  // namespace
+}  // namespace thaw::server

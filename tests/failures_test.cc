@@ -1,0 +1,166 @@
+// Every way an invocation can fail ends in a clear status and body, the instance is replaced
+// when it must be, other requests are unaffected, and no request hangs.
+#include <gtest/gtest.h>
+
+#include <boost/json.hpp>
+#include <future>
+
+#include "common/files.h"
+#include "server_fixture.h"
+
+namespace thaw::testing {
+namespace {
+
+namespace json = boost::json;
+
+class FailuresTest : public ::testing::Test {
+ protected:
+  void SetUp() override { server_ = ThawServer::Start(); }
+  void TearDown() override {
+    for (auto& d : dirs_) RemoveDir(d);
+  }
+  void DeployPython(const std::string& name, const std::string& code,
+                    const std::string& yaml = "") {
+    dirs_.push_back(PythonBundle(name, code, yaml));
+    auto r = server_->Deploy(name, dirs_.back());
+    ASSERT_EQ(r.status, 201) << r.body;
+  }
+  std::unique_ptr<ThawServer> server_;
+  std::vector<std::string> dirs_;
+};
+
+TEST_F(FailuresTest, HandlerErrorIs502WithTypeMessageAndRequestId) {
+  DeployPython("raiser", "def handler(e, c):\n    raise ValueError('bad input: ' + str(e['x']))\n");
+  auto r = server_->Invoke("raiser", R"({"x":42})");
+  EXPECT_EQ(r.status, 502);
+  EXPECT_EQ(JsonField(r.body, "errorType"), "ValueError");
+  EXPECT_EQ(JsonField(r.body, "errorMessage"), "bad input: 42");
+  EXPECT_EQ(JsonField(r.body, "requestId"), r.Header("x-thaw-request-id"));
+  EXPECT_NE(JsonField(r.body, "stackTrace").find("app.py"), std::string::npos) << r.body;
+  // A handled error leaves the instance warm.
+  auto again = server_->Invoke("raiser", R"({"x":1})");
+  EXPECT_EQ(again.status, 502);
+  EXPECT_EQ(again.Header("x-thaw-cold-start"), "false");
+}
+
+TEST_F(FailuresTest, RuntimeExitMidInvocationIsExitErrorAndInstanceIsReplaced) {
+  DeployPython("crasher",
+               "import os, signal\n"
+               "def handler(e, c):\n"
+               "    if e.get('exit') is not None: os._exit(e['exit'])\n"
+               "    if e.get('kill'): os.kill(os.getpid(), signal.SIGKILL)\n"
+               "    return os.getpid()\n");
+  std::string first_pid = server_->Invoke("crasher").body;
+  auto exited = server_->Invoke("crasher", R"({"exit":3})");
+  EXPECT_EQ(exited.status, 502);
+  EXPECT_EQ(JsonField(exited.body, "errorType"), "Runtime.ExitError");
+  EXPECT_NE(JsonField(exited.body, "errorMessage").find("exit status 3"), std::string::npos)
+      << exited.body;
+  auto killed = server_->Invoke("crasher", R"({"kill":true})");
+  EXPECT_EQ(killed.status, 502);
+  EXPECT_NE(JsonField(killed.body, "errorMessage").find("signal: killed"), std::string::npos)
+      << killed.body;
+  auto fresh = server_->Invoke("crasher");
+  EXPECT_EQ(fresh.status, 200);
+  EXPECT_EQ(fresh.Header("x-thaw-cold-start"), "true");
+  EXPECT_NE(fresh.body, first_pid);
+}
+
+TEST_F(FailuresTest, CrashDoesNotDisturbOtherRequests) {
+  DeployPython("crasher", "import os, time\ndef handler(e, c):\n"
+                          "    if e.get('exit'): os._exit(1)\n    time.sleep(0.2)\n    return 'ok'\n",
+               "max_instances: 4\n");
+  std::vector<std::future<HttpResult>> calls;
+  for (int i = 0; i < 3; ++i) {
+    calls.push_back(std::async(std::launch::async, [&] { return server_->Invoke("crasher"); }));
+  }
+  auto crash = server_->Invoke("crasher", R"({"exit":1})");
+  EXPECT_EQ(crash.status, 502);
+  for (auto& c : calls) EXPECT_EQ(c.get().status, 200);
+}
+
+TEST_F(FailuresTest, TimeoutKillsTheWholeProcessTree) {
+  DeployPython("sleeper",
+               "import os, subprocess, time\n"
+               "def handler(e, c):\n"
+               "    child = subprocess.Popen(['/bin/sleep', '60'])\n"
+               "    print('child', child.pid, flush=True)\n"
+               "    time.sleep(30)\n",
+               "timeout_s: 1\n");
+  auto r = server_->Invoke("sleeper");
+  EXPECT_EQ(r.status, 504);
+  EXPECT_EQ(JsonField(r.body, "errorType"), "Sandbox.Timedout");
+  EXPECT_EQ(JsonField(r.body, "errorMessage"), "Task timed out after 1.00 seconds");
+  EXPECT_GE(std::stoi(r.Header("x-thaw-billed-ms")), 1000);
+  auto logs = server_->Call("GET", "/v1/functions/sleeper/logs").body;
+  auto pos = logs.find("child ");
+  ASSERT_NE(pos, std::string::npos) << logs;
+  pid_t child = std::stoi(logs.substr(pos + 6));
+  EXPECT_TRUE(Eventually([&] { return !ProcessAlive(child); }, 5000)) << "child " << child;
+  // The next call gets a fresh instance.
+  auto next = server_->Invoke("sleeper");
+  EXPECT_EQ(next.status, 504);
+  EXPECT_EQ(next.Header("x-thaw-cold-start"), "true");
+}
+
+TEST_F(FailuresTest, ImportErrorIsInitErrorWithLogTail) {
+  DeployPython("noimport", "print('loading model weights')\nimport not_a_module\n"
+                           "def handler(e, c): return 1\n");
+  auto r = server_->Invoke("noimport");
+  EXPECT_EQ(r.status, 502);
+  EXPECT_EQ(JsonField(r.body, "errorType"), "Runtime.InitError");
+  std::string msg = JsonField(r.body, "errorMessage");
+  EXPECT_NE(msg.find("No module named 'not_a_module'"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("loading model weights"), std::string::npos) << msg;
+}
+
+TEST_F(FailuresTest, BootstrapThatExitsDuringInitIsInitError) {
+  dirs_.push_back(MakeBundle({{"thaw.yaml", "runtime: provided\n"},
+                              {"bootstrap", "#!/bin/sh\necho 'cannot open model.bin' >&2\nexit 4\n"}},
+                             {"bootstrap"}));
+  ASSERT_EQ(server_->Deploy("quitter", dirs_.back()).status, 201);
+  auto r = server_->Invoke("quitter");
+  EXPECT_EQ(r.status, 502);
+  EXPECT_EQ(JsonField(r.body, "errorType"), "Runtime.InitError");
+  std::string msg = JsonField(r.body, "errorMessage");
+  EXPECT_NE(msg.find("exit status 4"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("cannot open model.bin"), std::string::npos) << msg;
+}
+
+TEST_F(FailuresTest, BootstrapThatNeverAsksForWorkHitsTheInitTimeout) {
+  auto server = ThawServer::Start({"--init-timeout-ms", "500"});
+  std::string dir = MakeBundle({{"thaw.yaml", "runtime: provided\n"},
+                                {"bootstrap", "#!/bin/sh\nexec sleep 60\n"}},
+                               {"bootstrap"});
+  ASSERT_EQ(server->Deploy("stuck", dir).status, 201);
+  auto r = server->Invoke("stuck");
+  EXPECT_EQ(r.status, 502);
+  EXPECT_NE(JsonField(r.body, "errorMessage").find("init did not finish within 500 ms"),
+            std::string::npos)
+      << r.body;
+  RemoveDir(dir);
+}
+
+TEST_F(FailuresTest, MissingBootstrapIsRefusedAtDeploy) {
+  dirs_.push_back(MakeBundle({{"thaw.yaml", "runtime: provided\n"}}));
+  auto r = server_->Deploy("nothing", dirs_.back());
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(r.body.find("bootstrap"), std::string::npos);
+}
+
+TEST_F(FailuresTest, UnknownFunctionIs404) {
+  auto r = server_->Invoke("nope");
+  EXPECT_EQ(r.status, 404);
+  EXPECT_EQ(JsonField(r.body, "errorType"), "ResourceNotFoundException");
+  EXPECT_EQ(JsonField(r.body, "requestId"), r.Header("x-thaw-request-id"));
+}
+
+TEST_F(FailuresTest, MalformedHttpGetsA400) {
+  std::string reply = RawExchange(server_->url(), "GET /v1/functions HTTP/1.1\r\n"
+                                                  "Content-Length: abc\r\n\r\n");
+  EXPECT_TRUE(reply.starts_with("HTTP/1.1 400")) << reply;
+  EXPECT_NE(reply.find("InvalidRequestContentException"), std::string::npos) << reply;
+}
+
+}  // namespace
+}  // namespace thaw::testing

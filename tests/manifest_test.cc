@@ -1,0 +1,355 @@
+// ParseManifest (registry/manifest.h): thaw.yaml is untrusted input from an uploaded bundle.
+// Valid files parse to the expected values; every malformed one is InvalidArgument naming the
+// field. ManifestToJson/ManifestFromJson round-trip what the store keeps.
+#include "registry/manifest.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <ostream>
+#include <string>
+#include <vector>
+
+namespace thaw::registry {
+namespace {
+
+constexpr const char* kFallback = "fallback-fn";
+
+StatusOr<Manifest> Parse(const std::string& yaml) { return ParseManifest(yaml, kFallback); }
+
+TEST(ManifestTest, FullValidManifest) {
+  auto m = Parse(R"yaml(
+name: resize_images-2
+runtime: python3.12
+handler: app.main.handler
+memory_mb: 512
+timeout_s: 2.5
+concurrency: 4
+min_instances: 1
+max_instances: 20
+idle_timeout_s: 60
+environment:
+  BUCKET: photos
+  RETRIES: 3
+  DEBUG: true
+  _PRIVATE_1: ""
+)yaml");
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_EQ(m->name, "resize_images-2");
+  EXPECT_EQ(m->runtime, Runtime::kPython3);
+  EXPECT_EQ(m->handler, "app.main.handler");
+  EXPECT_EQ(m->memory_mb, 512);
+  EXPECT_EQ(m->timeout_ms, 2500);
+  EXPECT_EQ(m->concurrency, 4);
+  EXPECT_EQ(m->min_instances, 1);
+  EXPECT_EQ(m->max_instances, 20);
+  EXPECT_EQ(m->idle_timeout_s, 60);
+  std::map<std::string, std::string> env = {
+      {"BUCKET", "photos"}, {"RETRIES", "3"}, {"DEBUG", "true"}, {"_PRIVATE_1", ""}};
+  EXPECT_EQ(m->environment, env);
+}
+
+TEST(ManifestTest, DefaultsAndFallbackName) {
+  auto m = Parse("runtime: provided\n");
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  Manifest want;
+  EXPECT_EQ(m->name, kFallback);
+  EXPECT_EQ(m->runtime, Runtime::kProvided);
+  EXPECT_EQ(m->handler, "");
+  EXPECT_EQ(m->memory_mb, 128);
+  EXPECT_EQ(m->timeout_ms, 3000);
+  EXPECT_EQ(m->concurrency, 1);
+  EXPECT_EQ(m->min_instances, 0);
+  EXPECT_EQ(m->max_instances, 8);
+  EXPECT_EQ(m->idle_timeout_s, 300);
+  EXPECT_TRUE(m->environment.empty());
+  EXPECT_EQ(m->memory_mb, want.memory_mb);
+  EXPECT_EQ(m->timeout_ms, want.timeout_ms);
+}
+
+TEST(ManifestTest, NameInFileOverridesFallback) {
+  auto m = ParseManifest("name: from-file\nruntime: cpp\n", "from-request");
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_EQ(m->name, "from-file");
+}
+
+TEST(ManifestTest, EmptyEnvironmentIsAllowed) {
+  auto m = Parse("runtime: cpp\nenvironment:\n");
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_TRUE(m->environment.empty());
+}
+
+TEST(ManifestTest, BoundaryValuesAreAccepted) {
+  auto low = Parse(
+      "runtime: cpp\nmemory_mb: 64\ntimeout_s: 0.001\nconcurrency: 1\nmin_instances: 0\n"
+      "max_instances: 1\nidle_timeout_s: 0\n");
+  ASSERT_TRUE(low.ok()) << low.status().ToString();
+  EXPECT_EQ(low->memory_mb, 64);
+  EXPECT_EQ(low->timeout_ms, 1);
+  EXPECT_EQ(low->idle_timeout_s, 0);
+  auto high = Parse(
+      "runtime: cpp\nmemory_mb: 10240\ntimeout_s: 900\nconcurrency: 1000\nmin_instances: 1000\n"
+      "max_instances: 1000\nidle_timeout_s: 86400\n");
+  ASSERT_TRUE(high.ok()) << high.status().ToString();
+  EXPECT_EQ(high->memory_mb, 10240);
+  EXPECT_EQ(high->timeout_ms, 900'000);
+  EXPECT_EQ(high->concurrency, 1000);
+  EXPECT_EQ(high->idle_timeout_s, 86400);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Runtime names: thaw's own and the Lambda spellings that map onto them.
+
+struct RuntimeCase {
+  std::string name;
+  std::string yaml_runtime;
+  Runtime want;
+};
+
+void PrintTo(const RuntimeCase& c, std::ostream* os) { *os << c.yaml_runtime; }
+
+class RuntimeNameTest : public ::testing::TestWithParam<RuntimeCase> {};
+
+TEST_P(RuntimeNameTest, Maps) {
+  const RuntimeCase& c = GetParam();
+  auto m = Parse("runtime: " + c.yaml_runtime + "\nhandler: app.handler\n");
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_EQ(m->runtime, c.want);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Cases, RuntimeNameTest,
+    ::testing::Values(RuntimeCase{"Python3", "python3", Runtime::kPython3},
+                      RuntimeCase{"LambdaPython311", "python3.11", Runtime::kPython3},
+                      RuntimeCase{"LambdaPython313", "python3.13", Runtime::kPython3},
+                      RuntimeCase{"Provided", "provided", Runtime::kProvided},
+                      RuntimeCase{"LambdaProvidedAl2", "provided.al2", Runtime::kProvided},
+                      RuntimeCase{"LambdaProvidedAl2023", "provided.al2023", Runtime::kProvided},
+                      RuntimeCase{"Cpp", "cpp", Runtime::kCpp}),
+    [](const ::testing::TestParamInfo<RuntimeCase>& info) { return info.param.name; });
+
+TEST(ManifestTest, RuntimeNamesRoundTripThroughRuntimeName) {
+  EXPECT_STREQ(RuntimeName(Runtime::kPython3), "python3");
+  EXPECT_STREQ(RuntimeName(Runtime::kProvided), "provided");
+  EXPECT_STREQ(RuntimeName(Runtime::kCpp), "cpp");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors: each is InvalidArgument and names the field (and, where useful, the reason).
+
+struct ErrorCase {
+  std::string name;
+  std::string yaml;
+  std::string field;   // must appear as 'field' in the message
+  std::string reason;  // a further substring of the message; empty: not checked
+  std::string fallback_name = kFallback;
+};
+
+void PrintTo(const ErrorCase& c, std::ostream* os) { *os << c.name << ": " << c.yaml; }
+
+std::vector<ErrorCase> ErrorCases() {
+  const std::string py = "runtime: python3\nhandler: app.handler\n";
+  return {
+      {"UnknownKey", py + "colour: blue\n", "colour", "unknown key"},
+      {"MisspelledKey", py + "memory: 256\n", "memory", "unknown key"},
+      {"MemoryNotANumber", py + "memory_mb: lots\n", "memory_mb", "must be an integer"},
+      {"MemoryFraction", py + "memory_mb: 128.5\n", "memory_mb", "must be an integer"},
+      {"MemoryIsAList", py + "memory_mb: [128]\n", "memory_mb", "must be an integer"},
+      {"MemoryIsAMap", py + "memory_mb: {a: 1}\n", "memory_mb", "must be an integer"},
+      {"MemoryTooSmall", py + "memory_mb: 10\n", "memory_mb", "between 64 and 10240"},
+      {"MemoryTooLarge", py + "memory_mb: 10241\n", "memory_mb", "between 64 and 10240"},
+      {"MemoryHuge", py + "memory_mb: 99999999999999999999999\n", "memory_mb", ""},
+      {"TimeoutZero", py + "timeout_s: 0\n", "timeout_s", "between 0.001 and 900"},
+      {"TimeoutNegative", py + "timeout_s: -1\n", "timeout_s", "between 0.001 and 900"},
+      {"TimeoutOverFifteenMinutes", py + "timeout_s: 901\n", "timeout_s", "between 0.001"},
+      {"TimeoutNotANumber", py + "timeout_s: soon\n", "timeout_s", "number of seconds"},
+      {"TimeoutInfinite", py + "timeout_s: .inf\n", "timeout_s", ""},
+      {"TimeoutNaN", py + "timeout_s: .nan\n", "timeout_s", ""},
+      {"TimeoutIsAList", py + "timeout_s: [3]\n", "timeout_s", ""},
+      {"ConcurrencyZero", py + "concurrency: 0\n", "concurrency", "between 1 and 1000"},
+      {"ConcurrencyTooLarge", py + "concurrency: 1001\n", "concurrency", "between 1 and 1000"},
+      {"MinInstancesNegative", py + "min_instances: -1\n", "min_instances", "between 0"},
+      {"MaxInstancesZero", py + "max_instances: 0\n", "max_instances", "between 1 and 1000"},
+      {"MinAboveMax", py + "min_instances: 5\nmax_instances: 2\n", "min_instances",
+       "must not exceed max_instances"},
+      {"MinAboveDefaultMax", py + "min_instances: 9\n", "min_instances", "(8)"},
+      {"IdleTimeoutAuto", py + "idle_timeout_s: auto\n", "idle_timeout_s", "'auto'"},
+      {"IdleTimeoutTooLarge", py + "idle_timeout_s: 86401\n", "idle_timeout_s", "between 0"},
+      {"IdleTimeoutNegative", py + "idle_timeout_s: -5\n", "idle_timeout_s", "between 0"},
+      {"MissingRuntime", "handler: app.handler\n", "runtime", "is required"},
+      {"UnknownRuntime", "runtime: cobol\n", "runtime", "unknown runtime 'cobol'"},
+      {"NodejsNotInThisBuild", "runtime: nodejs20.x\nhandler: index.handler\n", "runtime",
+       "not available"},
+      {"RuntimeIsAList", "runtime: [python3]\n", "runtime", "must be a string"},
+      {"PythonHandlerWithoutDot", "runtime: python3\nhandler: app\n", "handler", "module.function"},
+      {"PythonHandlerMissing", "runtime: python3.11\n", "handler", "module.function"},
+      {"PythonHandlerTrailingDot", "runtime: python3\nhandler: app.\n", "handler", ""},
+      {"PythonHandlerLeadingDot", "runtime: python3\nhandler: .handler\n", "handler", ""},
+      {"ReservedEnvRuntimeApi", py + "environment:\n  AWS_LAMBDA_RUNTIME_API: evil:80\n",
+       "environment.AWS_LAMBDA_RUNTIME_API", "reserved"},
+      {"ReservedEnvHandler", py + "environment:\n  _HANDLER: x.y\n", "environment._HANDLER",
+       "reserved"},
+      {"EnvNameWithDash", py + "environment:\n  BAD-NAME: x\n", "environment.BAD-NAME",
+       "not a valid variable name"},
+      {"EnvNameStartsWithDigit", py + "environment:\n  1ST: x\n", "environment.1ST",
+       "not a valid variable name"},
+      {"EnvNameWithEquals", py + "environment:\n  \"A=B\": x\n", "environment.A=B",
+       "not a valid variable name"},
+      {"EnvNotAMapping", py + "environment: [A, B]\n", "environment", "mapping"},
+      {"EnvValueIsAMap", py + "environment:\n  A: {b: c}\n", "environment.A", "must be a"},
+      {"EnvValueIsNull", py + "environment:\n  A:\n", "environment.A", "must be a"},
+      {"InvalidName", "name: has space\n" + py, "name", "has space"},
+      {"NameTooLong", "name: " + std::string(65, 'a') + "\n" + py, "name", "1-64"},
+      {"NameIsNull", "name:\n" + py, "name", "must be a string"},
+      {"InvalidFallbackName", py, "name", "bad/name", "bad/name"},
+      {"EmptyFallbackName", py, "name", "1-64", ""},
+      {"GpuNotSupported", py + "gpu: 1\n", "gpu", "not supported"},
+      {"BatchNotSupported", py + "batch: true\n", "batch", "not supported"},
+  };
+}
+
+class ManifestErrorTest : public ::testing::TestWithParam<ErrorCase> {};
+
+TEST_P(ManifestErrorTest, NamesTheField) {
+  const ErrorCase& c = GetParam();
+  auto m = ParseManifest(c.yaml, c.fallback_name);
+  ASSERT_FALSE(m.ok()) << "accepted: " << c.yaml;
+  EXPECT_EQ(m.status().code(), StatusCode::kInvalidArgument) << m.status().ToString();
+  EXPECT_NE(m.status().message().find("'" + c.field + "'"), std::string::npos)
+      << m.status().message();
+  EXPECT_NE(m.status().message().find(c.reason), std::string::npos) << m.status().message();
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, ManifestErrorTest, ::testing::ValuesIn(ErrorCases()),
+                         [](const ::testing::TestParamInfo<ErrorCase>& info) {
+                           return info.param.name;
+                         });
+
+// Whole-document errors have no field to name; they say what is wrong with the file.
+struct DocumentErrorCase {
+  std::string name;
+  std::string yaml;
+  std::string reason;
+};
+
+void PrintTo(const DocumentErrorCase& c, std::ostream* os) { *os << c.name; }
+
+class ManifestDocumentErrorTest : public ::testing::TestWithParam<DocumentErrorCase> {};
+
+TEST_P(ManifestDocumentErrorTest, IsRejected) {
+  const DocumentErrorCase& c = GetParam();
+  auto m = Parse(c.yaml);
+  ASSERT_FALSE(m.ok());
+  EXPECT_EQ(m.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(m.status().message().find("thaw.yaml"), std::string::npos) << m.status().message();
+  EXPECT_NE(m.status().message().find(c.reason), std::string::npos) << m.status().message();
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Cases, ManifestDocumentErrorTest,
+    ::testing::Values(
+        DocumentErrorCase{"UnclosedFlowSequence", "runtime: [python3\n", "not valid YAML"},
+        DocumentErrorCase{"BadIndentation", "runtime: cpp\n  memory_mb: 1\n bad: [", "not valid"},
+        DocumentErrorCase{"RootIsAList", "- runtime\n- cpp\n", "must be a mapping"},
+        DocumentErrorCase{"RootIsAScalar", "just some text\n", "must be a mapping"},
+        DocumentErrorCase{"EmptyFile", "", "must be a mapping"},
+        DocumentErrorCase{"OnlyAComment", "# nothing here\n", "must be a mapping"}),
+    [](const ::testing::TestParamInfo<DocumentErrorCase>& info) { return info.param.name; });
+
+// Regression: a non-scalar mapping key (`? [a, b]`) made yaml-cpp throw TypedBadConversion out
+// of ParseManifest (kv.first.as<std::string>()), which escaped Deploy on the gateway.
+TEST(ManifestTest, ComplexKeyIsRejectedNotThrown) {
+  const std::vector<std::string> docs = {
+      "runtime: cpp\n? [a, b]\n: 1\n",
+      "runtime: cpp\n? {x: y}\n: 1\n",
+      "runtime: cpp\nenvironment:\n  ? [A, B]\n  : c\n",
+  };
+  for (const std::string& yaml : docs) {
+    SCOPED_TRACE(yaml);
+    StatusOr<Manifest> m;
+    EXPECT_NO_THROW(m = Parse(yaml));
+    EXPECT_FALSE(m.ok());
+    EXPECT_EQ(m.status().code(), StatusCode::kInvalidArgument) << m.status().ToString();
+  }
+}
+
+// Regression: a key given twice was silently resolved to the last value, against the promise
+// that nothing in thaw.yaml is silently ignored (YAML also requires unique keys).
+TEST(ManifestTest, DuplicateKeyIsRejected) {
+  auto m = Parse("runtime: cpp\nmemory_mb: 128\nmemory_mb: 4096\n");
+  ASSERT_FALSE(m.ok()) << "memory_mb resolved to " << m->memory_mb;
+  EXPECT_EQ(m.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(m.status().message().find("'memory_mb'"), std::string::npos) << m.status().message();
+}
+
+TEST(ManifestTest, HandlerNotCheckedForProvidedOrCpp) {
+  for (const char* rt : {"provided", "cpp"}) {
+    auto m = Parse(std::string("runtime: ") + rt + "\nhandler: bootstrap\n");
+    ASSERT_TRUE(m.ok()) << rt << ": " << m.status().ToString();
+    EXPECT_EQ(m->handler, "bootstrap");
+  }
+}
+
+TEST(ManifestTest, IsValidFunctionName) {
+  EXPECT_TRUE(IsValidFunctionName("a"));
+  EXPECT_TRUE(IsValidFunctionName("Hello_World-42"));
+  EXPECT_TRUE(IsValidFunctionName(std::string(64, 'x')));
+  EXPECT_FALSE(IsValidFunctionName(""));
+  EXPECT_FALSE(IsValidFunctionName(std::string(65, 'x')));
+  EXPECT_FALSE(IsValidFunctionName("a.b"));
+  EXPECT_FALSE(IsValidFunctionName("../etc"));
+  EXPECT_FALSE(IsValidFunctionName("a b"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// JSON round trip, as the registry stores a version's manifest.
+
+TEST(ManifestJsonTest, RoundTripKeepsEveryField) {
+  Manifest m;
+  m.name = "thumbs";
+  m.runtime = Runtime::kPython3;
+  m.handler = "app.handler";
+  m.memory_mb = 1024;
+  m.timeout_ms = 12'345;
+  m.concurrency = 10;
+  m.min_instances = 2;
+  m.max_instances = 30;
+  m.idle_timeout_s = 45;
+  m.environment = {{"A", "1"}, {"QUOTE", "say \"hi\"\n"}, {"EMPTY", ""}};
+
+  auto back = ManifestFromJson(ManifestToJson(m));
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(back->name, m.name);
+  EXPECT_EQ(back->runtime, m.runtime);
+  EXPECT_EQ(back->handler, m.handler);
+  EXPECT_EQ(back->memory_mb, m.memory_mb);
+  EXPECT_EQ(back->timeout_ms, m.timeout_ms);
+  EXPECT_EQ(back->concurrency, m.concurrency);
+  EXPECT_EQ(back->min_instances, m.min_instances);
+  EXPECT_EQ(back->max_instances, m.max_instances);
+  EXPECT_EQ(back->idle_timeout_s, m.idle_timeout_s);
+  EXPECT_EQ(back->environment, m.environment);
+}
+
+TEST(ManifestJsonTest, RoundTripOfParsedManifest) {
+  auto parsed = Parse("runtime: provided.al2023\nmemory_mb: 256\nenvironment:\n  K: v\n");
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  std::string json = ManifestToJson(*parsed);
+  auto back = ManifestFromJson(json);
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(ManifestToJson(*back), json);
+  EXPECT_EQ(back->runtime, Runtime::kProvided);
+  EXPECT_NE(json.find("\"runtime\":\"provided\""), std::string::npos) << json;
+}
+
+TEST(ManifestJsonTest, MalformedStoredJsonIsAnError) {
+  for (const char* text :
+       {"", "not json", "[1,2]", "{}", R"({"name":"x"})", R"({"name":1,"runtime":"cpp"})"}) {
+    auto m = ManifestFromJson(text);
+    EXPECT_FALSE(m.ok()) << text;
+    EXPECT_EQ(m.status().code(), StatusCode::kInternal) << text;
+  }
+}
+
+}  // namespace
+}  // namespace thaw::registry

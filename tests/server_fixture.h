@@ -1,0 +1,83 @@
+// ThawServer: starts the real `thaw serve` binary on 127.0.0.1:0 with a fresh data dir, for
+// integration tests, and helpers to build function bundles in temp dirs. Not thread-safe,
+// except Call/Invoke, which tests use from several threads at once.
+#pragma once
+
+#include <sys/types.h>
+
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <functional>
+#include <thread>
+#include <vector>
+
+#include "cli/http_client.h"
+
+namespace thaw::testing {
+
+using cli::Headers;
+using cli::HttpResult;
+
+class ThawServer {
+ public:
+  // `flags` are extra `thaw serve` flags; `data_dir` empty means a new temp dir.
+  static std::unique_ptr<ThawServer> Start(std::vector<std::string> flags = {},
+                                           std::string data_dir = "");
+  ~ThawServer();
+
+  HttpResult Call(const std::string& method, const std::string& target,
+                  const std::string& body = "", Headers headers = {}, bool auth = true) const;
+  // Packs `dir` and PUTs it as function `name`.
+  HttpResult Deploy(const std::string& name, const std::string& dir) const;
+  HttpResult Invoke(const std::string& name, const std::string& payload = "{}",
+                    const std::string& qualifier = "") const;
+  // Waits until `pred(GET /v1/functions/name JSON)` holds, up to `timeout_ms`. Returns the
+  // last body when it never held (the test then fails on its own assertion).
+  bool WaitForFunction(const std::string& name, const std::string& needle, int timeout_ms) const;
+
+  // SIGTERM and wait: returns the exit status.
+  int Stop();
+  void Kill9();
+  std::string Output() const;  // what the server printed so far
+  // Blocks until the server's output contains `needle` (or timeout); true if it did.
+  bool WaitForOutput(const std::string& needle, int timeout_ms) const;
+
+  const std::string& url() const { return url_; }
+  const std::string& key() const { return key_; }
+  const std::string& data_dir() const { return data_dir_; }
+  pid_t pid() const { return pid_; }
+
+ private:
+  ThawServer() = default;
+  void ReadOutput(int fd);
+
+  std::string url_, key_, data_dir_;
+  bool own_data_dir_ = false;
+  pid_t pid_ = -1;
+  std::thread reader_;
+  mutable std::mutex mu_;
+  mutable std::condition_variable cv_;
+  std::string output_;
+  bool output_closed_ = false;
+};
+
+// Creates a temp folder holding `files` (path -> content); paths in `executable` get 0755.
+std::string MakeBundle(const std::map<std::string, std::string>& files,
+                       const std::set<std::string>& executable = {});
+// A python3 function with `code` as app.py and extra thaw.yaml lines.
+std::string PythonBundle(const std::string& name, const std::string& code,
+                         const std::string& extra_yaml = "");
+void RemoveDir(const std::string& dir);
+// Parses JSON, failing the test on malformed input.
+std::string JsonField(const std::string& json, const std::string& key);
+bool ProcessAlive(pid_t pid);
+// Sends raw bytes to the server at `url` and returns everything it answers until it closes.
+std::string RawExchange(const std::string& url, const std::string& bytes);
+// Waits up to `timeout_ms` for `pred` to hold, checking every few ms.
+bool Eventually(const std::function<bool()>& pred, int timeout_ms);
+
+}  // namespace thaw::testing

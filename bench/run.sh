@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# `make bench`: warm throughput and latency of thaw against an always-on nginx baseline, and
+# cold starts, in one run on this machine. Writes docs/benchmarks.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DUR=${BENCH_DURATION:-10s}
+CONNS=${BENCH_CONNECTIONS:-32}
+SAMPLES=${BENCH_COLD_SAMPLES:-50}
+work=$(mktemp -d /tmp/thaw-bench-XXXXXX)
+cleanup() {
+  [ -n "${thaw_pid:-}" ] && kill "$thaw_pid" 2>/dev/null && wait "$thaw_pid" 2>/dev/null || true
+  [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
+  chmod -R u+w "$work" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# --- baseline: nginx, one worker, `return 200` ---
+NGINX_PORT=18181
+cat > "$work/nginx.conf" <<CONF
+worker_processes 1;
+pid $work/nginx.pid;
+error_log $work/nginx-error.log;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  server { listen 127.0.0.1:$NGINX_PORT; location / { return 200 '{"message":"hello, bench"}'; } }
+}
+CONF
+/usr/sbin/nginx -c "$work/nginx.conf"
+
+# --- thaw with the examples ---
+build/thaw serve --listen 127.0.0.1:0 --data-dir "$work/data" --log-level warn > "$work/thaw.log" 2>&1 &
+thaw_pid=$!
+for _ in $(seq 200); do grep -q "listening on" "$work/thaw.log" && break; sleep 0.05; done
+THAW=$(grep -o 'http://[0-9.:]*' "$work/thaw.log" | head -1)
+export THAW_KEY=$(cat "$work/data/admin.key")
+T="build/thaw --server $THAW --api-key $THAW_KEY"
+$T deploy build/examples/hello-cpp > /dev/null
+# Cold-start copies of the examples: scale to zero right after each call.
+mkdir -p "$work/cold-cpp" "$work/cold-python"
+cp build/examples/hello-cpp/bootstrap "$work/cold-cpp/"
+printf 'name: cold-cpp\nruntime: cpp\nidle_timeout_s: 0\n' > "$work/cold-cpp/thaw.yaml"
+cp examples/hello-python/app.py "$work/cold-python/"
+printf 'name: cold-python\nruntime: python3\nhandler: app.handler\nidle_timeout_s: 0\n' > "$work/cold-python/thaw.yaml"
+$T deploy "$work/cold-cpp" > /dev/null
+$T deploy "$work/cold-python" > /dev/null
+$T invoke hello-cpp > /dev/null 2>&1  # warm
+
+wrk_run() {  # url, connections, extra args -> "rps p50 p99"
+  local out
+  out=$(wrk -t1 -c"$2" -d"$DUR" --latency "${@:3}" "$1")
+  local rps p50 p99
+  rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+  p50=$(echo "$out" | awk '$1=="50%" {print $2}')
+  p99=$(echo "$out" | awk '$1=="99%" {print $2}')
+  echo "$rps $p50 $p99"
+}
+to_us() {  # wrk latency like 812.00us / 1.20ms / 2.00s -> microseconds
+  awk -v v="$1" 'BEGIN { n=v+0; if (v ~ /us$/) print n; else if (v ~ /ms$/) print n*1000; else print n*1000000 }'
+}
+
+echo "warm throughput, $CONNS connections, $DUR each..."
+read -r n_rps n_p50 n_p99 < <(wrk_run "http://127.0.0.1:$NGINX_PORT/" "$CONNS")
+read -r t_rps t_p50 t_p99 < <(wrk_run "$THAW/v1/functions/hello-cpp/invoke" "$CONNS" -s bench/wrk_invoke.lua)
+echo "latency at one connection..."
+read -r n1_rps n1_p50 n1_p99 < <(wrk_run "http://127.0.0.1:$NGINX_PORT/" 1)
+read -r t1_rps t1_p50 t1_p99 < <(wrk_run "$THAW/v1/functions/hello-cpp/invoke" 1 -s bench/wrk_invoke.lua)
+echo "cold starts, $SAMPLES samples each..."
+cold_cpp=$(build/bench/coldstart "$THAW" "$THAW_KEY" cold-cpp "$SAMPLES")
+cold_py=$(build/bench/coldstart "$THAW" "$THAW_KEY" cold-python "$SAMPLES")
+
+ratio=$(awk -v a="$t_rps" -v b="$n_rps" 'BEGIN { printf "%.2f", a / b }')
+added=$(awk -v a="$(to_us "$t1_p50")" -v b="$(to_us "$n1_p50")" 'BEGIN { printf "%.0f", a - b }')
+cpu=$(lscpu | awk -F: '/Model name/ {gsub(/^ +/, "", $2); print $2; exit}')
+field() { echo "$1" | tr ' ' '\n' | awk -F= -v k="$2" '$1==k {print $2}'; }
+
+cat > docs/benchmarks.md <<DOC
+# Benchmarks
+
+Measured by \`make bench\` (bench/run.sh) on $(date -u +%Y-%m-%d), $(nproc) cores ($cpu),
+$(free -g | awk '/Mem:/ {print $2}') GB RAM, $(uname -r). Load generator, baseline, thaw and its
+runtime processes share the same $(nproc) cores, so each figure includes their contention.
+Every figure below comes from the same run; compare within it, never across runs.
+
+## Warm invoke vs an always-on server
+
+wrk -t1 -c$CONNS -d$DUR. Baseline: nginx (Debian), one worker, \`return 200\` with the same
+JSON body. thaw: \`POST /v1/functions/hello-cpp/invoke\` with a bearer key, hello-cpp (C++ SDK,
+concurrency 1, up to 8 instances), every request a real round trip through the Runtime API.
+
+| | req/s | p50 | p99 |
+|---|---|---|---|
+| nginx baseline | $n_rps | $n_p50 | $n_p99 |
+| thaw, warm hello-cpp | $t_rps | $t_p50 | $t_p99 |
+
+**Throughput ratio thaw / baseline: $ratio** (target ≥ 0.5).
+
+## Added latency at one connection
+
+wrk -t1 -c1 -d$DUR: nginx p50 $n1_p50, thaw p50 $t1_p50 → **added p50 ≈ ${added} µs**
+(target ≤ 50 µs).
+
+## Cold start to response
+
+Time from sending the invoke to the complete response, the function scaled to zero before
+each of $SAMPLES samples (\`idle_timeout_s: 0\`), measured by bench/coldstart.
+
+| function | p50 (ms) | p99 (ms) | min (ms) | max (ms) | target |
+|---|---|---|---|---|---|
+| hello-cpp | $(field "$cold_cpp" p50) | $(field "$cold_cpp" p99) | $(field "$cold_cpp" min) | $(field "$cold_cpp" max) | ≤ 5 ms |
+| hello-python | $(field "$cold_py" p50) | $(field "$cold_py" p99) | $(field "$cold_py" min) | $(field "$cold_py" max) | ≤ 60 ms |
+DOC
+if [ -f docs/benchmarks-notes.md ]; then cat docs/benchmarks-notes.md >> docs/benchmarks.md; fi
+cat docs/benchmarks.md

@@ -105,16 +105,17 @@ asio::awaitable<void> ServeHttpConnection(asio::ip::tcp::socket socket, HttpHand
   socket.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
 }
 
-asio::awaitable<void> AcceptLoop(asio::ip::tcp::acceptor& acceptor, HttpHandler& handler,
+asio::awaitable<void> AcceptLoop(asio::ip::tcp::acceptor& acceptor,
+                                 asio::any_io_executor connections, HttpHandler& handler,
                                  std::shared_ptr<void> keep_alive) {
   for (;;) {
     boost::system::error_code ec;
-    asio::ip::tcp::socket socket =
-        co_await acceptor.async_accept(asio::redirect_error(asio::use_awaitable, ec));
+    asio::ip::tcp::socket socket = co_await acceptor.async_accept(
+        connections, asio::redirect_error(asio::use_awaitable, ec));
     if (ec == asio::error::operation_aborted || !acceptor.is_open()) break;
     if (ec) continue;  // EMFILE and friends: keep serving the connections we have
     asio::co_spawn(
-        acceptor.get_executor(),
+        connections,
         [&handler, keep_alive, s = std::move(socket)]() mutable {
           return ServeHttpConnection(std::move(s), handler);
         },

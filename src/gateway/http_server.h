@@ -6,6 +6,7 @@
 // call concurrently for different connections.
 #pragma once
 
+#include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/http.hpp>
@@ -31,9 +32,11 @@ class HttpHandler {
 
 asio::awaitable<void> ServeHttpConnection(asio::ip::tcp::socket socket, HttpHandler& handler);
 
-// Accepts until the acceptor is closed, serving each connection on the acceptor's executor.
+// Accepts until the acceptor is closed, serving each connection on `connections` (not on
+// the acceptor's executor, which may be a strand guarding only the acceptor).
 // `keep_alive` is held by every connection (for handlers whose owner may go away).
-asio::awaitable<void> AcceptLoop(asio::ip::tcp::acceptor& acceptor, HttpHandler& handler,
+asio::awaitable<void> AcceptLoop(asio::ip::tcp::acceptor& acceptor,
+                                 asio::any_io_executor connections, HttpHandler& handler,
                                  std::shared_ptr<void> keep_alive);
 
 }  // namespace thaw::gateway

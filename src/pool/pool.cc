@@ -3,7 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include <boost/asio/post.hpp>
+#include <boost/asio/dispatch.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/json.hpp>
 #include <cstdio>
@@ -20,9 +20,12 @@ constexpr size_t kInitLogTail = 4096;
 constexpr size_t kMaxLogLine = 64 * 1024;
 constexpr int64_t kRssSampleEveryUs = 100'000;
 
+// Runs the waiter inline when this thread may run its executor (the common case: the
+// runtime's answer resumes the client's coroutine right here, saving a cross-thread hop),
+// else queues it there. Callers hold no lock.
 template <typename Signature, typename Value>
-void PostCompletion(Completion<Signature> c, Value value) {
-  asio::post(c.executor, [h = std::move(c.handler), v = std::move(value)]() mutable {
+void Complete(Completion<Signature> c, Value value) {
+  asio::dispatch(c.executor, [h = std::move(c.handler), v = std::move(value)]() mutable {
     std::move(h)(std::move(v));
   });
 }
@@ -744,10 +747,10 @@ PoolStats FunctionPool::Stats() const {
 
 void FunctionPool::Apply(Effects& fx) {
   for (auto& [handler, inv] : fx.nexts) {
-    PostCompletion(std::move(handler), std::move(inv));
+    Complete(std::move(handler), std::move(inv));
   }
   for (auto& [handler, result] : fx.results) {
-    PostCompletion(std::move(handler), std::move(result));
+    Complete(std::move(handler), std::move(result));
   }
   for (pid_t pid : fx.kills) (void)ctx_->spawner->Kill(pid);
   for (const std::string& address : fx.closes) {

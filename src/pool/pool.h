@@ -4,8 +4,8 @@
 // instances and stops idle ones. PoolManager owns every pool and routes spawner exit events.
 //
 // Thread-safety: every public method may be called from any thread. A pool's state is
-// guarded by its own mutex (no lock is shared across functions); completions are posted to
-// the waiting coroutine's executor, never run inline under the lock.
+// guarded by its own mutex (no lock is shared across functions); completions run on the
+// waiting coroutine's executor after the lock is released, never under it.
 #pragma once
 
 #include <sys/types.h>

@@ -143,7 +143,9 @@ StatusOr<std::string> RuntimeServer::Open(std::shared_ptr<pool::FunctionPool> po
     std::lock_guard<std::mutex> lock(mu_);
     endpoints_[address] = ep;
   }
-  asio::co_spawn(ep->strand, gateway::AcceptLoop(ep->acceptor, *ep, ep), asio::detached);
+  asio::co_spawn(ep->strand,
+                 gateway::AcceptLoop(ep->acceptor, ioc_.get_executor(), *ep, ep),
+                 asio::detached);
   return address;
 }
 

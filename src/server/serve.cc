@@ -191,7 +191,8 @@ int RunServe(Config config, const std::string& exe_dir) {
   }
 
   bool stopping = false;
-  asio::co_spawn(ioc, gateway::AcceptLoop(acceptor, api, nullptr), asio::detached);
+  asio::co_spawn(ioc, gateway::AcceptLoop(acceptor, ioc.get_executor(), api, nullptr),
+                 asio::detached);
   asio::co_spawn(ioc, WatchExits((*spawner)->exit_fd(), pools), asio::detached);
   asio::co_spawn(ioc, TickLoop(pools, stopping), asio::detached);
 

@@ -99,12 +99,20 @@ function isError(e) {
     typeof e.message === 'string' && typeof e.stack === 'string');
 }
 
+// A stack as lines, cut at this file's first frame: below the user's frames
+// there is only this runtime's machinery (the Python runtime drops its own too).
+function traceLines(stack) {
+  const lines = typeof stack === 'string' ? stack.split('\n') : [];
+  const ours = lines.findIndex((l) => l.startsWith('    at ') && l.includes(import.meta.url));
+  return ours < 0 ? lines : lines.slice(0, ours);
+}
+
 // The body posted to .../error: AWS's toRapidResponse.
 function toRapidResponse(e) {
   try {
     if (isError(e)) {
       return { errorType: str(e.name || 'Error'), errorMessage: str(e.message),
-               trace: typeof e.stack === 'string' ? e.stack.split('\n') : [] };
+               trace: traceLines(e.stack) };
     }
     return { errorType: typeof e, errorMessage: e.toString(), trace: [] };
   } catch {
@@ -119,7 +127,7 @@ function toFormatted(e) {
     return '\t' + JSON.stringify(e, (_k, v) => {
       if (!(v instanceof Error)) return v;
       const o = { errorType: v.name, errorMessage: v.message, code: v.code, ...v };
-      if (typeof v.stack === 'string') o.stack = v.stack.split('\n');
+      if (typeof v.stack === 'string') o.stack = traceLines(v.stack);
       return o;
     });
   } catch {
@@ -188,8 +196,8 @@ function isModuleFolder(dir) {
 }
 
 // --- invocations -------------------------------------------------------------
-let initialised = false;
-let current = null; // the invocation in flight: { id, settle }
+let invoked = false; // whether an invocation has started: before, errors go to init/error
+let current = null;  // the invocation in flight: { id, settle }
 let dying = false;
 
 function parseJson(text, what) {
@@ -248,6 +256,7 @@ function runHandler(handler, h, id, body) {
 async function invoke(handler, h, body) {
   const id = h['lambda-runtime-aws-request-id'] || '';
   requestId = id;
+  invoked = true;
   if (h['lambda-runtime-trace-id']) env._X_AMZN_TRACE_ID = h['lambda-runtime-trace-id'];
   else delete env._X_AMZN_TRACE_ID;
   let [err, result] = await runHandler(handler, h, id, body);
@@ -266,15 +275,15 @@ async function invoke(handler, h, body) {
   return post(`invocation/${id}/error`, JSON.stringify(r), r.errorType).finally(() => { current = null; });
 }
 
-// Reports an error nobody caught (to init/error during init, else against the
-// invocation in flight), then exits so that thaw replaces this instance:
+// Reports an error nobody caught (to init/error before the first invocation,
+// else against the invocation in flight, if any), then exits so that thaw replaces this instance:
 // 129 for an exception, 128 for a rejection, as AWS's runtime does.
 async function fatal(label, err, code) {
   if (dying) return;
   dying = true;
   console.error(label, toFormatted(err));
   const r = toRapidResponse(err);
-  const route = !initialised ? 'init/error' : current ? `invocation/${current.id}/error` : null;
+  const route = current ? `invocation/${current.id}/error` : invoked ? null : 'init/error';
   try {
     if (route) await post(route, JSON.stringify(r), r.errorType);
   } catch (e) {
@@ -299,7 +308,6 @@ async function main() {
   } catch (e) {
     return fatal('Uncaught Exception', e, 129);
   }
-  initialised = true;
   for (;;) {
     const res = await request('GET', 'invocation/next');
     if (res.status !== 200) {

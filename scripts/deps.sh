@@ -5,7 +5,7 @@ set -euo pipefail
 pkgs=(cmake g++ make pkg-config ccache
       libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
       libyaml-cpp-dev libcli11-dev libspdlog-dev libfmt-dev libsqlite3-dev libarchive-dev
-      libssl-dev libgtest-dev libgmock-dev googletest libbenchmark-dev python3)
+      libssl-dev libseccomp-dev libgtest-dev libgmock-dev googletest libbenchmark-dev python3)
 if [ "${BENCH:-0}" = 1 ]; then pkgs+=(wrk nginx-light); fi
 missing=()
 for p in "${pkgs[@]}"; do

@@ -50,7 +50,9 @@ INSTANTIATE_TEST_SUITE_P(
         IntKnobCase{"init_timeout_ms", "3600000", &Config::init_timeout_ms, 3'600'000},
         IntKnobCase{"shutdown_grace_ms", "0", &Config::shutdown_grace_ms, 0},
         IntKnobCase{"log_lines", "10", &Config::log_lines, 10},
-        IntKnobCase{"log_lines", "10000000", &Config::log_lines, 10'000'000}),
+        IntKnobCase{"log_lines", "10000000", &Config::log_lines, 10'000'000},
+        IntKnobCase{"tmp_mb", "16", &Config::tmp_mb, 16},
+        IntKnobCase{"pids_max", "64", &Config::pids_max, 64}),
     [](const ::testing::TestParamInfo<IntKnobCase>& info) {
       return info.param.knob + "_" + std::to_string(info.index);
     });
@@ -140,6 +142,8 @@ TEST(ConfigTest, KnobTableMatchesParser) {
       {"init_timeout_ms", "1"},
       {"shutdown_grace_ms", "1"},
       {"log_lines", "10"},
+      {"tmp_mb", "16"},
+      {"pids_max", "64"},
       {"auth", "true"},
   };
   std::set<std::string> documented;
@@ -188,6 +192,8 @@ std::vector<BadValueCase> BadValueCases() {
       {"InitTimeoutOverAnHour", "init_timeout_ms", "3600001", "config init_timeout_ms"},
       {"GraceNegative", "shutdown_grace_ms", "-5", "config shutdown_grace_ms"},
       {"LogLinesTooFew", "log_lines", "9", "config log_lines"},
+      {"TmpMbZero", "tmp_mb", "0", "config tmp_mb"},
+      {"PidsMaxTooFew", "pids_max", "7", "config pids_max"},
       {"LogLevelUnknown", "log_level", "verbose", "config log_level"},
       {"LogLevelUppercase", "log_level", "INFO", "got 'INFO'"},
       {"LogLevelEmpty", "log_level", "", "config log_level"},

@@ -15,8 +15,13 @@ namespace {
 
 namespace json = boost::json;
 
+// Answers with a token naming its instance (in a jail every runtime is PID 1); {"die": true}
+// makes the instance exit shortly after answering, as a crash between calls would.
 const std::string kSlow =
-    "import os, time\ndef handler(e, c):\n    time.sleep(e.get('s', 0.3))\n    return os.getpid()\n";
+    "import os, threading, time, uuid\nTOKEN = uuid.uuid4().hex\n"
+    "def handler(e, c):\n    time.sleep(e.get('s', 0.3))\n"
+    "    if e.get('die'): threading.Timer(0.05, lambda: os._exit(9)).start()\n"
+    "    return TOKEN\n";
 
 int64_t Instances(const ThawServer& s, const std::string& name, const char* state) {
   auto r = s.Call("GET", "/v1/functions/" + name);
@@ -50,7 +55,8 @@ TEST(ScalingTest, ConcurrencyLetsOneInstanceTakeSeveralRequests) {
   auto server = ThawServer::Start();
   // The bootstrap answers requests in parallel threads, each with its own GET /next.
   const std::string bootstrap = R"(#!/usr/bin/python3 -S
-import os, threading, time, urllib.request
+import os, threading, time, urllib.request, uuid
+TOKEN = uuid.uuid4().hex.encode()
 api = "http://" + os.environ["AWS_LAMBDA_RUNTIME_API"] + "/2018-06-01/runtime/invocation/"
 def loop():
     while True:
@@ -58,7 +64,7 @@ def loop():
             rid = r.headers["Lambda-Runtime-Aws-Request-Id"]
         time.sleep(0.3)
         urllib.request.urlopen(urllib.request.Request(api + rid + "/response",
-                               data=str(os.getpid()).encode(), method="POST")).read()
+                               data=TOKEN, method="POST")).read()
 threads = [threading.Thread(target=loop) for _ in range(3)]
 for t in threads: t.start()
 for t in threads: t.join()
@@ -131,9 +137,8 @@ TEST(ScalingTest, MinInstancesAreKeptWarmAndReplaced) {
   std::string dir = PythonBundle("warm", kSlow, "min_instances: 1\nidle_timeout_s: 0\n");
   ASSERT_EQ(server->Deploy("warm", dir).status, 201);
   ASSERT_TRUE(server->WaitForFunction("warm", "\"ready\":1", 5000));
-  auto first = server->Invoke("warm", R"({"s":0})");
+  auto first = server->Invoke("warm", R"({"s":0,"die":true})");
   EXPECT_EQ(first.Header("x-thaw-cold-start"), "true");  // first event on that instance
-  ::kill(std::stoi(first.body), SIGKILL);
   EXPECT_TRUE(Eventually(
       [&] {
         auto r = server->Invoke("warm", R"({"s":0})");

@@ -1,12 +1,12 @@
 // thaw nodejs runtime: AWS Lambda Runtime API (2018-06-01) client loop.
 //
-// Mirrors AWS's aws-lambda-nodejs-runtime-interface-client where a function
-// can tell the difference: handler resolution, the context object, the three
-// handler styles, error bodies ({errorType, errorMessage, trace}) and the
-// console line format. Differences: a callback responds at once (as if
-// callbackWaitsForEmptyEventLoop were false), a plain function's return value
-// is its result, and warn/error/fatal console lines go to stderr.
-import http from 'node:http';
+// Mirrors AWS's aws-lambda-nodejs-runtime-interface-client where a function can
+// tell the difference: handler resolution, the context object, the handler
+// styles, error bodies ({errorType, errorMessage, trace}), exit codes and the
+// console line format. On purpose it differs in that a callback responds at
+// once (as if callbackWaitsForEmptyEventLoop were false), a plain function's
+// return value is its result, and WARN/ERROR/FATAL console lines go to stderr.
+import net from 'node:net';
 import fs from 'node:fs';
 import path from 'node:path';
 import util from 'node:util';
@@ -17,73 +17,148 @@ const require = createRequire(import.meta.url);
 const env = process.env;
 const API = '/2018-06-01/runtime/';
 
-// --- console, as AWS patches it --------------------------------------------
-// One line per call: "time\trequestId\tLEVEL\tmessage", with newlines inside
-// the message turned into \r so that a multi-line message stays one log line.
+// --- console, as AWS patches it ------------------------------------------------
+// One line per call, "time\trequestId\tLEVEL\tmessage", with the message's
+// newlines turned into \r so that a multi-line message stays one log line.
 // Before the first invocation the request id reads "undefined", as on AWS.
 let requestId = 'undefined';
-function logger(level, stream) {
-  return (...args) => {
-    const msg = util.format(...args).replace(/\n/g, '\r');
-    stream.write(`${new Date().toISOString()}\t${requestId}\t${level}\t${msg}\n`);
-  };
+for (const [names, level, stream] of [
+  [['log', 'info'], 'INFO', process.stdout], [['debug'], 'DEBUG', process.stdout],
+  [['trace'], 'TRACE', process.stdout], [['warn'], 'WARN', process.stderr],
+  [['error'], 'ERROR', process.stderr], [['fatal'], 'FATAL', process.stderr]]) {
+  const write = (...args) => stream.write(`${new Date().toISOString()}\t${requestId}\t${level}\t` +
+                                          `${util.format(...args).replace(/\n/g, '\r')}\n`);
+  for (const name of names) console[name] = write;
 }
-console.log = console.info = logger('INFO', process.stdout);
-console.debug = logger('DEBUG', process.stdout);
-console.trace = logger('TRACE', process.stdout);
-console.warn = logger('WARN', process.stderr);
-console.error = logger('ERROR', process.stderr);
-console.fatal = logger('FATAL', process.stderr);
 
-// --- Runtime API client ------------------------------------------------------
-// One keep-alive connection. The agent unrefs it while idle, so it does not
-// hold the event loop open (that matters for the beforeExit listener below).
+// --- Runtime API client --------------------------------------------------------
+// A minimal HTTP/1.1 client on one keep-alive socket, as in the Python runtime:
+// node:http costs ~3 ms more at start-up (its import and first request).
+// Requests on one Client are strictly sequential. An idle socket is unref'd so
+// that it does not hold the event loop open (see the beforeExit listener).
 const address = env.AWS_LAMBDA_RUNTIME_API || '';
 const colon = address.lastIndexOf(':');
 const host = address.slice(0, colon).replace(/^\[(.*)\]$/, '$1'); // "[v6]:port"
 const port = Number(address.slice(colon + 1));
-const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
 
-function request(method, route, body, headers) {
-  return new Promise((resolve, reject) => {
-    const send = (mayRetry) => {
-      const req = http.request({ agent, host, port, method, path: API + route, headers }, (res) => {
-        const chunks = [];
-        res.on('data', (c) => chunks.push(c));
-        res.on('error', reject);
-        res.on('end', () => resolve({ status: res.statusCode, headers: res.headers,
-                                      body: Buffer.concat(chunks).toString() }));
-      });
-      req.on('error', (err) => {
-        // The server may have dropped an idle keep-alive connection: retry
-        // once on a fresh one; a fresh one failing is fatal.
-        if (mayRetry && req.reusedSocket) send(false);
-        else reject(err);
-      });
-      req.end(body);
-    };
-    send(true);
-  });
+class Client {
+  sock = null;
+  wake = null; // the pending request's reader
+  // Bytes in `parts` are joined onto `buf` only once `have` reaches `need`, the
+  // size a complete response needs so far: joining on every packet would copy a
+  // large event over and over.
+  buf = Buffer.alloc(0);
+  parts = [];
+  have = 0;
+  need = 0;
+
+  connect() {
+    const s = this.sock = net.connect({ host, port, noDelay: true });
+    [this.buf, this.parts, this.have, this.need] = [Buffer.alloc(0), [], 0, 0];
+    s.on('data', (d) => {
+      this.parts.push(d);
+      if ((this.have += d.length) >= this.need) this.wake?.();
+    });
+    s.on('error', () => {}); // kept in s.errored; 'close' follows
+    s.on('close', () => { if (this.sock === s) this.sock = null; this.wake?.(); });
+  }
+
+  drop(s) {
+    s.destroy();
+    if (this.sock === s) this.sock = null;
+  }
+
+  request(method, route, body = '', headers = '') {
+    return new Promise((resolve, reject) => {
+      const attempt = (mayRetry) => {
+        const reused = this.sock !== null;
+        if (!reused) this.connect();
+        const s = this.sock.ref();
+        this.wake = () => {
+          const res = this.parse(s.closed) ??
+            (s.closed ? s.errored || new Error('Runtime API closed the connection') : null);
+          if (res === null) return; // not all there yet
+          this.wake = null;
+          if (res instanceof Error) {
+            this.drop(s);
+            // The server may have dropped an idle keep-alive connection: retry
+            // once on a fresh one; a fresh one failing is fatal.
+            return mayRetry && reused ? attempt(false) : reject(res);
+          }
+          if (res.close) this.drop(s); else s.unref();
+          resolve(res);
+        };
+        s.write(`${method} ${API}${route} HTTP/1.1\r\nHost: ${address}\r\n${headers}` +
+                `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+      };
+      attempt(true);
+    });
+  }
+
+  // One response off the front of the buffer, or null while incomplete. eof:
+  // the server has closed, which ends a body that has no length or chunks.
+  parse(eof) {
+    const buf = this.buf = Buffer.concat([this.buf, ...this.parts]);
+    this.parts = [];
+    const more = (n = buf.length + 1) => { this.need = n; return null; };
+    const headEnd = buf.indexOf('\r\n\r\n');
+    if (headEnd < 0) return more();
+    const [statusLine, ...lines] = buf.toString('latin1', 0, headEnd).split('\r\n');
+    const h = {};
+    for (const line of lines) {
+      const i = line.indexOf(':');
+      h[line.slice(0, i).trim().toLowerCase()] = line.slice(i + 1).trim();
+    }
+    let pos = headEnd + 4, body;
+    if (/chunked/i.test(h['transfer-encoding'])) {
+      const chunks = [];
+      for (let size; size !== 0;) {
+        const eol = buf.indexOf('\r\n', pos);
+        if (eol < 0) return more();
+        size = parseInt(buf.toString('latin1', pos, eol), 16); // stops at ";ext"
+        if (Number.isNaN(size)) return new Error('Runtime API sent a bad chunk size');
+        if (buf.length < eol + 4 + size) return more(eol + 4 + size);
+        chunks.push(buf.subarray(eol + 2, eol + 2 + size));
+        pos = eol + 4 + size; // past the chunk's CRLF; for the last one, past "0\r\n\r\n"
+      }
+      body = Buffer.concat(chunks); // (no trailers: no Runtime API sends them)
+    } else if (h['content-length'] !== undefined) {
+      const end = pos + Number(h['content-length']);
+      if (buf.length < end) return more(end);
+      [body, pos] = [buf.subarray(pos, end), end];
+    } else { // no framing: the body runs until the server closes
+      if (!eof) return more();
+      [body, pos, h.connection] = [buf.subarray(pos), buf.length, 'close'];
+    }
+    this.buf = buf.subarray(pos);
+    [this.have, this.need] = [this.buf.length, 0];
+    const [version, status] = statusLine.split(' ');
+    const conn = (h.connection || '').toLowerCase();
+    return { status: Number(status), headers: h, body: body.toString(),
+             close: conn === 'close' || (version === 'HTTP/1.0' && conn !== 'keep-alive') };
+  }
 }
 
-async function post(route, payload, errorType) {
-  const headers = { 'Content-Type': 'application/json',
-                    'Content-Length': Buffer.byteLength(payload) };
-  // A header value may not hold control or non-Latin-1 characters (Node throws).
-  if (errorType) headers['Lambda-Runtime-Function-Error-Type'] = errorType.replace(/[^\x20-\x7e]/g, '?');
-  const res = await request('POST', route, payload, headers);
+const client = new Client();
+
+async function post(route, payload, errorType, via = client) {
+  let headers = 'Content-Type: application/json\r\n';
+  if (errorType) { // printable ASCII only: err.name is the user's, CR/LF included
+    headers += `Lambda-Runtime-Function-Error-Type: ${errorType.replace(/[^\x20-\x7e]/g, '?')}\r\n`;
+  }
+  const res = await via.request('POST', route, payload, headers);
   if (res.status >= 300) {
     process.stderr.write(`[thaw] POST ${route}: HTTP ${res.status} ${res.body.slice(0, 200)}\n`);
   }
 }
 
-// --- errors, in the shape AWS's runtime reports them -------------------------
+// --- errors, in the shape AWS's runtime reports them -----------------------------
 function str(x) {
   try { return String(x); } catch { return Object.prototype.toString.call(x); }
 }
 
-// A "Runtime.*" error. Its trace is the cause's stack (for a SyntaxError that
-// shows file, line and code) rather than this file's frames, which AWS shows.
+// A "Runtime.*" error. Its stack continues with the cause's (for a CommonJS
+// SyntaxError that shows file, line and code), not with this file's frames.
 function runtimeError(type, message, cause) {
   const err = new Error(message);
   Object.defineProperty(err, 'name', { value: type, writable: true, configurable: true });
@@ -94,11 +169,6 @@ function runtimeError(type, message, cause) {
   return err;
 }
 
-function isError(e) {
-  return util.types.isNativeError(e) || (e && typeof e.name === 'string' &&
-    typeof e.message === 'string' && typeof e.stack === 'string');
-}
-
 // A stack as lines, cut at this file's first frame: below the user's frames
 // there is only this runtime's machinery (the Python runtime drops its own too).
 function traceLines(stack) {
@@ -107,17 +177,20 @@ function traceLines(stack) {
   return ours < 0 ? lines : lines.slice(0, ours);
 }
 
-// The body posted to .../error: AWS's toRapidResponse.
+// The body posted to .../error: AWS's toRapidResponse. A thrown non-Error
+// gives its typeof as the type: throw "x" -> {"errorType": "string", ...}.
 function toRapidResponse(e) {
   try {
-    if (isError(e)) {
+    if (util.types.isNativeError(e) || (e && typeof e.name === 'string' &&
+        typeof e.message === 'string' && typeof e.stack === 'string')) {
       return { errorType: str(e.name || 'Error'), errorMessage: str(e.message),
                trace: traceLines(e.stack) };
     }
     return { errorType: typeof e, errorMessage: e.toString(), trace: [] };
   } catch {
-    return { errorType: 'handled', trace: [], errorMessage: 'callback called with Error argument, ' +
-             'but there was a problem while retrieving one or more of its message, name, and stack' };
+    return { errorType: 'handled', trace: [],
+             errorMessage: 'callback called with Error argument, but there was a problem ' +
+                           'while retrieving one or more of its message, name, and stack' };
   }
 }
 
@@ -135,7 +208,7 @@ function toFormatted(e) {
   }
 }
 
-// --- handler loading: AWS's UserFunction.load --------------------------------
+// --- handler loading: AWS's UserFunction.load ------------------------------------
 // "src/app.handler": module root "src/", module "app" (the basename up to its
 // first dot), then "handler", which may be a nested path such as "v1.handler".
 async function loadHandler(appRoot, full) {
@@ -147,10 +220,9 @@ async function loadHandler(appRoot, full) {
   const moduleRoot = full.slice(0, full.indexOf(base));
   const dot = base.indexOf('.');
   if (dot < 0) throw runtimeError('Runtime.MalformedHandlerName', 'Bad handler');
-  const [mod, fnPath] = [base.slice(0, dot), base.slice(dot + 1)];
   let app;
   try {
-    app = await loadModule(appRoot, moduleRoot, mod);
+    app = await loadModule(appRoot, moduleRoot, base.slice(0, dot));
   } catch (e) {
     if (e instanceof SyntaxError) throw runtimeError('Runtime.UserCodeSyntaxError', str(e), e);
     if (e?.code === 'MODULE_NOT_FOUND' || e?.code === 'ERR_MODULE_NOT_FOUND') {
@@ -158,29 +230,31 @@ async function loadHandler(appRoot, full) {
     }
     throw e;
   }
-  const fn = fnPath.split('.').reduce((o, key) => o && o[key], app);
+  const fn = base.slice(dot + 1).split('.').reduce((o, key) => o && o[key], app);
   if (!fn) throw runtimeError('Runtime.HandlerNotFound', `${full} is undefined or not exported`);
-  if (typeof fn !== 'function') throw runtimeError('Runtime.HandlerNotFound', `${full} is not a function`);
+  if (typeof fn !== 'function') {
+    throw runtimeError('Runtime.HandlerNotFound', `${full} is not a function`);
+  }
   return fn;
 }
 
-// Same order as AWS: the bare path (a file or a folder with index.js) and .js
-// through require, unless package.json says "type": "module", then .js and
-// .mjs through import(), .cjs through require, and last a package of that
-// name in node_modules (whose failure gives AWS's "Cannot find module" text).
+// AWS's order: the bare path (a file, or a folder with index.js), then .js
+// (import() where the nearest package.json says "type": "module", else
+// require), .mjs by import(), .cjs by require, and last a package of that name
+// in node_modules, whose failure gives AWS's "Cannot find module 'index'".
 async function loadModule(appRoot, moduleRoot, mod) {
   const file = path.resolve(appRoot, moduleRoot, mod);
-  if (fs.existsSync(file)) return require(file);
-  const esm = fs.existsSync(file + '.js') && isModuleFolder(path.dirname(file));
-  if (fs.existsSync(file + '.js')) return esm ? import(pathToFileURL(file + '.js').href) : require(file + '.js');
-  if (fs.existsSync(file + '.mjs')) return import(pathToFileURL(file + '.mjs').href);
-  if (fs.existsSync(file + '.cjs')) return require(file + '.cjs');
+  const has = (ext) => fs.existsSync(file + ext);
+  const esm = (ext) => import(pathToFileURL(file + ext).href);
+  if (has('')) return require(file);
+  if (has('.js')) return isModuleFolder(path.dirname(file)) ? esm('.js') : require(file + '.js');
+  if (has('.mjs')) return esm('.mjs');
+  if (has('.cjs')) return require(file + '.cjs');
   return require(require.resolve(mod, { paths: [appRoot, moduleRoot] }));
 }
 
-// Whether the nearest package.json up from dir says "type": "module".
 function isModuleFolder(dir) {
-  for (;;) {
+  for (;; dir = path.dirname(dir)) {
     if (dir.endsWith('/node_modules')) return false;
     const pj = path.join(dir, 'package.json');
     if (fs.existsSync(pj)) {
@@ -189,25 +263,27 @@ function isModuleFolder(dir) {
         return false;
       }
     }
-    const up = path.dirname(dir);
-    if (up === dir) return false;
-    dir = up;
+    if (dir === '/' || dir === '.') return false;
   }
 }
 
-// --- invocations -------------------------------------------------------------
-let invoked = false; // whether an invocation has started: before, errors go to init/error
-let current = null;  // the invocation in flight: { id, settle }
+// --- invocations -------------------------------------------------------------------
+let invoked = false; // whether an invocation has begun (before: errors go to init/error)
+let current = null;  // the invocation in flight, until its result is posted: { id, settle }
 let dying = false;
 
 function parseJson(text, what) {
   if (text === undefined || text === '') return undefined;
-  try { return JSON.parse(text); } catch (e) { throw new Error(`Cannot parse ${what} as json: ${e}`); }
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new Error(`Cannot parse ${what} as json: ${e}`);
+  }
 }
 
 function makeContext(h, id, callback) {
   const deadline = Number(h['lambda-runtime-deadline-ms']) || 0;
-  let waits = true; // read by nothing here: thaw always responds at the callback
+  let waits = true; // kept for code that reads it back; the callback never waits
   const done = (err, result) => { waits = false; callback(err, result); };
   return {
     get callbackWaitsForEmptyEventLoop() { return waits; },
@@ -228,17 +304,18 @@ function makeContext(h, id, callback) {
   };
 }
 
-// Runs the handler; resolves with [error] or [null, result], first outcome wins.
+// Runs the handler; resolves with [error] or [null, result], the first outcome.
 function runHandler(handler, h, id, body) {
   return new Promise((settle) => {
     current = { id, settle };
-    const callback = (err, result) => settle(err !== undefined && err !== null ? [err] : [null, result]);
+    const callback = (err, result) => settle(err != null ? [err] : [null, result]);
     let event, context;
     try {
       event = JSON.parse(body);
       context = makeContext(h, id, callback);
     } catch (e) {
-      return settle([runtimeError('Runtime.UnmarshalError', `Unable to unmarshal input: ${e.message}`)]);
+      const message = `Unable to unmarshal input: ${e.message}`;
+      return settle([runtimeError('Runtime.UnmarshalError', message)]);
     }
     try {
       const ret = handler(event, context, callback);
@@ -255,29 +332,33 @@ function runHandler(handler, h, id, body) {
 
 async function invoke(handler, h, body) {
   const id = h['lambda-runtime-aws-request-id'] || '';
-  requestId = id;
-  invoked = true;
+  [requestId, invoked] = [id, true];
   if (h['lambda-runtime-trace-id']) env._X_AMZN_TRACE_ID = h['lambda-runtime-trace-id'];
   else delete env._X_AMZN_TRACE_ID;
   let [err, result] = await runHandler(handler, h, id, body);
-  if (dying) return new Promise(() => {}); // an uncaught error is reporting; park.
-  if (!err) {
-    let payload;
-    try {
-      payload = JSON.stringify(result === undefined ? null : result) ?? 'null'; // functions, symbols
-    } catch (e) {
-      err = runtimeError('Runtime.MarshalError', `Unable to stringify response body: ${e.message}`);
+  if (dying) return new Promise(() => {}); // fatal() reports and exits
+  try {
+    if (!err) {
+      let payload;
+      try { // undefined (and functions, symbols) -> null
+        payload = JSON.stringify(result === undefined ? null : result) ?? 'null';
+      } catch (e) {
+        const message = `Unable to stringify response body: ${e.message}`;
+        err = runtimeError('Runtime.MarshalError', message);
+      }
+      if (!err) return await post(`invocation/${id}/response`, payload);
     }
-    if (!err) return post(`invocation/${id}/response`, payload).finally(() => { current = null; });
+    console.error('Invoke Error', toFormatted(err));
+    const r = toRapidResponse(err);
+    await post(`invocation/${id}/error`, JSON.stringify(r), r.errorType);
+  } finally {
+    current = null;
   }
-  console.error('Invoke Error', toFormatted(err));
-  const r = toRapidResponse(err);
-  return post(`invocation/${id}/error`, JSON.stringify(r), r.errorType).finally(() => { current = null; });
 }
 
 // Reports an error nobody caught (to init/error before the first invocation,
-// else against the invocation in flight, if any), then exits so that thaw replaces this instance:
-// 129 for an exception, 128 for a rejection, as AWS's runtime does.
+// else against the invocation in flight, if any), then exits so that thaw
+// replaces this instance: 129 for an exception, 128 for a rejection, as AWS.
 async function fatal(label, err, code) {
   if (dying) return;
   dying = true;
@@ -285,7 +366,8 @@ async function fatal(label, err, code) {
   const r = toRapidResponse(err);
   const route = current ? `invocation/${current.id}/error` : invoked ? null : 'init/error';
   try {
-    if (route) await post(route, JSON.stringify(r), r.errorType);
+    // A fresh connection: the main one may be mid-request, or long-polling /next.
+    if (route) await post(route, JSON.stringify(r), r.errorType, new Client());
   } catch (e) {
     process.stderr.write(`[thaw] could not report the error: ${e.message}\n`);
   }
@@ -293,13 +375,19 @@ async function fatal(label, err, code) {
 }
 
 process.on('uncaughtException', (err) => fatal('Uncaught Exception', err, 129));
-process.on('unhandledRejection', (reason) => {
-  const err = runtimeError('Runtime.UnhandledPromiseRejection', str(reason), reason);
-  fatal('Unhandled Promise Rejection', err, 128);
+process.on('unhandledRejection', (reason) => fatal('Unhandled Promise Rejection',
+  runtimeError('Runtime.UnhandledPromiseRejection', str(reason), reason), 128));
+// The event loop is empty. During an invocation: a callback-style handler has
+// neither called back nor left work pending, so respond null, as AWS does.
+// Before any (once loaded, the long poll on /next keeps the loop busy): the
+// handler module never finished loading, e.g. a top-level await never settled.
+process.on('beforeExit', () => {
+  if (current) current.settle([null, undefined]);
+  else if (!invoked) {
+    fatal('Uncaught Exception', runtimeError('Runtime.InitError', 'the handler module never ' +
+          'finished loading (a top-level await that never settles?)'), 129);
+  }
 });
-// The loop is empty while a callback-style handler has neither called back nor
-// left work pending: respond null, as AWS does.
-process.on('beforeExit', () => current?.settle([null, undefined]));
 
 async function main() {
   let handler;
@@ -309,9 +397,10 @@ async function main() {
     return fatal('Uncaught Exception', e, 129);
   }
   for (;;) {
-    const res = await request('GET', 'invocation/next');
+    const res = await client.request('GET', 'invocation/next');
     if (res.status !== 200) {
-      process.stderr.write(`[thaw] invocation/next: HTTP ${res.status} ${res.body.slice(0, 200)}\n`);
+      const detail = `HTTP ${res.status} ${res.body.slice(0, 200)}`;
+      process.stderr.write(`[thaw] invocation/next: ${detail}\n`);
       process.exit(1);
     }
     await invoke(handler, res.headers, res.body);

@@ -11,6 +11,7 @@
 #include "common/ids.h"
 #include "logs/log_store.h"
 #include "meter/meter.h"
+#include "sandbox/jail.h"
 #include "sandbox/spawner.h"
 
 namespace thaw::pool {
@@ -72,6 +73,7 @@ struct FunctionPool::Instance {
   std::string init_log;  // tail of what it printed before it was ready
   std::string init_error_type, init_error_message;
   std::string current_request_id;  // tags log lines
+  std::string cgroup;              // its cgroup name, when the spawner uses cgroups
   int64_t peak_rss_mb = 0;
   int64_t rss_sampled_us = 0;
 
@@ -171,15 +173,23 @@ FunctionPool::InstancePtr FunctionPool::NewInstanceLocked(Effects& fx) {
   return inst;
 }
 
+std::string FunctionPool::TaskRoot() const {
+  return ctx_->spawner->isolated() ? sandbox::kTaskRoot : version_->bundle_dir;
+}
+
+std::string FunctionPool::RuntimeDir() const {
+  return ctx_->spawner->isolated() ? sandbox::kRuntimeDir : ctx_->runtimes_dir;
+}
+
 StatusOr<std::vector<std::string>> FunctionPool::BuildArgv() const {
   switch (version_->manifest.runtime) {
     case registry::Runtime::kPython3:
       // -S -E -s: no site import, no PYTHON* variables, no user site (see bootstrap.py).
       return std::vector<std::string>{ctx_->python, "-S", "-E", "-s",
-                                      ctx_->runtimes_dir + "/python3/bootstrap.py"};
+                                      RuntimeDir() + "/python3/bootstrap.py"};
     case registry::Runtime::kCpp:
     case registry::Runtime::kProvided:
-      return std::vector<std::string>{version_->bundle_dir + "/bootstrap"};
+      return std::vector<std::string>{TaskRoot() + "/bootstrap"};
     case registry::Runtime::kNodejs:
       break;
   }
@@ -193,8 +203,8 @@ std::vector<std::string> FunctionPool::BuildEnv(const std::string& runtime_api) 
   std::vector<std::string> env = {
       "AWS_LAMBDA_RUNTIME_API=" + runtime_api,
       "_HANDLER=" + m.handler,
-      "LAMBDA_TASK_ROOT=" + version_->bundle_dir,
-      "LAMBDA_RUNTIME_DIR=" + ctx_->runtimes_dir,
+      "LAMBDA_TASK_ROOT=" + TaskRoot(),
+      "LAMBDA_RUNTIME_DIR=" + RuntimeDir(),
       "AWS_LAMBDA_FUNCTION_NAME=" + version_->function,
       "AWS_LAMBDA_FUNCTION_VERSION=" + std::to_string(version_->version),
       "AWS_LAMBDA_FUNCTION_MEMORY_SIZE=" + std::to_string(m.memory_mb),
@@ -252,6 +262,19 @@ void FunctionPool::LaunchInstance(const InstancePtr& inst) {
   req.argv = std::move(*argv);
   req.env = BuildEnv(*address);
   req.cwd = version_->bundle_dir;
+  req.bundle_dir = version_->bundle_dir;
+  req.runtimes_dir = ctx_->runtimes_dir;
+  const int64_t memory_mb = version_->manifest.memory_mb;
+  req.limits.memory_bytes = memory_mb << 20;
+  req.limits.pids_max = ctx_->pids_max;
+  req.limits.cpu_weight = sandbox::CpuWeightForMemory(memory_mb);
+  req.tmp_bytes = ctx_->tmp_bytes;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    inst->cgroup = version_->function + "-" + std::to_string(version_->version) + "-" +
+                   std::to_string(inst->id) + "-" + RandomHex(4);
+    req.cgroup = inst->cgroup;
+  }
   req.stdout_fd = out[1];
   req.stderr_fd = err[1];
   auto pid = ctx_->spawner->Spawn(req);
@@ -285,6 +308,16 @@ void FunctionPool::WatchLog(InstancePtr inst, bool stderr_stream) {
                       self->WatchLog(inst, stderr_stream);
                     }
                   });
+}
+
+int64_t FunctionPool::PeakMemoryMbLocked(const Instance& inst) const {
+  // The cgroup's high-water mark covers every process of the instance; without cgroups, the
+  // runtime process's own peak RSS is the best there is.
+  if (const sandbox::Cgroups* cg = ctx_->spawner->cgroups(); cg != nullptr && !inst.cgroup.empty()) {
+    auto usage = cg->Usage(inst.cgroup);
+    if (usage.ok() && usage->peak_memory_bytes > 0) return (usage->peak_memory_bytes + (1 << 20) - 1) >> 20;
+  }
+  return ReadPeakRssMb(inst.pid);
 }
 
 bool FunctionPool::OnLogReadable(uint64_t instance_id, bool stderr_stream) {
@@ -451,7 +484,7 @@ void FunctionPool::FinishLocked(Instance& inst, const InvocationPtr& inv, Result
   result.init_us = inv->init_us;
   result.version = version_->version;
   if (inst.pid > 0 && now - inst.rss_sampled_us >= kRssSampleEveryUs) {
-    inst.peak_rss_mb = std::max(inst.peak_rss_mb, ReadPeakRssMb(inst.pid));
+    inst.peak_rss_mb = std::max(inst.peak_rss_mb, PeakMemoryMbLocked(inst));
     inst.rss_sampled_us = now;
   }
   std::string report = "REPORT RequestId: " + inv->id + "\tDuration: " +
@@ -601,7 +634,7 @@ void FunctionPool::StopInstanceLocked(Instance& inst, Effects& fx) {
   if (inst.pid > 0) fx.kills.push_back(inst.pid);
 }
 
-void FunctionPool::OnExit(uint64_t instance_id, int wait_status) {
+void FunctionPool::OnExit(uint64_t instance_id, const sandbox::ExitEvent& exit) {
   Effects fx;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -609,10 +642,19 @@ void FunctionPool::OnExit(uint64_t instance_id, int wait_status) {
     if (it == instances_.end()) return;
     InstancePtr inst = it->second;
     DrainLogsLocked(*inst);
-    const std::string how = sandbox::DescribeWaitStatus(wait_status);
+    if (exit.peak_memory_bytes > 0) {
+      inst->peak_rss_mb = std::max(inst->peak_rss_mb, (exit.peak_memory_bytes + (1 << 20) - 1) >> 20);
+    }
+    const bool oom = exit.oom_kills > 0;
+    std::string how = sandbox::DescribeWaitStatus(exit.wait_status);
+    if (oom) {
+      how += " (out of memory: the instance needed more than its memory_mb of " +
+             std::to_string(version_->manifest.memory_mb) + " MB; Max Memory Used: " +
+             std::to_string(inst->peak_rss_mb) + " MB)";
+    }
     if (!inst->initialized) {
       if (inst->init_error_type.empty()) {
-        inst->init_error_type = "Runtime.ExitError";
+        inst->init_error_type = oom ? "Runtime.OutOfMemory" : "Runtime.ExitError";
         inst->init_error_message = "Runtime exited with error: " + how;
       } else {
         inst->init_error_message += " (runtime " + how + ")";
@@ -625,7 +667,7 @@ void FunctionPool::OnExit(uint64_t instance_id, int wait_status) {
     for (auto& inv : active) {
       Result r;
       r.kind = Result::Kind::kExitError;
-      r.error_type = "Runtime.ExitError";
+      r.error_type = oom ? "Runtime.OutOfMemory" : "Runtime.ExitError";
       r.error_message = "RequestId: " + inv->id + " Error: Runtime exited with error: " + how;
       ctx_->logs->Append(version_->function, inv->id, "platform", r.error_message);
       FinishLocked(*inst, inv, std::move(r), fx);
@@ -792,7 +834,7 @@ void PoolManager::OnDeployed(const std::string& function,
 }
 
 void PoolManager::RegisterPid(pid_t pid, std::weak_ptr<FunctionPool> pool, uint64_t instance_id) {
-  int early_status = 0;
+  sandbox::ExitEvent early_status;
   bool exited_early = false;
   {
     std::lock_guard<std::mutex> lock(pid_mu_);
@@ -810,7 +852,8 @@ void PoolManager::RegisterPid(pid_t pid, std::weak_ptr<FunctionPool> pool, uint6
   }
 }
 
-void PoolManager::OnExit(pid_t pid, int wait_status) {
+void PoolManager::OnExit(const sandbox::ExitEvent& exit) {
+  const pid_t pid = exit.pid;
   std::weak_ptr<FunctionPool> pool;
   uint64_t instance_id = 0;
   {
@@ -819,14 +862,14 @@ void PoolManager::OnExit(pid_t pid, int wait_status) {
     if (it == pids_.end()) {
       // The exit raced ahead of RegisterPid (the spawn reply and the exit event travel on
       // different sockets): remember it for RegisterPid.
-      early_exits_[pid] = wait_status;
+      early_exits_[pid] = exit;
       return;
     }
     pool = it->second.first;
     instance_id = it->second.second;
     pids_.erase(it);
   }
-  if (auto p = pool.lock()) p->OnExit(instance_id, wait_status);
+  if (auto p = pool.lock()) p->OnExit(instance_id, exit);
 }
 
 void PoolManager::Tick() {

@@ -28,9 +28,11 @@
 #include "common/status.h"
 #include "pool/policy.h"
 #include "registry/registry.h"
+#include "sandbox/spawner.h"
 
 namespace thaw::sandbox {
 class SpawnerClient;
+struct ExitEvent;
 }
 namespace thaw::logs {
 class LogStore;
@@ -127,6 +129,8 @@ struct PoolContext {
   int64_t max_queue = 256;
   int64_t queue_timeout_us = 10'000'000;
   int64_t init_timeout_us = 10'000'000;
+  int64_t pids_max = 1024;         // per instance, where cgroups exist
+  int64_t tmp_bytes = 512LL << 20;  // size of a jailed instance's /tmp
 };
 
 struct PoolStats {
@@ -171,7 +175,7 @@ class FunctionPool : public std::enable_shared_from_this<FunctionPool> {
                      std::string error_type);
   void ReportInitError(uint64_t instance_id, std::string body, std::string error_type);
 
-  void OnExit(uint64_t instance_id, int wait_status);
+  void OnExit(uint64_t instance_id, const sandbox::ExitEvent& exit);
   // Reads what the instance wrote; false once `stderr_stream` (else stdout) is closed.
   bool OnLogReadable(uint64_t instance_id, bool stderr_stream);
   void OnTick();
@@ -214,6 +218,9 @@ class FunctionPool : public std::enable_shared_from_this<FunctionPool> {
   void Fail(InvocationPtr inv, Result result, Effects& fx);
   std::vector<std::string> BuildEnv(const std::string& runtime_api) const;
   StatusOr<std::vector<std::string>> BuildArgv() const;
+  std::string TaskRoot() const;    // the bundle as the runtime sees it
+  std::string RuntimeDir() const;  // the shipped runtimes as the runtime sees them
+  int64_t PeakMemoryMbLocked(const Instance& instance) const;
 
   PoolContext* const ctx_;
   const std::shared_ptr<const registry::Version> version_;
@@ -237,7 +244,7 @@ class PoolManager {
   // of the function drain.
   void OnDeployed(const std::string& function, const std::shared_ptr<const registry::Version>& latest);
   void RegisterPid(pid_t pid, std::weak_ptr<FunctionPool> pool, uint64_t instance_id);
-  void OnExit(pid_t pid, int wait_status);
+  void OnExit(const sandbox::ExitEvent& exit);
   void Tick();  // also forgets drained, empty pools
   std::vector<PoolStats> Stats(const std::string& function) const;
   bool Quiet() const;  // nothing queued or in flight anywhere
@@ -249,7 +256,7 @@ class PoolManager {
   std::map<std::pair<std::string, int64_t>, std::shared_ptr<FunctionPool>> pools_;
   std::mutex pid_mu_;
   std::map<pid_t, std::pair<std::weak_ptr<FunctionPool>, uint64_t>> pids_;  // pid_mu_
-  std::map<pid_t, int> early_exits_;  // guarded by pid_mu_
+  std::map<pid_t, sandbox::ExitEvent> early_exits_;  // guarded by pid_mu_
 };
 
 }  // namespace thaw::pool

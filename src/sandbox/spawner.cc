@@ -5,7 +5,9 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sched.h>
 #include <sys/signalfd.h>
+#include <sys/syscall.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <poll.h>
@@ -14,7 +16,10 @@
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
-#include <set>
+#include <map>
+#include <vector>
+
+#include "sandbox/jail.h"
 
 namespace thaw::sandbox {
 namespace {
@@ -89,74 +94,135 @@ ssize_t RecvWithFds(int sock, std::string& buf, std::vector<int>& fds) {
   return n;
 }
 
-// Runs in the forked child: becomes the runtime process or exits 127 after reporting why
-// through `status_fd` (close-on-exec, so a successful exec closes it with nothing written).
-[[noreturn]] void ExecChild(const std::vector<std::string>& fields, size_t argc, size_t envc,
-                            int out_fd, int err_fd, int status_fd) {
-  auto fail = [&](const char* op, const std::string& object) {
-    std::string msg = std::string("failed to ") + op + " on " + object + ": " + strerror(errno);
-    (void)!::write(status_fd, msg.data(), msg.size());
+// What the spawner knows about isolation; set before it forks, read-only after.
+struct SpawnerSetup {
+  bool isolated = false;
+  std::string jail_root;
+  Cgroups* cgroups = nullptr;
+};
+
+struct ChildSpec {
+  std::string cwd;
+  std::vector<std::string> argv, env;
+  std::string bundle_dir, runtimes_dir, cgroup;
+  CgroupLimits limits;
+  int64_t tmp_bytes = 0;
+};
+
+// Runs in the forked (or cloned) child: becomes the runtime process or exits 127 after
+// reporting why through `status_fd` (close-on-exec: a successful exec closes it unwritten).
+[[noreturn]] void ExecChild(const SpawnerSetup& setup, const ChildSpec& spec, int out_fd,
+                            int err_fd, int status_fd) {
+  auto fail = [&](const std::string& message) {
+    (void)!::write(status_fd, message.data(), message.size());
     _exit(127);
   };
+  auto fail_errno = [&](const char* op, const std::string& object) {
+    fail(std::string("failed to ") + op + " on " + object + ": " + strerror(errno));
+  };
   // SAFETY: a fresh session makes the runtime the leader of its own process group, so a kill
-  // of the group reaches every process it forks (unless one calls setsid itself: cgroups close
-  // that gap where available).
-  if (::setsid() < 0) fail("setsid", "runtime");
-  // SAFETY: if the spawner dies, its instances must not outlive it.
-  if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) fail("prctl(PDEATHSIG)", "runtime");
+  // of the group reaches every process it forks (in a jail, the PID namespace does it fully).
+  if (::setsid() < 0) fail_errno("setsid", "runtime");
   sigset_t none;
   sigemptyset(&none);
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
   for (int sig = 1; sig < NSIG; ++sig) ::signal(sig, SIG_DFL);
+  if (setup.cgroups != nullptr && !spec.cgroup.empty()) {
+    // Join before anything else runs, so every byte the runtime allocates is accounted.
+    Status st = setup.cgroups->AddProcess(spec.cgroup, 0);
+    if (!st.ok()) fail(st.message());
+  }
   int devnull = ::open("/dev/null", O_RDONLY);
-  if (devnull < 0) fail("open", "/dev/null");
+  if (devnull < 0) fail_errno("open", "/dev/null");
   // SAFETY: fd hand-off: 0 is /dev/null, 1 and 2 are the log pipes thaw reads; everything else
   // (thaw's sockets, the database) is closed below before exec.
   if (::dup2(devnull, 0) < 0 || ::dup2(out_fd, 1) < 0 || ::dup2(err_fd, 2) < 0) {
-    fail("dup2", "stdio");
+    fail_errno("dup2", "stdio");
   }
-  int keep = status_fd;
   for (int fd = 3; fd < 1024; ++fd) {
-    if (fd != keep) ::close(fd);
+    if (fd != status_fd) ::close(fd);
   }
   rlimit core{0, 0};
   ::setrlimit(RLIMIT_CORE, &core);
-  const std::string& cwd = fields[1];
-  if (::chdir(cwd.c_str()) != 0) fail("chdir", cwd);
-  std::vector<char*> argv, envp;
-  for (size_t i = 0; i < argc; ++i) argv.push_back(const_cast<char*>(fields[2 + i].c_str()));
-  argv.push_back(nullptr);
-  for (size_t i = 0; i < envc; ++i) {
-    envp.push_back(const_cast<char*>(fields[2 + argc + i].c_str()));
+  if (setup.isolated) {
+    JailSpec jail;
+    jail.root = setup.jail_root;
+    jail.bundle_dir = spec.bundle_dir;
+    jail.runtimes_dir = spec.runtimes_dir;
+    jail.tmp_bytes = spec.tmp_bytes;
+    for (Status st : {EnterJail(jail), DropPrivileges(jail)}) {
+      if (!st.ok()) fail(st.message());
+    }
+  } else if (::chdir(spec.cwd.c_str()) != 0) {
+    fail_errno("chdir", spec.cwd);
   }
+  // SAFETY: if the spawner dies, its instances must not outlive it. Set after the uid change,
+  // which clears it.
+  if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) fail_errno("prctl(PDEATHSIG)", "runtime");
+  if (setup.isolated) {
+    Status st = ApplySeccomp();
+    if (!st.ok()) fail(st.message());
+  }
+  std::vector<char*> argv, envp;
+  for (const auto& a : spec.argv) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  for (const auto& e : spec.env) envp.push_back(const_cast<char*>(e.c_str()));
   envp.push_back(nullptr);
   ::execve(argv[0], argv.data(), envp.data());
-  fail("exec", argv[0]);
+  fail_errno("exec", spec.argv[0]);
   _exit(127);
 }
 
-std::string HandleSpawn(const std::vector<std::string>& fields, const std::vector<int>& fds,
-                        std::set<pid_t>& live) {
-  // fields: [op, cwd, argc, envc, argv..., env...]
+std::string HandleSpawn(const SpawnerSetup& setup, const std::vector<std::string>& fields,
+                        const std::vector<int>& fds, std::map<pid_t, std::string>& live) {
+  // fields: [op, cwd, argc, envc, argv..., env..., bundle, runtimes, cgroup, mem, pids, cpu, tmp]
   if (fields.size() < 4 || fds.size() != 2) return "err malformed spawn request";
   size_t argc = std::stoul(fields[2]), envc = std::stoul(fields[3]);
-  if (argc == 0 || fields.size() != 4 + argc + envc) return "err malformed spawn request";
-  std::vector<std::string> body(fields.begin(), fields.end());
-  body.erase(body.begin() + 2, body.begin() + 4);  // -> [op, cwd, argv..., env...]
+  if (argc == 0 || fields.size() != 4 + argc + envc + 7) return "err malformed spawn request";
+  ChildSpec spec;
+  spec.cwd = fields[1];
+  spec.argv.assign(fields.begin() + 4, fields.begin() + 4 + argc);
+  spec.env.assign(fields.begin() + 4 + argc, fields.begin() + 4 + argc + envc);
+  size_t i = 4 + argc + envc;
+  spec.bundle_dir = fields[i];
+  spec.runtimes_dir = fields[i + 1];
+  spec.cgroup = fields[i + 2];
+  spec.limits.memory_bytes = std::stoll(fields[i + 3]);
+  spec.limits.pids_max = std::stoll(fields[i + 4]);
+  spec.limits.cpu_weight = std::stoll(fields[i + 5]);
+  spec.tmp_bytes = std::stoll(fields[i + 6]);
+  if (setup.cgroups != nullptr && !spec.cgroup.empty()) {
+    Status st = setup.cgroups->Create(spec.cgroup, spec.limits);
+    if (!st.ok()) {
+      (void)setup.cgroups->Remove(spec.cgroup);
+      return "err " + st.message();
+    }
+  }
   int status_pipe[2];
   if (::pipe2(status_pipe, O_CLOEXEC) != 0) {
     return std::string("err failed to create pipe on spawner: ") + strerror(errno);
   }
-  pid_t pid = ::fork();
+  pid_t pid;
+  if (setup.isolated) {
+    // SAFETY: clone without a new stack behaves like fork (the spawner is single-threaded);
+    // the child starts as PID 1 of fresh mount, PID, IPC and UTS namespaces.
+    pid = static_cast<pid_t>(::syscall(SYS_clone, CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC |
+                                                      CLONE_NEWUTS | SIGCHLD,
+                                       nullptr, nullptr, nullptr, nullptr));
+  } else {
+    pid = ::fork();
+  }
   if (pid < 0) {
     int err = errno;
     ::close(status_pipe[0]);
     ::close(status_pipe[1]);
-    return std::string("err failed to fork on spawner: ") + strerror(err);
+    if (setup.cgroups != nullptr && !spec.cgroup.empty()) (void)setup.cgroups->Remove(spec.cgroup);
+    return std::string("err failed to ") + (setup.isolated ? "clone" : "fork") +
+           " on spawner: " + strerror(err);
   }
   if (pid == 0) {
     ::close(status_pipe[0]);
-    ExecChild(body, argc, envc, fds[0], fds[1], status_pipe[1]);
+    ExecChild(setup, spec, fds[0], fds[1], status_pipe[1]);
   }
   ::close(status_pipe[1]);
   char buf[512];
@@ -167,13 +233,14 @@ std::string HandleSpawn(const std::vector<std::string>& fields, const std::vecto
   ::close(status_pipe[0]);
   if (n > 0) {
     ::waitpid(pid, nullptr, 0);
+    if (setup.cgroups != nullptr && !spec.cgroup.empty()) (void)setup.cgroups->Remove(spec.cgroup);
     return "err " + std::string(buf, static_cast<size_t>(n));
   }
-  live.insert(pid);
+  live[pid] = spec.cgroup;
   return "ok " + std::to_string(pid);
 }
 
-[[noreturn]] void SpawnerMain(int request_fd, int exit_fd) {
+[[noreturn]] void SpawnerMain(const SpawnerSetup& setup, int request_fd, int exit_fd) {
   ::prctl(PR_SET_NAME, "thaw-spawner");
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   sigset_t mask;
@@ -187,11 +254,13 @@ std::string HandleSpawn(const std::vector<std::string>& fields, const std::vecto
   sigemptyset(&chld);
   sigaddset(&chld, SIGCHLD);
   int sfd = ::signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
-  std::set<pid_t> live;
+  std::map<pid_t, std::string> live;  // child -> its cgroup name (may be empty)
+  std::vector<std::string> unremoved;  // cgroups still busy when their child was reaped
   std::string buf;
   for (;;) {
     pollfd pfds[2] = {{request_fd, POLLIN, 0}, {sfd, POLLIN, 0}};
-    if (::poll(pfds, 2, -1) < 0) {
+    // Cgroups whose last processes were still exiting are retried shortly.
+    if (::poll(pfds, 2, unremoved.empty() ? -1 : 100) < 0) {
       if (errno == EINTR) continue;
       break;
     }
@@ -202,10 +271,23 @@ std::string HandleSpawn(const std::vector<std::string>& fields, const std::vecto
       int status = 0;
       pid_t pid;
       while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) {
-        live.erase(pid);
-        ExitEvent ev{pid, status};
+        ExitEvent ev{pid, status, 0, 0, 0};
+        auto it = live.find(pid);
+        if (it != live.end() && setup.cgroups != nullptr && !it->second.empty()) {
+          if (auto usage = setup.cgroups->Usage(it->second); usage.ok()) {
+            ev.cpu_us = usage->cpu_us;
+            ev.peak_memory_bytes = usage->peak_memory_bytes;
+            ev.oom_kills = usage->oom_kills;
+          }
+          (void)setup.cgroups->Kill(it->second);
+          if (!setup.cgroups->Remove(it->second).ok()) unremoved.push_back(it->second);
+        }
+        if (it != live.end()) live.erase(it);
         (void)!::send(exit_fd, &ev, sizeof(ev), MSG_NOSIGNAL);
       }
+    }
+    for (auto it = unremoved.begin(); it != unremoved.end();) {
+      it = setup.cgroups->Remove(*it).ok() ? unremoved.erase(it) : std::next(it);
     }
     if (pfds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
       std::vector<int> fds;
@@ -214,13 +296,14 @@ std::string HandleSpawn(const std::vector<std::string>& fields, const std::vecto
       auto fields = SplitFields(buf.data(), buf.size());
       std::string reply = "err unknown request";
       if (!fields.empty() && fields[0].size() == 1 && fields[0][0] == kOpSpawn) {
-        reply = HandleSpawn(fields, fds, live);
+        reply = HandleSpawn(setup, fields, fds, live);
       } else if (fields.size() == 2 && fields[0].size() == 1 && fields[0][0] == kOpKill) {
         pid_t pid = static_cast<pid_t>(std::stol(fields[1]));
         // Only a child not yet reaped: its pid cannot have been reused.
-        if (live.count(pid)) {
+        if (auto it = live.find(pid); it != live.end()) {
           ::kill(-pid, SIGKILL);
           ::kill(pid, SIGKILL);
+          if (setup.cgroups != nullptr && !it->second.empty()) (void)setup.cgroups->Kill(it->second);
         }
         reply = "ok 0";
       }
@@ -228,9 +311,14 @@ std::string HandleSpawn(const std::vector<std::string>& fields, const std::vecto
       (void)!SendWithFds(request_fd, reply, nullptr, 0);
     }
   }
-  for (pid_t pid : live) {
+  for (const auto& [pid, cgroup] : live) {
     ::kill(-pid, SIGKILL);
     ::kill(pid, SIGKILL);
+    if (setup.cgroups != nullptr && !cgroup.empty()) {
+      (void)setup.cgroups->Kill(cgroup);
+      ::waitpid(pid, nullptr, 0);
+      (void)setup.cgroups->Remove(cgroup);
+    }
   }
   _exit(0);
 }
@@ -240,17 +328,38 @@ std::string HandleSpawn(const std::vector<std::string>& fields, const std::vecto
 std::string DescribeWaitStatus(int wait_status) {
   if (WIFEXITED(wait_status)) return "exit status " + std::to_string(WEXITSTATUS(wait_status));
   if (WIFSIGNALED(wait_status)) {
-    int sig = WTERMSIG(wait_status);
-    const char* name = sigabbrev_np(sig);
-    std::string lower = name ? name : std::to_string(sig);
-    for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    if (sig == SIGKILL) lower = "killed";
-    return "signal: " + lower;
+    // strsignal's wording, lower-cased, matches Lambda's: "signal: killed", "signal:
+    // segmentation fault", "signal: aborted".
+    std::string name = strsignal(WTERMSIG(wait_status));
+    for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return "signal: " + name;
   }
   return "unknown status " + std::to_string(wait_status);
 }
 
-StatusOr<std::unique_ptr<SpawnerClient>> SpawnerClient::Start() {
+StatusOr<std::unique_ptr<SpawnerClient>> SpawnerClient::Start(const std::string& jail_root) {
+  SpawnerSetup setup;
+  std::unique_ptr<Cgroups> cgroups;
+  std::string isolation;
+  if (::geteuid() == 0) {
+    setup.isolated = true;
+    setup.jail_root = jail_root;
+    auto detected = Cgroups::Detect();
+    isolation = "jail: mount, PID, IPC and UTS namespaces; private root (bundle read-only at "
+                "/var/task, tmpfs /tmp); uid 65534; no_new_privs; seccomp";
+    if (detected.ok()) {
+      cgroups = std::move(*detected);
+      setup.cgroups = cgroups.get();
+      isolation += "; " + cgroups->Describe() + " with memory, pids and CPU-weight limits";
+    } else {
+      isolation += "; no cgroups (" + detected.status().message() + "): memory_mb is not enforced";
+    }
+    isolation += "; no network namespace yet: instances share the host network";
+  } else {
+    isolation = "none: thaw is not root, so instances are plain processes of uid " +
+                std::to_string(::geteuid()) + " in their own process groups (user namespaces "
+                "are not used yet); memory_mb is not enforced";
+  }
   int req[2], ex[2];
   if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, req) != 0) {
     return ErrnoStatus("create socketpair", "spawner requests", errno);
@@ -263,11 +372,15 @@ StatusOr<std::unique_ptr<SpawnerClient>> SpawnerClient::Start() {
   if (pid == 0) {
     ::close(req[0]);
     ::close(ex[0]);
-    SpawnerMain(req[1], ex[1]);
+    SpawnerMain(setup, req[1], ex[1]);
   }
   ::close(req[1]);
   ::close(ex[1]);
-  return std::unique_ptr<SpawnerClient>(new SpawnerClient(req[0], ex[0], pid));
+  std::unique_ptr<SpawnerClient> client(new SpawnerClient(req[0], ex[0], pid));
+  client->isolated_ = setup.isolated;
+  client->cgroups_ = std::move(cgroups);
+  client->isolation_ = isolation;
+  return client;
 }
 
 SpawnerClient::~SpawnerClient() {
@@ -297,6 +410,13 @@ StatusOr<pid_t> SpawnerClient::Spawn(const SpawnRequest& request) {
   AppendField(msg, std::to_string(request.env.size()));
   for (const auto& a : request.argv) AppendField(msg, a);
   for (const auto& e : request.env) AppendField(msg, e);
+  AppendField(msg, request.bundle_dir);
+  AppendField(msg, request.runtimes_dir);
+  AppendField(msg, request.cgroup);
+  AppendField(msg, std::to_string(request.limits.memory_bytes));
+  AppendField(msg, std::to_string(request.limits.pids_max));
+  AppendField(msg, std::to_string(request.limits.cpu_weight));
+  AppendField(msg, std::to_string(request.tmp_bytes));
   if (msg.size() > kMaxMessage) return InvalidArgument("spawn request too large");
   int fds[2] = {request.stdout_fd, request.stderr_fd};
   auto reply = Call(msg, fds, 2);

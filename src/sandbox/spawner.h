@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "sandbox/cgroup.h"
 
 namespace thaw::sandbox {
 
@@ -25,11 +26,22 @@ struct SpawnRequest {
   std::string cwd;
   int stdout_fd = -1;  // write ends the child gets as fd 1 and 2; borrowed, not closed
   int stderr_fd = -1;
+  // Used when the spawner isolates (SpawnerClient::isolated()): argv, env and cwd then name
+  // paths inside the jail (/var/task, /opt/thaw).
+  std::string bundle_dir;    // host path of the bundle
+  std::string runtimes_dir;  // host path of the runtimes
+  std::string cgroup;        // instance name for the cgroup
+  CgroupLimits limits;
+  int64_t tmp_bytes = 512LL << 20;
 };
 
 struct ExitEvent {
   pid_t pid = 0;
   int wait_status = 0;  // as from waitpid
+  // From the instance's cgroup, read before it is removed (zero without cgroups).
+  int64_t cpu_us = 0;
+  int64_t peak_memory_bytes = 0;
+  int64_t oom_kills = 0;
 };
 
 // "exit status 1" / "signal: killed", as Lambda words a runtime's end.
@@ -37,8 +49,10 @@ std::string DescribeWaitStatus(int wait_status);
 
 class SpawnerClient {
  public:
-  // Forks the spawner process. Call before starting any thread.
-  static StatusOr<std::unique_ptr<SpawnerClient>> Start();
+  // Forks the spawner process. Call before starting any thread. As root, instances are
+  // jailed (see jail.h) with `jail_root` (an empty directory) as their mount point, and put
+  // in cgroups when the machine has them; otherwise they are plain processes.
+  static StatusOr<std::unique_ptr<SpawnerClient>> Start(const std::string& jail_root);
   ~SpawnerClient();
   SpawnerClient(const SpawnerClient&) = delete;
   SpawnerClient& operator=(const SpawnerClient&) = delete;
@@ -50,16 +64,23 @@ class SpawnerClient {
   // Readable socket of ExitEvent records (one per datagram).
   int exit_fd() const { return exit_fd_; }
   pid_t spawner_pid() const { return spawner_pid_; }
+  bool isolated() const { return isolated_; }
+  // Cgroup usage of a live instance; null without cgroups.
+  const Cgroups* cgroups() const { return cgroups_.get(); }
+  // One line for logs and GET /v1/node: what isolation is active, and why not more.
+  const std::string& isolation() const { return isolation_; }
 
  private:
-  SpawnerClient(int request_fd, int exit_fd, pid_t pid)
-      : request_fd_(request_fd), exit_fd_(exit_fd), spawner_pid_(pid) {}
+  SpawnerClient(int request_fd, int exit_fd, pid_t pid) : request_fd_(request_fd), exit_fd_(exit_fd), spawner_pid_(pid) {}
   StatusOr<std::string> Call(const std::string& message, const int* fds, int nfds);
 
   std::mutex mu_;
   const int request_fd_;
   const int exit_fd_;
   const pid_t spawner_pid_;
+  bool isolated_ = false;
+  std::unique_ptr<Cgroups> cgroups_;
+  std::string isolation_;
 };
 
 }  // namespace thaw::sandbox

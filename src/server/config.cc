@@ -21,6 +21,8 @@ const std::vector<Knob> kKnobs = {
     {"init_timeout_ms", "longest an instance may take to initialise"},
     {"shutdown_grace_ms", "on SIGTERM, how long in-flight invocations may finish"},
     {"log_lines", "log lines kept in memory per function"},
+    {"tmp_mb", "size of each jailed instance's /tmp (tmpfs)"},
+    {"pids_max", "processes and threads per instance (cgroup pids limit)"},
     {"auth", "require an API key (true/false); only false on a loopback address"},
 };
 
@@ -82,6 +84,10 @@ Status ApplyConfigValues(const std::map<std::string, std::string>& values, Confi
       THAW_RETURN_IF_ERROR(ParseInt(name, v, 0, 3'600'000, c.shutdown_grace_ms));
     } else if (name == "log_lines") {
       THAW_RETURN_IF_ERROR(ParseInt(name, v, 10, 10'000'000, c.log_lines));
+    } else if (name == "tmp_mb") {
+      THAW_RETURN_IF_ERROR(ParseInt(name, v, 1, 1 << 20, c.tmp_mb));
+    } else if (name == "pids_max") {
+      THAW_RETURN_IF_ERROR(ParseInt(name, v, 8, 1 << 22, c.pids_max));
     } else if (name == "auth") {
       if (v != "true" && v != "false") {
         return InvalidArgument("config auth: expected true or false, got '" + v + "'");

@@ -28,6 +28,8 @@ struct Config {
   int64_t init_timeout_ms = 10'000;
   int64_t shutdown_grace_ms = 30'000;
   int64_t log_lines = 10'000;
+  int64_t tmp_mb = 512;      // size of each jailed instance's /tmp
+  int64_t pids_max = 1024;   // processes and threads per instance (cgroup pids limit)
   bool auth = true;
 };
 

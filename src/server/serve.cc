@@ -13,6 +13,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <cstdio>
+#include <filesystem>
 #include <thread>
 
 #include "common/files.h"
@@ -83,7 +84,7 @@ asio::awaitable<void> WatchExits(int fd, pool::PoolManager& pools) {
       if (ec != asio::error::operation_aborted) spdlog::error("spawner exit channel: {}", ec.message());
       co_return;
     }
-    if (n == sizeof(ev)) pools.OnExit(ev.pid, ev.wait_status);
+    if (n == sizeof(ev)) pools.OnExit(ev);
   }
 }
 
@@ -103,7 +104,12 @@ int RunServe(Config config, const std::string& exe_dir) {
   spdlog::set_level(spdlog::level::from_str(config.log_level));
   ::signal(SIGPIPE, SIG_IGN);
   // The spawner must be forked while this process has a single thread.
-  auto spawner = sandbox::SpawnerClient::Start();
+  const std::string jail_root = std::filesystem::absolute(config.data_dir + "/jail").string();
+  if (Status st = MakeDirs(jail_root); !st.ok()) {
+    spdlog::critical("{}", st.message());
+    return 1;
+  }
+  auto spawner = sandbox::SpawnerClient::Start(jail_root);
   if (!spawner.ok()) {
     spdlog::critical("{}", spawner.status().message());
     return 1;
@@ -162,12 +168,12 @@ int RunServe(Config config, const std::string& exe_dir) {
   ctx.max_queue = config.max_queue;
   ctx.queue_timeout_us = config.queue_timeout_ms * 1000;
   ctx.init_timeout_us = config.init_timeout_ms * 1000;
+  ctx.tmp_bytes = config.tmp_mb << 20;
+  ctx.pids_max = config.pids_max;
   pool::PoolManager pools(&ctx);
   ctx.manager = &pools;
 
-  const std::string isolation =
-      "process: each instance runs as a separate process group of thaw's user, with no "
-      "namespaces, cgroups or seccomp (the sandbox is not built yet)";
+  const std::string isolation = (*spawner)->isolation();
   gateway::Api api(gateway::ApiDeps{registry->get(), &pools, &logs, meter->get(), &config, *key,
                                     isolation});
 

@@ -1,0 +1,204 @@
+#include "sandbox/cgroup.h"
+
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <fstream>
+#include <sstream>
+#include <vector>
+
+#include "common/files.h"
+
+namespace thaw::sandbox {
+namespace {
+
+Status WriteValue(const std::string& path, const std::string& value) {
+  FILE* f = std::fopen(path.c_str(), "we");
+  if (f == nullptr) return ErrnoStatus("open", path, errno);
+  bool ok = std::fputs(value.c_str(), f) >= 0;
+  ok = (std::fclose(f) == 0) && ok;  // cgroup files report errors on close
+  if (!ok) return ErrnoStatus("write '" + value + "' to", path, errno);
+  return Status::Ok();
+}
+
+int64_t ReadInt(const std::string& path) {
+  std::ifstream in(path);
+  int64_t v = 0;
+  in >> v;
+  return v;
+}
+
+// "key value" lines (memory.events, cpu.stat, memory.oom_control).
+int64_t ReadKey(const std::string& path, const std::string& key) {
+  std::ifstream in(path);
+  std::string k;
+  int64_t v;
+  while (in >> k >> v) {
+    if (k == key) return v;
+  }
+  return 0;
+}
+
+Status MakeDir(const std::string& path) {
+  if (::mkdir(path.c_str(), 0755) != 0 && errno != EEXIST) {
+    return ErrnoStatus("create cgroup", path, errno);
+  }
+  return Status::Ok();
+}
+
+Status KillAll(const std::string& procs_file) {
+  // Two passes: a process forked between reading and killing is caught by the second.
+  for (int pass = 0; pass < 2; ++pass) {
+    std::ifstream in(procs_file);
+    pid_t pid;
+    while (in >> pid) ::kill(pid, SIGKILL);
+  }
+  return Status::Ok();
+}
+
+class CgroupV1 final : public Cgroups {
+ public:
+  explicit CgroupV1(std::string root) : root_(std::move(root)) {}
+  std::string Describe() const override { return "cgroup v1 (memory, cpu, cpuacct, pids)"; }
+
+  std::string Dir(const char* controller, const std::string& name) const {
+    return root_ + "/" + controller + "/thaw/" + name;
+  }
+
+  Status Create(const std::string& name, const CgroupLimits& l) override {
+    for (const char* c : kControllers) {
+      THAW_RETURN_IF_ERROR(MakeDir(root_ + "/" + c + "/thaw"));
+      THAW_RETURN_IF_ERROR(MakeDir(Dir(c, name)));
+    }
+    const std::string mem = Dir("memory", name);
+    THAW_RETURN_IF_ERROR(WriteValue(mem + "/memory.limit_in_bytes", std::to_string(l.memory_bytes)));
+    // No swap beyond the limit, where the kernel accounts swap at all.
+    if (PathExists(mem + "/memory.memsw.limit_in_bytes")) {
+      (void)WriteValue(mem + "/memory.memsw.limit_in_bytes", std::to_string(l.memory_bytes));
+    }
+    THAW_RETURN_IF_ERROR(WriteValue(Dir("pids", name) + "/pids.max", std::to_string(l.pids_max)));
+    int64_t shares = std::max<int64_t>(2, l.cpu_weight * 1024 / 100);
+    THAW_RETURN_IF_ERROR(WriteValue(Dir("cpu", name) + "/cpu.shares", std::to_string(shares)));
+    return Status::Ok();
+  }
+
+  Status AddProcess(const std::string& name, pid_t pid) override {
+    for (const char* c : kControllers) {
+      THAW_RETURN_IF_ERROR(WriteValue(Dir(c, name) + "/cgroup.procs", std::to_string(pid)));
+    }
+    return Status::Ok();
+  }
+
+  StatusOr<CgroupUsage> Usage(const std::string& name) const override {
+    CgroupUsage u;
+    const std::string mem = Dir("memory", name);
+    if (!PathExists(mem)) return NotFound("no cgroup " + name);
+    u.cpu_us = ReadInt(Dir("cpuacct", name) + "/cpuacct.usage") / 1000;
+    u.peak_memory_bytes = ReadInt(mem + "/memory.max_usage_in_bytes");
+    u.oom_kills = ReadKey(mem + "/memory.oom_control", "oom_kill");
+    return u;
+  }
+
+  Status Kill(const std::string& name) override {
+    return KillAll(Dir("pids", name) + "/cgroup.procs");
+  }
+
+  Status Remove(const std::string& name) override {
+    Status result = Status::Ok();
+    for (const char* c : kControllers) {
+      std::string d = Dir(c, name);
+      if (::rmdir(d.c_str()) != 0 && errno != ENOENT) result = ErrnoStatus("remove cgroup", d, errno);
+    }
+    return result;
+  }
+
+  static constexpr const char* kControllers[] = {"memory", "cpu", "cpuacct", "pids"};
+
+ private:
+  std::string root_;
+};
+
+class CgroupV2 final : public Cgroups {
+ public:
+  explicit CgroupV2(std::string root) : root_(std::move(root)) {}
+  std::string Describe() const override { return "cgroup v2 (memory, cpu, pids)"; }
+
+  std::string Dir(const std::string& name) const { return root_ + "/thaw/" + name; }
+
+  Status Create(const std::string& name, const CgroupLimits& l) override {
+    const std::string parent = root_ + "/thaw";
+    THAW_RETURN_IF_ERROR(MakeDir(parent));
+    // Controllers must be enabled in the parent for the children to get their files.
+    (void)WriteValue(root_ + "/cgroup.subtree_control", "+memory +cpu +pids");
+    THAW_RETURN_IF_ERROR(WriteValue(parent + "/cgroup.subtree_control", "+memory +cpu +pids"));
+    const std::string d = Dir(name);
+    THAW_RETURN_IF_ERROR(MakeDir(d));
+    THAW_RETURN_IF_ERROR(WriteValue(d + "/memory.max", std::to_string(l.memory_bytes)));
+    if (PathExists(d + "/memory.swap.max")) (void)WriteValue(d + "/memory.swap.max", "0");
+    THAW_RETURN_IF_ERROR(WriteValue(d + "/pids.max", std::to_string(l.pids_max)));
+    THAW_RETURN_IF_ERROR(WriteValue(d + "/cpu.weight", std::to_string(l.cpu_weight)));
+    return Status::Ok();
+  }
+
+  Status AddProcess(const std::string& name, pid_t pid) override {
+    return WriteValue(Dir(name) + "/cgroup.procs", std::to_string(pid));
+  }
+
+  StatusOr<CgroupUsage> Usage(const std::string& name) const override {
+    const std::string d = Dir(name);
+    if (!PathExists(d)) return NotFound("no cgroup " + name);
+    CgroupUsage u;
+    u.cpu_us = ReadKey(d + "/cpu.stat", "usage_usec");
+    u.peak_memory_bytes = ReadInt(d + "/memory.peak");  // kernel 5.19+; else 0
+    u.oom_kills = ReadKey(d + "/memory.events", "oom_kill");
+    return u;
+  }
+
+  Status Kill(const std::string& name) override {
+    const std::string d = Dir(name);
+    if (PathExists(d + "/cgroup.kill")) return WriteValue(d + "/cgroup.kill", "1");
+    return KillAll(d + "/cgroup.procs");
+  }
+
+  Status Remove(const std::string& name) override {
+    std::string d = Dir(name);
+    if (::rmdir(d.c_str()) != 0 && errno != ENOENT) return ErrnoStatus("remove cgroup", d, errno);
+    return Status::Ok();
+  }
+
+ private:
+  std::string root_;
+};
+
+}  // namespace
+
+int64_t CpuWeightForMemory(int64_t memory_mb) {
+  return std::clamp<int64_t>(memory_mb * 100 / 1769, 1, 10000);
+}
+
+StatusOr<std::unique_ptr<Cgroups>> Cgroups::Detect(const std::string& root) {
+  if (::geteuid() != 0) return FailedPrecondition("cgroups need root (thaw runs as uid " +
+                                                  std::to_string(::geteuid()) + ")");
+  if (PathExists(root + "/cgroup.controllers")) {
+    auto controllers = ReadFile(root + "/cgroup.controllers");
+    std::string have = controllers.ok() ? *controllers : "";
+    for (const char* c : {"memory", "cpu", "pids"}) {
+      if (have.find(c) == std::string::npos) {
+        return FailedPrecondition(std::string("cgroup v2 controller '") + c + "' is not available");
+      }
+    }
+    return std::unique_ptr<Cgroups>(new CgroupV2(root));
+  }
+  for (const char* c : CgroupV1::kControllers) {
+    if (!PathExists(root + "/" + c + "/cgroup.procs")) {
+      return FailedPrecondition(std::string("cgroup v1 controller '") + c + "' is not mounted at " +
+                                root + "/" + c);
+    }
+  }
+  return std::unique_ptr<Cgroups>(new CgroupV1(root));
+}
+
+}  // namespace thaw::sandbox

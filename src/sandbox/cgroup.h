@@ -1,0 +1,51 @@
+// Cgroups: per-instance resource limits and accounting, with a backend for cgroup v1 (one
+// hierarchy per controller: memory, cpu, cpuacct, pids) and one for v2 (the unified tree).
+// Creating, joining, killing and removing happen in the spawner (root); reading usage is
+// plain file reads and may happen from any thread of thaw. Instances are named; the backend
+// maps a name to its directories under the hierarchy's "thaw" parent.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "common/status.h"
+
+namespace thaw::sandbox {
+
+struct CgroupLimits {
+  int64_t memory_bytes = 128LL << 20;
+  int64_t pids_max = 1024;
+  int64_t cpu_weight = 100;  // 1..10000, v2 semantics; v1 converts to cpu.shares
+};
+
+struct CgroupUsage {
+  int64_t cpu_us = 0;             // user + system CPU time of every process in it
+  int64_t peak_memory_bytes = 0;  // high-water mark (0 when the kernel does not track it)
+  int64_t oom_kills = 0;          // processes the kernel killed for hitting memory_bytes
+};
+
+// Lambda's CPU share is proportional to memory: a full vCPU at 1769 MB.
+int64_t CpuWeightForMemory(int64_t memory_mb);
+
+class Cgroups {
+ public:
+  virtual ~Cgroups() = default;
+
+  // The backend this machine supports for thaw's use, or an error saying why none does
+  // (not root, no cgroup filesystem, a controller missing).
+  static StatusOr<std::unique_ptr<Cgroups>> Detect(const std::string& root = "/sys/fs/cgroup");
+
+  virtual std::string Describe() const = 0;
+  virtual Status Create(const std::string& name, const CgroupLimits& limits) = 0;
+  virtual Status AddProcess(const std::string& name, pid_t pid) = 0;
+  virtual StatusOr<CgroupUsage> Usage(const std::string& name) const = 0;
+  // SIGKILLs every process in it.
+  virtual Status Kill(const std::string& name) = 0;
+  // Removes it; it must be empty (kill first, and wait for the processes to be reaped).
+  virtual Status Remove(const std::string& name) = 0;
+};
+
+}  // namespace thaw::sandbox

@@ -1,0 +1,199 @@
+#include "sandbox/jail.h"
+
+#include <fcntl.h>
+#include <grp.h>
+#include <linux/sched.h>
+#include <sched.h>
+#include <seccomp.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace thaw::sandbox {
+namespace {
+
+Status Fail(const std::string& op, const std::string& object) {
+  return ErrnoStatus(op, object, errno);
+}
+
+Status Mkdir(const std::string& path, mode_t mode = 0755) {
+  if (::mkdir(path.c_str(), mode) != 0 && errno != EEXIST) return Fail("create directory", path);
+  return Status::Ok();
+}
+
+Status MkdirP(const std::string& path) {
+  for (size_t pos = 1; pos != std::string::npos;) {
+    pos = path.find('/', pos + 1);
+    THAW_RETURN_IF_ERROR(Mkdir(path.substr(0, pos)));
+  }
+  return Status::Ok();
+}
+
+// Bind-mounts `src` at `dst` read-only (a bind mount ignores MS_RDONLY until remounted).
+Status BindReadOnly(const std::string& src, const std::string& dst) {
+  // SAFETY: both paths are inside the child's private mount namespace (propagation is off),
+  // so nothing here is visible to the host or other instances.
+  if (::mount(src.c_str(), dst.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0) {
+    return Fail("bind-mount " + src, dst);
+  }
+  if (::mount(nullptr, dst.c_str(), nullptr,
+              MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, nullptr) != 0) {
+    return Fail("remount read-only", dst);
+  }
+  return Status::Ok();
+}
+
+// Debian's merged /usr makes /bin, /lib, ... symlinks: copy them as symlinks, else bind them.
+Status MirrorTopLevel(const std::string& root, const char* name) {
+  std::string host = std::string("/") + name;
+  struct stat st;
+  if (::lstat(host.c_str(), &st) != 0) return Status::Ok();  // absent on this host
+  std::string dst = root + host;
+  if (S_ISLNK(st.st_mode)) {
+    char target[256];
+    ssize_t n = ::readlink(host.c_str(), target, sizeof(target) - 1);
+    if (n < 0) return Fail("read link", host);
+    target[n] = '\0';
+    if (::symlink(target, dst.c_str()) != 0) return Fail("create symlink", dst);
+    return Status::Ok();
+  }
+  THAW_RETURN_IF_ERROR(Mkdir(dst));
+  return BindReadOnly(host, dst);
+}
+
+Status MakeDev(const std::string& root) {
+  const std::string dev = root + "/dev";
+  THAW_RETURN_IF_ERROR(Mkdir(dev));
+  if (::mount("tmpfs", dev.c_str(), "tmpfs", MS_NOSUID | MS_NOEXEC, "size=64k,mode=755") != 0) {
+    return Fail("mount tmpfs", dev);
+  }
+  for (const char* node : {"null", "zero", "full", "random", "urandom"}) {
+    std::string dst = dev + "/" + node, src = std::string("/dev/") + node;
+    int fd = ::open(dst.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0666);
+    if (fd < 0) return Fail("create", dst);
+    ::close(fd);
+    if (::mount(src.c_str(), dst.c_str(), nullptr, MS_BIND, nullptr) != 0) {
+      return Fail("bind-mount " + src, dst);
+    }
+  }
+  for (auto [link, target] : {std::pair{"fd", "/proc/self/fd"}, {"stdin", "/proc/self/fd/0"},
+                              {"stdout", "/proc/self/fd/1"}, {"stderr", "/proc/self/fd/2"}}) {
+    std::string dst = dev + "/" + link;
+    if (::symlink(target, dst.c_str()) != 0) return Fail("create symlink", dst);
+  }
+  return Mkdir(dev + "/shm", 01777);
+}
+
+}  // namespace
+
+Status EnterJail(const JailSpec& spec) {
+  // SAFETY: make every mount private first, so what follows never propagates to the host.
+  if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
+    return Fail("make mounts private", "/");
+  }
+  const std::string& root = spec.root;
+  if (::mount("tmpfs", root.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=755") != 0) {
+    return Fail("mount root tmpfs", root);
+  }
+  THAW_RETURN_IF_ERROR(Mkdir(root + "/usr"));
+  THAW_RETURN_IF_ERROR(BindReadOnly("/usr", root + "/usr"));
+  THAW_RETURN_IF_ERROR(Mkdir(root + "/etc"));
+  THAW_RETURN_IF_ERROR(BindReadOnly("/etc", root + "/etc"));
+  for (const char* name : {"bin", "sbin", "lib", "lib32", "lib64", "libx32"}) {
+    THAW_RETURN_IF_ERROR(MirrorTopLevel(root, name));
+  }
+  THAW_RETURN_IF_ERROR(MkdirP(root + kTaskRoot));
+  THAW_RETURN_IF_ERROR(BindReadOnly(spec.bundle_dir, root + kTaskRoot));
+  THAW_RETURN_IF_ERROR(MkdirP(root + kRuntimeDir));
+  THAW_RETURN_IF_ERROR(BindReadOnly(spec.runtimes_dir, root + kRuntimeDir));
+  const std::string tmp = root + "/tmp";
+  THAW_RETURN_IF_ERROR(Mkdir(tmp));
+  const std::string tmp_opts = "size=" + std::to_string(spec.tmp_bytes) + ",mode=1777";
+  if (::mount("tmpfs", tmp.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, tmp_opts.c_str()) != 0) {
+    return Fail("mount tmpfs", tmp);
+  }
+  THAW_RETURN_IF_ERROR(MakeDev(root));
+  const std::string proc = root + "/proc";
+  THAW_RETURN_IF_ERROR(Mkdir(proc));
+  // A fresh proc for the new PID namespace: it shows only this instance's processes.
+  if (::mount("proc", proc.c_str(), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0) {
+    return Fail("mount", proc);
+  }
+  const std::string old_root = root + "/.old";
+  THAW_RETURN_IF_ERROR(Mkdir(old_root));
+  // SAFETY: pivot_root then detach the old root: the host filesystem (thaw's data dir, the
+  // admin key, other bundles) is no longer reachable from this mount namespace.
+  if (::syscall(SYS_pivot_root, root.c_str(), old_root.c_str()) != 0) {
+    return Fail("pivot_root", root);
+  }
+  if (::chdir("/") != 0) return Fail("chdir", "/");
+  if (::umount2("/.old", MNT_DETACH) != 0) return Fail("unmount", "old root");
+  if (::rmdir("/.old") != 0) return Fail("remove", "/.old");
+  // The root itself becomes read-only: only /tmp is writable.
+  if (::mount(nullptr, "/", nullptr, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_BIND,
+              nullptr) != 0) {
+    return Fail("remount read-only", "/");
+  }
+  if (::sethostname("thaw", 4) != 0) return Fail("set hostname", "thaw");
+  if (::chdir(kTaskRoot) != 0) return Fail("chdir", kTaskRoot);
+  return Status::Ok();
+}
+
+Status DropPrivileges(const JailSpec& spec) {
+  // SAFETY: order matters: supplementary groups and gid while still root, uid last, so no
+  // step can be undone by the function afterwards.
+  if (::setgroups(0, nullptr) != 0) return Fail("drop supplementary groups", "runtime");
+  if (::setresgid(spec.gid, spec.gid, spec.gid) != 0) {
+    return Fail("set gid " + std::to_string(spec.gid), "runtime");
+  }
+  if (::setresuid(spec.uid, spec.uid, spec.uid) != 0) {
+    return Fail("set uid " + std::to_string(spec.uid), "runtime");
+  }
+  if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return Fail("set no_new_privs", "runtime");
+  return Status::Ok();
+}
+
+Status ApplySeccomp() {
+  scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
+  if (ctx == nullptr) return Internal("failed to create seccomp filter on runtime: out of memory");
+  static const char* kDenied[] = {
+      "mount", "umount2", "pivot_root", "chroot", "move_mount", "fsopen", "fsmount", "fspick",
+      "open_tree", "mount_setattr", "kexec_load", "kexec_file_load", "bpf", "ptrace",
+      "process_vm_readv", "process_vm_writev", "keyctl", "add_key", "request_key",
+      "init_module", "finit_module", "delete_module", "reboot", "swapon", "swapoff", "setns",
+      "unshare", "perf_event_open", "open_by_handle_at", "name_to_handle_at", "acct",
+      "quotactl", "settimeofday", "clock_settime", "clock_adjtime", "adjtimex", "syslog",
+      "userfaultfd", "iopl", "ioperm", "lookup_dcookie", "uselib", "vhangup", "sethostname",
+      "setdomainname"};
+  int rc = 0;
+  for (const char* name : kDenied) {
+    int nr = seccomp_syscall_resolve_name(name);
+    if (nr == __NR_SCMP_ERROR) continue;  // not on this architecture
+    rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), nr, 0);
+    if (rc != 0) break;
+  }
+  // New namespaces through clone are refused too (one rule per flag: rules are or-ed);
+  // clone3 passes its flags in memory a filter cannot read, so it answers ENOSYS and libc
+  // falls back to clone.
+  for (uint64_t flag : {CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET, CLONE_NEWIPC,
+                        CLONE_NEWUTS, CLONE_NEWCGROUP}) {
+    if (rc != 0) break;
+    rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(clone), 1,
+                          SCMP_A0(SCMP_CMP_MASKED_EQ, flag, flag));
+  }
+  if (rc == 0) rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
+  if (rc == 0) rc = seccomp_load(ctx);
+  seccomp_release(ctx);
+  if (rc != 0) {
+    errno = -rc;
+    return Fail("load seccomp filter", "runtime");
+  }
+  return Status::Ok();
+}
+
+}  // namespace thaw::sandbox

@@ -1,0 +1,134 @@
+// Containment, with probe functions against the real jail (privileged: skipped with the reason
+// when thaw cannot isolate here). Each probe tries something a hostile function would.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <boost/json.hpp>
+#include <future>
+
+#include "common/files.h"
+#include "server_fixture.h"
+
+namespace thaw::testing {
+namespace {
+
+namespace json = boost::json;
+
+class SandboxTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root: thaw only jails instances as root";
+    server_ = ThawServer::Start({"--tmp-mb", "16", "--pids-max", "64"});
+    auto node = server_->Call("GET", "/v1/node");
+    if (JsonField(node.body, "isolation").find("cgroup") == std::string::npos) {
+      GTEST_SKIP() << "no cgroups on this machine: " << JsonField(node.body, "isolation");
+    }
+  }
+  void TearDown() override {
+    for (auto& d : dirs_) RemoveDir(d);
+  }
+  void DeployPython(const std::string& name, const std::string& code,
+                    const std::string& yaml = "") {
+    dirs_.push_back(PythonBundle(name, code, yaml));
+    auto r = server_->Deploy(name, dirs_.back());
+    ASSERT_EQ(r.status, 201) << r.body;
+  }
+  std::unique_ptr<ThawServer> server_;
+  std::vector<std::string> dirs_;
+};
+
+TEST_F(SandboxTest, MemoryBombIsOutOfMemoryAndContained) {
+  DeployPython("bomb",
+               "def handler(e, c):\n"
+               "    hog = []\n"
+               "    while True: hog.append(bytearray(16 << 20))\n",
+               "memory_mb: 128\n");
+  DeployPython("bystander", "def handler(e, c):\n    return 'fine'\n");
+  ASSERT_EQ(server_->Invoke("bystander").status, 200);
+  auto r = server_->Invoke("bomb");
+  EXPECT_EQ(r.status, 502);
+  EXPECT_EQ(JsonField(r.body, "errorType"), "Runtime.OutOfMemory") << r.body;
+  EXPECT_NE(JsonField(r.body, "errorMessage").find("Max Memory Used"), std::string::npos);
+  auto logs = server_->Call("GET", "/v1/functions/bomb/logs").body;
+  EXPECT_NE(logs.find("Max Memory Used: 12"), std::string::npos) << logs;  // ~128 MB
+  EXPECT_EQ(server_->Invoke("bystander").body, "\"fine\"");
+  EXPECT_EQ(server_->Call("GET", "/healthz", "", {}, false).status, 200);
+}
+
+TEST_F(SandboxTest, ForkBombStopsAtThePidsLimit) {
+  DeployPython("forker",
+               "import threading, time\n"
+               "def handler(e, c):\n"
+               "    n = 0\n"
+               "    try:\n"
+               "        while n < 100000:\n"
+               "            threading.Thread(target=time.sleep, args=(30,), daemon=True).start()\n"
+               "            n += 1\n"
+               "    except RuntimeError as err:\n"
+               "        return {'started': n, 'error': str(err)}\n"
+               "    return {'started': n}\n",
+               "timeout_s: 20\n");
+  auto r = server_->Invoke("forker");
+  ASSERT_EQ(r.status, 200) << r.body;
+  int started = std::stoi(JsonField(r.body, "started"));
+  EXPECT_LT(started, 64);
+  EXPECT_GT(started, 10);
+  EXPECT_NE(JsonField(r.body, "error"), "");
+}
+
+TEST_F(SandboxTest, FillingTmpIsEnospcInsideTheInstanceOnly) {
+  DeployPython("filler",
+               "import errno\n"
+               "def handler(e, c):\n"
+               "    written = 0\n"
+               "    try:\n"
+               "        with open('/tmp/fill', 'wb') as f:\n"
+               "            while written < (64 << 20):\n"
+               "                f.write(b'x' * (1 << 20)); f.flush(); written += 1 << 20\n"
+               "    except OSError as err:\n"
+               "        return {'written': written, 'errno': err.errno == errno.ENOSPC}\n"
+               "    return {'written': written, 'errno': False}\n",
+               "memory_mb: 512\n");
+  auto r = server_->Invoke("filler");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(JsonField(r.body, "errno"), "true") << r.body;
+  EXPECT_LE(std::stoll(JsonField(r.body, "written")), 16 << 20);
+}
+
+TEST_F(SandboxTest, HostFilesProcessesAndPrivilegesAreOutOfReach) {
+  DeployPython("probe",
+               "import ctypes, os\n"
+               "def attempt(fn):\n"
+               "    try:\n"
+               "        fn(); return 'allowed'\n"
+               "    except OSError as err:\n"
+               "        return err.strerror\n"
+               "def handler(e, c):\n"
+               "    libc = ctypes.CDLL(None, use_errno=True)\n"
+               "    def unshare():\n"
+               "        if libc.unshare(0x20000) != 0:\n"
+               "            raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))\n"
+               "    return {\n"
+               "      'admin_key': attempt(lambda: open(e['key']).read()),\n"
+               "      'data_dir': attempt(lambda: os.listdir(e['data'])),\n"
+               "      'write_task': attempt(lambda: open('/var/task/x', 'w')),\n"
+               "      'pids': sorted(int(p) for p in os.listdir('/proc') if p.isdigit()),\n"
+               "      'uid': os.getuid(),\n"
+               "      'unshare': attempt(unshare),\n"
+               "      'task_root': os.getcwd(),\n"
+               "    }\n");
+  json::object event{{"key", server_->data_dir() + "/admin.key"}, {"data", server_->data_dir()}};
+  auto r = server_->Invoke("probe", json::serialize(event));
+  ASSERT_EQ(r.status, 200) << r.body;
+  json::object o = json::parse(r.body).as_object();
+  EXPECT_EQ(o["admin_key"].as_string(), "No such file or directory");
+  EXPECT_EQ(o["data_dir"].as_string(), "No such file or directory");
+  EXPECT_EQ(o["write_task"].as_string(), "Read-only file system");
+  EXPECT_EQ(o["pids"].as_array().size(), 1u) << r.body;  // only itself, as PID 1
+  EXPECT_EQ(o["uid"].as_int64(), 65534);
+  EXPECT_EQ(o["unshare"].as_string(), "Operation not permitted");
+  EXPECT_EQ(o["task_root"].as_string(), "/var/task");
+}
+
+}  // namespace
+}  // namespace thaw::testing

@@ -145,6 +145,7 @@ TEST(ConfigTest, KnobTableMatchesParser) {
       {"tmp_mb", "16"},
       {"pids_max", "64"},
       {"auth", "true"},
+      {"sandbox", "false"},
   };
   std::set<std::string> documented;
   for (const Knob& k : kKnobs) {
@@ -201,6 +202,7 @@ std::vector<BadValueCase> BadValueCases() {
       {"AuthOne", "auth", "1", "config auth"},
       {"AuthUppercase", "auth", "TRUE", "config auth"},
       {"AuthEmpty", "auth", "", "config auth"},
+      {"SandboxYes", "sandbox", "yes", "config sandbox: expected true or false"},
       {"ListenWithoutPort", "listen", "localhost", "config listen: expected ADDRESS:PORT"},
       {"DataDirEmpty", "data_dir", "", "config data_dir"},
       {"UnknownKnob", "thread", "4", "unknown setting 'thread'"},

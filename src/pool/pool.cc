@@ -788,6 +788,9 @@ PoolStats FunctionPool::Stats() const {
 }
 
 void FunctionPool::Apply(Effects& fx) {
+  // Meter records first: once a response is on its way, its record must already be queued,
+  // so a flush that follows the response (a usage query, a shutdown) always includes it.
+  for (auto& rec : fx.records) ctx_->meter->Add(std::move(rec));
   for (auto& [handler, inv] : fx.nexts) {
     Complete(std::move(handler), std::move(inv));
   }
@@ -798,7 +801,6 @@ void FunctionPool::Apply(Effects& fx) {
   for (const std::string& address : fx.closes) {
     if (!address.empty()) ctx_->endpoints->Close(address);
   }
-  for (auto& rec : fx.records) ctx_->meter->Add(std::move(rec));
   for (const InstancePtr& inst : fx.launches) LaunchInstance(inst);
 }
 

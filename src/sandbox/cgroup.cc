@@ -73,12 +73,18 @@ class CgroupV1 final : public Cgroups {
       THAW_RETURN_IF_ERROR(MakeDir(root_ + "/" + c + "/thaw"));
       THAW_RETURN_IF_ERROR(MakeDir(Dir(c, name)));
     }
+    return SetLimits(name, l);
+  }
+
+  Status SetLimits(const std::string& name, const CgroupLimits& l) override {
     const std::string mem = Dir("memory", name);
+    // No swap beyond the limit, where the kernel accounts swap at all. memsw must never be
+    // below the memory limit, so it moves first when raising and last when lowering.
+    const std::string memsw = mem + "/memory.memsw.limit_in_bytes";
+    const bool has_memsw = PathExists(memsw);
+    if (has_memsw) (void)WriteValue(memsw, std::to_string(l.memory_bytes));
     THAW_RETURN_IF_ERROR(WriteValue(mem + "/memory.limit_in_bytes", std::to_string(l.memory_bytes)));
-    // No swap beyond the limit, where the kernel accounts swap at all.
-    if (PathExists(mem + "/memory.memsw.limit_in_bytes")) {
-      (void)WriteValue(mem + "/memory.memsw.limit_in_bytes", std::to_string(l.memory_bytes));
-    }
+    if (has_memsw) (void)WriteValue(memsw, std::to_string(l.memory_bytes));
     THAW_RETURN_IF_ERROR(WriteValue(Dir("pids", name) + "/pids.max", std::to_string(l.pids_max)));
     int64_t shares = std::max<int64_t>(2, l.cpu_weight * 1024 / 100);
     THAW_RETURN_IF_ERROR(WriteValue(Dir("cpu", name) + "/cpu.shares", std::to_string(shares)));
@@ -134,8 +140,12 @@ class CgroupV2 final : public Cgroups {
     // Controllers must be enabled in the parent for the children to get their files.
     (void)WriteValue(root_ + "/cgroup.subtree_control", "+memory +cpu +pids");
     THAW_RETURN_IF_ERROR(WriteValue(parent + "/cgroup.subtree_control", "+memory +cpu +pids"));
+    THAW_RETURN_IF_ERROR(MakeDir(Dir(name)));
+    return SetLimits(name, l);
+  }
+
+  Status SetLimits(const std::string& name, const CgroupLimits& l) override {
     const std::string d = Dir(name);
-    THAW_RETURN_IF_ERROR(MakeDir(d));
     THAW_RETURN_IF_ERROR(WriteValue(d + "/memory.max", std::to_string(l.memory_bytes)));
     if (PathExists(d + "/memory.swap.max")) (void)WriteValue(d + "/memory.swap.max", "0");
     THAW_RETURN_IF_ERROR(WriteValue(d + "/pids.max", std::to_string(l.pids_max)));

@@ -40,6 +40,8 @@ class Cgroups {
 
   virtual std::string Describe() const = 0;
   virtual Status Create(const std::string& name, const CgroupLimits& limits) = 0;
+  // Changes the limits of an existing cgroup (a pre-created one, when an instance takes it).
+  virtual Status SetLimits(const std::string& name, const CgroupLimits& limits) = 0;
   virtual Status AddProcess(const std::string& name, pid_t pid) = 0;
   virtual StatusOr<CgroupUsage> Usage(const std::string& name) const = 0;
   // SIGKILLs every process in it.

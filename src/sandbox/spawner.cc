@@ -16,6 +16,8 @@
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
+#include <algorithm>
+#include <deque>
 #include <map>
 #include <vector>
 
@@ -29,6 +31,7 @@ namespace {
 constexpr char kOpSpawn = 'S';
 constexpr char kOpKill = 'K';
 constexpr size_t kMaxMessage = 1 << 20;
+constexpr size_t kReadyShells = 2;  // pre-created sandboxes kept for cold starts
 
 void AppendField(std::string& out, const std::string& field) {
   out.append(field);
@@ -111,6 +114,7 @@ struct ChildSpec {
 
 // Runs in the forked (or cloned) child: becomes the runtime process or exits 127 after
 // reporting why through `status_fd` (close-on-exec: a successful exec closes it unwritten).
+// A jailed child has already joined its cgroup (see RunShell).
 [[noreturn]] void ExecChild(const SpawnerSetup& setup, const ChildSpec& spec, int out_fd,
                             int err_fd, int status_fd) {
   auto fail = [&](const std::string& message) {
@@ -127,11 +131,6 @@ struct ChildSpec {
   sigemptyset(&none);
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
   for (int sig = 1; sig < NSIG; ++sig) ::signal(sig, SIG_DFL);
-  if (setup.cgroups != nullptr && !spec.cgroup.empty()) {
-    // Join before anything else runs, so every byte the runtime allocates is accounted.
-    Status st = setup.cgroups->AddProcess(spec.cgroup, 0);
-    if (!st.ok()) fail(st.message());
-  }
   int devnull = ::open("/dev/null", O_RDONLY);
   if (devnull < 0) fail_errno("open", "/dev/null");
   // SAFETY: fd hand-off: 0 is /dev/null, 1 and 2 are the log pipes thaw reads; everything else
@@ -139,9 +138,10 @@ struct ChildSpec {
   if (::dup2(devnull, 0) < 0 || ::dup2(out_fd, 1) < 0 || ::dup2(err_fd, 2) < 0) {
     fail_errno("dup2", "stdio");
   }
-  for (int fd = 3; fd < 1024; ++fd) {
-    if (fd != status_fd) ::close(fd);
-  }
+  if (status_fd != 3 && ::dup2(status_fd, 3) < 0) fail_errno("dup2", "status pipe");
+  status_fd = 3;
+  ::fcntl(status_fd, F_SETFD, FD_CLOEXEC);
+  ::close_range(4, ~0U, 0);
   rlimit core{0, 0};
   ::setrlimit(RLIMIT_CORE, &core);
   if (setup.isolated) {
@@ -173,12 +173,13 @@ struct ChildSpec {
   _exit(127);
 }
 
-std::string HandleSpawn(const SpawnerSetup& setup, const std::vector<std::string>& fields,
-                        const std::vector<int>& fds, std::map<pid_t, std::string>& live) {
+StatusOr<ChildSpec> ParseSpawn(const std::vector<std::string>& fields) {
   // fields: [op, cwd, argc, envc, argv..., env..., bundle, runtimes, cgroup, mem, pids, cpu, tmp]
-  if (fields.size() < 4 || fds.size() != 2) return "err malformed spawn request";
+  if (fields.size() < 4) return InvalidArgument("malformed spawn request");
   size_t argc = std::stoul(fields[2]), envc = std::stoul(fields[3]);
-  if (argc == 0 || fields.size() != 4 + argc + envc + 7) return "err malformed spawn request";
+  if (argc == 0 || fields.size() != 4 + argc + envc + 7) {
+    return InvalidArgument("malformed spawn request");
+  }
   ChildSpec spec;
   spec.cwd = fields[1];
   spec.argv.assign(fields.begin() + 4, fields.begin() + 4 + argc);
@@ -191,52 +192,146 @@ std::string HandleSpawn(const SpawnerSetup& setup, const std::vector<std::string
   spec.limits.pids_max = std::stoll(fields[i + 4]);
   spec.limits.cpu_weight = std::stoll(fields[i + 5]);
   spec.tmp_bytes = std::stoll(fields[i + 6]);
-  if (setup.cgroups != nullptr && !spec.cgroup.empty()) {
-    Status st = setup.cgroups->Create(spec.cgroup, spec.limits);
-    if (!st.ok()) {
-      (void)setup.cgroups->Remove(spec.cgroup);
-      return "err " + st.message();
+  return spec;
+}
+
+// A pre-created sandbox: a child already in fresh namespaces and in its own cgroup (joining a
+// cgroup v1 hierarchy takes tens of milliseconds, so it happens before any request needs it),
+// waiting on `control` for the spawn request it will turn into.
+struct Shell {
+  pid_t pid = 0;
+  int control = -1;
+  std::string cgroup;
+};
+
+// The shell's side: join the cgroup, wait for the request (with the log pipe fds), then go the
+// way of every child. Errors travel back on the control socket, which exec closes.
+[[noreturn]] void RunShell(const SpawnerSetup& setup, const std::string& cgroup, int control) {
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (setup.cgroups != nullptr) (void)setup.cgroups->AddProcess(cgroup, 0);
+  std::string buf;
+  std::vector<int> fds;
+  if (RecvWithFds(control, buf, fds) <= 0 || fds.size() != 2) _exit(0);
+  auto spec = ParseSpawn(SplitFields(buf.data(), buf.size()));
+  if (!spec.ok()) {
+    (void)!::write(control, spec.status().message().data(), spec.status().message().size());
+    _exit(127);
+  }
+  spec->cgroup = cgroup;
+  ExecChild(setup, *spec, fds[0], fds[1], control);
+}
+
+std::string NewShellName() {
+  static uint64_t counter = 0;
+  return "shell-" + std::to_string(::getpid()) + "-" + std::to_string(++counter);
+}
+
+StatusOr<Shell> StartShell(const SpawnerSetup& setup) {
+  Shell shell;
+  shell.cgroup = setup.cgroups != nullptr ? NewShellName() : "";
+  if (!shell.cgroup.empty()) {
+    Status st = setup.cgroups->Create(shell.cgroup, CgroupLimits{});
+    if (!st.ok()) return st;
+  }
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
+    return ErrnoStatus("create socketpair", "sandbox shell", errno);
+  }
+  // SAFETY: clone without a new stack behaves like fork (the spawner is single-threaded);
+  // the child starts as PID 1 of fresh mount, PID, IPC and UTS namespaces.
+  pid_t pid = static_cast<pid_t>(::syscall(
+      SYS_clone, CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | SIGCHLD, nullptr,
+      nullptr, nullptr, nullptr));
+  if (pid < 0) {
+    int err = errno;
+    ::close(sv[0]);
+    ::close(sv[1]);
+    if (!shell.cgroup.empty()) (void)setup.cgroups->Remove(shell.cgroup);
+    return ErrnoStatus("clone", "sandbox shell", err);
+  }
+  if (pid == 0) {
+    ::close(sv[0]);
+    RunShell(setup, shell.cgroup, sv[1]);
+  }
+  ::close(sv[1]);
+  shell.pid = pid;
+  shell.control = sv[0];
+  return shell;
+}
+
+// Waits for a child's exec: EOF on `status_fd` means it exec'd, bytes are its error.
+std::string AwaitExec(int status_fd) {
+  char buf[512];
+  ssize_t n;
+  do {
+    n = ::read(status_fd, buf, sizeof(buf));
+  } while (n < 0 && errno == EINTR);
+  return n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string();
+}
+
+std::string HandleSpawn(const SpawnerSetup& setup, const std::vector<std::string>& fields,
+                        const std::vector<int>& fds, std::deque<Shell>& shells,
+                        std::map<pid_t, std::string>& live) {
+  auto spec = ParseSpawn(fields);
+  if (!spec.ok() || fds.size() != 2) return "err malformed spawn request";
+  if (setup.isolated) {
+    if (shells.empty()) {
+      auto fresh = StartShell(setup);
+      if (!fresh.ok()) return "err " + fresh.status().message();
+      shells.push_back(std::move(*fresh));
     }
+    Shell shell = shells.front();
+    shells.pop_front();
+    if (!shell.cgroup.empty()) {
+      Status st = setup.cgroups->SetLimits(shell.cgroup, spec->limits);
+      if (!st.ok()) {
+        ::close(shell.control);
+        ::kill(shell.pid, SIGKILL);
+        live[shell.pid] = shell.cgroup;  // reaped and removed like any child
+        return "err " + st.message();
+      }
+    }
+    std::string msg;
+    for (const auto& f : fields) {
+      msg.append(f);
+      msg.push_back('\0');
+    }
+    int child_fds[2] = {fds[0], fds[1]};
+    live[shell.pid] = shell.cgroup;
+    if (SendWithFds(shell.control, msg, child_fds, 2) < 0) {
+      int err = errno;
+      ::close(shell.control);
+      ::kill(shell.pid, SIGKILL);
+      return std::string("err failed to start instance in sandbox shell: ") + strerror(err);
+    }
+    std::string error = AwaitExec(shell.control);
+    ::close(shell.control);
+    if (!error.empty()) return "err " + error;  // the shell exits; its reaping cleans up
+    return "ok " + std::to_string(shell.pid);
   }
   int status_pipe[2];
   if (::pipe2(status_pipe, O_CLOEXEC) != 0) {
     return std::string("err failed to create pipe on spawner: ") + strerror(errno);
   }
-  pid_t pid;
-  if (setup.isolated) {
-    // SAFETY: clone without a new stack behaves like fork (the spawner is single-threaded);
-    // the child starts as PID 1 of fresh mount, PID, IPC and UTS namespaces.
-    pid = static_cast<pid_t>(::syscall(SYS_clone, CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC |
-                                                      CLONE_NEWUTS | SIGCHLD,
-                                       nullptr, nullptr, nullptr, nullptr));
-  } else {
-    pid = ::fork();
-  }
+  pid_t pid = ::fork();
   if (pid < 0) {
     int err = errno;
     ::close(status_pipe[0]);
     ::close(status_pipe[1]);
-    if (setup.cgroups != nullptr && !spec.cgroup.empty()) (void)setup.cgroups->Remove(spec.cgroup);
-    return std::string("err failed to ") + (setup.isolated ? "clone" : "fork") +
-           " on spawner: " + strerror(err);
+    return std::string("err failed to fork on spawner: ") + strerror(err);
   }
   if (pid == 0) {
     ::close(status_pipe[0]);
-    ExecChild(setup, spec, fds[0], fds[1], status_pipe[1]);
+    ExecChild(setup, *spec, fds[0], fds[1], status_pipe[1]);
   }
   ::close(status_pipe[1]);
-  char buf[512];
-  ssize_t n;
-  do {
-    n = ::read(status_pipe[0], buf, sizeof(buf));
-  } while (n < 0 && errno == EINTR);
+  std::string error = AwaitExec(status_pipe[0]);
   ::close(status_pipe[0]);
-  if (n > 0) {
+  if (!error.empty()) {
     ::waitpid(pid, nullptr, 0);
-    if (setup.cgroups != nullptr && !spec.cgroup.empty()) (void)setup.cgroups->Remove(spec.cgroup);
-    return "err " + std::string(buf, static_cast<size_t>(n));
+    return "err " + error;
   }
-  live[pid] = spec.cgroup;
+  live[pid] = "";
   return "ok " + std::to_string(pid);
 }
 
@@ -255,9 +350,16 @@ std::string HandleSpawn(const SpawnerSetup& setup, const std::vector<std::string
   sigaddset(&chld, SIGCHLD);
   int sfd = ::signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
   std::map<pid_t, std::string> live;  // child -> its cgroup name (may be empty)
+  std::deque<Shell> shells;           // ready sandboxes, when isolated
   std::vector<std::string> unremoved;  // cgroups still busy when their child was reaped
   std::string buf;
   for (;;) {
+    // Keep sandboxes ready for the next cold starts (after any reply went out).
+    while (setup.isolated && shells.size() < kReadyShells) {
+      auto shell = StartShell(setup);
+      if (!shell.ok()) break;  // the next spawn reports the error
+      shells.push_back(std::move(*shell));
+    }
     pollfd pfds[2] = {{request_fd, POLLIN, 0}, {sfd, POLLIN, 0}};
     // Cgroups whose last processes were still exiting are retried shortly.
     if (::poll(pfds, 2, unremoved.empty() ? -1 : 100) < 0) {
@@ -272,6 +374,14 @@ std::string HandleSpawn(const SpawnerSetup& setup, const std::vector<std::string
       pid_t pid;
       while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) {
         ExitEvent ev{pid, status, 0, 0, 0};
+        auto shell = std::find_if(shells.begin(), shells.end(),
+                                  [pid](const Shell& s) { return s.pid == pid; });
+        if (shell != shells.end()) {  // a ready shell died unused: drop it quietly
+          ::close(shell->control);
+          if (!shell->cgroup.empty()) unremoved.push_back(shell->cgroup);
+          shells.erase(shell);
+          continue;
+        }
         auto it = live.find(pid);
         if (it != live.end() && setup.cgroups != nullptr && !it->second.empty()) {
           if (auto usage = setup.cgroups->Usage(it->second); usage.ok()) {
@@ -296,7 +406,7 @@ std::string HandleSpawn(const SpawnerSetup& setup, const std::vector<std::string
       auto fields = SplitFields(buf.data(), buf.size());
       std::string reply = "err unknown request";
       if (!fields.empty() && fields[0].size() == 1 && fields[0][0] == kOpSpawn) {
-        reply = HandleSpawn(setup, fields, fds, live);
+        reply = HandleSpawn(setup, fields, fds, shells, live);
       } else if (fields.size() == 2 && fields[0].size() == 1 && fields[0][0] == kOpKill) {
         pid_t pid = static_cast<pid_t>(std::stol(fields[1]));
         // Only a child not yet reaped: its pid cannot have been reused.
@@ -310,7 +420,9 @@ std::string HandleSpawn(const SpawnerSetup& setup, const std::vector<std::string
       for (int fd : fds) ::close(fd);
       (void)!SendWithFds(request_fd, reply, nullptr, 0);
     }
+
   }
+  for (const Shell& shell : shells) live[shell.pid] = shell.cgroup;
   for (const auto& [pid, cgroup] : live) {
     ::kill(-pid, SIGKILL);
     ::kill(pid, SIGKILL);
@@ -337,11 +449,15 @@ std::string DescribeWaitStatus(int wait_status) {
   return "unknown status " + std::to_string(wait_status);
 }
 
-StatusOr<std::unique_ptr<SpawnerClient>> SpawnerClient::Start(const std::string& jail_root) {
+StatusOr<std::unique_ptr<SpawnerClient>> SpawnerClient::Start(const std::string& jail_root,
+                                                             bool sandbox) {
   SpawnerSetup setup;
   std::unique_ptr<Cgroups> cgroups;
   std::string isolation;
-  if (::geteuid() == 0) {
+  if (!sandbox) {
+    isolation = "none: the sandbox is switched off (sandbox=false): instances are plain "
+                "processes of uid " + std::to_string(::geteuid()) + " in their own process groups";
+  } else if (::geteuid() == 0) {
     setup.isolated = true;
     setup.jail_root = jail_root;
     auto detected = Cgroups::Detect();

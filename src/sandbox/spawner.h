@@ -49,10 +49,12 @@ std::string DescribeWaitStatus(int wait_status);
 
 class SpawnerClient {
  public:
-  // Forks the spawner process. Call before starting any thread. As root, instances are
+  // Forks the spawner process. Call before starting any thread. As root (and `sandbox`),
+  // instances are
   // jailed (see jail.h) with `jail_root` (an empty directory) as their mount point, and put
   // in cgroups when the machine has them; otherwise they are plain processes.
-  static StatusOr<std::unique_ptr<SpawnerClient>> Start(const std::string& jail_root);
+  static StatusOr<std::unique_ptr<SpawnerClient>> Start(const std::string& jail_root,
+                                                        bool sandbox = true);
   ~SpawnerClient();
   SpawnerClient(const SpawnerClient&) = delete;
   SpawnerClient& operator=(const SpawnerClient&) = delete;

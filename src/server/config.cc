@@ -24,6 +24,7 @@ const std::vector<Knob> kKnobs = {
     {"tmp_mb", "size of each jailed instance's /tmp (tmpfs)"},
     {"pids_max", "processes and threads per instance (cgroup pids limit)"},
     {"auth", "require an API key (true/false); only false on a loopback address"},
+    {"sandbox", "jail instances when running as root (true/false)"},
 };
 
 namespace {
@@ -93,6 +94,11 @@ Status ApplyConfigValues(const std::map<std::string, std::string>& values, Confi
         return InvalidArgument("config auth: expected true or false, got '" + v + "'");
       }
       c.auth = v == "true";
+    } else if (name == "sandbox") {
+      if (v != "true" && v != "false") {
+        return InvalidArgument("config sandbox: expected true or false, got '" + v + "'");
+      }
+      c.sandbox = v == "true";
     } else {
       return InvalidArgument("config: unknown setting '" + name + "'");
     }

@@ -31,6 +31,7 @@ struct Config {
   int64_t tmp_mb = 512;      // size of each jailed instance's /tmp
   int64_t pids_max = 1024;   // processes and threads per instance (cgroup pids limit)
   bool auth = true;
+  bool sandbox = true;       // jail instances when root; false runs plain processes
 };
 
 struct Knob {

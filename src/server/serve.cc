@@ -109,7 +109,7 @@ int RunServe(Config config, const std::string& exe_dir) {
     spdlog::critical("{}", st.message());
     return 1;
   }
-  auto spawner = sandbox::SpawnerClient::Start(jail_root);
+  auto spawner = sandbox::SpawnerClient::Start(jail_root, config.sandbox);
   if (!spawner.ok()) {
     spdlog::critical("{}", spawner.status().message());
     return 1;

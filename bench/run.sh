@@ -8,6 +8,7 @@ CONNS=${BENCH_CONNECTIONS:-32}
 SAMPLES=${BENCH_COLD_SAMPLES:-50}
 work=$(mktemp -d /tmp/thaw-bench-XXXXXX)
 cleanup() {
+  [ -n "${plain_pid:-}" ] && kill "$plain_pid" 2>/dev/null && wait "$plain_pid" 2>/dev/null || true
   [ -n "${thaw_pid:-}" ] && kill "$thaw_pid" 2>/dev/null && wait "$thaw_pid" 2>/dev/null || true
   [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
   chmod -R u+w "$work" 2>/dev/null || true
@@ -34,8 +35,8 @@ build/thaw serve --listen 127.0.0.1:0 --data-dir "$work/data" --log-level warn >
 thaw_pid=$!
 for _ in $(seq 200); do grep -q "listening on" "$work/thaw.log" && break; sleep 0.05; done
 THAW=$(grep -o 'http://[0-9.:]*' "$work/thaw.log" | head -1)
-export THAW_KEY=$(cat "$work/data/admin.key")
-T="build/thaw --server $THAW --api-key $THAW_KEY"
+export BENCH_API_KEY=$(cat "$work/data/admin.key")
+T="build/thaw --server $THAW --api-key $BENCH_API_KEY"
 $T deploy build/examples/hello-cpp > /dev/null
 # Cold-start copies of the examples: scale to zero right after each call.
 mkdir -p "$work/cold-cpp" "$work/cold-python"
@@ -46,6 +47,19 @@ printf 'name: cold-python\nruntime: python3\nhandler: app.handler\nidle_timeout_
 $T deploy "$work/cold-cpp" > /dev/null
 $T deploy "$work/cold-python" > /dev/null
 $T invoke hello-cpp > /dev/null 2>&1  # warm
+
+# The same, without the sandbox: the isolation figures compare the two in this run.
+build/thaw serve --listen 127.0.0.1:0 --data-dir "$work/plain" --log-level warn --sandbox false \
+  > "$work/plain.log" 2>&1 &
+plain_pid=$!
+for _ in $(seq 200); do grep -q "listening on" "$work/plain.log" && break; sleep 0.05; done
+PLAIN=$(grep -o 'http://[0-9.:]*' "$work/plain.log" | head -1)
+PLAIN_KEY=$(cat "$work/plain/admin.key")
+P="build/thaw --server $PLAIN --api-key $PLAIN_KEY"
+$P deploy build/examples/hello-cpp > /dev/null
+$P deploy "$work/cold-cpp" > /dev/null
+$P invoke hello-cpp > /dev/null 2>&1
+isolation=$(curl -s -H "Authorization: Bearer $BENCH_API_KEY" "$THAW/v1/node" | sed 's/.*"isolation":"\([^"]*\)".*/\1/')
 
 wrk_run() {  # url, connections, extra args -> "rps p50 p99"
   local out
@@ -63,15 +77,18 @@ to_us() {  # wrk latency like 812.00us / 1.20ms / 2.00s -> microseconds
 echo "warm throughput, $CONNS connections, $DUR each..."
 read -r n_rps n_p50 n_p99 < <(wrk_run "http://127.0.0.1:$NGINX_PORT/" "$CONNS")
 read -r t_rps t_p50 t_p99 < <(wrk_run "$THAW/v1/functions/hello-cpp/invoke" "$CONNS" -s bench/wrk_invoke.lua)
+read -r p_rps p_p50 p_p99 < <(BENCH_API_KEY=$PLAIN_KEY wrk_run "$PLAIN/v1/functions/hello-cpp/invoke" "$CONNS" -s bench/wrk_invoke.lua)
 echo "latency at one connection..."
 read -r n1_rps n1_p50 n1_p99 < <(wrk_run "http://127.0.0.1:$NGINX_PORT/" 1)
 read -r t1_rps t1_p50 t1_p99 < <(wrk_run "$THAW/v1/functions/hello-cpp/invoke" 1 -s bench/wrk_invoke.lua)
 echo "cold starts, $SAMPLES samples each..."
-cold_cpp=$(build/bench/coldstart "$THAW" "$THAW_KEY" cold-cpp "$SAMPLES")
-cold_py=$(build/bench/coldstart "$THAW" "$THAW_KEY" cold-python "$SAMPLES")
+cold_cpp=$(build/bench/coldstart "$THAW" "$BENCH_API_KEY" cold-cpp "$SAMPLES")
+cold_py=$(build/bench/coldstart "$THAW" "$BENCH_API_KEY" cold-python "$SAMPLES")
+cold_plain=$(build/bench/coldstart "$PLAIN" "$PLAIN_KEY" cold-cpp "$SAMPLES")
 
 ratio=$(awk -v a="$t_rps" -v b="$n_rps" 'BEGIN { printf "%.2f", a / b }')
 added=$(awk -v a="$(to_us "$t1_p50")" -v b="$(to_us "$n1_p50")" 'BEGIN { printf "%.0f", a - b }')
+iso_ratio=$(awk -v a="$t_rps" -v b="$p_rps" 'BEGIN { printf "%.2f", a / b }')
 cpu=$(lscpu | awk -F: '/Model name/ {gsub(/^ +/, "", $2); print $2; exit}')
 field() { echo "$1" | tr ' ' '\n' | awk -F= -v k="$2" '$1==k {print $2}'; }
 
@@ -110,6 +127,17 @@ each of $SAMPLES samples (\`idle_timeout_s: 0\`), measured by bench/coldstart.
 |---|---|---|---|---|---|
 | hello-cpp | $(field "$cold_cpp" p50) | $(field "$cold_cpp" p99) | $(field "$cold_cpp" min) | $(field "$cold_cpp" max) | ≤ 5 ms |
 | hello-python | $(field "$cold_py" p50) | $(field "$cold_py" p99) | $(field "$cold_py" min) | $(field "$cold_py" max) | ≤ 60 ms |
+
+## Cost of isolation
+
+The figures above run with the sandbox thaw uses as root: $isolation.
+The same server with \`--sandbox false\` (plain processes), in this run:
+
+| | jailed | plain process | |
+|---|---|---|---|
+| hello-cpp cold start p50 (ms) | $(field "$cold_cpp" p50) | $(field "$cold_plain" p50) | added p50: $(awk -v a="$(field "$cold_cpp" p50)" -v b="$(field "$cold_plain" p50)" 'BEGIN { printf "%.2f ms", a - b }') (target ≤ 1 ms) |
+| hello-cpp cold start p99 (ms) | $(field "$cold_cpp" p99) | $(field "$cold_plain" p99) | |
+| warm hello-cpp req/s (-c$CONNS) | $t_rps | $p_rps | ratio $iso_ratio (target ≥ 0.95) |
 DOC
 if [ -f docs/benchmarks-notes.md ]; then cat docs/benchmarks-notes.md >> docs/benchmarks.md; fi
 cat docs/benchmarks.md

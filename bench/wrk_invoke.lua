@@ -1,5 +1,5 @@
--- wrk script: POST a small event to a thaw function with the admin key from THAW_KEY.
+-- wrk script: POST a small event to a thaw function with the API key from BENCH_API_KEY.
 wrk.method = "POST"
 wrk.body = '{"name":"bench"}'
 wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer " .. os.getenv("THAW_KEY")
+wrk.headers["Authorization"] = "Bearer " .. os.getenv("BENCH_API_KEY")

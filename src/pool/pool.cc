@@ -263,12 +263,10 @@ void FunctionPool::LaunchInstance(const InstancePtr& inst) {
   req.env = BuildEnv(*address);
   req.cwd = version_->bundle_dir;
   req.bundle_dir = version_->bundle_dir;
-  req.runtimes_dir = ctx_->runtimes_dir;
   const int64_t memory_mb = version_->manifest.memory_mb;
   req.limits.memory_bytes = memory_mb << 20;
   req.limits.pids_max = ctx_->pids_max;
   req.limits.cpu_weight = sandbox::CpuWeightForMemory(memory_mb);
-  req.tmp_bytes = ctx_->tmp_bytes;
   {
     std::lock_guard<std::mutex> lock(mu_);
     inst->cgroup = version_->function + "-" + std::to_string(version_->version) + "-" +

@@ -130,7 +130,6 @@ struct PoolContext {
   int64_t queue_timeout_us = 10'000'000;
   int64_t init_timeout_us = 10'000'000;
   int64_t pids_max = 1024;         // per instance, where cgroups exist
-  int64_t tmp_bytes = 512LL << 20;  // size of a jailed instance's /tmp
 };
 
 struct PoolStats {

@@ -91,7 +91,7 @@ Status MakeDev(const std::string& root) {
 
 }  // namespace
 
-Status EnterJail(const JailSpec& spec) {
+Status PrepareJail(const JailSpec& spec) {
   // SAFETY: make every mount private first, so what follows never propagates to the host.
   if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
     return Fail("make mounts private", "/");
@@ -108,7 +108,6 @@ Status EnterJail(const JailSpec& spec) {
     THAW_RETURN_IF_ERROR(MirrorTopLevel(root, name));
   }
   THAW_RETURN_IF_ERROR(MkdirP(root + kTaskRoot));
-  THAW_RETURN_IF_ERROR(BindReadOnly(spec.bundle_dir, root + kTaskRoot));
   THAW_RETURN_IF_ERROR(MkdirP(root + kRuntimeDir));
   THAW_RETURN_IF_ERROR(BindReadOnly(spec.runtimes_dir, root + kRuntimeDir));
   const std::string tmp = root + "/tmp";
@@ -124,10 +123,16 @@ Status EnterJail(const JailSpec& spec) {
   if (::mount("proc", proc.c_str(), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0) {
     return Fail("mount", proc);
   }
-  const std::string old_root = root + "/.old";
-  THAW_RETURN_IF_ERROR(Mkdir(old_root));
+  if (::sethostname("thaw", 4) != 0) return Fail("set hostname", "thaw");
+  return Mkdir(root + "/.old");
+}
+
+Status EnterJail(const JailSpec& spec) {
+  const std::string& root = spec.root;
+  THAW_RETURN_IF_ERROR(BindReadOnly(spec.bundle_dir, root + kTaskRoot));
   // SAFETY: pivot_root then detach the old root: the host filesystem (thaw's data dir, the
   // admin key, other bundles) is no longer reachable from this mount namespace.
+  const std::string old_root = root + "/.old";
   if (::syscall(SYS_pivot_root, root.c_str(), old_root.c_str()) != 0) {
     return Fail("pivot_root", root);
   }
@@ -139,7 +144,6 @@ Status EnterJail(const JailSpec& spec) {
               nullptr) != 0) {
     return Fail("remount read-only", "/");
   }
-  if (::sethostname("thaw", 4) != 0) return Fail("set hostname", "thaw");
   if (::chdir(kTaskRoot) != 0) return Fail("chdir", kTaskRoot);
   return Status::Ok();
 }

@@ -26,7 +26,11 @@ struct JailSpec {
 inline constexpr char kTaskRoot[] = "/var/task";
 inline constexpr char kRuntimeDir[] = "/opt/thaw";
 
-// Mounts the new root and pivots into it; the caller is then in /var/task.
+// Builds the new root on spec.root: everything but the bundle. Done by a pre-created shell
+// before any request arrives (bundle_dir is not needed yet).
+Status PrepareJail(const JailSpec& spec);
+// Mounts the bundle at /var/task and pivots into the prepared root; the caller is then in
+// /var/task with the host filesystem out of reach.
 Status EnterJail(const JailSpec& spec);
 // setgroups/setresgid/setresuid to the spec's ids, then PR_SET_NO_NEW_PRIVS.
 Status DropPrivileges(const JailSpec& spec);

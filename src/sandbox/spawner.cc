@@ -101,15 +101,16 @@ ssize_t RecvWithFds(int sock, std::string& buf, std::vector<int>& fds) {
 struct SpawnerSetup {
   bool isolated = false;
   std::string jail_root;
+  std::string runtimes_dir;  // the same for every instance: shells mount it ahead of time
+  int64_t tmp_bytes = 512LL << 20;
   Cgroups* cgroups = nullptr;
 };
 
 struct ChildSpec {
   std::string cwd;
   std::vector<std::string> argv, env;
-  std::string bundle_dir, runtimes_dir, cgroup;
+  std::string bundle_dir, cgroup;
   CgroupLimits limits;
-  int64_t tmp_bytes = 0;
 };
 
 // Runs in the forked (or cloned) child: becomes the runtime process or exits 127 after
@@ -148,8 +149,6 @@ struct ChildSpec {
     JailSpec jail;
     jail.root = setup.jail_root;
     jail.bundle_dir = spec.bundle_dir;
-    jail.runtimes_dir = spec.runtimes_dir;
-    jail.tmp_bytes = spec.tmp_bytes;
     for (Status st : {EnterJail(jail), DropPrivileges(jail)}) {
       if (!st.ok()) fail(st.message());
     }
@@ -174,10 +173,10 @@ struct ChildSpec {
 }
 
 StatusOr<ChildSpec> ParseSpawn(const std::vector<std::string>& fields) {
-  // fields: [op, cwd, argc, envc, argv..., env..., bundle, runtimes, cgroup, mem, pids, cpu, tmp]
+  // fields: [op, cwd, argc, envc, argv..., env..., bundle, cgroup, mem, pids, cpu]
   if (fields.size() < 4) return InvalidArgument("malformed spawn request");
   size_t argc = std::stoul(fields[2]), envc = std::stoul(fields[3]);
-  if (argc == 0 || fields.size() != 4 + argc + envc + 7) {
+  if (argc == 0 || fields.size() != 4 + argc + envc + 5) {
     return InvalidArgument("malformed spawn request");
   }
   ChildSpec spec;
@@ -186,12 +185,10 @@ StatusOr<ChildSpec> ParseSpawn(const std::vector<std::string>& fields) {
   spec.env.assign(fields.begin() + 4 + argc, fields.begin() + 4 + argc + envc);
   size_t i = 4 + argc + envc;
   spec.bundle_dir = fields[i];
-  spec.runtimes_dir = fields[i + 1];
-  spec.cgroup = fields[i + 2];
-  spec.limits.memory_bytes = std::stoll(fields[i + 3]);
-  spec.limits.pids_max = std::stoll(fields[i + 4]);
-  spec.limits.cpu_weight = std::stoll(fields[i + 5]);
-  spec.tmp_bytes = std::stoll(fields[i + 6]);
+  spec.cgroup = fields[i + 1];
+  spec.limits.memory_bytes = std::stoll(fields[i + 2]);
+  spec.limits.pids_max = std::stoll(fields[i + 3]);
+  spec.limits.cpu_weight = std::stoll(fields[i + 4]);
   return spec;
 }
 
@@ -209,12 +206,18 @@ struct Shell {
 [[noreturn]] void RunShell(const SpawnerSetup& setup, const std::string& cgroup, int control) {
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (setup.cgroups != nullptr) (void)setup.cgroups->AddProcess(cgroup, 0);
+  JailSpec jail;
+  jail.root = setup.jail_root;
+  jail.runtimes_dir = setup.runtimes_dir;
+  jail.tmp_bytes = setup.tmp_bytes;
+  Status prepared = PrepareJail(jail);
   std::string buf;
   std::vector<int> fds;
   if (RecvWithFds(control, buf, fds) <= 0 || fds.size() != 2) _exit(0);
   auto spec = ParseSpawn(SplitFields(buf.data(), buf.size()));
-  if (!spec.ok()) {
-    (void)!::write(control, spec.status().message().data(), spec.status().message().size());
+  if (!prepared.ok() || !spec.ok()) {
+    const std::string& why = prepared.ok() ? spec.status().message() : prepared.message();
+    (void)!::write(control, why.data(), why.size());
     _exit(127);
   }
   spec->cgroup = cgroup;
@@ -450,8 +453,11 @@ std::string DescribeWaitStatus(int wait_status) {
 }
 
 StatusOr<std::unique_ptr<SpawnerClient>> SpawnerClient::Start(const std::string& jail_root,
-                                                             bool sandbox) {
+                                                             const std::string& runtimes_dir,
+                                                             int64_t tmp_bytes, bool sandbox) {
   SpawnerSetup setup;
+  setup.runtimes_dir = runtimes_dir;
+  setup.tmp_bytes = tmp_bytes;
   std::unique_ptr<Cgroups> cgroups;
   std::string isolation;
   if (!sandbox) {
@@ -527,12 +533,10 @@ StatusOr<pid_t> SpawnerClient::Spawn(const SpawnRequest& request) {
   for (const auto& a : request.argv) AppendField(msg, a);
   for (const auto& e : request.env) AppendField(msg, e);
   AppendField(msg, request.bundle_dir);
-  AppendField(msg, request.runtimes_dir);
   AppendField(msg, request.cgroup);
   AppendField(msg, std::to_string(request.limits.memory_bytes));
   AppendField(msg, std::to_string(request.limits.pids_max));
   AppendField(msg, std::to_string(request.limits.cpu_weight));
-  AppendField(msg, std::to_string(request.tmp_bytes));
   if (msg.size() > kMaxMessage) return InvalidArgument("spawn request too large");
   int fds[2] = {request.stdout_fd, request.stderr_fd};
   auto reply = Call(msg, fds, 2);

@@ -29,10 +29,8 @@ struct SpawnRequest {
   // Used when the spawner isolates (SpawnerClient::isolated()): argv, env and cwd then name
   // paths inside the jail (/var/task, /opt/thaw).
   std::string bundle_dir;    // host path of the bundle
-  std::string runtimes_dir;  // host path of the runtimes
   std::string cgroup;        // instance name for the cgroup
   CgroupLimits limits;
-  int64_t tmp_bytes = 512LL << 20;
 };
 
 struct ExitEvent {
@@ -53,8 +51,10 @@ class SpawnerClient {
   // instances are
   // jailed (see jail.h) with `jail_root` (an empty directory) as their mount point, and put
   // in cgroups when the machine has them; otherwise they are plain processes.
+  // Every jailed instance sees `runtimes_dir` at /opt/thaw and a /tmp of `tmp_bytes`.
   static StatusOr<std::unique_ptr<SpawnerClient>> Start(const std::string& jail_root,
-                                                        bool sandbox = true);
+                                                        const std::string& runtimes_dir,
+                                                        int64_t tmp_bytes, bool sandbox);
   ~SpawnerClient();
   SpawnerClient(const SpawnerClient&) = delete;
   SpawnerClient& operator=(const SpawnerClient&) = delete;

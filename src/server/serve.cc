@@ -109,13 +109,13 @@ int RunServe(Config config, const std::string& exe_dir) {
     spdlog::critical("{}", st.message());
     return 1;
   }
-  auto spawner = sandbox::SpawnerClient::Start(jail_root, config.sandbox);
+  if (config.runtimes_dir.empty()) config.runtimes_dir = exe_dir + "/runtimes";
+  auto spawner = sandbox::SpawnerClient::Start(jail_root, config.runtimes_dir,
+                                               config.tmp_mb << 20, config.sandbox);
   if (!spawner.ok()) {
     spdlog::critical("{}", spawner.status().message());
     return 1;
   }
-  if (config.runtimes_dir.empty()) config.runtimes_dir = exe_dir + "/runtimes";
-
   auto listen = ParseListen(config.listen);
   if (!listen.ok()) {
     spdlog::critical("{}", listen.status().message());
@@ -168,7 +168,6 @@ int RunServe(Config config, const std::string& exe_dir) {
   ctx.max_queue = config.max_queue;
   ctx.queue_timeout_us = config.queue_timeout_ms * 1000;
   ctx.init_timeout_us = config.init_timeout_ms * 1000;
-  ctx.tmp_bytes = config.tmp_mb << 20;
   ctx.pids_max = config.pids_max;
   pool::PoolManager pools(&ctx);
   ctx.manager = &pools;

@@ -29,3 +29,13 @@ format:
 
 clean:
 	rm -rf $(BUILD)
+
+# Fuzz the bundle unpacker with libFuzzer (Debian's clang) for FUZZ_SECONDS.
+FUZZ_SECONDS ?= 60
+fuzz:
+	@mkdir -p build-fuzz
+	clang++ -std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -Isrc fuzz/archive_fuzz.cc \
+	  src/registry/archive.cc src/common/files.cc src/common/status.cc -larchive \
+	  -o build-fuzz/archive_fuzz
+	@mkdir -p build-fuzz/corpus && cp -n fuzz/corpus/archive/* build-fuzz/corpus/
+	build-fuzz/archive_fuzz -max_total_time=$(FUZZ_SECONDS) -timeout=10 build-fuzz/corpus fuzz/corpus/archive

@@ -50,6 +50,12 @@ class Fd {
   int fd_;
 };
 
+// libarchive may report a failure without a message (found by fuzz/archive_fuzz.cc).
+std::string ErrorText(archive* a) {
+  const char* text = archive_error_string(a);
+  return text != nullptr ? text : "unreadable data";
+}
+
 Status Refuse(const std::string& entry, const std::string& why) {
   return InvalidArgument("archive entry '" + entry + "' refused: " + why);
 }
@@ -106,7 +112,7 @@ Status UnpackInto(archive* a, const std::string& dest, const UnpackLimits& limit
     if (rc == ARCHIVE_EOF) break;
     if (rc != ARCHIVE_OK && rc != ARCHIVE_WARN) {
       return InvalidArgument(std::string("not a valid zip or tar.gz archive: ") +
-                             archive_error_string(a));
+                             ErrorText(a));
     }
     if (++entries > limits.max_entries) {
       return InvalidArgument("archive has more than " + std::to_string(limits.max_entries) +
@@ -159,7 +165,7 @@ Status UnpackInto(archive* a, const std::string& dest, const UnpackLimits& limit
       rc = archive_read_data_block(a, &block, &size, &offset);
       if (rc == ARCHIVE_EOF) break;
       if (rc != ARCHIVE_OK && rc != ARCHIVE_WARN) {
-        return InvalidArgument("corrupt data in entry '" + path + "': " + archive_error_string(a));
+        return InvalidArgument("corrupt data in entry '" + path + "': " + ErrorText(a));
       }
       total_bytes += static_cast<int64_t>(size);
       if (total_bytes > limits.max_bytes || offset + static_cast<int64_t>(size) > limits.max_bytes) {
@@ -215,7 +221,7 @@ Status Unpack(const std::string& data, const std::string& dest, const UnpackLimi
   archive_read_support_filter_gzip(a.get());
   if (archive_read_open_memory(a.get(), data.data(), data.size()) != ARCHIVE_OK) {
     return InvalidArgument(std::string("not a valid zip or tar.gz archive: ") +
-                           archive_error_string(a.get()));
+                           ErrorText(a.get()));
   }
   if (::mkdir(dest.c_str(), 0755) != 0) return ErrnoStatus("create directory", dest, errno);
   Status st = UnpackInto(a.get(), dest, limits);
@@ -236,7 +242,7 @@ StatusOr<std::string> PackDirectory(const std::string& dir) {
     return static_cast<la_ssize_t>(n);
   };
   if (archive_write_open(a.get(), &out, nullptr, writer, nullptr) != ARCHIVE_OK) {
-    return Internal(std::string("failed to start archive: ") + archive_error_string(a.get()));
+    return Internal(std::string("failed to start archive: ") + ErrorText(a.get()));
   }
   std::unique_ptr<archive_entry, void (*)(archive_entry*)> entry(archive_entry_new(),
                                                                   archive_entry_free);
@@ -267,11 +273,11 @@ StatusOr<std::string> PackDirectory(const std::string& dir) {
     if (archive_write_header(a.get(), entry.get()) != ARCHIVE_OK ||
         (!content.empty() &&
          archive_write_data(a.get(), content.data(), content.size()) < 0)) {
-      return Internal("failed to pack " + rel + ": " + archive_error_string(a.get()));
+      return Internal("failed to pack " + rel + ": " + ErrorText(a.get()));
     }
   }
   if (archive_write_close(a.get()) != ARCHIVE_OK) {
-    return Internal(std::string("failed to finish archive: ") + archive_error_string(a.get()));
+    return Internal(std::string("failed to finish archive: ") + ErrorText(a.get()));
   }
   return out;
 }

@@ -5,7 +5,13 @@ set -euo pipefail
 pkgs=(cmake g++ make pkg-config ccache
       libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
       libyaml-cpp-dev libcli11-dev libspdlog-dev libfmt-dev libsqlite3-dev libarchive-dev
-      libssl-dev libseccomp-dev libgtest-dev libgmock-dev googletest libbenchmark-dev python3)
+      libssl-dev libseccomp-dev libgtest-dev libgmock-dev googletest libbenchmark-dev python3
+      awscli prometheus)
+# The Lambda API tests drive the npm @aws-sdk/client-lambda: Debian's node and npm unless a
+# node with npm is already installed (e.g. NodeSource's, which bundles npm).
+command -v npm > /dev/null || pkgs+=(nodejs npm)
+# examples/digits-torch trains (during the build) and serves with Debian's PyTorch.
+pkgs+=(python3-torch)
 if [ "${BENCH:-0}" = 1 ]; then pkgs+=(wrk nginx-light); fi
 missing=()
 for p in "${pkgs[@]}"; do

@@ -4,6 +4,8 @@
 // outside dest" is checked as "the temp folder holds nothing but what we put there".
 #include "registry/archive.h"
 
+#include "common/files.h"
+
 #include <archive.h>
 #include <archive_entry.h>
 #include <gtest/gtest.h>
@@ -554,6 +556,26 @@ TEST_F(ArchiveTest, PackDirectoryRefusesFifo) {
   EXPECT_FALSE(packed.ok());
   EXPECT_EQ(packed.status().code(), StatusCode::kInvalidArgument);
   EXPECT_NE(packed.status().message().find("pipe"), std::string::npos) << packed.status().message();
+}
+
+}  // namespace
+}  // namespace thaw::registry
+
+namespace thaw::registry {
+namespace {
+
+// Regression: a zip whose failure libarchive reports without a message made Unpack build a
+// std::string from a null pointer and crash (found by `make fuzz`).
+TEST(ArchiveRegressionTest, NullErrorStringIsRefusedNotACrash) {
+  auto data = ReadFile(std::string(THAW_SOURCE_DIR) +
+                       "/fuzz/corpus/archive/regression-null-error-string");
+  ASSERT_TRUE(data.ok());
+  char tmpl[] = "/tmp/thaw-archive-regression-XXXXXX";
+  std::string base = ::mkdtemp(tmpl);
+  Status st = Unpack(*data, base + "/out", {1 << 20, 64});
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument) << st.ToString();
+  EXPECT_FALSE(PathExists(base + "/out"));
+  (void)RemoveTree(base);
 }
 
 }  // namespace

@@ -87,6 +87,7 @@ INSTANTIATE_TEST_SUITE_P(
                       StringKnobCase{"log_level", "error", &Config::log_level},
                       StringKnobCase{"runtimes_dir", "/opt/thaw/runtimes", &Config::runtimes_dir},
                       StringKnobCase{"python", "/usr/local/bin/python3.12", &Config::python},
+                      StringKnobCase{"node", "/usr/local/bin/node", &Config::node},
                       StringKnobCase{"region", "eu-west-3", &Config::region}),
     [](const ::testing::TestParamInfo<StringKnobCase>& info) {
       return info.param.knob + "_" + std::to_string(info.index);
@@ -146,6 +147,7 @@ TEST(ConfigTest, KnobTableMatchesParser) {
       {"pids_max", "64"},
       {"auth", "true"},
       {"sandbox", "false"},
+      {"node", "/usr/bin/node"},
   };
   std::set<std::string> documented;
   for (const Knob& k : kKnobs) {

@@ -302,3 +302,54 @@ TEST(PlatformShutdownTest, SigtermFinishesInFlightInvocations) {
 
 }  // namespace
 }  // namespace thaw::testing
+
+namespace thaw::testing {
+namespace {
+
+TEST(NodejsTest, HelloNodeAndItsErrorsAndCallbacks) {
+  auto server = ThawServer::Start();
+  auto d = server->Deploy("hello-node", std::string(THAW_SOURCE_DIR) + "/examples/hello-node");
+  ASSERT_EQ(d.status, 201) << d.body;
+  auto r = server->Invoke("hello-node", R"({"name":"ada"})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(JsonField(r.body, "message"), "hello, ada");
+  EXPECT_EQ(JsonField(r.body, "requestId"), r.Header("x-thaw-request-id"));
+  std::string dir = MakeBundle(
+      {{"thaw.yaml", "runtime: nodejs\nhandler: index.handler\n"},
+       {"index.js", "exports.handler = (event, context, callback) => {\n"
+                    "  if (event.fail) return callback(new TypeError('no ' + event.fail));\n"
+                    "  callback(null, {sum: event.a + event.b});\n};\n"}});
+  ASSERT_EQ(server->Deploy("cb", dir).status, 201);
+  EXPECT_EQ(server->Invoke("cb", R"({"a":2,"b":3})").body, R"({"sum":5})");
+  auto err = server->Invoke("cb", R"({"fail":"way"})");
+  EXPECT_EQ(err.status, 502);
+  EXPECT_EQ(JsonField(err.body, "errorType"), "TypeError");
+  EXPECT_EQ(JsonField(err.body, "errorMessage"), "no way");
+  RemoveDir(dir);
+}
+
+TEST(MetricsEndpointTest, PrometheusTextThatPromtoolAccepts) {
+  auto server = ThawServer::Start();
+  ASSERT_EQ(server->Deploy("hello-cpp", kHelloCpp).status, 201);
+  for (int i = 0; i < 3; ++i) ASSERT_EQ(server->Invoke("hello-cpp").status, 200);
+  EXPECT_EQ(server->Call("GET", "/metrics", "", {}, false).status, 401);
+  auto m = server->Call("GET", "/metrics");
+  ASSERT_EQ(m.status, 200);
+  EXPECT_TRUE(m.Header("content-type").starts_with("text/plain; version=0.0.4"));
+  EXPECT_NE(m.body.find("thaw_invocations_total{function=\"hello-cpp\",status=\"success\"} 3\n"),
+            std::string::npos) << m.body;
+  EXPECT_NE(m.body.find("thaw_cold_starts_total{function=\"hello-cpp\"} 1\n"), std::string::npos);
+  EXPECT_NE(m.body.find("thaw_instances{function=\"hello-cpp\",state=\"ready\"} 1\n"),
+            std::string::npos);
+  std::string path = server->data_dir() + "/metrics.txt";
+  {
+    FILE* f = std::fopen(path.c_str(), "w");
+    std::fwrite(m.body.data(), 1, m.body.size(), f);
+    std::fclose(f);
+  }
+  int status = std::system(("promtool check metrics < " + path + " > /dev/null 2>&1").c_str());
+  EXPECT_EQ(status, 0) << m.body;
+}
+
+}  // namespace
+}  // namespace thaw::testing

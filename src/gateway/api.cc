@@ -11,17 +11,16 @@
 
 #include "common/clock.h"
 #include "common/ids.h"
+#include "gateway/invoker.h"
+#include "gateway/lambda_api.h"
 #include "logs/log_store.h"
 #include "meter/meter.h"
+#include "metrics/metrics.h"
 #include "pool/pool.h"
 #include "registry/registry.h"
 
 namespace thaw::gateway {
-namespace {
 
-namespace json = boost::json;
-
-// The one place a Status becomes an HTTP status and an error type.
 std::pair<http::status, const char*> HttpFor(StatusCode code) {
   switch (code) {
     case StatusCode::kInvalidArgument:
@@ -49,6 +48,10 @@ std::pair<http::status, const char*> HttpFor(StatusCode code) {
   }
   return {http::status::internal_server_error, "ServiceException"};
 }
+
+namespace {
+
+namespace json = boost::json;
 
 void JsonBody(Response& res, http::status status, const json::value& body) {
   res.result(status);
@@ -104,14 +107,6 @@ bool ParseTime(const std::string& text, int64_t& out_us) {
   return true;
 }
 
-std::string TraceId(const std::string& request_id) {
-  char buf[96];
-  std::snprintf(buf, sizeof(buf), "Root=1-%08lx-%.8s%.4s%.4s%.4s;Sampled=0",
-                static_cast<unsigned long>(WallNowMicros() / 1'000'000), request_id.c_str(),
-                request_id.c_str() + 9, request_id.c_str() + 14, request_id.c_str() + 19);
-  return buf;
-}
-
 json::object FunctionJson(const registry::FunctionInfo& f,
                           const std::vector<pool::PoolStats>& stats) {
   json::object o;
@@ -161,11 +156,17 @@ std::vector<std::string_view> SplitPath(std::string_view path) {
 
 }  // namespace
 
-Api::Api(ApiDeps deps) : deps_(std::move(deps)) {}
+Api::Api(ApiDeps deps)
+    : deps_(std::move(deps)),
+      invoker_(std::make_unique<Invoker>(deps_.registry, deps_.pools, deps_.meter)),
+      lambda_(std::make_unique<LambdaApi>(LambdaDeps{deps_.registry, deps_.pools, deps_.logs,
+                                                     deps_.config, deps_.admin_key,
+                                                     invoker_.get(), &blocking_})) {}
 Api::~Api() { blocking_.join(); }
 
 uint64_t Api::BodyLimit(const http::request_header<>& header) const {
   std::string_view target = header.target();
+  if (LambdaApi::Owns(target.substr(0, target.find('?')))) return lambda_->BodyLimit(header);
   if (header.method() == http::verb::put && target.starts_with("/v1/functions/")) {
     return static_cast<uint64_t>(deps_.config->max_bundle_bytes);
   }
@@ -173,10 +174,14 @@ uint64_t Api::BodyLimit(const http::request_header<>& header) const {
 }
 
 void Api::Reject(http::status status, const std::string& why, Response& res) const {
-  ErrorBody(res, status,
-            status == http::status::payload_too_large ? "RequestTooLargeException"
-                                                      : "InvalidRequestContentException",
-            why);
+  // The route is not known here: answer in both faces' shapes (native errorType/errorMessage,
+  // and AWS's X-Amzn-ErrorType with Type/message).
+  const char* type = status == http::status::payload_too_large ? "RequestTooLargeException"
+                                                               : "InvalidRequestContentException";
+  res.set("X-Amzn-ErrorType", type);
+  JsonBody(res, status,
+           json::object{{"errorType", type}, {"errorMessage", why}, {"Type", "User"},
+                        {"message", why}});
 }
 
 bool Api::Authorized(const Request& req) const {
@@ -200,6 +205,7 @@ asio::awaitable<void> Api::Handle(Request& req, Response& res) {
     JsonBody(res, http::status::ok, json::object{{"status", "ok"}});
     co_return;
   }
+  if (LambdaApi::Owns(path)) co_return co_await lambda_->Handle(req, res);
   auto parts = SplitPath(path);
   const bool invoke = parts.size() == 4 && parts[0] == "v1" && parts[1] == "functions" &&
                       parts[3] == "invoke";
@@ -237,6 +243,7 @@ asio::awaitable<void> Api::Handle(Request& req, Response& res) {
     co_return;
   }
   if (path == "/v1/usage" && req.method() == http::verb::get) co_return co_await Usage(query, res);
+  if (path == "/metrics" && req.method() == http::verb::get) co_return Metrics(res);
   if (path == "/v1/node" && req.method() == http::verb::get) {
     JsonBody(res, http::status::ok,
              json::object{{"isolation", deps_.isolation}, {"listen", deps_.config->listen}});
@@ -290,19 +297,13 @@ asio::awaitable<void> Api::DeleteFunction(const std::string& name, Response& res
 
 asio::awaitable<void> Api::Invoke(const std::string& name, const std::string& qualifier,
                                   Request& req, Response& res) {
-  auto inv = std::make_shared<pool::Invocation>();
-  inv->id = NewRequestId();
-  res.set("X-Thaw-Request-Id", inv->id);
-  auto version = deps_.registry->Resolve(name, qualifier);
-  if (!version.ok()) co_return StatusBody(res, version.status());
-  auto pool = deps_.pools->Get(*version);
-  inv->payload = req.body().empty() ? std::string("{}") : std::move(req.body());
-  inv->arrived_us = MonoNowMicros();
-  inv->arrived_wall_us = WallNowMicros();
-  inv->trace_id = TraceId(inv->id);
-  inv->client_context = std::string(req["X-Thaw-Client-Context"]);
-  pool::Result r = co_await pool->Invoke(inv, asio::use_awaitable);
-
+  InvokeRequest ir{name, qualifier, std::move(req.body()),
+                   std::string(req["X-Thaw-Client-Context"]), NewRequestId()};
+  res.set("X-Thaw-Request-Id", ir.request_id);
+  const std::string request_id = ir.request_id;
+  auto outcome = co_await invoker_->Invoke(std::move(ir));
+  if (!outcome.ok()) co_return StatusBody(res, outcome.status());
+  pool::Result& r = outcome->result;
   res.set("X-Thaw-Version", std::to_string(r.version));
   res.set("X-Thaw-Cold-Start", r.cold_start ? "true" : "false");
   char init_ms[32];
@@ -319,7 +320,7 @@ asio::awaitable<void> Api::Invoke(const std::string& name, const std::string& qu
     case Kind::kFunctionError: {
       json::object o{{"errorType", r.error_type},
                      {"errorMessage", r.error_message},
-                     {"requestId", inv->id}};
+                     {"requestId", request_id}};
       boost::system::error_code ec;
       json::value runtime_body = json::parse(r.body, ec);
       if (!ec && runtime_body.is_object()) {
@@ -394,6 +395,20 @@ asio::awaitable<void> Api::Usage(const std::string& query, Response& res) {
   }
   JsonBody(res, http::status::ok,
            json::object{{"from", Iso8601(from)}, {"to", Iso8601(to)}, {"functions", std::move(out)}});
+}
+
+void Api::Metrics(Response& res) {
+  metrics::Gauges gauges;
+  for (const auto& stats : deps_.pools->Stats("")) {
+    for (const auto& [state, n] : stats.instances_by_state) {
+      gauges.instances[{stats.function, state}] += n;
+    }
+    gauges.queued[stats.function] += stats.queued;
+  }
+  gauges.meter_pending = deps_.meter->pending();
+  res.result(http::status::ok);
+  res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
+  res.body() = deps_.metrics->Render(gauges);
 }
 
 }  // namespace thaw::gateway

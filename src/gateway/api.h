@@ -1,12 +1,15 @@
-// Api: the public HTTP API (native /v1 routes): auth, deploy, function management, invoke,
-// logs and usage. Errors become HTTP status codes here and nowhere else.
-// Thread-safe: Handle runs concurrently on the gateway threads.
+// Api: the public HTTP API: the native /v1 routes (auth, deploy, function management, invoke,
+// logs and usage), handing the AWS Lambda routes to LambdaApi. Errors become HTTP status codes
+// in the gateway and nowhere else (HttpFor). Thread-safe: Handle runs concurrently on the
+// gateway threads.
 #pragma once
 
 #include <boost/asio/thread_pool.hpp>
 #include <memory>
 #include <string>
+#include <utility>
 
+#include "common/status.h"
 #include "gateway/http_server.h"
 #include "server/config.h"
 
@@ -22,8 +25,17 @@ class LogStore;
 namespace thaw::meter {
 class Meter;
 }
+namespace thaw::metrics {
+class Registry;
+}
 
 namespace thaw::gateway {
+
+class Invoker;
+class LambdaApi;
+
+// The one place a Status becomes an HTTP status and an (AWS-style) error type.
+std::pair<http::status, const char*> HttpFor(StatusCode code);
 
 struct ApiDeps {
   registry::Registry* registry = nullptr;
@@ -33,6 +45,7 @@ struct ApiDeps {
   const server::Config* config = nullptr;
   std::string admin_key;
   std::string isolation;  // what sandboxing is active, for GET /v1/node
+  metrics::Registry* metrics = nullptr;
 };
 
 class Api final : public HttpHandler {
@@ -53,11 +66,14 @@ class Api final : public HttpHandler {
   void ListFunctions(Response& res);
   void Logs(const std::string& name, const std::string& query, Response& res);
   asio::awaitable<void> Usage(const std::string& query, Response& res);
+  void Metrics(Response& res);  // Prometheus text format
   bool Authorized(const Request& req) const;
 
   ApiDeps deps_;
   // Disk-bound work (unpacking a bundle, SQLite queries) runs here, off the event loop.
   asio::thread_pool blocking_{2};
+  std::unique_ptr<Invoker> invoker_;
+  std::unique_ptr<LambdaApi> lambda_;
 };
 
 }  // namespace thaw::gateway

@@ -11,6 +11,7 @@
 #include "common/ids.h"
 #include "logs/log_store.h"
 #include "meter/meter.h"
+#include "metrics/metrics.h"
 #include "sandbox/jail.h"
 #include "sandbox/spawner.h"
 
@@ -93,7 +94,8 @@ FunctionPool::FunctionPool(PoolContext* ctx, std::shared_ptr<const registry::Ver
     : ctx_(ctx),
       version_(std::move(version)),
       qualified_arn_("arn:aws:lambda:" + ctx->region + ":000000000000:function:" +
-                     version_->function) {}
+                     version_->function),
+      metrics_(ctx->metrics != nullptr ? ctx->metrics->For(version_->function) : nullptr) {}
 
 FunctionPool::~FunctionPool() = default;
 
@@ -191,7 +193,7 @@ StatusOr<std::vector<std::string>> FunctionPool::BuildArgv() const {
     case registry::Runtime::kProvided:
       return std::vector<std::string>{TaskRoot() + "/bootstrap"};
     case registry::Runtime::kNodejs:
-      break;
+      return std::vector<std::string>{ctx_->node, RuntimeDir() + "/nodejs/bootstrap.mjs"};
   }
   return Internal("runtime not available");
 }
@@ -200,6 +202,7 @@ std::vector<std::string> FunctionPool::BuildEnv(const std::string& runtime_api) 
   const registry::Manifest& m = version_->manifest;
   std::string exec_env = "AWS_Lambda_provided";
   if (m.runtime == registry::Runtime::kPython3) exec_env = "AWS_Lambda_python3";
+  if (m.runtime == registry::Runtime::kNodejs) exec_env = "AWS_Lambda_nodejs20.x";
   std::vector<std::string> env = {
       "AWS_LAMBDA_RUNTIME_API=" + runtime_api,
       "_HANDLER=" + m.handler,
@@ -465,6 +468,7 @@ void FunctionPool::RecordLocked(const InvocationPtr& inv, const Result& r, const
   rec.error_type = r.error_type;
   rec.bytes_in = static_cast<int64_t>(inv->payload.size());
   rec.bytes_out = r.kind == Result::Kind::kOk ? static_cast<int64_t>(r.body.size()) : 0;
+  if (metrics_ != nullptr) metrics_->Record(rec.status, r.duration_us, r.cold_start, r.init_us);
   fx.records.push_back(std::move(rec));
 }
 

@@ -40,6 +40,10 @@ class LogStore;
 namespace thaw::meter {
 class Meter;
 }
+namespace thaw::metrics {
+class Registry;
+struct FunctionMetrics;
+}
 
 namespace thaw::pool {
 
@@ -120,11 +124,13 @@ struct PoolContext {
   sandbox::SpawnerClient* spawner = nullptr;
   logs::LogStore* logs = nullptr;
   meter::Meter* meter = nullptr;
+  metrics::Registry* metrics = nullptr;
   RuntimeEndpoints* endpoints = nullptr;
   const Clock* clock = nullptr;
   PoolManager* manager = nullptr;
   std::string runtimes_dir;
   std::string python;
+  std::string node;
   std::string region;
   int64_t max_queue = 256;
   int64_t queue_timeout_us = 10'000'000;
@@ -224,6 +230,7 @@ class FunctionPool : public std::enable_shared_from_this<FunctionPool> {
   PoolContext* const ctx_;
   const std::shared_ptr<const registry::Version> version_;
   const std::string qualified_arn_;
+  metrics::FunctionMetrics* const metrics_;  // owned by ctx_->metrics; may be null
 
   mutable std::mutex mu_;
   std::map<uint64_t, InstancePtr> instances_;  // guarded by mu_

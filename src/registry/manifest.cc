@@ -36,6 +36,8 @@ StatusOr<std::string> ReadString(const YAML::Node& node, const std::string& fiel
   return node.Scalar();
 }
 
+}  // namespace
+
 StatusOr<Runtime> ParseRuntime(const std::string& name) {
   if (name == "python3" || name.starts_with("python3.")) return Runtime::kPython3;
   if (name == "cpp") return Runtime::kCpp;
@@ -43,11 +45,11 @@ StatusOr<Runtime> ParseRuntime(const std::string& name) {
     return Runtime::kProvided;
   }
   if (name == "nodejs" || name == "nodejs18.x" || name == "nodejs20.x" || name == "nodejs22.x") {
-    return FieldError("runtime", "runtime '" + name + "' is not available in this build");
+    return Runtime::kNodejs;
   }
   return FieldError("runtime", "unknown runtime '" + name +
-                                   "' (expected python3, cpp, provided, or a Lambda name such "
-                                   "as python3.11 or provided.al2023)");
+                                   "' (expected python3, nodejs, cpp, provided, or a Lambda name "
+                                   "such as python3.11, nodejs20.x or provided.al2023)");
 }
 
 bool IsValidEnvName(const std::string& key) {
@@ -58,17 +60,22 @@ bool IsValidEnvName(const std::string& key) {
   return true;
 }
 
+namespace {
+
 // Variables the platform sets; a function may not override them (Lambda refuses the same).
 const std::set<std::string>& ReservedEnv() {
   static const std::set<std::string> kReserved = {
       "_HANDLER", "AWS_LAMBDA_RUNTIME_API", "LAMBDA_TASK_ROOT", "LAMBDA_RUNTIME_DIR",
       "AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_VERSION",
       "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_LAMBDA_LOG_GROUP_NAME",
-      "AWS_LAMBDA_LOG_STREAM_NAME", "AWS_EXECUTION_ENV", "AWS_LAMBDA_INITIALIZATION_TYPE"};
+      "AWS_LAMBDA_LOG_STREAM_NAME", "AWS_EXECUTION_ENV", "AWS_LAMBDA_INITIALIZATION_TYPE",
+      "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_LAMBDA_FUNCTION_TIMEOUT"};
   return kReserved;
 }
 
 }  // namespace
+
+bool IsReservedEnvName(const std::string& key) { return ReservedEnv().count(key) > 0; }
 
 const char* RuntimeName(Runtime runtime) {
   switch (runtime) {
@@ -117,6 +124,7 @@ StatusOr<Manifest> ParseManifest(const std::string& yaml_text, const std::string
       auto rt = ParseRuntime(*s);
       if (!rt.ok()) return rt.status();
       m.runtime = *rt;
+      m.runtime_name = *s;
       has_runtime = true;
     } else if (key == "handler") {
       auto s = ReadString(value, key);
@@ -202,6 +210,33 @@ StatusOr<Manifest> ParseManifest(const std::string& yaml_text, const std::string
   return m;
 }
 
+Status CheckManifest(const Manifest& m) {
+  auto field = [](const std::string& f, const std::string& why) {
+    return InvalidArgument("field '" + f + "': " + why);
+  };
+  if (!IsValidFunctionName(m.name)) {
+    return field("name", "must be 1-64 letters, digits, '-' or '_', got '" + m.name + "'");
+  }
+  if (m.runtime == Runtime::kPython3 || m.runtime == Runtime::kNodejs) {
+    auto dot = m.handler.rfind('.');
+    if (dot == std::string::npos || dot == 0 || dot + 1 == m.handler.size()) {
+      return field("handler", "must be module.function, got '" + m.handler + "'");
+    }
+  }
+  if (m.memory_mb < 64 || m.memory_mb > 10240) return field("memory_mb", "must be 64-10240");
+  if (m.timeout_ms < 1 || m.timeout_ms > 900'000) return field("timeout_s", "must be 0.001-900");
+  if (m.concurrency < 1 || m.concurrency > 1000) return field("concurrency", "must be 1-1000");
+  if (m.max_instances < 1 || m.max_instances > 1000 || m.min_instances < 0 ||
+      m.min_instances > m.max_instances) {
+    return field("min_instances", "must be 0..max_instances, and max_instances 1-1000");
+  }
+  for (const auto& [k, v] : m.environment) {
+    if (!IsValidEnvName(k)) return field("environment." + k, "not a valid variable name");
+    if (IsReservedEnvName(k)) return field("environment." + k, "reserved by the platform");
+  }
+  return Status::Ok();
+}
+
 json::object ManifestToJsonObject(const Manifest& m) {
   json::object env;
   for (const auto& [k, v] : m.environment) env[k] = v;
@@ -214,7 +249,9 @@ json::object ManifestToJsonObject(const Manifest& m) {
                       {"min_instances", m.min_instances},
                       {"max_instances", m.max_instances},
                       {"idle_timeout_s", m.idle_timeout_s},
-                      {"environment", std::move(env)}};
+                      {"environment", std::move(env)},
+                      {"runtime_name", m.runtime_name},
+                      {"description", m.description}};
 }
 
 std::string ManifestToJson(const Manifest& m) { return json::serialize(ManifestToJsonObject(m)); }
@@ -240,6 +277,9 @@ StatusOr<Manifest> ManifestFromJson(const std::string& json_text) {
     for (const auto& kv : o.at("environment").as_object()) {
       m.environment[std::string(kv.key())] = json::value_to<std::string>(kv.value());
     }
+    // Added after the first release: absent from older stored manifests.
+    if (auto* rn = o.if_contains("runtime_name")) m.runtime_name = json::value_to<std::string>(*rn);
+    if (auto* d = o.if_contains("description")) m.description = json::value_to<std::string>(*d);
     return m;
   } catch (const std::exception& e) {
     return Internal(std::string("stored manifest is malformed: ") + e.what());

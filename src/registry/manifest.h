@@ -27,7 +27,22 @@ struct Manifest {
   int64_t max_instances = 8;
   int64_t idle_timeout_s = 300;
   std::map<std::string, std::string> environment;
+  // The runtime as the user named it ("python3.12"), reported back by the Lambda API; empty
+  // means RuntimeName(runtime).
+  std::string runtime_name;
+  std::string description;  // free text (Lambda's Description)
 };
+
+// Maps a runtime name (thaw's, or a Lambda name such as python3.11) onto a Runtime. The error
+// names the `runtime` field of thaw.yaml.
+StatusOr<Runtime> ParseRuntime(const std::string& name);
+
+// Environment variable names: valid shell names, and not one the platform sets itself.
+bool IsValidEnvName(const std::string& key);
+bool IsReservedEnvName(const std::string& key);
+
+// The checks ParseManifest applies, for a manifest built by other means (the Lambda API).
+Status CheckManifest(const Manifest& m);
 
 // Parses thaw.yaml text. `fallback_name` is used when the file has no `name`.
 StatusOr<Manifest> ParseManifest(const std::string& yaml_text, const std::string& fallback_name);

@@ -12,6 +12,7 @@ const std::vector<Knob> kKnobs = {
     {"threads", "gateway threads; 0 means one per core"},
     {"runtimes_dir", "folder holding the shipped runtimes (default: beside the binary)"},
     {"python", "interpreter for the python3 runtime"},
+    {"node", "node binary for the nodejs runtime"},
     {"region", "AWS region reported to functions (AWS_REGION, ARNs)"},
     {"max_payload_bytes", "largest synchronous invoke payload (413 above)"},
     {"max_bundle_bytes", "largest uploaded bundle archive"},
@@ -67,6 +68,8 @@ Status ApplyConfigValues(const std::map<std::string, std::string>& values, Confi
       c.runtimes_dir = v;
     } else if (name == "python") {
       c.python = v;
+    } else if (name == "node") {
+      c.node = v;
     } else if (name == "region") {
       c.region = v;
     } else if (name == "max_payload_bytes") {

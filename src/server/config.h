@@ -19,6 +19,7 @@ struct Config {
   int64_t threads = 0;  // 0: one per core
   std::string runtimes_dir;  // empty: <dir of the thaw binary>/runtimes
   std::string python = "/usr/bin/python3";
+  std::string node = "/usr/bin/node";
   std::string region = "us-east-1";
   int64_t max_payload_bytes = 6 * 1024 * 1024;
   int64_t max_bundle_bytes = 256 * 1024 * 1024;

@@ -21,6 +21,7 @@
 #include "gateway/api.h"
 #include "logs/log_store.h"
 #include "meter/meter.h"
+#include "metrics/metrics.h"
 #include "pool/pool.h"
 #include "registry/registry.h"
 #include "runtime_api/runtime_server.h"
@@ -155,7 +156,9 @@ int RunServe(Config config, const std::string& exe_dir) {
   asio::io_context ioc(threads);
   RealClock clock;
   runtime_api::RuntimeServer endpoints(ioc, config.max_payload_bytes);
+  metrics::Registry metrics;
   pool::PoolContext ctx;
+  ctx.metrics = &metrics;
   ctx.executor = ioc.get_executor();
   ctx.spawner = spawner->get();
   ctx.logs = &logs;
@@ -164,6 +167,7 @@ int RunServe(Config config, const std::string& exe_dir) {
   ctx.clock = &clock;
   ctx.runtimes_dir = config.runtimes_dir;
   ctx.python = config.python;
+  ctx.node = config.node;
   ctx.region = config.region;
   ctx.max_queue = config.max_queue;
   ctx.queue_timeout_us = config.queue_timeout_ms * 1000;
@@ -174,7 +178,7 @@ int RunServe(Config config, const std::string& exe_dir) {
 
   const std::string isolation = (*spawner)->isolation();
   gateway::Api api(gateway::ApiDeps{registry->get(), &pools, &logs, meter->get(), &config, *key,
-                                    isolation});
+                                    isolation, &metrics});
 
   asio::ip::tcp::acceptor acceptor(ioc);
   boost::system::error_code ec;

@@ -40,6 +40,29 @@ constexpr const char* kMigrations[] = {
     );
     CREATE INDEX invocations_by_function ON invocations (function, start_us);
     )sql",
+    // The Lambda API's model: published versions (revision numbers the user published),
+    // aliases (a version, or 0 for $LATEST, plus weighted routing to other versions as JSON
+    // {"N": weight}) and reserved concurrency (NULL: none).
+    R"sql(
+    ALTER TABLE functions ADD COLUMN reserved_concurrency INTEGER;
+    CREATE TABLE published_versions (
+      name TEXT NOT NULL,
+      version INTEGER NOT NULL,
+      description TEXT NOT NULL,
+      created_us INTEGER NOT NULL,
+      PRIMARY KEY (name, version)
+    );
+    CREATE TABLE aliases (
+      name TEXT NOT NULL,
+      alias TEXT NOT NULL,
+      version INTEGER NOT NULL,
+      routing TEXT NOT NULL,
+      description TEXT NOT NULL,
+      created_us INTEGER NOT NULL,
+      updated_us INTEGER NOT NULL,
+      PRIMARY KEY (name, alias)
+    );
+    )sql",
 };
 
 }  // namespace

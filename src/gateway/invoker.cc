@@ -1,0 +1,181 @@
+#include "gateway/invoker.h"
+
+#include <atomic>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <cstdio>
+#include <map>
+#include <mutex>
+#include <random>
+
+#include "common/clock.h"
+#include "common/ids.h"
+#include "meter/meter.h"
+
+// GCC 12 misreads Asio's coroutine frame allocator as a new/delete mismatch (GCC bug 109224,
+// fixed in 13) in coroutines that co_return early and co_await later.
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+
+namespace thaw::gateway {
+namespace {
+
+constexpr int kFunctionErrorAttempts = 3;  // Lambda's default: the first try and two retries
+constexpr int kThrottleAttempts = 10;      // about four minutes of backoff
+constexpr int64_t kMaxBackoffMs = 60'000;
+
+double Draw() {
+  thread_local std::mt19937_64 rng(std::random_device{}());
+  return std::uniform_real_distribution<double>(0.0, 1.0)(rng);
+}
+
+std::string TraceId(const std::string& request_id) {
+  char buf[96];
+  std::snprintf(buf, sizeof(buf), "Root=1-%08lx-%.8s%.4s%.4s%.4s;Sampled=0",
+                static_cast<unsigned long>(WallNowMicros() / 1'000'000), request_id.c_str(),
+                request_id.c_str() + 9, request_id.c_str() + 14, request_id.c_str() + 19);
+  return buf;
+}
+
+// Gives back a reserved-concurrency slot, however the call ends.
+struct SlotRelease {
+  std::shared_ptr<std::atomic<int64_t>> slot;
+  ~SlotRelease() {
+    if (slot) slot->fetch_sub(1);
+  }
+};
+
+}  // namespace
+
+// Shared with the background coroutines, which may outlive a call but not the io_context.
+struct Invoker::State {
+  std::mutex mu;
+  // In-flight invocations of functions with reserved concurrency, by function.
+  std::map<std::string, std::shared_ptr<std::atomic<int64_t>>> inflight;  // guarded by mu
+  std::atomic<int64_t> events{0};
+  std::atomic<int64_t> event_bytes{0};
+
+  std::shared_ptr<std::atomic<int64_t>> Counter(const std::string& function) {
+    std::lock_guard<std::mutex> lock(mu);
+    auto& slot = inflight[function];
+    if (!slot) slot = std::make_shared<std::atomic<int64_t>>(0);
+    return slot;
+  }
+};
+
+std::optional<int64_t> AsyncRetryDelayMs(pool::Result::Kind kind, int attempts) {
+  using Kind = pool::Result::Kind;
+  switch (kind) {
+    case Kind::kOk:
+      return std::nullopt;
+    case Kind::kThrottled:
+    case Kind::kUnavailable:
+      if (attempts >= kThrottleAttempts) return std::nullopt;
+      return std::min<int64_t>(kMaxBackoffMs, 1000LL << std::min(attempts - 1, 16));
+    case Kind::kFunctionError:
+    case Kind::kTimeout:
+    case Kind::kExitError:
+    case Kind::kInitError:
+      if (attempts >= kFunctionErrorAttempts) return std::nullopt;
+      return 1000LL * attempts;
+  }
+  return std::nullopt;
+}
+
+Invoker::Invoker(registry::Registry* registry, pool::PoolManager* pools, meter::Meter* meter)
+    : registry_(registry), pools_(pools), meter_(meter), state_(std::make_shared<State>()) {}
+
+Invoker::~Invoker() = default;
+
+int64_t Invoker::queued_events() const { return state_->events.load(); }
+
+asio::awaitable<StatusOr<InvokeOutcome>> Invoker::Invoke(InvokeRequest req) {
+  auto resolved = registry_->Resolve(req.function, req.qualifier, Draw());
+  if (!resolved.ok()) co_return resolved.status();
+  InvokeOutcome out;
+  out.version = resolved->version;
+  out.latest = resolved->latest;
+  const registry::Manifest& manifest = out.version->manifest;
+
+  // Reserved concurrency R caps the function at R instances: R x concurrency calls at once,
+  // over all its versions. Functions without it take no lock here.
+  std::shared_ptr<std::atomic<int64_t>> slot;
+  if (resolved->reserved_concurrency) {
+    slot = state_->Counter(req.function);
+    const int64_t cap = *resolved->reserved_concurrency * manifest.concurrency;
+    if (slot->fetch_add(1) >= cap) {
+      slot->fetch_sub(1);
+      out.result.kind = pool::Result::Kind::kThrottled;
+      out.result.error_type = "TooManyRequestsException";
+      out.result.error_message = "Rate Exceeded.";
+      out.result.version = out.version->version;
+      out.throttle_reason = "ReservedFunctionConcurrentInvocationLimitExceeded";
+      meter::Record rec;
+      rec.request_id = req.request_id;
+      rec.function = req.function;
+      rec.version = std::to_string(out.version->version);
+      rec.start_us = rec.end_us = WallNowMicros();
+      rec.memory_mb = manifest.memory_mb;
+      rec.status = "throttled";
+      rec.error_type = out.result.error_type;
+      rec.bytes_in = static_cast<int64_t>(req.payload.size());
+      meter_->Add(std::move(rec));
+      co_return out;
+    }
+  }
+  SlotRelease release{slot};
+
+  auto inv = std::make_shared<pool::Invocation>();
+  inv->id = req.request_id;
+  inv->payload = req.payload.empty() ? std::string("{}") : std::move(req.payload);
+  inv->arrived_us = MonoNowMicros();
+  inv->arrived_wall_us = WallNowMicros();
+  inv->trace_id = TraceId(inv->id);
+  inv->client_context = std::move(req.client_context);
+  auto pool = pools_->Get(out.version);
+  out.result = co_await pool->Invoke(inv, asio::use_awaitable);
+  if (out.result.kind == pool::Result::Kind::kThrottled) {
+    out.throttle_reason = "ConcurrentInvocationLimitExceeded";
+  }
+  co_return out;
+}
+
+Status Invoker::Enqueue(InvokeRequest req, asio::any_io_executor executor) {
+  auto resolved = registry_->Resolve(req.function, req.qualifier, 0.0);
+  if (!resolved.ok()) return resolved.status();
+  const int64_t bytes = static_cast<int64_t>(req.payload.size());
+  const int64_t events = state_->events.fetch_add(1) + 1;
+  const int64_t total = state_->event_bytes.fetch_add(bytes) + bytes;
+  if (events > kMaxQueuedEvents || total > kMaxQueuedBytes) {
+    state_->events.fetch_sub(1);
+    state_->event_bytes.fetch_sub(bytes);
+    return Status(StatusCode::kResourceExhausted,
+                  "Rate Exceeded: the asynchronous invocation queue is full");
+  }
+  asio::co_spawn(executor, RunEvent(this, state_, std::move(req)), asio::detached);
+  return Status::Ok();
+}
+
+asio::awaitable<void> Invoker::RunEvent(Invoker* self, std::shared_ptr<State> state,
+                                        InvokeRequest req) {
+  const int64_t bytes = static_cast<int64_t>(req.payload.size());
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  for (int attempts = 1;; ++attempts) {
+    InvokeRequest attempt = req;
+    // The meter keys records by request id: every try is billed, so each gets its own.
+    if (attempts > 1) attempt.request_id = NewRequestId();
+    auto outcome = co_await self->Invoke(std::move(attempt));
+    if (!outcome.ok()) break;  // deleted meanwhile
+    auto delay = AsyncRetryDelayMs(outcome->result.kind, attempts);
+    if (!delay) break;
+    timer.expires_after(std::chrono::milliseconds(*delay));
+    boost::system::error_code ec;
+    co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  }
+  state->events.fetch_sub(1);
+  state->event_bytes.fetch_sub(bytes);
+}
+
+}  // namespace thaw::gateway

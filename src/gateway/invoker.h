@@ -1,0 +1,73 @@
+// Invoker: the invoke path both API faces share. It resolves a function and qualifier (an
+// alias picks among its versions by weight), holds the function to its reserved concurrency,
+// runs the call on that version's pool, and runs Lambda Event (asynchronous) invocations from
+// an in-memory queue with retries. Owned by Api; thread-safe.
+#pragma once
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "pool/pool.h"
+
+namespace thaw::meter {
+class Meter;
+}
+
+namespace thaw::gateway {
+
+namespace asio = boost::asio;
+
+struct InvokeRequest {
+  std::string function;
+  std::string qualifier;  // empty, $LATEST, a version number or an alias
+  std::string payload;
+  std::string client_context;  // Lambda-Runtime-Client-Context for the runtime, as is
+  std::string request_id;
+};
+
+struct InvokeOutcome {
+  pool::Result result;
+  std::shared_ptr<const registry::Version> version;
+  bool latest = false;          // resolved through $LATEST
+  std::string throttle_reason;  // with Kind::kThrottled: Lambda's Reason
+};
+
+// Event invocations: how long to wait before trying again after `attempts` tries that ended
+// in `kind`, or nullopt when done. Function errors get two retries (as Lambda), throttles a
+// few minutes of backoff. Pure.
+std::optional<int64_t> AsyncRetryDelayMs(pool::Result::Kind kind, int attempts);
+
+class Invoker {
+ public:
+  // Limits of the in-memory Event queue (events waiting or running, and their payload bytes).
+  static constexpr int64_t kMaxQueuedEvents = 10000;
+  static constexpr int64_t kMaxQueuedBytes = 256LL << 20;
+
+  Invoker(registry::Registry* registry, pool::PoolManager* pools, meter::Meter* meter);
+  ~Invoker();
+
+  // A resolution failure (unknown function or qualifier) is the error status; anything that
+  // happens once resolved is in the outcome's Result.
+  asio::awaitable<StatusOr<InvokeOutcome>> Invoke(InvokeRequest req);
+  // Checks that the function and qualifier resolve, then runs `req` in the background on
+  // `executor`, retrying as AsyncRetryDelayMs says; each try is metered under its own request
+  // id (the first is req.request_id). ResourceExhausted when the queue is full. Events still
+  // waiting when the server stops are lost.
+  Status Enqueue(InvokeRequest req, asio::any_io_executor executor);
+  int64_t queued_events() const;
+
+ private:
+  struct State;
+  static asio::awaitable<void> RunEvent(Invoker* self, std::shared_ptr<State> state,
+                                        InvokeRequest req);
+
+  registry::Registry* const registry_;
+  pool::PoolManager* const pools_;
+  meter::Meter* const meter_;
+  std::shared_ptr<State> state_;
+};
+
+}  // namespace thaw::gateway

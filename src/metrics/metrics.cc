@@ -1,0 +1,140 @@
+#include "metrics/metrics.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <mutex>
+
+namespace thaw::metrics {
+namespace {
+
+std::string FormatSeconds(double seconds) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.6g", seconds);
+  return buf;
+}
+
+void Header(std::string& out, const char* name, const char* type, const char* help) {
+  out += "# HELP ";
+  out += name;
+  out += " ";
+  out += help;
+  out += "\n# TYPE ";
+  out += name;
+  out += " ";
+  out += type;
+  out += "\n";
+}
+
+}  // namespace
+
+std::string EscapeLabel(const std::string& value) {
+  std::string out;
+  for (char c : value) {
+    if (c == '\\') out += "\\\\";
+    else if (c == '"') out += "\\\"";
+    else if (c == '\n') out += "\\n";
+    else out.push_back(c);
+  }
+  return out;
+}
+
+void Histogram::Observe(int64_t micros) {
+  const double seconds = static_cast<double>(micros) / 1e6;
+  for (size_t i = 0; i < kBuckets.size(); ++i) {
+    if (seconds <= kBuckets[i]) {
+      buckets_[i].fetch_add(1, std::memory_order_relaxed);
+      break;
+    }
+  }
+  count_.fetch_add(1, std::memory_order_relaxed);
+  sum_us_.fetch_add(micros, std::memory_order_relaxed);
+}
+
+void Histogram::Render(const std::string& name, const std::string& labels,
+                       std::string& out) const {
+  uint64_t cumulative = 0;
+  const uint64_t count = count_.load(std::memory_order_relaxed);
+  for (size_t i = 0; i < kBuckets.size(); ++i) {
+    cumulative += buckets_[i].load(std::memory_order_relaxed);
+    out += name + "_bucket{" + labels + ",le=\"" + FormatSeconds(kBuckets[i]) + "\"} " +
+           std::to_string(std::min(cumulative, count)) + "\n";
+  }
+  out += name + "_bucket{" + labels + ",le=\"+Inf\"} " + std::to_string(count) + "\n";
+  out += name + "_sum{" + labels + "} " +
+         FormatSeconds(static_cast<double>(sum_us_.load(std::memory_order_relaxed)) / 1e6) + "\n";
+  out += name + "_count{" + labels + "} " + std::to_string(count) + "\n";
+}
+
+void FunctionMetrics::Record(const std::string& status, int64_t duration_us, bool cold_start,
+                             int64_t init_us) {
+  for (size_t i = 0; i < kStatuses.size(); ++i) {
+    if (status == kStatuses[i]) invocations[i].fetch_add(1, std::memory_order_relaxed);
+  }
+  if (status == "throttled") return;  // never ran: no duration
+  duration.Observe(duration_us);
+  if (cold_start) {
+    cold_starts.fetch_add(1, std::memory_order_relaxed);
+    init_duration.Observe(init_us);
+  }
+}
+
+FunctionMetrics* Registry::For(const std::string& function) {
+  {
+    std::shared_lock lock(mu_);
+    auto it = functions_.find(function);
+    if (it != functions_.end()) return it->second.get();
+  }
+  std::unique_lock lock(mu_);
+  auto& slot = functions_[function];
+  if (!slot) slot = std::make_unique<FunctionMetrics>();
+  return slot.get();
+}
+
+std::string Registry::Render(const Gauges& gauges) const {
+  std::string out;
+  std::shared_lock lock(mu_);
+  Header(out, "thaw_invocations_total", "counter", "Invocations by function and final status.");
+  for (const auto& [fn, m] : functions_) {
+    for (size_t i = 0; i < kStatuses.size(); ++i) {
+      out += "thaw_invocations_total{function=\"" + EscapeLabel(fn) + "\",status=\"" +
+             kStatuses[i] + "\"} " +
+             std::to_string(m->invocations[i].load(std::memory_order_relaxed)) + "\n";
+    }
+  }
+  Header(out, "thaw_throttles_total", "counter", "Invocations refused with 429.");
+  for (const auto& [fn, m] : functions_) {
+    out += "thaw_throttles_total{function=\"" + EscapeLabel(fn) + "\"} " +
+           std::to_string(m->invocations[4].load(std::memory_order_relaxed)) + "\n";
+  }
+  Header(out, "thaw_cold_starts_total", "counter", "Invocations that started a new instance.");
+  for (const auto& [fn, m] : functions_) {
+    out += "thaw_cold_starts_total{function=\"" + EscapeLabel(fn) + "\"} " +
+           std::to_string(m->cold_starts.load(std::memory_order_relaxed)) + "\n";
+  }
+  Header(out, "thaw_invocation_duration_seconds", "histogram",
+         "Time from handing the event to the runtime to its answer.");
+  for (const auto& [fn, m] : functions_) {
+    m->duration.Render("thaw_invocation_duration_seconds", "function=\"" + EscapeLabel(fn) + "\"",
+                       out);
+  }
+  Header(out, "thaw_init_duration_seconds", "histogram", "Instance initialisation time.");
+  for (const auto& [fn, m] : functions_) {
+    m->init_duration.Render("thaw_init_duration_seconds", "function=\"" + EscapeLabel(fn) + "\"",
+                            out);
+  }
+  Header(out, "thaw_instances", "gauge", "Instances by function and state.");
+  for (const auto& [key, n] : gauges.instances) {
+    out += "thaw_instances{function=\"" + EscapeLabel(key.first) + "\",state=\"" + key.second +
+           "\"} " + std::to_string(n) + "\n";
+  }
+  Header(out, "thaw_queue_depth", "gauge", "Requests waiting for an instance.");
+  for (const auto& [fn, n] : gauges.queued) {
+    out += "thaw_queue_depth{function=\"" + EscapeLabel(fn) + "\"} " + std::to_string(n) + "\n";
+  }
+  Header(out, "thaw_meter_write_lag_records", "gauge",
+         "Meter records accepted but not yet committed to the database.");
+  out += "thaw_meter_write_lag_records " + std::to_string(gauges.meter_pending) + "\n";
+  return out;
+}
+
+}  // namespace thaw::metrics

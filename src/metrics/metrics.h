@@ -1,0 +1,68 @@
+// Metrics: Prometheus counters and histograms for invocations, recorded on the hot path with
+// atomics only (each pool holds its function's FunctionMetrics), and rendered in the text
+// exposition format for GET /metrics. Thread-safe.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <shared_mutex>
+#include <string>
+#include <vector>
+
+namespace thaw::metrics {
+
+// Bucket upper bounds in seconds, shared by the duration histograms.
+inline constexpr std::array<double, 14> kBuckets = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                                     0.05,   0.1,   0.25,   0.5,   1,    2.5,
+                                                     5,      10};
+
+class Histogram {
+ public:
+  void Observe(int64_t micros);
+  // Appends the _bucket/_sum/_count lines for `name` with `labels` ("function=\"x\"").
+  void Render(const std::string& name, const std::string& labels, std::string& out) const;
+
+ private:
+  std::array<std::atomic<uint64_t>, kBuckets.size()> buckets_{};  // non-cumulative
+  std::atomic<uint64_t> count_{0};
+  std::atomic<int64_t> sum_us_{0};
+};
+
+inline constexpr std::array<const char*, 5> kStatuses = {"success", "error", "timeout", "crash",
+                                                          "throttled"};
+
+struct FunctionMetrics {
+  std::array<std::atomic<uint64_t>, kStatuses.size()> invocations{};
+  std::atomic<uint64_t> cold_starts{0};
+  Histogram duration;
+  Histogram init_duration;
+
+  // `status` is one of kStatuses.
+  void Record(const std::string& status, int64_t duration_us, bool cold_start, int64_t init_us);
+};
+
+// Point-in-time values read at scrape time (instances, queues, meter lag).
+struct Gauges {
+  std::map<std::pair<std::string, std::string>, int64_t> instances;  // (function, state)
+  std::map<std::string, int64_t> queued;                             // function
+  int64_t meter_pending = 0;
+};
+
+class Registry {
+ public:
+  // Stable for the registry's life: pools keep the pointer.
+  FunctionMetrics* For(const std::string& function);
+  std::string Render(const Gauges& gauges) const;
+
+ private:
+  mutable std::shared_mutex mu_;
+  std::map<std::string, std::unique_ptr<FunctionMetrics>> functions_;
+};
+
+// Escapes a label value for the text format (backslash, quote, newline).
+std::string EscapeLabel(const std::string& value);
+
+}  // namespace thaw::metrics

@@ -1,0 +1,75 @@
+// Metrics rendering: counts add up and the output is valid Prometheus text exposition, as
+// Debian's promtool checks it.
+#include "metrics/metrics.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <string>
+
+namespace thaw::metrics {
+namespace {
+
+// Runs `promtool check metrics` on `text`; returns its exit status and output.
+std::pair<int, std::string> PromtoolCheck(const std::string& text) {
+  char path[] = "/tmp/thaw-metrics-XXXXXX";
+  int fd = ::mkstemp(path);
+  EXPECT_GE(fd, 0);
+  (void)!::write(fd, text.data(), text.size());
+  ::close(fd);
+  std::string cmd = std::string("promtool check metrics < ") + path + " 2>&1";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
+  int status = ::pclose(p);
+  ::unlink(path);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+TEST(MetricsTest, CountsAndHistogramsAddUp) {
+  Registry registry;
+  FunctionMetrics* m = registry.For("hello");
+  EXPECT_EQ(m, registry.For("hello"));  // stable pointer
+  m->Record("success", 800, true, 3000);
+  m->Record("success", 2'000'000, false, 0);
+  m->Record("timeout", 3'000'000, false, 0);
+  m->Record("throttled", 0, false, 0);
+  Gauges g;
+  g.instances[{"hello", "ready"}] = 2;
+  g.queued["hello"] = 1;
+  g.meter_pending = 5;
+  std::string text = registry.Render(g);
+  EXPECT_NE(text.find("thaw_invocations_total{function=\"hello\",status=\"success\"} 2\n"),
+            std::string::npos) << text;
+  EXPECT_NE(text.find("thaw_invocations_total{function=\"hello\",status=\"timeout\"} 1\n"),
+            std::string::npos);
+  EXPECT_NE(text.find("thaw_throttles_total{function=\"hello\"} 1\n"), std::string::npos);
+  EXPECT_NE(text.find("thaw_cold_starts_total{function=\"hello\"} 1\n"), std::string::npos);
+  // Throttled calls never ran: three durations, the 0.8 ms one in the 1 ms bucket.
+  EXPECT_NE(text.find("thaw_invocation_duration_seconds_count{function=\"hello\"} 3\n"),
+            std::string::npos);
+  EXPECT_NE(text.find("thaw_invocation_duration_seconds_bucket{function=\"hello\",le=\"0.001\"} 1\n"),
+            std::string::npos);
+  EXPECT_NE(text.find("thaw_invocation_duration_seconds_bucket{function=\"hello\",le=\"2.5\"} 2\n"),
+            std::string::npos);
+  EXPECT_NE(text.find("thaw_invocation_duration_seconds_bucket{function=\"hello\",le=\"+Inf\"} 3\n"),
+            std::string::npos);
+  EXPECT_NE(text.find("thaw_instances{function=\"hello\",state=\"ready\"} 2\n"), std::string::npos);
+  EXPECT_NE(text.find("thaw_queue_depth{function=\"hello\"} 1\n"), std::string::npos);
+  EXPECT_NE(text.find("thaw_meter_write_lag_records 5\n"), std::string::npos);
+  auto [status, out] = PromtoolCheck(text);
+  EXPECT_EQ(status, 0) << out << "\n" << text;
+}
+
+TEST(MetricsTest, LabelValuesAreEscaped) {
+  EXPECT_EQ(EscapeLabel("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+  Registry registry;
+  registry.For("weird\"name")->Record("error", 10, false, 0);
+  auto [status, out] = PromtoolCheck(registry.Render({}));
+  EXPECT_EQ(status, 0) << out;
+}
+
+}  // namespace
+}  // namespace thaw::metrics

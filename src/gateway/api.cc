@@ -11,6 +11,7 @@
 
 #include "common/clock.h"
 #include "common/ids.h"
+#include "gateway/function_url.h"
 #include "gateway/invoker.h"
 #include "gateway/lambda_api.h"
 #include "logs/log_store.h"
@@ -206,6 +207,7 @@ asio::awaitable<void> Api::Handle(Request& req, Response& res) {
     co_return;
   }
   if (LambdaApi::Owns(path)) co_return co_await lambda_->Handle(req, res);
+  if (path.starts_with("/fn/")) co_return co_await FunctionUrl(req, res);
   auto parts = SplitPath(path);
   const bool invoke = parts.size() == 4 && parts[0] == "v1" && parts[1] == "functions" &&
                       parts[3] == "invoke";
@@ -409,6 +411,45 @@ void Api::Metrics(Response& res) {
   res.result(http::status::ok);
   res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
   res.body() = deps_.metrics->Render(gauges);
+}
+
+asio::awaitable<void> Api::FunctionUrl(Request& req, Response& res) {
+  const std::string request_id = NewRequestId();
+  res.set("X-Thaw-Request-Id", request_id);
+  UrlRequest url;
+  if (!ParseFunctionUrl(req.target(), url.function, url.raw_path, url.raw_query)) {
+    co_return ErrorBody(res, http::status::not_found, "ResourceNotFoundException",
+                        "a function URL is /fn/{name}/{path}");
+  }
+  auto version = deps_.registry->Resolve(url.function, "");
+  if (!version.ok()) co_return StatusBody(res, version.status());
+  // Each function says whether its URL needs the key (url_auth: key, the default) or is public.
+  if (!(*version)->manifest.url_public && !Authorized(req)) {
+    res.set(http::field::www_authenticate, "Bearer");
+    co_return ErrorBody(res, http::status::unauthorized, "UnauthorizedException",
+                        "this function URL needs Authorization: Bearer <key> (url_auth: key)");
+  }
+  url.request_id = request_id;
+  url.time_epoch_ms = WallNowMicros() / 1000;
+  InvokeRequest ir{url.function, "", BuildUrlEvent(req, url), "", request_id};
+  auto outcome = co_await invoker_->Invoke(std::move(ir));
+  if (!outcome.ok()) co_return StatusBody(res, outcome.status());
+  pool::Result& r = outcome->result;
+  res.set("X-Thaw-Cold-Start", r.cold_start ? "true" : "false");
+  using Kind = pool::Result::Kind;
+  switch (r.kind) {
+    case Kind::kOk:
+      co_return ApplyUrlResult(r.body, res);
+    case Kind::kThrottled:
+      res.set(http::field::retry_after, "1");
+      co_return ErrorBody(res, http::status::too_many_requests, r.error_type, r.error_message);
+    case Kind::kTimeout:
+      co_return ErrorBody(res, http::status::gateway_timeout, r.error_type, r.error_message);
+    case Kind::kUnavailable:
+      co_return ErrorBody(res, http::status::service_unavailable, r.error_type, r.error_message);
+    default:
+      co_return ErrorBody(res, http::status::bad_gateway, r.error_type, r.error_message);
+  }
 }
 
 }  // namespace thaw::gateway

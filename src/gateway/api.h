@@ -67,6 +67,7 @@ class Api final : public HttpHandler {
   void Logs(const std::string& name, const std::string& query, Response& res);
   asio::awaitable<void> Usage(const std::string& query, Response& res);
   void Metrics(Response& res);  // Prometheus text format
+  asio::awaitable<void> FunctionUrl(Request& req, Response& res);
   bool Authorized(const Request& req) const;
 
   ApiDeps deps_;

@@ -184,6 +184,11 @@ StatusOr<Manifest> ParseManifest(const std::string& yaml_text, const std::string
         }
         m.environment[name] = env.second.Scalar();
       }
+    } else if (key == "url_auth") {
+      auto v = ReadString(value, key);
+      if (!v.ok()) return v.status();
+      if (*v != "key" && *v != "none") return FieldError(key, "must be key or none, got '" + *v + "'");
+      m.url_public = *v == "none";
     } else if (key == "gpu") {
       auto v = ReadInt(value, key, 0, 0);
       if (!v.ok()) return FieldError(key, "GPU instances are not supported by this build yet");
@@ -251,7 +256,8 @@ json::object ManifestToJsonObject(const Manifest& m) {
                       {"idle_timeout_s", m.idle_timeout_s},
                       {"environment", std::move(env)},
                       {"runtime_name", m.runtime_name},
-                      {"description", m.description}};
+                      {"description", m.description},
+                      {"url_auth", m.url_public ? "none" : "key"}};
 }
 
 std::string ManifestToJson(const Manifest& m) { return json::serialize(ManifestToJsonObject(m)); }
@@ -274,6 +280,10 @@ StatusOr<Manifest> ManifestFromJson(const std::string& json_text) {
     m.min_instances = o.at("min_instances").to_number<int64_t>();
     m.max_instances = o.at("max_instances").to_number<int64_t>();
     m.idle_timeout_s = o.at("idle_timeout_s").to_number<int64_t>();
+    // Absent in rows written before function URLs existed.
+    if (auto* u = o.if_contains("url_auth"); u != nullptr && u->is_string()) {
+      m.url_public = u->as_string() == "none";
+    }
     for (const auto& kv : o.at("environment").as_object()) {
       m.environment[std::string(kv.key())] = json::value_to<std::string>(kv.value());
     }

@@ -30,6 +30,7 @@ struct Manifest {
   // The runtime as the user named it ("python3.12"), reported back by the Lambda API; empty
   // means RuntimeName(runtime).
   std::string runtime_name;
+  bool url_public = false;  // url_auth: none — the function URL needs no key
   std::string description;  // free text (Lambda's Description)
 };
 

@@ -1,0 +1,175 @@
+#include "gateway/function_url.h"
+
+#include <boost/json.hpp>
+#include <boost/url/parse.hpp>
+#include <ctime>
+
+#include "common/base64.h"
+
+namespace thaw::gateway {
+namespace {
+
+namespace json = boost::json;
+
+// Bodies with these types travel as text; anything else is base64, as AWS does.
+bool IsTextual(std::string_view content_type) {
+  return content_type.empty() || content_type.starts_with("text/") ||
+         content_type.find("json") != std::string_view::npos ||
+         content_type.find("xml") != std::string_view::npos ||
+         content_type.find("javascript") != std::string_view::npos ||
+         content_type.starts_with("application/x-www-form-urlencoded");
+}
+
+std::string Lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+std::string AwsTime(int64_t epoch_ms) {
+  time_t secs = static_cast<time_t>(epoch_ms / 1000);
+  tm t;
+  gmtime_r(&secs, &t);
+  char buf[40];
+  std::strftime(buf, sizeof(buf), "%d/%b/%Y:%H:%M:%S +0000", &t);
+  return buf;
+}
+
+}  // namespace
+
+bool ParseFunctionUrl(std::string_view target, std::string& function, std::string& raw_path,
+                      std::string& raw_query) {
+  constexpr std::string_view kPrefix = "/fn/";
+  if (!target.starts_with(kPrefix)) return false;
+  auto q = target.find('?');
+  std::string_view path = target.substr(0, q);
+  raw_query = q == std::string_view::npos ? "" : std::string(target.substr(q + 1));
+  std::string_view rest = path.substr(kPrefix.size());
+  auto slash = rest.find('/');
+  function = std::string(rest.substr(0, slash));
+  raw_path = slash == std::string_view::npos ? "/" : std::string(rest.substr(slash));
+  return !function.empty();
+}
+
+std::string BuildUrlEvent(const Request& req, const UrlRequest& url) {
+  json::object headers;
+  json::array cookies;
+  for (const auto& field : req) {
+    std::string name = Lower(field.name_string());
+    std::string value(field.value());
+    if (name == "cookie") {
+      // One entry per cookie, as the 2.0 format carries them.
+      size_t start = 0;
+      while (start < value.size()) {
+        size_t end = value.find(';', start);
+        if (end == std::string::npos) end = value.size();
+        std::string c = value.substr(start, end - start);
+        while (!c.empty() && c.front() == ' ') c.erase(0, 1);
+        if (!c.empty()) cookies.push_back(json::string(c));
+        start = end + 1;
+      }
+      continue;
+    }
+    if (auto* existing = headers.if_contains(name)) {
+      *existing = json::string(std::string(existing->as_string()) + "," + value);
+    } else {
+      headers[name] = value;
+    }
+  }
+  json::object query;
+  if (!url.raw_query.empty()) {
+    const std::string target = "/?" + url.raw_query;  // the view below points into it
+    if (auto parsed = boost::urls::parse_origin_form(target)) {
+      for (auto p : parsed->params()) {
+        if (auto* existing = query.if_contains(p.key)) {
+          *existing = json::string(std::string(existing->as_string()) + "," + p.value);
+        } else {
+          query[p.key] = p.value;
+        }
+      }
+    }
+  }
+  const std::string content_type = Lower(req[boost::beast::http::field::content_type]);
+  const bool base64 = !req.body().empty() && !IsTextual(content_type);
+  std::string source_ip(req["X-Forwarded-For"]);
+  source_ip = source_ip.substr(0, source_ip.find(','));
+  json::object http{{"method", std::string(req.method_string())},
+                    {"path", url.raw_path},
+                    {"protocol", "HTTP/1.1"},
+                    {"sourceIp", source_ip},
+                    {"userAgent", std::string(req[boost::beast::http::field::user_agent])}};
+  json::object context{{"accountId", "anonymous"},
+                       {"apiId", url.function},
+                       {"domainName", std::string(req[boost::beast::http::field::host])},
+                       {"domainPrefix", url.function},
+                       {"http", std::move(http)},
+                       {"requestId", url.request_id},
+                       {"routeKey", "$default"},
+                       {"stage", "$default"},
+                       {"time", AwsTime(url.time_epoch_ms)},
+                       {"timeEpoch", url.time_epoch_ms}};
+  json::object event{{"version", "2.0"},
+                     {"routeKey", "$default"},
+                     {"rawPath", url.raw_path},
+                     {"rawQueryString", url.raw_query},
+                     {"headers", std::move(headers)},
+                     {"requestContext", std::move(context)},
+                     {"isBase64Encoded", base64}};
+  if (!cookies.empty()) event["cookies"] = std::move(cookies);
+  if (!query.empty()) event["queryStringParameters"] = std::move(query);
+  if (!req.body().empty()) {
+    event["body"] = base64 ? Base64Encode(req.body()) : std::string(req.body());
+  }
+  return json::serialize(event);
+}
+
+void ApplyUrlResult(const std::string& answer, Response& res) {
+  namespace http = boost::beast::http;
+  boost::system::error_code ec;
+  json::value v = json::parse(answer, ec);
+  if (ec || !v.is_object() || !v.as_object().contains("statusCode")) {
+    res.result(http::status::ok);
+    res.set(http::field::content_type, "application/json");
+    res.body() = answer;
+    return;
+  }
+  const json::object& o = v.as_object();
+  const json::value& status = o.at("statusCode");
+  int code = status.is_int64() ? static_cast<int>(status.as_int64()) : 0;
+  if (code < 100 || code > 599) {
+    res.result(http::status::bad_gateway);
+    res.set(http::field::content_type, "application/json");
+    res.body() = R"({"message":"the function answered with an invalid statusCode"})";
+    return;
+  }
+  res.result(static_cast<unsigned>(code));
+  if (auto* headers = o.if_contains("headers"); headers && headers->is_object()) {
+    for (const auto& kv : headers->as_object()) {
+      const json::value& hv = kv.value();
+      res.set(kv.key(), hv.is_string() ? std::string(hv.as_string()) : json::serialize(hv));
+    }
+  }
+  if (auto* cookies = o.if_contains("cookies"); cookies && cookies->is_array()) {
+    for (const auto& c : cookies->as_array()) {
+      if (c.is_string()) res.insert(http::field::set_cookie, std::string(c.as_string()));
+    }
+  }
+  std::string body;
+  if (auto* b = o.if_contains("body"); b != nullptr) {
+    body = b->is_string() ? std::string(b->as_string()) : json::serialize(*b);
+  }
+  const json::value* b64 = o.if_contains("isBase64Encoded");
+  if (b64 != nullptr && b64->is_bool() && b64->as_bool()) {
+    auto decoded = Base64Decode(body);
+    if (!decoded) {
+      res.result(http::status::bad_gateway);
+      res.set(http::field::content_type, "application/json");
+      res.body() = R"({"message":"the function's body is not valid base64"})";
+      return;
+    }
+    body = std::move(*decoded);
+  }
+  res.body() = std::move(body);
+}
+
+}  // namespace thaw::gateway

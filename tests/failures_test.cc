@@ -14,20 +14,9 @@ namespace {
 
 namespace json = boost::json;
 
-class FailuresTest : public ::testing::Test {
+class FailuresTest : public ServerTest {
  protected:
   void SetUp() override { server_ = ThawServer::Start(); }
-  void TearDown() override {
-    for (auto& d : dirs_) RemoveDir(d);
-  }
-  void DeployPython(const std::string& name, const std::string& code,
-                    const std::string& yaml = "") {
-    dirs_.push_back(PythonBundle(name, code, yaml));
-    auto r = server_->Deploy(name, dirs_.back());
-    ASSERT_EQ(r.status, 201) << r.body;
-  }
-  std::unique_ptr<ThawServer> server_;
-  std::vector<std::string> dirs_;
 };
 
 TEST_F(FailuresTest, HandlerErrorIs502WithTypeMessageAndRequestId) {

@@ -14,7 +14,7 @@ namespace {
 
 namespace json = boost::json;
 
-class SandboxTest : public ::testing::Test {
+class SandboxTest : public ServerTest {
  protected:
   void SetUp() override {
     if (::geteuid() != 0) GTEST_SKIP() << "needs root: thaw only jails instances as root";
@@ -24,17 +24,6 @@ class SandboxTest : public ::testing::Test {
       GTEST_SKIP() << "no cgroups on this machine: " << JsonField(node.body, "isolation");
     }
   }
-  void TearDown() override {
-    for (auto& d : dirs_) RemoveDir(d);
-  }
-  void DeployPython(const std::string& name, const std::string& code,
-                    const std::string& yaml = "") {
-    dirs_.push_back(PythonBundle(name, code, yaml));
-    auto r = server_->Deploy(name, dirs_.back());
-    ASSERT_EQ(r.status, 201) << r.body;
-  }
-  std::unique_ptr<ThawServer> server_;
-  std::vector<std::string> dirs_;
 };
 
 TEST_F(SandboxTest, MemoryBombIsOutOfMemoryAndContained) {

@@ -15,6 +15,8 @@
 #include <thread>
 #include <vector>
 
+#include <gtest/gtest.h>
+
 #include "cli/http_client.h"
 
 namespace thaw::testing {
@@ -79,5 +81,22 @@ bool ProcessAlive(pid_t pid);
 std::string RawExchange(const std::string& url, const std::string& bytes);
 // Waits up to `timeout_ms` for `pred` to hold, checking every few ms.
 bool Eventually(const std::function<bool()>& pred, int timeout_ms);
+
+// A test with one server (started by the subclass's SetUp) and python functions deployed
+// from temp folders that are removed afterwards.
+class ServerTest : public ::testing::Test {
+ protected:
+  void TearDown() override {
+    for (auto& d : dirs_) RemoveDir(d);
+  }
+  void DeployPython(const std::string& name, const std::string& code,
+                    const std::string& yaml = "") {
+    dirs_.push_back(PythonBundle(name, code, yaml));
+    auto r = server_->Deploy(name, dirs_.back());
+    ASSERT_EQ(r.status, 201) << r.body;
+  }
+  std::unique_ptr<ThawServer> server_;
+  std::vector<std::string> dirs_;
+};
 
 }  // namespace thaw::testing

@@ -306,12 +306,7 @@ asio::awaitable<void> Api::Invoke(const std::string& name, const std::string& qu
   auto outcome = co_await invoker_->Invoke(std::move(ir));
   if (!outcome.ok()) co_return StatusBody(res, outcome.status());
   pool::Result& r = outcome->result;
-  res.set("X-Thaw-Version", std::to_string(r.version));
-  res.set("X-Thaw-Cold-Start", r.cold_start ? "true" : "false");
-  char init_ms[32];
-  std::snprintf(init_ms, sizeof(init_ms), "%.3f", static_cast<double>(r.init_us) / 1000.0);
-  res.set("X-Thaw-Init-Ms", init_ms);
-  res.set("X-Thaw-Billed-Ms", std::to_string(r.billed_ms));
+  SetInvokeHeaders(r, res);
   using Kind = pool::Result::Kind;
   switch (r.kind) {
     case Kind::kOk:
@@ -435,7 +430,7 @@ asio::awaitable<void> Api::FunctionUrl(Request& req, Response& res) {
   auto outcome = co_await invoker_->Invoke(std::move(ir));
   if (!outcome.ok()) co_return StatusBody(res, outcome.status());
   pool::Result& r = outcome->result;
-  res.set("X-Thaw-Cold-Start", r.cold_start ? "true" : "false");
+  SetInvokeHeaders(r, res);
   using Kind = pool::Result::Kind;
   switch (r.kind) {
     case Kind::kOk:

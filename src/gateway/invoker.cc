@@ -178,4 +178,13 @@ asio::awaitable<void> Invoker::RunEvent(Invoker* self, std::shared_ptr<State> st
   state->event_bytes.fetch_sub(bytes);
 }
 
+void SetInvokeHeaders(const pool::Result& r, Response& res) {
+  res.set("X-Thaw-Version", std::to_string(r.version));
+  res.set("X-Thaw-Cold-Start", r.cold_start ? "true" : "false");
+  char init_ms[32];
+  std::snprintf(init_ms, sizeof(init_ms), "%.3f", static_cast<double>(r.init_us) / 1000.0);
+  res.set("X-Thaw-Init-Ms", init_ms);
+  res.set("X-Thaw-Billed-Ms", std::to_string(r.billed_ms));
+}
+
 }  // namespace thaw::gateway

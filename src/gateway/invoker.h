@@ -10,6 +10,7 @@
 #include <optional>
 #include <string>
 
+#include "gateway/http_server.h"
 #include "pool/pool.h"
 
 namespace thaw::meter {
@@ -39,6 +40,9 @@ struct InvokeOutcome {
 // in `kind`, or nullopt when done. Function errors get two retries (as Lambda), throttles a
 // few minutes of backoff. Pure.
 std::optional<int64_t> AsyncRetryDelayMs(pool::Result::Kind kind, int attempts);
+
+// The X-Thaw-* headers every invoke answer carries: version, cold start, init and billed time.
+void SetInvokeHeaders(const pool::Result& result, Response& res);
 
 class Invoker {
  public:

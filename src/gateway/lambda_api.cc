@@ -266,12 +266,7 @@ asio::awaitable<void> LambdaApi::Invoke(Call& c, const std::string& function, Re
   pool::Result& r = outcome->result;
   res.set("X-Amz-Executed-Version",
           outcome->latest ? std::string("$LATEST") : std::to_string(r.version));
-  res.set("X-Thaw-Version", std::to_string(r.version));
-  res.set("X-Thaw-Cold-Start", r.cold_start ? "true" : "false");
-  char init_ms[32];
-  std::snprintf(init_ms, sizeof(init_ms), "%.3f", static_cast<double>(r.init_us) / 1000.0);
-  res.set("X-Thaw-Init-Ms", init_ms);
-  res.set("X-Thaw-Billed-Ms", std::to_string(r.billed_ms));
+  SetInvokeHeaders(r, res);
   using Kind = pool::Result::Kind;
   if (r.kind == Kind::kThrottled) {
     res.set(http::field::retry_after, "1");

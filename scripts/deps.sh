@@ -7,6 +7,8 @@ pkgs=(cmake g++ make pkg-config ccache
       libyaml-cpp-dev libcli11-dev libspdlog-dev libfmt-dev libsqlite3-dev libarchive-dev
       libssl-dev libseccomp-dev libgtest-dev libgmock-dev googletest libbenchmark-dev python3
       awscli prometheus)
+# tests/ric_test.cc builds the npm aws-lambda-ric, which compiles a bundled curl.
+pkgs+=(autoconf automake libtool)
 # The Lambda API tests drive the npm @aws-sdk/client-lambda: Debian's node and npm unless a
 # node with npm is already installed (e.g. NodeSource's, which bundles npm).
 command -v npm > /dev/null || pkgs+=(nodejs npm)

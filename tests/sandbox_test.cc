@@ -114,9 +114,38 @@ TEST_F(SandboxTest, HostFilesProcessesAndPrivilegesAreOutOfReach) {
   EXPECT_EQ(o["data_dir"].as_string(), "No such file or directory");
   EXPECT_EQ(o["write_task"].as_string(), "Read-only file system");
   EXPECT_EQ(o["pids"].as_array().size(), 1u) << r.body;  // only itself, as PID 1
-  EXPECT_EQ(o["uid"].as_int64(), 65534);
+  EXPECT_GE(o["uid"].as_int64(), 200000);  // a uid of its own, no host account's
   EXPECT_EQ(o["unshare"].as_string(), "Operation not permitted");
   EXPECT_EQ(o["task_root"].as_string(), "/var/task");
+}
+
+TEST_F(SandboxTest, AnotherInstancesRuntimeApiIsOutOfReach) {
+  // The victim tells us where its Runtime API listens and then waits for its next event.
+  DeployPython("victim", "import os\ndef handler(e, c):\n"
+                         "    return os.environ['AWS_LAMBDA_RUNTIME_API']\n");
+  DeployPython("thief",
+               "import http.client\n"
+               "def handler(e, c):\n"
+               "    host, port = e['api'].split(':')\n"
+               "    conn = http.client.HTTPConnection(host, int(port), timeout=3)\n"
+               "    try:\n"
+               "        conn.request('GET', '/2018-06-01/runtime/invocation/next')\n"
+               "        return 'stole: ' + conn.getresponse().read().decode()\n"
+               "    except Exception as err:\n"
+               "        return 'refused: ' + type(err).__name__\n");
+  auto victim = server_->Invoke("victim");
+  ASSERT_EQ(victim.status, 200) << victim.body;
+  std::string api = victim.body.substr(1, victim.body.size() - 2);
+  auto thief = server_->Invoke("thief", "{\"api\":\"" + api + "\"}");
+  ASSERT_EQ(thief.status, 200) << thief.body;
+  // Closed on sight; without the check the thief's GET would park and time out instead.
+  EXPECT_TRUE(thief.body == "\"refused: RemoteDisconnected\"" ||
+              thief.body == "\"refused: ConnectionResetError\"")
+      << thief.body;
+  // The victim still gets its own events.
+  auto again = server_->Invoke("victim");
+  EXPECT_EQ(again.status, 200);
+  EXPECT_EQ(again.Header("x-thaw-cold-start"), "false");
 }
 
 }  // namespace

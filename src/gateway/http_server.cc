@@ -49,6 +49,10 @@ asio::awaitable<void> RejectAndClose(asio::ip::tcp::socket& socket, Response& re
 
 asio::awaitable<void> ServeHttpConnection(asio::ip::tcp::socket socket, HttpHandler& handler) {
   boost::system::error_code ec;
+  if (!handler.Admit(socket)) {
+    socket.close(ec);
+    co_return;
+  }
   socket.set_option(asio::ip::tcp::no_delay(true), ec);
   boost::beast::flat_buffer buffer;
   for (;;) {

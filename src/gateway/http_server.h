@@ -28,6 +28,8 @@ class HttpHandler {
   // the limit (`status` is 400 or 413).
   virtual void Reject(http::status status, const std::string& why, Response& res) const = 0;
   virtual asio::awaitable<void> Handle(Request& req, Response& res) = 0;
+  // Whether to serve this connection at all (checked once, before the first request).
+  virtual bool Admit(const asio::ip::tcp::socket& socket) const { return true; }
 };
 
 asio::awaitable<void> ServeHttpConnection(asio::ip::tcp::socket socket, HttpHandler& handler);

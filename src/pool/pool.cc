@@ -6,6 +6,7 @@
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/json.hpp>
+#include <atomic>
 #include <cstdio>
 
 #include "common/ids.h"
@@ -45,6 +46,12 @@ int64_t ReadPeakRssMb(pid_t pid) {
   }
   std::fclose(f);
   return (kb + 1023) / 1024;
+}
+
+// Runtime uids cycle through a range no host account uses; 100000 live instances at most.
+uid_t NextInstanceUid() {
+  static std::atomic<uint32_t> next{0};
+  return static_cast<uid_t>(200000 + next.fetch_add(1, std::memory_order_relaxed) % 100000);
 }
 
 std::string FormatMs(int64_t us) {
@@ -245,7 +252,10 @@ void FunctionPool::LaunchInstance(const InstancePtr& inst) {
   };
   auto argv = BuildArgv();
   if (!argv.ok()) return fail(argv.status());
-  auto address = ctx_->endpoints->Open(shared_from_this(), inst->id);
+  // Jailed instances each get a uid of their own: files, signals and, through the peer check
+  // on its Runtime API listener, events are out of other instances' reach.
+  const uid_t uid = ctx_->spawner->isolated() ? NextInstanceUid() : 0;
+  auto address = ctx_->endpoints->Open(shared_from_this(), inst->id, uid);
   if (!address.ok()) return fail(address.status());
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -276,6 +286,7 @@ void FunctionPool::LaunchInstance(const InstancePtr& inst) {
                    std::to_string(inst->id) + "-" + RandomHex(4);
     req.cgroup = inst->cgroup;
   }
+  if (uid != 0) req.uid = uid;
   req.stdout_fd = out[1];
   req.stderr_fd = err[1];
   auto pid = ctx_->spawner->Spawn(req);

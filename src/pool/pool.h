@@ -113,9 +113,10 @@ class RuntimeEndpoints {
  public:
   virtual ~RuntimeEndpoints() = default;
   // Opens a listener that serves `instance_id` of `pool`; returns the host:port to give the
-  // runtime as AWS_LAMBDA_RUNTIME_API. The listener closes when Close is called.
+  // runtime as AWS_LAMBDA_RUNTIME_API. With `uid` non-zero it serves only connections from
+  // sockets owned by that uid (the jailed instance's own). Closes when Close is called.
   virtual StatusOr<std::string> Open(std::shared_ptr<class FunctionPool> pool,
-                                     uint64_t instance_id) = 0;
+                                     uint64_t instance_id, uid_t uid) = 0;
   virtual void Close(const std::string& address) = 0;
 };
 

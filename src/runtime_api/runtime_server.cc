@@ -6,6 +6,8 @@
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json.hpp>
+#include <cstdio>
+#include <cstring>
 
 #include "gateway/http_server.h"
 
@@ -48,6 +50,18 @@ struct RuntimeServer::Endpoint final : gateway::HttpHandler {
               status == http::status::payload_too_large ? "RequestEntityTooLarge"
                                                         : "InvalidRequest",
               why);
+  }
+
+  // Only the instance's own processes may talk to its Runtime API: instances share the host
+  // network, so another one could otherwise connect here and take this instance's events.
+  bool Admit(const asio::ip::tcp::socket& socket) const override {
+    if (expected_uid == 0) return true;
+    boost::system::error_code ec;
+    auto local = socket.local_endpoint(ec);
+    auto remote = ec ? local : socket.remote_endpoint(ec);
+    if (ec) return false;
+    auto uid = LoopbackPeerUid(local.port(), remote.port());
+    return uid.has_value() && *uid == expected_uid;
   }
 
   asio::awaitable<void> Handle(Request& req, Response& res) override {
@@ -124,13 +138,39 @@ struct RuntimeServer::Endpoint final : gateway::HttpHandler {
   const uint64_t instance_id;
   const int64_t max_response_bytes;
   std::string invoked_arn;
+  uid_t expected_uid = 0;  // 0: serve anyone (plain processes share thaw's uid)
 };
 
 RuntimeServer::~RuntimeServer() { CloseAll(); }
 
+std::optional<uid_t> LoopbackPeerUid(uint16_t local_port, uint16_t peer_port) {
+  // Lines: "sl local_address rem_address st ... uid ...", addresses as hex "0100007F:PORT".
+  char want_local[32], want_remote[32];
+  std::snprintf(want_local, sizeof(want_local), "0100007F:%04X", peer_port);
+  std::snprintf(want_remote, sizeof(want_remote), "0100007F:%04X", local_port);
+  FILE* f = std::fopen("/proc/net/tcp", "re");
+  if (f == nullptr) return std::nullopt;
+  char line[512];
+  std::optional<uid_t> found;
+  while (std::fgets(line, sizeof(line), f)) {
+    char local[64], remote[64];
+    unsigned state = 0, uid = 0;
+    if (std::sscanf(line, " %*d: %63s %63s %x %*s %*s %*s %u", local, remote, &state, &uid) != 4) {
+      continue;
+    }
+    if (std::strcmp(local, want_local) == 0 && std::strcmp(remote, want_remote) == 0) {
+      found = static_cast<uid_t>(uid);
+      break;
+    }
+  }
+  std::fclose(f);
+  return found;
+}
+
 StatusOr<std::string> RuntimeServer::Open(std::shared_ptr<pool::FunctionPool> pool,
-                                          uint64_t instance_id) {
+                                          uint64_t instance_id, uid_t uid) {
   auto ep = std::make_shared<Endpoint>(ioc_, pool, instance_id, max_response_bytes_);
+  ep->expected_uid = uid;
   ep->invoked_arn = pool->arn();
   boost::system::error_code ec;
   asio::ip::tcp::endpoint where(asio::ip::address_v4::loopback(), 0);

@@ -7,11 +7,16 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include "pool/pool.h"
 
 namespace thaw::runtime_api {
+
+// The uid owning the loopback TCP socket at `peer_port` connected to `local_port`, from
+// /proc/net/tcp; nullopt when not found.
+std::optional<uid_t> LoopbackPeerUid(uint16_t local_port, uint16_t peer_port);
 
 class RuntimeServer final : public pool::RuntimeEndpoints {
  public:
@@ -19,8 +24,8 @@ class RuntimeServer final : public pool::RuntimeEndpoints {
       : ioc_(ioc), max_response_bytes_(max_response_bytes) {}
   ~RuntimeServer() override;
 
-  StatusOr<std::string> Open(std::shared_ptr<pool::FunctionPool> pool,
-                             uint64_t instance_id) override;
+  StatusOr<std::string> Open(std::shared_ptr<pool::FunctionPool> pool, uint64_t instance_id,
+                             uid_t uid) override;
   void Close(const std::string& address) override;
   void CloseAll();
 

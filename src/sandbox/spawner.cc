@@ -111,6 +111,7 @@ struct ChildSpec {
   std::vector<std::string> argv, env;
   std::string bundle_dir, cgroup;
   CgroupLimits limits;
+  uid_t uid = 65534;
 };
 
 // Runs in the forked (or cloned) child: becomes the runtime process or exits 127 after
@@ -149,6 +150,8 @@ struct ChildSpec {
     JailSpec jail;
     jail.root = setup.jail_root;
     jail.bundle_dir = spec.bundle_dir;
+    jail.uid = spec.uid;
+    jail.gid = spec.uid;
     for (Status st : {EnterJail(jail), DropPrivileges(jail)}) {
       if (!st.ok()) fail(st.message());
     }
@@ -173,10 +176,10 @@ struct ChildSpec {
 }
 
 StatusOr<ChildSpec> ParseSpawn(const std::vector<std::string>& fields) {
-  // fields: [op, cwd, argc, envc, argv..., env..., bundle, cgroup, mem, pids, cpu]
+  // fields: [op, cwd, argc, envc, argv..., env..., bundle, cgroup, mem, pids, cpu, uid]
   if (fields.size() < 4) return InvalidArgument("malformed spawn request");
   size_t argc = std::stoul(fields[2]), envc = std::stoul(fields[3]);
-  if (argc == 0 || fields.size() != 4 + argc + envc + 5) {
+  if (argc == 0 || fields.size() != 4 + argc + envc + 6) {
     return InvalidArgument("malformed spawn request");
   }
   ChildSpec spec;
@@ -189,6 +192,8 @@ StatusOr<ChildSpec> ParseSpawn(const std::vector<std::string>& fields) {
   spec.limits.memory_bytes = std::stoll(fields[i + 2]);
   spec.limits.pids_max = std::stoll(fields[i + 3]);
   spec.limits.cpu_weight = std::stoll(fields[i + 4]);
+  spec.uid = static_cast<uid_t>(std::stoul(fields[i + 5]));
+  if (spec.uid == 0) return InvalidArgument("refusing to run an instance as root");
   return spec;
 }
 
@@ -468,7 +473,8 @@ StatusOr<std::unique_ptr<SpawnerClient>> SpawnerClient::Start(const std::string&
     setup.jail_root = jail_root;
     auto detected = Cgroups::Detect();
     isolation = "jail: mount, PID, IPC and UTS namespaces; private root (bundle read-only at "
-                "/var/task, tmpfs /tmp); uid 65534; no_new_privs; seccomp";
+                "/var/task, tmpfs /tmp); a uid of its own; no_new_privs; seccomp; Runtime API "
+                "answers only its own instance's uid";
     if (detected.ok()) {
       cgroups = std::move(*detected);
       setup.cgroups = cgroups.get();
@@ -476,7 +482,7 @@ StatusOr<std::unique_ptr<SpawnerClient>> SpawnerClient::Start(const std::string&
     } else {
       isolation += "; no cgroups (" + detected.status().message() + "): memory_mb is not enforced";
     }
-    isolation += "; no network namespace yet: instances share the host network";
+    isolation += "; no network namespace yet: instances share the host network (egress open)";
   } else {
     isolation = "none: thaw is not root, so instances are plain processes of uid " +
                 std::to_string(::geteuid()) + " in their own process groups (user namespaces "
@@ -537,6 +543,7 @@ StatusOr<pid_t> SpawnerClient::Spawn(const SpawnRequest& request) {
   AppendField(msg, std::to_string(request.limits.memory_bytes));
   AppendField(msg, std::to_string(request.limits.pids_max));
   AppendField(msg, std::to_string(request.limits.cpu_weight));
+  AppendField(msg, std::to_string(request.uid));
   if (msg.size() > kMaxMessage) return InvalidArgument("spawn request too large");
   int fds[2] = {request.stdout_fd, request.stderr_fd};
   auto reply = Call(msg, fds, 2);

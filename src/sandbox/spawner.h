@@ -31,6 +31,7 @@ struct SpawnRequest {
   std::string bundle_dir;    // host path of the bundle
   std::string cgroup;        // instance name for the cgroup
   CgroupLimits limits;
+  uid_t uid = 65534;         // the jailed runtime's uid and gid: one per live instance
 };
 
 struct ExitEvent {

@@ -267,6 +267,22 @@ TEST_F(PlatformTest, UsageCountsEveryInvocation) {
   EXPECT_EQ(server_->Call("GET", "/v1/usage?from=yesterday").status, 400);
 }
 
+TEST_F(PlatformTest, UsageCountsCpuActuallyUsed) {
+  std::string dir = PythonBundle("burn", "import time\ndef handler(e, c):\n"
+                                         "    end = time.process_time() + e['cpu']\n"
+                                         "    while time.process_time() < end: pass\n"
+                                         "    time.sleep(e['idle'])\n");
+  ASSERT_EQ(server_->Deploy("burn", dir).status, 201);
+  ASSERT_EQ(server_->Invoke("burn", R"({"cpu":0.3,"idle":0.3})").status, 200);
+  auto u = server_->Call("GET", "/v1/usage?function=burn");
+  json::object row = json::parse(u.body).as_object()["functions"].as_array()[0].as_object();
+  double cpu = row["cpu_seconds"].to_number<double>();
+  EXPECT_GE(cpu, 0.25) << u.body;  // the busy part is counted...
+  EXPECT_LT(cpu, 0.55) << u.body;  // ...the sleep is not
+  EXPECT_GE(row["billed_ms"].as_int64(), 600);
+  RemoveDir(dir);
+}
+
 TEST(PlatformRestartTest, KillNineKeepsFunctionsAndRecords) {
   auto server = ThawServer::Start();
   const std::string data = server->data_dir();

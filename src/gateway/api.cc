@@ -388,6 +388,7 @@ asio::awaitable<void> Api::Usage(const std::string& query, Response& res) {
                                {"cold_starts", r.cold_starts},
                                {"billed_ms", r.billed_ms},
                                {"gb_seconds", r.gb_seconds},
+                               {"cpu_seconds", r.cpu_seconds},
                                {"avg_duration_ms", static_cast<double>(r.avg_duration_us) / 1000.0}});
   }
   JsonBody(res, http::status::ok,

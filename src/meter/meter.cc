@@ -92,7 +92,7 @@ Status Meter::Write(const std::vector<Record>& batch) {
   auto stmt = db_->Prepare(
       "INSERT OR IGNORE INTO invocations (request_id, function, version, start_us, end_us, "
       "duration_us, billed_ms, memory_mb, max_memory_used_mb, cold_start, init_us, status, "
-      "error_type, bytes_in, bytes_out) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+      "error_type, bytes_in, bytes_out, cpu_us) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
   if (!stmt.ok()) {
     (void)db_->Exec("ROLLBACK");
     return stmt.status();
@@ -113,7 +113,8 @@ Status Meter::Write(const std::vector<Record>& batch) {
         .Bind(12, r.status)
         .Bind(13, r.error_type)
         .Bind(14, r.bytes_in)
-        .Bind(15, r.bytes_out);
+        .Bind(15, r.bytes_out)
+        .Bind(16, r.cpu_us);
     if (Status st = stmt->Run(); !st.ok()) {
       (void)db_->Exec("ROLLBACK");
       return st;
@@ -129,7 +130,8 @@ StatusOr<std::vector<UsageRow>> Meter::Usage(const std::string& function, int64_
   auto stmt = db_->Prepare(
       "SELECT function, COUNT(*), "
       "SUM(status IN ('error','timeout','crash')), SUM(status = 'throttled'), SUM(cold_start), "
-      "SUM(billed_ms), SUM(billed_ms * memory_mb), CAST(AVG(duration_us) AS INTEGER) "
+      "SUM(billed_ms), SUM(billed_ms * memory_mb), CAST(AVG(duration_us) AS INTEGER), "
+      "SUM(cpu_us) "
       "FROM invocations WHERE (?1 = '' OR function = ?1) AND start_us >= ?2 AND start_us < ?3 "
       "GROUP BY function ORDER BY function");
   if (!stmt.ok()) return stmt.status();
@@ -148,6 +150,7 @@ StatusOr<std::vector<UsageRow>> Meter::Usage(const std::string& function, int64_
     u.billed_ms = stmt->Int(5);
     u.gb_seconds = static_cast<double>(stmt->Int(6)) / 1024.0 / 1000.0;
     u.avg_duration_us = stmt->Int(7);
+    u.cpu_seconds = static_cast<double>(stmt->Int(8)) / 1e6;
     rows.push_back(std::move(u));
   }
   return rows;

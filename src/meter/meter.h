@@ -29,6 +29,7 @@ struct Record {
   int64_t billed_ms = 0;
   int64_t memory_mb = 0;
   int64_t max_memory_used_mb = 0;
+  int64_t cpu_us = 0;  // CPU time the instance used while running this invocation
   bool cold_start = false;
   int64_t init_us = 0;
   std::string status;  // success | error | timeout | crash | throttled
@@ -48,6 +49,7 @@ struct UsageRow {
   int64_t cold_starts = 0;
   int64_t billed_ms = 0;
   double gb_seconds = 0;   // billed ms x configured memory
+  double cpu_seconds = 0;  // CPU actually used
   int64_t avg_duration_us = 0;
 };
 

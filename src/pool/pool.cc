@@ -84,6 +84,7 @@ struct FunctionPool::Instance {
   std::string cgroup;              // its cgroup name, when the spawner uses cgroups
   int64_t peak_rss_mb = 0;
   int64_t rss_sampled_us = 0;
+  sandbox::CpuCounter cpu;  // the instance's CPU time: its cgroup's, else its process's
 
   int64_t inflight() const { return static_cast<int64_t>(assigned.size() + active.size()); }
 };
@@ -289,7 +290,8 @@ void FunctionPool::LaunchInstance(const InstancePtr& inst) {
   if (uid != 0) req.uid = uid;
   req.stdout_fd = out[1];
   req.stderr_fd = err[1];
-  auto pid = ctx_->spawner->Spawn(req);
+  std::string cgroup;
+  auto pid = ctx_->spawner->Spawn(req, &cgroup);
   ::close(out[1]);
   ::close(err[1]);
   if (!pid.ok()) {
@@ -301,6 +303,10 @@ void FunctionPool::LaunchInstance(const InstancePtr& inst) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     inst->pid = *pid;
+    inst->cgroup = cgroup;
+    const sandbox::Cgroups* cg = ctx_->spawner->cgroups();
+    inst->cpu = cg != nullptr && !cgroup.empty() ? sandbox::CpuCounter::ForCgroupFile(cg->CpuFile(inst->cgroup))
+                              : sandbox::CpuCounter::ForProcess(*pid);
     inst->out = std::make_unique<asio::posix::stream_descriptor>(ctx_->executor, out[0]);
     inst->err = std::make_unique<asio::posix::stream_descriptor>(ctx_->executor, err[0]);
     stopped = inst->state == InstanceState::kStopping;
@@ -436,6 +442,7 @@ void FunctionPool::DeliverLocked(Instance& inst, NextHandler handler, Invocation
   inv->started_us = ctx_->clock->MonoMicros();
   inv->deadline_wall_ms = ctx_->clock->WallMicros() / 1000 + timeout_ms;
   inv->cold_start = !inst.served_any;
+  inv->cpu_start_us = inst.cpu.ReadMicros();
   inv->init_us = inv->cold_start ? inst.init_us : 0;
   inst.served_any = true;
   inst.current_request_id = inv->id;
@@ -473,6 +480,7 @@ void FunctionPool::RecordLocked(const InvocationPtr& inv, const Result& r, const
   rec.billed_ms = r.billed_ms;
   rec.memory_mb = version_->manifest.memory_mb;
   rec.max_memory_used_mb = max_memory_mb;
+  rec.cpu_us = r.cpu_us;
   rec.cold_start = r.cold_start;
   rec.init_us = r.init_us;
   rec.status = status;
@@ -493,6 +501,9 @@ void FunctionPool::FinishLocked(Instance& inst, const InvocationPtr& inv, Result
   const int64_t now = ctx_->clock->MonoMicros();
   result.duration_us = now - inv->started_us;
   result.billed_ms = meter::BilledMillis(result.duration_us);
+  if (const int64_t cpu_end = inst.cpu.ReadMicros(); inv->cpu_start_us >= 0 && cpu_end >= 0) {
+    result.cpu_us = std::max<int64_t>(0, cpu_end - inv->cpu_start_us);
+  }
   result.cold_start = inv->cold_start;
   result.init_us = inv->init_us;
   result.version = version_->version;

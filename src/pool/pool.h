@@ -67,6 +67,7 @@ struct Result {
   int64_t init_us = 0;
   int64_t duration_us = 0;
   int64_t billed_ms = 0;
+  int64_t cpu_us = 0;  // CPU the instance used during the call (0 when unknown)
   int64_t version = 0;
 };
 
@@ -99,6 +100,7 @@ struct Invocation {
   int64_t deadline_wall_ms = 0;
   bool cold_start = false;
   int64_t init_us = 0;
+  int64_t cpu_start_us = -1;     // the instance's CPU counter when the event was handed over
   std::unique_ptr<asio::steady_timer> deadline_timer;
   std::optional<Completion<void(Result)>> handler;  // empty once completed
 };

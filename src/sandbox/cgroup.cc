@@ -1,11 +1,15 @@
 #include "sandbox/cgroup.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 #include <vector>
@@ -108,6 +112,10 @@ class CgroupV1 final : public Cgroups {
     return u;
   }
 
+  std::string CpuFile(const std::string& name) const override {
+    return Dir("cpuacct", name) + "/cpuacct.usage";
+  }
+
   Status Kill(const std::string& name) override {
     return KillAll(Dir("pids", name) + "/cgroup.procs");
   }
@@ -167,6 +175,8 @@ class CgroupV2 final : public Cgroups {
     return u;
   }
 
+  std::string CpuFile(const std::string& name) const override { return Dir(name) + "/cpu.stat"; }
+
   Status Kill(const std::string& name) override {
     const std::string d = Dir(name);
     if (PathExists(d + "/cgroup.kill")) return WriteValue(d + "/cgroup.kill", "1");
@@ -209,6 +219,71 @@ StatusOr<std::unique_ptr<Cgroups>> Cgroups::Detect(const std::string& root) {
     }
   }
   return std::unique_ptr<Cgroups>(new CgroupV1(root));
+}
+
+CpuCounter CpuCounter::ForCgroupFile(const std::string& path) {
+  CpuCounter c;
+  c.fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (c.fd_ >= 0) c.kind_ = path.ends_with("cpu.stat") ? Kind::kCpuStat : Kind::kCpuacctUsage;
+  return c;
+}
+
+CpuCounter CpuCounter::ForProcess(pid_t pid) {
+  CpuCounter c;
+  c.fd_ = ::open(("/proc/" + std::to_string(pid) + "/stat").c_str(), O_RDONLY | O_CLOEXEC);
+  if (c.fd_ >= 0) c.kind_ = Kind::kProcStat;
+  return c;
+}
+
+CpuCounter::CpuCounter(CpuCounter&& other) noexcept : kind_(other.kind_), fd_(other.fd_) {
+  other.fd_ = -1;
+  other.kind_ = Kind::kNone;
+}
+
+CpuCounter& CpuCounter::operator=(CpuCounter&& other) noexcept {
+  if (this != &other) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = other.fd_;
+    kind_ = other.kind_;
+    other.fd_ = -1;
+    other.kind_ = Kind::kNone;
+  }
+  return *this;
+}
+
+CpuCounter::~CpuCounter() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+int64_t CpuCounter::ReadMicros() const {
+  if (fd_ < 0) return -1;
+  char buf[1024];
+  ssize_t n = ::pread(fd_, buf, sizeof(buf) - 1, 0);
+  if (n <= 0) return -1;
+  buf[n] = '\0';
+  switch (kind_) {
+    case Kind::kCpuacctUsage:
+      return std::strtoll(buf, nullptr, 10) / 1000;
+    case Kind::kCpuStat: {
+      const char* p = std::strstr(buf, "usage_usec ");
+      return p ? std::strtoll(p + 11, nullptr, 10) : -1;
+    }
+    case Kind::kProcStat: {
+      // Fields after the ")" that closes the command name: state is 3rd, utime 14th, stime 15th.
+      const char* p = std::strrchr(buf, ')');
+      if (p == nullptr) return -1;
+      long long utime = 0, stime = 0;
+      if (std::sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lld %lld", &utime,
+                      &stime) != 2) {
+        return -1;
+      }
+      static const long kTicks = ::sysconf(_SC_CLK_TCK);
+      return (utime + stime) * 1'000'000 / kTicks;
+    }
+    case Kind::kNone:
+      break;
+  }
+  return -1;
 }
 
 }  // namespace thaw::sandbox

@@ -44,10 +44,36 @@ class Cgroups {
   virtual Status SetLimits(const std::string& name, const CgroupLimits& limits) = 0;
   virtual Status AddProcess(const std::string& name, pid_t pid) = 0;
   virtual StatusOr<CgroupUsage> Usage(const std::string& name) const = 0;
+  // The file holding the cgroup's CPU counter (for a reader that keeps it open) and how to
+  // parse it; see CpuCounter.
+  virtual std::string CpuFile(const std::string& name) const = 0;
   // SIGKILLs every process in it.
   virtual Status Kill(const std::string& name) = 0;
   // Removes it; it must be empty (kill first, and wait for the processes to be reaped).
   virtual Status Remove(const std::string& name) = 0;
+};
+
+// Reads a CPU-time counter cheaply and often: one pread on a file kept open. Sources: a
+// cgroup's cpuacct.usage (v1, ns) or cpu.stat (v2, usage_usec), or /proc/PID/stat (a single
+// process's utime+stime, where there are no cgroups). Move-only; not thread-safe.
+class CpuCounter {
+ public:
+  CpuCounter() = default;
+  static CpuCounter ForCgroupFile(const std::string& path);
+  static CpuCounter ForProcess(pid_t pid);
+  CpuCounter(CpuCounter&& other) noexcept;
+  CpuCounter& operator=(CpuCounter&& other) noexcept;
+  CpuCounter(const CpuCounter&) = delete;
+  CpuCounter& operator=(const CpuCounter&) = delete;
+  ~CpuCounter();
+
+  // Microseconds of CPU so far, or -1 if unreadable (the process or cgroup is gone).
+  int64_t ReadMicros() const;
+
+ private:
+  enum class Kind { kNone, kCpuacctUsage, kCpuStat, kProcStat };
+  Kind kind_ = Kind::kNone;
+  int fd_ = -1;
 };
 
 }  // namespace thaw::sandbox

@@ -315,7 +315,7 @@ std::string HandleSpawn(const SpawnerSetup& setup, const std::vector<std::string
     std::string error = AwaitExec(shell.control);
     ::close(shell.control);
     if (!error.empty()) return "err " + error;  // the shell exits; its reaping cleans up
-    return "ok " + std::to_string(shell.pid);
+    return "ok " + std::to_string(shell.pid) + " " + shell.cgroup;
   }
   int status_pipe[2];
   if (::pipe2(status_pipe, O_CLOEXEC) != 0) {
@@ -530,7 +530,7 @@ StatusOr<std::string> SpawnerClient::Call(const std::string& message, const int*
   return reply;
 }
 
-StatusOr<pid_t> SpawnerClient::Spawn(const SpawnRequest& request) {
+StatusOr<pid_t> SpawnerClient::Spawn(const SpawnRequest& request, std::string* cgroup) {
   std::string msg;
   AppendField(msg, std::string(1, kOpSpawn));
   AppendField(msg, request.cwd);
@@ -548,7 +548,12 @@ StatusOr<pid_t> SpawnerClient::Spawn(const SpawnRequest& request) {
   int fds[2] = {request.stdout_fd, request.stderr_fd};
   auto reply = Call(msg, fds, 2);
   if (!reply.ok()) return reply.status();
-  if (reply->starts_with("ok ")) return static_cast<pid_t>(std::stol(reply->substr(3)));
+  if (reply->starts_with("ok ")) {
+    // "ok PID [CGROUP]"
+    size_t space = reply->find(' ', 3);
+    if (cgroup != nullptr) *cgroup = space == std::string::npos ? "" : reply->substr(space + 1);
+    return static_cast<pid_t>(std::stol(reply->substr(3)));
+  }
   return Internal(reply->substr(4));
 }
 

@@ -61,7 +61,9 @@ class SpawnerClient {
   SpawnerClient& operator=(const SpawnerClient&) = delete;
 
   // Starts the child in its own session and process group; fails with the exec error.
-  StatusOr<pid_t> Spawn(const SpawnRequest& request);
+  // Returns the child's pid and fills `cgroup` with the cgroup it runs in (a pre-created
+  // shell's, when jailed; empty without cgroups).
+  StatusOr<pid_t> Spawn(const SpawnRequest& request, std::string* cgroup = nullptr);
   // SIGKILLs the child's whole process group, unless the child was already reaped.
   Status Kill(pid_t pid);
   // Readable socket of ExitEvent records (one per datagram).

@@ -63,6 +63,10 @@ constexpr const char* kMigrations[] = {
       PRIMARY KEY (name, alias)
     );
     )sql",
+    // 3: CPU time actually used, per invocation (cgroup, or the runtime process's rusage).
+    R"sql(
+    ALTER TABLE invocations ADD COLUMN cpu_us INTEGER NOT NULL DEFAULT 0;
+    )sql",
 };
 
 }  // namespace

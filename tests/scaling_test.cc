@@ -168,6 +168,24 @@ TEST(ScalingTest, RedeployDrainsWithoutFailingInFlightRequests) {
   RemoveDir(v2);
 }
 
+// Regression: after a redeploy, calls to the old version (an alias or qualifier) were all
+// cold starts, because its pool stopped every idle instance at once.
+TEST(ScalingTest, OldVersionStillCalledStaysWarm) {
+  auto server = ThawServer::Start();
+  std::string v1 = PythonBundle("svc", kSlow);
+  ASSERT_EQ(server->Deploy("svc", v1).status, 201);
+  ASSERT_EQ(server->Deploy("svc", v1).status, 201);  // version 2 replaces 1
+  auto first = server->Invoke("svc", R"({"s":0})", "1");
+  ASSERT_EQ(first.status, 200);
+  EXPECT_EQ(first.Header("x-thaw-cold-start"), "true");
+  // Several scheduler ticks (every 100 ms) pass: the instance must survive them.
+  EXPECT_FALSE(Eventually([&] { return Instances(*server, "svc", "ready") == 0; }, 500));
+  auto second = server->Invoke("svc", R"({"s":0})", "1");
+  EXPECT_EQ(second.Header("x-thaw-cold-start"), "false");
+  EXPECT_EQ(second.body, first.body);
+  RemoveDir(v1);
+}
+
 TEST(ScalingTest, DeleteLetsInFlightRequestsFinish) {
   auto server = ThawServer::Start();
   std::string dir = PythonBundle("doomed", kSlow);

@@ -74,7 +74,7 @@ TickPlan Tick(const PoolView& pool, const Limits& limits, int64_t now_us) {
   int64_t warm = c.ready + c.starting;
   for (const InstanceView* i : idle) {
     if (pool.queued > 0) break;  // they are about to get work
-    bool expired = pool.draining || now_us - i->idle_since_us >= limits.idle_timeout_us;
+    bool expired = pool.stop_idle_now || now_us - i->idle_since_us >= limits.idle_timeout_us;
     if (!expired || warm <= keep_warm) continue;
     plan.stop.push_back(i->id);
     --warm;

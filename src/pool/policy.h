@@ -26,6 +26,10 @@ struct PoolView {
   std::vector<InstanceView> instances;
   int64_t queued = 0;      // requests waiting for a slot
   bool draining = false;   // the version was replaced or deleted: keep nothing warm
+  // Draining and no call since: stop idle instances now, not after the idle timeout. A
+  // replaced version that still gets calls (through an alias or a qualifier) keeps its
+  // instances for the usual idle timeout instead of starting cold every time.
+  bool stop_idle_now = false;
 };
 
 struct Limits {

@@ -115,6 +115,7 @@ PoolView FunctionPool::ViewLocked() const {
   }
   view.queued = static_cast<int64_t>(queue_.size());
   view.draining = draining_;
+  view.stop_idle_now = draining_ && !called_since_drain_;
   return view;
 }
 
@@ -135,6 +136,7 @@ void FunctionPool::Submit(InvocationPtr inv) {
       r.error_message = "thaw is shutting down";
       Fail(std::move(inv), std::move(r), fx);
     } else {
+      called_since_drain_ = true;
       Admission a = Admit(ViewLocked(), LimitsLocked());
       switch (a.kind) {
         case Admission::Kind::kDispatch:
@@ -768,6 +770,7 @@ void FunctionPool::Drain() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     draining_ = true;
+    called_since_drain_ = false;
     ApplyTickLocked(fx);
   }
   Apply(fx);

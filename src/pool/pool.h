@@ -240,6 +240,7 @@ class FunctionPool : public std::enable_shared_from_this<FunctionPool> {
   std::deque<InvocationPtr> queue_;            // guarded by mu_
   uint64_t next_instance_id_ = 1;              // guarded by mu_
   bool draining_ = false;                      // guarded by mu_
+  bool called_since_drain_ = false;            // guarded by mu_
   bool shut_down_ = false;                     // guarded by mu_
 };
 

@@ -638,9 +638,10 @@ void FunctionPool::OnDeadline(uint64_t instance_id, const std::string& request_i
     r.kind = Result::Kind::kTimeout;
     r.error_type = "Sandbox.Timedout";
     r.error_message = msg;
-    FinishLocked(inst, inv, std::move(r), fx);
+    // Before END/REPORT, where Lambda writes it.
     ctx_->logs->Append(version_->function, request_id, "platform",
                        "RequestId: " + request_id + " Error: " + msg);
+    FinishLocked(inst, inv, std::move(r), fx);
     // Its process tree may still be running the handler: kill it all; a fresh one replaces it.
     StopInstanceLocked(inst, fx);
   }

@@ -36,7 +36,8 @@ int main(int argc, char** argv) {
   std::vector<double> ms;
   for (int i = 0; i < samples; ++i) {
     // The function is deployed with idle_timeout_s: 0, so it scales to zero on the next tick.
-    while (!ScaledToZero(server, key, fn)) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    while (!ScaledToZero(server, key, fn))
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
     auto start = std::chrono::steady_clock::now();
     auto r = thaw::cli::HttpCall(server, "POST", "/v1/functions/" + fn + "/invoke", "{}",
                                  {{"Authorization", "Bearer " + key}});
@@ -48,7 +49,9 @@ int main(int argc, char** argv) {
     ms.push_back(std::chrono::duration<double, std::milli>(end - start).count());
   }
   std::sort(ms.begin(), ms.end());
-  auto pct = [&](double p) { return ms[std::min(ms.size() - 1, static_cast<size_t>(p * ms.size()))]; };
+  auto pct = [&](double p) {
+    return ms[std::min(ms.size() - 1, static_cast<size_t>(p * ms.size()))];
+  };
   std::printf("p50=%.2f p99=%.2f min=%.2f max=%.2f n=%zu\n", pct(0.5), pct(0.99), ms.front(),
               ms.back(), ms.size());
   return 0;

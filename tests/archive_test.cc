@@ -4,8 +4,6 @@
 // outside dest" is checked as "the temp folder holds nothing but what we put there".
 #include "registry/archive.h"
 
-#include "common/files.h"
-
 #include <archive.h>
 #include <archive_entry.h>
 #include <gtest/gtest.h>
@@ -22,6 +20,8 @@
 #include <sstream>
 #include <string>
 #include <vector>
+
+#include "common/files.h"
 
 namespace thaw::registry {
 namespace {
@@ -567,8 +567,8 @@ namespace {
 // Regression: a zip whose failure libarchive reports without a message made Unpack build a
 // std::string from a null pointer and crash (found by `make fuzz`).
 TEST(ArchiveRegressionTest, NullErrorStringIsRefusedNotACrash) {
-  auto data = ReadFile(std::string(THAW_SOURCE_DIR) +
-                       "/fuzz/corpus/archive/regression-null-error-string");
+  auto data =
+      ReadFile(std::string(THAW_SOURCE_DIR) + "/fuzz/corpus/archive/regression-null-error-string");
   ASSERT_TRUE(data.ok());
   char tmpl[] = "/tmp/thaw-archive-regression-XXXXXX";
   std::string base = ::mkdtemp(tmpl);

@@ -57,6 +57,17 @@ TEST_F(CliTest, DeployInvokeListGetLogsUsageRemove) {
   EXPECT_NE(logs.out.find("REPORT RequestId"), std::string::npos);
   auto usage = Thaw("usage");
   EXPECT_NE(usage.out.find("hello-python"), std::string::npos) << usage.out;
+  EXPECT_NE(usage.out.find("TOTAL"), std::string::npos) << usage.out;
+  auto csv = Thaw("usage --csv --group-by day");
+  EXPECT_EQ(csv.exit_code, 0) << csv.out;
+  EXPECT_EQ(csv.out.rfind("day,invocations,success,", 0), 0u) << csv.out;
+  EXPECT_NE(csv.out.find("\nTOTAL,3,3,"), std::string::npos) << csv.out;
+  auto advise = Thaw("advise hello-python");
+  EXPECT_EQ(advise.exit_code, 0) << advise.out;
+  EXPECT_NE(advise.out.find("hello-python: stay serverless"), std::string::npos) << advise.out;
+  auto tenant = Thaw("usage --group-by tenant");
+  EXPECT_NE(tenant.exit_code, 0);
+  EXPECT_NE(tenant.out.find("tenants are not built yet"), std::string::npos) << tenant.out;
   auto rm = Thaw("rm hello-python");
   EXPECT_EQ(rm.exit_code, 0);
   EXPECT_EQ(Thaw("ls --json").out.find("hello-python"), std::string::npos);

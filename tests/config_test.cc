@@ -148,6 +148,11 @@ TEST(ConfigTest, KnobTableMatchesParser) {
       {"auth", "true"},
       {"sandbox", "false"},
       {"node", "/usr/bin/node"},
+      {"price_request_micro_per_million", "200000"},
+      {"price_gb_second_pico", "16666700"},
+      {"price_cpu_second_pico", "0"},
+      {"price_peak_gb_second_pico", "2500000"},
+      {"price_instance_hour_micro", "20800"},
   };
   std::set<std::string> documented;
   for (const Knob& k : kKnobs) {
@@ -207,6 +212,11 @@ std::vector<BadValueCase> BadValueCases() {
       {"SandboxYes", "sandbox", "yes", "config sandbox: expected true or false"},
       {"ListenWithoutPort", "listen", "localhost", "config listen: expected ADDRESS:PORT"},
       {"DataDirEmpty", "data_dir", "", "config data_dir"},
+      {"PriceNegative", "price_gb_second_pico", "-1", "config price_gb_second_pico"},
+      {"PriceFraction", "price_request_micro_per_million", "0.2",
+       "config price_request_micro_per_million"},
+      {"PriceDollars", "price_instance_hour_micro", "$0.02", "config price_instance_hour_micro"},
+      {"PriceTooLarge", "price_cpu_second_pico", "1000000000001", "config price_cpu_second_pico"},
       {"UnknownKnob", "thread", "4", "unknown setting 'thread'"},
       {"UnknownKnobWithDash", "log-level", "info", "unknown setting 'log-level'"},
       {"ClientOnlyServerKnob", "server", "http://x", "unknown setting 'server'"},

@@ -61,8 +61,9 @@ TEST_F(FailuresTest, RuntimeExitMidInvocationIsExitErrorAndInstanceIsReplaced) {
 }
 
 TEST_F(FailuresTest, CrashDoesNotDisturbOtherRequests) {
-  DeployPython("crasher", "import os, time\ndef handler(e, c):\n"
-                          "    if e.get('exit'): os._exit(1)\n    time.sleep(0.2)\n    return 'ok'\n",
+  DeployPython("crasher",
+               "import os, time\ndef handler(e, c):\n"
+               "    if e.get('exit'): os._exit(1)\n    time.sleep(0.2)\n    return 'ok'\n",
                "max_instances: 4\n");
   std::vector<std::future<HttpResult>> calls;
   for (int i = 0; i < 3; ++i) {
@@ -110,8 +111,9 @@ TEST_F(FailuresTest, TimeoutKillsTheWholeProcessTree) {
 }
 
 TEST_F(FailuresTest, ImportErrorIsInitErrorWithLogTail) {
-  DeployPython("noimport", "print('loading model weights')\nimport not_a_module\n"
-                           "def handler(e, c): return 1\n");
+  DeployPython("noimport",
+               "print('loading model weights')\nimport not_a_module\n"
+               "def handler(e, c): return 1\n");
   auto r = server_->Invoke("noimport");
   EXPECT_EQ(r.status, 502);
   EXPECT_EQ(JsonField(r.body, "errorType"), "Runtime.InitError");
@@ -121,9 +123,10 @@ TEST_F(FailuresTest, ImportErrorIsInitErrorWithLogTail) {
 }
 
 TEST_F(FailuresTest, BootstrapThatExitsDuringInitIsInitError) {
-  dirs_.push_back(MakeBundle({{"thaw.yaml", "runtime: provided\n"},
-                              {"bootstrap", "#!/bin/sh\necho 'cannot open model.bin' >&2\nexit 4\n"}},
-                             {"bootstrap"}));
+  dirs_.push_back(
+      MakeBundle({{"thaw.yaml", "runtime: provided\n"},
+                  {"bootstrap", "#!/bin/sh\necho 'cannot open model.bin' >&2\nexit 4\n"}},
+                 {"bootstrap"}));
   ASSERT_EQ(server_->Deploy("quitter", dirs_.back()).status, 201);
   auto r = server_->Invoke("quitter");
   EXPECT_EQ(r.status, 502);
@@ -135,9 +138,9 @@ TEST_F(FailuresTest, BootstrapThatExitsDuringInitIsInitError) {
 
 TEST_F(FailuresTest, BootstrapThatNeverAsksForWorkHitsTheInitTimeout) {
   auto server = ThawServer::Start({"--init-timeout-ms", "500"});
-  std::string dir = MakeBundle({{"thaw.yaml", "runtime: provided\n"},
-                                {"bootstrap", "#!/bin/sh\nexec sleep 60\n"}},
-                               {"bootstrap"});
+  std::string dir = MakeBundle(
+      {{"thaw.yaml", "runtime: provided\n"}, {"bootstrap", "#!/bin/sh\nexec sleep 60\n"}},
+      {"bootstrap"});
   ASSERT_EQ(server->Deploy("stuck", dir).status, 201);
   auto r = server->Invoke("stuck");
   EXPECT_EQ(r.status, 502);
@@ -162,8 +165,9 @@ TEST_F(FailuresTest, UnknownFunctionIs404) {
 }
 
 TEST_F(FailuresTest, MalformedHttpGetsA400) {
-  std::string reply = RawExchange(server_->url(), "GET /v1/functions HTTP/1.1\r\n"
-                                                  "Content-Length: abc\r\n\r\n");
+  std::string reply = RawExchange(server_->url(),
+                                  "GET /v1/functions HTTP/1.1\r\n"
+                                  "Content-Length: abc\r\n\r\n");
   EXPECT_TRUE(reply.starts_with("HTTP/1.1 400")) << reply;
   EXPECT_NE(reply.find("InvalidRequestContentException"), std::string::npos) << reply;
 }

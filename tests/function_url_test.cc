@@ -19,7 +19,8 @@ const std::string kEcho =
     "    if event.get('rawPath') == '/plain': return 'just a string'\n"
     "    if event.get('rawPath') == '/binary':\n"
     "        return {'statusCode': 200, 'headers': {'content-type': 'image/png'},\n"
-    "                'body': base64.b64encode(b'\\x89PNG\\x00').decode(), 'isBase64Encoded': True}\n"
+    "                'body': base64.b64encode(b'\\x89PNG\\x00').decode(), 'isBase64Encoded': "
+    "True}\n"
     "    return {'statusCode': 201, 'headers': {'x-echo': 'yes'}, 'cookies': ['a=1', 'b=2'],\n"
     "            'body': json.dumps(event)}\n";
 
@@ -27,10 +28,10 @@ TEST(FunctionUrlTest, RequestBecomesEventAndAnswerBecomesResponse) {
   auto server = ThawServer::Start();
   std::string dir = PythonBundle("web", kEcho, "url_auth: none\n");
   ASSERT_EQ(server->Deploy("web", dir).status, 201);
-  auto r = server->Call("PUT", "/fn/web/items/42?color=red&size=9&color=blue", R"({"n":1})",
-                        {{"Content-Type", "application/json"}, {"Cookie", "s=abc; t=def"},
-                         {"X-Custom", "v"}},
-                        /*auth=*/false);
+  auto r = server->Call(
+      "PUT", "/fn/web/items/42?color=red&size=9&color=blue", R"({"n":1})",
+      {{"Content-Type", "application/json"}, {"Cookie", "s=abc; t=def"}, {"X-Custom", "v"}},
+      /*auth=*/false);
   ASSERT_EQ(r.status, 201) << r.body;
   EXPECT_EQ(r.Header("x-echo"), "yes");
   json::object e = json::parse(r.body).as_object();

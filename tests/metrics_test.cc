@@ -42,7 +42,8 @@ TEST(MetricsTest, CountsAndHistogramsAddUp) {
   g.meter_pending = 5;
   std::string text = registry.Render(g);
   EXPECT_NE(text.find("thaw_invocations_total{function=\"hello\",status=\"success\"} 2\n"),
-            std::string::npos) << text;
+            std::string::npos)
+      << text;
   EXPECT_NE(text.find("thaw_invocations_total{function=\"hello\",status=\"timeout\"} 1\n"),
             std::string::npos);
   EXPECT_NE(text.find("thaw_throttles_total{function=\"hello\"} 1\n"), std::string::npos);
@@ -50,12 +51,14 @@ TEST(MetricsTest, CountsAndHistogramsAddUp) {
   // Throttled calls never ran: three durations, the 0.8 ms one in the 1 ms bucket.
   EXPECT_NE(text.find("thaw_invocation_duration_seconds_count{function=\"hello\"} 3\n"),
             std::string::npos);
-  EXPECT_NE(text.find("thaw_invocation_duration_seconds_bucket{function=\"hello\",le=\"0.001\"} 1\n"),
-            std::string::npos);
+  EXPECT_NE(
+      text.find("thaw_invocation_duration_seconds_bucket{function=\"hello\",le=\"0.001\"} 1\n"),
+      std::string::npos);
   EXPECT_NE(text.find("thaw_invocation_duration_seconds_bucket{function=\"hello\",le=\"2.5\"} 2\n"),
             std::string::npos);
-  EXPECT_NE(text.find("thaw_invocation_duration_seconds_bucket{function=\"hello\",le=\"+Inf\"} 3\n"),
-            std::string::npos);
+  EXPECT_NE(
+      text.find("thaw_invocation_duration_seconds_bucket{function=\"hello\",le=\"+Inf\"} 3\n"),
+      std::string::npos);
   EXPECT_NE(text.find("thaw_instances{function=\"hello\",state=\"ready\"} 2\n"), std::string::npos);
   EXPECT_NE(text.find("thaw_queue_depth{function=\"hello\"} 1\n"), std::string::npos);
   EXPECT_NE(text.find("thaw_meter_write_lag_records 5\n"), std::string::npos);

@@ -101,8 +101,9 @@ TEST_F(PlatformTest, VersionsAndQualifiers) {
 }
 
 TEST_F(PlatformTest, BadManifestIsRefusedAndLeavesNothing) {
-  std::string dir = MakeBundle({{"thaw.yaml", "runtime: python3\nhandler: app.handler\n"
-                                              "memory_mb: lots\n"},
+  std::string dir = MakeBundle({{"thaw.yaml",
+                                 "runtime: python3\nhandler: app.handler\n"
+                                 "memory_mb: lots\n"},
                                 {"app.py", "def handler(e, c): return 1\n"}});
   auto r = server_->Deploy("broken", dir);
   EXPECT_EQ(r.status, 400);
@@ -110,7 +111,8 @@ TEST_F(PlatformTest, BadManifestIsRefusedAndLeavesNothing) {
   EXPECT_EQ(server_->Call("GET", "/v1/functions/broken").status, 404);
   EXPECT_TRUE(std::filesystem::is_empty(server_->data_dir() + "/bundles"));
   EXPECT_TRUE(std::filesystem::is_empty(server_->data_dir() + "/tmp"));
-  std::string unknown = MakeBundle({{"thaw.yaml", "runtime: python3\nhandler: a.b\ncolour: red\n"}});
+  std::string unknown =
+      MakeBundle({{"thaw.yaml", "runtime: python3\nhandler: a.b\ncolour: red\n"}});
   auto u = server_->Deploy("broken", unknown);
   EXPECT_EQ(u.status, 400);
   EXPECT_NE(u.body.find("colour"), std::string::npos);
@@ -150,9 +152,10 @@ while True:
     urllib.request.urlopen(urllib.request.Request(api + rid + "/response",
                            data=json.dumps(out).encode(), method="POST")).read()
 )";
-  std::string dir = MakeBundle({{"thaw.yaml", "runtime: provided.al2023\nhandler: my.handler\n"
-                                              "memory_mb: 256\ntimeout_s: 7\n"
-                                              "environment: {GREETING: hi}\n"},
+  std::string dir = MakeBundle({{"thaw.yaml",
+                                 "runtime: provided.al2023\nhandler: my.handler\n"
+                                 "memory_mb: 256\ntimeout_s: 7\n"
+                                 "environment: {GREETING: hi}\n"},
                                 {"bootstrap", bootstrap}},
                                {"bootstrap"});
   ASSERT_EQ(server_->Deploy("probe", dir).status, 201);
@@ -166,8 +169,9 @@ while True:
   int64_t now = o["now_ms"].as_int64();
   EXPECT_GT(deadline - now, 5000);
   EXPECT_LE(deadline - now, 7000);
-  EXPECT_NE(std::string(h["lambda-runtime-invoked-function-arn"].as_string()).find(":function:probe"),
-            std::string::npos);
+  EXPECT_NE(
+      std::string(h["lambda-runtime-invoked-function-arn"].as_string()).find(":function:probe"),
+      std::string::npos);
   EXPECT_TRUE(std::string(h["lambda-runtime-trace-id"].as_string()).starts_with("Root=1-"));
   EXPECT_EQ(h["lambda-runtime-client-context"].as_string(), R"({"custom":{"a":1}})");
   EXPECT_EQ(o["event"].as_string(), R"({"k":1})");
@@ -237,13 +241,14 @@ TEST_F(PlatformTest, LogsCarryRequestIdsAndReportLines) {
   EXPECT_EQ(mine[1], "greeting zed");
   EXPECT_EQ(mine[2], "END RequestId: " + rid);
   EXPECT_TRUE(mine[3].starts_with("REPORT RequestId: " + rid + "\tDuration: ")) << mine[3];
-  for (const char* part : {"Billed Duration: ", "Memory Size: 256 MB", "Max Memory Used: ",
-                           "Init Duration: "}) {
+  for (const char* part :
+       {"Billed Duration: ", "Memory Size: 256 MB", "Max Memory Used: ", "Init Duration: "}) {
     EXPECT_NE(mine[3].find(part), std::string::npos) << part;
   }
   // Followers ask for what came after the last line they saw.
   int64_t next = json::parse(logs.body).as_object()["next"].as_int64();
-  auto after = server_->Call("GET", "/v1/functions/hello-python/logs?since=" + std::to_string(next));
+  auto after =
+      server_->Call("GET", "/v1/functions/hello-python/logs?since=" + std::to_string(next));
   EXPECT_EQ(json::parse(after.body).as_object()["lines"].as_array().size(), 0u);
   // Lines also reach the log file.
   EXPECT_TRUE(Eventually(
@@ -268,10 +273,11 @@ TEST_F(PlatformTest, UsageCountsEveryInvocation) {
 }
 
 TEST_F(PlatformTest, UsageCountsCpuActuallyUsed) {
-  std::string dir = PythonBundle("burn", "import time\ndef handler(e, c):\n"
-                                         "    end = time.process_time() + e['cpu']\n"
-                                         "    while time.process_time() < end: pass\n"
-                                         "    time.sleep(e['idle'])\n");
+  std::string dir = PythonBundle("burn",
+                                 "import time\ndef handler(e, c):\n"
+                                 "    end = time.process_time() + e['cpu']\n"
+                                 "    while time.process_time() < end: pass\n"
+                                 "    time.sleep(e['idle'])\n");
   ASSERT_EQ(server_->Deploy("burn", dir).status, 201);
   ASSERT_EQ(server_->Invoke("burn", R"({"cpu":0.3,"idle":0.3})").status, 200);
   auto u = server_->Call("GET", "/v1/usage?function=burn");
@@ -303,8 +309,9 @@ TEST(PlatformRestartTest, KillNineKeepsFunctionsAndRecords) {
 
 TEST(PlatformShutdownTest, SigtermFinishesInFlightInvocations) {
   auto server = ThawServer::Start();
-  std::string dir = PythonBundle("slow", "import time\ndef handler(e, c):\n"
-                                         "    time.sleep(0.5)\n    return 'done'\n");
+  std::string dir = PythonBundle("slow",
+                                 "import time\ndef handler(e, c):\n"
+                                 "    time.sleep(0.5)\n    return 'done'\n");
   ASSERT_EQ(server->Deploy("slow", dir).status, 201);
   auto inflight = std::async(std::launch::async, [&] { return server->Invoke("slow"); });
   ASSERT_TRUE(server->WaitForFunction("slow", "\"inflight\":1", 10000));
@@ -330,11 +337,12 @@ TEST(NodejsTest, HelloNodeAndItsErrorsAndCallbacks) {
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_EQ(JsonField(r.body, "message"), "hello, ada");
   EXPECT_EQ(JsonField(r.body, "requestId"), r.Header("x-thaw-request-id"));
-  std::string dir = MakeBundle(
-      {{"thaw.yaml", "runtime: nodejs\nhandler: index.handler\n"},
-       {"index.js", "exports.handler = (event, context, callback) => {\n"
-                    "  if (event.fail) return callback(new TypeError('no ' + event.fail));\n"
-                    "  callback(null, {sum: event.a + event.b});\n};\n"}});
+  std::string dir =
+      MakeBundle({{"thaw.yaml", "runtime: nodejs\nhandler: index.handler\n"},
+                  {"index.js",
+                   "exports.handler = (event, context, callback) => {\n"
+                   "  if (event.fail) return callback(new TypeError('no ' + event.fail));\n"
+                   "  callback(null, {sum: event.a + event.b});\n};\n"}});
   ASSERT_EQ(server->Deploy("cb", dir).status, 201);
   EXPECT_EQ(server->Invoke("cb", R"({"a":2,"b":3})").body, R"({"sum":5})");
   auto err = server->Invoke("cb", R"({"fail":"way"})");
@@ -353,7 +361,8 @@ TEST(MetricsEndpointTest, PrometheusTextThatPromtoolAccepts) {
   ASSERT_EQ(m.status, 200);
   EXPECT_TRUE(m.Header("content-type").starts_with("text/plain; version=0.0.4"));
   EXPECT_NE(m.body.find("thaw_invocations_total{function=\"hello-cpp\",status=\"success\"} 3\n"),
-            std::string::npos) << m.body;
+            std::string::npos)
+      << m.body;
   EXPECT_NE(m.body.find("thaw_cold_starts_total{function=\"hello-cpp\"} 1\n"), std::string::npos);
   EXPECT_NE(m.body.find("thaw_instances{function=\"hello-cpp\",state=\"ready\"} 1\n"),
             std::string::npos);

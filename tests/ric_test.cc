@@ -4,13 +4,12 @@
 // to thaw. The npm_ric ctest fixture (tests/clients/install_ric.sh) installs it into
 // build/npm; running the binary by hand installs it here. A failed install fails the tests.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
-
-#include <unistd.h>
 
 #include "server_fixture.h"
 
@@ -41,7 +40,8 @@ class RicTest : public ::testing::Test {
   }
   void SetUp() override {
     ASSERT_EQ(install_status_, 0) << "could not install aws-lambda-ric@3.3.0 into " << kNpmDir
-                                  << ":\n" << install_output_;
+                                  << ":\n"
+                                  << install_output_;
     server_ = ThawServer::Start();
   }
   void TearDown() override {

@@ -114,15 +114,16 @@ TEST_F(SandboxTest, HostFilesProcessesAndPrivilegesAreOutOfReach) {
   EXPECT_EQ(o["data_dir"].as_string(), "No such file or directory");
   EXPECT_EQ(o["write_task"].as_string(), "Read-only file system");
   EXPECT_EQ(o["pids"].as_array().size(), 1u) << r.body;  // only itself, as PID 1
-  EXPECT_GE(o["uid"].as_int64(), 200000);  // a uid of its own, no host account's
+  EXPECT_GE(o["uid"].as_int64(), 200000);                // a uid of its own, no host account's
   EXPECT_EQ(o["unshare"].as_string(), "Operation not permitted");
   EXPECT_EQ(o["task_root"].as_string(), "/var/task");
 }
 
 TEST_F(SandboxTest, AnotherInstancesRuntimeApiIsOutOfReach) {
   // The victim tells us where its Runtime API listens and then waits for its next event.
-  DeployPython("victim", "import os\ndef handler(e, c):\n"
-                         "    return os.environ['AWS_LAMBDA_RUNTIME_API']\n");
+  DeployPython("victim",
+               "import os\ndef handler(e, c):\n"
+               "    return os.environ['AWS_LAMBDA_RUNTIME_API']\n");
   DeployPython("thief",
                "import http.client\n"
                "def handler(e, c):\n"

@@ -69,9 +69,10 @@ threads = [threading.Thread(target=loop) for _ in range(3)]
 for t in threads: t.start()
 for t in threads: t.join()
 )";
-  std::string dir = MakeBundle({{"thaw.yaml", "runtime: provided\nconcurrency: 3\nmax_instances: 1\n"},
-                                {"bootstrap", bootstrap}},
-                               {"bootstrap"});
+  std::string dir =
+      MakeBundle({{"thaw.yaml", "runtime: provided\nconcurrency: 3\nmax_instances: 1\n"},
+                  {"bootstrap", bootstrap}},
+                 {"bootstrap"});
   ASSERT_EQ(server->Deploy("multi", dir).status, 201);
   ASSERT_EQ(server->Invoke("multi").status, 200);  // warm it up
   auto start = std::chrono::steady_clock::now();
@@ -98,7 +99,8 @@ TEST(ScalingTest, FullQueueAndQueueTimeoutAre429) {
   ASSERT_EQ(server->Invoke("slow", R"({"s":0})").status, 200);
   auto busy = std::async(std::launch::async, [&] { return server->Invoke("slow", R"({"s":1})"); });
   ASSERT_TRUE(server->WaitForFunction("slow", "\"inflight\":1", 5000));
-  auto queued = std::async(std::launch::async, [&] { return server->Invoke("slow", R"({"s":0})"); });
+  auto queued =
+      std::async(std::launch::async, [&] { return server->Invoke("slow", R"({"s":0})"); });
   ASSERT_TRUE(server->WaitForFunction("slow", "\"queued\":1", 5000));
   auto rejected = server->Invoke("slow");
   EXPECT_EQ(rejected.status, 429);
@@ -151,11 +153,13 @@ TEST(ScalingTest, MinInstancesAreKeptWarmAndReplaced) {
 
 TEST(ScalingTest, RedeployDrainsWithoutFailingInFlightRequests) {
   auto server = ThawServer::Start();
-  std::string v1 = PythonBundle("svc", "import time\ndef handler(e, c):\n"
-                                       "    time.sleep(e.get('s', 0))\n    return 'v1'\n");
+  std::string v1 = PythonBundle("svc",
+                                "import time\ndef handler(e, c):\n"
+                                "    time.sleep(e.get('s', 0))\n    return 'v1'\n");
   std::string v2 = PythonBundle("svc", "def handler(e, c):\n    return 'v2'\n");
   ASSERT_EQ(server->Deploy("svc", v1).status, 201);
-  auto inflight = std::async(std::launch::async, [&] { return server->Invoke("svc", R"({"s":0.8})"); });
+  auto inflight =
+      std::async(std::launch::async, [&] { return server->Invoke("svc", R"({"s":0.8})"); });
   ASSERT_TRUE(server->WaitForFunction("svc", "\"inflight\":1", 5000));
   ASSERT_EQ(server->Deploy("svc", v2).status, 201);
   EXPECT_EQ(server->Invoke("svc").body, "\"v2\"");
@@ -190,7 +194,8 @@ TEST(ScalingTest, DeleteLetsInFlightRequestsFinish) {
   auto server = ThawServer::Start();
   std::string dir = PythonBundle("doomed", kSlow);
   ASSERT_EQ(server->Deploy("doomed", dir).status, 201);
-  auto inflight = std::async(std::launch::async, [&] { return server->Invoke("doomed", R"({"s":0.5})"); });
+  auto inflight =
+      std::async(std::launch::async, [&] { return server->Invoke("doomed", R"({"s":0.5})"); });
   ASSERT_TRUE(server->WaitForFunction("doomed", "\"inflight\":1", 5000));
   EXPECT_EQ(server->Call("DELETE", "/v1/functions/doomed").status, 204);
   EXPECT_EQ(inflight.get().status, 200);

@@ -3,9 +3,9 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
-#include <sys/socket.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -41,8 +41,8 @@ std::unique_ptr<ThawServer> ThawServer::Start(std::vector<std::string> flags,
   s->data_dir_ = data_dir;
   int out[2];
   if (::pipe2(out, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
-  std::vector<std::string> args = {THAW_BINARY, "serve", "--listen", "127.0.0.1:0",
-                                   "--data-dir", data_dir};
+  std::vector<std::string> args = {THAW_BINARY,   "serve",      "--listen",
+                                   "127.0.0.1:0", "--data-dir", data_dir};
   args.insert(args.end(), flags.begin(), flags.end());
   pid_t pid = ::fork();
   if (pid == 0) {
@@ -173,9 +173,9 @@ std::string MakeBundle(const std::map<std::string, std::string>& files,
 
 std::string PythonBundle(const std::string& name, const std::string& code,
                          const std::string& extra_yaml) {
-  return MakeBundle({{"thaw.yaml", "name: " + name +
-                                       "\nruntime: python3\nhandler: app.handler\n" + extra_yaml},
-                     {"app.py", code}});
+  return MakeBundle(
+      {{"thaw.yaml", "name: " + name + "\nruntime: python3\nhandler: app.handler\n" + extra_yaml},
+       {"app.py", code}});
 }
 
 void RemoveDir(const std::string& dir) {

@@ -3,19 +3,18 @@
 // except Call/Invoke, which tests use from several threads at once.
 #pragma once
 
+#include <gtest/gtest.h>
 #include <sys/types.h>
 
 #include <condition_variable>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <set>
 #include <string>
-#include <functional>
 #include <thread>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "cli/http_client.h"
 

@@ -1,8 +1,6 @@
 // Implementation notes: plain POSIX sockets and a minimal HTTP/1.1 reader (Content-Length and
 // chunked bodies) keep the runtime's start-up to a connect() and its per-call overhead to two
 // writes and two reads.
-#include "thaw/runtime.h"
-
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -17,6 +15,8 @@
 #include <exception>
 #include <string_view>
 #include <typeinfo>
+
+#include "thaw/runtime.h"
 
 namespace thaw::runtime {
 namespace {
@@ -144,14 +144,22 @@ class Connection {
       std::string_view name(line.data(), colon);
       std::string_view value(line.data() + colon + 1, line.size() - colon - 1);
       while (!value.empty() && value.front() == ' ') value.remove_prefix(1);
-      if (IEquals(name, "content-length")) content_length = std::strtoull(value.data(), nullptr, 10);
-      else if (IEquals(name, "transfer-encoding")) chunked = IEquals(value, "chunked");
-      else if (IEquals(name, "lambda-runtime-aws-request-id")) out.request_id = value;
-      else if (IEquals(name, "lambda-runtime-deadline-ms")) out.deadline = value;
-      else if (IEquals(name, "lambda-runtime-invoked-function-arn")) out.arn = value;
-      else if (IEquals(name, "lambda-runtime-trace-id")) out.trace = value;
-      else if (IEquals(name, "lambda-runtime-client-context")) out.client_context = value;
-      else if (IEquals(name, "lambda-runtime-cognito-identity")) out.cognito = value;
+      if (IEquals(name, "content-length"))
+        content_length = std::strtoull(value.data(), nullptr, 10);
+      else if (IEquals(name, "transfer-encoding"))
+        chunked = IEquals(value, "chunked");
+      else if (IEquals(name, "lambda-runtime-aws-request-id"))
+        out.request_id = value;
+      else if (IEquals(name, "lambda-runtime-deadline-ms"))
+        out.deadline = value;
+      else if (IEquals(name, "lambda-runtime-invoked-function-arn"))
+        out.arn = value;
+      else if (IEquals(name, "lambda-runtime-trace-id"))
+        out.trace = value;
+      else if (IEquals(name, "lambda-runtime-client-context"))
+        out.client_context = value;
+      else if (IEquals(name, "lambda-runtime-cognito-identity"))
+        out.cognito = value;
     }
     if (!chunked) return ReadExact(content_length, out.body);
     for (;;) {
@@ -173,8 +181,8 @@ class Connection {
   std::string buf_;
 };
 
-std::string Post(const std::string& path, const std::string& content_type,
-                 const std::string& body, const std::string& extra_headers = "") {
+std::string Post(const std::string& path, const std::string& content_type, const std::string& body,
+                 const std::string& extra_headers = "") {
   std::string req;
   req.reserve(body.size() + 256);
   req += "POST ";
@@ -191,8 +199,8 @@ std::string Post(const std::string& path, const std::string& content_type,
 }
 
 std::string ErrorJson(const std::string& type, const std::string& message) {
-  return "{\"errorType\":\"" + JsonEscape(type) + "\",\"errorMessage\":\"" +
-         JsonEscape(message) + "\"}";
+  return "{\"errorType\":\"" + JsonEscape(type) + "\",\"errorMessage\":\"" + JsonEscape(message) +
+         "\"}";
 }
 
 }  // namespace
@@ -224,11 +232,21 @@ std::string JsonEscape(const std::string& text) {
   out.reserve(text.size() + 8);
   for (unsigned char c : text) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (c < 0x20) {
           char buf[8];

@@ -42,7 +42,8 @@ int FailResponse(const HttpResult& r) {
     if (auto* m = o.if_contains("errorMessage"); m && m->is_string()) {
       message = m->as_string().c_str();
     }
-    if (!message.empty()) return Fail(type + ": " + message + " (HTTP " + std::to_string(r.status) + ")");
+    if (!message.empty())
+      return Fail(type + ": " + message + " (HTTP " + std::to_string(r.status) + ")");
   }
   return Fail("HTTP " + std::to_string(r.status) + ": " + r.body);
 }
@@ -56,9 +57,12 @@ std::string Str(const json::object& o, const char* key) {
 
 std::string HumanBytes(int64_t n) {
   char buf[32];
-  if (n < 1024) std::snprintf(buf, sizeof(buf), "%ld B", static_cast<long>(n));
-  else if (n < 1024 * 1024) std::snprintf(buf, sizeof(buf), "%.1f KB", n / 1024.0);
-  else std::snprintf(buf, sizeof(buf), "%.1f MB", n / 1048576.0);
+  if (n < 1024)
+    std::snprintf(buf, sizeof(buf), "%ld B", static_cast<long>(n));
+  else if (n < 1024 * 1024)
+    std::snprintf(buf, sizeof(buf), "%.1f KB", n / 1024.0);
+  else
+    std::snprintf(buf, sizeof(buf), "%.1f MB", n / 1048576.0);
   return buf;
 }
 
@@ -75,8 +79,8 @@ int CmdDeploy(const ClientOptions& o, const std::string& dir, const std::string&
   const std::string name = name_flag.empty() ? manifest->name : name_flag;
   auto archive = registry::PackDirectory(dir);
   if (!archive.ok()) return Fail(archive.status().message());
-  auto r = Call(o, "PUT", "/v1/functions/" + name, *archive,
-                {{"Content-Type", "application/gzip"}});
+  auto r =
+      Call(o, "PUT", "/v1/functions/" + name, *archive, {{"Content-Type", "application/gzip"}});
   if (!r.ok()) return Fail(r.status().message());
   if (r->status != 201) return FailResponse(*r);
   if (o.json) {
@@ -84,9 +88,9 @@ int CmdDeploy(const ClientOptions& o, const std::string& dir, const std::string&
     return 0;
   }
   json::object f = json::parse(r->body).as_object();
-  std::cout << "deployed " << name << " version " << Str(f, "version") << " ("
-            << Str(f, "runtime") << ", " << HumanBytes(static_cast<int64_t>(archive->size()))
-            << ", sha256 " << Str(f, "sha256").substr(0, 12) << ")\n"
+  std::cout << "deployed " << name << " version " << Str(f, "version") << " (" << Str(f, "runtime")
+            << ", " << HumanBytes(static_cast<int64_t>(archive->size())) << ", sha256 "
+            << Str(f, "sha256").substr(0, 12) << ")\n"
             << "invoke:  thaw invoke " << name << " '{}'\n"
             << "   or:   curl -H \"Authorization: Bearer $(cat .thaw/admin.key)\" -d '{}' "
             << o.server << "/v1/functions/" << name << "/invoke\n";
@@ -105,12 +109,13 @@ int CmdInvoke(const ClientOptions& o, const std::string& name, const std::string
   if (!r.ok()) return Fail(r.status().message());
   const bool cold = r->Header("x-thaw-cold-start") == "true";
   if (o.json) {
-    json::object out{{"status", r->status},
-                     {"requestId", r->Header("x-thaw-request-id")},
-                     {"version", r->Header("x-thaw-version")},
-                     {"coldStart", cold},
-                     {"initMs", std::strtod(r->Header("x-thaw-init-ms").c_str(), nullptr)},
-                     {"billedMs", std::strtoll(r->Header("x-thaw-billed-ms").c_str(), nullptr, 10)}};
+    json::object out{
+        {"status", r->status},
+        {"requestId", r->Header("x-thaw-request-id")},
+        {"version", r->Header("x-thaw-version")},
+        {"coldStart", cold},
+        {"initMs", std::strtod(r->Header("x-thaw-init-ms").c_str(), nullptr)},
+        {"billedMs", std::strtoll(r->Header("x-thaw-billed-ms").c_str(), nullptr, 10)}};
     boost::system::error_code ec;
     json::value body = json::parse(r->body, ec);
     out["payload"] = ec ? json::value(r->body) : body;
@@ -158,10 +163,10 @@ int CmdGet(const ClientOptions& o, const std::string& name) {
     return 0;
   }
   json::object f = json::parse(r->body).as_object();
-  for (const char* key : {"name", "version", "runtime", "handler", "memory_mb", "timeout_s",
-                          "concurrency", "min_instances", "max_instances", "idle_timeout_s",
-                          "sha256", "code_size", "created", "updated", "instances", "queued",
-                          "inflight", "environment"}) {
+  for (const char* key :
+       {"name", "version", "runtime", "handler", "memory_mb", "timeout_s", "concurrency",
+        "min_instances", "max_instances", "idle_timeout_s", "sha256", "code_size", "created",
+        "updated", "instances", "queued", "inflight", "environment"}) {
     std::printf("%-15s %s\n", key, Str(f, key).c_str());
   }
   std::printf("%-15s %zu\n", "versions", f["versions"].as_array().size());
@@ -172,16 +177,19 @@ int CmdRemove(const ClientOptions& o, const std::string& name) {
   auto r = Call(o, "DELETE", "/v1/functions/" + name);
   if (!r.ok()) return Fail(r.status().message());
   if (r->status != 204) return FailResponse(*r);
-  if (o.json) std::cout << json::serialize(json::object{{"deleted", name}}) << "\n";
-  else std::cout << "deleted " << name << "\n";
+  if (o.json)
+    std::cout << json::serialize(json::object{{"deleted", name}}) << "\n";
+  else
+    std::cout << "deleted " << name << "\n";
   return 0;
 }
 
 int CmdLogs(const ClientOptions& o, const std::string& name, bool follow, int64_t limit) {
   int64_t since = 0;
   for (;;) {
-    auto r = Call(o, "GET", "/v1/functions/" + name + "/logs?since=" + std::to_string(since) +
-                                "&limit=" + std::to_string(limit));
+    auto r = Call(o, "GET",
+                  "/v1/functions/" + name + "/logs?since=" + std::to_string(since) +
+                      "&limit=" + std::to_string(limit));
     if (!r.ok()) return Fail(r.status().message());
     if (r->status != 200) return FailResponse(*r);
     json::object body = json::parse(r->body).as_object();
@@ -192,8 +200,8 @@ int CmdLogs(const ClientOptions& o, const std::string& name, bool follow, int64_
       } else if (Str(lo, "stream") == "platform") {
         std::cout << Str(lo, "time") << "\t" << Str(lo, "message") << "\n";
       } else {
-        std::cout << Str(lo, "time") << "\t" << Str(lo, "requestId") << "\t"
-                  << Str(lo, "message") << "\n";
+        std::cout << Str(lo, "time") << "\t" << Str(lo, "requestId") << "\t" << Str(lo, "message")
+                  << "\n";
       }
     }
     std::cout.flush();
@@ -205,8 +213,9 @@ int CmdLogs(const ClientOptions& o, const std::string& name, bool follow, int64_
 }
 
 int CmdUsage(const ClientOptions& o, const std::string& function, const std::string& from,
-             const std::string& to) {
+             const std::string& to, const std::string& group_by, bool csv) {
   std::string target = "/v1/usage?function=" + function + "&from=" + from + "&to=" + to;
+  if (!group_by.empty()) target += "&group_by=" + group_by;
   auto r = Call(o, "GET", target);
   if (!r.ok()) return Fail(r.status().message());
   if (r->status != 200) return FailResponse(*r);
@@ -215,25 +224,73 @@ int CmdUsage(const ClientOptions& o, const std::string& function, const std::str
     return 0;
   }
   json::object body = json::parse(r->body).as_object();
-  std::printf("%-24s %11s %7s %9s %10s %12s %12s %10s\n", "FUNCTION", "INVOCATIONS", "ERRORS",
-              "THROTTLED", "COLD", "BILLED_MS", "GB_SECONDS", "AVG_MS");
-  int64_t total = 0, billed = 0;
-  double gbs = 0;
-  for (const auto& row : body["functions"].as_array()) {
-    const auto& u = row.as_object();
-    std::printf("%-24s %11ld %7ld %9ld %10ld %12ld %12.4f %10.2f\n", Str(u, "function").c_str(),
-                static_cast<long>(u.at("invocations").as_int64()),
-                static_cast<long>(u.at("errors").as_int64()),
-                static_cast<long>(u.at("throttles").as_int64()),
-                static_cast<long>(u.at("cold_starts").as_int64()),
-                static_cast<long>(u.at("billed_ms").as_int64()), u.at("gb_seconds").to_number<double>(),
-                u.at("avg_duration_ms").to_number<double>());
-    total += u.at("invocations").as_int64();
-    billed += u.at("billed_ms").as_int64();
-    gbs += u.at("gb_seconds").to_number<double>();
+  const bool by_day = Str(body, "group_by") == "day";
+  const char* key = by_day ? "day" : "function";
+  auto num = [](const json::object& u, const char* k) { return u.at(k).to_number<double>(); };
+  auto cost = [](const json::object& u, const char* k) {
+    return std::string(u.at(k).as_object().at("usd").as_string());
+  };
+  auto print = [&](const std::string& name, const json::object& u) {
+    const auto& st = u.at("by_status").as_object();
+    const char* fmt = csv ? "%s,%ld,%ld,%ld,%ld,%ld,%ld,%.3f,%.3f,%.2f,%.6f,%.6f,%.6f,%s,%s\n"
+                          : "%-24s %8ld %6ld %6ld %6ld %6ld %6ld %9.3f %9.3f %6.2f %11.4f %10.4f "
+                            "%10.4f %12s %12s\n";
+    std::printf(fmt, name.c_str(), static_cast<long>(u.at("invocations").as_int64()),
+                static_cast<long>(st.at("success").as_int64()),
+                static_cast<long>(st.at("error").as_int64()),
+                static_cast<long>(st.at("timeout").as_int64()),
+                static_cast<long>(st.at("crash").as_int64()),
+                static_cast<long>(st.at("throttled").as_int64()), num(u, "p50_duration_ms"),
+                num(u, "p99_duration_ms"), num(u, "cold_start_percent"), num(u, "gb_seconds"),
+                num(u, "cpu_seconds"), num(u, "peak_gb_seconds"), cost(u, "cost_lambda").c_str(),
+                cost(u, "cost_actual").c_str());
+  };
+  if (csv) {
+    std::printf(
+        "%s,invocations,success,error,timeout,crash,throttled,p50_ms,p99_ms,cold_pct,"
+        "gb_seconds,cpu_seconds,peak_gb_seconds,cost_lambda_usd,cost_actual_usd\n",
+        key);
+  } else {
+    std::printf("%-24s %8s %6s %6s %6s %6s %6s %9s %9s %6s %11s %10s %10s %12s %12s\n",
+                by_day ? "DAY" : "FUNCTION", "CALLS", "OK", "ERROR", "TIMEOUT", "CRASH", "THROTL",
+                "P50_MS", "P99_MS", "COLD%", "GB_S", "CPU_S", "PEAK_GB_S", "LAMBDA", "ACTUAL");
   }
-  std::printf("%-24s %11ld %7s %9s %10s %12ld %12.4f\n", "TOTAL", static_cast<long>(total), "", "",
-              "", static_cast<long>(billed), gbs);
+  for (const auto& row : body[by_day ? "days" : "functions"].as_array()) {
+    print(Str(row.as_object(), key), row.as_object());
+  }
+  print("TOTAL", body.at("total").as_object());
+  return 0;
+}
+
+int CmdAdvise(const ClientOptions& o, const std::string& function, int64_t days) {
+  auto r = Call(o, "GET", "/v1/advice?function=" + function + "&days=" + std::to_string(days));
+  if (!r.ok()) return Fail(r.status().message());
+  if (r->status != 200) return FailResponse(*r);
+  if (o.json) {
+    std::cout << r->body << "\n";
+    return 0;
+  }
+  json::object body = json::parse(r->body).as_object();
+  std::printf("over the last %ld days (%s to %s)\n", static_cast<long>(days),
+              Str(body, "from").c_str(), Str(body, "to").c_str());
+  for (const auto& row : body["functions"].as_array()) {
+    const auto& a = row.as_object();
+    auto usd = [&](const char* k) {
+      return std::string(a.at(k).as_object().at("usd").as_string());
+    };
+    std::printf("%s: %s\n  %s\n", Str(a, "function").c_str(), Str(a, "advice").c_str(),
+                Str(a, "reason").c_str());
+    std::printf(
+        "  %ld calls, %.4f req/s mean, %.1f%% cold, peak concurrency %.3f -> %ld "
+        "instance(s)\n",
+        static_cast<long>(a.at("invocations").as_int64()), a.at("mean_rps").to_number<double>(),
+        a.at("cold_start_percent").to_number<double>(),
+        a.at("peak_concurrency").to_number<double>(),
+        static_cast<long>(a.at("instances").as_int64()));
+    std::printf("  serverless %s, always-on %s, warm %s; break-even %.4f req/s\n",
+                usd("serverless_cost").c_str(), usd("always_on_cost").c_str(),
+                usd("warm_cost").c_str(), a.at("break_even_rps").to_number<double>());
+  }
   return 0;
 }
 

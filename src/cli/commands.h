@@ -7,7 +7,7 @@
 namespace thaw::cli {
 
 struct ClientOptions {
-  std::string server;   // http://host:port
+  std::string server;  // http://host:port
   std::string api_key;
   bool json = false;
 };
@@ -19,7 +19,9 @@ int CmdList(const ClientOptions& o);
 int CmdGet(const ClientOptions& o, const std::string& name);
 int CmdRemove(const ClientOptions& o, const std::string& name);
 int CmdLogs(const ClientOptions& o, const std::string& name, bool follow, int64_t limit);
+// `group_by`: function or day; `csv` prints comma-separated rows instead of a table.
 int CmdUsage(const ClientOptions& o, const std::string& function, const std::string& from,
-             const std::string& to);
+             const std::string& to, const std::string& group_by, bool csv);
+int CmdAdvise(const ClientOptions& o, const std::string& function, int64_t days);
 
 }  // namespace thaw::cli

@@ -38,7 +38,8 @@ int main(int argc, char** argv) {
   client.server = Env("THAW_SERVER", "http://127.0.0.1:8080");
   client.api_key = Env("THAW_API_KEY", "");
   app.add_option("--server", client.server, "thaw server URL (env THAW_SERVER)");
-  app.add_option("--api-key", client.api_key, "API key (env THAW_API_KEY; else DATA_DIR/admin.key)");
+  app.add_option("--api-key", client.api_key,
+                 "API key (env THAW_API_KEY; else DATA_DIR/admin.key)");
   app.add_option("--data-dir", data_dir, "local data dir, for admin.key and `serve`");
   app.add_flag("--json", client.json, "print JSON");
 
@@ -55,8 +56,9 @@ int main(int argc, char** argv) {
   }
 
   std::string dir, name, payload = "{}", qualifier, from, to, function;
-  bool follow = false;
-  int64_t limit = 200;
+  std::string group_by;
+  bool follow = false, csv = false;
+  int64_t limit = 200, days = 7;
   auto* deploy = app.add_subcommand("deploy", "pack a folder with thaw.yaml and deploy it");
   deploy->add_option("DIR", dir, "bundle folder")->required();
   deploy->add_option("--name", name, "function name (default: thaw.yaml's name)");
@@ -73,10 +75,15 @@ int main(int argc, char** argv) {
   logs->add_option("NAME", name)->required();
   logs->add_flag("-f,--follow", follow, "keep printing new lines");
   logs->add_option("--limit", limit, "most recent lines to print first");
-  auto* usage = app.add_subcommand("usage", "invocations, billed time and GB-s per function");
+  auto* usage = app.add_subcommand("usage", "invocations, durations, GB-s and cost");
   usage->add_option("--function", function);
   usage->add_option("--from", from, "unix seconds or YYYY-MM-DD");
   usage->add_option("--to", to, "unix seconds or YYYY-MM-DD");
+  usage->add_option("--group-by", group_by, "function (default) or day");
+  usage->add_flag("--csv", csv, "print comma-separated values");
+  auto* advise = app.add_subcommand("advise", "serverless, warm or always-on: cost advice");
+  advise->add_option("NAME", function, "one function (default: all)");
+  advise->add_option("--days", days, "window: the last N days (default 7)");
   auto* version = app.add_subcommand("version", "print the version");
 
   try {
@@ -104,7 +111,8 @@ int main(int argc, char** argv) {
     auto key = thaw::ReadFile(data_dir + "/admin.key");
     if (key.ok()) {
       client.api_key = *key;
-      while (!client.api_key.empty() && std::isspace(static_cast<unsigned char>(client.api_key.back()))) {
+      while (!client.api_key.empty() &&
+             std::isspace(static_cast<unsigned char>(client.api_key.back()))) {
         client.api_key.pop_back();
       }
     }
@@ -115,6 +123,7 @@ int main(int argc, char** argv) {
   if (get->parsed()) return thaw::cli::CmdGet(client, name);
   if (rm->parsed()) return thaw::cli::CmdRemove(client, name);
   if (logs->parsed()) return thaw::cli::CmdLogs(client, name, follow, limit);
-  if (usage->parsed()) return thaw::cli::CmdUsage(client, function, from, to);
+  if (usage->parsed()) return thaw::cli::CmdUsage(client, function, from, to, group_by, csv);
+  if (advise->parsed()) return thaw::cli::CmdAdvise(client, function, days);
   return 1;
 }

@@ -43,11 +43,15 @@ class [[nodiscard]] Status {
   std::string message_;
 };
 
-inline Status InvalidArgument(std::string m) { return {StatusCode::kInvalidArgument, std::move(m)}; }
+inline Status InvalidArgument(std::string m) {
+  return {StatusCode::kInvalidArgument, std::move(m)};
+}
 inline Status NotFound(std::string m) { return {StatusCode::kNotFound, std::move(m)}; }
 inline Status Internal(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
 inline Status Unavailable(std::string m) { return {StatusCode::kUnavailable, std::move(m)}; }
-inline Status PayloadTooLarge(std::string m) { return {StatusCode::kPayloadTooLarge, std::move(m)}; }
+inline Status PayloadTooLarge(std::string m) {
+  return {StatusCode::kPayloadTooLarge, std::move(m)};
+}
 inline Status FailedPrecondition(std::string m) {
   return {StatusCode::kFailedPrecondition, std::move(m)};
 }
@@ -60,7 +64,7 @@ class [[nodiscard]] StatusOr {
  public:
   // Default-constructed: an error, until assigned (async frameworks need the default).
   StatusOr() : status_(StatusCode::kInternal, "uninitialized StatusOr") {}
-  StatusOr(T value) : value_(std::move(value)) {}  // NOLINT: implicit by design
+  StatusOr(T value) : value_(std::move(value)) {}         // NOLINT: implicit by design
   StatusOr(Status status) : status_(std::move(status)) {  // NOLINT
     assert(!status_.ok());
   }
@@ -82,8 +86,8 @@ class [[nodiscard]] StatusOr {
 
 }  // namespace thaw
 
-#define THAW_RETURN_IF_ERROR(expr)       \
-  do {                                   \
-    ::thaw::Status _st = (expr);         \
-    if (!_st.ok()) return _st;           \
+#define THAW_RETURN_IF_ERROR(expr) \
+  do {                             \
+    ::thaw::Status _st = (expr);   \
+    if (!_st.ok()) return _st;     \
   } while (0)

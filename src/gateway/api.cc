@@ -2,12 +2,14 @@
 
 #include <openssl/crypto.h>
 
+#include <algorithm>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json.hpp>
 #include <boost/url/parse.hpp>
 #include <cstdio>
 #include <ctime>
+#include <map>
 
 #include "common/clock.h"
 #include "common/ids.h"
@@ -15,6 +17,8 @@
 #include "gateway/invoker.h"
 #include "gateway/lambda_api.h"
 #include "logs/log_store.h"
+#include "meter/advisor.h"
+#include "meter/cost.h"
 #include "meter/meter.h"
 #include "metrics/metrics.h"
 #include "pool/pool.h"
@@ -123,9 +127,8 @@ json::object FunctionJson(const registry::FunctionInfo& f,
   o["invoke_path"] = "/v1/functions/" + f.name + "/invoke";
   json::array versions;
   for (const auto& v : f.versions) {
-    versions.push_back(json::object{{"version", v->version},
-                                    {"sha256", v->sha256},
-                                    {"created", Iso8601(v->created_us)}});
+    versions.push_back(json::object{
+        {"version", v->version}, {"sha256", v->sha256}, {"created", Iso8601(v->created_us)}});
   }
   o["versions"] = std::move(versions);
   json::object instances{{"starting", 0}, {"ready", 0}, {"stopping", 0}};
@@ -161,8 +164,8 @@ Api::Api(ApiDeps deps)
     : deps_(std::move(deps)),
       invoker_(std::make_unique<Invoker>(deps_.registry, deps_.pools, deps_.meter)),
       lambda_(std::make_unique<LambdaApi>(LambdaDeps{deps_.registry, deps_.pools, deps_.logs,
-                                                     deps_.config, deps_.admin_key,
-                                                     invoker_.get(), &blocking_})) {}
+                                                     deps_.config, deps_.admin_key, invoker_.get(),
+                                                     &blocking_})) {}
 Api::~Api() { blocking_.join(); }
 
 uint64_t Api::BodyLimit(const http::request_header<>& header) const {
@@ -180,9 +183,9 @@ void Api::Reject(http::status status, const std::string& why, Response& res) con
   const char* type = status == http::status::payload_too_large ? "RequestTooLargeException"
                                                                : "InvalidRequestContentException";
   res.set("X-Amzn-ErrorType", type);
-  JsonBody(res, status,
-           json::object{{"errorType", type}, {"errorMessage", why}, {"Type", "User"},
-                        {"message", why}});
+  JsonBody(
+      res, status,
+      json::object{{"errorType", type}, {"errorMessage", why}, {"Type", "User"}, {"message", why}});
 }
 
 bool Api::Authorized(const Request& req) const {
@@ -209,8 +212,8 @@ asio::awaitable<void> Api::Handle(Request& req, Response& res) {
   if (LambdaApi::Owns(path)) co_return co_await lambda_->Handle(req, res);
   if (path.starts_with("/fn/")) co_return co_await FunctionUrl(req, res);
   auto parts = SplitPath(path);
-  const bool invoke = parts.size() == 4 && parts[0] == "v1" && parts[1] == "functions" &&
-                      parts[3] == "invoke";
+  const bool invoke =
+      parts.size() == 4 && parts[0] == "v1" && parts[1] == "functions" && parts[3] == "invoke";
   if (!invoke) res.set("X-Thaw-Request-Id", NewRequestId());
   if (!Authorized(req)) {
     if (invoke) res.set("X-Thaw-Request-Id", NewRequestId());
@@ -245,6 +248,9 @@ asio::awaitable<void> Api::Handle(Request& req, Response& res) {
     co_return;
   }
   if (path == "/v1/usage" && req.method() == http::verb::get) co_return co_await Usage(query, res);
+  if (path == "/v1/advice" && req.method() == http::verb::get) {
+    co_return co_await Advice(query, res);
+  }
   if (path == "/metrics" && req.method() == http::verb::get) co_return Metrics(res);
   if (path == "/v1/node" && req.method() == http::verb::get) {
     JsonBody(res, http::status::ok,
@@ -289,7 +295,8 @@ void Api::ListFunctions(Response& res) {
 
 asio::awaitable<void> Api::DeleteFunction(const std::string& name, Response& res) {
   Status st = co_await asio::co_spawn(
-      blocking_, [this, &name]() -> asio::awaitable<Status> { co_return deps_.registry->Delete(name); },
+      blocking_,
+      [this, &name]() -> asio::awaitable<Status> { co_return deps_.registry->Delete(name); },
       asio::use_awaitable);
   if (!st.ok()) co_return StatusBody(res, st);
   // Its instances drain: in-flight and queued requests still finish.
@@ -360,39 +367,183 @@ void Api::Logs(const std::string& name, const std::string& query, Response& res)
   JsonBody(res, http::status::ok, json::object{{"lines", std::move(lines)}, {"next", next}});
 }
 
+namespace {
+
+meter::PriceSheet PricesFrom(const server::Config& c) {
+  meter::PriceSheet p;
+  p.request_pico = c.price_request_micro_per_million;  // micro per million = pico per request
+  p.gb_second_pico = c.price_gb_second_pico;
+  p.cpu_second_pico = c.price_cpu_second_pico;
+  p.peak_gb_second_pico = c.price_peak_gb_second_pico;
+  p.instance_hour_micro = c.price_instance_hour_micro;
+  return p;
+}
+
+json::object PricesJson(const meter::PriceSheet& p) {
+  return json::object{{"request_pico", p.request_pico},
+                      {"gb_second_pico", p.gb_second_pico},
+                      {"cpu_second_pico", p.cpu_second_pico},
+                      {"peak_gb_second_pico", p.peak_gb_second_pico},
+                      {"instance_hour_micro", p.instance_hour_micro}};
+}
+
+json::object CostJson(int64_t micro) {
+  return json::object{{"micro", micro}, {"usd", meter::FormatDollars(micro)}};
+}
+
+// One usage row: the original per-function fields plus statuses, percentiles and both costs.
+json::object UsageJson(const meter::Sums& s, int64_t p50_us, int64_t p99_us,
+                       const meter::PriceSheet& prices) {
+  const double n = s.invocations > 0 ? static_cast<double>(s.invocations) : 1.0;
+  return json::object{{"invocations", s.invocations},
+                      {"errors", s.error + s.timeout + s.crash},
+                      {"throttles", s.throttled},
+                      {"cold_starts", s.cold_starts},
+                      {"billed_ms", s.billed_ms},
+                      {"gb_seconds", static_cast<double>(s.billed_mb_ms) / 1024.0 / 1000.0},
+                      {"cpu_seconds", static_cast<double>(s.cpu_us) / 1e6},
+                      {"peak_gb_seconds", static_cast<double>(s.peak_mb_us) / 1024.0 / 1e6},
+                      {"avg_duration_ms", static_cast<double>(s.duration_us) / n / 1000.0},
+                      {"p50_duration_ms", static_cast<double>(p50_us) / 1000.0},
+                      {"p99_duration_ms", static_cast<double>(p99_us) / 1000.0},
+                      {"cold_start_percent", 100.0 * static_cast<double>(s.cold_starts) / n},
+                      {"by_status", json::object{{"success", s.success},
+                                                 {"error", s.error},
+                                                 {"timeout", s.timeout},
+                                                 {"crash", s.crash},
+                                                 {"throttled", s.throttled}}},
+                      {"billed_mb_ms", s.billed_mb_ms},
+                      {"cpu_us", s.cpu_us},
+                      {"peak_mb_us", s.peak_mb_us},
+                      {"cost_lambda", CostJson(meter::LambdaCostMicro(s, prices))},
+                      {"cost_actual", CostJson(meter::ActualCostMicro(s, prices))}};
+}
+
+void BadParam(Response& res, const std::string& message) {
+  ErrorBody(res, http::status::bad_request, "InvalidParameterValueException", message);
+}
+
+}  // namespace
+
 asio::awaitable<void> Api::Usage(const std::string& query, Response& res) {
   int64_t from = 0, to = WallNowMicros() + 1;
   std::string f = QueryParam(query, "from"), t = QueryParam(query, "to");
   if (!f.empty() && !ParseTime(f, from)) {
-    co_return ErrorBody(res, http::status::bad_request, "InvalidParameterValueException",
-                        "from: expected unix seconds or YYYY-MM-DD, got '" + f + "'");
+    co_return BadParam(res, "from: expected unix seconds or YYYY-MM-DD, got '" + f + "'");
   }
   if (!t.empty() && !ParseTime(t, to)) {
-    co_return ErrorBody(res, http::status::bad_request, "InvalidParameterValueException",
-                        "to: expected unix seconds or YYYY-MM-DD, got '" + t + "'");
+    co_return BadParam(res, "to: expected unix seconds or YYYY-MM-DD, got '" + t + "'");
+  }
+  std::string group_by = QueryParam(query, "group_by");
+  if (group_by.empty()) group_by = "function";
+  if (group_by == "tenant") {
+    co_return BadParam(res, "group_by: tenants are not built yet");
+  }
+  if (group_by != "function" && group_by != "day") {
+    co_return BadParam(res, "group_by: expected function or day, got '" + group_by + "'");
   }
   std::string function = QueryParam(query, "function");
-  auto rows = co_await asio::co_spawn(
+  auto samples = co_await asio::co_spawn(
       blocking_,
-      [&]() -> asio::awaitable<StatusOr<std::vector<meter::UsageRow>>> {
-        co_return deps_.meter->Usage(function, from, to);
+      [&]() -> asio::awaitable<StatusOr<std::vector<meter::Sample>>> {
+        co_return deps_.meter->Samples(function, from, to);
       },
       asio::use_awaitable);
-  if (!rows.ok()) co_return StatusBody(res, rows.status());
+  if (!samples.ok()) co_return StatusBody(res, samples.status());
+  const meter::PriceSheet prices = PricesFrom(*deps_.config);
+  const bool by_day = group_by == "day";
   json::array out;
-  for (const auto& r : *rows) {
-    out.push_back(json::object{{"function", r.function},
-                               {"invocations", r.invocations},
-                               {"errors", r.errors},
-                               {"throttles", r.throttles},
-                               {"cold_starts", r.cold_starts},
-                               {"billed_ms", r.billed_ms},
-                               {"gb_seconds", r.gb_seconds},
-                               {"cpu_seconds", r.cpu_seconds},
-                               {"avg_duration_ms", static_cast<double>(r.avg_duration_us) / 1000.0}});
+  for (const auto& g :
+       meter::Aggregate(*samples, by_day ? meter::GroupBy::kDay : meter::GroupBy::kFunction)) {
+    json::object o{{by_day ? "day" : "function", g.key}};
+    for (auto& kv : UsageJson(g.sums, g.p50_duration_us, g.p99_duration_us, prices)) {
+      o.emplace(kv.key(), kv.value());
+    }
+    out.push_back(std::move(o));
+  }
+  // The total is priced from the summed integers, not by adding rounded group costs.
+  meter::Sums total;
+  std::vector<int64_t> durations;
+  for (const auto& s : *samples) {
+    meter::AddSample(s, total);
+    durations.push_back(s.duration_us);
+  }
+  std::sort(durations.begin(), durations.end());
+  JsonBody(res, http::status::ok,
+           json::object{{"from", Iso8601(from)},
+                        {"to", Iso8601(to)},
+                        {"group_by", group_by},
+                        {by_day ? "days" : "functions", std::move(out)},
+                        {"total", UsageJson(total, meter::Percentile(durations, 50),
+                                            meter::Percentile(durations, 99), prices)},
+                        {"prices", PricesJson(prices)}});
+}
+
+asio::awaitable<void> Api::Advice(const std::string& query, Response& res) {
+  int64_t days = 7;
+  if (std::string d = QueryParam(query, "days"); !d.empty()) {
+    char* end = nullptr;
+    days = std::strtoll(d.c_str(), &end, 10);
+    if (*end != '\0' || days < 1 || days > 366) {
+      co_return BadParam(res, "days: expected an integer between 1 and 366, got '" + d + "'");
+    }
+  }
+  const std::string function = QueryParam(query, "function");
+  const int64_t to = WallNowMicros() + 1;
+  const int64_t window_us = days * 86'400'000'000;
+  const int64_t from = to - window_us;
+  auto samples = co_await asio::co_spawn(
+      blocking_,
+      [&]() -> asio::awaitable<StatusOr<std::vector<meter::Sample>>> {
+        co_return deps_.meter->Samples(function, from, to);
+      },
+      asio::use_awaitable);
+  if (!samples.ok()) co_return StatusBody(res, samples.status());
+  // Every deployed function is advised on, with or without traffic.
+  std::map<std::string, std::vector<meter::Sample>> by_function;
+  std::map<std::string, int64_t> memory_mb;
+  for (const auto& f : deps_.registry->List()) {
+    if (!function.empty() && f.name != function) continue;
+    by_function[f.name];
+    memory_mb[f.name] = f.versions.back()->manifest.memory_mb;
+  }
+  for (auto& s : *samples) {
+    memory_mb[s.function] = std::max(memory_mb[s.function], s.memory_mb);
+    by_function[s.function].push_back(std::move(s));
+  }
+  if (!function.empty() && by_function.empty()) {
+    co_return StatusBody(res, NotFound("function not found: " + function));
+  }
+  const meter::PriceSheet prices = PricesFrom(*deps_.config);
+  json::array out;
+  for (const auto& [name, fs] : by_function) {
+    meter::AdviceInput in;
+    for (const auto& s : fs) meter::AddSample(s, in.sums);
+    in.window_us = window_us;
+    in.memory_mb = memory_mb[name];
+    in.busiest_hour_busy_us = meter::BusiestHourBusyUs(fs);
+    meter::Advice a = meter::Advise(in, prices);
+    out.push_back(json::object{{"function", name},
+                               {"recommendation", meter::RecommendationName(a.recommendation)},
+                               {"advice", a.text},
+                               {"reason", a.reason},
+                               {"invocations", in.sums.invocations},
+                               {"cold_start_percent", a.cold_start_percent},
+                               {"mean_rps", a.mean_rps},
+                               {"peak_concurrency", a.peak_concurrency},
+                               {"instances", a.instances},
+                               {"memory_mb", in.memory_mb},
+                               {"serverless_cost", CostJson(a.serverless_cost_micro)},
+                               {"always_on_cost", CostJson(a.always_on_cost_micro)},
+                               {"warm_cost", CostJson(a.warm_cost_micro)},
+                               {"break_even_rps", a.break_even_rps}});
   }
   JsonBody(res, http::status::ok,
-           json::object{{"from", Iso8601(from)}, {"to", Iso8601(to)}, {"functions", std::move(out)}});
+           json::object{{"from", Iso8601(from)},
+                        {"to", Iso8601(to)},
+                        {"days", days},
+                        {"functions", std::move(out)},
+                        {"prices", PricesJson(prices)}});
 }
 
 void Api::Metrics(Response& res) {

@@ -1,7 +1,7 @@
 // Api: the public HTTP API: the native /v1 routes (auth, deploy, function management, invoke,
-// logs and usage), handing the AWS Lambda routes to LambdaApi. Errors become HTTP status codes
-// in the gateway and nowhere else (HttpFor). Thread-safe: Handle runs concurrently on the
-// gateway threads.
+// logs, usage and advice), handing the AWS Lambda routes to LambdaApi. Errors become HTTP
+// status codes in the gateway and nowhere else (HttpFor). Thread-safe: Handle runs
+// concurrently on the gateway threads.
 #pragma once
 
 #include <boost/asio/thread_pool.hpp>
@@ -59,14 +59,15 @@ class Api final : public HttpHandler {
 
  private:
   asio::awaitable<void> Deploy(const std::string& name, Request& req, Response& res);
-  asio::awaitable<void> Invoke(const std::string& name, const std::string& qualifier,
-                               Request& req, Response& res);
+  asio::awaitable<void> Invoke(const std::string& name, const std::string& qualifier, Request& req,
+                               Response& res);
   asio::awaitable<void> DeleteFunction(const std::string& name, Response& res);
   void GetFunction(const std::string& name, Response& res);
   void ListFunctions(Response& res);
   void Logs(const std::string& name, const std::string& query, Response& res);
   asio::awaitable<void> Usage(const std::string& query, Response& res);
-  void Metrics(Response& res);  // Prometheus text format
+  asio::awaitable<void> Advice(const std::string& query, Response& res);  // GET /v1/advice
+  void Metrics(Response& res);                                            // Prometheus text format
   asio::awaitable<void> FunctionUrl(Request& req, Response& res);
   bool Authorized(const Request& req) const;
 

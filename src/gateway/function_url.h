@@ -12,8 +12,8 @@ namespace thaw::gateway {
 
 struct UrlRequest {
   std::string function;
-  std::string raw_path;      // the path after /fn/{name}, starting with '/'
-  std::string raw_query;     // after '?', as sent
+  std::string raw_path;   // the path after /fn/{name}, starting with '/'
+  std::string raw_query;  // after '?', as sent
   std::string request_id;
   int64_t time_epoch_ms = 0;
 };

@@ -3,8 +3,8 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -114,8 +114,8 @@ asio::awaitable<void> AcceptLoop(asio::ip::tcp::acceptor& acceptor,
                                  std::shared_ptr<void> keep_alive) {
   for (;;) {
     boost::system::error_code ec;
-    asio::ip::tcp::socket socket = co_await acceptor.async_accept(
-        connections, asio::redirect_error(asio::use_awaitable, ec));
+    asio::ip::tcp::socket socket =
+        co_await acceptor.async_accept(connections, asio::redirect_error(asio::use_awaitable, ec));
     if (ec == asio::error::operation_aborted || !acceptor.is_open()) break;
     if (ec) continue;  // EMFILE and friends: keep serving the connections we have
     asio::co_spawn(

@@ -43,8 +43,8 @@ class LogStore {
   const size_t max_lines_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  int64_t next_seq_ = 1;                             // guarded by mu_
-  std::map<std::string, std::deque<Line>> lines_;    // guarded by mu_
+  int64_t next_seq_ = 1;                                 // guarded by mu_
+  std::map<std::string, std::deque<Line>> lines_;        // guarded by mu_
   std::vector<std::pair<std::string, Line>> unwritten_;  // guarded by mu_
   bool stop_ = false;
   std::thread writer_;

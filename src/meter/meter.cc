@@ -61,8 +61,9 @@ Status Meter::Flush() {
 void Meter::Run() {
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
-    cv_.wait_for(lock, kBatchInterval, [&] { return stop_ || queue_.size() >= kBatchSize ||
-                                                    (committed_ < added_ && !queue_.empty()); });
+    cv_.wait_for(lock, kBatchInterval, [&] {
+      return stop_ || queue_.size() >= kBatchSize || (committed_ < added_ && !queue_.empty());
+    });
     if (queue_.empty()) {
       if (stop_) return;
       continue;
@@ -154,6 +155,36 @@ StatusOr<std::vector<UsageRow>> Meter::Usage(const std::string& function, int64_
     rows.push_back(std::move(u));
   }
   return rows;
+}
+
+StatusOr<std::vector<Sample>> Meter::Samples(const std::string& function, int64_t from_us,
+                                             int64_t to_us) {
+  THAW_RETURN_IF_ERROR(Flush());
+  std::lock_guard<std::mutex> lock(db_mu_);
+  auto stmt = db_->Prepare(
+      "SELECT function, start_us, duration_us, billed_ms, memory_mb, max_memory_used_mb, cpu_us, "
+      "cold_start, status FROM invocations "
+      "WHERE (?1 = '' OR function = ?1) AND start_us >= ?2 AND start_us < ?3");
+  if (!stmt.ok()) return stmt.status();
+  stmt->Bind(1, function).Bind(2, from_us).Bind(3, to_us);
+  std::vector<Sample> out;
+  for (;;) {
+    auto row = stmt->Next();
+    if (!row.ok()) return row.status();
+    if (!*row) break;
+    Sample s;
+    s.function = stmt->Text(0);
+    s.start_us = stmt->Int(1);
+    s.duration_us = stmt->Int(2);
+    s.billed_ms = stmt->Int(3);
+    s.memory_mb = stmt->Int(4);
+    s.max_memory_used_mb = stmt->Int(5);
+    s.cpu_us = stmt->Int(6);
+    s.cold_start = stmt->Int(7) != 0;
+    s.status = stmt->Text(8);
+    out.push_back(std::move(s));
+  }
+  return out;
 }
 
 }  // namespace thaw::meter

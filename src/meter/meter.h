@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "meter/cost.h"
 
 namespace thaw::store {
 class Db;
@@ -44,7 +45,7 @@ int64_t BilledMillis(int64_t duration_us);
 struct UsageRow {
   std::string function;
   int64_t invocations = 0;
-  int64_t errors = 0;      // error, timeout, crash
+  int64_t errors = 0;  // error, timeout, crash
   int64_t throttles = 0;
   int64_t cold_starts = 0;
   int64_t billed_ms = 0;
@@ -62,6 +63,10 @@ class Meter {
   // Returns once every record added before the call is committed.
   Status Flush();
   StatusOr<std::vector<UsageRow>> Usage(const std::string& function, int64_t from_us,
+                                        int64_t to_us);
+  // The records started in [from_us, to_us) (all functions when `function` is empty), for
+  // exact aggregation and pricing in C++ (see meter/cost.h).
+  StatusOr<std::vector<Sample>> Samples(const std::string& function, int64_t from_us,
                                         int64_t to_us);
   int64_t pending() const;
 

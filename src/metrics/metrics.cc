@@ -30,10 +30,14 @@ void Header(std::string& out, const char* name, const char* type, const char* he
 std::string EscapeLabel(const std::string& value) {
   std::string out;
   for (char c : value) {
-    if (c == '\\') out += "\\\\";
-    else if (c == '"') out += "\\\"";
-    else if (c == '\n') out += "\\n";
-    else out.push_back(c);
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '"')
+      out += "\\\"";
+    else if (c == '\n')
+      out += "\\n";
+    else
+      out.push_back(c);
   }
   return out;
 }
@@ -50,8 +54,7 @@ void Histogram::Observe(int64_t micros) {
   sum_us_.fetch_add(micros, std::memory_order_relaxed);
 }
 
-void Histogram::Render(const std::string& name, const std::string& labels,
-                       std::string& out) const {
+void Histogram::Render(const std::string& name, const std::string& labels, std::string& out) const {
   uint64_t cumulative = 0;
   const uint64_t count = count_.load(std::memory_order_relaxed);
   for (size_t i = 0; i < kBuckets.size(); ++i) {

@@ -15,9 +15,8 @@
 namespace thaw::metrics {
 
 // Bucket upper bounds in seconds, shared by the duration histograms.
-inline constexpr std::array<double, 14> kBuckets = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-                                                     0.05,   0.1,   0.25,   0.5,   1,    2.5,
-                                                     5,      10};
+inline constexpr std::array<double, 14> kBuckets = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                                    0.1,    0.25,  0.5,    1,     2.5,  5,     10};
 
 class Histogram {
  public:
@@ -32,7 +31,7 @@ class Histogram {
 };
 
 inline constexpr std::array<const char*, 5> kStatuses = {"success", "error", "timeout", "crash",
-                                                          "throttled"};
+                                                         "throttled"};
 
 struct FunctionMetrics {
   std::array<std::atomic<uint64_t>, kStatuses.size()> invocations{};

@@ -6,9 +6,12 @@ namespace thaw::pool {
 
 const char* InstanceStateName(InstanceState state) {
   switch (state) {
-    case InstanceState::kStarting: return "starting";
-    case InstanceState::kReady: return "ready";
-    case InstanceState::kStopping: return "stopping";
+    case InstanceState::kStarting:
+      return "starting";
+    case InstanceState::kReady:
+      return "ready";
+    case InstanceState::kStopping:
+      return "stopping";
   }
   return "unknown";
 }
@@ -16,7 +19,7 @@ const char* InstanceStateName(InstanceState state) {
 namespace {
 
 struct Counts {
-  int64_t live = 0;      // starting or ready: counts against max_instances
+  int64_t live = 0;  // starting or ready: counts against max_instances
   int64_t starting = 0;
   int64_t ready = 0;
 };
@@ -85,7 +88,8 @@ TickPlan Tick(const PoolView& pool, const Limits& limits, int64_t now_us) {
   if (uncovered > 0) {
     want = std::max(want, (uncovered + limits.concurrency - 1) / limits.concurrency);
   }
-  plan.start = std::clamp<int64_t>(want, 0, std::max<int64_t>(0, limits.max_instances - live_after));
+  plan.start =
+      std::clamp<int64_t>(want, 0, std::max<int64_t>(0, limits.max_instances - live_after));
   return plan;
 }
 

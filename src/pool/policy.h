@@ -18,14 +18,14 @@ const char* InstanceStateName(InstanceState state);
 struct InstanceView {
   uint64_t id = 0;
   InstanceState state = InstanceState::kStarting;
-  int64_t inflight = 0;         // assigned and not yet finished
-  int64_t idle_since_us = 0;    // when inflight last dropped to 0 (monotonic)
+  int64_t inflight = 0;       // assigned and not yet finished
+  int64_t idle_since_us = 0;  // when inflight last dropped to 0 (monotonic)
 };
 
 struct PoolView {
   std::vector<InstanceView> instances;
-  int64_t queued = 0;      // requests waiting for a slot
-  bool draining = false;   // the version was replaced or deleted: keep nothing warm
+  int64_t queued = 0;     // requests waiting for a slot
+  bool draining = false;  // the version was replaced or deleted: keep nothing warm
   // Draining and no call since: stop idle instances now, not after the idle timeout. A
   // replaced version that still gets calls (through an alias or a qualifier) keeps its
   // instances for the usual idle timeout instead of starting cold every time.

@@ -3,10 +3,10 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/json.hpp>
-#include <atomic>
 #include <cstdio>
 
 #include "common/ids.h"
@@ -67,14 +67,14 @@ struct FunctionPool::Instance {
   InstanceState state = InstanceState::kStarting;
   bool initialized = false;  // the runtime asked for its first event
   pid_t pid = 0;
-  std::string endpoint;      // host:port of its Runtime API
+  std::string endpoint;  // host:port of its Runtime API
   int64_t spawned_us = 0;
   int64_t init_us = 0;
   bool served_any = false;
   int64_t idle_since_us = 0;
-  std::deque<InvocationPtr> assigned;             // given to this instance, not yet delivered
-  std::map<std::string, InvocationPtr> active;    // delivered to the runtime, by request id
-  std::deque<NextHandler> parked;                 // GET /next waiting for an event
+  std::deque<InvocationPtr> assigned;           // given to this instance, not yet delivered
+  std::map<std::string, InvocationPtr> active;  // delivered to the runtime, by request id
+  std::deque<NextHandler> parked;               // GET /next waiting for an event
   std::unique_ptr<asio::posix::stream_descriptor> out, err;  // log pipes (read ends)
   bool out_eof = false, err_eof = false;
   std::string out_partial, err_partial;
@@ -101,8 +101,8 @@ struct FunctionPool::Effects {
 FunctionPool::FunctionPool(PoolContext* ctx, std::shared_ptr<const registry::Version> version)
     : ctx_(ctx),
       version_(std::move(version)),
-      qualified_arn_("arn:aws:lambda:" + ctx->region + ":000000000000:function:" +
-                     version_->function),
+      qualified_arn_("arn:aws:lambda:" + ctx->region +
+                     ":000000000000:function:" + version_->function),
       metrics_(ctx->metrics != nullptr ? ctx->metrics->For(version_->function) : nullptr) {}
 
 FunctionPool::~FunctionPool() = default;
@@ -307,8 +307,9 @@ void FunctionPool::LaunchInstance(const InstancePtr& inst) {
     inst->pid = *pid;
     inst->cgroup = cgroup;
     const sandbox::Cgroups* cg = ctx_->spawner->cgroups();
-    inst->cpu = cg != nullptr && !cgroup.empty() ? sandbox::CpuCounter::ForCgroupFile(cg->CpuFile(inst->cgroup))
-                              : sandbox::CpuCounter::ForProcess(*pid);
+    inst->cpu = cg != nullptr && !cgroup.empty()
+                    ? sandbox::CpuCounter::ForCgroupFile(cg->CpuFile(inst->cgroup))
+                    : sandbox::CpuCounter::ForProcess(*pid);
     inst->out = std::make_unique<asio::posix::stream_descriptor>(ctx_->executor, out[0]);
     inst->err = std::make_unique<asio::posix::stream_descriptor>(ctx_->executor, err[0]);
     stopped = inst->state == InstanceState::kStopping;
@@ -333,9 +334,11 @@ void FunctionPool::WatchLog(InstancePtr inst, bool stderr_stream) {
 int64_t FunctionPool::PeakMemoryMbLocked(const Instance& inst) const {
   // The cgroup's high-water mark covers every process of the instance; without cgroups, the
   // runtime process's own peak RSS is the best there is.
-  if (const sandbox::Cgroups* cg = ctx_->spawner->cgroups(); cg != nullptr && !inst.cgroup.empty()) {
+  if (const sandbox::Cgroups* cg = ctx_->spawner->cgroups();
+      cg != nullptr && !inst.cgroup.empty()) {
     auto usage = cg->Usage(inst.cgroup);
-    if (usage.ok() && usage->peak_memory_bytes > 0) return (usage->peak_memory_bytes + (1 << 20) - 1) >> 20;
+    if (usage.ok() && usage->peak_memory_bytes > 0)
+      return (usage->peak_memory_bytes + (1 << 20) - 1) >> 20;
   }
   return ReadPeakRssMb(inst.pid);
 }
@@ -449,15 +452,15 @@ void FunctionPool::DeliverLocked(Instance& inst, NextHandler handler, Invocation
   inst.served_any = true;
   inst.current_request_id = inv->id;
   inst.active[inv->id] = inv;
-  inv->deadline_timer = std::make_unique<asio::steady_timer>(
-      ctx_->executor, std::chrono::milliseconds(timeout_ms));
-  inv->deadline_timer->async_wait(
-      [self = shared_from_this(), instance_id = inst.id, id = inv->id](boost::system::error_code ec) {
-        if (!ec) self->OnDeadline(instance_id, id);
-      });
-  ctx_->logs->Append(version_->function, inv->id, "platform",
-                     "START RequestId: " + inv->id + " Version: " +
-                         std::to_string(version_->version));
+  inv->deadline_timer =
+      std::make_unique<asio::steady_timer>(ctx_->executor, std::chrono::milliseconds(timeout_ms));
+  inv->deadline_timer->async_wait([self = shared_from_this(), instance_id = inst.id,
+                                   id = inv->id](boost::system::error_code ec) {
+    if (!ec) self->OnDeadline(instance_id, id);
+  });
+  ctx_->logs->Append(
+      version_->function, inv->id, "platform",
+      "START RequestId: " + inv->id + " Version: " + std::to_string(version_->version));
   fx.nexts.emplace_back(std::move(handler), std::move(inv));
 }
 
@@ -513,8 +516,8 @@ void FunctionPool::FinishLocked(Instance& inst, const InvocationPtr& inv, Result
     inst.peak_rss_mb = std::max(inst.peak_rss_mb, PeakMemoryMbLocked(inst));
     inst.rss_sampled_us = now;
   }
-  std::string report = "REPORT RequestId: " + inv->id + "\tDuration: " +
-                       FormatMs(result.duration_us) +
+  std::string report = "REPORT RequestId: " + inv->id +
+                       "\tDuration: " + FormatMs(result.duration_us) +
                        " ms\tBilled Duration: " + std::to_string(result.billed_ms) +
                        " ms\tMemory Size: " + std::to_string(version_->manifest.memory_mb) +
                        " MB\tMax Memory Used: " + std::to_string(inst.peak_rss_mb) + " MB";
@@ -524,10 +527,17 @@ void FunctionPool::FinishLocked(Instance& inst, const InvocationPtr& inv, Result
   ctx_->logs->Append(version_->function, inv->id, "platform", std::move(report));
   const char* status = "success";
   switch (result.kind) {
-    case Result::Kind::kOk: break;
-    case Result::Kind::kFunctionError: status = "error"; break;
-    case Result::Kind::kTimeout: status = "timeout"; break;
-    default: status = "crash"; break;
+    case Result::Kind::kOk:
+      break;
+    case Result::Kind::kFunctionError:
+      status = "error";
+      break;
+    case Result::Kind::kTimeout:
+      status = "timeout";
+      break;
+    default:
+      status = "crash";
+      break;
   }
   RecordLocked(inv, result, status, inst.peak_rss_mb, fx);
   if (inst.inflight() == 0) inst.idle_since_us = now;
@@ -593,8 +603,7 @@ Status FunctionPool::ReportError(uint64_t instance_id, const std::string& reques
   return Status::Ok();
 }
 
-void FunctionPool::ReportInitError(uint64_t instance_id, std::string body,
-                                   std::string error_type) {
+void FunctionPool::ReportInitError(uint64_t instance_id, std::string body, std::string error_type) {
   Effects fx;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -670,14 +679,15 @@ void FunctionPool::OnExit(uint64_t instance_id, const sandbox::ExitEvent& exit) 
     InstancePtr inst = it->second;
     DrainLogsLocked(*inst);
     if (exit.peak_memory_bytes > 0) {
-      inst->peak_rss_mb = std::max(inst->peak_rss_mb, (exit.peak_memory_bytes + (1 << 20) - 1) >> 20);
+      inst->peak_rss_mb =
+          std::max(inst->peak_rss_mb, (exit.peak_memory_bytes + (1 << 20) - 1) >> 20);
     }
     const bool oom = exit.oom_kills > 0;
     std::string how = sandbox::DescribeWaitStatus(exit.wait_status);
     if (oom) {
       how += " (out of memory: the instance needed more than its memory_mb of " +
-             std::to_string(version_->manifest.memory_mb) + " MB; Max Memory Used: " +
-             std::to_string(inst->peak_rss_mb) + " MB)";
+             std::to_string(version_->manifest.memory_mb) +
+             " MB; Max Memory Used: " + std::to_string(inst->peak_rss_mb) + " MB)";
     }
     if (!inst->initialized) {
       if (inst->init_error_type.empty()) {
@@ -756,8 +766,8 @@ void FunctionPool::OnTick() {
       if (!inst->initialized && inst->state == InstanceState::kStarting &&
           now - inst->spawned_us >= ctx_->init_timeout_us) {
         inst->init_error_type = "Runtime.InitError";
-        inst->init_error_message = "init did not finish within " +
-                                   std::to_string(ctx_->init_timeout_us / 1000) + " ms";
+        inst->init_error_message =
+            "init did not finish within " + std::to_string(ctx_->init_timeout_us / 1000) + " ms";
         StopInstanceLocked(*inst, fx);
       }
     }

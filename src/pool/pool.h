@@ -33,7 +33,7 @@
 namespace thaw::sandbox {
 class SpawnerClient;
 struct ExitEvent;
-}
+}  // namespace thaw::sandbox
 namespace thaw::logs {
 class LogStore;
 }
@@ -43,7 +43,7 @@ class Meter;
 namespace thaw::metrics {
 class Registry;
 struct FunctionMetrics;
-}
+}  // namespace thaw::metrics
 
 namespace thaw::pool {
 
@@ -93,14 +93,14 @@ struct Invocation {
   std::string client_context;    // base64 JSON, passed through to the runtime
   std::string cognito_identity;  // JSON, passed through
   std::string trace_id;
-  int64_t arrived_us = 0;        // monotonic
+  int64_t arrived_us = 0;  // monotonic
   int64_t arrived_wall_us = 0;
   // Set by the pool.
-  int64_t started_us = 0;        // monotonic: handed to the runtime
+  int64_t started_us = 0;  // monotonic: handed to the runtime
   int64_t deadline_wall_ms = 0;
   bool cold_start = false;
   int64_t init_us = 0;
-  int64_t cpu_start_us = -1;     // the instance's CPU counter when the event was handed over
+  int64_t cpu_start_us = -1;  // the instance's CPU counter when the event was handed over
   std::unique_ptr<asio::steady_timer> deadline_timer;
   std::optional<Completion<void(Result)>> handler;  // empty once completed
 };
@@ -117,8 +117,8 @@ class RuntimeEndpoints {
   // Opens a listener that serves `instance_id` of `pool`; returns the host:port to give the
   // runtime as AWS_LAMBDA_RUNTIME_API. With `uid` non-zero it serves only connections from
   // sockets owned by that uid (the jailed instance's own). Closes when Close is called.
-  virtual StatusOr<std::string> Open(std::shared_ptr<class FunctionPool> pool,
-                                     uint64_t instance_id, uid_t uid) = 0;
+  virtual StatusOr<std::string> Open(std::shared_ptr<class FunctionPool> pool, uint64_t instance_id,
+                                     uid_t uid) = 0;
   virtual void Close(const std::string& address) = 0;
 };
 
@@ -138,7 +138,7 @@ struct PoolContext {
   int64_t max_queue = 256;
   int64_t queue_timeout_us = 10'000'000;
   int64_t init_timeout_us = 10'000'000;
-  int64_t pids_max = 1024;         // per instance, where cgroups exist
+  int64_t pids_max = 1024;  // per instance, where cgroups exist
 };
 
 struct PoolStats {
@@ -252,7 +252,8 @@ class PoolManager {
   std::shared_ptr<FunctionPool> Get(const std::shared_ptr<const registry::Version>& version);
   // A new version became $LATEST (or the function was deleted: `latest` null): older pools
   // of the function drain.
-  void OnDeployed(const std::string& function, const std::shared_ptr<const registry::Version>& latest);
+  void OnDeployed(const std::string& function,
+                  const std::shared_ptr<const registry::Version>& latest);
   void RegisterPid(pid_t pid, std::weak_ptr<FunctionPool> pool, uint64_t instance_id);
   void OnExit(const sandbox::ExitEvent& exit);
   void Tick();  // also forgets drained, empty pools
@@ -266,7 +267,7 @@ class PoolManager {
   std::map<std::pair<std::string, int64_t>, std::shared_ptr<FunctionPool>> pools_;
   std::mutex pid_mu_;
   std::map<pid_t, std::pair<std::weak_ptr<FunctionPool>, uint64_t>> pids_;  // pid_mu_
-  std::map<pid_t, sandbox::ExitEvent> early_exits_;  // guarded by pid_mu_
+  std::map<pid_t, sandbox::ExitEvent> early_exits_;                         // guarded by pid_mu_
 };
 
 }  // namespace thaw::pool

@@ -111,8 +111,7 @@ Status UnpackInto(archive* a, const std::string& dest, const UnpackLimits& limit
     int rc = archive_read_next_header(a, &entry);
     if (rc == ARCHIVE_EOF) break;
     if (rc != ARCHIVE_OK && rc != ARCHIVE_WARN) {
-      return InvalidArgument(std::string("not a valid zip or tar.gz archive: ") +
-                             ErrorText(a));
+      return InvalidArgument(std::string("not a valid zip or tar.gz archive: ") + ErrorText(a));
     }
     if (++entries > limits.max_entries) {
       return InvalidArgument("archive has more than " + std::to_string(limits.max_entries) +
@@ -168,7 +167,8 @@ Status UnpackInto(archive* a, const std::string& dest, const UnpackLimits& limit
         return InvalidArgument("corrupt data in entry '" + path + "': " + ErrorText(a));
       }
       total_bytes += static_cast<int64_t>(size);
-      if (total_bytes > limits.max_bytes || offset + static_cast<int64_t>(size) > limits.max_bytes) {
+      if (total_bytes > limits.max_bytes ||
+          offset + static_cast<int64_t>(size) > limits.max_bytes) {
         return InvalidArgument("archive unpacks to more than " + std::to_string(limits.max_bytes) +
                                " bytes");
       }
@@ -202,7 +202,8 @@ Status UnpackInto(archive* a, const std::string& dest, const UnpackLimits& limit
     char resolved[PATH_MAX];
     std::string full = dest + "/" + link.entry;
     if (::realpath(full.c_str(), resolved) == nullptr) {
-      return Refuse(link.entry, "symlink target '" + link.target + "' does not exist in the bundle");
+      return Refuse(link.entry,
+                    "symlink target '" + link.target + "' does not exist in the bundle");
     }
     std::string r = resolved;
     if (r != root_real && !r.starts_with(root_prefix)) {
@@ -220,8 +221,7 @@ Status Unpack(const std::string& data, const std::string& dest, const UnpackLimi
   archive_read_support_format_tar(a.get());
   archive_read_support_filter_gzip(a.get());
   if (archive_read_open_memory(a.get(), data.data(), data.size()) != ARCHIVE_OK) {
-    return InvalidArgument(std::string("not a valid zip or tar.gz archive: ") +
-                           ErrorText(a.get()));
+    return InvalidArgument(std::string("not a valid zip or tar.gz archive: ") + ErrorText(a.get()));
   }
   if (::mkdir(dest.c_str(), 0755) != 0) return ErrnoStatus("create directory", dest, errno);
   Status st = UnpackInto(a.get(), dest, limits);
@@ -245,7 +245,7 @@ StatusOr<std::string> PackDirectory(const std::string& dir) {
     return Internal(std::string("failed to start archive: ") + ErrorText(a.get()));
   }
   std::unique_ptr<archive_entry, void (*)(archive_entry*)> entry(archive_entry_new(),
-                                                                  archive_entry_free);
+                                                                 archive_entry_free);
   fs::recursive_directory_iterator it(dir, fs::directory_options::none, ec), end;
   if (ec) return ErrnoStatus("read directory", dir, ec.value());
   for (; it != end; it.increment(ec)) {
@@ -271,8 +271,7 @@ StatusOr<std::string> PackDirectory(const std::string& dir) {
       return InvalidArgument(p.string() + ": only files, folders and symlinks can be deployed");
     }
     if (archive_write_header(a.get(), entry.get()) != ARCHIVE_OK ||
-        (!content.empty() &&
-         archive_write_data(a.get(), content.data(), content.size()) < 0)) {
+        (!content.empty() && archive_write_data(a.get(), content.data(), content.size()) < 0)) {
       return Internal("failed to pack " + rel + ": " + ErrorText(a.get()));
     }
   }

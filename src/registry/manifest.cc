@@ -64,12 +64,20 @@ namespace {
 
 // Variables the platform sets; a function may not override them (Lambda refuses the same).
 const std::set<std::string>& ReservedEnv() {
-  static const std::set<std::string> kReserved = {
-      "_HANDLER", "AWS_LAMBDA_RUNTIME_API", "LAMBDA_TASK_ROOT", "LAMBDA_RUNTIME_DIR",
-      "AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_VERSION",
-      "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_LAMBDA_LOG_GROUP_NAME",
-      "AWS_LAMBDA_LOG_STREAM_NAME", "AWS_EXECUTION_ENV", "AWS_LAMBDA_INITIALIZATION_TYPE",
-      "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_LAMBDA_FUNCTION_TIMEOUT"};
+  static const std::set<std::string> kReserved = {"_HANDLER",
+                                                  "AWS_LAMBDA_RUNTIME_API",
+                                                  "LAMBDA_TASK_ROOT",
+                                                  "LAMBDA_RUNTIME_DIR",
+                                                  "AWS_LAMBDA_FUNCTION_NAME",
+                                                  "AWS_LAMBDA_FUNCTION_VERSION",
+                                                  "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+                                                  "AWS_LAMBDA_LOG_GROUP_NAME",
+                                                  "AWS_LAMBDA_LOG_STREAM_NAME",
+                                                  "AWS_EXECUTION_ENV",
+                                                  "AWS_LAMBDA_INITIALIZATION_TYPE",
+                                                  "AWS_REGION",
+                                                  "AWS_DEFAULT_REGION",
+                                                  "AWS_LAMBDA_FUNCTION_TIMEOUT"};
   return kReserved;
 }
 
@@ -79,10 +87,14 @@ bool IsReservedEnvName(const std::string& key) { return ReservedEnv().count(key)
 
 const char* RuntimeName(Runtime runtime) {
   switch (runtime) {
-    case Runtime::kPython3: return "python3";
-    case Runtime::kNodejs: return "nodejs";
-    case Runtime::kCpp: return "cpp";
-    case Runtime::kProvided: return "provided";
+    case Runtime::kPython3:
+      return "python3";
+    case Runtime::kNodejs:
+      return "nodejs";
+    case Runtime::kCpp:
+      return "cpp";
+    case Runtime::kProvided:
+      return "provided";
   }
   return "provided";
 }
@@ -187,7 +199,8 @@ StatusOr<Manifest> ParseManifest(const std::string& yaml_text, const std::string
     } else if (key == "url_auth") {
       auto v = ReadString(value, key);
       if (!v.ok()) return v.status();
-      if (*v != "key" && *v != "none") return FieldError(key, "must be key or none, got '" + *v + "'");
+      if (*v != "key" && *v != "none")
+        return FieldError(key, "must be key or none, got '" + *v + "'");
       m.url_public = *v == "none";
     } else if (key == "gpu") {
       auto v = ReadInt(value, key, 0, 0);
@@ -209,8 +222,8 @@ StatusOr<Manifest> ParseManifest(const std::string& yaml_text, const std::string
     }
   }
   if (m.min_instances > m.max_instances) {
-    return FieldError("min_instances", "must not exceed max_instances (" +
-                                           std::to_string(m.max_instances) + ")");
+    return FieldError("min_instances",
+                      "must not exceed max_instances (" + std::to_string(m.max_instances) + ")");
   }
   return m;
 }

@@ -152,8 +152,8 @@ Status Registry::Load() {
     if (it == functions_.end()) continue;
     auto weights = RoutingFromJson(aliases->Text(3));
     if (!weights.ok()) return weights.status();
-    Alias a{aliases->Text(1), aliases->Int(2), std::move(*weights), aliases->Text(4),
-            aliases->Int(5),  aliases->Int(6)};
+    Alias a{aliases->Text(1), aliases->Int(2), std::move(*weights),
+            aliases->Text(4), aliases->Int(5), aliases->Int(6)};
     it->second.aliases[a.name] = std::move(a);
   }
   auto vers = db_->Prepare(
@@ -317,8 +317,8 @@ StatusOr<std::shared_ptr<const Version>> Registry::CommitLocked(const std::strin
 StatusOr<std::shared_ptr<const Version>> Registry::Deploy(const std::string& name,
                                                           const std::string& archive) {
   if (!IsValidFunctionName(name)) {
-    return InvalidArgument("function name must be 1-64 letters, digits, '-' or '_', got '" +
-                           name + "'");
+    return InvalidArgument("function name must be 1-64 letters, digits, '-' or '_', got '" + name +
+                           "'");
   }
   auto tmp = Stage(archive);
   if (!tmp.ok()) return tmp.status();
@@ -400,10 +400,8 @@ StatusOr<std::shared_ptr<const Version>> Registry::UpdateConfig(
   THAW_RETURN_IF_ERROR(edit(m));
   m.name = name;
   THAW_RETURN_IF_ERROR(CheckManifest(m));
-  return CommitLocked(name,
-                      NewVersion{(*latest)->sha256, (*latest)->code_size, "", nullptr,
-                                 std::move(m)},
-                      false);
+  return CommitLocked(
+      name, NewVersion{(*latest)->sha256, (*latest)->code_size, "", nullptr, std::move(m)}, false);
 }
 
 StatusOr<PublishedVersion> Registry::Publish(const std::string& name,
@@ -463,8 +461,10 @@ Status Registry::Unpublish(const std::string& name, int64_t version) {
 
 StatusOr<Alias> Registry::PutAlias(const std::string& name, Alias alias, bool create) {
   if (!IsValidAliasName(alias.name)) {
-    return InvalidArgument("alias name must be 1-128 letters, digits, '-' or '_', and not only "
-                           "digits; got '" + alias.name + "'");
+    return InvalidArgument(
+        "alias name must be 1-128 letters, digits, '-' or '_', and not only "
+        "digits; got '" +
+        alias.name + "'");
   }
   std::lock_guard<std::mutex> write_lock(write_mu_);
   const int64_t now = WallNowMicros();
@@ -541,8 +541,7 @@ Status Registry::DeleteAlias(const std::string& name, const std::string& alias) 
   return Status::Ok();
 }
 
-Status Registry::SetReservedConcurrency(const std::string& name,
-                                        std::optional<int64_t> reserved) {
+Status Registry::SetReservedConcurrency(const std::string& name, std::optional<int64_t> reserved) {
   std::lock_guard<std::mutex> write_lock(write_mu_);
   {
     std::shared_lock lock(mu_);
@@ -626,10 +625,9 @@ Status Registry::Delete(const std::string& name) {
     if (!functions_.count(name)) return NotFound("Function not found: " + name);
   }
   THAW_RETURN_IF_ERROR(db_->Exec("BEGIN IMMEDIATE"));
-  for (const char* sql : {"DELETE FROM versions WHERE name = ?",
-                          "DELETE FROM published_versions WHERE name = ?",
-                          "DELETE FROM aliases WHERE name = ?",
-                          "DELETE FROM functions WHERE name = ?"}) {
+  for (const char* sql :
+       {"DELETE FROM versions WHERE name = ?", "DELETE FROM published_versions WHERE name = ?",
+        "DELETE FROM aliases WHERE name = ?", "DELETE FROM functions WHERE name = ?"}) {
     auto stmt = db_->Prepare(sql);
     Status st = stmt.ok() ? stmt->Bind(1, name).Run() : stmt.status();
     if (!st.ok()) {

@@ -78,8 +78,7 @@ bool IsValidAliasName(const std::string& name);
 
 class Registry {
  public:
-  static StatusOr<std::unique_ptr<Registry>> Open(const std::string& data_dir,
-                                                  UnpackLimits limits);
+  static StatusOr<std::unique_ptr<Registry>> Open(const std::string& data_dir, UnpackLimits limits);
   ~Registry();
 
   // Unpacks and validates `archive`; on success records a new version. `name` comes from the

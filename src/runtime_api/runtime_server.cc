@@ -25,8 +25,8 @@ void JsonError(Response& res, http::status status, const std::string& type,
                const std::string& message) {
   res.result(status);
   res.set(http::field::content_type, "application/json");
-  res.body() = boost::json::serialize(
-      boost::json::object{{"errorType", type}, {"errorMessage", message}});
+  res.body() =
+      boost::json::serialize(boost::json::object{{"errorType", type}, {"errorMessage", message}});
 }
 
 }  // namespace
@@ -46,10 +46,10 @@ struct RuntimeServer::Endpoint final : gateway::HttpHandler {
   }
 
   void Reject(http::status status, const std::string& why, Response& res) const override {
-    JsonError(res, status,
-              status == http::status::payload_too_large ? "RequestEntityTooLarge"
-                                                        : "InvalidRequest",
-              why);
+    JsonError(
+        res, status,
+        status == http::status::payload_too_large ? "RequestEntityTooLarge" : "InvalidRequest",
+        why);
   }
 
   // Only the instance's own processes may talk to its Runtime API: instances share the host
@@ -183,8 +183,7 @@ StatusOr<std::string> RuntimeServer::Open(std::shared_ptr<pool::FunctionPool> po
     std::lock_guard<std::mutex> lock(mu_);
     endpoints_[address] = ep;
   }
-  asio::co_spawn(ep->strand,
-                 gateway::AcceptLoop(ep->acceptor, ioc_.get_executor(), *ep, ep),
+  asio::co_spawn(ep->strand, gateway::AcceptLoop(ep->acceptor, ioc_.get_executor(), *ep, ep),
                  asio::detached);
   return address;
 }

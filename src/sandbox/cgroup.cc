@@ -87,7 +87,8 @@ class CgroupV1 final : public Cgroups {
     const std::string memsw = mem + "/memory.memsw.limit_in_bytes";
     const bool has_memsw = PathExists(memsw);
     if (has_memsw) (void)WriteValue(memsw, std::to_string(l.memory_bytes));
-    THAW_RETURN_IF_ERROR(WriteValue(mem + "/memory.limit_in_bytes", std::to_string(l.memory_bytes)));
+    THAW_RETURN_IF_ERROR(
+        WriteValue(mem + "/memory.limit_in_bytes", std::to_string(l.memory_bytes)));
     if (has_memsw) (void)WriteValue(memsw, std::to_string(l.memory_bytes));
     THAW_RETURN_IF_ERROR(WriteValue(Dir("pids", name) + "/pids.max", std::to_string(l.pids_max)));
     int64_t shares = std::max<int64_t>(2, l.cpu_weight * 1024 / 100);
@@ -124,7 +125,8 @@ class CgroupV1 final : public Cgroups {
     Status result = Status::Ok();
     for (const char* c : kControllers) {
       std::string d = Dir(c, name);
-      if (::rmdir(d.c_str()) != 0 && errno != ENOENT) result = ErrnoStatus("remove cgroup", d, errno);
+      if (::rmdir(d.c_str()) != 0 && errno != ENOENT)
+        result = ErrnoStatus("remove cgroup", d, errno);
     }
     return result;
   }
@@ -200,8 +202,9 @@ int64_t CpuWeightForMemory(int64_t memory_mb) {
 }
 
 StatusOr<std::unique_ptr<Cgroups>> Cgroups::Detect(const std::string& root) {
-  if (::geteuid() != 0) return FailedPrecondition("cgroups need root (thaw runs as uid " +
-                                                  std::to_string(::geteuid()) + ")");
+  if (::geteuid() != 0)
+    return FailedPrecondition("cgroups need root (thaw runs as uid " + std::to_string(::geteuid()) +
+                              ")");
   if (PathExists(root + "/cgroup.controllers")) {
     auto controllers = ReadFile(root + "/cgroup.controllers");
     std::string have = controllers.ok() ? *controllers : "";

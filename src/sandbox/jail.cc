@@ -81,8 +81,10 @@ Status MakeDev(const std::string& root) {
       return Fail("bind-mount " + src, dst);
     }
   }
-  for (auto [link, target] : {std::pair{"fd", "/proc/self/fd"}, {"stdin", "/proc/self/fd/0"},
-                              {"stdout", "/proc/self/fd/1"}, {"stderr", "/proc/self/fd/2"}}) {
+  for (auto [link, target] : {std::pair{"fd", "/proc/self/fd"},
+                              {"stdin", "/proc/self/fd/0"},
+                              {"stdout", "/proc/self/fd/1"},
+                              {"stderr", "/proc/self/fd/2"}}) {
     std::string dst = dev + "/" + link;
     if (::symlink(target, dst.c_str()) != 0) return Fail("create symlink", dst);
   }
@@ -165,15 +167,51 @@ Status DropPrivileges(const JailSpec& spec) {
 Status ApplySeccomp() {
   scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
   if (ctx == nullptr) return Internal("failed to create seccomp filter on runtime: out of memory");
-  static const char* kDenied[] = {
-      "mount", "umount2", "pivot_root", "chroot", "move_mount", "fsopen", "fsmount", "fspick",
-      "open_tree", "mount_setattr", "kexec_load", "kexec_file_load", "bpf", "ptrace",
-      "process_vm_readv", "process_vm_writev", "keyctl", "add_key", "request_key",
-      "init_module", "finit_module", "delete_module", "reboot", "swapon", "swapoff", "setns",
-      "unshare", "perf_event_open", "open_by_handle_at", "name_to_handle_at", "acct",
-      "quotactl", "settimeofday", "clock_settime", "clock_adjtime", "adjtimex", "syslog",
-      "userfaultfd", "iopl", "ioperm", "lookup_dcookie", "uselib", "vhangup", "sethostname",
-      "setdomainname"};
+  static const char* kDenied[] = {"mount",
+                                  "umount2",
+                                  "pivot_root",
+                                  "chroot",
+                                  "move_mount",
+                                  "fsopen",
+                                  "fsmount",
+                                  "fspick",
+                                  "open_tree",
+                                  "mount_setattr",
+                                  "kexec_load",
+                                  "kexec_file_load",
+                                  "bpf",
+                                  "ptrace",
+                                  "process_vm_readv",
+                                  "process_vm_writev",
+                                  "keyctl",
+                                  "add_key",
+                                  "request_key",
+                                  "init_module",
+                                  "finit_module",
+                                  "delete_module",
+                                  "reboot",
+                                  "swapon",
+                                  "swapoff",
+                                  "setns",
+                                  "unshare",
+                                  "perf_event_open",
+                                  "open_by_handle_at",
+                                  "name_to_handle_at",
+                                  "acct",
+                                  "quotactl",
+                                  "settimeofday",
+                                  "clock_settime",
+                                  "clock_adjtime",
+                                  "adjtimex",
+                                  "syslog",
+                                  "userfaultfd",
+                                  "iopl",
+                                  "ioperm",
+                                  "lookup_dcookie",
+                                  "uselib",
+                                  "vhangup",
+                                  "sethostname",
+                                  "setdomainname"};
   int rc = 0;
   for (const char* name : kDenied) {
     int nr = seccomp_syscall_resolve_name(name);

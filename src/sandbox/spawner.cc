@@ -1,22 +1,22 @@
 #include "sandbox/spawner.h"
 
 #include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
-#include <sched.h>
 #include <sys/signalfd.h>
-#include <sys/syscall.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
-#include <poll.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
-#include <algorithm>
 #include <deque>
 #include <map>
 #include <vector>
@@ -247,9 +247,9 @@ StatusOr<Shell> StartShell(const SpawnerSetup& setup) {
   }
   // SAFETY: clone without a new stack behaves like fork (the spawner is single-threaded);
   // the child starts as PID 1 of fresh mount, PID, IPC and UTS namespaces.
-  pid_t pid = static_cast<pid_t>(::syscall(
-      SYS_clone, CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | SIGCHLD, nullptr,
-      nullptr, nullptr, nullptr));
+  pid_t pid = static_cast<pid_t>(
+      ::syscall(SYS_clone, CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | SIGCHLD,
+                nullptr, nullptr, nullptr, nullptr));
   if (pid < 0) {
     int err = errno;
     ::close(sv[0]);
@@ -357,8 +357,8 @@ std::string HandleSpawn(const SpawnerSetup& setup, const std::vector<std::string
   sigemptyset(&chld);
   sigaddset(&chld, SIGCHLD);
   int sfd = ::signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
-  std::map<pid_t, std::string> live;  // child -> its cgroup name (may be empty)
-  std::deque<Shell> shells;           // ready sandboxes, when isolated
+  std::map<pid_t, std::string> live;   // child -> its cgroup name (may be empty)
+  std::deque<Shell> shells;            // ready sandboxes, when isolated
   std::vector<std::string> unremoved;  // cgroups still busy when their child was reaped
   std::string buf;
   for (;;) {
@@ -421,14 +421,14 @@ std::string HandleSpawn(const SpawnerSetup& setup, const std::vector<std::string
         if (auto it = live.find(pid); it != live.end()) {
           ::kill(-pid, SIGKILL);
           ::kill(pid, SIGKILL);
-          if (setup.cgroups != nullptr && !it->second.empty()) (void)setup.cgroups->Kill(it->second);
+          if (setup.cgroups != nullptr && !it->second.empty())
+            (void)setup.cgroups->Kill(it->second);
         }
         reply = "ok 0";
       }
       for (int fd : fds) ::close(fd);
       (void)!SendWithFds(request_fd, reply, nullptr, 0);
     }
-
   }
   for (const Shell& shell : shells) live[shell.pid] = shell.cgroup;
   for (const auto& [pid, cgroup] : live) {
@@ -458,23 +458,26 @@ std::string DescribeWaitStatus(int wait_status) {
 }
 
 StatusOr<std::unique_ptr<SpawnerClient>> SpawnerClient::Start(const std::string& jail_root,
-                                                             const std::string& runtimes_dir,
-                                                             int64_t tmp_bytes, bool sandbox) {
+                                                              const std::string& runtimes_dir,
+                                                              int64_t tmp_bytes, bool sandbox) {
   SpawnerSetup setup;
   setup.runtimes_dir = runtimes_dir;
   setup.tmp_bytes = tmp_bytes;
   std::unique_ptr<Cgroups> cgroups;
   std::string isolation;
   if (!sandbox) {
-    isolation = "none: the sandbox is switched off (sandbox=false): instances are plain "
-                "processes of uid " + std::to_string(::geteuid()) + " in their own process groups";
+    isolation =
+        "none: the sandbox is switched off (sandbox=false): instances are plain "
+        "processes of uid " +
+        std::to_string(::geteuid()) + " in their own process groups";
   } else if (::geteuid() == 0) {
     setup.isolated = true;
     setup.jail_root = jail_root;
     auto detected = Cgroups::Detect();
-    isolation = "jail: mount, PID, IPC and UTS namespaces; private root (bundle read-only at "
-                "/var/task, tmpfs /tmp); a uid of its own; no_new_privs; seccomp; Runtime API "
-                "answers only its own instance's uid";
+    isolation =
+        "jail: mount, PID, IPC and UTS namespaces; private root (bundle read-only at "
+        "/var/task, tmpfs /tmp); a uid of its own; no_new_privs; seccomp; Runtime API "
+        "answers only its own instance's uid";
     if (detected.ok()) {
       cgroups = std::move(*detected);
       setup.cgroups = cgroups.get();
@@ -485,7 +488,8 @@ StatusOr<std::unique_ptr<SpawnerClient>> SpawnerClient::Start(const std::string&
     isolation += "; no network namespace yet: instances share the host network (egress open)";
   } else {
     isolation = "none: thaw is not root, so instances are plain processes of uid " +
-                std::to_string(::geteuid()) + " in their own process groups (user namespaces "
+                std::to_string(::geteuid()) +
+                " in their own process groups (user namespaces "
                 "are not used yet); memory_mb is not enforced";
   }
   int req[2], ex[2];

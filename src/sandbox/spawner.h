@@ -28,10 +28,10 @@ struct SpawnRequest {
   int stderr_fd = -1;
   // Used when the spawner isolates (SpawnerClient::isolated()): argv, env and cwd then name
   // paths inside the jail (/var/task, /opt/thaw).
-  std::string bundle_dir;    // host path of the bundle
-  std::string cgroup;        // instance name for the cgroup
+  std::string bundle_dir;  // host path of the bundle
+  std::string cgroup;      // instance name for the cgroup
   CgroupLimits limits;
-  uid_t uid = 65534;         // the jailed runtime's uid and gid: one per live instance
+  uid_t uid = 65534;  // the jailed runtime's uid and gid: one per live instance
 };
 
 struct ExitEvent {
@@ -76,7 +76,8 @@ class SpawnerClient {
   const std::string& isolation() const { return isolation_; }
 
  private:
-  SpawnerClient(int request_fd, int exit_fd, pid_t pid) : request_fd_(request_fd), exit_fd_(exit_fd), spawner_pid_(pid) {}
+  SpawnerClient(int request_fd, int exit_fd, pid_t pid)
+      : request_fd_(request_fd), exit_fd_(exit_fd), spawner_pid_(pid) {}
   StatusOr<std::string> Call(const std::string& message, const int* fds, int nfds);
 
   std::mutex mu_;

@@ -26,9 +26,16 @@ const std::vector<Knob> kKnobs = {
     {"pids_max", "processes and threads per instance (cgroup pids limit)"},
     {"auth", "require an API key (true/false); only false on a loopback address"},
     {"sandbox", "jail instances when running as root (true/false)"},
+    {"price_request_micro_per_million", "micro-dollars per million requests (both sheets)"},
+    {"price_gb_second_pico", "pico-dollars per billed GB-second (Lambda sheet)"},
+    {"price_cpu_second_pico", "pico-dollars per CPU-second used (actual-use sheet)"},
+    {"price_peak_gb_second_pico", "pico-dollars per peak GB-second used (actual-use sheet)"},
+    {"price_instance_hour_micro", "micro-dollars per always-on instance hour (advisor)"},
 };
 
 namespace {
+
+constexpr int64_t kMaxPrice = 1'000'000'000'000;  // keeps price x usage sums inside __int128
 
 Status ParseInt(const std::string& name, const std::string& text, int64_t lo, int64_t hi,
                 int64_t& out) {
@@ -58,8 +65,8 @@ Status ApplyConfigValues(const std::map<std::string, std::string>& values, Confi
       c.data_dir = v;
     } else if (name == "log_level") {
       if (v != "trace" && v != "debug" && v != "info" && v != "warn" && v != "error") {
-        return InvalidArgument("config log_level: expected trace|debug|info|warn|error, got '" +
-                               v + "'");
+        return InvalidArgument("config log_level: expected trace|debug|info|warn|error, got '" + v +
+                               "'");
       }
       c.log_level = v;
     } else if (name == "threads") {
@@ -102,6 +109,16 @@ Status ApplyConfigValues(const std::map<std::string, std::string>& values, Confi
         return InvalidArgument("config sandbox: expected true or false, got '" + v + "'");
       }
       c.sandbox = v == "true";
+    } else if (name == "price_request_micro_per_million") {
+      THAW_RETURN_IF_ERROR(ParseInt(name, v, 0, kMaxPrice, c.price_request_micro_per_million));
+    } else if (name == "price_gb_second_pico") {
+      THAW_RETURN_IF_ERROR(ParseInt(name, v, 0, kMaxPrice, c.price_gb_second_pico));
+    } else if (name == "price_cpu_second_pico") {
+      THAW_RETURN_IF_ERROR(ParseInt(name, v, 0, kMaxPrice, c.price_cpu_second_pico));
+    } else if (name == "price_peak_gb_second_pico") {
+      THAW_RETURN_IF_ERROR(ParseInt(name, v, 0, kMaxPrice, c.price_peak_gb_second_pico));
+    } else if (name == "price_instance_hour_micro") {
+      THAW_RETURN_IF_ERROR(ParseInt(name, v, 0, kMaxPrice, c.price_instance_hour_micro));
     } else {
       return InvalidArgument("config: unknown setting '" + name + "'");
     }

@@ -16,7 +16,7 @@ struct Config {
   std::string listen = "127.0.0.1:8080";
   std::string data_dir = ".thaw";
   std::string log_level = "info";
-  int64_t threads = 0;  // 0: one per core
+  int64_t threads = 0;       // 0: one per core
   std::string runtimes_dir;  // empty: <dir of the thaw binary>/runtimes
   std::string python = "/usr/bin/python3";
   std::string node = "/usr/bin/node";
@@ -29,14 +29,21 @@ struct Config {
   int64_t init_timeout_ms = 10'000;
   int64_t shutdown_grace_ms = 30'000;
   int64_t log_lines = 10'000;
-  int64_t tmp_mb = 512;      // size of each jailed instance's /tmp
-  int64_t pids_max = 1024;   // processes and threads per instance (cgroup pids limit)
+  int64_t tmp_mb = 512;     // size of each jailed instance's /tmp
+  int64_t pids_max = 1024;  // processes and threads per instance (cgroup pids limit)
   bool auth = true;
-  bool sandbox = true;       // jail instances when root; false runs plain processes
+  bool sandbox = true;  // jail instances when root; false runs plain processes
+  // Price sheets (integers; see meter/cost.h). Lambda: requests and billed GB-s; actual use:
+  // requests, CPU-s and peak GB-s; the advisor's always-on instance price per hour.
+  int64_t price_request_micro_per_million = 200'000;  // $0.20 / million requests
+  int64_t price_gb_second_pico = 16'666'700;          // $0.0000166667 / GB-s
+  int64_t price_cpu_second_pico = 24'000'000;         // $0.000024 / CPU-s
+  int64_t price_peak_gb_second_pico = 2'500'000;      // $0.0000025 / peak GB-s
+  int64_t price_instance_hour_micro = 20'800;         // $0.0208 / instance-hour
 };
 
 struct Knob {
-  const char* name;     // flag --name (with '-' for '_') and env THAW_NAME
+  const char* name;  // flag --name (with '-' for '_') and env THAW_NAME
   const char* help;
 };
 extern const std::vector<Knob> kKnobs;

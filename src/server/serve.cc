@@ -82,7 +82,8 @@ asio::awaitable<void> WatchExits(int fd, pool::PoolManager& pools) {
     size_t n = co_await exits.async_read_some(asio::buffer(&ev, sizeof(ev)),
                                               asio::redirect_error(asio::use_awaitable, ec));
     if (ec) {
-      if (ec != asio::error::operation_aborted) spdlog::error("spawner exit channel: {}", ec.message());
+      if (ec != asio::error::operation_aborted)
+        spdlog::error("spawner exit channel: {}", ec.message());
       co_return;
     }
     if (n == sizeof(ev)) pools.OnExit(ev);
@@ -111,8 +112,8 @@ int RunServe(Config config, const std::string& exe_dir) {
     return 1;
   }
   if (config.runtimes_dir.empty()) config.runtimes_dir = exe_dir + "/runtimes";
-  auto spawner = sandbox::SpawnerClient::Start(jail_root, config.runtimes_dir,
-                                               config.tmp_mb << 20, config.sandbox);
+  auto spawner = sandbox::SpawnerClient::Start(jail_root, config.runtimes_dir, config.tmp_mb << 20,
+                                               config.sandbox);
   if (!spawner.ok()) {
     spdlog::critical("{}", spawner.status().message());
     return 1;
@@ -207,8 +208,7 @@ int RunServe(Config config, const std::string& exe_dir) {
 
   asio::signal_set signals(ioc, SIGINT, SIGTERM);
   signals.async_wait([&](boost::system::error_code, int sig) {
-    spdlog::info("signal {}: stopping: no new connections, finishing in-flight invocations",
-                 sig);
+    spdlog::info("signal {}: stopping: no new connections, finishing in-flight invocations", sig);
     acceptor.close();
     asio::co_spawn(
         ioc,

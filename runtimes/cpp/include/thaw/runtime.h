@@ -11,7 +11,7 @@
 namespace thaw::runtime {
 
 struct InvocationRequest {
-  std::string payload;           // the event, as sent
+  std::string payload;  // the event, as sent
   std::string request_id;
   std::string function_arn;
   std::string trace_id;

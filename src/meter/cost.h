@@ -1,0 +1,73 @@
+// Cost: usage aggregation and pricing over meter records. Pure functions of records and prices;
+// money is integer micro-dollars, computed from integer sums (billed_ms x memory_mb, cpu_us,
+// duration_us x max_memory_used_mb) and rounded once, half up, at the end of each total.
+// Thread-compatible: no shared state.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace thaw::meter {
+
+// Prices in exact integers. A price per million requests in micro-dollars is the same number
+// as a price per request in pico-dollars (1e-12 $), so per-request and per-second prices are
+// all pico-dollars and the totals share one denominator.
+struct PriceSheet {
+  int64_t request_pico = 200'000;           // $0.20 per million requests (AWS Lambda x86)
+  int64_t gb_second_pico = 16'666'700;      // $0.0000166667 per GB-s (AWS Lambda x86)
+  int64_t cpu_second_pico = 24'000'000;     // $0.000024 per CPU-s (actual-use sheet)
+  int64_t peak_gb_second_pico = 2'500'000;  // $0.0000025 per peak GB-s (actual-use sheet)
+  int64_t instance_hour_micro = 20'800;     // $0.0208 per always-on instance hour (advisor)
+};
+
+// The columns of one invocation record that usage and cost need.
+struct Sample {
+  std::string function;
+  int64_t start_us = 0;  // wall clock
+  int64_t duration_us = 0;
+  int64_t billed_ms = 0;
+  int64_t memory_mb = 0;
+  int64_t max_memory_used_mb = 0;
+  int64_t cpu_us = 0;
+  bool cold_start = false;
+  std::string status;  // success | error | timeout | crash | throttled
+};
+
+// Integer sums over a set of samples; every money figure is derived from these.
+struct Sums {
+  int64_t invocations = 0;
+  int64_t success = 0, error = 0, timeout = 0, crash = 0, throttled = 0;
+  int64_t cold_starts = 0;
+  int64_t billed_ms = 0;
+  int64_t billed_mb_ms = 0;  // sum of billed_ms x memory_mb
+  int64_t cpu_us = 0;
+  int64_t peak_mb_us = 0;  // sum of duration_us x max_memory_used_mb
+  int64_t duration_us = 0;
+};
+
+struct Group {
+  std::string key;  // function name, or YYYY-MM-DD (UTC) of start_us
+  Sums sums;
+  int64_t p50_duration_us = 0;  // nearest rank over the group's durations
+  int64_t p99_duration_us = 0;
+};
+
+enum class GroupBy { kFunction, kDay };
+
+void AddSample(const Sample& s, Sums& sums);
+// Groups ordered by key.
+std::vector<Group> Aggregate(const std::vector<Sample>& samples, GroupBy by);
+// Nearest-rank percentile (p in 1..100) of `sorted` (ascending); 0 when empty.
+int64_t Percentile(const std::vector<int64_t>& sorted, int p);
+std::string UtcDay(int64_t wall_us);
+
+// Lambda sheet: requests x request price + billed GB-s x GB-s price (GB = 1024 MB).
+int64_t LambdaCostMicro(const Sums& s, const PriceSheet& p);
+// Actual-use sheet: requests x request price + CPU-s x CPU price + peak GB-s x peak price,
+// where peak GB-s is the peak memory actually used x the real (unrounded) duration.
+int64_t ActualCostMicro(const Sums& s, const PriceSheet& p);
+// "$1.234567": micro-dollars, exact.
+std::string FormatDollars(int64_t micro);
+
+}  // namespace thaw::meter

@@ -1,0 +1,166 @@
+// Usage, cost and advice against the real server: the API's totals and costs must equal what
+// the test computes by hand from the same ledger rows (read straight from thaw.db).
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <boost/json.hpp>
+#include <ctime>
+#include <vector>
+
+#include "server_fixture.h"
+
+namespace thaw::testing {
+namespace {
+
+namespace json = boost::json;
+
+const std::string kHelloCpp = std::string(THAW_BUILD_DIR) + "/examples/hello-cpp";
+
+// Prices large enough that a handful of calls cost whole micro-dollars on every term.
+constexpr int64_t kRequestPico = 3'000'000'000;  // $3000 per million requests
+constexpr int64_t kGbSecondPico = 16'666'700'000;
+constexpr int64_t kCpuSecondPico = 24'000'000'000;
+constexpr int64_t kPeakGbSecondPico = 2'500'000'000;
+
+struct Ledger {
+  int64_t n = 0, billed_ms = 0, billed_mb_ms = 0, cpu_us = 0, peak_mb_us = 0, cold = 0;
+  std::vector<int64_t> durations;
+};
+
+Ledger ReadLedger(const std::string& db_path, const std::string& function) {
+  Ledger l;
+  sqlite3* db = nullptr;
+  EXPECT_EQ(sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+  sqlite3_stmt* st = nullptr;
+  EXPECT_EQ(sqlite3_prepare_v2(db,
+                               "SELECT billed_ms, memory_mb, cpu_us, duration_us, "
+                               "max_memory_used_mb, cold_start FROM invocations WHERE function=?",
+                               -1, &st, nullptr),
+            SQLITE_OK);
+  sqlite3_bind_text(st, 1, function.c_str(), -1, SQLITE_TRANSIENT);
+  while (sqlite3_step(st) == SQLITE_ROW) {
+    ++l.n;
+    l.billed_ms += sqlite3_column_int64(st, 0);
+    l.billed_mb_ms += sqlite3_column_int64(st, 0) * sqlite3_column_int64(st, 1);
+    l.cpu_us += sqlite3_column_int64(st, 2);
+    l.durations.push_back(sqlite3_column_int64(st, 3));
+    l.peak_mb_us += sqlite3_column_int64(st, 3) * sqlite3_column_int64(st, 4);
+    l.cold += sqlite3_column_int64(st, 5);
+  }
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  std::sort(l.durations.begin(), l.durations.end());
+  return l;
+}
+
+// Rounded once, half up, from pico-dollar sums over a common denominator.
+int64_t Round(__int128 num, __int128 den) {
+  return static_cast<int64_t>((2 * num + den) / (2 * den));
+}
+
+class BillingTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    server_ =
+        ThawServer::Start({"--price-request-micro-per-million=" + std::to_string(kRequestPico),
+                           "--price-gb-second-pico=" + std::to_string(kGbSecondPico),
+                           "--price-cpu-second-pico=" + std::to_string(kCpuSecondPico),
+                           "--price-peak-gb-second-pico=" + std::to_string(kPeakGbSecondPico)});
+  }
+  json::object Get(const std::string& target, int want_status = 200) {
+    auto r = server_->Call("GET", target);
+    EXPECT_EQ(r.status, want_status) << target << ": " << r.body;
+    boost::system::error_code ec;
+    json::value v = json::parse(r.body, ec);
+    return !ec && v.is_object() ? v.as_object() : json::object{};
+  }
+  std::unique_ptr<ThawServer> server_;
+};
+
+TEST_F(BillingTest, UsageTotalsAndCostsMatchTheLedger) {
+  constexpr int kCalls = 7;
+  ASSERT_EQ(server_->Deploy("hello-cpp", kHelloCpp).status, 201);
+  for (int i = 0; i < kCalls; ++i) ASSERT_EQ(server_->Invoke("hello-cpp").status, 200);
+
+  json::object body = Get("/v1/usage?function=hello-cpp");  // flushes the meter first
+  Ledger l = ReadLedger(server_->data_dir() + "/thaw.db", "hello-cpp");
+  ASSERT_EQ(l.n, kCalls);
+  ASSERT_EQ(body["functions"].as_array().size(), 1u) << body;
+  json::object row = body["functions"].as_array()[0].as_object();
+  EXPECT_EQ(row["invocations"].as_int64(), kCalls);
+  EXPECT_EQ(row["by_status"].as_object()["success"].as_int64(), kCalls);
+  EXPECT_EQ(row["errors"].as_int64(), 0);
+  EXPECT_EQ(row["cold_starts"].as_int64(), l.cold);
+  EXPECT_EQ(row["billed_ms"].as_int64(), l.billed_ms);
+  EXPECT_EQ(row["billed_mb_ms"].as_int64(), l.billed_mb_ms);
+  EXPECT_EQ(row["cpu_us"].as_int64(), l.cpu_us);
+  EXPECT_EQ(row["peak_mb_us"].as_int64(), l.peak_mb_us);
+  // Nearest rank: p50 is the ceil(7/2) = 4th smallest, p99 the largest.
+  EXPECT_DOUBLE_EQ(row["p50_duration_ms"].to_number<double>(), l.durations[3] / 1000.0);
+  EXPECT_DOUBLE_EQ(row["p99_duration_ms"].to_number<double>(), l.durations[6] / 1000.0);
+
+  // Lambda: requests x price + sum(billed_ms x memory_mb) / 1024 / 1000 GB-s x price.
+  const __int128 lambda_num =
+      __int128{l.n} * kRequestPico * 1024 * 1000 + __int128{l.billed_mb_ms} * kGbSecondPico;
+  const int64_t lambda = Round(lambda_num, __int128{1'000'000} * 1024 * 1000);
+  // Actual use: requests + CPU-s + sum(duration_us x max_memory_used_mb) / 1024 / 1e6 GB-s.
+  const __int128 actual_num = __int128{l.n} * kRequestPico * 1024 * 1'000'000 +
+                              __int128{l.cpu_us} * kCpuSecondPico * 1024 +
+                              __int128{l.peak_mb_us} * kPeakGbSecondPico;
+  const int64_t actual = Round(actual_num, __int128{1'000'000} * 1024 * 1'000'000);
+  EXPECT_GT(lambda, 0);
+  EXPECT_EQ(row["cost_lambda"].as_object()["micro"].as_int64(), lambda) << row;
+  EXPECT_EQ(row["cost_actual"].as_object()["micro"].as_int64(), actual) << row;
+  EXPECT_EQ(body["total"].as_object()["cost_lambda"].as_object()["micro"].as_int64(), lambda);
+  char usd[32];
+  std::snprintf(usd, sizeof(usd), "$%ld.%06ld", static_cast<long>(lambda / 1'000'000),
+                static_cast<long>(lambda % 1'000'000));
+  EXPECT_EQ(row["cost_lambda"].as_object()["usd"].as_string(), usd);
+  EXPECT_EQ(body["prices"].as_object()["gb_second_pico"].as_int64(), kGbSecondPico);
+}
+
+TEST_F(BillingTest, GroupByDayAndBadParameters) {
+  ASSERT_EQ(server_->Deploy("hello-cpp", kHelloCpp).status, 201);
+  for (int i = 0; i < 3; ++i) ASSERT_EQ(server_->Invoke("hello-cpp").status, 200);
+  json::object body = Get("/v1/usage?group_by=day");
+  ASSERT_EQ(body["days"].as_array().size(), 1u) << body;
+  json::object day = body["days"].as_array()[0].as_object();
+  time_t now = time(nullptr);
+  tm t;
+  gmtime_r(&now, &t);
+  char today[16];
+  std::strftime(today, sizeof(today), "%Y-%m-%d", &t);
+  EXPECT_EQ(day["day"].as_string(), today);  // the test does not run across midnight UTC
+  EXPECT_EQ(day["invocations"].as_int64(), 3);
+  EXPECT_EQ(body["total"].as_object()["invocations"].as_int64(), 3);
+
+  json::object tenant = Get("/v1/usage?group_by=tenant", 400);
+  EXPECT_NE(std::string(tenant["errorMessage"].as_string()).find("tenants are not built yet"),
+            std::string::npos);
+  json::object bad = Get("/v1/usage?group_by=week", 400);
+  EXPECT_NE(std::string(bad["errorMessage"].as_string()).find("group_by"), std::string::npos);
+  json::object days = Get("/v1/advice?days=0", 400);
+  EXPECT_NE(std::string(days["errorMessage"].as_string()).find("days"), std::string::npos);
+  Get("/v1/advice?function=nope", 404);
+}
+
+TEST_F(BillingTest, AdviceRecommendsPerFunction) {
+  ASSERT_EQ(server_->Deploy("hello-cpp", kHelloCpp).status, 201);
+  for (int i = 0; i < 3; ++i) ASSERT_EQ(server_->Invoke("hello-cpp").status, 200);
+  json::object body = Get("/v1/advice?function=hello-cpp&days=1");
+  ASSERT_EQ(body["functions"].as_array().size(), 1u) << body;
+  json::object a = body["functions"].as_array()[0].as_object();
+  EXPECT_EQ(a["function"].as_string(), "hello-cpp");
+  EXPECT_EQ(a["invocations"].as_int64(), 3);
+  // Three calls a day: serverless wins, and one of three calls was cold (33%), but a warm
+  // instance for a day costs more than those calls.
+  EXPECT_EQ(a["recommendation"].as_string(), "stay_serverless") << a;
+  EXPECT_EQ(a["instances"].as_int64(), 1);
+  // One $0.0208 instance for 24 h.
+  EXPECT_EQ(a["always_on_cost"].as_object()["micro"].as_int64(), 499'200);
+  EXPECT_GT(a["break_even_rps"].to_number<double>(), 0);
+}
+
+}  // namespace
+}  // namespace thaw::testing

@@ -443,12 +443,7 @@ asio::awaitable<void> Api::Usage(const std::string& query, Response& res) {
     co_return BadParam(res, "group_by: expected function or day, got '" + group_by + "'");
   }
   std::string function = QueryParam(query, "function");
-  auto samples = co_await asio::co_spawn(
-      blocking_,
-      [&]() -> asio::awaitable<StatusOr<std::vector<meter::Sample>>> {
-        co_return deps_.meter->Samples(function, from, to);
-      },
-      asio::use_awaitable);
+  auto samples = co_await FetchSamples(function, from, to);
   if (!samples.ok()) co_return StatusBody(res, samples.status());
   const meter::PriceSheet prices = PricesFrom(*deps_.config);
   const bool by_day = group_by == "day";
@@ -492,12 +487,7 @@ asio::awaitable<void> Api::Advice(const std::string& query, Response& res) {
   const int64_t to = WallNowMicros() + 1;
   const int64_t window_us = days * 86'400'000'000;
   const int64_t from = to - window_us;
-  auto samples = co_await asio::co_spawn(
-      blocking_,
-      [&]() -> asio::awaitable<StatusOr<std::vector<meter::Sample>>> {
-        co_return deps_.meter->Samples(function, from, to);
-      },
-      asio::use_awaitable);
+  auto samples = co_await FetchSamples(function, from, to);
   if (!samples.ok()) co_return StatusBody(res, samples.status());
   // Every deployed function is advised on, with or without traffic.
   std::map<std::string, std::vector<meter::Sample>> by_function;
@@ -597,6 +587,18 @@ asio::awaitable<void> Api::FunctionUrl(Request& req, Response& res) {
     default:
       co_return ErrorBody(res, http::status::bad_gateway, r.error_type, r.error_message);
   }
+}
+
+asio::awaitable<StatusOr<std::vector<meter::Sample>>> Api::FetchSamples(const std::string& function,
+                                                                        int64_t from_us,
+                                                                        int64_t to_us) {
+  // A SQLite query: off the event loop.
+  co_return co_await asio::co_spawn(
+      blocking_,
+      [&]() -> asio::awaitable<StatusOr<std::vector<meter::Sample>>> {
+        co_return deps_.meter->Samples(function, from_us, to_us);
+      },
+      asio::use_awaitable);
 }
 
 }  // namespace thaw::gateway

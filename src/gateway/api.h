@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "common/status.h"
 #include "gateway/http_server.h"
@@ -24,7 +25,8 @@ class LogStore;
 }
 namespace thaw::meter {
 class Meter;
-}
+struct Sample;
+}  // namespace thaw::meter
 namespace thaw::metrics {
 class Registry;
 }
@@ -67,7 +69,11 @@ class Api final : public HttpHandler {
   void Logs(const std::string& name, const std::string& query, Response& res);
   asio::awaitable<void> Usage(const std::string& query, Response& res);
   asio::awaitable<void> Advice(const std::string& query, Response& res);  // GET /v1/advice
-  void Metrics(Response& res);                                            // Prometheus text format
+  // The meter's rows in a window, read off the event loop.
+  asio::awaitable<StatusOr<std::vector<meter::Sample>>> FetchSamples(const std::string& function,
+                                                                     int64_t from_us,
+                                                                     int64_t to_us);
+  void Metrics(Response& res);  // Prometheus text format
   asio::awaitable<void> FunctionUrl(Request& req, Response& res);
   bool Authorized(const Request& req) const;
 

@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <vector>
@@ -61,6 +62,15 @@ Status KillAll(const std::string& procs_file) {
     while (in >> pid) ::kill(pid, SIGKILL);
   }
   return Status::Ok();
+}
+
+std::vector<std::string> SubDirs(const std::string& dir) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    if (e.is_directory(ec)) out.push_back(e.path().filename().string());
+  }
+  return out;
 }
 
 class CgroupV1 final : public Cgroups {
@@ -131,6 +141,8 @@ class CgroupV1 final : public Cgroups {
     return result;
   }
 
+  std::vector<std::string> Names() const override { return SubDirs(root_ + "/memory/thaw"); }
+
   static constexpr const char* kControllers[] = {"memory", "cpu", "cpuacct", "pids"};
 
  private:
@@ -184,6 +196,8 @@ class CgroupV2 final : public Cgroups {
     if (PathExists(d + "/cgroup.kill")) return WriteValue(d + "/cgroup.kill", "1");
     return KillAll(d + "/cgroup.procs");
   }
+
+  std::vector<std::string> Names() const override { return SubDirs(root_ + "/thaw"); }
 
   Status Remove(const std::string& name) override {
     std::string d = Dir(name);

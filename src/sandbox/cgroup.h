@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "common/status.h"
 
@@ -51,6 +52,8 @@ class Cgroups {
   virtual Status Kill(const std::string& name) = 0;
   // Removes it; it must be empty (kill first, and wait for the processes to be reaped).
   virtual Status Remove(const std::string& name) = 0;
+  // The names of the instance cgroups that exist now.
+  virtual std::vector<std::string> Names() const = 0;
 };
 
 // Reads a CPU-time counter cheaply and often: one pread on a file kept open. Sources: a

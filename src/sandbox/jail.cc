@@ -3,8 +3,10 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <linux/sched.h>
+#include <linux/seccomp.h>
 #include <sched.h>
 #include <seccomp.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -164,7 +166,7 @@ Status DropPrivileges(const JailSpec& spec) {
   return Status::Ok();
 }
 
-Status ApplySeccomp() {
+StatusOr<SeccompProgram> CompileSeccomp() {
   scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
   if (ctx == nullptr) return Internal("failed to create seccomp filter on runtime: out of memory");
   static const char* kDenied[] = {"mount",
@@ -229,10 +231,30 @@ Status ApplySeccomp() {
                           SCMP_A0(SCMP_CMP_MASKED_EQ, flag, flag));
   }
   if (rc == 0) rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
-  if (rc == 0) rc = seccomp_load(ctx);
+  // Generating the BPF is the slow part: do it once, into memory, and load the bytes later.
+  int fd = rc == 0 ? ::memfd_create("seccomp", MFD_CLOEXEC) : -1;
+  if (rc == 0 && fd < 0) rc = -errno;
+  if (rc == 0) rc = seccomp_export_bpf(ctx, fd);
   seccomp_release(ctx);
+  SeccompProgram program;
+  if (rc == 0) {
+    off_t size = ::lseek(fd, 0, SEEK_END);
+    program.code.resize(static_cast<size_t>(size) / sizeof(sock_filter));
+    if (::pread(fd, program.code.data(), static_cast<size_t>(size), 0) != size) rc = -EIO;
+  }
+  if (fd >= 0) ::close(fd);
   if (rc != 0) {
     errno = -rc;
+    return Fail("compile seccomp filter", "runtime");
+  }
+  return program;
+}
+
+Status LoadSeccomp(const SeccompProgram& program) {
+  sock_fprog prog{static_cast<unsigned short>(program.code.size()),
+                  const_cast<sock_filter*>(program.code.data())};
+  // SAFETY: no_new_privs is set (DropPrivileges), so an unprivileged process may install it.
+  if (::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0) {
     return Fail("load seccomp filter", "runtime");
   }
   return Status::Ok();

@@ -5,10 +5,12 @@
 // in new mount, PID, IPC and UTS namespaces. Every failure reads "failed to OP on OBJECT: why".
 #pragma once
 
+#include <linux/filter.h>
 #include <sys/types.h>
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "common/status.h"
 
@@ -34,8 +36,13 @@ Status PrepareJail(const JailSpec& spec);
 Status EnterJail(const JailSpec& spec);
 // setgroups/setresgid/setresuid to the spec's ids, then PR_SET_NO_NEW_PRIVS.
 Status DropPrivileges(const JailSpec& spec);
-// Loads the default seccomp filter: refuses what a function never needs (mount, kexec, bpf,
-// ptrace, keyctl, module loading, reboot, namespace changes, ...) with EPERM.
-Status ApplySeccomp();
+// The default seccomp filter, compiled to BPF: refuses what a function never needs (mount,
+// kexec, bpf, ptrace, keyctl, module loading, reboot, namespace changes, ...) with EPERM.
+struct SeccompProgram {
+  std::vector<sock_filter> code;
+};
+StatusOr<SeccompProgram> CompileSeccomp();
+// Installs it on the calling thread (after DropPrivileges, which sets no_new_privs).
+Status LoadSeccomp(const SeccompProgram& program);
 
 }  // namespace thaw::sandbox

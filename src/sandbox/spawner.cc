@@ -118,7 +118,7 @@ struct ChildSpec {
 // reporting why through `status_fd` (close-on-exec: a successful exec closes it unwritten).
 // A jailed child has already joined its cgroup (see RunShell).
 [[noreturn]] void ExecChild(const SpawnerSetup& setup, const ChildSpec& spec, int out_fd,
-                            int err_fd, int status_fd) {
+                            int err_fd, int status_fd, const SeccompProgram* seccomp) {
   auto fail = [&](const std::string& message) {
     (void)!::write(status_fd, message.data(), message.size());
     _exit(127);
@@ -162,7 +162,8 @@ struct ChildSpec {
   // which clears it.
   if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) fail_errno("prctl(PDEATHSIG)", "runtime");
   if (setup.isolated) {
-    Status st = ApplySeccomp();
+    if (seccomp == nullptr) fail("no seccomp filter for a jailed instance");
+    Status st = LoadSeccomp(*seccomp);
     if (!st.ok()) fail(st.message());
   }
   std::vector<char*> argv, envp;
@@ -216,6 +217,8 @@ struct Shell {
   jail.runtimes_dir = setup.runtimes_dir;
   jail.tmp_bytes = setup.tmp_bytes;
   Status prepared = PrepareJail(jail);
+  auto seccomp = CompileSeccomp();
+  if (prepared.ok() && !seccomp.ok()) prepared = seccomp.status();
   std::string buf;
   std::vector<int> fds;
   if (RecvWithFds(control, buf, fds) <= 0 || fds.size() != 2) _exit(0);
@@ -226,7 +229,7 @@ struct Shell {
     _exit(127);
   }
   spec->cgroup = cgroup;
-  ExecChild(setup, *spec, fds[0], fds[1], control);
+  ExecChild(setup, *spec, fds[0], fds[1], control, &*seccomp);
 }
 
 std::string NewShellName() {
@@ -330,7 +333,7 @@ std::string HandleSpawn(const SpawnerSetup& setup, const std::vector<std::string
   }
   if (pid == 0) {
     ::close(status_pipe[0]);
-    ExecChild(setup, *spec, fds[0], fds[1], status_pipe[1]);
+    ExecChild(setup, *spec, fds[0], fds[1], status_pipe[1], nullptr);
   }
   ::close(status_pipe[1]);
   std::string error = AwaitExec(status_pipe[0]);

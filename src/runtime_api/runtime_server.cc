@@ -5,6 +5,14 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <arpa/inet.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <boost/json.hpp>
 #include <cstdio>
 #include <cstring>
@@ -144,26 +152,36 @@ struct RuntimeServer::Endpoint final : gateway::HttpHandler {
 RuntimeServer::~RuntimeServer() { CloseAll(); }
 
 std::optional<uid_t> LoopbackPeerUid(uint16_t local_port, uint16_t peer_port) {
-  // Lines: "sl local_address rem_address st ... uid ...", addresses as hex "0100007F:PORT".
-  char want_local[32], want_remote[32];
-  std::snprintf(want_local, sizeof(want_local), "0100007F:%04X", peer_port);
-  std::snprintf(want_remote, sizeof(want_remote), "0100007F:%04X", local_port);
-  FILE* f = std::fopen("/proc/net/tcp", "re");
-  if (f == nullptr) return std::nullopt;
-  char line[512];
+  // One exact sock_diag lookup of the peer's socket (loopback:peer_port -> loopback:local_port):
+  // constant time, unlike scanning /proc/net/tcp, which grows with every TIME_WAIT socket.
+  int fd = ::socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+  if (fd < 0) return std::nullopt;
+  struct {
+    nlmsghdr nlh;
+    inet_diag_req_v2 req;
+  } msg{};
+  msg.nlh.nlmsg_len = sizeof(msg);
+  msg.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+  msg.nlh.nlmsg_flags = NLM_F_REQUEST;
+  msg.req.sdiag_family = AF_INET;
+  msg.req.sdiag_protocol = IPPROTO_TCP;
+  msg.req.idiag_states = ~0U;
+  msg.req.id.idiag_sport = htons(peer_port);
+  msg.req.id.idiag_dport = htons(local_port);
+  msg.req.id.idiag_src[0] = htonl(INADDR_LOOPBACK);
+  msg.req.id.idiag_dst[0] = htonl(INADDR_LOOPBACK);
+  msg.req.id.idiag_cookie[0] = INET_DIAG_NOCOOKIE;
+  msg.req.id.idiag_cookie[1] = INET_DIAG_NOCOOKIE;
   std::optional<uid_t> found;
-  while (std::fgets(line, sizeof(line), f)) {
-    char local[64], remote[64];
-    unsigned state = 0, uid = 0;
-    if (std::sscanf(line, " %*d: %63s %63s %x %*s %*s %*s %u", local, remote, &state, &uid) != 4) {
-      continue;
-    }
-    if (std::strcmp(local, want_local) == 0 && std::strcmp(remote, want_remote) == 0) {
-      found = static_cast<uid_t>(uid);
-      break;
+  alignas(nlmsghdr) char buf[8192];
+  if (::send(fd, &msg, sizeof(msg), 0) == static_cast<ssize_t>(sizeof(msg))) {
+    ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
+    auto* h = reinterpret_cast<nlmsghdr*>(buf);
+    if (n > 0 && NLMSG_OK(h, static_cast<unsigned>(n)) && h->nlmsg_type == SOCK_DIAG_BY_FAMILY) {
+      found = static_cast<uid_t>(static_cast<inet_diag_msg*>(NLMSG_DATA(h))->idiag_uid);
     }
   }
-  std::fclose(f);
+  ::close(fd);
   return found;
 }
 

@@ -14,8 +14,8 @@
 
 namespace thaw::runtime_api {
 
-// The uid owning the loopback TCP socket at `peer_port` connected to `local_port`, from
-// /proc/net/tcp; nullopt when not found.
+// The uid owning the loopback TCP socket at `peer_port` connected to `local_port` (asked of
+// the kernel through sock_diag); nullopt when not found.
 std::optional<uid_t> LoopbackPeerUid(uint16_t local_port, uint16_t peer_port);
 
 class RuntimeServer final : public pool::RuntimeEndpoints {

@@ -173,6 +173,13 @@ while True:
       std::string(h["lambda-runtime-invoked-function-arn"].as_string()).find(":function:probe"),
       std::string::npos);
   EXPECT_TRUE(std::string(h["lambda-runtime-trace-id"].as_string()).starts_with("Root=1-"));
+  // Called by version, the runtime sees the qualified ARN, as on Lambda.
+  auto by_version = server_->Invoke("probe", "{}", "1");
+  ASSERT_EQ(by_version.status, 200) << by_version.body;
+  json::object hv = json::parse(by_version.body).as_object()["headers"].as_object();
+  EXPECT_TRUE(std::string(hv["lambda-runtime-invoked-function-arn"].as_string())
+                  .ends_with(":function:probe:1"))
+      << by_version.body;
   EXPECT_EQ(h["lambda-runtime-client-context"].as_string(), R"({"custom":{"a":1}})");
   EXPECT_EQ(o["event"].as_string(), R"({"k":1})");
   json::object env = o["env"].as_object();

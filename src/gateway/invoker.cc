@@ -134,6 +134,8 @@ asio::awaitable<StatusOr<InvokeOutcome>> Invoker::Invoke(InvokeRequest req) {
   inv->arrived_wall_us = WallNowMicros();
   inv->trace_id = TraceId(inv->id);
   inv->client_context = std::move(req.client_context);
+  // Lambda hands the runtime the ARN the caller used: qualified by version or alias.
+  if (!req.qualifier.empty() && req.qualifier != "$LATEST") inv->qualifier = req.qualifier;
   auto pool = pools_->Get(out.version);
   out.result = co_await pool->Invoke(inv, asio::use_awaitable);
   if (out.result.kind == pool::Result::Kind::kThrottled) {

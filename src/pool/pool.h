@@ -90,9 +90,10 @@ struct Completion {
 struct Invocation {
   std::string id;
   std::string payload;
-  std::string client_context;    // base64 JSON, passed through to the runtime
+  std::string client_context;    // JSON, passed to the runtime as Lambda-Runtime-Client-Context
   std::string cognito_identity;  // JSON, passed through
   std::string trace_id;
+  std::string qualifier;   // as the caller named it (version or alias); empty: $LATEST
   int64_t arrived_us = 0;  // monotonic
   int64_t arrived_wall_us = 0;
   // Set by the pool.

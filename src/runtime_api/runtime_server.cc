@@ -1,10 +1,5 @@
 #include "runtime_api/runtime_server.h"
 
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
-#include <boost/asio/post.hpp>
-#include <boost/asio/strand.hpp>
-#include <boost/asio/use_awaitable.hpp>
 #include <arpa/inet.h>
 #include <linux/inet_diag.h>
 #include <linux/netlink.h>
@@ -13,6 +8,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <boost/json.hpp>
 #include <cstdio>
 #include <cstring>
@@ -90,7 +90,8 @@ struct RuntimeServer::Endpoint final : gateway::HttpHandler {
       res.set(http::field::content_type, "application/json");
       res.set("Lambda-Runtime-Aws-Request-Id", inv->id);
       res.set("Lambda-Runtime-Deadline-Ms", std::to_string(inv->deadline_wall_ms));
-      res.set("Lambda-Runtime-Invoked-Function-Arn", invoked_arn);
+      res.set("Lambda-Runtime-Invoked-Function-Arn",
+              inv->qualifier.empty() ? invoked_arn : invoked_arn + ":" + inv->qualifier);
       res.set("Lambda-Runtime-Trace-Id", inv->trace_id);
       if (!inv->client_context.empty()) {
         res.set("Lambda-Runtime-Client-Context", inv->client_context);

@@ -39,13 +39,16 @@ export BENCH_API_KEY=$(cat "$work/data/admin.key")
 T="build/thaw --server $THAW --api-key $BENCH_API_KEY"
 $T deploy build/examples/hello-cpp > /dev/null
 # Cold-start copies of the examples: scale to zero right after each call.
-mkdir -p "$work/cold-cpp" "$work/cold-python"
+mkdir -p "$work/cold-cpp" "$work/cold-python" "$work/cold-cpp-none"
 cp build/examples/hello-cpp/bootstrap "$work/cold-cpp/"
 printf 'name: cold-cpp\nruntime: cpp\nidle_timeout_s: 0\n' > "$work/cold-cpp/thaw.yaml"
+cp build/examples/hello-cpp/bootstrap "$work/cold-cpp-none/"
+printf 'name: cold-cpp-none\nruntime: cpp\nidle_timeout_s: 0\nnetwork: none\n' > "$work/cold-cpp-none/thaw.yaml"
 cp examples/hello-python/app.py "$work/cold-python/"
 printf 'name: cold-python\nruntime: python3\nhandler: app.handler\nidle_timeout_s: 0\n' > "$work/cold-python/thaw.yaml"
 $T deploy "$work/cold-cpp" > /dev/null
 $T deploy "$work/cold-python" > /dev/null
+$T deploy "$work/cold-cpp-none" > /dev/null
 $T invoke hello-cpp > /dev/null 2>&1  # warm
 
 # The same, without the sandbox: the isolation figures compare the two in this run.
@@ -84,6 +87,7 @@ read -r t1_rps t1_p50 t1_p99 < <(wrk_run "$THAW/v1/functions/hello-cpp/invoke" 1
 echo "cold starts, $SAMPLES samples each..."
 cold_cpp=$(build/bench/coldstart "$THAW" "$BENCH_API_KEY" cold-cpp "$SAMPLES")
 cold_py=$(build/bench/coldstart "$THAW" "$BENCH_API_KEY" cold-python "$SAMPLES")
+cold_none=$(build/bench/coldstart "$THAW" "$BENCH_API_KEY" cold-cpp-none "$SAMPLES")
 cold_plain=$(build/bench/coldstart "$PLAIN" "$PLAIN_KEY" cold-cpp "$SAMPLES")
 
 ratio=$(awk -v a="$t_rps" -v b="$n_rps" 'BEGIN { printf "%.2f", a / b }')
@@ -137,6 +141,8 @@ The same server with \`--sandbox false\` (plain processes), in this run:
 |---|---|---|---|
 | hello-cpp cold start p50 (ms) | $(field "$cold_cpp" p50) | $(field "$cold_plain" p50) | added p50: $(awk -v a="$(field "$cold_cpp" p50)" -v b="$(field "$cold_plain" p50)" 'BEGIN { printf "%.2f ms", a - b }') (target ≤ 1 ms) |
 | hello-cpp cold start p99 (ms) | $(field "$cold_cpp" p99) | $(field "$cold_plain" p99) | |
+| hello-cpp \`network: none\` cold start p50 (ms) | $(field "$cold_none" p50) | | added over egress: $(awk -v a="$(field "$cold_none" p50)" -v b="$(field "$cold_cpp" p50)" 'BEGIN { printf "%.2f ms", a - b }') (its own network namespace, made ahead in a ready shell) |
+| hello-cpp \`network: none\` cold start p99 (ms) | $(field "$cold_none" p99) | | |
 | warm hello-cpp req/s (-c$CONNS) | $t_rps | $p_rps | ratio $iso_ratio (target ≥ 0.95) |
 DOC
 if [ -f docs/benchmarks-notes.md ]; then cat docs/benchmarks-notes.md >> docs/benchmarks.md; fi

@@ -74,6 +74,18 @@ TEST(CostTest, HalfMicroRoundsUp) {
   EXPECT_EQ(LambdaCostMicro(s, p), 2);  // 1.5 -> 2
 }
 
+TEST(CostTest, ThrottledCallsCostNothing) {
+  // Refused calls are recorded (status throttled) but, as on Lambda, never billed.
+  Sums s;
+  for (int i = 0; i < 5; ++i) AddSample(S("f", 0, 0, 128, "throttled"), s);
+  EXPECT_EQ(BilledRequests(s), 0);
+  EXPECT_EQ(LambdaCostMicro(s, PriceSheet{}), 0);
+  EXPECT_EQ(ActualCostMicro(s, PriceSheet{}), 0);
+  EXPECT_EQ(LambdaCostPico(S("f", 0, 0, 128, "throttled"), PriceSheet{}), 0);
+  // One 1 ms call at 128 MB: 200000 pico for the request + 2083 pico of GB-s (truncated).
+  EXPECT_EQ(LambdaCostPico(S("f", 0, 1000, 128), PriceSheet{}), 202'083);
+}
+
 TEST(CostTest, FormatDollars) {
   EXPECT_EQ(FormatDollars(0), "$0.000000");
   EXPECT_EQ(FormatDollars(1), "$0.000001");

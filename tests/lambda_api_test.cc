@@ -14,7 +14,9 @@
 #include <future>
 #include <set>
 
+#include "auth/sigv4.h"
 #include "common/base64.h"
+#include "common/clock.h"
 #include "common/files.h"
 #include "common/sha256.h"
 #include "server_fixture.h"
@@ -135,10 +137,16 @@ def slow(event, context):
     return "slept"
 )";
 
-// awscli v2 with dummy credentials and nothing from $HOME.
+// An API key's id and secret: the AWS access key id and secret access key.
+struct Credentials {
+  std::string id, secret;
+};
+
+// awscli v2 with a thaw key's credentials and nothing from $HOME.
 class AwsCli {
  public:
-  explicit AwsCli(const std::string& endpoint) : endpoint_(endpoint) {
+  AwsCli(const std::string& endpoint, Credentials credentials)
+      : endpoint_(endpoint), credentials_(std::move(credentials)) {
     dir_ = TempPath("");
     (void)WriteFileAtomic(dir_ + "config", "");
     (void)WriteFileAtomic(dir_ + "credentials", "");
@@ -150,12 +158,12 @@ class AwsCli {
     std::vector<std::string> argv = {kAws,       "--endpoint-url", endpoint_,
                                      "--output", "json",           "lambda"};
     argv.insert(argv.end(), args.begin(), args.end());
-    return RunProcess(argv,
-                      {"PATH=/usr/bin:/bin", "HOME=" + dir_, "LANG=C.UTF-8",
-                       "AWS_ACCESS_KEY_ID=AKIDTHAWTEST", "AWS_SECRET_ACCESS_KEY=not-checked-yet",
-                       "AWS_DEFAULT_REGION=us-east-1", "AWS_CONFIG_FILE=" + dir_ + "config",
-                       "AWS_SHARED_CREDENTIALS_FILE=" + dir_ + "credentials", "AWS_MAX_ATTEMPTS=1",
-                       "AWS_PAGER="});
+    return RunProcess(argv, {"PATH=/usr/bin:/bin", "HOME=" + dir_, "LANG=C.UTF-8",
+                             "AWS_ACCESS_KEY_ID=" + credentials_.id,
+                             "AWS_SECRET_ACCESS_KEY=" + credentials_.secret,
+                             "AWS_DEFAULT_REGION=us-east-1", "AWS_CONFIG_FILE=" + dir_ + "config",
+                             "AWS_SHARED_CREDENTIALS_FILE=" + dir_ + "credentials",
+                             "AWS_MAX_ATTEMPTS=1", "AWS_PAGER="});
   }
   // `lambda invoke`: the CLI's JSON summary, and the payload it wrote to the outfile.
   std::pair<json::object, std::string> Invoke(std::vector<std::string> args) const {
@@ -174,14 +182,16 @@ class AwsCli {
 
  private:
   std::string endpoint_, dir_;
+  Credentials credentials_;
 };
 
 // @aws-sdk/client-lambda through tests/clients/lambda_client.mjs.
-json::object JsSdk(const std::string& endpoint, const std::string& command,
-                   const json::object& input) {
+json::object JsSdk(const std::string& endpoint, const Credentials& credentials,
+                   const std::string& command, const json::object& input) {
   ProcessResult r = RunProcess(
       {"/usr/bin/node", kJsClient, endpoint, command, json::serialize(input)},
-      {"PATH=/usr/bin:/bin", "HOME=/tmp", "THAW_NPM_DIR=" + kNpmDir, "NODE_NO_WARNINGS=1"});
+      {"PATH=/usr/bin:/bin", "HOME=/tmp", "THAW_NPM_DIR=" + kNpmDir, "NODE_NO_WARNINGS=1",
+       "AWS_ACCESS_KEY_ID=" + credentials.id, "AWS_SECRET_ACCESS_KEY=" + credentials.secret});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   return ParseObject(r.out);
 }
@@ -201,8 +211,16 @@ class LambdaApiTest : public ::testing::Test {
     ASSERT_EQ(npm_install_.exit_code, 0)
         << "could not install @aws-sdk/client-lambda into " << kNpmDir << ":\n"
         << npm_install_.err;
-    server_ = ThawServer::Start();
-    aws_ = std::make_unique<AwsCli>(server_->url());
+    StartServer();
+  }
+  // (Re)starts the server on `data_dir` (empty: a new one) with a key of the default tenant.
+  void StartServer(const std::string& data_dir = "") {
+    server_ = ThawServer::Start({}, data_dir);
+    if (data_dir.empty()) {
+      auto [id, secret] = server_->CreateKey("default");
+      credentials_ = {id, secret};
+    }
+    aws_ = std::make_unique<AwsCli>(server_->url(), credentials_);
   }
   void CreatePython(const std::string& name, const std::string& handler,
                     const std::vector<std::string>& extra = {}) {
@@ -221,18 +239,45 @@ class LambdaApiTest : public ::testing::Test {
     ProcessResult r = aws_->Lambda(args);
     ASSERT_EQ(r.exit_code, 0) << r.err;
   }
-  // Raw HTTP, signed the way clients sign (the signature is not verified yet).
+  // Raw HTTP, SigV4-signed as the clients sign, with `credentials` (default: the test's).
   HttpResult Aws(const std::string& method, const std::string& target, const std::string& body = "",
-                 Headers headers = {}) const {
-    headers.emplace_back("Authorization",
-                         "AWS4-HMAC-SHA256 Credential=AKIDTHAWTEST/20260101/us-east-1/lambda/"
-                         "aws4_request, SignedHeaders=host;x-amz-date, Signature=abc123");
+                 Headers headers = {}, const Credentials* credentials = nullptr,
+                 int64_t clock_skew_s = 0) const {
+    const Credentials& c = credentials != nullptr ? *credentials : credentials_;
+    const std::string host = server_->url().substr(std::string("http://").size());
+    const std::string date = AmzDate(WallNowMicros() / 1'000'000 + clock_skew_s);
+    headers.emplace_back("X-Amz-Date", date);
+    auth::SigV4Request request{method, target, {{"Host", host}}, body};
+    request.headers.insert(request.headers.end(), headers.begin(), headers.end());
+    auth::SigV4Authorization sig{c.id, date.substr(0, 8), "us-east-1", "lambda", {}, ""};
+    for (const auto& [name, value] : request.headers) {
+      std::string lower = name;
+      for (char& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+      sig.signed_headers.push_back(lower);
+    }
+    std::sort(sig.signed_headers.begin(), sig.signed_headers.end());
+    auto signature = auth::SignSigV4(request, sig, c.secret);
+    EXPECT_TRUE(signature.ok()) << signature.status().message();
+    sig.signature = signature.ok() ? *signature : "";
+    headers.emplace_back("Authorization", auth::FormatSigV4Authorization(sig));
     return server_->Call(method, target, body, headers, /*auth=*/false);
+  }
+  static std::string AmzDate(int64_t unix_s) {
+    time_t t = static_cast<time_t>(unix_s);
+    tm utc;
+    gmtime_r(&t, &utc);
+    char buf[32];
+    std::strftime(buf, sizeof(buf), "%Y%m%dT%H%M%SZ", &utc);
+    return buf;
+  }
+  json::object Js(const std::string& command, const json::object& input) const {
+    return JsSdk(server_->url(), credentials_, command, input);
   }
 
   static inline ProcessResult npm_install_;
   std::unique_ptr<ThawServer> server_;
   std::unique_ptr<AwsCli> aws_;
+  Credentials credentials_;
 };
 
 TEST_F(LambdaApiTest, AwsCliCreateInvokeListGetUpdatePublishAliasDelete) {
@@ -430,21 +475,20 @@ TEST_F(LambdaApiTest, AwsCliEventDryRunAndConfigurationUpdates) {
 
 TEST_F(LambdaApiTest, JsSdkInvokeWithTailClientContextAndFunctionError) {
   const std::string zip64 = Base64Encode(Zip({{"app.py", kHandlers}}));
-  json::object created = JsSdk(server_->url(), "CreateFunctionCommand",
-                               {{"FunctionName", "js-echo"},
-                                {"Runtime", "python3.11"},
-                                {"Handler", "app.echo"},
-                                {"Role", "arn:aws:iam::000000000000:role/any"},
-                                {"Code", {{"ZipFileBase64", zip64}}}});
+  json::object created =
+      Js("CreateFunctionCommand", {{"FunctionName", "js-echo"},
+                                   {"Runtime", "python3.11"},
+                                   {"Handler", "app.echo"},
+                                   {"Role", "arn:aws:iam::000000000000:role/any"},
+                                   {"Code", {{"ZipFileBase64", zip64}}}});
   ASSERT_EQ(Str(created, "ok"), "true") << json::serialize(created);
   EXPECT_EQ(Str(created, "status"), "201");
 
   const std::string context = Base64Encode(R"({"custom":{"tenant":"t-42"}})");
-  json::object ok = JsSdk(server_->url(), "InvokeCommand",
-                          {{"FunctionName", "js-echo"},
-                           {"Payload", R"({"from":"sdk"})"},
-                           {"LogType", "Tail"},
-                           {"ClientContext", context}});
+  json::object ok = Js("InvokeCommand", {{"FunctionName", "js-echo"},
+                                         {"Payload", R"({"from":"sdk"})"},
+                                         {"LogType", "Tail"},
+                                         {"ClientContext", context}});
   ASSERT_EQ(Str(ok, "ok"), "true") << json::serialize(ok);
   json::object out = ok["output"].as_object();
   EXPECT_EQ(Str(out, "StatusCode"), "200");
@@ -459,16 +503,15 @@ TEST_F(LambdaApiTest, JsSdkInvokeWithTailClientContextAndFunctionError) {
             std::string::npos)
       << *log;
 
-  json::object created_failing = JsSdk(server_->url(), "CreateFunctionCommand",
-                                       {{"FunctionName", "js-fail"},
-                                        {"Runtime", "python3.11"},
-                                        {"Handler", "app.fail"},
-                                        {"Role", "arn:aws:iam::000000000000:role/any"},
-                                        {"Code", {{"ZipFileBase64", zip64}}}});
+  json::object created_failing =
+      Js("CreateFunctionCommand", {{"FunctionName", "js-fail"},
+                                   {"Runtime", "python3.11"},
+                                   {"Handler", "app.fail"},
+                                   {"Role", "arn:aws:iam::000000000000:role/any"},
+                                   {"Code", {{"ZipFileBase64", zip64}}}});
   ASSERT_EQ(Str(created_failing, "ok"), "true") << json::serialize(created_failing);
   json::object failed =
-      JsSdk(server_->url(), "InvokeCommand",
-            {{"FunctionName", "js-fail"}, {"Payload", "{}"}, {"LogType", "Tail"}});
+      Js("InvokeCommand", {{"FunctionName", "js-fail"}, {"Payload", "{}"}, {"LogType", "Tail"}});
   ASSERT_EQ(Str(failed, "ok"), "true") << json::serialize(failed);
   json::object fout = failed["output"].as_object();
   EXPECT_EQ(Str(fout, "StatusCode"), "200");
@@ -476,18 +519,16 @@ TEST_F(LambdaApiTest, JsSdkInvokeWithTailClientContextAndFunctionError) {
   EXPECT_EQ(Str(ParseObject(Str(fout, "Payload")), "errorType"), "ValueError");
   EXPECT_TRUE(fout.contains("LogResult"));
 
-  json::object missing =
-      JsSdk(server_->url(), "InvokeCommand", {{"FunctionName", "nope"}, {"Payload", "{}"}});
+  json::object missing = Js("InvokeCommand", {{"FunctionName", "nope"}, {"Payload", "{}"}});
   EXPECT_EQ(Str(missing, "ok"), "false");
   EXPECT_EQ(Str(missing, "name"), "ResourceNotFoundException");
   EXPECT_EQ(Str(missing, "status"), "404");
 
   // Throttled by reserved concurrency 0: the SDK sees the typed error and Lambda's Reason.
-  json::object put = JsSdk(server_->url(), "PutFunctionConcurrencyCommand",
-                           {{"FunctionName", "js-echo"}, {"ReservedConcurrentExecutions", 0}});
+  json::object put = Js("PutFunctionConcurrencyCommand",
+                        {{"FunctionName", "js-echo"}, {"ReservedConcurrentExecutions", 0}});
   ASSERT_EQ(Str(put, "ok"), "true") << json::serialize(put);
-  json::object throttled =
-      JsSdk(server_->url(), "InvokeCommand", {{"FunctionName", "js-echo"}, {"Payload", "{}"}});
+  json::object throttled = Js("InvokeCommand", {{"FunctionName", "js-echo"}, {"Payload", "{}"}});
   EXPECT_EQ(Str(throttled, "name"), "TooManyRequestsException");
   EXPECT_EQ(Str(throttled, "status"), "429");
   EXPECT_EQ(Str(throttled, "reason"), "ReservedFunctionConcurrentInvocationLimitExceeded");
@@ -581,7 +622,7 @@ TEST_F(LambdaApiTest, ReservedConcurrencyCapsAndPersists) {
   const std::string data = server_->data_dir();
   auto crashed = std::move(server_);  // owns the data dir: removes it when it goes
   crashed->Kill9();
-  server_ = ThawServer::Start({}, data);
+  StartServer(data);
   auto get = Aws("GET", "/2015-03-31/functions/capped");
   ASSERT_EQ(get.status, 200);
   EXPECT_EQ(json::serialize(ParseObject(get.body)["Concurrency"]),
@@ -692,6 +733,68 @@ TEST_F(LambdaApiTest, ListFunctionsPagesWithMarkers) {
   }
   EXPECT_EQ(names, (std::vector<std::string>{"a-fn", "b-fn", "c-fn"}));
   EXPECT_EQ(Aws("GET", "/2015-03-31/functions?MaxItems=0").status, 400);
+}
+
+// Tenants are AWS accounts to the clients: a tenant's key id and secret sign awscli's and the JS
+// SDK's requests, which are verified; its functions live in its own account and namespace.
+TEST_F(LambdaApiTest, TenantCredentialsAreVerifiedAndScoped) {
+  server_->CreateTenant("acme");
+  auto [id, secret] = server_->CreateKey("acme");
+  const Credentials acme{id, secret};
+  AwsCli acme_cli(server_->url(), acme);
+  ProcessResult created =
+      acme_cli.Lambda({"create-function", "--function-name", "echo", "--runtime", "python3.12",
+                       "--handler", "app.echo", "--role", "arn:aws:iam::000000000000:role/any",
+                       "--zip-file", "fileb://" + aws_->zip_path()});
+  ASSERT_EQ(created.exit_code, 0) << created.err;
+  const std::string arn = Str(ParseObject(created.out), "FunctionArn");
+  EXPECT_EQ(arn.find(":000000000000:"), std::string::npos) << arn;
+  auto [summary, payload] = acme_cli.Invoke({"--function-name", "echo", "--payload", R"({"n":7})"});
+  EXPECT_EQ(summary["StatusCode"].as_int64(), 200);
+  EXPECT_NE(payload.find(R"("n": 7)"), std::string::npos) << payload;
+
+  // The default tenant's key does not see acme's function, by name or by ARN.
+  ProcessResult other = aws_->Lambda({"get-function", "--function-name", "echo"});
+  EXPECT_NE(other.exit_code, 0);
+  EXPECT_NE(other.err.find("ResourceNotFoundException"), std::string::npos) << other.err;
+  EXPECT_EQ(Aws("GET", "/2015-03-31/functions/" + arn).status, 404);
+  EXPECT_EQ(Aws("GET", "/2015-03-31/functions/" + arn, "", {}, &acme).status, 200);
+
+  // The JS SDK signs with the same credentials; a wrong secret is refused as AWS refuses it.
+  json::object ok = JsSdk(server_->url(), acme, "InvokeCommand",
+                          {{"FunctionName", "echo"}, {"Payload", R"({"n":8})"}});
+  EXPECT_TRUE(ok["ok"].as_bool()) << json::serialize(ok);
+  const Credentials wrong{id, secret.substr(1) + "x"};
+  json::object refused =
+      JsSdk(server_->url(), wrong, "InvokeCommand", {{"FunctionName", "echo"}, {"Payload", "{}"}});
+  EXPECT_FALSE(refused["ok"].as_bool());
+  EXPECT_EQ(refused["status"].as_int64(), 403) << json::serialize(refused);
+  EXPECT_EQ(Str(refused, "name"), "InvalidSignatureException") << json::serialize(refused);
+  AwsCli wrong_cli(server_->url(), wrong);
+  ProcessResult denied = wrong_cli.Lambda({"list-functions"});
+  EXPECT_NE(denied.exit_code, 0);
+  EXPECT_NE(denied.err.find("InvalidSignatureException"), std::string::npos) << denied.err;
+  const Credentials unknown{"AKTH0000000000000000", secret};
+  auto unknown_id = Aws("GET", "/2015-03-31/functions", "", {}, &unknown);
+  EXPECT_EQ(unknown_id.status, 403);
+  EXPECT_EQ(unknown_id.Header("x-amzn-errortype"), "UnrecognizedClientException");
+
+  // A signature made 20 minutes ago (or ahead) is stale; a minute off is fine.
+  auto stale = Aws("GET", "/2015-03-31/functions", "", {}, &acme, -20 * 60);
+  EXPECT_EQ(stale.status, 403);
+  EXPECT_EQ(stale.Header("x-amzn-errortype"), "InvalidSignatureException");
+  EXPECT_NE(Str(ParseObject(stale.body), "message").find("Signature expired"), std::string::npos)
+      << stale.body;
+  EXPECT_EQ(Aws("GET", "/2015-03-31/functions", "", {}, &acme, 20 * 60).status, 403);
+  EXPECT_EQ(Aws("GET", "/2015-03-31/functions", "", {}, &acme, -60).status, 200);
+  auto signed_invoke = Aws("POST", "/2015-03-31/functions/echo/invocations", "{}", {}, &acme);
+  EXPECT_EQ(signed_invoke.status, 200) << signed_invoke.body;
+
+  // A revoked key stops working at once.
+  ASSERT_EQ(server_->Call("DELETE", "/v1/keys/" + id).status, 204);
+  ProcessResult revoked = acme_cli.Lambda({"list-functions"});
+  EXPECT_NE(revoked.exit_code, 0);
+  EXPECT_NE(revoked.err.find("UnrecognizedClientException"), std::string::npos) << revoked.err;
 }
 
 }  // namespace

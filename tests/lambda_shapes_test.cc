@@ -20,6 +20,7 @@ struct RefCase {
   std::string text;
   bool ok;
   std::string name, qualifier;
+  std::string account = "";
 };
 
 TEST(LambdaShapesTest, FunctionNamesAndArns) {
@@ -29,6 +30,7 @@ TEST(LambdaShapesTest, FunctionNamesAndArns) {
       {"fn:$LATEST", true, "fn", "$LATEST"},
       {"123456789012:function:fn", true, "fn", ""},
       {"123456789012:function:fn:7", true, "fn", "7"},
+      {"arn:aws:lambda:us-east-1:123456789012:function:fn", true, "fn", "", "123456789012"},
       {"arn:aws:lambda:us-east-1:000000000000:function:fn", true, "fn", ""},
       {"arn:aws:lambda:eu-west-1:000000000000:function:fn:live", true, "fn", "live"},
       {"", false, "", ""},
@@ -48,15 +50,18 @@ TEST(LambdaShapesTest, FunctionNamesAndArns) {
     }
     EXPECT_EQ(r->name, c.name) << c.text;
     EXPECT_EQ(r->qualifier, c.qualifier) << c.text;
+    if (!c.account.empty()) {
+      EXPECT_EQ(r->account, c.account) << c.text;
+    }
   }
 }
 
 TEST(LambdaShapesTest, QualifierFromNameAndParameterMustAgree) {
-  EXPECT_EQ(*MergeQualifier({"fn", ""}, "prod"), "prod");
-  EXPECT_EQ(*MergeQualifier({"fn", "prod"}, ""), "prod");
-  EXPECT_EQ(*MergeQualifier({"fn", "prod"}, "prod"), "prod");
-  EXPECT_FALSE(MergeQualifier({"fn", "1"}, "2").ok());
-  EXPECT_FALSE(MergeQualifier({"fn", ""}, "a/b").ok());
+  EXPECT_EQ(*MergeQualifier({"fn", "", ""}, "prod"), "prod");
+  EXPECT_EQ(*MergeQualifier({"fn", "prod", ""}, ""), "prod");
+  EXPECT_EQ(*MergeQualifier({"fn", "prod", ""}, "prod"), "prod");
+  EXPECT_FALSE(MergeQualifier({"fn", "1", ""}, "2").ok());
+  EXPECT_FALSE(MergeQualifier({"fn", "", ""}, "a/b").ok());
 }
 
 TEST(LambdaShapesTest, CreateFunctionFieldsAndErrorsNameTheField) {
@@ -67,7 +72,7 @@ TEST(LambdaShapesTest, CreateFunctionFieldsAndErrorsNameTheField) {
                                     R"("Role":"ignored","Tags":{"x":"y"},"Code":{"ZipFile":")" +
                                     zip + R"("}})"));
   ASSERT_TRUE(ok.ok()) << ok.status().ToString();
-  EXPECT_EQ(ok->name, "f");
+  EXPECT_EQ(ok->ref.name, "f");
   EXPECT_EQ(ok->zip, "PK-not-really");
   EXPECT_TRUE(ok->publish);
   registry::Manifest m;

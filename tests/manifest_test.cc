@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <boost/json.hpp>
 #include <map>
 #include <ostream>
 #include <string>
@@ -63,6 +64,7 @@ TEST(ManifestTest, DefaultsAndFallbackName) {
   EXPECT_EQ(m->max_instances, 8);
   EXPECT_EQ(m->idle_timeout_s, 300);
   EXPECT_TRUE(m->environment.empty());
+  EXPECT_EQ(m->network, Network::kEgress);
   EXPECT_EQ(m->memory_mb, want.memory_mb);
   EXPECT_EQ(m->timeout_ms, want.timeout_ms);
 }
@@ -128,6 +130,18 @@ INSTANTIATE_TEST_SUITE_P(
                       RuntimeCase{"LambdaProvidedAl2023", "provided.al2023", Runtime::kProvided},
                       RuntimeCase{"Cpp", "cpp", Runtime::kCpp}),
     [](const ::testing::TestParamInfo<RuntimeCase>& info) { return info.param.name; });
+
+TEST(ManifestTest, NetworkIsEgressOrNone) {
+  const std::string py = "runtime: python3\nhandler: app.handler\n";
+  auto none = Parse(py + "network: none\n");
+  ASSERT_TRUE(none.ok()) << none.status().ToString();
+  EXPECT_EQ(none->network, Network::kNone);
+  auto egress = Parse(py + "network: egress\n");
+  ASSERT_TRUE(egress.ok()) << egress.status().ToString();
+  EXPECT_EQ(egress->network, Network::kEgress);
+  EXPECT_STREQ(NetworkName(Network::kNone), "none");
+  EXPECT_STREQ(NetworkName(Network::kEgress), "egress");
+}
 
 TEST(ManifestTest, RuntimeNamesRoundTripThroughRuntimeName) {
   EXPECT_STREQ(RuntimeName(Runtime::kPython3), "python3");
@@ -206,6 +220,8 @@ std::vector<ErrorCase> ErrorCases() {
       {"EmptyFallbackName", py, "name", "1-64", ""},
       {"GpuNotSupported", py + "gpu: 1\n", "gpu", "not supported"},
       {"BatchNotSupported", py + "batch: true\n", "batch", "not supported"},
+      {"UnknownNetwork", py + "network: host\n", "network", "must be egress or none, got 'host'"},
+      {"NetworkIsAMap", py + "network: {mode: none}\n", "network", "must be a string"},
   };
 }
 
@@ -317,6 +333,7 @@ TEST(ManifestJsonTest, RoundTripKeepsEveryField) {
   m.max_instances = 30;
   m.idle_timeout_s = 45;
   m.environment = {{"A", "1"}, {"QUOTE", "say \"hi\"\n"}, {"EMPTY", ""}};
+  m.network = Network::kNone;
 
   auto back = ManifestFromJson(ManifestToJson(m));
   ASSERT_TRUE(back.ok()) << back.status().ToString();
@@ -330,6 +347,19 @@ TEST(ManifestJsonTest, RoundTripKeepsEveryField) {
   EXPECT_EQ(back->max_instances, m.max_instances);
   EXPECT_EQ(back->idle_timeout_s, m.idle_timeout_s);
   EXPECT_EQ(back->environment, m.environment);
+  EXPECT_EQ(back->network, m.network);
+}
+
+// Rows stored before `network` existed read back as the default, egress.
+TEST(ManifestJsonTest, StoredManifestWithoutNetworkIsEgress) {
+  Manifest m;
+  m.name = "old";
+  m.network = Network::kNone;
+  boost::json::object o = ManifestToJsonObject(m);
+  o.erase("network");
+  auto back = ManifestFromJson(boost::json::serialize(o));
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(back->network, Network::kEgress);
 }
 
 TEST(ManifestJsonTest, RoundTripOfParsedManifest) {

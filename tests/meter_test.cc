@@ -3,14 +3,25 @@
 #include "meter/meter.h"
 
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <fstream>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <ostream>
+#include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace thaw::meter {
@@ -50,6 +61,98 @@ INSTANTIATE_TEST_SUITE_P(Cases, BilledMillisTest,
                          [](const ::testing::TestParamInfo<BilledCase>& info) {
                            return info.param.name;
                          });
+
+// ---------------------------------------------------------------------------------------------
+// Journal lines.
+
+TEST(JournalLineTest, RoundTripsEveryField) {
+  Record r;
+  r.request_id = "0a1b2c3d-0000-4000-8000-000000000001";
+  r.function = "acme.resize";
+  r.version = "12";
+  r.tenant = "acme";
+  r.start_us = 1'700'000'000'000'001;
+  r.end_us = 1'700'000'000'500'002;
+  r.duration_us = 500'001;
+  r.billed_ms = 501;
+  r.memory_mb = 2048;
+  r.max_memory_used_mb = 77;
+  r.cpu_us = 123'456;
+  r.cold_start = true;
+  r.init_us = 31'000;
+  r.status = "error";
+  // A runtime chooses its error type: every byte that could break a line must survive.
+  r.error_type = "Bad\\tType\\\\ with\ttab,\nnewline,\rcr and \\\\n";
+  r.bytes_in = 6 << 20;
+  r.bytes_out = -1;
+  std::string line;
+  EncodeJournalLine(r, line);
+  ASSERT_EQ(line.back(), '\n');
+  EXPECT_EQ(std::count(line.begin(), line.end(), '\n'), 1);
+  Record back;
+  ASSERT_TRUE(DecodeJournalLine(std::string_view(line).substr(0, line.size() - 1), back));
+  EXPECT_EQ(back.request_id, r.request_id);
+  EXPECT_EQ(back.function, r.function);
+  EXPECT_EQ(back.version, r.version);
+  EXPECT_EQ(back.tenant, r.tenant);
+  EXPECT_EQ(back.start_us, r.start_us);
+  EXPECT_EQ(back.end_us, r.end_us);
+  EXPECT_EQ(back.duration_us, r.duration_us);
+  EXPECT_EQ(back.billed_ms, r.billed_ms);
+  EXPECT_EQ(back.memory_mb, r.memory_mb);
+  EXPECT_EQ(back.max_memory_used_mb, r.max_memory_used_mb);
+  EXPECT_EQ(back.cpu_us, r.cpu_us);
+  EXPECT_EQ(back.cold_start, r.cold_start);
+  EXPECT_EQ(back.init_us, r.init_us);
+  EXPECT_EQ(back.status, r.status);
+  EXPECT_EQ(back.error_type, r.error_type);
+  EXPECT_EQ(back.bytes_in, r.bytes_in);
+  EXPECT_EQ(back.bytes_out, r.bytes_out);
+}
+
+TEST(JournalLineTest, RefusesMalformedLines) {
+  Record r;
+  r.request_id = "r";
+  r.function = "f";
+  std::string good;
+  EncodeJournalLine(r, good);
+  good.pop_back();
+  Record out;
+  ASSERT_TRUE(DecodeJournalLine(good, out));
+
+  auto replace_field = [&](size_t index, const std::string& value) {
+    std::vector<std::string> fields;
+    size_t start = 0;
+    for (size_t tab; (tab = good.find('\t', start)) != std::string::npos; start = tab + 1) {
+      fields.push_back(good.substr(start, tab - start));
+    }
+    fields.push_back(good.substr(start));
+    fields.at(index) = value;
+    std::string line;
+    for (const auto& f : fields) line += (line.empty() ? "" : "\t") + f;
+    return line;
+  };
+  struct Case {
+    const char* name;
+    std::string line;
+  };
+  const Case cases[] = {
+      {"Empty", ""},
+      {"OtherFormatTag", replace_field(0, "m2")},
+      {"NoRequestId", replace_field(1, "")},
+      {"UnknownEscape", replace_field(6, "bad\\x")},
+      {"TrailingBackslash", replace_field(6, "bad\\")},
+      {"NotANumber", replace_field(7, "12a")},
+      {"EmptyNumber", replace_field(9, "")},
+      {"ColdStartNotABool", replace_field(14, "2")},
+      {"MissingField", good.substr(0, good.rfind('\t'))},
+      {"ExtraField", good + "\t0"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    EXPECT_FALSE(DecodeJournalLine(c.line, out)) << c.line;
+  }
+}
 
 // ---------------------------------------------------------------------------------------------
 // The ledger.
@@ -264,6 +367,285 @@ TEST_F(MeterTest, ManyRecordsAcrossBatchesAreAllCommitted) {
   EXPECT_EQ(rows[0].invocations + rows[1].invocations, kRecords);
   EXPECT_EQ(rows[0].errors, kRecords / 10);  // every tenth is even
   EXPECT_EQ(rows[1].errors, 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tenants and the observer.
+
+TEST_F(MeterTest, TenantComesFromTheFunctionNameUnlessSet) {
+  meter_->Add(Rec("1", "hello", "success", kT0, 1000));
+  meter_->Add(Rec("2", "acme.hello", "success", kT0, 1000));
+  meter_->Add(Rec("3", "acme.resize", "error", kT0, 1000));
+  Record explicit_tenant = Rec("4", "hello", "success", kT0, 1000);
+  explicit_tenant.tenant = "zeta";
+  meter_->Add(explicit_tenant);
+
+  auto all = meter_->Samples("", 0, kAllTime);
+  ASSERT_TRUE(all.ok()) << all.status().ToString();
+  std::multiset<std::string> tenants;
+  for (const Sample& s : *all) tenants.insert(s.tenant);
+  EXPECT_EQ(tenants, (std::multiset<std::string>{"acme", "acme", "default", "zeta"}));
+
+  struct Case {
+    std::string function, tenant;
+    size_t rows;
+  };
+  const Case cases[] = {
+      {"", "acme", 2},      {"", "default", 1}, {"acme.hello", "acme", 1},
+      {"hello", "acme", 0}, {"", "nobody", 0},  {"hello", "", 2},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.function + "/" + c.tenant);
+    auto rows = meter_->Samples(c.function, 0, kAllTime, c.tenant);
+    ASSERT_TRUE(rows.ok()) << rows.status().ToString();
+    EXPECT_EQ(rows->size(), c.rows);
+    for (const Sample& s : *rows) {
+      if (!c.tenant.empty()) {
+        EXPECT_EQ(s.tenant, c.tenant);
+      }
+    }
+  }
+}
+
+TEST_F(MeterTest, ObserverSeesEveryRecordWithItsTenant) {
+  std::vector<std::pair<std::string, std::string>> seen;  // request id, tenant
+  meter_->SetObserver([&](const Record& r) { seen.emplace_back(r.request_id, r.tenant); });
+  meter_->Add(Rec("a", "acme.f", "success", kT0, 1000));
+  meter_->Add(Rec("b", "f", "throttled", kT0, 0));
+  EXPECT_EQ(seen,
+            (std::vector<std::pair<std::string, std::string>>{{"a", "acme"}, {"b", "default"}}));
+  meter_->SetObserver(nullptr);
+  meter_->Add(Rec("c", "f", "success", kT0, 1000));
+  EXPECT_EQ(seen.size(), 2u);
+  ASSERT_TRUE(meter_->Flush().ok());
+  EXPECT_EQ(meter_->Samples("", 0, kAllTime)->size(), 3u);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The journal: a record whose Add() returned survives a kill -9.
+
+class MeterJournalTest : public MeterTest {
+ protected:
+  // Runs `body` against a fresh Meter on the same database in a child process that then
+  // SIGKILLs itself: no destructor, no final flush, exactly what a kill -9 leaves.
+  void AddThenCrash(const std::function<void(Meter&)>& body) {
+    meter_.reset();  // one meter per database; and fork from a single-threaded process
+    const pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      auto m = Meter::Open(db_path_);
+      if (!m.ok()) ::_exit(2);
+      body(**m);
+      ::raise(SIGKILL);
+      ::_exit(3);
+    }
+    int status = 0;
+    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << "child status " << status;
+  }
+
+  std::vector<fs::path> Segments() const {
+    std::vector<fs::path> out;
+    for (const auto& e : fs::directory_iterator(Meter::JournalDir(db_path_))) {
+      if (e.path().extension() == ".jnl") out.push_back(e.path());
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+
+  // Request id -> rows, read straight from the table (the primary key would hide a double
+  // count from COUNT(*) queries only if it were missing, which is what this checks).
+  std::vector<Sample> AllSamples() {
+    auto rows = meter_->Samples("", 0, kAllTime);
+    EXPECT_TRUE(rows.ok()) << rows.status().ToString();
+    return rows.ok() ? *rows : std::vector<Sample>{};
+  }
+};
+
+std::string Id(int i) { return "req-" + std::to_string(i); }
+
+TEST_F(MeterJournalTest, KillNineLosesNoAddedRecord) {
+  constexpr int kRecords = 1500;  // several writer batches: some commit before the kill
+  AddThenCrash([](Meter& m) {
+    for (int i = 0; i < kRecords; ++i) {
+      m.Add(Rec(Id(i), i % 3 ? "f" : "acme.f", "success", kT0 + i, 1000 + i));
+      if (i == 700) (void)m.Flush();  // part of the ledger committed, part only journaled
+    }
+  });
+  EXPECT_FALSE(Segments().empty());
+  Reopen();
+  EXPECT_EQ(meter_->pending(), 0);
+  auto rows = UsageOrDie("", 0, kAllTime);
+  int64_t total = 0;
+  for (const auto& r : rows) total += r.invocations;
+  EXPECT_EQ(total, kRecords);
+  std::set<std::string> ids;
+  int64_t acme = 0;
+  for (const auto& s : AllSamples()) {
+    ids.insert(s.function + "/" + std::to_string(s.start_us));
+    acme += s.tenant == "acme";
+  }
+  EXPECT_EQ(ids.size(), static_cast<size_t>(kRecords));
+  EXPECT_EQ(acme, (kRecords + 2) / 3);
+  // Replayed segments are gone; only the new meter's own (empty) segment is left.
+  EXPECT_EQ(Segments().size(), 1u);
+}
+
+// Killed while several threads add and the writer commits and rotates segments: every record
+// whose Add() returned is in the ledger; of the ones in flight, at most the one each thread
+// was adding.
+TEST_F(MeterJournalTest, KillNineMidLoadLosesNoAcknowledgedRecord) {
+  constexpr int kThreads = 4;
+  constexpr int64_t kMaxPerThread = 10'000'000;
+  constexpr int64_t kKillAfter = 3000;  // per thread: several batches committed by then
+  meter_.reset();
+  // The child's progress, in memory both processes see: the last index each thread's Add()
+  // returned for.
+  void* shared = ::mmap(nullptr, sizeof(std::atomic<int64_t>) * kThreads, PROT_READ | PROT_WRITE,
+                        MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(shared, MAP_FAILED);
+  auto* acked = static_cast<std::atomic<int64_t>*>(shared);
+  for (int t = 0; t < kThreads; ++t) new (&acked[t]) std::atomic<int64_t>(-1);
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    auto m = Meter::Open(db_path_);
+    if (!m.ok()) ::_exit(2);
+    std::vector<std::thread> adders;
+    for (int t = 0; t < kThreads; ++t) {
+      adders.emplace_back([&, t] {
+        for (int64_t i = 0; i < kMaxPerThread; ++i) {
+          (*m)->Add(Rec(Id(t) + "-" + std::to_string(i), "f", "success",
+                        kT0 + t * kMaxPerThread + i, 1000));
+          acked[t].store(i, std::memory_order_release);
+        }
+      });
+    }
+    for (auto& a : adders) a.join();
+    ::_exit(3);  // never killed: the test fails below
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  // Killed once the writer has also sealed segments (rotated twice) under the adders' feet.
+  auto all_past = [&] {
+    for (int t = 0; t < kThreads; ++t) {
+      if (acked[t].load(std::memory_order_acquire) < kKillAfter) return false;
+    }
+    auto segments = Segments();
+    return !segments.empty() && segments.back().filename().string() >= "00000000000000000003";
+  };
+  while (!all_past() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ASSERT_EQ(::kill(pid, SIGKILL), 0);
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFSIGNALED(status)) << "child status " << status;
+  std::vector<int64_t> last(kThreads);
+  for (int t = 0; t < kThreads; ++t) last[t] = acked[t].load();
+  ::munmap(shared, sizeof(std::atomic<int64_t>) * kThreads);
+  ASSERT_TRUE(std::all_of(last.begin(), last.end(), [](int64_t v) { return v >= kKillAfter; }));
+
+  Reopen();
+  std::vector<std::vector<bool>> present(kThreads);
+  for (int t = 0; t < kThreads; ++t) present[t].assign(last[t] + 2, false);
+  for (const Sample& s : AllSamples()) {
+    const int64_t t = (s.start_us - kT0) / kMaxPerThread;
+    const int64_t i = (s.start_us - kT0) % kMaxPerThread;
+    ASSERT_LT(t, kThreads);
+    ASSERT_LE(i, last[t] + 1) << "thread " << t << " never reached record " << i;
+    ASSERT_FALSE(present[t][i]) << "billed twice: thread " << t << " record " << i;
+    present[t][i] = true;
+  }
+  for (int t = 0; t < kThreads; ++t) {
+    for (int64_t i = 0; i <= last[t]; ++i) {
+      ASSERT_TRUE(present[t][i]) << "lost: thread " << t << " record " << i;
+    }
+  }
+}
+
+TEST_F(MeterJournalTest, TornLastLineIsSkipped) {
+  AddThenCrash([](Meter& m) {
+    for (int i = 0; i < 10; ++i) m.Add(Rec(Id(i), "f", "success", kT0 + i, 1000));
+  });
+  // The write of an eleventh record was cut short by the kill: even a whole record without
+  // its '\n' was never acknowledged, so it must not be billed.
+  std::string torn;
+  EncodeJournalLine(Rec("torn", "f", "success", kT0 + 10, 1000), torn);
+  torn.pop_back();
+  auto segments = Segments();
+  ASSERT_FALSE(segments.empty());
+  std::ofstream(segments.back(), std::ios::app | std::ios::binary) << torn;
+  Reopen();
+  auto rows = UsageOrDie("f", 0, kAllTime);
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].invocations, 10);
+  for (const auto& s : AllSamples()) EXPECT_NE(s.start_us, kT0 + 10);
+}
+
+TEST_F(MeterJournalTest, MalformedLinesAreSkippedAndTheRestReplayed) {
+  AddThenCrash([](Meter& m) { m.Add(Rec("a", "f", "success", kT0, 1000)); });
+  {
+    std::ofstream out(Segments().back(), std::ios::app | std::ios::binary);
+    out << "garbage\n";
+    std::string line;
+    EncodeJournalLine(Rec("b", "f", "success", kT0, 1000), line);
+    out << line;
+  }
+  Reopen();
+  EXPECT_EQ(AllSamples().size(), 2u);
+}
+
+// A crash after a batch commits but before its segment is deleted replays rows that exist.
+TEST_F(MeterJournalTest, ReplayIsIdempotent) {
+  AddThenCrash([](Meter& m) {
+    for (int i = 0; i < 100; ++i) m.Add(Rec(Id(i), "f", "success", kT0 + i, 1000));
+  });
+  const fs::path backup = dir_ + "/backup";
+  fs::create_directory(backup);
+  for (const auto& seg : Segments()) fs::copy_file(seg, backup / seg.filename());
+  Reopen();
+  meter_->Add(Rec("after", "f", "success", kT0 + 100, 1000));
+  ASSERT_TRUE(meter_->Flush().ok());
+  meter_.reset();
+  for (const auto& seg : fs::directory_iterator(backup)) {
+    fs::copy_file(seg.path(), fs::path(Meter::JournalDir(db_path_)) / seg.path().filename());
+  }
+  Reopen();
+  auto rows = UsageOrDie("f", 0, kAllTime);
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].invocations, 101);
+  EXPECT_EQ(rows[0].billed_ms, 101);
+}
+
+TEST_F(MeterJournalTest, CleanStopLeavesNoSegments) {
+  for (int i = 0; i < 600; ++i) meter_->Add(Rec(Id(i), "f", "success", kT0 + i, 1000));
+  meter_.reset();
+  EXPECT_TRUE(Segments().empty());
+  Reopen();
+  EXPECT_EQ(UsageOrDie("f", 0, kAllTime).at(0).invocations, 600);
+}
+
+TEST_F(MeterJournalTest, CommittedSegmentsAreDeletedWhileRunning) {
+  // Enough lines to fill a segment (1 MiB) a few times over, in many batches.
+  for (int i = 0; i < 30'000; ++i) {
+    meter_->Add(Rec(Id(i), "f", "error", kT0 + i, 1000));
+    if (i % 1000 == 999) {
+      ASSERT_TRUE(meter_->Flush().ok());
+    }
+  }
+  // The writer deletes the sealed segments before it reports the commit: only the segment
+  // Add() writes to is left, and it is not the first one.
+  auto segments = Segments();
+  ASSERT_EQ(segments.size(), 1u);
+  EXPECT_GT(segments[0].filename().string(), "00000000000000000002.jnl");
+  EXPECT_EQ(UsageOrDie("f", 0, kAllTime).at(0).invocations, 30'000);
+}
+
+TEST_F(MeterJournalTest, SecondMeterOnTheSameDatabaseIsRefused) {
+  auto second = Meter::Open(db_path_);
+  ASSERT_FALSE(second.ok());
+  EXPECT_NE(second.status().message().find("another process"), std::string::npos)
+      << second.status().ToString();
 }
 
 TEST(MeterOpenTest, UnopenablePathIsAnError) {

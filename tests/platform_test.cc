@@ -121,8 +121,12 @@ TEST_F(PlatformTest, BadManifestIsRefusedAndLeavesNothing) {
   auto garbage = server_->Call("PUT", "/v1/functions/broken", "this is not an archive");
   EXPECT_EQ(garbage.status, 400);
   EXPECT_NE(garbage.body.find("archive"), std::string::npos);
-  auto bad_name = server_->Deploy("bad.name", dir);
+  auto bad_name = server_->Deploy("bad~name", dir);
   EXPECT_EQ(bad_name.status, 400);
+  // TENANT.NAME deploys into a tenant (admin only), which must exist.
+  auto no_tenant = server_->Deploy("nope.fn", dir);
+  EXPECT_EQ(no_tenant.status, 404);
+  EXPECT_NE(no_tenant.body.find("tenant not found: nope"), std::string::npos) << no_tenant.body;
   EXPECT_TRUE(std::filesystem::is_empty(server_->data_dir() + "/bundles"));
   for (auto& d : {dir, unknown, no_yaml}) RemoveDir(d);
 }

@@ -7,6 +7,7 @@
 #include <future>
 
 #include "common/files.h"
+#include "sandbox_probes.h"
 #include "server_fixture.h"
 
 namespace thaw::testing {
@@ -85,27 +86,7 @@ TEST_F(SandboxTest, FillingTmpIsEnospcInsideTheInstanceOnly) {
 }
 
 TEST_F(SandboxTest, HostFilesProcessesAndPrivilegesAreOutOfReach) {
-  DeployPython("probe",
-               "import ctypes, os\n"
-               "def attempt(fn):\n"
-               "    try:\n"
-               "        fn(); return 'allowed'\n"
-               "    except OSError as err:\n"
-               "        return err.strerror\n"
-               "def handler(e, c):\n"
-               "    libc = ctypes.CDLL(None, use_errno=True)\n"
-               "    def unshare():\n"
-               "        if libc.unshare(0x20000) != 0:\n"
-               "            raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))\n"
-               "    return {\n"
-               "      'admin_key': attempt(lambda: open(e['key']).read()),\n"
-               "      'data_dir': attempt(lambda: os.listdir(e['data'])),\n"
-               "      'write_task': attempt(lambda: open('/var/task/x', 'w')),\n"
-               "      'pids': sorted(int(p) for p in os.listdir('/proc') if p.isdigit()),\n"
-               "      'uid': os.getuid(),\n"
-               "      'unshare': attempt(unshare),\n"
-               "      'task_root': os.getcwd(),\n"
-               "    }\n");
+  DeployPython("probe", kHostProbe);
   json::object event{{"key", server_->data_dir() + "/admin.key"}, {"data", server_->data_dir()}};
   auto r = server_->Invoke("probe", json::serialize(event));
   ASSERT_EQ(r.status, 200) << r.body;
@@ -113,27 +94,18 @@ TEST_F(SandboxTest, HostFilesProcessesAndPrivilegesAreOutOfReach) {
   EXPECT_EQ(o["admin_key"].as_string(), "No such file or directory");
   EXPECT_EQ(o["data_dir"].as_string(), "No such file or directory");
   EXPECT_EQ(o["write_task"].as_string(), "Read-only file system");
+  EXPECT_EQ(o["read_etc"].as_string(), "allowed");
   EXPECT_EQ(o["pids"].as_array().size(), 1u) << r.body;  // only itself, as PID 1
   EXPECT_GE(o["uid"].as_int64(), 200000);                // a uid of its own, no host account's
+  EXPECT_EQ(o["cap_eff"].as_string(), "0000000000000000");
   EXPECT_EQ(o["unshare"].as_string(), "Operation not permitted");
   EXPECT_EQ(o["task_root"].as_string(), "/var/task");
 }
 
 TEST_F(SandboxTest, AnotherInstancesRuntimeApiIsOutOfReach) {
   // The victim tells us where its Runtime API listens and then waits for its next event.
-  DeployPython("victim",
-               "import os\ndef handler(e, c):\n"
-               "    return os.environ['AWS_LAMBDA_RUNTIME_API']\n");
-  DeployPython("thief",
-               "import http.client\n"
-               "def handler(e, c):\n"
-               "    host, port = e['api'].split(':')\n"
-               "    conn = http.client.HTTPConnection(host, int(port), timeout=3)\n"
-               "    try:\n"
-               "        conn.request('GET', '/2018-06-01/runtime/invocation/next')\n"
-               "        return 'stole: ' + conn.getresponse().read().decode()\n"
-               "    except Exception as err:\n"
-               "        return 'refused: ' + type(err).__name__\n");
+  DeployPython("victim", kRuntimeApiVictim);
+  DeployPython("thief", kRuntimeApiThief);
   auto victim = server_->Invoke("victim");
   ASSERT_EQ(victim.status, 200) << victim.body;
   std::string api = victim.body.substr(1, victim.body.size() - 2);
@@ -147,6 +119,69 @@ TEST_F(SandboxTest, AnotherInstancesRuntimeApiIsOutOfReach) {
   auto again = server_->Invoke("victim");
   EXPECT_EQ(again.status, 200);
   EXPECT_EQ(again.Header("x-thaw-cold-start"), "false");
+}
+
+// network: none needs the jail, not cgroups.
+class NetworkTest : public ServerTest {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root: tests/rootless_test.cc covers the rest";
+    server_ = ThawServer::Start();
+    port_ = server_->url().substr(server_->url().rfind(':') + 1);
+  }
+  json::object Probe(const std::string& name) {
+    auto r = server_->Invoke(name, "{\"port\":" + port_ + "}");
+    EXPECT_EQ(r.status, 200) << r.body;
+    return r.status == 200 ? json::parse(r.body).as_object() : json::object{};
+  }
+  std::string port_;
+};
+
+TEST_F(NetworkTest, NetworkNoneHasOnlyLoopbackAndNoWayOut) {
+  DeployPython("open", kNetworkProbe);
+  DeployPython("sealed", kNetworkProbe, "network: none\n");
+  json::object open = Probe("open");
+  EXPECT_EQ(open["gateway"].as_string(), "connected");  // egress: the host's loopback and more
+  json::object sealed = Probe("sealed");
+  EXPECT_EQ(sealed["gateway"].as_string(), "Connection refused");  // its loopback is its own
+  EXPECT_EQ(sealed["outside"].as_string(), "Network is unreachable");
+  EXPECT_EQ(json::serialize(sealed["interfaces"]), R"(["lo"])");
+  EXPECT_EQ(sealed["api"].as_string(), "127.0.0.1:9001");
+  // It keeps getting its invocations through the Runtime API made inside its namespace.
+  auto warm = server_->Invoke("sealed", "{\"port\":" + port_ + "}");
+  EXPECT_EQ(warm.status, 200) << warm.body;
+  EXPECT_EQ(warm.Header("x-thaw-cold-start"), "false");
+  EXPECT_NE(server_->Call("GET", "/v1/functions/sealed").body.find(R"("network":"none")"),
+            std::string::npos);
+}
+
+TEST_F(NetworkTest, NetworkNoneCannotReachAnotherInstancesRuntimeApi) {
+  DeployPython("victim", kRuntimeApiVictim);
+  DeployPython("thief", kRuntimeApiThief, "network: none\n");
+  auto victim = server_->Invoke("victim");
+  ASSERT_EQ(victim.status, 200) << victim.body;
+  std::string api = victim.body.substr(1, victim.body.size() - 2);
+  auto thief = server_->Invoke("thief", "{\"api\":\"" + api + "\"}");
+  EXPECT_EQ(thief.body, "\"refused: ConnectionRefusedError\"");
+}
+
+// Without the sandbox nothing can take the network away: such a function fails to start, and
+// says why, rather than running with the host's network.
+TEST(NetworkNoneTest, FailsClearlyWithoutTheSandbox) {
+  auto server = ThawServer::Start({"--sandbox", "false"});
+  std::string dir = PythonBundle("sealed", "def handler(e, c):\n    return 1\n", "network: none\n");
+  auto deployed = server->Deploy("sealed", dir);
+  RemoveDir(dir);
+  ASSERT_EQ(deployed.status, 201) << deployed.body;
+  auto r = server->Invoke("sealed");
+  EXPECT_EQ(r.status, 502);
+  EXPECT_EQ(JsonField(r.body, "errorType"), "Runtime.InitError") << r.body;
+  EXPECT_NE(JsonField(r.body, "errorMessage").find("network: none needs the sandbox"),
+            std::string::npos)
+      << r.body;
+  EXPECT_NE(JsonField(server->Call("GET", "/v1/node").body, "isolation")
+                .find("network: none cannot be enforced"),
+            std::string::npos);
 }
 
 }  // namespace

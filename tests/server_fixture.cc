@@ -130,6 +130,20 @@ HttpResult ThawServer::Call(const std::string& method, const std::string& target
   return *r;
 }
 
+void ThawServer::CreateTenant(const std::string& name, const std::string& limits) const {
+  const std::string body =
+      R"({"name":")" + name + "\"" + (limits.empty() ? "" : "," + limits) + "}";
+  auto r = Call("POST", "/v1/tenants", body);
+  if (r.status != 201) throw std::runtime_error("create tenant " + name + ": " + r.body);
+}
+
+std::pair<std::string, std::string> ThawServer::CreateKey(const std::string& tenant,
+                                                          const std::string& role) const {
+  auto r = Call("POST", "/v1/keys", R"({"tenant":")" + tenant + R"(","role":")" + role + "\"}");
+  if (r.status != 201) throw std::runtime_error("create key for " + tenant + ": " + r.body);
+  return {JsonField(r.body, "id"), JsonField(r.body, "secret")};
+}
+
 HttpResult ThawServer::Deploy(const std::string& name, const std::string& dir) const {
   auto archive = registry::PackDirectory(dir);
   if (!archive.ok()) throw std::runtime_error(archive.status().message());

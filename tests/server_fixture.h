@@ -40,6 +40,11 @@ class ThawServer {
   // last body when it never held (the test then fails on its own assertion).
   bool WaitForFunction(const std::string& name, const std::string& needle, int timeout_ms) const;
 
+  // Creates tenant `name` (limits: a JSON object's members, e.g. R"("concurrency":1)").
+  void CreateTenant(const std::string& name, const std::string& limits = "") const;
+  // Creates an API key with the admin key: {id, secret}.
+  std::pair<std::string, std::string> CreateKey(const std::string& tenant,
+                                                const std::string& role = "tenant") const;
   // SIGTERM and wait: returns the exit status.
   int Stop();
   void Kill9();

@@ -2,11 +2,13 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/json.hpp>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <optional>
 #include <thread>
 
 #include "cli/http_client.h"
@@ -224,8 +226,10 @@ int CmdUsage(const ClientOptions& o, const std::string& function, const std::str
     return 0;
   }
   json::object body = json::parse(r->body).as_object();
-  const bool by_day = Str(body, "group_by") == "day";
-  const char* key = by_day ? "day" : "function";
+  const std::string grouped_by = Str(body, "group_by");
+  const bool by_day = grouped_by == "day";
+  const bool by_tenant = grouped_by == "tenant";
+  const char* key = by_day ? "day" : (by_tenant ? "tenant" : "function");
   auto num = [](const json::object& u, const char* k) { return u.at(k).to_number<double>(); };
   auto cost = [](const json::object& u, const char* k) {
     return std::string(u.at(k).as_object().at("usd").as_string());
@@ -252,10 +256,11 @@ int CmdUsage(const ClientOptions& o, const std::string& function, const std::str
         key);
   } else {
     std::printf("%-24s %8s %6s %6s %6s %6s %6s %9s %9s %6s %11s %10s %10s %12s %12s\n",
-                by_day ? "DAY" : "FUNCTION", "CALLS", "OK", "ERROR", "TIMEOUT", "CRASH", "THROTL",
-                "P50_MS", "P99_MS", "COLD%", "GB_S", "CPU_S", "PEAK_GB_S", "LAMBDA", "ACTUAL");
+                by_day ? "DAY" : (by_tenant ? "TENANT" : "FUNCTION"), "CALLS", "OK", "ERROR",
+                "TIMEOUT", "CRASH", "THROTL", "P50_MS", "P99_MS", "COLD%", "GB_S", "CPU_S",
+                "PEAK_GB_S", "LAMBDA", "ACTUAL");
   }
-  for (const auto& row : body[by_day ? "days" : "functions"].as_array()) {
+  for (const auto& row : body[by_day ? "days" : (by_tenant ? "tenants" : "functions")].as_array()) {
     print(Str(row.as_object(), key), row.as_object());
   }
   print("TOTAL", body.at("total").as_object());
@@ -291,6 +296,184 @@ int CmdAdvise(const ClientOptions& o, const std::string& function, int64_t days)
                 usd("serverless_cost").c_str(), usd("always_on_cost").c_str(),
                 usd("warm_cost").c_str(), a.at("break_even_rps").to_number<double>());
   }
+  return 0;
+}
+
+// ---- Tenants and keys ----
+
+namespace {
+
+// "12.50" dollars as micro-dollars, exactly; nullopt unless digits with at most six decimals.
+std::optional<int64_t> ParseDollars(const std::string& text) {
+  std::string t = text.starts_with('$') ? text.substr(1) : text;
+  const size_t dot = t.find('.');
+  const std::string whole = t.substr(0, dot);
+  const std::string frac = dot == std::string::npos ? "" : t.substr(dot + 1);
+  auto digits = [](const std::string& s) {
+    return std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+  };
+  if (whole.empty() || whole.size() > 12 || frac.size() > 6 || !digits(whole) || !digits(frac)) {
+    return std::nullopt;
+  }
+  return std::stoll(whole) * 1'000'000 +
+         (frac.empty() ? 0 : std::stoll(frac + std::string(6 - frac.size(), '0')));
+}
+
+// Adds a limit flag's value to `body`: "none" clears it, a number sets it, empty leaves it.
+bool AddLimit(json::object& body, const char* field, const std::string& flag,
+              const std::string& value, bool dollars) {
+  if (value.empty()) return true;
+  if (value == "none") {
+    body[field] = nullptr;
+    return true;
+  }
+  std::optional<int64_t> n;
+  if (dollars) {
+    n = ParseDollars(value);
+  } else if (!value.empty() && value.size() < 12 &&
+             std::all_of(value.begin(), value.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    n = std::stoll(value);
+  }
+  if (!n) {
+    std::fprintf(stderr, "thaw: %s: expected %s or none, got '%s'\n", flag.c_str(),
+                 dollars ? "dollars (like 25 or 12.50)" : "a whole number", value.c_str());
+    return false;
+  }
+  body[field] = *n;
+  return true;
+}
+
+std::string Limit(const json::object& t, const char* field) {
+  const json::value* v = t.if_contains(field);
+  return v == nullptr || v->is_null() ? "-" : json::serialize(*v);
+}
+
+void PrintTenantRow(const json::object& t) {
+  std::string budget = "-";
+  if (const json::value* b = t.if_contains("monthly_budget_usd"); b && b->is_string()) {
+    budget = std::string(b->as_string());
+  }
+  std::printf("%-20s %-13s %11s %6s %12s %12s\n", Str(t, "name").c_str(), Str(t, "account").c_str(),
+              Limit(t, "concurrency").c_str(), Limit(t, "rate_per_second").c_str(), budget.c_str(),
+              Str(t, "month_to_date_usd").c_str());
+}
+
+void PrintTenantHeader() {
+  std::printf("%-20s %-13s %11s %6s %12s %12s\n", "TENANT", "ACCOUNT", "CONCURRENCY", "RATE/S",
+              "BUDGET", "THIS_MONTH");
+}
+
+int PrintOk(const ClientOptions& o, const HttpResult& r, int want) {
+  if (r.status != want) return FailResponse(r);
+  if (o.json) {
+    std::cout << r.body << "\n";
+    return 0;
+  }
+  if (r.body.empty()) return 0;
+  json::value v = json::parse(r.body);
+  PrintTenantHeader();
+  if (v.as_object().contains("tenants")) {
+    for (const auto& t : v.as_object().at("tenants").as_array()) PrintTenantRow(t.as_object());
+  } else {
+    PrintTenantRow(v.as_object());
+  }
+  return 0;
+}
+
+}  // namespace
+
+int CmdTenants(const ClientOptions& o, const TenantArgs& a) {
+  json::object body;
+  if (!AddLimit(body, "concurrency", "--concurrency", a.concurrency, false) ||
+      !AddLimit(body, "rate_per_second", "--rate", a.rate, false) ||
+      !AddLimit(body, "monthly_budget_micros", "--budget", a.budget, true)) {
+    return 2;
+  }
+  StatusOr<HttpResult> r;
+  int want = 200;
+  if (a.action == "ls") {
+    r = Call(o, "GET", "/v1/tenants");
+  } else if (a.action == "get") {
+    r = Call(o, "GET", "/v1/tenants/" + a.name);
+  } else if (a.action == "create") {
+    body["name"] = a.name;
+    r = Call(o, "POST", "/v1/tenants", json::serialize(body),
+             {{"Content-Type", "application/json"}});
+    want = 201;
+  } else if (a.action == "set") {
+    r = Call(o, "PATCH", "/v1/tenants/" + a.name, json::serialize(body),
+             {{"Content-Type", "application/json"}});
+  } else {  // rm
+    r = Call(o, "DELETE", "/v1/tenants/" + a.name);
+    want = 204;
+  }
+  if (!r.ok()) return Fail(r.status().message());
+  if (a.action == "rm" && r->status == 204) {
+    std::cout << (o.json ? json::serialize(json::object{{"deleted", a.name}})
+                         : "deleted tenant " + a.name)
+              << "\n";
+    return 0;
+  }
+  return PrintOk(o, *r, want);
+}
+
+int CmdKeys(const ClientOptions& o, const KeyArgs& a) {
+  if (a.action == "create") {
+    json::object body{{"tenant", a.tenant}, {"role", a.role}, {"description", a.description}};
+    auto r =
+        Call(o, "POST", "/v1/keys", json::serialize(body), {{"Content-Type", "application/json"}});
+    if (!r.ok()) return Fail(r.status().message());
+    if (r->status != 201) return FailResponse(*r);
+    if (o.json) {
+      std::cout << r->body << "\n";
+      return 0;
+    }
+    json::object k = json::parse(r->body).as_object();
+    std::printf("key id:  %s\nsecret:  %s\ntenant:  %s (%s)\n\n", Str(k, "id").c_str(),
+                Str(k, "secret").c_str(), Str(k, "tenant").c_str(), Str(k, "role").c_str());
+    std::printf(
+        "The secret is shown only now. Use it as\n"
+        "  THAW_API_KEY=%s                  (thaw CLI, Bearer)\n"
+        "  AWS_ACCESS_KEY_ID=%s AWS_SECRET_ACCESS_KEY=%s   (awscli, AWS SDKs)\n",
+        Str(k, "secret").c_str(), Str(k, "id").c_str(), Str(k, "secret").c_str());
+    return 0;
+  }
+  if (a.action == "revoke") {
+    auto r = Call(o, "DELETE", "/v1/keys/" + a.id);
+    if (!r.ok()) return Fail(r.status().message());
+    if (r->status != 204) return FailResponse(*r);
+    std::cout << (o.json ? json::serialize(json::object{{"revoked", a.id}}) : "revoked " + a.id)
+              << "\n";
+    return 0;
+  }
+  auto r = Call(o, "GET", "/v1/keys" + (a.tenant.empty() ? "" : "?tenant=" + a.tenant));
+  if (!r.ok()) return Fail(r.status().message());
+  if (r->status != 200) return FailResponse(*r);
+  if (o.json) {
+    std::cout << r->body << "\n";
+    return 0;
+  }
+  std::printf("%-22s %-20s %-7s %-21s %s\n", "KEY ID", "TENANT", "ROLE", "CREATED", "DESCRIPTION");
+  const json::value body = json::parse(r->body);
+  for (const auto& v : body.as_object().at("keys").as_array()) {
+    const auto& k = v.as_object();
+    std::printf("%-22s %-20s %-7s %-21s %s\n", Str(k, "id").c_str(), Str(k, "tenant").c_str(),
+                Str(k, "role").c_str(), Str(k, "created").c_str(), Str(k, "description").c_str());
+  }
+  return 0;
+}
+
+int CmdWhoAmI(const ClientOptions& o) {
+  auto r = Call(o, "GET", "/v1/whoami");
+  if (!r.ok()) return Fail(r.status().message());
+  if (r->status != 200) return FailResponse(*r);
+  if (o.json) {
+    std::cout << r->body << "\n";
+    return 0;
+  }
+  json::object w = json::parse(r->body).as_object();
+  std::printf("tenant   %s\nrole     %s\nkey id   %s\naccount  %s\n", Str(w, "tenant").c_str(),
+              Str(w, "role").c_str(), Str(w, "key_id").c_str(), Str(w, "account").c_str());
   return 0;
 }
 

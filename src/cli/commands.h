@@ -2,6 +2,7 @@
 // Errors are printed as one line on stderr ("thaw: ...") with a non-zero exit.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 namespace thaw::cli {
@@ -23,5 +24,24 @@ int CmdLogs(const ClientOptions& o, const std::string& name, bool follow, int64_
 int CmdUsage(const ClientOptions& o, const std::string& function, const std::string& from,
              const std::string& to, const std::string& group_by, bool csv);
 int CmdAdvise(const ClientOptions& o, const std::string& function, int64_t days);
+
+// `thaw tenants ls|get|create|set|rm`. Limits are strings: empty leaves a limit as it is,
+// "none" removes it; the budget is in dollars ("25", "12.50").
+struct TenantArgs {
+  std::string action;
+  std::string name;
+  std::string concurrency, rate, budget;
+};
+int CmdTenants(const ClientOptions& o, const TenantArgs& args);
+// `thaw keys create|ls|revoke`.
+struct KeyArgs {
+  std::string action;
+  std::string tenant;  // create (default "default"); ls filter
+  std::string role = "tenant";
+  std::string description;
+  std::string id;  // revoke
+};
+int CmdKeys(const ClientOptions& o, const KeyArgs& args);
+int CmdWhoAmI(const ClientOptions& o);
 
 }  // namespace thaw::cli

@@ -79,11 +79,45 @@ int main(int argc, char** argv) {
   usage->add_option("--function", function);
   usage->add_option("--from", from, "unix seconds or YYYY-MM-DD");
   usage->add_option("--to", to, "unix seconds or YYYY-MM-DD");
-  usage->add_option("--group-by", group_by, "function (default) or day");
+  usage->add_option("--group-by", group_by, "function (default), tenant or day");
   usage->add_flag("--csv", csv, "print comma-separated values");
   auto* advise = app.add_subcommand("advise", "serverless, warm or always-on: cost advice");
   advise->add_option("NAME", function, "one function (default: all)");
   advise->add_option("--days", days, "window: the last N days (default 7)");
+  thaw::cli::TenantArgs tenant_args;
+  auto* tenants = app.add_subcommand("tenants", "manage tenants and their limits (admin)");
+  tenants->require_subcommand(1);
+  auto tenant_cmd = [&](const char* action, const char* help, bool named, bool limits) {
+    auto* cmd = tenants->add_subcommand(action, help);
+    cmd->callback([&tenant_args, action] { tenant_args.action = action; });
+    if (named) cmd->add_option("NAME", tenant_args.name)->required();
+    if (limits) {
+      cmd->add_option("--concurrency", tenant_args.concurrency,
+                      "invocations running at once, or none");
+      cmd->add_option("--rate", tenant_args.rate, "requests per second, or none");
+      cmd->add_option("--budget", tenant_args.budget, "monthly budget in dollars, or none");
+    }
+  };
+  tenant_cmd("ls", "list tenants, their limits and this month's spend", false, false);
+  tenant_cmd("get", "show one tenant", true, false);
+  tenant_cmd("create", "create a tenant", true, true);
+  tenant_cmd("set", "change a tenant's limits", true, true);
+  tenant_cmd("rm", "delete a tenant (it must have no functions) and revoke its keys", true, false);
+  thaw::cli::KeyArgs key_args;
+  auto* keys = app.add_subcommand("keys", "manage API keys (admin)");
+  keys->require_subcommand(1);
+  auto* key_create = keys->add_subcommand("create", "create a key; its secret is shown once");
+  key_create->callback([&] { key_args.action = "create"; });
+  key_create->add_option("--tenant", key_args.tenant, "the key's tenant (default: default)");
+  key_create->add_option("--role", key_args.role, "tenant (default) or admin");
+  key_create->add_option("--description", key_args.description);
+  auto* key_ls = keys->add_subcommand("ls", "list keys (never their secrets)");
+  key_ls->callback([&] { key_args.action = "ls"; });
+  key_ls->add_option("--tenant", key_args.tenant, "only this tenant's keys");
+  auto* key_revoke = keys->add_subcommand("revoke", "revoke a key");
+  key_revoke->callback([&] { key_args.action = "revoke"; });
+  key_revoke->add_option("ID", key_args.id)->required();
+  auto* whoami = app.add_subcommand("whoami", "show the tenant and role of the API key in use");
   auto* version = app.add_subcommand("version", "print the version");
 
   try {
@@ -125,5 +159,11 @@ int main(int argc, char** argv) {
   if (logs->parsed()) return thaw::cli::CmdLogs(client, name, follow, limit);
   if (usage->parsed()) return thaw::cli::CmdUsage(client, function, from, to, group_by, csv);
   if (advise->parsed()) return thaw::cli::CmdAdvise(client, function, days);
+  if (tenants->parsed()) return thaw::cli::CmdTenants(client, tenant_args);
+  if (keys->parsed()) {
+    if (key_args.action == "create" && key_args.tenant.empty()) key_args.tenant = "default";
+    return thaw::cli::CmdKeys(client, key_args);
+  }
+  if (whoami->parsed()) return thaw::cli::CmdWhoAmI(client);
   return 1;
 }

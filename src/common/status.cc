@@ -22,6 +22,8 @@ const char* StatusCodeName(StatusCode code) {
       return "PayloadTooLarge";
     case StatusCode::kResourceExhausted:
       return "ResourceExhausted";
+    case StatusCode::kQuotaExceeded:
+      return "QuotaExceeded";
     case StatusCode::kFailedPrecondition:
       return "FailedPrecondition";
     case StatusCode::kDeadlineExceeded:

@@ -19,6 +19,7 @@ enum class StatusCode {
   kAlreadyExists,       // conflicts with existing state (409)
   kPayloadTooLarge,     // request body over a limit (413)
   kResourceExhausted,   // throttled: wait and retry (429)
+  kQuotaExceeded,       // a spending limit is reached (402)
   kFailedPrecondition,  // state does not allow it now (409)
   kDeadlineExceeded,    // ran out of time (504)
   kUnavailable,         // transient: retry (503)

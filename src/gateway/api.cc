@@ -13,9 +13,12 @@
 
 #include "common/clock.h"
 #include "common/ids.h"
+#include "common/tenant.h"
 #include "gateway/function_url.h"
 #include "gateway/invoker.h"
 #include "gateway/lambda_api.h"
+#include "gateway/responses.h"
+#include "gateway/scope.h"
 #include "logs/log_store.h"
 #include "meter/advisor.h"
 #include "meter/cost.h"
@@ -43,6 +46,8 @@ std::pair<http::status, const char*> HttpFor(StatusCode code) {
       return {http::status::payload_too_large, "RequestTooLargeException"};
     case StatusCode::kResourceExhausted:
       return {http::status::too_many_requests, "TooManyRequestsException"};
+    case StatusCode::kQuotaExceeded:
+      return {http::status::payment_required, "BudgetExceededException"};
     case StatusCode::kDeadlineExceeded:
       return {http::status::gateway_timeout, "Sandbox.Timedout"};
     case StatusCode::kUnavailable:
@@ -53,8 +58,6 @@ std::pair<http::status, const char*> HttpFor(StatusCode code) {
   }
   return {http::status::internal_server_error, "ServiceException"};
 }
-
-namespace {
 
 namespace json = boost::json;
 
@@ -77,7 +80,6 @@ void StatusBody(Response& res, const Status& st) {
   ErrorBody(res, status, type, st.message());
 }
 
-// `query` is the part after '?'; values come back percent-decoded.
 std::string QueryParam(const std::string& query, const std::string& key) {
   const std::string target = "/?" + query;  // the view below points into it
   auto url = boost::urls::parse_origin_form(target);
@@ -97,6 +99,8 @@ std::string Iso8601(int64_t wall_us) {
   return buf;
 }
 
+namespace {
+
 // Accepts unix seconds or YYYY-MM-DD (UTC).
 bool ParseTime(const std::string& text, int64_t& out_us) {
   if (text.empty()) return false;
@@ -112,11 +116,13 @@ bool ParseTime(const std::string& text, int64_t& out_us) {
   return true;
 }
 
-json::object FunctionJson(const registry::FunctionInfo& f,
+// `name`: the function's name as the caller knows it.
+json::object FunctionJson(const std::string& name, const registry::FunctionInfo& f,
                           const std::vector<pool::PoolStats>& stats) {
   json::object o;
   const auto& latest = f.versions.back();
   o = registry::ManifestToJsonObject(latest->manifest);
+  o["name"] = name;
   o["timeout_s"] = static_cast<double>(latest->manifest.timeout_ms) / 1000.0;
   o.erase("timeout_ms");
   o["version"] = f.latest;
@@ -124,7 +130,7 @@ json::object FunctionJson(const registry::FunctionInfo& f,
   o["code_size"] = latest->code_size;
   o["created"] = Iso8601(f.created_us);
   o["updated"] = Iso8601(f.updated_us);
-  o["invoke_path"] = "/v1/functions/" + f.name + "/invoke";
+  o["invoke_path"] = "/v1/functions/" + name + "/invoke";
   json::array versions;
   for (const auto& v : f.versions) {
     versions.push_back(json::object{
@@ -162,10 +168,10 @@ std::vector<std::string_view> SplitPath(std::string_view path) {
 
 Api::Api(ApiDeps deps)
     : deps_(std::move(deps)),
-      invoker_(std::make_unique<Invoker>(deps_.registry, deps_.pools, deps_.meter)),
+      invoker_(std::make_unique<Invoker>(deps_.registry, deps_.pools, deps_.meter, deps_.gate)),
       lambda_(std::make_unique<LambdaApi>(LambdaDeps{deps_.registry, deps_.pools, deps_.logs,
-                                                     deps_.config, deps_.admin_key, invoker_.get(),
-                                                     &blocking_})) {}
+                                                     deps_.config, deps_.admin_key, deps_.keys,
+                                                     invoker_.get(), &blocking_})) {}
 Api::~Api() { blocking_.join(); }
 
 uint64_t Api::BodyLimit(const http::request_header<>& header) const {
@@ -188,14 +194,17 @@ void Api::Reject(http::status status, const std::string& why, Response& res) con
       json::object{{"errorType", type}, {"errorMessage", why}, {"Type", "User"}, {"message", why}});
 }
 
-bool Api::Authorized(const Request& req) const {
-  if (!deps_.config->auth) return true;
-  std::string_view auth = req[http::field::authorization];
+std::optional<auth::Caller> Api::Authenticate(const Request& req) const {
+  if (!deps_.config->auth) return auth::Caller{};
+  std::string_view header = req[http::field::authorization];
   constexpr std::string_view kBearer = "Bearer ";
-  if (!auth.starts_with(kBearer)) return false;
-  std::string_view key = auth.substr(kBearer.size());
-  return key.size() == deps_.admin_key.size() &&
-         CRYPTO_memcmp(key.data(), deps_.admin_key.data(), key.size()) == 0;
+  if (!header.starts_with(kBearer)) return std::nullopt;
+  return deps_.keys->Bearer(header.substr(kBearer.size()));
+}
+
+bool Api::MayCallUrl(const Request& req, const std::string& function) const {
+  auto caller = Authenticate(req);
+  return caller && Visible(*caller, function);
 }
 
 asio::awaitable<void> Api::Handle(Request& req, Response& res) {
@@ -215,44 +224,35 @@ asio::awaitable<void> Api::Handle(Request& req, Response& res) {
   const bool invoke =
       parts.size() == 4 && parts[0] == "v1" && parts[1] == "functions" && parts[3] == "invoke";
   if (!invoke) res.set("X-Thaw-Request-Id", NewRequestId());
-  if (!Authorized(req)) {
+  auto caller = Authenticate(req);
+  if (!caller) {
     if (invoke) res.set("X-Thaw-Request-Id", NewRequestId());
     res.set(http::field::www_authenticate, "Bearer");
     ErrorBody(res, http::status::unauthorized, "UnauthorizedException",
               "missing or invalid API key: send Authorization: Bearer <key>");
     co_return;
   }
+  const http::verb m = req.method();
   if (parts.size() >= 2 && parts[0] == "v1" && parts[1] == "functions") {
-    const http::verb m = req.method();
-    if (parts.size() == 2 || (parts.size() == 3 && parts[2].empty())) {
-      if (m == http::verb::get) co_return ListFunctions(res);
-    } else {
-      std::string name(parts[2]);
-      if (parts.size() == 3) {
-        if (m == http::verb::put) co_return co_await Deploy(name, req, res);
-        if (m == http::verb::get) co_return GetFunction(name, res);
-        if (m == http::verb::delete_) co_return co_await DeleteFunction(name, res);
-      } else if (parts.size() == 4 && parts[3] == "invoke") {
-        if (m == http::verb::post) {
-          co_return co_await Invoke(name, QueryParam(query, "qualifier"), req, res);
-        }
-      } else if (parts.size() == 4 && parts[3] == "logs") {
-        if (m == http::verb::get) co_return Logs(name, query, res);
-      } else {
-        ErrorBody(res, http::status::not_found, "NotFound", "no route for " + std::string(path));
-        co_return;
-      }
-    }
-    ErrorBody(res, http::status::method_not_allowed, "MethodNotAllowed",
-              std::string(req.method_string()) + " is not allowed on " + std::string(path));
-    co_return;
+    co_return co_await Functions(*caller, std::move(parts), query, req, res);
   }
-  if (path == "/v1/usage" && req.method() == http::verb::get) co_return co_await Usage(query, res);
-  if (path == "/v1/advice" && req.method() == http::verb::get) {
-    co_return co_await Advice(query, res);
+  if (parts.size() >= 2 && parts[0] == "v1" && parts[1] == "tenants") {
+    co_return Tenants(*caller, parts, req, res);
   }
-  if (path == "/metrics" && req.method() == http::verb::get) co_return Metrics(res);
-  if (path == "/v1/node" && req.method() == http::verb::get) {
+  if (parts.size() >= 2 && parts[0] == "v1" && parts[1] == "keys") {
+    co_return Keys(*caller, parts, query, req, res);
+  }
+  if (path == "/v1/whoami" && m == http::verb::get) co_return WhoAmI(*caller, res);
+  if (path == "/v1/usage" && m == http::verb::get) co_return co_await Usage(*caller, query, res);
+  if (path == "/v1/advice" && m == http::verb::get) {
+    co_return co_await Advice(*caller, query, res);
+  }
+  if (path == "/metrics" && m == http::verb::get) {
+    // Per-function series would show tenants each other's functions.
+    if (Status st = RequireAdmin(*caller); !st.ok()) co_return StatusBody(res, st);
+    co_return Metrics(res);
+  }
+  if (path == "/v1/node" && m == http::verb::get) {
     JsonBody(res, http::status::ok,
              json::object{{"isolation", deps_.isolation}, {"listen", deps_.config->listen}});
     co_return;
@@ -260,7 +260,43 @@ asio::awaitable<void> Api::Handle(Request& req, Response& res) {
   ErrorBody(res, http::status::not_found, "NotFound", "no route for " + std::string(path));
 }
 
-asio::awaitable<void> Api::Deploy(const std::string& name, Request& req, Response& res) {
+asio::awaitable<void> Api::Functions(const auth::Caller& caller,
+                                     std::vector<std::string_view> parts, const std::string& query,
+                                     Request& req, Response& res) {
+  const http::verb m = req.method();
+  if (parts.size() == 2 || (parts.size() == 3 && parts[2].empty())) {
+    if (m == http::verb::get) co_return ListFunctions(caller, res);
+  } else {
+    auto scoped = ScopedName(caller, std::string(parts[2]));
+    if (!scoped.ok()) co_return StatusBody(res, scoped.status());
+    const std::string& name = *scoped;
+    if (parts.size() == 3) {
+      if (m == http::verb::put) co_return co_await Deploy(caller, name, req, res);
+      if (m == http::verb::get) co_return GetFunction(caller, name, res);
+      if (m == http::verb::delete_) co_return co_await DeleteFunction(name, res);
+    } else if (parts.size() == 4 && parts[3] == "invoke") {
+      if (m == http::verb::post) {
+        co_return co_await Invoke(name, QueryParam(query, "qualifier"), req, res);
+      }
+    } else if (parts.size() == 4 && parts[3] == "logs") {
+      if (m == http::verb::get) co_return Logs(name, query, res);
+    } else {
+      ErrorBody(res, http::status::not_found, "NotFound",
+                "no route for " + std::string(req.target()));
+      co_return;
+    }
+  }
+  ErrorBody(res, http::status::method_not_allowed, "MethodNotAllowed",
+            std::string(req.method_string()) + " is not allowed on " +
+                std::string(req.target().substr(0, req.target().find('?'))));
+}
+
+asio::awaitable<void> Api::Deploy(const auth::Caller& caller, const std::string& name, Request& req,
+                                  Response& res) {
+  // An admin may deploy into any tenant (TENANT.NAME), but only one that exists.
+  if (auto tenant = deps_.keys->GetTenant(TenantOfFunction(name)); !tenant.ok()) {
+    co_return StatusBody(res, tenant.status());
+  }
   if (req.body().empty()) {
     ErrorBody(res, http::status::bad_request, "InvalidRequestContentException",
               "request body must be a zip or tar.gz bundle with thaw.yaml at its root");
@@ -276,19 +312,22 @@ asio::awaitable<void> Api::Deploy(const std::string& name, Request& req, Respons
   deps_.pools->OnDeployed(name, *deployed);
   auto info = deps_.registry->Get(name);
   if (!info.ok()) co_return StatusBody(res, info.status());
-  JsonBody(res, http::status::created, FunctionJson(*info, deps_.pools->Stats(name)));
+  JsonBody(res, http::status::created,
+           FunctionJson(ShownName(caller, name), *info, deps_.pools->Stats(name)));
 }
 
-void Api::GetFunction(const std::string& name, Response& res) {
+void Api::GetFunction(const auth::Caller& caller, const std::string& name, Response& res) {
   auto info = deps_.registry->Get(name);
   if (!info.ok()) return StatusBody(res, info.status());
-  JsonBody(res, http::status::ok, FunctionJson(*info, deps_.pools->Stats(name)));
+  JsonBody(res, http::status::ok,
+           FunctionJson(ShownName(caller, name), *info, deps_.pools->Stats(name)));
 }
 
-void Api::ListFunctions(Response& res) {
+void Api::ListFunctions(const auth::Caller& caller, Response& res) {
   json::array fns;
   for (const auto& f : deps_.registry->List()) {
-    fns.push_back(FunctionJson(f, deps_.pools->Stats(f.name)));
+    if (!Visible(caller, f.name)) continue;
+    fns.push_back(FunctionJson(ShownName(caller, f.name), f, deps_.pools->Stats(f.name)));
   }
   JsonBody(res, http::status::ok, json::object{{"functions", std::move(fns)}});
 }
@@ -313,7 +352,7 @@ asio::awaitable<void> Api::Invoke(const std::string& name, const std::string& qu
   auto outcome = co_await invoker_->Invoke(std::move(ir));
   if (!outcome.ok()) co_return StatusBody(res, outcome.status());
   pool::Result& r = outcome->result;
-  SetInvokeHeaders(r, res);
+  SetInvokeHeaders(*outcome, res);
   using Kind = pool::Result::Kind;
   switch (r.kind) {
     case Kind::kOk:
@@ -340,8 +379,7 @@ asio::awaitable<void> Api::Invoke(const std::string& name, const std::string& qu
     case Kind::kInitError:
       co_return ErrorBody(res, http::status::bad_gateway, r.error_type, r.error_message);
     case Kind::kThrottled:
-      res.set(http::field::retry_after, "1");
-      co_return ErrorBody(res, http::status::too_many_requests, r.error_type, r.error_message);
+      co_return ErrorBody(res, RefusalStatus(*outcome, res), r.error_type, r.error_message);
     case Kind::kUnavailable:
       co_return ErrorBody(res, http::status::service_unavailable, r.error_type, r.error_message);
   }
@@ -368,16 +406,6 @@ void Api::Logs(const std::string& name, const std::string& query, Response& res)
 }
 
 namespace {
-
-meter::PriceSheet PricesFrom(const server::Config& c) {
-  meter::PriceSheet p;
-  p.request_pico = c.price_request_micro_per_million;  // micro per million = pico per request
-  p.gb_second_pico = c.price_gb_second_pico;
-  p.cpu_second_pico = c.price_cpu_second_pico;
-  p.peak_gb_second_pico = c.price_peak_gb_second_pico;
-  p.instance_hour_micro = c.price_instance_hour_micro;
-  return p;
-}
 
 json::object PricesJson(const meter::PriceSheet& p) {
   return json::object{{"request_pico", p.request_pico},
@@ -425,7 +453,8 @@ void BadParam(Response& res, const std::string& message) {
 
 }  // namespace
 
-asio::awaitable<void> Api::Usage(const std::string& query, Response& res) {
+asio::awaitable<void> Api::Usage(const auth::Caller& caller, const std::string& query,
+                                 Response& res) {
   int64_t from = 0, to = WallNowMicros() + 1;
   std::string f = QueryParam(query, "from"), t = QueryParam(query, "to");
   if (!f.empty() && !ParseTime(f, from)) {
@@ -436,21 +465,43 @@ asio::awaitable<void> Api::Usage(const std::string& query, Response& res) {
   }
   std::string group_by = QueryParam(query, "group_by");
   if (group_by.empty()) group_by = "function";
-  if (group_by == "tenant") {
-    co_return BadParam(res, "group_by: tenants are not built yet");
-  }
-  if (group_by != "function" && group_by != "day") {
-    co_return BadParam(res, "group_by: expected function or day, got '" + group_by + "'");
+  if (group_by != "function" && group_by != "day" && group_by != "tenant") {
+    co_return BadParam(res, "group_by: expected function, tenant or day, got '" + group_by + "'");
   }
   std::string function = QueryParam(query, "function");
+  if (!function.empty()) {
+    auto scoped = ScopedName(caller, function);
+    if (!scoped.ok()) co_return StatusBody(res, scoped.status());
+    function = std::move(*scoped);
+  }
+  // A tenant key sees its own tenant's usage only; an admin any tenant's, or all.
+  std::string tenant = QueryParam(query, "tenant");
+  if (!caller.admin()) {
+    if (!tenant.empty() && tenant != caller.tenant) {
+      co_return StatusBody(res, NotFound("tenant not found: " + tenant));
+    }
+    tenant = caller.tenant;
+  }
   auto samples = co_await FetchSamples(function, from, to);
   if (!samples.ok()) co_return StatusBody(res, samples.status());
-  const meter::PriceSheet prices = PricesFrom(*deps_.config);
+  if (!tenant.empty()) {
+    std::erase_if(*samples, [&](const auto& s) { return TenantOfFunction(s.function) != tenant; });
+  }
+  const meter::PriceSheet prices = server::PriceSheetFrom(*deps_.config);
   const bool by_day = group_by == "day";
+  const bool by_tenant = group_by == "tenant";
+  std::vector<meter::Sample> grouped;
+  if (by_tenant) {
+    // Tenants group like functions once each sample carries its tenant as the key.
+    grouped = *samples;
+    for (auto& s : grouped) s.function = std::string(TenantOfFunction(s.function));
+  }
   json::array out;
   for (const auto& g :
-       meter::Aggregate(*samples, by_day ? meter::GroupBy::kDay : meter::GroupBy::kFunction)) {
-    json::object o{{by_day ? "day" : "function", g.key}};
+       meter::Aggregate(by_tenant ? grouped : *samples,
+                        by_day ? meter::GroupBy::kDay : meter::GroupBy::kFunction)) {
+    json::object o{
+        {by_day ? "day" : group_by, by_tenant || by_day ? g.key : ShownName(caller, g.key)}};
     for (auto& kv : UsageJson(g.sums, g.p50_duration_us, g.p99_duration_us, prices)) {
       o.emplace(kv.key(), kv.value());
     }
@@ -468,13 +519,14 @@ asio::awaitable<void> Api::Usage(const std::string& query, Response& res) {
            json::object{{"from", Iso8601(from)},
                         {"to", Iso8601(to)},
                         {"group_by", group_by},
-                        {by_day ? "days" : "functions", std::move(out)},
+                        {by_day ? "days" : (by_tenant ? "tenants" : "functions"), std::move(out)},
                         {"total", UsageJson(total, meter::Percentile(durations, 50),
                                             meter::Percentile(durations, 99), prices)},
                         {"prices", PricesJson(prices)}});
 }
 
-asio::awaitable<void> Api::Advice(const std::string& query, Response& res) {
+asio::awaitable<void> Api::Advice(const auth::Caller& caller, const std::string& query,
+                                  Response& res) {
   int64_t days = 7;
   if (std::string d = QueryParam(query, "days"); !d.empty()) {
     char* end = nullptr;
@@ -483,7 +535,12 @@ asio::awaitable<void> Api::Advice(const std::string& query, Response& res) {
       co_return BadParam(res, "days: expected an integer between 1 and 366, got '" + d + "'");
     }
   }
-  const std::string function = QueryParam(query, "function");
+  std::string function = QueryParam(query, "function");
+  if (!function.empty()) {
+    auto scoped = ScopedName(caller, function);
+    if (!scoped.ok()) co_return StatusBody(res, scoped.status());
+    function = std::move(*scoped);
+  }
   const int64_t to = WallNowMicros() + 1;
   const int64_t window_us = days * 86'400'000'000;
   const int64_t from = to - window_us;
@@ -493,18 +550,19 @@ asio::awaitable<void> Api::Advice(const std::string& query, Response& res) {
   std::map<std::string, std::vector<meter::Sample>> by_function;
   std::map<std::string, int64_t> memory_mb;
   for (const auto& f : deps_.registry->List()) {
-    if (!function.empty() && f.name != function) continue;
+    if ((!function.empty() && f.name != function) || !Visible(caller, f.name)) continue;
     by_function[f.name];
     memory_mb[f.name] = f.versions.back()->manifest.memory_mb;
   }
   for (auto& s : *samples) {
+    if (!Visible(caller, s.function)) continue;
     memory_mb[s.function] = std::max(memory_mb[s.function], s.memory_mb);
     by_function[s.function].push_back(std::move(s));
   }
   if (!function.empty() && by_function.empty()) {
-    co_return StatusBody(res, NotFound("function not found: " + function));
+    co_return StatusBody(res, NotFound("Function not found: " + function));
   }
-  const meter::PriceSheet prices = PricesFrom(*deps_.config);
+  const meter::PriceSheet prices = server::PriceSheetFrom(*deps_.config);
   json::array out;
   for (const auto& [name, fs] : by_function) {
     meter::AdviceInput in;
@@ -513,7 +571,7 @@ asio::awaitable<void> Api::Advice(const std::string& query, Response& res) {
     in.memory_mb = memory_mb[name];
     in.busiest_hour_busy_us = meter::BusiestHourBusyUs(fs);
     meter::Advice a = meter::Advise(in, prices);
-    out.push_back(json::object{{"function", name},
+    out.push_back(json::object{{"function", ShownName(caller, name)},
                                {"recommendation", meter::RecommendationName(a.recommendation)},
                                {"advice", a.text},
                                {"reason", a.reason},
@@ -544,7 +602,7 @@ void Api::Metrics(Response& res) {
     }
     gauges.queued[stats.function] += stats.queued;
   }
-  gauges.meter_pending = deps_.meter->pending();
+  gauges.meter_pending = deps_.meter != nullptr ? deps_.meter->pending() : 0;
   res.result(http::status::ok);
   res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
   res.body() = deps_.metrics->Render(gauges);
@@ -561,7 +619,7 @@ asio::awaitable<void> Api::FunctionUrl(Request& req, Response& res) {
   auto version = deps_.registry->Resolve(url.function, "");
   if (!version.ok()) co_return StatusBody(res, version.status());
   // Each function says whether its URL needs the key (url_auth: key, the default) or is public.
-  if (!(*version)->manifest.url_public && !Authorized(req)) {
+  if (!(*version)->manifest.url_public && !MayCallUrl(req, url.function)) {
     res.set(http::field::www_authenticate, "Bearer");
     co_return ErrorBody(res, http::status::unauthorized, "UnauthorizedException",
                         "this function URL needs Authorization: Bearer <key> (url_auth: key)");
@@ -572,14 +630,13 @@ asio::awaitable<void> Api::FunctionUrl(Request& req, Response& res) {
   auto outcome = co_await invoker_->Invoke(std::move(ir));
   if (!outcome.ok()) co_return StatusBody(res, outcome.status());
   pool::Result& r = outcome->result;
-  SetInvokeHeaders(r, res);
+  SetInvokeHeaders(*outcome, res);
   using Kind = pool::Result::Kind;
   switch (r.kind) {
     case Kind::kOk:
       co_return ApplyUrlResult(r.body, res);
     case Kind::kThrottled:
-      res.set(http::field::retry_after, "1");
-      co_return ErrorBody(res, http::status::too_many_requests, r.error_type, r.error_message);
+      co_return ErrorBody(res, RefusalStatus(*outcome, res), r.error_type, r.error_message);
     case Kind::kTimeout:
       co_return ErrorBody(res, http::status::gateway_timeout, r.error_type, r.error_message);
     case Kind::kUnavailable:
@@ -596,6 +653,11 @@ asio::awaitable<StatusOr<std::vector<meter::Sample>>> Api::FetchSamples(const st
   co_return co_await asio::co_spawn(
       blocking_,
       [&]() -> asio::awaitable<StatusOr<std::vector<meter::Sample>>> {
+        if (deps_.meter == nullptr) {
+          co_return Unavailable("metering is off on this server (metering: false)");
+        }
+        // Read your writes: every invocation answered before this query is in it.
+        if (Status st = deps_.meter->Flush(); !st.ok()) co_return st;
         co_return deps_.meter->Samples(function, from_us, to_us);
       },
       asio::use_awaitable);

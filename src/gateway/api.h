@@ -6,10 +6,13 @@
 
 #include <boost/asio/thread_pool.hpp>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
+#include "auth/keys.h"
 #include "common/status.h"
 #include "gateway/http_server.h"
 #include "server/config.h"
@@ -30,6 +33,9 @@ struct Sample;
 namespace thaw::metrics {
 class Registry;
 }
+namespace thaw::auth {
+class TenantGate;
+}
 
 namespace thaw::gateway {
 
@@ -48,6 +54,8 @@ struct ApiDeps {
   std::string admin_key;
   std::string isolation;  // what sandboxing is active, for GET /v1/node
   metrics::Registry* metrics = nullptr;
+  auth::KeyStore* keys = nullptr;
+  auth::TenantGate* gate = nullptr;
 };
 
 class Api final : public HttpHandler {
@@ -60,22 +68,35 @@ class Api final : public HttpHandler {
   asio::awaitable<void> Handle(Request& req, Response& res) override;
 
  private:
-  asio::awaitable<void> Deploy(const std::string& name, Request& req, Response& res);
+  asio::awaitable<void> Functions(const auth::Caller& caller, std::vector<std::string_view> parts,
+                                  const std::string& query, Request& req, Response& res);
+  asio::awaitable<void> Deploy(const auth::Caller& caller, const std::string& name, Request& req,
+                               Response& res);
   asio::awaitable<void> Invoke(const std::string& name, const std::string& qualifier, Request& req,
                                Response& res);
   asio::awaitable<void> DeleteFunction(const std::string& name, Response& res);
-  void GetFunction(const std::string& name, Response& res);
-  void ListFunctions(Response& res);
+  void GetFunction(const auth::Caller& caller, const std::string& name, Response& res);
+  void ListFunctions(const auth::Caller& caller, Response& res);
   void Logs(const std::string& name, const std::string& query, Response& res);
-  asio::awaitable<void> Usage(const std::string& query, Response& res);
-  asio::awaitable<void> Advice(const std::string& query, Response& res);  // GET /v1/advice
+  asio::awaitable<void> Usage(const auth::Caller& caller, const std::string& query, Response& res);
+  // GET /v1/advice
+  asio::awaitable<void> Advice(const auth::Caller& caller, const std::string& query, Response& res);
+  // Admin routes /v1/tenants[/NAME] and /v1/keys[/ID], and GET /v1/whoami (admin_api.cc).
+  void Tenants(const auth::Caller& caller, const std::vector<std::string_view>& parts, Request& req,
+               Response& res);
+  void Keys(const auth::Caller& caller, const std::vector<std::string_view>& parts,
+            const std::string& query, Request& req, Response& res);
+  void WhoAmI(const auth::Caller& caller, Response& res);
   // The meter's rows in a window, read off the event loop.
   asio::awaitable<StatusOr<std::vector<meter::Sample>>> FetchSamples(const std::string& function,
                                                                      int64_t from_us,
                                                                      int64_t to_us);
   void Metrics(Response& res);  // Prometheus text format
   asio::awaitable<void> FunctionUrl(Request& req, Response& res);
-  bool Authorized(const Request& req) const;
+  // The caller a request's Bearer key belongs to (everyone is admin with auth off).
+  std::optional<auth::Caller> Authenticate(const Request& req) const;
+  // Whether the request carries a key of the function's tenant (or an admin key).
+  bool MayCallUrl(const Request& req, const std::string& function) const;
 
   ApiDeps deps_;
   // Disk-bound work (unpacking a bundle, SQLite queries) runs here, off the event loop.

@@ -1,5 +1,7 @@
 #include "gateway/invoker.h"
 
+#include <spdlog/spdlog.h>
+
 #include <atomic>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -11,8 +13,10 @@
 #include <mutex>
 #include <random>
 
+#include "auth/tenant_gate.h"
 #include "common/clock.h"
 #include "common/ids.h"
+#include "common/tenant.h"
 #include "meter/meter.h"
 
 // GCC 12 misreads Asio's coroutine frame allocator as a new/delete mismatch (GCC bug 109224,
@@ -39,11 +43,14 @@ std::string TraceId(const std::string& request_id) {
   return buf;
 }
 
-// Gives back a reserved-concurrency slot, however the call ends.
+// Gives back a reserved-concurrency slot and the tenant's slot, however the call ends.
 struct SlotRelease {
   std::shared_ptr<std::atomic<int64_t>> slot;
+  auth::TenantGate* gate = nullptr;
+  std::string_view tenant;
   ~SlotRelease() {
     if (slot) slot->fetch_sub(1);
+    if (gate != nullptr) gate->Release(tenant);
   }
 };
 
@@ -84,8 +91,13 @@ std::optional<int64_t> AsyncRetryDelayMs(pool::Result::Kind kind, int attempts) 
   return std::nullopt;
 }
 
-Invoker::Invoker(registry::Registry* registry, pool::PoolManager* pools, meter::Meter* meter)
-    : registry_(registry), pools_(pools), meter_(meter), state_(std::make_shared<State>()) {}
+Invoker::Invoker(registry::Registry* registry, pool::PoolManager* pools, meter::Meter* meter,
+                 auth::TenantGate* gate)
+    : registry_(registry),
+      pools_(pools),
+      meter_(meter),
+      gate_(gate),
+      state_(std::make_shared<State>()) {}
 
 Invoker::~Invoker() = default;
 
@@ -99,33 +111,35 @@ asio::awaitable<StatusOr<InvokeOutcome>> Invoker::Invoke(InvokeRequest req) {
   out.latest = resolved->latest;
   const registry::Manifest& manifest = out.version->manifest;
 
+  SlotRelease release;
+  // The tenant's limits first: its budget, its calls running at once, its request rate.
+  const std::string_view tenant = TenantOfFunction(req.function);
+  if (gate_ != nullptr) {
+    auth::Admission admission = gate_->Admit(tenant, WallNowMicros());
+    if (!admission.admitted()) {
+      const bool budget = admission.verdict == auth::Admission::Verdict::kBudget;
+      out.retry_after_s = admission.retry_after_s;
+      out.over_budget = budget;
+      Refuse(out, req, budget ? "BudgetExceeded" : "TenantLimitExceeded", admission.message);
+      co_return out;
+    }
+    if (admission.first_warning) {
+      spdlog::warn("tenant {}: {}", tenant, admission.budget_warning);
+    }
+    out.budget_warning = std::move(admission.budget_warning);
+    release.gate = gate_;
+    release.tenant = tenant;
+  }
   // Reserved concurrency R caps the function at R instances: R x concurrency calls at once,
   // over all its versions. Functions without it take no lock here.
-  std::shared_ptr<std::atomic<int64_t>> slot;
   if (resolved->reserved_concurrency) {
-    slot = state_->Counter(req.function);
+    release.slot = state_->Counter(req.function);
     const int64_t cap = *resolved->reserved_concurrency * manifest.concurrency;
-    if (slot->fetch_add(1) >= cap) {
-      slot->fetch_sub(1);
-      out.result.kind = pool::Result::Kind::kThrottled;
-      out.result.error_type = "TooManyRequestsException";
-      out.result.error_message = "Rate Exceeded.";
-      out.result.version = out.version->version;
-      out.throttle_reason = "ReservedFunctionConcurrentInvocationLimitExceeded";
-      meter::Record rec;
-      rec.request_id = req.request_id;
-      rec.function = req.function;
-      rec.version = std::to_string(out.version->version);
-      rec.start_us = rec.end_us = WallNowMicros();
-      rec.memory_mb = manifest.memory_mb;
-      rec.status = "throttled";
-      rec.error_type = out.result.error_type;
-      rec.bytes_in = static_cast<int64_t>(req.payload.size());
-      meter_->Add(std::move(rec));
+    if (release.slot->fetch_add(1) >= cap) {
+      Refuse(out, req, "ReservedFunctionConcurrentInvocationLimitExceeded", "Rate Exceeded.");
       co_return out;
     }
   }
-  SlotRelease release{slot};
 
   auto inv = std::make_shared<pool::Invocation>();
   inv->id = req.request_id;
@@ -144,9 +158,32 @@ asio::awaitable<StatusOr<InvokeOutcome>> Invoker::Invoke(InvokeRequest req) {
   co_return out;
 }
 
+void Invoker::Refuse(InvokeOutcome& out, const InvokeRequest& req, const std::string& reason,
+                     const std::string& message) {
+  out.result.kind = pool::Result::Kind::kThrottled;
+  out.result.error_type = out.over_budget ? "BudgetExceededException" : "TooManyRequestsException";
+  out.result.error_message = message;
+  out.result.version = out.version->version;
+  out.throttle_reason = reason;
+  meter::Record rec;
+  rec.request_id = req.request_id;
+  rec.function = req.function;
+  rec.version = std::to_string(out.version->version);
+  rec.start_us = rec.end_us = WallNowMicros();
+  rec.memory_mb = out.version->manifest.memory_mb;
+  rec.status = "throttled";
+  rec.error_type = out.result.error_type;
+  rec.bytes_in = static_cast<int64_t>(req.payload.size());
+  if (meter_ != nullptr) meter_->Add(std::move(rec));
+}
+
 Status Invoker::Enqueue(InvokeRequest req, asio::any_io_executor executor) {
   auto resolved = registry_->Resolve(req.function, req.qualifier, 0.0);
   if (!resolved.ok()) return resolved.status();
+  if (gate_ != nullptr) {
+    auth::Admission budget = gate_->CheckBudget(TenantOfFunction(req.function), WallNowMicros());
+    if (!budget.admitted()) return Status(StatusCode::kQuotaExceeded, budget.message);
+  }
   const int64_t bytes = static_cast<int64_t>(req.payload.size());
   const int64_t events = state_->events.fetch_add(1) + 1;
   const int64_t total = state_->event_bytes.fetch_add(bytes) + bytes;
@@ -180,7 +217,14 @@ asio::awaitable<void> Invoker::RunEvent(Invoker* self, std::shared_ptr<State> st
   state->event_bytes.fetch_sub(bytes);
 }
 
-void SetInvokeHeaders(const pool::Result& r, Response& res) {
+http::status RefusalStatus(const InvokeOutcome& outcome, Response& res) {
+  res.set(http::field::retry_after, std::to_string(outcome.retry_after_s));
+  return outcome.over_budget ? http::status::payment_required : http::status::too_many_requests;
+}
+
+void SetInvokeHeaders(const InvokeOutcome& outcome, Response& res) {
+  const pool::Result& r = outcome.result;
+  if (!outcome.budget_warning.empty()) res.set("X-Thaw-Budget-Warning", outcome.budget_warning);
   res.set("X-Thaw-Version", std::to_string(r.version));
   res.set("X-Thaw-Cold-Start", r.cold_start ? "true" : "false");
   char init_ms[32];

@@ -16,6 +16,9 @@
 namespace thaw::meter {
 class Meter;
 }
+namespace thaw::auth {
+class TenantGate;
+}
 
 namespace thaw::gateway {
 
@@ -34,6 +37,9 @@ struct InvokeOutcome {
   std::shared_ptr<const registry::Version> version;
   bool latest = false;          // resolved through $LATEST
   std::string throttle_reason;  // with Kind::kThrottled: Lambda's Reason
+  int64_t retry_after_s = 1;    // with Kind::kThrottled
+  bool over_budget = false;     // with Kind::kThrottled: the tenant's budget is spent (402)
+  std::string budget_warning;   // 80% or more of the tenant's monthly budget is spent
 };
 
 // Event invocations: how long to wait before trying again after `attempts` tries that ended
@@ -41,8 +47,11 @@ struct InvokeOutcome {
 // few minutes of backoff. Pure.
 std::optional<int64_t> AsyncRetryDelayMs(pool::Result::Kind kind, int attempts);
 
-// The X-Thaw-* headers every invoke answer carries: version, cold start, init and billed time.
-void SetInvokeHeaders(const pool::Result& result, Response& res);
+// The X-Thaw-* headers every invoke answer carries: version, cold start, init and billed time,
+// and the tenant's budget warning.
+void SetInvokeHeaders(const InvokeOutcome& outcome, Response& res);
+// The HTTP status of a refused (Kind::kThrottled) invocation, with Retry-After set on `res`.
+http::status RefusalStatus(const InvokeOutcome& outcome, Response& res);
 
 class Invoker {
  public:
@@ -50,7 +59,9 @@ class Invoker {
   static constexpr int64_t kMaxQueuedEvents = 10000;
   static constexpr int64_t kMaxQueuedBytes = 256LL << 20;
 
-  Invoker(registry::Registry* registry, pool::PoolManager* pools, meter::Meter* meter);
+  // `gate` (may be null) holds tenants to their limits.
+  Invoker(registry::Registry* registry, pool::PoolManager* pools, meter::Meter* meter,
+          auth::TenantGate* gate);
   ~Invoker();
 
   // A resolution failure (unknown function or qualifier) is the error status; anything that
@@ -68,9 +79,14 @@ class Invoker {
   static asio::awaitable<void> RunEvent(Invoker* self, std::shared_ptr<State> state,
                                         InvokeRequest req);
 
+  // Fills `out` as refused with `reason` and meters a throttled record.
+  void Refuse(InvokeOutcome& out, const InvokeRequest& req, const std::string& reason,
+              const std::string& message);
+
   registry::Registry* const registry_;
   pool::PoolManager* const pools_;
   meter::Meter* const meter_;
+  auth::TenantGate* const gate_;
   std::shared_ptr<State> state_;
 };
 

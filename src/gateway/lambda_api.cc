@@ -10,6 +10,7 @@
 #include <boost/url/parse.hpp>
 #include <cstdio>
 
+#include "auth/sigv4.h"
 #include "common/base64.h"
 #include "common/clock.h"
 #include "common/files.h"
@@ -17,6 +18,7 @@
 #include "gateway/api.h"
 #include "gateway/invoker.h"
 #include "gateway/lambda_shapes.h"
+#include "gateway/scope.h"
 #include "logs/log_store.h"
 #include "pool/pool.h"
 #include "registry/registry.h"
@@ -71,6 +73,7 @@ struct LambdaApi::Call {
   std::vector<std::string> segments;
   std::map<std::string, std::string> params;
   std::string request_id;
+  auth::Caller caller;
 
   std::string Param(const std::string& key) const {
     auto it = params.find(key);
@@ -103,37 +106,57 @@ uint64_t LambdaApi::BodyLimit(const http::request_header<>& header) const {
   return payload;
 }
 
-bool LambdaApi::Authenticate(const Request& req, Response& res) const {
-  if (!deps_.config->auth) return true;
-  std::string_view auth = req[http::field::authorization];
-  if (auth.empty()) {
+std::optional<auth::Caller> LambdaApi::Authenticate(const Request& req, Response& res) const {
+  if (!deps_.config->auth) return auth::Caller{};
+  std::string_view header = req[http::field::authorization];
+  if (header.empty()) {
     AwsError(res, http::status::forbidden, "MissingAuthenticationTokenException",
              "Missing Authentication Token: sign the request (AWS SigV4) or send "
              "Authorization: Bearer <key>");
-    return false;
-  }
-  // SigV4 is accepted without verifying the signature until keys carry secrets (tenants).
-  if (auth.starts_with("AWS4-HMAC-SHA256 ") && auth.find("Credential=") != auth.npos &&
-      auth.find("SignedHeaders=") != auth.npos && auth.find("Signature=") != auth.npos) {
-    return true;
+    return std::nullopt;
   }
   constexpr std::string_view kBearer = "Bearer ";
-  if (auth.starts_with(kBearer)) {
-    std::string_view key = auth.substr(kBearer.size());
-    if (key.size() == deps_.admin_key.size() &&
-        CRYPTO_memcmp(key.data(), deps_.admin_key.data(), key.size()) == 0) {
-      return true;
-    }
+  if (header.starts_with(kBearer)) {
+    if (auto caller = deps_.keys->Bearer(header.substr(kBearer.size()))) return caller;
+    AwsError(res, http::status::forbidden, "UnrecognizedClientException",
+             "The security token included in the request is invalid.");
+    return std::nullopt;
   }
-  AwsError(res, http::status::forbidden, "UnrecognizedClientException",
-           "The security token included in the request is invalid.");
-  return false;
+  auto sig = auth::ParseSigV4Authorization(header);
+  if (!sig.ok()) {
+    AwsError(res, http::status::forbidden, "IncompleteSignatureException", sig.status().message());
+    return std::nullopt;
+  }
+  auto key = deps_.keys->SigningKey(sig->access_key_id);
+  if (!key) {
+    AwsError(res, http::status::forbidden, "UnrecognizedClientException",
+             "The security token included in the request is invalid.");
+    return std::nullopt;
+  }
+  auth::SigV4Request signed_request{req.method_string(), req.target(), {}, req.body()};
+  for (const auto& field : req) {
+    signed_request.headers.emplace_back(std::string(field.name_string()),
+                                        std::string(field.value()));
+  }
+  auto check = auth::VerifySigV4(signed_request, *sig, key->second, WallNowMicros() / 1'000'000);
+  switch (check.outcome) {
+    case auth::SigV4Outcome::kOk:
+      return std::move(key->first);
+    case auth::SigV4Outcome::kMalformed:
+      AwsError(res, http::status::forbidden, "IncompleteSignatureException", check.message);
+      return std::nullopt;
+    case auth::SigV4Outcome::kMismatch:
+    case auth::SigV4Outcome::kExpired:
+      break;
+  }
+  AwsError(res, http::status::forbidden, "InvalidSignatureException", check.message);
+  return std::nullopt;
 }
 
 asio::awaitable<void> LambdaApi::Handle(Request& req, Response& res) {
   const std::string target(req.target());
   auto url = boost::urls::parse_origin_form(target);
-  Call c{req, {}, {}, NewRequestId()};
+  Call c{req, {}, {}, NewRequestId(), {}};
   res.set("X-Thaw-Request-Id", c.request_id);
   res.set("X-Amzn-RequestId", c.request_id);
   if (!url) {
@@ -152,7 +175,9 @@ asio::awaitable<void> LambdaApi::Handle(Request& req, Response& res) {
     AwsError(res, http::status::not_found, "ResourceNotFoundException", "no such code");
     co_return;
   }
-  if (!Authenticate(req, res)) co_return;
+  auto caller = Authenticate(req, res);
+  if (!caller) co_return;
+  c.caller = std::move(*caller);
   co_await Route(c, res);
 }
 
@@ -172,7 +197,9 @@ asio::awaitable<void> LambdaApi::Route(Call& c, Response& res) {
         auto qualifier = lambda::MergeQualifier(*ref, c.Param("Qualifier"));
         if (!qualifier.ok()) co_return AwsStatus(res, qualifier.status());
         c.params["Qualifier"] = *qualifier;
-        const std::string& fn = ref->name;
+        auto scoped = ScopedLambdaName(c.caller, *ref, deps_.keys);
+        if (!scoped.ok()) co_return AwsStatus(res, scoped.status());
+        const std::string& fn = *scoped;
         if (n == 3) {
           if (m == http::verb::get) co_return GetFunction(c, fn, false, res);
           if (m == http::verb::delete_) co_return co_await DeleteFunction(c, fn, res);
@@ -198,13 +225,15 @@ asio::awaitable<void> LambdaApi::Route(Call& c, Response& res) {
     } else if (n == 4 && s[3] == "concurrency") {
       auto ref = lambda::ParseFunctionRef(s[2]);
       if (!ref.ok()) co_return AwsStatus(res, ref.status());
+      auto scoped = ScopedLambdaName(c.caller, *ref, deps_.keys);
+      if (!scoped.ok()) co_return AwsStatus(res, scoped.status());
       if (s[0] == "2017-10-31" && m == http::verb::put) {
-        co_return co_await PutConcurrency(c, ref->name, false, res);
+        co_return co_await PutConcurrency(c, *scoped, false, res);
       }
       if (s[0] == "2017-10-31" && m == http::verb::delete_) {
-        co_return co_await PutConcurrency(c, ref->name, true, res);
+        co_return co_await PutConcurrency(c, *scoped, true, res);
       }
-      if (s[0] == "2019-09-30" && m == http::verb::get) co_return GetConcurrency(c, ref->name, res);
+      if (s[0] == "2019-09-30" && m == http::verb::get) co_return GetConcurrency(c, *scoped, res);
     }
   }
   AwsError(res, http::status::not_found, "UnknownOperationException",
@@ -266,12 +295,11 @@ asio::awaitable<void> LambdaApi::Invoke(Call& c, const std::string& function, Re
   pool::Result& r = outcome->result;
   res.set("X-Amz-Executed-Version",
           outcome->latest ? std::string("$LATEST") : std::to_string(r.version));
-  SetInvokeHeaders(r, res);
+  SetInvokeHeaders(*outcome, res);
   using Kind = pool::Result::Kind;
   if (r.kind == Kind::kThrottled) {
-    res.set(http::field::retry_after, "1");
-    co_return AwsError(res, http::status::too_many_requests, "TooManyRequestsException",
-                       r.error_message, outcome->throttle_reason);
+    co_return AwsError(res, RefusalStatus(*outcome, res), r.error_type, r.error_message,
+                       outcome->throttle_reason);
   }
   if (r.kind == Kind::kUnavailable) {
     co_return AwsError(res, http::status::service_unavailable, "ServiceException", r.error_message);
@@ -310,9 +338,11 @@ asio::awaitable<void> LambdaApi::Invoke(Call& c, const std::string& function, Re
 void LambdaApi::ListFunctions(Call& c, Response& res) {
   auto page = lambda::ParsePage(c.Param("MaxItems"), c.Param("Marker"));
   if (!page.ok()) return AwsStatus(res, page.status());
+  std::vector<registry::FunctionInfo> functions = deps_.registry->List();
+  std::erase_if(functions, [&](const auto& f) { return !Visible(c.caller, f.name); });
   Json(res, http::status::ok,
-       lambda::ListPage(deps_.registry->List(), c.Param("FunctionVersion") == "ALL", *page,
-                        "Functions", deps_.config->region));
+       lambda::ListPage(functions, c.Param("FunctionVersion") == "ALL", *page, "Functions",
+                        deps_.config->region));
 }
 
 asio::awaitable<void> LambdaApi::CreateFunction(Call& c, Response& res) {
@@ -325,18 +355,19 @@ asio::awaitable<void> LambdaApi::CreateFunction(Call& c, Response& res) {
   if (!create.ok()) co_return AwsStatus(res, create.status());
   *body = json::object();  // the zip now lives decoded in `create` only
   c.req.body().clear();
+  auto name = ScopedLambdaName(c.caller, create->ref, deps_.keys);
+  if (!name.ok()) co_return AwsStatus(res, name.status());
   registry::Manifest manifest;
-  manifest.name = create->name;
+  manifest.name = *name;
   if (Status st = lambda::ApplyFunctionFields(create->fields, manifest); !st.ok()) {
     co_return AwsStatus(res, st);
   }
   auto deployed = co_await OnBlocking(*deps_.blocking, [&] {
-    return deps_.registry->DeployWithManifest(create->name, create->zip, manifest, true,
-                                              create->publish);
+    return deps_.registry->DeployWithManifest(*name, create->zip, manifest, true, create->publish);
   });
   if (!deployed.ok()) co_return AwsStatus(res, deployed.status());
-  deps_.pools->OnDeployed(create->name, *deployed);
-  auto info = deps_.registry->Get(create->name);
+  deps_.pools->OnDeployed(*name, *deployed);
+  auto info = deps_.registry->Get(*name);
   if (!info.ok()) co_return AwsStatus(res, info.status());
   Json(res, http::status::created,
        lambda::FunctionConfiguration(

@@ -7,10 +7,12 @@
 
 #include <boost/asio/thread_pool.hpp>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "auth/keys.h"
 #include "common/status.h"
 #include "gateway/http_server.h"
 #include "server/config.h"
@@ -36,7 +38,8 @@ struct LambdaDeps {
   pool::PoolManager* pools = nullptr;
   logs::LogStore* logs = nullptr;
   const server::Config* config = nullptr;
-  std::string admin_key;
+  std::string admin_key;  // signs code download URLs
+  auth::KeyStore* keys = nullptr;
   Invoker* invoker = nullptr;
   asio::thread_pool* blocking = nullptr;  // for SQLite writes and unpacking bundles
 };
@@ -57,7 +60,8 @@ class LambdaApi {
  private:
   struct Call;
 
-  bool Authenticate(const Request& req, Response& res) const;
+  // The caller, or nullopt after answering 403 in AWS's words.
+  std::optional<auth::Caller> Authenticate(const Request& req, Response& res) const;
   asio::awaitable<void> Route(Call& c, Response& res);
   asio::awaitable<void> Invoke(Call& c, const std::string& function, Response& res);
   void ListFunctions(Call& c, Response& res);

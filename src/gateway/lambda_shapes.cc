@@ -7,6 +7,7 @@
 
 #include "common/base64.h"
 #include "common/sha256.h"
+#include "common/tenant.h"
 
 namespace thaw::gateway::lambda {
 namespace {
@@ -150,9 +151,11 @@ StatusOr<FunctionRef> ParseFunctionRef(const std::string& text) {
   if (parts.size() >= 7 && parts[0] == "arn" && parts[2] == "lambda" && parts[5] == "function" &&
       parts.size() <= 8) {
     ref.name = parts[6];
+    ref.account = parts[4];
     if (parts.size() == 8) ref.qualifier = parts[7];
   } else if ((parts.size() == 3 || parts.size() == 4) && parts[1] == "function") {
     ref.name = parts[2];
+    ref.account = parts[0];
     if (parts.size() == 4) ref.qualifier = parts[3];
   } else if (parts.size() <= 2) {
     ref.name = parts[0];
@@ -190,7 +193,8 @@ StatusOr<std::string> MergeQualifier(const FunctionRef& ref, const std::string& 
 
 std::string FunctionArn(const std::string& region, const std::string& name,
                         const std::string& qualifier) {
-  std::string arn = "arn:aws:lambda:" + region + ":" + kAccount + ":function:" + name;
+  std::string arn = "arn:aws:lambda:" + region + ":" + AccountOf(TenantOfFunction(name)) +
+                    ":function:" + std::string(BareFunctionName(name));
   if (!qualifier.empty()) arn += ":" + qualifier;
   return arn;
 }
@@ -275,7 +279,7 @@ StatusOr<CreateFunctionRequest> ParseCreateFunction(const json::object& body) {
   auto ref = ParseFunctionRef(**name);
   if (!ref.ok()) return ref.status();
   if (!ref->qualifier.empty()) return Bad("FunctionName", "must not carry a qualifier");
-  req.name = ref->name;
+  req.ref = std::move(*ref);
   const json::value* code = body.if_contains("Code");
   if (code == nullptr || !code->is_object()) return Bad("Code", "is required, with ZipFile");
   auto zip = ZipFile(code->as_object(), "Code.");
@@ -492,10 +496,10 @@ json::object FunctionConfiguration(const registry::FunctionInfo& f, const regist
     }
   }
   json::object o{
-      {"FunctionName", f.name},
+      {"FunctionName", BareFunctionName(f.name)},
       {"FunctionArn", FunctionArn(region, f.name, label == "$LATEST" ? "" : label)},
       {"Runtime", m.runtime_name.empty() ? registry::RuntimeName(m.runtime) : m.runtime_name},
-      {"Role", "arn:aws:iam::" + std::string(kAccount) + ":role/thaw"},
+      {"Role", "arn:aws:iam::" + AccountOf(TenantOfFunction(f.name)) + ":role/thaw"},
       {"Handler", m.handler},
       {"CodeSize", v.code_size},
       {"Description", description},

@@ -18,12 +18,10 @@
 
 namespace thaw::gateway::lambda {
 
-// The account every ARN names until tenants exist (the runtime sees the same one).
-inline constexpr char kAccount[] = "000000000000";
-
 struct FunctionRef {
   std::string name;
   std::string qualifier;  // empty when the name carries none
+  std::string account;    // from an ARN; empty when the name carries none
 };
 
 // NAME, NAME:QUALIFIER, ACCOUNT:function:NAME[:QUALIFIER] or
@@ -31,6 +29,7 @@ struct FunctionRef {
 StatusOr<FunctionRef> ParseFunctionRef(const std::string& text);
 // The qualifier to use given the name's and the ?Qualifier= parameter's: they must agree.
 StatusOr<std::string> MergeQualifier(const FunctionRef& ref, const std::string& param);
+// The ARN of internal function name `name` ("acme.hello" is "hello" in acme's account).
 std::string FunctionArn(const std::string& region, const std::string& name,
                         const std::string& qualifier = "");
 
@@ -48,7 +47,7 @@ StatusOr<FunctionFields> ParseFunctionFields(const boost::json::object& body);
 Status ApplyFunctionFields(const FunctionFields& fields, registry::Manifest& m);
 
 struct CreateFunctionRequest {
-  std::string name;
+  FunctionRef ref;  // name and account, no qualifier
   std::string zip;  // decoded Code.ZipFile
   FunctionFields fields;
   bool publish = false;

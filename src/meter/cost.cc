@@ -21,6 +21,14 @@ int64_t RoundHalfUp(Int128 num, Int128 den) {
 
 }  // namespace
 
+int64_t BilledRequests(const Sums& s) { return s.invocations - s.throttled; }
+
+int64_t LambdaCostPico(const Sample& s, const PriceSheet& p) {
+  if (s.status == "throttled") return 0;
+  return p.request_pico + static_cast<int64_t>(Int128{s.billed_ms} * s.memory_mb *
+                                               p.gb_second_pico / (kMbPerGb * kMsPerS));
+}
+
 void AddSample(const Sample& s, Sums& sums) {
   ++sums.invocations;
   if (s.status == "success") {
@@ -77,14 +85,14 @@ std::vector<Group> Aggregate(const std::vector<Sample>& samples, GroupBy by) {
 int64_t LambdaCostMicro(const Sums& s, const PriceSheet& p) {
   // Everything over the common denominator pico x (MB/GB) x (ms/s).
   const Int128 den = Int128{kPicoPerMicro} * kMbPerGb * kMsPerS;
-  Int128 num = Int128{s.invocations} * p.request_pico * kMbPerGb * kMsPerS +
+  Int128 num = Int128{BilledRequests(s)} * p.request_pico * kMbPerGb * kMsPerS +
                Int128{s.billed_mb_ms} * p.gb_second_pico;
   return RoundHalfUp(num, den);
 }
 
 int64_t ActualCostMicro(const Sums& s, const PriceSheet& p) {
   const Int128 den = Int128{kPicoPerMicro} * kMbPerGb * kUsPerS;
-  Int128 num = Int128{s.invocations} * p.request_pico * kMbPerGb * kUsPerS +
+  Int128 num = Int128{BilledRequests(s)} * p.request_pico * kMbPerGb * kUsPerS +
                Int128{s.cpu_us} * p.cpu_second_pico * kMbPerGb +
                Int128{s.peak_mb_us} * p.peak_gb_second_pico;
   return RoundHalfUp(num, den);

@@ -32,6 +32,7 @@ struct Sample {
   int64_t cpu_us = 0;
   bool cold_start = false;
   std::string status;  // success | error | timeout | crash | throttled
+  std::string tenant;
 };
 
 // Integer sums over a set of samples; every money figure is derived from these.
@@ -62,9 +63,14 @@ std::vector<Group> Aggregate(const std::vector<Sample>& samples, GroupBy by);
 int64_t Percentile(const std::vector<int64_t>& sorted, int p);
 std::string UtcDay(int64_t wall_us);
 
-// Lambda sheet: requests x request price + billed GB-s x GB-s price (GB = 1024 MB).
+// Requests that are billed: all but the throttled (refused calls cost nothing, as on Lambda).
+int64_t BilledRequests(const Sums& s);
+// Lambda sheet: billed requests x request price + billed GB-s x GB-s price (GB = 1024 MB).
 int64_t LambdaCostMicro(const Sums& s, const PriceSheet& p);
-// Actual-use sheet: requests x request price + CPU-s x CPU price + peak GB-s x peak price,
+// One invocation on the Lambda sheet in pico-dollars (truncated), for running totals such as
+// a tenant's month-to-date spend.
+int64_t LambdaCostPico(const Sample& s, const PriceSheet& p);
+// Actual-use sheet: billed requests x request price + CPU-s x CPU price + peak GB-s x peak price,
 // where peak GB-s is the peak memory actually used x the real (unrounded) duration.
 int64_t ActualCostMicro(const Sums& s, const PriceSheet& p);
 // "$1.234567": micro-dollars, exact.

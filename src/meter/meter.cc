@@ -1,101 +1,140 @@
 #include "meter/meter.h"
 
-#include <chrono>
+#include <dirent.h>
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <sys/file.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <optional>
+
+#include "common/files.h"
+#include "common/tenant.h"
 #include "store/db.h"
 
 namespace thaw::meter {
 namespace {
 constexpr auto kBatchInterval = std::chrono::milliseconds(100);
 constexpr size_t kBatchSize = 512;
-}  // namespace
+// A segment is sealed (and deleted once its records commit) when it reaches this size, not at
+// every batch: under load the writer commits back to back, and a file per batch would cost an
+// open, close and unlink each time. After a kill, replay re-reads at most about this much of
+// already committed records (ignored by the primary key).
+constexpr int64_t kSegmentBytes = 1 << 20;
 
-int64_t BilledMillis(int64_t duration_us) {
-  if (duration_us <= 0) return 1;
-  return (duration_us + 999) / 1000;
-}
+// The first field of every journal line: a line from another format version is refused
+// rather than misread.
+constexpr std::string_view kLineTag = "m1";
+constexpr size_t kLineFields = 18;  // the tag and the record's 17 fields
+constexpr std::string_view kSegmentSuffix = ".jnl";
+constexpr size_t kSeqDigits = 20;  // zero-padded, so names sort as numbers do
+constexpr const char* kLockName = "lock";
 
-Meter::Meter(std::unique_ptr<store::Db> db) : db_(std::move(db)) {
-  writer_ = std::thread([this] { Run(); });
-}
-
-StatusOr<std::unique_ptr<Meter>> Meter::Open(const std::string& db_path) {
-  auto db = store::Db::Open(db_path);
-  if (!db.ok()) return db.status();
-  return std::unique_ptr<Meter>(new Meter(std::move(*db)));
-}
-
-Meter::~Meter() {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    stop_ = true;
+void AppendEscaped(std::string& out, std::string_view s) {
+  for (char c : s) {
+    switch (c) {
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      default:
+        out += c;
+    }
   }
-  cv_.notify_all();
-  writer_.join();
 }
 
-void Meter::Add(Record record) {
-  bool wake;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    queue_.push_back(std::move(record));
-    ++added_;
-    wake = queue_.size() >= kBatchSize;
-  }
-  if (wake) cv_.notify_one();
+void AppendInt(std::string& out, int64_t v) {
+  char buf[24];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof(buf), v);
+  out.append(buf, end);
 }
 
-int64_t Meter::pending() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return static_cast<int64_t>(added_ - committed_);
-}
-
-Status Meter::Flush() {
-  std::unique_lock<std::mutex> lock(mu_);
-  uint64_t target = added_;
-  cv_.notify_one();
-  flushed_cv_.wait(lock, [&] { return committed_ >= target || !last_error_.ok(); });
-  return committed_ >= target ? Status::Ok() : last_error_;
-}
-
-void Meter::Run() {
-  std::unique_lock<std::mutex> lock(mu_);
-  for (;;) {
-    cv_.wait_for(lock, kBatchInterval, [&] {
-      return stop_ || queue_.size() >= kBatchSize || (committed_ < added_ && !queue_.empty());
-    });
-    if (queue_.empty()) {
-      if (stop_) return;
+bool Unescape(std::string_view in, std::string& out) {
+  out.clear();
+  out.reserve(in.size());
+  for (size_t i = 0; i < in.size(); ++i) {
+    if (in[i] != '\\') {
+      out += in[i];
       continue;
     }
-    std::vector<Record> batch;
-    batch.swap(queue_);
-    lock.unlock();
-    Status st = Write(batch);
-    lock.lock();
-    if (st.ok()) {
-      committed_ += batch.size();
-      last_error_ = Status::Ok();
-    } else {
-      // Keep the records: they are retried with the next batch (the key makes that safe).
-      last_error_ = st;
-      queue_.insert(queue_.begin(), std::make_move_iterator(batch.begin()),
-                    std::make_move_iterator(batch.end()));
-      if (stop_) return;
+    if (++i == in.size()) return false;
+    switch (in[i]) {
+      case '\\':
+        out += '\\';
+        break;
+      case 't':
+        out += '\t';
+        break;
+      case 'n':
+        out += '\n';
+        break;
+      case 'r':
+        out += '\r';
+        break;
+      default:
+        return false;
     }
-    flushed_cv_.notify_all();
   }
+  return true;
 }
 
-Status Meter::Write(const std::vector<Record>& batch) {
-  std::lock_guard<std::mutex> lock(db_mu_);
-  THAW_RETURN_IF_ERROR(db_->Exec("BEGIN IMMEDIATE"));
-  auto stmt = db_->Prepare(
+bool ParseInt(std::string_view in, int64_t& out) {
+  if (in.empty()) return false;
+  auto [end, ec] = std::from_chars(in.data(), in.data() + in.size(), out);
+  return ec == std::errc() && end == in.data() + in.size();
+}
+
+std::string SegmentPath(const std::string& dir, uint64_t seq) {
+  char name[kSeqDigits + 1];
+  std::snprintf(name, sizeof(name), "%020llu", static_cast<unsigned long long>(seq));
+  return dir + "/" + name + std::string(kSegmentSuffix);
+}
+
+std::optional<uint64_t> SegmentSeq(std::string_view name) {
+  if (name.size() != kSeqDigits + kSegmentSuffix.size() ||
+      name.substr(kSeqDigits) != kSegmentSuffix) {
+    return std::nullopt;
+  }
+  uint64_t seq = 0;
+  auto [end, ec] = std::from_chars(name.data(), name.data() + kSeqDigits, seq);
+  if (ec != std::errc() || end != name.data() + kSeqDigits) return std::nullopt;
+  return seq;
+}
+
+StatusOr<int> CreateSegment(const std::string& dir, uint64_t seq) {
+  const std::string path = SegmentPath(dir, seq);
+  // O_EXCL: a segment number is never reused, so an existing file would be a bug.
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) return ErrnoStatus("create", path, errno);
+  return fd;
+}
+
+// INSERT OR IGNORE: a record already in the ledger (a replayed journal, a retried batch) keeps
+// its first row.
+Status InsertRecords(store::Db& db, const std::vector<Record>& batch) {
+  THAW_RETURN_IF_ERROR(db.Exec("BEGIN IMMEDIATE"));
+  auto stmt = db.Prepare(
       "INSERT OR IGNORE INTO invocations (request_id, function, version, start_us, end_us, "
       "duration_us, billed_ms, memory_mb, max_memory_used_mb, cold_start, init_us, status, "
-      "error_type, bytes_in, bytes_out, cpu_us) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+      "error_type, bytes_in, bytes_out, cpu_us, tenant) "
+      "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
   if (!stmt.ok()) {
-    (void)db_->Exec("ROLLBACK");
+    (void)db.Exec("ROLLBACK");
     return stmt.status();
   }
   for (const Record& r : batch) {
@@ -115,13 +154,314 @@ Status Meter::Write(const std::vector<Record>& batch) {
         .Bind(13, r.error_type)
         .Bind(14, r.bytes_in)
         .Bind(15, r.bytes_out)
-        .Bind(16, r.cpu_us);
+        .Bind(16, r.cpu_us)
+        .Bind(17, r.tenant);
     if (Status st = stmt->Run(); !st.ok()) {
-      (void)db_->Exec("ROLLBACK");
+      (void)db.Exec("ROLLBACK");
       return st;
     }
   }
-  return db_->Exec("COMMIT");
+  return db.Exec("COMMIT");
+}
+
+// Commits every segment a previous process left in `dir` to the ledger and deletes it, oldest
+// first. Returns the number the next segment should take.
+StatusOr<uint64_t> ReplayJournal(store::Db& db, const std::string& dir) {
+  std::vector<uint64_t> seqs;
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return ErrnoStatus("open", dir, errno);
+  while (dirent* e = ::readdir(d)) {
+    if (auto seq = SegmentSeq(e->d_name)) seqs.push_back(*seq);
+  }
+  ::closedir(d);
+  std::sort(seqs.begin(), seqs.end());
+  for (uint64_t seq : seqs) {
+    const std::string path = SegmentPath(dir, seq);
+    auto data = ReadFile(path);
+    if (!data.ok()) return data.status();
+    std::vector<Record> records;
+    size_t malformed = 0;
+    std::string_view rest = *data;
+    // A last line without its '\n' is a write the kill cut short: its Add() never returned,
+    // so its response was never sent and it is not billed.
+    const bool torn = !rest.empty() && rest.back() != '\n';
+    for (size_t nl; (nl = rest.find('\n')) != std::string_view::npos; rest.remove_prefix(nl + 1)) {
+      Record r;
+      if (DecodeJournalLine(rest.substr(0, nl), r)) {
+        records.push_back(std::move(r));
+      } else {
+        ++malformed;
+      }
+    }
+    if (Status st = InsertRecords(db, records); !st.ok()) {
+      return Status(st.code(), "failed to replay meter journal " + path + ": " + st.message());
+    }
+    if (::unlink(path.c_str()) != 0) return ErrnoStatus("remove", path, errno);
+    if (!records.empty() || torn || malformed > 0) {
+      spdlog::info("meter: replayed {} records from {}{}{}", records.size(), path,
+                   torn ? ", skipped a torn last line" : "",
+                   malformed > 0 ? fmt::format(", skipped {} malformed lines", malformed) : "");
+    }
+  }
+  return seqs.empty() ? uint64_t{1} : seqs.back() + 1;
+}
+
+}  // namespace
+
+int64_t BilledMillis(int64_t duration_us) {
+  if (duration_us <= 0) return 1;
+  return (duration_us + 999) / 1000;
+}
+
+void EncodeJournalLine(const Record& r, std::string& out) {
+  out.clear();
+  out.append(kLineTag);
+  for (const std::string* s :
+       {&r.request_id, &r.function, &r.version, &r.tenant, &r.status, &r.error_type}) {
+    out += '\t';
+    AppendEscaped(out, *s);
+  }
+  for (int64_t v :
+       {r.start_us, r.end_us, r.duration_us, r.billed_ms, r.memory_mb, r.max_memory_used_mb,
+        r.cpu_us, int64_t{r.cold_start}, r.init_us, r.bytes_in, r.bytes_out}) {
+    out += '\t';
+    AppendInt(out, v);
+  }
+  out += '\n';
+}
+
+bool DecodeJournalLine(std::string_view line, Record& out) {
+  std::string_view fields[kLineFields];
+  size_t n = 0;
+  for (;;) {
+    const size_t tab = line.find('\t');
+    if (n == kLineFields) return false;
+    fields[n++] = line.substr(0, tab);
+    if (tab == std::string_view::npos) break;
+    line.remove_prefix(tab + 1);
+  }
+  if (n != kLineFields || fields[0] != kLineTag) return false;
+  std::string* strings[] = {&out.request_id, &out.function, &out.version,
+                            &out.tenant,     &out.status,   &out.error_type};
+  for (size_t i = 0; i < std::size(strings); ++i) {
+    if (!Unescape(fields[1 + i], *strings[i])) return false;
+  }
+  int64_t cold_start = 0;
+  int64_t* ints[] = {&out.start_us,  &out.end_us,    &out.duration_us,
+                     &out.billed_ms, &out.memory_mb, &out.max_memory_used_mb,
+                     &out.cpu_us,    &cold_start,    &out.init_us,
+                     &out.bytes_in,  &out.bytes_out};
+  for (size_t i = 0; i < std::size(ints); ++i) {
+    if (!ParseInt(fields[1 + std::size(strings) + i], *ints[i])) return false;
+  }
+  if (cold_start != 0 && cold_start != 1) return false;
+  out.cold_start = cold_start == 1;
+  return !out.request_id.empty();
+}
+
+std::string Meter::JournalDir(const std::string& db_path) { return db_path + ".meter-journal"; }
+
+Meter::Meter(std::unique_ptr<store::Db> db, std::string journal_dir, int lock_fd, int segment_fd,
+             uint64_t segment_seq)
+    : db_(std::move(db)),
+      journal_dir_(std::move(journal_dir)),
+      lock_fd_(lock_fd),
+      segment_fd_(segment_fd),
+      segment_seq_(segment_seq) {
+  writer_ = std::thread([this] { Run(); });
+}
+
+StatusOr<std::unique_ptr<Meter>> Meter::Open(const std::string& db_path) {
+  auto db = store::Db::Open(db_path);
+  if (!db.ok()) return db.status();
+  std::string dir = JournalDir(db_path);
+  THAW_RETURN_IF_ERROR(MakeDirs(dir, 0700));
+  // Two meters on one journal would replay and delete each other's live segments.
+  const std::string lock_path = dir + "/" + kLockName;
+  int lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (lock_fd < 0) return ErrnoStatus("open", lock_path, errno);
+  if (::flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    ::close(lock_fd);
+    if (err == EWOULDBLOCK) {
+      return FailedPrecondition("failed to lock " + lock_path +
+                                ": another process is metering into " + db_path);
+    }
+    return ErrnoStatus("lock", lock_path, err);
+  }
+  auto next = ReplayJournal(**db, dir);
+  if (!next.ok()) {
+    ::close(lock_fd);
+    return next.status();
+  }
+  auto fd = CreateSegment(dir, *next);
+  if (!fd.ok()) {
+    ::close(lock_fd);
+    return fd.status();
+  }
+  return std::unique_ptr<Meter>(new Meter(std::move(*db), std::move(dir), lock_fd, *fd, *next));
+}
+
+Meter::~Meter() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  writer_.join();
+  ::close(lock_fd_);
+}
+
+void Meter::SetObserver(Observer observer) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!observer) {
+    observer_.store(nullptr, std::memory_order_release);
+    return;
+  }
+  observers_.push_back(std::make_unique<Observer>(std::move(observer)));
+  observer_.store(observers_.back().get(), std::memory_order_release);
+}
+
+void Meter::Add(Record record) {
+  if (record.tenant.empty()) record.tenant = TenantOfFunction(record.function);
+  if (const Observer* observer = observer_.load(std::memory_order_acquire)) (*observer)(record);
+  // Encoded outside the lock, into a buffer each thread reuses: no allocation once warm.
+  thread_local std::string line;
+  EncodeJournalLine(record, line);
+  bool wake;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    JournalLocked(line);
+    queue_.push_back(std::move(record));
+    ++added_;
+    wake = queue_.size() >= kBatchSize;
+  }
+  if (wake) cv_.notify_one();
+}
+
+void Meter::JournalLocked(const std::string& line) {
+  if (segment_fd_ < 0) return;
+  // pwrite at the end of the last whole line rather than an O_APPEND write: if a write fails
+  // half-way (a full disk), the next line overwrites the fragment instead of following it, so
+  // only a segment's tail can ever be a partial line.
+  size_t done = 0;
+  int err = 0;
+  while (done < line.size()) {
+    ssize_t n = ::pwrite(segment_fd_, line.data() + done, line.size() - done,
+                         static_cast<off_t>(segment_bytes_ + static_cast<int64_t>(done)));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      err = n < 0 ? errno : EIO;
+      break;
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (err == 0) {
+    segment_bytes_ += static_cast<int64_t>(line.size());
+    if (journal_failing_) {
+      journal_failing_ = false;
+      spdlog::info("meter: journal writes work again");
+    }
+    return;
+  }
+  // The record is still queued and committed as usual; only a crash before that loses it.
+  if (!journal_failing_) {
+    journal_failing_ = true;
+    spdlog::error(
+        "failed to write meter journal {}: {} (records are not crash-safe until "
+        "it works again)",
+        SegmentPath(journal_dir_, segment_seq_), std::strerror(err));
+  }
+}
+
+int64_t Meter::pending() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return static_cast<int64_t>(added_ - committed_);
+}
+
+Status Meter::Flush() {
+  std::unique_lock<std::mutex> lock(mu_);
+  uint64_t target = added_;
+  cv_.notify_one();
+  flushed_cv_.wait(lock, [&] { return committed_ >= target || !last_error_.ok(); });
+  return committed_ >= target ? Status::Ok() : last_error_;
+}
+
+void Meter::Run() {
+  bool rotation_failing = false;  // to log a failing rotation once, not every batch
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    cv_.wait_for(lock, kBatchInterval, [&] {
+      return stop_ || queue_.size() >= kBatchSize || (committed_ < added_ && !queue_.empty());
+    });
+    if (queue_.empty()) {
+      if (stop_) break;
+      continue;
+    }
+    // A full segment is sealed in the same critical section that takes the batch: sealed
+    // segments then hold only this batch and records committed before, so they can be deleted
+    // once it commits. The new one is created outside the lock, to keep open(2) off Add()'s path.
+    int sealed_fd = -1;
+    if (segment_bytes_ >= kSegmentBytes) {
+      const uint64_t next_seq = segment_seq_ + 1;
+      lock.unlock();
+      StatusOr<int> fresh = CreateSegment(journal_dir_, next_seq);
+      if (!fresh.ok() && !rotation_failing) {
+        // Add() keeps appending to the current segment, which is deleted after a later rotation
+        // or a clean stop (or replayed at the next start: the primary key makes that harmless).
+        spdlog::warn("meter: {}", fresh.status().message());
+      }
+      rotation_failing = !fresh.ok();
+      lock.lock();
+      if (fresh.ok()) {
+        sealed_fd = segment_fd_;
+        sealed_.push_back(segment_seq_);
+        segment_fd_ = *fresh;
+        segment_seq_ = next_seq;
+        segment_bytes_ = 0;
+      }
+    }
+    std::vector<Record> batch;
+    batch.swap(queue_);
+    lock.unlock();
+    if (sealed_fd >= 0) ::close(sealed_fd);
+    Status st;
+    {
+      std::lock_guard<std::mutex> db_lock(db_mu_);
+      st = InsertRecords(*db_, batch);
+    }
+    if (st.ok()) {
+      for (uint64_t seq : sealed_) {
+        const std::string path = SegmentPath(journal_dir_, seq);
+        // Harmless if it fails: the next start replays it into rows that already exist.
+        if (::unlink(path.c_str()) != 0) {
+          spdlog::warn("failed to remove {}: {}", path, std::strerror(errno));
+        }
+      }
+      sealed_.clear();
+    }
+    lock.lock();
+    if (st.ok()) {
+      committed_ += batch.size();
+      last_error_ = Status::Ok();
+    } else {
+      // Keep the records: they are retried with the next batch (the key makes that safe).
+      last_error_ = st;
+      queue_.insert(queue_.begin(), std::make_move_iterator(batch.begin()),
+                    std::make_move_iterator(batch.end()));
+      if (stop_) break;
+    }
+    flushed_cv_.notify_all();
+  }
+  // A clean stop with everything committed leaves no journal; otherwise the next Open replays
+  // what is left.
+  if (segment_fd_ >= 0) {
+    ::close(segment_fd_);
+    segment_fd_ = -1;
+    if (queue_.empty() && sealed_.empty()) {
+      (void)::unlink(SegmentPath(journal_dir_, segment_seq_).c_str());
+    }
+  }
 }
 
 StatusOr<std::vector<UsageRow>> Meter::Usage(const std::string& function, int64_t from_us,
@@ -158,15 +498,16 @@ StatusOr<std::vector<UsageRow>> Meter::Usage(const std::string& function, int64_
 }
 
 StatusOr<std::vector<Sample>> Meter::Samples(const std::string& function, int64_t from_us,
-                                             int64_t to_us) {
+                                             int64_t to_us, const std::string& tenant) {
   THAW_RETURN_IF_ERROR(Flush());
   std::lock_guard<std::mutex> lock(db_mu_);
   auto stmt = db_->Prepare(
       "SELECT function, start_us, duration_us, billed_ms, memory_mb, max_memory_used_mb, cpu_us, "
-      "cold_start, status FROM invocations "
-      "WHERE (?1 = '' OR function = ?1) AND start_us >= ?2 AND start_us < ?3");
+      "cold_start, status, tenant FROM invocations "
+      "WHERE (?1 = '' OR function = ?1) AND start_us >= ?2 AND start_us < ?3 "
+      "AND (?4 = '' OR tenant = ?4)");
   if (!stmt.ok()) return stmt.status();
-  stmt->Bind(1, function).Bind(2, from_us).Bind(3, to_us);
+  stmt->Bind(1, function).Bind(2, from_us).Bind(3, to_us).Bind(4, tenant);
   std::vector<Sample> out;
   for (;;) {
     auto row = stmt->Next();
@@ -182,6 +523,7 @@ StatusOr<std::vector<Sample>> Meter::Samples(const std::string& function, int64_
     s.cpu_us = stmt->Int(6);
     s.cold_start = stmt->Int(7) != 0;
     s.status = stmt->Text(8);
+    s.tenant = stmt->Text(9);
     out.push_back(std::move(s));
   }
   return out;

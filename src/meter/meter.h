@@ -1,13 +1,20 @@
-// Meter: one record per invocation, queued on the hot path and committed to SQLite in batches
-// by a background thread. The request id is the primary key, so a replayed batch never bills
-// twice. Thread-safe.
+// Meter: one record per invocation. Add() appends the record to a journal file with one write
+// and queues it; a background thread commits batches to SQLite and then deletes the journal
+// segments it has committed. Open() first replays whatever segments a killed process left, so a
+// record whose Add() returned is billed even after a kill -9 (the journal's writes sit in the
+// kernel's page cache, which outlives the process; nothing is fsynced, so power loss and kernel
+// crashes may lose the last records). The request id is the primary key, so a replayed record
+// never bills twice. Thread-safe.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -22,8 +29,9 @@ namespace thaw::meter {
 
 struct Record {
   std::string request_id;
-  std::string function;
+  std::string function;  // internal name ("acme.hello" for tenant acme, see common/tenant.h)
   std::string version;
+  std::string tenant;    // Add() derives it from `function` when empty
   int64_t start_us = 0;  // wall clock
   int64_t end_us = 0;
   int64_t duration_us = 0;
@@ -42,6 +50,12 @@ struct Record {
 // Billed duration: rounded up to the next whole millisecond, at least 1 ms.
 int64_t BilledMillis(int64_t duration_us);
 
+// One journal line: the record's fields, tab-separated, with '\\', '\t', '\n' and '\r' escaped
+// inside strings, ending in '\n' (appended to `out`, which is cleared first).
+void EncodeJournalLine(const Record& record, std::string& out);
+// Parses one line without its '\n'; false when it is malformed (a torn or foreign line).
+bool DecodeJournalLine(std::string_view line, Record& out);
+
 struct UsageRow {
   std::string function;
   int64_t invocations = 0;
@@ -56,35 +70,65 @@ struct UsageRow {
 
 class Meter {
  public:
-  static StatusOr<std::unique_ptr<Meter>> Open(const std::string& db_path);
-  ~Meter();  // flushes
+  using Observer = std::function<void(const Record&)>;
 
+  // Opens the ledger at `db_path` and replays the journal segments in JournalDir(db_path) into
+  // it before returning. One Meter per database at a time.
+  static StatusOr<std::unique_ptr<Meter>> Open(const std::string& db_path);
+  // Where Open(db_path) keeps its journal: "<db_path>.meter-journal/".
+  static std::string JournalDir(const std::string& db_path);
+  ~Meter();  // commits what is queued; a clean stop leaves no journal segment behind
+
+  // Journals and queues `record` (filling in its tenant); when it returns, the record survives
+  // a kill -9 of this process. Never blocks on SQLite.
   void Add(Record record);
+  // `observer` sees every record Add() gets from now on, on the thread calling Add(), before
+  // Add() returns and without any meter lock held: it must be thread-safe, cheap and must not
+  // throw or call Add(). Replayed records are not observed (they are in the ledger once Open
+  // returns). An observer stays alive, and may still be running in a concurrent Add(), until
+  // the Meter is destroyed, even after it is replaced; nullptr removes it.
+  void SetObserver(Observer observer);
   // Returns once every record added before the call is committed.
   Status Flush();
   StatusOr<std::vector<UsageRow>> Usage(const std::string& function, int64_t from_us,
                                         int64_t to_us);
-  // The records started in [from_us, to_us) (all functions when `function` is empty), for
-  // exact aggregation and pricing in C++ (see meter/cost.h).
-  StatusOr<std::vector<Sample>> Samples(const std::string& function, int64_t from_us,
-                                        int64_t to_us);
+  // The records started in [from_us, to_us) of `function` (all when empty) and `tenant` (all
+  // when empty), for exact aggregation and pricing in C++ (see meter/cost.h).
+  StatusOr<std::vector<Sample>> Samples(const std::string& function, int64_t from_us, int64_t to_us,
+                                        const std::string& tenant = "");
+  // Records added but not yet committed to SQLite.
   int64_t pending() const;
 
  private:
-  explicit Meter(std::unique_ptr<store::Db> db);
+  // Takes ownership of `lock_fd` (the journal's lock) and `segment_fd` (the open segment number
+  // `segment_seq` of `journal_dir`).
+  Meter(std::unique_ptr<store::Db> db, std::string journal_dir, int lock_fd, int segment_fd,
+        uint64_t segment_seq);
   void Run();
-  Status Write(const std::vector<Record>& batch);
+  void JournalLocked(const std::string& line);
 
   std::unique_ptr<store::Db> db_;  // used only by the writer thread and under db_mu_
   std::mutex db_mu_;
+  const std::string journal_dir_;
+  const int lock_fd_;  // holds an flock on the journal: one Meter per journal
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::condition_variable flushed_cv_;
-  std::vector<Record> queue_;  // guarded by mu_
-  uint64_t added_ = 0;         // records handed in; guarded by mu_
-  uint64_t committed_ = 0;     // records committed; guarded by mu_
-  Status last_error_;          // guarded by mu_
+  // Invariant: every queued record's line is in segment_fd_'s segment or in one of sealed_;
+  // every other line in those segments is a committed record.
+  std::vector<Record> queue_;     // guarded by mu_
+  int segment_fd_ = -1;           // guarded by mu_; the segment Add() appends to, -1 if none
+  uint64_t segment_seq_ = 0;      // guarded by mu_
+  int64_t segment_bytes_ = 0;     // guarded by mu_; end of its last whole line
+  bool journal_failing_ = false;  // guarded by mu_; to log a failing journal once
+  // Segments Add() no longer writes to, deleted once their records are committed. Writer only.
+  std::vector<uint64_t> sealed_;
+  uint64_t added_ = 0;      // records handed in; guarded by mu_
+  uint64_t committed_ = 0;  // records committed; guarded by mu_
+  Status last_error_;       // guarded by mu_
   bool stop_ = false;
+  std::atomic<const Observer*> observer_{nullptr};
+  std::vector<std::unique_ptr<Observer>> observers_;  // guarded by mu_; every one ever set
   std::thread writer_;
 };
 

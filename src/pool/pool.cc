@@ -10,6 +10,7 @@
 #include <cstdio>
 
 #include "common/ids.h"
+#include "common/tenant.h"
 #include "logs/log_store.h"
 #include "meter/meter.h"
 #include "metrics/metrics.h"
@@ -54,6 +55,35 @@ uid_t NextInstanceUid() {
   return static_cast<uid_t>(200000 + next.fetch_add(1, std::memory_order_relaxed) % 100000);
 }
 
+// Who may connect to an instance's Runtime API listener on the host's loopback: jailed
+// instances each have a uid of their own; rootless ones all share thaw's, so the check there
+// is by process.
+PeerCheck PeerCheckFor(sandbox::Isolation mode, uid_t uid) {
+  switch (mode) {
+    case sandbox::Isolation::kJail:
+      return {PeerCheck::Kind::kUid, uid};
+    case sandbox::Isolation::kRootless:
+      return {PeerCheck::Kind::kProcessTree, 0};
+    case sandbox::Isolation::kPlain:
+      break;
+  }
+  return {};
+}
+
+// Once an instance is spawned: serves the listener a network: none instance made inside its
+// namespace, or names the process a kProcessTree listener admits. Returns the endpoint's key
+// for RuntimeEndpoints::Close.
+StatusOr<std::string> AttachRuntimeApi(RuntimeEndpoints& endpoints,
+                                       std::shared_ptr<FunctionPool> pool, uint64_t instance_id,
+                                       bool private_network, const std::string& address,
+                                       PeerCheck check, sandbox::Spawned& spawned) {
+  if (private_network) {
+    return endpoints.Adopt(std::move(pool), instance_id, std::move(spawned.runtime_api));
+  }
+  if (check.kind == PeerCheck::Kind::kProcessTree) endpoints.SetPeerProcess(address, spawned.pid);
+  return address;
+}
+
 std::string FormatMs(int64_t us) {
   char buf[32];
   std::snprintf(buf, sizeof(buf), "%.2f", static_cast<double>(us) / 1000.0);
@@ -67,7 +97,7 @@ struct FunctionPool::Instance {
   InstanceState state = InstanceState::kStarting;
   bool initialized = false;  // the runtime asked for its first event
   pid_t pid = 0;
-  std::string endpoint;  // host:port of its Runtime API
+  std::string endpoint;  // its Runtime API listener, as RuntimeEndpoints names it (Close)
   int64_t spawned_us = 0;
   int64_t init_us = 0;
   bool served_any = false;
@@ -102,7 +132,8 @@ FunctionPool::FunctionPool(PoolContext* ctx, std::shared_ptr<const registry::Ver
     : ctx_(ctx),
       version_(std::move(version)),
       qualified_arn_("arn:aws:lambda:" + ctx->region +
-                     ":000000000000:function:" + version_->function),
+                     ":" + AccountOf(TenantOfFunction(version_->function)) + ":function:" +
+                     std::string(BareFunctionName(version_->function))),
       metrics_(ctx->metrics != nullptr ? ctx->metrics->For(version_->function) : nullptr) {}
 
 FunctionPool::~FunctionPool() = default;
@@ -218,13 +249,13 @@ std::vector<std::string> FunctionPool::BuildEnv(const std::string& runtime_api) 
       "_HANDLER=" + m.handler,
       "LAMBDA_TASK_ROOT=" + TaskRoot(),
       "LAMBDA_RUNTIME_DIR=" + RuntimeDir(),
-      "AWS_LAMBDA_FUNCTION_NAME=" + version_->function,
+      "AWS_LAMBDA_FUNCTION_NAME=" + std::string(BareFunctionName(version_->function)),
       "AWS_LAMBDA_FUNCTION_VERSION=" + std::to_string(version_->version),
       "AWS_LAMBDA_FUNCTION_MEMORY_SIZE=" + std::to_string(m.memory_mb),
       "AWS_LAMBDA_FUNCTION_TIMEOUT=" + std::to_string((m.timeout_ms + 999) / 1000),
       "AWS_REGION=" + ctx_->region,
       "AWS_DEFAULT_REGION=" + ctx_->region,
-      "AWS_LAMBDA_LOG_GROUP_NAME=/aws/lambda/" + version_->function,
+      "AWS_LAMBDA_LOG_GROUP_NAME=/aws/lambda/" + std::string(BareFunctionName(version_->function)),
       "AWS_LAMBDA_LOG_STREAM_NAME=" + std::to_string(version_->version) + "/" + RandomHex(8),
       "AWS_EXECUTION_ENV=" + exec_env,
       std::string("AWS_LAMBDA_INITIALIZATION_TYPE=") +
@@ -255,14 +286,21 @@ void FunctionPool::LaunchInstance(const InstancePtr& inst) {
   };
   auto argv = BuildArgv();
   if (!argv.ok()) return fail(argv.status());
+  const sandbox::Isolation mode = ctx_->spawner->mode();
   // Jailed instances each get a uid of their own: files, signals and, through the peer check
   // on its Runtime API listener, events are out of other instances' reach.
-  const uid_t uid = ctx_->spawner->isolated() ? NextInstanceUid() : 0;
-  auto address = ctx_->endpoints->Open(shared_from_this(), inst->id, uid);
-  if (!address.ok()) return fail(address.status());
-  {
+  const uid_t uid = mode == sandbox::Isolation::kJail ? NextInstanceUid() : 0;
+  const PeerCheck check = PeerCheckFor(mode, uid);
+  // network: none: the listener is made inside the instance's own network namespace and
+  // adopted once it is spawned; the address is the same for every such instance.
+  const bool private_network = version_->manifest.network == registry::Network::kNone;
+  std::string address = sandbox::kPrivateRuntimeApi;
+  if (!private_network) {
+    auto opened = ctx_->endpoints->Open(shared_from_this(), inst->id, check);
+    if (!opened.ok()) return fail(opened.status());
+    address = *opened;
     std::lock_guard<std::mutex> lock(mu_);
-    inst->endpoint = *address;
+    inst->endpoint = address;
   }
   int out[2], err[2];
   if (::pipe2(out, O_CLOEXEC) != 0) return fail(ErrnoStatus("create pipe", "stdout", errno));
@@ -276,9 +314,10 @@ void FunctionPool::LaunchInstance(const InstancePtr& inst) {
   ::fcntl(err[0], F_SETFL, O_NONBLOCK);
   sandbox::SpawnRequest req;
   req.argv = std::move(*argv);
-  req.env = BuildEnv(*address);
+  req.env = BuildEnv(address);
   req.cwd = version_->bundle_dir;
   req.bundle_dir = version_->bundle_dir;
+  req.private_network = private_network;
   const int64_t memory_mb = version_->manifest.memory_mb;
   req.limits.memory_bytes = memory_mb << 20;
   req.limits.pids_max = ctx_->pids_max;
@@ -292,30 +331,38 @@ void FunctionPool::LaunchInstance(const InstancePtr& inst) {
   if (uid != 0) req.uid = uid;
   req.stdout_fd = out[1];
   req.stderr_fd = err[1];
-  std::string cgroup;
-  auto pid = ctx_->spawner->Spawn(req, &cgroup);
+  auto spawned = ctx_->spawner->Spawn(req);
   ::close(out[1]);
   ::close(err[1]);
-  if (!pid.ok()) {
+  if (!spawned.ok()) {
     ::close(out[0]);
     ::close(err[0]);
-    return fail(pid.status());
+    return fail(spawned.status());
   }
+  const pid_t pid = spawned->pid;
+  auto endpoint = AttachRuntimeApi(*ctx_->endpoints, shared_from_this(), inst->id, private_network,
+                                   address, check, *spawned);
   bool stopped;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    inst->pid = *pid;
-    inst->cgroup = cgroup;
+    inst->pid = pid;
+    inst->cgroup = spawned->cgroup;
+    if (endpoint.ok()) {
+      inst->endpoint = *endpoint;
+    } else {  // killed below; its exit event reports this as the init error
+      inst->init_error_type = "Runtime.InitError";
+      inst->init_error_message = endpoint.status().message();
+    }
     const sandbox::Cgroups* cg = ctx_->spawner->cgroups();
-    inst->cpu = cg != nullptr && !cgroup.empty()
+    inst->cpu = cg != nullptr && !inst->cgroup.empty()
                     ? sandbox::CpuCounter::ForCgroupFile(cg->CpuFile(inst->cgroup))
-                    : sandbox::CpuCounter::ForProcess(*pid);
+                    : sandbox::CpuCounter::ForProcess(pid);
     inst->out = std::make_unique<asio::posix::stream_descriptor>(ctx_->executor, out[0]);
     inst->err = std::make_unique<asio::posix::stream_descriptor>(ctx_->executor, err[0]);
-    stopped = inst->state == InstanceState::kStopping;
+    stopped = inst->state == InstanceState::kStopping || !endpoint.ok();
   }
-  ctx_->manager->RegisterPid(*pid, weak_from_this(), inst->id);
-  if (stopped) (void)ctx_->spawner->Kill(*pid);
+  ctx_->manager->RegisterPid(pid, weak_from_this(), inst->id);
+  if (stopped) (void)ctx_->spawner->Kill(pid);
   WatchLog(inst, false);
   WatchLog(inst, true);
 }
@@ -828,7 +875,9 @@ PoolStats FunctionPool::Stats() const {
 void FunctionPool::Apply(Effects& fx) {
   // Meter records first: once a response is on its way, its record must already be queued,
   // so a flush that follows the response (a usage query, a shutdown) always includes it.
-  for (auto& rec : fx.records) ctx_->meter->Add(std::move(rec));
+  if (ctx_->meter != nullptr) {
+    for (auto& rec : fx.records) ctx_->meter->Add(std::move(rec));
+  }
   for (auto& [handler, inv] : fx.nexts) {
     Complete(std::move(handler), std::move(inv));
   }

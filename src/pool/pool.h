@@ -26,6 +26,7 @@
 
 #include "common/clock.h"
 #include "common/status.h"
+#include "common/unique_fd.h"
 #include "pool/policy.h"
 #include "registry/registry.h"
 #include "sandbox/spawner.h"
@@ -111,16 +112,35 @@ using NextHandler = Completion<void(InvocationPtr)>;
 
 class PoolManager;
 
+// Who may talk to a Runtime API listener on the host's loopback, where every instance that
+// shares the host network could connect to it.
+struct PeerCheck {
+  enum class Kind {
+    kAnyone,       // plain processes: nothing tells them apart (and they share thaw's uid)
+    kUid,          // jailed as root: sockets owned by `uid`, the instance's own
+    kProcessTree,  // rootless: sockets held by the instance's processes (all share one uid)
+  };
+  Kind kind = Kind::kAnyone;
+  uid_t uid = 0;
+};
+
 // Where an instance's Runtime API listens. Implemented by runtime_api.
 class RuntimeEndpoints {
  public:
   virtual ~RuntimeEndpoints() = default;
-  // Opens a listener that serves `instance_id` of `pool`; returns the host:port to give the
-  // runtime as AWS_LAMBDA_RUNTIME_API. With `uid` non-zero it serves only connections from
-  // sockets owned by that uid (the jailed instance's own). Closes when Close is called.
+  // Opens a listener on the host's loopback that serves `instance_id` of `pool` to the peers
+  // `check` admits; returns the host:port to give the runtime as AWS_LAMBDA_RUNTIME_API, which
+  // is also the key for Close.
   virtual StatusOr<std::string> Open(std::shared_ptr<class FunctionPool> pool, uint64_t instance_id,
-                                     uid_t uid) = 0;
-  virtual void Close(const std::string& address) = 0;
+                                     PeerCheck check) = 0;
+  // kProcessTree: the instance's first process, once spawned (<= 0: it never will be).
+  // Connections that arrive first wait for it.
+  virtual void SetPeerProcess(const std::string& address, pid_t pid) = 0;
+  // Serves `instance_id` on `listener`, made inside the instance's own network namespace,
+  // where nothing else can connect: no peer check. Returns the key for Close.
+  virtual StatusOr<std::string> Adopt(std::shared_ptr<class FunctionPool> pool,
+                                      uint64_t instance_id, UniqueFd listener) = 0;
+  virtual void Close(const std::string& key) = 0;
 };
 
 struct PoolContext {

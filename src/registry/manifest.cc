@@ -6,6 +6,8 @@
 #include <cmath>
 #include <set>
 
+#include "common/tenant.h"
+
 namespace thaw::registry {
 namespace {
 
@@ -99,12 +101,21 @@ const char* RuntimeName(Runtime runtime) {
   return "provided";
 }
 
+const char* NetworkName(Network network) { return network == Network::kNone ? "none" : "egress"; }
+
 bool IsValidFunctionName(const std::string& name) {
   if (name.empty() || name.size() > 64) return false;
   for (char c : name) {
     if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_') return false;
   }
   return true;
+}
+
+bool IsValidInternalFunctionName(const std::string& name) {
+  const size_t dot = name.find('.');
+  if (dot == std::string::npos) return IsValidFunctionName(name);
+  return IsValidTenantName(std::string_view(name).substr(0, dot)) &&
+         IsValidFunctionName(name.substr(dot + 1));
 }
 
 StatusOr<Manifest> ParseManifest(const std::string& yaml_text, const std::string& fallback_name) {
@@ -202,6 +213,13 @@ StatusOr<Manifest> ParseManifest(const std::string& yaml_text, const std::string
       if (*v != "key" && *v != "none")
         return FieldError(key, "must be key or none, got '" + *v + "'");
       m.url_public = *v == "none";
+    } else if (key == "network") {
+      auto v = ReadString(value, key);
+      if (!v.ok()) return v.status();
+      if (*v != "egress" && *v != "none") {
+        return FieldError(key, "must be egress or none, got '" + *v + "'");
+      }
+      m.network = *v == "none" ? Network::kNone : Network::kEgress;
     } else if (key == "gpu") {
       auto v = ReadInt(value, key, 0, 0);
       if (!v.ok()) return FieldError(key, "GPU instances are not supported by this build yet");
@@ -232,7 +250,7 @@ Status CheckManifest(const Manifest& m) {
   auto field = [](const std::string& f, const std::string& why) {
     return InvalidArgument("field '" + f + "': " + why);
   };
-  if (!IsValidFunctionName(m.name)) {
+  if (!IsValidInternalFunctionName(m.name)) {
     return field("name", "must be 1-64 letters, digits, '-' or '_', got '" + m.name + "'");
   }
   if (m.runtime == Runtime::kPython3 || m.runtime == Runtime::kNodejs) {
@@ -270,7 +288,8 @@ json::object ManifestToJsonObject(const Manifest& m) {
                       {"environment", std::move(env)},
                       {"runtime_name", m.runtime_name},
                       {"description", m.description},
-                      {"url_auth", m.url_public ? "none" : "key"}};
+                      {"url_auth", m.url_public ? "none" : "key"},
+                      {"network", NetworkName(m.network)}};
 }
 
 std::string ManifestToJson(const Manifest& m) { return json::serialize(ManifestToJsonObject(m)); }
@@ -303,6 +322,9 @@ StatusOr<Manifest> ManifestFromJson(const std::string& json_text) {
     // Added after the first release: absent from older stored manifests.
     if (auto* rn = o.if_contains("runtime_name")) m.runtime_name = json::value_to<std::string>(*rn);
     if (auto* d = o.if_contains("description")) m.description = json::value_to<std::string>(*d);
+    if (auto* n = o.if_contains("network"); n != nullptr && n->is_string()) {
+      m.network = n->as_string() == "none" ? Network::kNone : Network::kEgress;
+    }
     return m;
   } catch (const std::exception& e) {
     return Internal(std::string("stored manifest is malformed: ") + e.what());

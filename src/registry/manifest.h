@@ -16,6 +16,12 @@ enum class Runtime { kPython3, kNodejs, kCpp, kProvided };
 
 const char* RuntimeName(Runtime runtime);
 
+// What an instance may reach over the network. kNone: a network namespace of its own holding
+// only loopback (it needs the sandbox; see docs/sandbox.md).
+enum class Network { kEgress, kNone };
+
+const char* NetworkName(Network network);
+
 struct Manifest {
   std::string name;
   Runtime runtime = Runtime::kProvided;
@@ -32,6 +38,7 @@ struct Manifest {
   std::string runtime_name;
   bool url_public = false;  // url_auth: none — the function URL needs no key
   std::string description;  // free text (Lambda's Description)
+  Network network = Network::kEgress;
 };
 
 // Maps a runtime name (thaw's, or a Lambda name such as python3.11) onto a Runtime. The error
@@ -50,6 +57,8 @@ StatusOr<Manifest> ParseManifest(const std::string& yaml_text, const std::string
 
 // A function name as Lambda allows it: 1-64 of [A-Za-z0-9_-].
 bool IsValidFunctionName(const std::string& name);
+// A function name as thaw stores it: NAME, or TENANT.NAME (see common/tenant.h).
+bool IsValidInternalFunctionName(const std::string& name);
 
 // Round-trips the validated manifest through the store as JSON.
 std::string ManifestToJson(const Manifest& m);

@@ -15,6 +15,7 @@
 #include "common/files.h"
 #include "common/ids.h"
 #include "common/sha256.h"
+#include "common/tenant.h"
 #include "store/db.h"
 
 namespace thaw::registry {
@@ -316,7 +317,7 @@ StatusOr<std::shared_ptr<const Version>> Registry::CommitLocked(const std::strin
 
 StatusOr<std::shared_ptr<const Version>> Registry::Deploy(const std::string& name,
                                                           const std::string& archive) {
-  if (!IsValidFunctionName(name)) {
+  if (!IsValidInternalFunctionName(name)) {
     return InvalidArgument("function name must be 1-64 letters, digits, '-' or '_', got '" + name +
                            "'");
   }
@@ -333,16 +334,19 @@ StatusOr<std::shared_ptr<const Version>> Registry::Deploy(const std::string& nam
     (void)RemoveTree(*tmp);
     return yaml.status();
   }
-  auto manifest = ParseManifest(*yaml, name);
+  // thaw.yaml names the function as its tenant knows it: without the tenant prefix.
+  const std::string bare(BareFunctionName(name));
+  auto manifest = ParseManifest(*yaml, bare);
   if (!manifest.ok()) {
     (void)RemoveTree(*tmp);
     return manifest.status();
   }
-  if (manifest->name != name) {
+  if (manifest->name != bare) {
     (void)RemoveTree(*tmp);
     return InvalidArgument("thaw.yaml: field 'name': '" + manifest->name +
-                           "' does not match the function name '" + name + "' in the request");
+                           "' does not match the function name '" + bare + "' in the request");
   }
+  manifest->name = name;
   std::lock_guard<std::mutex> write_lock(write_mu_);
   return CommitLocked(name,
                       NewVersion{Sha256Hex(archive), static_cast<int64_t>(archive.size()), *tmp,

@@ -1,6 +1,7 @@
 #include "runtime_api/runtime_server.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <linux/inet_diag.h>
 #include <linux/netlink.h>
 #include <linux/sock_diag.h>
@@ -14,8 +15,11 @@
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json.hpp>
+#include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <cstring>
+#include <vector>
 
 #include "gateway/http_server.h"
 
@@ -60,16 +64,36 @@ struct RuntimeServer::Endpoint final : gateway::HttpHandler {
         why);
   }
 
-  // Only the instance's own processes may talk to its Runtime API: instances share the host
-  // network, so another one could otherwise connect here and take this instance's events.
+  // Only the instance's own processes may talk to its Runtime API: instances that share the
+  // host network could otherwise connect here and take this instance's events.
   bool Admit(const asio::ip::tcp::socket& socket) const override {
-    if (expected_uid == 0) return true;
+    if (check.kind == pool::PeerCheck::Kind::kAnyone) return true;
     boost::system::error_code ec;
     auto local = socket.local_endpoint(ec);
     auto remote = ec ? local : socket.remote_endpoint(ec);
     if (ec) return false;
-    auto uid = LoopbackPeerUid(local.port(), remote.port());
-    return uid.has_value() && *uid == expected_uid;
+    auto peer = FindLoopbackPeer(local.port(), remote.port());
+    if (!peer.has_value()) return false;
+    if (check.kind == pool::PeerCheck::Kind::kUid) return peer->uid == check.uid;
+    const pid_t root = AwaitPeerProcess();
+    return root > 0 && ProcessTreeHoldsSocket(root, peer->inode);
+  }
+
+  // The runtime may connect before the spawn reply has told us its pid: that takes
+  // microseconds, exec and a runtime's start far longer, so this wait is almost never taken,
+  // and is bounded when it is.
+  pid_t AwaitPeerProcess() const {
+    std::unique_lock<std::mutex> lock(peer_mu);
+    peer_cv.wait_for(lock, std::chrono::seconds(5), [&] { return peer_root != 0; });
+    return peer_root;
+  }
+
+  void SetPeerProcess(pid_t pid) {
+    {
+      std::lock_guard<std::mutex> lock(peer_mu);
+      peer_root = pid;
+    }
+    peer_cv.notify_all();
   }
 
   asio::awaitable<void> Handle(Request& req, Response& res) override {
@@ -147,12 +171,15 @@ struct RuntimeServer::Endpoint final : gateway::HttpHandler {
   const uint64_t instance_id;
   const int64_t max_response_bytes;
   std::string invoked_arn;
-  uid_t expected_uid = 0;  // 0: serve anyone (plain processes share thaw's uid)
+  pool::PeerCheck check;  // set before the accept loop starts
+  mutable std::mutex peer_mu;
+  mutable std::condition_variable peer_cv;
+  pid_t peer_root = 0;  // kProcessTree: the instance's first process; < 0: none will come
 };
 
 RuntimeServer::~RuntimeServer() { CloseAll(); }
 
-std::optional<uid_t> LoopbackPeerUid(uint16_t local_port, uint16_t peer_port) {
+std::optional<LoopbackPeer> FindLoopbackPeer(uint16_t local_port, uint16_t peer_port) {
   // One exact sock_diag lookup of the peer's socket (loopback:peer_port -> loopback:local_port):
   // constant time, unlike scanning /proc/net/tcp, which grows with every TIME_WAIT socket.
   int fd = ::socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
@@ -173,23 +200,77 @@ std::optional<uid_t> LoopbackPeerUid(uint16_t local_port, uint16_t peer_port) {
   msg.req.id.idiag_dst[0] = htonl(INADDR_LOOPBACK);
   msg.req.id.idiag_cookie[0] = INET_DIAG_NOCOOKIE;
   msg.req.id.idiag_cookie[1] = INET_DIAG_NOCOOKIE;
-  std::optional<uid_t> found;
+  std::optional<LoopbackPeer> found;
   alignas(nlmsghdr) char buf[8192];
   if (::send(fd, &msg, sizeof(msg), 0) == static_cast<ssize_t>(sizeof(msg))) {
     ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
     auto* h = reinterpret_cast<nlmsghdr*>(buf);
     if (n > 0 && NLMSG_OK(h, static_cast<unsigned>(n)) && h->nlmsg_type == SOCK_DIAG_BY_FAMILY) {
-      found = static_cast<uid_t>(static_cast<inet_diag_msg*>(NLMSG_DATA(h))->idiag_uid);
+      const auto* diag = static_cast<inet_diag_msg*>(NLMSG_DATA(h));
+      found = LoopbackPeer{static_cast<uid_t>(diag->idiag_uid), diag->idiag_inode};
     }
   }
   ::close(fd);
   return found;
 }
 
+namespace {
+
+// The pids listed in /proc/PID/task/*/children: the children of every thread of `pid`.
+std::vector<pid_t> ChildrenOf(pid_t pid) {
+  std::vector<pid_t> out;
+  const std::string task_dir = "/proc/" + std::to_string(pid) + "/task";
+  DIR* tasks = ::opendir(task_dir.c_str());
+  if (tasks == nullptr) return out;
+  while (dirent* task = ::readdir(tasks)) {
+    if (task->d_name[0] == '.') continue;
+    std::FILE* f = std::fopen((task_dir + "/" + task->d_name + "/children").c_str(), "re");
+    if (f == nullptr) continue;
+    int child;
+    while (std::fscanf(f, "%d", &child) == 1) out.push_back(child);
+    std::fclose(f);
+  }
+  ::closedir(tasks);
+  return out;
+}
+
+bool ProcessHoldsSocket(pid_t pid, const std::string& link) {
+  const std::string fd_dir = "/proc/" + std::to_string(pid) + "/fd";
+  DIR* fds = ::opendir(fd_dir.c_str());
+  if (fds == nullptr) return false;
+  bool found = false;
+  char target[64];
+  while (dirent* fd = ::readdir(fds)) {
+    if (fd->d_name[0] == '.') continue;
+    ssize_t n = ::readlinkat(::dirfd(fds), fd->d_name, target, sizeof(target));
+    if (n == static_cast<ssize_t>(link.size()) && link.compare(0, link.size(), target, n) == 0) {
+      found = true;
+      break;
+    }
+  }
+  ::closedir(fds);
+  return found;
+}
+
+}  // namespace
+
+bool ProcessTreeHoldsSocket(pid_t root, uint64_t inode) {
+  // An instance is a handful of processes; the bound only keeps a fork bomb from making this
+  // check expensive (its connections are then refused, which is its own loss).
+  constexpr size_t kMaxProcesses = 4096;
+  const std::string link = "socket:[" + std::to_string(inode) + "]";
+  std::vector<pid_t> todo = {root};
+  for (size_t i = 0; i < todo.size() && i < kMaxProcesses; ++i) {
+    if (ProcessHoldsSocket(todo[i], link)) return true;
+    for (pid_t child : ChildrenOf(todo[i])) todo.push_back(child);
+  }
+  return false;
+}
+
 StatusOr<std::string> RuntimeServer::Open(std::shared_ptr<pool::FunctionPool> pool,
-                                          uint64_t instance_id, uid_t uid) {
+                                          uint64_t instance_id, pool::PeerCheck check) {
   auto ep = std::make_shared<Endpoint>(ioc_, pool, instance_id, max_response_bytes_);
-  ep->expected_uid = uid;
+  ep->check = check;
   ep->invoked_arn = pool->arn();
   boost::system::error_code ec;
   asio::ip::tcp::endpoint where(asio::ip::address_v4::loopback(), 0);
@@ -207,15 +288,47 @@ StatusOr<std::string> RuntimeServer::Open(std::shared_ptr<pool::FunctionPool> po
   return address;
 }
 
-void RuntimeServer::Close(const std::string& address) {
+void RuntimeServer::SetPeerProcess(const std::string& address, pid_t pid) {
   std::shared_ptr<Endpoint> ep;
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = endpoints_.find(address);
     if (it == endpoints_.end()) return;
+    ep = it->second;
+  }
+  ep->SetPeerProcess(pid);
+}
+
+StatusOr<std::string> RuntimeServer::Adopt(std::shared_ptr<pool::FunctionPool> pool,
+                                           uint64_t instance_id, UniqueFd listener) {
+  if (!listener.valid()) return Internal("failed to serve the Runtime API: no listener");
+  auto ep = std::make_shared<Endpoint>(ioc_, pool, instance_id, max_response_bytes_);
+  ep->invoked_arn = pool->arn();
+  boost::system::error_code ec;
+  ep->acceptor.assign(asio::ip::tcp::v4(), listener.get(), ec);
+  if (ec) return Internal("failed to serve the Runtime API listener: " + ec.message());
+  listener.release();  // the acceptor owns it now
+  std::string key;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    key = "private-" + std::to_string(++adopted_);
+    endpoints_[key] = ep;
+  }
+  asio::co_spawn(ep->strand, gateway::AcceptLoop(ep->acceptor, ioc_.get_executor(), *ep, ep),
+                 asio::detached);
+  return key;
+}
+
+void RuntimeServer::Close(const std::string& key) {
+  std::shared_ptr<Endpoint> ep;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = endpoints_.find(key);
+    if (it == endpoints_.end()) return;
     ep = std::move(it->second);
     endpoints_.erase(it);
   }
+  ep->SetPeerProcess(-1);  // a connection still waiting for the pid is refused
   // The acceptor belongs to the endpoint's strand: close it there.
   asio::post(ep->strand, [ep] {
     boost::system::error_code ec;

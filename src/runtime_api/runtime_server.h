@@ -1,6 +1,7 @@
 // RuntimeServer: the AWS Lambda Runtime API (2018-06-01) served to instances. Each instance
-// gets its own listener on loopback, so the address it is given identifies it and no instance
-// can take another's events by guessing a request id. Thread-safe.
+// gets its own listener, so the address it is given identifies it and no instance can take
+// another's events by guessing a request id: on the host's loopback behind a peer check, or
+// inside the instance's own network namespace (network: none). Thread-safe.
 #pragma once
 
 #include <boost/asio/io_context.hpp>
@@ -14,9 +15,18 @@
 
 namespace thaw::runtime_api {
 
-// The uid owning the loopback TCP socket at `peer_port` connected to `local_port` (asked of
-// the kernel through sock_diag); nullopt when not found.
-std::optional<uid_t> LoopbackPeerUid(uint16_t local_port, uint16_t peer_port);
+struct LoopbackPeer {
+  uid_t uid = 0;
+  uint64_t inode = 0;  // of the peer's socket, as /proc/PID/fd shows it ("socket:[inode]")
+};
+
+// The loopback TCP socket at `peer_port` connected to `local_port` (asked of the kernel
+// through sock_diag); nullopt when not found.
+std::optional<LoopbackPeer> FindLoopbackPeer(uint16_t local_port, uint16_t peer_port);
+
+// Whether a process in the tree rooted at `root` (an instance's first process, the PID 1 of
+// its namespace, so every process of the instance is below it) holds socket `inode`.
+bool ProcessTreeHoldsSocket(pid_t root, uint64_t inode);
 
 class RuntimeServer final : public pool::RuntimeEndpoints {
  public:
@@ -25,8 +35,11 @@ class RuntimeServer final : public pool::RuntimeEndpoints {
   ~RuntimeServer() override;
 
   StatusOr<std::string> Open(std::shared_ptr<pool::FunctionPool> pool, uint64_t instance_id,
-                             uid_t uid) override;
-  void Close(const std::string& address) override;
+                             pool::PeerCheck check) override;
+  void SetPeerProcess(const std::string& address, pid_t pid) override;
+  StatusOr<std::string> Adopt(std::shared_ptr<pool::FunctionPool> pool, uint64_t instance_id,
+                              UniqueFd listener) override;
+  void Close(const std::string& key) override;
   void CloseAll();
 
  private:
@@ -35,6 +48,7 @@ class RuntimeServer final : public pool::RuntimeEndpoints {
   const int64_t max_response_bytes_;
   std::mutex mu_;
   std::map<std::string, std::shared_ptr<Endpoint>> endpoints_;  // guarded by mu_
+  uint64_t adopted_ = 0;                                        // guarded by mu_
 };
 
 }  // namespace thaw::runtime_api

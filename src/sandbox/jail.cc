@@ -1,15 +1,21 @@
 #include "sandbox/jail.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <linux/sched.h>
 #include <linux/seccomp.h>
+#include <net/if.h>
+#include <netinet/in.h>
 #include <sched.h>
 #include <seccomp.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -36,6 +42,16 @@ Status MkdirP(const std::string& path) {
   return Status::Ok();
 }
 
+Status WriteProcFile(const std::string& path, const std::string& text) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return Fail("open", path);
+  ssize_t n = ::write(fd, text.data(), text.size());
+  int err = errno;
+  ::close(fd);
+  if (n != static_cast<ssize_t>(text.size())) return ErrnoStatus("write", path, err);
+  return Status::Ok();
+}
+
 // Bind-mounts `src` at `dst` read-only (a bind mount ignores MS_RDONLY until remounted).
 Status BindReadOnly(const std::string& src, const std::string& dst) {
   // SAFETY: both paths are inside the child's private mount namespace (propagation is off),
@@ -43,8 +59,12 @@ Status BindReadOnly(const std::string& src, const std::string& dst) {
   if (::mount(src.c_str(), dst.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0) {
     return Fail("bind-mount " + src, dst);
   }
+  // In a user namespace the source's noexec is locked: a remount must keep it or fail.
+  unsigned long keep = 0;
+  struct statvfs sv;
+  if (::statvfs(src.c_str(), &sv) == 0 && (sv.f_flag & ST_NOEXEC)) keep |= MS_NOEXEC;
   if (::mount(nullptr, dst.c_str(), nullptr,
-              MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, nullptr) != 0) {
+              MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | keep, nullptr) != 0) {
     return Fail("remount read-only", dst);
   }
   return Status::Ok();
@@ -152,7 +172,43 @@ Status EnterJail(const JailSpec& spec) {
   return Status::Ok();
 }
 
+Status MapOwnIds(uid_t uid, gid_t gid) {
+  // SAFETY: setgroups must be denied before an unprivileged gid_map write; it also keeps the
+  // instance from dropping a group to get past a file's "deny group" permission bits.
+  THAW_RETURN_IF_ERROR(WriteProcFile("/proc/self/setgroups", "deny"));
+  THAW_RETURN_IF_ERROR(
+      WriteProcFile("/proc/self/uid_map", std::to_string(uid) + " " + std::to_string(uid) + " 1"));
+  return WriteProcFile("/proc/self/gid_map",
+                       std::to_string(gid) + " " + std::to_string(gid) + " 1");
+}
+
+StatusOr<UniqueFd> ListenOnPrivateLoopback() {
+  UniqueFd sock(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!sock.valid()) return Fail("create socket", "Runtime API");
+  // A new network namespace holds only `lo`, down: up, it gets 127.0.0.1 and nothing else.
+  ifreq ifr{};
+  std::strncpy(ifr.ifr_name, "lo", IFNAMSIZ - 1);
+  if (::ioctl(sock.get(), SIOCGIFFLAGS, &ifr) != 0) return Fail("read flags", "lo");
+  ifr.ifr_flags = static_cast<short>(ifr.ifr_flags | IFF_UP);
+  if (::ioctl(sock.get(), SIOCSIFFLAGS, &ifr) != 0) return Fail("set flags (up)", "lo");
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(kPrivateRuntimeApiPort);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::bind(sock.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    return Fail("bind", kPrivateRuntimeApi);
+  }
+  if (::listen(sock.get(), 64) != 0) return Fail("listen", kPrivateRuntimeApi);
+  return sock;
+}
+
 Status DropPrivileges(const JailSpec& spec) {
+  if (spec.keep_ids) {
+    // Rootless: the only mapped ids are thaw's own, which the instance already has; exec
+    // drops the namespace's capabilities, since the uid is not 0 inside it.
+    if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return Fail("set no_new_privs", "runtime");
+    return Status::Ok();
+  }
   // SAFETY: order matters: supplementary groups and gid while still root, uid last, so no
   // step can be undone by the function afterwards.
   if (::setgroups(0, nullptr) != 0) return Fail("drop supplementary groups", "runtime");

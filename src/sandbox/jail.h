@@ -1,8 +1,10 @@
-// Jail: what the spawner's child does to itself before exec when thaw runs as root — a
-// private root with the bundle read-only at /var/task and the runtimes at /opt/thaw, a
-// size-limited /tmp, a fresh /proc and minimal /dev; then an unprivileged uid/gid, no new
-// privileges and a seccomp filter. Runs in a single-threaded child just after clone() put it
-// in new mount, PID, IPC and UTS namespaces. Every failure reads "failed to OP on OBJECT: why".
+// Jail: what the spawner's child does to itself before exec when it isolates — a private root
+// with the bundle read-only at /var/task and the runtimes at /opt/thaw, a size-limited /tmp, a
+// fresh /proc and minimal /dev; then an unprivileged uid/gid (as root) or thaw's own uid mapped
+// into a user namespace (rootless), no new privileges and a seccomp filter; for `network: none`
+// a loopback-only network namespace with the Runtime API listener made inside it. Runs in a
+// single-threaded child just after clone() put it in new namespaces. Every failure reads
+// "failed to OP on OBJECT: why".
 #pragma once
 
 #include <linux/filter.h>
@@ -13,6 +15,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "common/unique_fd.h"
 
 namespace thaw::sandbox {
 
@@ -23,10 +26,24 @@ struct JailSpec {
   int64_t tmp_bytes = 512LL << 20;
   uid_t uid = 65534;
   gid_t gid = 65534;
+  // Rootless: the instance keeps the ids it has (thaw's, mapped into its user namespace).
+  bool keep_ids = false;
 };
 
 inline constexpr char kTaskRoot[] = "/var/task";
 inline constexpr char kRuntimeDir[] = "/opt/thaw";
+// Where a `network: none` instance finds its Runtime API: its own loopback, so every such
+// instance uses the same address (Lambda's own), and no other can reach it.
+inline constexpr char kPrivateRuntimeApi[] = "127.0.0.1:9001";
+inline constexpr uint16_t kPrivateRuntimeApiPort = 9001;
+
+// Rootless: maps thaw's own uid and gid onto themselves in the caller's fresh user namespace
+// (the one mapping an unprivileged process may write) and denies setgroups. Must come first:
+// until then the caller's ids are unmapped and it cannot create files.
+Status MapOwnIds(uid_t uid, gid_t gid);
+// In the caller's fresh network namespace: brings loopback up and listens on
+// kPrivateRuntimeApi. The socket stays in this namespace wherever its descriptor goes.
+StatusOr<UniqueFd> ListenOnPrivateLoopback();
 
 // Builds the new root on spec.root: everything but the bundle. Done by a pre-created shell
 // before any request arrives (bundle_dir is not needed yet).
@@ -34,7 +51,7 @@ Status PrepareJail(const JailSpec& spec);
 // Mounts the bundle at /var/task and pivots into the prepared root; the caller is then in
 // /var/task with the host filesystem out of reach.
 Status EnterJail(const JailSpec& spec);
-// setgroups/setresgid/setresuid to the spec's ids, then PR_SET_NO_NEW_PRIVS.
+// setgroups/setresgid/setresuid to the spec's ids (unless keep_ids), then PR_SET_NO_NEW_PRIVS.
 Status DropPrivileges(const JailSpec& spec);
 // The default seccomp filter, compiled to BPF: refuses what a function never needs (mount,
 // kexec, bpf, ptrace, keyctl, module loading, reboot, namespace changes, ...) with EPERM.

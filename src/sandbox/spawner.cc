@@ -2,14 +2,11 @@
 
 #include <fcntl.h>
 #include <poll.h>
-#include <sched.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -22,328 +19,198 @@
 #include <vector>
 
 #include "sandbox/jail.h"
+#include "sandbox/shell.h"
+#include "sandbox/wire.h"
 
 namespace thaw::sandbox {
 namespace {
 
-// Wire format: one SOCK_SEQPACKET datagram per message. A request is an op byte followed by
-// NUL-separated fields; the reply is "ok <pid>" or "err <message>".
+// Requests (wire.h) are an op byte followed by NUL-separated fields; the reply is
+// "ok <pid> [<cgroup>]", carrying a network: none instance's Runtime API listener, or
+// "err <message>".
 constexpr char kOpSpawn = 'S';
 constexpr char kOpKill = 'K';
-constexpr size_t kMaxMessage = 1 << 20;
 constexpr size_t kReadyShells = 2;  // pre-created sandboxes kept for cold starts
+constexpr int kRefillDelayMs = 20;  // how long the spawner is idle before it makes more
 
-void AppendField(std::string& out, const std::string& field) {
-  out.append(field);
-  out.push_back('\0');
-}
+// The ready shells, one queue per network mode. Until some function asks for network: none,
+// one such shell is kept (its first cold start is then as quick as the rest), not
+// kReadyShells: most machines never use it.
+struct Shells {
+  std::deque<Shell> ready[2];  // indexed by private_network
+  size_t keep[2] = {kReadyShells, 1};
 
-std::vector<std::string> SplitFields(const char* data, size_t size) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  for (size_t i = 0; i < size; ++i) {
-    if (data[i] == '\0') {
-      out.emplace_back(data + start, i - start);
-      start = i + 1;
+  bool Short() const { return ready[0].size() < keep[0] || ready[1].size() < keep[1]; }
+
+  // Forgets the ready shell with this pid; false when it is not one.
+  bool Forget(pid_t pid, std::vector<std::string>& unremoved) {
+    for (auto& queue : ready) {
+      auto it =
+          std::find_if(queue.begin(), queue.end(), [pid](const Shell& s) { return s.pid == pid; });
+      if (it == queue.end()) continue;
+      ::close(it->control);
+      if (!it->cgroup.empty()) unremoved.push_back(it->cgroup);
+      queue.erase(it);
+      return true;
     }
+    return false;
   }
-  return out;
-}
-
-ssize_t SendWithFds(int sock, const std::string& msg, const int* fds, int nfds) {
-  iovec iov{const_cast<char*>(msg.data()), msg.size()};
-  msghdr mh{};
-  mh.msg_iov = &iov;
-  mh.msg_iovlen = 1;
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 4)];
-  if (nfds > 0) {
-    mh.msg_control = control;
-    mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
-    cmsghdr* cm = CMSG_FIRSTHDR(&mh);
-    cm->cmsg_level = SOL_SOCKET;
-    cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-    std::memcpy(CMSG_DATA(cm), fds, sizeof(int) * nfds);
-  }
-  ssize_t n;
-  do {
-    n = ::sendmsg(sock, &mh, MSG_NOSIGNAL);
-  } while (n < 0 && errno == EINTR);
-  return n;
-}
-
-ssize_t RecvWithFds(int sock, std::string& buf, std::vector<int>& fds) {
-  buf.resize(kMaxMessage);
-  iovec iov{buf.data(), buf.size()};
-  msghdr mh{};
-  mh.msg_iov = &iov;
-  mh.msg_iovlen = 1;
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 4)];
-  mh.msg_control = control;
-  mh.msg_controllen = sizeof(control);
-  ssize_t n;
-  do {
-    n = ::recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
-  } while (n < 0 && errno == EINTR);
-  if (n < 0) return n;
-  buf.resize(static_cast<size_t>(n));
-  for (cmsghdr* cm = CMSG_FIRSTHDR(&mh); cm != nullptr; cm = CMSG_NXTHDR(&mh, cm)) {
-    if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
-      size_t count = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-      const int* p = reinterpret_cast<const int*>(CMSG_DATA(cm));
-      fds.assign(p, p + count);
-    }
-  }
-  return n;
-}
-
-// What the spawner knows about isolation; set before it forks, read-only after.
-struct SpawnerSetup {
-  bool isolated = false;
-  std::string jail_root;
-  std::string runtimes_dir;  // the same for every instance: shells mount it ahead of time
-  int64_t tmp_bytes = 512LL << 20;
-  Cgroups* cgroups = nullptr;
 };
 
-struct ChildSpec {
-  std::string cwd;
-  std::vector<std::string> argv, env;
-  std::string bundle_dir, cgroup;
-  CgroupLimits limits;
-  uid_t uid = 65534;
-};
-
-// Runs in the forked (or cloned) child: becomes the runtime process or exits 127 after
-// reporting why through `status_fd` (close-on-exec: a successful exec closes it unwritten).
-// A jailed child has already joined its cgroup (see RunShell).
-[[noreturn]] void ExecChild(const SpawnerSetup& setup, const ChildSpec& spec, int out_fd,
-                            int err_fd, int status_fd, const SeccompProgram* seccomp) {
-  auto fail = [&](const std::string& message) {
-    (void)!::write(status_fd, message.data(), message.size());
-    _exit(127);
-  };
-  auto fail_errno = [&](const char* op, const std::string& object) {
-    fail(std::string("failed to ") + op + " on " + object + ": " + strerror(errno));
-  };
-  // SAFETY: a fresh session makes the runtime the leader of its own process group, so a kill
-  // of the group reaches every process it forks (in a jail, the PID namespace does it fully).
-  if (::setsid() < 0) fail_errno("setsid", "runtime");
-  sigset_t none;
-  sigemptyset(&none);
-  ::sigprocmask(SIG_SETMASK, &none, nullptr);
-  for (int sig = 1; sig < NSIG; ++sig) ::signal(sig, SIG_DFL);
-  int devnull = ::open("/dev/null", O_RDONLY);
-  if (devnull < 0) fail_errno("open", "/dev/null");
-  // SAFETY: fd hand-off: 0 is /dev/null, 1 and 2 are the log pipes thaw reads; everything else
-  // (thaw's sockets, the database) is closed below before exec.
-  if (::dup2(devnull, 0) < 0 || ::dup2(out_fd, 1) < 0 || ::dup2(err_fd, 2) < 0) {
-    fail_errno("dup2", "stdio");
-  }
-  if (status_fd != 3 && ::dup2(status_fd, 3) < 0) fail_errno("dup2", "status pipe");
-  status_fd = 3;
-  ::fcntl(status_fd, F_SETFD, FD_CLOEXEC);
-  ::close_range(4, ~0U, 0);
-  rlimit core{0, 0};
-  ::setrlimit(RLIMIT_CORE, &core);
-  if (setup.isolated) {
-    JailSpec jail;
-    jail.root = setup.jail_root;
-    jail.bundle_dir = spec.bundle_dir;
-    jail.uid = spec.uid;
-    jail.gid = spec.uid;
-    for (Status st : {EnterJail(jail), DropPrivileges(jail)}) {
-      if (!st.ok()) fail(st.message());
+// Fills the queues: one shell each at once, the rest only when `idle`. A shell costs CPU (its
+// mounts, a cgroup, a network namespace) that, made right after a spawn, the instance just
+// started would have to share.
+void RefillShells(const SpawnerSetup& setup, Shells& shells, bool idle) {
+  if (setup.mode == Isolation::kPlain) return;
+  for (bool net : {false, true}) {
+    auto& queue = shells.ready[net];
+    const size_t target = idle ? shells.keep[net] : 1;
+    while (queue.size() < target) {
+      auto shell = StartShell(setup, net);
+      if (!shell.ok()) break;  // the next spawn reports the error
+      queue.push_back(std::move(*shell));
     }
-  } else if (::chdir(spec.cwd.c_str()) != 0) {
-    fail_errno("chdir", spec.cwd);
   }
-  // SAFETY: if the spawner dies, its instances must not outlive it. Set after the uid change,
-  // which clears it.
-  if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) fail_errno("prctl(PDEATHSIG)", "runtime");
-  if (setup.isolated) {
-    if (seccomp == nullptr) fail("no seccomp filter for a jailed instance");
-    Status st = LoadSeccomp(*seccomp);
-    if (!st.ok()) fail(st.message());
-  }
-  std::vector<char*> argv, envp;
-  for (const auto& a : spec.argv) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  for (const auto& e : spec.env) envp.push_back(const_cast<char*>(e.c_str()));
-  envp.push_back(nullptr);
-  ::execve(argv[0], argv.data(), envp.data());
-  fail_errno("exec", spec.argv[0]);
-  _exit(127);
 }
 
-StatusOr<ChildSpec> ParseSpawn(const std::vector<std::string>& fields) {
-  // fields: [op, cwd, argc, envc, argv..., env..., bundle, cgroup, mem, pids, cpu, uid]
-  if (fields.size() < 4) return InvalidArgument("malformed spawn request");
-  size_t argc = std::stoul(fields[2]), envc = std::stoul(fields[3]);
-  if (argc == 0 || fields.size() != 4 + argc + envc + 6) {
-    return InvalidArgument("malformed spawn request");
-  }
-  ChildSpec spec;
-  spec.cwd = fields[1];
-  spec.argv.assign(fields.begin() + 4, fields.begin() + 4 + argc);
-  spec.env.assign(fields.begin() + 4 + argc, fields.begin() + 4 + argc + envc);
-  size_t i = 4 + argc + envc;
-  spec.bundle_dir = fields[i];
-  spec.cgroup = fields[i + 1];
-  spec.limits.memory_bytes = std::stoll(fields[i + 2]);
-  spec.limits.pids_max = std::stoll(fields[i + 3]);
-  spec.limits.cpu_weight = std::stoll(fields[i + 4]);
-  spec.uid = static_cast<uid_t>(std::stoul(fields[i + 5]));
-  if (spec.uid == 0) return InvalidArgument("refusing to run an instance as root");
-  return spec;
-}
-
-// A pre-created sandbox: a child already in fresh namespaces and in its own cgroup (joining a
-// cgroup v1 hierarchy takes tens of milliseconds, so it happens before any request needs it),
-// waiting on `control` for the spawn request it will turn into.
-struct Shell {
-  pid_t pid = 0;
-  int control = -1;
-  std::string cgroup;
-};
-
-// The shell's side: join the cgroup, wait for the request (with the log pipe fds), then go the
-// way of every child. Errors travel back on the control socket, which exec closes.
-[[noreturn]] void RunShell(const SpawnerSetup& setup, const std::string& cgroup, int control) {
-  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-  if (setup.cgroups != nullptr) (void)setup.cgroups->AddProcess(cgroup, 0);
-  JailSpec jail;
-  jail.root = setup.jail_root;
-  jail.runtimes_dir = setup.runtimes_dir;
-  jail.tmp_bytes = setup.tmp_bytes;
-  Status prepared = PrepareJail(jail);
-  auto seccomp = CompileSeccomp();
-  if (prepared.ok() && !seccomp.ok()) prepared = seccomp.status();
+// Waits for a shell's exec like AwaitExec, on its control socket, which may first carry the
+// Runtime API listener it made.
+std::string AwaitShellExec(int control, UniqueFd& listener) {
   std::string buf;
   std::vector<int> fds;
-  if (RecvWithFds(control, buf, fds) <= 0 || fds.size() != 2) _exit(0);
-  auto spec = ParseSpawn(SplitFields(buf.data(), buf.size()));
-  if (!prepared.ok() || !spec.ok()) {
-    const std::string& why = prepared.ok() ? spec.status().message() : prepared.message();
-    (void)!::write(control, why.data(), why.size());
-    _exit(127);
+  for (;;) {
+    fds.clear();
+    if (RecvWithFds(control, buf, fds, 4096) <= 0) return "";
+    if (fds.empty()) return buf;
+    listener.reset(fds[0]);
+    for (size_t i = 1; i < fds.size(); ++i) ::close(fds[i]);
   }
-  spec->cgroup = cgroup;
-  ExecChild(setup, *spec, fds[0], fds[1], control, &*seccomp);
 }
 
-std::string NewShellName() {
-  static uint64_t counter = 0;
-  return "shell-" + std::to_string(::getpid()) + "-" + std::to_string(++counter);
-}
+struct Reply {
+  std::string text;  // "ok PID CGROUP" or "err MESSAGE"
+  UniqueFd fd;       // the private Runtime API listener, when there is one
+};
 
-StatusOr<Shell> StartShell(const SpawnerSetup& setup) {
-  Shell shell;
-  shell.cgroup = setup.cgroups != nullptr ? NewShellName() : "";
+Reply SpawnInShell(const SpawnerSetup& setup, const ChildSpec& spec,
+                   const std::vector<std::string>& fields, const std::vector<int>& fds,
+                   Shells& shells, std::map<pid_t, std::string>& live) {
+  auto& ready = shells.ready[spec.private_network];
+  shells.keep[spec.private_network] = kReadyShells;
+  if (ready.empty()) {
+    auto fresh = StartShell(setup, spec.private_network);
+    if (!fresh.ok()) return {"err " + fresh.status().message(), {}};
+    ready.push_back(std::move(*fresh));
+  }
+  Shell shell = ready.front();
+  ready.pop_front();
   if (!shell.cgroup.empty()) {
-    Status st = setup.cgroups->Create(shell.cgroup, CgroupLimits{});
-    if (!st.ok()) return st;
-  }
-  int sv[2];
-  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
-    return ErrnoStatus("create socketpair", "sandbox shell", errno);
-  }
-  // SAFETY: clone without a new stack behaves like fork (the spawner is single-threaded);
-  // the child starts as PID 1 of fresh mount, PID, IPC and UTS namespaces.
-  pid_t pid = static_cast<pid_t>(
-      ::syscall(SYS_clone, CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | SIGCHLD,
-                nullptr, nullptr, nullptr, nullptr));
-  if (pid < 0) {
-    int err = errno;
-    ::close(sv[0]);
-    ::close(sv[1]);
-    if (!shell.cgroup.empty()) (void)setup.cgroups->Remove(shell.cgroup);
-    return ErrnoStatus("clone", "sandbox shell", err);
-  }
-  if (pid == 0) {
-    ::close(sv[0]);
-    RunShell(setup, shell.cgroup, sv[1]);
-  }
-  ::close(sv[1]);
-  shell.pid = pid;
-  shell.control = sv[0];
-  return shell;
-}
-
-// Waits for a child's exec: EOF on `status_fd` means it exec'd, bytes are its error.
-std::string AwaitExec(int status_fd) {
-  char buf[512];
-  ssize_t n;
-  do {
-    n = ::read(status_fd, buf, sizeof(buf));
-  } while (n < 0 && errno == EINTR);
-  return n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string();
-}
-
-std::string HandleSpawn(const SpawnerSetup& setup, const std::vector<std::string>& fields,
-                        const std::vector<int>& fds, std::deque<Shell>& shells,
-                        std::map<pid_t, std::string>& live) {
-  auto spec = ParseSpawn(fields);
-  if (!spec.ok() || fds.size() != 2) return "err malformed spawn request";
-  if (setup.isolated) {
-    if (shells.empty()) {
-      auto fresh = StartShell(setup);
-      if (!fresh.ok()) return "err " + fresh.status().message();
-      shells.push_back(std::move(*fresh));
-    }
-    Shell shell = shells.front();
-    shells.pop_front();
-    if (!shell.cgroup.empty()) {
-      Status st = setup.cgroups->SetLimits(shell.cgroup, spec->limits);
-      if (!st.ok()) {
-        ::close(shell.control);
-        ::kill(shell.pid, SIGKILL);
-        live[shell.pid] = shell.cgroup;  // reaped and removed like any child
-        return "err " + st.message();
-      }
-    }
-    std::string msg;
-    for (const auto& f : fields) {
-      msg.append(f);
-      msg.push_back('\0');
-    }
-    int child_fds[2] = {fds[0], fds[1]};
-    live[shell.pid] = shell.cgroup;
-    if (SendWithFds(shell.control, msg, child_fds, 2) < 0) {
-      int err = errno;
+    Status st = setup.cgroups->SetLimits(shell.cgroup, spec.limits);
+    if (!st.ok()) {
       ::close(shell.control);
       ::kill(shell.pid, SIGKILL);
-      return std::string("err failed to start instance in sandbox shell: ") + strerror(err);
+      live[shell.pid] = shell.cgroup;  // reaped and removed like any child
+      return {"err " + st.message(), {}};
     }
-    std::string error = AwaitExec(shell.control);
-    ::close(shell.control);
-    if (!error.empty()) return "err " + error;  // the shell exits; its reaping cleans up
-    return "ok " + std::to_string(shell.pid) + " " + shell.cgroup;
   }
+  std::string msg;
+  for (const auto& f : fields) AppendField(msg, f);
+  int child_fds[2] = {fds[0], fds[1]};
+  live[shell.pid] = shell.cgroup;
+  if (SendWithFds(shell.control, msg, child_fds, 2) < 0) {
+    int err = errno;
+    ::close(shell.control);
+    ::kill(shell.pid, SIGKILL);
+    return {std::string("err failed to start instance in sandbox shell: ") + strerror(err), {}};
+  }
+  Reply reply;
+  std::string error = AwaitShellExec(shell.control, reply.fd);
+  ::close(shell.control);
+  if (!error.empty()) return {"err " + error, {}};  // the shell exits; its reaping cleans up
+  if (spec.private_network && !reply.fd.valid()) {
+    ::kill(shell.pid, SIGKILL);
+    return {"err failed to start instance in sandbox shell: no Runtime API listener came back", {}};
+  }
+  reply.text = "ok " + std::to_string(shell.pid) + " " + shell.cgroup;
+  return reply;
+}
+
+Reply SpawnPlain(const SpawnerSetup& setup, const ChildSpec& spec, const std::vector<int>& fds,
+                 std::map<pid_t, std::string>& live) {
   int status_pipe[2];
   if (::pipe2(status_pipe, O_CLOEXEC) != 0) {
-    return std::string("err failed to create pipe on spawner: ") + strerror(errno);
+    return {std::string("err failed to create pipe on spawner: ") + strerror(errno), {}};
   }
   pid_t pid = ::fork();
   if (pid < 0) {
     int err = errno;
     ::close(status_pipe[0]);
     ::close(status_pipe[1]);
-    return std::string("err failed to fork on spawner: ") + strerror(err);
+    return {std::string("err failed to fork on spawner: ") + strerror(err), {}};
   }
   if (pid == 0) {
     ::close(status_pipe[0]);
-    ExecChild(setup, *spec, fds[0], fds[1], status_pipe[1], nullptr);
+    ExecChild(setup, spec, fds[0], fds[1], status_pipe[1], nullptr);
   }
   ::close(status_pipe[1]);
   std::string error = AwaitExec(status_pipe[0]);
   ::close(status_pipe[0]);
   if (!error.empty()) {
     ::waitpid(pid, nullptr, 0);
-    return "err " + error;
+    return {"err " + error, {}};
   }
   live[pid] = "";
-  return "ok " + std::to_string(pid);
+  return {"ok " + std::to_string(pid), {}};
+}
+
+Reply HandleSpawn(const SpawnerSetup& setup, const std::vector<std::string>& fields,
+                  const std::vector<int>& fds, Shells& shells, std::map<pid_t, std::string>& live) {
+  auto spec = ParseSpawn(fields);
+  if (!spec.ok() || fds.size() != 2) return {"err malformed spawn request", {}};
+  if (setup.mode != Isolation::kPlain) return SpawnInShell(setup, *spec, fields, fds, shells, live);
+  if (spec->private_network) {
+    return {
+        "err failed to start instance: network: none needs the sandbox, and instances run "
+        "as plain processes here (GET /v1/node says why)",
+        {}};
+  }
+  return SpawnPlain(setup, *spec, fds, live);
+}
+
+// Reaps exited children: a ready shell that died unused is dropped quietly; an instance's
+// cgroup is read and removed and its exit event sent.
+void ReapChildren(const SpawnerSetup& setup, int exit_fd, Shells& shells,
+                  std::map<pid_t, std::string>& live, std::vector<std::string>& unremoved) {
+  int status = 0;
+  pid_t pid;
+  while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) {
+    if (shells.Forget(pid, unremoved)) continue;
+    ExitEvent ev{pid, status, 0, 0, 0};
+    auto it = live.find(pid);
+    if (it != live.end() && setup.cgroups != nullptr && !it->second.empty()) {
+      if (auto usage = setup.cgroups->Usage(it->second); usage.ok()) {
+        ev.cpu_us = usage->cpu_us;
+        ev.peak_memory_bytes = usage->peak_memory_bytes;
+        ev.oom_kills = usage->oom_kills;
+      }
+      (void)setup.cgroups->Kill(it->second);
+      if (!setup.cgroups->Remove(it->second).ok()) unremoved.push_back(it->second);
+    }
+    if (it != live.end()) live.erase(it);
+    (void)!::send(exit_fd, &ev, sizeof(ev), MSG_NOSIGNAL);
+  }
+}
+
+Reply HandleKill(const SpawnerSetup& setup, const std::vector<std::string>& fields,
+                 std::map<pid_t, std::string>& live) {
+  pid_t pid = static_cast<pid_t>(std::stol(fields[1]));
+  // Only a child not yet reaped: its pid cannot have been reused.
+  if (auto it = live.find(pid); it != live.end()) {
+    ::kill(-pid, SIGKILL);
+    ::kill(pid, SIGKILL);
+    if (setup.cgroups != nullptr && !it->second.empty()) (void)setup.cgroups->Kill(it->second);
+  }
+  return {"ok 0", {}};
 }
 
 [[noreturn]] void SpawnerMain(const SpawnerSetup& setup, int request_fd, int exit_fd) {
@@ -361,51 +228,28 @@ std::string HandleSpawn(const SpawnerSetup& setup, const std::vector<std::string
   sigaddset(&chld, SIGCHLD);
   int sfd = ::signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
   std::map<pid_t, std::string> live;   // child -> its cgroup name (may be empty)
-  std::deque<Shell> shells;            // ready sandboxes, when isolated
+  Shells shells;                       // ready sandboxes, when isolated
   std::vector<std::string> unremoved;  // cgroups still busy when their child was reaped
   std::string buf;
+  bool idle = false;  // the last poll timed out: no request came for a moment
   for (;;) {
     // Keep sandboxes ready for the next cold starts (after any reply went out).
-    while (setup.isolated && shells.size() < kReadyShells) {
-      auto shell = StartShell(setup);
-      if (!shell.ok()) break;  // the next spawn reports the error
-      shells.push_back(std::move(*shell));
-    }
-    pollfd pfds[2] = {{request_fd, POLLIN, 0}, {sfd, POLLIN, 0}};
+    RefillShells(setup, shells, idle);
+    int timeout = shells.Short() ? kRefillDelayMs : -1;
     // Cgroups whose last processes were still exiting are retried shortly.
-    if (::poll(pfds, 2, unremoved.empty() ? -1 : 100) < 0) {
+    if (!unremoved.empty()) timeout = timeout < 0 ? 100 : std::min(timeout, 100);
+    pollfd pfds[2] = {{request_fd, POLLIN, 0}, {sfd, POLLIN, 0}};
+    int ready = ::poll(pfds, 2, timeout);
+    if (ready < 0) {
       if (errno == EINTR) continue;
       break;
     }
+    idle = ready == 0;
     if (pfds[1].revents & POLLIN) {
       signalfd_siginfo info;
       while (::read(sfd, &info, sizeof(info)) == sizeof(info)) {
       }
-      int status = 0;
-      pid_t pid;
-      while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) {
-        ExitEvent ev{pid, status, 0, 0, 0};
-        auto shell = std::find_if(shells.begin(), shells.end(),
-                                  [pid](const Shell& s) { return s.pid == pid; });
-        if (shell != shells.end()) {  // a ready shell died unused: drop it quietly
-          ::close(shell->control);
-          if (!shell->cgroup.empty()) unremoved.push_back(shell->cgroup);
-          shells.erase(shell);
-          continue;
-        }
-        auto it = live.find(pid);
-        if (it != live.end() && setup.cgroups != nullptr && !it->second.empty()) {
-          if (auto usage = setup.cgroups->Usage(it->second); usage.ok()) {
-            ev.cpu_us = usage->cpu_us;
-            ev.peak_memory_bytes = usage->peak_memory_bytes;
-            ev.oom_kills = usage->oom_kills;
-          }
-          (void)setup.cgroups->Kill(it->second);
-          if (!setup.cgroups->Remove(it->second).ok()) unremoved.push_back(it->second);
-        }
-        if (it != live.end()) live.erase(it);
-        (void)!::send(exit_fd, &ev, sizeof(ev), MSG_NOSIGNAL);
-      }
+      ReapChildren(setup, exit_fd, shells, live, unremoved);
     }
     for (auto it = unremoved.begin(); it != unremoved.end();) {
       it = setup.cgroups->Remove(*it).ok() ? unremoved.erase(it) : std::next(it);
@@ -415,25 +259,20 @@ std::string HandleSpawn(const SpawnerSetup& setup, const std::vector<std::string
       ssize_t n = RecvWithFds(request_fd, buf, fds);
       if (n <= 0) break;  // thaw is gone
       auto fields = SplitFields(buf.data(), buf.size());
-      std::string reply = "err unknown request";
+      Reply reply{"err unknown request", {}};
       if (!fields.empty() && fields[0].size() == 1 && fields[0][0] == kOpSpawn) {
         reply = HandleSpawn(setup, fields, fds, shells, live);
       } else if (fields.size() == 2 && fields[0].size() == 1 && fields[0][0] == kOpKill) {
-        pid_t pid = static_cast<pid_t>(std::stol(fields[1]));
-        // Only a child not yet reaped: its pid cannot have been reused.
-        if (auto it = live.find(pid); it != live.end()) {
-          ::kill(-pid, SIGKILL);
-          ::kill(pid, SIGKILL);
-          if (setup.cgroups != nullptr && !it->second.empty())
-            (void)setup.cgroups->Kill(it->second);
-        }
-        reply = "ok 0";
+        reply = HandleKill(setup, fields, live);
       }
       for (int fd : fds) ::close(fd);
-      (void)!SendWithFds(request_fd, reply, nullptr, 0);
+      int reply_fd = reply.fd.get();
+      (void)!SendWithFds(request_fd, reply.text, &reply_fd, reply.fd.valid() ? 1 : 0);
     }
   }
-  for (const Shell& shell : shells) live[shell.pid] = shell.cgroup;
+  for (auto& queue : shells.ready) {
+    for (const Shell& shell : queue) live[shell.pid] = shell.cgroup;
+  }
   for (const auto& [pid, cgroup] : live) {
     ::kill(-pid, SIGKILL);
     ::kill(pid, SIGKILL);
@@ -460,40 +299,81 @@ std::string DescribeWaitStatus(int wait_status) {
   return "unknown status " + std::to_string(wait_status);
 }
 
+namespace {
+
+constexpr char kNetworkLayers[] =
+    "network: none gets a network namespace of its own (loopback only, Runtime API inside it)";
+
+// Root: every layer, cgroups where the machine has them.
+std::string SetUpJail(SpawnerSetup& setup, std::unique_ptr<Cgroups>& cgroups) {
+  setup.mode = Isolation::kJail;
+  std::string isolation =
+      "jail (root): mount, PID, IPC and UTS namespaces; private root (bundle read-only at "
+      "/var/task, tmpfs /tmp); a uid of its own; no_new_privs; seccomp";
+  auto detected = Cgroups::Detect();
+  if (detected.ok()) {
+    cgroups = std::move(*detected);
+    setup.cgroups = cgroups.get();
+    isolation += "; " + cgroups->Describe() + " with memory, pids and CPU-weight limits";
+  } else {
+    isolation += "; no cgroups (" + detected.status().message() + "): memory_mb is not enforced";
+  }
+  return isolation +
+         "; network: egress shares the host network, its Runtime API answering only its "
+         "instance's uid; " +
+         kNetworkLayers;
+}
+
+// Not root: user namespaces if the kernel allows them, else plain processes; rlimits for the
+// limits cgroups would give.
+std::string SetUpRootless(SpawnerSetup& setup) {
+  const std::string uid = std::to_string(setup.host_uid);
+  setup.mode = Isolation::kRootless;
+  setup.rlimit_memory = true;
+  Status probe = ProbeUserNamespaces(setup);
+  if (probe.ok()) {
+    setup.rlimit_pids = true;
+    return "rootless (thaw is uid " + uid +
+           ", not root): user namespaces: user, mount, PID, IPC and UTS namespaces; private "
+           "root (bundle read-only at /var/task, tmpfs /tmp); every instance runs as uid " +
+           uid +
+           "; no_new_privs; seccomp; no cgroups (not root): memory_mb is RLIMIT_DATA (private "
+           "writable memory), pids_max is RLIMIT_NPROC per instance, no CPU weight; network: "
+           "egress shares the host network, its Runtime API answering only sockets held by its "
+           "instance's processes; " +
+           kNetworkLayers;
+  }
+  setup.mode = Isolation::kPlain;
+  return "none: thaw is not root and user namespaces are refused (" + probe.message() +
+         "): instances are plain processes of uid " + uid +
+         " in their own process groups; memory_mb is RLIMIT_DATA only; network: none cannot be "
+         "enforced (such functions fail to start)";
+}
+
+}  // namespace
+
 StatusOr<std::unique_ptr<SpawnerClient>> SpawnerClient::Start(const std::string& jail_root,
                                                               const std::string& runtimes_dir,
                                                               int64_t tmp_bytes, bool sandbox) {
   SpawnerSetup setup;
+  setup.jail_root = jail_root;
   setup.runtimes_dir = runtimes_dir;
   setup.tmp_bytes = tmp_bytes;
+  setup.host_uid = ::geteuid();
+  setup.host_gid = ::getegid();
   std::unique_ptr<Cgroups> cgroups;
   std::string isolation;
   if (!sandbox) {
     isolation =
         "none: the sandbox is switched off (sandbox=false): instances are plain "
         "processes of uid " +
-        std::to_string(::geteuid()) + " in their own process groups";
-  } else if (::geteuid() == 0) {
-    setup.isolated = true;
-    setup.jail_root = jail_root;
-    auto detected = Cgroups::Detect();
-    isolation =
-        "jail: mount, PID, IPC and UTS namespaces; private root (bundle read-only at "
-        "/var/task, tmpfs /tmp); a uid of its own; no_new_privs; seccomp; Runtime API "
-        "answers only its own instance's uid";
-    if (detected.ok()) {
-      cgroups = std::move(*detected);
-      setup.cgroups = cgroups.get();
-      isolation += "; " + cgroups->Describe() + " with memory, pids and CPU-weight limits";
-    } else {
-      isolation += "; no cgroups (" + detected.status().message() + "): memory_mb is not enforced";
-    }
-    isolation += "; no network namespace yet: instances share the host network (egress open)";
+        std::to_string(setup.host_uid) +
+        " in their own process groups; network: none cannot be enforced (such "
+        "functions fail to start)";
+  } else if (setup.host_uid == 0) {
+    isolation = SetUpJail(setup, cgroups);
   } else {
-    isolation = "none: thaw is not root, so instances are plain processes of uid " +
-                std::to_string(::geteuid()) +
-                " in their own process groups (user namespaces "
-                "are not used yet); memory_mb is not enforced";
+    isolation = SetUpRootless(setup);
   }
   int req[2], ex[2];
   if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, req) != 0) {
@@ -512,7 +392,7 @@ StatusOr<std::unique_ptr<SpawnerClient>> SpawnerClient::Start(const std::string&
   ::close(req[1]);
   ::close(ex[1]);
   std::unique_ptr<SpawnerClient> client(new SpawnerClient(req[0], ex[0], pid));
-  client->isolated_ = setup.isolated;
+  client->mode_ = setup.mode;
   client->cgroups_ = std::move(cgroups);
   client->isolation_ = isolation;
   return client;
@@ -524,20 +404,28 @@ SpawnerClient::~SpawnerClient() {
   ::waitpid(spawner_pid_, nullptr, 0);
 }
 
-StatusOr<std::string> SpawnerClient::Call(const std::string& message, const int* fds, int nfds) {
+StatusOr<std::string> SpawnerClient::Call(const std::string& message, const int* fds, int nfds,
+                                          UniqueFd* reply_fd) {
   std::lock_guard<std::mutex> lock(mu_);
   if (SendWithFds(request_fd_, message, fds, nfds) < 0) {
     return ErrnoStatus("send request", "spawner", errno);
   }
   std::string reply;
-  std::vector<int> unused;
-  if (RecvWithFds(request_fd_, reply, unused) <= 0) {
+  std::vector<int> received;
+  if (RecvWithFds(request_fd_, reply, received, 64 << 10) <= 0) {
     return Internal("spawner process is gone");
+  }
+  for (size_t i = 0; i < received.size(); ++i) {
+    if (i == 0 && reply_fd != nullptr) {
+      reply_fd->reset(received[i]);
+    } else {
+      ::close(received[i]);
+    }
   }
   return reply;
 }
 
-StatusOr<pid_t> SpawnerClient::Spawn(const SpawnRequest& request, std::string* cgroup) {
+StatusOr<Spawned> SpawnerClient::Spawn(const SpawnRequest& request) {
   std::string msg;
   AppendField(msg, std::string(1, kOpSpawn));
   AppendField(msg, request.cwd);
@@ -551,17 +439,18 @@ StatusOr<pid_t> SpawnerClient::Spawn(const SpawnRequest& request, std::string* c
   AppendField(msg, std::to_string(request.limits.pids_max));
   AppendField(msg, std::to_string(request.limits.cpu_weight));
   AppendField(msg, std::to_string(request.uid));
+  AppendField(msg, request.private_network ? "1" : "0");
   if (msg.size() > kMaxMessage) return InvalidArgument("spawn request too large");
   int fds[2] = {request.stdout_fd, request.stderr_fd};
-  auto reply = Call(msg, fds, 2);
+  Spawned spawned;
+  auto reply = Call(msg, fds, 2, &spawned.runtime_api);
   if (!reply.ok()) return reply.status();
-  if (reply->starts_with("ok ")) {
-    // "ok PID [CGROUP]"
-    size_t space = reply->find(' ', 3);
-    if (cgroup != nullptr) *cgroup = space == std::string::npos ? "" : reply->substr(space + 1);
-    return static_cast<pid_t>(std::stol(reply->substr(3)));
-  }
-  return Internal(reply->substr(4));
+  if (!reply->starts_with("ok ")) return Internal(reply->substr(4));
+  // "ok PID [CGROUP]"
+  size_t space = reply->find(' ', 3);
+  spawned.pid = static_cast<pid_t>(std::stol(reply->substr(3)));
+  spawned.cgroup = space == std::string::npos ? "" : reply->substr(space + 1);
+  return spawned;
 }
 
 Status SpawnerClient::Kill(pid_t pid) {

@@ -23,9 +23,10 @@ const std::vector<Knob> kKnobs = {
     {"shutdown_grace_ms", "on SIGTERM, how long in-flight invocations may finish"},
     {"log_lines", "log lines kept in memory per function"},
     {"tmp_mb", "size of each jailed instance's /tmp (tmpfs)"},
-    {"pids_max", "processes and threads per instance (cgroup pids limit)"},
+    {"pids_max", "processes and threads per instance (cgroup pids limit; RLIMIT_NPROC rootless)"},
     {"auth", "require an API key (true/false); only false on a loopback address"},
-    {"sandbox", "jail instances when running as root (true/false)"},
+    {"sandbox", "jail instances: as root, or in user namespaces when not root (true/false)"},
+    {"metering", "record every invocation for usage, bills and budgets (true/false)"},
     {"price_request_micro_per_million", "micro-dollars per million requests (both sheets)"},
     {"price_gb_second_pico", "pico-dollars per billed GB-second (Lambda sheet)"},
     {"price_cpu_second_pico", "pico-dollars per CPU-second used (actual-use sheet)"},
@@ -36,6 +37,14 @@ const std::vector<Knob> kKnobs = {
 namespace {
 
 constexpr int64_t kMaxPrice = 1'000'000'000'000;  // keeps price x usage sums inside __int128
+
+Status ParseBool(const std::string& name, const std::string& v, bool& out) {
+  if (v != "true" && v != "false") {
+    return InvalidArgument("config " + name + ": expected true or false, got '" + v + "'");
+  }
+  out = v == "true";
+  return Status::Ok();
+}
 
 Status ParseInt(const std::string& name, const std::string& text, int64_t lo, int64_t hi,
                 int64_t& out) {
@@ -100,15 +109,11 @@ Status ApplyConfigValues(const std::map<std::string, std::string>& values, Confi
     } else if (name == "pids_max") {
       THAW_RETURN_IF_ERROR(ParseInt(name, v, 8, 1 << 22, c.pids_max));
     } else if (name == "auth") {
-      if (v != "true" && v != "false") {
-        return InvalidArgument("config auth: expected true or false, got '" + v + "'");
-      }
-      c.auth = v == "true";
+      THAW_RETURN_IF_ERROR(ParseBool(name, v, c.auth));
     } else if (name == "sandbox") {
-      if (v != "true" && v != "false") {
-        return InvalidArgument("config sandbox: expected true or false, got '" + v + "'");
-      }
-      c.sandbox = v == "true";
+      THAW_RETURN_IF_ERROR(ParseBool(name, v, c.sandbox));
+    } else if (name == "metering") {
+      THAW_RETURN_IF_ERROR(ParseBool(name, v, c.metering));
     } else if (name == "price_request_micro_per_million") {
       THAW_RETURN_IF_ERROR(ParseInt(name, v, 0, kMaxPrice, c.price_request_micro_per_million));
     } else if (name == "price_gb_second_pico") {
@@ -140,6 +145,16 @@ std::map<std::string, std::string> ConfigValuesFromEnv(char** envp) {
     out[key] = kv.substr(eq + 1);
   }
   return out;
+}
+
+meter::PriceSheet PriceSheetFrom(const Config& c) {
+  meter::PriceSheet p;
+  p.request_pico = c.price_request_micro_per_million;  // micro per million = pico per request
+  p.gb_second_pico = c.price_gb_second_pico;
+  p.cpu_second_pico = c.price_cpu_second_pico;
+  p.peak_gb_second_pico = c.price_peak_gb_second_pico;
+  p.instance_hour_micro = c.price_instance_hour_micro;
+  return p;
 }
 
 }  // namespace thaw::server

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "meter/cost.h"
 
 namespace thaw::server {
 
@@ -32,7 +33,8 @@ struct Config {
   int64_t tmp_mb = 512;     // size of each jailed instance's /tmp
   int64_t pids_max = 1024;  // processes and threads per instance (cgroup pids limit)
   bool auth = true;
-  bool sandbox = true;  // jail instances when root; false runs plain processes
+  bool sandbox = true;   // jail instances when root; false runs plain processes
+  bool metering = true;  // false: no invocation records (benchmarks); budgets are not enforced
   // Price sheets (integers; see meter/cost.h). Lambda: requests and billed GB-s; actual use:
   // requests, CPU-s and peak GB-s; the advisor's always-on instance price per hour.
   int64_t price_request_micro_per_million = 200'000;  // $0.20 / million requests
@@ -50,6 +52,8 @@ extern const std::vector<Knob> kKnobs;
 
 // `values` maps knob names to raw text (from env or flags). Unknown names are errors.
 Status ApplyConfigValues(const std::map<std::string, std::string>& values, Config& config);
+// The price sheet the price_* knobs set.
+meter::PriceSheet PriceSheetFrom(const Config& config);
 // Collects THAW_<KNOB> variables from an environment block ("KEY=value" strings).
 std::map<std::string, std::string> ConfigValuesFromEnv(char** envp);
 

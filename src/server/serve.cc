@@ -16,8 +16,12 @@
 #include <filesystem>
 #include <thread>
 
+#include "auth/keys.h"
+#include "auth/tenant_gate.h"
+#include "common/clock.h"
 #include "common/files.h"
 #include "common/ids.h"
+#include "common/tenant.h"
 #include "gateway/api.h"
 #include "logs/log_store.h"
 #include "meter/meter.h"
@@ -34,8 +38,11 @@ namespace asio = boost::asio;
 
 constexpr auto kTickInterval = std::chrono::milliseconds(100);
 
-StatusOr<std::string> LoadOrCreateAdminKey(const std::string& data_dir) {
-  const std::string path = data_dir + "/admin.key";
+// A secret kept in a 0600 file of the data dir, created on first use: "admin.key" (the
+// bootstrap admin's Bearer key) and "master.key" (API key secrets are derived from it).
+StatusOr<std::string> LoadOrCreateKeyFile(const std::string& data_dir, const char* name,
+                                          const std::string& prefix) {
+  const std::string path = data_dir + "/" + name;
   auto existing = ReadFile(path);
   if (existing.ok()) {
     std::string key = *existing;
@@ -50,9 +57,9 @@ StatusOr<std::string> LoadOrCreateAdminKey(const std::string& data_dir) {
     return key;
   }
   if (existing.status().code() != StatusCode::kNotFound) return existing.status();
-  std::string key = "thaw_" + RandomHex(24);
+  std::string key = prefix + RandomHex(32);
   THAW_RETURN_IF_ERROR(WriteFileAtomic(path, key + "\n", 0600));
-  spdlog::info("wrote a new admin key to {} (mode 0600)", path);
+  spdlog::info("wrote a new {} to {} (mode 0600)", name, path);
   return key;
 }
 
@@ -72,6 +79,25 @@ StatusOr<asio::ip::tcp::endpoint> ParseListen(const std::string& listen) {
     return InvalidArgument("listen: bad port in '" + listen + "'");
   }
   return asio::ip::tcp::endpoint(address, static_cast<uint16_t>(port));
+}
+
+// Loads each tenant's spend this month from the meter's records into `gate`, and keeps it
+// current as records arrive.
+Status TrackSpend(meter::Meter& meter, const meter::PriceSheet& prices, auth::TenantGate& gate) {
+  const int64_t now = WallNowMicros();
+  auto samples = meter.Samples("", auth::MonthStartMicros(auth::MonthIndex(now)), now + 1);
+  if (!samples.ok()) return samples.status();
+  for (const auto& s : *samples) {
+    gate.AddSpend(s.tenant, s.start_us, meter::LambdaCostPico(s, prices));
+  }
+  meter.SetObserver([&gate, prices](const meter::Record& r) {
+    meter::Sample s;
+    s.status = r.status;
+    s.billed_ms = r.billed_ms;
+    s.memory_mb = r.memory_mb;
+    gate.AddSpend(r.tenant, r.start_us, meter::LambdaCostPico(s, prices));
+  });
+  return Status::Ok();
 }
 
 asio::awaitable<void> WatchExits(int fd, pool::PoolManager& pools) {
@@ -133,9 +159,10 @@ int RunServe(Config config, const std::string& exe_dir) {
     return 1;
   }
   ::chmod(config.data_dir.c_str(), 0700);
-  auto key = LoadOrCreateAdminKey(config.data_dir);
-  if (!key.ok()) {
-    spdlog::critical("{}", key.status().message());
+  auto key = LoadOrCreateKeyFile(config.data_dir, "admin.key", "thaw_");
+  auto master = LoadOrCreateKeyFile(config.data_dir, "master.key", "");
+  if (!key.ok() || !master.ok()) {
+    spdlog::critical("{}", (key.ok() ? master.status() : key.status()).message());
     return 1;
   }
   auto registry = registry::Registry::Open(
@@ -147,6 +174,21 @@ int RunServe(Config config, const std::string& exe_dir) {
   auto meter = meter::Meter::Open(config.data_dir + "/thaw.db");
   if (!meter.ok()) {
     spdlog::critical("{}", meter.status().message());
+    return 1;
+  }
+  auto keys = auth::KeyStore::Open(config.data_dir + "/thaw.db", *master, *key);
+  if (!keys.ok()) {
+    spdlog::critical("{}", keys.status().message());
+    return 1;
+  }
+  auth::TenantGate gate;
+  for (const auto& t : (*keys)->ListTenants()) gate.SetLimits(t.name, t.limits);
+  // With metering off nothing is recorded: no usage, no spend, so budgets are not enforced.
+  meter::Meter* active_meter = config.metering ? meter->get() : nullptr;
+  if (active_meter == nullptr) {
+    spdlog::warn("metering is off: invocations are not recorded and budgets not enforced");
+  } else if (Status st = TrackSpend(*active_meter, PriceSheetFrom(config), gate); !st.ok()) {
+    spdlog::critical("{}", st.message());
     return 1;
   }
   (void)MakeDirs(config.data_dir + "/logs");
@@ -163,7 +205,7 @@ int RunServe(Config config, const std::string& exe_dir) {
   ctx.executor = ioc.get_executor();
   ctx.spawner = spawner->get();
   ctx.logs = &logs;
-  ctx.meter = meter->get();
+  ctx.meter = active_meter;
   ctx.endpoints = &endpoints;
   ctx.clock = &clock;
   ctx.runtimes_dir = config.runtimes_dir;
@@ -178,8 +220,8 @@ int RunServe(Config config, const std::string& exe_dir) {
   ctx.manager = &pools;
 
   const std::string isolation = (*spawner)->isolation();
-  gateway::Api api(gateway::ApiDeps{registry->get(), &pools, &logs, meter->get(), &config, *key,
-                                    isolation, &metrics});
+  gateway::Api api(gateway::ApiDeps{registry->get(), &pools, &logs, active_meter, &config, *key,
+                                    isolation, &metrics, keys->get(), &gate});
 
   asio::ip::tcp::acceptor acceptor(ioc);
   boost::system::error_code ec;

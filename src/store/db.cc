@@ -67,6 +67,28 @@ constexpr const char* kMigrations[] = {
     R"sql(
     ALTER TABLE invocations ADD COLUMN cpu_us INTEGER NOT NULL DEFAULT 0;
     )sql",
+    // 4: tenants with their limits (NULL: none), API keys (the secret is never stored: only
+    // its SHA-256; see auth/keys.h), and the tenant of each invocation.
+    R"sql(
+    CREATE TABLE tenants (
+      name TEXT PRIMARY KEY,
+      concurrency INTEGER,
+      rate_per_second INTEGER,
+      monthly_budget_micros INTEGER,
+      created_us INTEGER NOT NULL
+    );
+    INSERT INTO tenants (name, created_us) VALUES ('default', 0);
+    CREATE TABLE api_keys (
+      id TEXT PRIMARY KEY,
+      tenant TEXT NOT NULL,
+      role TEXT NOT NULL,
+      secret_sha256 TEXT NOT NULL UNIQUE,
+      description TEXT NOT NULL,
+      created_us INTEGER NOT NULL
+    );
+    ALTER TABLE invocations ADD COLUMN tenant TEXT NOT NULL DEFAULT 'default';
+    CREATE INDEX invocations_by_tenant ON invocations (tenant, start_us);
+    )sql",
 };
 
 }  // namespace

@@ -17,7 +17,10 @@ if (input.Code && input.Code.ZipFileBase64) {
 const client = new sdk.LambdaClient({
   endpoint,
   region: 'us-east-1',
-  credentials: { accessKeyId: 'AKIDTHAWTEST', secretAccessKey: 'not-checked-yet' },
+  credentials: {
+    accessKeyId: process.env.AWS_ACCESS_KEY_ID,
+    secretAccessKey: process.env.AWS_SECRET_ACCESS_KEY,
+  },
   maxAttempts: 1,
 });
 try {

@@ -1,0 +1,282 @@
+#include "sandbox/shell.h"
+
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "sandbox/wire.h"
+
+namespace thaw::sandbox {
+namespace {
+
+// Clone flags of a shell. The network namespace is not among them: see EnterPrivateNetwork.
+int ShellCloneFlags(const SpawnerSetup& setup) {
+  int flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS;
+  if (setup.mode == Isolation::kRootless) flags |= CLONE_NEWUSER;
+  return flags;
+}
+
+// network: none: the shell moves itself into a network namespace of its own and listens there.
+// The shell does it, not the spawner's clone, because making a network namespace can wait for
+// the kernel to finish tearing down an old one (milliseconds, with every instance that exits),
+// and the single-threaded spawner must not wait with it.
+StatusOr<UniqueFd> EnterPrivateNetwork() {
+  if (::unshare(CLONE_NEWNET) != 0) return ErrnoStatus("unshare", "network namespace", errno);
+  return ListenOnPrivateLoopback();
+}
+
+Status ApplyRlimits(const SpawnerSetup& setup, const CgroupLimits& limits) {
+  rlimit core{0, 0};
+  ::setrlimit(RLIMIT_CORE, &core);
+  if (setup.rlimit_memory) {
+    rlimit data{static_cast<rlim_t>(limits.memory_bytes), static_cast<rlim_t>(limits.memory_bytes)};
+    if (::setrlimit(RLIMIT_DATA, &data) != 0)
+      return ErrnoStatus("set RLIMIT_DATA", "runtime", errno);
+  }
+  if (setup.rlimit_pids) {
+    // SAFETY: set inside the instance's user namespace, after it was created: the kernel
+    // counts RLIMIT_NPROC per (user namespace, uid), so the instances sharing thaw's uid each
+    // get pids_max of their own (a limit set before the namespace existed would also cap
+    // every process of thaw's uid on the host).
+    rlimit nproc{static_cast<rlim_t>(limits.pids_max), static_cast<rlim_t>(limits.pids_max)};
+    if (::setrlimit(RLIMIT_NPROC, &nproc) != 0) {
+      return ErrnoStatus("set RLIMIT_NPROC", "runtime", errno);
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+[[noreturn]] void ExecChild(const SpawnerSetup& setup, const ChildSpec& spec, int out_fd,
+                            int err_fd, int status_fd, const SeccompProgram* seccomp) {
+  auto fail = [&](const std::string& message) {
+    (void)!::write(status_fd, message.data(), message.size());
+    _exit(127);
+  };
+  auto fail_errno = [&](const char* op, const std::string& object) {
+    fail(std::string("failed to ") + op + " on " + object + ": " + strerror(errno));
+  };
+  // SAFETY: a fresh session makes the runtime the leader of its own process group, so a kill
+  // of the group reaches every process it forks (in a jail, the PID namespace does it fully).
+  if (::setsid() < 0) fail_errno("setsid", "runtime");
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  for (int sig = 1; sig < NSIG; ++sig) ::signal(sig, SIG_DFL);
+  int devnull = ::open("/dev/null", O_RDONLY);
+  if (devnull < 0) fail_errno("open", "/dev/null");
+  // SAFETY: fd hand-off: 0 is /dev/null, 1 and 2 are the log pipes thaw reads; everything else
+  // (thaw's sockets, the database) is closed below before exec.
+  if (::dup2(devnull, 0) < 0 || ::dup2(out_fd, 1) < 0 || ::dup2(err_fd, 2) < 0) {
+    fail_errno("dup2", "stdio");
+  }
+  if (status_fd != 3 && ::dup2(status_fd, 3) < 0) fail_errno("dup2", "status pipe");
+  status_fd = 3;
+  ::fcntl(status_fd, F_SETFD, FD_CLOEXEC);
+  ::close_range(4, ~0U, 0);
+  const bool isolated = setup.mode != Isolation::kPlain;
+  if (isolated) {
+    JailSpec jail;
+    jail.root = setup.jail_root;
+    jail.bundle_dir = spec.bundle_dir;
+    jail.uid = spec.uid;
+    jail.gid = spec.uid;
+    jail.keep_ids = setup.mode == Isolation::kRootless;
+    for (Status st : {EnterJail(jail), DropPrivileges(jail)}) {
+      if (!st.ok()) fail(st.message());
+    }
+  } else if (::chdir(spec.cwd.c_str()) != 0) {
+    fail_errno("chdir", spec.cwd);
+  }
+  if (Status st = ApplyRlimits(setup, spec.limits); !st.ok()) fail(st.message());
+  // SAFETY: if the spawner dies, its instances must not outlive it. Set after the uid change,
+  // which clears it.
+  if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) fail_errno("prctl(PDEATHSIG)", "runtime");
+  if (isolated) {
+    if (seccomp == nullptr) fail("no seccomp filter for a jailed instance");
+    Status st = LoadSeccomp(*seccomp);
+    if (!st.ok()) fail(st.message());
+  }
+  std::vector<char*> argv, envp;
+  for (const auto& a : spec.argv) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  for (const auto& e : spec.env) envp.push_back(const_cast<char*>(e.c_str()));
+  envp.push_back(nullptr);
+  ::execve(argv[0], argv.data(), envp.data());
+  fail_errno("exec", spec.argv[0]);
+  _exit(127);
+}
+
+StatusOr<ChildSpec> ParseSpawn(const std::vector<std::string>& fields) {
+  if (fields.size() < 4) return InvalidArgument("malformed spawn request");
+  size_t argc = std::stoul(fields[2]), envc = std::stoul(fields[3]);
+  if (argc == 0 || fields.size() != 4 + argc + envc + 7) {
+    return InvalidArgument("malformed spawn request");
+  }
+  ChildSpec spec;
+  spec.cwd = fields[1];
+  spec.argv.assign(fields.begin() + 4, fields.begin() + 4 + argc);
+  spec.env.assign(fields.begin() + 4 + argc, fields.begin() + 4 + argc + envc);
+  size_t i = 4 + argc + envc;
+  spec.bundle_dir = fields[i];
+  spec.cgroup = fields[i + 1];
+  spec.limits.memory_bytes = std::stoll(fields[i + 2]);
+  spec.limits.pids_max = std::stoll(fields[i + 3]);
+  spec.limits.cpu_weight = std::stoll(fields[i + 4]);
+  spec.uid = static_cast<uid_t>(std::stoul(fields[i + 5]));
+  spec.private_network = fields[i + 6] == "1";
+  if (spec.uid == 0) return InvalidArgument("refusing to run an instance as root");
+  return spec;
+}
+
+namespace {
+
+// Everything a shell does before it waits: ids, cgroup, the new root, the private Runtime API
+// listener, the seccomp program. The first failure is kept and reported at spawn time.
+Status PrepareShell(const SpawnerSetup& setup, const Shell& shell, UniqueFd& api,
+                    StatusOr<SeccompProgram>& seccomp) {
+  if (setup.mode == Isolation::kRootless) {
+    THAW_RETURN_IF_ERROR(MapOwnIds(setup.host_uid, setup.host_gid));
+  }
+  if (setup.cgroups != nullptr) (void)setup.cgroups->AddProcess(shell.cgroup, 0);
+  JailSpec jail;
+  jail.root = setup.jail_root;
+  jail.runtimes_dir = setup.runtimes_dir;
+  jail.tmp_bytes = setup.tmp_bytes;
+  THAW_RETURN_IF_ERROR(PrepareJail(jail));
+  if (shell.private_network) {
+    auto listener = EnterPrivateNetwork();
+    if (!listener.ok()) return listener.status();
+    api = std::move(*listener);
+  }
+  seccomp = CompileSeccomp();
+  return seccomp.status();
+}
+
+// The shell's side: prepare, wait for the request (with the log pipe fds), hand the private
+// Runtime API listener over, then go the way of every child. Errors travel back on the control
+// socket, which exec closes.
+[[noreturn]] void RunShell(const SpawnerSetup& setup, const Shell& shell, int control) {
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  UniqueFd api;
+  StatusOr<SeccompProgram> seccomp;
+  Status prepared = PrepareShell(setup, shell, api, seccomp);
+  std::string buf;
+  std::vector<int> fds;
+  if (RecvWithFds(control, buf, fds) <= 0 || fds.size() != 2) _exit(0);
+  auto spec = ParseSpawn(SplitFields(buf.data(), buf.size()));
+  if (!prepared.ok() || !spec.ok()) {
+    const std::string& why = prepared.ok() ? spec.status().message() : prepared.message();
+    (void)!::write(control, why.data(), why.size());
+    _exit(127);
+  }
+  if (api.valid()) {
+    // SAFETY: fd hand-off: thaw serves the listener; the runtime must not hold it (it could
+    // accept its own connections), so this copy is closed before exec.
+    int fd = api.get();
+    if (SendWithFds(control, "listener", &fd, 1) < 0) _exit(127);
+    api.reset();
+  }
+  spec->cgroup = shell.cgroup;
+  ExecChild(setup, *spec, fds[0], fds[1], control, &*seccomp);
+}
+
+std::string NewShellName() {
+  static uint64_t counter = 0;
+  return "shell-" + std::to_string(::getpid()) + "-" + std::to_string(++counter);
+}
+
+}  // namespace
+
+StatusOr<Shell> StartShell(const SpawnerSetup& setup, bool private_network) {
+  Shell shell;
+  shell.private_network = private_network;
+  shell.cgroup = setup.cgroups != nullptr ? NewShellName() : "";
+  if (!shell.cgroup.empty()) {
+    Status st = setup.cgroups->Create(shell.cgroup, CgroupLimits{});
+    if (!st.ok()) return st;
+  }
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
+    return ErrnoStatus("create socketpair", "sandbox shell", errno);
+  }
+  // SAFETY: clone without a new stack behaves like fork (the spawner is single-threaded);
+  // the child starts as PID 1 of fresh mount, PID, IPC and UTS namespaces (and a user one,
+  // rootless).
+  pid_t pid = static_cast<pid_t>(
+      ::syscall(SYS_clone, ShellCloneFlags(setup) | SIGCHLD, nullptr, nullptr, nullptr, nullptr));
+  if (pid < 0) {
+    int err = errno;
+    ::close(sv[0]);
+    ::close(sv[1]);
+    if (!shell.cgroup.empty()) (void)setup.cgroups->Remove(shell.cgroup);
+    return ErrnoStatus("clone", "sandbox shell", err);
+  }
+  if (pid == 0) {
+    ::close(sv[0]);
+    RunShell(setup, shell, sv[1]);
+  }
+  ::close(sv[1]);
+  shell.pid = pid;
+  shell.control = sv[0];
+  return shell;
+}
+
+std::string AwaitExec(int status_fd) {
+  char buf[512];
+  ssize_t n;
+  do {
+    n = ::read(status_fd, buf, sizeof(buf));
+  } while (n < 0 && errno == EINTR);
+  return n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string();
+}
+
+Status ProbeUserNamespaces(const SpawnerSetup& setup) {
+  int status_pipe[2];
+  if (::pipe2(status_pipe, O_CLOEXEC) != 0) {
+    return ErrnoStatus("create pipe", "user namespace probe", errno);
+  }
+  // SAFETY: called before any thread exists; the child only sets itself up and exits.
+  pid_t pid = static_cast<pid_t>(
+      ::syscall(SYS_clone, ShellCloneFlags(setup) | SIGCHLD, nullptr, nullptr, nullptr, nullptr));
+  if (pid < 0) {
+    int err = errno;
+    ::close(status_pipe[0]);
+    ::close(status_pipe[1]);
+    return ErrnoStatus("clone into new namespaces", "user namespace probe", err);
+  }
+  if (pid == 0) {
+    JailSpec jail;
+    jail.root = setup.jail_root;
+    jail.runtimes_dir = setup.runtimes_dir;
+    jail.tmp_bytes = setup.tmp_bytes;
+    Status st = MapOwnIds(setup.host_uid, setup.host_gid);
+    if (st.ok()) st = PrepareJail(jail);
+    if (st.ok()) st = EnterPrivateNetwork().status();
+    if (!st.ok()) (void)!::write(status_pipe[1], st.message().data(), st.message().size());
+    _exit(st.ok() ? 0 : 1);
+  }
+  ::close(status_pipe[1]);
+  std::string error = AwaitExec(status_pipe[0]);  // the child's message, or EOF when it exits
+  ::close(status_pipe[0]);
+  int wait_status = 0;
+  ::waitpid(pid, &wait_status, 0);
+  if (!error.empty()) return FailedPrecondition(error);
+  if (!WIFEXITED(wait_status) || WEXITSTATUS(wait_status) != 0) {
+    return FailedPrecondition("user namespace probe ended with " + DescribeWaitStatus(wait_status));
+  }
+  return Status::Ok();
+}
+
+}  // namespace thaw::sandbox

@@ -1,0 +1,76 @@
+// Shell: the spawner's children. A shell is a sandbox made ahead of a cold start: cloned into
+// fresh namespaces, its cgroup joined and its root prepared, it waits for the spawn request it
+// will turn into. ExecChild is the last stretch of every child, shell or plain fork: stdio, the
+// jail, privileges, rlimits, seccomp, exec. Internal to src/sandbox: called by the
+// single-threaded spawner, or in the child it just made.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "sandbox/cgroup.h"
+#include "sandbox/jail.h"
+#include "sandbox/spawner.h"
+
+namespace thaw::sandbox {
+
+// What the spawner knows about isolation; set before it forks, read-only after.
+struct SpawnerSetup {
+  Isolation mode = Isolation::kPlain;
+  std::string jail_root;
+  std::string runtimes_dir;  // the same for every instance: shells mount it ahead of time
+  int64_t tmp_bytes = 512LL << 20;
+  Cgroups* cgroups = nullptr;
+  uid_t host_uid = 0;  // rootless: thaw's ids, the only ones its user namespaces can map
+  gid_t host_gid = 0;
+  // Without cgroups, rlimits stand in: RLIMIT_DATA (private writable memory) for memory_mb,
+  // and, rootless, RLIMIT_NPROC for pids_max (counted per user namespace, so per instance).
+  bool rlimit_memory = false;
+  bool rlimit_pids = false;
+};
+
+struct ChildSpec {
+  std::string cwd;
+  std::vector<std::string> argv, env;
+  std::string bundle_dir, cgroup;
+  CgroupLimits limits;
+  uid_t uid = 65534;
+  bool private_network = false;
+};
+
+// A spawn request as the spawner receives it: [op, cwd, argc, envc, argv..., env..., bundle,
+// cgroup, mem, pids, cpu, uid, net]; SpawnerClient::Spawn writes it.
+StatusOr<ChildSpec> ParseSpawn(const std::vector<std::string>& fields);
+
+// Runs in the forked (or cloned) child: becomes the runtime process or exits 127 after
+// reporting why through `status_fd` (close-on-exec: a successful exec closes it unwritten).
+// A jailed child has already joined its cgroup (see RunShell).
+[[noreturn]] void ExecChild(const SpawnerSetup& setup, const ChildSpec& spec, int out_fd,
+                            int err_fd, int status_fd, const SeccompProgram* seccomp);
+
+// A pre-created sandbox: a child already in fresh namespaces and in its own cgroup (joining a
+// cgroup v1 hierarchy takes tens of milliseconds, and a network namespace about two, so both
+// happen before any request needs them), waiting on `control` for the spawn request it will
+// turn into.
+struct Shell {
+  pid_t pid = 0;
+  int control = -1;
+  std::string cgroup;
+  bool private_network = false;
+};
+
+// Clones a shell with the namespaces `setup` and `private_network` ask for.
+StatusOr<Shell> StartShell(const SpawnerSetup& setup, bool private_network);
+
+// Waits for a child's exec: EOF on `status_fd` means it exec'd, bytes are its error.
+std::string AwaitExec(int status_fd);
+
+// Tries, once, what every rootless shell will do: user, mount, PID, IPC, UTS and network
+// namespaces, the id maps, the new root and loopback. OK, or why the kernel refuses.
+Status ProbeUserNamespaces(const SpawnerSetup& setup);
+
+}  // namespace thaw::sandbox

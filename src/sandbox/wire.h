@@ -1,0 +1,26 @@
+// Wire: how the spawner, its clients and its shells talk: one SOCK_SEQPACKET datagram per
+// message, fields separated by NUL, descriptors passed alongside with SCM_RIGHTS. Internal to
+// src/sandbox. Stateless; a socket is used by one thread at a time.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <string>
+#include <vector>
+
+namespace thaw::sandbox {
+
+inline constexpr size_t kMaxMessage = 1 << 20;
+inline constexpr int kMaxFds = 4;  // descriptors one message may carry
+
+void AppendField(std::string& out, const std::string& field);
+std::vector<std::string> SplitFields(const char* data, size_t size);
+// Sends `msg` with `nfds` (at most kMaxFds) descriptors; returns what sendmsg returned.
+ssize_t SendWithFds(int sock, const std::string& msg, const int* fds, int nfds);
+// Receives one datagram of at most `max_size` bytes into `buf` and the descriptors that came
+// with it (close-on-exec) into `fds`; returns what recvmsg returned (0: the peer closed).
+ssize_t RecvWithFds(int sock, std::string& buf, std::vector<int>& fds,
+                    size_t max_size = kMaxMessage);
+
+}  // namespace thaw::sandbox

@@ -1,0 +1,119 @@
+// KeyStore: tenants and API keys in SQLite, secrets derived and never stored.
+#include "auth/keys.h"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include "common/files.h"
+
+namespace thaw::auth {
+namespace {
+
+const std::string kMaster(64, 'm');
+
+class KeyStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/thaw-keys-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    db_ = dir_ + "/thaw.db";
+  }
+  void TearDown() override { (void)RemoveTree(dir_); }
+  std::unique_ptr<KeyStore> Open(const std::string& master = kMaster) {
+    auto store = KeyStore::Open(db_, master, "thaw_admin");
+    EXPECT_TRUE(store.ok()) << store.status().message();
+    return store.ok() ? std::move(*store) : nullptr;
+  }
+  std::string dir_, db_;
+};
+
+TEST_F(KeyStoreTest, DefaultTenantAndBootstrapAdminKeyExist) {
+  auto store = Open();
+  ASSERT_TRUE(store->GetTenant("default").ok());
+  auto admin = store->Bearer("thaw_admin");
+  ASSERT_TRUE(admin);
+  EXPECT_TRUE(admin->admin());
+  EXPECT_EQ(admin->tenant, "default");
+  EXPECT_FALSE(store->Bearer("thaw_admin2"));
+  EXPECT_FALSE(store->Bearer(""));
+}
+
+TEST_F(KeyStoreTest, KeysAuthenticateByBearerAndSigningKeyUntilRevoked) {
+  auto store = Open();
+  ASSERT_TRUE(store->CreateTenant("acme", {}).ok());
+  auto key = store->CreateKey("acme", Role::kTenant, "ci");
+  ASSERT_TRUE(key.ok()) << key.status().message();
+  const auto& [info, secret] = *key;
+  EXPECT_EQ(info.id.size(), 20u);
+  EXPECT_EQ(info.id.substr(0, 4), "AKTH");
+  EXPECT_EQ(secret.size(), 40u);
+  auto caller = store->Bearer(secret);
+  ASSERT_TRUE(caller);
+  EXPECT_EQ(caller->tenant, "acme");
+  EXPECT_FALSE(caller->admin());
+  EXPECT_EQ(caller->key_id, info.id);
+  auto signing = store->SigningKey(info.id);
+  ASSERT_TRUE(signing);
+  EXPECT_EQ(signing->second, secret);
+
+  // Reopened: the same key works, its secret derived again from the master key.
+  store.reset();
+  store = Open();
+  ASSERT_TRUE(store->Bearer(secret));
+  EXPECT_EQ(store->SigningKey(info.id)->second, secret);
+  // Under another master key the stored hash no longer matches anything derivable.
+  store.reset();
+  auto other = Open(std::string(64, 'x'));
+  EXPECT_NE(other->SigningKey(info.id)->second, secret);
+  other.reset();
+  store = Open();
+
+  ASSERT_TRUE(store->RevokeKey(info.id).ok());
+  EXPECT_FALSE(store->Bearer(secret));
+  EXPECT_FALSE(store->SigningKey(info.id));
+  EXPECT_EQ(store->RevokeKey(info.id).code(), StatusCode::kNotFound);
+}
+
+TEST_F(KeyStoreTest, TheDatabaseHoldsNoSecret) {
+  std::string secret;
+  {
+    auto store = Open();
+    ASSERT_TRUE(store->CreateTenant("acme", {}).ok());
+    secret = store->CreateKey("acme", Role::kTenant, "").value().second;
+  }
+  for (const char* suffix : {"", "-wal"}) {
+    auto bytes = ReadFile(db_ + suffix);
+    if (!bytes.ok()) continue;
+    EXPECT_EQ(bytes->find(secret), std::string::npos) << "secret found in thaw.db" << suffix;
+  }
+}
+
+TEST_F(KeyStoreTest, TenantsValidateAndDeletingOneRevokesItsKeys) {
+  auto store = Open();
+  EXPECT_EQ(store->CreateTenant("Bad_Name", {}).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(store->CreateTenant("-x", {}).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(store->CreateTenant(std::string(33, 'a'), {}).status().code(),
+            StatusCode::kInvalidArgument);
+  ASSERT_TRUE(store->CreateTenant("acme", TenantLimits{5, 10, 1'000'000}).ok());
+  EXPECT_EQ(store->CreateTenant("acme", {}).status().code(), StatusCode::kAlreadyExists);
+  EXPECT_EQ(store->CreateKey("nope", Role::kTenant, "").status().code(), StatusCode::kNotFound);
+  ASSERT_TRUE(store->UpdateTenant("acme", TenantLimits{std::nullopt, 3, std::nullopt}).ok());
+  store.reset();
+  store = Open();
+  auto acme = store->GetTenant("acme");
+  ASSERT_TRUE(acme.ok());
+  EXPECT_FALSE(acme->limits.concurrency);
+  EXPECT_EQ(acme->limits.rate_per_second, 3);
+  EXPECT_FALSE(acme->limits.monthly_budget_micros);
+
+  const std::string secret = store->CreateKey("acme", Role::kTenant, "").value().second;
+  EXPECT_EQ(store->ListKeys("acme").size(), 1u);
+  ASSERT_TRUE(store->DeleteTenant("acme").ok());
+  EXPECT_FALSE(store->Bearer(secret));
+  EXPECT_TRUE(store->ListKeys("").empty());
+  EXPECT_EQ(store->DeleteTenant("default").code(), StatusCode::kFailedPrecondition);
+}
+
+}  // namespace
+}  // namespace thaw::auth

@@ -9,6 +9,7 @@ SAMPLES=${BENCH_COLD_SAMPLES:-50}
 work=$(mktemp -d /tmp/thaw-bench-XXXXXX)
 cleanup() {
   [ -n "${plain_pid:-}" ] && kill "$plain_pid" 2>/dev/null && wait "$plain_pid" 2>/dev/null || true
+  [ -n "${open_pid:-}" ] && kill "$open_pid" 2>/dev/null && wait "$open_pid" 2>/dev/null || true
   [ -n "${thaw_pid:-}" ] && kill "$thaw_pid" 2>/dev/null && wait "$thaw_pid" 2>/dev/null || true
   [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
   chmod -R u+w "$work" 2>/dev/null || true
@@ -62,6 +63,19 @@ P="build/thaw --server $PLAIN --api-key $PLAIN_KEY"
 $P deploy build/examples/hello-cpp > /dev/null
 $P deploy "$work/cold-cpp" > /dev/null
 $P invoke hello-cpp > /dev/null 2>&1
+# The same again with auth and metering off: the cost of both is compared with a tenant's key
+# on the first server (key lookup, tenant limits, one meter record per call) in this run.
+build/thaw serve --listen 127.0.0.1:0 --data-dir "$work/open" --log-level warn --auth false \
+  --metering false > "$work/open.log" 2>&1 &
+open_pid=$!
+for _ in $(seq 200); do grep -q "listening on" "$work/open.log" && break; sleep 0.05; done
+OPEN=$(grep -o 'http://[0-9.:]*' "$work/open.log" | head -1)
+build/thaw --server "$OPEN" deploy build/examples/hello-cpp > /dev/null
+build/thaw --server "$OPEN" invoke hello-cpp > /dev/null 2>&1
+$T tenants create bench > /dev/null
+TENANT_KEY=$($T --json keys create --tenant bench | sed 's/.*"secret":"\([^"]*\)".*/\1/')
+build/thaw --server "$THAW" --api-key "$TENANT_KEY" deploy build/examples/hello-cpp > /dev/null
+build/thaw --server "$THAW" --api-key "$TENANT_KEY" invoke hello-cpp > /dev/null 2>&1
 isolation=$(curl -s -H "Authorization: Bearer $BENCH_API_KEY" "$THAW/v1/node" | sed 's/.*"isolation":"\([^"]*\)".*/\1/')
 
 wrk_run() {  # url, connections, extra args -> "rps p50 p99"
@@ -81,6 +95,18 @@ echo "warm throughput, $CONNS connections, $DUR each..."
 read -r n_rps n_p50 n_p99 < <(wrk_run "http://127.0.0.1:$NGINX_PORT/" "$CONNS")
 read -r t_rps t_p50 t_p99 < <(wrk_run "$THAW/v1/functions/hello-cpp/invoke" "$CONNS" -s bench/wrk_invoke.lua)
 read -r p_rps p_p50 p_p99 < <(BENCH_API_KEY=$PLAIN_KEY wrk_run "$PLAIN/v1/functions/hello-cpp/invoke" "$CONNS" -s bench/wrk_invoke.lua)
+echo "auth and metering on vs off, alternating, 5 x ${AB_DUR:=4s} each..."
+on_runs=() off_runs=()
+for _ in 1 2 3 4 5; do
+  read -r rps _ _ < <(BENCH_API_KEY=$TENANT_KEY DUR=$AB_DUR wrk_run "$THAW/v1/functions/hello-cpp/invoke" "$CONNS" -s bench/wrk_invoke.lua)
+  on_runs+=("$rps")
+  read -r rps _ _ < <(BENCH_API_KEY=none DUR=$AB_DUR wrk_run "$OPEN/v1/functions/hello-cpp/invoke" "$CONNS" -s bench/wrk_invoke.lua)
+  off_runs+=("$rps")
+done
+median() { printf '%s\n' "$@" | sort -g | sed -n 3p; }
+on_rps=$(median "${on_runs[@]}")
+off_rps=$(median "${off_runs[@]}")
+auth_ratio=$(awk -v a="$on_rps" -v b="$off_rps" 'BEGIN { printf "%.2f", a / b }')
 echo "latency at one connection..."
 read -r n1_rps n1_p50 n1_p99 < <(wrk_run "http://127.0.0.1:$NGINX_PORT/" 1)
 read -r t1_rps t1_p50 t1_p99 < <(wrk_run "$THAW/v1/functions/hello-cpp/invoke" 1 -s bench/wrk_invoke.lua)
@@ -144,6 +170,20 @@ The same server with \`--sandbox false\` (plain processes), in this run:
 | hello-cpp \`network: none\` cold start p50 (ms) | $(field "$cold_none" p50) | | added over egress: $(awk -v a="$(field "$cold_none" p50)" -v b="$(field "$cold_cpp" p50)" 'BEGIN { printf "%.2f ms", a - b }') (its own network namespace, made ahead in a ready shell) |
 | hello-cpp \`network: none\` cold start p99 (ms) | $(field "$cold_none" p99) | | |
 | warm hello-cpp req/s (-c$CONNS) | $t_rps | $p_rps | ratio $iso_ratio (target ≥ 0.95) |
+
+## Cost of auth and metering
+
+Warm hello-cpp, wrk -c$CONNS, $AB_DUR runs alternating between two jailed servers in this run:
+**on** — a tenant's Bearer key (hash lookup, the tenant's limits checked, its month-to-date
+spend updated) and one meter record per call (journaled before the response, committed in
+batches); **off** — \`--auth false --metering false\`.
+
+| | runs (req/s, in order) | median req/s |
+|---|---|---|
+| auth + metering on | ${on_runs[*]} | $on_rps |
+| both off | ${off_runs[*]} | $off_rps |
+
+**Ratio on / off (medians): $auth_ratio** (target ≥ 0.95).
 DOC
 if [ -f docs/benchmarks-notes.md ]; then cat docs/benchmarks-notes.md >> docs/benchmarks.md; fi
 cat docs/benchmarks.md

@@ -1,5 +1,5 @@
-// Random identifiers: request ids (UUID v4, as Lambda uses) and secret keys.
-// Thread-safe: each thread draws from its own generator seeded from the kernel.
+// Identifiers: request ids (UUID version 7: time-ordered, random below the millisecond) and
+// secret keys. Thread-safe: each thread draws from its own generator seeded from the kernel.
 #pragma once
 
 #include <string>

@@ -382,8 +382,10 @@ int64_t Meter::pending() const {
 Status Meter::Flush() {
   std::unique_lock<std::mutex> lock(mu_);
   uint64_t target = added_;
+  ++flush_requests_;
   cv_.notify_one();
   flushed_cv_.wait(lock, [&] { return committed_ >= target || !last_error_.ok(); });
+  --flush_requests_;
   return committed_ >= target ? Status::Ok() : last_error_;
 }
 
@@ -391,8 +393,10 @@ void Meter::Run() {
   bool rotation_failing = false;  // to log a failing rotation once, not every batch
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
+    // Batches of up to kBatchInterval or kBatchSize records, or sooner for a waiting Flush:
+    // one SQLite transaction per record would cost more than the rest of a warm call.
     cv_.wait_for(lock, kBatchInterval, [&] {
-      return stop_ || queue_.size() >= kBatchSize || (committed_ < added_ && !queue_.empty());
+      return stop_ || queue_.size() >= kBatchSize || (flush_requests_ > 0 && !queue_.empty());
     });
     if (queue_.empty()) {
       if (stop_) break;

@@ -125,6 +125,7 @@ class Meter {
   std::vector<uint64_t> sealed_;
   uint64_t added_ = 0;      // records handed in; guarded by mu_
   uint64_t committed_ = 0;  // records committed; guarded by mu_
+  int flush_requests_ = 0;  // Flush() calls waiting; guarded by mu_
   Status last_error_;       // guarded by mu_
   bool stop_ = false;
   std::atomic<const Observer*> observer_{nullptr};

@@ -87,7 +87,6 @@ constexpr const char* kMigrations[] = {
       created_us INTEGER NOT NULL
     );
     ALTER TABLE invocations ADD COLUMN tenant TEXT NOT NULL DEFAULT 'default';
-    CREATE INDEX invocations_by_tenant ON invocations (tenant, start_us);
     )sql",
 };
 

@@ -10,6 +10,7 @@ work=$(mktemp -d /tmp/thaw-bench-XXXXXX)
 cleanup() {
   [ -n "${plain_pid:-}" ] && kill "$plain_pid" 2>/dev/null && wait "$plain_pid" 2>/dev/null || true
   [ -n "${open_pid:-}" ] && kill "$open_pid" 2>/dev/null && wait "$open_pid" 2>/dev/null || true
+  [ -n "${on_pid:-}" ] && kill "$on_pid" 2>/dev/null && wait "$on_pid" 2>/dev/null || true
   [ -n "${thaw_pid:-}" ] && kill "$thaw_pid" 2>/dev/null && wait "$thaw_pid" 2>/dev/null || true
   [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
   chmod -R u+w "$work" 2>/dev/null || true
@@ -63,19 +64,24 @@ P="build/thaw --server $PLAIN --api-key $PLAIN_KEY"
 $P deploy build/examples/hello-cpp > /dev/null
 $P deploy "$work/cold-cpp" > /dev/null
 $P invoke hello-cpp > /dev/null 2>&1
-# The same again with auth and metering off: the cost of both is compared with a tenant's key
-# on the first server (key lookup, tenant limits, one meter record per call) in this run.
+# Two more fresh, jailed servers for the cost of auth and metering: one with both on, called
+# with a tenant's key (key lookup, the tenant's limits, one meter record per call), and one
+# with both off.
 build/thaw serve --listen 127.0.0.1:0 --data-dir "$work/open" --log-level warn --auth false \
   --metering false > "$work/open.log" 2>&1 &
 open_pid=$!
-for _ in $(seq 200); do grep -q "listening on" "$work/open.log" && break; sleep 0.05; done
+build/thaw serve --listen 127.0.0.1:0 --data-dir "$work/on" --log-level warn > "$work/on.log" 2>&1 &
+on_pid=$!
+for _ in $(seq 200); do grep -q "listening on" "$work/open.log" && grep -q "listening on" "$work/on.log" && break; sleep 0.05; done
 OPEN=$(grep -o 'http://[0-9.:]*' "$work/open.log" | head -1)
+ON=$(grep -o 'http://[0-9.:]*' "$work/on.log" | head -1)
 build/thaw --server "$OPEN" deploy build/examples/hello-cpp > /dev/null
 build/thaw --server "$OPEN" invoke hello-cpp > /dev/null 2>&1
-$T tenants create bench > /dev/null
-TENANT_KEY=$($T --json keys create --tenant bench | sed 's/.*"secret":"\([^"]*\)".*/\1/')
-build/thaw --server "$THAW" --api-key "$TENANT_KEY" deploy build/examples/hello-cpp > /dev/null
-build/thaw --server "$THAW" --api-key "$TENANT_KEY" invoke hello-cpp > /dev/null 2>&1
+O="build/thaw --server $ON --api-key $(cat "$work/on/admin.key")"
+$O tenants create bench > /dev/null
+TENANT_KEY=$($O --json keys create --tenant bench | sed 's/.*"secret":"\([^"]*\)".*/\1/')
+build/thaw --server "$ON" --api-key "$TENANT_KEY" deploy build/examples/hello-cpp > /dev/null
+build/thaw --server "$ON" --api-key "$TENANT_KEY" invoke hello-cpp > /dev/null 2>&1
 isolation=$(curl -s -H "Authorization: Bearer $BENCH_API_KEY" "$THAW/v1/node" | sed 's/.*"isolation":"\([^"]*\)".*/\1/')
 
 wrk_run() {  # url, connections, extra args -> "rps p50 p99"
@@ -98,7 +104,7 @@ read -r p_rps p_p50 p_p99 < <(BENCH_API_KEY=$PLAIN_KEY wrk_run "$PLAIN/v1/functi
 echo "auth and metering on vs off, alternating, 5 x ${AB_DUR:=4s} each..."
 on_runs=() off_runs=()
 for _ in 1 2 3 4 5; do
-  read -r rps _ _ < <(BENCH_API_KEY=$TENANT_KEY DUR=$AB_DUR wrk_run "$THAW/v1/functions/hello-cpp/invoke" "$CONNS" -s bench/wrk_invoke.lua)
+  read -r rps _ _ < <(BENCH_API_KEY=$TENANT_KEY DUR=$AB_DUR wrk_run "$ON/v1/functions/hello-cpp/invoke" "$CONNS" -s bench/wrk_invoke.lua)
   on_runs+=("$rps")
   read -r rps _ _ < <(BENCH_API_KEY=none DUR=$AB_DUR wrk_run "$OPEN/v1/functions/hello-cpp/invoke" "$CONNS" -s bench/wrk_invoke.lua)
   off_runs+=("$rps")
@@ -173,7 +179,7 @@ The same server with \`--sandbox false\` (plain processes), in this run:
 
 ## Cost of auth and metering
 
-Warm hello-cpp, wrk -c$CONNS, $AB_DUR runs alternating between two jailed servers in this run:
+Warm hello-cpp, wrk -c$CONNS, $AB_DUR runs alternating between two fresh jailed servers in this run:
 **on** — a tenant's Bearer key (hash lookup, the tenant's limits checked, its month-to-date
 spend updated) and one meter record per call (journaled before the response, committed in
 batches); **off** — \`--auth false --metering false\`.

@@ -146,6 +146,9 @@ TEST_F(TenantsTest, TenantsSeeDeployInvokeAndDeleteOnlyTheirOwnFunctions) {
   ASSERT_EQ(usage.status, 200) << usage.body;
   EXPECT_EQ(usage.body.find("private"), std::string::npos) << usage.body;
   EXPECT_EQ(As(acme, "GET", "/v1/usage?tenant=beta").status, 404);
+  EXPECT_EQ(server_->Call("GET", "/v1/usage?tenant=nope").status, 404);
+  auto beta_only = server_->Call("GET", "/v1/usage?tenant=beta");
+  EXPECT_EQ(beta_only.body.find("acme"), std::string::npos) << beta_only.body;
   auto beta_usage = As(beta, "GET", "/v1/usage?function=private");
   ASSERT_EQ(beta_usage.status, 200);
   EXPECT_EQ(json::parse(beta_usage.body).at("total").at("invocations").as_int64(), 3);

@@ -214,9 +214,11 @@ int CmdLogs(const ClientOptions& o, const std::string& name, bool follow, int64_
   }
 }
 
-int CmdUsage(const ClientOptions& o, const std::string& function, const std::string& from,
-             const std::string& to, const std::string& group_by, bool csv) {
+int CmdUsage(const ClientOptions& o, const std::string& function, const std::string& tenant,
+             const std::string& from, const std::string& to, const std::string& group_by,
+             bool csv) {
   std::string target = "/v1/usage?function=" + function + "&from=" + from + "&to=" + to;
+  if (!tenant.empty()) target += "&tenant=" + tenant;
   if (!group_by.empty()) target += "&group_by=" + group_by;
   auto r = Call(o, "GET", target);
   if (!r.ok()) return Fail(r.status().message());

@@ -20,9 +20,10 @@ int CmdList(const ClientOptions& o);
 int CmdGet(const ClientOptions& o, const std::string& name);
 int CmdRemove(const ClientOptions& o, const std::string& name);
 int CmdLogs(const ClientOptions& o, const std::string& name, bool follow, int64_t limit);
-// `group_by`: function or day; `csv` prints comma-separated rows instead of a table.
-int CmdUsage(const ClientOptions& o, const std::string& function, const std::string& from,
-             const std::string& to, const std::string& group_by, bool csv);
+// `group_by`: function, tenant or day; `tenant` (admin) narrows to one tenant; `csv` prints
+// comma-separated rows instead of a table.
+int CmdUsage(const ClientOptions& o, const std::string& function, const std::string& tenant,
+             const std::string& from, const std::string& to, const std::string& group_by, bool csv);
 int CmdAdvise(const ClientOptions& o, const std::string& function, int64_t days);
 
 // `thaw tenants ls|get|create|set|rm`. Limits are strings: empty leaves a limit as it is,

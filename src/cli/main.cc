@@ -76,7 +76,9 @@ int main(int argc, char** argv) {
   logs->add_flag("-f,--follow", follow, "keep printing new lines");
   logs->add_option("--limit", limit, "most recent lines to print first");
   auto* usage = app.add_subcommand("usage", "invocations, durations, GB-s and cost");
+  std::string tenant_filter;
   usage->add_option("--function", function);
+  usage->add_option("--tenant", tenant_filter, "one tenant's usage (admin)");
   usage->add_option("--from", from, "unix seconds or YYYY-MM-DD");
   usage->add_option("--to", to, "unix seconds or YYYY-MM-DD");
   usage->add_option("--group-by", group_by, "function (default), tenant or day");
@@ -157,7 +159,9 @@ int main(int argc, char** argv) {
   if (get->parsed()) return thaw::cli::CmdGet(client, name);
   if (rm->parsed()) return thaw::cli::CmdRemove(client, name);
   if (logs->parsed()) return thaw::cli::CmdLogs(client, name, follow, limit);
-  if (usage->parsed()) return thaw::cli::CmdUsage(client, function, from, to, group_by, csv);
+  if (usage->parsed()) {
+    return thaw::cli::CmdUsage(client, function, tenant_filter, from, to, group_by, csv);
+  }
   if (advise->parsed()) return thaw::cli::CmdAdvise(client, function, days);
   if (tenants->parsed()) return thaw::cli::CmdTenants(client, tenant_args);
   if (keys->parsed()) {

@@ -481,6 +481,10 @@ asio::awaitable<void> Api::Usage(const auth::Caller& caller, const std::string& 
       co_return StatusBody(res, NotFound("tenant not found: " + tenant));
     }
     tenant = caller.tenant;
+  } else if (!tenant.empty()) {
+    if (auto known = deps_.keys->GetTenant(tenant); !known.ok()) {
+      co_return StatusBody(res, known.status());
+    }
   }
   auto samples = co_await FetchSamples(function, from, to);
   if (!samples.ok()) co_return StatusBody(res, samples.status());

@@ -101,15 +101,15 @@ echo "warm throughput, $CONNS connections, $DUR each..."
 read -r n_rps n_p50 n_p99 < <(wrk_run "http://127.0.0.1:$NGINX_PORT/" "$CONNS")
 read -r t_rps t_p50 t_p99 < <(wrk_run "$THAW/v1/functions/hello-cpp/invoke" "$CONNS" -s bench/wrk_invoke.lua)
 read -r p_rps p_p50 p_p99 < <(BENCH_API_KEY=$PLAIN_KEY wrk_run "$PLAIN/v1/functions/hello-cpp/invoke" "$CONNS" -s bench/wrk_invoke.lua)
-echo "auth and metering on vs off, alternating, 5 x ${AB_DUR:=4s} each..."
+echo "auth and metering on vs off, alternating, 7 x ${AB_DUR:=3s} each..."
 on_runs=() off_runs=()
-for _ in 1 2 3 4 5; do
+for _ in 1 2 3 4 5 6 7; do
   read -r rps _ _ < <(BENCH_API_KEY=$TENANT_KEY DUR=$AB_DUR wrk_run "$ON/v1/functions/hello-cpp/invoke" "$CONNS" -s bench/wrk_invoke.lua)
   on_runs+=("$rps")
   read -r rps _ _ < <(BENCH_API_KEY=none DUR=$AB_DUR wrk_run "$OPEN/v1/functions/hello-cpp/invoke" "$CONNS" -s bench/wrk_invoke.lua)
   off_runs+=("$rps")
 done
-median() { printf '%s\n' "$@" | sort -g | sed -n 3p; }
+median() { printf '%s\n' "$@" | sort -g | sed -n 4p; }
 on_rps=$(median "${on_runs[@]}")
 off_rps=$(median "${off_runs[@]}")
 auth_ratio=$(awk -v a="$on_rps" -v b="$off_rps" 'BEGIN { printf "%.2f", a / b }')

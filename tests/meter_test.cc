@@ -78,6 +78,7 @@ TEST(JournalLineTest, RoundTripsEveryField) {
   r.memory_mb = 2048;
   r.max_memory_used_mb = 77;
   r.cpu_us = 123'456;
+  r.gpu_us = 654'321;
   r.cold_start = true;
   r.init_us = 31'000;
   r.status = "error";
@@ -102,6 +103,7 @@ TEST(JournalLineTest, RoundTripsEveryField) {
   EXPECT_EQ(back.memory_mb, r.memory_mb);
   EXPECT_EQ(back.max_memory_used_mb, r.max_memory_used_mb);
   EXPECT_EQ(back.cpu_us, r.cpu_us);
+  EXPECT_EQ(back.gpu_us, r.gpu_us);
   EXPECT_EQ(back.cold_start, r.cold_start);
   EXPECT_EQ(back.init_us, r.init_us);
   EXPECT_EQ(back.status, r.status);

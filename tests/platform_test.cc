@@ -297,6 +297,7 @@ TEST_F(PlatformTest, UsageCountsCpuActuallyUsed) {
   EXPECT_GE(cpu, 0.25) << u.body;  // the busy part is counted...
   EXPECT_LT(cpu, 0.55) << u.body;  // ...the sleep is not
   EXPECT_GE(row["billed_ms"].as_int64(), 600);
+  EXPECT_EQ(row["gpu_seconds"].to_number<double>(), 0.0);  // no GPUs scheduled yet
   RemoveDir(dir);
 }
 

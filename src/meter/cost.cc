@@ -46,6 +46,7 @@ void AddSample(const Sample& s, Sums& sums) {
   sums.billed_ms += s.billed_ms;
   sums.billed_mb_ms += s.billed_ms * s.memory_mb;
   sums.cpu_us += s.cpu_us;
+  sums.gpu_us += s.gpu_us;
   sums.peak_mb_us += s.duration_us * s.max_memory_used_mb;
   sums.duration_us += s.duration_us;
 }

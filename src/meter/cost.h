@@ -30,6 +30,7 @@ struct Sample {
   int64_t memory_mb = 0;
   int64_t max_memory_used_mb = 0;
   int64_t cpu_us = 0;
+  int64_t gpu_us = 0;
   bool cold_start = false;
   std::string status;  // success | error | timeout | crash | throttled
   std::string tenant;
@@ -43,6 +44,7 @@ struct Sums {
   int64_t billed_ms = 0;
   int64_t billed_mb_ms = 0;  // sum of billed_ms x memory_mb
   int64_t cpu_us = 0;
+  int64_t gpu_us = 0;
   int64_t peak_mb_us = 0;  // sum of duration_us x max_memory_used_mb
   int64_t duration_us = 0;
 };

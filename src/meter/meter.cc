@@ -32,7 +32,7 @@ constexpr int64_t kSegmentBytes = 1 << 20;
 // The first field of every journal line: a line from another format version is refused
 // rather than misread.
 constexpr std::string_view kLineTag = "m1";
-constexpr size_t kLineFields = 18;  // the tag and the record's 17 fields
+constexpr size_t kLineFields = 19;  // the tag and the record's 18 fields
 constexpr std::string_view kSegmentSuffix = ".jnl";
 constexpr size_t kSeqDigits = 20;  // zero-padded, so names sort as numbers do
 constexpr const char* kLockName = "lock";
@@ -131,8 +131,8 @@ Status InsertRecords(store::Db& db, const std::vector<Record>& batch) {
   auto stmt = db.Prepare(
       "INSERT OR IGNORE INTO invocations (request_id, function, version, start_us, end_us, "
       "duration_us, billed_ms, memory_mb, max_memory_used_mb, cold_start, init_us, status, "
-      "error_type, bytes_in, bytes_out, cpu_us, tenant) "
-      "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+      "error_type, bytes_in, bytes_out, cpu_us, tenant, gpu_us) "
+      "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
   if (!stmt.ok()) {
     (void)db.Exec("ROLLBACK");
     return stmt.status();
@@ -155,7 +155,8 @@ Status InsertRecords(store::Db& db, const std::vector<Record>& batch) {
         .Bind(14, r.bytes_in)
         .Bind(15, r.bytes_out)
         .Bind(16, r.cpu_us)
-        .Bind(17, r.tenant);
+        .Bind(17, r.tenant)
+        .Bind(18, r.gpu_us);
     if (Status st = stmt->Run(); !st.ok()) {
       (void)db.Exec("ROLLBACK");
       return st;
@@ -223,7 +224,7 @@ void EncodeJournalLine(const Record& r, std::string& out) {
   }
   for (int64_t v :
        {r.start_us, r.end_us, r.duration_us, r.billed_ms, r.memory_mb, r.max_memory_used_mb,
-        r.cpu_us, int64_t{r.cold_start}, r.init_us, r.bytes_in, r.bytes_out}) {
+        r.cpu_us, int64_t{r.cold_start}, r.init_us, r.bytes_in, r.bytes_out, r.gpu_us}) {
     out += '\t';
     AppendInt(out, v);
   }
@@ -250,7 +251,7 @@ bool DecodeJournalLine(std::string_view line, Record& out) {
   int64_t* ints[] = {&out.start_us,  &out.end_us,    &out.duration_us,
                      &out.billed_ms, &out.memory_mb, &out.max_memory_used_mb,
                      &out.cpu_us,    &cold_start,    &out.init_us,
-                     &out.bytes_in,  &out.bytes_out};
+                     &out.bytes_in,  &out.bytes_out, &out.gpu_us};
   for (size_t i = 0; i < std::size(ints); ++i) {
     if (!ParseInt(fields[1 + std::size(strings) + i], *ints[i])) return false;
   }
@@ -507,7 +508,7 @@ StatusOr<std::vector<Sample>> Meter::Samples(const std::string& function, int64_
   std::lock_guard<std::mutex> lock(db_mu_);
   auto stmt = db_->Prepare(
       "SELECT function, start_us, duration_us, billed_ms, memory_mb, max_memory_used_mb, cpu_us, "
-      "cold_start, status, tenant FROM invocations "
+      "cold_start, status, tenant, gpu_us FROM invocations "
       "WHERE (?1 = '' OR function = ?1) AND start_us >= ?2 AND start_us < ?3 "
       "AND (?4 = '' OR tenant = ?4)");
   if (!stmt.ok()) return stmt.status();
@@ -528,6 +529,7 @@ StatusOr<std::vector<Sample>> Meter::Samples(const std::string& function, int64_
     s.cold_start = stmt->Int(7) != 0;
     s.status = stmt->Text(8);
     s.tenant = stmt->Text(9);
+    s.gpu_us = stmt->Int(10);
     out.push_back(std::move(s));
   }
   return out;

@@ -39,6 +39,7 @@ struct Record {
   int64_t memory_mb = 0;
   int64_t max_memory_used_mb = 0;
   int64_t cpu_us = 0;  // CPU time the instance used while running this invocation
+  int64_t gpu_us = 0;  // GPU time, likewise: 0 until thaw schedules GPUs
   bool cold_start = false;
   int64_t init_us = 0;
   std::string status;  // success | error | timeout | crash | throttled

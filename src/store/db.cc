@@ -68,7 +68,7 @@ constexpr const char* kMigrations[] = {
     ALTER TABLE invocations ADD COLUMN cpu_us INTEGER NOT NULL DEFAULT 0;
     )sql",
     // 4: tenants with their limits (NULL: none), API keys (the secret is never stored: only
-    // its SHA-256; see auth/keys.h), and the tenant of each invocation.
+    // its SHA-256; see auth/keys.h), and the tenant and GPU time of each invocation.
     R"sql(
     CREATE TABLE tenants (
       name TEXT PRIMARY KEY,
@@ -87,6 +87,7 @@ constexpr const char* kMigrations[] = {
       created_us INTEGER NOT NULL
     );
     ALTER TABLE invocations ADD COLUMN tenant TEXT NOT NULL DEFAULT 'default';
+    ALTER TABLE invocations ADD COLUMN gpu_us INTEGER NOT NULL DEFAULT 0;
     )sql",
 };
 

@@ -131,9 +131,9 @@ struct FunctionPool::Effects {
 FunctionPool::FunctionPool(PoolContext* ctx, std::shared_ptr<const registry::Version> version)
     : ctx_(ctx),
       version_(std::move(version)),
-      qualified_arn_("arn:aws:lambda:" + ctx->region +
-                     ":" + AccountOf(TenantOfFunction(version_->function)) + ":function:" +
-                     std::string(BareFunctionName(version_->function))),
+      qualified_arn_("arn:aws:lambda:" + ctx->region + ":" +
+                     AccountOf(TenantOfFunction(version_->function)) +
+                     ":function:" + std::string(BareFunctionName(version_->function))),
       metrics_(ctx->metrics != nullptr ? ctx->metrics->For(version_->function) : nullptr) {}
 
 FunctionPool::~FunctionPool() = default;

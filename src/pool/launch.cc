@@ -1,0 +1,279 @@
+// Starting an instance (argv, the Lambda environment, the Runtime API listener, the spawn) and
+// reading what it prints into the log store.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <boost/asio/posix/stream_descriptor.hpp>
+
+#include "common/ids.h"
+#include "common/tenant.h"
+#include "logs/log_store.h"
+#include "pool/pool.h"
+#include "pool/pool_internal.h"
+#include "sandbox/jail.h"
+#include "sandbox/spawner.h"
+
+namespace thaw::pool {
+namespace {
+
+constexpr size_t kInitLogTail = 4096;
+constexpr size_t kMaxLogLine = 64 * 1024;
+
+// Runtime uids cycle through a range no host account uses; 100000 live instances at most.
+uid_t NextInstanceUid() {
+  static std::atomic<uint32_t> next{0};
+  return static_cast<uid_t>(200000 + next.fetch_add(1, std::memory_order_relaxed) % 100000);
+}
+
+// Who may connect to an instance's Runtime API listener on the host's loopback: jailed
+// instances each have a uid of their own; rootless ones all share thaw's, so the check there
+// is by process.
+PeerCheck PeerCheckFor(sandbox::Isolation mode, uid_t uid) {
+  switch (mode) {
+    case sandbox::Isolation::kJail:
+      return {PeerCheck::Kind::kUid, uid};
+    case sandbox::Isolation::kRootless:
+      return {PeerCheck::Kind::kProcessTree, 0};
+    case sandbox::Isolation::kPlain:
+      break;
+  }
+  return {};
+}
+
+// Once an instance is spawned: serves the listener a network: none instance made inside its
+// namespace, or names the process a kProcessTree listener admits. Returns the endpoint's key
+// for RuntimeEndpoints::Close.
+StatusOr<std::string> AttachRuntimeApi(RuntimeEndpoints& endpoints,
+                                       std::shared_ptr<FunctionPool> pool, uint64_t instance_id,
+                                       bool private_network, const std::string& address,
+                                       PeerCheck check, sandbox::Spawned& spawned) {
+  if (private_network) {
+    return endpoints.Adopt(std::move(pool), instance_id, std::move(spawned.runtime_api));
+  }
+  if (check.kind == PeerCheck::Kind::kProcessTree) endpoints.SetPeerProcess(address, spawned.pid);
+  return address;
+}
+
+}  // namespace
+
+std::string FunctionPool::TaskRoot() const {
+  return ctx_->spawner->isolated() ? sandbox::kTaskRoot : version_->bundle_dir;
+}
+
+std::string FunctionPool::RuntimeDir() const {
+  return ctx_->spawner->isolated() ? sandbox::kRuntimeDir : ctx_->runtimes_dir;
+}
+
+StatusOr<std::vector<std::string>> FunctionPool::BuildArgv() const {
+  switch (version_->manifest.runtime) {
+    case registry::Runtime::kPython3:
+      // -S -E -s: no site import, no PYTHON* variables, no user site (see bootstrap.py).
+      return std::vector<std::string>{ctx_->python, "-S", "-E", "-s",
+                                      RuntimeDir() + "/python3/bootstrap.py"};
+    case registry::Runtime::kCpp:
+    case registry::Runtime::kProvided:
+      return std::vector<std::string>{TaskRoot() + "/bootstrap"};
+    case registry::Runtime::kNodejs:
+      return std::vector<std::string>{ctx_->node, RuntimeDir() + "/nodejs/bootstrap.mjs"};
+  }
+  return Internal("runtime not available");
+}
+
+std::vector<std::string> FunctionPool::BuildEnv(const std::string& runtime_api) const {
+  const registry::Manifest& m = version_->manifest;
+  std::string exec_env = "AWS_Lambda_provided";
+  if (m.runtime == registry::Runtime::kPython3) exec_env = "AWS_Lambda_python3";
+  if (m.runtime == registry::Runtime::kNodejs) exec_env = "AWS_Lambda_nodejs20.x";
+  std::vector<std::string> env = {
+      "AWS_LAMBDA_RUNTIME_API=" + runtime_api,
+      "_HANDLER=" + m.handler,
+      "LAMBDA_TASK_ROOT=" + TaskRoot(),
+      "LAMBDA_RUNTIME_DIR=" + RuntimeDir(),
+      "AWS_LAMBDA_FUNCTION_NAME=" + std::string(BareFunctionName(version_->function)),
+      "AWS_LAMBDA_FUNCTION_VERSION=" + std::to_string(version_->version),
+      "AWS_LAMBDA_FUNCTION_MEMORY_SIZE=" + std::to_string(m.memory_mb),
+      "AWS_LAMBDA_FUNCTION_TIMEOUT=" + std::to_string((m.timeout_ms + 999) / 1000),
+      "AWS_REGION=" + ctx_->region,
+      "AWS_DEFAULT_REGION=" + ctx_->region,
+      "AWS_LAMBDA_LOG_GROUP_NAME=/aws/lambda/" + std::string(BareFunctionName(version_->function)),
+      "AWS_LAMBDA_LOG_STREAM_NAME=" + std::to_string(version_->version) + "/" + RandomHex(8),
+      "AWS_EXECUTION_ENV=" + exec_env,
+      std::string("AWS_LAMBDA_INITIALIZATION_TYPE=") +
+          (m.min_instances > 0 ? "provisioned-concurrency" : "on-demand"),
+      "PATH=/usr/local/bin:/usr/bin:/bin",
+      "LANG=C.UTF-8",
+      "TZ=:UTC",
+      "HOME=/tmp",
+  };
+  for (const auto& [k, v] : m.environment) env.push_back(k + "=" + v);
+  return env;
+}
+
+void FunctionPool::LaunchInstance(const InstancePtr& inst) {
+  auto fail = [&](Status st) {
+    Effects fx;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      inst->init_error_type = "Runtime.InitError";
+      inst->init_error_message = st.message();
+      if (!inst->endpoint.empty()) fx.closes.push_back(inst->endpoint);
+      if (instances_.count(inst->id)) {
+        InitFailedLocked(*inst, fx);
+        instances_.erase(inst->id);
+      }
+    }
+    Apply(fx);
+  };
+  auto argv = BuildArgv();
+  if (!argv.ok()) return fail(argv.status());
+  const sandbox::Isolation mode = ctx_->spawner->mode();
+  // Jailed instances each get a uid of their own: files, signals and, through the peer check
+  // on its Runtime API listener, events are out of other instances' reach.
+  const uid_t uid = mode == sandbox::Isolation::kJail ? NextInstanceUid() : 0;
+  const PeerCheck check = PeerCheckFor(mode, uid);
+  // network: none: the listener is made inside the instance's own network namespace and
+  // adopted once it is spawned; the address is the same for every such instance.
+  const bool private_network = version_->manifest.network == registry::Network::kNone;
+  std::string address = sandbox::kPrivateRuntimeApi;
+  if (!private_network) {
+    auto opened = ctx_->endpoints->Open(shared_from_this(), inst->id, check);
+    if (!opened.ok()) return fail(opened.status());
+    address = *opened;
+    std::lock_guard<std::mutex> lock(mu_);
+    inst->endpoint = address;
+  }
+  int out[2], err[2];
+  if (::pipe2(out, O_CLOEXEC) != 0) return fail(ErrnoStatus("create pipe", "stdout", errno));
+  if (::pipe2(err, O_CLOEXEC) != 0) {
+    ::close(out[0]);
+    ::close(out[1]);
+    return fail(ErrnoStatus("create pipe", "stderr", errno));
+  }
+  // Only thaw's read ends are non-blocking; the runtime keeps ordinary blocking stdio.
+  ::fcntl(out[0], F_SETFL, O_NONBLOCK);
+  ::fcntl(err[0], F_SETFL, O_NONBLOCK);
+  sandbox::SpawnRequest req;
+  req.argv = std::move(*argv);
+  req.env = BuildEnv(address);
+  req.cwd = version_->bundle_dir;
+  req.bundle_dir = version_->bundle_dir;
+  req.private_network = private_network;
+  const int64_t memory_mb = version_->manifest.memory_mb;
+  req.limits.memory_bytes = memory_mb << 20;
+  req.limits.pids_max = ctx_->pids_max;
+  req.limits.cpu_weight = sandbox::CpuWeightForMemory(memory_mb);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    inst->cgroup = version_->function + "-" + std::to_string(version_->version) + "-" +
+                   std::to_string(inst->id) + "-" + RandomHex(4);
+    req.cgroup = inst->cgroup;
+  }
+  if (uid != 0) req.uid = uid;
+  req.stdout_fd = out[1];
+  req.stderr_fd = err[1];
+  auto spawned = ctx_->spawner->Spawn(req);
+  ::close(out[1]);
+  ::close(err[1]);
+  if (!spawned.ok()) {
+    ::close(out[0]);
+    ::close(err[0]);
+    return fail(spawned.status());
+  }
+  const pid_t pid = spawned->pid;
+  auto endpoint = AttachRuntimeApi(*ctx_->endpoints, shared_from_this(), inst->id, private_network,
+                                   address, check, *spawned);
+  bool stopped;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    inst->pid = pid;
+    inst->cgroup = spawned->cgroup;
+    if (endpoint.ok()) {
+      inst->endpoint = *endpoint;
+    } else {  // killed below; its exit event reports this as the init error
+      inst->init_error_type = "Runtime.InitError";
+      inst->init_error_message = endpoint.status().message();
+    }
+    const sandbox::Cgroups* cg = ctx_->spawner->cgroups();
+    inst->cpu = cg != nullptr && !inst->cgroup.empty()
+                    ? sandbox::CpuCounter::ForCgroupFile(cg->CpuFile(inst->cgroup))
+                    : sandbox::CpuCounter::ForProcess(pid);
+    inst->out = std::make_unique<asio::posix::stream_descriptor>(ctx_->executor, out[0]);
+    inst->err = std::make_unique<asio::posix::stream_descriptor>(ctx_->executor, err[0]);
+    stopped = inst->state == InstanceState::kStopping || !endpoint.ok();
+  }
+  ctx_->manager->RegisterPid(pid, weak_from_this(), inst->id);
+  if (stopped) (void)ctx_->spawner->Kill(pid);
+  WatchLog(inst, false);
+  WatchLog(inst, true);
+}
+
+void FunctionPool::WatchLog(InstancePtr inst, bool stderr_stream) {
+  auto& desc = stderr_stream ? *inst->err : *inst->out;
+  desc.async_wait(asio::posix::descriptor_base::wait_read,
+                  [self = shared_from_this(), inst, stderr_stream](boost::system::error_code ec) {
+                    if (ec) return;
+                    if (self->OnLogReadable(inst->id, stderr_stream)) {
+                      self->WatchLog(inst, stderr_stream);
+                    }
+                  });
+}
+
+bool FunctionPool::OnLogReadable(uint64_t instance_id, bool stderr_stream) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = instances_.find(instance_id);
+  if (it == instances_.end()) return false;
+  DrainLogsLocked(*it->second);
+  return stderr_stream ? !it->second->err_eof : !it->second->out_eof;
+}
+
+void FunctionPool::DrainLogsLocked(Instance& inst) {
+  struct Stream {
+    asio::posix::stream_descriptor* desc;
+    bool* eof;
+    std::string* partial;
+    const char* name;
+  };
+  Stream streams[] = {{inst.out.get(), &inst.out_eof, &inst.out_partial, "stdout"},
+                      {inst.err.get(), &inst.err_eof, &inst.err_partial, "stderr"}};
+  char buf[16384];
+  for (Stream& s : streams) {
+    if (s.desc == nullptr || *s.eof) continue;
+    for (;;) {
+      ssize_t n = ::read(s.desc->native_handle(), buf, sizeof(buf));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) break;  // EAGAIN: all read
+      if (n == 0) {
+        *s.eof = true;
+        if (!s.partial->empty()) EmitLineLocked(inst, s.name, std::move(*s.partial));
+        s.partial->clear();
+        break;
+      }
+      s.partial->append(buf, static_cast<size_t>(n));
+      size_t start = 0, nl;
+      while ((nl = s.partial->find('\n', start)) != std::string::npos) {
+        EmitLineLocked(inst, s.name, s.partial->substr(start, nl - start));
+        start = nl + 1;
+      }
+      s.partial->erase(0, start);
+      if (s.partial->size() > kMaxLogLine) {
+        EmitLineLocked(inst, s.name, std::move(*s.partial));
+        s.partial->clear();
+      }
+    }
+  }
+}
+
+void FunctionPool::EmitLineLocked(Instance& inst, const char* stream, std::string text) {
+  if (!text.empty() && text.back() == '\r') text.pop_back();
+  if (!inst.initialized) {
+    inst.init_log += text;
+    inst.init_log += '\n';
+    if (inst.init_log.size() > kInitLogTail) {
+      inst.init_log.erase(0, inst.init_log.size() - kInitLogTail);
+    }
+  }
+  ctx_->logs->Append(version_->function, inst.current_request_id, stream, std::move(text));
+}
+
+}  // namespace thaw::pool

@@ -1,0 +1,56 @@
+// FunctionPool's private parts, shared by the files that implement it: pool.cc (scheduling
+// and the invocation life cycle), launch.cc (starting instances and reading their logs).
+// Not for use outside src/pool.
+#pragma once
+
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <deque>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "meter/meter.h"
+#include "pool/pool.h"
+#include "sandbox/cgroup.h"
+
+namespace thaw::pool {
+
+struct FunctionPool::Instance {
+  uint64_t id = 0;
+  InstanceState state = InstanceState::kStarting;
+  bool initialized = false;  // the runtime asked for its first event
+  pid_t pid = 0;
+  std::string endpoint;  // its Runtime API listener, as RuntimeEndpoints names it (Close)
+  int64_t spawned_us = 0;
+  int64_t init_us = 0;
+  bool served_any = false;
+  int64_t idle_since_us = 0;
+  std::deque<InvocationPtr> assigned;           // given to this instance, not yet delivered
+  std::map<std::string, InvocationPtr> active;  // delivered to the runtime, by request id
+  std::deque<NextHandler> parked;               // GET /next waiting for an event
+  std::unique_ptr<asio::posix::stream_descriptor> out, err;  // log pipes (read ends)
+  bool out_eof = false, err_eof = false;
+  std::string out_partial, err_partial;
+  std::string init_log;  // tail of what it printed before it was ready
+  std::string init_error_type, init_error_message;
+  std::string current_request_id;  // tags log lines
+  std::string cgroup;              // its cgroup name, when the spawner uses cgroups
+  int64_t peak_rss_mb = 0;
+  int64_t rss_sampled_us = 0;
+  sandbox::CpuCounter cpu;  // the instance's CPU time: its cgroup's, else its process's
+
+  int64_t inflight() const { return static_cast<int64_t>(assigned.size() + active.size()); }
+};
+
+struct FunctionPool::Effects {
+  std::vector<std::pair<Completion<void(Result)>, Result>> results;
+  std::vector<std::pair<NextHandler, InvocationPtr>> nexts;
+  std::vector<pid_t> kills;
+  std::vector<std::string> closes;
+  std::vector<meter::Record> records;
+  std::vector<InstancePtr> launches;
+};
+
+}  // namespace thaw::pool

@@ -1,0 +1,123 @@
+// PoolManager: the function pools of a server, by version, and the routing of exit events
+// and ticks to them.
+#include "pool/pool.h"
+#include "pool/pool_internal.h"
+
+namespace thaw::pool {
+
+std::shared_ptr<FunctionPool> PoolManager::Get(
+    const std::shared_ptr<const registry::Version>& version) {
+  auto key = std::make_pair(version->function, version->version);
+  {
+    std::shared_lock lock(mu_);
+    auto it = pools_.find(key);
+    if (it != pools_.end()) return it->second;
+  }
+  std::unique_lock lock(mu_);
+  auto& slot = pools_[key];
+  if (!slot) slot = std::make_shared<FunctionPool>(ctx_, version);
+  return slot;
+}
+
+void PoolManager::OnDeployed(const std::string& function,
+                             const std::shared_ptr<const registry::Version>& latest) {
+  std::vector<std::shared_ptr<FunctionPool>> old;
+  {
+    std::shared_lock lock(mu_);
+    for (const auto& [key, pool] : pools_) {
+      if (key.first == function && (!latest || key.second != latest->version)) {
+        old.push_back(pool);
+      }
+    }
+  }
+  for (auto& pool : old) pool->Drain();
+  if (latest && latest->manifest.min_instances > 0) Get(latest)->OnTick();
+}
+
+void PoolManager::RegisterPid(pid_t pid, std::weak_ptr<FunctionPool> pool, uint64_t instance_id) {
+  sandbox::ExitEvent early_status;
+  bool exited_early = false;
+  {
+    std::lock_guard<std::mutex> lock(pid_mu_);
+    auto early = early_exits_.find(pid);
+    if (early != early_exits_.end()) {
+      exited_early = true;
+      early_status = early->second;
+      early_exits_.erase(early);
+    } else {
+      pids_[pid] = {std::move(pool), instance_id};
+    }
+  }
+  if (exited_early) {
+    if (auto p = pool.lock()) p->OnExit(instance_id, early_status);
+  }
+}
+
+void PoolManager::OnExit(const sandbox::ExitEvent& exit) {
+  const pid_t pid = exit.pid;
+  std::weak_ptr<FunctionPool> pool;
+  uint64_t instance_id = 0;
+  {
+    std::lock_guard<std::mutex> lock(pid_mu_);
+    auto it = pids_.find(pid);
+    if (it == pids_.end()) {
+      // The exit raced ahead of RegisterPid (the spawn reply and the exit event travel on
+      // different sockets): remember it for RegisterPid.
+      early_exits_[pid] = exit;
+      return;
+    }
+    pool = it->second.first;
+    instance_id = it->second.second;
+    pids_.erase(it);
+  }
+  if (auto p = pool.lock()) p->OnExit(instance_id, exit);
+}
+
+void PoolManager::Tick() {
+  std::vector<std::shared_ptr<FunctionPool>> pools;
+  {
+    std::shared_lock lock(mu_);
+    for (const auto& [_, pool] : pools_) pools.push_back(pool);
+  }
+  bool forget = false;
+  for (auto& pool : pools) {
+    pool->OnTick();
+    if (pool->Stats().draining && pool->Idle()) forget = true;
+  }
+  if (!forget) return;
+  std::unique_lock lock(mu_);
+  for (auto it = pools_.begin(); it != pools_.end();) {
+    if (it->second->Stats().draining && it->second->Idle()) {
+      it = pools_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+std::vector<PoolStats> PoolManager::Stats(const std::string& function) const {
+  std::vector<PoolStats> out;
+  std::shared_lock lock(mu_);
+  for (const auto& [key, pool] : pools_) {
+    if (function.empty() || key.first == function) out.push_back(pool->Stats());
+  }
+  return out;
+}
+
+bool PoolManager::Quiet() const {
+  for (const auto& s : Stats("")) {
+    if (s.queued > 0 || s.inflight > 0) return false;
+  }
+  return true;
+}
+
+void PoolManager::Shutdown() {
+  std::vector<std::shared_ptr<FunctionPool>> pools;
+  {
+    std::shared_lock lock(mu_);
+    for (const auto& [_, pool] : pools_) pools.push_back(pool);
+  }
+  for (auto& pool : pools) pool->Shutdown();
+}
+
+}  // namespace thaw::pool

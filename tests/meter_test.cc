@@ -197,10 +197,27 @@ class MeterTest : public ::testing::Test {
     meter_ = std::move(*m);
   }
 
+  // Per-function totals the way the usage API computes them: the ledger's rows for the window
+  // (Samples), summed in C++ (Aggregate).
+  struct UsageRow {
+    std::string function;
+    int64_t invocations = 0, errors = 0, throttles = 0, cold_starts = 0, billed_ms = 0;
+    double gb_seconds = 0;
+    int64_t avg_duration_us = 0;
+  };
   std::vector<UsageRow> UsageOrDie(const std::string& function, int64_t from, int64_t to) {
-    auto rows = meter_->Usage(function, from, to);
-    EXPECT_TRUE(rows.ok()) << rows.status().ToString();
-    return rows.ok() ? *rows : std::vector<UsageRow>{};
+    auto samples = meter_->Samples(function, from, to);
+    EXPECT_TRUE(samples.ok()) << samples.status().ToString();
+    std::vector<UsageRow> rows;
+    if (!samples.ok()) return rows;
+    for (const Group& g : Aggregate(*samples, GroupBy::kFunction)) {
+      const Sums& s = g.sums;
+      rows.push_back({g.key, s.invocations, s.error + s.timeout + s.crash, s.throttled,
+                      s.cold_starts, s.billed_ms,
+                      static_cast<double>(s.billed_mb_ms) / 1024.0 / 1000.0,
+                      s.duration_us / s.invocations});
+    }
+    return rows;
   }
 
   std::string dir_;

@@ -81,14 +81,10 @@ TEST_F(RootlessTest, HostFilesProcessesAndPrivilegesAreOutOfReach) {
 TEST_F(RootlessTest, AnotherInstancesRuntimeApiIsOutOfReach) {
   DeployPython("victim", kRuntimeApiVictim);
   DeployPython("thief", kRuntimeApiThief);
-  auto victim = server_->Invoke("victim");
-  ASSERT_EQ(victim.status, 200) << victim.body;
-  std::string api = victim.body.substr(1, victim.body.size() - 2);
-  auto thief = server_->Invoke("thief", "{\"api\":\"" + api + "\"}");
-  ASSERT_EQ(thief.status, 200) << thief.body;
-  EXPECT_TRUE(thief.body == "\"refused: RemoteDisconnected\"" ||
-              thief.body == "\"refused: ConnectionResetError\"")
-      << thief.body;
+  const std::string thief = StealVictimsEvent(*server_);
+  EXPECT_TRUE(thief == "\"refused: RemoteDisconnected\"" ||
+              thief == "\"refused: ConnectionResetError\"")
+      << thief;
   auto again = server_->Invoke("victim");
   EXPECT_EQ(again.status, 200);
   EXPECT_EQ(again.Header("x-thaw-cold-start"), "false");

@@ -2,6 +2,12 @@
 // containment tests as root (sandbox_test.cc) and rootless (rootless_test.cc).
 #pragma once
 
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "server_fixture.h"
+
 namespace thaw::testing {
 
 // Event {"key": admin.key path, "data": data dir}. Returns what each attempt got: 'allowed' or
@@ -47,6 +53,19 @@ inline constexpr char kRuntimeApiThief[] =
     "        return 'stole: ' + conn.getresponse().read().decode()\n"
     "    except Exception as err:\n"
     "        return 'refused: ' + type(err).__name__\n";
+
+// With kRuntimeApiVictim deployed as "victim" and kRuntimeApiThief as "thief": asks the victim
+// where its Runtime API listens (it then waits there for its next event), sends the thief to
+// take that event, and returns what the thief got ("refused: ..." when it was kept out).
+inline std::string StealVictimsEvent(const ThawServer& server) {
+  auto victim = server.Invoke("victim");
+  EXPECT_EQ(victim.status, 200) << victim.body;
+  if (victim.body.size() < 2) return "no victim";
+  const std::string api = victim.body.substr(1, victim.body.size() - 2);
+  auto thief = server.Invoke("thief", "{\"api\":\"" + api + "\"}");
+  EXPECT_EQ(thief.status, 200) << thief.body;
+  return thief.body;
+}
 
 // Event {"port": the gateway's port}: connects to the gateway on loopback and to an address
 // off this host, and lists its network interfaces and Runtime API address.

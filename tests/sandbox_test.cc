@@ -106,15 +106,11 @@ TEST_F(SandboxTest, AnotherInstancesRuntimeApiIsOutOfReach) {
   // The victim tells us where its Runtime API listens and then waits for its next event.
   DeployPython("victim", kRuntimeApiVictim);
   DeployPython("thief", kRuntimeApiThief);
-  auto victim = server_->Invoke("victim");
-  ASSERT_EQ(victim.status, 200) << victim.body;
-  std::string api = victim.body.substr(1, victim.body.size() - 2);
-  auto thief = server_->Invoke("thief", "{\"api\":\"" + api + "\"}");
-  ASSERT_EQ(thief.status, 200) << thief.body;
   // Closed on sight; without the check the thief's GET would park and time out instead.
-  EXPECT_TRUE(thief.body == "\"refused: RemoteDisconnected\"" ||
-              thief.body == "\"refused: ConnectionResetError\"")
-      << thief.body;
+  const std::string thief = StealVictimsEvent(*server_);
+  EXPECT_TRUE(thief == "\"refused: RemoteDisconnected\"" ||
+              thief == "\"refused: ConnectionResetError\"")
+      << thief;
   // The victim still gets its own events.
   auto again = server_->Invoke("victim");
   EXPECT_EQ(again.status, 200);
@@ -158,11 +154,7 @@ TEST_F(NetworkTest, NetworkNoneHasOnlyLoopbackAndNoWayOut) {
 TEST_F(NetworkTest, NetworkNoneCannotReachAnotherInstancesRuntimeApi) {
   DeployPython("victim", kRuntimeApiVictim);
   DeployPython("thief", kRuntimeApiThief, "network: none\n");
-  auto victim = server_->Invoke("victim");
-  ASSERT_EQ(victim.status, 200) << victim.body;
-  std::string api = victim.body.substr(1, victim.body.size() - 2);
-  auto thief = server_->Invoke("thief", "{\"api\":\"" + api + "\"}");
-  EXPECT_EQ(thief.body, "\"refused: ConnectionRefusedError\"");
+  EXPECT_EQ(StealVictimsEvent(*server_), "\"refused: ConnectionRefusedError\"");
 }
 
 // Without the sandbox nothing can take the network away: such a function fails to start, and

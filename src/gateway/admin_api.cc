@@ -144,9 +144,7 @@ void Api::Tenants(const auth::Caller& caller, const std::vector<std::string_view
       return;
     }
   }
-  ErrorBody(res, http::status::method_not_allowed, "MethodNotAllowed",
-            std::string(req.method_string()) + " is not allowed on " +
-                std::string(req.target().substr(0, req.target().find('?'))));
+  MethodNotAllowed(req, res);
 }
 
 void Api::Keys(const auth::Caller& caller, const std::vector<std::string_view>& parts,
@@ -193,9 +191,7 @@ void Api::Keys(const auth::Caller& caller, const std::vector<std::string_view>& 
     res.result(http::status::no_content);
     return;
   }
-  ErrorBody(res, http::status::method_not_allowed, "MethodNotAllowed",
-            std::string(req.method_string()) + " is not allowed on " +
-                std::string(req.target().substr(0, req.target().find('?'))));
+  MethodNotAllowed(req, res);
 }
 
 void Api::WhoAmI(const auth::Caller& caller, Response& res) {

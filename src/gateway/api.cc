@@ -74,6 +74,12 @@ void StatusBody(Response& res, const Status& st) {
   ErrorBody(res, status, type, st.message());
 }
 
+void MethodNotAllowed(const Request& req, Response& res) {
+  ErrorBody(res, http::status::method_not_allowed, "MethodNotAllowed",
+            std::string(req.method_string()) + " is not allowed on " +
+                std::string(req.target().substr(0, req.target().find('?'))));
+}
+
 std::string QueryParam(const std::string& query, const std::string& key) {
   const std::string target = "/?" + query;  // the view below points into it
   auto url = boost::urls::parse_origin_form(target);
@@ -265,9 +271,7 @@ asio::awaitable<void> Api::Functions(const auth::Caller& caller,
       co_return;
     }
   }
-  ErrorBody(res, http::status::method_not_allowed, "MethodNotAllowed",
-            std::string(req.method_string()) + " is not allowed on " +
-                std::string(req.target().substr(0, req.target().find('?'))));
+  MethodNotAllowed(req, res);
 }
 
 asio::awaitable<void> Api::Deploy(const auth::Caller& caller, const std::string& name, Request& req,

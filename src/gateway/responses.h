@@ -16,6 +16,8 @@ void ErrorBody(Response& res, http::status status, const std::string& type,
                const std::string& message);
 // HttpFor's status and type, with the Status's message.
 void StatusBody(Response& res, const Status& st);
+// 405 naming the method and the path.
+void MethodNotAllowed(const Request& req, Response& res);
 // `query` is the part after '?'; the value comes back percent-decoded (empty when absent).
 std::string QueryParam(const std::string& query, const std::string& key);
 // "2026-11-28T17:45:00Z"

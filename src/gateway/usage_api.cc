@@ -243,8 +243,6 @@ asio::awaitable<StatusOr<std::vector<meter::Sample>>> Api::FetchSamples(const st
         if (deps_.meter == nullptr) {
           co_return Unavailable("metering is off on this server (metering: false)");
         }
-        // Read your writes: every invocation answered before this query is in it.
-        if (Status st = deps_.meter->Flush(); !st.ok()) co_return st;
         co_return deps_.meter->Samples(function, from_us, to_us);
       },
       asio::use_awaitable);

@@ -469,39 +469,6 @@ void Meter::Run() {
   }
 }
 
-StatusOr<std::vector<UsageRow>> Meter::Usage(const std::string& function, int64_t from_us,
-                                             int64_t to_us) {
-  THAW_RETURN_IF_ERROR(Flush());
-  std::lock_guard<std::mutex> lock(db_mu_);
-  auto stmt = db_->Prepare(
-      "SELECT function, COUNT(*), "
-      "SUM(status IN ('error','timeout','crash')), SUM(status = 'throttled'), SUM(cold_start), "
-      "SUM(billed_ms), SUM(billed_ms * memory_mb), CAST(AVG(duration_us) AS INTEGER), "
-      "SUM(cpu_us) "
-      "FROM invocations WHERE (?1 = '' OR function = ?1) AND start_us >= ?2 AND start_us < ?3 "
-      "GROUP BY function ORDER BY function");
-  if (!stmt.ok()) return stmt.status();
-  stmt->Bind(1, function).Bind(2, from_us).Bind(3, to_us);
-  std::vector<UsageRow> rows;
-  for (;;) {
-    auto row = stmt->Next();
-    if (!row.ok()) return row.status();
-    if (!*row) break;
-    UsageRow u;
-    u.function = stmt->Text(0);
-    u.invocations = stmt->Int(1);
-    u.errors = stmt->Int(2);
-    u.throttles = stmt->Int(3);
-    u.cold_starts = stmt->Int(4);
-    u.billed_ms = stmt->Int(5);
-    u.gb_seconds = static_cast<double>(stmt->Int(6)) / 1024.0 / 1000.0;
-    u.avg_duration_us = stmt->Int(7);
-    u.cpu_seconds = static_cast<double>(stmt->Int(8)) / 1e6;
-    rows.push_back(std::move(u));
-  }
-  return rows;
-}
-
 StatusOr<std::vector<Sample>> Meter::Samples(const std::string& function, int64_t from_us,
                                              int64_t to_us, const std::string& tenant) {
   THAW_RETURN_IF_ERROR(Flush());

@@ -57,18 +57,6 @@ void EncodeJournalLine(const Record& record, std::string& out);
 // Parses one line without its '\n'; false when it is malformed (a torn or foreign line).
 bool DecodeJournalLine(std::string_view line, Record& out);
 
-struct UsageRow {
-  std::string function;
-  int64_t invocations = 0;
-  int64_t errors = 0;  // error, timeout, crash
-  int64_t throttles = 0;
-  int64_t cold_starts = 0;
-  int64_t billed_ms = 0;
-  double gb_seconds = 0;   // billed ms x configured memory
-  double cpu_seconds = 0;  // CPU actually used
-  int64_t avg_duration_us = 0;
-};
-
 class Meter {
  public:
   using Observer = std::function<void(const Record&)>;
@@ -91,10 +79,9 @@ class Meter {
   void SetObserver(Observer observer);
   // Returns once every record added before the call is committed.
   Status Flush();
-  StatusOr<std::vector<UsageRow>> Usage(const std::string& function, int64_t from_us,
-                                        int64_t to_us);
   // The records started in [from_us, to_us) of `function` (all when empty) and `tenant` (all
-  // when empty), for exact aggregation and pricing in C++ (see meter/cost.h).
+  // when empty), for exact aggregation and pricing in C++ (see meter/cost.h). Flushes first:
+  // every record added before the call is in the answer.
   StatusOr<std::vector<Sample>> Samples(const std::string& function, int64_t from_us, int64_t to_us,
                                         const std::string& tenant = "");
   // Records added but not yet committed to SQLite.

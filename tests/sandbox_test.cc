@@ -117,6 +117,34 @@ TEST_F(SandboxTest, AnotherInstancesRuntimeApiIsOutOfReach) {
   EXPECT_EQ(again.Header("x-thaw-cold-start"), "false");
 }
 
+// Two thaw servers on one host: a function on one must not reach the other's instances. Both
+// once gave their first instance uid 200000, which passed the other's peer check.
+TEST_F(SandboxTest, AnotherServersFunctionCannotTakeThisServersEvents) {
+  auto other = ThawServer::Start();
+  const std::string ours = JsonField(server_->Call("GET", "/v1/node").body, "isolation");
+  const std::string theirs = JsonField(other->Call("GET", "/v1/node").body, "isolation");
+  auto range = [](const std::string& isolation) {
+    size_t at = isolation.find("instance uids ");
+    return at == std::string::npos ? "" : isolation.substr(at, isolation.find(' ', at + 14) - at);
+  };
+  ASSERT_NE(range(ours), "") << ours;
+  EXPECT_NE(range(ours), range(theirs));
+  DeployPython("victim", kRuntimeApiVictim);
+  auto victim = server_->Invoke("victim");
+  ASSERT_EQ(victim.status, 200) << victim.body;
+  const std::string api = victim.body.substr(1, victim.body.size() - 2);
+  dirs_.push_back(PythonBundle("thief", kRuntimeApiThief));
+  ASSERT_EQ(other->Deploy("thief", dirs_.back()).status, 201);
+  auto thief = other->Invoke("thief", "{\"api\":\"" + api + "\"}");
+  ASSERT_EQ(thief.status, 200) << thief.body;
+  EXPECT_TRUE(thief.body == "\"refused: RemoteDisconnected\"" ||
+              thief.body == "\"refused: ConnectionResetError\"")
+      << thief.body;
+  auto again = server_->Invoke("victim");
+  EXPECT_EQ(again.status, 200);
+  EXPECT_EQ(again.Header("x-thaw-cold-start"), "false");
+}
+
 // network: none needs the jail, not cgroups.
 class NetworkTest : public ServerTest {
  protected:

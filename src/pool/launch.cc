@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <boost/asio/posix/stream_descriptor.hpp>
 
 #include "common/ids.h"
@@ -20,21 +19,15 @@ namespace {
 constexpr size_t kInitLogTail = 4096;
 constexpr size_t kMaxLogLine = 64 * 1024;
 
-// Runtime uids cycle through a range no host account uses; 100000 live instances at most.
-uid_t NextInstanceUid() {
-  static std::atomic<uint32_t> next{0};
-  return static_cast<uid_t>(200000 + next.fetch_add(1, std::memory_order_relaxed) % 100000);
-}
-
 // Who may connect to an instance's Runtime API listener on the host's loopback: jailed
-// instances each have a uid of their own; rootless ones all share thaw's, so the check there
-// is by process.
-PeerCheck PeerCheckFor(sandbox::Isolation mode, uid_t uid) {
+// instances each have a uid of their own (the spawner's choice, sandbox/uid_pool.h); rootless
+// ones all share thaw's, so the check there is by process.
+PeerCheck PeerCheckFor(sandbox::Isolation mode) {
   switch (mode) {
     case sandbox::Isolation::kJail:
-      return {PeerCheck::Kind::kUid, uid};
+      return {PeerCheck::Kind::kUid};
     case sandbox::Isolation::kRootless:
-      return {PeerCheck::Kind::kProcessTree, 0};
+      return {PeerCheck::Kind::kProcessTree};
     case sandbox::Isolation::kPlain:
       break;
   }
@@ -42,7 +35,7 @@ PeerCheck PeerCheckFor(sandbox::Isolation mode, uid_t uid) {
 }
 
 // Once an instance is spawned: serves the listener a network: none instance made inside its
-// namespace, or names the process a kProcessTree listener admits. Returns the endpoint's key
+// namespace, or names the process and uid a host listener admits. Returns the endpoint's key
 // for RuntimeEndpoints::Close.
 StatusOr<std::string> AttachRuntimeApi(RuntimeEndpoints& endpoints,
                                        std::shared_ptr<FunctionPool> pool, uint64_t instance_id,
@@ -51,7 +44,7 @@ StatusOr<std::string> AttachRuntimeApi(RuntimeEndpoints& endpoints,
   if (private_network) {
     return endpoints.Adopt(std::move(pool), instance_id, std::move(spawned.runtime_api));
   }
-  if (check.kind == PeerCheck::Kind::kProcessTree) endpoints.SetPeerProcess(address, spawned.pid);
+  if (check.kind != PeerCheck::Kind::kAnyone) endpoints.SetPeer(address, spawned.pid, spawned.uid);
   return address;
 }
 
@@ -110,45 +103,46 @@ std::vector<std::string> FunctionPool::BuildEnv(const std::string& runtime_api) 
   return env;
 }
 
-void FunctionPool::LaunchInstance(const InstancePtr& inst) {
-  auto fail = [&](Status st) {
-    Effects fx;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      inst->init_error_type = "Runtime.InitError";
-      inst->init_error_message = st.message();
-      if (!inst->endpoint.empty()) fx.closes.push_back(inst->endpoint);
-      if (instances_.count(inst->id)) {
-        InitFailedLocked(*inst, fx);
-        instances_.erase(inst->id);
-      }
+void FunctionPool::LaunchFailed(const InstancePtr& inst, const Status& why) {
+  Effects fx;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    inst->init_error_type = "Runtime.InitError";
+    inst->init_error_message = why.message();
+    if (!inst->endpoint.empty()) fx.closes.push_back(inst->endpoint);
+    if (instances_.count(inst->id)) {
+      InitFailedLocked(*inst, fx);
+      instances_.erase(inst->id);
     }
-    Apply(fx);
-  };
+  }
+  Apply(fx);
+}
+
+// Asks the spawner for the instance and returns: OnSpawned finishes the start on the spawner
+// client's reply thread. Nothing here waits for a child.
+void FunctionPool::LaunchInstance(const InstancePtr& inst) {
   auto argv = BuildArgv();
-  if (!argv.ok()) return fail(argv.status());
-  const sandbox::Isolation mode = ctx_->spawner->mode();
-  // Jailed instances each get a uid of their own: files, signals and, through the peer check
-  // on its Runtime API listener, events are out of other instances' reach.
-  const uid_t uid = mode == sandbox::Isolation::kJail ? NextInstanceUid() : 0;
-  const PeerCheck check = PeerCheckFor(mode, uid);
+  if (!argv.ok()) return LaunchFailed(inst, argv.status());
+  const PeerCheck check = PeerCheckFor(ctx_->spawner->mode());
   // network: none: the listener is made inside the instance's own network namespace and
   // adopted once it is spawned; the address is the same for every such instance.
   const bool private_network = version_->manifest.network == registry::Network::kNone;
   std::string address = sandbox::kPrivateRuntimeApi;
   if (!private_network) {
     auto opened = ctx_->endpoints->Open(shared_from_this(), inst->id, check);
-    if (!opened.ok()) return fail(opened.status());
+    if (!opened.ok()) return LaunchFailed(inst, opened.status());
     address = *opened;
     std::lock_guard<std::mutex> lock(mu_);
     inst->endpoint = address;
   }
   int out[2], err[2];
-  if (::pipe2(out, O_CLOEXEC) != 0) return fail(ErrnoStatus("create pipe", "stdout", errno));
+  if (::pipe2(out, O_CLOEXEC) != 0) {
+    return LaunchFailed(inst, ErrnoStatus("create pipe", "stdout", errno));
+  }
   if (::pipe2(err, O_CLOEXEC) != 0) {
     ::close(out[0]);
     ::close(out[1]);
-    return fail(ErrnoStatus("create pipe", "stderr", errno));
+    return LaunchFailed(inst, ErrnoStatus("create pipe", "stderr", errno));
   }
   // Only thaw's read ends are non-blocking; the runtime keeps ordinary blocking stdio.
   ::fcntl(out[0], F_SETFL, O_NONBLOCK);
@@ -169,18 +163,27 @@ void FunctionPool::LaunchInstance(const InstancePtr& inst) {
                    std::to_string(inst->id) + "-" + RandomHex(4);
     req.cgroup = inst->cgroup;
   }
-  if (uid != 0) req.uid = uid;
   req.stdout_fd = out[1];
   req.stderr_fd = err[1];
-  auto spawned = ctx_->spawner->Spawn(req);
+  // The callback owns the read ends until it hands them to the instance. std::function needs a
+  // copyable callable, so they travel as a shared pair.
+  auto reads = std::make_shared<std::pair<UniqueFd, UniqueFd>>(UniqueFd(out[0]), UniqueFd(err[0]));
+  ctx_->spawner->Spawn(req, [self = shared_from_this(), inst, address, check,
+                             reads](StatusOr<sandbox::Spawned> spawned) {
+    self->OnSpawned(inst, std::move(spawned), address, check, std::move(reads->first),
+                    std::move(reads->second));
+  });
+  // The spawner has its own copies of the write ends now (sent with the request).
   ::close(out[1]);
   ::close(err[1]);
-  if (!spawned.ok()) {
-    ::close(out[0]);
-    ::close(err[0]);
-    return fail(spawned.status());
-  }
+}
+
+void FunctionPool::OnSpawned(const InstancePtr& inst, StatusOr<sandbox::Spawned> spawned,
+                             const std::string& address, PeerCheck check, UniqueFd out,
+                             UniqueFd err) {
+  if (!spawned.ok()) return LaunchFailed(inst, spawned.status());
   const pid_t pid = spawned->pid;
+  const bool private_network = version_->manifest.network == registry::Network::kNone;
   auto endpoint = AttachRuntimeApi(*ctx_->endpoints, shared_from_this(), inst->id, private_network,
                                    address, check, *spawned);
   bool stopped;
@@ -198,12 +201,12 @@ void FunctionPool::LaunchInstance(const InstancePtr& inst) {
     inst->cpu = cg != nullptr && !inst->cgroup.empty()
                     ? sandbox::CpuCounter::ForCgroupFile(cg->CpuFile(inst->cgroup))
                     : sandbox::CpuCounter::ForProcess(pid);
-    inst->out = std::make_unique<asio::posix::stream_descriptor>(ctx_->executor, out[0]);
-    inst->err = std::make_unique<asio::posix::stream_descriptor>(ctx_->executor, err[0]);
+    inst->out = std::make_unique<asio::posix::stream_descriptor>(ctx_->executor, out.release());
+    inst->err = std::make_unique<asio::posix::stream_descriptor>(ctx_->executor, err.release());
     stopped = inst->state == InstanceState::kStopping || !endpoint.ok();
   }
   ctx_->manager->RegisterPid(pid, weak_from_this(), inst->id);
-  if (stopped) (void)ctx_->spawner->Kill(pid);
+  if (stopped) ctx_->spawner->Kill(pid);
   WatchLog(inst, false);
   WatchLog(inst, true);
 }

@@ -589,7 +589,7 @@ void FunctionPool::Apply(Effects& fx) {
   for (auto& [handler, result] : fx.results) {
     Complete(std::move(handler), std::move(result));
   }
-  for (pid_t pid : fx.kills) (void)ctx_->spawner->Kill(pid);
+  for (pid_t pid : fx.kills) ctx_->spawner->Kill(pid);
   for (const std::string& address : fx.closes) {
     if (!address.empty()) ctx_->endpoints->Close(address);
   }

@@ -117,11 +117,10 @@ class PoolManager;
 struct PeerCheck {
   enum class Kind {
     kAnyone,       // plain processes: nothing tells them apart (and they share thaw's uid)
-    kUid,          // jailed as root: sockets owned by `uid`, the instance's own
+    kUid,          // jailed as root: sockets owned by the instance's own uid (SetPeer)
     kProcessTree,  // rootless: sockets held by the instance's processes (all share one uid)
   };
   Kind kind = Kind::kAnyone;
-  uid_t uid = 0;
 };
 
 // Where an instance's Runtime API listens. Implemented by runtime_api.
@@ -133,9 +132,9 @@ class RuntimeEndpoints {
   // is also the key for Close.
   virtual StatusOr<std::string> Open(std::shared_ptr<class FunctionPool> pool, uint64_t instance_id,
                                      PeerCheck check) = 0;
-  // kProcessTree: the instance's first process, once spawned (<= 0: it never will be).
-  // Connections that arrive first wait for it.
-  virtual void SetPeerProcess(const std::string& address, pid_t pid) = 0;
+  // kUid, kProcessTree: the instance's first process and its uid, once spawned (pid <= 0: it
+  // never will be). Connections that arrive first wait for them.
+  virtual void SetPeer(const std::string& address, pid_t pid, uid_t uid) = 0;
   // Serves `instance_id` on `listener`, made inside the instance's own network namespace,
   // where nothing else can connect: no peer check. Returns the key for Close.
   virtual StatusOr<std::string> Adopt(std::shared_ptr<class FunctionPool> pool,
@@ -231,6 +230,10 @@ class FunctionPool : public std::enable_shared_from_this<FunctionPool> {
   Limits LimitsLocked() const;
   InstancePtr NewInstanceLocked(Effects& fx);
   void LaunchInstance(const InstancePtr& instance);
+  // The spawner's answer for `instance`: its log pipes' read ends are `out` and `err`.
+  void OnSpawned(const InstancePtr& instance, StatusOr<sandbox::Spawned> spawned,
+                 const std::string& address, PeerCheck check, UniqueFd out, UniqueFd err);
+  void LaunchFailed(const InstancePtr& instance, const Status& why);
   void AssignLocked(Instance& instance, InvocationPtr inv, Effects& fx);
   void DeliverLocked(Instance& instance, NextHandler handler, InvocationPtr inv, Effects& fx);
   void FinishLocked(Instance& instance, const InvocationPtr& inv, Result result, Effects& fx);

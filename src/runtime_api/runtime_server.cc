@@ -74,24 +74,26 @@ struct RuntimeServer::Endpoint final : gateway::HttpHandler {
     if (ec) return false;
     auto peer = FindLoopbackPeer(local.port(), remote.port());
     if (!peer.has_value()) return false;
-    if (check.kind == pool::PeerCheck::Kind::kUid) return peer->uid == check.uid;
-    const pid_t root = AwaitPeerProcess();
-    return root > 0 && ProcessTreeHoldsSocket(root, peer->inode);
+    const pid_t root = AwaitPeer();
+    if (root <= 0) return false;
+    if (check.kind == pool::PeerCheck::Kind::kUid) return peer->uid == peer_uid;
+    return ProcessTreeHoldsSocket(root, peer->inode);
   }
 
-  // The runtime may connect before the spawn reply has told us its pid: that takes
+  // The runtime may connect before the spawn reply has told us its pid and uid: that takes
   // microseconds, exec and a runtime's start far longer, so this wait is almost never taken,
   // and is bounded when it is.
-  pid_t AwaitPeerProcess() const {
+  pid_t AwaitPeer() const {
     std::unique_lock<std::mutex> lock(peer_mu);
     peer_cv.wait_for(lock, std::chrono::seconds(5), [&] { return peer_root != 0; });
     return peer_root;
   }
 
-  void SetPeerProcess(pid_t pid) {
+  void SetPeer(pid_t pid, uid_t uid) {
     {
       std::lock_guard<std::mutex> lock(peer_mu);
       peer_root = pid;
+      peer_uid = uid;
     }
     peer_cv.notify_all();
   }
@@ -174,7 +176,8 @@ struct RuntimeServer::Endpoint final : gateway::HttpHandler {
   pool::PeerCheck check;  // set before the accept loop starts
   mutable std::mutex peer_mu;
   mutable std::condition_variable peer_cv;
-  pid_t peer_root = 0;  // kProcessTree: the instance's first process; < 0: none will come
+  pid_t peer_root = 0;  // the instance's first process (0: not yet; < 0: none will come)
+  uid_t peer_uid = 0;   // kUid: the uid the spawner gave it
 };
 
 RuntimeServer::~RuntimeServer() { CloseAll(); }
@@ -288,7 +291,7 @@ StatusOr<std::string> RuntimeServer::Open(std::shared_ptr<pool::FunctionPool> po
   return address;
 }
 
-void RuntimeServer::SetPeerProcess(const std::string& address, pid_t pid) {
+void RuntimeServer::SetPeer(const std::string& address, pid_t pid, uid_t uid) {
   std::shared_ptr<Endpoint> ep;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -296,7 +299,7 @@ void RuntimeServer::SetPeerProcess(const std::string& address, pid_t pid) {
     if (it == endpoints_.end()) return;
     ep = it->second;
   }
-  ep->SetPeerProcess(pid);
+  ep->SetPeer(pid, uid);
 }
 
 StatusOr<std::string> RuntimeServer::Adopt(std::shared_ptr<pool::FunctionPool> pool,
@@ -328,7 +331,7 @@ void RuntimeServer::Close(const std::string& key) {
     ep = std::move(it->second);
     endpoints_.erase(it);
   }
-  ep->SetPeerProcess(-1);  // a connection still waiting for the pid is refused
+  ep->SetPeer(-1, 0);  // a connection still waiting for the pid is refused
   // The acceptor belongs to the endpoint's strand: close it there.
   asio::post(ep->strand, [ep] {
     boost::system::error_code ec;

@@ -36,7 +36,7 @@ class RuntimeServer final : public pool::RuntimeEndpoints {
 
   StatusOr<std::string> Open(std::shared_ptr<pool::FunctionPool> pool, uint64_t instance_id,
                              pool::PeerCheck check) override;
-  void SetPeerProcess(const std::string& address, pid_t pid) override;
+  void SetPeer(const std::string& address, pid_t pid, uid_t uid) override;
   StatusOr<std::string> Adopt(std::shared_ptr<pool::FunctionPool> pool, uint64_t instance_id,
                               UniqueFd listener) override;
   void Close(const std::string& key) override;

@@ -16,22 +16,25 @@
 #include <cstring>
 #include <deque>
 #include <map>
+#include <optional>
 #include <vector>
 
 #include "sandbox/jail.h"
 #include "sandbox/shell.h"
+#include "sandbox/uid_pool.h"
 #include "sandbox/wire.h"
 
 namespace thaw::sandbox {
 namespace {
 
-// Requests (wire.h) are an op byte followed by NUL-separated fields; the reply is
-// "ok <pid> [<cgroup>]", carrying a network: none instance's Runtime API listener, or
-// "err <message>".
+// Requests (wire.h) are NUL-separated fields: [op, id, ...]. A spawn ('S') is answered
+// [id, "ok", pid, uid, cgroup], carrying a network: none instance's Runtime API listener, or
+// [id, "err", message]. A kill ('K', [op, id, pid]) is not answered: the exit event follows.
 constexpr char kOpSpawn = 'S';
 constexpr char kOpKill = 'K';
 constexpr size_t kReadyShells = 2;  // pre-created sandboxes kept for cold starts
 constexpr int kRefillDelayMs = 20;  // how long the spawner is idle before it makes more
+constexpr size_t kMaxReply = 64 << 10;
 
 // The ready shells, one queue per network mode. Until some function asks for network: none,
 // one such shell is kept (its first cold start is then as quick as the rest), not
@@ -57,6 +60,58 @@ struct Shells {
   }
 };
 
+// A child the spawner made and has not reaped yet.
+struct Child {
+  std::string cgroup;   // may be empty
+  uid_t uid = 0;        // from the uid pool (kJail), given back when reaped; 0: none
+  bool report = false;  // thaw knows its pid: send an exit event (not for failed starts)
+};
+
+// A start whose exec is not confirmed yet: the child reports on `wait_fd` (a shell's control
+// socket, or a plain child's status pipe), which its exec closes.
+struct PendingStart {
+  std::string id;
+  pid_t pid = 0;
+  UniqueFd wait_fd;
+  bool shell = false;
+  bool private_network = false;
+  UniqueFd listener;  // a network: none shell's Runtime API listener, handed over first
+};
+
+class Spawner {
+ public:
+  Spawner(const SpawnerSetup& setup, int request_fd, int exit_fd, std::optional<UidPool> uids)
+      : setup_(setup), request_fd_(request_fd), exit_fd_(exit_fd), uids_(std::move(uids)) {}
+
+  [[noreturn]] void Run();
+
+ private:
+  void OnRequest(std::vector<std::string> fields, std::vector<int>& fds);
+  void Spawn(const std::string& id, std::vector<std::string> fields, const std::vector<int>& fds);
+  void SpawnInShell(const std::string& id, const ChildSpec& spec, std::vector<std::string> fields,
+                    const std::vector<int>& fds, uid_t uid);
+  void SpawnPlain(const std::string& id, const ChildSpec& spec, const std::vector<int>& fds);
+  void Kill(const std::vector<std::string>& fields);
+  // The child on `pending.wait_fd` wrote or exec'd: true when the start is settled.
+  bool OnPendingReadable(PendingStart& pending);
+  void Reap();
+  // Reads the child's cgroup usage, removes the cgroup, gives its uid back.
+  void Release(pid_t pid, ExitEvent* usage);
+  void ReplyError(const std::string& id, const std::string& message);
+  void ReplyOk(const std::string& id, pid_t pid, UniqueFd listener);
+  [[noreturn]] void Stop();
+
+  const SpawnerSetup& setup_;
+  const int request_fd_;
+  const int exit_fd_;
+  std::optional<UidPool> uids_;         // kJail only
+  std::map<pid_t, Child> live_;         // every child not yet reaped, shells in use included
+  std::map<pid_t, int> early_exits_;    // pending children reaped before their start settled
+  std::vector<PendingStart> pending_;   // starts waiting for their exec
+  Shells shells_;                       // ready sandboxes, when isolated
+  std::vector<std::string> unremoved_;  // cgroups still busy when their child was reaped
+};
+
 // Fills the queues: one shell each at once, the rest only when `idle`. A shell costs CPU (its
 // mounts, a cgroup, a network namespace) that, made right after a spawn, the instance just
 // started would have to share.
@@ -73,147 +128,231 @@ void RefillShells(const SpawnerSetup& setup, Shells& shells, bool idle) {
   }
 }
 
-// Waits for a shell's exec like AwaitExec, on its control socket, which may first carry the
-// Runtime API listener it made.
-std::string AwaitShellExec(int control, UniqueFd& listener) {
-  std::string buf;
-  std::vector<int> fds;
-  for (;;) {
-    fds.clear();
-    if (RecvWithFds(control, buf, fds, 4096) <= 0) return "";
-    if (fds.empty()) return buf;
-    listener.reset(fds[0]);
-    for (size_t i = 1; i < fds.size(); ++i) ::close(fds[i]);
+void Spawner::ReplyError(const std::string& id, const std::string& message) {
+  std::string msg;
+  AppendField(msg, id);
+  AppendField(msg, "err");
+  AppendField(msg, message.substr(0, kMaxReply / 2));
+  (void)!SendWithFds(request_fd_, msg, nullptr, 0);
+}
+
+void Spawner::ReplyOk(const std::string& id, pid_t pid, UniqueFd listener) {
+  const Child& child = live_.at(pid);
+  std::string msg;
+  AppendField(msg, id);
+  AppendField(msg, "ok");
+  AppendField(msg, std::to_string(pid));
+  AppendField(msg, std::to_string(child.uid));
+  AppendField(msg, child.cgroup);
+  int fd = listener.get();
+  (void)!SendWithFds(request_fd_, msg, &fd, listener.valid() ? 1 : 0);
+}
+
+void Spawner::OnRequest(std::vector<std::string> fields, std::vector<int>& fds) {
+  if (fields.size() < 2 || fields[0].size() != 1) return;  // no id to answer: not thaw
+  const std::string id = fields[1];
+  fields.erase(fields.begin() + 1);  // the rest is what ParseSpawn and the shell read
+  if (fields[0][0] == kOpSpawn) {
+    Spawn(id, std::move(fields), fds);
+  } else if (fields[0][0] == kOpKill && fields.size() == 2) {
+    Kill(fields);
+  } else {
+    ReplyError(id, "unknown request");
   }
 }
 
-struct Reply {
-  std::string text;  // "ok PID CGROUP" or "err MESSAGE"
-  UniqueFd fd;       // the private Runtime API listener, when there is one
-};
+void Spawner::Spawn(const std::string& id, std::vector<std::string> fields,
+                    const std::vector<int>& fds) {
+  auto spec = ParseSpawn(fields);
+  if (!spec.ok() || fds.size() != 2) return ReplyError(id, "malformed spawn request");
+  if (setup_.mode == Isolation::kPlain) {
+    if (spec->private_network) {
+      return ReplyError(id,
+                        "failed to start instance: network: none needs the sandbox, and "
+                        "instances run as plain processes here (GET /v1/node says why)");
+    }
+    return SpawnPlain(id, *spec, fds);
+  }
+  uid_t uid = 0;
+  if (uids_.has_value()) {
+    auto taken = uids_->Take();
+    if (!taken.has_value()) {
+      return ReplyError(id, "failed to start instance: all " + std::to_string(uids_->taken()) +
+                                " instance uids are in use (raise instance_uids)");
+    }
+    uid = *taken;
+    fields[fields.size() - 2] = std::to_string(uid);  // [..., uid, net]: the jailed uid
+  }
+  SpawnInShell(id, *spec, std::move(fields), fds, uid);
+}
 
-Reply SpawnInShell(const SpawnerSetup& setup, const ChildSpec& spec,
-                   const std::vector<std::string>& fields, const std::vector<int>& fds,
-                   Shells& shells, std::map<pid_t, std::string>& live) {
-  auto& ready = shells.ready[spec.private_network];
-  shells.keep[spec.private_network] = kReadyShells;
+void Spawner::SpawnInShell(const std::string& id, const ChildSpec& spec,
+                           std::vector<std::string> fields, const std::vector<int>& fds,
+                           uid_t uid) {
+  auto& ready = shells_.ready[spec.private_network];
+  shells_.keep[spec.private_network] = kReadyShells;
   if (ready.empty()) {
-    auto fresh = StartShell(setup, spec.private_network);
-    if (!fresh.ok()) return {"err " + fresh.status().message(), {}};
+    auto fresh = StartShell(setup_, spec.private_network);
+    if (!fresh.ok()) {
+      if (uid != 0) uids_->Give(uid);
+      return ReplyError(id, fresh.status().message());
+    }
     ready.push_back(std::move(*fresh));
   }
   Shell shell = ready.front();
   ready.pop_front();
+  // From here the shell is a child like any other: reaping it removes its cgroup and gives
+  // its uid back, whether it became an instance or failed on the way.
+  live_[shell.pid] = Child{shell.cgroup, uid, false};
+  UniqueFd control(shell.control);
   if (!shell.cgroup.empty()) {
-    Status st = setup.cgroups->SetLimits(shell.cgroup, spec.limits);
-    if (!st.ok()) {
-      ::close(shell.control);
+    if (Status st = setup_.cgroups->SetLimits(shell.cgroup, spec.limits); !st.ok()) {
       ::kill(shell.pid, SIGKILL);
-      live[shell.pid] = shell.cgroup;  // reaped and removed like any child
-      return {"err " + st.message(), {}};
+      return ReplyError(id, st.message());
     }
   }
   std::string msg;
   for (const auto& f : fields) AppendField(msg, f);
   int child_fds[2] = {fds[0], fds[1]};
-  live[shell.pid] = shell.cgroup;
-  if (SendWithFds(shell.control, msg, child_fds, 2) < 0) {
+  if (SendWithFds(control.get(), msg, child_fds, 2) < 0) {
     int err = errno;
-    ::close(shell.control);
     ::kill(shell.pid, SIGKILL);
-    return {std::string("err failed to start instance in sandbox shell: ") + strerror(err), {}};
+    return ReplyError(id,
+                      std::string("failed to start instance in sandbox shell: ") + strerror(err));
   }
-  Reply reply;
-  std::string error = AwaitShellExec(shell.control, reply.fd);
-  ::close(shell.control);
-  if (!error.empty()) return {"err " + error, {}};  // the shell exits; its reaping cleans up
-  if (spec.private_network && !reply.fd.valid()) {
-    ::kill(shell.pid, SIGKILL);
-    return {"err failed to start instance in sandbox shell: no Runtime API listener came back", {}};
-  }
-  reply.text = "ok " + std::to_string(shell.pid) + " " + shell.cgroup;
-  return reply;
+  PendingStart pending;
+  pending.id = id;
+  pending.pid = shell.pid;
+  pending.wait_fd = std::move(control);
+  pending.shell = true;
+  pending.private_network = spec.private_network;
+  pending_.push_back(std::move(pending));
 }
 
-Reply SpawnPlain(const SpawnerSetup& setup, const ChildSpec& spec, const std::vector<int>& fds,
-                 std::map<pid_t, std::string>& live) {
+void Spawner::SpawnPlain(const std::string& id, const ChildSpec& spec,
+                         const std::vector<int>& fds) {
   int status_pipe[2];
   if (::pipe2(status_pipe, O_CLOEXEC) != 0) {
-    return {std::string("err failed to create pipe on spawner: ") + strerror(errno), {}};
+    return ReplyError(id, std::string("failed to create pipe on spawner: ") + strerror(errno));
   }
   pid_t pid = ::fork();
   if (pid < 0) {
     int err = errno;
     ::close(status_pipe[0]);
     ::close(status_pipe[1]);
-    return {std::string("err failed to fork on spawner: ") + strerror(err), {}};
+    return ReplyError(id, std::string("failed to fork on spawner: ") + strerror(err));
   }
   if (pid == 0) {
     ::close(status_pipe[0]);
-    ExecChild(setup, spec, fds[0], fds[1], status_pipe[1], nullptr);
+    ExecChild(setup_, spec, fds[0], fds[1], status_pipe[1], nullptr);
   }
   ::close(status_pipe[1]);
-  std::string error = AwaitExec(status_pipe[0]);
-  ::close(status_pipe[0]);
+  live_[pid] = Child{"", 0, false};
+  PendingStart pending;
+  pending.id = id;
+  pending.pid = pid;
+  pending.wait_fd.reset(status_pipe[0]);
+  pending_.push_back(std::move(pending));
+}
+
+bool Spawner::OnPendingReadable(PendingStart& p) {
+  std::string error;
+  if (p.shell) {
+    std::string buf;
+    std::vector<int> fds;
+    ssize_t n = RecvWithFds(p.wait_fd.get(), buf, fds, 4096, MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return false;
+    if (n > 0 && !fds.empty()) {  // the listener comes first; the exec (EOF) follows
+      p.listener.reset(fds[0]);
+      for (size_t i = 1; i < fds.size(); ++i) ::close(fds[i]);
+      return false;
+    }
+    if (n > 0) error = buf;
+  } else {
+    error = AwaitExec(p.wait_fd.get());  // a pipe: readable means EOF or the whole message
+  }
+  if (error.empty() && p.private_network && !p.listener.valid()) {
+    error = "failed to start instance in sandbox shell: no Runtime API listener came back";
+  }
+  auto early = early_exits_.find(p.pid);
   if (!error.empty()) {
-    ::waitpid(pid, nullptr, 0);
-    return {"err " + error, {}};
+    // The child exits (or is killed here); reaping it cleans up, and reports nothing.
+    if (early == early_exits_.end()) {
+      ::kill(p.pid, SIGKILL);
+    } else {
+      Release(p.pid, nullptr);
+      early_exits_.erase(early);
+    }
+    ReplyError(p.id, error);
+    return true;
   }
-  live[pid] = "";
-  return {"ok " + std::to_string(pid), {}};
+  live_.at(p.pid).report = true;
+  ReplyOk(p.id, p.pid, std::move(p.listener));
+  if (early != early_exits_.end()) {  // it exec'd and already ended: say so now
+    ExitEvent ev{p.pid, early->second, 0, 0, 0};
+    Release(p.pid, &ev);
+    early_exits_.erase(early);
+    (void)!::send(exit_fd_, &ev, sizeof(ev), MSG_NOSIGNAL);
+  }
+  return true;
 }
 
-Reply HandleSpawn(const SpawnerSetup& setup, const std::vector<std::string>& fields,
-                  const std::vector<int>& fds, Shells& shells, std::map<pid_t, std::string>& live) {
-  auto spec = ParseSpawn(fields);
-  if (!spec.ok() || fds.size() != 2) return {"err malformed spawn request", {}};
-  if (setup.mode != Isolation::kPlain) return SpawnInShell(setup, *spec, fields, fds, shells, live);
-  if (spec->private_network) {
-    return {
-        "err failed to start instance: network: none needs the sandbox, and instances run "
-        "as plain processes here (GET /v1/node says why)",
-        {}};
+void Spawner::Release(pid_t pid, ExitEvent* usage) {
+  auto it = live_.find(pid);
+  if (it == live_.end()) return;
+  const Child& child = it->second;
+  if (setup_.cgroups != nullptr && !child.cgroup.empty()) {
+    if (usage != nullptr) {
+      if (auto u = setup_.cgroups->Usage(child.cgroup); u.ok()) {
+        usage->cpu_us = u->cpu_us;
+        usage->peak_memory_bytes = u->peak_memory_bytes;
+        usage->oom_kills = u->oom_kills;
+      }
+    }
+    (void)setup_.cgroups->Kill(child.cgroup);
+    if (!setup_.cgroups->Remove(child.cgroup).ok()) unremoved_.push_back(child.cgroup);
   }
-  return SpawnPlain(setup, *spec, fds, live);
+  // SAFETY: the uid is free again only now: the instance's last process is gone (its cgroup
+  // was killed above; without cgroups its PID namespace died with its first process).
+  if (child.uid != 0) uids_->Give(child.uid);
+  live_.erase(it);
 }
 
-// Reaps exited children: a ready shell that died unused is dropped quietly; an instance's
-// cgroup is read and removed and its exit event sent.
-void ReapChildren(const SpawnerSetup& setup, int exit_fd, Shells& shells,
-                  std::map<pid_t, std::string>& live, std::vector<std::string>& unremoved) {
+// Reaps exited children: a ready shell that died unused is dropped quietly; a child whose start
+// is still settling waits for it; an instance's cgroup is read and removed and its exit event
+// sent.
+void Spawner::Reap() {
   int status = 0;
   pid_t pid;
   while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) {
-    if (shells.Forget(pid, unremoved)) continue;
-    ExitEvent ev{pid, status, 0, 0, 0};
-    auto it = live.find(pid);
-    if (it != live.end() && setup.cgroups != nullptr && !it->second.empty()) {
-      if (auto usage = setup.cgroups->Usage(it->second); usage.ok()) {
-        ev.cpu_us = usage->cpu_us;
-        ev.peak_memory_bytes = usage->peak_memory_bytes;
-        ev.oom_kills = usage->oom_kills;
-      }
-      (void)setup.cgroups->Kill(it->second);
-      if (!setup.cgroups->Remove(it->second).ok()) unremoved.push_back(it->second);
+    if (shells_.Forget(pid, unremoved_)) continue;
+    const bool settling = std::any_of(pending_.begin(), pending_.end(),
+                                      [pid](const PendingStart& p) { return p.pid == pid; });
+    if (settling) {
+      early_exits_[pid] = status;
+      continue;
     }
-    if (it != live.end()) live.erase(it);
-    (void)!::send(exit_fd, &ev, sizeof(ev), MSG_NOSIGNAL);
+    auto it = live_.find(pid);
+    const bool report = it != live_.end() && it->second.report;
+    ExitEvent ev{pid, status, 0, 0, 0};
+    Release(pid, &ev);
+    if (report) (void)!::send(exit_fd_, &ev, sizeof(ev), MSG_NOSIGNAL);
   }
 }
 
-Reply HandleKill(const SpawnerSetup& setup, const std::vector<std::string>& fields,
-                 std::map<pid_t, std::string>& live) {
-  pid_t pid = static_cast<pid_t>(std::stol(fields[1]));
+void Spawner::Kill(const std::vector<std::string>& fields) {
+  pid_t pid = static_cast<pid_t>(std::strtol(fields[1].c_str(), nullptr, 10));
   // Only a child not yet reaped: its pid cannot have been reused.
-  if (auto it = live.find(pid); it != live.end()) {
+  if (auto it = live_.find(pid); it != live_.end() && pid > 0) {
     ::kill(-pid, SIGKILL);
     ::kill(pid, SIGKILL);
-    if (setup.cgroups != nullptr && !it->second.empty()) (void)setup.cgroups->Kill(it->second);
+    if (setup_.cgroups != nullptr && !it->second.cgroup.empty()) {
+      (void)setup_.cgroups->Kill(it->second.cgroup);
+    }
   }
-  return {"ok 0", {}};
 }
 
-[[noreturn]] void SpawnerMain(const SpawnerSetup& setup, int request_fd, int exit_fd) {
+void Spawner::Run() {
   ::prctl(PR_SET_NAME, "thaw-spawner");
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   sigset_t mask;
@@ -227,19 +366,19 @@ Reply HandleKill(const SpawnerSetup& setup, const std::vector<std::string>& fiel
   sigemptyset(&chld);
   sigaddset(&chld, SIGCHLD);
   int sfd = ::signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
-  std::map<pid_t, std::string> live;   // child -> its cgroup name (may be empty)
-  Shells shells;                       // ready sandboxes, when isolated
-  std::vector<std::string> unremoved;  // cgroups still busy when their child was reaped
   std::string buf;
+  std::vector<pollfd> pfds;
   bool idle = false;  // the last poll timed out: no request came for a moment
   for (;;) {
-    // Keep sandboxes ready for the next cold starts (after any reply went out).
-    RefillShells(setup, shells, idle);
-    int timeout = shells.Short() ? kRefillDelayMs : -1;
+    // Keep sandboxes ready for the next cold starts, unless starts are settling: the
+    // instances being started would share the CPU with it.
+    if (pending_.empty()) RefillShells(setup_, shells_, idle);
+    int timeout = shells_.Short() ? kRefillDelayMs : -1;
     // Cgroups whose last processes were still exiting are retried shortly.
-    if (!unremoved.empty()) timeout = timeout < 0 ? 100 : std::min(timeout, 100);
-    pollfd pfds[2] = {{request_fd, POLLIN, 0}, {sfd, POLLIN, 0}};
-    int ready = ::poll(pfds, 2, timeout);
+    if (!unremoved_.empty()) timeout = timeout < 0 ? 100 : std::min(timeout, 100);
+    pfds.assign({{request_fd_, POLLIN, 0}, {sfd, POLLIN, 0}});
+    for (const auto& p : pending_) pfds.push_back({p.wait_fd.get(), POLLIN, 0});
+    int ready = ::poll(pfds.data(), pfds.size(), timeout);
     if (ready < 0) {
       if (errno == EINTR) continue;
       break;
@@ -249,37 +388,48 @@ Reply HandleKill(const SpawnerSetup& setup, const std::vector<std::string>& fiel
       signalfd_siginfo info;
       while (::read(sfd, &info, sizeof(info)) == sizeof(info)) {
       }
-      ReapChildren(setup, exit_fd, shells, live, unremoved);
+      Reap();
     }
-    for (auto it = unremoved.begin(); it != unremoved.end();) {
-      it = setup.cgroups->Remove(*it).ok() ? unremoved.erase(it) : std::next(it);
+    // Settle the starts whose child wrote or exec'd (pfds[2 + i] is pending_[i]'s).
+    size_t kept = 0;
+    for (size_t i = 0; i < pending_.size(); ++i) {
+      const bool settled =
+          (pfds[2 + i].revents & (POLLIN | POLLHUP | POLLERR)) && OnPendingReadable(pending_[i]);
+      if (!settled) {
+        if (kept != i) pending_[kept] = std::move(pending_[i]);
+        ++kept;
+      }
+    }
+    pending_.resize(kept);
+    for (auto it = unremoved_.begin(); it != unremoved_.end();) {
+      it = setup_.cgroups->Remove(*it).ok() ? unremoved_.erase(it) : std::next(it);
     }
     if (pfds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
-      std::vector<int> fds;
-      ssize_t n = RecvWithFds(request_fd, buf, fds);
-      if (n <= 0) break;  // thaw is gone
-      auto fields = SplitFields(buf.data(), buf.size());
-      Reply reply{"err unknown request", {}};
-      if (!fields.empty() && fields[0].size() == 1 && fields[0][0] == kOpSpawn) {
-        reply = HandleSpawn(setup, fields, fds, shells, live);
-      } else if (fields.size() == 2 && fields[0].size() == 1 && fields[0][0] == kOpKill) {
-        reply = HandleKill(setup, fields, live);
+      // Every request that is waiting, so a burst of starts is in flight at once.
+      for (;;) {
+        std::vector<int> fds;
+        ssize_t n = RecvWithFds(request_fd_, buf, fds, kMaxMessage, MSG_DONTWAIT);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) break;
+        if (n <= 0) Stop();  // thaw is gone
+        OnRequest(SplitFields(buf.data(), buf.size()), fds);
+        for (int fd : fds) ::close(fd);
       }
-      for (int fd : fds) ::close(fd);
-      int reply_fd = reply.fd.get();
-      (void)!SendWithFds(request_fd, reply.text, &reply_fd, reply.fd.valid() ? 1 : 0);
     }
   }
-  for (auto& queue : shells.ready) {
-    for (const Shell& shell : queue) live[shell.pid] = shell.cgroup;
+  Stop();
+}
+
+void Spawner::Stop() {
+  for (auto& queue : shells_.ready) {
+    for (const Shell& shell : queue) live_[shell.pid] = Child{shell.cgroup, 0, false};
   }
-  for (const auto& [pid, cgroup] : live) {
+  for (const auto& [pid, child] : live_) {
     ::kill(-pid, SIGKILL);
     ::kill(pid, SIGKILL);
-    if (setup.cgroups != nullptr && !cgroup.empty()) {
-      (void)setup.cgroups->Kill(cgroup);
+    if (setup_.cgroups != nullptr && !child.cgroup.empty()) {
+      (void)setup_.cgroups->Kill(child.cgroup);
       ::waitpid(pid, nullptr, 0);
-      (void)setup.cgroups->Remove(cgroup);
+      (void)setup_.cgroups->Remove(child.cgroup);
     }
   }
   _exit(0);
@@ -352,18 +502,16 @@ std::string SetUpRootless(SpawnerSetup& setup) {
 
 }  // namespace
 
-StatusOr<std::unique_ptr<SpawnerClient>> SpawnerClient::Start(const std::string& jail_root,
-                                                              const std::string& runtimes_dir,
-                                                              int64_t tmp_bytes, bool sandbox) {
+StatusOr<std::unique_ptr<SpawnerClient>> SpawnerClient::Start(const SpawnerOptions& options) {
   SpawnerSetup setup;
-  setup.jail_root = jail_root;
-  setup.runtimes_dir = runtimes_dir;
-  setup.tmp_bytes = tmp_bytes;
+  setup.jail_root = options.jail_root;
+  setup.runtimes_dir = options.runtimes_dir;
+  setup.tmp_bytes = options.tmp_bytes;
   setup.host_uid = ::geteuid();
   setup.host_gid = ::getegid();
   std::unique_ptr<Cgroups> cgroups;
   std::string isolation;
-  if (!sandbox) {
+  if (!options.sandbox) {
     isolation =
         "none: the sandbox is switched off (sandbox=false): instances are plain "
         "processes of uid " +
@@ -374,6 +522,12 @@ StatusOr<std::unique_ptr<SpawnerClient>> SpawnerClient::Start(const std::string&
     isolation = SetUpJail(setup, cgroups);
   } else {
     isolation = SetUpRootless(setup);
+  }
+  std::optional<UidLease> lease;
+  if (setup.mode == Isolation::kJail) {
+    auto leased = LeaseInstanceUids(options.uid_lock_dir, options.instance_uids);
+    if (!leased.ok()) return leased.status();
+    lease = std::move(*leased);
   }
   int req[2], ex[2];
   if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, req) != 0) {
@@ -387,7 +541,9 @@ StatusOr<std::unique_ptr<SpawnerClient>> SpawnerClient::Start(const std::string&
   if (pid == 0) {
     ::close(req[0]);
     ::close(ex[0]);
-    SpawnerMain(setup, req[1], ex[1]);
+    std::optional<UidPool> uids;
+    if (lease.has_value()) uids.emplace(lease->uids);
+    Spawner(setup, req[1], ex[1], std::move(uids)).Run();
   }
   ::close(req[1]);
   ::close(ex[1]);
@@ -395,39 +551,25 @@ StatusOr<std::unique_ptr<SpawnerClient>> SpawnerClient::Start(const std::string&
   client->mode_ = setup.mode;
   client->cgroups_ = std::move(cgroups);
   client->isolation_ = isolation;
+  if (lease.has_value()) {
+    client->instance_uids_ = lease->Describe();
+    client->isolation_ += "; instance uids " + client->instance_uids_ + " (leased host-wide)";
+  }
+  // The spawner holds the leases' locks now (inherited); this process's copies close here.
   return client;
 }
 
 SpawnerClient::~SpawnerClient() {
+  StopReplyThread();
   ::close(request_fd_);  // the spawner sees EOF, kills what is left and exits
   ::close(exit_fd_);
   ::waitpid(spawner_pid_, nullptr, 0);
 }
 
-StatusOr<std::string> SpawnerClient::Call(const std::string& message, const int* fds, int nfds,
-                                          UniqueFd* reply_fd) {
-  std::lock_guard<std::mutex> lock(mu_);
-  if (SendWithFds(request_fd_, message, fds, nfds) < 0) {
-    return ErrnoStatus("send request", "spawner", errno);
-  }
-  std::string reply;
-  std::vector<int> received;
-  if (RecvWithFds(request_fd_, reply, received, 64 << 10) <= 0) {
-    return Internal("spawner process is gone");
-  }
-  for (size_t i = 0; i < received.size(); ++i) {
-    if (i == 0 && reply_fd != nullptr) {
-      reply_fd->reset(received[i]);
-    } else {
-      ::close(received[i]);
-    }
-  }
-  return reply;
-}
-
-StatusOr<Spawned> SpawnerClient::Spawn(const SpawnRequest& request) {
+void SpawnerClient::Spawn(const SpawnRequest& request, SpawnDone done) {
   std::string msg;
   AppendField(msg, std::string(1, kOpSpawn));
+  const size_t id_at = msg.size();  // the id goes here once it is known
   AppendField(msg, request.cwd);
   AppendField(msg, std::to_string(request.argv.size()));
   AppendField(msg, std::to_string(request.env.size()));
@@ -438,27 +580,108 @@ StatusOr<Spawned> SpawnerClient::Spawn(const SpawnRequest& request) {
   AppendField(msg, std::to_string(request.limits.memory_bytes));
   AppendField(msg, std::to_string(request.limits.pids_max));
   AppendField(msg, std::to_string(request.limits.cpu_weight));
-  AppendField(msg, std::to_string(request.uid));
+  AppendField(msg, "65534");  // the jailed uid: the spawner's to choose (uid_pool.h)
   AppendField(msg, request.private_network ? "1" : "0");
-  if (msg.size() > kMaxMessage) return InvalidArgument("spawn request too large");
+  if (msg.size() + 32 > kMaxMessage) return done(InvalidArgument("spawn request too large"));
   int fds[2] = {request.stdout_fd, request.stderr_fd};
-  Spawned spawned;
-  auto reply = Call(msg, fds, 2, &spawned.runtime_api);
-  if (!reply.ok()) return reply.status();
-  if (!reply->starts_with("ok ")) return Internal(reply->substr(4));
-  // "ok PID [CGROUP]"
-  size_t space = reply->find(' ', 3);
-  spawned.pid = static_cast<pid_t>(std::stol(reply->substr(3)));
-  spawned.cgroup = space == std::string::npos ? "" : reply->substr(space + 1);
-  return spawned;
+  Status failed;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    const uint64_t id = ++next_id_;
+    std::string id_field;
+    AppendField(id_field, std::to_string(id));
+    msg.insert(id_at, id_field);
+    // Registered before the send: the reply may be read before this thread runs again.
+    pending_.emplace(id, std::move(done));
+    if (SendWithFds(request_fd_, msg, fds, 2) < 0) {
+      failed = ErrnoStatus("send request", "spawner", errno);
+      done = std::move(pending_.at(id));
+      pending_.erase(id);
+    }
+  }
+  if (!failed.ok()) done(std::move(failed));
 }
 
-Status SpawnerClient::Kill(pid_t pid) {
+void SpawnerClient::Kill(pid_t pid) {
   std::string msg;
   AppendField(msg, std::string(1, kOpKill));
+  AppendField(msg, "0");
   AppendField(msg, std::to_string(pid));
-  auto reply = Call(msg, nullptr, 0);
-  return reply.ok() ? Status::Ok() : reply.status();
+  // A failed send means the spawner is gone, and its instances with it (PDEATHSIG).
+  (void)!SendWithFds(request_fd_, msg, nullptr, 0);
+}
+
+bool SpawnerClient::OnReplies() {
+  std::string buf;
+  for (;;) {
+    std::vector<int> fds;
+    ssize_t n = RecvWithFds(request_fd_, buf, fds, kMaxReply, MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return true;
+    if (n <= 0) {
+      for (int fd : fds) ::close(fd);
+      FailAllPending(Internal("spawner process is gone"));
+      return false;
+    }
+    std::vector<UniqueFd> received;
+    for (int fd : fds) received.emplace_back(fd);
+    auto fields = SplitFields(buf.data(), buf.size());
+    if (fields.size() < 3) continue;  // not a reply: the spawner never sends these
+    SpawnDone done;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = pending_.find(std::strtoull(fields[0].c_str(), nullptr, 10));
+      if (it == pending_.end()) continue;
+      done = std::move(it->second);
+      pending_.erase(it);
+    }
+    if (fields[1] != "ok" || fields.size() != 5) {
+      done(Internal(fields[2]));
+      continue;
+    }
+    Spawned spawned;
+    spawned.pid = static_cast<pid_t>(std::strtol(fields[2].c_str(), nullptr, 10));
+    spawned.uid = static_cast<uid_t>(std::strtoul(fields[3].c_str(), nullptr, 10));
+    spawned.cgroup = fields[4];
+    if (!received.empty()) spawned.runtime_api = std::move(received[0]);
+    done(std::move(spawned));
+  }
+}
+
+void SpawnerClient::StartReplyThread() {
+  reply_thread_ = std::thread([this] {
+    for (;;) {
+      pollfd pfd{request_fd_, POLLIN, 0};
+      if (::poll(&pfd, 1, -1) < 0 && errno != EINTR) break;
+      if (!OnReplies()) break;
+    }
+  });
+}
+
+void SpawnerClient::StopReplyThread() {
+  if (!reply_thread_.joinable()) return;
+  // The thread reads EOF, fails what is waiting and ends; Kill can still send.
+  ::shutdown(request_fd_, SHUT_RD);
+  reply_thread_.join();
+}
+
+void SpawnerClient::FailAllPending(const Status& why) {
+  std::map<uint64_t, SpawnDone> failed;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    failed.swap(pending_);
+  }
+  for (auto& [_, done] : failed) done(why);
+}
+
+StatusOr<Spawned> SpawnerClient::SpawnAndWait(const SpawnRequest& request) {
+  std::optional<StatusOr<Spawned>> result;
+  Spawn(request, [&result](StatusOr<Spawned> r) { result.emplace(std::move(r)); });
+  while (!result.has_value()) {
+    pollfd pfd{request_fd_, POLLIN, 0};
+    if (::poll(&pfd, 1, -1) < 0 && errno != EINTR) return ErrnoStatus("poll", "spawner", errno);
+    if (!OnReplies() && !result.has_value()) return Internal("spawner process is gone");
+  }
+  return std::move(*result);
 }
 
 }  // namespace thaw::sandbox

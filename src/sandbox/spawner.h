@@ -1,19 +1,24 @@
 // Spawner: the small single-threaded helper process that starts instances. thaw forks it at
-// start-up before any thread exists; the multi-threaded gateway never forks. The gateway sends
-// spawn and kill requests over a unix socket (SpawnerClient) and reads exit events from a
-// second one. This is the one place that uses privileges (namespaces, cgroups), or, when thaw
-// is not root, user namespaces.
+// start-up before any thread exists; the multi-threaded gateway never forks. This is the one
+// place that uses privileges (namespaces, cgroups), or, when thaw is not root, user namespaces.
 //
-// SpawnerClient is thread-safe: requests serialize on a mutex (a spawn is a fork+exec, well
-// under a millisecond); exit events are read by one owner of exit_fd().
+// The protocol is asynchronous: spawn requests carry ids, replies come back with them, and the
+// spawner keeps many starts in flight (it waits for no child's exec), so no gateway thread ever
+// waits for a spawn or a kill. Exit events arrive on a second socket.
+//
+// SpawnerClient is thread-safe: Spawn and Kill may be called from any thread and only send;
+// replies are read, and their callbacks run, on the client's reply thread (StartReplyThread),
+// or, without it, by SpawnAndWait; exit events by the one owner of exit_fd().
 #pragma once
 
 #include <sys/types.h>
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/status.h"
@@ -40,7 +45,6 @@ struct SpawnRequest {
   std::string bundle_dir;  // host path of the bundle
   std::string cgroup;      // instance name for the cgroup
   CgroupLimits limits;
-  uid_t uid = 65534;  // the jailed runtime's uid and gid: one per live instance (kJail)
   // network: none: the instance runs in a network namespace of its own holding only loopback,
   // with its Runtime API listener made inside it at kPrivateRuntimeApi (jail.h). Refused
   // under Isolation::kPlain, which cannot enforce it.
@@ -49,8 +53,24 @@ struct SpawnRequest {
 
 struct Spawned {
   pid_t pid = 0;
-  std::string cgroup;    // the cgroup it runs in (a pre-created shell's); empty without cgroups
+  std::string cgroup;  // the cgroup it runs in (a pre-created shell's); empty without cgroups
+  // Isolation::kJail: the uid the spawner gave it, its own among every live instance on the
+  // host (uid_pool.h); 0 otherwise.
+  uid_t uid = 0;
   UniqueFd runtime_api;  // private_network: the listener made inside its namespace
+};
+
+using SpawnDone = std::function<void(StatusOr<Spawned>)>;
+
+struct SpawnerOptions {
+  std::string jail_root;     // an empty directory: jailed instances' mount point
+  std::string runtimes_dir;  // seen by jailed instances at /opt/thaw
+  int64_t tmp_bytes = 512LL << 20;
+  bool sandbox = true;
+  // Isolation::kJail: how many instances may be live at once (each needs a uid of its own),
+  // and where the host-wide uid leases are kept (shared by every thaw server on the host).
+  int64_t instance_uids = 10000;
+  std::string uid_lock_dir = "/run/thaw";
 };
 
 struct ExitEvent {
@@ -68,21 +88,31 @@ std::string DescribeWaitStatus(int wait_status);
 class SpawnerClient {
  public:
   // Forks the spawner process. Call before starting any thread. With `sandbox`, instances are
-  // jailed (see jail.h) with `jail_root` (an empty directory) as their mount point: as root,
-  // in cgroups too when the machine has them; not root, inside user namespaces when the
-  // kernel allows them (tried once here), else they are plain processes with rlimits.
-  // Every jailed instance sees `runtimes_dir` at /opt/thaw and a /tmp of `tmp_bytes`.
-  static StatusOr<std::unique_ptr<SpawnerClient>> Start(const std::string& jail_root,
-                                                        const std::string& runtimes_dir,
-                                                        int64_t tmp_bytes, bool sandbox);
+  // jailed (see jail.h): as root, in cgroups too when the machine has them, each with a uid of
+  // its own; not root, inside user namespaces when the kernel allows them (tried once here),
+  // else they are plain processes with rlimits. Every jailed instance sees `runtimes_dir` at
+  // /opt/thaw and a /tmp of `tmp_bytes`.
+  static StatusOr<std::unique_ptr<SpawnerClient>> Start(const SpawnerOptions& options);
   ~SpawnerClient();
   SpawnerClient(const SpawnerClient&) = delete;
   SpawnerClient& operator=(const SpawnerClient&) = delete;
 
-  // Starts the child in its own session and process group; fails with the exec error.
-  StatusOr<Spawned> Spawn(const SpawnRequest& request);
-  // SIGKILLs the child's whole process group, unless the child was already reaped.
-  Status Kill(pid_t pid);
+  // Asks for the child to be started in its own session and process group, and returns at
+  // once. `done` runs later, on the reply thread, with the child or its exec error; or at
+  // once, on this thread, when the request cannot be sent. The descriptors in `request` are
+  // sent before this returns: the caller may close its copies. `done` must not block.
+  void Spawn(const SpawnRequest& request, SpawnDone done);
+  // SIGKILLs the child's whole process group, unless the child was already reaped. Sends and
+  // returns: the exit event tells when it is gone.
+  void Kill(pid_t pid);
+  // Starts the thread that reads replies and runs Spawn's callbacks, until the spawner is gone
+  // or StopReplyThread. Stop it before anything its callbacks use is destroyed: it fails the
+  // spawns still waiting, running their callbacks one last time.
+  void StartReplyThread();
+  void StopReplyThread();
+  // Spawn, then read replies until this one's: for tests and tools, never with the reply
+  // thread running.
+  StatusOr<Spawned> SpawnAndWait(const SpawnRequest& request);
   // Readable socket of ExitEvent records (one per datagram).
   int exit_fd() const { return exit_fd_; }
   pid_t spawner_pid() const { return spawner_pid_; }
@@ -93,20 +123,28 @@ class SpawnerClient {
   const Cgroups* cgroups() const { return cgroups_.get(); }
   // One line for logs and GET /v1/node: what isolation is active, and why not more.
   const std::string& isolation() const { return isolation_; }
+  // Isolation::kJail: the uids this server's instances run as ("200000-209999"); else empty.
+  const std::string& instance_uids() const { return instance_uids_; }
 
  private:
   SpawnerClient(int request_fd, int exit_fd, pid_t pid)
       : request_fd_(request_fd), exit_fd_(exit_fd), spawner_pid_(pid) {}
-  StatusOr<std::string> Call(const std::string& message, const int* fds, int nfds,
-                             UniqueFd* reply_fd = nullptr);
+  // Reads the replies that arrived and runs their callbacks; false once the spawner is gone
+  // (every waiting callback has then failed).
+  bool OnReplies();
+  void FailAllPending(const Status& why);
 
   std::mutex mu_;
+  uint64_t next_id_ = 0;                   // guarded by mu_
+  std::map<uint64_t, SpawnDone> pending_;  // guarded by mu_: spawns sent, not yet answered
   const int request_fd_;
   const int exit_fd_;
   const pid_t spawner_pid_;
   Isolation mode_ = Isolation::kPlain;
   std::unique_ptr<Cgroups> cgroups_;
   std::string isolation_;
+  std::string instance_uids_;
+  std::thread reply_thread_;
 };
 
 }  // namespace thaw::sandbox

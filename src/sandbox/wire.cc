@@ -50,7 +50,7 @@ ssize_t SendWithFds(int sock, const std::string& msg, const int* fds, int nfds) 
   return n;
 }
 
-ssize_t RecvWithFds(int sock, std::string& buf, std::vector<int>& fds, size_t max_size) {
+ssize_t RecvWithFds(int sock, std::string& buf, std::vector<int>& fds, size_t max_size, int flags) {
   buf.resize(max_size);
   iovec iov{buf.data(), buf.size()};
   msghdr mh{};
@@ -61,7 +61,7 @@ ssize_t RecvWithFds(int sock, std::string& buf, std::vector<int>& fds, size_t ma
   mh.msg_controllen = sizeof(control);
   ssize_t n;
   do {
-    n = ::recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+    n = ::recvmsg(sock, &mh, MSG_CMSG_CLOEXEC | flags);
   } while (n < 0 && errno == EINTR);
   if (n < 0) return n;
   buf.resize(static_cast<size_t>(n));

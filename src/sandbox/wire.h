@@ -20,7 +20,8 @@ std::vector<std::string> SplitFields(const char* data, size_t size);
 ssize_t SendWithFds(int sock, const std::string& msg, const int* fds, int nfds);
 // Receives one datagram of at most `max_size` bytes into `buf` and the descriptors that came
 // with it (close-on-exec) into `fds`; returns what recvmsg returned (0: the peer closed).
+// `flags` adds to recvmsg's (MSG_DONTWAIT for a non-blocking read).
 ssize_t RecvWithFds(int sock, std::string& buf, std::vector<int>& fds,
-                    size_t max_size = kMaxMessage);
+                    size_t max_size = kMaxMessage, int flags = 0);
 
 }  // namespace thaw::sandbox

@@ -138,8 +138,13 @@ int RunServe(Config config, const std::string& exe_dir) {
     return 1;
   }
   if (config.runtimes_dir.empty()) config.runtimes_dir = exe_dir + "/runtimes";
-  auto spawner = sandbox::SpawnerClient::Start(jail_root, config.runtimes_dir, config.tmp_mb << 20,
-                                               config.sandbox);
+  sandbox::SpawnerOptions spawner_options;
+  spawner_options.jail_root = jail_root;
+  spawner_options.runtimes_dir = config.runtimes_dir;
+  spawner_options.tmp_bytes = config.tmp_mb << 20;
+  spawner_options.sandbox = config.sandbox;
+  spawner_options.instance_uids = config.instance_uids;
+  auto spawner = sandbox::SpawnerClient::Start(spawner_options);
   if (!spawner.ok()) {
     spdlog::critical("{}", spawner.status().message());
     return 1;
@@ -204,6 +209,9 @@ int RunServe(Config config, const std::string& exe_dir) {
   ctx.metrics = &metrics;
   ctx.executor = ioc.get_executor();
   ctx.spawner = spawner->get();
+  // Spawn replies are read on a thread of their own: a Runtime API connection that arrives
+  // before its instance's reply waits for it on an io thread, so the reply must not need one.
+  (*spawner)->StartReplyThread();
   ctx.logs = &logs;
   ctx.meter = active_meter;
   ctx.endpoints = &endpoints;
@@ -282,6 +290,7 @@ int RunServe(Config config, const std::string& exe_dir) {
   for (int i = 1; i < threads; ++i) workers.emplace_back([&] { ioc.run(); });
   ioc.run();
   for (auto& t : workers) t.join();
+  (*spawner)->StopReplyThread();  // its callbacks use the pools, which go before it
   endpoints.CloseAll();
   if (Status st = (*meter)->Flush(); !st.ok()) {
     spdlog::error("meter records could not be written: {}", st.message());

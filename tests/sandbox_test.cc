@@ -4,7 +4,10 @@
 #include <unistd.h>
 
 #include <boost/json.hpp>
+#include <filesystem>
+#include <fstream>
 #include <future>
+#include <sstream>
 
 #include "common/files.h"
 #include "sandbox_probes.h"
@@ -143,6 +146,55 @@ TEST_F(SandboxTest, AnotherServersFunctionCannotTakeThisServersEvents) {
   auto again = server_->Invoke("victim");
   EXPECT_EQ(again.status, 200);
   EXPECT_EQ(again.Header("x-thaw-cold-start"), "false");
+}
+
+// The pid of `parent`'s child named `comm`, or -1.
+pid_t ChildNamed(pid_t parent, const std::string& comm) {
+  for (const auto& e : std::filesystem::directory_iterator("/proc")) {
+    const std::string name = e.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream stat(e.path() / "stat");
+    std::string line;
+    std::getline(stat, line);
+    size_t close = line.rfind(')');
+    if (close == std::string::npos) continue;
+    std::istringstream rest(line.substr(close + 2));
+    char state;
+    pid_t ppid = 0;
+    rest >> state >> ppid;
+    if (ppid == parent && line.find("(" + comm + ")") != std::string::npos) return std::stoi(name);
+  }
+  return -1;
+}
+
+// The cgroups whose names start with `prefix`, in any of thaw's hierarchies (v1 or v2).
+std::vector<std::string> ThawCgroups(const std::string& prefix) {
+  std::vector<std::string> out;
+  for (const char* parent : {"/sys/fs/cgroup/memory/thaw", "/sys/fs/cgroup/pids/thaw",
+                             "/sys/fs/cgroup/cpu/thaw", "/sys/fs/cgroup/thaw"}) {
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(parent, ec)) {
+      if (e.path().filename().string().starts_with(prefix)) out.push_back(e.path().string());
+    }
+  }
+  return out;
+}
+
+// kill -9 takes the spawner with it (PDEATHSIG) before it removes its cgroups; the next thaw
+// server on the host removes them.
+TEST_F(SandboxTest, ARestartRemovesTheCgroupsOfAKilledServer) {
+  DeployPython("hello", "def handler(e, c):\n    return 1\n");
+  ASSERT_EQ(server_->Invoke("hello").status, 200);
+  const pid_t spawner = ChildNamed(server_->pid(), "thaw-spawner");
+  ASSERT_GT(spawner, 0);
+  const std::string prefix = "shell-" + std::to_string(spawner) + "-";
+  ASSERT_FALSE(ThawCgroups(prefix).empty());  // its ready shells and the instance
+  server_->Kill9();
+  ASSERT_TRUE(Eventually([&] { return !ProcessAlive(spawner); }, 10'000));
+  EXPECT_FALSE(ThawCgroups(prefix).empty());  // left behind
+  auto next = ThawServer::Start();
+  EXPECT_TRUE(Eventually([&] { return ThawCgroups(prefix).empty(); }, 10'000))
+      << ThawCgroups(prefix).front();
 }
 
 // network: none needs the jail, not cgroups.

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <vector>
 
@@ -141,7 +142,13 @@ class CgroupV1 final : public Cgroups {
     return result;
   }
 
-  std::vector<std::string> Names() const override { return SubDirs(root_ + "/memory/thaw"); }
+  std::vector<std::string> Names() const override {
+    std::set<std::string> names;  // a cgroup may be left in some hierarchies and not others
+    for (const char* c : kControllers) {
+      for (auto& n : SubDirs(root_ + "/" + c + "/thaw")) names.insert(std::move(n));
+    }
+    return {names.begin(), names.end()};
+  }
 
   static constexpr const char* kControllers[] = {"memory", "cpu", "cpuacct", "pids"};
 

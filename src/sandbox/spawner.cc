@@ -19,6 +19,7 @@
 #include <optional>
 #include <vector>
 
+#include "common/files.h"
 #include "sandbox/jail.h"
 #include "sandbox/shell.h"
 #include "sandbox/uid_pool.h"
@@ -84,6 +85,13 @@ class Spawner {
       : setup_(setup), request_fd_(request_fd), exit_fd_(exit_fd), uids_(std::move(uids)) {}
 
   [[noreturn]] void Run();
+  // Cgroups to remove once empty (left behind by a spawner that was killed).
+  void RemoveWhenEmpty(std::vector<std::string> cgroups) {
+    for (auto& c : cgroups) {
+      (void)setup_.cgroups->Kill(c);
+      unremoved_.push_back(std::move(c));
+    }
+  }
 
  private:
   void OnRequest(std::vector<std::string> fields, std::vector<int>& fds);
@@ -454,6 +462,25 @@ namespace {
 constexpr char kNetworkLayers[] =
     "network: none gets a network namespace of its own (loopback only, Runtime API inside it)";
 
+// The cgroups a spawner that is gone left behind (thaw killed with -9: its spawner died by
+// PDEATHSIG before it could remove them). Shell cgroups are named shell-<spawner pid>-<n>; a
+// spawner is gone when no live process of that pid is a thaw-spawner (a zombie is gone: a
+// killed spawner's parent died with it, and whoever inherits it may reap it late). Those of
+// other live thaw servers are left alone.
+std::vector<std::string> OrphanedCgroups(const Cgroups& cgroups) {
+  std::vector<std::string> out;
+  for (const std::string& name : cgroups.Names()) {
+    if (!name.starts_with("shell-")) continue;
+    const pid_t owner = static_cast<pid_t>(std::strtol(name.c_str() + 6, nullptr, 10));
+    auto stat = ReadFile("/proc/" + std::to_string(owner) + "/stat");  // "pid (comm) S ..."
+    if (owner <= 0 || !stat.ok() || stat->find("(thaw-spawner) ") == std::string::npos ||
+        stat->find("(thaw-spawner) Z") != std::string::npos) {
+      out.push_back(name);
+    }
+  }
+  return out;
+}
+
 // Root: every layer, cgroups where the machine has them.
 std::string SetUpJail(SpawnerSetup& setup, std::unique_ptr<Cgroups>& cgroups) {
   setup.mode = Isolation::kJail;
@@ -543,7 +570,9 @@ StatusOr<std::unique_ptr<SpawnerClient>> SpawnerClient::Start(const SpawnerOptio
     ::close(ex[0]);
     std::optional<UidPool> uids;
     if (lease.has_value()) uids.emplace(lease->uids);
-    Spawner(setup, req[1], ex[1], std::move(uids)).Run();
+    Spawner spawner(setup, req[1], ex[1], std::move(uids));
+    if (setup.cgroups != nullptr) spawner.RemoveWhenEmpty(OrphanedCgroups(*setup.cgroups));
+    spawner.Run();
   }
   ::close(req[1]);
   ::close(ex[1]);

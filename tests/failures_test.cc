@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <boost/json.hpp>
+#include <chrono>
 #include <filesystem>
 #include <future>
 
@@ -148,6 +149,55 @@ TEST_F(FailuresTest, BootstrapThatNeverAsksForWorkHitsTheInitTimeout) {
             std::string::npos)
       << r.body;
   RemoveDir(dir);
+}
+
+// With the queue timeout no longer than the init timeout, the waiting caller once got 429
+// "no instance became free", counted as a throttle.
+TEST_F(FailuresTest, AnInitThatNeverEndsIsAnInitErrorNotAThrottle) {
+  auto server = ThawServer::Start({"--init-timeout-ms", "500", "--queue-timeout-ms", "500"});
+  std::string dir = MakeBundle(
+      {{"thaw.yaml", "runtime: provided\n"}, {"bootstrap", "#!/bin/sh\nexec sleep 60\n"}},
+      {"bootstrap"});
+  ASSERT_EQ(server->Deploy("stuck", dir).status, 201);
+  auto r = server->Invoke("stuck");
+  EXPECT_EQ(r.status, 502) << r.body;
+  EXPECT_EQ(JsonField(r.body, "errorType"), "Runtime.InitError") << r.body;
+  auto metrics = server->Call("GET", "/metrics").body;
+  EXPECT_NE(metrics.find("thaw_init_failures_total{function=\"stuck\"} 1"), std::string::npos)
+      << metrics;
+  EXPECT_NE(metrics.find("thaw_throttles_total{function=\"stuck\"} 0"), std::string::npos);
+  RemoveDir(dir);
+}
+
+// min_instances with an init that fails: restarted with back-off (not at once, forever), shown
+// as failing, and the inits' time and CPU metered.
+TEST_F(FailuresTest, AFailingWarmInitBacksOffShowsAsFailingAndIsMetered) {
+  DeployPython("broken",
+               "import time\nt = time.time()\nwhile time.time() - t < 0.05: pass\n"
+               "raise RuntimeError('no model')\ndef handler(e, c): return 1\n",
+               "min_instances: 1\n");
+  auto failures = [&] {
+    auto body = server_->Call("GET", "/v1/functions/broken").body;
+    auto v = json::parse(body).as_object();
+    return v.contains("init_failures_in_a_row") ? v["init_failures_in_a_row"].as_int64() : 0;
+  };
+  ASSERT_TRUE(Eventually([&] { return failures() >= 2; }, 20'000));
+  const auto second = std::chrono::steady_clock::now();
+  auto f = json::parse(server_->Call("GET", "/v1/functions/broken").body).as_object();
+  EXPECT_EQ(f["state"].as_string(), "failing");
+  EXPECT_NE(std::string(f["last_init_error"].as_string()).find("no model"), std::string::npos);
+  ASSERT_TRUE(Eventually([&] { return failures() >= 3; }, 20'000));
+  // After two failures in a row the next start waits 2 s (1 s after the first).
+  EXPECT_GE(std::chrono::steady_clock::now() - second, std::chrono::milliseconds(1500));
+  auto metrics = server_->Call("GET", "/metrics").body;
+  EXPECT_NE(metrics.find("thaw_function_init_failures_in_a_row{function=\"broken\"} "),
+            std::string::npos);
+  auto usage = json::parse(server_->Call("GET", "/v1/usage?function=broken").body).as_object();
+  auto row = usage["functions"].as_array().at(0).as_object();
+  EXPECT_GE(row["init_failures"].as_int64(), 3) << usage;
+  EXPECT_EQ(row["invocations"].as_int64(), 0);
+  EXPECT_GE(row["billed_ms"].as_int64(), 150);  // three inits of 50 ms or more
+  EXPECT_GT(row["cpu_us"].as_int64(), 0);
 }
 
 TEST_F(FailuresTest, MissingBootstrapIsRefusedAtDeploy) {

@@ -674,3 +674,29 @@ TEST(MeterOpenTest, UnopenablePathIsAnError) {
 
 }  // namespace
 }  // namespace thaw::meter
+
+namespace thaw::meter {
+namespace {
+
+// A failed init is billed for its time (no request charge) and counts CPU, not an invocation.
+TEST(InitFailureSampleTest, IsBilledButNotAnInvocation) {
+  Sample init{.function = "f",
+              .duration_us = 150'000,
+              .billed_ms = 150,
+              .memory_mb = 1024,
+              .cpu_us = 90'000,
+              .status = "init_error",
+              .tenant = ""};
+  Sums sums;
+  AddSample(init, sums);
+  EXPECT_EQ(sums.invocations, 0);
+  EXPECT_EQ(sums.init_failures, 1);
+  EXPECT_EQ(sums.billed_ms, 150);
+  EXPECT_EQ(sums.cpu_us, 90'000);
+  EXPECT_EQ(sums.duration_us, 0);  // no invocation's duration
+  PriceSheet prices;
+  EXPECT_EQ(LambdaCostPico(init, prices), 150LL * prices.gb_second_pico / 1000);
+}
+
+}  // namespace
+}  // namespace thaw::meter

@@ -358,3 +358,18 @@ TEST(TickSequenceTest, ScaleToZeroIsStableAcrossTicks) {
 
 }  // namespace
 }  // namespace thaw::pool
+
+namespace thaw::pool {
+namespace {
+
+TEST(InitBackoffTest, DoublesFromOneSecondToFiveMinutes) {
+  const std::vector<std::pair<int64_t, int64_t>> cases = {
+      {0, 0},           {1, 1'000'000},    {2, 2'000'000},     {3, 4'000'000},
+      {9, 256'000'000}, {10, 300'000'000}, {1000, 300'000'000}};
+  for (const auto& [failures, want] : cases) {
+    EXPECT_EQ(InitBackoffUs(failures), want) << failures << " failures";
+  }
+}
+
+}  // namespace
+}  // namespace thaw::pool

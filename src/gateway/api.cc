@@ -124,7 +124,14 @@ json::object FunctionJson(const std::string& name, const registry::FunctionInfo&
   o["versions"] = std::move(versions);
   json::object instances{{"starting", 0}, {"ready", 0}, {"stopping", 0}};
   int64_t queued = 0, inflight = 0;
+  o["state"] = "active";
   for (const auto& s : stats) {
+    // Failing: the newest version's instances keep failing init (restarts back off).
+    if (s.init_failures_in_a_row > 0 && s.version == latest->version) {
+      o["state"] = "failing";
+      o["init_failures_in_a_row"] = s.init_failures_in_a_row;
+      o["last_init_error"] = s.last_init_error;
+    }
     for (const auto& [state, n] : s.instances_by_state) {
       instances[state] = instances[state].as_int64() + n;
     }
@@ -395,6 +402,7 @@ void Api::Metrics(Response& res) {
       gauges.instances[{stats.function, state}] += n;
     }
     gauges.queued[stats.function] += stats.queued;
+    gauges.failing[stats.function] += stats.init_failures_in_a_row;
   }
   gauges.meter_pending = deps_.meter != nullptr ? deps_.meter->pending() : 0;
   res.result(http::status::ok);

@@ -25,11 +25,19 @@ int64_t BilledRequests(const Sums& s) { return s.invocations - s.throttled; }
 
 int64_t LambdaCostPico(const Sample& s, const PriceSheet& p) {
   if (s.status == "throttled") return 0;
-  return p.request_pico + static_cast<int64_t>(Int128{s.billed_ms} * s.memory_mb *
-                                               p.gb_second_pico / (kMbPerGb * kMsPerS));
+  return (s.status == "init_error" ? 0 : p.request_pico) +
+         static_cast<int64_t>(Int128{s.billed_ms} * s.memory_mb * p.gb_second_pico /
+                              (kMbPerGb * kMsPerS));
 }
 
 void AddSample(const Sample& s, Sums& sums) {
+  if (s.status == "init_error") {  // billed and its CPU counted; not an invocation
+    ++sums.init_failures;
+    sums.billed_ms += s.billed_ms;
+    sums.billed_mb_ms += s.billed_ms * s.memory_mb;
+    sums.cpu_us += s.cpu_us;
+    return;
+  }
   ++sums.invocations;
   if (s.status == "success") {
     ++sums.success;
@@ -73,7 +81,7 @@ std::vector<Group> Aggregate(const std::vector<Sample>& samples, GroupBy by) {
   for (const Sample& s : samples) {
     auto& [sums, durations] = groups[by == GroupBy::kFunction ? s.function : UtcDay(s.start_us)];
     AddSample(s, sums);
-    durations.push_back(s.duration_us);
+    if (s.status != "init_error") durations.push_back(s.duration_us);
   }
   std::vector<Group> out;
   for (auto& [key, g] : groups) {

@@ -32,7 +32,7 @@ struct Sample {
   int64_t cpu_us = 0;
   int64_t gpu_us = 0;
   bool cold_start = false;
-  std::string status;  // success | error | timeout | crash | throttled
+  std::string status;  // success | error | timeout | crash | throttled | init_error
   std::string tenant;
 };
 
@@ -40,6 +40,9 @@ struct Sample {
 struct Sums {
   int64_t invocations = 0;
   int64_t success = 0, error = 0, timeout = 0, crash = 0, throttled = 0;
+  // Instances whose init failed ("init_error" records): not invocations, but their init time
+  // is billed (as Lambda bills the INIT phase) and their CPU counted.
+  int64_t init_failures = 0;
   int64_t cold_starts = 0;
   int64_t billed_ms = 0;
   int64_t billed_mb_ms = 0;  // sum of billed_ms x memory_mb

@@ -114,6 +114,11 @@ std::string Registry::Render(const Gauges& gauges) const {
     out += "thaw_cold_starts_total{function=\"" + EscapeLabel(fn) + "\"} " +
            std::to_string(m->cold_starts.load(std::memory_order_relaxed)) + "\n";
   }
+  Header(out, "thaw_init_failures_total", "counter", "Instances whose init failed.");
+  for (const auto& [fn, m] : functions_) {
+    out += "thaw_init_failures_total{function=\"" + EscapeLabel(fn) + "\"} " +
+           std::to_string(m->init_failures.load(std::memory_order_relaxed)) + "\n";
+  }
   Header(out, "thaw_invocation_duration_seconds", "histogram",
          "Time from handing the event to the runtime to its answer.");
   for (const auto& [fn, m] : functions_) {
@@ -133,6 +138,12 @@ std::string Registry::Render(const Gauges& gauges) const {
   Header(out, "thaw_queue_depth", "gauge", "Requests waiting for an instance.");
   for (const auto& [fn, n] : gauges.queued) {
     out += "thaw_queue_depth{function=\"" + EscapeLabel(fn) + "\"} " + std::to_string(n) + "\n";
+  }
+  Header(out, "thaw_function_init_failures_in_a_row", "gauge",
+         "Init failures since the function last started an instance (0: healthy).");
+  for (const auto& [fn, n] : gauges.failing) {
+    out += "thaw_function_init_failures_in_a_row{function=\"" + EscapeLabel(fn) + "\"} " +
+           std::to_string(n) + "\n";
   }
   Header(out, "thaw_meter_write_lag_records", "gauge",
          "Meter records accepted but not yet committed to the database.");

@@ -36,6 +36,7 @@ inline constexpr std::array<const char*, 5> kStatuses = {"success", "error", "ti
 struct FunctionMetrics {
   std::array<std::atomic<uint64_t>, kStatuses.size()> invocations{};
   std::atomic<uint64_t> cold_starts{0};
+  std::atomic<uint64_t> init_failures{0};
   Histogram duration;
   Histogram init_duration;
 
@@ -47,6 +48,7 @@ struct FunctionMetrics {
 struct Gauges {
   std::map<std::pair<std::string, std::string>, int64_t> instances;  // (function, state)
   std::map<std::string, int64_t> queued;                             // function
+  std::map<std::string, int64_t> failing;  // function: init failures in a row (0: healthy)
   int64_t meter_pending = 0;
 };
 

@@ -4,6 +4,13 @@
 
 namespace thaw::pool {
 
+int64_t InitBackoffUs(int64_t failures) {
+  constexpr int64_t kFirst = 1'000'000, kMost = 300'000'000;
+  if (failures <= 0) return 0;
+  if (failures > 20) return kMost;
+  return std::min(kMost, kFirst << (failures - 1));
+}
+
 const char* InstanceStateName(InstanceState state) {
   switch (state) {
     case InstanceState::kStarting:

@@ -60,6 +60,11 @@ struct TickPlan {
   int64_t start = 0;           // instances to start now
 };
 
+// How long to wait before the tick starts another instance after `failures` inits failed in a
+// row (min_instances and queued work would otherwise restart a broken init at once, forever):
+// 1 s, doubling, at most 5 minutes. Requests that arrive still start one at once.
+int64_t InitBackoffUs(int64_t failures);
+
 // Periodic housekeeping: scale to zero after the idle timeout, keep min_instances warm (and
 // replace ones that died), and start instances for queued work no starting instance covers.
 TickPlan Tick(const PoolView& pool, const Limits& limits, int64_t now_us);

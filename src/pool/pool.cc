@@ -7,6 +7,7 @@
 #include <boost/json.hpp>
 #include <cstdio>
 
+#include "common/ids.h"
 #include "common/tenant.h"
 #include "logs/log_store.h"
 #include "meter/meter.h"
@@ -167,6 +168,9 @@ void FunctionPool::OnNext(uint64_t instance_id, NextHandler handler) {
         inst.init_us = now - inst.spawned_us;
         inst.state = InstanceState::kReady;
         inst.idle_since_us = now;
+        init_failures_in_a_row_ = 0;
+        last_init_error_.clear();
+        restart_not_before_us_ = 0;
         DrainLogsLocked(inst);
         inst.init_log.clear();
       }
@@ -449,6 +453,7 @@ void FunctionPool::OnExit(uint64_t instance_id, const sandbox::ExitEvent& exit) 
         inst->init_error_message += " (runtime " + how + ")";
       }
       InitFailedLocked(*inst, fx);
+      RecordInitLocked(*inst, exit.cpu_us, fx);
     }
     StopInstanceLocked(*inst, fx);
     std::vector<InvocationPtr> active;
@@ -469,8 +474,14 @@ void FunctionPool::OnExit(uint64_t instance_id, const sandbox::ExitEvent& exit) 
 }
 
 void FunctionPool::InitFailedLocked(Instance& inst, Effects& fx) {
+  if (inst.init_failure_reported) return;
+  inst.init_failure_reported = true;
   std::string message = inst.init_error_type + ": " + inst.init_error_message;
   if (!inst.init_log.empty()) message += "\nInit log tail:\n" + inst.init_log;
+  ++init_failures_in_a_row_;
+  last_init_error_ = inst.init_error_type + ": " + inst.init_error_message;
+  restart_not_before_us_ = ctx_->clock->MonoMicros() + InitBackoffUs(init_failures_in_a_row_);
+  if (metrics_ != nullptr) metrics_->init_failures.fetch_add(1, std::memory_order_relaxed);
   ctx_->logs->Append(version_->function, "", "platform", "INIT_REPORT Status: error\t" + message);
   // The requests waiting fail with this init error, unless a ready instance will serve them.
   // Instances still starting do not count: they would most likely fail the same way, and
@@ -490,9 +501,31 @@ void FunctionPool::InitFailedLocked(Instance& inst, Effects& fx) {
   }
 }
 
+void FunctionPool::RecordInitLocked(const Instance& inst, int64_t cpu_us, Effects& fx) {
+  const int64_t init_us = ctx_->clock->MonoMicros() - inst.spawned_us;
+  meter::Record rec;
+  rec.request_id = NewRequestId();
+  rec.function = version_->function;
+  rec.version = std::to_string(version_->version);
+  rec.end_us = ctx_->clock->WallMicros();
+  rec.start_us = rec.end_us - init_us;
+  rec.duration_us = init_us;
+  rec.billed_ms = meter::BilledMillis(init_us);
+  rec.memory_mb = version_->manifest.memory_mb;
+  rec.max_memory_used_mb = inst.peak_rss_mb;
+  rec.cpu_us = std::max<int64_t>(0, cpu_us);
+  rec.init_us = init_us;
+  rec.status = "init_error";
+  rec.error_type = inst.init_error_type;
+  fx.records.push_back(std::move(rec));
+}
+
 void FunctionPool::ApplyTickLocked(Effects& fx) {
   if (shut_down_) return;
-  TickPlan plan = Tick(ViewLocked(), LimitsLocked(), ctx_->clock->MonoMicros());
+  const int64_t now = ctx_->clock->MonoMicros();
+  TickPlan plan = Tick(ViewLocked(), LimitsLocked(), now);
+  // Inits that keep failing are retried with back-off, not at once forever.
+  if (now < restart_not_before_us_) plan.start = 0;
   for (uint64_t id : plan.stop) StopInstanceLocked(*instances_.at(id), fx);
   for (int64_t i = 0; i < plan.start; ++i) NewInstanceLocked(fx);
 }
@@ -502,7 +535,28 @@ void FunctionPool::OnTick() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     const int64_t now = ctx_->clock->MonoMicros();
-    while (!queue_.empty() && now - queue_.front()->arrived_us >= ctx_->queue_timeout_us) {
+    // An init that does not finish fails as an init error, with the requests waiting for it
+    // (not as a throttle when they have waited as long).
+    for (auto& [id, inst] : instances_) {
+      if (!inst->initialized && inst->state == InstanceState::kStarting &&
+          now - inst->spawned_us >= ctx_->init_timeout_us) {
+        inst->init_error_type = "Runtime.InitError";
+        inst->init_error_message = "init did not finish within " +
+                                   std::to_string(ctx_->init_timeout_us / 1000) +
+                                   " ms (the runtime never asked for an event)";
+        StopInstanceLocked(*inst, fx);
+        InitFailedLocked(*inst, fx);
+      }
+    }
+    // While the only instances are starting, requests wait for their init (bounded by the
+    // init timeout above), not for the queue timeout.
+    bool ready = false, starting = false;
+    for (const auto& [id, inst] : instances_) {
+      ready = ready || inst->state == InstanceState::kReady;
+      starting = starting || inst->state == InstanceState::kStarting;
+    }
+    while (!queue_.empty() && (ready || !starting) &&
+           now - queue_.front()->arrived_us >= ctx_->queue_timeout_us) {
       InvocationPtr inv = std::move(queue_.front());
       queue_.pop_front();
       Result r;
@@ -513,15 +567,6 @@ void FunctionPool::OnTick() {
                         " ms";
       RecordLocked(inv, r, "throttled", 0, fx);
       Fail(std::move(inv), std::move(r), fx);
-    }
-    for (auto& [id, inst] : instances_) {
-      if (!inst->initialized && inst->state == InstanceState::kStarting &&
-          now - inst->spawned_us >= ctx_->init_timeout_us) {
-        inst->init_error_type = "Runtime.InitError";
-        inst->init_error_message =
-            "init did not finish within " + std::to_string(ctx_->init_timeout_us / 1000) + " ms";
-        StopInstanceLocked(*inst, fx);
-      }
     }
     ApplyTickLocked(fx);
   }
@@ -574,6 +619,8 @@ PoolStats FunctionPool::Stats() const {
     s.inflight += inst->inflight();
     ++s.instances_by_state[InstanceStateName(inst->state)];
   }
+  s.init_failures_in_a_row = init_failures_in_a_row_;
+  s.last_init_error = last_init_error_;
   return s;
 }
 

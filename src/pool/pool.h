@@ -168,6 +168,8 @@ struct PoolStats {
   int64_t queued = 0;
   int64_t inflight = 0;
   std::map<std::string, int64_t> instances_by_state;
+  int64_t init_failures_in_a_row = 0;  // since an instance of this version last initialised
+  std::string last_init_error;
 };
 
 class FunctionPool : public std::enable_shared_from_this<FunctionPool> {
@@ -243,6 +245,8 @@ class FunctionPool : public std::enable_shared_from_this<FunctionPool> {
   void DrainLogsLocked(Instance& instance);
   void EmitLineLocked(Instance& instance, const char* stream, std::string text);
   void InitFailedLocked(Instance& instance, Effects& fx);
+  // Meters a failed init's time and CPU (no invocation was served).
+  void RecordInitLocked(const Instance& instance, int64_t cpu_us, Effects& fx);
   void WatchLog(InstancePtr instance, bool stderr_stream);
   void RecordLocked(const InvocationPtr& inv, const Result& result, const char* status,
                     int64_t max_memory_mb, Effects& fx);
@@ -266,6 +270,9 @@ class FunctionPool : public std::enable_shared_from_this<FunctionPool> {
   bool draining_ = false;                      // guarded by mu_
   bool called_since_drain_ = false;            // guarded by mu_
   bool shut_down_ = false;                     // guarded by mu_
+  int64_t init_failures_in_a_row_ = 0;         // guarded by mu_
+  std::string last_init_error_;                // guarded by mu_
+  int64_t restart_not_before_us_ = 0;          // guarded by mu_: init back-off (monotonic)
 };
 
 // All pools, keyed by function and version, plus the pid -> instance map for exit events.

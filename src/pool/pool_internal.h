@@ -35,8 +35,9 @@ struct FunctionPool::Instance {
   std::string out_partial, err_partial;
   std::string init_log;  // tail of what it printed before it was ready
   std::string init_error_type, init_error_message;
-  std::string current_request_id;  // tags log lines
-  std::string cgroup;              // its cgroup name, when the spawner uses cgroups
+  bool init_failure_reported = false;  // InitFailedLocked ran (once per instance)
+  std::string current_request_id;      // tags log lines
+  std::string cgroup;                  // its cgroup name, when the spawner uses cgroups
   int64_t peak_rss_mb = 0;
   int64_t rss_sampled_us = 0;
   sandbox::CpuCounter cpu;  // the instance's CPU time: its cgroup's, else its process's

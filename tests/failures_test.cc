@@ -200,6 +200,21 @@ TEST_F(FailuresTest, AFailingWarmInitBacksOffShowsAsFailingAndIsMetered) {
   EXPECT_GT(row["cpu_us"].as_int64(), 0);
 }
 
+// The runtime got 413 at once, but its caller waited for the deadline (and was billed for it);
+// at 100 MB the caller got a Runtime.ExitError with no word of size.
+TEST_F(FailuresTest, AnOversizeResponseIsAnsweredAtOnceWithItsSize) {
+  DeployPython("big", "def handler(e, c):\n    return 'x' * e['n']\n",
+               "timeout_s: 30\nmemory_mb: 1024\n");
+  for (int64_t n : {10'000'000, 100'000'000}) {
+    auto r = server_->Invoke("big", "{\"n\":" + std::to_string(n) + "}");
+    EXPECT_EQ(r.status, 502) << r.body.substr(0, 300);
+    EXPECT_EQ(JsonField(r.body, "errorType"), "Function.ResponseSizeTooLarge") << n;
+    EXPECT_NE(JsonField(r.body, "errorMessage").find("6291456 bytes"), std::string::npos) << r.body;
+    EXPECT_LT(std::stoll(r.Header("x-thaw-billed-ms")), 10'000) << n;  // not the 30 s deadline
+  }
+  EXPECT_EQ(server_->Invoke("big", "{\"n\":3}").body, "\"xxx\"");
+}
+
 TEST_F(FailuresTest, MissingBootstrapIsRefusedAtDeploy) {
   dirs_.push_back(MakeBundle({{"thaw.yaml", "runtime: provided\n"}}));
   auto r = server_->Deploy("nothing", dirs_.back());

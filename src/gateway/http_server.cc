@@ -77,6 +77,7 @@ asio::awaitable<void> ServeHttpConnection(asio::ip::tcp::socket socket, HttpHand
     const uint64_t limit = handler.BodyLimit(parser.get().base());
     parser.body_limit(limit);
     if (parser.content_length() && *parser.content_length() > limit) {
+      handler.OnBodyTooLarge(parser.get().base(), limit);
       handler.Reject(http::status::payload_too_large,
                      "request body of " + std::to_string(*parser.content_length()) +
                          " bytes is over the limit of " + std::to_string(limit) + " bytes",
@@ -93,6 +94,7 @@ asio::awaitable<void> ServeHttpConnection(asio::ip::tcp::socket socket, HttpHand
     co_await http::async_read(socket, buffer, parser,
                               asio::redirect_error(asio::use_awaitable, ec));
     if (ec == http::error::body_limit) {
+      handler.OnBodyTooLarge(parser.get().base(), limit);
       handler.Reject(http::status::payload_too_large,
                      "request body is over the limit of " + std::to_string(limit) + " bytes", res);
       co_await RejectAndClose(socket, res);

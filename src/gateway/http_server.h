@@ -27,6 +27,9 @@ class HttpHandler {
   // Fills a response for a request whose headers could not be parsed or whose body is over
   // the limit (`status` is 400 or 413).
   virtual void Reject(http::status status, const std::string& why, Response& res) const = 0;
+  // A request with these headers was refused for its body size (just before Reject): for a
+  // handler that owes someone else an answer about it.
+  virtual void OnBodyTooLarge(const http::request_header<>& header, uint64_t limit) const {}
   virtual asio::awaitable<void> Handle(Request& req, Response& res) = 0;
   // Whether to serve this connection at all (checked once, before the first request).
   virtual bool Admit(const asio::ip::tcp::socket& socket) const { return true; }

@@ -64,6 +64,26 @@ struct RuntimeServer::Endpoint final : gateway::HttpHandler {
         why);
   }
 
+  // A response over the limit: the runtime gets 413, and the caller, at once, the error Lambda
+  // gives (not a wait for the deadline).
+  void OnBodyTooLarge(const http::request_header<>& header, uint64_t limit) const override {
+    std::string_view target = header.target();
+    constexpr std::string_view kInvocation = "invocation/";
+    constexpr std::string_view kResponse = "/response";
+    if (header.method() != http::verb::post || !target.starts_with(kPrefix)) return;
+    target.remove_prefix(kPrefix.size());
+    if (!target.starts_with(kInvocation) || !target.ends_with(kResponse)) return;
+    target.remove_prefix(kInvocation.size());
+    target.remove_suffix(kResponse.size());
+    const std::string message = "Response payload size exceeded maximum allowed payload size (" +
+                                std::to_string(limit) + " bytes).";
+    (void)pool->ReportError(
+        instance_id, std::string(target),
+        boost::json::serialize(boost::json::object{{"errorMessage", message},
+                                                   {"errorType", "Function.ResponseSizeTooLarge"}}),
+        "Function.ResponseSizeTooLarge");
+  }
+
   // Only the instance's own processes may talk to its Runtime API: instances that share the
   // host network could otherwise connect here and take this instance's events.
   bool Admit(const asio::ip::tcp::socket& socket) const override {

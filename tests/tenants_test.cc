@@ -289,3 +289,47 @@ TEST_F(TenantsTest, ConcurrentInvocationsFromTwoTenantsAddUpExactly) {
 
 }  // namespace
 }  // namespace thaw::testing
+
+namespace thaw::testing {
+namespace {
+
+// One tenant's Event flood once filled the shared queue and refused every other tenant's
+// Event invokes with 429 until it drained.
+TEST(AsyncFairShareTest, OneTenantsFloodLeavesRoomForAnother) {
+  auto server = ThawServer::Start({"--async-queue-events", "10"});
+  std::vector<std::string> dirs;
+  auto deploy = [&](const std::string& tenant) {
+    server->CreateTenant(tenant);
+    const std::string secret = server->CreateKey(tenant).second;
+    dirs.push_back(PythonBundle("work", "import time\ndef handler(e, c):\n    time.sleep(2)\n",
+                                "timeout_s: 10\n"));
+    auto archive = registry::PackDirectory(dirs.back());
+    EXPECT_TRUE(archive.ok());
+    auto r = server->Call("PUT", "/v1/functions/work", *archive,
+                          {{"Authorization", "Bearer " + secret}}, false);
+    EXPECT_EQ(r.status, 201) << r.body;
+    return secret;
+  };
+  const std::string flood = deploy("flood"), calm = deploy("calm");
+  auto event = [&](const std::string& secret) {
+    return server->Call("POST", "/2015-03-31/functions/work/invocations", "{}",
+                        {{"Authorization", "Bearer " + secret}, {"X-Amz-Invocation-Type", "Event"}},
+                        false);
+  };
+  int accepted = 0, refused = 0;
+  for (int i = 0; i < 20; ++i) {
+    auto r = event(flood);
+    if (r.status == 202) ++accepted;
+    if (r.status == 429) {
+      ++refused;
+      EXPECT_NE(r.body.find("fair share"), std::string::npos) << r.body;
+    }
+  }
+  EXPECT_EQ(accepted, 5);  // half the queue, then its share
+  EXPECT_EQ(refused, 15);
+  EXPECT_EQ(event(calm).status, 202);
+  for (const auto& d : dirs) RemoveDir(d);
+}
+
+}  // namespace
+}  // namespace thaw::testing

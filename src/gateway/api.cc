@@ -160,7 +160,8 @@ std::vector<std::string_view> SplitPath(std::string_view path) {
 
 Api::Api(ApiDeps deps)
     : deps_(std::move(deps)),
-      invoker_(std::make_unique<Invoker>(deps_.registry, deps_.pools, deps_.meter, deps_.gate)),
+      invoker_(std::make_unique<Invoker>(deps_.registry, deps_.pools, deps_.meter, deps_.gate,
+                                         deps_.config->async_queue_events)),
       lambda_(std::make_unique<LambdaApi>(LambdaDeps{deps_.registry, deps_.pools, deps_.logs,
                                                      deps_.config, deps_.admin_key, deps_.keys,
                                                      invoker_.get(), &blocking_})) {}

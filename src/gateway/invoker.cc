@@ -17,6 +17,7 @@
 #include "common/clock.h"
 #include "common/ids.h"
 #include "common/tenant.h"
+#include "dispatch/fair_share.h"
 #include "meter/meter.h"
 
 // GCC 12 misreads Asio's coroutine frame allocator as a new/delete mismatch (GCC bug 109224,
@@ -63,6 +64,43 @@ struct Invoker::State {
   std::map<std::string, std::shared_ptr<std::atomic<int64_t>>> inflight;  // guarded by mu
   std::atomic<int64_t> events{0};
   std::atomic<int64_t> event_bytes{0};
+  // Events held per tenant and per function (dispatch/fair_share.h), guarded by mu.
+  std::map<std::string, int64_t> tenant_events;
+  std::map<std::string, int64_t> function_events;
+  std::map<std::string, int64_t> tenant_functions;  // functions holding events, per tenant
+
+  // Takes a slot for `function` if its tenant and it are within their shares.
+  dispatch::ShareDecision TakeEventSlot(const std::string& function, int64_t capacity) {
+    std::lock_guard<std::mutex> lock(mu);
+    const std::string tenant(TenantOfFunction(function));
+    dispatch::ShareView view;
+    view.capacity = capacity;
+    view.total = events.load();
+    view.tenants = static_cast<int64_t>(tenant_events.size());
+    auto t = tenant_events.find(tenant);
+    view.tenant = t == tenant_events.end() ? 0 : t->second;
+    auto tf = tenant_functions.find(tenant);
+    view.tenant_functions = tf == tenant_functions.end() ? 0 : tf->second;
+    auto f = function_events.find(function);
+    view.function = f == function_events.end() ? 0 : f->second;
+    dispatch::ShareDecision d = dispatch::AdmitToShare(view);
+    if (d != dispatch::ShareDecision::kAdmit) return d;
+    events.fetch_add(1);
+    ++tenant_events[tenant];
+    if (++function_events[function] == 1) ++tenant_functions[tenant];
+    return d;
+  }
+
+  void GiveEventSlot(const std::string& function) {
+    std::lock_guard<std::mutex> lock(mu);
+    const std::string tenant(TenantOfFunction(function));
+    events.fetch_sub(1);
+    if (--tenant_events[tenant] == 0) tenant_events.erase(tenant);
+    if (--function_events[function] == 0) {
+      function_events.erase(function);
+      if (--tenant_functions[tenant] == 0) tenant_functions.erase(tenant);
+    }
+  }
 
   std::shared_ptr<std::atomic<int64_t>> Counter(const std::string& function) {
     std::lock_guard<std::mutex> lock(mu);
@@ -92,11 +130,12 @@ std::optional<int64_t> AsyncRetryDelayMs(pool::Result::Kind kind, int attempts) 
 }
 
 Invoker::Invoker(registry::Registry* registry, pool::PoolManager* pools, meter::Meter* meter,
-                 auth::TenantGate* gate)
+                 auth::TenantGate* gate, int64_t max_events)
     : registry_(registry),
       pools_(pools),
       meter_(meter),
       gate_(gate),
+      max_events_(max_events),
       state_(std::make_shared<State>()) {}
 
 Invoker::~Invoker() = default;
@@ -185,11 +224,24 @@ Status Invoker::Enqueue(InvokeRequest req, asio::any_io_executor executor) {
     if (!budget.admitted()) return Status(StatusCode::kQuotaExceeded, budget.message);
   }
   const int64_t bytes = static_cast<int64_t>(req.payload.size());
-  const int64_t events = state_->events.fetch_add(1) + 1;
-  const int64_t total = state_->event_bytes.fetch_add(bytes) + bytes;
-  if (events > kMaxQueuedEvents || total > kMaxQueuedBytes) {
-    state_->events.fetch_sub(1);
+  switch (state_->TakeEventSlot(req.function, max_events_)) {
+    case dispatch::ShareDecision::kAdmit:
+      break;
+    case dispatch::ShareDecision::kQueueFull:
+      return Status(StatusCode::kResourceExhausted,
+                    "Rate Exceeded: the asynchronous invocation queue is full");
+    case dispatch::ShareDecision::kTenantShare:
+      return Status(StatusCode::kResourceExhausted,
+                    "Rate Exceeded: tenant " + std::string(TenantOfFunction(req.function)) +
+                        " holds its fair share of the asynchronous invocation queue");
+    case dispatch::ShareDecision::kFunctionShare:
+      return Status(StatusCode::kResourceExhausted,
+                    "Rate Exceeded: function " + req.function +
+                        " holds its fair share of the asynchronous invocation queue");
+  }
+  if (state_->event_bytes.fetch_add(bytes) + bytes > kMaxQueuedBytes) {
     state_->event_bytes.fetch_sub(bytes);
+    state_->GiveEventSlot(req.function);
     return Status(StatusCode::kResourceExhausted,
                   "Rate Exceeded: the asynchronous invocation queue is full");
   }
@@ -213,7 +265,7 @@ asio::awaitable<void> Invoker::RunEvent(Invoker* self, std::shared_ptr<State> st
     boost::system::error_code ec;
     co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
   }
-  state->events.fetch_sub(1);
+  state->GiveEventSlot(req.function);
   state->event_bytes.fetch_sub(bytes);
 }
 

@@ -55,13 +55,13 @@ http::status RefusalStatus(const InvokeOutcome& outcome, Response& res);
 
 class Invoker {
  public:
-  // Limits of the in-memory Event queue (events waiting or running, and their payload bytes).
-  static constexpr int64_t kMaxQueuedEvents = 10000;
+  // Limit of the in-memory Event queue's payload bytes (events waiting or running).
   static constexpr int64_t kMaxQueuedBytes = 256LL << 20;
 
-  // `gate` (may be null) holds tenants to their limits.
+  // `gate` (may be null) holds tenants to their limits. `max_events` bounds the Event queue,
+  // shared fairly between tenants and their functions (dispatch/fair_share.h).
   Invoker(registry::Registry* registry, pool::PoolManager* pools, meter::Meter* meter,
-          auth::TenantGate* gate);
+          auth::TenantGate* gate, int64_t max_events);
   ~Invoker();
 
   // A resolution failure (unknown function or qualifier) is the error status; anything that
@@ -87,6 +87,7 @@ class Invoker {
   pool::PoolManager* const pools_;
   meter::Meter* const meter_;
   auth::TenantGate* const gate_;
+  const int64_t max_events_;
   std::shared_ptr<State> state_;
 };
 

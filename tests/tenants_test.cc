@@ -331,5 +331,38 @@ TEST(AsyncFairShareTest, OneTenantsFloodLeavesRoomForAnother) {
   for (const auto& d : dirs) RemoveDir(d);
 }
 
+// Warm instances once escaped both: min_instances: 1000 started 1,000 processes, and a tenant
+// limited to concurrency 2 kept 50 warm. Now a deploy that cannot fit is refused, and a cold
+// start past the node's memory budget is a 429 that says so.
+TEST(WarmCapacityServerTest, WarmInstancesCountAgainstTheNodeAndTheTenant) {
+  auto server = ThawServer::Start({"--node-memory-mb", "1024"});
+  std::vector<std::string> dirs;
+  auto deploy = [&](const std::string& name, const std::string& yaml,
+                    const std::string& secret = "") {
+    dirs.push_back(PythonBundle(name, "def handler(e, c):\n    return 1\n", yaml));
+    auto archive = registry::PackDirectory(dirs.back());
+    EXPECT_TRUE(archive.ok());
+    return server->Call("PUT", "/v1/functions/" + name, *archive,
+                        {{"Authorization", "Bearer " + (secret.empty() ? server->key() : secret)}},
+                        false);
+  };
+  auto refused = deploy("many", "min_instances: 1000\nmax_instances: 1000\nmemory_mb: 512\n");
+  EXPECT_EQ(refused.status, 400) << refused.body;
+  EXPECT_NE(refused.body.find("node_memory_mb"), std::string::npos) << refused.body;
+  EXPECT_EQ(server->Call("GET", "/v1/functions/many").status, 404);  // nothing half-deployed
+  EXPECT_EQ(deploy("warm", "min_instances: 1\nmemory_mb: 512\n").status, 201);
+  // 512 MB are warm; a 1024 MB cold start cannot fit beside them.
+  EXPECT_EQ(deploy("big", "memory_mb: 1024\n").status, 201);
+  auto big = server->Invoke("big");
+  EXPECT_EQ(big.status, 429) << big.body;
+  EXPECT_NE(big.body.find("node_memory_mb"), std::string::npos) << big.body;
+  server->CreateTenant("acme", R"("concurrency":2)");
+  const std::string secret = server->CreateKey("acme").second;
+  auto tenant = deploy("fleet", "min_instances: 3\nmemory_mb: 128\n", secret);
+  EXPECT_EQ(tenant.status, 400) << tenant.body;
+  EXPECT_NE(tenant.body.find("concurrency limit of 2"), std::string::npos) << tenant.body;
+  for (const auto& d : dirs) RemoveDir(d);
+}
+
 }  // namespace
 }  // namespace thaw::testing

@@ -112,7 +112,7 @@ void FunctionPool::LaunchFailed(const InstancePtr& inst, const Status& why) {
     if (!inst->endpoint.empty()) fx.closes.push_back(inst->endpoint);
     if (instances_.count(inst->id)) {
       InitFailedLocked(*inst, fx);
-      instances_.erase(inst->id);
+      EraseInstanceLocked(inst->id);
     }
   }
   Apply(fx);

@@ -99,8 +99,20 @@ void FunctionPool::Submit(InvocationPtr inv) {
           AssignLocked(*instances_.at(a.instance_id), std::move(inv), fx);
           break;
         case Admission::Kind::kQueueAndStart:
+          if (NewInstanceLocked(fx) == nullptr) {
+            Result r;
+            r.kind = Result::Kind::kThrottled;
+            r.error_type = "TooManyRequestsException";
+            r.error_message = "Rate Exceeded: the node's memory budget (node_memory_mb " +
+                              std::to_string(ctx_->node_memory_mb) +
+                              " MB) has no room for another " +
+                              std::to_string(version_->manifest.memory_mb) + " MB instance of " +
+                              version_->function;
+            RecordLocked(inv, r, "throttled", 0, fx);
+            Fail(std::move(inv), std::move(r), fx);
+            break;
+          }
           queue_.push_back(std::move(inv));
-          NewInstanceLocked(fx);
           break;
         case Admission::Kind::kQueue:
           queue_.push_back(std::move(inv));
@@ -132,13 +144,23 @@ void FunctionPool::Fail(InvocationPtr inv, Result result, Effects& fx) {
 }
 
 FunctionPool::InstancePtr FunctionPool::NewInstanceLocked(Effects& fx) {
+  const int64_t memory_mb = version_->manifest.memory_mb;
+  if (ctx_->manager != nullptr && !ctx_->manager->ReserveMemory(memory_mb)) return nullptr;
   auto inst = std::make_shared<Instance>();
+  inst->reserved_mb = ctx_->manager != nullptr ? memory_mb : 0;
   inst->id = next_instance_id_++;
   inst->spawned_us = ctx_->clock->MonoMicros();
   inst->idle_since_us = inst->spawned_us;
   instances_[inst->id] = inst;
   fx.launches.push_back(inst);
   return inst;
+}
+
+void FunctionPool::EraseInstanceLocked(uint64_t instance_id) {
+  auto it = instances_.find(instance_id);
+  if (it == instances_.end()) return;
+  if (it->second->reserved_mb > 0) ctx_->manager->ReleaseMemory(it->second->reserved_mb);
+  instances_.erase(it);
 }
 
 int64_t FunctionPool::PeakMemoryMbLocked(const Instance& inst) const {
@@ -467,7 +489,7 @@ void FunctionPool::OnExit(uint64_t instance_id, const sandbox::ExitEvent& exit) 
       FinishLocked(*inst, inv, std::move(r), fx);
     }
     fx.closes.push_back(inst->endpoint);
-    instances_.erase(it);
+    EraseInstanceLocked(instance_id);
     ApplyTickLocked(fx);  // replace it if work is waiting or min_instances asks
   }
   Apply(fx);
@@ -527,7 +549,9 @@ void FunctionPool::ApplyTickLocked(Effects& fx) {
   // Inits that keep failing are retried with back-off, not at once forever.
   if (now < restart_not_before_us_) plan.start = 0;
   for (uint64_t id : plan.stop) StopInstanceLocked(*instances_.at(id), fx);
-  for (int64_t i = 0; i < plan.start; ++i) NewInstanceLocked(fx);
+  for (int64_t i = 0; i < plan.start; ++i) {
+    if (NewInstanceLocked(fx) == nullptr) break;  // the node's memory budget is full
+  }
 }
 
 void FunctionPool::OnTick() {

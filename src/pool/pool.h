@@ -10,6 +10,7 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/async_result.hpp>
@@ -158,7 +159,8 @@ struct PoolContext {
   int64_t max_queue = 256;
   int64_t queue_timeout_us = 10'000'000;
   int64_t init_timeout_us = 10'000'000;
-  int64_t pids_max = 1024;  // per instance, where cgroups exist
+  int64_t pids_max = 1024;                    // per instance, where cgroups exist
+  int64_t node_memory_mb = int64_t{1} << 40;  // memory_mb of all live instances together
 };
 
 struct PoolStats {
@@ -230,7 +232,10 @@ class FunctionPool : public std::enable_shared_from_this<FunctionPool> {
   struct Effects;
   PoolView ViewLocked() const;
   Limits LimitsLocked() const;
+  // Null when the node's memory budget has no room for one more.
   InstancePtr NewInstanceLocked(Effects& fx);
+  // Forgets a gone instance and gives its memory back.
+  void EraseInstanceLocked(uint64_t instance_id);
   void LaunchInstance(const InstancePtr& instance);
   // The spawner's answer for `instance`: its log pipes' read ends are `out` and `err`.
   void OnSpawned(const InstancePtr& instance, StatusOr<sandbox::Spawned> spawned,
@@ -288,6 +293,11 @@ class PoolManager {
   void RegisterPid(pid_t pid, std::weak_ptr<FunctionPool> pool, uint64_t instance_id);
   void OnExit(const sandbox::ExitEvent& exit);
   void Tick();  // also forgets drained, empty pools
+  // The node's memory budget (PoolContext::node_memory_mb): an instance reserves its memory_mb
+  // before it starts and gives it back once gone. False: it does not fit now.
+  bool ReserveMemory(int64_t mb);
+  void ReleaseMemory(int64_t mb);
+  int64_t reserved_memory_mb() const { return reserved_mb_.load(std::memory_order_relaxed); }
   std::vector<PoolStats> Stats(const std::string& function) const;
   bool Quiet() const;  // nothing queued or in flight anywhere
   void Shutdown();
@@ -299,6 +309,7 @@ class PoolManager {
   std::mutex pid_mu_;
   std::map<pid_t, std::pair<std::weak_ptr<FunctionPool>, uint64_t>> pids_;  // pid_mu_
   std::map<pid_t, sandbox::ExitEvent> early_exits_;                         // guarded by pid_mu_
+  std::atomic<int64_t> reserved_mb_{0};
 };
 
 }  // namespace thaw::pool

@@ -19,6 +19,7 @@ namespace thaw::pool {
 
 struct FunctionPool::Instance {
   uint64_t id = 0;
+  int64_t reserved_mb = 0;  // of the node's memory budget, given back when it is erased
   InstanceState state = InstanceState::kStarting;
   bool initialized = false;  // the runtime asked for its first event
   pid_t pid = 0;

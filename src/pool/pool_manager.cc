@@ -1,5 +1,7 @@
 // PoolManager: the function pools of a server, by version, and the routing of exit events
 // and ticks to them.
+#include <boost/asio/post.hpp>
+
 #include "pool/pool.h"
 #include "pool/pool_internal.h"
 
@@ -31,7 +33,22 @@ void PoolManager::OnDeployed(const std::string& function,
     }
   }
   for (auto& pool : old) pool->Drain();
-  if (latest && latest->manifest.min_instances > 0) Get(latest)->OnTick();
+  // The warm instances start on the executor: a deploy never waits for them.
+  if (latest && latest->manifest.min_instances > 0) {
+    asio::post(ctx_->executor, [pool = Get(latest)] { pool->OnTick(); });
+  }
+}
+
+bool PoolManager::ReserveMemory(int64_t mb) {
+  int64_t now = reserved_mb_.load(std::memory_order_relaxed);
+  do {
+    if (now + mb > ctx_->node_memory_mb) return false;
+  } while (!reserved_mb_.compare_exchange_weak(now, now + mb, std::memory_order_relaxed));
+  return true;
+}
+
+void PoolManager::ReleaseMemory(int64_t mb) {
+  reserved_mb_.fetch_sub(mb, std::memory_order_relaxed);
 }
 
 void PoolManager::RegisterPid(pid_t pid, std::weak_ptr<FunctionPool> pool, uint64_t instance_id) {

@@ -247,6 +247,19 @@ StatusOr<std::shared_ptr<const Version>> Registry::CommitLocked(const std::strin
     drop_staged();
     return st;
   }
+  if (version_check_) {
+    std::vector<std::shared_ptr<const Version>> latest;
+    {
+      std::shared_lock lock(mu_);
+      for (const auto& [_, f] : functions_) {
+        if (!f.versions.empty()) latest.push_back(f.versions.back());
+      }
+    }
+    if (Status st = version_check_(name, nv.manifest, latest); !st.ok()) {
+      drop_staged();
+      return st;
+    }
+  }
   if (!nv.staged_dir.empty()) {
     if (PathExists(bundle_dir)) {
       drop_staged();  // same content already stored

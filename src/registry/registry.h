@@ -123,6 +123,14 @@ class Registry {
   Status Delete(const std::string& name);
   const std::string& data_dir() const { return data_dir_; }
 
+  // Asked before any new version is recorded, with its function name and manifest and the
+  // newest version of every function: an error refuses the version and nothing is recorded
+  // (the server checks warm capacity here). Set once, before the registry is shared.
+  using VersionCheck =
+      std::function<Status(const std::string& name, const Manifest& manifest,
+                           const std::vector<std::shared_ptr<const Version>>& latest)>;
+  void SetVersionCheck(VersionCheck check) { version_check_ = std::move(check); }
+
  private:
   struct NewVersion;
   Registry(std::string data_dir, std::unique_ptr<store::Db> db, UnpackLimits limits);
@@ -139,6 +147,7 @@ class Registry {
   std::unique_ptr<store::Db> db_;
   mutable std::shared_mutex mu_;
   std::map<std::string, FunctionInfo> functions_;  // guarded by mu_
+  VersionCheck version_check_;
 };
 
 }  // namespace thaw::registry

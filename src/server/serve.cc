@@ -22,6 +22,7 @@
 #include "common/files.h"
 #include "common/ids.h"
 #include "common/tenant.h"
+#include "dispatch/warm_capacity.h"
 #include "gateway/api.h"
 #include "logs/log_store.h"
 #include "meter/meter.h"
@@ -186,6 +187,29 @@ int RunServe(Config config, const std::string& exe_dir) {
     spdlog::critical("{}", keys.status().message());
     return 1;
   }
+  const int64_t node_memory_mb = config.node_memory_mb > 0
+                                     ? config.node_memory_mb
+                                     : dispatch::DefaultNodeMemoryMb(dispatch::ReadMemTotalMb());
+  // Warm instances hold memory whether or not anyone calls: a version whose min_instances
+  // cannot fit beside the others (node memory, the tenant's concurrency) is refused at deploy.
+  (*registry)->SetVersionCheck(
+      [keys = keys->get(), node_memory_mb](
+          const std::string& name, const registry::Manifest& manifest,
+          const std::vector<std::shared_ptr<const registry::Version>>& latest) {
+        std::vector<dispatch::WarmFunction> deployed;
+        for (const auto& v : latest) {
+          deployed.push_back({v->function, std::string(TenantOfFunction(v->function)),
+                              v->manifest.min_instances, v->manifest.memory_mb});
+        }
+        dispatch::WarmFunction candidate{name, std::string(TenantOfFunction(name)),
+                                         manifest.min_instances, manifest.memory_mb};
+        dispatch::WarmLimits limits;
+        limits.node_memory_mb = node_memory_mb;
+        if (auto tenant = keys->GetTenant(candidate.tenant); tenant.ok()) {
+          limits.tenant_concurrency = tenant->limits.concurrency;
+        }
+        return dispatch::CheckWarmCapacity(candidate, deployed, limits);
+      });
   auth::TenantGate gate;
   for (const auto& t : (*keys)->ListTenants()) gate.SetLimits(t.name, t.limits);
   // With metering off nothing is recorded: no usage, no spend, so budgets are not enforced.
@@ -224,6 +248,7 @@ int RunServe(Config config, const std::string& exe_dir) {
   ctx.queue_timeout_us = config.queue_timeout_ms * 1000;
   ctx.init_timeout_us = config.init_timeout_ms * 1000;
   ctx.pids_max = config.pids_max;
+  ctx.node_memory_mb = node_memory_mb;
   pool::PoolManager pools(&ctx);
   ctx.manager = &pools;
 

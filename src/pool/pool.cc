@@ -11,6 +11,7 @@
 #include "logs/log_store.h"
 #include "meter/meter.h"
 #include "metrics/metrics.h"
+#include "pool/lambda_env.h"
 #include "pool/pool_internal.h"
 #include "sandbox/spawner.h"
 
@@ -52,9 +53,11 @@ std::string FormatMs(int64_t us) {
 
 }  // namespace
 
-FunctionPool::FunctionPool(PoolContext* ctx, std::shared_ptr<const registry::Version> version)
+FunctionPool::FunctionPool(PoolContext* ctx, std::shared_ptr<const registry::Version> version,
+                           bool latest)
     : ctx_(ctx),
       version_(std::move(version)),
+      latest_(latest),
       qualified_arn_("arn:aws:lambda:" + ctx->region + ":" +
                      AccountOf(TenantOfFunction(version_->function)) +
                      ":function:" + std::string(BareFunctionName(version_->function))),
@@ -212,7 +215,7 @@ void FunctionPool::DeliverLocked(Instance& inst, NextHandler handler, Invocation
   });
   ctx_->logs->Append(
       version_->function, inv->id, "platform",
-      "START RequestId: " + inv->id + " Version: " + std::to_string(version_->version));
+      "START RequestId: " + inv->id + " Version: " + ShownVersion(version_->version, latest_));
   fx.nexts.emplace_back(std::move(handler), std::move(inv));
 }
 

@@ -472,9 +472,10 @@ void FunctionPool::OnExit(uint64_t instance_id, const sandbox::ExitEvent& exit) 
 }
 
 void FunctionPool::InitFailedLocked(Instance& inst, Effects& fx) {
-  std::string message = inst.init_error_type + ": " + inst.init_error_message;
+  std::string message = inst.init_error_message;
   if (!inst.init_log.empty()) message += "\nInit log tail:\n" + inst.init_log;
-  ctx_->logs->Append(version_->function, "", "platform", "INIT_REPORT Status: error\t" + message);
+  ctx_->logs->Append(version_->function, "", "platform",
+                     "INIT_REPORT Status: error\t" + inst.init_error_type + ": " + message);
   // The requests waiting fail with this init error, unless a ready instance will serve them.
   // Instances still starting do not count: they would most likely fail the same way, and
   // waiting for them turns a clear init error into a queue timeout.
@@ -486,8 +487,9 @@ void FunctionPool::InitFailedLocked(Instance& inst, Effects& fx) {
     queue_.pop_front();
     Result r;
     r.kind = Result::Kind::kInitError;
-    r.error_type = "Runtime.InitError";
+    r.error_type = inst.init_error_type;  // as the runtime reported it, as on Lambda
     r.error_message = message;
+    r.cold_start = true;  // it waited for an instance to start: a cold start, if a failed one
     RecordLocked(inv, r, "error", 0, fx);
     Fail(std::move(inv), std::move(r), fx);
   }

@@ -4,6 +4,7 @@
 
 #include <array>
 #include <cstdio>
+#include <regex>
 
 #include "server_fixture.h"
 
@@ -72,6 +73,25 @@ TEST_F(CliTest, DeployInvokeListGetLogsUsageRemove) {
   auto rm = Thaw("rm hello-python");
   EXPECT_EQ(rm.exit_code, 0);
   EXPECT_EQ(Thaw("ls --json").out.find("hello-python"), std::string::npos);
+}
+
+// Regression (issue 17): boost::json wrote every double in exponent form ("timeout_s": 1E1).
+TEST_F(CliTest, NumbersPrintAsIntegersOrShortestDecimals) {
+  ASSERT_EQ(Thaw(std::string("deploy ") + THAW_SOURCE_DIR + "/examples/hello-python").exit_code, 0);
+  ASSERT_EQ(Thaw("invoke hello-python").exit_code, 0);
+  const std::regex exponent("[0-9]E[-+]?[0-9]");
+  auto api = server_->Call("GET", "/v1/functions/hello-python");
+  EXPECT_NE(api.body.find("\"timeout_s\":10,"), std::string::npos) << api.body;
+  auto get = Thaw("get hello-python");
+  EXPECT_NE(get.out.find("\ntimeout_s       10\n"), std::string::npos) << get.out;
+  for (const char* args : {"get hello-python --json", "invoke hello-python --json", "usage --json",
+                           "logs hello-python --json"}) {
+    auto r = Thaw(args);
+    EXPECT_EQ(r.exit_code, 0) << args << ": " << r.out;
+    EXPECT_FALSE(std::regex_search(r.out, exponent)) << args << ": " << r.out;
+  }
+  auto usage = server_->Call("GET", "/v1/usage");
+  EXPECT_FALSE(std::regex_search(usage.body, exponent)) << usage.body;
 }
 
 TEST_F(CliTest, ErrorsAreOneLineAndNonZero) {

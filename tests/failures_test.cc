@@ -111,19 +111,21 @@ TEST_F(FailuresTest, TimeoutKillsTheWholeProcessTree) {
   EXPECT_TRUE(Eventually([&] { return !ProcessWithArgExists("61.4242"); }, 5000));
 }
 
-TEST_F(FailuresTest, ImportErrorIsInitErrorWithLogTail) {
+TEST_F(FailuresTest, ImportErrorIsImportModuleErrorWithLogTail) {
   DeployPython("noimport",
                "print('loading model weights')\nimport not_a_module\n"
                "def handler(e, c): return 1\n");
   auto r = server_->Invoke("noimport");
   EXPECT_EQ(r.status, 502);
-  EXPECT_EQ(JsonField(r.body, "errorType"), "Runtime.InitError");
+  EXPECT_EQ(JsonField(r.body, "errorType"), "Runtime.ImportModuleError");
   std::string msg = JsonField(r.body, "errorMessage");
-  EXPECT_NE(msg.find("No module named 'not_a_module'"), std::string::npos) << msg;
+  EXPECT_TRUE(msg.starts_with("Unable to import module 'app': No module named 'not_a_module'"))
+      << msg;
+  EXPECT_EQ(r.Header("x-thaw-cold-start"), "true");
   EXPECT_NE(msg.find("loading model weights"), std::string::npos) << msg;
 }
 
-TEST_F(FailuresTest, BootstrapThatExitsDuringInitIsInitError) {
+TEST_F(FailuresTest, BootstrapThatExitsDuringInitIsExitError) {
   dirs_.push_back(
       MakeBundle({{"thaw.yaml", "runtime: provided\n"},
                   {"bootstrap", "#!/bin/sh\necho 'cannot open model.bin' >&2\nexit 4\n"}},
@@ -131,7 +133,7 @@ TEST_F(FailuresTest, BootstrapThatExitsDuringInitIsInitError) {
   ASSERT_EQ(server_->Deploy("quitter", dirs_.back()).status, 201);
   auto r = server_->Invoke("quitter");
   EXPECT_EQ(r.status, 502);
-  EXPECT_EQ(JsonField(r.body, "errorType"), "Runtime.InitError");
+  EXPECT_EQ(JsonField(r.body, "errorType"), "Runtime.ExitError");
   std::string msg = JsonField(r.body, "errorMessage");
   EXPECT_NE(msg.find("exit status 4"), std::string::npos) << msg;
   EXPECT_NE(msg.find("cannot open model.bin"), std::string::npos) << msg;

@@ -6,6 +6,7 @@
 #include <boost/json.hpp>
 #include <filesystem>
 #include <future>
+#include <regex>
 
 #include "common/files.h"
 #include "server_fixture.h"
@@ -176,20 +177,25 @@ while True:
   EXPECT_NE(
       std::string(h["lambda-runtime-invoked-function-arn"].as_string()).find(":function:probe"),
       std::string::npos);
-  EXPECT_TRUE(std::string(h["lambda-runtime-trace-id"].as_string()).starts_with("Root=1-"));
-  // Called by version, the runtime sees the qualified ARN, as on Lambda.
+  EXPECT_TRUE(std::regex_match(std::string(h["lambda-runtime-trace-id"].as_string()),
+                               std::regex("Root=1-[0-9a-f]{8}-[0-9a-f]{24};Parent=[0-9a-f]{16};"
+                                          "Sampled=0")))
+      << r.body;
+  // Called by version, the runtime sees the qualified ARN and the number, as on Lambda.
   auto by_version = server_->Invoke("probe", "{}", "1");
   ASSERT_EQ(by_version.status, 200) << by_version.body;
-  json::object hv = json::parse(by_version.body).as_object()["headers"].as_object();
+  json::object ov = json::parse(by_version.body).as_object();
+  json::object hv = ov["headers"].as_object();
   EXPECT_TRUE(std::string(hv["lambda-runtime-invoked-function-arn"].as_string())
                   .ends_with(":function:probe:1"))
       << by_version.body;
+  EXPECT_EQ(ov["env"].as_object()["AWS_LAMBDA_FUNCTION_VERSION"].as_string(), "1");
   EXPECT_EQ(h["lambda-runtime-client-context"].as_string(), R"({"custom":{"a":1}})");
   EXPECT_EQ(o["event"].as_string(), R"({"k":1})");
   json::object env = o["env"].as_object();
   EXPECT_EQ(env["_HANDLER"].as_string(), "my.handler");
   EXPECT_EQ(env["AWS_LAMBDA_FUNCTION_NAME"].as_string(), "probe");
-  EXPECT_EQ(env["AWS_LAMBDA_FUNCTION_VERSION"].as_string(), "1");
+  EXPECT_EQ(env["AWS_LAMBDA_FUNCTION_VERSION"].as_string(), "$LATEST");
   EXPECT_EQ(env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"].as_string(), "256");
   EXPECT_EQ(env["AWS_REGION"].as_string(), "us-east-1");
   EXPECT_EQ(env["GREETING"].as_string(), "hi");
@@ -248,7 +254,7 @@ TEST_F(PlatformTest, LogsCarryRequestIdsAndReportLines) {
     }
   }
   ASSERT_EQ(mine.size(), 4u) << logs.body;
-  EXPECT_EQ(mine[0], "START RequestId: " + rid + " Version: 1");
+  EXPECT_EQ(mine[0], "START RequestId: " + rid + " Version: $LATEST");
   EXPECT_EQ(mine[1], "greeting zed");
   EXPECT_EQ(mine[2], "END RequestId: " + rid);
   EXPECT_TRUE(mine[3].starts_with("REPORT RequestId: " + rid + "\tDuration: ")) << mine[3];

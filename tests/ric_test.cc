@@ -129,7 +129,7 @@ export const handler = async () => { throw new TypeError("failed on purpose"); }
   EXPECT_EQ(server_->Invoke("ricfail").Header("x-thaw-cold-start"), "false");
 }
 
-TEST_F(RicTest, ImportFailureIsInitError) {
+TEST_F(RicTest, ImportFailureIsTheErrorTheRuntimeReported) {
   auto d = server_->Deploy("ricinit", RicBundle(R"(
 throw new Error("cannot load the model");
 export const handler = async () => 1;
@@ -137,7 +137,9 @@ export const handler = async () => 1;
   ASSERT_EQ(d.status, 201) << d.body;
   auto r = server_->Invoke("ricinit");
   EXPECT_EQ(r.status, 502) << r.body;
-  EXPECT_EQ(JsonField(r.body, "errorType"), "Runtime.InitError") << r.body;
+  EXPECT_EQ(JsonField(r.body, "errorType"), "Error") << r.body;
+  EXPECT_NE(JsonField(r.body, "errorMessage").find("cannot load the model"), std::string::npos)
+      << r.body;
 }
 
 }  // namespace

@@ -15,20 +15,62 @@ import { pathToFileURL } from 'node:url';
 
 const require = createRequire(import.meta.url);
 const env = process.env;
+// thaw does not know which node it runs; this does.
+env.AWS_EXECUTION_ENV = `AWS_Lambda_nodejs${process.versions.node.split('.')[0]}.x`;
 const API = '/2018-06-01/runtime/';
 
 // --- console, as AWS patches it ------------------------------------------------
 // One line per call, "time\trequestId\tLEVEL\tmessage", with the message's
-// newlines turned into \r so that a multi-line message stays one log line.
-// Before the first invocation the request id reads "undefined", as on AWS.
-let requestId = 'undefined';
+// newlines turned into \r so that a multi-line message stays one log line; with
+// AWS_LAMBDA_LOG_FORMAT=JSON, one JSON object per call ({timestamp, level,
+// requestId, message}, an Error as {errorType, errorMessage, stackTrace}). Calls
+// below AWS_LAMBDA_LOG_LEVEL (TRACE, the default, to FATAL) print nothing; fatal
+// always prints. Before the first invocation the request id is undefined, as on AWS.
+let requestId;
+const logJson = env.AWS_LAMBDA_LOG_FORMAT?.toUpperCase() === 'JSON';
+const levels = ['TRACE', 'DEBUG', 'INFO', 'WARN', 'ERROR', 'FATAL'];
+const minLevel = Math.max(levels.indexOf(env.AWS_LAMBDA_LOG_LEVEL?.toUpperCase()), 0);
+
+function errorJson(_key, v) {
+  if (!(v instanceof Error)) return v;
+  return { errorType: v?.constructor?.name ?? 'UnknownError', errorMessage: v.message,
+           stackTrace: typeof v.stack === 'string' ? v.stack.split('\n') : v.stack, ...v };
+}
+
+function jsonLine(level, params) {
+  const line = { timestamp: new Date().toISOString(), level, requestId };
+  if (params.length === 1) {
+    line.message = params[0];
+    try { return JSON.stringify(line, errorJson); } catch { line.message = util.format(params[0]); }
+    return JSON.stringify(line);
+  }
+  line.message = util.format(...params);
+  const err = params.find((p) => p instanceof Error);
+  if (err) {
+    line.errorType = err.constructor?.name ?? 'UnknownError';
+    line.errorMessage = err.message;
+    line.stackTrace = typeof err.stack === 'string' ? err.stack.split('\n') : [];
+  }
+  return JSON.stringify(line);
+}
+
 for (const [names, level, stream] of [
   [['log', 'info'], 'INFO', process.stdout], [['debug'], 'DEBUG', process.stdout],
   [['trace'], 'TRACE', process.stdout], [['warn'], 'WARN', process.stderr],
   [['error'], 'ERROR', process.stderr], [['fatal'], 'FATAL', process.stderr]]) {
-  const write = (...args) => stream.write(`${new Date().toISOString()}\t${requestId}\t${level}\t` +
-                                          `${util.format(...args).replace(/\n/g, '\r')}\n`);
-  for (const name of names) console[name] = write;
+  const write = logJson
+    ? (...args) => stream.write(`${jsonLine(level, args)}\n`)
+    : (...args) => stream.write(`${new Date().toISOString()}\t${requestId}\t${level}\t` +
+                                `${util.format(...args).replace(/\n/g, '\r')}\n`);
+  const shown = level === 'FATAL' || levels.indexOf(level) >= minLevel;
+  for (const name of names) console[name] = shown ? write : () => {};
+}
+
+// Errors the runtime itself logs: as a label and the formatted error in text, as
+// the error alone in JSON (AWS's structuredConsole.logError).
+function logError(label, err) {
+  if (logJson) console.error(err instanceof Error ? err : toRapidResponse(err));
+  else console.error(label, toFormatted(err));
 }
 
 // --- Runtime API client --------------------------------------------------------
@@ -348,7 +390,7 @@ async function invoke(handler, h, body) {
       }
       if (!err) return await post(`invocation/${id}/response`, payload);
     }
-    console.error('Invoke Error', toFormatted(err));
+    logError('Invoke Error', err);
     const r = toRapidResponse(err);
     await post(`invocation/${id}/error`, JSON.stringify(r), r.errorType);
   } finally {
@@ -362,7 +404,7 @@ async function invoke(handler, h, body) {
 async function fatal(label, err, code) {
   if (dying) return;
   dying = true;
-  console.error(label, toFormatted(err));
+  logError(label, err);
   const r = toRapidResponse(err);
   const route = current ? `invocation/${current.id}/error` : invoked ? null : 'init/error';
   try {

@@ -53,6 +53,12 @@ def loads(s):
     return obj
 
 
+def dumps_log(obj):
+    """JSON for log lines: UTF-8 as is, and str() of what JSON cannot hold (as AWS's)."""
+    return "".join(_json.make_encoder({}, str, _json.encode_basestring, None, ": ", ", ",
+                                      False, False, True)(obj, 0))
+
+
 # --- minimal HTTP/1.1 keep-alive client ---------------------------------------
 class Client:
     def __init__(self, address):  # "host:port" or "[v6addr]:port"
@@ -166,13 +172,107 @@ def error_from_exception(exc, request_id=""):
 
 
 def post_error(client, path, err):
+    sys.stdout.flush()
+    if LOG_JSON:  # one JSON line, as AWS's runtime logs errors with JSON logs
+        print(dumps_log({"timestamp": time.strftime(LOG_JSON_TIME, time.gmtime()),
+                         "log_level": "ERROR", **err}), file=sys.stderr)
+        return client.post(path, dumps(err).encode(), err["errorType"])
     lines = [f"[ERROR] {err['errorType']}: {err['errorMessage']}"]
     if err["stackTrace"]:
         lines.append("Traceback (most recent call last):")
         lines += [line for frame in err["stackTrace"] for line in frame.splitlines()]
-    sys.stdout.flush()
     print("\n".join(lines), file=sys.stderr)
     client.post(path, dumps(err).encode(), err["errorType"])
+
+
+# --- logging, as AWS's runtime sets it up -------------------------------------------
+# A handler on the root logger writes each record to stdout as
+# "[LEVEL]\t<UTC time>Z\t<request id>\t<message>", or with AWS_LAMBDA_LOG_FORMAT=JSON as one
+# JSON object; AWS_LAMBDA_LOG_LEVEL sets the root logger's level. `import logging` costs
+# ~10 ms (re, traceback, threading), so this runs when the function first imports it: a
+# sys.meta_path entry wraps the module's loader, and sets it up right after it has loaded.
+LOG_JSON = os.environ.get("AWS_LAMBDA_LOG_FORMAT", "").upper() == "JSON"
+LOG_JSON_TIME = "%Y-%m-%dT%H:%M:%SZ"
+LOG_LEVELS = {"TRACE": 0, "DEBUG": 10, "INFO": 20, "WARN": 30, "WARNING": 30, "ERROR": 40,
+              "FATAL": 50, "CRITICAL": 50}
+LOG_RECORD_ATTRS = frozenset((
+    "name", "msg", "args", "levelname", "levelno", "pathname", "filename", "module",
+    "exc_info", "exc_text", "stack_info", "lineno", "funcName", "created", "msecs",
+    "relativeCreated", "thread", "threadName", "processName", "process", "taskName",
+    "message", "asctime", "aws_request_id"))
+request_id = ""  # the invocation in flight, for log lines
+
+
+def setup_logging(logging):
+    class LambdaLoggerHandler(logging.Handler):
+        def emit(self, record):
+            try:
+                record.aws_request_id = request_id
+                msg = self.format(record)
+                sys.stdout.write(msg if msg.endswith("\n") else msg + "\n")
+            except Exception:
+                self.handleError(record)
+
+    class JsonFormatter(logging.Formatter):
+        def format(self, record):
+            record.levelno = min(50, max(0, record.levelno)) // 10 * 10
+            record.levelname = logging.getLevelName(record.levelno)
+            out = {"timestamp": self.formatTime(record, LOG_JSON_TIME),
+                   "level": record.levelname, "message": record.getMessage(),
+                   "logger": record.name}
+            if record.exc_info and record.exc_info[0] is not None:
+                import traceback
+                etype, exc, tb = record.exc_info
+                out["stackTrace"] = traceback.format_list(traceback.extract_tb(tb))
+                out["errorType"] = etype.__name__
+                out["errorMessage"] = str(exc)
+            out["requestId"] = record.aws_request_id
+            if record.exc_info:
+                out["location"] = f"{record.pathname}:{record.funcName}:{record.lineno}"
+            for k, v in record.__dict__.items():  # what extra= added
+                if k not in LOG_RECORD_ATTRS and k not in out and not k.startswith("_"):
+                    out[k] = v
+            return dumps_log({k: v for k, v in out.items() if v is not None})
+
+    logging.Formatter.converter = time.gmtime
+    handler = LambdaLoggerHandler()
+    handler.setFormatter(JsonFormatter() if LOG_JSON else logging.Formatter(
+        "[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(aws_request_id)s\t%(message)s\n",
+        "%Y-%m-%dT%H:%M:%S"))
+    root = logging.getLogger()
+    level = os.environ.get("AWS_LAMBDA_LOG_LEVEL", "").upper()
+    if level in LOG_LEVELS:
+        root.setLevel(LOG_LEVELS[level])
+    root.addHandler(handler)
+
+
+class LoggingHook:
+    """A sys.meta_path finder: finds `logging` as the others would, then sets it up."""
+    @classmethod
+    def find_spec(cls, name, path=None, target=None):
+        if name != "logging":
+            return None
+        sys.meta_path.remove(cls)
+        for finder in sys.meta_path:
+            spec = finder.find_spec(name, path, target) if hasattr(finder, "find_spec") else None
+            if spec is not None and spec.loader is not None:
+                break
+        else:
+            return None
+        loader = spec.loader
+
+        class SetUpAfterLoad:
+            def create_module(self, spec):
+                return loader.create_module(spec)
+
+            def exec_module(self, module):
+                loader.exec_module(module)
+                setup_logging(module)
+
+            def __getattr__(self, attr):  # get_source, is_package, ...: the real loader's
+                return getattr(loader, attr)
+        spec.loader = SetUpAfterLoad()
+        return spec
 
 
 # --- handler and context --------------------------------------------------------
@@ -209,7 +309,7 @@ class Obj:
 class LambdaContext:
     function_name = os.environ.get("AWS_LAMBDA_FUNCTION_NAME")
     function_version = os.environ.get("AWS_LAMBDA_FUNCTION_VERSION")
-    memory_limit_in_mb = int(os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE") or 0)
+    memory_limit_in_mb = os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")  # a str, as AWS's
     log_group_name = os.environ.get("AWS_LAMBDA_LOG_GROUP_NAME")
     log_stream_name = os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME")
 
@@ -231,6 +331,7 @@ class LambdaContext:
 
 # --- main loop ---------------------------------------------------------------
 def invoke(client, handler, headers, body):
+    global request_id
     request_id = headers.get("lambda-runtime-aws-request-id", "")
     trace_id = headers.get("lambda-runtime-trace-id")
     if trace_id:
@@ -268,6 +369,12 @@ def main():
     # what Debian's `site` would add (we run with -S), if present.
     sys.path[0] = os.environ.get("LAMBDA_TASK_ROOT") or os.getcwd()
     ver = "python%d.%d" % sys.version_info[:2]
+    # thaw does not know which python it runs; this does.
+    os.environ["AWS_EXECUTION_ENV"] = "AWS_Lambda_" + ver
+    if "logging" in sys.modules:
+        setup_logging(sys.modules["logging"])
+    else:
+        sys.meta_path.insert(0, LoggingHook)
     for d in (f"/usr/local/lib/{ver}/dist-packages", "/usr/lib/python3/dist-packages",
               f"/usr/lib/{ver}/dist-packages"):
         if d not in sys.path and os.path.isdir(d):

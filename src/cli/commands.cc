@@ -13,6 +13,7 @@
 
 #include "cli/http_client.h"
 #include "common/files.h"
+#include "common/json_text.h"
 #include "registry/archive.h"
 #include "registry/manifest.h"
 
@@ -54,7 +55,7 @@ std::string Str(const json::object& o, const char* key) {
   auto* v = o.if_contains(key);
   if (v == nullptr) return "";
   if (v->is_string()) return std::string(v->as_string());
-  return json::serialize(*v);
+  return JsonText(*v);
 }
 
 std::string HumanBytes(int64_t n) {
@@ -121,7 +122,7 @@ int CmdInvoke(const ClientOptions& o, const std::string& name, const std::string
     boost::system::error_code ec;
     json::value body = json::parse(r->body, ec);
     out["payload"] = ec ? json::value(r->body) : body;
-    std::cout << json::serialize(out) << "\n";
+    std::cout << JsonText(out) << "\n";
     return r->status == 200 ? 0 : 1;
   }
   if (r->status != 200) return FailResponse(*r);
@@ -180,7 +181,7 @@ int CmdRemove(const ClientOptions& o, const std::string& name) {
   if (!r.ok()) return Fail(r.status().message());
   if (r->status != 204) return FailResponse(*r);
   if (o.json)
-    std::cout << json::serialize(json::object{{"deleted", name}}) << "\n";
+    std::cout << JsonText(json::object{{"deleted", name}}) << "\n";
   else
     std::cout << "deleted " << name << "\n";
   return 0;
@@ -198,7 +199,7 @@ int CmdLogs(const ClientOptions& o, const std::string& name, bool follow, int64_
     for (const auto& l : body["lines"].as_array()) {
       const auto& lo = l.as_object();
       if (o.json) {
-        std::cout << json::serialize(lo) << "\n";
+        std::cout << JsonText(lo) << "\n";
       } else if (Str(lo, "stream") == "platform") {
         std::cout << Str(lo, "time") << "\t" << Str(lo, "message") << "\n";
       } else {
@@ -347,7 +348,7 @@ bool AddLimit(json::object& body, const char* field, const std::string& flag,
 
 std::string Limit(const json::object& t, const char* field) {
   const json::value* v = t.if_contains(field);
-  return v == nullptr || v->is_null() ? "-" : json::serialize(*v);
+  return v == nullptr || v->is_null() ? "-" : JsonText(*v);
 }
 
 void PrintTenantRow(const json::object& t) {
@@ -399,11 +400,10 @@ int CmdTenants(const ClientOptions& o, const TenantArgs& a) {
     r = Call(o, "GET", "/v1/tenants/" + a.name);
   } else if (a.action == "create") {
     body["name"] = a.name;
-    r = Call(o, "POST", "/v1/tenants", json::serialize(body),
-             {{"Content-Type", "application/json"}});
+    r = Call(o, "POST", "/v1/tenants", JsonText(body), {{"Content-Type", "application/json"}});
     want = 201;
   } else if (a.action == "set") {
-    r = Call(o, "PATCH", "/v1/tenants/" + a.name, json::serialize(body),
+    r = Call(o, "PATCH", "/v1/tenants/" + a.name, JsonText(body),
              {{"Content-Type", "application/json"}});
   } else {  // rm
     r = Call(o, "DELETE", "/v1/tenants/" + a.name);
@@ -411,8 +411,7 @@ int CmdTenants(const ClientOptions& o, const TenantArgs& a) {
   }
   if (!r.ok()) return Fail(r.status().message());
   if (a.action == "rm" && r->status == 204) {
-    std::cout << (o.json ? json::serialize(json::object{{"deleted", a.name}})
-                         : "deleted tenant " + a.name)
+    std::cout << (o.json ? JsonText(json::object{{"deleted", a.name}}) : "deleted tenant " + a.name)
               << "\n";
     return 0;
   }
@@ -422,8 +421,7 @@ int CmdTenants(const ClientOptions& o, const TenantArgs& a) {
 int CmdKeys(const ClientOptions& o, const KeyArgs& a) {
   if (a.action == "create") {
     json::object body{{"tenant", a.tenant}, {"role", a.role}, {"description", a.description}};
-    auto r =
-        Call(o, "POST", "/v1/keys", json::serialize(body), {{"Content-Type", "application/json"}});
+    auto r = Call(o, "POST", "/v1/keys", JsonText(body), {{"Content-Type", "application/json"}});
     if (!r.ok()) return Fail(r.status().message());
     if (r->status != 201) return FailResponse(*r);
     if (o.json) {
@@ -444,8 +442,7 @@ int CmdKeys(const ClientOptions& o, const KeyArgs& a) {
     auto r = Call(o, "DELETE", "/v1/keys/" + a.id);
     if (!r.ok()) return Fail(r.status().message());
     if (r->status != 204) return FailResponse(*r);
-    std::cout << (o.json ? json::serialize(json::object{{"revoked", a.id}}) : "revoked " + a.id)
-              << "\n";
+    std::cout << (o.json ? JsonText(json::object{{"revoked", a.id}}) : "revoked " + a.id) << "\n";
     return 0;
   }
   auto r = Call(o, "GET", "/v1/keys" + (a.tenant.empty() ? "" : "?tenant=" + a.tenant));

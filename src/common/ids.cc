@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <random>
 #include <stdexcept>
 
@@ -43,6 +44,17 @@ std::string NewRequestId() {
     out.push_back(kHex[(word >> ((15 - i % 16) * 4)) & 0xf]);
   }
   return out;
+}
+
+std::string NewTraceId(int64_t epoch_seconds) {
+  // Not secrets: the thread's generator, as for request ids.
+  std::mt19937_64& rng = ThreadRng();
+  char buf[96];
+  std::snprintf(buf, sizeof(buf), "Root=1-%08llx-%08llx%016llx;Parent=%016llx;Sampled=0",
+                static_cast<unsigned long long>(epoch_seconds) & 0xffffffffULL,
+                static_cast<unsigned long long>(rng() & 0xffffffffULL),
+                static_cast<unsigned long long>(rng()), static_cast<unsigned long long>(rng()));
+  return buf;
 }
 
 std::string RandomHex(size_t bytes) {

@@ -9,6 +9,7 @@
 
 #include "common/clock.h"
 #include "common/ids.h"
+#include "common/json_text.h"
 #include "common/tenant.h"
 #include "gateway/function_url.h"
 #include "gateway/invoker.h"
@@ -58,7 +59,7 @@ namespace json = boost::json;
 void JsonBody(Response& res, http::status status, const json::value& body) {
   res.result(status);
   res.set(http::field::content_type, "application/json");
-  res.body() = json::serialize(body);
+  res.body() = JsonText(body);
 }
 
 void ErrorBody(Response& res, http::status status, const std::string& type,

@@ -5,6 +5,7 @@
 #include <ctime>
 
 #include "common/base64.h"
+#include "common/json_text.h"
 
 namespace thaw::gateway {
 namespace {
@@ -120,7 +121,7 @@ std::string BuildUrlEvent(const Request& req, const UrlRequest& url) {
   if (!req.body().empty()) {
     event["body"] = base64 ? Base64Encode(req.body()) : std::string(req.body());
   }
-  return json::serialize(event);
+  return JsonText(event);
 }
 
 void ApplyUrlResult(const std::string& answer, Response& res) {
@@ -146,7 +147,7 @@ void ApplyUrlResult(const std::string& answer, Response& res) {
   if (auto* headers = o.if_contains("headers"); headers && headers->is_object()) {
     for (const auto& kv : headers->as_object()) {
       const json::value& hv = kv.value();
-      res.set(kv.key(), hv.is_string() ? std::string(hv.as_string()) : json::serialize(hv));
+      res.set(kv.key(), hv.is_string() ? std::string(hv.as_string()) : JsonText(hv));
     }
   }
   if (auto* cookies = o.if_contains("cookies"); cookies && cookies->is_array()) {
@@ -156,7 +157,7 @@ void ApplyUrlResult(const std::string& answer, Response& res) {
   }
   std::string body;
   if (auto* b = o.if_contains("body"); b != nullptr) {
-    body = b->is_string() ? std::string(b->as_string()) : json::serialize(*b);
+    body = b->is_string() ? std::string(b->as_string()) : JsonText(*b);
   }
   const json::value* b64 = o.if_contains("isBase64Encoded");
   if (b64 != nullptr && b64->is_bool() && b64->as_bool()) {

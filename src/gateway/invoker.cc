@@ -36,14 +36,6 @@ double Draw() {
   return std::uniform_real_distribution<double>(0.0, 1.0)(rng);
 }
 
-std::string TraceId(const std::string& request_id) {
-  char buf[96];
-  std::snprintf(buf, sizeof(buf), "Root=1-%08lx-%.8s%.4s%.4s%.4s;Sampled=0",
-                static_cast<unsigned long>(WallNowMicros() / 1'000'000), request_id.c_str(),
-                request_id.c_str() + 9, request_id.c_str() + 14, request_id.c_str() + 19);
-  return buf;
-}
-
 // Gives back a reserved-concurrency slot and the tenant's slot, however the call ends.
 struct SlotRelease {
   std::shared_ptr<std::atomic<int64_t>> slot;
@@ -185,11 +177,11 @@ asio::awaitable<StatusOr<InvokeOutcome>> Invoker::Invoke(InvokeRequest req) {
   inv->payload = req.payload.empty() ? std::string("{}") : std::move(req.payload);
   inv->arrived_us = MonoNowMicros();
   inv->arrived_wall_us = WallNowMicros();
-  inv->trace_id = TraceId(inv->id);
+  inv->trace_id = NewTraceId(inv->arrived_wall_us / 1'000'000);
   inv->client_context = std::move(req.client_context);
   // Lambda hands the runtime the ARN the caller used: qualified by version or alias.
   if (!req.qualifier.empty() && req.qualifier != "$LATEST") inv->qualifier = req.qualifier;
-  auto pool = pools_->Get(out.version);
+  auto pool = pools_->Get(out.version, out.latest);
   out.result = co_await pool->Invoke(inv, asio::use_awaitable);
   if (out.result.kind == pool::Result::Kind::kThrottled) {
     out.throttle_reason = "ConcurrentInvocationLimitExceeded";

@@ -15,6 +15,7 @@
 #include "common/clock.h"
 #include "common/files.h"
 #include "common/ids.h"
+#include "common/json_text.h"
 #include "gateway/api.h"
 #include "gateway/invoker.h"
 #include "gateway/lambda_shapes.h"
@@ -42,7 +43,7 @@ void AwsError(Response& res, http::status status, std::string_view type, const s
   json::object o{{"Type", static_cast<int>(status) >= 500 ? "Service" : "User"},
                  {"message", message}};
   if (!reason.empty()) o["Reason"] = reason;
-  res.body() = json::serialize(o);
+  res.body() = JsonText(o);
 }
 
 void AwsStatus(Response& res, const Status& st) {
@@ -54,7 +55,7 @@ void AwsStatus(Response& res, const Status& st) {
 void Json(Response& res, http::status status, const json::value& body) {
   res.result(status);
   res.set(http::field::content_type, "application/json");
-  res.body() = json::serialize(body);
+  res.body() = JsonText(body);
 }
 
 template <typename F>
@@ -270,7 +271,7 @@ asio::awaitable<void> LambdaApi::Invoke(Call& c, const std::string& function, Re
                          "X-Amz-Client-Context: must be a base64-encoded JSON object of at most " +
                              std::to_string(kMaxClientContextBytes) + " bytes encoded");
     }
-    client_context = json::serialize(doc);
+    client_context = JsonText(doc);
   }
   if (!req.body().empty() && !lambda::IsJson(req.body())) {
     co_return AwsError(res, http::status::bad_request, "InvalidRequestContentException",
@@ -329,8 +330,7 @@ asio::awaitable<void> LambdaApi::Invoke(Call& c, const std::string& function, Re
   }
   std::string message = r.error_message;
   if (r.kind == Kind::kTimeout) message = "RequestId: " + c.request_id + " Error: " + message;
-  res.body() =
-      json::serialize(json::object{{"errorType", r.error_type}, {"errorMessage", message}});
+  res.body() = JsonText(json::object{{"errorType", r.error_type}, {"errorMessage", message}});
 }
 
 // ---- Functions ----

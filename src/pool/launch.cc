@@ -8,6 +8,7 @@
 #include "common/ids.h"
 #include "common/tenant.h"
 #include "logs/log_store.h"
+#include "pool/lambda_env.h"
 #include "pool/pool.h"
 #include "pool/pool_internal.h"
 #include "sandbox/jail.h"
@@ -84,13 +85,15 @@ std::vector<std::string> FunctionPool::BuildEnv(const std::string& runtime_api) 
       "LAMBDA_TASK_ROOT=" + TaskRoot(),
       "LAMBDA_RUNTIME_DIR=" + RuntimeDir(),
       "AWS_LAMBDA_FUNCTION_NAME=" + std::string(BareFunctionName(version_->function)),
-      "AWS_LAMBDA_FUNCTION_VERSION=" + std::to_string(version_->version),
+      "AWS_LAMBDA_FUNCTION_VERSION=" + ShownVersion(version_->version, latest_),
       "AWS_LAMBDA_FUNCTION_MEMORY_SIZE=" + std::to_string(m.memory_mb),
       "AWS_LAMBDA_FUNCTION_TIMEOUT=" + std::to_string((m.timeout_ms + 999) / 1000),
       "AWS_REGION=" + ctx_->region,
       "AWS_DEFAULT_REGION=" + ctx_->region,
       "AWS_LAMBDA_LOG_GROUP_NAME=/aws/lambda/" + std::string(BareFunctionName(version_->function)),
-      "AWS_LAMBDA_LOG_STREAM_NAME=" + std::to_string(version_->version) + "/" + RandomHex(8),
+      "AWS_LAMBDA_LOG_STREAM_NAME=" + LogStreamName(ctx_->clock->WallMicros(),
+                                                    ShownVersion(version_->version, latest_),
+                                                    RandomHex(16)),
       "AWS_EXECUTION_ENV=" + exec_env,
       std::string("AWS_LAMBDA_INITIALIZATION_TYPE=") +
           (m.min_instances > 0 ? "provisioned-concurrency" : "on-demand"),

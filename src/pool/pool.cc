@@ -12,6 +12,7 @@
 #include "logs/log_store.h"
 #include "meter/meter.h"
 #include "metrics/metrics.h"
+#include "pool/lambda_env.h"
 #include "pool/pool_internal.h"
 #include "sandbox/spawner.h"
 
@@ -53,9 +54,11 @@ std::string FormatMs(int64_t us) {
 
 }  // namespace
 
-FunctionPool::FunctionPool(PoolContext* ctx, std::shared_ptr<const registry::Version> version)
+FunctionPool::FunctionPool(PoolContext* ctx, std::shared_ptr<const registry::Version> version,
+                           bool latest)
     : ctx_(ctx),
       version_(std::move(version)),
+      latest_(latest),
       qualified_arn_("arn:aws:lambda:" + ctx->region + ":" +
                      AccountOf(TenantOfFunction(version_->function)) +
                      ":function:" + std::string(BareFunctionName(version_->function))),
@@ -238,7 +241,7 @@ void FunctionPool::DeliverLocked(Instance& inst, NextHandler handler, Invocation
   });
   ctx_->logs->Append(
       version_->function, inv->id, "platform",
-      "START RequestId: " + inv->id + " Version: " + std::to_string(version_->version));
+      "START RequestId: " + inv->id + " Version: " + ShownVersion(version_->version, latest_));
   fx.nexts.emplace_back(std::move(handler), std::move(inv));
 }
 
@@ -498,13 +501,14 @@ void FunctionPool::OnExit(uint64_t instance_id, const sandbox::ExitEvent& exit) 
 void FunctionPool::InitFailedLocked(Instance& inst, Effects& fx) {
   if (inst.init_failure_reported) return;
   inst.init_failure_reported = true;
-  std::string message = inst.init_error_type + ": " + inst.init_error_message;
+  std::string message = inst.init_error_message;
   if (!inst.init_log.empty()) message += "\nInit log tail:\n" + inst.init_log;
   ++init_failures_in_a_row_;
   last_init_error_ = inst.init_error_type + ": " + inst.init_error_message;
   restart_not_before_us_ = ctx_->clock->MonoMicros() + InitBackoffUs(init_failures_in_a_row_);
   if (metrics_ != nullptr) metrics_->init_failures.fetch_add(1, std::memory_order_relaxed);
-  ctx_->logs->Append(version_->function, "", "platform", "INIT_REPORT Status: error\t" + message);
+  ctx_->logs->Append(version_->function, "", "platform",
+                     "INIT_REPORT Status: error\t" + inst.init_error_type + ": " + message);
   // The requests waiting fail with this init error, unless a ready instance will serve them.
   // Instances still starting do not count: they would most likely fail the same way, and
   // waiting for them turns a clear init error into a queue timeout.
@@ -516,8 +520,9 @@ void FunctionPool::InitFailedLocked(Instance& inst, Effects& fx) {
     queue_.pop_front();
     Result r;
     r.kind = Result::Kind::kInitError;
-    r.error_type = "Runtime.InitError";
+    r.error_type = inst.init_error_type;  // as the runtime reported it, as on Lambda
     r.error_message = message;
+    r.cold_start = true;  // it waited for an instance to start: a cold start, if a failed one
     RecordLocked(inv, r, "error", 0, fx);
     Fail(std::move(inv), std::move(r), fx);
   }

@@ -23,6 +23,7 @@
 #include <optional>
 #include <shared_mutex>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "common/clock.h"
@@ -176,7 +177,10 @@ struct PoolStats {
 
 class FunctionPool : public std::enable_shared_from_this<FunctionPool> {
  public:
-  FunctionPool(PoolContext* ctx, std::shared_ptr<const registry::Version> version);
+  // `latest`: the pool serves calls that named no version (or an alias of $LATEST). Lambda
+  // keeps those apart from calls to the same version by number: its runtimes are told
+  // "$LATEST" rather than the number (ShownVersion in lambda_env.h).
+  FunctionPool(PoolContext* ctx, std::shared_ptr<const registry::Version> version, bool latest);
   ~FunctionPool();
 
   // Runs `inv` and completes with its Result. Never hangs: every path ends in a Result.
@@ -265,6 +269,7 @@ class FunctionPool : public std::enable_shared_from_this<FunctionPool> {
 
   PoolContext* const ctx_;
   const std::shared_ptr<const registry::Version> version_;
+  const bool latest_;
   const std::string qualified_arn_;
   metrics::FunctionMetrics* const metrics_;  // owned by ctx_->metrics; may be null
 
@@ -280,12 +285,15 @@ class FunctionPool : public std::enable_shared_from_this<FunctionPool> {
   int64_t restart_not_before_us_ = 0;          // guarded by mu_: init back-off (monotonic)
 };
 
-// All pools, keyed by function and version, plus the pid -> instance map for exit events.
+// All pools, keyed by function, version and whether they serve $LATEST, plus the pid -> instance
+// map for exit events.
 class PoolManager {
  public:
   explicit PoolManager(PoolContext* ctx) : ctx_(ctx) {}
 
-  std::shared_ptr<FunctionPool> Get(const std::shared_ptr<const registry::Version>& version);
+  // The pool of `version` for calls through $LATEST (`latest`) or by its number.
+  std::shared_ptr<FunctionPool> Get(const std::shared_ptr<const registry::Version>& version,
+                                    bool latest);
   // A new version became $LATEST (or the function was deleted: `latest` null): older pools
   // of the function drain.
   void OnDeployed(const std::string& function,
@@ -305,7 +313,7 @@ class PoolManager {
  private:
   PoolContext* const ctx_;
   mutable std::shared_mutex mu_;
-  std::map<std::pair<std::string, int64_t>, std::shared_ptr<FunctionPool>> pools_;
+  std::map<std::tuple<std::string, int64_t, bool>, std::shared_ptr<FunctionPool>> pools_;
   std::mutex pid_mu_;
   std::map<pid_t, std::pair<std::weak_ptr<FunctionPool>, uint64_t>> pids_;  // pid_mu_
   std::map<pid_t, sandbox::ExitEvent> early_exits_;                         // guarded by pid_mu_

@@ -8,8 +8,8 @@
 namespace thaw::pool {
 
 std::shared_ptr<FunctionPool> PoolManager::Get(
-    const std::shared_ptr<const registry::Version>& version) {
-  auto key = std::make_pair(version->function, version->version);
+    const std::shared_ptr<const registry::Version>& version, bool latest) {
+  auto key = std::make_tuple(version->function, version->version, latest);
   {
     std::shared_lock lock(mu_);
     auto it = pools_.find(key);
@@ -17,7 +17,7 @@ std::shared_ptr<FunctionPool> PoolManager::Get(
   }
   std::unique_lock lock(mu_);
   auto& slot = pools_[key];
-  if (!slot) slot = std::make_shared<FunctionPool>(ctx_, version);
+  if (!slot) slot = std::make_shared<FunctionPool>(ctx_, version, latest);
   return slot;
 }
 
@@ -27,7 +27,8 @@ void PoolManager::OnDeployed(const std::string& function,
   {
     std::shared_lock lock(mu_);
     for (const auto& [key, pool] : pools_) {
-      if (key.first == function && (!latest || key.second != latest->version)) {
+      const auto& [name, version, _] = key;
+      if (name == function && (!latest || version != latest->version)) {
         old.push_back(pool);
       }
     }
@@ -35,7 +36,7 @@ void PoolManager::OnDeployed(const std::string& function,
   for (auto& pool : old) pool->Drain();
   // The warm instances start on the executor: a deploy never waits for them.
   if (latest && latest->manifest.min_instances > 0) {
-    asio::post(ctx_->executor, [pool = Get(latest)] { pool->OnTick(); });
+    asio::post(ctx_->executor, [pool = Get(latest, true)] { pool->OnTick(); });
   }
 }
 
@@ -116,7 +117,7 @@ std::vector<PoolStats> PoolManager::Stats(const std::string& function) const {
   std::vector<PoolStats> out;
   std::shared_lock lock(mu_);
   for (const auto& [key, pool] : pools_) {
-    if (function.empty() || key.first == function) out.push_back(pool->Stats());
+    if (function.empty() || std::get<0>(key) == function) out.push_back(pool->Stats());
   }
   return out;
 }

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <set>
 
+#include "common/json_text.h"
 #include "common/tenant.h"
 
 namespace thaw::registry {
@@ -292,7 +293,7 @@ json::object ManifestToJsonObject(const Manifest& m) {
                       {"network", NetworkName(m.network)}};
 }
 
-std::string ManifestToJson(const Manifest& m) { return json::serialize(ManifestToJsonObject(m)); }
+std::string ManifestToJson(const Manifest& m) { return JsonText(ManifestToJsonObject(m)); }
 
 StatusOr<Manifest> ManifestFromJson(const std::string& json_text) {
   boost::system::error_code ec;

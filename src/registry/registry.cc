@@ -14,6 +14,7 @@
 #include "common/clock.h"
 #include "common/files.h"
 #include "common/ids.h"
+#include "common/json_text.h"
 #include "common/sha256.h"
 #include "common/tenant.h"
 #include "store/db.h"
@@ -58,7 +59,7 @@ std::optional<int64_t> ParseVersionNumber(const std::string& text) {
 std::string RoutingToJson(const std::map<int64_t, double>& weights) {
   boost::json::object o;
   for (const auto& [v, w] : weights) o[std::to_string(v)] = w;
-  return boost::json::serialize(o);
+  return JsonText(o);
 }
 
 StatusOr<std::map<int64_t, double>> RoutingFromJson(const std::string& text) {

@@ -271,7 +271,7 @@ int RunServe(Config config, const std::string& exe_dir) {
   // Functions with min_instances get their warm instances now.
   for (const auto& f : (*registry)->List()) {
     if (!f.versions.empty() && f.versions.back()->manifest.min_instances > 0) {
-      pools.Get(f.versions.back());
+      pools.Get(f.versions.back(), /*latest=*/true);
     }
   }
 

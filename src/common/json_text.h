@@ -1,0 +1,18 @@
+// JSON text for everything thaw prints (API bodies, CLI output, stored manifests). Unlike
+// boost::json::serialize, which writes every double in exponent form (10.0 as "1E1"), numbers
+// read as people and JavaScript's JSON.stringify write them. Pure; any thread.
+#pragma once
+
+#include <boost/json/fwd.hpp>
+#include <string>
+
+namespace thaw {
+
+// A double as a JSON number: an integral value below 1e21 in magnitude as an integer ("10"),
+// any other finite value in the shortest form that reads back to the same double ("0.1",
+// "1.5e-09"); NaN and infinities, which JSON cannot hold, as null.
+std::string JsonNumber(double x);
+// `v` as compact JSON text, numbers as JsonNumber writes them.
+std::string JsonText(const boost::json::value& v);
+
+}  // namespace thaw

@@ -154,6 +154,12 @@ TEST(ConfigTest, KnobTableMatchesParser) {
       {"price_cpu_second_pico", "0"},
       {"price_peak_gb_second_pico", "2500000"},
       {"price_instance_hour_micro", "20800"},
+      {"header_timeout_ms", "0"},
+      {"idle_timeout_ms", "75000"},
+      {"max_connections", "100000"},
+      {"max_connections_per_ip", "0"},
+      {"max_upload_bytes_in_flight", "1073741824"},
+      {"trusted_proxies", "10.0.0.0/8, ::1, 192.0.2.7"},
   };
   std::set<std::string> documented;
   for (const Knob& k : kKnobs) {
@@ -219,6 +225,11 @@ std::vector<BadValueCase> BadValueCases() {
        "config price_request_micro_per_million"},
       {"PriceDollars", "price_instance_hour_micro", "$0.02", "config price_instance_hour_micro"},
       {"PriceTooLarge", "price_cpu_second_pico", "1000000000001", "config price_cpu_second_pico"},
+      {"HeaderTimeoutNegative", "header_timeout_ms", "-1", "config header_timeout_ms"},
+      {"MaxConnectionsWord", "max_connections", "lots", "config max_connections"},
+      {"TrustedProxiesHostName", "trusted_proxies", "proxy.local", "config trusted_proxies"},
+      {"TrustedProxiesPrefixTooLong", "trusted_proxies", "10.0.0.0/33", "prefix length"},
+      {"TrustedProxiesPrefixEmpty", "trusted_proxies", "10.0.0.0/", "config trusted_proxies"},
       {"UnknownKnob", "thread", "4", "unknown setting 'thread'"},
       {"UnknownKnobWithDash", "log-level", "info", "unknown setting 'log-level'"},
       {"ClientOnlyServerKnob", "server", "http://x", "unknown setting 'server'"},

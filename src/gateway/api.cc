@@ -7,6 +7,7 @@
 #include <boost/url/parse.hpp>
 #include <ctime>
 
+#include "auth/sigv4.h"
 #include "common/clock.h"
 #include "common/ids.h"
 #include "common/json_text.h"
@@ -21,6 +22,10 @@
 #include "metrics/metrics.h"
 #include "pool/pool.h"
 #include "registry/registry.h"
+
+// GCC 12 misreads Asio's coroutine frame allocator as a new/delete mismatch (GCC bug 109224,
+// fixed in 13) in coroutines that co_return early and co_await later.
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
 
 namespace thaw::gateway {
 
@@ -165,7 +170,12 @@ Api::Api(ApiDeps deps)
                                          deps_.config->async_queue_events)),
       lambda_(std::make_unique<LambdaApi>(LambdaDeps{deps_.registry, deps_.pools, deps_.logs,
                                                      deps_.config, deps_.admin_key, deps_.keys,
-                                                     invoker_.get(), &blocking_})) {}
+                                                     invoker_.get(), &blocking_})) {
+  // The config parser has checked it.
+  if (auto ranges = ParseCidrList(deps_.config->trusted_proxies); ranges.ok()) {
+    trusted_proxies_ = std::move(*ranges);
+  }
+}
 Api::~Api() { blocking_.join(); }
 
 uint64_t Api::BodyLimit(const http::request_header<>& header) const {
@@ -177,18 +187,64 @@ uint64_t Api::BodyLimit(const http::request_header<>& header) const {
   return static_cast<uint64_t>(deps_.config->max_payload_bytes);
 }
 
+bool Api::IsUpload(const http::request_header<>& header) const {
+  std::string_view target = header.target();
+  std::string_view path = target.substr(0, target.find('?'));
+  if (LambdaApi::Owns(path)) return lambda_->IsUpload(header);
+  auto parts = SplitPath(path);
+  return header.method() == http::verb::put && parts.size() == 3 && parts[0] == "v1" &&
+         parts[1] == "functions";
+}
+
+namespace {
+
+void Unauthorized(Response& res, const std::string& message) {
+  res.set(http::field::www_authenticate, "Bearer");
+  ErrorBody(res, http::status::unauthorized, "UnauthorizedException", message);
+}
+
+constexpr char kNeedKey[] = "missing or invalid API key: send Authorization: Bearer <key>";
+constexpr char kUrlNeedsKey[] =
+    "this function URL needs Authorization: Bearer <key> (url_auth: key)";
+
+}  // namespace
+
+bool Api::Screen(const http::request_header<>& header, Response& res) const {
+  std::string_view target = header.target();
+  std::string_view path = target.substr(0, target.find('?'));
+  if (path == "/healthz") return true;
+  if (LambdaApi::Owns(path)) return lambda_->Screen(header, res);
+  if (path.starts_with("/fn/")) {
+    std::string function, raw_path, raw_query;
+    if (!ParseFunctionUrl(target, function, raw_path, raw_query)) return true;  // 404 later
+    if (UrlAllowed(header, function)) return true;
+    res.set("X-Thaw-Request-Id", NewRequestId());
+    Unauthorized(res, kUrlNeedsKey);
+    return false;
+  }
+  if (Authenticate(header)) return true;
+  res.set("X-Thaw-Request-Id", NewRequestId());
+  Unauthorized(res, kNeedKey);
+  return false;
+}
+
 void Api::Reject(http::status status, const std::string& why, Response& res) const {
   // The route is not known here: answer in both faces' shapes (native errorType/errorMessage,
   // and AWS's X-Amzn-ErrorType with Type/message).
-  const char* type = status == http::status::payload_too_large ? "RequestTooLargeException"
-                                                               : "InvalidRequestContentException";
+  const char* type = "InvalidRequestContentException";
+  if (status == http::status::payload_too_large) type = "RequestTooLargeException";
+  if (status == http::status::too_many_requests) type = "TooManyRequestsException";
+  if (static_cast<int>(status) >= 500 && status != http::status::not_implemented) {
+    type = "ServiceException";
+  }
   res.set("X-Amzn-ErrorType", type);
+  const char* side = static_cast<int>(status) >= 500 ? "Service" : "User";
   JsonBody(
       res, status,
-      json::object{{"errorType", type}, {"errorMessage", why}, {"Type", "User"}, {"message", why}});
+      json::object{{"errorType", type}, {"errorMessage", why}, {"Type", side}, {"message", why}});
 }
 
-std::optional<auth::Caller> Api::Authenticate(const Request& req) const {
+std::optional<auth::Caller> Api::Authenticate(const http::request_header<>& req) const {
   if (!deps_.config->auth) return auth::Caller{};
   std::string_view header = req[http::field::authorization];
   constexpr std::string_view kBearer = "Bearer ";
@@ -196,12 +252,32 @@ std::optional<auth::Caller> Api::Authenticate(const Request& req) const {
   return deps_.keys->Bearer(header.substr(kBearer.size()));
 }
 
-bool Api::MayCallUrl(const Request& req, const std::string& function) const {
+std::optional<auth::Caller> Api::UrlCaller(const http::request_header<>& req,
+                                           const std::string& function) const {
   auto caller = Authenticate(req);
-  return caller && Visible(*caller, function);
+  if (caller && Visible(*caller, function)) return caller;
+  return std::nullopt;
 }
 
-asio::awaitable<void> Api::Handle(Request& req, Response& res) {
+bool Api::IsThawCredential(std::string_view authorization) const {
+  constexpr std::string_view kBearer = "Bearer ";
+  if (authorization.starts_with(kBearer)) {
+    return deps_.keys->Bearer(authorization.substr(kBearer.size())).has_value();
+  }
+  auto sig = auth::ParseSigV4Authorization(authorization);
+  return sig.ok() && deps_.keys->SigningKey(sig->access_key_id).has_value();
+}
+
+bool Api::UrlAllowed(const http::request_header<>& req, const std::string& function) const {
+  auto version = deps_.registry->Resolve(function, "");
+  // An unknown function is answered 404 once the request is read.
+  if (!version.ok() || (*version)->manifest.url_public) return true;
+  return UrlCaller(req, function).has_value();
+}
+
+asio::awaitable<void> Api::Handle(Request& req, Response& res) { return Serve(Peer{}, req, res); }
+
+asio::awaitable<void> Api::Serve(const Peer& peer, Request& req, Response& res) {
   std::string_view target = req.target();
   auto qpos = target.find('?');
   std::string_view path = target.substr(0, qpos);
@@ -213,7 +289,7 @@ asio::awaitable<void> Api::Handle(Request& req, Response& res) {
     co_return;
   }
   if (LambdaApi::Owns(path)) co_return co_await lambda_->Handle(req, res);
-  if (path.starts_with("/fn/")) co_return co_await FunctionUrl(req, res);
+  if (path.starts_with("/fn/")) co_return co_await FunctionUrl(peer, req, res);
   auto parts = SplitPath(path);
   const bool invoke =
       parts.size() == 4 && parts[0] == "v1" && parts[1] == "functions" && parts[3] == "invoke";
@@ -221,10 +297,7 @@ asio::awaitable<void> Api::Handle(Request& req, Response& res) {
   auto caller = Authenticate(req);
   if (!caller) {
     if (invoke) res.set("X-Thaw-Request-Id", NewRequestId());
-    res.set(http::field::www_authenticate, "Bearer");
-    ErrorBody(res, http::status::unauthorized, "UnauthorizedException",
-              "missing or invalid API key: send Authorization: Bearer <key>");
-    co_return;
+    co_return Unauthorized(res, kNeedKey);
   }
   const http::verb m = req.method();
   if (parts.size() >= 2 && parts[0] == "v1" && parts[1] == "functions") {
@@ -412,7 +485,7 @@ void Api::Metrics(Response& res) {
   res.body() = deps_.metrics->Render(gauges);
 }
 
-asio::awaitable<void> Api::FunctionUrl(Request& req, Response& res) {
+asio::awaitable<void> Api::FunctionUrl(const Peer& peer, Request& req, Response& res) {
   const std::string request_id = NewRequestId();
   res.set("X-Thaw-Request-Id", request_id);
   UrlRequest url;
@@ -423,11 +496,13 @@ asio::awaitable<void> Api::FunctionUrl(Request& req, Response& res) {
   auto version = deps_.registry->Resolve(url.function, "");
   if (!version.ok()) co_return StatusBody(res, version.status());
   // Each function says whether its URL needs the key (url_auth: key, the default) or is public.
-  if (!(*version)->manifest.url_public && !MayCallUrl(req, url.function)) {
-    res.set(http::field::www_authenticate, "Bearer");
-    co_return ErrorBody(res, http::status::unauthorized, "UnauthorizedException",
-                        "this function URL needs Authorization: Bearer <key> (url_auth: key)");
-  }
+  const bool url_public = (*version)->manifest.url_public;
+  url.caller = url_public ? std::nullopt : UrlCaller(req, url.function);
+  if (!url_public && !url.caller) co_return Unauthorized(res, kUrlNeedsKey);
+  // thaw's credentials never reach the function: the key it checked, or any other thaw key.
+  url.strip_credentials = !url_public || IsThawCredential(req[http::field::authorization]);
+  url.forwarded =
+      ResolveForwarded(req, peer.address.to_string(), peer.local_port, trusted_proxies_);
   url.request_id = request_id;
   url.time_epoch_ms = WallNowMicros() / 1000;
   InvokeRequest ir{url.function, "", BuildUrlEvent(req, url), "", request_id};

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "auth/keys.h"
+#include "common/cidr.h"
 #include "common/status.h"
 #include "gateway/http_server.h"
 #include "server/config.h"
@@ -64,8 +65,13 @@ class Api final : public HttpHandler {
   ~Api() override;
 
   uint64_t BodyLimit(const http::request_header<>& header) const override;
+  bool IsUpload(const http::request_header<>& header) const override;
+  // Every route but /healthz, the signed code downloads and public function URLs needs a
+  // known key before its body is read.
+  bool Screen(const http::request_header<>& header, Response& res) const override;
   void Reject(http::status status, const std::string& why, Response& res) const override;
-  asio::awaitable<void> Handle(Request& req, Response& res) override;
+  asio::awaitable<void> Handle(Request& req, Response& res) override;  // peer unknown
+  asio::awaitable<void> Serve(const Peer& peer, Request& req, Response& res) override;
 
  private:
   asio::awaitable<void> Functions(const auth::Caller& caller, std::vector<std::string_view> parts,
@@ -92,17 +98,23 @@ class Api final : public HttpHandler {
                                                                      int64_t from_us,
                                                                      int64_t to_us);
   void Metrics(Response& res);  // Prometheus text format
-  asio::awaitable<void> FunctionUrl(Request& req, Response& res);
+  asio::awaitable<void> FunctionUrl(const Peer& peer, Request& req, Response& res);
   // The caller a request's Bearer key belongs to (everyone is admin with auth off).
-  std::optional<auth::Caller> Authenticate(const Request& req) const;
-  // Whether the request carries a key of the function's tenant (or an admin key).
-  bool MayCallUrl(const Request& req, const std::string& function) const;
+  std::optional<auth::Caller> Authenticate(const http::request_header<>& req) const;
+  // The caller, if the request carries a key of the function's tenant (or an admin key).
+  std::optional<auth::Caller> UrlCaller(const http::request_header<>& req,
+                                        const std::string& function) const;
+  // Whether an Authorization value is a thaw key (Bearer) or a SigV4 signature by one.
+  bool IsThawCredential(std::string_view authorization) const;
+  // Whether a function URL request may go on: a public function, or one UrlCaller allows.
+  bool UrlAllowed(const http::request_header<>& req, const std::string& function) const;
 
   ApiDeps deps_;
   // Disk-bound work (unpacking a bundle, SQLite queries) runs here, off the event loop.
   asio::thread_pool blocking_{2};
   std::unique_ptr<Invoker> invoker_;
   std::unique_ptr<LambdaApi> lambda_;
+  std::vector<Cidr> trusted_proxies_;  // whose X-Forwarded-For function URLs believe
 };
 
 }  // namespace thaw::gateway

@@ -1,11 +1,13 @@
 #include "gateway/function_url.h"
 
+#include <algorithm>
 #include <boost/json.hpp>
 #include <boost/url/parse.hpp>
 #include <ctime>
 
 #include "common/base64.h"
 #include "common/json_text.h"
+#include "common/tenant.h"
 
 namespace thaw::gateway {
 namespace {
@@ -36,7 +38,66 @@ std::string AwsTime(int64_t epoch_ms) {
   return buf;
 }
 
+std::string_view Trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+// Headers that carry thaw's credentials (or sign with them).
+bool IsCredentialHeader(const std::string& lower_name) {
+  return lower_name == "authorization" || lower_name == "x-amz-date" ||
+         lower_name == "x-amz-security-token" || lower_name == "x-amz-content-sha256";
+}
+
+// Lambda's IAM authorizer block, naming the key but never its secret.
+json::object Authorizer(const auth::Caller& caller) {
+  const std::string account = AccountOf(caller.tenant);
+  return json::object{
+      {"iam", json::object{{"accessKey", caller.key_id},
+                           {"accountId", account},
+                           {"callerId", caller.key_id},
+                           {"cognitoIdentity", nullptr},
+                           {"principalOrgId", nullptr},
+                           {"userArn", "arn:aws:iam::" + account + ":user/" + caller.key_id},
+                           {"userId", caller.key_id}}},
+      {"thaw", json::object{{"tenant", caller.tenant},
+                            {"keyId", caller.key_id},
+                            {"role", auth::RoleName(caller.role)}}}};
+}
+
 }  // namespace
+
+Forwarded ResolveForwarded(const http::request_header<>& req, const std::string& peer_ip,
+                           uint16_t local_port, const std::vector<Cidr>& trusted) {
+  Forwarded f{peer_ip, peer_ip, "http", std::to_string(local_port)};
+  if (!CidrContains(trusted, peer_ip)) return f;
+  std::vector<std::string_view> chain;
+  auto [first, last] = req.equal_range("X-Forwarded-For");
+  for (auto it = first; it != last; ++it) {
+    std::string_view v = it->value();
+    for (size_t start = 0; start <= v.size();) {
+      size_t end = std::min(v.find(',', start), v.size());
+      if (auto item = Trim(v.substr(start, end - start)); !item.empty()) chain.push_back(item);
+      start = end + 1;
+    }
+  }
+  if (chain.empty()) return f;
+  f.for_chain.clear();
+  for (auto item : chain) f.for_chain.append(item).append(", ");
+  f.for_chain += peer_ip;
+  // The nearest address that no trusted proxy vouches for is the client.
+  f.source_ip = std::string(chain.front());
+  for (auto it = chain.rbegin(); it != chain.rend(); ++it) {
+    if (!CidrContains(trusted, *it)) {
+      f.source_ip = std::string(*it);
+      break;
+    }
+  }
+  if (auto proto = Trim(req["X-Forwarded-Proto"]); !proto.empty()) f.proto = std::string(proto);
+  if (auto port = Trim(req["X-Forwarded-Port"]); !port.empty()) f.port = std::string(port);
+  return f;
+}
 
 bool ParseFunctionUrl(std::string_view target, std::string& function, std::string& raw_path,
                       std::string& raw_query) {
@@ -58,6 +119,11 @@ std::string BuildUrlEvent(const Request& req, const UrlRequest& url) {
   for (const auto& field : req) {
     std::string name = Lower(field.name_string());
     std::string value(field.value());
+    if (url.strip_credentials && IsCredentialHeader(name)) continue;
+    // Set below from what the connection knows.
+    if (name == "x-forwarded-for" || name == "x-forwarded-proto" || name == "x-forwarded-port") {
+      continue;
+    }
     if (name == "cookie") {
       // One entry per cookie, as the 2.0 format carries them.
       size_t start = 0;
@@ -77,6 +143,9 @@ std::string BuildUrlEvent(const Request& req, const UrlRequest& url) {
       headers[name] = value;
     }
   }
+  headers["x-forwarded-for"] = url.forwarded.for_chain;
+  headers["x-forwarded-proto"] = url.forwarded.proto;
+  headers["x-forwarded-port"] = url.forwarded.port;
   json::object query;
   if (!url.raw_query.empty()) {
     const std::string target = "/?" + url.raw_query;  // the view below points into it
@@ -92,14 +161,12 @@ std::string BuildUrlEvent(const Request& req, const UrlRequest& url) {
   }
   const std::string content_type = Lower(req[boost::beast::http::field::content_type]);
   const bool base64 = !req.body().empty() && !IsTextual(content_type);
-  std::string source_ip(req["X-Forwarded-For"]);
-  source_ip = source_ip.substr(0, source_ip.find(','));
   json::object http{{"method", std::string(req.method_string())},
                     {"path", url.raw_path},
                     {"protocol", "HTTP/1.1"},
-                    {"sourceIp", source_ip},
+                    {"sourceIp", url.forwarded.source_ip},
                     {"userAgent", std::string(req[boost::beast::http::field::user_agent])}};
-  json::object context{{"accountId", "anonymous"},
+  json::object context{{"accountId", url.caller ? AccountOf(url.caller->tenant) : "anonymous"},
                        {"apiId", url.function},
                        {"domainName", std::string(req[boost::beast::http::field::host])},
                        {"domainPrefix", url.function},
@@ -109,6 +176,7 @@ std::string BuildUrlEvent(const Request& req, const UrlRequest& url) {
                        {"stage", "$default"},
                        {"time", AwsTime(url.time_epoch_ms)},
                        {"timeEpoch", url.time_epoch_ms}};
+  if (url.caller) context["authorizer"] = Authorizer(*url.caller);
   json::object event{{"version", "2.0"},
                      {"routeKey", "$default"},
                      {"rawPath", url.raw_path},

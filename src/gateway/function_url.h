@@ -4,11 +4,29 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <vector>
 
+#include "auth/keys.h"
+#include "common/cidr.h"
 #include "gateway/http_server.h"
 
 namespace thaw::gateway {
+
+// Where a request came from, as AWS's function URLs tell it: the client's address and the
+// X-Forwarded-* headers the function sees.
+struct Forwarded {
+  std::string source_ip;
+  std::string for_chain;  // X-Forwarded-For: the client's chain (if trusted), then the peer
+  std::string proto;      // X-Forwarded-Proto
+  std::string port;       // X-Forwarded-Port
+};
+
+// A client's own X-Forwarded-* headers are believed only when its peer address is in
+// `trusted`; sourceIp is then the right-most address in the chain that is not a trusted proxy.
+Forwarded ResolveForwarded(const http::request_header<>& req, const std::string& peer_ip,
+                           uint16_t local_port, const std::vector<Cidr>& trusted);
 
 struct UrlRequest {
   std::string function;
@@ -16,6 +34,9 @@ struct UrlRequest {
   std::string raw_query;  // after '?', as sent
   std::string request_id;
   int64_t time_epoch_ms = 0;
+  std::optional<auth::Caller> caller;  // who called (url_auth: key); none for public URLs
+  bool strip_credentials = false;      // drop Authorization and SigV4 headers from the event
+  Forwarded forwarded;
 };
 
 // Splits "/fn/{name}/{rest}?q" into the function name and the rest; false if it is not one.

@@ -1,19 +1,122 @@
 #include "gateway/http_server.h"
 
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/file_body.hpp>
+#include <cerrno>
+#include <mutex>
+#include <sstream>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "common/ids.h"
+#include "common/unique_fd.h"
 
 namespace thaw::gateway {
 
 namespace {
 
 using namespace asio::experimental::awaitable_operators;
+namespace beast = boost::beast;
+
+// One listener's connection and upload accounting, shared by its connections. Thread-safe.
+class ListenerState {
+ public:
+  explicit ListenerState(HttpOptions options) : options(std::move(options)) {}
+
+  enum class Verdict { kAdmitted, kTooMany, kTooManyFromPeer };
+  Verdict Open(const std::string& peer) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (options.max_connections > 0 && open_ >= options.max_connections) return Verdict::kTooMany;
+    int64_t& from_peer = per_peer_[peer];
+    if (options.max_connections_per_ip > 0 && from_peer >= options.max_connections_per_ip) {
+      return Verdict::kTooManyFromPeer;
+    }
+    ++from_peer;
+    ++open_;
+    return Verdict::kAdmitted;
+  }
+  void Close(const std::string& peer) {
+    std::lock_guard<std::mutex> lock(mu_);
+    --open_;
+    auto it = per_peer_.find(peer);
+    if (it != per_peer_.end() && --it->second == 0) per_peer_.erase(it);
+  }
+  bool ReserveUpload(uint64_t bytes) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (upload_bytes_ + bytes > static_cast<uint64_t>(options.max_upload_bytes_in_flight)) {
+      return false;
+    }
+    upload_bytes_ += bytes;
+    return true;
+  }
+  void ReleaseUpload(uint64_t bytes) {
+    std::lock_guard<std::mutex> lock(mu_);
+    upload_bytes_ -= bytes;
+  }
+
+  const HttpOptions options;
+
+ private:
+  std::mutex mu_;
+  int64_t open_ = 0;                                   // admitted connections not yet closed
+  std::unordered_map<std::string, int64_t> per_peer_;  // the same, by address; no zeros kept
+  uint64_t upload_bytes_ = 0;                          // reserved by uploads in flight
+};
+
+// An admitted connection's place in its listener's counts, given back when it ends.
+class ConnectionSlot {
+ public:
+  ConnectionSlot(std::shared_ptr<ListenerState> state, std::string peer)
+      : state_(std::move(state)), peer_(std::move(peer)) {}
+  ConnectionSlot(ConnectionSlot&& other) noexcept
+      : state_(std::move(other.state_)), peer_(std::move(other.peer_)) {}
+  ConnectionSlot(const ConnectionSlot&) = delete;
+  ConnectionSlot& operator=(const ConnectionSlot&) = delete;
+  ~ConnectionSlot() {
+    if (state_) state_->Close(peer_);
+  }
+  ListenerState& state() const { return *state_; }
+
+ private:
+  std::shared_ptr<ListenerState> state_;
+  std::string peer_;
+};
+
+// Upload bytes reserved for one request, given back when the request is done.
+class UploadTicket {
+ public:
+  UploadTicket() = default;
+  UploadTicket(ListenerState* state, uint64_t bytes) : state_(state), bytes_(bytes) {}
+  UploadTicket(const UploadTicket&) = delete;
+  UploadTicket& operator=(UploadTicket&& other) noexcept {
+    std::swap(state_, other.state_);
+    std::swap(bytes_, other.bytes_);
+    return *this;
+  }
+  ~UploadTicket() {
+    if (state_ != nullptr) state_->ReleaseUpload(bytes_);
+  }
+
+ private:
+  ListenerState* state_ = nullptr;
+  uint64_t bytes_ = 0;
+};
 
 asio::awaitable<void> Discard(asio::ip::tcp::socket& socket, size_t max_bytes) {
   char buf[16384];
@@ -35,46 +138,180 @@ asio::awaitable<void> Sleep(std::chrono::milliseconds how_long) {
 // Sends an error response and closes without losing it: a client still uploading a body we
 // refused would get a reset (and no response) if we closed with its bytes unread, so read and
 // drop them for a bounded time first, as nginx's lingering close does.
-asio::awaitable<void> RejectAndClose(asio::ip::tcp::socket& socket, Response& res) {
+asio::awaitable<void> RejectAndClose(asio::ip::tcp::socket& socket, Response& res,
+                                     std::chrono::milliseconds linger = std::chrono::seconds(2)) {
   boost::system::error_code ec;
   res.keep_alive(false);
   res.prepare_payload();
   co_await http::async_write(socket, res, asio::redirect_error(asio::use_awaitable, ec));
   if (ec) co_return;
   socket.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
-  co_await (Discard(socket, 64 << 20) || Sleep(std::chrono::seconds(2)));
+  co_await (Discard(socket, 64 << 20) || Sleep(linger));
 }
 
-}  // namespace
+// A refusal as bytes on the wire, for answering before a request is read.
+std::string Refusal(const HttpHandler& handler, http::status status, const std::string& why) {
+  Response res;
+  res.version(11);
+  handler.Reject(status, why, res);
+  res.set(http::field::retry_after, "1");
+  res.keep_alive(false);
+  res.prepare_payload();
+  std::ostringstream out;
+  out << res;
+  return out.str();
+}
 
-asio::awaitable<void> ServeHttpConnection(asio::ip::tcp::socket socket, HttpHandler& handler) {
+asio::awaitable<void> RefuseConnection(asio::ip::tcp::socket socket, Response res) {
+  co_await RejectAndClose(socket, res, std::chrono::milliseconds(500));
+}
+
+void Expire(beast::tcp_stream& stream, int64_t timeout_ms) {
+  if (timeout_ms > 0) {
+    stream.expires_after(std::chrono::milliseconds(timeout_ms));
+  } else {
+    stream.expires_never();
+  }
+}
+
+// RFC 9112 §6.3: a request whose final transfer coding is not chunked has no reliable length,
+// and thaw decodes no other coding (§6.1: 501). Empty when the request's framing is fine.
+std::pair<http::status, std::string> TransferEncodingProblem(const http::request_header<>& h) {
+  std::vector<std::string> codings;
+  bool present = false;
+  for (auto it = h.find(http::field::transfer_encoding);
+       it != h.end() && it->name() == http::field::transfer_encoding; ++it) {
+    present = true;
+    std::string_view v = it->value();
+    size_t start = 0;
+    while (start <= v.size()) {
+      size_t end = std::min(v.find(',', start), v.size());
+      std::string_view token = v.substr(start, end - start);
+      while (!token.empty() && (token.front() == ' ' || token.front() == '\t')) {
+        token.remove_prefix(1);
+      }
+      while (!token.empty() && (token.back() == ' ' || token.back() == '\t'))
+        token.remove_suffix(1);
+      if (!token.empty()) {
+        std::string lower(token);
+        for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        codings.push_back(std::move(lower));
+      }
+      start = end + 1;
+    }
+  }
+  if (!present) return {http::status::ok, ""};
+  if (codings.empty() || codings.back() != "chunked") {
+    return {http::status::bad_request,
+            "Transfer-Encoding must end with chunked (RFC 9112 section 6.3)"};
+  }
+  if (codings.size() > 1) {
+    const bool twice = std::count(codings.begin(), codings.end(), "chunked") > 1;
+    return {twice ? http::status::bad_request : http::status::not_implemented,
+            twice ? "Transfer-Encoding applies chunked more than once"
+                  : "only the chunked transfer coding is supported"};
+  }
+  return {http::status::ok, ""};
+}
+
+// Errors in the request's framing (bad chunk sizes and the like), as opposed to the peer
+// going away or the socket failing.
+bool IsFramingError(const boost::system::error_code& ec) {
+  return ec.category() == http::make_error_code(http::error::bad_chunk).category() &&
+         ec != http::error::partial_message && ec != http::error::end_of_stream &&
+         ec != http::error::body_limit;
+}
+
+// Reads the body of the request whose headers `header_parser` holds into an unlinked file
+// under `dir` as it arrives, then into `out` once it is complete. `status` is set to 500 if the
+// file could not be written.
+asio::awaitable<void> ReadSpooled(beast::tcp_stream& stream, beast::flat_buffer& buffer,
+                                  http::request_parser<http::string_body>& header_parser,
+                                  const std::string& dir, Request& out,
+                                  boost::system::error_code& ec, std::string& failure) {
+  http::request_parser<http::file_body> parser(std::move(header_parser));
+  const std::string path = dir + "/upload-" + RandomHex(8);
+  beast::error_code fec;
+  parser.get().body().open(path.c_str(), beast::file_mode::write_new, fec);
+  if (fec) {
+    failure = "failed to open " + path + ": " + fec.message();
+    co_return;
+  }
+  ::unlink(path.c_str());  // the open file is all we need; nothing is left behind on a crash
+  co_await http::async_read(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
+  if (ec) co_return;
+  auto& file = parser.get().body().file();
+  const uint64_t size = file.size(fec);
+  std::string body(fec ? 0 : size, '\0');
+  if (!fec) file.seek(0, fec);
+  for (size_t done = 0; !fec && done < body.size();) {
+    size_t n = file.read(body.data() + done, body.size() - done, fec);
+    if (n == 0 && !fec) break;
+    done += n;
+  }
+  if (fec) {
+    failure = "failed to read back the upload: " + fec.message();
+    co_return;
+  }
+  out = Request(std::move(parser.get().base()));
+  out.body() = std::move(body);
+}
+
+asio::awaitable<void> ServeConnection(asio::ip::tcp::socket socket, HttpHandler& handler,
+                                      ConnectionSlot slot) {
   boost::system::error_code ec;
   if (!handler.Admit(socket)) {
     socket.close(ec);
     co_return;
   }
   socket.set_option(asio::ip::tcp::no_delay(true), ec);
-  boost::beast::flat_buffer buffer;
-  for (;;) {
+  Peer peer;
+  if (auto remote = socket.remote_endpoint(ec); !ec) {
+    peer.address = remote.address();
+    peer.port = remote.port();
+  }
+  if (auto local = socket.local_endpoint(ec); !ec) peer.local_port = local.port();
+  const HttpOptions& options = slot.state().options;
+  beast::tcp_stream stream(std::move(socket));
+  beast::flat_buffer buffer;
+  for (bool first = true;; first = false) {
+    if (!first && buffer.size() == 0) {
+      // Keep-alive: wait for the next request's first byte for at most the idle timeout.
+      Expire(stream, options.idle_timeout_ms);
+      size_t n = co_await stream.async_read_some(buffer.prepare(16384),
+                                                 asio::redirect_error(asio::use_awaitable, ec));
+      buffer.commit(n);
+      if (ec) break;
+    }
     http::request_parser<http::string_body> parser;
     parser.header_limit(64 * 1024);
     // Beast checks Content-Length against the body limit while parsing the headers, before we
     // know the route: lift it here and apply the route's limit right after.
     parser.body_limit(boost::none);
-    co_await http::async_read_header(socket, buffer, parser,
+    Expire(stream, options.header_timeout_ms);
+    co_await http::async_read_header(stream, buffer, parser,
                                      asio::redirect_error(asio::use_awaitable, ec));
+    // Past the headers nothing is timed: bodies and handlers (invocations) take what they take.
+    stream.expires_never();
     if (ec == http::error::end_of_stream || ec == asio::error::eof ||
-        ec == asio::error::connection_reset || ec == asio::error::operation_aborted) {
+        ec == asio::error::connection_reset || ec == asio::error::operation_aborted ||
+        ec == beast::error::timeout) {
       break;
     }
     Response res;
     res.version(11);
     if (ec) {
       handler.Reject(http::status::bad_request, "malformed HTTP request: " + ec.message(), res);
-      co_await RejectAndClose(socket, res);
+      co_await RejectAndClose(stream.socket(), res);
       co_return;
     }
-    const uint64_t limit = handler.BodyLimit(parser.get().base());
+    const http::request_header<>& header = parser.get().base();
+    if (auto [status, why] = TransferEncodingProblem(header); status != http::status::ok) {
+      handler.Reject(status, why, res);
+      co_await RejectAndClose(stream.socket(), res);
+      co_return;
+    }
+    const uint64_t limit = handler.BodyLimit(header);
     parser.body_limit(limit);
     if (parser.content_length() && *parser.content_length() > limit) {
       handler.OnBodyTooLarge(parser.get().base(), limit);
@@ -82,48 +319,170 @@ asio::awaitable<void> ServeHttpConnection(asio::ip::tcp::socket socket, HttpHand
                      "request body of " + std::to_string(*parser.content_length()) +
                          " bytes is over the limit of " + std::to_string(limit) + " bytes",
                      res);
-      co_await RejectAndClose(socket, res);
+      co_await RejectAndClose(stream.socket(), res);
       co_return;
+    }
+    if (!handler.Screen(header, res)) {
+      co_await RejectAndClose(stream.socket(), res);
+      co_return;
+    }
+    const bool upload = handler.IsUpload(header) && !parser.is_done();
+    UploadTicket ticket;
+    if (upload && options.max_upload_bytes_in_flight > 0) {
+      const uint64_t bytes = parser.content_length().value_or(limit);
+      if (!slot.state().ReserveUpload(bytes)) {
+        handler.Reject(http::status::service_unavailable,
+                       "too many upload bytes in flight (max_upload_bytes_in_flight " +
+                           std::to_string(options.max_upload_bytes_in_flight) +
+                           "): try again shortly",
+                       res);
+        res.set(http::field::retry_after, "1");
+        co_await RejectAndClose(stream.socket(), res);
+        co_return;
+      }
+      ticket = UploadTicket(&slot.state(), bytes);
     }
     if (boost::beast::iequals(parser.get()[http::field::expect], "100-continue")) {
       static constexpr char kContinue[] = "HTTP/1.1 100 Continue\r\n\r\n";
-      co_await asio::async_write(socket, asio::buffer(kContinue, sizeof(kContinue) - 1),
+      co_await asio::async_write(stream, asio::buffer(kContinue, sizeof(kContinue) - 1),
                                  asio::redirect_error(asio::use_awaitable, ec));
       if (ec) break;
     }
-    co_await http::async_read(socket, buffer, parser,
-                              asio::redirect_error(asio::use_awaitable, ec));
+    Request req;
+    std::string failure;
+    if (upload && !options.spool_dir.empty()) {
+      co_await ReadSpooled(stream, buffer, parser, options.spool_dir, req, ec, failure);
+    } else {
+      co_await http::async_read(stream, buffer, parser,
+                                asio::redirect_error(asio::use_awaitable, ec));
+      if (!ec) req = parser.release();
+    }
+    if (!failure.empty()) {
+      spdlog::error("{}", failure);
+      handler.Reject(http::status::internal_server_error, "the upload could not be stored", res);
+      co_await RejectAndClose(stream.socket(), res);
+      co_return;
+    }
     if (ec == http::error::body_limit) {
       handler.OnBodyTooLarge(parser.get().base(), limit);
       handler.Reject(http::status::payload_too_large,
                      "request body is over the limit of " + std::to_string(limit) + " bytes", res);
-      co_await RejectAndClose(socket, res);
+      co_await RejectAndClose(stream.socket(), res);
+      co_return;
+    }
+    if (IsFramingError(ec)) {
+      handler.Reject(http::status::bad_request, "malformed request body: " + ec.message(), res);
+      co_await RejectAndClose(stream.socket(), res);
       co_return;
     }
     if (ec) break;
-    Request req = parser.release();
     res.keep_alive(req.keep_alive());
-    co_await handler.Handle(req, res);
+    co_await handler.Serve(peer, req, res);
+    // The upload is done with: its bytes may go to the next one before this answer is written.
+    req = Request();
+    ticket = UploadTicket();
     res.prepare_payload();
-    co_await http::async_write(socket, res, asio::redirect_error(asio::use_awaitable, ec));
+    co_await http::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
     if (ec || !res.keep_alive()) break;
   }
-  socket.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
+  stream.socket().shutdown(asio::ip::tcp::socket::shutdown_send, ec);
 }
+
+UniqueFd OpenReserveFd() {
+  // SAFETY: a plain open of /dev/null, kept only to be closed when accept runs out of fds.
+  return UniqueFd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+}
+
+// Out of descriptors: gives up the spare one to accept the oldest waiting connection, tells it
+// why in plain bytes and closes it, so clients learn at once instead of waiting in the backlog.
+void RefuseWithReserve(asio::ip::tcp::acceptor& acceptor, UniqueFd& reserve,
+                       const std::string& refusal) {
+  reserve.reset();
+  // SAFETY: accept4 on the listening socket we own; the acceptor is non-blocking, so with
+  // nothing waiting this fails with EAGAIN instead of blocking the loop.
+  UniqueFd conn(::accept4(acceptor.native_handle(), nullptr, nullptr, SOCK_CLOEXEC));
+  if (conn.valid()) {
+    // SAFETY: a fresh socket's send buffer takes these few hundred bytes without blocking.
+    (void)!::send(conn.get(), refusal.data(), refusal.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    ::shutdown(conn.get(), SHUT_WR);
+    // Unread request bytes would turn the close into a reset that can lose the answer.
+    char drain[4096];
+    while (::recv(conn.get(), drain, sizeof(drain), MSG_DONTWAIT) > 0) {
+    }
+  }
+  conn.reset();
+  reserve = OpenReserveFd();
+}
+
+bool OutOfResources(const boost::system::error_code& ec) {
+  return ec == asio::error::no_descriptors || ec == asio::error::no_buffer_space ||
+         ec == asio::error::no_memory ||
+         (ec.category() == boost::system::system_category() && ec.value() == ENFILE);
+}
+
+}  // namespace
 
 asio::awaitable<void> AcceptLoop(asio::ip::tcp::acceptor& acceptor,
                                  asio::any_io_executor connections, HttpHandler& handler,
-                                 std::shared_ptr<void> keep_alive) {
+                                 std::shared_ptr<void> keep_alive, HttpOptions options) {
+  auto state = std::make_shared<ListenerState>(std::move(options));
+  const HttpOptions& o = state->options;
+  UniqueFd reserve = o.reserve_fd ? OpenReserveFd() : UniqueFd();
+  const std::string out_of_fds =
+      Refusal(handler, http::status::service_unavailable, "the server is out of file descriptors");
+  bool backing_off = false;
   for (;;) {
     boost::system::error_code ec;
+    auto strand = asio::make_strand(connections);
     asio::ip::tcp::socket socket =
-        co_await acceptor.async_accept(connections, asio::redirect_error(asio::use_awaitable, ec));
+        co_await acceptor.async_accept(strand, asio::redirect_error(asio::use_awaitable, ec));
     if (ec == asio::error::operation_aborted || !acceptor.is_open()) break;
-    if (ec) continue;  // EMFILE and friends: keep serving the connections we have
+    if (ec) {
+      // Retrying at once would spin: the waiting connection keeps the acceptor readable.
+      if (OutOfResources(ec)) {
+        if (!backing_off) spdlog::warn("accept failed: {}: backing off", ec.message());
+        backing_off = true;
+        if (reserve.valid()) RefuseWithReserve(acceptor, reserve, out_of_fds);
+        co_await Sleep(std::chrono::milliseconds(std::max<int64_t>(1, o.accept_backoff_ms)));
+      }
+      continue;
+    }
+    backing_off = false;
+    if (!reserve.valid() && o.reserve_fd) reserve = OpenReserveFd();
+    auto remote = socket.remote_endpoint(ec);
+    if (ec) continue;  // already gone
+    std::string peer = remote.address().to_string();
+    switch (state->Open(peer)) {
+      case ListenerState::Verdict::kAdmitted:
+        break;
+      case ListenerState::Verdict::kTooMany: {
+        Response res;
+        res.version(11);
+        handler.Reject(http::status::service_unavailable,
+                       "too many connections (max_connections " +
+                           std::to_string(o.max_connections) + "): try again shortly",
+                       res);
+        res.set(http::field::retry_after, "1");
+        asio::co_spawn(strand, RefuseConnection(std::move(socket), std::move(res)), asio::detached);
+        continue;
+      }
+      case ListenerState::Verdict::kTooManyFromPeer: {
+        Response res;
+        res.version(11);
+        handler.Reject(http::status::too_many_requests,
+                       "too many connections from " + peer + " (max_connections_per_ip " +
+                           std::to_string(o.max_connections_per_ip) + ")",
+                       res);
+        res.set(http::field::retry_after, "1");
+        asio::co_spawn(strand, RefuseConnection(std::move(socket), std::move(res)), asio::detached);
+        continue;
+      }
+    }
     asio::co_spawn(
-        connections,
-        [&handler, keep_alive, s = std::move(socket)]() mutable {
-          return ServeHttpConnection(std::move(s), handler);
+        strand,
+        [&handler, keep_alive, s = std::move(socket),
+         slot = ConnectionSlot(state, std::move(peer))]() mutable {
+          return ServeConnection(std::move(s), handler, std::move(slot));
         },
         asio::detached);
   }

@@ -1,9 +1,11 @@
 // HTTP/1.1 connection serving shared by the public API and the per-instance Runtime API:
-// keep-alive, body limits decided per route from the headers, Expect: 100-continue, and a 400
-// or 413 for malformed or oversized requests. Heavy (Beast): include only from .cc files.
+// keep-alive, body limits decided per route from the headers, credentials checked on the
+// headers before any body byte is read, Expect: 100-continue, and a 400, 413 or 501 for
+// malformed, oversized or unsupported requests. A listener's limits (timeouts, connection caps,
+// upload bytes in flight) are HttpOptions. Heavy (Beast): include only from .cc files.
 //
-// One coroutine per connection; the handler is called from that coroutine and must be safe to
-// call concurrently for different connections.
+// One coroutine per connection, on its own strand; the handler is called from that coroutine
+// and must be safe to call concurrently for different connections.
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>
@@ -11,6 +13,8 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/http.hpp>
 #include <cstdint>
+#include <memory>
+#include <string>
 
 namespace thaw::gateway {
 
@@ -19,29 +23,56 @@ namespace http = boost::beast::http;
 using Request = http::request<http::string_body>;
 using Response = http::response<http::string_body>;
 
+// The TCP connection a request came on.
+struct Peer {
+  asio::ip::address address;
+  uint16_t port = 0;
+  uint16_t local_port = 0;  // the listener's port the client connected to
+};
+
+// One listener's limits. Zero means no limit (the Runtime API's listeners use none).
+struct HttpOptions {
+  int64_t header_timeout_ms = 0;  // from accept (or a request's first byte) to its full headers
+  int64_t idle_timeout_ms = 0;    // keep-alive: from a response to the next request's first byte
+  int64_t max_connections = 0;    // open at once; more are answered 503 and closed
+  int64_t max_connections_per_ip = 0;      // from one address; more get 429 and are closed
+  int64_t max_upload_bytes_in_flight = 0;  // upload bodies being received or handled together
+  std::string spool_dir;            // upload bodies are written here while they arrive (not memory)
+  bool reserve_fd = false;          // keep one fd spare to answer 503 when out of descriptors
+  int64_t accept_backoff_ms = 100;  // pause after accept fails for lack of fds or memory
+};
+
 class HttpHandler {
  public:
   virtual ~HttpHandler() = default;
   // Largest body accepted for a request with these headers.
   virtual uint64_t BodyLimit(const http::request_header<>& header) const = 0;
-  // Fills a response for a request whose headers could not be parsed or whose body is over
-  // the limit (`status` is 400 or 413).
+  // Whether the body is an upload: spooled to HttpOptions::spool_dir and counted against
+  // max_upload_bytes_in_flight.
+  virtual bool IsUpload(const http::request_header<>& header) const { return false; }
+  // Checks the request's credentials on its headers alone, before a byte of its body is read:
+  // false after filling `res` with the refusal (sent, and the connection closed).
+  virtual bool Screen(const http::request_header<>& header, Response& res) const { return true; }
+  // Fills a response for a request refused at the connection level: 400 (malformed), 413
+  // (body over the limit), 501 (transfer coding), 429 or 503 (connection or upload limits).
   virtual void Reject(http::status status, const std::string& why, Response& res) const = 0;
   // A request with these headers was refused for its body size (just before Reject): for a
   // handler that owes someone else an answer about it.
   virtual void OnBodyTooLarge(const http::request_header<>& header, uint64_t limit) const {}
   virtual asio::awaitable<void> Handle(Request& req, Response& res) = 0;
+  // Handle, for handlers that want to know the peer.
+  virtual asio::awaitable<void> Serve(const Peer& peer, Request& req, Response& res) {
+    return Handle(req, res);
+  }
   // Whether to serve this connection at all (checked once, before the first request).
   virtual bool Admit(const asio::ip::tcp::socket& socket) const { return true; }
 };
 
-asio::awaitable<void> ServeHttpConnection(asio::ip::tcp::socket socket, HttpHandler& handler);
-
-// Accepts until the acceptor is closed, serving each connection on `connections` (not on
-// the acceptor's executor, which may be a strand guarding only the acceptor).
+// Accepts until the acceptor is closed, serving each connection on a strand of `connections`
+// (not on the acceptor's executor, which may be a strand guarding only the acceptor).
 // `keep_alive` is held by every connection (for handlers whose owner may go away).
 asio::awaitable<void> AcceptLoop(asio::ip::tcp::acceptor& acceptor,
                                  asio::any_io_executor connections, HttpHandler& handler,
-                                 std::shared_ptr<void> keep_alive);
+                                 std::shared_ptr<void> keep_alive, HttpOptions options = {});
 
 }  // namespace thaw::gateway

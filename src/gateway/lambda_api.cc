@@ -89,14 +89,51 @@ bool LambdaApi::Owns(std::string_view path) {
          path.starts_with("/2019-09-30/") || path.starts_with(kCodePrefix);
 }
 
-uint64_t LambdaApi::BodyLimit(const http::request_header<>& header) const {
+bool LambdaApi::IsUpload(const http::request_header<>& header) const {
   std::string_view target = header.target();
   std::string_view path = target.substr(0, target.find('?'));
   const auto m = header.method();
+  return (m == http::verb::post &&
+          (path == "/2015-03-31/functions" || path == "/2015-03-31/functions/")) ||
+         (m == http::verb::put && path.ends_with("/code"));
+}
+
+bool LambdaApi::Screen(const http::request_header<>& header, Response& res) const {
+  if (!deps_.config->auth) return true;
+  std::string_view target = header.target();
+  if (target.starts_with(kCodePrefix)) return true;  // signed URLs: checked by ServeCode
+  const std::string request_id = NewRequestId();
+  res.set("X-Thaw-Request-Id", request_id);
+  res.set("X-Amzn-RequestId", request_id);
+  std::string_view authorization = header[http::field::authorization];
+  if (authorization.empty()) {
+    AwsError(res, http::status::forbidden, "MissingAuthenticationTokenException",
+             "Missing Authentication Token: sign the request (AWS SigV4) or send "
+             "Authorization: Bearer <key>");
+    return false;
+  }
+  constexpr std::string_view kBearer = "Bearer ";
+  if (authorization.starts_with(kBearer)) {
+    if (deps_.keys->Bearer(authorization.substr(kBearer.size()))) return true;
+  } else {
+    auto sig = auth::ParseSigV4Authorization(authorization);
+    if (!sig.ok()) {
+      AwsError(res, http::status::forbidden, "IncompleteSignatureException",
+               sig.status().message());
+      return false;
+    }
+    if (deps_.keys->SigningKey(sig->access_key_id)) return true;
+  }
+  AwsError(res, http::status::forbidden, "UnrecognizedClientException",
+           "The security token included in the request is invalid.");
+  return false;
+}
+
+uint64_t LambdaApi::BodyLimit(const http::request_header<>& header) const {
+  std::string_view target = header.target();
+  std::string_view path = target.substr(0, target.find('?'));
   const uint64_t payload = static_cast<uint64_t>(deps_.config->max_payload_bytes);
-  if ((m == http::verb::post &&
-       (path == "/2015-03-31/functions" || path == "/2015-03-31/functions/")) ||
-      (m == http::verb::put && path.ends_with("/code"))) {
+  if (IsUpload(header)) {
     // A base64 zip inside JSON.
     return static_cast<uint64_t>(deps_.config->max_bundle_bytes) / 3 * 4 + (1 << 20);
   }

@@ -54,6 +54,11 @@ class LambdaApi {
   // Whether `path` belongs to this face: Lambda's dated prefixes, or a code download.
   static bool Owns(std::string_view path);
   uint64_t BodyLimit(const http::request_header<>& header) const;
+  // CreateFunction and UpdateFunctionCode carry bundles.
+  bool IsUpload(const http::request_header<>& header) const;
+  // Refuses (403, in AWS's words) a request whose key is missing or unknown before its body
+  // is read. A SigV4 signature covers the body, so it is verified once the body is in.
+  bool Screen(const http::request_header<>& header, Response& res) const;
   // Authenticates (SigV4-shaped or the Bearer key), routes and answers.
   asio::awaitable<void> Handle(Request& req, Response& res);
 

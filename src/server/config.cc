@@ -3,6 +3,8 @@
 #include <cerrno>
 #include <cstdlib>
 
+#include "common/cidr.h"
+
 namespace thaw::server {
 
 const std::vector<Knob> kKnobs = {
@@ -36,6 +38,12 @@ const std::vector<Knob> kKnobs = {
     {"price_cpu_second_pico", "pico-dollars per CPU-second used (actual-use sheet)"},
     {"price_peak_gb_second_pico", "pico-dollars per peak GB-second used (actual-use sheet)"},
     {"price_instance_hour_micro", "micro-dollars per always-on instance hour (advisor)"},
+    {"header_timeout_ms", "longest a client may take to send a request's headers (0: no limit)"},
+    {"idle_timeout_ms", "keep-alive: how long an idle connection stays open (0: no limit)"},
+    {"max_connections", "open API connections at once; more get 503 (0: no limit)"},
+    {"max_connections_per_ip", "open API connections from one address; more get 429 (0: none)"},
+    {"max_upload_bytes_in_flight", "bundle upload bytes being received at once; more get 503"},
+    {"trusted_proxies", "addresses/CIDRs whose X-Forwarded-For is believed (default none)"},
 };
 
 namespace {
@@ -134,6 +142,21 @@ Status ApplyConfigValues(const std::map<std::string, std::string>& values, Confi
       THAW_RETURN_IF_ERROR(ParseInt(name, v, 0, kMaxPrice, c.price_peak_gb_second_pico));
     } else if (name == "price_instance_hour_micro") {
       THAW_RETURN_IF_ERROR(ParseInt(name, v, 0, kMaxPrice, c.price_instance_hour_micro));
+    } else if (name == "header_timeout_ms") {
+      THAW_RETURN_IF_ERROR(ParseInt(name, v, 0, 3'600'000, c.header_timeout_ms));
+    } else if (name == "idle_timeout_ms") {
+      THAW_RETURN_IF_ERROR(ParseInt(name, v, 0, 86'400'000, c.idle_timeout_ms));
+    } else if (name == "max_connections") {
+      THAW_RETURN_IF_ERROR(ParseInt(name, v, 0, 10'000'000, c.max_connections));
+    } else if (name == "max_connections_per_ip") {
+      THAW_RETURN_IF_ERROR(ParseInt(name, v, 0, 10'000'000, c.max_connections_per_ip));
+    } else if (name == "max_upload_bytes_in_flight") {
+      THAW_RETURN_IF_ERROR(ParseInt(name, v, 0, 1LL << 40, c.max_upload_bytes_in_flight));
+    } else if (name == "trusted_proxies") {
+      if (auto ranges = ParseCidrList(v); !ranges.ok()) {
+        return InvalidArgument("config trusted_proxies: " + ranges.status().message());
+      }
+      c.trusted_proxies = v;
     } else {
       return InvalidArgument("config: unknown setting '" + name + "'");
     }

@@ -45,6 +45,13 @@ struct Config {
   int64_t price_cpu_second_pico = 24'000'000;         // $0.000024 / CPU-s
   int64_t price_peak_gb_second_pico = 2'500'000;      // $0.0000025 / peak GB-s
   int64_t price_instance_hour_micro = 20'800;         // $0.0208 / instance-hour
+  // The API listener's limits (0: none) and whose X-Forwarded-For is believed.
+  int64_t header_timeout_ms = 10'000;
+  int64_t idle_timeout_ms = 60'000;
+  int64_t max_connections = 4096;
+  int64_t max_connections_per_ip = 512;
+  int64_t max_upload_bytes_in_flight = 512LL << 20;
+  std::string trusted_proxies;  // comma-separated addresses and CIDRs; empty: none
 };
 
 struct Knob {

@@ -2,6 +2,7 @@
 
 #include <signal.h>
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include <boost/asio/co_spawn.hpp>
@@ -12,7 +13,9 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <thread>
 
@@ -62,6 +65,19 @@ StatusOr<std::string> LoadOrCreateKeyFile(const std::string& data_dir, const cha
   THAW_RETURN_IF_ERROR(WriteFileAtomic(path, key + "\n", 0600));
   spdlog::info("wrote a new {} to {} (mode 0600)", name, path);
   return key;
+}
+
+// Connections and instances' Runtime API listeners each take a descriptor: lift the soft limit
+// to the hard one (the spawner was forked before, and keeps the limit it had).
+void RaiseFdLimit() {
+  rlimit lim{};
+  if (::getrlimit(RLIMIT_NOFILE, &lim) != 0 || lim.rlim_cur >= lim.rlim_max) return;
+  const rlim_t was = lim.rlim_cur;
+  lim.rlim_cur = lim.rlim_max;
+  // SAFETY: raising our own soft limit up to the hard limit needs no privilege.
+  if (::setrlimit(RLIMIT_NOFILE, &lim) != 0) {
+    spdlog::warn("failed to raise RLIMIT_NOFILE from {}: {}", was, std::strerror(errno));
+  }
 }
 
 StatusOr<asio::ip::tcp::endpoint> ParseListen(const std::string& listen) {
@@ -275,8 +291,17 @@ int RunServe(Config config, const std::string& exe_dir) {
     }
   }
 
+  RaiseFdLimit();
+  gateway::HttpOptions http_options;
+  http_options.header_timeout_ms = config.header_timeout_ms;
+  http_options.idle_timeout_ms = config.idle_timeout_ms;
+  http_options.max_connections = config.max_connections;
+  http_options.max_connections_per_ip = config.max_connections_per_ip;
+  http_options.max_upload_bytes_in_flight = config.max_upload_bytes_in_flight;
+  http_options.spool_dir = config.data_dir + "/tmp";  // the registry keeps it, empty at start
+  http_options.reserve_fd = true;
   bool stopping = false;
-  asio::co_spawn(ioc, gateway::AcceptLoop(acceptor, ioc.get_executor(), api, nullptr),
+  asio::co_spawn(ioc, gateway::AcceptLoop(acceptor, ioc.get_executor(), api, nullptr, http_options),
                  asio::detached);
   asio::co_spawn(ioc, WatchExits((*spawner)->exit_fd(), pools), asio::detached);
   asio::co_spawn(ioc, TickLoop(pools, stopping), asio::detached);

@@ -32,6 +32,10 @@ const std::vector<Knob> kKnobs = {
     {"price_cpu_second_pico", "pico-dollars per CPU-second used (actual-use sheet)"},
     {"price_peak_gb_second_pico", "pico-dollars per peak GB-second used (actual-use sheet)"},
     {"price_instance_hour_micro", "micro-dollars per always-on instance hour (advisor)"},
+    {"log_ring_bytes", "bytes of log lines kept in memory per function"},
+    {"log_queue_bytes", "bytes of log lines waiting for the disk (more are dropped and counted)"},
+    {"log_file_bytes", "a function's log file rotates before it would pass this size"},
+    {"log_files_kept", "rotated log files kept per function (0: only the current one)"},
 };
 
 namespace {
@@ -124,6 +128,14 @@ Status ApplyConfigValues(const std::map<std::string, std::string>& values, Confi
       THAW_RETURN_IF_ERROR(ParseInt(name, v, 0, kMaxPrice, c.price_peak_gb_second_pico));
     } else if (name == "price_instance_hour_micro") {
       THAW_RETURN_IF_ERROR(ParseInt(name, v, 0, kMaxPrice, c.price_instance_hour_micro));
+    } else if (name == "log_ring_bytes") {
+      THAW_RETURN_IF_ERROR(ParseInt(name, v, 64 << 10, 1LL << 34, c.log_ring_bytes));
+    } else if (name == "log_queue_bytes") {
+      THAW_RETURN_IF_ERROR(ParseInt(name, v, 64 << 10, 1LL << 34, c.log_queue_bytes));
+    } else if (name == "log_file_bytes") {
+      THAW_RETURN_IF_ERROR(ParseInt(name, v, 64 << 10, 1LL << 40, c.log_file_bytes));
+    } else if (name == "log_files_kept") {
+      THAW_RETURN_IF_ERROR(ParseInt(name, v, 0, 1000, c.log_files_kept));
     } else {
       return InvalidArgument("config: unknown setting '" + name + "'");
     }

@@ -42,6 +42,12 @@ struct Config {
   int64_t price_cpu_second_pico = 24'000'000;         // $0.000024 / CPU-s
   int64_t price_peak_gb_second_pico = 2'500'000;      // $0.0000025 / peak GB-s
   int64_t price_instance_hour_micro = 20'800;         // $0.0208 / instance-hour
+  // Function logs (logs/log_store.h): the in-memory ring's bytes per function, the writer
+  // queue's bytes, and per-function file rotation.
+  int64_t log_ring_bytes = 4LL << 20;
+  int64_t log_queue_bytes = 16LL << 20;
+  int64_t log_file_bytes = 64LL << 20;
+  int64_t log_files_kept = 3;
 };
 
 struct Knob {

@@ -46,6 +46,8 @@ std::pair<http::status, const char*> HttpFor(StatusCode code) {
       return {http::status::gateway_timeout, "Sandbox.Timedout"};
     case StatusCode::kUnavailable:
       return {http::status::service_unavailable, "ServiceException"};
+    case StatusCode::kInsufficientStorage:
+      return {http::status::insufficient_storage, "InsufficientStorageException"};
     case StatusCode::kOk:
     case StatusCode::kInternal:
       break;

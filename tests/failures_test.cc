@@ -254,6 +254,10 @@ TEST_F(DiskFullTest, LogLinesRefusedByAFullDiskAreCountedInTheFile) {
       10'000))
       << text;
   EXPECT_NE(text.find("No space left on device"), std::string::npos) << text;
+  auto metrics = server_->Call("GET", "/metrics");
+  EXPECT_EQ(metrics.body.find("thaw_log_lines_dropped_total{reason=\"write_failed\"} 0\n"),
+            std::string::npos)
+      << metrics.body;
 }
 
 }  // namespace

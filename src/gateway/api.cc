@@ -399,6 +399,11 @@ void Api::Metrics(Response& res) {
     gauges.queued[stats.function] += stats.queued;
   }
   gauges.meter_pending = deps_.meter != nullptr ? deps_.meter->pending() : 0;
+  if (deps_.logs != nullptr) {
+    const logs::DroppedLines dropped = deps_.logs->Dropped();
+    gauges.log_lines_dropped_queue_full = dropped.queue_full;
+    gauges.log_lines_dropped_write_failed = dropped.write_failed;
+  }
   res.result(http::status::ok);
   res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
   res.body() = deps_.metrics->Render(gauges);

@@ -48,6 +48,9 @@ struct Gauges {
   std::map<std::pair<std::string, std::string>, int64_t> instances;  // (function, state)
   std::map<std::string, int64_t> queued;                             // function
   int64_t meter_pending = 0;
+  // Function log lines that never reached their file, since start (logs::DroppedLines).
+  int64_t log_lines_dropped_queue_full = 0;
+  int64_t log_lines_dropped_write_failed = 0;
 };
 
 class Registry {

@@ -215,6 +215,13 @@ void PrintTo(const RefusedCase& c, std::ostream* os) { *os << c.name; }
 const std::vector<Format> kBoth = {Format::kTarGz, Format::kZip};
 const std::vector<Format> kTarOnly = {Format::kTarGz};
 
+// "a/a/.../a": `levels` components of `width` bytes each.
+std::string Deep(int levels, size_t width = 1) {
+  std::string path;
+  for (int i = 0; i < levels; ++i) path += (i ? "/" : "") + std::string(width, 'a');
+  return path;
+}
+
 std::vector<RefusedCase> RefusedCases() {
   const std::string ten_mb_of_zeros(10 << 20, '\0');
   const std::string half_mb(512 << 10, 'a');
@@ -320,6 +327,31 @@ std::vector<RefusedCase> RefusedCases() {
        {File("a", half_mb), File("b", half_mb), File("c", half_mb)},
        {.max_bytes = 1 << 20},
        "more than 1048576 bytes"},
+      // Regression: a 300-byte name reached openat and came back as 500 "File name too long".
+      {"NameOver255Bytes",
+       kBoth,
+       {File(std::string(300, 'n'), "x")},
+       {},
+       "a name longer than 255 bytes"},
+      {"FolderNameOver255Bytes",
+       kBoth,
+       {File(std::string(256, 'd') + "/f", "x")},
+       {},
+       "a name longer than 255 bytes"},
+      // Regression: a 5,000-deep path unpacked, and every later walk of the tree (read-only
+      // bits, start-up clean-up) cost memory quadratic in the depth.
+      {"PathDeeperThan64Levels", kBoth, {File(Deep(65), "x")}, {}, "deeper than 64 levels"},
+      {"FolderDeeperThan64Levels", kBoth, {Dir(Deep(65) + "/")}, {}, "deeper than 64 levels"},
+      {"PathLongerThan4096Bytes",
+       kBoth,
+       {File(Deep(20, 210), "x")},  // 20 levels of 210 bytes
+       {},
+       "path longer than 4096 bytes"},
+      {"SymlinkTargetLongerThan4096Bytes",
+       kTarOnly,
+       {Symlink("l", Deep(20, 210))},
+       {},
+       "symlink target longer than 4096 bytes"},
   };
 }
 
@@ -402,6 +434,32 @@ TEST_F(ArchiveTest, FileThroughInBundleSymlinkFolderStaysInside) {
   }
 }
 
+// Regression: a bomb spread over many entries (each under the limit, together over it) wrote
+// up to max_bytes to disk before it was refused. The declared sizes are now summed first, before
+// anything is created: here `dest`'s parent does not exist, so any write would fail instead.
+TEST_F(ArchiveTest, BombOverManyEntriesIsRefusedBeforeAnythingIsCreated) {
+  std::vector<Entry> entries;
+  for (int i = 0; i < 120; ++i)
+    entries.push_back(File("zeros" + std::to_string(i), std::string(16 << 10, '\0')));
+  for (Format format : kBoth) {
+    SCOPED_TRACE(FormatName(format));
+    Status st =
+        Unpack(BuildArchive(format, entries), root_ + "/missing/dest", {.max_bytes = 1 << 20});
+    EXPECT_EQ(st.code(), StatusCode::kInvalidArgument) << st.ToString();
+    EXPECT_NE(st.message().find("more than 1048576 bytes"), std::string::npos) << st.message();
+  }
+}
+
+// So is every other refusal a header can show, however late in the archive it comes.
+TEST_F(ArchiveTest, LateBadEntryIsRefusedBeforeAnythingIsCreated) {
+  for (Format format : kBoth) {
+    SCOPED_TRACE(FormatName(format));
+    std::string data = BuildArchive(format, {File("ok", "x"), File(Deep(65), "x")});
+    Status st = Unpack(data, root_ + "/missing/dest", {});
+    EXPECT_EQ(st.code(), StatusCode::kInvalidArgument) << st.ToString();
+  }
+}
+
 TEST_F(ArchiveTest, ExistingDestinationIsRefusedAndKept) {
   ASSERT_EQ(::mkdir(dest_.c_str(), 0755), 0);
   std::ofstream(dest_ + "/keep") << "precious";
@@ -467,6 +525,22 @@ TEST_P(ArchiveFormatTest, EntryCountAndByteLimitsAreInclusive) {
   Status st = Unpack(data, dest_, {.max_bytes = 1024, .max_entries = 2});
   ASSERT_TRUE(st.ok()) << st.ToString();
   EXPECT_EQ(fs::file_size(dest_ + "/a") + fs::file_size(dest_ + "/b"), 1024u);
+}
+
+TEST_P(ArchiveFormatTest, PathLimitsAreInclusive) {
+  // 64 levels, a 4,096-byte path (17 levels of 240 bytes), a 255-byte name.
+  const std::string long_path = Deep(17, 240);
+  ASSERT_EQ(long_path.size(), 4096u);
+  std::string data = BuildArchive(GetParam(), {File(Deep(64), "deep"), File(long_path, "long"),
+                                               File(std::string(255, 'n'), "n")});
+  Status st = Unpack(data, dest_, {});
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  EXPECT_TRUE(fs::exists(dest_ + "/" + Deep(64)));
+  EXPECT_TRUE(fs::exists(dest_ + "/" + std::string(255, 'n')));
+  // dest_ + long_path is past PATH_MAX: RemoveTree works one folder at a time.
+  Status removed = RemoveTree(dest_);
+  EXPECT_TRUE(removed.ok()) << removed.ToString();
+  EXPECT_FALSE(fs::exists(dest_));
 }
 
 TEST_P(ArchiveFormatTest, SetuidAndWriteBitsAreNotCarriedOver) {

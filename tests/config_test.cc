@@ -52,7 +52,11 @@ INSTANTIATE_TEST_SUITE_P(
         IntKnobCase{"log_lines", "10", &Config::log_lines, 10},
         IntKnobCase{"log_lines", "10000000", &Config::log_lines, 10'000'000},
         IntKnobCase{"tmp_mb", "16", &Config::tmp_mb, 16},
-        IntKnobCase{"pids_max", "64", &Config::pids_max, 64}),
+        IntKnobCase{"pids_max", "64", &Config::pids_max, 64},
+        IntKnobCase{"log_ring_bytes", "65536", &Config::log_ring_bytes, 65536},
+        IntKnobCase{"log_queue_bytes", "1048576", &Config::log_queue_bytes, 1 << 20},
+        IntKnobCase{"log_file_bytes", "1099511627776", &Config::log_file_bytes, 1LL << 40},
+        IntKnobCase{"log_files_kept", "0", &Config::log_files_kept, 0}),
     [](const ::testing::TestParamInfo<IntKnobCase>& info) {
       return info.param.knob + "_" + std::to_string(info.index);
     });
@@ -160,6 +164,10 @@ TEST(ConfigTest, KnobTableMatchesParser) {
       {"max_connections_per_ip", "0"},
       {"max_upload_bytes_in_flight", "1073741824"},
       {"trusted_proxies", "10.0.0.0/8, ::1, 192.0.2.7"},
+      {"log_ring_bytes", "4194304"},
+      {"log_queue_bytes", "16777216"},
+      {"log_file_bytes", "67108864"},
+      {"log_files_kept", "3"},
   };
   std::set<std::string> documented;
   for (const Knob& k : kKnobs) {
@@ -209,6 +217,10 @@ std::vector<BadValueCase> BadValueCases() {
       {"LogLinesTooFew", "log_lines", "9", "config log_lines"},
       {"TmpMbZero", "tmp_mb", "0", "config tmp_mb"},
       {"PidsMaxTooFew", "pids_max", "7", "config pids_max"},
+      {"LogRingBytesTooFew", "log_ring_bytes", "65535", "config log_ring_bytes"},
+      {"LogQueueBytesTooFew", "log_queue_bytes", "0", "config log_queue_bytes"},
+      {"LogFileBytesTooFew", "log_file_bytes", "1", "config log_file_bytes"},
+      {"LogFilesKeptNegative", "log_files_kept", "-1", "config log_files_kept"},
       {"LogLevelUnknown", "log_level", "verbose", "config log_level"},
       {"LogLevelUppercase", "log_level", "INFO", "got 'INFO'"},
       {"LogLevelEmpty", "log_level", "", "config log_level"},

@@ -1,11 +1,18 @@
 // Every way an invocation can fail ends in a clear status and body, the instance is replaced
 // when it must be, other requests are unaffected, and no request hangs.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/mount.h>
+#include <unistd.h>
 
 #include <boost/json.hpp>
 #include <chrono>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <future>
+#include <random>
 
 #include "common/files.h"
 #include "server_fixture.h"
@@ -237,6 +244,87 @@ TEST_F(FailuresTest, MalformedHttpGetsA400) {
                                   "Content-Length: abc\r\n\r\n");
   EXPECT_TRUE(reply.starts_with("HTTP/1.1 400")) << reply;
   EXPECT_NE(reply.find("InvalidRequestContentException"), std::string::npos) << reply;
+}
+
+// The data dir on a small tmpfs of its own (root only), so the disk can really fill up.
+class DiskFullTest : public ServerTest {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root to mount a small tmpfs as the data dir";
+    char tmpl[] = "/tmp/thaw-diskfull-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    mount_ = tmpl;
+    ASSERT_EQ(::mount("tmpfs", mount_.c_str(), "tmpfs", 0, "size=24m"), 0) << strerror(errno);
+    mounted_ = true;
+    server_ = ThawServer::Start({}, mount_ + "/data");
+  }
+  void TearDown() override {
+    server_.reset();
+    if (mounted_) ::umount2(mount_.c_str(), MNT_DETACH);
+    if (!mount_.empty()) ::rmdir(mount_.c_str());
+    ServerTest::TearDown();
+  }
+  // Writes a file until the disk refuses more.
+  void Fill() {
+    std::string block(1 << 16, 'f');
+    int fd = ::open((mount_ + "/filler").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    ASSERT_GE(fd, 0);
+    while (::write(fd, block.data(), block.size()) > 0) {
+    }
+    ::close(fd);
+  }
+  std::string mount_;
+  bool mounted_ = false;
+};
+
+// Regression: a deploy that filled the disk was 500; it is 507, and leaves nothing behind.
+TEST_F(DiskFullTest, DeployThatFillsTheDiskIs507AndTheNextDeployWorks) {
+  std::mt19937_64 rng(7);
+  std::string noise(32 << 20, '\0');  // incompressible: the upload is as big as what it unpacks
+  for (size_t i = 0; i + 8 <= noise.size(); i += 8) {
+    const uint64_t v = rng();
+    std::memcpy(&noise[i], &v, 8);
+  }
+  dirs_.push_back(PythonBundle("big", "def handler(e, c):\n    return 1\n"));
+  { std::ofstream(dirs_.back() + "/noise.bin", std::ios::binary) << noise; }
+  auto r = server_->Deploy("big", dirs_.back());
+  EXPECT_EQ(r.status, 507) << r.body;
+  EXPECT_NE(r.body.find("No space left on device"), std::string::npos) << r.body;
+  DeployPython("small", "def handler(e, c):\n    return 1\n");
+  EXPECT_EQ(server_->Invoke("small").status, 200);
+}
+
+// Regression: function log lines the disk refused were dropped without a count. Once there is
+// room again, the function's log file says how many it lacks.
+TEST_F(DiskFullTest, LogLinesRefusedByAFullDiskAreCountedInTheFile) {
+  DeployPython("talker",
+               "def handler(e, c):\n"
+               "    for i in range(e.get('n', 1)): print('line', i, flush=True)\n"
+               "    return 1\n");
+  ASSERT_EQ(server_->Invoke("talker").status, 200);
+  const std::string log = server_->data_dir() + "/logs/talker.log";
+  ASSERT_TRUE(Eventually([&] { return ReadFile(log).ok(); }, 10'000));
+  Fill();
+  server_->Invoke("talker", R"({"n": 50})");  // its answer may suffer too; its lines are counted
+  // The count is written only once the disk has room, so make some after the lines were tried.
+  ASSERT_TRUE(Eventually(
+      [&] { return server_->Output().find("log lines dropped") != std::string::npos; }, 10'000))
+      << server_->Output();
+  ASSERT_EQ(::unlink((mount_ + "/filler").c_str()), 0);
+  std::string text;
+  EXPECT_TRUE(Eventually(
+      [&] {
+        auto t = ReadFile(log);
+        text = t.ok() ? *t : "";
+        return text.find(" log lines were not written here: failed to write") != std::string::npos;
+      },
+      10'000))
+      << text;
+  EXPECT_NE(text.find("No space left on device"), std::string::npos) << text;
+  auto metrics = server_->Call("GET", "/metrics");
+  EXPECT_EQ(metrics.body.find("thaw_log_lines_dropped_total{reason=\"write_failed\"} 0\n"),
+            std::string::npos)
+      << metrics.body;
 }
 
 }  // namespace

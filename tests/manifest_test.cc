@@ -162,6 +162,13 @@ struct ErrorCase {
 
 void PrintTo(const ErrorCase& c, std::ostream* os) { *os << c.name << ": " << c.yaml; }
 
+// An `environment:` block of `n` variables V0..V(n-1), each "xxxxx".
+std::string ManyVariables(int n) {
+  std::string yaml = "environment:\n";
+  for (int i = 0; i < n; ++i) yaml += "  V" + std::to_string(i) + ": xxxxx\n";
+  return yaml;
+}
+
 std::vector<ErrorCase> ErrorCases() {
   const std::string py = "runtime: python3\nhandler: app.handler\n";
   return {
@@ -213,6 +220,13 @@ std::vector<ErrorCase> ErrorCases() {
       {"EnvNotAMapping", py + "environment: [A, B]\n", "environment", "mapping"},
       {"EnvValueIsAMap", py + "environment:\n  A: {b: c}\n", "environment.A", "must be a"},
       {"EnvValueIsNull", py + "environment:\n  A:\n", "environment.A", "must be a"},
+      // Regression: these deployed fine and then failed every invoke ("malformed spawn request",
+      // "spawn request too large").
+      {"EnvValueWithNul", py + "environment:\n  A: \"x\\0y\"\n", "environment.A", "NUL byte"},
+      {"EnvOver4096Bytes", py + "environment:\n  A: " + std::string(4096, 'v') + "\n",
+       "environment", "4097 bytes, over the 4096-byte limit"},
+      {"EnvManyVariablesOver4096Bytes", py + ManyVariables(1000), "environment",
+       "over the 4096-byte limit"},
       {"InvalidName", "name: has space\n" + py, "name", "has space"},
       {"NameTooLong", "name: " + std::string(65, 'a') + "\n" + py, "name", "1-64"},
       {"NameIsNull", "name:\n" + py, "name", "must be a string"},
@@ -305,6 +319,40 @@ TEST(ManifestTest, HandlerNotCheckedForProvidedOrCpp) {
     ASSERT_TRUE(m.ok()) << rt << ": " << m.status().ToString();
     EXPECT_EQ(m->handler, "bootstrap");
   }
+}
+
+TEST(ManifestTest, EnvironmentOfExactly4096BytesIsAccepted) {
+  auto m = Parse("runtime: cpp\nenvironment:\n  A: " + std::string(4095, 'v') + "\n");
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_EQ(m->environment["A"].size(), 4095u);
+}
+
+// The Lambda API builds manifests from JSON (CreateFunction, UpdateFunctionConfiguration): the
+// same checks, naming the same fields.
+TEST(ManifestTest, CheckManifestRefusesTheSameEnvironments) {
+  Manifest m;
+  m.name = "f";
+  m.runtime = Runtime::kCpp;
+  EXPECT_TRUE(CheckManifest(m).ok());
+  m.environment = {{"A", std::string("x\0y", 3)}};
+  Status st = CheckManifest(m);
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("'environment.A'"), std::string::npos) << st.message();
+  m.environment.clear();
+  for (int i = 0; i < 50'000; ++i) m.environment["V" + std::to_string(i)] = "x";
+  st = CheckManifest(m);
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("'environment'"), std::string::npos) << st.message();
+  m.environment = {{"BIG", std::string(3 << 20, 'v')}};
+  EXPECT_FALSE(CheckManifest(m).ok());
+}
+
+// Regression: an admin deploying "default.x" beside "x" made a second function that tenant
+// default also saw as "x". The default tenant's functions are stored bare only.
+TEST(ManifestTest, DefaultTenantPrefixIsNotAStoredName) {
+  EXPECT_TRUE(IsValidInternalFunctionName("x"));
+  EXPECT_TRUE(IsValidInternalFunctionName("acme.x"));
+  EXPECT_FALSE(IsValidInternalFunctionName("default.x"));
 }
 
 TEST(ManifestTest, IsValidFunctionName) {

@@ -40,6 +40,8 @@ TEST(MetricsTest, CountsAndHistogramsAddUp) {
   g.instances[{"hello", "ready"}] = 2;
   g.queued["hello"] = 1;
   g.meter_pending = 5;
+  g.log_lines_dropped_queue_full = 7;
+  g.log_lines_dropped_write_failed = 2;
   std::string text = registry.Render(g);
   EXPECT_NE(text.find("thaw_invocations_total{function=\"hello\",status=\"success\"} 2\n"),
             std::string::npos)
@@ -62,6 +64,10 @@ TEST(MetricsTest, CountsAndHistogramsAddUp) {
   EXPECT_NE(text.find("thaw_instances{function=\"hello\",state=\"ready\"} 2\n"), std::string::npos);
   EXPECT_NE(text.find("thaw_queue_depth{function=\"hello\"} 1\n"), std::string::npos);
   EXPECT_NE(text.find("thaw_meter_write_lag_records 5\n"), std::string::npos);
+  EXPECT_NE(text.find("thaw_log_lines_dropped_total{reason=\"queue_full\"} 7\n"),
+            std::string::npos);
+  EXPECT_NE(text.find("thaw_log_lines_dropped_total{reason=\"write_failed\"} 2\n"),
+            std::string::npos);
   auto [status, out] = PromtoolCheck(text);
   EXPECT_EQ(status, 0) << out << "\n" << text;
 }

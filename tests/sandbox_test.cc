@@ -105,6 +105,40 @@ TEST_F(SandboxTest, HostFilesProcessesAndPrivilegesAreOutOfReach) {
   EXPECT_EQ(o["task_root"].as_string(), "/var/task");
 }
 
+// Regression: io_uring_setup was allowed (a frequent kernel attack surface). The three io_uring
+// calls answer ENOSYS, as on a kernel without it (before: a ring fd, and EBADF for fd -1).
+TEST_F(SandboxTest, IoUringIsNotThere) {
+  DeployPython(
+      "uring",
+      "import ctypes, errno\n"
+      "libc = ctypes.CDLL(None, use_errno=True)\n"
+      "def call(nr, *args):\n"
+      "    if libc.syscall(nr, *args) >= 0: return 'allowed'\n"
+      "    return errno.errorcode[ctypes.get_errno()]\n"
+      "def handler(e, c):\n"
+      "    params = ctypes.create_string_buffer(120)\n"
+      "    return {'setup': call(425, 4, params), 'enter': call(426, -1, 0, 0, 0, None, 0),\n"
+      "            'register': call(427, -1, 0, None, 0)}\n");
+  auto r = server_->Invoke("uring");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(JsonField(r.body, "setup"), "ENOSYS") << r.body;
+  EXPECT_EQ(JsonField(r.body, "enter"), "ENOSYS") << r.body;
+  EXPECT_EQ(JsonField(r.body, "register"), "ENOSYS") << r.body;
+}
+
+// Regression: /proc/self/mountinfo showed the data dir and the bundle's digest (each bind
+// mount's source folder). The runtime's own view names no host path.
+TEST_F(SandboxTest, MountInfoShowsNoHostPaths) {
+  DeployPython("mounts", "def handler(e, c):\n    return open('/proc/self/mountinfo').read()\n");
+  auto r = server_->Invoke("mounts");
+  ASSERT_EQ(r.status, 200) << r.body;
+  const std::string text = json::parse(r.body).as_string().c_str();
+  EXPECT_NE(text.find(" /var/task "), std::string::npos) << text;
+  EXPECT_EQ(text.find(server_->data_dir()), std::string::npos) << text;
+  EXPECT_EQ(text.find("bundles/"), std::string::npos) << text;
+  EXPECT_EQ(text.find(THAW_BUILD_DIR), std::string::npos) << text;  // the runtimes folder
+}
+
 TEST_F(SandboxTest, AnotherInstancesRuntimeApiIsOutOfReach) {
   // The victim tells us where its Runtime API listens and then waits for its next event.
   DeployPython("victim", kRuntimeApiVictim);

@@ -159,6 +159,29 @@ TEST_F(TenantsTest, TenantsSeeDeployInvokeAndDeleteOnlyTheirOwnFunctions) {
   EXPECT_EQ(As(acme, "GET", "/v1/whoami").status, 401);
 }
 
+// Regression: an admin deploying "default.x" beside "x" made a second function, which the
+// default tenant also saw as "x". "default.x" is the default tenant's "x": the same function.
+TEST_F(TenantsTest, AdminsDefaultDotNameIsTheDefaultTenantsFunction) {
+  const std::string mine = server_->CreateKey("default").second;
+  DeployAs(server_->key(), "x", "bare");
+  // thaw.yaml names the function as its tenant knows it: x.
+  dirs_.push_back(PythonBundle("x", kWho, "environment:\n  OWNER: prefixed\n"));
+  auto archive = registry::PackDirectory(dirs_.back());
+  ASSERT_TRUE(archive.ok());
+  auto deployed = server_->Call("PUT", "/v1/functions/default.x", *archive);
+  ASSERT_EQ(deployed.status, 201) << deployed.body;  // a new version of the same function
+  auto listed = As(mine, "GET", "/v1/functions");
+  ASSERT_EQ(listed.status, 200) << listed.body;
+  EXPECT_EQ(json::parse(listed.body).at("functions").as_array().size(), 1u) << listed.body;
+  auto all = server_->Call("GET", "/v1/functions");
+  EXPECT_EQ(all.body.find("default.x"), std::string::npos) << all.body;
+  auto got = server_->Call("GET", "/v1/functions/default.x");
+  ASSERT_EQ(got.status, 200) << got.body;
+  EXPECT_EQ(JsonField(got.body, "name"), "x");
+  EXPECT_EQ(JsonField(got.body, "version"), "2");
+  EXPECT_EQ(JsonField(As(mine, "POST", "/v1/functions/x/invoke", "{}").body, "owner"), "prefixed");
+}
+
 TEST_F(TenantsTest, ConcurrencyAndRateLimitsRefuseWithWhichLimitAndWhen) {
   const std::string slow = NewTenantKey("slow", R"("concurrency":1)");
   DeployAs(slow, "nap", "slow");

@@ -1,5 +1,6 @@
 #include "common/status.h"
 
+#include <cerrno>
 #include <cstring>
 
 namespace thaw {
@@ -32,6 +33,8 @@ const char* StatusCodeName(StatusCode code) {
       return "Unavailable";
     case StatusCode::kInternal:
       return "Internal";
+    case StatusCode::kInsufficientStorage:
+      return "InsufficientStorage";
   }
   return "Unknown";
 }
@@ -42,8 +45,9 @@ std::string Status::ToString() const {
 }
 
 Status ErrnoStatus(const std::string& operation, const std::string& object, int err) {
-  return Status(StatusCode::kInternal,
-                "failed to " + operation + " on " + object + ": " + std::strerror(err));
+  const StatusCode code =
+      err == ENOSPC || err == EDQUOT ? StatusCode::kInsufficientStorage : StatusCode::kInternal;
+  return Status(code, "failed to " + operation + " on " + object + ": " + std::strerror(err));
 }
 
 }  // namespace thaw

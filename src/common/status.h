@@ -12,18 +12,19 @@ namespace thaw {
 
 enum class StatusCode {
   kOk,
-  kInvalidArgument,     // the caller sent something malformed: fix the input (400)
-  kUnauthenticated,     // no or wrong credentials (401)
-  kPermissionDenied,    // credentials fine, action refused (403)
-  kNotFound,            // no such resource (404)
-  kAlreadyExists,       // conflicts with existing state (409)
-  kPayloadTooLarge,     // request body over a limit (413)
-  kResourceExhausted,   // throttled: wait and retry (429)
-  kQuotaExceeded,       // a spending limit is reached (402)
-  kFailedPrecondition,  // state does not allow it now (409)
-  kDeadlineExceeded,    // ran out of time (504)
-  kUnavailable,         // transient: retry (503)
-  kInternal,            // a bug or an environment failure (500)
+  kInvalidArgument,      // the caller sent something malformed: fix the input (400)
+  kUnauthenticated,      // no or wrong credentials (401)
+  kPermissionDenied,     // credentials fine, action refused (403)
+  kNotFound,             // no such resource (404)
+  kAlreadyExists,        // conflicts with existing state (409)
+  kPayloadTooLarge,      // request body over a limit (413)
+  kResourceExhausted,    // throttled: wait and retry (429)
+  kQuotaExceeded,        // a spending limit is reached (402)
+  kFailedPrecondition,   // state does not allow it now (409)
+  kDeadlineExceeded,     // ran out of time (504)
+  kUnavailable,          // transient: retry (503)
+  kInternal,             // a bug or an environment failure (500)
+  kInsufficientStorage,  // the disk (or quota) is full: free space, then retry (507)
 };
 
 const char* StatusCodeName(StatusCode code);
@@ -57,7 +58,12 @@ inline Status FailedPrecondition(std::string m) {
   return {StatusCode::kFailedPrecondition, std::move(m)};
 }
 
-// "failed to OPERATION on OBJECT: strerror(errno)", the form every OS failure takes.
+inline Status InsufficientStorage(std::string m) {
+  return {StatusCode::kInsufficientStorage, std::move(m)};
+}
+
+// "failed to OPERATION on OBJECT: strerror(errno)", the form every OS failure takes. ENOSPC and
+// EDQUOT are kInsufficientStorage (the operator frees space), every other errno kInternal.
 Status ErrnoStatus(const std::string& operation, const std::string& object, int err);
 
 template <typename T>

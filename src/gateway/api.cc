@@ -52,6 +52,8 @@ std::pair<http::status, const char*> HttpFor(StatusCode code) {
       return {http::status::gateway_timeout, "Sandbox.Timedout"};
     case StatusCode::kUnavailable:
       return {http::status::service_unavailable, "ServiceException"};
+    case StatusCode::kInsufficientStorage:
+      return {http::status::insufficient_storage, "InsufficientStorageException"};
     case StatusCode::kOk:
     case StatusCode::kInternal:
       break;
@@ -480,6 +482,11 @@ void Api::Metrics(Response& res) {
     gauges.failing[stats.function] += stats.init_failures_in_a_row;
   }
   gauges.meter_pending = deps_.meter != nullptr ? deps_.meter->pending() : 0;
+  if (deps_.logs != nullptr) {
+    const logs::DroppedLines dropped = deps_.logs->Dropped();
+    gauges.log_lines_dropped_queue_full = dropped.queue_full;
+    gauges.log_lines_dropped_write_failed = dropped.write_failed;
+  }
   res.result(http::status::ok);
   res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
   res.body() = deps_.metrics->Render(gauges);

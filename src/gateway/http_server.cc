@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -257,6 +258,14 @@ asio::awaitable<void> ReadSpooled(beast::tcp_stream& stream, beast::flat_buffer&
   out.body() = std::move(body);
 }
 
+bool SpoolHasRoom(const std::string& dir, const http::request_parser<http::string_body>& parser) {
+  struct statvfs fs;
+  if (::statvfs(dir.c_str(), &fs) != 0) return false;
+  const uint64_t free_bytes = static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
+  const uint64_t want = parser.content_length().value_or(64ULL << 20);
+  return free_bytes > want + (16ULL << 20);
+}
+
 asio::awaitable<void> ServeConnection(asio::ip::tcp::socket socket, HttpHandler& handler,
                                       ConnectionSlot slot) {
   boost::system::error_code ec;
@@ -350,7 +359,9 @@ asio::awaitable<void> ServeConnection(asio::ip::tcp::socket socket, HttpHandler&
     }
     Request req;
     std::string failure;
-    if (upload && !options.spool_dir.empty()) {
+    // Spooled only where the disk has room for it: a spool that fills the disk would end in a
+    // reset mid-upload, where reading it into memory lets the deploy answer 507 with the cause.
+    if (upload && !options.spool_dir.empty() && SpoolHasRoom(options.spool_dir, parser)) {
       co_await ReadSpooled(stream, buffer, parser, options.spool_dir, req, ec, failure);
     } else {
       co_await http::async_read(stream, buffer, parser,

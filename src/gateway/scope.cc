@@ -18,7 +18,12 @@ Status RequireAdmin(const auth::Caller& caller) {
 }
 
 StatusOr<std::string> ScopedName(const auth::Caller& caller, const std::string& name) {
-  if (caller.admin()) return name;
+  if (caller.admin()) {
+    // TENANT.NAME names tenant TENANT's function NAME, so "default.x" is the default tenant's
+    // "x", stored as bare "x": one function, whichever spelling the admin uses.
+    if (TenantOfFunction(name) == kDefaultTenant) return std::string(BareFunctionName(name));
+    return name;
+  }
   if (name.find('.') != std::string::npos) return NoSuchFunction(name);
   return InternalFunctionName(caller.tenant, name);
 }

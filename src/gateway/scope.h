@@ -15,7 +15,8 @@ namespace thaw::gateway {
 
 // PermissionDenied unless `caller` holds an admin key.
 Status RequireAdmin(const auth::Caller& caller);
-// Native API: the internal name of `name` as `caller` sends it.
+// Native API: the internal name of `name` as `caller` sends it. An admin's "default.NAME" is
+// "NAME" (the default tenant's functions are stored under their bare names).
 StatusOr<std::string> ScopedName(const auth::Caller& caller, const std::string& name);
 // Whether `caller` may see internal function `internal`.
 bool Visible(const auth::Caller& caller, std::string_view internal);

@@ -1,16 +1,33 @@
 #include "logs/log_store.h"
 
 #include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstdio>
+#include <cstring>
 
 #include "common/clock.h"
 
 namespace thaw::logs {
+namespace {
 
-LogStore::LogStore(std::string dir, size_t max_lines_per_function)
-    : dir_(std::move(dir)), max_lines_(max_lines_per_function) {
+// What a line holds in memory, roughly: its text and the struct around it.
+size_t Cost(const Line& line) {
+  return sizeof(Line) + line.request_id.size() + line.stream.size() + line.text.size();
+}
+
+std::string FormatLine(int64_t ts_us, const std::string& request_id, const std::string& stream,
+                       const std::string& text) {
+  return std::to_string(ts_us) + "\t" + request_id + "\t" + stream + "\t" + text + "\n";
+}
+
+}  // namespace
+
+LogStore::LogStore(std::string dir, LogOptions options) : dir_(std::move(dir)), options_(options) {
   if (!dir_.empty()) writer_ = std::thread([this] { Run(); });
 }
 
@@ -26,20 +43,44 @@ LogStore::~LogStore() {
 void LogStore::Append(const std::string& function, std::string request_id, std::string stream,
                       std::string text) {
   Line line{0, WallNowMicros(), std::move(request_id), std::move(stream), std::move(text)};
-  std::lock_guard<std::mutex> lock(mu_);
-  line.seq = next_seq_++;
-  if (!dir_.empty()) unwritten_.emplace_back(function, line);
-  auto& ring = lines_[function];
-  ring.push_back(std::move(line));
-  if (ring.size() > max_lines_) ring.pop_front();
+  const size_t cost = Cost(line);
+  bool wake = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    line.seq = next_seq_++;
+    if (!dir_.empty()) {
+      if (unwritten_bytes_ + cost > options_.max_queue_bytes) {
+        // The writer is behind (a function logging faster than the disk takes it): keep the
+        // line in memory only, and count it so its file can say so.
+        WarnLocked("function " + function + ": the log writer queue is full (" +
+                   std::to_string(options_.max_queue_bytes) + " bytes); lines are dropped from " +
+                   "its log file and counted there");
+        ++unreported_[function].queue_full;
+        ++dropped_.queue_full;
+      } else {
+        unwritten_bytes_ += cost;
+        unwritten_.emplace_back(function, line);
+        if (!urgent_ && unwritten_bytes_ > options_.max_queue_bytes / 2) wake = urgent_ = true;
+      }
+    }
+    Ring& ring = rings_[function];
+    ring.bytes += cost;
+    ring.lines.push_back(std::move(line));
+    while (ring.lines.size() > 1 &&
+           (ring.lines.size() > options_.max_lines || ring.bytes > options_.max_ring_bytes)) {
+      ring.bytes -= Cost(ring.lines.front());
+      ring.lines.pop_front();
+    }
+  }
+  if (wake) cv_.notify_one();
 }
 
 std::vector<Line> LogStore::Read(const std::string& function, int64_t after, size_t limit) const {
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<Line> out;
-  auto it = lines_.find(function);
-  if (it == lines_.end()) return out;
-  const auto& ring = it->second;
+  auto it = rings_.find(function);
+  if (it == rings_.end()) return out;
+  const auto& ring = it->second.lines;
   // Walk back from the newest: followers ask for the few lines since their last read.
   auto pos = ring.end();
   while (pos != ring.begin() && std::prev(pos)->seq > after && out.size() < limit) {
@@ -53,9 +94,9 @@ std::vector<Line> LogStore::ReadRequest(const std::string& function,
                                         const std::string& request_id) const {
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<Line> out;
-  auto it = lines_.find(function);
-  if (it == lines_.end()) return out;
-  for (auto pos = it->second.rbegin(); pos != it->second.rend(); ++pos) {
+  auto it = rings_.find(function);
+  if (it == rings_.end()) return out;
+  for (auto pos = it->second.lines.rbegin(); pos != it->second.lines.rend(); ++pos) {
     if (pos->request_id == request_id) out.push_back(*pos);
     if (pos->stream == "platform" && pos->text.starts_with("START RequestId: " + request_id)) {
       break;
@@ -66,32 +107,150 @@ std::vector<Line> LogStore::ReadRequest(const std::string& function,
 
 void LogStore::Forget(const std::string& function) {
   std::lock_guard<std::mutex> lock(mu_);
-  lines_.erase(function);
+  rings_.erase(function);
+}
+
+void LogStore::Flush() {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (dir_.empty()) return;
+  // A pass that starts after this call sees every line queued before it.
+  const int64_t target = passes_started_ + 1;
+  urgent_ = true;
+  cv_.notify_one();
+  flushed_.wait(lock, [&] { return passes_done_ >= target; });
+}
+
+void LogStore::WarnLocked(const std::string& message) {
+  // A flood would say the same thing every batch: once per 10 s is enough.
+  const int64_t now = MonoNowMicros();
+  if (last_warning_us_ != 0 && now - last_warning_us_ < 10'000'000) return;
+  last_warning_us_ = now;
+  spdlog::warn("{}", message);
+}
+
+DroppedLines LogStore::Dropped() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return dropped_;
 }
 
 void LogStore::Run() {
   std::unique_lock<std::mutex> lock(mu_);
-  while (!stop_ || !unwritten_.empty()) {
-    cv_.wait_for(lock, std::chrono::milliseconds(200));
-    if (unwritten_.empty()) continue;
-    std::vector<std::pair<std::string, Line>> batch;
-    batch.swap(unwritten_);
-    lock.unlock();
-    std::map<std::string, std::string> per_file;
-    for (const auto& [function, line] : batch) {
-      std::string& out = per_file[function];
-      out += std::to_string(line.ts_us) + "\t" + line.request_id + "\t" + line.stream + "\t" +
-             line.text + "\n";
+  for (;;) {
+    // Batches every 200 ms keep writes few; a half-full queue or a Flush does not wait.
+    cv_.wait_for(lock, std::chrono::milliseconds(200), [&] { return stop_ || urgent_; });
+    urgent_ = false;
+    const int64_t pass = ++passes_started_;
+    // Counts of dropped lines are written even with no new line: once the disk has room again,
+    // its file says what it lacks.
+    if (!unwritten_.empty() || !unreported_.empty()) {
+      Batch batch;
+      batch.swap(unwritten_);
+      unwritten_bytes_ = 0;
+      std::map<std::string, Unreported> notes;
+      notes.swap(unreported_);
+      lock.unlock();
+      std::map<std::string, Unreported> failed = Write(batch, notes);
+      lock.lock();
+      for (auto& [function, f] : failed) {
+        if (!f.why.empty()) WarnLocked("function " + function + ": log lines dropped: " + f.why);
+        Unreported& u = unreported_[function];
+        u.queue_full += f.queue_full;
+        u.write_failed += f.write_failed;
+        if (!f.why.empty()) u.why = f.why;
+        dropped_.write_failed += f.write_failed - notes[function].write_failed;
+      }
     }
-    for (const auto& [function, text] : per_file) {
-      std::string path = dir_ + "/" + function + ".log";
-      int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-      if (fd < 0) continue;  // logs are best effort; the ring still has them
-      (void)!::write(fd, text.data(), text.size());
-      ::close(fd);
-    }
-    lock.lock();
+    passes_done_ = pass;
+    flushed_.notify_all();
+    if (stop_ && unwritten_.empty()) return;
   }
+}
+
+std::map<std::string, LogStore::Unreported> LogStore::Write(
+    const Batch& batch, const std::map<std::string, Unreported>& notes) {
+  // Per function: its text, and where each line ends in it (to count what a short write lost).
+  struct Chunk {
+    std::string text;
+    std::vector<size_t> ends;
+  };
+  std::map<std::string, Chunk> per_file;
+  const int64_t now = WallNowMicros();
+  for (const auto& [function, u] : notes) {
+    // Said first, so the note sits where the gap is.
+    Chunk& c = per_file[function];
+    if (u.queue_full > 0) {
+      c.text += FormatLine(now, "", "platform",
+                           "thaw: " + std::to_string(u.queue_full) +
+                               " log lines were not written here: the log writer queue was full");
+    }
+    if (u.write_failed > 0) {
+      c.text += FormatLine(
+          now, "", "platform",
+          "thaw: " + std::to_string(u.write_failed) + " log lines were not written here: " + u.why);
+    }
+  }
+  for (const auto& [function, line] : batch) {
+    Chunk& c = per_file[function];
+    c.text += FormatLine(line.ts_us, line.request_id, line.stream, line.text);
+    c.ends.push_back(c.text.size());
+  }
+  std::map<std::string, Unreported> failed;
+  for (const auto& [function, chunk] : per_file) {
+    const std::string path = dir_ + "/" + function + ".log";
+    auto fail = [&](size_t written, int err) {
+      Unreported& f = failed[function];
+      // The notes were not written either: keep their counts for the next try.
+      if (auto n = notes.find(function); n != notes.end()) {
+        f.queue_full = n->second.queue_full;
+        f.write_failed = n->second.write_failed;
+      }
+      for (size_t end : chunk.ends) {
+        if (end > written) ++f.write_failed;
+      }
+      f.why = std::string("failed to write ") + path + ": " + std::strerror(err);
+    };
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (fd < 0) {
+      fail(0, errno);
+      continue;
+    }
+    struct stat st;
+    if (::fstat(fd, &st) == 0 && st.st_size > 0 &&
+        st.st_size + static_cast<int64_t>(chunk.text.size()) > options_.max_file_bytes) {
+      ::close(fd);
+      Rotate(path);
+      fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+      if (fd < 0) {
+        fail(0, errno);
+        continue;
+      }
+    }
+    size_t off = 0;
+    while (off < chunk.text.size()) {
+      ssize_t n = ::write(fd, chunk.text.data() + off, chunk.text.size() - off);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        fail(off, n < 0 ? errno : ENOSPC);
+        break;
+      }
+      off += static_cast<size_t>(n);
+    }
+    ::close(fd);
+  }
+  return failed;
+}
+
+void LogStore::Rotate(const std::string& path) const {
+  if (options_.files_kept <= 0) {
+    ::unlink(path.c_str());
+    return;
+  }
+  for (int i = options_.files_kept - 1; i >= 1; --i) {
+    const std::string from = path + "." + std::to_string(i);
+    const std::string to = path + "." + std::to_string(i + 1);
+    ::rename(from.c_str(), to.c_str());  // a missing older file is fine
+  }
+  ::rename(path.c_str(), (path + ".1").c_str());
 }
 
 }  // namespace thaw::logs

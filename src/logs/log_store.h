@@ -1,6 +1,8 @@
 // LogStore: each function's recent log lines (runtime stdout/stderr and the platform's
-// START/END/REPORT lines), tagged with the request id, in a bounded in-memory ring and
-// appended to <data-dir>/logs/<function>.log by a background thread. Thread-safe.
+// START/END/REPORT lines), tagged with the request id, in an in-memory ring bounded in lines and
+// bytes, and appended to <data-dir>/logs/<function>.log by a background thread through a queue
+// bounded in bytes; files rotate by size. Lines the queue cannot take, or the disk refuses, are
+// counted, and the file says how many once it can be written again. Thread-safe.
 #pragma once
 
 #include <condition_variable>
@@ -22,10 +24,24 @@ struct Line {
   std::string text;
 };
 
+struct LogOptions {
+  size_t max_lines = 10'000;            // per function, in memory
+  size_t max_ring_bytes = 4u << 20;     // per function, in memory (the newest line always stays)
+  size_t max_queue_bytes = 16u << 20;   // lines waiting for the writer, all functions together
+  int64_t max_file_bytes = 64LL << 20;  // <function>.log rotates before a write would pass it
+  int files_kept = 3;                   // rotated files kept: <function>.log.1 (newest) .. .N
+};
+
+// Lines that never reached a log file, since start.
+struct DroppedLines {
+  int64_t queue_full = 0;    // the writer's queue was full (a function writing faster than disk)
+  int64_t write_failed = 0;  // the write failed (disk full, quota, ...)
+};
+
 class LogStore {
  public:
   // `dir` empty: keep lines in memory only.
-  LogStore(std::string dir, size_t max_lines_per_function);
+  LogStore(std::string dir, LogOptions options);
   ~LogStore();
 
   void Append(const std::string& function, std::string request_id, std::string stream,
@@ -35,17 +51,48 @@ class LogStore {
   // The request's own lines (for Lambda's LogType=Tail), newest last.
   std::vector<Line> ReadRequest(const std::string& function, const std::string& request_id) const;
   void Forget(const std::string& function);
+  // Returns once every line queued before the call has been written (or counted as dropped),
+  // with the counts of lines dropped before it. With `dir` empty, at once.
+  void Flush();
+  DroppedLines Dropped() const;
 
  private:
+  struct Ring {
+    std::deque<Line> lines;
+    size_t bytes = 0;
+  };
+  // Per function: lines not written, not yet reported in its file.
+  struct Unreported {
+    int64_t queue_full = 0;
+    int64_t write_failed = 0;
+    std::string why;  // the last write failure
+  };
+  using Batch = std::vector<std::pair<std::string, Line>>;
+
   void Run();
+  // The server's own log hears of drops, at most once per 10 s.
+  void WarnLocked(const std::string& message);
+  // Writes one batch (no lock held); returns the lines each function could not write, and why.
+  std::map<std::string, Unreported> Write(const Batch& batch,
+                                          const std::map<std::string, Unreported>& notes);
+  // Renames <function>.log to .log.1 (and .1 to .2, ...), dropping the oldest.
+  void Rotate(const std::string& path) const;
 
   const std::string dir_;
-  const size_t max_lines_;
+  const LogOptions options_;
   mutable std::mutex mu_;
-  std::condition_variable cv_;
-  int64_t next_seq_ = 1;                                 // guarded by mu_
-  std::map<std::string, std::deque<Line>> lines_;        // guarded by mu_
-  std::vector<std::pair<std::string, Line>> unwritten_;  // guarded by mu_
+  std::condition_variable cv_;         // wakes the writer
+  std::condition_variable flushed_;    // the writer finished a batch
+  int64_t next_seq_ = 1;               // guarded by mu_
+  std::map<std::string, Ring> rings_;  // guarded by mu_
+  Batch unwritten_;                    // guarded by mu_
+  size_t unwritten_bytes_ = 0;         // guarded by mu_; <= options_.max_queue_bytes
+  bool urgent_ = false;                // guarded by mu_: write now (queue half full, or Flush)
+  int64_t passes_started_ = 0;         // guarded by mu_: the writer's rounds, for Flush
+  int64_t passes_done_ = 0;            // guarded by mu_
+  std::map<std::string, Unreported> unreported_;  // guarded by mu_
+  DroppedLines dropped_;                          // guarded by mu_
+  int64_t last_warning_us_ = 0;                   // guarded by mu_
   bool stop_ = false;
   std::thread writer_;
 };

@@ -148,6 +148,12 @@ std::string Registry::Render(const Gauges& gauges) const {
   Header(out, "thaw_meter_write_lag_records", "gauge",
          "Meter records accepted but not yet committed to the database.");
   out += "thaw_meter_write_lag_records " + std::to_string(gauges.meter_pending) + "\n";
+  Header(out, "thaw_log_lines_dropped_total", "counter",
+         "Function log lines kept in memory only: the writer queue was full, or the write failed.");
+  out += "thaw_log_lines_dropped_total{reason=\"queue_full\"} " +
+         std::to_string(gauges.log_lines_dropped_queue_full) + "\n";
+  out += "thaw_log_lines_dropped_total{reason=\"write_failed\"} " +
+         std::to_string(gauges.log_lines_dropped_write_failed) + "\n";
   return out;
 }
 

@@ -50,6 +50,9 @@ struct Gauges {
   std::map<std::string, int64_t> queued;                             // function
   std::map<std::string, int64_t> failing;  // function: init failures in a row (0: healthy)
   int64_t meter_pending = 0;
+  // Function log lines that never reached their file, since start (logs::DroppedLines).
+  int64_t log_lines_dropped_queue_full = 0;
+  int64_t log_lines_dropped_write_failed = 0;
 };
 
 class Registry {

@@ -9,6 +9,7 @@
 
 #include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <memory>
 #include <vector>
@@ -60,9 +61,23 @@ Status Refuse(const std::string& entry, const std::string& why) {
   return InvalidArgument("archive entry '" + entry + "' refused: " + why);
 }
 
-// Splits an entry path into components, refusing anything that could leave the root.
-StatusOr<std::vector<std::string>> SafeComponents(const std::string& path) {
+// An OS failure on an entry: the archive's fault when a name is too long for the filesystem,
+// else the environment's (a full disk is InsufficientStorage, see ErrnoStatus).
+Status EntryErrno(const std::string& op, const std::string& entry, int err) {
+  if (err == ENAMETOOLONG)
+    return Refuse(entry, std::string("failed to ") + op + ": " + strerror(err));
+  return ErrnoStatus(op, entry, err);
+}
+
+// Splits an entry path into components, refusing anything that could leave the root and
+// paths past the limits.
+StatusOr<std::vector<std::string>> SafeComponents(const std::string& path,
+                                                  const UnpackLimits& limits) {
   if (path.empty()) return Refuse(path, "empty path");
+  if (static_cast<int64_t>(path.size()) > limits.max_path_bytes) {
+    return Refuse(path.substr(0, 64) + "...",
+                  "path longer than " + std::to_string(limits.max_path_bytes) + " bytes");
+  }
   if (path[0] == '/') return Refuse(path, "absolute path");
   std::vector<std::string> parts;
   size_t start = 0;
@@ -71,10 +86,87 @@ StatusOr<std::vector<std::string>> SafeComponents(const std::string& path) {
     if (end == std::string::npos) end = path.size();
     std::string part = path.substr(start, end - start);
     if (part == "..") return Refuse(path, "'..' in path");
+    if (static_cast<int64_t>(part.size()) > limits.max_name_bytes) {
+      return Refuse(path.substr(0, 64) + "...",
+                    "a name longer than " + std::to_string(limits.max_name_bytes) + " bytes");
+    }
     if (!part.empty() && part != ".") parts.push_back(part);
+    if (static_cast<int64_t>(parts.size()) > limits.max_depth) {
+      return Refuse(path.substr(0, 64) + "...",
+                    "path deeper than " + std::to_string(limits.max_depth) + " levels");
+    }
     start = end + 1;
   }
   return parts;
+}
+
+Status TooBig(const UnpackLimits& limits) {
+  return InvalidArgument("archive unpacks to more than " + std::to_string(limits.max_bytes) +
+                         " bytes");
+}
+
+// One archive entry as both passes see it, after every check that needs no disk.
+struct EntryInfo {
+  std::string path;
+  std::vector<std::string> parts;  // empty: the root folder itself, nothing to do
+  mode_t type = 0;
+};
+
+StatusOr<EntryInfo> Inspect(archive_entry* entry, const UnpackLimits& limits) {
+  EntryInfo info;
+  const char* raw_path = archive_entry_pathname(entry);
+  info.path = raw_path ? raw_path : "";
+  auto parts = SafeComponents(info.path, limits);
+  if (!parts.ok()) return parts.status();
+  info.parts = std::move(*parts);
+  const std::string& path = info.path;
+  if (archive_entry_hardlink(entry) != nullptr) return Refuse(path, "hard links are not allowed");
+  info.type = archive_entry_filetype(entry);
+  if (info.parts.empty()) {
+    if (info.type == AE_IFDIR) return info;  // "./" itself
+    return Refuse(path, "empty path");
+  }
+  if (info.type == AE_IFDIR) return info;
+  if (info.type == AE_IFLNK) {
+    const char* target = archive_entry_symlink(entry);
+    if (target == nullptr || target[0] == '\0') return Refuse(path, "symlink without target");
+    if (target[0] == '/') return Refuse(path, "symlink to an absolute path");
+    if (static_cast<int64_t>(std::strlen(target)) > limits.max_path_bytes) {
+      return Refuse(
+          path, "symlink target longer than " + std::to_string(limits.max_path_bytes) + " bytes");
+    }
+    return info;
+  }
+  if (info.type != AE_IFREG) return Refuse(path, "only files, folders and symlinks are allowed");
+  // Sparse entries could claim huge holes that cost no data bytes: refuse them outright.
+  if (archive_entry_sparse_count(entry) > 0) return Refuse(path, "sparse files are not allowed");
+  return info;
+}
+
+// The first pass: every header, nothing written. A bomb spread over many entries is refused
+// here by the sum of the sizes they declare (a zip's from its central directory), before a byte
+// reaches the disk; the second pass still counts what it really gets, in case they lie.
+Status Survey(archive* a, const UnpackLimits& limits) {
+  int64_t declared = 0, entries = 0;
+  archive_entry* entry = nullptr;
+  for (;;) {
+    int rc = archive_read_next_header(a, &entry);
+    if (rc == ARCHIVE_EOF) return Status::Ok();
+    if (rc != ARCHIVE_OK && rc != ARCHIVE_WARN) {
+      return InvalidArgument(std::string("not a valid zip or tar.gz archive: ") + ErrorText(a));
+    }
+    if (++entries > limits.max_entries) {
+      return InvalidArgument("archive has more than " + std::to_string(limits.max_entries) +
+                             " entries");
+    }
+    auto info = Inspect(entry, limits);
+    if (!info.ok()) return info.status();
+    if (info->type == AE_IFREG && archive_entry_size_is_set(entry)) {
+      const int64_t size = archive_entry_size(entry);
+      if (size < 0 || size > limits.max_bytes - declared) return TooBig(limits);
+      declared += size;
+    }
+  }
 }
 
 // Opens (creating as needed) the directory holding the last component, never following a
@@ -85,7 +177,7 @@ StatusOr<Fd> OpenParent(int root_fd, const std::vector<std::string>& parts, size
   if (dir.get() < 0) return ErrnoStatus("dup", "bundle root", errno);
   for (size_t i = 0; i < depth; ++i) {
     if (::mkdirat(dir.get(), parts[i].c_str(), 0755) != 0 && errno != EEXIST) {
-      return ErrnoStatus("create directory", entry, errno);
+      return EntryErrno("create directory", entry, errno);
     }
     // SAFETY: O_NOFOLLOW|O_DIRECTORY refuses a symlink planted as a path component.
     Fd next(::openat(dir.get(), parts[i].c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
@@ -117,45 +209,33 @@ Status UnpackInto(archive* a, const std::string& dest, const UnpackLimits& limit
       return InvalidArgument("archive has more than " + std::to_string(limits.max_entries) +
                              " entries");
     }
-    const char* raw_path = archive_entry_pathname(entry);
-    std::string path = raw_path ? raw_path : "";
-    auto parts = SafeComponents(path);
-    if (!parts.ok()) return parts.status();
-    if (archive_entry_hardlink(entry) != nullptr) return Refuse(path, "hard links are not allowed");
-    mode_t type = archive_entry_filetype(entry);
-    if (parts->empty()) {
-      if (type == AE_IFDIR) continue;  // "./" itself
-      return Refuse(path, "empty path");
-    }
-    if (type == AE_IFDIR) {
-      auto dir = OpenParent(root.get(), *parts, parts->size(), path);
+    auto info = Inspect(entry, limits);
+    if (!info.ok()) return info.status();
+    const std::string& path = info->path;
+    const std::vector<std::string>& parts = info->parts;
+    if (parts.empty()) continue;  // "./" itself
+    if (info->type == AE_IFDIR) {
+      auto dir = OpenParent(root.get(), parts, parts.size(), path);
       if (!dir.ok()) return dir.status();
       continue;
     }
-    if (type == AE_IFLNK) {
-      const char* target = archive_entry_symlink(entry);
-      if (target == nullptr || target[0] == '\0') return Refuse(path, "symlink without target");
-      if (target[0] == '/') return Refuse(path, "symlink to an absolute path");
-      links.push_back({path, *parts, target});
+    if (info->type == AE_IFLNK) {
+      links.push_back({path, parts, archive_entry_symlink(entry)});
       continue;
     }
-    if (type != AE_IFREG) return Refuse(path, "only files, folders and symlinks are allowed");
-    // Sparse entries could claim huge holes that cost no data bytes: refuse them outright.
-    if (archive_entry_sparse_count(entry) > 0) return Refuse(path, "sparse files are not allowed");
     if (archive_entry_size_is_set(entry) &&
         total_bytes + archive_entry_size(entry) > limits.max_bytes) {
-      return InvalidArgument("archive unpacks to more than " + std::to_string(limits.max_bytes) +
-                             " bytes");
+      return TooBig(limits);
     }
 
-    auto dir = OpenParent(root.get(), *parts, parts->size() - 1, path);
+    auto dir = OpenParent(root.get(), parts, parts.size() - 1, path);
     if (!dir.ok()) return dir.status();
     mode_t mode = (archive_entry_perm(entry) & 0111) ? 0755 : 0644;
-    Fd out(::openat(dir->get(), parts->back().c_str(),
+    Fd out(::openat(dir->get(), parts.back().c_str(),
                     O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode));
     if (out.get() < 0) {
       if (errno == EEXIST) return Refuse(path, "duplicate entry");
-      return ErrnoStatus("create", path, errno);
+      return EntryErrno("create", path, errno);
     }
     const void* block;
     size_t size;
@@ -169,8 +249,7 @@ Status UnpackInto(archive* a, const std::string& dest, const UnpackLimits& limit
       total_bytes += static_cast<int64_t>(size);
       if (total_bytes > limits.max_bytes ||
           offset + static_cast<int64_t>(size) > limits.max_bytes) {
-        return InvalidArgument("archive unpacks to more than " + std::to_string(limits.max_bytes) +
-                               " bytes");
+        return TooBig(limits);
       }
       if (::lseek(out.get(), offset, SEEK_SET) < 0) return ErrnoStatus("seek", path, errno);
       const char* p = static_cast<const char*>(block);
@@ -195,7 +274,7 @@ Status UnpackInto(archive* a, const std::string& dest, const UnpackLimits& limit
     if (!dir.ok()) return dir.status();
     if (::symlinkat(link.target.c_str(), dir->get(), link.parts.back().c_str()) != 0) {
       if (errno == EEXIST) return Refuse(link.entry, "duplicate entry");
-      return ErrnoStatus("create symlink", link.entry, errno);
+      return EntryErrno("create symlink", link.entry, errno);
     }
   }
   for (const PendingLink& link : links) {
@@ -216,13 +295,22 @@ Status UnpackInto(archive* a, const std::string& dest, const UnpackLimits& limit
 }  // namespace
 
 Status Unpack(const std::string& data, const std::string& dest, const UnpackLimits& limits) {
-  std::unique_ptr<archive, ArchiveReadDeleter> a(archive_read_new());
-  archive_read_support_format_zip(a.get());
-  archive_read_support_format_tar(a.get());
-  archive_read_support_filter_gzip(a.get());
-  if (archive_read_open_memory(a.get(), data.data(), data.size()) != ARCHIVE_OK) {
-    return InvalidArgument(std::string("not a valid zip or tar.gz archive: ") + ErrorText(a.get()));
-  }
+  using ArchivePtr = std::unique_ptr<archive, ArchiveReadDeleter>;
+  auto open = [&data](ArchivePtr& a) -> Status {
+    a.reset(archive_read_new());
+    archive_read_support_format_zip(a.get());
+    archive_read_support_format_tar(a.get());
+    archive_read_support_filter_gzip(a.get());
+    if (archive_read_open_memory(a.get(), data.data(), data.size()) != ARCHIVE_OK) {
+      return InvalidArgument(std::string("not a valid zip or tar.gz archive: ") +
+                             ErrorText(a.get()));
+    }
+    return Status::Ok();
+  };
+  ArchivePtr a;
+  THAW_RETURN_IF_ERROR(open(a));
+  THAW_RETURN_IF_ERROR(Survey(a.get(), limits));
+  THAW_RETURN_IF_ERROR(open(a));
   if (::mkdir(dest.c_str(), 0755) != 0) return ErrnoStatus("create directory", dest, errno);
   Status st = UnpackInto(a.get(), dest, limits);
   if (!st.ok()) (void)RemoveTree(dest);

@@ -88,6 +88,26 @@ const std::set<std::string>& ReservedEnv() {
 
 bool IsReservedEnvName(const std::string& key) { return ReservedEnv().count(key) > 0; }
 
+std::optional<std::pair<std::string, std::string>> EnvironmentProblem(
+    const std::map<std::string, std::string>& environment) {
+  size_t total = 0;
+  for (const auto& [name, value] : environment) {
+    const std::string field = "environment." + name;
+    if (!IsValidEnvName(name)) return std::pair{field, std::string("not a valid variable name")};
+    if (IsReservedEnvName(name)) return std::pair{field, std::string("reserved by the platform")};
+    if (value.find('\0') != std::string::npos) {
+      return std::pair{field, std::string("must not contain a NUL byte")};
+    }
+    total += name.size() + value.size();
+  }
+  if (total > kMaxEnvironmentBytes) {
+    return std::pair{std::string("environment"),
+                     "names and values take " + std::to_string(total) + " bytes, over the " +
+                         std::to_string(kMaxEnvironmentBytes) + "-byte limit (Lambda's 4 KB)"};
+  }
+  return std::nullopt;
+}
+
 const char* RuntimeName(Runtime runtime) {
   switch (runtime) {
     case Runtime::kPython3:
@@ -115,7 +135,9 @@ bool IsValidFunctionName(const std::string& name) {
 bool IsValidInternalFunctionName(const std::string& name) {
   const size_t dot = name.find('.');
   if (dot == std::string::npos) return IsValidFunctionName(name);
-  return IsValidTenantName(std::string_view(name).substr(0, dot)) &&
+  // The default tenant's functions are stored bare: "default.x" would be a second "x".
+  const std::string_view tenant = std::string_view(name).substr(0, dot);
+  return tenant != kDefaultTenant && IsValidTenantName(tenant) &&
          IsValidFunctionName(name.substr(dot + 1));
 }
 
@@ -208,6 +230,9 @@ StatusOr<Manifest> ParseManifest(const std::string& yaml_text, const std::string
         }
         m.environment[name] = env.second.Scalar();
       }
+      if (auto problem = EnvironmentProblem(m.environment)) {
+        return FieldError(problem->first, problem->second);
+      }
     } else if (key == "url_auth") {
       auto v = ReadString(value, key);
       if (!v.ok()) return v.status();
@@ -267,9 +292,8 @@ Status CheckManifest(const Manifest& m) {
       m.min_instances > m.max_instances) {
     return field("min_instances", "must be 0..max_instances, and max_instances 1-1000");
   }
-  for (const auto& [k, v] : m.environment) {
-    if (!IsValidEnvName(k)) return field("environment." + k, "not a valid variable name");
-    if (IsReservedEnvName(k)) return field("environment." + k, "reserved by the platform");
+  if (auto problem = EnvironmentProblem(m.environment)) {
+    return field(problem->first, problem->second);
   }
   return Status::Ok();
 }

@@ -6,7 +6,9 @@
 #include <boost/json/fwd.hpp>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
+#include <utility>
 
 #include "common/status.h"
 
@@ -49,6 +51,14 @@ StatusOr<Runtime> ParseRuntime(const std::string& name);
 bool IsValidEnvName(const std::string& key);
 bool IsReservedEnvName(const std::string& key);
 
+// Lambda's limit on a function's variables: names and values together, in bytes.
+inline constexpr size_t kMaxEnvironmentBytes = 4096;
+// What is wrong with a function's variables, as {field, reason} ("environment.NAME" for one
+// variable, "environment" for the total), or nothing: bad or reserved names, NUL bytes (an
+// environment block cannot carry them) and more than kMaxEnvironmentBytes in all.
+std::optional<std::pair<std::string, std::string>> EnvironmentProblem(
+    const std::map<std::string, std::string>& environment);
+
 // The checks ParseManifest applies, for a manifest built by other means (the Lambda API).
 Status CheckManifest(const Manifest& m);
 
@@ -57,7 +67,8 @@ StatusOr<Manifest> ParseManifest(const std::string& yaml_text, const std::string
 
 // A function name as Lambda allows it: 1-64 of [A-Za-z0-9_-].
 bool IsValidFunctionName(const std::string& name);
-// A function name as thaw stores it: NAME, or TENANT.NAME (see common/tenant.h).
+// A function name as thaw stores it: NAME, or TENANT.NAME (see common/tenant.h); never
+// "default.NAME", which is stored as NAME.
 bool IsValidInternalFunctionName(const std::string& name);
 
 // Round-trips the validated manifest through the store as JSON.

@@ -23,14 +23,15 @@ namespace thaw::registry {
 namespace {
 
 // Bundles are immutable once deployed: drop the write bits so no instance can change them.
-void MakeReadOnly(const std::string& dir) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  for (fs::recursive_directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
-    if (it->is_symlink(ec)) continue;
-    struct stat st;
-    if (::lstat(it->path().c_str(), &st) == 0) ::chmod(it->path().c_str(), st.st_mode & ~0222);
-  }
+// Names relative to each folder's fd, never a path per level (unpacking caps the depth).
+Status MakeReadOnly(const std::string& dir, int max_depth) {
+  return WalkTree(dir, max_depth, [](int dir_fd, const char* name, const struct stat& st) {
+    if (S_ISLNK(st.st_mode)) return Status::Ok();
+    if (::fchmodat(dir_fd, name, st.st_mode & ~0222, 0) != 0) {
+      return ErrnoStatus("make read-only", name, errno);
+    }
+    return Status::Ok();
+  });
 }
 
 Status CheckBootstrap(const std::string& dir, const Manifest& m) {
@@ -183,22 +184,12 @@ Status Registry::Load() {
   }
   // Bundles no version refers to (deleted functions) are collected at start, when no instance
   // can be using them.
+  // RemoveTree restores the write bits it needs and holds one folder open at a time, so a
+  // bundle unpacked before depth limits existed costs no more to delete than a shallow one.
   std::error_code ec;
   for (const char* sub : {"bundles", "blobs"}) {
     for (auto& e : std::filesystem::directory_iterator(data_dir_ + "/" + sub, ec)) {
-      if (!live_bundles.count(e.path().filename().string())) {
-        if (std::string(sub) == "bundles") {
-          std::filesystem::permissions(e.path(), std::filesystem::perms::owner_all,
-                                       std::filesystem::perm_options::add, ec);
-          for (auto& inner : std::filesystem::recursive_directory_iterator(e.path(), ec)) {
-            if (!inner.is_symlink(ec) && inner.is_directory(ec)) {
-              std::filesystem::permissions(inner.path(), std::filesystem::perms::owner_all,
-                                           std::filesystem::perm_options::add, ec);
-            }
-          }
-        }
-        (void)RemoveTree(e.path().string());
-      }
+      if (!live_bundles.count(e.path().filename().string())) (void)RemoveTree(e.path().string());
     }
   }
   return Status::Ok();
@@ -265,7 +256,10 @@ StatusOr<std::shared_ptr<const Version>> Registry::CommitLocked(const std::strin
     if (PathExists(bundle_dir)) {
       drop_staged();  // same content already stored
     } else {
-      MakeReadOnly(nv.staged_dir);
+      if (Status st = MakeReadOnly(nv.staged_dir, static_cast<int>(limits_.max_depth)); !st.ok()) {
+        drop_staged();
+        return st;
+      }
       if (::rename(nv.staged_dir.c_str(), bundle_dir.c_str()) != 0) {
         int err = errno;
         drop_staged();

@@ -21,6 +21,10 @@
 
 #include <cerrno>
 #include <cstring>
+#include <string_view>
+#include <vector>
+
+#include "common/files.h"
 
 namespace thaw::sandbox {
 namespace {
@@ -113,7 +117,76 @@ Status MakeDev(const std::string& root) {
   return Mkdir(dev + "/shm", 01777);
 }
 
+// Covers the runtime's own /proc/<pid>/mountinfo (and its main thread's) with a copy that
+// names no host path: bind mounts show their source folder there (the data dir, the bundle's
+// digest, the runtimes folder). Only this process's view can be covered: its children's
+// mountinfo files appear with them (see docs/sandbox.md).
+Status HideMountSources() {
+  auto text = ReadFile("/proc/self/mountinfo");
+  if (!text.ok()) return text.status();
+  const std::string copy = "/.mountinfo";
+  int fd = ::open(copy.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444);
+  if (fd < 0) return Fail("create", copy);
+  const std::string clean = HideHostPathsInMountInfo(*text);
+  ssize_t n = ::write(fd, clean.data(), clean.size());
+  int err = errno;
+  ::close(fd);
+  if (n != static_cast<ssize_t>(clean.size())) return ErrnoStatus("write", copy, err);
+  const std::string pid = std::to_string(::getpid());
+  for (const std::string& target :
+       {"/proc/" + pid + "/mountinfo", "/proc/" + pid + "/task/" + pid + "/mountinfo"}) {
+    // SAFETY: inside the instance's private mount namespace, on its own fresh /proc.
+    if (::mount(copy.c_str(), target.c_str(), nullptr, MS_BIND, nullptr) != 0) {
+      return Fail("bind-mount " + copy, target);
+    }
+  }
+  return Status::Ok();
+}
+
 }  // namespace
+
+std::string HideHostPathsInMountInfo(std::string_view mountinfo) {
+  // Each line: ID PARENT MAJ:MIN ROOT MOUNT-POINT OPTIONS [TAGS...] - FSTYPE SOURCE SUPER-OPTIONS.
+  // ROOT is the mounted folder's path inside its filesystem: a host path for a bind mount.
+  // SUPER-OPTIONS can hold host paths too (overlayfs lowerdir=, upperdir=, workdir=).
+  std::string out;
+  size_t pos = 0;
+  while (pos < mountinfo.size()) {
+    size_t end = mountinfo.find('\n', pos);
+    if (end == std::string_view::npos) end = mountinfo.size();
+    std::string_view line = mountinfo.substr(pos, end - pos);
+    pos = end + 1;
+    std::vector<std::string_view> fields;
+    for (size_t f = 0; f <= line.size();) {
+      size_t sp = line.find(' ', f);
+      if (sp == std::string_view::npos) sp = line.size();
+      fields.push_back(line.substr(f, sp - f));
+      f = sp + 1;
+    }
+    if (fields.size() < 10) continue;  // not a mount line: say nothing rather than leak
+    std::string clean;
+    for (size_t i = 0; i < fields.size(); ++i) {
+      std::string field(fields[i]);
+      if (i == 3) field = "/";
+      if (i + 1 == fields.size() && i >= 9 && fields[i - 3] == "-") {
+        std::string kept;
+        for (size_t o = 0; o <= fields[i].size();) {
+          size_t comma = fields[i].find(',', o);
+          if (comma == std::string_view::npos) comma = fields[i].size();
+          std::string_view opt = fields[i].substr(o, comma - o);
+          if (opt.find('/') == std::string_view::npos) {
+            kept += (kept.empty() ? "" : ",") + std::string(opt);
+          }
+          o = comma + 1;
+        }
+        field = kept.empty() ? "rw" : kept;
+      }
+      clean += (i ? " " : "") + field;
+    }
+    out += clean + "\n";
+  }
+  return out;
+}
 
 Status PrepareJail(const JailSpec& spec) {
   // SAFETY: make every mount private first, so what follows never propagates to the host.
@@ -163,6 +236,7 @@ Status EnterJail(const JailSpec& spec) {
   if (::chdir("/") != 0) return Fail("chdir", "/");
   if (::umount2("/.old", MNT_DETACH) != 0) return Fail("unmount", "old root");
   if (::rmdir("/.old") != 0) return Fail("remove", "/.old");
+  THAW_RETURN_IF_ERROR(HideMountSources());
   // The root itself becomes read-only: only /tmp is writable.
   if (::mount(nullptr, "/", nullptr, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_BIND,
               nullptr) != 0) {
@@ -287,6 +361,13 @@ StatusOr<SeccompProgram> CompileSeccomp() {
                           SCMP_A0(SCMP_CMP_MASKED_EQ, flag, flag));
   }
   if (rc == 0) rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
+  // io_uring is a large, often-patched kernel surface that no runtime needs: ENOSYS, as a
+  // kernel built without it answers, so libraries that try it (libuv) fall back to syscalls.
+  for (const char* name : {"io_uring_setup", "io_uring_enter", "io_uring_register"}) {
+    if (rc != 0) break;
+    int nr = seccomp_syscall_resolve_name(name);
+    if (nr != __NR_SCMP_ERROR) rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), nr, 0);
+  }
   // Generating the BPF is the slow part: do it once, into memory, and load the bytes later.
   int fd = rc == 0 ? ::memfd_create("seccomp", MFD_CLOEXEC) : -1;
   if (rc == 0 && fd < 0) rc = -errno;

@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/status.h"
@@ -37,6 +38,11 @@ inline constexpr char kRuntimeDir[] = "/opt/thaw";
 inline constexpr char kPrivateRuntimeApi[] = "127.0.0.1:9001";
 inline constexpr uint16_t kPrivateRuntimeApiPort = 9001;
 
+// A /proc/<pid>/mountinfo text with every mount's root reset to "/" and every super option
+// holding a '/' dropped: what an instance may see of its mounts without learning host paths.
+// EnterJail covers the runtime process's own mountinfo with it.
+std::string HideHostPathsInMountInfo(std::string_view mountinfo);
+
 // Rootless: maps thaw's own uid and gid onto themselves in the caller's fresh user namespace
 // (the one mapping an unprivileged process may write) and denies setgroups. Must come first:
 // until then the caller's ids are unmapped and it cannot create files.
@@ -48,13 +54,15 @@ StatusOr<UniqueFd> ListenOnPrivateLoopback();
 // Builds the new root on spec.root: everything but the bundle. Done by a pre-created shell
 // before any request arrives (bundle_dir is not needed yet).
 Status PrepareJail(const JailSpec& spec);
-// Mounts the bundle at /var/task and pivots into the prepared root; the caller is then in
-// /var/task with the host filesystem out of reach.
+// Mounts the bundle at /var/task, pivots into the prepared root and hides the mounts' host
+// paths from the caller's own mountinfo; the caller is then in /var/task with the host
+// filesystem out of reach.
 Status EnterJail(const JailSpec& spec);
 // setgroups/setresgid/setresuid to the spec's ids (unless keep_ids), then PR_SET_NO_NEW_PRIVS.
 Status DropPrivileges(const JailSpec& spec);
 // The default seccomp filter, compiled to BPF: refuses what a function never needs (mount,
-// kexec, bpf, ptrace, keyctl, module loading, reboot, namespace changes, ...) with EPERM.
+// kexec, bpf, ptrace, keyctl, module loading, reboot, namespace changes, ...) with EPERM, and
+// io_uring (and clone3) with ENOSYS.
 struct SeccompProgram {
   std::vector<sock_filter> code;
 };

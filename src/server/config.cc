@@ -44,6 +44,10 @@ const std::vector<Knob> kKnobs = {
     {"max_connections_per_ip", "open API connections from one address; more get 429 (0: none)"},
     {"max_upload_bytes_in_flight", "bundle upload bytes being received at once; more get 503"},
     {"trusted_proxies", "addresses/CIDRs whose X-Forwarded-For is believed (default none)"},
+    {"log_ring_bytes", "bytes of log lines kept in memory per function"},
+    {"log_queue_bytes", "bytes of log lines waiting for the disk (more are dropped and counted)"},
+    {"log_file_bytes", "a function's log file rotates before it would pass this size"},
+    {"log_files_kept", "rotated log files kept per function (0: only the current one)"},
 };
 
 namespace {
@@ -157,6 +161,14 @@ Status ApplyConfigValues(const std::map<std::string, std::string>& values, Confi
         return InvalidArgument("config trusted_proxies: " + ranges.status().message());
       }
       c.trusted_proxies = v;
+    } else if (name == "log_ring_bytes") {
+      THAW_RETURN_IF_ERROR(ParseInt(name, v, 64 << 10, 1LL << 34, c.log_ring_bytes));
+    } else if (name == "log_queue_bytes") {
+      THAW_RETURN_IF_ERROR(ParseInt(name, v, 64 << 10, 1LL << 34, c.log_queue_bytes));
+    } else if (name == "log_file_bytes") {
+      THAW_RETURN_IF_ERROR(ParseInt(name, v, 64 << 10, 1LL << 40, c.log_file_bytes));
+    } else if (name == "log_files_kept") {
+      THAW_RETURN_IF_ERROR(ParseInt(name, v, 0, 1000, c.log_files_kept));
     } else {
       return InvalidArgument("config: unknown setting '" + name + "'");
     }

@@ -52,6 +52,12 @@ struct Config {
   int64_t max_connections_per_ip = 512;
   int64_t max_upload_bytes_in_flight = 512LL << 20;
   std::string trusted_proxies;  // comma-separated addresses and CIDRs; empty: none
+  // Function logs (logs/log_store.h): the in-memory ring's bytes per function, the writer
+  // queue's bytes, and per-function file rotation.
+  int64_t log_ring_bytes = 4LL << 20;
+  int64_t log_queue_bytes = 16LL << 20;
+  int64_t log_file_bytes = 64LL << 20;
+  int64_t log_files_kept = 3;
 };
 
 struct Knob {

@@ -237,7 +237,13 @@ int RunServe(Config config, const std::string& exe_dir) {
     return 1;
   }
   (void)MakeDirs(config.data_dir + "/logs");
-  logs::LogStore logs(config.data_dir + "/logs", static_cast<size_t>(config.log_lines));
+  logs::LogStore logs(
+      config.data_dir + "/logs",
+      logs::LogOptions{.max_lines = static_cast<size_t>(config.log_lines),
+                       .max_ring_bytes = static_cast<size_t>(config.log_ring_bytes),
+                       .max_queue_bytes = static_cast<size_t>(config.log_queue_bytes),
+                       .max_file_bytes = config.log_file_bytes,
+                       .files_kept = static_cast<int>(config.log_files_kept)});
 
   const int threads = config.threads > 0 ? static_cast<int>(config.threads)
                                          : std::max(1u, std::thread::hardware_concurrency());

@@ -113,6 +113,9 @@ StatusOr<bool> Stmt::Next() {
   if (rc == SQLITE_CONSTRAINT) {
     return Status(StatusCode::kAlreadyExists, std::string("sqlite: ") + sqlite3_errmsg(db_));
   }
+  if (rc == SQLITE_FULL) {
+    return InsufficientStorage(std::string("sqlite step failed: ") + sqlite3_errmsg(db_));
+  }
   return Internal(std::string("sqlite step failed: ") + sqlite3_errmsg(db_));
 }
 
@@ -159,9 +162,10 @@ Db::~Db() { sqlite3_close(db_); }
 
 Status Db::Exec(const std::string& sql) {
   char* err = nullptr;
-  if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
+  if (int rc = sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err); rc != SQLITE_OK) {
     std::string msg = err ? err : "unknown error";
     sqlite3_free(err);
+    if (rc == SQLITE_FULL) return InsufficientStorage("sqlite: " + msg);
     return Internal("sqlite: " + msg);
   }
   return Status::Ok();

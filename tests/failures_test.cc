@@ -6,8 +6,8 @@
 #include <unistd.h>
 
 #include <boost/json.hpp>
-#include <chrono>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -222,6 +222,35 @@ TEST_F(FailuresTest, AnOversizeResponseIsAnsweredAtOnceWithItsSize) {
     EXPECT_LT(std::stoll(r.Header("x-thaw-billed-ms")), 10'000) << n;  // not the 30 s deadline
   }
   EXPECT_EQ(server_->Invoke("big", "{\"n\":3}").body, "\"xxx\"");
+}
+
+// A function printing without end once took thaw's memory to gigabytes and slowed every other
+// function. Now its own full pipe slows it to log_rate_bytes, and nothing it printed is lost.
+TEST_F(FailuresTest, APrinterFasterThanTheLogRateIsSlowedNotDropped) {
+  auto server = ThawServer::Start({"--log-rate-bytes", "262144"});
+  std::string dir = PythonBundle("chatty",
+                                 "import sys\n"
+                                 "def handler(e, c):\n"
+                                 "    for i in range(1000):\n"
+                                 "        print(str(i).rjust(999, '.'))\n"
+                                 "    sys.stdout.flush()\n"
+                                 "    return 'done'\n",
+                                 "timeout_s: 30\n");
+  ASSERT_EQ(server->Deploy("chatty", dir).status, 201);
+  auto r = server->Invoke("chatty");
+  EXPECT_EQ(r.body, "\"done\"");
+  // 1 MB at 256 KB/s, less the first second's burst and a pipe's worth: 2.5 s at least.
+  EXPECT_GE(std::stoll(r.Header("x-thaw-billed-ms")), 2000);
+  // Its last lines may still wait in the pipe, read at the rate: all of them arrive.
+  EXPECT_TRUE(Eventually(
+      [&] {
+        return server->Call("GET", "/v1/functions/chatty/logs?limit=2000")
+                   .body.find(std::string(996, '.') + "999") != std::string::npos;
+      },
+      10'000));
+  auto logs = server->Call("GET", "/v1/functions/chatty/logs?limit=2000").body;
+  EXPECT_NE(logs.find("\"" + std::string(998, '.') + "0\""), std::string::npos);  // the first
+  RemoveDir(dir);
 }
 
 TEST_F(FailuresTest, MissingBootstrapIsRefusedAtDeploy) {

@@ -94,6 +94,9 @@ TEST_F(LogStoreTest, FullWriterQueueDropsCountsAndSaysSoInTheFile) {
     EXPECT_GT(dropped.queue_full, n - 2 * (128 << 10) / (4 << 10));
     EXPECT_EQ(dropped.write_failed, 0);
     EXPECT_EQ(store.Read("f", 0, 10'000).size(), static_cast<size_t>(n));  // the ring has all
+    // The request's REPORT line says how many of its lines were left out, once.
+    EXPECT_EQ(store.TakeDroppedFor("r"), dropped.queue_full);
+    EXPECT_EQ(store.TakeDroppedFor("r"), 0);
 
     size_t data_lines = 0;
     int64_t noted = 0;

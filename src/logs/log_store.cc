@@ -57,6 +57,7 @@ void LogStore::Append(const std::string& function, std::string request_id, std::
                    "its log file and counted there");
         ++unreported_[function].queue_full;
         ++dropped_.queue_full;
+        if (!line.request_id.empty()) ++dropped_by_request_[line.request_id];
       } else {
         unwritten_bytes_ += cost;
         unwritten_.emplace_back(function, line);
@@ -126,6 +127,15 @@ void LogStore::WarnLocked(const std::string& message) {
   if (last_warning_us_ != 0 && now - last_warning_us_ < 10'000'000) return;
   last_warning_us_ = now;
   spdlog::warn("{}", message);
+}
+
+int64_t LogStore::TakeDroppedFor(const std::string& request_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = dropped_by_request_.find(request_id);
+  if (it == dropped_by_request_.end()) return 0;
+  const int64_t n = it->second;
+  dropped_by_request_.erase(it);
+  return n;
 }
 
 DroppedLines LogStore::Dropped() const {

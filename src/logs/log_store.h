@@ -55,6 +55,9 @@ class LogStore {
   // with the counts of lines dropped before it. With `dir` empty, at once.
   void Flush();
   DroppedLines Dropped() const;
+  // Lines of `request_id` left out of the log file since the last call for it (the REPORT
+  // line says how many), and forgets the count.
+  int64_t TakeDroppedFor(const std::string& request_id);
 
  private:
   struct Ring {
@@ -90,9 +93,10 @@ class LogStore {
   bool urgent_ = false;                // guarded by mu_: write now (queue half full, or Flush)
   int64_t passes_started_ = 0;         // guarded by mu_: the writer's rounds, for Flush
   int64_t passes_done_ = 0;            // guarded by mu_
-  std::map<std::string, Unreported> unreported_;  // guarded by mu_
-  DroppedLines dropped_;                          // guarded by mu_
-  int64_t last_warning_us_ = 0;                   // guarded by mu_
+  std::map<std::string, Unreported> unreported_;       // guarded by mu_
+  DroppedLines dropped_;                               // guarded by mu_
+  std::map<std::string, int64_t> dropped_by_request_;  // guarded by mu_: until TakeDroppedFor
+  int64_t last_warning_us_ = 0;                        // guarded by mu_
   bool stop_ = false;
   std::thread writer_;
 };

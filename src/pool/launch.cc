@@ -3,7 +3,10 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
 
 #include "common/ids.h"
 #include "common/tenant.h"
@@ -216,24 +219,45 @@ void FunctionPool::OnSpawned(const InstancePtr& inst, StatusOr<sandbox::Spawned>
 
 void FunctionPool::WatchLog(InstancePtr inst, bool stderr_stream) {
   auto& desc = stderr_stream ? *inst->err : *inst->out;
-  desc.async_wait(asio::posix::descriptor_base::wait_read,
-                  [self = shared_from_this(), inst, stderr_stream](boost::system::error_code ec) {
-                    if (ec) return;
-                    if (self->OnLogReadable(inst->id, stderr_stream)) {
-                      self->WatchLog(inst, stderr_stream);
-                    }
-                  });
+  desc.async_wait(
+      asio::posix::descriptor_base::wait_read,
+      [self = shared_from_this(), inst, stderr_stream](boost::system::error_code ec) {
+        if (ec) return;
+        const int64_t again_us = self->OnLogReadable(inst->id, stderr_stream);
+        if (again_us == 0) {
+          self->WatchLog(inst, stderr_stream);
+        } else if (again_us > 0) {  // over its log rate: leave the pipe full for a moment
+          auto timer = std::make_shared<asio::steady_timer>(self->ctx_->executor,
+                                                            std::chrono::microseconds(again_us));
+          timer->async_wait([self, inst, stderr_stream, timer](boost::system::error_code ec) {
+            if (!ec) self->WatchLog(inst, stderr_stream);
+          });
+        }
+      });
 }
 
-bool FunctionPool::OnLogReadable(uint64_t instance_id, bool stderr_stream) {
+int64_t FunctionPool::OnLogReadable(uint64_t instance_id, bool stderr_stream) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = instances_.find(instance_id);
-  if (it == instances_.end()) return false;
-  DrainLogsLocked(*it->second);
-  return stderr_stream ? !it->second->err_eof : !it->second->out_eof;
+  if (it == instances_.end()) return -1;
+  Instance& inst = *it->second;
+  DrainLogsLocked(inst);
+  if (stderr_stream ? inst.err_eof : inst.out_eof) return -1;
+  if (inst.log_tokens > 0) return 0;
+  // Empty bucket: look again once a read's worth has refilled.
+  return std::max<int64_t>(1000, 16384LL * 1'000'000 / ctx_->log_rate_bytes);
 }
 
-void FunctionPool::DrainLogsLocked(Instance& inst) {
+void FunctionPool::DrainLogsLocked(Instance& inst, bool all) {
+  const int64_t now = ctx_->clock->MonoMicros();
+  const int64_t burst = ctx_->log_rate_bytes;
+  if (inst.log_tokens < 0) {
+    inst.log_tokens = burst;
+  } else {
+    inst.log_tokens = std::min(
+        burst, inst.log_tokens + (now - inst.log_tokens_at_us) * ctx_->log_rate_bytes / 1'000'000);
+  }
+  inst.log_tokens_at_us = now;
   struct Stream {
     asio::posix::stream_descriptor* desc;
     bool* eof;
@@ -246,7 +270,11 @@ void FunctionPool::DrainLogsLocked(Instance& inst) {
   for (Stream& s : streams) {
     if (s.desc == nullptr || *s.eof) continue;
     for (;;) {
-      ssize_t n = ::read(s.desc->native_handle(), buf, sizeof(buf));
+      const size_t want = all ? sizeof(buf)
+                              : static_cast<size_t>(std::min<int64_t>(
+                                    static_cast<int64_t>(sizeof(buf)), inst.log_tokens));
+      if (want == 0) break;  // over its rate: the rest waits in the pipe
+      ssize_t n = ::read(s.desc->native_handle(), buf, want);
       if (n < 0 && errno == EINTR) continue;
       if (n < 0) break;  // EAGAIN: all read
       if (n == 0) {
@@ -255,6 +283,7 @@ void FunctionPool::DrainLogsLocked(Instance& inst) {
         s.partial->clear();
         break;
       }
+      if (!all) inst.log_tokens -= n;
       s.partial->append(buf, static_cast<size_t>(n));
       size_t start = 0, nl;
       while ((nl = s.partial->find('\n', start)) != std::string::npos) {

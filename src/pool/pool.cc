@@ -303,6 +303,9 @@ void FunctionPool::FinishLocked(Instance& inst, const InvocationPtr& inv, Result
                        " ms\tMemory Size: " + std::to_string(version_->manifest.memory_mb) +
                        " MB\tMax Memory Used: " + std::to_string(inst.peak_rss_mb) + " MB";
   if (result.cold_start) report += "\tInit Duration: " + FormatMs(result.init_us) + " ms";
+  if (const int64_t dropped = ctx_->logs->TakeDroppedFor(inv->id); dropped > 0) {
+    report += "\tLog Lines Dropped: " + std::to_string(dropped);
+  }
   if (result.kind == Result::Kind::kTimeout) report += "\tStatus: timeout";
   ctx_->logs->Append(version_->function, inv->id, "platform", "END RequestId: " + inv->id);
   ctx_->logs->Append(version_->function, inv->id, "platform", std::move(report));
@@ -458,7 +461,7 @@ void FunctionPool::OnExit(uint64_t instance_id, const sandbox::ExitEvent& exit) 
     auto it = instances_.find(instance_id);
     if (it == instances_.end()) return;
     InstancePtr inst = it->second;
-    DrainLogsLocked(*inst);
+    DrainLogsLocked(*inst, true);  // its last words: at most a pipe's worth
     if (exit.peak_memory_bytes > 0) {
       inst->peak_rss_mb =
           std::max(inst->peak_rss_mb, (exit.peak_memory_bytes + (1 << 20) - 1) >> 20);

@@ -162,6 +162,7 @@ struct PoolContext {
   int64_t init_timeout_us = 10'000'000;
   int64_t pids_max = 1024;                    // per instance, where cgroups exist
   int64_t node_memory_mb = int64_t{1} << 40;  // memory_mb of all live instances together
+  int64_t log_rate_bytes = 1 << 20;           // per instance per second, with a burst of as much
 };
 
 struct PoolStats {
@@ -212,8 +213,9 @@ class FunctionPool : public std::enable_shared_from_this<FunctionPool> {
   void ReportInitError(uint64_t instance_id, std::string body, std::string error_type);
 
   void OnExit(uint64_t instance_id, const sandbox::ExitEvent& exit);
-  // Reads what the instance wrote; false once `stderr_stream` (else stdout) is closed.
-  bool OnLogReadable(uint64_t instance_id, bool stderr_stream);
+  // Reads what the instance wrote. Returns when to look again: 0 at once, > 0 after that many
+  // microseconds (it printed faster than log_rate_bytes), < 0 never (the pipe is closed).
+  int64_t OnLogReadable(uint64_t instance_id, bool stderr_stream);
   void OnTick();
   // Stop keeping instances warm; queued and in-flight work still finishes.
   void Drain();
@@ -251,7 +253,8 @@ class FunctionPool : public std::enable_shared_from_this<FunctionPool> {
   void FillFromQueueLocked(Instance& instance, Effects& fx);
   void StopInstanceLocked(Instance& instance, Effects& fx);
   void ApplyTickLocked(Effects& fx);
-  void DrainLogsLocked(Instance& instance);
+  // Reads the instance's pipes, within its log rate unless `all` (its last words at exit).
+  void DrainLogsLocked(Instance& instance, bool all = false);
   void EmitLineLocked(Instance& instance, const char* stream, std::string text);
   void InitFailedLocked(Instance& instance, Effects& fx);
   // Meters a failed init's time and CPU (no invocation was served).

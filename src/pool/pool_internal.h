@@ -33,6 +33,11 @@ struct FunctionPool::Instance {
   std::deque<NextHandler> parked;               // GET /next waiting for an event
   std::unique_ptr<asio::posix::stream_descriptor> out, err;  // log pipes (read ends)
   bool out_eof = false, err_eof = false;
+  // What it may still print before thaw stops reading its pipes for a moment (a token bucket
+  // refilled at PoolContext::log_rate_bytes per second): a function printing faster is slowed
+  // by its own full pipe, not by thaw's memory or CPU.
+  int64_t log_tokens = -1;  // -1: a full bucket, not yet used
+  int64_t log_tokens_at_us = 0;
   std::string out_partial, err_partial;
   std::string init_log;  // tail of what it printed before it was ready
   std::string init_error_type, init_error_message;

@@ -28,6 +28,7 @@ const std::vector<Knob> kKnobs = {
     {"pids_max", "processes and threads per instance (cgroup pids limit; RLIMIT_NPROC rootless)"},
     {"instance_uids", "jailed instances live at once: uids leased host-wide in blocks of 1,000"},
     {"async_queue_events", "Event invocations waiting or running, shared fairly by tenants"},
+    {"log_rate_bytes", "bytes per second one instance may print; faster, its pipe fills"},
     {"node_memory_mb",
      "memory_mb of all live instances together (0: the machine's less 10%, >= 1 GB)"},
     {"auth", "require an API key (true/false); only false on a loopback address"},
@@ -124,6 +125,8 @@ Status ApplyConfigValues(const std::map<std::string, std::string>& values, Confi
       THAW_RETURN_IF_ERROR(ParseInt(name, v, 1, 1 << 20, c.tmp_mb));
     } else if (name == "pids_max") {
       THAW_RETURN_IF_ERROR(ParseInt(name, v, 8, 1 << 22, c.pids_max));
+    } else if (name == "log_rate_bytes") {
+      THAW_RETURN_IF_ERROR(ParseInt(name, v, 16 << 10, 1LL << 34, c.log_rate_bytes));
     } else if (name == "node_memory_mb") {
       THAW_RETURN_IF_ERROR(ParseInt(name, v, 0, int64_t{1} << 40, c.node_memory_mb));
     } else if (name == "async_queue_events") {

@@ -34,6 +34,7 @@ struct Config {
   int64_t pids_max = 1024;              // processes and threads per instance (cgroup pids limit)
   int64_t instance_uids = 10'000;       // jailed instances live at once (each has its own uid)
   int64_t async_queue_events = 10'000;  // Event invocations waiting or running, all tenants
+  int64_t log_rate_bytes = 1 << 20;     // what one instance may print per second (and burst)
   int64_t node_memory_mb = 0;  // memory_mb all live instances may add up to; 0: machine less 10%
   bool auth = true;
   bool sandbox = true;   // jail instances when root; false runs plain processes

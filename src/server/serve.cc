@@ -271,6 +271,7 @@ int RunServe(Config config, const std::string& exe_dir) {
   ctx.init_timeout_us = config.init_timeout_ms * 1000;
   ctx.pids_max = config.pids_max;
   ctx.node_memory_mb = node_memory_mb;
+  ctx.log_rate_bytes = config.log_rate_bytes;
   pool::PoolManager pools(&ctx);
   ctx.manager = &pools;
 

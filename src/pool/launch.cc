@@ -209,7 +209,9 @@ void FunctionPool::OnSpawned(const InstancePtr& inst, StatusOr<sandbox::Spawned>
                     : sandbox::CpuCounter::ForProcess(pid);
     inst->out = std::make_unique<asio::posix::stream_descriptor>(ctx_->executor, out.release());
     inst->err = std::make_unique<asio::posix::stream_descriptor>(ctx_->executor, err.release());
-    stopped = inst->state == InstanceState::kStopping || !endpoint.ok();
+    // The first GET /next may have come first (kReady); else it is initialising now.
+    if (inst->lifecycle == Lifecycle::kSpawning) inst->Transition(Lifecycle::kInitializing);
+    stopped = inst->lifecycle == Lifecycle::kStopping || !endpoint.ok();
   }
   ctx_->manager->RegisterPid(pid, weak_from_this(), inst->id);
   if (stopped) ctx_->spawner->Kill(pid);

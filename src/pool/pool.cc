@@ -6,6 +6,7 @@
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/json.hpp>
 #include <cstdio>
+#include <cstdlib>
 
 #include "common/ids.h"
 #include "common/tenant.h"
@@ -70,7 +71,7 @@ PoolView FunctionPool::ViewLocked() const {
   PoolView view;
   view.instances.reserve(instances_.size());
   for (const auto& [id, inst] : instances_) {
-    view.instances.push_back({id, inst->state, inst->inflight(), inst->idle_since_us});
+    view.instances.push_back({id, inst->state(), inst->inflight(), inst->idle_since_us});
   }
   view.queued = static_cast<int64_t>(queue_.size());
   view.draining = draining_;
@@ -159,9 +160,52 @@ FunctionPool::InstancePtr FunctionPool::NewInstanceLocked(Effects& fx) {
   return inst;
 }
 
+const char* LifecycleName(Lifecycle lifecycle) {
+  switch (lifecycle) {
+    case Lifecycle::kSpawning:
+      return "spawning";
+    case Lifecycle::kInitializing:
+      return "initializing";
+    case Lifecycle::kReady:
+      return "ready";
+    case Lifecycle::kStopping:
+      return "stopping";
+    case Lifecycle::kGone:
+      return "gone";
+  }
+  return "?";
+}
+
+bool LegalTransition(Lifecycle from, Lifecycle to) {
+  using L = Lifecycle;
+  switch (from) {
+    case L::kSpawning:
+      return to == L::kInitializing || to == L::kReady || to == L::kStopping || to == L::kGone;
+    case L::kInitializing:
+      return to == L::kReady || to == L::kStopping;
+    case L::kReady:
+      return to == L::kStopping;
+    case L::kStopping:
+      return to == L::kGone;
+    case L::kGone:
+      break;
+  }
+  return false;
+}
+
+void FunctionPool::Instance::Transition(Lifecycle to) {
+  if (!LegalTransition(lifecycle, to)) {
+    std::fprintf(stderr, "thaw: instance %llu: illegal lifecycle step %s -> %s\n",
+                 static_cast<unsigned long long>(id), LifecycleName(lifecycle), LifecycleName(to));
+    std::abort();
+  }
+  lifecycle = to;
+}
+
 void FunctionPool::EraseInstanceLocked(uint64_t instance_id) {
   auto it = instances_.find(instance_id);
   if (it == instances_.end()) return;
+  it->second->Transition(Lifecycle::kGone);
   if (it->second->reserved_mb > 0) ctx_->manager->ReleaseMemory(it->second->reserved_mb);
   instances_.erase(it);
 }
@@ -183,7 +227,7 @@ void FunctionPool::OnNext(uint64_t instance_id, NextHandler handler) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = instances_.find(instance_id);
-    if (it == instances_.end() || it->second->state == InstanceState::kStopping) {
+    if (it == instances_.end() || it->second->lifecycle == Lifecycle::kStopping) {
       fx.nexts.emplace_back(std::move(handler), nullptr);
     } else {
       Instance& inst = *it->second;
@@ -191,7 +235,7 @@ void FunctionPool::OnNext(uint64_t instance_id, NextHandler handler) {
         int64_t now = ctx_->clock->MonoMicros();
         inst.initialized = true;
         inst.init_us = now - inst.spawned_us;
-        inst.state = InstanceState::kReady;
+        inst.Transition(Lifecycle::kReady);
         inst.idle_since_us = now;
         init_failures_in_a_row_ = 0;
         last_init_error_.clear();
@@ -247,7 +291,7 @@ void FunctionPool::DeliverLocked(Instance& inst, NextHandler handler, Invocation
 
 void FunctionPool::FillFromQueueLocked(Instance& inst, Effects& fx) {
   const int64_t concurrency = version_->manifest.concurrency;
-  while (inst.state == InstanceState::kReady && inst.inflight() < concurrency && !queue_.empty()) {
+  while (inst.lifecycle == Lifecycle::kReady && inst.inflight() < concurrency && !queue_.empty()) {
     InvocationPtr inv = std::move(queue_.front());
     queue_.pop_front();
     AssignLocked(inst, std::move(inv), fx);
@@ -442,8 +486,8 @@ void FunctionPool::OnDeadline(uint64_t instance_id, const std::string& request_i
 }
 
 void FunctionPool::StopInstanceLocked(Instance& inst, Effects& fx) {
-  if (inst.state == InstanceState::kStopping) return;
-  inst.state = InstanceState::kStopping;
+  if (inst.lifecycle == Lifecycle::kStopping) return;
+  inst.Transition(Lifecycle::kStopping);
   for (auto& handler : inst.parked) fx.nexts.emplace_back(std::move(handler), nullptr);
   inst.parked.clear();
   // Work that never reached the runtime goes back to the front of the queue, in order.
@@ -516,7 +560,7 @@ void FunctionPool::InitFailedLocked(Instance& inst, Effects& fx) {
   // Instances still starting do not count: they would most likely fail the same way, and
   // waiting for them turns a clear init error into a queue timeout.
   for (const auto& [id, other] : instances_) {
-    if (id != inst.id && other->state == InstanceState::kReady) return;
+    if (id != inst.id && other->lifecycle == Lifecycle::kReady) return;
   }
   while (!queue_.empty()) {
     InvocationPtr inv = std::move(queue_.front());
@@ -570,7 +614,8 @@ void FunctionPool::OnTick() {
     // An init that does not finish fails as an init error, with the requests waiting for it
     // (not as a throttle when they have waited as long).
     for (auto& [id, inst] : instances_) {
-      if (!inst->initialized && inst->state == InstanceState::kStarting &&
+      if ((inst->lifecycle == Lifecycle::kSpawning ||
+           inst->lifecycle == Lifecycle::kInitializing) &&
           now - inst->spawned_us >= ctx_->init_timeout_us) {
         inst->init_error_type = "Runtime.InitError";
         inst->init_error_message = "init did not finish within " +
@@ -584,8 +629,8 @@ void FunctionPool::OnTick() {
     // init timeout above), not for the queue timeout.
     bool ready = false, starting = false;
     for (const auto& [id, inst] : instances_) {
-      ready = ready || inst->state == InstanceState::kReady;
-      starting = starting || inst->state == InstanceState::kStarting;
+      ready = ready || inst->state() == InstanceState::kReady;
+      starting = starting || inst->state() == InstanceState::kStarting;
     }
     while (!queue_.empty() && (ready || !starting) &&
            now - queue_.front()->arrived_us >= ctx_->queue_timeout_us) {
@@ -649,7 +694,7 @@ PoolStats FunctionPool::Stats() const {
   s.queued = static_cast<int64_t>(queue_.size());
   for (const auto& [_, inst] : instances_) {
     s.inflight += inst->inflight();
-    ++s.instances_by_state[InstanceStateName(inst->state)];
+    ++s.instances_by_state[InstanceStateName(inst->state())];
   }
   s.init_failures_in_a_row = init_failures_in_a_row_;
   s.last_init_error = last_init_error_;

@@ -17,11 +17,23 @@
 
 namespace thaw::pool {
 
+// An instance's life. Every change goes through Transition, which allows only these steps and
+// treats any other as a broken invariant:
+//   kSpawning     -> kInitializing (the spawner answered) | kReady (its first GET /next came
+//                    before the spawn reply was handled) | kStopping | kGone (the spawn failed)
+//   kInitializing -> kReady (its first GET /next) | kStopping
+//   kReady        -> kStopping
+//   kStopping     -> kGone (its exit event, or the spawn failed after it was stopped)
+enum class Lifecycle { kSpawning, kInitializing, kReady, kStopping, kGone };
+
+const char* LifecycleName(Lifecycle lifecycle);
+bool LegalTransition(Lifecycle from, Lifecycle to);
+
 struct FunctionPool::Instance {
   uint64_t id = 0;
-  int64_t reserved_mb = 0;  // of the node's memory budget, given back when it is erased
-  InstanceState state = InstanceState::kStarting;
-  bool initialized = false;  // the runtime asked for its first event
+  Lifecycle lifecycle = Lifecycle::kSpawning;
+  int64_t reserved_mb = 0;   // of the node's memory budget, given back when it is erased
+  bool initialized = false;  // the runtime asked for its first event (stays true once it did)
   pid_t pid = 0;
   std::string endpoint;  // its Runtime API listener, as RuntimeEndpoints names it (Close)
   int64_t spawned_us = 0;
@@ -49,6 +61,22 @@ struct FunctionPool::Instance {
   sandbox::CpuCounter cpu;  // the instance's CPU time: its cgroup's, else its process's
 
   int64_t inflight() const { return static_cast<int64_t>(assigned.size() + active.size()); }
+  // What the scheduling policy sees.
+  InstanceState state() const {
+    switch (lifecycle) {
+      case Lifecycle::kSpawning:
+      case Lifecycle::kInitializing:
+        return InstanceState::kStarting;
+      case Lifecycle::kReady:
+        return InstanceState::kReady;
+      case Lifecycle::kStopping:
+      case Lifecycle::kGone:
+        break;
+    }
+    return InstanceState::kStopping;
+  }
+  // Moves to `to`; aborts on a step the life above does not allow.
+  void Transition(Lifecycle to);
 };
 
 struct FunctionPool::Effects {

@@ -175,9 +175,7 @@ asio::awaitable<StatusOr<InvokeOutcome>> Invoker::Invoke(InvokeRequest req) {
   auto inv = std::make_shared<pool::Invocation>();
   inv->id = req.request_id;
   inv->payload = req.payload.empty() ? std::string("{}") : std::move(req.payload);
-  inv->arrived_us = MonoNowMicros();
-  inv->arrived_wall_us = WallNowMicros();
-  inv->trace_id = NewTraceId(inv->arrived_wall_us / 1'000'000);
+  inv->trace_id = NewTraceId(WallNowMicros() / 1'000'000);
   inv->client_context = std::move(req.client_context);
   // Lambda hands the runtime the ARN the caller used: qualified by version or alias.
   if (!req.qualifier.empty() && req.qualifier != "$LATEST") inv->qualifier = req.qualifier;

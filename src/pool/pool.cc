@@ -20,8 +20,6 @@
 namespace thaw::pool {
 namespace {
 
-constexpr int64_t kRssSampleEveryUs = 100'000;
-
 // Runs the waiter inline when this thread may run its executor (the common case: the
 // runtime's answer resumes the client's coroutine right here, saving a cross-thread hop),
 // else queues it there. Callers hold no lock.
@@ -86,6 +84,9 @@ Limits FunctionPool::LimitsLocked() const {
 }
 
 void FunctionPool::Submit(InvocationPtr inv) {
+  // Every time the pool compares comes from its one clock (a fake one in tests).
+  inv->arrived_us = ctx_->clock->MonoMicros();
+  inv->arrived_wall_us = ctx_->clock->WallMicros();
   Effects fx;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -337,10 +338,12 @@ void FunctionPool::FinishLocked(Instance& inst, const InvocationPtr& inv, Result
   result.cold_start = inv->cold_start;
   result.init_us = inv->init_us;
   result.version = version_->version;
-  if (inst.pid > 0 && now - inst.rss_sampled_us >= kRssSampleEveryUs) {
-    inst.peak_rss_mb = std::max(inst.peak_rss_mb, PeakMemoryMbLocked(inst));
-    inst.rss_sampled_us = now;
+  // Peak memory is read on the tick (and from the cgroup at exit), not per call; only an
+  // instance's first answer reads it here, so its first REPORT line has a figure.
+  if (inst.pid > 0 && inst.peak_rss_mb == 0) {
+    inst.peak_rss_mb = PeakMemoryMbLocked(inst);
   }
+  inst.memory_sample_due = true;
   std::string report = "REPORT RequestId: " + inv->id +
                        "\tDuration: " + FormatMs(result.duration_us) +
                        " ms\tBilled Duration: " + std::to_string(result.billed_ms) +
@@ -644,6 +647,12 @@ void FunctionPool::OnTick() {
                         " ms";
       RecordLocked(inv, r, "throttled", 0, fx);
       Fail(std::move(inv), std::move(r), fx);
+    }
+    for (auto& [id, inst] : instances_) {
+      if (inst->memory_sample_due && inst->pid > 0) {
+        inst->peak_rss_mb = std::max(inst->peak_rss_mb, PeakMemoryMbLocked(*inst));
+        inst->memory_sample_due = false;
+      }
     }
     ApplyTickLocked(fx);
   }

@@ -97,7 +97,7 @@ struct Invocation {
   std::string cognito_identity;  // JSON, passed through
   std::string trace_id;
   std::string qualifier;   // as the caller named it (version or alias); empty: $LATEST
-  int64_t arrived_us = 0;  // monotonic
+  int64_t arrived_us = 0;  // monotonic; set by the pool from its clock
   int64_t arrived_wall_us = 0;
   // Set by the pool.
   int64_t started_us = 0;  // monotonic: handed to the runtime

@@ -57,8 +57,8 @@ struct FunctionPool::Instance {
   std::string current_request_id;      // tags log lines
   std::string cgroup;                  // its cgroup name, when the spawner uses cgroups
   int64_t peak_rss_mb = 0;
-  int64_t rss_sampled_us = 0;
-  sandbox::CpuCounter cpu;  // the instance's CPU time: its cgroup's, else its process's
+  bool memory_sample_due = false;  // it answered since the tick last read its peak memory
+  sandbox::CpuCounter cpu;         // the instance's CPU time: its cgroup's, else its process's
 
   int64_t inflight() const { return static_cast<int64_t>(assigned.size() + active.size()); }
   // What the scheduling policy sees.

@@ -396,3 +396,53 @@ TEST(MetricsEndpointTest, PrometheusTextThatPromtoolAccepts) {
 
 }  // namespace
 }  // namespace thaw::testing
+
+namespace thaw::testing {
+namespace {
+
+// A runtime may write "here is my response" and "give me the next" in one write: the Runtime
+// API answers both, in order, on the one connection.
+constexpr char kPipeliningBootstrap[] = R"(#!/usr/bin/python3
+import os, socket
+host, port = os.environ['AWS_LAMBDA_RUNTIME_API'].split(':')
+sock = socket.create_connection((host, int(port)))
+reader = sock.makefile('rb')
+def answer():
+    reader.readline()
+    headers = {}
+    while True:
+        line = reader.readline()
+        if line in (b'\r\n', b''):
+            break
+        key, value = line.decode().split(':', 1)
+        headers[key.strip().lower()] = value.strip()
+    return headers, reader.read(int(headers.get('content-length', '0')))
+NEXT = b'GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: rt\r\n\r\n'
+sock.sendall(NEXT)
+headers, event = answer()
+while True:
+    body = b'{"pipelined":' + event + b'}'
+    sock.sendall(b'POST /2018-06-01/runtime/invocation/' +
+                 headers['lambda-runtime-aws-request-id'].encode() +
+                 b'/response HTTP/1.1\r\nHost: rt\r\nContent-Length: ' +
+                 str(len(body)).encode() + b'\r\n\r\n' + body + NEXT)
+    answer()  # 202 for the response
+    headers, event = answer()
+)";
+
+TEST(RuntimeApiTest, APipelinedResponseAndNextAreBothAnswered) {
+  auto server = ThawServer::Start();
+  std::string dir = MakeBundle(
+      {{"thaw.yaml", "runtime: provided\n"}, {"bootstrap", kPipeliningBootstrap}}, {"bootstrap"});
+  ASSERT_EQ(server->Deploy("pipelined", dir).status, 201);
+  for (int i = 0; i < 3; ++i) {
+    auto r = server->Invoke("pipelined", "{\"n\":" + std::to_string(i) + "}");
+    EXPECT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(r.body, "{\"pipelined\":{\"n\":" + std::to_string(i) + "}}");
+    EXPECT_EQ(r.Header("x-thaw-cold-start"), i == 0 ? "true" : "false");
+  }
+  RemoveDir(dir);
+}
+
+}  // namespace
+}  // namespace thaw::testing

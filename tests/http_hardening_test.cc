@@ -278,17 +278,30 @@ TEST(ConnectionTest, SlowHeadersAndIdleKeepAliveTimeOut) {
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(8));
 }
 
+// `n` connections that each got one 200 and stay open (fewer if one was not served).
+std::vector<std::unique_ptr<RawConn>> HoldServedConnections(const ThawServer& server, int n) {
+  std::vector<std::unique_ptr<RawConn>> held;
+  for (int i = 0; i < n; ++i) {
+    auto conn = std::make_unique<RawConn>(server.url());
+    conn->Send(Get("/healthz"));
+    if (!conn->ReadResponse().starts_with("HTTP/1.1 200")) break;
+    held.push_back(std::move(conn));
+  }
+  return held;
+}
+
+// The answer to a health check on one more connection.
+std::string OneMoreHealthz(const ThawServer& server) {
+  RawConn over(server.url());
+  over.Send(Get("/healthz"));
+  return over.ReadResponse();
+}
+
 TEST(ConnectionTest, ConnectionCapRefusesClearly) {
   auto server = ThawServer::Start({"--max-connections=3"});
-  std::vector<std::unique_ptr<RawConn>> held;
-  for (int i = 0; i < 3; ++i) {
-    held.push_back(std::make_unique<RawConn>(server->url()));
-    held.back()->Send(Get("/healthz"));
-    ASSERT_TRUE(held.back()->ReadResponse().starts_with("HTTP/1.1 200"));
-  }
-  RawConn over(server->url());
-  over.Send(Get("/healthz"));
-  std::string r = over.ReadResponse();
+  std::vector<std::unique_ptr<RawConn>> held = HoldServedConnections(*server, 3);
+  ASSERT_EQ(held.size(), 3u);
+  std::string r = OneMoreHealthz(*server);
   EXPECT_TRUE(r.starts_with("HTTP/1.1 503")) << r;
   EXPECT_NE(r.find("max_connections"), std::string::npos) << r;
   held.pop_back();
@@ -303,15 +316,9 @@ TEST(ConnectionTest, ConnectionCapRefusesClearly) {
 
 TEST(ConnectionTest, PerAddressCapLeavesOtherAddressesServed) {
   auto server = ThawServer::Start({"--max-connections-per-ip=2"});
-  std::vector<std::unique_ptr<RawConn>> held;
-  for (int i = 0; i < 2; ++i) {
-    held.push_back(std::make_unique<RawConn>(server->url()));
-    held.back()->Send(Get("/healthz"));
-    ASSERT_TRUE(held.back()->ReadResponse().starts_with("HTTP/1.1 200"));
-  }
-  RawConn over(server->url());
-  over.Send(Get("/healthz"));
-  std::string r = over.ReadResponse();
+  std::vector<std::unique_ptr<RawConn>> held = HoldServedConnections(*server, 2);
+  ASSERT_EQ(held.size(), 2u);
+  std::string r = OneMoreHealthz(*server);
   EXPECT_TRUE(r.starts_with("HTTP/1.1 429")) << r;
   EXPECT_NE(r.find("max_connections_per_ip"), std::string::npos) << r;
   RawConn elsewhere(server->url(), "127.0.0.2");

@@ -143,6 +143,21 @@ StatusOr<EntryInfo> Inspect(archive_entry* entry, const UnpackLimits& limits) {
   return info;
 }
 
+// Reads the next entry's header and counts it against max_entries: false at the end.
+StatusOr<bool> NextHeader(archive* a, const UnpackLimits& limits, int64_t& entries,
+                          archive_entry*& entry) {
+  int rc = archive_read_next_header(a, &entry);
+  if (rc == ARCHIVE_EOF) return false;
+  if (rc != ARCHIVE_OK && rc != ARCHIVE_WARN) {
+    return InvalidArgument(std::string("not a valid zip or tar.gz archive: ") + ErrorText(a));
+  }
+  if (++entries > limits.max_entries) {
+    return InvalidArgument("archive has more than " + std::to_string(limits.max_entries) +
+                           " entries");
+  }
+  return true;
+}
+
 // The first pass: every header, nothing written. A bomb spread over many entries is refused
 // here by the sum of the sizes they declare (a zip's from its central directory), before a byte
 // reaches the disk; the second pass still counts what it really gets, in case they lie.
@@ -150,15 +165,9 @@ Status Survey(archive* a, const UnpackLimits& limits) {
   int64_t declared = 0, entries = 0;
   archive_entry* entry = nullptr;
   for (;;) {
-    int rc = archive_read_next_header(a, &entry);
-    if (rc == ARCHIVE_EOF) return Status::Ok();
-    if (rc != ARCHIVE_OK && rc != ARCHIVE_WARN) {
-      return InvalidArgument(std::string("not a valid zip or tar.gz archive: ") + ErrorText(a));
-    }
-    if (++entries > limits.max_entries) {
-      return InvalidArgument("archive has more than " + std::to_string(limits.max_entries) +
-                             " entries");
-    }
+    auto more = NextHeader(a, limits, entries, entry);
+    if (!more.ok()) return more.status();
+    if (!*more) return Status::Ok();
     auto info = Inspect(entry, limits);
     if (!info.ok()) return info.status();
     if (info->type == AE_IFREG && archive_entry_size_is_set(entry)) {
@@ -200,15 +209,9 @@ Status UnpackInto(archive* a, const std::string& dest, const UnpackLimits& limit
   std::vector<PendingLink> links;
   archive_entry* entry = nullptr;
   for (;;) {
-    int rc = archive_read_next_header(a, &entry);
-    if (rc == ARCHIVE_EOF) break;
-    if (rc != ARCHIVE_OK && rc != ARCHIVE_WARN) {
-      return InvalidArgument(std::string("not a valid zip or tar.gz archive: ") + ErrorText(a));
-    }
-    if (++entries > limits.max_entries) {
-      return InvalidArgument("archive has more than " + std::to_string(limits.max_entries) +
-                             " entries");
-    }
+    auto more = NextHeader(a, limits, entries, entry);
+    if (!more.ok()) return more.status();
+    if (!*more) break;
     auto info = Inspect(entry, limits);
     if (!info.ok()) return info.status();
     const std::string& path = info->path;
@@ -241,7 +244,7 @@ Status UnpackInto(archive* a, const std::string& dest, const UnpackLimits& limit
     size_t size;
     la_int64_t offset;
     for (;;) {
-      rc = archive_read_data_block(a, &block, &size, &offset);
+      int rc = archive_read_data_block(a, &block, &size, &offset);
       if (rc == ARCHIVE_EOF) break;
       if (rc != ARCHIVE_OK && rc != ARCHIVE_WARN) {
         return InvalidArgument("corrupt data in entry '" + path + "': " + ErrorText(a));

@@ -52,7 +52,10 @@ INSTANTIATE_TEST_SUITE_P(
         IntKnobCase{"log_lines", "10", &Config::log_lines, 10},
         IntKnobCase{"log_lines", "10000000", &Config::log_lines, 10'000'000},
         IntKnobCase{"tmp_mb", "16", &Config::tmp_mb, 16},
-        IntKnobCase{"pids_max", "64", &Config::pids_max, 64}),
+        IntKnobCase{"pids_max", "64", &Config::pids_max, 64},
+        IntKnobCase{"price_gpu_second_pico", "0", &Config::price_gpu_second_pico, 0},
+        IntKnobCase{"price_gpu_second_pico", "2000000000", &Config::price_gpu_second_pico,
+                    2'000'000'000}),
     [](const ::testing::TestParamInfo<IntKnobCase>& info) {
       return info.param.knob + "_" + std::to_string(info.index);
     });
@@ -88,7 +91,11 @@ INSTANTIATE_TEST_SUITE_P(
                       StringKnobCase{"runtimes_dir", "/opt/thaw/runtimes", &Config::runtimes_dir},
                       StringKnobCase{"python", "/usr/local/bin/python3.12", &Config::python},
                       StringKnobCase{"node", "/usr/local/bin/node", &Config::node},
-                      StringKnobCase{"region", "eu-west-3", &Config::region}),
+                      StringKnobCase{"region", "eu-west-3", &Config::region},
+                      StringKnobCase{"gpus", "0,1", &Config::gpus},
+                      StringKnobCase{"gpus", "0:H200:141", &Config::gpus},
+                      StringKnobCase{"gpus", "none", &Config::gpus},
+                      StringKnobCase{"gpu_device_dir", "/tmp/fake-dev", &Config::gpu_device_dir}),
     [](const ::testing::TestParamInfo<StringKnobCase>& info) {
       return info.param.knob + "_" + std::to_string(info.index);
     });
@@ -160,6 +167,12 @@ TEST(ConfigTest, KnobTableMatchesParser) {
       {"max_connections_per_ip", "0"},
       {"max_upload_bytes_in_flight", "1073741824"},
       {"trusted_proxies", "10.0.0.0/8, ::1, 192.0.2.7"},
+      {"instance_uids", "1000"},
+      {"async_queue_events", "100"},
+      {"node_memory_mb", "0"},
+      {"gpus", "0,1"},
+      {"gpu_device_dir", "/dev"},
+      {"price_gpu_second_pico", "1097000000"},
   };
   std::set<std::string> documented;
   for (const Knob& k : kKnobs) {
@@ -189,6 +202,10 @@ void PrintTo(const BadValueCase& c, std::ostream* os) { *os << c.knob << "=" << 
 std::vector<BadValueCase> BadValueCases() {
   return {
       {"ThreadsNotANumber", "threads", "many", "config threads: expected an integer"},
+      {"GpusNotAList", "gpus", "all", "config gpus: entry 'all'"},
+      {"GpusRepeated", "gpus", "0,0", "given more than once"},
+      {"GpuDeviceDirRelative", "gpu_device_dir", "dev", "config gpu_device_dir"},
+      {"GpuPriceNegative", "price_gpu_second_pico", "-1", "config price_gpu_second_pico"},
       {"ThreadsEmpty", "threads", "", "config threads"},
       {"ThreadsTrailingGarbage", "threads", "4x", "got '4x'"},
       {"ThreadsFraction", "threads", "1.5", "config threads"},

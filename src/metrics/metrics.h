@@ -50,6 +50,13 @@ struct Gauges {
   std::map<std::string, int64_t> queued;                             // function
   std::map<std::string, int64_t> failing;  // function: init failures in a row (0: healthy)
   int64_t meter_pending = 0;
+  struct Gpu {
+    int index = 0;
+    std::string name, holder;        // holder empty: free
+    int64_t memory_used_bytes = -1;  // -1: unknown (no NVML)
+    int64_t utilization_percent = -1;
+  };
+  std::vector<Gpu> gpus;
 };
 
 class Registry {

@@ -4,6 +4,7 @@
 #include <cstdlib>
 
 #include "common/cidr.h"
+#include "sandbox/gpu.h"
 
 namespace thaw::server {
 
@@ -44,6 +45,9 @@ const std::vector<Knob> kKnobs = {
     {"max_connections_per_ip", "open API connections from one address; more get 429 (0: none)"},
     {"max_upload_bytes_in_flight", "bundle upload bytes being received at once; more get 503"},
     {"trusted_proxies", "addresses/CIDRs whose X-Forwarded-For is believed (default none)"},
+    {"gpus", "GPUs: empty asks NVML; \"none\"; or a static list \"0,1\" / \"0:H200:141\""},
+    {"gpu_device_dir", "where GPU device nodes (nvidiaN, nvidiactl, nvidia-uvm) are"},
+    {"price_gpu_second_pico", "pico-dollars per GPU-second held (both sheets, advisor)"},
 };
 
 namespace {
@@ -157,6 +161,20 @@ Status ApplyConfigValues(const std::map<std::string, std::string>& values, Confi
         return InvalidArgument("config trusted_proxies: " + ranges.status().message());
       }
       c.trusted_proxies = v;
+    } else if (name == "gpus") {
+      if (v != "none") {
+        if (auto list = sandbox::ParseStaticGpus(v); !list.ok()) {
+          return InvalidArgument("config " + list.status().message());
+        }
+      }
+      c.gpus = v;
+    } else if (name == "gpu_device_dir") {
+      if (!v.starts_with("/")) {
+        return InvalidArgument("config gpu_device_dir: expected an absolute path, got '" + v + "'");
+      }
+      c.gpu_device_dir = v;
+    } else if (name == "price_gpu_second_pico") {
+      THAW_RETURN_IF_ERROR(ParseInt(name, v, 0, kMaxPrice, c.price_gpu_second_pico));
     } else {
       return InvalidArgument("config: unknown setting '" + name + "'");
     }
@@ -187,6 +205,7 @@ meter::PriceSheet PriceSheetFrom(const Config& c) {
   p.cpu_second_pico = c.price_cpu_second_pico;
   p.peak_gb_second_pico = c.price_peak_gb_second_pico;
   p.instance_hour_micro = c.price_instance_hour_micro;
+  p.gpu_second_pico = c.price_gpu_second_pico;
   return p;
 }
 

@@ -52,6 +52,11 @@ struct Config {
   int64_t max_connections_per_ip = 512;
   int64_t max_upload_bytes_in_flight = 512LL << 20;
   std::string trusted_proxies;  // comma-separated addresses and CIDRs; empty: none
+  // GPUs: empty asks NVML (dlopen'd at start); "none" means no GPUs; else a static list
+  // ("0,1" or "0:H200:141"; sandbox/gpu.h). Their device nodes are nvidia<N> in gpu_device_dir.
+  std::string gpus;
+  std::string gpu_device_dir = "/dev";
+  int64_t price_gpu_second_pico = 1'097'000'000;  // $0.001097 / GPU-s (Modal's H100; assumed)
 };
 
 struct Knob {

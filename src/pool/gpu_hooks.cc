@@ -47,12 +47,15 @@ void FunctionPool::ReleaseGpusLocked(Instance& inst, Effects& fx) {
 }
 
 void FunctionPool::AddGpusLocked(const Instance& inst, sandbox::SpawnRequest& req) const {
-  if (inst.gpus.empty()) return;
+  if (ctx_->gpus == nullptr || ctx_->gpus->devices().empty()) return;
   // The platform's word on which GPUs these are wins over the manifest's environment.
   std::erase_if(req.env, [](const std::string& kv) {
     return kv.starts_with("CUDA_VISIBLE_DEVICES=") || kv.starts_with("NVIDIA_VISIBLE_DEVICES=");
   });
+  // An instance without GPUs is told there are none (CUDA_VISIBLE_DEVICES empty): its jail
+  // has no GPU nodes anyway; unjailed, this is all that keeps CUDA off the node's GPUs.
   for (auto& kv : sandbox::GpuEnvironment(inst.gpus)) req.env.push_back(std::move(kv));
+  if (inst.gpus.empty()) return;
   req.gpu_bind = sandbox::GpuNodesToBind(ctx_->gpus->dev_dir(), inst.gpus);
   req.gpu_deny = sandbox::GpuNodesToDeny(ctx_->gpus->dev_dir(), ctx_->gpus->devices(), inst.gpus);
 }

@@ -187,6 +187,10 @@ TEST_F(GpuTest, DeployThatNoGpuHereCouldServeIsRefusedByField) {
   r = server_->Deploy("three", dirs_.back());
   EXPECT_EQ(r.status, 400) << r.body;
   EXPECT_NE(r.body.find("has 2 of the 3 GPU(s)"), std::string::npos) << r.body;
+  dirs_.push_back(PythonBundle("warm3", kProbe, "gpu: 1\nmin_instances: 3\n"));
+  r = server_->Deploy("warm3", dirs_.back());
+  EXPECT_EQ(r.status, 400) << r.body;
+  EXPECT_NE(r.body.find("field 'min_instances'"), std::string::npos) << r.body;
 }
 
 }  // namespace

@@ -136,13 +136,26 @@ std::unique_ptr<pool::GpuTable> OpenGpus(const Config& config) {
                                           std::move(*nvml), "nvml");
 }
 
-Status CheckGpus(const pool::GpuTable* gpus, const registry::GpuSpec& spec) {
-  if (spec.count == 0) return Status::Ok();
+// A GPU function this node could never start is refused at deploy, naming the field: one
+// instance's `gpu`, or the `min_instances` kept warm, each holding its own GPUs.
+Status CheckGpus(const pool::GpuTable* gpus, const registry::Manifest& m) {
+  if (m.gpu.count == 0) return Status::Ok();
   std::vector<dispatch::GpuSlot> slots;
   if (gpus != nullptr) {
     for (const auto& d : gpus->devices()) slots.push_back({d.index, d.name, d.memory_bytes});
   }
-  return dispatch::CheckGpusFit(slots, {spec.count, spec.memory_gb, spec.kind});
+  dispatch::GpuAsk ask{m.gpu.count, m.gpu.memory_gb, m.gpu.kind};
+  THAW_RETURN_IF_ERROR(dispatch::CheckGpusFit(slots, ask));
+  if (m.min_instances > 1) {
+    ask.count *= m.min_instances;
+    if (!dispatch::CheckGpusFit(slots, ask).ok()) {
+      return InvalidArgument(
+          "thaw.yaml: field 'min_instances': " + std::to_string(m.min_instances) +
+          " warm instances of " + std::to_string(m.gpu.count) + " GPU(s) each need " +
+          std::to_string(ask.count) + " GPUs; this node has " + std::to_string(slots.size()));
+    }
+  }
+  return Status::Ok();
 }
 
 // Loads each tenant's spend this month from the meter's records into `gate`, and keeps it
@@ -261,7 +274,7 @@ int RunServe(Config config, const std::string& exe_dir) {
       [keys = keys->get(), node_memory_mb, gpus = gpus.get()](
           const std::string& name, const registry::Manifest& manifest,
           const std::vector<std::shared_ptr<const registry::Version>>& latest) {
-        if (Status st = CheckGpus(gpus, manifest.gpu); !st.ok()) return st;
+        if (Status st = CheckGpus(gpus, manifest); !st.ok()) return st;
         std::vector<dispatch::WarmFunction> deployed;
         for (const auto& v : latest) {
           deployed.push_back({v->function, std::string(TenantOfFunction(v->function)),

@@ -56,7 +56,10 @@ INSTANTIATE_TEST_SUITE_P(
         IntKnobCase{"log_ring_bytes", "65536", &Config::log_ring_bytes, 65536},
         IntKnobCase{"log_queue_bytes", "1048576", &Config::log_queue_bytes, 1 << 20},
         IntKnobCase{"log_file_bytes", "1099511627776", &Config::log_file_bytes, 1LL << 40},
-        IntKnobCase{"log_files_kept", "0", &Config::log_files_kept, 0}),
+        IntKnobCase{"log_files_kept", "0", &Config::log_files_kept, 0},
+        IntKnobCase{"price_gpu_second_pico", "0", &Config::price_gpu_second_pico, 0},
+        IntKnobCase{"price_gpu_second_pico", "2000000000", &Config::price_gpu_second_pico,
+                    2'000'000'000}),
     [](const ::testing::TestParamInfo<IntKnobCase>& info) {
       return info.param.knob + "_" + std::to_string(info.index);
     });
@@ -92,7 +95,11 @@ INSTANTIATE_TEST_SUITE_P(
                       StringKnobCase{"runtimes_dir", "/opt/thaw/runtimes", &Config::runtimes_dir},
                       StringKnobCase{"python", "/usr/local/bin/python3.12", &Config::python},
                       StringKnobCase{"node", "/usr/local/bin/node", &Config::node},
-                      StringKnobCase{"region", "eu-west-3", &Config::region}),
+                      StringKnobCase{"region", "eu-west-3", &Config::region},
+                      StringKnobCase{"gpus", "0,1", &Config::gpus},
+                      StringKnobCase{"gpus", "0:H200:141", &Config::gpus},
+                      StringKnobCase{"gpus", "none", &Config::gpus},
+                      StringKnobCase{"gpu_device_dir", "/tmp/fake-dev", &Config::gpu_device_dir}),
     [](const ::testing::TestParamInfo<StringKnobCase>& info) {
       return info.param.knob + "_" + std::to_string(info.index);
     });
@@ -168,6 +175,13 @@ TEST(ConfigTest, KnobTableMatchesParser) {
       {"log_queue_bytes", "16777216"},
       {"log_file_bytes", "67108864"},
       {"log_files_kept", "3"},
+      {"instance_uids", "1000"},
+      {"async_queue_events", "100"},
+      {"node_memory_mb", "0"},
+      {"log_rate_bytes", "1048576"},
+      {"gpus", "0,1"},
+      {"gpu_device_dir", "/dev"},
+      {"price_gpu_second_pico", "1097000000"},
   };
   std::set<std::string> documented;
   for (const Knob& k : kKnobs) {
@@ -197,6 +211,10 @@ void PrintTo(const BadValueCase& c, std::ostream* os) { *os << c.knob << "=" << 
 std::vector<BadValueCase> BadValueCases() {
   return {
       {"ThreadsNotANumber", "threads", "many", "config threads: expected an integer"},
+      {"GpusNotAList", "gpus", "all", "config gpus: entry 'all'"},
+      {"GpusRepeated", "gpus", "0,0", "given more than once"},
+      {"GpuDeviceDirRelative", "gpu_device_dir", "dev", "config gpu_device_dir"},
+      {"GpuPriceNegative", "price_gpu_second_pico", "-1", "config price_gpu_second_pico"},
       {"ThreadsEmpty", "threads", "", "config threads"},
       {"ThreadsTrailingGarbage", "threads", "4x", "got '4x'"},
       {"ThreadsFraction", "threads", "1.5", "config threads"},

@@ -143,6 +143,26 @@ TEST(ManifestTest, NetworkIsEgressOrNone) {
   EXPECT_STREQ(NetworkName(Network::kEgress), "egress");
 }
 
+TEST(ManifestTest, GpuAsCountOrMapping) {
+  const std::string py = "runtime: python3\nhandler: app.handler\n";
+  auto none = Parse(py);
+  ASSERT_TRUE(none.ok()) << none.status().ToString();
+  EXPECT_EQ(none->gpu.count, 0);
+  auto zero = Parse(py + "gpu: 0\n");  // the form thaw.yaml had before GPUs were scheduled
+  ASSERT_TRUE(zero.ok()) << zero.status().ToString();
+  EXPECT_EQ(zero->gpu.count, 0);
+  auto two = Parse(py + "gpu: 2\n");
+  ASSERT_TRUE(two.ok()) << two.status().ToString();
+  EXPECT_EQ(two->gpu.count, 2);
+  EXPECT_EQ(two->gpu.memory_gb, 0);
+  EXPECT_EQ(two->gpu.kind, "");
+  auto full = Parse(py + "gpu: {count: 1, memory_gb: 80, kind: \"H200\"}\n");
+  ASSERT_TRUE(full.ok()) << full.status().ToString();
+  EXPECT_EQ(full->gpu.count, 1);
+  EXPECT_EQ(full->gpu.memory_gb, 80);
+  EXPECT_EQ(full->gpu.kind, "H200");
+}
+
 TEST(ManifestTest, RuntimeNamesRoundTripThroughRuntimeName) {
   EXPECT_STREQ(RuntimeName(Runtime::kPython3), "python3");
   EXPECT_STREQ(RuntimeName(Runtime::kProvided), "provided");
@@ -232,7 +252,17 @@ std::vector<ErrorCase> ErrorCases() {
       {"NameIsNull", "name:\n" + py, "name", "must be a string"},
       {"InvalidFallbackName", py, "name", "bad/name", "bad/name"},
       {"EmptyFallbackName", py, "name", "1-64", ""},
-      {"GpuNotSupported", py + "gpu: 1\n", "gpu", "not supported"},
+      {"GpuCountTooLarge", py + "gpu: 9\n", "gpu", "between 0 and 8"},
+      {"GpuNegative", py + "gpu: -1\n", "gpu", "between 0 and 8"},
+      {"GpuIsAList", py + "gpu: [1]\n", "gpu", "count or {count"},
+      {"GpuMapWithoutCount", py + "gpu: {memory_gb: 80}\n", "gpu.count", "is required"},
+      {"GpuMapCountTooLarge", py + "gpu: {count: 9}\n", "gpu.count", "between 0 and 8"},
+      {"GpuMapCountNotInt", py + "gpu: {count: one}\n", "gpu.count", "must be an integer"},
+      {"GpuMemoryNegative", py + "gpu: {count: 1, memory_gb: -1}\n", "gpu.memory_gb", "between 0"},
+      {"GpuKindEmpty", py + "gpu: {count: 1, kind: \"\"}\n", "gpu.kind", "1-64"},
+      {"GpuKindIsAMap", py + "gpu: {count: 1, kind: {a: b}}\n", "gpu.kind", "must be a string"},
+      {"GpuUnknownKey", py + "gpu: {count: 1, vram: 80}\n", "gpu.vram", "unknown key"},
+      {"GpuKindWithoutCount", py + "gpu: {count: 0, kind: H200}\n", "gpu.count", "at least 1"},
       {"BatchNotSupported", py + "batch: true\n", "batch", "not supported"},
       {"UnknownNetwork", py + "network: host\n", "network", "must be egress or none, got 'host'"},
       {"NetworkIsAMap", py + "network: {mode: none}\n", "network", "must be a string"},
@@ -382,6 +412,7 @@ TEST(ManifestJsonTest, RoundTripKeepsEveryField) {
   m.idle_timeout_s = 45;
   m.environment = {{"A", "1"}, {"QUOTE", "say \"hi\"\n"}, {"EMPTY", ""}};
   m.network = Network::kNone;
+  m.gpu = GpuSpec{2, 80, "H200"};
 
   auto back = ManifestFromJson(ManifestToJson(m));
   ASSERT_TRUE(back.ok()) << back.status().ToString();
@@ -396,6 +427,9 @@ TEST(ManifestJsonTest, RoundTripKeepsEveryField) {
   EXPECT_EQ(back->idle_timeout_s, m.idle_timeout_s);
   EXPECT_EQ(back->environment, m.environment);
   EXPECT_EQ(back->network, m.network);
+  EXPECT_EQ(back->gpu.count, 2);
+  EXPECT_EQ(back->gpu.memory_gb, 80);
+  EXPECT_EQ(back->gpu.kind, "H200");
 }
 
 // Rows stored before `network` existed read back as the default, egress.

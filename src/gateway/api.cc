@@ -20,6 +20,7 @@
 #include "logs/log_store.h"
 #include "meter/meter.h"
 #include "metrics/metrics.h"
+#include "pool/gpu_table.h"
 #include "pool/pool.h"
 #include "registry/registry.h"
 
@@ -323,7 +324,9 @@ asio::awaitable<void> Api::Serve(const Peer& peer, Request& req, Response& res) 
   }
   if (path == "/v1/node" && m == http::verb::get) {
     JsonBody(res, http::status::ok,
-             json::object{{"isolation", deps_.isolation}, {"listen", deps_.config->listen}});
+             json::object{{"isolation", deps_.isolation},
+                          {"listen", deps_.config->listen},
+                          {"gpus", NodeGpusJson()}});
     co_return;
   }
   ErrorBody(res, http::status::not_found, "NotFound", "no route for " + std::string(path));
@@ -472,6 +475,29 @@ void Api::Logs(const std::string& name, const std::string& query, Response& res)
   JsonBody(res, http::status::ok, json::object{{"lines", std::move(lines)}, {"next", next}});
 }
 
+json::object Api::NodeGpusJson() const {
+  json::array devices;
+  if (deps_.gpus == nullptr) return json::object{{"source", "none"}, {"devices", devices}};
+  for (const auto& row : deps_.gpus->Snapshot()) {
+    json::object d{{"index", row.device.index},
+                   {"minor", row.device.minor},
+                   {"uuid", row.device.uuid},
+                   {"name", row.device.name},
+                   {"memory_bytes", row.device.memory_bytes},
+                   {"holder", row.holder.empty() ? json::value(nullptr) : json::value(row.holder)}};
+    if (row.sample.memory_used_bytes >= 0) {
+      d["memory_used_bytes"] = row.sample.memory_used_bytes;
+    }
+    if (row.sample.utilization_percent >= 0) {
+      d["utilization_percent"] = row.sample.utilization_percent;
+    }
+    devices.push_back(std::move(d));
+  }
+  return json::object{{"source", deps_.gpus->source()},
+                      {"device_dir", deps_.gpus->dev_dir()},
+                      {"devices", std::move(devices)}};
+}
+
 void Api::Metrics(Response& res) {
   metrics::Gauges gauges;
   for (const auto& stats : deps_.pools->Stats("")) {
@@ -486,6 +512,12 @@ void Api::Metrics(Response& res) {
     const logs::DroppedLines dropped = deps_.logs->Dropped();
     gauges.log_lines_dropped_queue_full = dropped.queue_full;
     gauges.log_lines_dropped_write_failed = dropped.write_failed;
+  }
+  if (deps_.gpus != nullptr) {
+    for (const auto& row : deps_.gpus->Snapshot()) {
+      gauges.gpus.push_back({row.device.index, row.device.name, row.holder,
+                             row.sample.memory_used_bytes, row.sample.utilization_percent});
+    }
   }
   res.result(http::status::ok);
   res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");

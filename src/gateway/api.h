@@ -5,6 +5,7 @@
 #pragma once
 
 #include <boost/asio/thread_pool.hpp>
+#include <boost/json/object.hpp>
 #include <memory>
 #include <optional>
 #include <string>
@@ -23,7 +24,8 @@ class Registry;
 }
 namespace thaw::pool {
 class PoolManager;
-}
+class GpuTable;
+}  // namespace thaw::pool
 namespace thaw::logs {
 class LogStore;
 }
@@ -57,6 +59,7 @@ struct ApiDeps {
   metrics::Registry* metrics = nullptr;
   auth::KeyStore* keys = nullptr;
   auth::TenantGate* gate = nullptr;
+  const pool::GpuTable* gpus = nullptr;  // the node's GPUs, for GET /v1/node and /metrics
 };
 
 class Api final : public HttpHandler {
@@ -97,7 +100,8 @@ class Api final : public HttpHandler {
   asio::awaitable<StatusOr<std::vector<meter::Sample>>> FetchSamples(const std::string& function,
                                                                      int64_t from_us,
                                                                      int64_t to_us);
-  void Metrics(Response& res);  // Prometheus text format
+  void Metrics(Response& res);               // Prometheus text format
+  boost::json::object NodeGpusJson() const;  // GET /v1/node's "gpus"
   asio::awaitable<void> FunctionUrl(const Peer& peer, Request& req, Response& res);
   // The caller a request's Bearer key belongs to (everyone is admin with auth off).
   std::optional<auth::Caller> Authenticate(const http::request_header<>& req) const;

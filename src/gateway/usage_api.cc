@@ -46,7 +46,8 @@ json::object PricesJson(const meter::PriceSheet& p) {
                       {"gb_second_pico", p.gb_second_pico},
                       {"cpu_second_pico", p.cpu_second_pico},
                       {"peak_gb_second_pico", p.peak_gb_second_pico},
-                      {"instance_hour_micro", p.instance_hour_micro}};
+                      {"instance_hour_micro", p.instance_hour_micro},
+                      {"gpu_second_pico", p.gpu_second_pico}};
 }
 
 json::object CostJson(int64_t micro) {
@@ -66,6 +67,7 @@ json::object UsageJson(const meter::Sums& s, int64_t p50_us, int64_t p99_us,
                       {"gb_seconds", static_cast<double>(s.billed_mb_ms) / 1024.0 / 1000.0},
                       {"cpu_seconds", static_cast<double>(s.cpu_us) / 1e6},
                       {"gpu_seconds", static_cast<double>(s.gpu_us) / 1e6},
+                      {"gpu_idle_seconds", static_cast<double>(s.gpu_idle_us) / 1e6},
                       {"peak_gb_seconds", static_cast<double>(s.peak_mb_us) / 1024.0 / 1e6},
                       {"avg_duration_ms", static_cast<double>(s.duration_us) / n / 1000.0},
                       {"p50_duration_ms", static_cast<double>(p50_us) / 1000.0},
@@ -152,7 +154,7 @@ asio::awaitable<void> Api::Usage(const auth::Caller& caller, const std::string& 
   std::vector<int64_t> durations;
   for (const auto& s : *samples) {
     meter::AddSample(s, total);
-    durations.push_back(s.duration_us);
+    if (s.status != "gpu_idle") durations.push_back(s.duration_us);
   }
   std::sort(durations.begin(), durations.end());
   JsonBody(res, http::status::ok,
@@ -188,11 +190,12 @@ asio::awaitable<void> Api::Advice(const auth::Caller& caller, const std::string&
   if (!samples.ok()) co_return StatusBody(res, samples.status());
   // Every deployed function is advised on, with or without traffic.
   std::map<std::string, std::vector<meter::Sample>> by_function;
-  std::map<std::string, int64_t> memory_mb;
+  std::map<std::string, int64_t> memory_mb, gpu_count;
   for (const auto& f : deps_.registry->List()) {
     if ((!function.empty() && f.name != function) || !Visible(caller, f.name)) continue;
     by_function[f.name];
     memory_mb[f.name] = f.versions.back()->manifest.memory_mb;
+    gpu_count[f.name] = f.versions.back()->manifest.gpu.count;
   }
   for (auto& s : *samples) {
     if (!Visible(caller, s.function)) continue;
@@ -209,6 +212,7 @@ asio::awaitable<void> Api::Advice(const auth::Caller& caller, const std::string&
     for (const auto& s : fs) meter::AddSample(s, in.sums);
     in.window_us = window_us;
     in.memory_mb = memory_mb[name];
+    in.gpu_count = gpu_count[name];
     in.busiest_hour_busy_us = meter::BusiestHourBusyUs(fs);
     meter::Advice a = meter::Advise(in, prices);
     out.push_back(json::object{{"function", ShownName(caller, name)},
@@ -221,6 +225,8 @@ asio::awaitable<void> Api::Advice(const auth::Caller& caller, const std::string&
                                {"peak_concurrency", a.peak_concurrency},
                                {"instances", a.instances},
                                {"memory_mb", in.memory_mb},
+                               {"gpu_count", in.gpu_count},
+                               {"gpu_seconds", static_cast<double>(in.sums.gpu_us) / 1e6},
                                {"serverless_cost", CostJson(a.serverless_cost_micro)},
                                {"always_on_cost", CostJson(a.always_on_cost_micro)},
                                {"warm_cost", CostJson(a.warm_cost_micro)},

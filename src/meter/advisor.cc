@@ -8,6 +8,7 @@ namespace {
 using Int128 = __int128;
 constexpr int64_t kUsPerHour = 3'600'000'000;
 constexpr int64_t kUsPerS = 1'000'000;
+constexpr int64_t kPicoPerMicro = 1'000'000;
 
 int64_t DivRoundHalfUp(Int128 num, Int128 den) {
   return static_cast<int64_t>((num * 2 + den) / (den * 2));
@@ -19,6 +20,7 @@ int64_t BusiestHourBusyUs(const std::vector<Sample>& samples) {
   std::map<int64_t, int64_t> busy;
   int64_t best = 0;
   for (const Sample& s : samples) {
+    if (s.status == "gpu_idle") continue;  // held, not busy
     int64_t& b = busy[s.start_us / kUsPerHour];
     b += s.duration_us;
     best = std::max(best, b);
@@ -46,20 +48,26 @@ Advice Advise(const AdviceInput& in, const PriceSheet& prices) {
   a.peak_concurrency = static_cast<double>(in.busiest_hour_busy_us) / kUsPerHour;
   a.instances = std::max<int64_t>(1, (in.busiest_hour_busy_us + kUsPerHour - 1) / kUsPerHour);
   a.serverless_cost_micro = LambdaCostMicro(in.sums, prices);
-  a.always_on_cost_micro =
-      DivRoundHalfUp(Int128{a.instances} * prices.instance_hour_micro * in.window_us, kUsPerHour);
-  a.warm_cost_micro =
-      DivRoundHalfUp(Int128{a.instances} * in.memory_mb * in.window_us * prices.gb_second_pico,
-                     Int128{1024} * kUsPerS * kUsPerS);
+  // An always-on GPU server holds its GPUs all the time: priced per GPU-second, like thaw's.
+  const Int128 hour_pico = Int128{prices.instance_hour_micro} * kPicoPerMicro +
+                           Int128{in.gpu_count} * prices.gpu_second_pico * 3600;
+  a.always_on_cost_micro = DivRoundHalfUp(Int128{a.instances} * hour_pico * in.window_us,
+                                          Int128{kUsPerHour} * kPicoPerMicro);
+  a.warm_cost_micro = DivRoundHalfUp(Int128{a.instances} * in.window_us *
+                                         (Int128{in.memory_mb} * prices.gb_second_pico +
+                                          Int128{in.gpu_count} * prices.gpu_second_pico * 1024),
+                                     Int128{1024} * kUsPerS * kUsPerS);
   if (in.window_us > 0) a.mean_rps = static_cast<double>(n) * kUsPerS / in.window_us;
   if (n > 0) a.cold_start_percent = 100.0 * in.sums.cold_starts / n;
   // From the unrounded bill, so tiny bills do not skew the rate.
-  const double serverless_pico = static_cast<double>(n) * static_cast<double>(prices.request_pico) +
-                                 static_cast<double>(in.sums.billed_mb_ms) *
-                                     static_cast<double>(prices.gb_second_pico) / 1'024'000.0;
+  const double serverless_pico =
+      static_cast<double>(n) * static_cast<double>(prices.request_pico) +
+      static_cast<double>(in.sums.billed_mb_ms) * static_cast<double>(prices.gb_second_pico) /
+          1'024'000.0 +
+      static_cast<double>(in.sums.gpu_us) * static_cast<double>(prices.gpu_second_pico) / 1e6;
   if (n > 0 && serverless_pico > 0) {
     // rate x (cost per request) = instances x hourly price / 3600 s.
-    a.break_even_rps = static_cast<double>(a.instances) * prices.instance_hour_micro * 1e6 * n /
+    a.break_even_rps = static_cast<double>(a.instances) * static_cast<double>(hour_pico) * n /
                        (3600.0 * serverless_pico);
   }
 

@@ -21,6 +21,7 @@ struct AdviceInput {
   int64_t window_us = 0;             // length of the window
   int64_t memory_mb = 0;             // configured memory (largest seen), for warm instances
   int64_t busiest_hour_busy_us = 0;  // sum of durations started in the busiest UTC hour
+  int64_t gpu_count = 0;             // GPUs each instance holds (manifest gpu.count)
 };
 
 enum class Recommendation { kStayServerless, kMinInstances, kAlwaysOn };
@@ -32,8 +33,10 @@ struct Advice {
   int64_t instances = 1;              // always-on instances needed (Little's law), at least 1
   double peak_concurrency = 0;        // busiest hour: arrival rate x mean duration
   int64_t serverless_cost_micro = 0;  // Lambda sheet
-  int64_t always_on_cost_micro = 0;   // instances x hourly price x window
-  int64_t warm_cost_micro = 0;        // `instances` kept warm at the GB-s price over the window
+  // instances x (hourly price + gpu_count GPU-hours) x window
+  int64_t always_on_cost_micro = 0;
+  // `instances` kept warm at the GB-s price, and their GPUs at the GPU-s price, over the window
+  int64_t warm_cost_micro = 0;
   double cold_start_percent = 0;
   double mean_rps = 0;        // invocations / window
   double break_even_rps = 0;  // serverless cost = always-on cost; 0 when there is no traffic

@@ -25,12 +25,20 @@ int64_t BilledRequests(const Sums& s) { return s.invocations - s.throttled; }
 
 int64_t LambdaCostPico(const Sample& s, const PriceSheet& p) {
   if (s.status == "throttled") return 0;
+  const int64_t gpu = static_cast<int64_t>(Int128{s.gpu_us} * p.gpu_second_pico / kUsPerS);
+  if (s.status == "gpu_idle") return gpu;
   return (s.status == "init_error" ? 0 : p.request_pico) +
          static_cast<int64_t>(Int128{s.billed_ms} * s.memory_mb * p.gb_second_pico /
-                              (kMbPerGb * kMsPerS));
+                              (kMbPerGb * kMsPerS)) +
+         gpu;
 }
 
 void AddSample(const Sample& s, Sums& sums) {
+  if (s.status == "gpu_idle") {  // GPUs held between invocations: billed, not an invocation
+    sums.gpu_us += s.gpu_us;
+    sums.gpu_idle_us += s.gpu_us;
+    return;
+  }
   if (s.status == "init_error") {  // billed and its CPU counted; not an invocation
     ++sums.init_failures;
     sums.billed_ms += s.billed_ms;
@@ -81,7 +89,7 @@ std::vector<Group> Aggregate(const std::vector<Sample>& samples, GroupBy by) {
   for (const Sample& s : samples) {
     auto& [sums, durations] = groups[by == GroupBy::kFunction ? s.function : UtcDay(s.start_us)];
     AddSample(s, sums);
-    if (s.status != "init_error") durations.push_back(s.duration_us);
+    if (s.status != "init_error" && s.status != "gpu_idle") durations.push_back(s.duration_us);
   }
   std::vector<Group> out;
   for (auto& [key, g] : groups) {
@@ -92,10 +100,11 @@ std::vector<Group> Aggregate(const std::vector<Sample>& samples, GroupBy by) {
 }
 
 int64_t LambdaCostMicro(const Sums& s, const PriceSheet& p) {
-  // Everything over the common denominator pico x (MB/GB) x (ms/s).
-  const Int128 den = Int128{kPicoPerMicro} * kMbPerGb * kMsPerS;
-  Int128 num = Int128{BilledRequests(s)} * p.request_pico * kMbPerGb * kMsPerS +
-               Int128{s.billed_mb_ms} * p.gb_second_pico;
+  // Everything over the common denominator pico x (MB/GB) x (us/s).
+  const Int128 den = Int128{kPicoPerMicro} * kMbPerGb * kUsPerS;
+  Int128 num = Int128{BilledRequests(s)} * p.request_pico * kMbPerGb * kUsPerS +
+               Int128{s.billed_mb_ms} * p.gb_second_pico * (kUsPerS / kMsPerS) +
+               Int128{s.gpu_us} * p.gpu_second_pico * kMbPerGb;
   return RoundHalfUp(num, den);
 }
 
@@ -103,7 +112,8 @@ int64_t ActualCostMicro(const Sums& s, const PriceSheet& p) {
   const Int128 den = Int128{kPicoPerMicro} * kMbPerGb * kUsPerS;
   Int128 num = Int128{BilledRequests(s)} * p.request_pico * kMbPerGb * kUsPerS +
                Int128{s.cpu_us} * p.cpu_second_pico * kMbPerGb +
-               Int128{s.peak_mb_us} * p.peak_gb_second_pico;
+               Int128{s.peak_mb_us} * p.peak_gb_second_pico +
+               Int128{s.gpu_us} * p.gpu_second_pico * kMbPerGb;
   return RoundHalfUp(num, den);
 }
 

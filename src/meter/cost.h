@@ -19,6 +19,9 @@ struct PriceSheet {
   int64_t cpu_second_pico = 24'000'000;     // $0.000024 per CPU-s (actual-use sheet)
   int64_t peak_gb_second_pico = 2'500'000;  // $0.0000025 per peak GB-s (actual-use sheet)
   int64_t instance_hour_micro = 20'800;     // $0.0208 per always-on instance hour (advisor)
+  // Per second of one GPU held, on both sheets and in the advisor. An assumption: Modal's
+  // published H100 rate ($0.001097/s, Dec 2025); thaw's operator sets their own.
+  int64_t gpu_second_pico = 1'097'000'000;
 };
 
 // The columns of one invocation record that usage and cost need.
@@ -32,7 +35,9 @@ struct Sample {
   int64_t cpu_us = 0;
   int64_t gpu_us = 0;
   bool cold_start = false;
-  std::string status;  // success | error | timeout | crash | throttled | init_error
+  // success | error | timeout | crash | throttled | init_error | gpu_idle (the GPU time an
+  // instance held its GPUs outside invocations, recorded when it goes; not an invocation)
+  std::string status;
   std::string tenant;
 };
 
@@ -47,8 +52,9 @@ struct Sums {
   int64_t billed_ms = 0;
   int64_t billed_mb_ms = 0;  // sum of billed_ms x memory_mb
   int64_t cpu_us = 0;
-  int64_t gpu_us = 0;
-  int64_t peak_mb_us = 0;  // sum of duration_us x max_memory_used_mb
+  int64_t gpu_us = 0;       // GPU-microseconds billed: invocations' and idle-but-held
+  int64_t gpu_idle_us = 0;  // the idle-but-held part of gpu_us
+  int64_t peak_mb_us = 0;   // sum of duration_us x max_memory_used_mb
   int64_t duration_us = 0;
 };
 
@@ -70,13 +76,15 @@ std::string UtcDay(int64_t wall_us);
 
 // Requests that are billed: all but the throttled (refused calls cost nothing, as on Lambda).
 int64_t BilledRequests(const Sums& s);
-// Lambda sheet: billed requests x request price + billed GB-s x GB-s price (GB = 1024 MB).
+// Lambda sheet: billed requests x request price + billed GB-s x GB-s price (GB = 1024 MB)
+// + GPU-s x GPU price.
 int64_t LambdaCostMicro(const Sums& s, const PriceSheet& p);
 // One invocation on the Lambda sheet in pico-dollars (truncated), for running totals such as
 // a tenant's month-to-date spend.
 int64_t LambdaCostPico(const Sample& s, const PriceSheet& p);
 // Actual-use sheet: billed requests x request price + CPU-s x CPU price + peak GB-s x peak price,
-// where peak GB-s is the peak memory actually used x the real (unrounded) duration.
+// where peak GB-s is the peak memory actually used x the real (unrounded) duration; + GPU-s x
+// GPU price (a GPU held is used, whatever its utilisation).
 int64_t ActualCostMicro(const Sums& s, const PriceSheet& p);
 // "$1.234567": micro-dollars, exact.
 std::string FormatDollars(int64_t micro);

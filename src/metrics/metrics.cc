@@ -154,6 +154,24 @@ std::string Registry::Render(const Gauges& gauges) const {
          std::to_string(gauges.log_lines_dropped_queue_full) + "\n";
   out += "thaw_log_lines_dropped_total{reason=\"write_failed\"} " +
          std::to_string(gauges.log_lines_dropped_write_failed) + "\n";
+  if (gauges.gpus.empty()) return out;
+  Header(out, "thaw_gpu_held", "gauge", "1 while an instance holds the GPU (holder), else 0.");
+  for (const auto& g : gauges.gpus) {
+    out += "thaw_gpu_held{gpu=\"" + std::to_string(g.index) + "\",name=\"" + EscapeLabel(g.name) +
+           "\",holder=\"" + EscapeLabel(g.holder) + "\"} " + (g.holder.empty() ? "0" : "1") + "\n";
+  }
+  Header(out, "thaw_gpu_memory_used_bytes", "gauge", "GPU memory in use (NVML).");
+  for (const auto& g : gauges.gpus) {
+    if (g.memory_used_bytes < 0) continue;
+    out += "thaw_gpu_memory_used_bytes{gpu=\"" + std::to_string(g.index) + "\"} " +
+           std::to_string(g.memory_used_bytes) + "\n";
+  }
+  Header(out, "thaw_gpu_utilization_percent", "gauge", "GPU busy time, last sample (NVML).");
+  for (const auto& g : gauges.gpus) {
+    if (g.utilization_percent < 0) continue;
+    out += "thaw_gpu_utilization_percent{gpu=\"" + std::to_string(g.index) + "\"} " +
+           std::to_string(g.utilization_percent) + "\n";
+  }
   return out;
 }
 

@@ -53,6 +53,13 @@ struct Gauges {
   // Function log lines that never reached their file, since start (logs::DroppedLines).
   int64_t log_lines_dropped_queue_full = 0;
   int64_t log_lines_dropped_write_failed = 0;
+  struct Gpu {
+    int index = 0;
+    std::string name, holder;        // holder empty: free
+    int64_t memory_used_bytes = -1;  // -1: unknown (no NVML)
+    int64_t utilization_percent = -1;
+  };
+  std::vector<Gpu> gpus;
 };
 
 class Registry {

@@ -118,7 +118,7 @@ void FunctionPool::LaunchFailed(const InstancePtr& inst, const Status& why) {
     if (!inst->endpoint.empty()) fx.closes.push_back(inst->endpoint);
     if (instances_.count(inst->id)) {
       InitFailedLocked(*inst, fx);
-      EraseInstanceLocked(inst->id);
+      EraseInstanceLocked(inst->id, fx);
     }
   }
   Apply(fx);
@@ -168,6 +168,7 @@ void FunctionPool::LaunchInstance(const InstancePtr& inst) {
     inst->cgroup = version_->function + "-" + std::to_string(version_->version) + "-" +
                    std::to_string(inst->id) + "-" + RandomHex(4);
     req.cgroup = inst->cgroup;
+    AddGpusLocked(*inst, req);
   }
   req.stdout_fd = out[1];
   req.stderr_fd = err[1];

@@ -13,6 +13,7 @@
 #include "logs/log_store.h"
 #include "meter/meter.h"
 #include "metrics/metrics.h"
+#include "pool/gpu_table.h"
 #include "pool/lambda_env.h"
 #include "pool/pool_internal.h"
 #include "sandbox/spawner.h"
@@ -105,14 +106,19 @@ void FunctionPool::Submit(InvocationPtr inv) {
           break;
         case Admission::Kind::kQueueAndStart:
           if (NewInstanceLocked(fx) == nullptr) {
+            // No free GPU, but instances of this function will serve it: wait for them.
+            if (start_refusal_.code() == StatusCode::kResourceExhausted && !instances_.empty()) {
+              queue_.push_back(std::move(inv));
+              break;
+            }
             Result r;
-            r.kind = Result::Kind::kThrottled;
-            r.error_type = "TooManyRequestsException";
-            r.error_message = "Rate Exceeded: the node's memory budget (node_memory_mb " +
-                              std::to_string(ctx_->node_memory_mb) +
-                              " MB) has no room for another " +
-                              std::to_string(version_->manifest.memory_mb) + " MB instance of " +
-                              version_->function;
+            r.kind = start_refusal_.code() == StatusCode::kFailedPrecondition
+                         ? Result::Kind::kUnavailable
+                         : Result::Kind::kThrottled;
+            r.error_type = r.kind == Result::Kind::kThrottled ? "TooManyRequestsException"
+                                                              : "ResourceNotReadyException";
+            r.error_message = (r.kind == Result::Kind::kThrottled ? "Rate Exceeded: " : "") +
+                              start_refusal_.message();
             RecordLocked(inv, r, "throttled", 0, fx);
             Fail(std::move(inv), std::move(r), fx);
             break;
@@ -150,8 +156,22 @@ void FunctionPool::Fail(InvocationPtr inv, Result result, Effects& fx) {
 
 FunctionPool::InstancePtr FunctionPool::NewInstanceLocked(Effects& fx) {
   const int64_t memory_mb = version_->manifest.memory_mb;
-  if (ctx_->manager != nullptr && !ctx_->manager->ReserveMemory(memory_mb)) return nullptr;
+  auto gpus = TakeGpusLocked(next_instance_id_);
+  if (!gpus.ok()) {
+    start_refusal_ = gpus.status();
+    return nullptr;
+  }
+  if (ctx_->manager != nullptr && !ctx_->manager->ReserveMemory(memory_mb)) {
+    if (ctx_->gpus != nullptr) ctx_->gpus->Release(*gpus);
+    start_refusal_ =
+        Status(StatusCode::kResourceExhausted,
+               "the node's memory budget (node_memory_mb " + std::to_string(ctx_->node_memory_mb) +
+                   " MB) has no room for another " + std::to_string(memory_mb) +
+                   " MB instance of " + version_->function);
+    return nullptr;
+  }
   auto inst = std::make_shared<Instance>();
+  inst->gpus = std::move(*gpus);
   inst->reserved_mb = ctx_->manager != nullptr ? memory_mb : 0;
   inst->id = next_instance_id_++;
   inst->spawned_us = ctx_->clock->MonoMicros();
@@ -203,11 +223,12 @@ void FunctionPool::Instance::Transition(Lifecycle to) {
   lifecycle = to;
 }
 
-void FunctionPool::EraseInstanceLocked(uint64_t instance_id) {
+void FunctionPool::EraseInstanceLocked(uint64_t instance_id, Effects& fx) {
   auto it = instances_.find(instance_id);
   if (it == instances_.end()) return;
   it->second->Transition(Lifecycle::kGone);
   if (it->second->reserved_mb > 0) ctx_->manager->ReleaseMemory(it->second->reserved_mb);
+  ReleaseGpusLocked(*it->second, fx);
   instances_.erase(it);
 }
 
@@ -312,6 +333,7 @@ void FunctionPool::RecordLocked(const InvocationPtr& inv, const Result& r, const
   rec.memory_mb = version_->manifest.memory_mb;
   rec.max_memory_used_mb = max_memory_mb;
   rec.cpu_us = r.cpu_us;
+  rec.gpu_us = GpuMicros(r.duration_us);
   rec.cold_start = r.cold_start;
   rec.init_us = r.init_us;
   rec.status = status;
@@ -371,6 +393,7 @@ void FunctionPool::FinishLocked(Instance& inst, const InvocationPtr& inv, Result
       break;
   }
   RecordLocked(inv, result, status, inst.peak_rss_mb, fx);
+  inst.gpu_billed_us += GpuMicros(result.duration_us);
   if (inst.inflight() == 0) inst.idle_since_us = now;
   if (inv->handler) {
     fx.results.emplace_back(std::move(*inv->handler), std::move(result));
@@ -542,7 +565,7 @@ void FunctionPool::OnExit(uint64_t instance_id, const sandbox::ExitEvent& exit) 
       FinishLocked(*inst, inv, std::move(r), fx);
     }
     fx.closes.push_back(inst->endpoint);
-    EraseInstanceLocked(instance_id);
+    EraseInstanceLocked(instance_id, fx);
     ApplyTickLocked(fx);  // replace it if work is waiting or min_instances asks
   }
   Apply(fx);
@@ -605,7 +628,7 @@ void FunctionPool::ApplyTickLocked(Effects& fx) {
   if (now < restart_not_before_us_) plan.start = 0;
   for (uint64_t id : plan.stop) StopInstanceLocked(*instances_.at(id), fx);
   for (int64_t i = 0; i < plan.start; ++i) {
-    if (NewInstanceLocked(fx) == nullptr) break;  // the node's memory budget is full
+    if (NewInstanceLocked(fx) == nullptr) break;  // no room: memory budget or GPUs
   }
 }
 

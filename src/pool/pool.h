@@ -31,6 +31,7 @@
 #include "common/unique_fd.h"
 #include "pool/policy.h"
 #include "registry/registry.h"
+#include "sandbox/gpu.h"
 #include "sandbox/spawner.h"
 
 namespace thaw::sandbox {
@@ -144,6 +145,8 @@ class RuntimeEndpoints {
   virtual void Close(const std::string& key) = 0;
 };
 
+class GpuTable;
+
 struct PoolContext {
   asio::any_io_executor executor;
   sandbox::SpawnerClient* spawner = nullptr;
@@ -163,6 +166,7 @@ struct PoolContext {
   int64_t pids_max = 1024;                    // per instance, where cgroups exist
   int64_t node_memory_mb = int64_t{1} << 40;  // memory_mb of all live instances together
   int64_t log_rate_bytes = 1 << 20;           // per instance per second, with a burst of as much
+  GpuTable* gpus = nullptr;                   // the node's GPUs (gpu_table.h); null: none
 };
 
 struct PoolStats {
@@ -238,10 +242,20 @@ class FunctionPool : public std::enable_shared_from_this<FunctionPool> {
   struct Effects;
   PoolView ViewLocked() const;
   Limits LimitsLocked() const;
-  // Null when the node's memory budget has no room for one more.
+  // Null when the node's memory budget, or its GPUs, have no room for one more; then
+  // start_refusal_ says why.
   InstancePtr NewInstanceLocked(Effects& fx);
-  // Forgets a gone instance and gives its memory back.
-  void EraseInstanceLocked(uint64_t instance_id);
+  // Forgets a gone instance and gives its memory and GPUs back.
+  void EraseInstanceLocked(uint64_t instance_id, Effects& fx);
+  // GPU functions (gpu_hooks.cc): takes the GPUs an instance of this version needs (none for
+  // others), or says why it cannot; and gives an instance's back, metering the GPU time it
+  // held them without running an invocation.
+  StatusOr<std::vector<sandbox::GpuDevice>> TakeGpusLocked(uint64_t instance_id);
+  void ReleaseGpusLocked(Instance& instance, Effects& fx);
+  // Its GPUs' environment, device nodes and device cgroup denials, on its spawn request.
+  void AddGpusLocked(const Instance& instance, sandbox::SpawnRequest& request) const;
+  // GPU-microseconds an invocation of `duration_us` holds: every GPU of its instance.
+  int64_t GpuMicros(int64_t duration_us) const;
   void LaunchInstance(const InstancePtr& instance);
   // The spawner's answer for `instance`: its log pipes' read ends are `out` and `err`.
   void OnSpawned(const InstancePtr& instance, StatusOr<sandbox::Spawned> spawned,
@@ -286,6 +300,7 @@ class FunctionPool : public std::enable_shared_from_this<FunctionPool> {
   int64_t init_failures_in_a_row_ = 0;         // guarded by mu_
   std::string last_init_error_;                // guarded by mu_
   int64_t restart_not_before_us_ = 0;          // guarded by mu_: init back-off (monotonic)
+  Status start_refusal_ = Status::Ok();        // guarded by mu_: see NewInstanceLocked
 };
 
 // All pools, keyed by function, version and whether they serve $LATEST, plus the pid -> instance

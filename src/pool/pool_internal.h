@@ -59,6 +59,10 @@ struct FunctionPool::Instance {
   int64_t peak_rss_mb = 0;
   bool memory_sample_due = false;  // it answered since the tick last read its peak memory
   sandbox::CpuCounter cpu;         // the instance's CPU time: its cgroup's, else its process's
+  // GPU functions: the GPUs it holds until it is erased, and the GPU-microseconds its
+  // invocations were billed (the rest of the time it held them is metered as idle).
+  std::vector<sandbox::GpuDevice> gpus;
+  int64_t gpu_billed_us = 0;
 
   int64_t inflight() const { return static_cast<int64_t>(assigned.size() + active.size()); }
   // What the scheduling policy sees.

@@ -39,6 +39,48 @@ StatusOr<std::string> ReadString(const YAML::Node& node, const std::string& fiel
   return node.Scalar();
 }
 
+// `gpu: N` (a count) or `gpu: {count: N, memory_gb: M, kind: "H200"}`.
+StatusOr<GpuSpec> ReadGpu(const YAML::Node& node) {
+  GpuSpec gpu;
+  if (node.IsScalar()) {
+    auto v = ReadInt(node, "gpu", 0, kMaxGpusPerInstance);
+    if (!v.ok()) return v.status();
+    gpu.count = *v;
+    return gpu;
+  }
+  if (!node.IsMap()) return FieldError("gpu", "must be a count or {count, memory_gb, kind}");
+  bool has_count = false;
+  std::set<std::string> seen;
+  for (const auto& kv : node) {
+    if (!kv.first.IsScalar()) return FieldError("gpu", "keys must be plain names");
+    const std::string key = kv.first.Scalar();
+    const std::string field = "gpu." + key;
+    if (!seen.insert(key).second) return FieldError(field, "given more than once");
+    if (key == "count") {
+      auto v = ReadInt(kv.second, field, 0, kMaxGpusPerInstance);
+      if (!v.ok()) return v.status();
+      gpu.count = *v;
+      has_count = true;
+    } else if (key == "memory_gb") {
+      auto v = ReadInt(kv.second, field, 0, 4096);
+      if (!v.ok()) return v.status();
+      gpu.memory_gb = *v;
+    } else if (key == "kind") {
+      auto v = ReadString(kv.second, field);
+      if (!v.ok()) return v.status();
+      if (v->empty() || v->size() > 64) return FieldError(field, "must be 1-64 characters");
+      gpu.kind = *v;
+    } else {
+      return FieldError(field, "unknown key (expected count, memory_gb or kind)");
+    }
+  }
+  if (!has_count) return FieldError("gpu.count", "is required");
+  if (gpu.count == 0 && (gpu.memory_gb > 0 || !gpu.kind.empty())) {
+    return FieldError("gpu.count", "must be at least 1 when memory_gb or kind is given");
+  }
+  return gpu;
+}
+
 }  // namespace
 
 StatusOr<Runtime> ParseRuntime(const std::string& name) {
@@ -247,8 +289,9 @@ StatusOr<Manifest> ParseManifest(const std::string& yaml_text, const std::string
       }
       m.network = *v == "none" ? Network::kNone : Network::kEgress;
     } else if (key == "gpu") {
-      auto v = ReadInt(value, key, 0, 0);
-      if (!v.ok()) return FieldError(key, "GPU instances are not supported by this build yet");
+      auto v = ReadGpu(value);
+      if (!v.ok()) return v.status();
+      m.gpu = *v;
     } else if (key == "batch" || key == "openai") {
       return FieldError(key, "not supported by this build yet");
     } else {
@@ -292,6 +335,9 @@ Status CheckManifest(const Manifest& m) {
       m.min_instances > m.max_instances) {
     return field("min_instances", "must be 0..max_instances, and max_instances 1-1000");
   }
+  if (m.gpu.count < 0 || m.gpu.count > kMaxGpusPerInstance) {
+    return field("gpu.count", "must be 0-" + std::to_string(kMaxGpusPerInstance));
+  }
   if (auto problem = EnvironmentProblem(m.environment)) {
     return field(problem->first, problem->second);
   }
@@ -301,20 +347,23 @@ Status CheckManifest(const Manifest& m) {
 json::object ManifestToJsonObject(const Manifest& m) {
   json::object env;
   for (const auto& [k, v] : m.environment) env[k] = v;
-  return json::object{{"name", m.name},
-                      {"runtime", RuntimeName(m.runtime)},
-                      {"handler", m.handler},
-                      {"memory_mb", m.memory_mb},
-                      {"timeout_ms", m.timeout_ms},
-                      {"concurrency", m.concurrency},
-                      {"min_instances", m.min_instances},
-                      {"max_instances", m.max_instances},
-                      {"idle_timeout_s", m.idle_timeout_s},
-                      {"environment", std::move(env)},
-                      {"runtime_name", m.runtime_name},
-                      {"description", m.description},
-                      {"url_auth", m.url_public ? "none" : "key"},
-                      {"network", NetworkName(m.network)}};
+  return json::object{
+      {"name", m.name},
+      {"runtime", RuntimeName(m.runtime)},
+      {"handler", m.handler},
+      {"memory_mb", m.memory_mb},
+      {"timeout_ms", m.timeout_ms},
+      {"concurrency", m.concurrency},
+      {"min_instances", m.min_instances},
+      {"max_instances", m.max_instances},
+      {"idle_timeout_s", m.idle_timeout_s},
+      {"environment", std::move(env)},
+      {"runtime_name", m.runtime_name},
+      {"description", m.description},
+      {"url_auth", m.url_public ? "none" : "key"},
+      {"network", NetworkName(m.network)},
+      {"gpu",
+       json::object{{"count", m.gpu.count}, {"memory_gb", m.gpu.memory_gb}, {"kind", m.gpu.kind}}}};
 }
 
 std::string ManifestToJson(const Manifest& m) { return JsonText(ManifestToJsonObject(m)); }
@@ -349,6 +398,12 @@ StatusOr<Manifest> ManifestFromJson(const std::string& json_text) {
     if (auto* d = o.if_contains("description")) m.description = json::value_to<std::string>(*d);
     if (auto* n = o.if_contains("network"); n != nullptr && n->is_string()) {
       m.network = n->as_string() == "none" ? Network::kNone : Network::kEgress;
+    }
+    if (auto* g = o.if_contains("gpu"); g != nullptr && g->is_object()) {
+      const json::object& go = g->as_object();
+      m.gpu.count = go.at("count").to_number<int64_t>();
+      m.gpu.memory_gb = go.at("memory_gb").to_number<int64_t>();
+      m.gpu.kind = json::value_to<std::string>(go.at("kind"));
     }
     return m;
   } catch (const std::exception& e) {

@@ -24,6 +24,15 @@ enum class Network { kEgress, kNone };
 
 const char* NetworkName(Network network);
 
+// gpu: whole GPUs an instance holds, exclusively, for its lifetime (src/dispatch/gpu_assign.h).
+struct GpuSpec {
+  int64_t count = 0;      // 0: no GPU
+  int64_t memory_gb = 0;  // the least memory each GPU must have; 0: any
+  std::string kind;       // a substring the GPU's name must contain ("H200"); empty: any
+};
+
+inline constexpr int64_t kMaxGpusPerInstance = 8;
+
 struct Manifest {
   std::string name;
   Runtime runtime = Runtime::kProvided;
@@ -41,6 +50,7 @@ struct Manifest {
   bool url_public = false;  // url_auth: none — the function URL needs no key
   std::string description;  // free text (Lambda's Description)
   Network network = Network::kEgress;
+  GpuSpec gpu;
 };
 
 // Maps a runtime name (thaw's, or a Lambda name such as python3.11) onto a Runtime. The error

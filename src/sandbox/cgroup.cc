@@ -76,15 +76,22 @@ std::vector<std::string> SubDirs(const std::string& dir) {
 
 class CgroupV1 final : public Cgroups {
  public:
-  explicit CgroupV1(std::string root) : root_(std::move(root)) {}
-  std::string Describe() const override { return "cgroup v1 (memory, cpu, cpuacct, pids)"; }
+  explicit CgroupV1(std::string root)
+      : root_(std::move(root)), devices_(PathExists(root_ + "/devices/cgroup.procs")) {
+    controllers_.assign(std::begin(kControllers), std::end(kControllers));
+    if (devices_) controllers_.push_back("devices");
+  }
+  std::string Describe() const override {
+    return devices_ ? "cgroup v1 (memory, cpu, cpuacct, pids, devices)"
+                    : "cgroup v1 (memory, cpu, cpuacct, pids)";
+  }
 
   std::string Dir(const char* controller, const std::string& name) const {
     return root_ + "/" + controller + "/thaw/" + name;
   }
 
   Status Create(const std::string& name, const CgroupLimits& l) override {
-    for (const char* c : kControllers) {
+    for (const char* c : controllers_) {
       THAW_RETURN_IF_ERROR(MakeDir(root_ + "/" + c + "/thaw"));
       THAW_RETURN_IF_ERROR(MakeDir(Dir(c, name)));
     }
@@ -108,7 +115,7 @@ class CgroupV1 final : public Cgroups {
   }
 
   Status AddProcess(const std::string& name, pid_t pid) override {
-    for (const char* c : kControllers) {
+    for (const char* c : controllers_) {
       THAW_RETURN_IF_ERROR(WriteValue(Dir(c, name) + "/cgroup.procs", std::to_string(pid)));
     }
     return Status::Ok();
@@ -134,7 +141,7 @@ class CgroupV1 final : public Cgroups {
 
   Status Remove(const std::string& name) override {
     Status result = Status::Ok();
-    for (const char* c : kControllers) {
+    for (const char* c : controllers_) {
       std::string d = Dir(c, name);
       if (::rmdir(d.c_str()) != 0 && errno != ENOENT)
         result = ErrnoStatus("remove cgroup", d, errno);
@@ -144,16 +151,29 @@ class CgroupV1 final : public Cgroups {
 
   std::vector<std::string> Names() const override {
     std::set<std::string> names;  // a cgroup may be left in some hierarchies and not others
-    for (const char* c : kControllers) {
+    for (const char* c : controllers_) {
       for (auto& n : SubDirs(root_ + "/" + c + "/thaw")) names.insert(std::move(n));
     }
     return {names.begin(), names.end()};
+  }
+
+  Status DenyDevices(const std::string& name, const std::vector<DeviceNumber>& denied) override {
+    if (!devices_) {
+      return FailedPrecondition("failed to deny devices on cgroup " + name +
+                                ": the v1 devices controller is not mounted at " + root_);
+    }
+    for (const std::string& line : DeviceDenyLines(denied)) {
+      THAW_RETURN_IF_ERROR(WriteValue(Dir("devices", name) + "/devices.deny", line));
+    }
+    return Status::Ok();
   }
 
   static constexpr const char* kControllers[] = {"memory", "cpu", "cpuacct", "pids"};
 
  private:
   std::string root_;
+  bool devices_;  // the devices hierarchy is mounted: instances get a cgroup there too
+  std::vector<const char*> controllers_;
 };
 
 class CgroupV2 final : public Cgroups {
@@ -205,6 +225,12 @@ class CgroupV2 final : public Cgroups {
   }
 
   std::vector<std::string> Names() const override { return SubDirs(root_ + "/thaw"); }
+
+  Status DenyDevices(const std::string& name, const std::vector<DeviceNumber>& denied) override {
+    auto program = LoadDenyProgram(denied);
+    if (!program.ok()) return program.status();
+    return AttachDeviceProgram(program->get(), Dir(name));
+  }
 
   Status Remove(const std::string& name) override {
     std::string d = Dir(name);

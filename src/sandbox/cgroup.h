@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "sandbox/gpu.h"
 
 namespace thaw::sandbox {
 
@@ -48,6 +49,10 @@ class Cgroups {
   // The file holding the cgroup's CPU counter (for a reader that keeps it open) and how to
   // parse it; see CpuCounter.
   virtual std::string CpuFile(const std::string& name) const = 0;
+  // Refuses the processes in `name` every access to the `denied` device nodes (another
+  // instance's GPUs): v1 writes devices.deny, v2 attaches a BPF device program. Called as root
+  // from inside the cgroup, before exec. An error when the backend has no device control.
+  virtual Status DenyDevices(const std::string& name, const std::vector<DeviceNumber>& denied) = 0;
   // SIGKILLs every process in it.
   virtual Status Kill(const std::string& name) = 0;
   // Removes it; it must be empty (kill first, and wait for the processes to be reaped).

@@ -143,6 +143,25 @@ Status HideMountSources() {
   return Status::Ok();
 }
 
+// Binds one host device node at <root>/dev/<its name>: nosuid and noexec, but not nodev.
+Status BindDevice(const std::string& root, const std::string& src) {
+  const std::string dst = root + "/dev/" + src.substr(src.rfind('/') + 1);
+  int fd = ::open(dst.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+  if (fd < 0) return Fail("create", dst);
+  ::close(fd);
+  // SAFETY: inside the child's private mount namespace; only the nodes thaw chose for this
+  // instance (its own GPUs and the shared control nodes) appear; its device cgroup refuses
+  // the other GPUs' numbers even through a node made some other way.
+  if (::mount(src.c_str(), dst.c_str(), nullptr, MS_BIND, nullptr) != 0) {
+    return Fail("bind-mount " + src, dst);
+  }
+  if (::mount(nullptr, dst.c_str(), nullptr, MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NOEXEC,
+              nullptr) != 0) {
+    return Fail("remount nosuid,noexec", dst);
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 std::string HideHostPathsInMountInfo(std::string_view mountinfo) {
@@ -227,6 +246,7 @@ Status PrepareJail(const JailSpec& spec) {
 Status EnterJail(const JailSpec& spec) {
   const std::string& root = spec.root;
   THAW_RETURN_IF_ERROR(BindReadOnly(spec.bundle_dir, root + kTaskRoot));
+  for (const std::string& device : spec.devices) THAW_RETURN_IF_ERROR(BindDevice(root, device));
   // SAFETY: pivot_root then detach the old root: the host filesystem (thaw's data dir, the
   // admin key, other bundles) is no longer reachable from this mount namespace.
   const std::string old_root = root + "/.old";

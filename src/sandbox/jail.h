@@ -29,6 +29,9 @@ struct JailSpec {
   gid_t gid = 65534;
   // Rootless: the instance keeps the ids it has (thaw's, mapped into its user namespace).
   bool keep_ids = false;
+  // Host device nodes (a GPU instance's /dev/nvidiaN, nvidiactl, nvidia-uvm) bound into the
+  // jail's /dev under their own names by EnterJail.
+  std::vector<std::string> devices;
 };
 
 inline constexpr char kTaskRoot[] = "/var/task";

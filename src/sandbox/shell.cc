@@ -93,6 +93,7 @@ Status ApplyRlimits(const SpawnerSetup& setup, const CgroupLimits& limits) {
     jail.uid = spec.uid;
     jail.gid = spec.uid;
     jail.keep_ids = setup.mode == Isolation::kRootless;
+    jail.devices = spec.gpu_bind;
     for (Status st : {EnterJail(jail), DropPrivileges(jail)}) {
       if (!st.ok()) fail(st.message());
     }
@@ -118,10 +119,34 @@ Status ApplyRlimits(const SpawnerSetup& setup, const CgroupLimits& limits) {
   _exit(127);
 }
 
+std::string JoinSpawnList(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& item : items) {
+    if (!out.empty()) out += '\n';
+    out += item;
+  }
+  return out;
+}
+
+std::vector<std::string> SplitSpawnList(const std::string& field) {
+  std::vector<std::string> out;
+  for (size_t start = 0; start < field.size();) {
+    size_t nl = field.find('\n', start);
+    if (nl == std::string::npos) nl = field.size();
+    out.push_back(field.substr(start, nl - start));
+    start = nl + 1;
+  }
+  return out;
+}
+
+size_t SpawnUidField(const std::vector<std::string>& fields) {
+  return 4 + std::stoul(fields[2]) + std::stoul(fields[3]) + 5;
+}
+
 StatusOr<ChildSpec> ParseSpawn(const std::vector<std::string>& fields) {
   if (fields.size() < 4) return InvalidArgument("malformed spawn request");
   size_t argc = std::stoul(fields[2]), envc = std::stoul(fields[3]);
-  if (argc == 0 || fields.size() != 4 + argc + envc + 7) {
+  if (argc == 0 || fields.size() != 4 + argc + envc + 9) {
     return InvalidArgument("malformed spawn request");
   }
   ChildSpec spec;
@@ -136,6 +161,8 @@ StatusOr<ChildSpec> ParseSpawn(const std::vector<std::string>& fields) {
   spec.limits.cpu_weight = std::stoll(fields[i + 4]);
   spec.uid = static_cast<uid_t>(std::stoul(fields[i + 5]));
   spec.private_network = fields[i + 6] == "1";
+  spec.gpu_bind = SplitSpawnList(fields[i + 7]);
+  spec.gpu_deny = SplitSpawnList(fields[i + 8]);
   if (spec.uid == 0) return InvalidArgument("refusing to run an instance as root");
   return spec;
 }
@@ -164,6 +191,19 @@ Status PrepareShell(const SpawnerSetup& setup, const Shell& shell, UniqueFd& api
   return seccomp.status();
 }
 
+// A GPU instance's device cgroup refuses the other GPUs' nodes before anything of the
+// function runs (the shell is already in its cgroup, and still root).
+Status DenyOtherGpus(const SpawnerSetup& setup, const Shell& shell, const ChildSpec& spec) {
+  if (spec.gpu_deny.empty()) return Status::Ok();
+  if (setup.cgroups == nullptr || shell.cgroup.empty()) {
+    return FailedPrecondition(
+        "failed to isolate GPUs on instance: device control needs cgroups (thaw as root)");
+  }
+  auto denied = DeviceNumbersOf(spec.gpu_deny);
+  if (!denied.ok()) return denied.status();
+  return setup.cgroups->DenyDevices(shell.cgroup, *denied);
+}
+
 // The shell's side: prepare, wait for the request (with the log pipe fds), hand the private
 // Runtime API listener over, then go the way of every child. Errors travel back on the control
 // socket, which exec closes.
@@ -179,6 +219,10 @@ Status PrepareShell(const SpawnerSetup& setup, const Shell& shell, UniqueFd& api
   if (!prepared.ok() || !spec.ok()) {
     const std::string& why = prepared.ok() ? spec.status().message() : prepared.message();
     (void)!::write(control, why.data(), why.size());
+    _exit(127);
+  }
+  if (Status st = DenyOtherGpus(setup, shell, *spec); !st.ok()) {
+    (void)!::write(control, st.message().data(), st.message().size());
     _exit(127);
   }
   if (api.valid()) {

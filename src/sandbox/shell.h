@@ -40,11 +40,20 @@ struct ChildSpec {
   CgroupLimits limits;
   uid_t uid = 65534;
   bool private_network = false;
+  // GPU instances: host device nodes bound into the jail's /dev, and those its device cgroup
+  // denies (see sandbox/gpu.h).
+  std::vector<std::string> gpu_bind, gpu_deny;
 };
 
 // A spawn request as the spawner receives it: [op, cwd, argc, envc, argv..., env..., bundle,
-// cgroup, mem, pids, cpu, uid, net]; SpawnerClient::Spawn writes it.
+// cgroup, mem, pids, cpu, uid, net, gpu_bind, gpu_deny] (the lists '\n'-joined);
+// SpawnerClient::Spawn writes it.
 StatusOr<ChildSpec> ParseSpawn(const std::vector<std::string>& fields);
+// Where the uid is among those fields (the spawner fills it in); fields must have parsed.
+size_t SpawnUidField(const std::vector<std::string>& fields);
+// The '\n'-joined form of a list of paths in a spawn request, and back.
+std::string JoinSpawnList(const std::vector<std::string>& items);
+std::vector<std::string> SplitSpawnList(const std::string& field);
 
 // Runs in the forked (or cloned) child: becomes the runtime process or exits 127 after
 // reporting why through `status_fd` (close-on-exec: a successful exec closes it unwritten).

@@ -189,7 +189,7 @@ void Spawner::Spawn(const std::string& id, std::vector<std::string> fields,
                                 " instance uids are in use (raise instance_uids)");
     }
     uid = *taken;
-    fields[fields.size() - 2] = std::to_string(uid);  // [..., uid, net]: the jailed uid
+    fields[SpawnUidField(fields)] = std::to_string(uid);  // the jailed uid
   }
   SpawnInShell(id, *spec, std::move(fields), fds, uid);
 }
@@ -611,6 +611,8 @@ void SpawnerClient::Spawn(const SpawnRequest& request, SpawnDone done) {
   AppendField(msg, std::to_string(request.limits.cpu_weight));
   AppendField(msg, "65534");  // the jailed uid: the spawner's to choose (uid_pool.h)
   AppendField(msg, request.private_network ? "1" : "0");
+  AppendField(msg, JoinSpawnList(request.gpu_bind));
+  AppendField(msg, JoinSpawnList(request.gpu_deny));
   if (msg.size() + 32 > kMaxMessage) return done(InvalidArgument("spawn request too large"));
   int fds[2] = {request.stdout_fd, request.stderr_fd};
   Status failed;

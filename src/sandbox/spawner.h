@@ -49,6 +49,10 @@ struct SpawnRequest {
   // with its Runtime API listener made inside it at kPrivateRuntimeApi (jail.h). Refused
   // under Isolation::kPlain, which cannot enforce it.
   bool private_network = false;
+  // GPU instances: host device nodes bound into the jail, and those its device cgroup denies
+  // (sandbox/gpu.h). Isolation::kPlain ignores both: such an instance could open every GPU and
+  // only CUDA_VISIBLE_DEVICES steers it (GET /v1/node says so).
+  std::vector<std::string> gpu_bind, gpu_deny;
 };
 
 struct Spawned {

@@ -4,6 +4,7 @@
 #include <cstdlib>
 
 #include "common/cidr.h"
+#include "sandbox/gpu.h"
 
 namespace thaw::server {
 
@@ -49,6 +50,9 @@ const std::vector<Knob> kKnobs = {
     {"log_queue_bytes", "bytes of log lines waiting for the disk (more are dropped and counted)"},
     {"log_file_bytes", "a function's log file rotates before it would pass this size"},
     {"log_files_kept", "rotated log files kept per function (0: only the current one)"},
+    {"gpus", "GPUs: empty asks NVML; \"none\"; or a static list \"0,1\" / \"0:H200:141\""},
+    {"gpu_device_dir", "where GPU device nodes (nvidiaN, nvidiactl, nvidia-uvm) are"},
+    {"price_gpu_second_pico", "pico-dollars per GPU-second held (both sheets, advisor)"},
 };
 
 namespace {
@@ -172,6 +176,20 @@ Status ApplyConfigValues(const std::map<std::string, std::string>& values, Confi
       THAW_RETURN_IF_ERROR(ParseInt(name, v, 64 << 10, 1LL << 40, c.log_file_bytes));
     } else if (name == "log_files_kept") {
       THAW_RETURN_IF_ERROR(ParseInt(name, v, 0, 1000, c.log_files_kept));
+    } else if (name == "gpus") {
+      if (v != "none") {
+        if (auto list = sandbox::ParseStaticGpus(v); !list.ok()) {
+          return InvalidArgument("config " + list.status().message());
+        }
+      }
+      c.gpus = v;
+    } else if (name == "gpu_device_dir") {
+      if (!v.starts_with("/")) {
+        return InvalidArgument("config gpu_device_dir: expected an absolute path, got '" + v + "'");
+      }
+      c.gpu_device_dir = v;
+    } else if (name == "price_gpu_second_pico") {
+      THAW_RETURN_IF_ERROR(ParseInt(name, v, 0, kMaxPrice, c.price_gpu_second_pico));
     } else {
       return InvalidArgument("config: unknown setting '" + name + "'");
     }
@@ -202,6 +220,7 @@ meter::PriceSheet PriceSheetFrom(const Config& c) {
   p.cpu_second_pico = c.price_cpu_second_pico;
   p.peak_gb_second_pico = c.price_peak_gb_second_pico;
   p.instance_hour_micro = c.price_instance_hour_micro;
+  p.gpu_second_pico = c.price_gpu_second_pico;
   return p;
 }
 

@@ -59,6 +59,11 @@ struct Config {
   int64_t log_queue_bytes = 16LL << 20;
   int64_t log_file_bytes = 64LL << 20;
   int64_t log_files_kept = 3;
+  // GPUs: empty asks NVML (dlopen'd at start); "none" means no GPUs; else a static list
+  // ("0,1" or "0:H200:141"; sandbox/gpu.h). Their device nodes are nvidia<N> in gpu_device_dir.
+  std::string gpus;
+  std::string gpu_device_dir = "/dev";
+  int64_t price_gpu_second_pico = 1'097'000'000;  // $0.001097 / GPU-s (Modal's H100; assumed)
 };
 
 struct Knob {

@@ -25,11 +25,13 @@
 #include "common/files.h"
 #include "common/ids.h"
 #include "common/tenant.h"
+#include "dispatch/gpu_assign.h"
 #include "dispatch/warm_capacity.h"
 #include "gateway/api.h"
 #include "logs/log_store.h"
 #include "meter/meter.h"
 #include "metrics/metrics.h"
+#include "pool/gpu_table.h"
 #include "pool/pool.h"
 #include "registry/registry.h"
 #include "runtime_api/runtime_server.h"
@@ -98,6 +100,64 @@ StatusOr<asio::ip::tcp::endpoint> ParseListen(const std::string& listen) {
   return asio::ip::tcp::endpoint(address, static_cast<uint16_t>(port));
 }
 
+// The node's GPUs: the static `gpus` list, or NVML's (dlopen'd now, after the spawner was
+// forked: NVML may start threads). No NVML is no GPUs, said once in the log.
+std::unique_ptr<pool::GpuTable> OpenGpus(const Config& config) {
+  if (config.gpus == "none") {
+    return std::make_unique<pool::GpuTable>(std::vector<sandbox::GpuDevice>{},
+                                            config.gpu_device_dir, nullptr, "none: gpus is none");
+  }
+  if (!config.gpus.empty()) {
+    auto list = sandbox::ParseStaticGpus(config.gpus);  // validated with the config
+    spdlog::info("GPUs: {} from the static list (gpus)", list.ok() ? list->size() : 0);
+    return std::make_unique<pool::GpuTable>(
+        list.ok() ? std::move(*list) : std::vector<sandbox::GpuDevice>{}, config.gpu_device_dir,
+        nullptr, "static");
+  }
+  auto nvml = sandbox::Nvml::Open();
+  if (!nvml.ok()) {
+    spdlog::info("GPUs: none ({})", nvml.status().message());
+    return std::make_unique<pool::GpuTable>(std::vector<sandbox::GpuDevice>{},
+                                            config.gpu_device_dir, nullptr,
+                                            "none: " + nvml.status().message());
+  }
+  auto devices = (*nvml)->Devices();
+  if (!devices.ok()) {
+    spdlog::warn("GPUs: none ({})", devices.status().message());
+    return std::make_unique<pool::GpuTable>(std::vector<sandbox::GpuDevice>{},
+                                            config.gpu_device_dir, nullptr,
+                                            "none: " + devices.status().message());
+  }
+  for (const auto& d : *devices) {
+    spdlog::info("GPU {}: {} ({} MB, {}, /dev/nvidia{})", d.index, d.name, d.memory_bytes >> 20,
+                 d.uuid, d.minor);
+  }
+  return std::make_unique<pool::GpuTable>(std::move(*devices), config.gpu_device_dir,
+                                          std::move(*nvml), "nvml");
+}
+
+// A GPU function this node could never start is refused at deploy, naming the field: one
+// instance's `gpu`, or the `min_instances` kept warm, each holding its own GPUs.
+Status CheckGpus(const pool::GpuTable* gpus, const registry::Manifest& m) {
+  if (m.gpu.count == 0) return Status::Ok();
+  std::vector<dispatch::GpuSlot> slots;
+  if (gpus != nullptr) {
+    for (const auto& d : gpus->devices()) slots.push_back({d.index, d.name, d.memory_bytes});
+  }
+  dispatch::GpuAsk ask{m.gpu.count, m.gpu.memory_gb, m.gpu.kind};
+  THAW_RETURN_IF_ERROR(dispatch::CheckGpusFit(slots, ask));
+  if (m.min_instances > 1) {
+    ask.count *= m.min_instances;
+    if (!dispatch::CheckGpusFit(slots, ask).ok()) {
+      return InvalidArgument(
+          "thaw.yaml: field 'min_instances': " + std::to_string(m.min_instances) +
+          " warm instances of " + std::to_string(m.gpu.count) + " GPU(s) each need " +
+          std::to_string(ask.count) + " GPUs; this node has " + std::to_string(slots.size()));
+    }
+  }
+  return Status::Ok();
+}
+
 // Loads each tenant's spend this month from the meter's records into `gate`, and keeps it
 // current as records arrive.
 Status TrackSpend(meter::Meter& meter, const meter::PriceSheet& prices, auth::TenantGate& gate) {
@@ -112,6 +172,7 @@ Status TrackSpend(meter::Meter& meter, const meter::PriceSheet& prices, auth::Te
     s.status = r.status;
     s.billed_ms = r.billed_ms;
     s.memory_mb = r.memory_mb;
+    s.gpu_us = r.gpu_us;
     gate.AddSpend(r.tenant, r.start_us, meter::LambdaCostPico(s, prices));
   });
   return Status::Ok();
@@ -203,15 +264,17 @@ int RunServe(Config config, const std::string& exe_dir) {
     spdlog::critical("{}", keys.status().message());
     return 1;
   }
+  std::unique_ptr<pool::GpuTable> gpus = OpenGpus(config);
   const int64_t node_memory_mb = config.node_memory_mb > 0
                                      ? config.node_memory_mb
                                      : dispatch::DefaultNodeMemoryMb(dispatch::ReadMemTotalMb());
   // Warm instances hold memory whether or not anyone calls: a version whose min_instances
   // cannot fit beside the others (node memory, the tenant's concurrency) is refused at deploy.
   (*registry)->SetVersionCheck(
-      [keys = keys->get(), node_memory_mb](
+      [keys = keys->get(), node_memory_mb, gpus = gpus.get()](
           const std::string& name, const registry::Manifest& manifest,
           const std::vector<std::shared_ptr<const registry::Version>>& latest) {
+        if (Status st = CheckGpus(gpus, manifest); !st.ok()) return st;
         std::vector<dispatch::WarmFunction> deployed;
         for (const auto& v : latest) {
           deployed.push_back({v->function, std::string(TenantOfFunction(v->function)),
@@ -272,12 +335,13 @@ int RunServe(Config config, const std::string& exe_dir) {
   ctx.pids_max = config.pids_max;
   ctx.node_memory_mb = node_memory_mb;
   ctx.log_rate_bytes = config.log_rate_bytes;
+  ctx.gpus = gpus.get();
   pool::PoolManager pools(&ctx);
   ctx.manager = &pools;
 
   const std::string isolation = (*spawner)->isolation();
   gateway::Api api(gateway::ApiDeps{registry->get(), &pools, &logs, active_meter, &config, *key,
-                                    isolation, &metrics, keys->get(), &gate});
+                                    isolation, &metrics, keys->get(), &gate, gpus.get()});
 
   asio::ip::tcp::acceptor acceptor(ioc);
   boost::system::error_code ec;

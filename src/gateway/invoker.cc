@@ -18,6 +18,7 @@
 #include "common/ids.h"
 #include "common/tenant.h"
 #include "dispatch/fair_share.h"
+#include "gateway/streaming.h"
 #include "meter/meter.h"
 
 // GCC 12 misreads Asio's coroutine frame allocator as a new/delete mismatch (GCC bug 109224,
@@ -122,12 +123,13 @@ std::optional<int64_t> AsyncRetryDelayMs(pool::Result::Kind kind, int attempts) 
 }
 
 Invoker::Invoker(registry::Registry* registry, pool::PoolManager* pools, meter::Meter* meter,
-                 auth::TenantGate* gate, int64_t max_events)
+                 auth::TenantGate* gate, int64_t max_events, int64_t max_response_bytes)
     : registry_(registry),
       pools_(pools),
       meter_(meter),
       gate_(gate),
       max_events_(max_events),
+      max_response_bytes_(max_response_bytes),
       state_(std::make_shared<State>()) {}
 
 Invoker::~Invoker() = default;
@@ -183,6 +185,9 @@ asio::awaitable<StatusOr<InvokeOutcome>> Invoker::Invoke(InvokeRequest req) {
   if (!req.qualifier.empty() && req.qualifier != "$LATEST") inv->qualifier = req.qualifier;
   auto pool = pools_->Get(out.version, out.latest);
   out.result = co_await pool->Invoke(inv, asio::use_awaitable);
+  if (out.result.sink && !req.streams) {
+    out.result = co_await CollectSink(std::move(out.result.sink), max_response_bytes_);
+  }
   if (out.result.kind == pool::Result::Kind::kThrottled) {
     out.throttle_reason = "ConcurrentInvocationLimitExceeded";
   }

@@ -30,6 +30,9 @@ struct InvokeRequest {
   std::string payload;
   std::string client_context;  // Lambda-Runtime-Client-Context for the runtime, as is
   std::string request_id;
+  // The caller forwards a streamed answer (Result::sink) as it comes; otherwise a function
+  // that streams is collected into one body, as Lambda's Invoke does (max_response_bytes).
+  bool streams = false;
 };
 
 struct InvokeOutcome {
@@ -61,7 +64,7 @@ class Invoker {
   // `gate` (may be null) holds tenants to their limits. `max_events` bounds the Event queue,
   // shared fairly between tenants and their functions (dispatch/fair_share.h).
   Invoker(registry::Registry* registry, pool::PoolManager* pools, meter::Meter* meter,
-          auth::TenantGate* gate, int64_t max_events);
+          auth::TenantGate* gate, int64_t max_events, int64_t max_response_bytes = 6 << 20);
   ~Invoker();
 
   // A resolution failure (unknown function or qualifier) is the error status; anything that
@@ -88,6 +91,7 @@ class Invoker {
   meter::Meter* const meter_;
   auth::TenantGate* const gate_;
   const int64_t max_events_;
+  const int64_t max_response_bytes_;
   std::shared_ptr<State> state_;
 };
 

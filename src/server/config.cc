@@ -44,6 +44,7 @@ const std::vector<Knob> kKnobs = {
     {"max_connections_per_ip", "open API connections from one address; more get 429 (0: none)"},
     {"max_upload_bytes_in_flight", "bundle upload bytes being received at once; more get 503"},
     {"trusted_proxies", "addresses/CIDRs whose X-Forwarded-For is believed (default none)"},
+    {"max_stream_bytes", "largest streamed function response, in all (the stream ends in error)"},
 };
 
 namespace {
@@ -152,6 +153,8 @@ Status ApplyConfigValues(const std::map<std::string, std::string>& values, Confi
       THAW_RETURN_IF_ERROR(ParseInt(name, v, 0, 10'000'000, c.max_connections_per_ip));
     } else if (name == "max_upload_bytes_in_flight") {
       THAW_RETURN_IF_ERROR(ParseInt(name, v, 0, 1LL << 40, c.max_upload_bytes_in_flight));
+    } else if (name == "max_stream_bytes") {
+      THAW_RETURN_IF_ERROR(ParseInt(name, v, 1024, 1LL << 32, c.max_stream_bytes));
     } else if (name == "trusted_proxies") {
       if (auto ranges = ParseCidrList(v); !ranges.ok()) {
         return InvalidArgument("config trusted_proxies: " + ranges.status().message());

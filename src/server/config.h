@@ -51,7 +51,8 @@ struct Config {
   int64_t max_connections = 4096;
   int64_t max_connections_per_ip = 512;
   int64_t max_upload_bytes_in_flight = 512LL << 20;
-  std::string trusted_proxies;  // comma-separated addresses and CIDRs; empty: none
+  std::string trusted_proxies;                  // comma-separated addresses and CIDRs; empty: none
+  int64_t max_stream_bytes = 20 * 1024 * 1024;  // a streamed response, in all
 };
 
 struct Knob {

@@ -228,6 +228,48 @@ TEST_F(StreamingTest, CallerThatDisconnectsFreesTheInstance) {
       5000));
 }
 
+TEST_F(StreamingTest, NodeStreamifyResponseStreamsWithStatusHeadersAndErrors) {
+  const std::string code =
+      "exports.handler = awslambda.streamifyResponse(async (event, responseStream, context) => {\n"
+      "  const out = awslambda.HttpResponseStream.from(responseStream,\n"
+      "      {statusCode: 201, headers: {'content-type': 'text/event-stream'}});\n"
+      "  out.write('data: one\\n\\n');\n"
+      "  await new Promise((r) => setTimeout(r, 500));\n"
+      "  out.write(`data: T=${(Date.now() / 1000).toFixed(6)}\\n\\n`);\n"
+      "  if (event.rawPath === '/fail') throw new TypeError('late failure');\n"
+      "  out.end();\n"
+      "});\n";
+  dirs_.push_back(MakeBundle({{"thaw.yaml",
+                               "runtime: nodejs\nhandler: index.handler\n"
+                               "url_auth: none\n"},
+                              {"index.js", code}}));
+  ASSERT_EQ(server_->Deploy("nodesse", dirs_.back()).status, 201);
+  {
+    RawConn conn(server_->url());
+    ASSERT_TRUE(conn.Send(Post("/fn/nodesse/ok", "", "")));
+    ASSERT_TRUE(conn.ReadUntil("data: one")) << conn.received();
+    const double first_arrived = WallSeconds();
+    conn.ReadToEnd();
+    const std::string& got = conn.received();
+    EXPECT_NE(got.find("HTTP/1.1 201"), std::string::npos) << got;
+    EXPECT_NE(got.find("content-type: text/event-stream"), std::string::npos) << got;
+    const double second_produced = ProducedAt(got);
+    ASSERT_GT(second_produced, 0) << got;
+    EXPECT_LT(first_arrived, second_produced);
+    auto last = got.find("\r\n0\r\n");
+    ASSERT_NE(last, std::string::npos) << got;
+    EXPECT_EQ(got.find("X-Thaw-Function-Error", last), std::string::npos) << got;
+  }
+  RawConn conn(server_->url());
+  ASSERT_TRUE(conn.Send(Post("/fn/nodesse/fail", "", "")));
+  conn.ReadToEnd();
+  const std::string& got = conn.received();
+  auto last = got.find("\r\n0\r\n");
+  ASSERT_NE(last, std::string::npos) << got;
+  EXPECT_NE(got.find("X-Thaw-Function-Error: TypeError", last), std::string::npos) << got;
+  EXPECT_NE(got.find("late failure", last), std::string::npos) << got;
+}
+
 TEST(StreamingLimitsTest, StreamMayPassMaxPayloadUpToMaxStreamBytes) {
   auto server = ThawServer::Start({"--max-payload-bytes=1024", "--max-stream-bytes=8192"});
   std::string dir = PythonBundle("big",

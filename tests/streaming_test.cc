@@ -9,6 +9,8 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <fstream>
+#include <sstream>
 #include <string>
 
 #include "server_fixture.h"
@@ -268,6 +270,38 @@ TEST_F(StreamingTest, NodeStreamifyResponseStreamsWithStatusHeadersAndErrors) {
   ASSERT_NE(last, std::string::npos) << got;
   EXPECT_NE(got.find("X-Thaw-Function-Error: TypeError", last), std::string::npos) << got;
   EXPECT_NE(got.find("late failure", last), std::string::npos) << got;
+}
+
+TEST_F(StreamingTest, CppSdkWriterStreamsAndReportsLateFailures) {
+  std::ifstream in(std::string(THAW_BUILD_DIR) + "/tests/stream-cpp/bootstrap", std::ios::binary);
+  ASSERT_TRUE(in.good());
+  std::stringstream binary;
+  binary << in.rdbuf();
+  dirs_.push_back(MakeBundle({{"thaw.yaml", "runtime: provided\n"}, {"bootstrap", binary.str()}},
+                             {"bootstrap"}));
+  ASSERT_EQ(server_->Deploy("cppstream", dirs_.back()).status, 201);
+  {
+    RawConn conn(server_->url());
+    ASSERT_TRUE(conn.Send(Post("/v1/functions/cppstream/invoke", "{}", server_->key())));
+    ASSERT_TRUE(conn.ReadUntil("data: one")) << conn.received();
+    const double first_arrived = WallSeconds();
+    conn.ReadToEnd();
+    const std::string& got = conn.received();
+    EXPECT_NE(got.find("Content-Type: text/event-stream"), std::string::npos) << got;
+    const double second_produced = ProducedAt(got);
+    ASSERT_GT(second_produced, 0) << got;
+    EXPECT_LT(first_arrived, second_produced);
+  }
+  RawConn conn(server_->url());
+  ASSERT_TRUE(conn.Send(Post("/v1/functions/cppstream/invoke", R"({"fail":1})", server_->key())));
+  conn.ReadToEnd();
+  const std::string& got = conn.received();
+  auto last = got.find("\r\n0\r\n");
+  ASSERT_NE(last, std::string::npos) << got;
+  EXPECT_NE(got.find("X-Thaw-Function-Error: StreamError", last), std::string::npos) << got;
+  // The same instance serves the next call: the stream's connection stayed usable.
+  auto again = server_->Invoke("cppstream", "{}");
+  EXPECT_EQ(again.status, 200) << again.body;
 }
 
 TEST(StreamingLimitsTest, StreamMayPassMaxPayloadUpToMaxStreamBytes) {

@@ -304,6 +304,25 @@ TEST_F(StreamingTest, CppSdkWriterStreamsAndReportsLateFailures) {
   EXPECT_EQ(again.status, 200) << again.body;
 }
 
+TEST_F(StreamingTest, AStreamHoldsItsTenantConcurrencyUntilItEnds) {
+  server_->CreateTenant("solo", R"("concurrency":1)");
+  dirs_.push_back(PythonBundle("held",
+                               "import time\n"
+                               "def handler(event, context):\n"
+                               "    yield 'tick'\n"
+                               "    time.sleep(2)\n"
+                               "    yield 'done'\n"));
+  ASSERT_EQ(server_->Deploy("solo.held", dirs_.back()).status, 201);
+  RawConn conn(server_->url());
+  ASSERT_TRUE(conn.Send(Post("/v1/functions/solo.held/invoke", "{}", server_->key())));
+  ASSERT_TRUE(conn.ReadUntil("tick")) << conn.received();
+  // Still streaming: the tenant's one concurrent call is taken.
+  auto second = server_->Invoke("solo.held");
+  EXPECT_EQ(second.status, 429) << second.body;
+  conn.ReadToEnd();
+  EXPECT_NE(conn.received().find("done"), std::string::npos);
+}
+
 TEST(StreamingLimitsTest, StreamMayPassMaxPayloadUpToMaxStreamBytes) {
   auto server = ThawServer::Start({"--max-payload-bytes=1024", "--max-stream-bytes=8192"});
   std::string dir = PythonBundle("big",

@@ -43,6 +43,9 @@ struct InvokeOutcome {
   int64_t retry_after_s = 1;    // with Kind::kThrottled
   bool over_budget = false;     // with Kind::kThrottled: the tenant's budget is spent (402)
   std::string budget_warning;   // 80% or more of the tenant's monthly budget is spent
+  // With a streamed result: the call's concurrency slots (tenant, reserved), held until this
+  // outcome is dropped, once the face has forwarded the stream's end.
+  std::shared_ptr<void> hold;
 };
 
 // Event invocations: how long to wait before trying again after `attempts` tries that ended

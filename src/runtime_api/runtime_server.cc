@@ -134,6 +134,8 @@ struct RuntimeServer::Endpoint final : gateway::HttpHandler {
           {"errorMessage", "the runtime's streamed response ended before its last chunk: " +
                                body.error().message()},
           {"errorType", error_type}});
+      JsonError(res, http::status::bad_request, "InvalidRequest",
+                "the streamed body was cut short");
     } else {
       std::tie(error_type, error_body) = TrailerError(body.header());
       answered = false;

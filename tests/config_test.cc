@@ -59,7 +59,9 @@ INSTANTIATE_TEST_SUITE_P(
         IntKnobCase{"log_files_kept", "0", &Config::log_files_kept, 0},
         IntKnobCase{"price_gpu_second_pico", "0", &Config::price_gpu_second_pico, 0},
         IntKnobCase{"price_gpu_second_pico", "2000000000", &Config::price_gpu_second_pico,
-                    2'000'000'000}),
+                    2'000'000'000},
+        IntKnobCase{"max_stream_bytes", "1024", &Config::max_stream_bytes, 1024},
+        IntKnobCase{"max_stream_bytes", "4294967296", &Config::max_stream_bytes, 1LL << 32}),
     [](const ::testing::TestParamInfo<IntKnobCase>& info) {
       return info.param.knob + "_" + std::to_string(info.index);
     });
@@ -121,6 +123,7 @@ TEST(ConfigTest, NoValuesKeepsDefaults) {
   EXPECT_EQ(config.data_dir, defaults.data_dir);
   EXPECT_EQ(config.log_level, "info");
   EXPECT_EQ(config.max_payload_bytes, 6 * 1024 * 1024);
+  EXPECT_EQ(config.max_stream_bytes, 20 * 1024 * 1024);
   EXPECT_EQ(config.max_queue, 256);
   EXPECT_TRUE(config.auth);
 }
@@ -147,6 +150,7 @@ TEST(ConfigTest, KnobTableMatchesParser) {
       {"python", "/p"},
       {"region", "r"},
       {"max_payload_bytes", "2048"},
+      {"max_stream_bytes", "4096"},
       {"max_bundle_bytes", "2048"},
       {"max_unpacked_bytes", "2048"},
       {"max_queue", "1"},
@@ -224,6 +228,8 @@ std::vector<BadValueCase> BadValueCases() {
       {"ThreadsOverflowsInt64", "threads", "99999999999999999999", "config threads"},
       {"PayloadTooSmall", "max_payload_bytes", "1023", "config max_payload_bytes"},
       {"PayloadTooLarge", "max_payload_bytes", "1073741825", "config max_payload_bytes"},
+      {"StreamTooSmall", "max_stream_bytes", "1023", "config max_stream_bytes"},
+      {"StreamTooLarge", "max_stream_bytes", "4294967297", "config max_stream_bytes"},
       {"BundleTooSmall", "max_bundle_bytes", "0", "config max_bundle_bytes"},
       {"UnpackedTooLarge", "max_unpacked_bytes", "68719476737", "config max_unpacked_bytes"},
       {"QueueNegative", "max_queue", "-1", "config max_queue"},

@@ -534,6 +534,72 @@ TEST_F(LambdaApiTest, JsSdkInvokeWithTailClientContextAndFunctionError) {
   EXPECT_EQ(Str(throttled, "reason"), "ReservedFunctionConcurrentInvocationLimitExceeded");
 }
 
+// InvokeWithResponseStream through the SDK: AWS's event-stream framing (CRCs, headers) parses,
+// each PayloadChunk arrives before the next is produced, and errors end in InvokeComplete.
+TEST_F(LambdaApiTest, JsSdkInvokeWithResponseStream) {
+  const std::string code =
+      "import time\n"
+      "def two(event, context):\n"
+      "    yield 'one'\n"
+      "    time.sleep(0.5)\n"
+      "    yield 'T=%.6f' % time.time()\n"
+      "def boom(event, context):\n"
+      "    yield 'partial'\n"
+      "    raise ValueError('went wrong')\n"
+      "def whole(event, context):\n"
+      "    return {'not': 'streamed'}\n";
+  const std::string zip64 = Base64Encode(Zip({{"app.py", code}}));
+  for (const char* handler : {"two", "boom", "whole"}) {
+    json::object created =
+        Js("CreateFunctionCommand", {{"FunctionName", std::string("st-") + handler},
+                                     {"Runtime", "python3.11"},
+                                     {"Handler", std::string("app.") + handler},
+                                     {"Role", "arn:aws:iam::000000000000:role/any"},
+                                     {"Code", {{"ZipFileBase64", zip64}}}});
+    ASSERT_EQ(Str(created, "ok"), "true") << json::serialize(created);
+  }
+
+  json::object two = Js("InvokeWithResponseStreamCommand",
+                        {{"FunctionName", "st-two"}, {"Payload", "{}"}, {"LogType", "Tail"}});
+  ASSERT_EQ(Str(two, "ok"), "true") << json::serialize(two);
+  json::object out = two["output"].as_object();
+  EXPECT_EQ(Str(out, "StatusCode"), "200");
+  EXPECT_EQ(Str(out, "ExecutedVersion"), "$LATEST");
+  json::array events = out["EventStream"].as_array();
+  ASSERT_EQ(events.size(), 3u) << json::serialize(out);
+  EXPECT_EQ(Str(events[0].as_object(), "PayloadChunk"), "one");
+  const std::string second = Str(events[1].as_object(), "PayloadChunk");
+  ASSERT_TRUE(second.starts_with("T=")) << second;
+  EXPECT_LT(events[0].as_object()["at"].to_number<double>(), std::stod(second.substr(2)));
+  json::object complete = events[2].as_object()["InvokeComplete"].as_object();
+  EXPECT_FALSE(complete.contains("ErrorCode")) << json::serialize(complete);
+  auto log = Base64Decode(Str(complete, "LogResult"));
+  ASSERT_TRUE(log.has_value());
+  EXPECT_NE(log->find("REPORT RequestId: "), std::string::npos) << *log;
+
+  json::object boom =
+      Js("InvokeWithResponseStreamCommand", {{"FunctionName", "st-boom"}, {"Payload", "{}"}});
+  ASSERT_EQ(Str(boom, "ok"), "true") << json::serialize(boom);
+  json::array bevents = boom["output"].as_object()["EventStream"].as_array();
+  ASSERT_EQ(bevents.size(), 2u) << json::serialize(boom);
+  EXPECT_EQ(Str(bevents[0].as_object(), "PayloadChunk"), "partial");
+  json::object bcomplete = bevents[1].as_object()["InvokeComplete"].as_object();
+  EXPECT_EQ(Str(bcomplete, "ErrorCode"), "ValueError");
+  EXPECT_EQ(Str(bcomplete, "ErrorDetails"), "went wrong");
+
+  // A function that does not stream answers in one chunk.
+  json::object whole =
+      Js("InvokeWithResponseStreamCommand", {{"FunctionName", "st-whole"}, {"Payload", "{}"}});
+  ASSERT_EQ(Str(whole, "ok"), "true") << json::serialize(whole);
+  json::array wevents = whole["output"].as_object()["EventStream"].as_array();
+  ASSERT_EQ(wevents.size(), 2u) << json::serialize(whole);
+  EXPECT_EQ(Str(wevents[0].as_object(), "PayloadChunk"), R"({"not": "streamed"})");
+
+  json::object missing =
+      Js("InvokeWithResponseStreamCommand", {{"FunctionName", "nope"}, {"Payload", "{}"}});
+  EXPECT_EQ(Str(missing, "name"), "ResourceNotFoundException");
+}
+
 TEST_F(LambdaApiTest, AliasRoutingWeightsSplitCalls) {
   CreatePython("canary", "app.echo", {"--publish"});  // version 1
   ProcessResult v2 = aws_->Lambda(

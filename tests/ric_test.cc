@@ -129,6 +129,32 @@ export const handler = async () => { throw new TypeError("failed on purpose"); }
   EXPECT_EQ(server_->Invoke("ricfail").Header("x-thaw-cold-start"), "false");
 }
 
+// The ric's streaming handlers use Lambda's streaming response mode: a chunked POST whose
+// mid-stream error comes as trailers (base64 JSON body).
+TEST_F(RicTest, StreamingHandlerUnderTheUnmodifiedRic) {
+  auto d = server_->Deploy("ricstream", RicBundle(R"(
+export const handler = awslambda.streamifyResponse(async (event, responseStream) => {
+  responseStream.setContentType('text/plain');
+  responseStream.write('one,');
+  await new Promise((r) => setTimeout(r, 50));
+  responseStream.write('two');
+  if (event.fail) throw new RangeError('stream broke');
+  responseStream.end();
+});
+)"));
+  ASSERT_EQ(d.status, 201) << d.body;
+  auto r = server_->Invoke("ricstream", "{}");
+  ASSERT_EQ(r.status, 200) << r.body << "\n" << server_->Output();
+  EXPECT_EQ(r.body, "one,two");
+  EXPECT_EQ(r.Header("content-type"), "text/plain");
+  // A caller that wants one body sees the mid-stream error as Lambda's Invoke does.
+  auto failed =
+      server_->Call("POST", "/2015-03-31/functions/ricstream/invocations", R"({"fail":true})");
+  EXPECT_EQ(failed.status, 200) << failed.body;
+  EXPECT_EQ(failed.Header("x-amz-function-error"), "Unhandled");
+  EXPECT_EQ(JsonField(failed.body, "errorType"), "RangeError") << failed.body;
+}
+
 TEST_F(RicTest, ImportFailureIsTheErrorTheRuntimeReported) {
   auto d = server_->Deploy("ricinit", RicBundle(R"(
 throw new Error("cannot load the model");

@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -38,6 +39,10 @@ bool IEquals(std::string_view a, std::string_view b) {
   return true;
 }
 
+}  // namespace
+
+namespace detail {
+
 class Connection {
  public:
   Connection() {
@@ -67,6 +72,23 @@ class Connection {
     return false;
   }
 
+  // Streaming: sends raw bytes on the connection (connecting first if needed).
+  bool Send(std::string_view data) {
+    if (fd_ < 0 && !Connect()) return false;
+    return WriteAll(data);
+  }
+  // Whether thaw has answered (or closed) already: it does so mid-stream only to stop us.
+  bool PeerAnswered() const {
+    pollfd p{fd_, POLLIN, 0};
+    return !buf_.empty() || ::poll(&p, 1, 0) != 0;
+  }
+  bool Read(HttpResponse& out) { return fd_ >= 0 && ReadResponse(out); }
+  void Reset() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+    buf_.clear();
+  }
+
  private:
   bool Connect() {
     fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -88,7 +110,7 @@ class Connection {
     return true;
   }
 
-  bool WriteAll(const std::string& data) {
+  bool WriteAll(std::string_view data) {
     size_t off = 0;
     while (off < data.size()) {
       ssize_t n = ::send(fd_, data.data() + off, data.size() - off, MSG_NOSIGNAL);
@@ -181,6 +203,12 @@ class Connection {
   std::string buf_;
 };
 
+}  // namespace detail
+
+namespace {
+
+using detail::Connection;
+
 std::string Post(const std::string& path, const std::string& content_type, const std::string& body,
                  const std::string& extra_headers = "") {
   std::string req;
@@ -203,7 +231,90 @@ std::string ErrorJson(const std::string& type, const std::string& message) {
          "\"}";
 }
 
+std::string Base64(std::string_view in) {
+  static constexpr char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((in.size() + 2) / 3 * 4);
+  for (size_t i = 0; i < in.size(); i += 3) {
+    uint32_t v = static_cast<unsigned char>(in[i]) << 16;
+    if (i + 1 < in.size()) v |= static_cast<unsigned char>(in[i + 1]) << 8;
+    if (i + 2 < in.size()) v |= static_cast<unsigned char>(in[i + 2]);
+    out.push_back(kAlphabet[(v >> 18) & 63]);
+    out.push_back(kAlphabet[(v >> 12) & 63]);
+    out.push_back(i + 1 < in.size() ? kAlphabet[(v >> 6) & 63] : '=');
+    out.push_back(i + 2 < in.size() ? kAlphabet[v & 63] : '=');
+  }
+  return out;
+}
+
+// Header values are one line of visible text.
+std::string HeaderSafe(std::string text) {
+  for (char& c : text) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
+  }
+  return text;
+}
+
+InvocationRequest FromNext(HttpResponse& res) {
+  InvocationRequest req;
+  req.payload = std::move(res.body);
+  req.request_id = std::move(res.request_id);
+  req.function_arn = std::move(res.arn);
+  req.trace_id = std::move(res.trace);
+  req.client_context = std::move(res.client_context);
+  req.cognito_identity = std::move(res.cognito);
+  req.deadline_ms = std::strtoll(res.deadline.c_str(), nullptr, 10);
+  return req;
+}
+
 }  // namespace
+
+void ResponseWriter::SetContentType(std::string content_type) {
+  if (!started_) content_type_ = std::move(content_type);
+}
+
+bool ResponseWriter::Start() {
+  if (started_) return !failed_;
+  started_ = true;
+  const std::string head =
+      "POST " + path_ + " HTTP/1.1\r\nHost: runtime\r\nContent-Type: " + HeaderSafe(content_type_) +
+      "\r\nLambda-Runtime-Function-Response-Mode: streaming\r\n"
+      "Transfer-Encoding: chunked\r\n"
+      "Trailer: Lambda-Runtime-Function-Error-Type, "
+      "Lambda-Runtime-Function-Error-Body\r\n\r\n";
+  failed_ = !conn_->Send(head);
+  return !failed_;
+}
+
+bool ResponseWriter::Write(std::string_view bytes) {
+  if (!Start()) return false;
+  if (bytes.empty()) return true;
+  if (conn_->PeerAnswered()) failed_ = true;
+  char size[32];
+  std::snprintf(size, sizeof(size), "%zx\r\n", bytes.size());
+  failed_ = failed_ || !conn_->Send(size) || !conn_->Send(bytes) || !conn_->Send("\r\n");
+  return !failed_;
+}
+
+bool ResponseWriter::Finish(const std::string& error_type, const std::string& error_json) {
+  if (Start() && !conn_->PeerAnswered()) {
+    std::string last = "0\r\n";
+    if (!error_type.empty()) {
+      last += "Lambda-Runtime-Function-Error-Type: " + HeaderSafe(error_type) +
+              "\r\nLambda-Runtime-Function-Error-Body: " + Base64(error_json) + "\r\n";
+    }
+    last += "\r\n";
+    failed_ = !conn_->Send(last);
+  }
+  HttpResponse res;
+  const bool answered = conn_->Read(res);
+  if (!answered || res.status >= 300 || failed_) {
+    conn_->Reset();  // thaw closes a stream it stopped reading
+    return false;
+  }
+  return true;
+}
 
 int64_t InvocationRequest::RemainingMillis() const {
   auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -268,14 +379,7 @@ int Run(const Handler& handler) {
   for (;;) {
     if (!conn.Exchange(next, res)) return 0;  // thaw stopped this instance
     if (res.status != 200) return res.status == 410 ? 0 : 1;
-    InvocationRequest req;
-    req.payload = std::move(res.body);
-    req.request_id = std::move(res.request_id);
-    req.function_arn = std::move(res.arn);
-    req.trace_id = std::move(res.trace);
-    req.client_context = std::move(res.client_context);
-    req.cognito_identity = std::move(res.cognito);
-    req.deadline_ms = std::strtoll(res.deadline.c_str(), nullptr, 10);
+    InvocationRequest req = FromNext(res);
     InvocationResponse out;
     try {
       out = handler(req);
@@ -291,6 +395,42 @@ int Run(const Handler& handler) {
                       ErrorJson(out.error_type, out.error_message),
                       "Lambda-Runtime-Function-Error-Type: " + out.error_type + "\r\n");
     if (!conn.Exchange(request, res)) return 0;
+  }
+}
+
+int RunStreaming(const StreamingHandler& handler) {
+  Connection conn;
+  const std::string next =
+      "GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: runtime\r\n\r\n";
+  HttpResponse res;
+  for (;;) {
+    if (!conn.Exchange(next, res)) return 0;  // thaw stopped this instance
+    if (res.status != 200) return res.status == 410 ? 0 : 1;
+    InvocationRequest req = FromNext(res);
+    const std::string base = "/2018-06-01/runtime/invocation/" + req.request_id;
+    ResponseWriter writer(&conn, base + "/response");
+    InvocationResponse out;
+    try {
+      out = handler(req, writer);
+    } catch (const std::exception& e) {
+      out = InvocationResponse::Failure(typeid(e).name(), e.what());
+    } catch (...) {
+      out = InvocationResponse::Failure("UnknownException", "handler threw a non-std exception");
+    }
+    if (!out.ok && !writer.started()) {
+      std::string request =
+          Post(base + "/error", "application/json", ErrorJson(out.error_type, out.error_message),
+               "Lambda-Runtime-Function-Error-Type: " + out.error_type + "\r\n");
+      if (!conn.Exchange(request, res)) return 0;
+      continue;
+    }
+    if (out.ok) {
+      if (!writer.started()) writer.SetContentType(out.content_type);
+      if (!out.payload.empty()) (void)writer.Write(out.payload);
+      (void)writer.Finish("", "");
+    } else {
+      (void)writer.Finish(out.error_type, ErrorJson(out.error_type, out.error_message));
+    }
   }
 }
 

@@ -12,6 +12,7 @@ import path from 'node:path';
 import util from 'node:util';
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
+import { Writable } from 'node:stream';
 
 const require = createRequire(import.meta.url);
 const env = process.env;
@@ -250,6 +251,129 @@ function toFormatted(e) {
   }
 }
 
+// --- response streaming: Lambda's awslambda global ----------------------------------
+// awslambda.streamifyResponse(async (event, responseStream, context) => ...) marks a
+// handler that streams: responseStream is a Writable whose bytes go to the caller as
+// they are written (Lambda's streaming response mode: a chunked POST, errors in
+// trailers). HttpResponseStream.from(stream, {statusCode, headers, cookies}) writes
+// the prelude a function URL turns into the HTTP status and headers.
+const STREAMING = Symbol.for('aws.lambda.runtime.handler.streaming');
+const PRELUDE_TYPE = 'application/vnd.awslambda.http-integration-response';
+
+class ResponseStream extends Writable {
+  constructor(route) {
+    super();
+    this.route = route;
+    this.contentType = 'application/octet-stream';
+    this.sock = null;
+    this.answer = null; // settles with the Runtime API's status once it has answered
+    this.error = null; // [type, json] for the trailers
+  }
+
+  setContentType(type) {
+    if (this.sock) throw new Error('setContentType: the stream has already started');
+    this.contentType = type;
+  }
+
+  start() {
+    if (this.sock) return;
+    const s = this.sock = net.connect({ host, port, noDelay: true });
+    let got = '';
+    this.answer = new Promise((resolve) => {
+      s.on('data', (d) => {
+        got += d.toString('latin1');
+        // thaw answers before the end only to stop us: its caller left, or a limit.
+        if (got.includes('\r\n\r\n')) {
+          const status = Number(got.split(' ')[1]);
+          if (!this.writableFinished) this.destroy(new Error(`stream stopped: HTTP ${status}`));
+          resolve(status);
+        }
+      });
+      s.on('error', () => {});
+      s.on('close', () => {
+        if (!this.writableFinished) this.destroy(new Error('Runtime API closed the stream'));
+        resolve(0);
+      });
+    });
+    s.write(`POST ${API}${this.route} HTTP/1.1\r\nHost: ${address}\r\n` +
+            `Content-Type: ${this.contentType}\r\n` +
+            'Lambda-Runtime-Function-Response-Mode: streaming\r\n' +
+            'Transfer-Encoding: chunked\r\n' +
+            'Trailer: Lambda-Runtime-Function-Error-Type, Lambda-Runtime-Function-Error-Body\r\n' +
+            '\r\n');
+  }
+
+  _write(chunk, encoding, cb) {
+    this.start();
+    if (chunk.length === 0) return cb();
+    this.sock.write(`${chunk.length.toString(16)}\r\n`);
+    this.sock.write(chunk);
+    this.sock.write('\r\n', cb);
+  }
+
+  _final(cb) {
+    this.start();
+    let trailers = '';
+    if (this.error) {
+      const [type, body] = this.error;
+      trailers = `Lambda-Runtime-Function-Error-Type: ${type.replace(/[^\x20-\x7e]/g, '?')}\r\n` +
+        `Lambda-Runtime-Function-Error-Body: ${Buffer.from(body).toString('base64')}\r\n`;
+    }
+    this.sock.write(`0\r\n${trailers}\r\n`, cb);
+  }
+
+  _destroy(err, cb) {
+    this.sock?.destroy();
+    cb(err);
+  }
+}
+
+globalThis.awslambda = {
+  streamifyResponse(handler) {
+    handler[STREAMING] = 'response';
+    return handler;
+  },
+  HttpResponseStream: {
+    from(stream, prelude = {}) {
+      stream.setContentType(PRELUDE_TYPE);
+      stream.write(JSON.stringify(prelude));
+      stream.write(new Uint8Array(8));
+      return stream;
+    },
+  },
+};
+
+// Runs a streaming handler. An error before the first byte is reported as usual;
+// after it, in the trailers.
+async function invokeStreaming(handler, h, id, body) {
+  const stream = new ResponseStream(`invocation/${id}/response`);
+  current = { id, settle() {} }; // for fatal(): an uncaught error reports against this call
+  let err = null;
+  try {
+    const event = JSON.parse(body);
+    const context = makeContext(h, id, () => {});
+    await handler(event, stream, context);
+  } catch (e) {
+    err = e ?? 'handled';
+  }
+  if (err && !stream.sock) {
+    logError('Invoke Error', err);
+    const r = toRapidResponse(err);
+    return post(`invocation/${id}/error`, JSON.stringify(r), r.errorType);
+  }
+  if (err) {
+    logError('Invoke Error', err);
+    const r = toRapidResponse(err);
+    stream.error = [r.errorType, JSON.stringify(r)];
+  }
+  if (!stream.destroyed && !stream.writableEnded) stream.end();
+  if (!stream.destroyed && !stream.writableFinished) {
+    await new Promise((resolve) => stream.on('finish', resolve).on('close', resolve));
+  }
+  if (stream.answer) await stream.answer;
+  stream.sock?.destroy();
+}
+
 // --- handler loading: AWS's UserFunction.load ------------------------------------
 // "src/app.handler": module root "src/", module "app" (the basename up to its
 // first dot), then "handler", which may be a nested path such as "v1.handler".
@@ -377,6 +501,13 @@ async function invoke(handler, h, body) {
   [requestId, invoked] = [id, true];
   if (h['lambda-runtime-trace-id']) env._X_AMZN_TRACE_ID = h['lambda-runtime-trace-id'];
   else delete env._X_AMZN_TRACE_ID;
+  if (handler[STREAMING] === 'response') {
+    try {
+      return await invokeStreaming(handler, h, id, body);
+    } finally {
+      current = null;
+    }
+  }
   let [err, result] = await runHandler(handler, h, id, body);
   if (dying) return new Promise(() => {}); // fatal() reports and exits
   try {

@@ -141,6 +141,55 @@ class Client:
             self.close()
         return int(status), headers, body
 
+    def stream(self, path, items, content_type):
+        """POSTs `items` (bytes) as Lambda's streaming response: chunked, each item
+        sent as it comes; `items` may return (error_type, error_json) as its value to
+        end with the error trailers. False when thaw stopped reading (its caller left
+        or the stream grew past its limit): the rest is dropped."""
+        import select
+        if self.sock is None:
+            self.sock, self.buf = _socket.socket(self.family, _socket.SOCK_STREAM), bytearray()
+            self.sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
+            self.sock.connect(self.addr)
+        head = (f"POST {API}{path} HTTP/1.1\r\nHost: {self.host}\r\n"
+                f"Content-Type: {content_type}\r\n"
+                "Lambda-Runtime-Function-Response-Mode: streaming\r\n"
+                "Transfer-Encoding: chunked\r\n"
+                "Trailer: Lambda-Runtime-Function-Error-Type, Lambda-Runtime-Function-Error-Body"
+                "\r\n\r\n").encode("latin-1", "replace")
+        error = None
+        try:
+            self.sock.sendall(head)
+            while True:
+                try:
+                    data = next(items)
+                except StopIteration as done:
+                    error = done.value
+                    break
+                if not data:
+                    continue
+                # thaw answers early only to stop us: its caller left, or a limit.
+                if select.select([self.sock], [], [], 0)[0]:
+                    break
+                self.sock.sendall(b"%x\r\n%s\r\n" % (len(data), data))
+            else_trailers = b""
+            if error:
+                import binascii
+                etype, ejson = error
+                else_trailers = (f"Lambda-Runtime-Function-Error-Type: {etype}\r\n"
+                                 "Lambda-Runtime-Function-Error-Body: ").encode() + \
+                    binascii.b2a_base64(ejson, newline=False) + b"\r\n"
+            if error is not None or not select.select([self.sock], [], [], 0)[0]:
+                self.sock.sendall(b"0\r\n" + else_trailers + b"\r\n")
+            status, _, body = self._read_response()
+        except (ConnectionError, EOFError, OSError):
+            self.close()
+            return False
+        if status >= 300:
+            print(f"[thaw] streamed response: HTTP {status} {body[:200]!r}", file=sys.stderr)
+            self.close()
+        return status < 300
+
     def post(self, path, payload, error_type=None):
         hdrs = "Content-Type: application/json\r\n"
         if error_type:
@@ -329,6 +378,63 @@ class LambdaContext:
         return max(self._deadline_ms - int(time.time() * 1000), 0)
 
 
+# --- streaming ---------------------------------------------------------------
+GeneratorType = type((lambda: (yield))())
+PRELUDE_TYPE = "application/vnd.awslambda.http-integration-response"
+
+
+def as_bytes(item):
+    if isinstance(item, (bytes, bytearray, memoryview)):
+        return bytes(item)
+    if isinstance(item, str):
+        return item.encode()
+    return dumps(item).encode()
+
+
+def stream_chunks(gen, first):
+    """The generator's items as bytes, starting with `first`; returns (type, json)
+    when the handler raises mid-stream."""
+    try:
+        item = first
+        while True:
+            yield as_bytes(item)
+            sys.stdout.flush()
+            item = next(gen)
+    except StopIteration:
+        return None
+    except Exception as e:
+        err = error_from_exception(e, request_id)
+        print(f"[ERROR] {err['errorType']}: {err['errorMessage']}", file=sys.stderr)
+        return err["errorType"], dumps(err).encode()
+
+
+def stream_response(client, gen):
+    """A generator handler streams: each yielded str/bytes is a chunk as it comes;
+    a dict first item sets statusCode, headers and cookies (function URLs)."""
+    END = object()
+    first = next(gen, END)  # raises before anything is sent: a plain error
+    content_type = "application/octet-stream"
+    prelude = None
+    if isinstance(first, dict):
+        content_type = PRELUDE_TYPE
+        head = {"statusCode": first.get("statusCode", 200), "headers": first.get("headers") or {}}
+        if first.get("cookies"):
+            head["cookies"] = first["cookies"]
+        prelude = dumps(head).encode() + b"\0" * 8
+        first = next(gen, END)
+
+    def items():
+        if prelude is not None:
+            yield prelude
+        if first is END:
+            return None
+        return (yield from stream_chunks(gen, first))
+
+    ok = client.stream(f"invocation/{request_id}/response", items(), content_type)
+    if not ok:
+        gen.close()
+
+
 # --- main loop ---------------------------------------------------------------
 def invoke(client, handler, headers, body):
     global request_id
@@ -347,6 +453,8 @@ def invoke(client, handler, headers, body):
     else:
         try:
             result = handler(event, context)
+            if type(result) is GeneratorType:
+                return stream_response(client, result)
         except Exception as e:
             err = error_from_exception(e, request_id)
         else:

@@ -17,11 +17,13 @@
 #include "gateway/lambda_api.h"
 #include "gateway/responses.h"
 #include "gateway/scope.h"
+#include "gateway/streaming.h"
 #include "logs/log_store.h"
 #include "meter/meter.h"
 #include "metrics/metrics.h"
 #include "pool/gpu_table.h"
 #include "pool/pool.h"
+#include "pool/response_sink.h"
 #include "registry/registry.h"
 
 // GCC 12 misreads Asio's coroutine frame allocator as a new/delete mismatch (GCC bug 109224,
@@ -170,7 +172,8 @@ std::vector<std::string_view> SplitPath(std::string_view path) {
 Api::Api(ApiDeps deps)
     : deps_(std::move(deps)),
       invoker_(std::make_unique<Invoker>(deps_.registry, deps_.pools, deps_.meter, deps_.gate,
-                                         deps_.config->async_queue_events)),
+                                         deps_.config->async_queue_events,
+                                         deps_.config->max_payload_bytes)),
       lambda_(std::make_unique<LambdaApi>(LambdaDeps{deps_.registry, deps_.pools, deps_.logs,
                                                      deps_.config, deps_.admin_key, deps_.keys,
                                                      invoker_.get(), &blocking_})) {
@@ -291,7 +294,7 @@ asio::awaitable<void> Api::Serve(const Peer& peer, Request& req, Response& res) 
     JsonBody(res, http::status::ok, json::object{{"status", "ok"}});
     co_return;
   }
-  if (LambdaApi::Owns(path)) co_return co_await lambda_->Handle(req, res);
+  if (LambdaApi::Owns(path)) co_return co_await lambda_->Serve(peer, req, res);
   if (path.starts_with("/fn/")) co_return co_await FunctionUrl(peer, req, res);
   auto parts = SplitPath(path);
   const bool invoke =
@@ -304,7 +307,7 @@ asio::awaitable<void> Api::Serve(const Peer& peer, Request& req, Response& res) 
   }
   const http::verb m = req.method();
   if (parts.size() >= 2 && parts[0] == "v1" && parts[1] == "functions") {
-    co_return co_await Functions(*caller, std::move(parts), query, req, res);
+    co_return co_await Functions(*caller, std::move(parts), query, peer, req, res);
   }
   if (parts.size() >= 2 && parts[0] == "v1" && parts[1] == "tenants") {
     co_return Tenants(*caller, parts, req, res);
@@ -334,7 +337,7 @@ asio::awaitable<void> Api::Serve(const Peer& peer, Request& req, Response& res) 
 
 asio::awaitable<void> Api::Functions(const auth::Caller& caller,
                                      std::vector<std::string_view> parts, const std::string& query,
-                                     Request& req, Response& res) {
+                                     const Peer& peer, Request& req, Response& res) {
   const http::verb m = req.method();
   if (parts.size() == 2 || (parts.size() == 3 && parts[2].empty())) {
     if (m == http::verb::get) co_return ListFunctions(caller, res);
@@ -348,7 +351,7 @@ asio::awaitable<void> Api::Functions(const auth::Caller& caller,
       if (m == http::verb::delete_) co_return co_await DeleteFunction(name, res);
     } else if (parts.size() == 4 && parts[3] == "invoke") {
       if (m == http::verb::post) {
-        co_return co_await Invoke(name, QueryParam(query, "qualifier"), req, res);
+        co_return co_await Invoke(name, QueryParam(query, "qualifier"), peer.writer, req, res);
       }
     } else if (parts.size() == 4 && parts[3] == "logs") {
       if (m == http::verb::get) co_return Logs(name, query, res);
@@ -414,9 +417,10 @@ asio::awaitable<void> Api::DeleteFunction(const std::string& name, Response& res
 }
 
 asio::awaitable<void> Api::Invoke(const std::string& name, const std::string& qualifier,
-                                  Request& req, Response& res) {
+                                  ResponseWriter* writer, Request& req, Response& res) {
   InvokeRequest ir{name, qualifier, std::move(req.body()),
                    std::string(req["X-Thaw-Client-Context"]), NewRequestId()};
+  ir.streams = writer != nullptr;
   res.set("X-Thaw-Request-Id", ir.request_id);
   const std::string request_id = ir.request_id;
   auto outcome = co_await invoker_->Invoke(std::move(ir));
@@ -427,6 +431,12 @@ asio::awaitable<void> Api::Invoke(const std::string& name, const std::string& qu
   switch (r.kind) {
     case Kind::kOk:
       res.result(http::status::ok);
+      if (r.sink) {
+        // Streamed: the bytes as the runtime writes them, figures known at the end as trailers.
+        const std::string& type = r.sink->content_type();
+        res.set(http::field::content_type, type.empty() ? "application/octet-stream" : type);
+        co_return co_await ForwardChunked(*r.sink, *writer, res);
+      }
       res.set(http::field::content_type, "application/json");
       res.body() = std::move(r.body);
       co_return;
@@ -545,6 +555,7 @@ asio::awaitable<void> Api::FunctionUrl(const Peer& peer, Request& req, Response&
   url.request_id = request_id;
   url.time_epoch_ms = WallNowMicros() / 1000;
   InvokeRequest ir{url.function, "", BuildUrlEvent(req, url), "", request_id};
+  ir.streams = peer.writer != nullptr;
   auto outcome = co_await invoker_->Invoke(std::move(ir));
   if (!outcome.ok()) co_return StatusBody(res, outcome.status());
   pool::Result& r = outcome->result;
@@ -552,6 +563,7 @@ asio::awaitable<void> Api::FunctionUrl(const Peer& peer, Request& req, Response&
   using Kind = pool::Result::Kind;
   switch (r.kind) {
     case Kind::kOk:
+      if (r.sink) co_return co_await StreamUrlResult(*r.sink, *peer.writer, res);
       co_return ApplyUrlResult(r.body, res);
     case Kind::kThrottled:
       co_return ErrorBody(res, RefusalStatus(*outcome, res), r.error_type, r.error_message);

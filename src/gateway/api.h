@@ -78,11 +78,13 @@ class Api final : public HttpHandler {
 
  private:
   asio::awaitable<void> Functions(const auth::Caller& caller, std::vector<std::string_view> parts,
-                                  const std::string& query, Request& req, Response& res);
+                                  const std::string& query, const Peer& peer, Request& req,
+                                  Response& res);
   asio::awaitable<void> Deploy(const auth::Caller& caller, const std::string& name, Request& req,
                                Response& res);
-  asio::awaitable<void> Invoke(const std::string& name, const std::string& qualifier, Request& req,
-                               Response& res);
+  // `writer`: the connection, to stream the answer on when the function streams (else null).
+  asio::awaitable<void> Invoke(const std::string& name, const std::string& qualifier,
+                               ResponseWriter* writer, Request& req, Response& res);
   asio::awaitable<void> DeleteFunction(const std::string& name, Response& res);
   void GetFunction(const auth::Caller& caller, const std::string& name, Response& res);
   void ListFunctions(const auth::Caller& caller, Response& res);

@@ -192,24 +192,21 @@ std::string BuildUrlEvent(const Request& req, const UrlRequest& url) {
   return JsonText(event);
 }
 
-void ApplyUrlResult(const std::string& answer, Response& res) {
+namespace {
+
+// statusCode, headers and cookies of an answer or a streamed answer's prelude; false (and a
+// 502 in `res`) when the status is not one.
+bool ApplyUrlHead(const json::object& o, Response& res) {
   namespace http = boost::beast::http;
-  boost::system::error_code ec;
-  json::value v = json::parse(answer, ec);
-  if (ec || !v.is_object() || !v.as_object().contains("statusCode")) {
-    res.result(http::status::ok);
-    res.set(http::field::content_type, "application/json");
-    res.body() = answer;
-    return;
-  }
-  const json::object& o = v.as_object();
-  const json::value& status = o.at("statusCode");
-  int code = status.is_int64() ? static_cast<int>(status.as_int64()) : 0;
+  const json::value* status = o.if_contains("statusCode");
+  int code = status == nullptr    ? 200
+             : status->is_int64() ? static_cast<int>(status->as_int64())
+                                  : 0;
   if (code < 100 || code > 599) {
     res.result(http::status::bad_gateway);
     res.set(http::field::content_type, "application/json");
     res.body() = R"({"message":"the function answered with an invalid statusCode"})";
-    return;
+    return false;
   }
   res.result(static_cast<unsigned>(code));
   if (auto* headers = o.if_contains("headers"); headers && headers->is_object()) {
@@ -223,6 +220,35 @@ void ApplyUrlResult(const std::string& answer, Response& res) {
       if (c.is_string()) res.insert(http::field::set_cookie, std::string(c.as_string()));
     }
   }
+  return true;
+}
+
+}  // namespace
+
+bool ApplyUrlPrelude(std::string_view prelude, Response& res) {
+  boost::system::error_code ec;
+  json::value v = json::parse(prelude, ec);
+  if (ec || !v.is_object()) {
+    res.result(boost::beast::http::status::bad_gateway);
+    res.set(boost::beast::http::field::content_type, "application/json");
+    res.body() = R"({"message":"the function's stream began with a malformed prelude"})";
+    return false;
+  }
+  return ApplyUrlHead(v.as_object(), res);
+}
+
+void ApplyUrlResult(const std::string& answer, Response& res) {
+  namespace http = boost::beast::http;
+  boost::system::error_code ec;
+  json::value v = json::parse(answer, ec);
+  if (ec || !v.is_object() || !v.as_object().contains("statusCode")) {
+    res.result(http::status::ok);
+    res.set(http::field::content_type, "application/json");
+    res.body() = answer;
+    return;
+  }
+  const json::object& o = v.as_object();
+  if (!ApplyUrlHead(o, res)) return;
   std::string body;
   if (auto* b = o.if_contains("body"); b != nullptr) {
     body = b->is_string() ? std::string(b->as_string()) : JsonText(*b);

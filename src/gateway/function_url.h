@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "auth/keys.h"
@@ -50,5 +51,14 @@ std::string BuildUrlEvent(const Request& req, const UrlRequest& url);
 // isBase64Encoded} object is used as such; any other JSON value is the body of a 200 JSON
 // response, as AWS infers it.
 void ApplyUrlResult(const std::string& function_answer, Response& res);
+
+// A streamed answer (RESPONSE_STREAM) whose content type is kUrlPreludeType begins with a JSON
+// prelude {statusCode, headers, cookies}, then 8 NUL bytes, then the body, as Lambda's
+// awslambda.HttpResponseStream.from writes it. Fills `res`'s status and headers from the
+// prelude; false (with a 502 in `res`) when it is malformed.
+inline constexpr std::string_view kUrlPreludeType =
+    "application/vnd.awslambda.http-integration-response";
+inline constexpr std::string_view kUrlPreludeEnd{"\0\0\0\0\0\0\0\0", 8};
+bool ApplyUrlPrelude(std::string_view prelude, Response& res);
 
 }  // namespace thaw::gateway

@@ -265,6 +265,77 @@ bool SpoolHasRoom(const std::string& dir, const http::request_parser<http::strin
   const uint64_t want = parser.content_length().value_or(64ULL << 20);
   return free_bytes > want + (16ULL << 20);
 }
+class ChunkedWriter final : public ResponseWriter {
+ public:
+  explicit ChunkedWriter(beast::tcp_stream& stream) : stream_(stream) {}
+
+  asio::awaitable<bool> Begin(Response& head) override {
+    http::response<http::empty_body> msg(head.base());
+    msg.chunked(true);
+    begun_ = true;
+    http::response_serializer<http::empty_body> sr(msg);
+    boost::system::error_code ec;
+    co_await http::async_write_header(stream_, sr, asio::redirect_error(asio::use_awaitable, ec));
+    failed_ = failed_ || ec;
+    co_return !failed_;
+  }
+  asio::awaitable<bool> Write(std::string_view bytes) override {
+    if (failed_ || bytes.empty()) co_return !failed_;
+    boost::system::error_code ec;
+    co_await asio::async_write(stream_, http::make_chunk(asio::buffer(bytes)),
+                               asio::redirect_error(asio::use_awaitable, ec));
+    failed_ = failed_ || ec;
+    co_return !failed_;
+  }
+  asio::awaitable<bool> End(const http::fields& trailers) override {
+    if (failed_) co_return false;
+    boost::system::error_code ec;
+    co_await asio::async_write(stream_, http::make_chunk_last(trailers),
+                               asio::redirect_error(asio::use_awaitable, ec));
+    failed_ = failed_ || ec;
+    ended_ = !failed_;
+    co_return ended_;
+  }
+  bool begun() const override { return begun_; }
+  bool ended() const { return ended_; }
+  void Reset() { begun_ = ended_ = failed_ = false; }
+
+ private:
+  beast::tcp_stream& stream_;
+  bool begun_ = false, ended_ = false, failed_ = false;
+};
+
+class ParserBodyReader final : public BodyReader {
+ public:
+  ParserBodyReader(beast::tcp_stream& stream, beast::flat_buffer& buffer,
+                   http::request_parser<http::buffer_body>& parser)
+      : stream_(stream), buffer_(buffer), parser_(parser) {}
+
+  asio::awaitable<std::string> Read() override {
+    char buf[64 * 1024];
+    while (!failed_ && !parser_.is_done()) {
+      parser_.get().body().data = buf;
+      parser_.get().body().size = sizeof(buf);
+      co_await http::async_read_some(stream_, buffer_, parser_,
+                                     asio::redirect_error(asio::use_awaitable, ec_));
+      if (ec_ == http::error::need_buffer) ec_ = {};
+      failed_ = static_cast<bool>(ec_);
+      const size_t n = sizeof(buf) - parser_.get().body().size;
+      if (n > 0) co_return std::string(buf, n);
+    }
+    co_return std::string();
+  }
+  const boost::system::error_code& error() const override { return ec_; }
+  const http::request_header<>& header() const override { return parser_.get().base(); }
+  bool complete() const { return !failed_ && parser_.is_done(); }
+
+ private:
+  beast::tcp_stream& stream_;
+  beast::flat_buffer& buffer_;
+  http::request_parser<http::buffer_body>& parser_;
+  boost::system::error_code ec_;
+  bool failed_ = false;
+};
 
 asio::awaitable<void> ServeConnection(asio::ip::tcp::socket socket, HttpHandler& handler,
                                       ConnectionSlot slot) {
@@ -283,6 +354,8 @@ asio::awaitable<void> ServeConnection(asio::ip::tcp::socket socket, HttpHandler&
   const HttpOptions& options = slot.state().options;
   beast::tcp_stream stream(std::move(socket));
   beast::flat_buffer buffer;
+  ChunkedWriter writer(stream);
+  peer.writer = &writer;
   for (bool first = true;; first = false) {
     if (!first && buffer.size() == 0) {
       // Keep-alive: wait for the next request's first byte for at most the idle timeout.
@@ -357,6 +430,19 @@ asio::awaitable<void> ServeConnection(asio::ip::tcp::socket socket, HttpHandler&
                                  asio::redirect_error(asio::use_awaitable, ec));
       if (ec) break;
     }
+    if (handler.StreamsBody(header) && !parser.is_done()) {
+      http::request_parser<http::buffer_body> body_parser(std::move(parser));
+      body_parser.body_limit(limit);
+      ParserBodyReader body(stream, buffer, body_parser);
+      res.keep_alive(body_parser.get().keep_alive());
+      co_await handler.ServeBody(peer, body, res);
+      // Unread body bytes would be taken for the next request.
+      if (!body.complete()) res.keep_alive(false);
+      res.prepare_payload();
+      co_await http::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
+      if (ec || !res.keep_alive()) break;
+      continue;
+    }
     Request req;
     std::string failure;
     // Spooled only where the disk has room for it: a spool that fills the disk would end in a
@@ -392,6 +478,12 @@ asio::awaitable<void> ServeConnection(asio::ip::tcp::socket socket, HttpHandler&
     // The upload is done with: its bytes may go to the next one before this answer is written.
     req = Request();
     ticket = UploadTicket();
+    if (writer.begun()) {
+      // Answered in pieces already; a body cut short leaves the connection unusable.
+      if (!writer.ended() || !res.keep_alive()) break;
+      writer.Reset();
+      continue;
+    }
     res.prepare_payload();
     co_await http::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
     if (ec || !res.keep_alive()) break;

@@ -23,11 +23,41 @@ namespace http = boost::beast::http;
 using Request = http::request<http::string_body>;
 using Response = http::response<http::string_body>;
 
+// Sends a response in pieces as they are produced (Transfer-Encoding: chunked), for answers
+// whose body is not known whole when its headers are (streamed invocations). Owned by the
+// connection; valid while the handler runs; called from the connection's coroutine only.
+class ResponseWriter {
+ public:
+  virtual ~ResponseWriter() = default;
+  // Sends `head`'s status and fields (not its body) and starts a chunked body. Each call
+  // returns false once the client is gone (or a write failed): stop producing.
+  virtual asio::awaitable<bool> Begin(Response& head) = 0;
+  virtual asio::awaitable<bool> Write(std::string_view bytes) = 0;
+  // The last chunk, with `trailers` (name them in head's Trailer field).
+  virtual asio::awaitable<bool> End(const http::fields& trailers) = 0;
+  virtual bool begun() const = 0;
+};
+
+// A request body handed to the handler piece by piece as it arrives (HttpHandler::StreamsBody).
+class BodyReader {
+ public:
+  virtual ~BodyReader() = default;
+  // The next bytes of the body; empty once it is complete or failed (error() says which).
+  virtual asio::awaitable<std::string> Read() = 0;
+  // After Read returned empty: why (no error: the body is complete, trailers included).
+  virtual const boost::system::error_code& error() const = 0;
+  // The request's header fields, and once the body is complete its trailer fields too.
+  virtual const http::request_header<>& header() const = 0;
+};
+
 // The TCP connection a request came on.
 struct Peer {
   asio::ip::address address;
   uint16_t port = 0;
   uint16_t local_port = 0;  // the listener's port the client connected to
+  // The connection, for a handler that answers in pieces (the response it filled is then
+  // not sent). Null where the handler has no connection (tests).
+  ResponseWriter* writer = nullptr;
 };
 
 // One listener's limits. Zero means no limit (the Runtime API's listeners use none).
@@ -63,6 +93,13 @@ class HttpHandler {
   // Handle, for handlers that want to know the peer.
   virtual asio::awaitable<void> Serve(const Peer& peer, Request& req, Response& res) {
     return Handle(req, res);
+  }
+  // Whether this request's body goes to ServeBody piece by piece as it arrives, instead of
+  // being read whole before Serve. (A request whose headers held its whole body, none, goes
+  // to Serve as usual.) Its body limit still applies, and reports as BodyReader's error.
+  virtual bool StreamsBody(const http::request_header<>& header) const { return false; }
+  virtual asio::awaitable<void> ServeBody(const Peer& peer, BodyReader& body, Response& res) {
+    co_return;
   }
   // Whether to serve this connection at all (checked once, before the first request).
   virtual bool Admit(const asio::ip::tcp::socket& socket) const { return true; }

@@ -18,6 +18,7 @@
 #include "common/ids.h"
 #include "common/tenant.h"
 #include "dispatch/fair_share.h"
+#include "gateway/streaming.h"
 #include "meter/meter.h"
 
 // GCC 12 misreads Asio's coroutine frame allocator as a new/delete mismatch (GCC bug 109224,
@@ -40,7 +41,7 @@ double Draw() {
 struct SlotRelease {
   std::shared_ptr<std::atomic<int64_t>> slot;
   auth::TenantGate* gate = nullptr;
-  std::string_view tenant;
+  std::string tenant;
   ~SlotRelease() {
     if (slot) slot->fetch_sub(1);
     if (gate != nullptr) gate->Release(tenant);
@@ -122,12 +123,13 @@ std::optional<int64_t> AsyncRetryDelayMs(pool::Result::Kind kind, int attempts) 
 }
 
 Invoker::Invoker(registry::Registry* registry, pool::PoolManager* pools, meter::Meter* meter,
-                 auth::TenantGate* gate, int64_t max_events)
+                 auth::TenantGate* gate, int64_t max_events, int64_t max_response_bytes)
     : registry_(registry),
       pools_(pools),
       meter_(meter),
       gate_(gate),
       max_events_(max_events),
+      max_response_bytes_(max_response_bytes),
       state_(std::make_shared<State>()) {}
 
 Invoker::~Invoker() = default;
@@ -142,7 +144,8 @@ asio::awaitable<StatusOr<InvokeOutcome>> Invoker::Invoke(InvokeRequest req) {
   out.latest = resolved->latest;
   const registry::Manifest& manifest = out.version->manifest;
 
-  SlotRelease release;
+  // Held until the call is over: for a streamed answer, until its face has forwarded the end.
+  auto release = std::make_shared<SlotRelease>();
   // The tenant's limits first: its budget, its calls running at once, its request rate.
   const std::string_view tenant = TenantOfFunction(req.function);
   if (gate_ != nullptr) {
@@ -158,15 +161,15 @@ asio::awaitable<StatusOr<InvokeOutcome>> Invoker::Invoke(InvokeRequest req) {
       spdlog::warn("tenant {}: {}", tenant, admission.budget_warning);
     }
     out.budget_warning = std::move(admission.budget_warning);
-    release.gate = gate_;
-    release.tenant = tenant;
+    release->gate = gate_;
+    release->tenant = tenant;
   }
   // Reserved concurrency R caps the function at R instances: R x concurrency calls at once,
   // over all its versions. Functions without it take no lock here.
   if (resolved->reserved_concurrency) {
-    release.slot = state_->Counter(req.function);
+    release->slot = state_->Counter(req.function);
     const int64_t cap = *resolved->reserved_concurrency * manifest.concurrency;
-    if (release.slot->fetch_add(1) >= cap) {
+    if (release->slot->fetch_add(1) >= cap) {
       Refuse(out, req, "ReservedFunctionConcurrentInvocationLimitExceeded", "Rate Exceeded.");
       co_return out;
     }
@@ -181,6 +184,10 @@ asio::awaitable<StatusOr<InvokeOutcome>> Invoker::Invoke(InvokeRequest req) {
   if (!req.qualifier.empty() && req.qualifier != "$LATEST") inv->qualifier = req.qualifier;
   auto pool = pools_->Get(out.version, out.latest);
   out.result = co_await pool->Invoke(inv, asio::use_awaitable);
+  if (out.result.sink && !req.streams) {
+    out.result = co_await CollectSink(std::move(out.result.sink), max_response_bytes_);
+  }
+  if (out.result.sink) out.hold = std::move(release);
   if (out.result.kind == pool::Result::Kind::kThrottled) {
     out.throttle_reason = "ConcurrentInvocationLimitExceeded";
   }

@@ -30,6 +30,9 @@ struct InvokeRequest {
   std::string payload;
   std::string client_context;  // Lambda-Runtime-Client-Context for the runtime, as is
   std::string request_id;
+  // The caller forwards a streamed answer (Result::sink) as it comes; otherwise a function
+  // that streams is collected into one body, as Lambda's Invoke does (max_response_bytes).
+  bool streams = false;
 };
 
 struct InvokeOutcome {
@@ -40,6 +43,9 @@ struct InvokeOutcome {
   int64_t retry_after_s = 1;    // with Kind::kThrottled
   bool over_budget = false;     // with Kind::kThrottled: the tenant's budget is spent (402)
   std::string budget_warning;   // 80% or more of the tenant's monthly budget is spent
+  // With a streamed result: the call's concurrency slots (tenant, reserved), held until this
+  // outcome is dropped, once the face has forwarded the stream's end.
+  std::shared_ptr<void> hold;
 };
 
 // Event invocations: how long to wait before trying again after `attempts` tries that ended
@@ -61,7 +67,7 @@ class Invoker {
   // `gate` (may be null) holds tenants to their limits. `max_events` bounds the Event queue,
   // shared fairly between tenants and their functions (dispatch/fair_share.h).
   Invoker(registry::Registry* registry, pool::PoolManager* pools, meter::Meter* meter,
-          auth::TenantGate* gate, int64_t max_events);
+          auth::TenantGate* gate, int64_t max_events, int64_t max_response_bytes = 6 << 20);
   ~Invoker();
 
   // A resolution failure (unknown function or qualifier) is the error status; anything that
@@ -88,6 +94,7 @@ class Invoker {
   meter::Meter* const meter_;
   auth::TenantGate* const gate_;
   const int64_t max_events_;
+  const int64_t max_response_bytes_;
   std::shared_ptr<State> state_;
 };
 

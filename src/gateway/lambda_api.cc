@@ -20,6 +20,7 @@
 #include "gateway/invoker.h"
 #include "gateway/lambda_shapes.h"
 #include "gateway/scope.h"
+#include "gateway/streaming.h"
 #include "logs/log_store.h"
 #include "pool/pool.h"
 #include "registry/registry.h"
@@ -75,6 +76,7 @@ struct LambdaApi::Call {
   std::map<std::string, std::string> params;
   std::string request_id;
   auth::Caller caller;
+  ResponseWriter* writer = nullptr;  // the connection, for streamed answers
 
   std::string Param(const std::string& key) const {
     auto it = params.find(key);
@@ -86,7 +88,8 @@ LambdaApi::LambdaApi(LambdaDeps deps) : deps_(std::move(deps)) {}
 
 bool LambdaApi::Owns(std::string_view path) {
   return path.starts_with("/2015-03-31/") || path.starts_with("/2017-10-31/") ||
-         path.starts_with("/2019-09-30/") || path.starts_with(kCodePrefix);
+         path.starts_with("/2019-09-30/") || path.starts_with("/2021-11-15/") ||
+         path.starts_with(kCodePrefix);
 }
 
 bool LambdaApi::IsUpload(const http::request_header<>& header) const {
@@ -191,10 +194,10 @@ std::optional<auth::Caller> LambdaApi::Authenticate(const Request& req, Response
   return std::nullopt;
 }
 
-asio::awaitable<void> LambdaApi::Handle(Request& req, Response& res) {
+asio::awaitable<void> LambdaApi::Serve(const Peer& peer, Request& req, Response& res) {
   const std::string target(req.target());
   auto url = boost::urls::parse_origin_form(target);
-  Call c{req, {}, {}, NewRequestId(), {}};
+  Call c{req, {}, {}, NewRequestId(), {}, peer.writer};
   res.set("X-Thaw-Request-Id", c.request_id);
   res.set("X-Amzn-RequestId", c.request_id);
   if (!url) {
@@ -223,8 +226,10 @@ asio::awaitable<void> LambdaApi::Route(Call& c, Response& res) {
   const auto& s = c.segments;
   const http::verb m = c.req.method();
   const size_t n = s.size();
+  const bool stream_invoke =
+      n == 4 && s[0] == "2021-11-15" && s[3] == "response-streaming-invocations";
   if (n >= 2 && s[1] == "functions") {
-    if (s[0] == "2015-03-31") {
+    if (s[0] == "2015-03-31" || stream_invoke) {
       if (n == 2) {
         if (m == http::verb::get) co_return ListFunctions(c, res);
         if (m == http::verb::post) co_return co_await CreateFunction(c, res);
@@ -241,8 +246,10 @@ asio::awaitable<void> LambdaApi::Route(Call& c, Response& res) {
         if (n == 3) {
           if (m == http::verb::get) co_return GetFunction(c, fn, false, res);
           if (m == http::verb::delete_) co_return co_await DeleteFunction(c, fn, res);
+        } else if (stream_invoke) {
+          if (m == http::verb::post) co_return co_await Invoke(c, fn, true, res);
         } else if (n == 4 && s[3] == "invocations") {
-          if (m == http::verb::post) co_return co_await Invoke(c, fn, res);
+          if (m == http::verb::post) co_return co_await Invoke(c, fn, false, res);
         } else if (n == 4 && s[3] == "configuration") {
           if (m == http::verb::get) co_return GetFunction(c, fn, true, res);
           if (m == http::verb::put) co_return co_await UpdateConfiguration(c, fn, res);
@@ -281,10 +288,16 @@ asio::awaitable<void> LambdaApi::Route(Call& c, Response& res) {
 
 // ---- Invoke ----
 
-asio::awaitable<void> LambdaApi::Invoke(Call& c, const std::string& function, Response& res) {
+asio::awaitable<void> LambdaApi::Invoke(Call& c, const std::string& function, bool streaming,
+                                        Response& res) {
   Request& req = c.req;
   std::string type(req["X-Amz-Invocation-Type"]);
   if (type.empty()) type = "RequestResponse";
+  if (streaming && type == "Event") {
+    co_return AwsError(res, http::status::bad_request, "InvalidParameterValueException",
+                       "InvokeWithResponseStream: X-Amz-Invocation-Type must be RequestResponse "
+                       "or DryRun");
+  }
   if (type != "RequestResponse" && type != "Event" && type != "DryRun") {
     co_return AwsError(
         res, http::status::bad_request, "InvalidParameterValueException",
@@ -316,6 +329,7 @@ asio::awaitable<void> LambdaApi::Invoke(Call& c, const std::string& function, Re
   }
   InvokeRequest ir{function, c.Param("Qualifier"), std::move(req.body()), std::move(client_context),
                    c.request_id};
+  ir.streams = streaming && c.writer != nullptr;
   if (type == "DryRun") {
     auto resolved = deps_.registry->Resolve(ir.function, ir.qualifier, 0.0);
     if (!resolved.ok()) co_return AwsStatus(res, resolved.status());
@@ -328,6 +342,7 @@ asio::awaitable<void> LambdaApi::Invoke(Call& c, const std::string& function, Re
     res.result(http::status::accepted);
     co_return;
   }
+  const bool ir_streams = ir.streams;
   auto outcome = co_await deps_.invoker->Invoke(std::move(ir));
   if (!outcome.ok()) co_return AwsStatus(res, outcome.status());
   pool::Result& r = outcome->result;
@@ -341,6 +356,17 @@ asio::awaitable<void> LambdaApi::Invoke(Call& c, const std::string& function, Re
   }
   if (r.kind == Kind::kUnavailable) {
     co_return AwsError(res, http::status::service_unavailable, "ServiceException", r.error_message);
+  }
+  if (ir_streams) {
+    // 200 and an event stream, whatever happens from here: errors end it (InvokeComplete).
+    res.result(http::status::ok);
+    std::function<std::string()> log_tail;
+    if (log_type == "Tail") {
+      log_tail = [this, function, id = c.request_id] {
+        return Base64Encode(lambda::LogTail(deps_.logs->ReadRequest(function, id), kLogTailBytes));
+      };
+    }
+    co_return co_await ForwardEventStream(r.sink.get(), r, *c.writer, res, std::move(log_tail));
   }
   // By now the pool has logged this call's END and REPORT lines (before completing it).
   if (log_type == "Tail") {

@@ -59,8 +59,9 @@ class LambdaApi {
   // Refuses (403, in AWS's words) a request whose key is missing or unknown before its body
   // is read. A SigV4 signature covers the body, so it is verified once the body is in.
   bool Screen(const http::request_header<>& header, Response& res) const;
-  // Authenticates (SigV4-shaped or the Bearer key), routes and answers.
-  asio::awaitable<void> Handle(Request& req, Response& res);
+  // Authenticates (SigV4-shaped or the Bearer key), routes and answers; InvokeWithResponseStream
+  // answers on `peer.writer` as the function's bytes arrive.
+  asio::awaitable<void> Serve(const Peer& peer, Request& req, Response& res);
 
  private:
   struct Call;
@@ -68,7 +69,8 @@ class LambdaApi {
   // The caller, or nullopt after answering 403 in AWS's words.
   std::optional<auth::Caller> Authenticate(const Request& req, Response& res) const;
   asio::awaitable<void> Route(Call& c, Response& res);
-  asio::awaitable<void> Invoke(Call& c, const std::string& function, Response& res);
+  // Invoke, or InvokeWithResponseStream (`streaming`: AWS's event-stream answer).
+  asio::awaitable<void> Invoke(Call& c, const std::string& function, bool streaming, Response& res);
   void ListFunctions(Call& c, Response& res);
   asio::awaitable<void> CreateFunction(Call& c, Response& res);
   void GetFunction(Call& c, const std::string& function, bool configuration_only, Response& res);

@@ -339,7 +339,9 @@ void FunctionPool::RecordLocked(const InvocationPtr& inv, const Result& r, const
   rec.status = status;
   rec.error_type = r.error_type;
   rec.bytes_in = static_cast<int64_t>(inv->payload.size());
-  rec.bytes_out = r.kind == Result::Kind::kOk ? static_cast<int64_t>(r.body.size()) : 0;
+  rec.bytes_out = inv->sink                     ? inv->sink->bytes_written()
+                  : r.kind == Result::Kind::kOk ? static_cast<int64_t>(r.body.size())
+                                                : 0;
   if (metrics_ != nullptr) metrics_->Record(rec.status, r.duration_us, r.cold_start, r.init_us);
   fx.records.push_back(std::move(rec));
 }
@@ -398,12 +400,21 @@ void FunctionPool::FinishLocked(Instance& inst, const InvocationPtr& inv, Result
   if (inv->handler) {
     fx.results.emplace_back(std::move(*inv->handler), std::move(result));
     inv->handler.reset();
+  } else if (inv->sink) {
+    fx.sink_ends.emplace_back(inv->sink, std::move(result));
   }
   FillFromQueueLocked(inst, fx);
 }
 
 Status FunctionPool::Respond(uint64_t instance_id, const std::string& request_id,
                              std::string body) {
+  Result r;
+  r.kind = Result::Kind::kOk;
+  r.body = std::move(body);
+  return Finish(instance_id, request_id, std::move(r));
+}
+
+Status FunctionPool::Finish(uint64_t instance_id, const std::string& request_id, Result r) {
   Effects fx;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -413,17 +424,16 @@ Status FunctionPool::Respond(uint64_t instance_id, const std::string& request_id
     auto a = inst.active.find(request_id);
     if (a == inst.active.end()) return NotFound("unknown or finished request id " + request_id);
     InvocationPtr inv = a->second;
-    Result r;
-    r.kind = Result::Kind::kOk;
-    r.body = std::move(body);
     FinishLocked(inst, inv, std::move(r), fx);
   }
   Apply(fx);
   return Status::Ok();
 }
 
-Status FunctionPool::ReportError(uint64_t instance_id, const std::string& request_id,
-                                 std::string body, std::string error_type) {
+namespace {
+
+// A runtime's error report as a Result: the type from the header, else the body's errorType.
+Result ErrorResult(std::string body, std::string error_type) {
   Result r;
   r.kind = Result::Kind::kFunctionError;
   // Error bodies are small and rare: parse them here, off the success path.
@@ -442,6 +452,20 @@ Status FunctionPool::ReportError(uint64_t instance_id, const std::string& reques
   }
   r.error_type = error_type.empty() ? "Unhandled" : error_type;
   r.body = std::move(body);
+  return r;
+}
+
+}  // namespace
+
+Status FunctionPool::ReportError(uint64_t instance_id, const std::string& request_id,
+                                 std::string body, std::string error_type) {
+  return Finish(instance_id, request_id, ErrorResult(std::move(body), std::move(error_type)));
+}
+
+StatusOr<std::shared_ptr<ResponseSink>> FunctionPool::StreamBegin(uint64_t instance_id,
+                                                                  const std::string& request_id,
+                                                                  std::string content_type) {
+  auto sink = std::make_shared<ResponseSink>(std::move(content_type));
   Effects fx;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -449,12 +473,31 @@ Status FunctionPool::ReportError(uint64_t instance_id, const std::string& reques
     if (it == instances_.end()) return NotFound("instance is gone");
     Instance& inst = *it->second;
     auto a = inst.active.find(request_id);
-    if (a == inst.active.end()) return NotFound("unknown or finished request id " + request_id);
+    if (a == inst.active.end() || a->second->sink || !a->second->handler) {
+      return NotFound("unknown, finished or already streaming request id " + request_id);
+    }
     InvocationPtr inv = a->second;
-    FinishLocked(inst, inv, std::move(r), fx);
+    inv->sink = sink;
+    Result r;
+    r.kind = Result::Kind::kOk;
+    r.sink = sink;
+    r.cold_start = inv->cold_start;
+    r.init_us = inv->init_us;
+    r.version = version_->version;
+    fx.results.emplace_back(std::move(*inv->handler), std::move(r));
+    inv->handler.reset();
   }
   Apply(fx);
-  return Status::Ok();
+  return sink;
+}
+
+Status FunctionPool::StreamEnd(uint64_t instance_id, const std::string& request_id,
+                               std::string error_body, std::string error_type) {
+  Result r;
+  if (!error_body.empty() || !error_type.empty()) {
+    r = ErrorResult(std::move(error_body), std::move(error_type));
+  }
+  return Finish(instance_id, request_id, std::move(r));
 }
 
 void FunctionPool::ReportInitError(uint64_t instance_id, std::string body, std::string error_type) {
@@ -745,6 +788,7 @@ void FunctionPool::Apply(Effects& fx) {
   for (auto& [handler, result] : fx.results) {
     Complete(std::move(handler), std::move(result));
   }
+  for (auto& [sink, result] : fx.sink_ends) sink->Finish(std::move(result));
   for (pid_t pid : fx.kills) ctx_->spawner->Kill(pid);
   for (const std::string& address : fx.closes) {
     if (!address.empty()) ctx_->endpoints->Close(address);

@@ -53,6 +53,8 @@ namespace thaw::pool {
 
 namespace asio = boost::asio;
 
+class ResponseSink;
+
 struct Result {
   enum class Kind {
     kOk,             // body holds the function's response bytes
@@ -73,6 +75,9 @@ struct Result {
   int64_t billed_ms = 0;
   int64_t cpu_us = 0;  // CPU the instance used during the call (0 when unknown)
   int64_t version = 0;
+  // kOk only: the runtime streams its answer; `body` is empty and the chunks come through
+  // here as the runtime writes them (response_sink.h). Its end carries the final Result.
+  std::shared_ptr<ResponseSink> sink;
 };
 
 // A type-erased completion handler together with the executor it must run on.
@@ -108,6 +113,7 @@ struct Invocation {
   int64_t cpu_start_us = -1;  // the instance's CPU counter when the event was handed over
   std::unique_ptr<asio::steady_timer> deadline_timer;
   std::optional<Completion<void(Result)>> handler;  // empty once completed
+  std::shared_ptr<ResponseSink> sink;  // set when the runtime streams: finished with the call
 };
 
 using InvocationPtr = std::shared_ptr<Invocation>;
@@ -215,6 +221,16 @@ class FunctionPool : public std::enable_shared_from_this<FunctionPool> {
   Status ReportError(uint64_t instance_id, const std::string& request_id, std::string body,
                      std::string error_type);
   void ReportInitError(uint64_t instance_id, std::string body, std::string error_type);
+  // Lambda's streaming response mode. StreamBegin: the runtime started a streamed answer; the
+  // caller is completed at once with a Result that carries the returned sink, and the call
+  // stays active (deadline included) until StreamEnd, the deadline or the instance's exit,
+  // which all finish the sink with the final Result. StreamEnd: the stream ended, with an
+  // error when `error_type` or `error_body` is set (a mid-stream error, a disconnect).
+  StatusOr<std::shared_ptr<ResponseSink>> StreamBegin(uint64_t instance_id,
+                                                      const std::string& request_id,
+                                                      std::string content_type);
+  Status StreamEnd(uint64_t instance_id, const std::string& request_id, std::string error_body,
+                   std::string error_type);
 
   void OnExit(uint64_t instance_id, const sandbox::ExitEvent& exit);
   // Reads what the instance wrote. Returns when to look again: 0 at once, > 0 after that many
@@ -237,6 +253,8 @@ class FunctionPool : public std::enable_shared_from_this<FunctionPool> {
   void Submit(InvocationPtr inv);
   void OnNext(uint64_t instance_id, NextHandler handler);
   void OnDeadline(uint64_t instance_id, const std::string& request_id);
+  // Ends the active call `request_id` with `r` (Respond, ReportError, StreamEnd).
+  Status Finish(uint64_t instance_id, const std::string& request_id, Result r);
 
   // *Locked: the caller holds mu_. They collect side effects into Effects, applied unlocked.
   struct Effects;

@@ -13,6 +13,7 @@
 
 #include "meter/meter.h"
 #include "pool/pool.h"
+#include "pool/response_sink.h"
 #include "sandbox/cgroup.h"
 
 namespace thaw::pool {
@@ -90,6 +91,7 @@ struct FunctionPool::Effects {
   std::vector<std::string> closes;
   std::vector<meter::Record> records;
   std::vector<InstancePtr> launches;
+  std::vector<std::pair<std::shared_ptr<ResponseSink>, Result>> sink_ends;
 };
 
 }  // namespace thaw::pool

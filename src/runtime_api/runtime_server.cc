@@ -21,7 +21,9 @@
 #include <cstring>
 #include <vector>
 
+#include "common/base64.h"
 #include "gateway/http_server.h"
+#include "pool/response_sink.h"
 
 namespace thaw::runtime_api {
 namespace {
@@ -32,6 +34,35 @@ using gateway::Request;
 using gateway::Response;
 
 constexpr std::string_view kPrefix = "/2018-06-01/runtime/";
+constexpr std::string_view kResponseMode = "Lambda-Runtime-Function-Response-Mode";
+constexpr std::string_view kErrorType = "Lambda-Runtime-Function-Error-Type";
+constexpr std::string_view kErrorBody = "Lambda-Runtime-Function-Error-Body";
+
+// The request id of a POST .../invocation/{id}/response; empty for any other request.
+std::string ResponseRequestId(const http::request_header<>& header) {
+  std::string_view target = header.target();
+  constexpr std::string_view kInvocation = "invocation/";
+  constexpr std::string_view kResponse = "/response";
+  if (header.method() != http::verb::post || !target.starts_with(kPrefix)) return "";
+  target.remove_prefix(kPrefix.size());
+  if (!target.starts_with(kInvocation) || !target.ends_with(kResponse)) return "";
+  target.remove_prefix(kInvocation.size());
+  target.remove_suffix(kResponse.size());
+  return std::string(target);
+}
+
+bool IsStreamed(const http::request_header<>& header) {
+  return boost::beast::iequals(header[kResponseMode], "streaming");
+}
+
+// A streamed response's error trailers: the type, and the body (base64, as Lambda's runtimes
+// send it; taken as is when it is not).
+std::pair<std::string, std::string> TrailerError(const http::request_header<>& header) {
+  std::string type(header[kErrorType]);
+  std::string_view encoded = header[kErrorBody];
+  auto decoded = Base64Decode(encoded);
+  return {std::move(type), decoded ? std::move(*decoded) : std::string(encoded)};
+}
 
 void JsonError(Response& res, http::status status, const std::string& type,
                const std::string& message) {
@@ -46,15 +77,81 @@ void JsonError(Response& res, http::status status, const std::string& type,
 // One instance's Runtime API: its listener and the routes, bound to the instance.
 struct RuntimeServer::Endpoint final : gateway::HttpHandler {
   Endpoint(asio::io_context& ioc, std::shared_ptr<pool::FunctionPool> p, uint64_t id,
-           int64_t max_body)
+           int64_t max_body, int64_t max_stream)
       : strand(asio::make_strand(ioc)),
         acceptor(strand),
         pool(std::move(p)),
         instance_id(id),
-        max_response_bytes(max_body) {}
+        max_response_bytes(max_body),
+        max_stream_bytes(max_stream) {}
 
-  uint64_t BodyLimit(const http::request_header<>&) const override {
-    return static_cast<uint64_t>(max_response_bytes);
+  uint64_t BodyLimit(const http::request_header<>& header) const override {
+    return static_cast<uint64_t>(IsStreamed(header) ? max_stream_bytes : max_response_bytes);
+  }
+
+  bool StreamsBody(const http::request_header<>& header) const override {
+    return IsStreamed(header) && !ResponseRequestId(header).empty();
+  }
+
+  // A streamed response: each piece goes to the caller as it arrives. The sink's buffer is
+  // bounded, so a slow caller slows the runtime down; a caller that went away ends the call
+  // (metered) and the runtime's connection, so the instance is free for the next event.
+  asio::awaitable<void> ServeBody(const gateway::Peer&, gateway::BodyReader& body,
+                                  Response& res) override {
+    const std::string id = ResponseRequestId(body.header());
+    std::string content_type(body.header()[http::field::content_type]);
+    auto sink = pool->StreamBegin(instance_id, id, std::move(content_type));
+    if (!sink.ok())
+      co_return JsonError(res, http::status::bad_request, "InvalidRequestID",
+                          sink.status().message());
+    bool caller_gone = false;
+    for (;;) {
+      std::string piece = co_await body.Read();
+      if (piece.empty()) break;
+      if (!co_await (*sink)->Write(std::move(piece), asio::use_awaitable)) {
+        caller_gone = (*sink)->cancelled();
+        break;
+      }
+    }
+    std::string error_type, error_body;
+    bool answered = true;
+    if (caller_gone) {
+      error_type = "Client.Disconnected";
+      error_body = R"({"errorType":"Client.Disconnected",)"
+                   R"("errorMessage":"the caller closed its connection mid-stream"})";
+      JsonError(res, http::status::gone, "ClientDisconnected",
+                "the caller closed its connection: the invocation is over");
+    } else if (body.error() == http::error::body_limit) {
+      const std::string message = "Response payload size exceeded maximum allowed payload size (" +
+                                  std::to_string(max_stream_bytes) + " bytes).";
+      error_type = "Function.ResponseSizeTooLarge";
+      error_body = boost::json::serialize(
+          boost::json::object{{"errorMessage", message}, {"errorType", error_type}});
+      JsonError(res, http::status::payload_too_large, "RequestEntityTooLarge", message);
+    } else if (body.error()) {
+      error_type = "Runtime.TruncatedResponse";
+      error_body = boost::json::serialize(boost::json::object{
+          {"errorMessage", "the runtime's streamed response ended before its last chunk: " +
+                               body.error().message()},
+          {"errorType", error_type}});
+      JsonError(res, http::status::bad_request, "InvalidRequest",
+                "the streamed body was cut short");
+    } else {
+      std::tie(error_type, error_body) = TrailerError(body.header());
+      answered = false;
+    }
+    Status st = pool->StreamEnd(instance_id, id, std::move(error_body), std::move(error_type));
+    if (answered) co_return;
+    if (!st.ok()) {
+      co_return JsonError(res, http::status::bad_request, "InvalidRequestID", st.message());
+    }
+    Accepted(res);
+  }
+
+  static void Accepted(Response& res) {
+    res.result(http::status::accepted);
+    res.set(http::field::content_type, "application/json");
+    res.body() = R"({"status":"OK"})";
   }
 
   void Reject(http::status status, const std::string& why, Response& res) const override {
@@ -67,18 +164,12 @@ struct RuntimeServer::Endpoint final : gateway::HttpHandler {
   // A response over the limit: the runtime gets 413, and the caller, at once, the error Lambda
   // gives (not a wait for the deadline).
   void OnBodyTooLarge(const http::request_header<>& header, uint64_t limit) const override {
-    std::string_view target = header.target();
-    constexpr std::string_view kInvocation = "invocation/";
-    constexpr std::string_view kResponse = "/response";
-    if (header.method() != http::verb::post || !target.starts_with(kPrefix)) return;
-    target.remove_prefix(kPrefix.size());
-    if (!target.starts_with(kInvocation) || !target.ends_with(kResponse)) return;
-    target.remove_prefix(kInvocation.size());
-    target.remove_suffix(kResponse.size());
+    const std::string id = ResponseRequestId(header);
+    if (id.empty()) return;
     const std::string message = "Response payload size exceeded maximum allowed payload size (" +
                                 std::to_string(limit) + " bytes).";
     (void)pool->ReportError(
-        instance_id, std::string(target),
+        instance_id, id,
         boost::json::serialize(boost::json::object{{"errorMessage", message},
                                                    {"errorType", "Function.ResponseSizeTooLarge"}}),
         "Function.ResponseSizeTooLarge");
@@ -165,7 +256,19 @@ struct RuntimeServer::Endpoint final : gateway::HttpHandler {
         std::string id(rest.substr(0, slash));
         std::string_view verb = rest.substr(slash + 1);
         Status st = Status::Ok();
-        if (verb == "response") {
+        if (verb == "response" && IsStreamed(req)) {
+          // Streamed, but the whole body came with the headers (or there was none).
+          auto sink =
+              pool->StreamBegin(instance_id, id, std::string(req[http::field::content_type]));
+          st = sink.status();
+          if (st.ok() && !req.body().empty()) {
+            (void)co_await (*sink)->Write(std::move(req.body()), asio::use_awaitable);
+          }
+          if (st.ok()) {
+            auto [type, body] = TrailerError(req);
+            st = pool->StreamEnd(instance_id, id, std::move(body), std::move(type));
+          }
+        } else if (verb == "response") {
           st = pool->Respond(instance_id, id, std::move(req.body()));
         } else if (verb == "error") {
           st = pool->ReportError(instance_id, id, std::move(req.body()),
@@ -192,6 +295,7 @@ struct RuntimeServer::Endpoint final : gateway::HttpHandler {
   std::shared_ptr<pool::FunctionPool> pool;
   const uint64_t instance_id;
   const int64_t max_response_bytes;
+  const int64_t max_stream_bytes;
   std::string invoked_arn;
   pool::PeerCheck check;  // set before the accept loop starts
   mutable std::mutex peer_mu;
@@ -292,7 +396,8 @@ bool ProcessTreeHoldsSocket(pid_t root, uint64_t inode) {
 
 StatusOr<std::string> RuntimeServer::Open(std::shared_ptr<pool::FunctionPool> pool,
                                           uint64_t instance_id, pool::PeerCheck check) {
-  auto ep = std::make_shared<Endpoint>(ioc_, pool, instance_id, max_response_bytes_);
+  auto ep =
+      std::make_shared<Endpoint>(ioc_, pool, instance_id, max_response_bytes_, max_stream_bytes_);
   ep->check = check;
   ep->invoked_arn = pool->arn();
   boost::system::error_code ec;
@@ -325,7 +430,8 @@ void RuntimeServer::SetPeer(const std::string& address, pid_t pid, uid_t uid) {
 StatusOr<std::string> RuntimeServer::Adopt(std::shared_ptr<pool::FunctionPool> pool,
                                            uint64_t instance_id, UniqueFd listener) {
   if (!listener.valid()) return Internal("failed to serve the Runtime API: no listener");
-  auto ep = std::make_shared<Endpoint>(ioc_, pool, instance_id, max_response_bytes_);
+  auto ep =
+      std::make_shared<Endpoint>(ioc_, pool, instance_id, max_response_bytes_, max_stream_bytes_);
   ep->invoked_arn = pool->arn();
   boost::system::error_code ec;
   ep->acceptor.assign(asio::ip::tcp::v4(), listener.get(), ec);

@@ -30,8 +30,11 @@ bool ProcessTreeHoldsSocket(pid_t root, uint64_t inode);
 
 class RuntimeServer final : public pool::RuntimeEndpoints {
  public:
-  RuntimeServer(boost::asio::io_context& ioc, int64_t max_response_bytes)
-      : ioc_(ioc), max_response_bytes_(max_response_bytes) {}
+  // `max_response_bytes`: a whole response; `max_stream_bytes`: a streamed one, whose bytes
+  // go to the caller as they arrive.
+  RuntimeServer(boost::asio::io_context& ioc, int64_t max_response_bytes,
+                int64_t max_stream_bytes = 20 << 20)
+      : ioc_(ioc), max_response_bytes_(max_response_bytes), max_stream_bytes_(max_stream_bytes) {}
   ~RuntimeServer() override;
 
   StatusOr<std::string> Open(std::shared_ptr<pool::FunctionPool> pool, uint64_t instance_id,
@@ -46,6 +49,7 @@ class RuntimeServer final : public pool::RuntimeEndpoints {
   struct Endpoint;
   boost::asio::io_context& ioc_;
   const int64_t max_response_bytes_;
+  const int64_t max_stream_bytes_;
   std::mutex mu_;
   std::map<std::string, std::shared_ptr<Endpoint>> endpoints_;  // guarded by mu_
   uint64_t adopted_ = 0;                                        // guarded by mu_

@@ -53,6 +53,7 @@ const std::vector<Knob> kKnobs = {
     {"gpus", "GPUs: empty asks NVML; \"none\"; or a static list \"0,1\" / \"0:H200:141\""},
     {"gpu_device_dir", "where GPU device nodes (nvidiaN, nvidiactl, nvidia-uvm) are"},
     {"price_gpu_second_pico", "pico-dollars per GPU-second held (both sheets, advisor)"},
+    {"max_stream_bytes", "largest streamed function response, in all (the stream ends in error)"},
 };
 
 namespace {
@@ -163,6 +164,8 @@ Status ApplyConfigValues(const std::map<std::string, std::string>& values, Confi
       THAW_RETURN_IF_ERROR(ParseInt(name, v, 0, 10'000'000, c.max_connections_per_ip));
     } else if (name == "max_upload_bytes_in_flight") {
       THAW_RETURN_IF_ERROR(ParseInt(name, v, 0, 1LL << 40, c.max_upload_bytes_in_flight));
+    } else if (name == "max_stream_bytes") {
+      THAW_RETURN_IF_ERROR(ParseInt(name, v, 1024, 1LL << 32, c.max_stream_bytes));
     } else if (name == "trusted_proxies") {
       if (auto ranges = ParseCidrList(v); !ranges.ok()) {
         return InvalidArgument("config trusted_proxies: " + ranges.status().message());

@@ -64,6 +64,7 @@ struct Config {
   std::string gpus;
   std::string gpu_device_dir = "/dev";
   int64_t price_gpu_second_pico = 1'097'000'000;  // $0.001097 / GPU-s (Modal's H100; assumed)
+  int64_t max_stream_bytes = 20 * 1024 * 1024;  // a streamed response, in all
 };
 
 struct Knob {

@@ -312,7 +312,7 @@ int RunServe(Config config, const std::string& exe_dir) {
                                          : std::max(1u, std::thread::hardware_concurrency());
   asio::io_context ioc(threads);
   RealClock clock;
-  runtime_api::RuntimeServer endpoints(ioc, config.max_payload_bytes);
+  runtime_api::RuntimeServer endpoints(ioc, config.max_payload_bytes, config.max_stream_bytes);
   metrics::Registry metrics;
   pool::PoolContext ctx;
   ctx.metrics = &metrics;

@@ -26,6 +26,19 @@ const client = new sdk.LambdaClient({
 try {
   const out = await client.send(new sdk[command](input));
   if (out.Payload) out.Payload = Buffer.from(out.Payload).toString('utf8');
+  if (out.EventStream) {
+    // InvokeWithResponseStream: each event as it arrives, with its arrival (wall seconds).
+    const events = [];
+    for await (const ev of out.EventStream) {
+      const at = Date.now() / 1000;
+      if (ev.PayloadChunk) {
+        events.push({ PayloadChunk: Buffer.from(ev.PayloadChunk.Payload).toString('utf8'), at });
+      } else {
+        events.push({ ...ev, at });
+      }
+    }
+    out.EventStream = events;
+  }
   console.log(JSON.stringify({ ok: true, status: out.$metadata.httpStatusCode, output: out }));
 } catch (e) {
   console.log(JSON.stringify({

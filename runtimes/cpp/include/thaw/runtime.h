@@ -7,8 +7,13 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <string_view>
 
 namespace thaw::runtime {
+
+namespace detail {
+class Connection;
+}
 
 struct InvocationRequest {
   std::string payload;  // the event, as sent
@@ -40,6 +45,46 @@ using Handler = std::function<InvocationResponse(const InvocationRequest&)>;
 // Serves invocations until the Runtime API goes away; returns the process exit code.
 // An exception thrown by the handler becomes a Failure named after its type.
 int Run(const Handler& handler);
+
+// A streamed response (Lambda's streaming response mode): each Write reaches the caller as it
+// is made, not when the handler returns; a response may then pass the 6 MB payload limit, up
+// to thaw's max_stream_bytes. Valid only inside the handler call it was given to.
+class ResponseWriter {
+ public:
+  ResponseWriter(const ResponseWriter&) = delete;
+  ResponseWriter& operator=(const ResponseWriter&) = delete;
+
+  // Before the first Write: the body's content type (default application/octet-stream).
+  void SetContentType(std::string content_type);
+  // Sends `bytes` now. False once thaw stopped reading (the caller went away, or the stream
+  // grew past its limit): stop producing, the rest would be dropped.
+  bool Write(std::string_view bytes);
+  bool started() const { return started_; }
+
+ private:
+  friend int RunStreaming(
+      const std::function<InvocationResponse(const InvocationRequest&, ResponseWriter&)>& handler);
+  ResponseWriter(detail::Connection* conn, std::string path)
+      : conn_(conn), path_(std::move(path)) {}
+  bool Start();
+  // Ends the body, with the error trailers when `error_type` is set; reads thaw's answer.
+  bool Finish(const std::string& error_type, const std::string& error_json);
+
+  detail::Connection* conn_;
+  std::string path_;
+  std::string content_type_ = "application/octet-stream";
+  bool started_ = false;
+  bool failed_ = false;
+};
+
+using StreamingHandler =
+    std::function<InvocationResponse(const InvocationRequest&, ResponseWriter&)>;
+
+// Run, for a handler that streams through `writer`. A Success's payload, if any, is written
+// after what the handler wrote; a Failure (or an exception) after the first Write ends the
+// stream with the error (the caller sees it as trailers or the event-stream error); before
+// it, it is reported as Run reports it.
+int RunStreaming(const StreamingHandler& handler);
 
 // For failures before Run (loading a model, say): POSTs /runtime/init/error. Exit afterwards.
 void ReportInitError(const std::string& error_type, const std::string& error_message);

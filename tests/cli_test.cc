@@ -115,3 +115,21 @@ TEST_F(CliTest, ErrorsAreOneLineAndNonZero) {
 
 }  // namespace
 }  // namespace thaw::testing
+
+namespace thaw::testing {
+namespace {
+
+TEST_F(CliTest, GetSaysWhenAFunctionsInitKeepsFailing) {
+  std::string dir =
+      PythonBundle("broken", "raise RuntimeError('no model')\n", "min_instances: 1\n");
+  ASSERT_EQ(server_->Deploy("broken", dir).status, 201);
+  ASSERT_TRUE(server_->WaitForFunction("broken", "\"state\":\"failing\"", 20'000));
+  auto get = Thaw("get broken");
+  EXPECT_EQ(get.exit_code, 0);
+  EXPECT_NE(get.out.find("state           failing"), std::string::npos) << get.out;
+  EXPECT_NE(get.out.find("no model"), std::string::npos) << get.out;
+  RemoveDir(dir);
+}
+
+}  // namespace
+}  // namespace thaw::testing

@@ -173,6 +173,12 @@ int CmdGet(const ClientOptions& o, const std::string& name) {
     std::printf("%-15s %s\n", key, Str(f, key).c_str());
   }
   std::printf("%-15s %zu\n", "versions", f["versions"].as_array().size());
+  // A function whose instances keep failing their init says so, with the last error.
+  std::printf("%-15s %s\n", "state", Str(f, "state").c_str());
+  if (f.contains("init_failures_in_a_row")) {
+    std::printf("%-15s %s in a row; last: %s\n", "init_failures",
+                Str(f, "init_failures_in_a_row").c_str(), Str(f, "last_init_error").c_str());
+  }
   return 0;
 }
 

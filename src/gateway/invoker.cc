@@ -324,8 +324,8 @@ RetryPolicy Invoker::PolicyFor(const InvokeRequest& req) const {
   RetryPolicy policy;
   policy.base_ms = events_.retry_base_ms;
   if (events_.queue == nullptr) return policy;
-  auto config = events_.queue->GetConfig(req.function, req.qualifier);
-  if (!config.ok() && !req.qualifier.empty()) config = events_.queue->GetConfig(req.function, "");
+  auto config =
+      events_.queue->GetConfig(req.function, req.qualifier.empty() ? "$LATEST" : req.qualifier);
   if (!config.ok()) return policy;
   if (config->max_retry_attempts)
     policy.max_attempts = 1 + static_cast<int>(*config->max_retry_attempts);

@@ -186,6 +186,8 @@ TEST(DurabilityTest, KillNineAfterAcceptedEventsLosesNone) {
     accepted.push_back(r.Header("x-amzn-requestid"));
     ASSERT_FALSE(accepted.back().empty());
   }
+  // Kill while some run: those must re-run under their own request id.
+  EXPECT_TRUE(Eventually([&] { return EventStates(db_path)["running"] > 0; }, 10'000));
   server->Kill9();
   const size_t done_before = SucceededIds(db_path).size();
   std::printf("%zu of %d events had succeeded at the kill\n", done_before, kEvents);
@@ -203,6 +205,10 @@ TEST(DurabilityTest, KillNineAfterAcceptedEventsLosesNone) {
       },
       60'000));
   for (const auto& id : accepted) EXPECT_EQ(ids.count(id), 1u) << "never ran: " << id;
+  // Billed once each: no retry under another id was needed, and a re-run try is not billed twice.
+  const auto rows = LedgerRows(db_path);
+  EXPECT_EQ(rows.size(), accepted.size());
+  for (const auto& [id, n] : rows) EXPECT_EQ(n, 1) << id;
   EXPECT_TRUE(Eventually([&] { return EventStates(db_path)["succeeded"] == kEvents; }, 10'000));
   auto states = EventStates(db_path);
   EXPECT_EQ(states["queued"] + states["running"] + states["failed"], 0);
@@ -233,6 +239,31 @@ TEST(DurabilityTest, MaxQueuedEventsAnswers429) {
   EXPECT_NE(metrics.body.find("thaw_async_oldest_event_age_seconds{function=\"hello-cpp\"}"),
             std::string::npos);
   server->Kill9();
+}
+
+// A failing event is tried 1 + MaximumRetryAttempts times, async_retry_base_ms apart, each try
+// metered under its own request id, and then kept as failed.
+TEST(DurabilityTest, FailingEventIsRetriedAsItsConfigSays) {
+  auto server = ThawServer::Start({"--async-retry-base-ms", "20"});
+  const std::string bundle =
+      PythonBundle("boom", "def handler(event, context):\n    raise ValueError('boom')\n");
+  ASSERT_EQ(server->Deploy("boom", bundle).status, 201);
+  RemoveDir(bundle);
+  auto put = server->Call("PUT", "/2019-09-25/functions/boom/event-invoke-config",
+                          R"({"MaximumRetryAttempts":1})");
+  ASSERT_EQ(put.status, 200) << put.body;
+  auto r = server->Call("POST", "/2015-03-31/functions/boom/invocations", "{}",
+                        {{"X-Amz-Invocation-Type", "Event"}});
+  ASSERT_EQ(r.status, 202) << r.body;
+  const std::string id = r.Header("x-amzn-requestid");
+  const std::string db_path = server->data_dir() + "/thaw.db";
+  EXPECT_TRUE(Eventually([&] { return EventStates(db_path)["failed"] == 1; }, 30'000));
+  (void)server->Call("GET", "/v1/usage");  // flushes the meter
+  const auto rows = LedgerRows(db_path);
+  EXPECT_EQ(rows.count(id), 1u);
+  EXPECT_EQ(rows.count(id + "-2"), 1u);
+  EXPECT_EQ(rows.count(id + "-3"), 0u);
+  EXPECT_EQ(server->Stop(), 0);
 }
 
 }  // namespace

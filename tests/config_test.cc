@@ -181,6 +181,8 @@ TEST(ConfigTest, KnobTableMatchesParser) {
       {"log_files_kept", "3"},
       {"instance_uids", "1000"},
       {"async_queue_events", "100"},
+      {"max_queued_events", "100000"},
+      {"async_retry_base_ms", "60000"},
       {"node_memory_mb", "0"},
       {"log_rate_bytes", "1048576"},
       {"gpus", "0,1"},

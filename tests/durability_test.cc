@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <map>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -121,6 +122,148 @@ TEST(DurabilityTest, KillNineUnderLoadLosesNoAnsweredInvocation) {
   ASSERT_EQ(again->Call("GET", "/v1/usage").status, 200);  // flushes the meter
   EXPECT_EQ(LedgerRows(db_path).count(after.Header("x-thaw-request-id")), 1u);
   EXPECT_EQ(again->Stop(), 0);
+}
+
+// Rows per request id in the ledger that ended in success.
+std::set<std::string> SucceededIds(const std::string& db_path) {
+  std::set<std::string> ids;
+  sqlite3* db = nullptr;
+  EXPECT_EQ(sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+  sqlite3_busy_timeout(db, 5000);
+  sqlite3_stmt* st = nullptr;
+  EXPECT_EQ(sqlite3_prepare_v2(db, "SELECT request_id FROM invocations WHERE status = 'success'",
+                               -1, &st, nullptr),
+            SQLITE_OK)
+      << sqlite3_errmsg(db);
+  while (sqlite3_step(st) == SQLITE_ROW) {
+    ids.insert(reinterpret_cast<const char*>(sqlite3_column_text(st, 0)));
+  }
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return ids;
+}
+
+// Event states in the durable queue (queue/event_queue.h), by state.
+std::map<std::string, int64_t> EventStates(const std::string& db_path) {
+  std::map<std::string, int64_t> states;
+  sqlite3* db = nullptr;
+  EXPECT_EQ(sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+  sqlite3_busy_timeout(db, 5000);
+  sqlite3_stmt* st = nullptr;
+  EXPECT_EQ(
+      sqlite3_prepare_v2(db, "SELECT state, COUNT(*) FROM events GROUP BY 1", -1, &st, nullptr),
+      SQLITE_OK)
+      << sqlite3_errmsg(db);
+  while (sqlite3_step(st) == SQLITE_ROW) {
+    states[reinterpret_cast<const char*>(sqlite3_column_text(st, 0))] = sqlite3_column_int64(st, 1);
+  }
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return states;
+}
+
+// Every Event invoke answered 202 runs, even when the server is killed right after the answers:
+// the restarted server runs what was queued and re-runs what was running, under the same
+// request id (so the ledger bills each once).
+TEST(DurabilityTest, KillNineAfterAcceptedEventsLosesNone) {
+  constexpr int kEvents = 40;
+  char tmpl[] = "/tmp/thaw-durability-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  const std::string data_dir = tmpl;
+  const std::string db_path = data_dir + "/thaw.db";
+  struct DirGuard {
+    std::string dir;
+    ~DirGuard() { RemoveDir(dir); }
+  } guard{data_dir};
+
+  auto server = ThawServer::Start({}, data_dir);
+  ASSERT_EQ(server->Deploy("hello-cpp", kHelloCpp).status, 201);
+  std::vector<std::string> accepted;
+  for (int i = 0; i < kEvents; ++i) {
+    auto r = server->Call("POST", "/2015-03-31/functions/hello-cpp/invocations",
+                          R"({"sleep_ms":200})", {{"X-Amz-Invocation-Type", "Event"}});
+    ASSERT_EQ(r.status, 202) << r.body;
+    accepted.push_back(r.Header("x-amzn-requestid"));
+    ASSERT_FALSE(accepted.back().empty());
+  }
+  // Kill while some run: those must re-run under their own request id.
+  EXPECT_TRUE(Eventually([&] { return EventStates(db_path)["running"] > 0; }, 10'000));
+  server->Kill9();
+  const size_t done_before = SucceededIds(db_path).size();
+  std::printf("%zu of %d events had succeeded at the kill\n", done_before, kEvents);
+
+  auto again = ThawServer::Start({}, data_dir);
+  std::set<std::string> ids;
+  EXPECT_TRUE(Eventually(
+      [&] {
+        (void)again->Call("GET", "/v1/usage");  // flushes the meter
+        ids = SucceededIds(db_path);
+        for (const auto& id : accepted) {
+          if (ids.count(id) == 0) return false;
+        }
+        return true;
+      },
+      60'000));
+  for (const auto& id : accepted) EXPECT_EQ(ids.count(id), 1u) << "never ran: " << id;
+  // Billed once each: no retry under another id was needed, and a re-run try is not billed twice.
+  const auto rows = LedgerRows(db_path);
+  EXPECT_EQ(rows.size(), accepted.size());
+  for (const auto& [id, n] : rows) EXPECT_EQ(n, 1) << id;
+  EXPECT_TRUE(Eventually([&] { return EventStates(db_path)["succeeded"] == kEvents; }, 10'000));
+  auto states = EventStates(db_path);
+  EXPECT_EQ(states["queued"] + states["running"] + states["failed"], 0);
+  // Depth and age gauges are there (and empty once all ran).
+  auto metrics = again->Call("GET", "/metrics");
+  EXPECT_NE(metrics.body.find("thaw_async_events_queued"), std::string::npos);
+  EXPECT_EQ(again->Stop(), 0);
+}
+
+// Past max_queued_events a function's Event invokes are refused with 429; the queue's depth
+// shows in /metrics meanwhile.
+TEST(DurabilityTest, MaxQueuedEventsAnswers429) {
+  auto server = ThawServer::Start({"--max-queued-events", "2"});
+  ASSERT_EQ(server->Deploy("hello-cpp", kHelloCpp).status, 201);
+  auto event = [&] {
+    return server->Call("POST", "/2015-03-31/functions/hello-cpp/invocations",
+                        R"({"sleep_ms":3000})", {{"X-Amz-Invocation-Type", "Event"}});
+  };
+  ASSERT_EQ(event().status, 202);
+  ASSERT_EQ(event().status, 202);
+  auto refused = event();
+  EXPECT_EQ(refused.status, 429) << refused.body;
+  EXPECT_NE(refused.body.find("max_queued_events"), std::string::npos) << refused.body;
+  auto metrics = server->Call("GET", "/metrics");
+  EXPECT_NE(metrics.body.find("thaw_async_events_queued{function=\"hello-cpp\"} 2"),
+            std::string::npos)
+      << metrics.body;
+  EXPECT_NE(metrics.body.find("thaw_async_oldest_event_age_seconds{function=\"hello-cpp\"}"),
+            std::string::npos);
+  server->Kill9();
+}
+
+// A failing event is tried 1 + MaximumRetryAttempts times, async_retry_base_ms apart, each try
+// metered under its own request id, and then kept as failed.
+TEST(DurabilityTest, FailingEventIsRetriedAsItsConfigSays) {
+  auto server = ThawServer::Start({"--async-retry-base-ms", "20"});
+  const std::string bundle =
+      PythonBundle("boom", "def handler(event, context):\n    raise ValueError('boom')\n");
+  ASSERT_EQ(server->Deploy("boom", bundle).status, 201);
+  RemoveDir(bundle);
+  auto put = server->Call("PUT", "/2019-09-25/functions/boom/event-invoke-config",
+                          R"({"MaximumRetryAttempts":1})");
+  ASSERT_EQ(put.status, 200) << put.body;
+  auto r = server->Call("POST", "/2015-03-31/functions/boom/invocations", "{}",
+                        {{"X-Amz-Invocation-Type", "Event"}});
+  ASSERT_EQ(r.status, 202) << r.body;
+  const std::string id = r.Header("x-amzn-requestid");
+  const std::string db_path = server->data_dir() + "/thaw.db";
+  EXPECT_TRUE(Eventually([&] { return EventStates(db_path)["failed"] == 1; }, 30'000));
+  (void)server->Call("GET", "/v1/usage");  // flushes the meter
+  const auto rows = LedgerRows(db_path);
+  EXPECT_EQ(rows.count(id), 1u);
+  EXPECT_EQ(rows.count(id + "-2"), 1u);
+  EXPECT_EQ(rows.count(id + "-3"), 0u);
+  EXPECT_EQ(server->Stop(), 0);
 }
 
 }  // namespace

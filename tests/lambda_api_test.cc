@@ -427,6 +427,57 @@ TEST_F(LambdaApiTest, AwsCliFunctionErrorsTimeoutsAndUnknownFunctions) {
   EXPECT_NE(twice.err.find("ResourceConflictException"), std::string::npos) << twice.err;
 }
 
+TEST_F(LambdaApiTest, AwsCliEventInvokeConfigs) {
+  CreatePython("worker", "app.echo");
+  ProcessResult none =
+      aws_->Lambda({"get-function-event-invoke-config", "--function-name", "worker"});
+  EXPECT_EQ(none.exit_code, 254);
+  EXPECT_NE(none.err.find("ResourceNotFoundException"), std::string::npos) << none.err;
+
+  ProcessResult put =
+      aws_->Lambda({"put-function-event-invoke-config", "--function-name", "worker",
+                    "--maximum-retry-attempts", "1", "--maximum-event-age-in-seconds", "120"});
+  ASSERT_EQ(put.exit_code, 0) << put.err;
+  json::object config = ParseObject(put.out);
+  EXPECT_EQ(Str(config, "MaximumRetryAttempts"), "1");
+  EXPECT_EQ(Str(config, "MaximumEventAgeInSeconds"), "120");
+  EXPECT_NE(Str(config, "FunctionArn").find(":function:worker:$LATEST"), std::string::npos);
+
+  // Update changes only what it names; Put replaces the whole config.
+  ProcessResult update = aws_->Lambda({"update-function-event-invoke-config", "--function-name",
+                                       "worker", "--maximum-retry-attempts", "0"});
+  ASSERT_EQ(update.exit_code, 0) << update.err;
+  config = ParseObject(update.out);
+  EXPECT_EQ(Str(config, "MaximumRetryAttempts"), "0");
+  EXPECT_EQ(Str(config, "MaximumEventAgeInSeconds"), "120");
+  ProcessResult got =
+      aws_->Lambda({"get-function-event-invoke-config", "--function-name", "worker"});
+  ASSERT_EQ(got.exit_code, 0) << got.err;
+  EXPECT_EQ(Str(ParseObject(got.out), "MaximumRetryAttempts"), "0");
+
+  ProcessResult too_many = aws_->Lambda({"put-function-event-invoke-config", "--function-name",
+                                         "worker", "--maximum-retry-attempts", "3"});
+  EXPECT_NE(too_many.exit_code, 0);
+  auto raw = Aws("PUT", "/2019-09-25/functions/worker/event-invoke-config",
+                 R"({"MaximumEventAgeInSeconds":30})");
+  EXPECT_EQ(raw.status, 400) << raw.body;
+  EXPECT_NE(raw.body.find("MaximumEventAgeInSeconds"), std::string::npos) << raw.body;
+
+  ProcessResult list =
+      aws_->Lambda({"list-function-event-invoke-configs", "--function-name", "worker"});
+  ASSERT_EQ(list.exit_code, 0) << list.err;
+  EXPECT_EQ(ParseObject(list.out)["FunctionEventInvokeConfigs"].as_array().size(), 1u);
+
+  ProcessResult del =
+      aws_->Lambda({"delete-function-event-invoke-config", "--function-name", "worker"});
+  ASSERT_EQ(del.exit_code, 0) << del.err;
+  EXPECT_EQ(
+      aws_->Lambda({"get-function-event-invoke-config", "--function-name", "worker"}).exit_code,
+      254);
+  EXPECT_EQ(aws_->Lambda({"get-function-event-invoke-config", "--function-name", "nope"}).exit_code,
+            254);
+}
+
 TEST_F(LambdaApiTest, AwsCliEventDryRunAndConfigurationUpdates) {
   CreatePython("worker", "app.echo");
   ProcessResult event = aws_->Lambda({"invoke", "--function-name", "worker", "--invocation-type",

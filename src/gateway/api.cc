@@ -24,6 +24,7 @@
 #include "pool/gpu_table.h"
 #include "pool/pool.h"
 #include "pool/response_sink.h"
+#include "queue/event_queue.h"
 #include "registry/registry.h"
 
 // GCC 12 misreads Asio's coroutine frame allocator as a new/delete mismatch (GCC bug 109224,
@@ -171,9 +172,13 @@ std::vector<std::string_view> SplitPath(std::string_view path) {
 
 Api::Api(ApiDeps deps)
     : deps_(std::move(deps)),
-      invoker_(std::make_unique<Invoker>(deps_.registry, deps_.pools, deps_.meter, deps_.gate,
-                                         deps_.config->async_queue_events,
-                                         deps_.config->max_payload_bytes)),
+      invoker_(std::make_unique<Invoker>(
+          deps_.registry, deps_.pools, deps_.meter, deps_.gate,
+          EventOptions{.queue = deps_.events,
+                       .max_events = deps_.config->async_queue_events,
+                       .max_function_events = deps_.config->max_queued_events,
+                       .retry_base_ms = deps_.config->async_retry_base_ms},
+          deps_.config->max_payload_bytes)),
       lambda_(std::make_unique<LambdaApi>(LambdaDeps{deps_.registry, deps_.pools, deps_.logs,
                                                      deps_.config, deps_.admin_key, deps_.keys,
                                                      invoker_.get(), &blocking_})) {
@@ -183,6 +188,8 @@ Api::Api(ApiDeps deps)
   }
 }
 Api::~Api() { blocking_.join(); }
+
+Status Api::ResumeEvents(asio::any_io_executor executor) { return invoker_->Resume(executor); }
 
 uint64_t Api::BodyLimit(const http::request_header<>& header) const {
   std::string_view target = header.target();
@@ -518,6 +525,16 @@ void Api::Metrics(Response& res) {
     gauges.failing[stats.function] += stats.init_failures_in_a_row;
   }
   gauges.meter_pending = deps_.meter != nullptr ? deps_.meter->pending() : 0;
+  if (deps_.events != nullptr) {
+    if (auto depths = deps_.events->Depths(); depths.ok()) {
+      const int64_t now = WallNowMicros();
+      for (const auto& [function, depth] : *depths) {
+        gauges.events_queued[function] = depth.events;
+        gauges.events_oldest_age_s[function] =
+            static_cast<double>(now - depth.oldest_created_us) / 1e6;
+      }
+    }
+  }
   if (deps_.logs != nullptr) {
     const logs::DroppedLines dropped = deps_.logs->Dropped();
     gauges.log_lines_dropped_queue_full = dropped.queue_full;

@@ -29,6 +29,9 @@ class GpuTable;
 namespace thaw::logs {
 class LogStore;
 }
+namespace thaw::queue {
+class EventQueue;
+}
 namespace thaw::meter {
 class Meter;
 struct Sample;
@@ -60,6 +63,7 @@ struct ApiDeps {
   auth::KeyStore* keys = nullptr;
   auth::TenantGate* gate = nullptr;
   const pool::GpuTable* gpus = nullptr;  // the node's GPUs, for GET /v1/node and /metrics
+  queue::EventQueue* events = nullptr;   // the durable Event queue (null: in memory)
 };
 
 class Api final : public HttpHandler {
@@ -75,6 +79,8 @@ class Api final : public HttpHandler {
   void Reject(http::status status, const std::string& why, Response& res) const override;
   asio::awaitable<void> Handle(Request& req, Response& res) override;  // peer unknown
   asio::awaitable<void> Serve(const Peer& peer, Request& req, Response& res) override;
+  // At start: runs the Event invocations the durable queue held.
+  [[nodiscard]] Status ResumeEvents(asio::any_io_executor executor);
 
  private:
   asio::awaitable<void> Functions(const auth::Caller& caller, std::vector<std::string_view> parts,

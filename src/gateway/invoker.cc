@@ -28,8 +28,7 @@
 namespace thaw::gateway {
 namespace {
 
-constexpr int kFunctionErrorAttempts = 3;  // Lambda's default: the first try and two retries
-constexpr int kThrottleAttempts = 10;      // about four minutes of backoff
+constexpr int kThrottleAttempts = 10;  // about four minutes of backoff
 constexpr int64_t kMaxBackoffMs = 60'000;
 
 double Draw() {
@@ -63,6 +62,22 @@ struct Invoker::State {
   std::map<std::string, int64_t> tenant_functions;  // functions holding events, per tenant
 
   // Takes a slot for `function` if its tenant and it are within their shares.
+  // Counts an event recovered at start: it was accepted once, so it holds a slot whatever the
+  // shares say.
+  void ForceEventSlot(const std::string& function) {
+    std::lock_guard<std::mutex> lock(mu);
+    const std::string tenant(TenantOfFunction(function));
+    events.fetch_add(1);
+    ++tenant_events[tenant];
+    if (++function_events[function] == 1) ++tenant_functions[tenant];
+  }
+
+  int64_t FunctionEvents(const std::string& function) {
+    std::lock_guard<std::mutex> lock(mu);
+    auto f = function_events.find(function);
+    return f == function_events.end() ? 0 : f->second;
+  }
+
   dispatch::ShareDecision TakeEventSlot(const std::string& function, int64_t capacity) {
     std::lock_guard<std::mutex> lock(mu);
     const std::string tenant(TenantOfFunction(function));
@@ -103,32 +118,43 @@ struct Invoker::State {
   }
 };
 
-std::optional<int64_t> AsyncRetryDelayMs(pool::Result::Kind kind, int attempts) {
+std::optional<int64_t> AsyncRetryDelayMs(pool::Result::Kind kind, int attempts,
+                                         const RetryPolicy& policy, int64_t age_us) {
   using Kind = pool::Result::Kind;
+  std::optional<int64_t> delay;
   switch (kind) {
     case Kind::kOk:
       return std::nullopt;
     case Kind::kThrottled:
     case Kind::kUnavailable:
       if (attempts >= kThrottleAttempts) return std::nullopt;
-      return std::min<int64_t>(kMaxBackoffMs, 1000LL << std::min(attempts - 1, 16));
+      delay = std::min<int64_t>(kMaxBackoffMs * policy.base_ms / 1000,
+                                policy.base_ms << std::min(attempts - 1, 16));
+      break;
     case Kind::kFunctionError:
     case Kind::kTimeout:
     case Kind::kExitError:
     case Kind::kInitError:
-      if (attempts >= kFunctionErrorAttempts) return std::nullopt;
-      return 1000LL * attempts;
+      if (attempts >= policy.max_attempts) return std::nullopt;
+      delay = policy.base_ms * attempts;
+      break;
   }
-  return std::nullopt;
+  if (delay && age_us + *delay * 1000 > policy.max_age_us) return std::nullopt;
+  return delay;
+}
+
+std::string AttemptRequestId(const std::string& request_id, int attempt) {
+  if (attempt <= 1) return request_id;
+  return request_id + "-" + std::to_string(attempt);
 }
 
 Invoker::Invoker(registry::Registry* registry, pool::PoolManager* pools, meter::Meter* meter,
-                 auth::TenantGate* gate, int64_t max_events, int64_t max_response_bytes)
+                 auth::TenantGate* gate, EventOptions events, int64_t max_response_bytes)
     : registry_(registry),
       pools_(pools),
       meter_(meter),
       gate_(gate),
-      max_events_(max_events),
+      events_(events),
       max_response_bytes_(max_response_bytes),
       state_(std::make_shared<State>()) {}
 
@@ -220,8 +246,14 @@ Status Invoker::Enqueue(InvokeRequest req, asio::any_io_executor executor) {
     auth::Admission budget = gate_->CheckBudget(TenantOfFunction(req.function), WallNowMicros());
     if (!budget.admitted()) return Status(StatusCode::kQuotaExceeded, budget.message);
   }
+  if (state_->FunctionEvents(req.function) >= events_.max_function_events) {
+    return Status(StatusCode::kResourceExhausted,
+                  "Rate Exceeded: function " + req.function + " has " +
+                      std::to_string(events_.max_function_events) +
+                      " asynchronous invocations queued (max_queued_events)");
+  }
   const int64_t bytes = static_cast<int64_t>(req.payload.size());
-  switch (state_->TakeEventSlot(req.function, max_events_)) {
+  switch (state_->TakeEventSlot(req.function, events_.max_events)) {
     case dispatch::ShareDecision::kAdmit:
       break;
     case dispatch::ShareDecision::kQueueFull:
@@ -242,27 +274,97 @@ Status Invoker::Enqueue(InvokeRequest req, asio::any_io_executor executor) {
     return Status(StatusCode::kResourceExhausted,
                   "Rate Exceeded: the asynchronous invocation queue is full");
   }
-  asio::co_spawn(executor, RunEvent(this, state_, std::move(req)), asio::detached);
+  Job job;
+  job.created_us = WallNowMicros();
+  if (events_.queue != nullptr) {
+    queue::Event event;
+    event.request_id = req.request_id;
+    event.function = req.function;
+    event.qualifier = req.qualifier;
+    event.payload = req.payload;
+    event.client_context = req.client_context;
+    event.created_us = job.created_us;
+    if (Status st = events_.queue->Add(event); !st.ok()) {
+      state_->event_bytes.fetch_sub(bytes);
+      state_->GiveEventSlot(req.function);
+      return st;
+    }
+    job.id = event.id;
+  }
+  job.req = std::move(req);
+  asio::co_spawn(executor, RunEvent(this, state_, std::move(job)), asio::detached);
   return Status::Ok();
 }
 
-asio::awaitable<void> Invoker::RunEvent(Invoker* self, std::shared_ptr<State> state,
-                                        InvokeRequest req) {
-  const int64_t bytes = static_cast<int64_t>(req.payload.size());
+Status Invoker::Resume(asio::any_io_executor executor) {
+  if (events_.queue == nullptr) return Status::Ok();
+  auto events = events_.queue->Recover();
+  if (!events.ok()) return events.status();
+  for (queue::Event& e : *events) {
+    Job job;
+    job.id = e.id;
+    // A try cut short by the crash runs again under the same request id.
+    job.attempts = e.state == queue::EventState::kRunning ? e.attempts - 1 : e.attempts;
+    job.next_at_us = e.next_at_us;
+    job.created_us = e.created_us;
+    job.req.function = std::move(e.function);
+    job.req.qualifier = std::move(e.qualifier);
+    job.req.payload = std::move(e.payload);
+    job.req.client_context = std::move(e.client_context);
+    job.req.request_id = std::move(e.request_id);
+    state_->ForceEventSlot(job.req.function);
+    state_->event_bytes.fetch_add(static_cast<int64_t>(job.req.payload.size()));
+    asio::co_spawn(executor, RunEvent(this, state_, std::move(job)), asio::detached);
+  }
+  if (!events->empty()) spdlog::info("resumed {} queued event invocations", events->size());
+  return Status::Ok();
+}
+
+RetryPolicy Invoker::PolicyFor(const InvokeRequest& req) const {
+  RetryPolicy policy;
+  policy.base_ms = events_.retry_base_ms;
+  if (events_.queue == nullptr) return policy;
+  auto config =
+      events_.queue->GetConfig(req.function, req.qualifier.empty() ? "$LATEST" : req.qualifier);
+  if (!config.ok()) return policy;
+  if (config->max_retry_attempts)
+    policy.max_attempts = 1 + static_cast<int>(*config->max_retry_attempts);
+  if (config->max_event_age_s) policy.max_age_us = *config->max_event_age_s * 1'000'000;
+  return policy;
+}
+
+asio::awaitable<void> Invoker::RunEvent(Invoker* self, std::shared_ptr<State> state, Job job) {
+  const int64_t bytes = static_cast<int64_t>(job.req.payload.size());
+  queue::EventQueue* const store = self->events_.queue;
+  auto log_failure = [&](const Status& st) {
+    if (!st.ok()) spdlog::error("event {}: {}", job.req.request_id, st.message());
+  };
   asio::steady_timer timer(co_await asio::this_coro::executor);
-  for (int attempts = 1;; ++attempts) {
-    InvokeRequest attempt = req;
-    // The meter keys records by request id: every try is billed, so each gets its own.
-    if (attempts > 1) attempt.request_id = NewRequestId();
+  if (const int64_t wait_us = job.next_at_us - WallNowMicros(); wait_us > 0) {
+    timer.expires_after(std::chrono::microseconds(wait_us));
+    boost::system::error_code ec;
+    co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  }
+  bool succeeded = false;
+  for (int attempts = job.attempts + 1;; ++attempts) {
+    if (store != nullptr) log_failure(store->MarkRunning(job.id, attempts));
+    InvokeRequest attempt = job.req;
+    attempt.request_id = AttemptRequestId(job.req.request_id, attempts);
     auto outcome = co_await self->Invoke(std::move(attempt));
     if (!outcome.ok()) break;  // deleted meanwhile
-    auto delay = AsyncRetryDelayMs(outcome->result.kind, attempts);
+    succeeded = outcome->result.kind == pool::Result::Kind::kOk;
+    auto delay = AsyncRetryDelayMs(outcome->result.kind, attempts, self->PolicyFor(job.req),
+                                   WallNowMicros() - job.created_us);
     if (!delay) break;
+    if (store != nullptr) {
+      log_failure(store->MarkQueued(job.id, WallNowMicros() + *delay * 1000));
+    }
     timer.expires_after(std::chrono::milliseconds(*delay));
     boost::system::error_code ec;
     co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
   }
-  state->GiveEventSlot(req.function);
+  if (store != nullptr) log_failure(store->MarkDone(job.id, succeeded));
+  state->GiveEventSlot(job.req.function);
   state->event_bytes.fetch_sub(bytes);
 }
 

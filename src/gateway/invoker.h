@@ -1,7 +1,7 @@
 // Invoker: the invoke path both API faces share. It resolves a function and qualifier (an
 // alias picks among its versions by weight), holds the function to its reserved concurrency,
 // runs the call on that version's pool, and runs Lambda Event (asynchronous) invocations from
-// an in-memory queue with retries. Owned by Api; thread-safe.
+// the durable queue (queue/event_queue.h) with retries. Owned by Api; thread-safe.
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>
@@ -12,6 +12,7 @@
 
 #include "gateway/http_server.h"
 #include "pool/pool.h"
+#include "queue/event_queue.h"
 
 namespace thaw::meter {
 class Meter;
@@ -48,10 +49,32 @@ struct InvokeOutcome {
   std::shared_ptr<void> hold;
 };
 
+// How an Event invocation is retried: Lambda's defaults, a function's event invoke config
+// narrows them.
+struct RetryPolicy {
+  int64_t base_ms = 1000;                    // the first retry's delay; later ones grow from it
+  int max_attempts = 3;                      // after function errors: the first try and two retries
+  int64_t max_age_us = 21600LL * 1'000'000;  // no try starts past this age
+};
+
 // Event invocations: how long to wait before trying again after `attempts` tries that ended
-// in `kind`, or nullopt when done. Function errors get two retries (as Lambda), throttles a
-// few minutes of backoff. Pure.
-std::optional<int64_t> AsyncRetryDelayMs(pool::Result::Kind kind, int attempts);
+// in `kind`, the event being `age_us` old, or nullopt when done. Function errors get
+// policy.max_attempts tries (base, 2 x base apart), throttles a few minutes of backoff; no retry
+// is due past the event's maximum age. Pure.
+std::optional<int64_t> AsyncRetryDelayMs(pool::Result::Kind kind, int attempts,
+                                         const RetryPolicy& policy = {}, int64_t age_us = 0);
+
+// The request id of an event's try: the event's own for the first, derived for the others
+// (the meter bills each try, keyed by request id), the same for a try re-run after a crash.
+std::string AttemptRequestId(const std::string& request_id, int attempt);
+
+// Event invocations: where they are kept and how far they may pile up.
+struct EventOptions {
+  queue::EventQueue* queue = nullptr;     // null: in memory only (tests)
+  int64_t max_events = 10'000;            // all tenants, shared fairly (dispatch/fair_share.h)
+  int64_t max_function_events = 100'000;  // per function (429 past it)
+  int64_t retry_base_ms = 1000;
+};
 
 // The X-Thaw-* headers every invoke answer carries: version, cold start, init and billed time,
 // and the tenant's budget warning.
@@ -64,26 +87,35 @@ class Invoker {
   // Limit of the in-memory Event queue's payload bytes (events waiting or running).
   static constexpr int64_t kMaxQueuedBytes = 256LL << 20;
 
-  // `gate` (may be null) holds tenants to their limits. `max_events` bounds the Event queue,
-  // shared fairly between tenants and their functions (dispatch/fair_share.h).
+  // `gate` (may be null) holds tenants to their limits.
   Invoker(registry::Registry* registry, pool::PoolManager* pools, meter::Meter* meter,
-          auth::TenantGate* gate, int64_t max_events, int64_t max_response_bytes = 6 << 20);
+          auth::TenantGate* gate, EventOptions events, int64_t max_response_bytes = 6 << 20);
   ~Invoker();
 
   // A resolution failure (unknown function or qualifier) is the error status; anything that
   // happens once resolved is in the outcome's Result.
   asio::awaitable<StatusOr<InvokeOutcome>> Invoke(InvokeRequest req);
-  // Checks that the function and qualifier resolve, then runs `req` in the background on
-  // `executor`, retrying as AsyncRetryDelayMs says; each try is metered under its own request
-  // id (the first is req.request_id). ResourceExhausted when the queue is full. Events still
-  // waiting when the server stops are lost.
-  Status Enqueue(InvokeRequest req, asio::any_io_executor executor);
+  // Checks that the function and qualifier resolve, commits `req` to the durable queue, then
+  // runs it in the background on `executor`, retrying as AsyncRetryDelayMs says; each try is
+  // metered under AttemptRequestId. ResourceExhausted when the queue or the function's share
+  // is full; once this returns ok, a crash loses nothing (queue/event_queue.h).
+  [[nodiscard]] Status Enqueue(InvokeRequest req, asio::any_io_executor executor);
+  // At start: runs what the durable queue held when the server last stopped.
+  [[nodiscard]] Status Resume(asio::any_io_executor executor);
   int64_t queued_events() const;
+  queue::EventQueue* event_queue() const { return events_.queue; }
 
  private:
   struct State;
-  static asio::awaitable<void> RunEvent(Invoker* self, std::shared_ptr<State> state,
-                                        InvokeRequest req);
+  struct Job {
+    InvokeRequest req;
+    int64_t id = 0;          // in the durable queue (0: none)
+    int attempts = 0;        // tries already made
+    int64_t next_at_us = 0;  // wall clock
+    int64_t created_us = 0;
+  };
+  static asio::awaitable<void> RunEvent(Invoker* self, std::shared_ptr<State> state, Job job);
+  RetryPolicy PolicyFor(const InvokeRequest& req) const;
 
   // Fills `out` as refused with `reason` and meters a throttled record.
   void Refuse(InvokeOutcome& out, const InvokeRequest& req, const std::string& reason,
@@ -93,7 +125,7 @@ class Invoker {
   pool::PoolManager* const pools_;
   meter::Meter* const meter_;
   auth::TenantGate* const gate_;
-  const int64_t max_events_;
+  const EventOptions events_;
   const int64_t max_response_bytes_;
   std::shared_ptr<State> state_;
 };

@@ -23,6 +23,7 @@
 #include "gateway/streaming.h"
 #include "logs/log_store.h"
 #include "pool/pool.h"
+#include "queue/event_queue.h"
 #include "registry/registry.h"
 
 namespace thaw::gateway {
@@ -89,7 +90,7 @@ LambdaApi::LambdaApi(LambdaDeps deps) : deps_(std::move(deps)) {}
 bool LambdaApi::Owns(std::string_view path) {
   return path.starts_with("/2015-03-31/") || path.starts_with("/2017-10-31/") ||
          path.starts_with("/2019-09-30/") || path.starts_with("/2021-11-15/") ||
-         path.starts_with(kCodePrefix);
+         path.starts_with("/2019-09-25/") || path.starts_with(kCodePrefix);
 }
 
 bool LambdaApi::IsUpload(const http::request_header<>& header) const {
@@ -267,6 +268,16 @@ asio::awaitable<void> LambdaApi::Route(Call& c, Response& res) {
           if (m == http::verb::delete_) co_return co_await DeleteAlias(c, fn, s[4], res);
         }
       }
+    } else if (s[0] == "2019-09-25" && n >= 4 && s[3] == "event-invoke-config" &&
+               (n == 4 || (n == 5 && s[4] == "list"))) {
+      auto ref = lambda::ParseFunctionRef(s[2]);
+      if (!ref.ok()) co_return AwsStatus(res, ref.status());
+      auto qualifier = lambda::MergeQualifier(*ref, c.Param("Qualifier"));
+      if (!qualifier.ok()) co_return AwsStatus(res, qualifier.status());
+      c.params["Qualifier"] = *qualifier;
+      auto scoped = ScopedLambdaName(c.caller, *ref, deps_.keys);
+      if (!scoped.ok()) co_return AwsStatus(res, scoped.status());
+      co_return co_await EventInvokeConfig(c, *scoped, n == 5, res);
     } else if (n == 4 && s[3] == "concurrency") {
       auto ref = lambda::ParseFunctionRef(s[2]);
       if (!ref.ok()) co_return AwsStatus(res, ref.status());
@@ -659,6 +670,76 @@ void LambdaApi::GetConcurrency(Call& c, const std::string& function, Response& r
     body["ReservedConcurrentExecutions"] = *info->reserved_concurrency;
   }
   Json(res, http::status::ok, body);
+}
+
+// ---- Event invoke configs ----
+
+asio::awaitable<void> LambdaApi::EventInvokeConfig(Call& c, const std::string& function, bool list,
+                                                   Response& res) {
+  queue::EventQueue* events = deps_.invoker->event_queue();
+  if (events == nullptr) {
+    co_return AwsError(res, http::status::not_found, "UnknownOperationException",
+                       "this server keeps no event queue");
+  }
+  auto info = deps_.registry->Get(function);
+  if (!info.ok()) co_return AwsStatus(res, info.status());
+  const http::verb m = c.req.method();
+  std::string qualifier = c.Param("Qualifier");
+  if (qualifier.empty()) qualifier = "$LATEST";
+  const std::string arn = lambda::FunctionArn(deps_.config->region, function, qualifier);
+  if (list) {
+    if (m != http::verb::get) {
+      co_return AwsError(res, http::status::method_not_allowed, "UnknownOperationException",
+                         "expected GET");
+    }
+    auto configs =
+        co_await OnBlocking(*deps_.blocking, [&] { return events->ListConfigs(function); });
+    if (!configs.ok()) co_return AwsStatus(res, configs.status());
+    json::array items;
+    for (const auto& [q, config] : *configs) {
+      items.push_back(lambda::EventInvokeConfigJson(
+          lambda::FunctionArn(deps_.config->region, function, q), config));
+    }
+    co_return Json(res, http::status::ok, json::object{{"FunctionEventInvokeConfigs", items}});
+  }
+  if (m == http::verb::get || m == http::verb::delete_) {
+    if (m == http::verb::delete_) {
+      Status st = co_await OnBlocking(*deps_.blocking,
+                                      [&] { return events->DeleteConfig(function, qualifier); });
+      if (!st.ok()) co_return AwsStatus(res, st);
+      res.result(http::status::no_content);
+      co_return;
+    }
+    auto config = co_await OnBlocking(*deps_.blocking,
+                                      [&] { return events->GetConfig(function, qualifier); });
+    if (!config.ok()) co_return AwsStatus(res, config.status());
+    co_return Json(res, http::status::ok, lambda::EventInvokeConfigJson(arn, *config));
+  }
+  if (m != http::verb::put && m != http::verb::post) {
+    co_return AwsError(res, http::status::method_not_allowed, "UnknownOperationException",
+                       "expected GET, PUT, POST or DELETE");
+  }
+  auto body = lambda::ParseJsonBody(c.req.body());
+  if (!body.ok()) {
+    co_return AwsError(res, http::status::bad_request, "InvalidRequestContentException",
+                       body.status().message());
+  }
+  // Put replaces the config; Update (POST) changes only the fields it names.
+  auto stored = co_await OnBlocking(*deps_.blocking, [&]() -> StatusOr<queue::InvokeConfig> {
+    auto current = events->GetConfig(function, qualifier);
+    if (m == http::verb::put || current.status().code() == StatusCode::kNotFound) {
+      return queue::InvokeConfig{};
+    }
+    return current;
+  });
+  if (!stored.ok()) co_return AwsStatus(res, stored.status());
+  auto config = lambda::ParseEventInvokeConfig(*body, *stored);
+  if (!config.ok()) co_return AwsStatus(res, config.status());
+  config->updated_us = WallNowMicros();
+  Status st = co_await OnBlocking(*deps_.blocking,
+                                  [&] { return events->PutConfig(function, qualifier, *config); });
+  if (!st.ok()) co_return AwsStatus(res, st);
+  Json(res, http::status::ok, lambda::EventInvokeConfigJson(arn, *config));
 }
 
 // ---- Code downloads ----

@@ -83,6 +83,9 @@ class LambdaApi {
                                  Response& res);
   void GetAlias(Call& c, const std::string& function, const std::string& alias, Response& res);
   void ListAliases(Call& c, const std::string& function, Response& res);
+  // Put/Get/Update/Delete/ListFunctionEventInvokeConfig(s) (queue/event_queue.h).
+  asio::awaitable<void> EventInvokeConfig(Call& c, const std::string& function, bool list,
+                                          Response& res);
   asio::awaitable<void> DeleteAlias(Call& c, const std::string& function, const std::string& alias,
                                     Response& res);
   asio::awaitable<void> PutConcurrency(Call& c, const std::string& function, bool remove,

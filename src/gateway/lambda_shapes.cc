@@ -369,6 +369,37 @@ StatusOr<int64_t> ParseReservedConcurrency(const json::object& body) {
   return **n;
 }
 
+StatusOr<queue::InvokeConfig> ParseEventInvokeConfig(const json::object& body,
+                                                     queue::InvokeConfig base) {
+  auto retries = OptInt(body, "MaximumRetryAttempts", 0, 2);
+  if (!retries.ok()) return retries.status();
+  auto age = OptInt(body, "MaximumEventAgeInSeconds", 60, 21600);
+  if (!age.ok()) return age.status();
+  if (const json::value* d = body.if_contains("DestinationConfig")) {
+    if (!d->is_object()) return Bad("DestinationConfig", "must be an object");
+    for (const auto& [key, target] : d->as_object()) {
+      const json::object* o = target.if_object();
+      if (o != nullptr && (o->empty() || !o->contains("Destination"))) continue;
+      return Bad("DestinationConfig." + std::string(key), "destinations are not supported yet");
+    }
+  }
+  if (*retries) base.max_retry_attempts = **retries;
+  if (*age) base.max_event_age_s = **age;
+  base.updated_us = 0;
+  return base;
+}
+
+json::object EventInvokeConfigJson(const std::string& arn, const queue::InvokeConfig& config) {
+  json::object o;
+  o["LastModified"] = static_cast<double>(config.updated_us) / 1e6;
+  o["FunctionArn"] = arn;
+  if (config.max_retry_attempts) o["MaximumRetryAttempts"] = *config.max_retry_attempts;
+  if (config.max_event_age_s) o["MaximumEventAgeInSeconds"] = *config.max_event_age_s;
+  o["DestinationConfig"] =
+      json::object{{"OnSuccess", json::object{}}, {"OnFailure", json::object{}}};
+  return o;
+}
+
 StatusOr<std::string> ParsePublishSha256(const json::object& body) {
   auto sha = OptString(body, "CodeSha256");
   if (!sha.ok()) return sha.status();

@@ -14,6 +14,7 @@
 
 #include "common/status.h"
 #include "logs/log_store.h"
+#include "queue/event_queue.h"
 #include "registry/registry.h"
 
 namespace thaw::gateway::lambda {
@@ -66,6 +67,13 @@ StatusOr<registry::Alias> ParseAlias(const boost::json::object& body, const regi
 // "$LATEST" is 0.
 StatusOr<int64_t> ParseFunctionVersion(const std::string& text, const std::string& field);
 StatusOr<int64_t> ParseReservedConcurrency(const boost::json::object& body);
+// Put/UpdateFunctionEventInvokeConfig's body applied over `base` (Put: nothing; Update: the
+// stored config). Destinations are refused until thaw delivers to them.
+StatusOr<queue::InvokeConfig> ParseEventInvokeConfig(const boost::json::object& body,
+                                                     queue::InvokeConfig base);
+// Lambda's FunctionEventInvokeConfig for `arn`.
+boost::json::object EventInvokeConfigJson(const std::string& arn,
+                                          const queue::InvokeConfig& config);
 // PublishVersion's optional CodeSha256 (base64), as hex; empty when absent.
 StatusOr<std::string> ParsePublishSha256(const boost::json::object& body);
 

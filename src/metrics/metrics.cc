@@ -148,6 +148,20 @@ std::string Registry::Render(const Gauges& gauges) const {
   Header(out, "thaw_meter_write_lag_records", "gauge",
          "Meter records accepted but not yet committed to the database.");
   out += "thaw_meter_write_lag_records " + std::to_string(gauges.meter_pending) + "\n";
+  Header(out, "thaw_async_events_queued", "gauge",
+         "Event invocations accepted and not yet finished (waiting, retrying or running).");
+  for (const auto& [function, n] : gauges.events_queued) {
+    out += "thaw_async_events_queued{function=\"" + EscapeLabel(function) + "\"} " +
+           std::to_string(n) + "\n";
+  }
+  Header(out, "thaw_async_oldest_event_age_seconds", "gauge",
+         "Age of the oldest unfinished Event invocation.");
+  for (const auto& [function, age] : gauges.events_oldest_age_s) {
+    char value[32];
+    std::snprintf(value, sizeof(value), "%.3f", age);
+    out += "thaw_async_oldest_event_age_seconds{function=\"" + EscapeLabel(function) + "\"} " +
+           value + "\n";
+  }
   Header(out, "thaw_log_lines_dropped_total", "counter",
          "Function log lines kept in memory only: the writer queue was full, or the write failed.");
   out += "thaw_log_lines_dropped_total{reason=\"queue_full\"} " +

@@ -50,6 +50,9 @@ struct Gauges {
   std::map<std::string, int64_t> queued;                             // function
   std::map<std::string, int64_t> failing;  // function: init failures in a row (0: healthy)
   int64_t meter_pending = 0;
+  // The durable Event queue: events waiting or running, and the age of the oldest, by function.
+  std::map<std::string, int64_t> events_queued;
+  std::map<std::string, double> events_oldest_age_s;
   // Function log lines that never reached their file, since start (logs::DroppedLines).
   int64_t log_lines_dropped_queue_full = 0;
   int64_t log_lines_dropped_write_failed = 0;

@@ -29,6 +29,8 @@ const std::vector<Knob> kKnobs = {
     {"pids_max", "processes and threads per instance (cgroup pids limit; RLIMIT_NPROC rootless)"},
     {"instance_uids", "jailed instances live at once: uids leased host-wide in blocks of 1,000"},
     {"async_queue_events", "Event invocations waiting or running, shared fairly by tenants"},
+    {"max_queued_events", "Event invocations waiting or running per function (429 past it)"},
+    {"async_retry_base_ms", "delay before a failed Event invocation's first retry"},
     {"log_rate_bytes", "bytes per second one instance may print; faster, its pipe fills"},
     {"node_memory_mb",
      "memory_mb of all live instances together (0: the machine's less 10%, >= 1 GB)"},
@@ -136,6 +138,10 @@ Status ApplyConfigValues(const std::map<std::string, std::string>& values, Confi
       THAW_RETURN_IF_ERROR(ParseInt(name, v, 0, int64_t{1} << 40, c.node_memory_mb));
     } else if (name == "async_queue_events") {
       THAW_RETURN_IF_ERROR(ParseInt(name, v, 1, 10'000'000, c.async_queue_events));
+    } else if (name == "max_queued_events") {
+      THAW_RETURN_IF_ERROR(ParseInt(name, v, 1, 10'000'000, c.max_queued_events));
+    } else if (name == "async_retry_base_ms") {
+      THAW_RETURN_IF_ERROR(ParseInt(name, v, 1, 3'600'000, c.async_retry_base_ms));
     } else if (name == "instance_uids") {
       THAW_RETURN_IF_ERROR(ParseInt(name, v, 1, 100'000, c.instance_uids));
     } else if (name == "auth") {

@@ -34,6 +34,8 @@ struct Config {
   int64_t pids_max = 1024;              // processes and threads per instance (cgroup pids limit)
   int64_t instance_uids = 10'000;       // jailed instances live at once (each has its own uid)
   int64_t async_queue_events = 10'000;  // Event invocations waiting or running, all tenants
+  int64_t max_queued_events = 100'000;  // Event invocations waiting or running, per function
+  int64_t async_retry_base_ms = 1000;   // first retry of a failed Event invocation
   int64_t log_rate_bytes = 1 << 20;     // what one instance may print per second (and burst)
   int64_t node_memory_mb = 0;  // memory_mb all live instances may add up to; 0: machine less 10%
   bool auth = true;
@@ -64,7 +66,7 @@ struct Config {
   std::string gpus;
   std::string gpu_device_dir = "/dev";
   int64_t price_gpu_second_pico = 1'097'000'000;  // $0.001097 / GPU-s (Modal's H100; assumed)
-  int64_t max_stream_bytes = 20 * 1024 * 1024;  // a streamed response, in all
+  int64_t max_stream_bytes = 20 * 1024 * 1024;    // a streamed response, in all
 };
 
 struct Knob {

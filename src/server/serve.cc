@@ -33,6 +33,7 @@
 #include "metrics/metrics.h"
 #include "pool/gpu_table.h"
 #include "pool/pool.h"
+#include "queue/event_queue.h"
 #include "registry/registry.h"
 #include "runtime_api/runtime_server.h"
 #include "sandbox/spawner.h"
@@ -339,9 +340,16 @@ int RunServe(Config config, const std::string& exe_dir) {
   pool::PoolManager pools(&ctx);
   ctx.manager = &pools;
 
+  auto events =
+      queue::EventQueue::Open(queue::QueueOptions{.db_path = config.data_dir + "/thaw.db"});
+  if (!events.ok()) {
+    spdlog::critical("{}", events.status().message());
+    return 1;
+  }
   const std::string isolation = (*spawner)->isolation();
   gateway::Api api(gateway::ApiDeps{registry->get(), &pools, &logs, active_meter, &config, *key,
-                                    isolation, &metrics, keys->get(), &gate, gpus.get()});
+                                    isolation, &metrics, keys->get(), &gate, gpus.get(),
+                                    events->get()});
 
   asio::ip::tcp::acceptor acceptor(ioc);
   boost::system::error_code ec;
@@ -376,6 +384,10 @@ int RunServe(Config config, const std::string& exe_dir) {
                  asio::detached);
   asio::co_spawn(ioc, WatchExits((*spawner)->exit_fd(), pools), asio::detached);
   asio::co_spawn(ioc, TickLoop(pools, stopping), asio::detached);
+  if (Status st = api.ResumeEvents(ioc.get_executor()); !st.ok()) {
+    spdlog::critical("failed to resume queued event invocations: {}", st.message());
+    return 1;
+  }
 
   asio::signal_set signals(ioc, SIGINT, SIGTERM);
   signals.async_wait([&](boost::system::error_code, int sig) {

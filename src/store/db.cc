@@ -89,6 +89,33 @@ constexpr const char* kMigrations[] = {
     ALTER TABLE invocations ADD COLUMN tenant TEXT NOT NULL DEFAULT 'default';
     ALTER TABLE invocations ADD COLUMN gpu_us INTEGER NOT NULL DEFAULT 0;
     )sql",
+    // 5: the durable queue of asynchronous (Event) invocations (queue/event_queue.h), and
+    // each function's event invoke config (Lambda's MaximumRetryAttempts and
+    // MaximumEventAgeInSeconds; NULL: Lambda's default).
+    R"sql(
+    CREATE TABLE events (
+      id INTEGER PRIMARY KEY AUTOINCREMENT,
+      request_id TEXT NOT NULL,
+      function TEXT NOT NULL,
+      qualifier TEXT NOT NULL,
+      payload BLOB NOT NULL,
+      client_context TEXT NOT NULL,
+      state TEXT NOT NULL,
+      attempts INTEGER NOT NULL,
+      next_at_us INTEGER NOT NULL,
+      created_us INTEGER NOT NULL,
+      updated_us INTEGER NOT NULL
+    );
+    CREATE INDEX events_by_state ON events (state, function);
+    CREATE TABLE event_invoke_configs (
+      function TEXT NOT NULL,
+      qualifier TEXT NOT NULL,
+      max_retry_attempts INTEGER,
+      max_event_age_s INTEGER,
+      updated_us INTEGER NOT NULL,
+      PRIMARY KEY (function, qualifier)
+    );
+    )sql",
 };
 
 }  // namespace

@@ -89,6 +89,11 @@ constexpr const char* kMigrations[] = {
     ALTER TABLE invocations ADD COLUMN tenant TEXT NOT NULL DEFAULT 'default';
     ALTER TABLE invocations ADD COLUMN gpu_us INTEGER NOT NULL DEFAULT 0;
     )sql",
+    // 5: the tokens an OpenAI-style function reported for each invocation.
+    R"sql(
+    ALTER TABLE invocations ADD COLUMN prompt_tokens INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE invocations ADD COLUMN completion_tokens INTEGER NOT NULL DEFAULT 0;
+    )sql",
 };
 
 }  // namespace

@@ -303,7 +303,12 @@ TEST_F(OpenAiTest, TokensAreMeteredAndShownInUsage) {
   const std::string streamed =
       R"({"model":"tiny-chat","stream":true,"messages":[{"role":"user","content":"a b"}]})";
   ASSERT_EQ(Post("/v1/chat/completions", streamed).status, 200);
-  auto usage = server_->Call("GET", "/v1/usage?function=chat");
+  HttpResult usage;
+  try {
+    usage = server_->Call("GET", "/v1/usage?function=chat");
+  } catch (const std::exception& e) {
+    FAIL() << e.what() << "\n" << server_->Output();
+  }
   ASSERT_EQ(usage.status, 200) << usage.body;
   json::array rows = Parse(usage.body)["functions"].as_array();
   ASSERT_EQ(rows.size(), 1u) << usage.body;

@@ -172,7 +172,10 @@ bool JsonTextSplitter::Feed(std::string_view bytes, std::vector<std::string>& ou
       return false;
     }
     if (!parser.done()) return true;  // the rest is still on its way
-    out.push_back(pending_.substr(0, used));
+    // The parser takes the whitespace after a text too: an SSE data line must not carry it.
+    size_t end = used;
+    while (end > 0 && std::isspace(static_cast<unsigned char>(pending_[end - 1]))) --end;
+    out.push_back(pending_.substr(0, end));
     pending_.erase(0, used);
   }
 }

@@ -322,15 +322,21 @@ TEST_F(OpenAiTest, OfficialOpenAiSdk) {
       {"/bin/bash", std::string(THAW_SOURCE_DIR) + "/tests/clients/install.sh", kNpmDir}, nullptr);
   ASSERT_EQ(install.exit_code, 0) << "could not install openai into " << kNpmDir << ":\n"
                                   << install.err;
-  const std::vector<std::string> env = {"PATH=/usr/bin:/bin", "HOME=/tmp",
-                                        "THAW_NPM_DIR=" + kNpmDir, "NODE_NO_WARNINGS=1",
-                                        "OPENAI_API_KEY=" + server_->key()};
+  server_->CreateTenant("slow", R"("rate_per_second":1)");
+  const std::string slow_key = server_->CreateKey("slow").second;
+  DeployModel("slow.chat", "{models: [slow-chat], kind: chat}");
+  const std::vector<std::string> env = {"PATH=/usr/bin:/bin",
+                                        "HOME=/tmp",
+                                        "THAW_NPM_DIR=" + kNpmDir,
+                                        "NODE_NO_WARNINGS=1",
+                                        "OPENAI_API_KEY=" + server_->key(),
+                                        "OPENAI_SLOW_KEY=" + slow_key};
   ProcessResult r = RunProcess({"/usr/bin/node", kClient, server_->url() + "/v1"}, &env);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   json::object out = Parse(r.out);
 
   json::array ids = out["models"].as_object()["ids"].as_array();
-  EXPECT_EQ(ids.size(), 3u) << out;
+  EXPECT_EQ(ids.size(), 4u) << out;  // the admin key sees every tenant's
 
   json::object chat = out["chat"].as_object();
   EXPECT_EQ(chat["content"], "echo hello there thaw") << out;
@@ -351,6 +357,8 @@ TEST_F(OpenAiTest, OfficialOpenAiSdk) {
   EXPECT_EQ(out["unknown_model"].as_object()["error"], "NotFoundError") << out;
   EXPECT_EQ(out["unknown_model"].as_object()["code"], "model_not_found") << out;
   EXPECT_EQ(out["bad_key"].as_object()["error"], "AuthenticationError") << out;
+  EXPECT_EQ(out["rate_limited"].as_object()["error"], "RateLimitError") << out;
+  EXPECT_EQ(out["rate_limited"].as_object()["code"], "rate_limit_exceeded") << out;
 }
 
 }  // namespace

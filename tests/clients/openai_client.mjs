@@ -73,4 +73,15 @@ await step('bad_key', async () => {
   const bad = new OpenAI({ baseURL, apiKey: 'not-a-key', maxRetries: 0 });
   return bad.models.list();
 });
+await step('rate_limited', async () => {
+  // A tenant held to 1 request/s: a quick burst runs into its limit.
+  const slow = new OpenAI({ baseURL, apiKey: process.env.OPENAI_SLOW_KEY, maxRetries: 0 });
+  for (let i = 0; i < 5; ++i) {
+    await slow.chat.completions.create({
+      model: 'slow-chat',
+      messages: [{ role: 'user', content: 'x' }],
+    });
+  }
+  return { limited: false };
+});
 console.log(JSON.stringify(out));

@@ -71,6 +71,8 @@ def stream(rid, model, words, usage, chat):
         choice = {"index": 0, "delta": {"content": piece}, "finish_reason": None} if chat \
             else {"index": 0, "text": piece, "finish_reason": None}
         yield {"id": rid, "object": kind, "created": 1, "model": model, "choices": [choice]}
+        if w == "boom":
+            raise RuntimeError("the model fell over")
     yield {"id": rid, "object": kind, "created": 1, "model": model, "choices": [],
            "usage": usage}
 )PY";
@@ -199,6 +201,19 @@ TEST_F(OpenAiTest, StreamIsServerSentEventsEndingWithDone) {
   ASSERT_EQ(c.status, 200) << c.body;
   EXPECT_TRUE(c.body.starts_with("data: {")) << c.body;
   EXPECT_TRUE(c.body.ends_with("data: [DONE]\n\n")) << c.body;
+}
+
+TEST_F(OpenAiTest, MidStreamErrorIsAnErrorEventWithoutDone) {
+  auto r = Post("/v1/chat/completions", R"({"model":"tiny-chat","stream":true,)"
+                                        R"("messages":[{"role":"user","content":"boom after"}]})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_TRUE(r.body.starts_with("data: {")) << r.body;
+  EXPECT_EQ(r.body.find("[DONE]"), std::string::npos) << r.body;
+  const size_t last = r.body.rfind("data: ");
+  json::object error = Parse(r.body.substr(last + 6))["error"].as_object();
+  EXPECT_EQ(error["message"], "the model fell over") << r.body;
+  EXPECT_EQ(error["type"], "server_error") << r.body;
+  EXPECT_EQ(r.body.find("after"), std::string::npos) << r.body;
 }
 
 TEST_F(OpenAiTest, EmbeddingsAsFloatsOrBase64) {

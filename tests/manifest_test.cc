@@ -143,6 +143,25 @@ TEST(ManifestTest, NetworkIsEgressOrNone) {
   EXPECT_STREQ(NetworkName(Network::kEgress), "egress");
 }
 
+TEST(ManifestTest, OpenAiModelsAndKind) {
+  const std::string py = "runtime: python3\nhandler: app.handler\n";
+  auto none = Parse(py);
+  ASSERT_TRUE(none.ok()) << none.status().ToString();
+  EXPECT_TRUE(none->openai.models.empty());
+  auto chat = Parse(py + "openai: {models: [tiny-chat, org/m:1], kind: chat}\n");
+  ASSERT_TRUE(chat.ok()) << chat.status().ToString();
+  EXPECT_EQ(chat->openai.models, (std::vector<std::string>{"tiny-chat", "org/m:1"}));
+  EXPECT_EQ(chat->openai.kind, OpenAiKind::kChat);
+  auto embed = Parse(py + "openai:\n  models: [tiny-embed]\n  kind: embeddings\n");
+  ASSERT_TRUE(embed.ok()) << embed.status().ToString();
+  EXPECT_EQ(embed->openai.kind, OpenAiKind::kEmbeddings);
+  auto back = ManifestFromJson(ManifestToJson(*chat));
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(back->openai.models, chat->openai.models);
+  EXPECT_EQ(back->openai.kind, OpenAiKind::kChat);
+  EXPECT_STREQ(OpenAiKindName(OpenAiKind::kCompletions), "completions");
+}
+
 TEST(ManifestTest, GpuAsCountOrMapping) {
   const std::string py = "runtime: python3\nhandler: app.handler\n";
   auto none = Parse(py);
@@ -264,6 +283,19 @@ std::vector<ErrorCase> ErrorCases() {
       {"GpuUnknownKey", py + "gpu: {count: 1, vram: 80}\n", "gpu.vram", "unknown key"},
       {"GpuKindWithoutCount", py + "gpu: {count: 0, kind: H200}\n", "gpu.count", "at least 1"},
       {"BatchNotSupported", py + "batch: true\n", "batch", "not supported"},
+      {"OpenAiIsAList", py + "openai: [tiny-chat]\n", "openai", "must be {models"},
+      {"OpenAiWithoutModels", py + "openai: {kind: chat}\n", "openai.models", "is required"},
+      {"OpenAiModelsEmpty", py + "openai: {models: [], kind: chat}\n", "openai.models",
+       "non-empty list"},
+      {"OpenAiModelBadName", py + "openai: {models: [\"a b\"], kind: chat}\n", "openai.models[0]",
+       "got 'a b'"},
+      {"OpenAiModelRepeated", py + "openai: {models: [m, m], kind: chat}\n", "openai.models[1]",
+       "repeats"},
+      {"OpenAiWithoutKind", py + "openai: {models: [m]}\n", "openai.kind", "is required"},
+      {"OpenAiUnknownKind", py + "openai: {models: [m], kind: images}\n", "openai.kind",
+       "must be chat, completions or embeddings, got 'images'"},
+      {"OpenAiUnknownKey", py + "openai: {models: [m], kind: chat, owner: me}\n", "openai.owner",
+       "unknown key"},
       {"UnknownNetwork", py + "network: host\n", "network", "must be egress or none, got 'host'"},
       {"NetworkIsAMap", py + "network: {mode: none}\n", "network", "must be a string"},
   };

@@ -86,6 +86,8 @@ TEST(JournalLineTest, RoundTripsEveryField) {
   r.error_type = "Bad\\tType\\\\ with\ttab,\nnewline,\rcr and \\\\n";
   r.bytes_in = 6 << 20;
   r.bytes_out = -1;
+  r.prompt_tokens = 17;
+  r.completion_tokens = 42;
   std::string line;
   EncodeJournalLine(r, line);
   ASSERT_EQ(line.back(), '\n');
@@ -110,6 +112,25 @@ TEST(JournalLineTest, RoundTripsEveryField) {
   EXPECT_EQ(back.error_type, r.error_type);
   EXPECT_EQ(back.bytes_in, r.bytes_in);
   EXPECT_EQ(back.bytes_out, r.bytes_out);
+  EXPECT_EQ(back.prompt_tokens, r.prompt_tokens);
+  EXPECT_EQ(back.completion_tokens, r.completion_tokens);
+}
+
+// A journal a thaw without token counts left behind still replays (its lines have no tokens).
+TEST(JournalLineTest, LineWithoutTokensIsRead) {
+  Record r;
+  r.request_id = "r";
+  r.function = "f";
+  r.gpu_us = 9;
+  std::string line;
+  EncodeJournalLine(r, line);
+  line.pop_back();
+  for (int i = 0; i < 2; ++i) line.erase(line.rfind('\t'));
+  Record back;
+  ASSERT_TRUE(DecodeJournalLine(line, back)) << line;
+  EXPECT_EQ(back.gpu_us, 9);
+  EXPECT_EQ(back.prompt_tokens, 0);
+  EXPECT_EQ(back.completion_tokens, 0);
 }
 
 TEST(JournalLineTest, RefusesMalformedLines) {
@@ -224,6 +245,26 @@ class MeterTest : public ::testing::Test {
   std::string db_path_;
   std::unique_ptr<Meter> meter_;
 };
+
+TEST_F(MeterTest, UsageRecordSetsTheTokensOfItsInvocation) {
+  meter_->Add(Rec("a", "chat", "success", kT0, 1000));
+  meter_->AddUsage("a", 12, 30);
+  meter_->Add(Rec("b", "chat", "success", kT0 + 1, 1000));
+  meter_->AddUsage("missing", 5, 5);  // no such invocation: nothing to amend
+  auto samples = meter_->Samples("", kT0, kT0 + 10);
+  ASSERT_TRUE(samples.ok()) << samples.status().ToString();
+  ASSERT_EQ(samples->size(), 2u);  // a usage record is not an invocation
+  Sums sums;
+  for (const Sample& s : *samples) AddSample(s, sums);
+  EXPECT_EQ(sums.invocations, 2);
+  EXPECT_EQ(sums.prompt_tokens, 12);
+  EXPECT_EQ(sums.completion_tokens, 30);
+  // Replayed after a restart, the amendment is applied once more, to the same figures.
+  Reopen();
+  samples = meter_->Samples("", kT0, kT0 + 10);
+  ASSERT_TRUE(samples.ok());
+  EXPECT_EQ(samples->size(), 2u);
+}
 
 TEST_F(MeterTest, EmptyLedgerHasNoRows) {
   EXPECT_TRUE(UsageOrDie("", 0, kAllTime).empty());

@@ -410,12 +410,13 @@ def stream_chunks(gen, first):
 
 def stream_response(client, gen):
     """A generator handler streams: each yielded str/bytes is a chunk as it comes;
-    a dict first item sets statusCode, headers and cookies (function URLs)."""
+    a dict first item with statusCode, headers or cookies sets them (function URLs); any
+    other dict is a chunk, as JSON (an OpenAI chunk, say)."""
     END = object()
     first = next(gen, END)  # raises before anything is sent: a plain error
     content_type = "application/octet-stream"
     prelude = None
-    if isinstance(first, dict):
+    if isinstance(first, dict) and ({"statusCode", "headers", "cookies"} & first.keys()):
         content_type = PRELUDE_TYPE
         head = {"statusCode": first.get("statusCode", 200), "headers": first.get("headers") or {}}
         if first.get("cookies"):

@@ -15,6 +15,7 @@
 #include "gateway/function_url.h"
 #include "gateway/invoker.h"
 #include "gateway/lambda_api.h"
+#include "gateway/openai_api.h"
 #include "gateway/responses.h"
 #include "gateway/scope.h"
 #include "gateway/streaming.h"
@@ -181,7 +182,8 @@ Api::Api(ApiDeps deps)
           deps_.config->max_payload_bytes)),
       lambda_(std::make_unique<LambdaApi>(LambdaDeps{deps_.registry, deps_.pools, deps_.logs,
                                                      deps_.config, deps_.admin_key, deps_.keys,
-                                                     invoker_.get(), &blocking_})) {
+                                                     invoker_.get(), &blocking_})),
+      openai_(std::make_unique<OpenAiApi>(deps_.registry, invoker_.get(), deps_.meter)) {
   // The config parser has checked it.
   if (auto ranges = ParseCidrList(deps_.config->trusted_proxies); ranges.ok()) {
     trusted_proxies_ = std::move(*ranges);
@@ -237,6 +239,13 @@ bool Api::Screen(const http::request_header<>& header, Response& res) const {
   }
   if (Authenticate(header)) return true;
   res.set("X-Thaw-Request-Id", NewRequestId());
+  if (OpenAiApi::Owns(path)) {
+    res.set(http::field::www_authenticate, "Bearer");
+    OpenAiError(res, http::status::unauthorized, "invalid_request_error",
+                "Incorrect API key provided: send Authorization: Bearer <thaw key>", "",
+                "invalid_api_key");
+    return false;
+  }
   Unauthorized(res, kNeedKey);
   return false;
 }
@@ -312,6 +321,7 @@ asio::awaitable<void> Api::Serve(const Peer& peer, Request& req, Response& res) 
     if (invoke) res.set("X-Thaw-Request-Id", NewRequestId());
     co_return Unauthorized(res, kNeedKey);
   }
+  if (OpenAiApi::Owns(path)) co_return co_await openai_->Serve(*caller, peer.writer, req, res);
   const http::verb m = req.method();
   if (parts.size() >= 2 && parts[0] == "v1" && parts[1] == "functions") {
     co_return co_await Functions(*caller, std::move(parts), query, peer, req, res);

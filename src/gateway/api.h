@@ -47,6 +47,7 @@ namespace thaw::gateway {
 
 class Invoker;
 class LambdaApi;
+class OpenAiApi;
 
 // The one place a Status becomes an HTTP status and an (AWS-style) error type.
 std::pair<http::status, const char*> HttpFor(StatusCode code);
@@ -126,6 +127,7 @@ class Api final : public HttpHandler {
   asio::thread_pool blocking_{2};
   std::unique_ptr<Invoker> invoker_;
   std::unique_ptr<LambdaApi> lambda_;
+  std::unique_ptr<OpenAiApi> openai_;
   std::vector<Cidr> trusted_proxies_;  // whose X-Forwarded-For function URLs believe
 };
 

@@ -8,11 +8,9 @@
 #include "pool/response_sink.h"
 
 namespace thaw::gateway {
-namespace {
-
 namespace json = boost::json;
 
-void SetEndTrailers(const pool::Result& end, http::fields& trailers) {
+void StreamEndTrailers(const pool::Result& end, http::fields& trailers) {
   trailers.set("X-Thaw-Billed-Ms", std::to_string(end.billed_ms));
   if (end.kind != pool::Result::Kind::kOk || !end.error_type.empty()) {
     trailers.set("X-Thaw-Function-Error", end.error_type);
@@ -24,8 +22,6 @@ void SetEndTrailers(const pool::Result& end, http::fields& trailers) {
     trailers.set("X-Thaw-Error", message);
   }
 }
-
-}  // namespace
 
 asio::awaitable<pool::Result> CollectSink(std::shared_ptr<pool::ResponseSink> sink,
                                           int64_t max_bytes) {
@@ -67,7 +63,7 @@ asio::awaitable<void> ForwardChunked(pool::ResponseSink& sink, ResponseWriter& w
     co_return;
   }
   http::fields trailers;
-  SetEndTrailers(sink.result(), trailers);
+  StreamEndTrailers(sink.result(), trailers);
   (void)co_await writer.End(trailers);
 }
 
@@ -172,7 +168,7 @@ asio::awaitable<void> ForwardEventStream(pool::ResponseSink* sink, const pool::R
   const std::string last = CompleteEvent(json::serialize(complete));
   ok = co_await writer.Write(last);
   http::fields trailers;
-  SetEndTrailers(*end, trailers);
+  StreamEndTrailers(*end, trailers);
   if (ok) (void)co_await writer.End(trailers);
 }
 

@@ -28,6 +28,9 @@ namespace thaw::gateway {
 inline constexpr std::string_view kStreamTrailers =
     "X-Thaw-Billed-Ms, X-Thaw-Function-Error, X-Thaw-Error";
 
+// The trailers (kStreamTrailers) for a stream that ended with `end`.
+void StreamEndTrailers(const pool::Result& end, http::fields& trailers);
+
 // Reads `sink` to its end into `body` of its final Result. Past `max_bytes` the sink is
 // cancelled (which ends the call) and the Result is a Function.ResponseSizeTooLarge error.
 asio::awaitable<pool::Result> CollectSink(std::shared_ptr<pool::ResponseSink> sink,

@@ -65,6 +65,8 @@ void AddSample(const Sample& s, Sums& sums) {
   sums.gpu_us += s.gpu_us;
   sums.peak_mb_us += s.duration_us * s.max_memory_used_mb;
   sums.duration_us += s.duration_us;
+  sums.prompt_tokens += s.prompt_tokens;
+  sums.completion_tokens += s.completion_tokens;
 }
 
 int64_t Percentile(const std::vector<int64_t>& sorted, int p) {

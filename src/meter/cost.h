@@ -39,6 +39,8 @@ struct Sample {
   // instance held its GPUs outside invocations, recorded when it goes; not an invocation)
   std::string status;
   std::string tenant;
+  int64_t prompt_tokens = 0;  // reported by OpenAI-style functions (gateway/openai_api.h)
+  int64_t completion_tokens = 0;
 };
 
 // Integer sums over a set of samples; every money figure is derived from these.
@@ -56,6 +58,8 @@ struct Sums {
   int64_t gpu_idle_us = 0;  // the idle-but-held part of gpu_us
   int64_t peak_mb_us = 0;   // sum of duration_us x max_memory_used_mb
   int64_t duration_us = 0;
+  int64_t prompt_tokens = 0;  // tokens OpenAI-style functions reported
+  int64_t completion_tokens = 0;
 };
 
 struct Group {

@@ -32,7 +32,9 @@ constexpr int64_t kSegmentBytes = 1 << 20;
 // The first field of every journal line: a line from another format version is refused
 // rather than misread.
 constexpr std::string_view kLineTag = "m1";
-constexpr size_t kLineFields = 19;  // the tag and the record's 18 fields
+constexpr size_t kLineFields = 21;  // the tag and the record's 20 fields
+// Lines journaled before token counts existed: the same fields without the last two.
+constexpr size_t kLineFieldsWithoutTokens = 19;
 constexpr std::string_view kSegmentSuffix = ".jnl";
 constexpr size_t kSeqDigits = 20;  // zero-padded, so names sort as numbers do
 constexpr const char* kLockName = "lock";
@@ -125,19 +127,31 @@ StatusOr<int> CreateSegment(const std::string& dir, uint64_t seq) {
 }
 
 // INSERT OR IGNORE: a record already in the ledger (a replayed journal, a retried batch) keeps
-// its first row.
+// its first row. A usage record sets the tokens of its invocation's row (an idempotent UPDATE).
 Status InsertRecords(store::Db& db, const std::vector<Record>& batch) {
   THAW_RETURN_IF_ERROR(db.Exec("BEGIN IMMEDIATE"));
   auto stmt = db.Prepare(
       "INSERT OR IGNORE INTO invocations (request_id, function, version, start_us, end_us, "
       "duration_us, billed_ms, memory_mb, max_memory_used_mb, cold_start, init_us, status, "
-      "error_type, bytes_in, bytes_out, cpu_us, tenant, gpu_us) "
-      "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
-  if (!stmt.ok()) {
+      "error_type, bytes_in, bytes_out, cpu_us, tenant, gpu_us, prompt_tokens, "
+      "completion_tokens) "
+      "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+  auto usage = db.Prepare(
+      "UPDATE invocations SET prompt_tokens = ?2, completion_tokens = ?3 WHERE request_id = ?1");
+  if (!stmt.ok() || !usage.ok()) {
     (void)db.Exec("ROLLBACK");
-    return stmt.status();
+    return stmt.ok() ? usage.status() : stmt.status();
   }
   for (const Record& r : batch) {
+    if (r.status == kUsageStatus) {
+      usage->Reset();
+      usage->Bind(1, r.request_id).Bind(2, r.prompt_tokens).Bind(3, r.completion_tokens);
+      if (Status st = usage->Run(); !st.ok()) {
+        (void)db.Exec("ROLLBACK");
+        return st;
+      }
+      continue;
+    }
     stmt->Reset();
     stmt->Bind(1, r.request_id)
         .Bind(2, r.function)
@@ -156,7 +170,9 @@ Status InsertRecords(store::Db& db, const std::vector<Record>& batch) {
         .Bind(15, r.bytes_out)
         .Bind(16, r.cpu_us)
         .Bind(17, r.tenant)
-        .Bind(18, r.gpu_us);
+        .Bind(18, r.gpu_us)
+        .Bind(19, r.prompt_tokens)
+        .Bind(20, r.completion_tokens);
     if (Status st = stmt->Run(); !st.ok()) {
       (void)db.Exec("ROLLBACK");
       return st;
@@ -222,9 +238,9 @@ void EncodeJournalLine(const Record& r, std::string& out) {
     out += '\t';
     AppendEscaped(out, *s);
   }
-  for (int64_t v :
-       {r.start_us, r.end_us, r.duration_us, r.billed_ms, r.memory_mb, r.max_memory_used_mb,
-        r.cpu_us, int64_t{r.cold_start}, r.init_us, r.bytes_in, r.bytes_out, r.gpu_us}) {
+  for (int64_t v : {r.start_us, r.end_us, r.duration_us, r.billed_ms, r.memory_mb,
+                    r.max_memory_used_mb, r.cpu_us, int64_t{r.cold_start}, r.init_us, r.bytes_in,
+                    r.bytes_out, r.gpu_us, r.prompt_tokens, r.completion_tokens}) {
     out += '\t';
     AppendInt(out, v);
   }
@@ -241,18 +257,20 @@ bool DecodeJournalLine(std::string_view line, Record& out) {
     if (tab == std::string_view::npos) break;
     line.remove_prefix(tab + 1);
   }
-  if (n != kLineFields || fields[0] != kLineTag) return false;
+  if ((n != kLineFields && n != kLineFieldsWithoutTokens) || fields[0] != kLineTag) return false;
   std::string* strings[] = {&out.request_id, &out.function, &out.version,
                             &out.tenant,     &out.status,   &out.error_type};
   for (size_t i = 0; i < std::size(strings); ++i) {
     if (!Unescape(fields[1 + i], *strings[i])) return false;
   }
   int64_t cold_start = 0;
-  int64_t* ints[] = {&out.start_us,  &out.end_us,    &out.duration_us,
-                     &out.billed_ms, &out.memory_mb, &out.max_memory_used_mb,
-                     &out.cpu_us,    &cold_start,    &out.init_us,
-                     &out.bytes_in,  &out.bytes_out, &out.gpu_us};
-  for (size_t i = 0; i < std::size(ints); ++i) {
+  int64_t* ints[] = {&out.start_us,      &out.end_us,           &out.duration_us,
+                     &out.billed_ms,     &out.memory_mb,        &out.max_memory_used_mb,
+                     &out.cpu_us,        &cold_start,           &out.init_us,
+                     &out.bytes_in,      &out.bytes_out,        &out.gpu_us,
+                     &out.prompt_tokens, &out.completion_tokens};
+  const size_t present = n - 1 - std::size(strings);
+  for (size_t i = 0; i < present; ++i) {
     if (!ParseInt(fields[1 + std::size(strings) + i], *ints[i])) return false;
   }
   if (cold_start != 0 && cold_start != 1) return false;
@@ -326,6 +344,20 @@ void Meter::SetObserver(Observer observer) {
 void Meter::Add(Record record) {
   if (record.tenant.empty()) record.tenant = TenantOfFunction(record.function);
   if (const Observer* observer = observer_.load(std::memory_order_acquire)) (*observer)(record);
+  Enqueue(std::move(record));
+}
+
+void Meter::AddUsage(const std::string& request_id, int64_t prompt_tokens,
+                     int64_t completion_tokens) {
+  Record record;
+  record.request_id = request_id;
+  record.status = kUsageStatus;
+  record.prompt_tokens = prompt_tokens;
+  record.completion_tokens = completion_tokens;
+  Enqueue(std::move(record));
+}
+
+void Meter::Enqueue(Record record) {
   // Encoded outside the lock, into a buffer each thread reuses: no allocation once warm.
   thread_local std::string line;
   EncodeJournalLine(record, line);
@@ -475,7 +507,7 @@ StatusOr<std::vector<Sample>> Meter::Samples(const std::string& function, int64_
   std::lock_guard<std::mutex> lock(db_mu_);
   auto stmt = db_->Prepare(
       "SELECT function, start_us, duration_us, billed_ms, memory_mb, max_memory_used_mb, cpu_us, "
-      "cold_start, status, tenant, gpu_us FROM invocations "
+      "cold_start, status, tenant, gpu_us, prompt_tokens, completion_tokens FROM invocations "
       "WHERE (?1 = '' OR function = ?1) AND start_us >= ?2 AND start_us < ?3 "
       "AND (?4 = '' OR tenant = ?4)");
   if (!stmt.ok()) return stmt.status();
@@ -497,6 +529,8 @@ StatusOr<std::vector<Sample>> Meter::Samples(const std::string& function, int64_
     s.status = stmt->Text(8);
     s.tenant = stmt->Text(9);
     s.gpu_us = stmt->Int(10);
+    s.prompt_tokens = stmt->Int(11);
+    s.completion_tokens = stmt->Int(12);
     out.push_back(std::move(s));
   }
   return out;

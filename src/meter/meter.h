@@ -46,7 +46,14 @@ struct Record {
   std::string error_type;
   int64_t bytes_in = 0;
   int64_t bytes_out = 0;
+  // Tokens an OpenAI-style function reported in `usage`. Set by a usage record (status
+  // kUsageStatus): not an invocation of its own, but an amendment of the record with its
+  // request id, which it always follows (Meter::AddUsage).
+  int64_t prompt_tokens = 0;
+  int64_t completion_tokens = 0;
 };
+
+inline constexpr char kUsageStatus[] = "usage";
 
 // Billed duration: rounded up to the next whole millisecond, at least 1 ms.
 int64_t BilledMillis(int64_t duration_us);
@@ -71,6 +78,9 @@ class Meter {
   // Journals and queues `record` (filling in its tenant); when it returns, the record survives
   // a kill -9 of this process. Never blocks on SQLite.
   void Add(Record record);
+  // Journals the tokens of the invocation `request_id`, whose record was added before: the
+  // ledger's row gets them. Not observed (the record itself was), never blocks on SQLite.
+  void AddUsage(const std::string& request_id, int64_t prompt_tokens, int64_t completion_tokens);
   // `observer` sees every record Add() gets from now on, on the thread calling Add(), before
   // Add() returns and without any meter lock held: it must be thread-safe, cheap and must not
   // throw or call Add(). Replayed records are not observed (they are in the ledger once Open
@@ -94,6 +104,7 @@ class Meter {
         uint64_t segment_seq);
   void Run();
   void JournalLocked(const std::string& line);
+  void Enqueue(Record record);
 
   std::unique_ptr<store::Db> db_;  // used only by the writer thread and under db_mu_
   std::mutex db_mu_;

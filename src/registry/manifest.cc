@@ -3,6 +3,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <boost/json.hpp>
+#include <cctype>
 #include <cmath>
 #include <set>
 
@@ -81,7 +82,79 @@ StatusOr<GpuSpec> ReadGpu(const YAML::Node& node) {
   return gpu;
 }
 
+// A model name: 1-128 of [A-Za-z0-9._:-/], as OpenAI's own names ("gpt-4o-mini") and
+// paths ("org/model") go.
+bool IsValidModelName(const std::string& name) {
+  if (name.empty() || name.size() > 128) return false;
+  for (char c : name) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-' &&
+        c != ':' && c != '/') {
+      return false;
+    }
+  }
+  return true;
+}
+
+StatusOr<OpenAiKind> ParseOpenAiKind(const std::string& kind) {
+  if (kind == "chat") return OpenAiKind::kChat;
+  if (kind == "completions") return OpenAiKind::kCompletions;
+  if (kind == "embeddings") return OpenAiKind::kEmbeddings;
+  return FieldError("openai.kind", "must be chat, completions or embeddings, got '" + kind + "'");
+}
+
+// `openai: {models: [NAME, ...], kind: chat|completions|embeddings}`.
+StatusOr<OpenAiSpec> ReadOpenAi(const YAML::Node& node) {
+  if (!node.IsMap()) return FieldError("openai", "must be {models: [NAME, ...], kind: KIND}");
+  OpenAiSpec spec;
+  bool has_kind = false;
+  for (const auto& kv : node) {
+    if (!kv.first.IsScalar()) return FieldError("openai", "keys must be plain names");
+    const std::string key = kv.first.Scalar();
+    const std::string field = "openai." + key;
+    if (key == "models") {
+      if (!kv.second.IsSequence() || kv.second.size() == 0) {
+        return FieldError(field, "must be a non-empty list of model names");
+      }
+      std::set<std::string> seen;
+      for (size_t i = 0; i < kv.second.size(); ++i) {
+        const std::string item = field + "[" + std::to_string(i) + "]";
+        auto name = ReadString(kv.second[i], item);
+        if (!name.ok()) return name.status();
+        if (!IsValidModelName(*name)) {
+          return FieldError(item, "must be 1-128 letters, digits or ._:-/, got '" + *name + "'");
+        }
+        if (!seen.insert(*name).second) return FieldError(item, "repeats '" + *name + "'");
+        spec.models.push_back(*name);
+      }
+    } else if (key == "kind") {
+      auto v = ReadString(kv.second, field);
+      if (!v.ok()) return v.status();
+      auto kind = ParseOpenAiKind(*v);
+      if (!kind.ok()) return kind.status();
+      spec.kind = *kind;
+      has_kind = true;
+    } else {
+      return FieldError(field, "unknown key");
+    }
+  }
+  if (spec.models.empty()) return FieldError("openai.models", "is required");
+  if (!has_kind) return FieldError("openai.kind", "is required");
+  return spec;
+}
+
 }  // namespace
+
+const char* OpenAiKindName(OpenAiKind kind) {
+  switch (kind) {
+    case OpenAiKind::kChat:
+      return "chat";
+    case OpenAiKind::kCompletions:
+      return "completions";
+    case OpenAiKind::kEmbeddings:
+      return "embeddings";
+  }
+  return "chat";
+}
 
 StatusOr<Runtime> ParseRuntime(const std::string& name) {
   if (name == "python3" || name.starts_with("python3.")) return Runtime::kPython3;
@@ -292,7 +365,11 @@ StatusOr<Manifest> ParseManifest(const std::string& yaml_text, const std::string
       auto v = ReadGpu(value);
       if (!v.ok()) return v.status();
       m.gpu = *v;
-    } else if (key == "batch" || key == "openai") {
+    } else if (key == "openai") {
+      auto v = ReadOpenAi(value);
+      if (!v.ok()) return v.status();
+      m.openai = std::move(*v);
+    } else if (key == "batch") {
       return FieldError(key, "not supported by this build yet");
     } else {
       return FieldError(key, "unknown key");
@@ -347,7 +424,7 @@ Status CheckManifest(const Manifest& m) {
 json::object ManifestToJsonObject(const Manifest& m) {
   json::object env;
   for (const auto& [k, v] : m.environment) env[k] = v;
-  return json::object{
+  json::object o{
       {"name", m.name},
       {"runtime", RuntimeName(m.runtime)},
       {"handler", m.handler},
@@ -364,6 +441,13 @@ json::object ManifestToJsonObject(const Manifest& m) {
       {"network", NetworkName(m.network)},
       {"gpu",
        json::object{{"count", m.gpu.count}, {"memory_gb", m.gpu.memory_gb}, {"kind", m.gpu.kind}}}};
+  if (!m.openai.models.empty()) {
+    json::array models;
+    for (const auto& name : m.openai.models) models.push_back(json::value(name));
+    o["openai"] =
+        json::object{{"models", std::move(models)}, {"kind", OpenAiKindName(m.openai.kind)}};
+  }
+  return o;
 }
 
 std::string ManifestToJson(const Manifest& m) { return JsonText(ManifestToJsonObject(m)); }
@@ -404,6 +488,15 @@ StatusOr<Manifest> ManifestFromJson(const std::string& json_text) {
       m.gpu.count = go.at("count").to_number<int64_t>();
       m.gpu.memory_gb = go.at("memory_gb").to_number<int64_t>();
       m.gpu.kind = json::value_to<std::string>(go.at("kind"));
+    }
+    if (auto* a = o.if_contains("openai"); a != nullptr && a->is_object()) {
+      const json::object& ao = a->as_object();
+      for (const auto& name : ao.at("models").as_array()) {
+        m.openai.models.push_back(json::value_to<std::string>(name));
+      }
+      auto kind = ParseOpenAiKind(json::value_to<std::string>(ao.at("kind")));
+      if (!kind.ok()) return kind.status();
+      m.openai.kind = *kind;
     }
     return m;
   } catch (const std::exception& e) {

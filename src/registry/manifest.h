@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "common/status.h"
 
@@ -33,6 +34,17 @@ struct GpuSpec {
 
 inline constexpr int64_t kMaxGpusPerInstance = 8;
 
+// openai: the OpenAI-compatible models a function serves (src/gateway/openai_api.h), e.g.
+// `openai: {models: [tiny-chat], kind: chat}`. No models: the function serves none.
+enum class OpenAiKind { kChat, kCompletions, kEmbeddings };
+
+const char* OpenAiKindName(OpenAiKind kind);
+
+struct OpenAiSpec {
+  std::vector<std::string> models;  // names as clients send them in `model`
+  OpenAiKind kind = OpenAiKind::kChat;
+};
+
 struct Manifest {
   std::string name;
   Runtime runtime = Runtime::kProvided;
@@ -51,6 +63,7 @@ struct Manifest {
   std::string description;  // free text (Lambda's Description)
   Network network = Network::kEgress;
   GpuSpec gpu;
+  OpenAiSpec openai;
 };
 
 // Maps a runtime name (thaw's, or a Lambda name such as python3.11) onto a Runtime. The error

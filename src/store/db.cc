@@ -116,6 +116,11 @@ constexpr const char* kMigrations[] = {
       PRIMARY KEY (function, qualifier)
     );
     )sql",
+    // 6: the tokens an OpenAI-style function reported for each invocation.
+    R"sql(
+    ALTER TABLE invocations ADD COLUMN prompt_tokens INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE invocations ADD COLUMN completion_tokens INTEGER NOT NULL DEFAULT 0;
+    )sql",
 };
 
 }  // namespace

@@ -14,6 +14,6 @@ if ! command -v npm > /dev/null; then
   exit 1
 fi
 echo "installing @aws-sdk/client-lambda and openai into $dest" >&2
-# openai 6.x is the newest line that runs on Debian's node 20.
+# openai 6.x is the newest line that runs on Debian's node 20; pinned to the version tested.
 npm install --prefix "$dest" --no-audit --no-fund --loglevel=error '@aws-sdk/client-lambda@^3' \
-  'openai@^6' >&2
+  'openai@6.49.0' >&2

@@ -32,53 +32,15 @@ const std::string kAws = "/usr/bin/aws";
 const std::string kNpmDir = std::string(THAW_BUILD_DIR) + "/npm";
 const std::string kJsClient = std::string(THAW_SOURCE_DIR) + "/tests/clients/lambda_client.mjs";
 
-struct ProcessResult {
-  int exit_code = -1;
-  std::string out, err;
-};
-
 std::string TempPath(const std::string& name) {
   char tmpl[] = "/tmp/thaw-lambda-XXXXXX";
   if (::mkdtemp(tmpl) == nullptr) throw std::runtime_error("mkdtemp failed");
   return std::string(tmpl) + "/" + name;
 }
 
-// Runs argv with exactly `*env` (null: this process's environment), stdout and stderr captured.
-ProcessResult RunProcessWith(const std::vector<std::string>& argv,
-                             const std::vector<std::string>* env) {
-  const std::string out_path = TempPath("out"), err_path = TempPath("err");
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, 1, out_path.c_str(), O_WRONLY | O_CREAT, 0600);
-  posix_spawn_file_actions_addopen(&actions, 2, err_path.c_str(), O_WRONLY | O_CREAT, 0600);
-  std::vector<char*> args, envp;
-  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  if (env != nullptr) {
-    for (const auto& e : *env) envp.push_back(const_cast<char*>(e.c_str()));
-  } else {
-    for (char** e = environ; *e != nullptr; ++e) envp.push_back(*e);
-  }
-  envp.push_back(nullptr);
-  pid_t pid;
-  ProcessResult r;
-  if (posix_spawn(&pid, args[0], &actions, nullptr, args.data(), envp.data()) == 0) {
-    int status = 0;
-    ::waitpid(pid, &status, 0);
-    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  }
-  posix_spawn_file_actions_destroy(&actions);
-  r.out = ReadFile(out_path).ok() ? *ReadFile(out_path) : "";
-  r.err = ReadFile(err_path).ok() ? *ReadFile(err_path) : "";
-  RemoveDir(out_path.substr(0, out_path.rfind('/')));
-  RemoveDir(err_path.substr(0, err_path.rfind('/')));
-  return r;
-}
-
 ProcessResult RunProcess(const std::vector<std::string>& argv,
                          const std::vector<std::string>& env) {
-  return RunProcessWith(argv, &env);
+  return testing::RunProcess(argv, &env);
 }
 
 json::object ParseObject(const std::string& text) {
@@ -201,7 +163,7 @@ class LambdaApiTest : public ::testing::Test {
   static void SetUpTestSuite() {
     // ctest runs install.sh first (a fixture); running the tests by hand installs here.
     // npm keeps the machine's own settings (registry, proxy, CA) from the environment.
-    npm_install_ = RunProcessWith(
+    npm_install_ = testing::RunProcess(
         {"/bin/bash", std::string(THAW_SOURCE_DIR) + "/tests/clients/install.sh", kNpmDir},
         nullptr);
   }

@@ -77,45 +77,6 @@ def stream(rid, model, words, usage, chat):
            "usage": usage}
 )PY";
 
-struct ProcessResult {
-  int exit_code = -1;
-  std::string out, err;
-};
-
-// Runs argv with `env`, stdout and stderr captured in temp files.
-ProcessResult RunProcess(const std::vector<std::string>& argv,
-                         const std::vector<std::string>* env) {
-  char tmpl[] = "/tmp/thaw-openai-XXXXXX";
-  if (::mkdtemp(tmpl) == nullptr) return {};
-  const std::string dir = tmpl, out_path = dir + "/out", err_path = dir + "/err";
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, 1, out_path.c_str(), O_WRONLY | O_CREAT, 0600);
-  posix_spawn_file_actions_addopen(&actions, 2, err_path.c_str(), O_WRONLY | O_CREAT, 0600);
-  std::vector<char*> args, envp;
-  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  if (env != nullptr) {
-    for (const auto& e : *env) envp.push_back(const_cast<char*>(e.c_str()));
-  } else {
-    for (char** e = environ; *e != nullptr; ++e) envp.push_back(*e);
-  }
-  envp.push_back(nullptr);
-  pid_t pid;
-  ProcessResult r;
-  if (posix_spawn(&pid, args[0], &actions, nullptr, args.data(), envp.data()) == 0) {
-    int status = 0;
-    ::waitpid(pid, &status, 0);
-    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  }
-  posix_spawn_file_actions_destroy(&actions);
-  r.out = ReadFile(out_path).ok() ? *ReadFile(out_path) : "";
-  r.err = ReadFile(err_path).ok() ? *ReadFile(err_path) : "";
-  RemoveDir(dir);
-  return r;
-}
-
 json::object Parse(const std::string& text) {
   boost::system::error_code ec;
   json::value v = json::parse(text, ec);

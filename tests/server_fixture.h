@@ -86,6 +86,14 @@ std::string RawExchange(const std::string& url, const std::string& bytes);
 // Waits up to `timeout_ms` for `pred` to hold, checking every few ms.
 bool Eventually(const std::function<bool()>& pred, int timeout_ms);
 
+struct ProcessResult {
+  int exit_code = -1;
+  std::string out, err;
+};
+// Runs argv (argv[0] an absolute path) with exactly `*env` (null: this process's environment),
+// stdin from /dev/null, stdout and stderr captured.
+ProcessResult RunProcess(const std::vector<std::string>& argv, const std::vector<std::string>* env);
+
 // A test with one server (started by the subclass's SetUp) and python functions deployed
 // from temp folders that are removed afterwards.
 class ServerTest : public ::testing::Test {

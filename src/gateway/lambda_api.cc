@@ -223,6 +223,15 @@ asio::awaitable<void> LambdaApi::Serve(const Peer& peer, Request& req, Response&
   co_await Route(c, res);
 }
 
+StatusOr<std::string> LambdaApi::FunctionOf(Call& c, std::string_view segment) const {
+  auto ref = lambda::ParseFunctionRef(std::string(segment));
+  if (!ref.ok()) return ref.status();
+  auto qualifier = lambda::MergeQualifier(*ref, c.Param("Qualifier"));
+  if (!qualifier.ok()) return qualifier.status();
+  c.params["Qualifier"] = *qualifier;
+  return ScopedLambdaName(c.caller, *ref, deps_.keys);
+}
+
 asio::awaitable<void> LambdaApi::Route(Call& c, Response& res) {
   const auto& s = c.segments;
   const http::verb m = c.req.method();
@@ -236,12 +245,7 @@ asio::awaitable<void> LambdaApi::Route(Call& c, Response& res) {
         if (m == http::verb::post) co_return co_await CreateFunction(c, res);
       }
       if (n >= 3) {
-        auto ref = lambda::ParseFunctionRef(s[2]);
-        if (!ref.ok()) co_return AwsStatus(res, ref.status());
-        auto qualifier = lambda::MergeQualifier(*ref, c.Param("Qualifier"));
-        if (!qualifier.ok()) co_return AwsStatus(res, qualifier.status());
-        c.params["Qualifier"] = *qualifier;
-        auto scoped = ScopedLambdaName(c.caller, *ref, deps_.keys);
+        auto scoped = FunctionOf(c, s[2]);
         if (!scoped.ok()) co_return AwsStatus(res, scoped.status());
         const std::string& fn = *scoped;
         if (n == 3) {
@@ -270,12 +274,7 @@ asio::awaitable<void> LambdaApi::Route(Call& c, Response& res) {
       }
     } else if (s[0] == "2019-09-25" && n >= 4 && s[3] == "event-invoke-config" &&
                (n == 4 || (n == 5 && s[4] == "list"))) {
-      auto ref = lambda::ParseFunctionRef(s[2]);
-      if (!ref.ok()) co_return AwsStatus(res, ref.status());
-      auto qualifier = lambda::MergeQualifier(*ref, c.Param("Qualifier"));
-      if (!qualifier.ok()) co_return AwsStatus(res, qualifier.status());
-      c.params["Qualifier"] = *qualifier;
-      auto scoped = ScopedLambdaName(c.caller, *ref, deps_.keys);
+      auto scoped = FunctionOf(c, s[2]);
       if (!scoped.ok()) co_return AwsStatus(res, scoped.status());
       co_return co_await EventInvokeConfig(c, *scoped, n == 5, res);
     } else if (n == 4 && s[3] == "concurrency") {

@@ -69,6 +69,9 @@ class LambdaApi {
   // The caller, or nullopt after answering 403 in AWS's words.
   std::optional<auth::Caller> Authenticate(const Request& req, Response& res) const;
   asio::awaitable<void> Route(Call& c, Response& res);
+  // The function a path segment names (NAME, NAME:QUALIFIER or an ARN) as the caller may
+  // address it; the qualifier, from the segment or ?Qualifier=, lands in c.params.
+  StatusOr<std::string> FunctionOf(Call& c, std::string_view segment) const;
   // Invoke, or InvokeWithResponseStream (`streaming`: AWS's event-stream answer).
   asio::awaitable<void> Invoke(Call& c, const std::string& function, bool streaming, Response& res);
   void ListFunctions(Call& c, Response& res);

@@ -227,23 +227,17 @@ TEST(UploadTest, UploadBytesInFlightAreCapped) {
   auto server = ThawServer::Start({"--max-upload-bytes-in-flight=1000000"});
   const std::string auth = "Authorization: Bearer " + server->key() + "\r\n";
   RawConn first(server->url());
+  // The server answers 100 Continue only once it has reserved the first upload's 900,000
+  // bytes; a second upload then does not fit beside it.
   first.Send("PUT /v1/functions/a HTTP/1.1\r\nHost: t\r\n" + auth +
-             "Content-Length: 900000\r\n\r\n" + std::string(1000, 'x'));
-  // The first upload holds 900,000 bytes until it ends; a second one does not fit beside it.
-  // Nothing tells when the server has reserved them, so retry until it has. A second upload
-  // that got in first waits for its body: give up on it after a second (closing it frees its
-  // reservation) and try again.
-  std::string r;
-  ASSERT_TRUE(Eventually(
-      [&] {
-        RawConn second(server->url(), "127.0.0.1", 1);
-        second.Send("PUT /v1/functions/b HTTP/1.1\r\nHost: t\r\n" + auth +
-                    "Content-Length: 200000\r\n\r\n");
-        r = second.ReadResponse();
-        return r.starts_with("HTTP/1.1 503");
-      },
-      15000))
-      << r;
+             "Expect: 100-continue\r\nContent-Length: 900000\r\n\r\n");
+  ASSERT_TRUE(first.ReadResponse().starts_with("HTTP/1.1 100"));
+  first.Send(std::string(1000, 'x'));
+  RawConn second(server->url());
+  second.Send("PUT /v1/functions/b HTTP/1.1\r\nHost: t\r\n" + auth +
+              "Content-Length: 200000\r\n\r\n");
+  std::string r = second.ReadResponse();
+  EXPECT_TRUE(r.starts_with("HTTP/1.1 503")) << r;
   EXPECT_NE(r.find("max_upload_bytes_in_flight"), std::string::npos) << r;
   EXPECT_NE(r.find("Retry-After"), std::string::npos) << r;
   first.Send(std::string(899000, 'x'));  // complete: a bad bundle, answered 400

@@ -21,16 +21,6 @@
 namespace thaw::pool {
 namespace {
 
-// Runs the waiter inline when this thread may run its executor (the common case: the
-// runtime's answer resumes the client's coroutine right here, saving a cross-thread hop),
-// else queues it there. Callers hold no lock.
-template <typename Signature, typename Value>
-void Complete(Completion<Signature> c, Value value) {
-  asio::dispatch(c.executor, [h = std::move(c.handler), v = std::move(value)]() mutable {
-    std::move(h)(std::move(v));
-  });
-}
-
 // Peak resident set of `pid` in MB (VmHWM), or 0 if it cannot be read.
 int64_t ReadPeakRssMb(pid_t pid) {
   char path[64];

@@ -14,6 +14,7 @@
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/async_result.hpp>
+#include <boost/asio/dispatch.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <cstdint>
 #include <deque>
@@ -95,6 +96,16 @@ struct Completion {
   Completion(Completion&&) noexcept = default;
   Completion& operator=(Completion&&) = delete;
 };
+
+// Runs the waiter inline when this thread may run its executor (the common case: the
+// runtime's answer resumes the client's coroutine right here, saving a cross-thread hop),
+// else queues it there. Callers hold no lock.
+template <typename Signature, typename Value>
+void Complete(Completion<Signature> c, Value value) {
+  asio::dispatch(c.executor, [h = std::move(c.handler), v = std::move(value)]() mutable {
+    std::move(h)(std::move(v));
+  });
+}
 
 struct Invocation {
   std::string id;

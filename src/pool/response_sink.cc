@@ -6,14 +6,6 @@
 namespace thaw::pool {
 namespace {
 
-// Runs a completion on its executor (inline when already there). Callers hold no lock.
-template <typename Signature, typename Value>
-void Complete(Completion<Signature> c, Value value) {
-  asio::dispatch(c.executor, [h = std::move(c.handler), v = std::move(value)]() mutable {
-    std::move(h)(std::move(v));
-  });
-}
-
 // Moves a waiting completion out of `from` (Completion cannot be move-assigned).
 template <typename T>
 void Take(std::optional<T>& from, std::optional<T>& to) {

@@ -371,6 +371,28 @@ std::string JsonEscape(const std::string& text) {
   return out;
 }
 
+namespace {
+
+// Runs the handler; an exception it throws becomes its failure.
+template <typename F>
+InvocationResponse Guarded(F&& call) {
+  try {
+    return call();
+  } catch (const std::exception& e) {
+    return InvocationResponse::Failure(typeid(e).name(), e.what());
+  } catch (...) {
+    return InvocationResponse::Failure("UnknownException", "handler threw a non-std exception");
+  }
+}
+
+// The POST of a failed invocation's error to `base` (.../invocation/ID).
+std::string ErrorPost(const std::string& base, const InvocationResponse& out) {
+  return Post(base + "/error", "application/json", ErrorJson(out.error_type, out.error_message),
+              "Lambda-Runtime-Function-Error-Type: " + out.error_type + "\r\n");
+}
+
+}  // namespace
+
 int Run(const Handler& handler) {
   Connection conn;
   const std::string next =
@@ -380,20 +402,10 @@ int Run(const Handler& handler) {
     if (!conn.Exchange(next, res)) return 0;  // thaw stopped this instance
     if (res.status != 200) return res.status == 410 ? 0 : 1;
     InvocationRequest req = FromNext(res);
-    InvocationResponse out;
-    try {
-      out = handler(req);
-    } catch (const std::exception& e) {
-      out = InvocationResponse::Failure(typeid(e).name(), e.what());
-    } catch (...) {
-      out = InvocationResponse::Failure("UnknownException", "handler threw a non-std exception");
-    }
+    InvocationResponse out = Guarded([&] { return handler(req); });
     const std::string base = "/2018-06-01/runtime/invocation/" + req.request_id;
     std::string request =
-        out.ok ? Post(base + "/response", out.content_type, out.payload)
-               : Post(base + "/error", "application/json",
-                      ErrorJson(out.error_type, out.error_message),
-                      "Lambda-Runtime-Function-Error-Type: " + out.error_type + "\r\n");
+        out.ok ? Post(base + "/response", out.content_type, out.payload) : ErrorPost(base, out);
     if (!conn.Exchange(request, res)) return 0;
   }
 }
@@ -409,19 +421,9 @@ int RunStreaming(const StreamingHandler& handler) {
     InvocationRequest req = FromNext(res);
     const std::string base = "/2018-06-01/runtime/invocation/" + req.request_id;
     ResponseWriter writer(&conn, base + "/response");
-    InvocationResponse out;
-    try {
-      out = handler(req, writer);
-    } catch (const std::exception& e) {
-      out = InvocationResponse::Failure(typeid(e).name(), e.what());
-    } catch (...) {
-      out = InvocationResponse::Failure("UnknownException", "handler threw a non-std exception");
-    }
+    InvocationResponse out = Guarded([&] { return handler(req, writer); });
     if (!out.ok && !writer.started()) {
-      std::string request =
-          Post(base + "/error", "application/json", ErrorJson(out.error_type, out.error_message),
-               "Lambda-Runtime-Function-Error-Type: " + out.error_type + "\r\n");
-      if (!conn.Exchange(request, res)) return 0;
+      if (!conn.Exchange(ErrorPost(base, out), res)) return 0;
       continue;
     }
     if (out.ok) {

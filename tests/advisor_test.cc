@@ -56,6 +56,20 @@ TEST(CostTest, RoundsOnceNotPerInvocation) {
   EXPECT_EQ(LambdaCostMicro(many, PriceSheet{}), 202'083);
 }
 
+TEST(CostTest, MeanBatchSizeCountsBatchesNotCalls) {
+  Sums s;
+  EXPECT_EQ(MeanBatchSize(s), 0.0);
+  // One batch of 4 and one of 1 (its calls' samples), plus an unbatched call: mean 2.5.
+  for (int64_t size : {4, 4, 4, 4, 1, 0}) {
+    Sample x = S("f", 0, 1000, 128);
+    x.batch_size = size;
+    AddSample(x, s);
+  }
+  EXPECT_EQ(s.invocations, 6);
+  EXPECT_EQ(s.batched_calls, 5);
+  EXPECT_DOUBLE_EQ(MeanBatchSize(s), 2.5);
+}
+
 TEST(CostTest, ActualUseSheetPricesCpuAndPeakMemory) {
   Sums s;
   s.invocations = 10;

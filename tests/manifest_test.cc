@@ -182,6 +182,29 @@ TEST(ManifestTest, GpuAsCountOrMapping) {
   EXPECT_EQ(full->gpu.kind, "H200");
 }
 
+TEST(ManifestTest, BatchSizeAndWait) {
+  const std::string py = "runtime: python3\nhandler: app.handler\n";
+  auto none = Parse(py);
+  ASSERT_TRUE(none.ok()) << none.status().ToString();
+  EXPECT_EQ(none->batch.max_size, 1);
+  EXPECT_FALSE(none->batch.enabled());
+  auto batch = Parse(py + "batch: {max_size: 16, max_wait_ms: 5}\n");
+  ASSERT_TRUE(batch.ok()) << batch.status().ToString();
+  EXPECT_EQ(batch->batch.max_size, 16);
+  EXPECT_EQ(batch->batch.max_wait_ms, 5);
+  EXPECT_TRUE(batch->batch.enabled());
+  auto no_wait = Parse(py + "batch:\n  max_size: 8\n");
+  ASSERT_TRUE(no_wait.ok()) << no_wait.status().ToString();
+  EXPECT_EQ(no_wait->batch.max_wait_ms, 0);
+  auto back = ManifestFromJson(ManifestToJson(*batch));
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(back->batch.max_size, 16);
+  EXPECT_EQ(back->batch.max_wait_ms, 5);
+  Manifest bad = *batch;
+  bad.batch.max_size = 0;
+  EXPECT_FALSE(CheckManifest(bad).ok());
+}
+
 TEST(ManifestTest, RuntimeNamesRoundTripThroughRuntimeName) {
   EXPECT_STREQ(RuntimeName(Runtime::kPython3), "python3");
   EXPECT_STREQ(RuntimeName(Runtime::kProvided), "provided");
@@ -282,7 +305,17 @@ std::vector<ErrorCase> ErrorCases() {
       {"GpuKindIsAMap", py + "gpu: {count: 1, kind: {a: b}}\n", "gpu.kind", "must be a string"},
       {"GpuUnknownKey", py + "gpu: {count: 1, vram: 80}\n", "gpu.vram", "unknown key"},
       {"GpuKindWithoutCount", py + "gpu: {count: 0, kind: H200}\n", "gpu.count", "at least 1"},
-      {"BatchNotSupported", py + "batch: true\n", "batch", "not supported"},
+      {"BatchIsAScalar", py + "batch: true\n", "batch", "must be {max_size"},
+      {"BatchWithoutMaxSize", py + "batch: {max_wait_ms: 5}\n", "batch.max_size", "is required"},
+      {"BatchMaxSizeZero", py + "batch: {max_size: 0}\n", "batch.max_size", "between 1 and 1024"},
+      {"BatchMaxSizeTooLarge", py + "batch: {max_size: 1025}\n", "batch.max_size",
+       "between 1 and 1024"},
+      {"BatchMaxWaitNegative", py + "batch: {max_size: 4, max_wait_ms: -1}\n", "batch.max_wait_ms",
+       "between 0 and 10000"},
+      {"BatchMaxWaitNotInt", py + "batch: {max_size: 4, max_wait_ms: soon}\n", "batch.max_wait_ms",
+       "must be an integer"},
+      {"BatchUnknownKey", py + "batch: {max_size: 4, timeout_ms: 5}\n", "batch.timeout_ms",
+       "unknown key"},
       {"OpenAiIsAList", py + "openai: [tiny-chat]\n", "openai", "must be {models"},
       {"OpenAiWithoutModels", py + "openai: {kind: chat}\n", "openai.models", "is required"},
       {"OpenAiModelsEmpty", py + "openai: {models: [], kind: chat}\n", "openai.models",

@@ -88,6 +88,7 @@ TEST(JournalLineTest, RoundTripsEveryField) {
   r.bytes_out = -1;
   r.prompt_tokens = 17;
   r.completion_tokens = 42;
+  r.batch_size = 16;
   std::string line;
   EncodeJournalLine(r, line);
   ASSERT_EQ(line.back(), '\n');
@@ -114,6 +115,7 @@ TEST(JournalLineTest, RoundTripsEveryField) {
   EXPECT_EQ(back.bytes_out, r.bytes_out);
   EXPECT_EQ(back.prompt_tokens, r.prompt_tokens);
   EXPECT_EQ(back.completion_tokens, r.completion_tokens);
+  EXPECT_EQ(back.batch_size, r.batch_size);
 }
 
 // A journal a thaw without token counts left behind still replays (its lines have no tokens).
@@ -125,12 +127,30 @@ TEST(JournalLineTest, LineWithoutTokensIsRead) {
   std::string line;
   EncodeJournalLine(r, line);
   line.pop_back();
-  for (int i = 0; i < 2; ++i) line.erase(line.rfind('\t'));
+  for (int i = 0; i < 3; ++i) line.erase(line.rfind('\t'));
   Record back;
   ASSERT_TRUE(DecodeJournalLine(line, back)) << line;
   EXPECT_EQ(back.gpu_us, 9);
   EXPECT_EQ(back.prompt_tokens, 0);
   EXPECT_EQ(back.completion_tokens, 0);
+  EXPECT_EQ(back.batch_size, 0);
+}
+
+// A journal a thaw without batch sizes left behind still replays (its calls were unbatched).
+TEST(JournalLineTest, LineWithoutBatchSizeIsRead) {
+  Record r;
+  r.request_id = "r";
+  r.function = "f";
+  r.completion_tokens = 5;
+  r.batch_size = 8;
+  std::string line;
+  EncodeJournalLine(r, line);
+  line.pop_back();
+  line.erase(line.rfind('\t'));
+  Record back;
+  ASSERT_TRUE(DecodeJournalLine(line, back)) << line;
+  EXPECT_EQ(back.completion_tokens, 5);
+  EXPECT_EQ(back.batch_size, 0);
 }
 
 TEST(JournalLineTest, RefusesMalformedLines) {
@@ -168,7 +188,8 @@ TEST(JournalLineTest, RefusesMalformedLines) {
       {"NotANumber", replace_field(7, "12a")},
       {"EmptyNumber", replace_field(9, "")},
       {"ColdStartNotABool", replace_field(14, "2")},
-      {"MissingField", good.substr(0, good.rfind('\t'))},
+      // One field short is a line from before batch sizes (read); two short is neither.
+      {"MissingTwoFields", good.substr(0, good.rfind('\t', good.rfind('\t') - 1))},
       {"ExtraField", good + "\t0"},
   };
   for (const Case& c : cases) {

@@ -72,6 +72,26 @@ TEST(MetricsTest, CountsAndHistogramsAddUp) {
   EXPECT_EQ(status, 0) << out << "\n" << text;
 }
 
+TEST(MetricsTest, BatchSizeHistogramOnlyForBatchedFunctions) {
+  Registry registry;
+  registry.For("plain")->Record("success", 800, false, 0);
+  FunctionMetrics* m = registry.For("digits");
+  for (int64_t size : {1, 3, 16, 16}) m->RecordBatch(size);
+  std::string text = registry.Render({});
+  EXPECT_EQ(text.find("thaw_batch_size_count{function=\"plain\"}"), std::string::npos) << text;
+  EXPECT_NE(text.find("thaw_batch_size_bucket{function=\"digits\",le=\"1\"} 1\n"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("thaw_batch_size_bucket{function=\"digits\",le=\"4\"} 2\n"),
+            std::string::npos);
+  EXPECT_NE(text.find("thaw_batch_size_bucket{function=\"digits\",le=\"16\"} 4\n"),
+            std::string::npos);
+  EXPECT_NE(text.find("thaw_batch_size_sum{function=\"digits\"} 36\n"), std::string::npos);
+  EXPECT_NE(text.find("thaw_batch_size_count{function=\"digits\"} 4\n"), std::string::npos);
+  auto [status, out] = PromtoolCheck(text);
+  EXPECT_EQ(status, 0) << out << "\n" << text;
+}
+
 TEST(MetricsTest, LabelValuesAreEscaped) {
   EXPECT_EQ(EscapeLabel("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
   Registry registry;

@@ -33,6 +33,10 @@ int64_t LambdaCostPico(const Sample& s, const PriceSheet& p) {
          gpu;
 }
 
+double MeanBatchSize(const Sums& s) {
+  return s.batches > 0 ? static_cast<double>(s.batched_calls) / s.batches : 0.0;
+}
+
 void AddSample(const Sample& s, Sums& sums) {
   if (s.status == "gpu_idle") {  // GPUs held between invocations: billed, not an invocation
     sums.gpu_us += s.gpu_us;
@@ -57,6 +61,10 @@ void AddSample(const Sample& s, Sums& sums) {
     ++sums.crash;
   } else if (s.status == "throttled") {
     ++sums.throttled;
+  }
+  if (s.batch_size > 0) {
+    ++sums.batched_calls;
+    sums.batches += 1.0 / static_cast<double>(s.batch_size);
   }
   sums.cold_starts += s.cold_start ? 1 : 0;
   sums.billed_ms += s.billed_ms;

@@ -41,6 +41,7 @@ struct Sample {
   std::string tenant;
   int64_t prompt_tokens = 0;  // reported by OpenAI-style functions (gateway/openai_api.h)
   int64_t completion_tokens = 0;
+  int64_t batch_size = 0;  // the batch the call ran in; 0: not batched
 };
 
 // Integer sums over a set of samples; every money figure is derived from these.
@@ -60,7 +61,14 @@ struct Sums {
   int64_t duration_us = 0;
   int64_t prompt_tokens = 0;  // tokens OpenAI-style functions reported
   int64_t completion_tokens = 0;
+  // Batched calls, and the batches they ran in: a call of a batch of n counts 1/n of its batch,
+  // so batched_calls / batches is the mean batch size.
+  int64_t batched_calls = 0;
+  double batches = 0;
 };
+
+// Calls per batch, on average, over the batched calls of `s` (0: none was batched).
+double MeanBatchSize(const Sums& s);
 
 struct Group {
   std::string key;  // function name, or YYYY-MM-DD (UTC) of start_us

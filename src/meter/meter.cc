@@ -32,8 +32,10 @@ constexpr int64_t kSegmentBytes = 1 << 20;
 // The first field of every journal line: a line from another format version is refused
 // rather than misread.
 constexpr std::string_view kLineTag = "m1";
-constexpr size_t kLineFields = 21;  // the tag and the record's 20 fields
-// Lines journaled before token counts existed: the same fields without the last two.
+constexpr size_t kLineFields = 22;  // the tag and the record's 21 fields
+// Lines journaled before batch sizes existed: the same fields without the last one.
+constexpr size_t kLineFieldsWithoutBatch = 21;
+// Lines journaled before token counts existed: without the last three.
 constexpr size_t kLineFieldsWithoutTokens = 19;
 constexpr std::string_view kSegmentSuffix = ".jnl";
 constexpr size_t kSeqDigits = 20;  // zero-padded, so names sort as numbers do
@@ -134,8 +136,8 @@ Status InsertRecords(store::Db& db, const std::vector<Record>& batch) {
       "INSERT OR IGNORE INTO invocations (request_id, function, version, start_us, end_us, "
       "duration_us, billed_ms, memory_mb, max_memory_used_mb, cold_start, init_us, status, "
       "error_type, bytes_in, bytes_out, cpu_us, tenant, gpu_us, prompt_tokens, "
-      "completion_tokens) "
-      "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+      "completion_tokens, batch_size) "
+      "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
   auto usage = db.Prepare(
       "UPDATE invocations SET prompt_tokens = ?2, completion_tokens = ?3 WHERE request_id = ?1");
   if (!stmt.ok() || !usage.ok()) {
@@ -172,7 +174,8 @@ Status InsertRecords(store::Db& db, const std::vector<Record>& batch) {
         .Bind(17, r.tenant)
         .Bind(18, r.gpu_us)
         .Bind(19, r.prompt_tokens)
-        .Bind(20, r.completion_tokens);
+        .Bind(20, r.completion_tokens)
+        .Bind(21, r.batch_size);
     if (Status st = stmt->Run(); !st.ok()) {
       (void)db.Exec("ROLLBACK");
       return st;
@@ -240,7 +243,7 @@ void EncodeJournalLine(const Record& r, std::string& out) {
   }
   for (int64_t v : {r.start_us, r.end_us, r.duration_us, r.billed_ms, r.memory_mb,
                     r.max_memory_used_mb, r.cpu_us, int64_t{r.cold_start}, r.init_us, r.bytes_in,
-                    r.bytes_out, r.gpu_us, r.prompt_tokens, r.completion_tokens}) {
+                    r.bytes_out, r.gpu_us, r.prompt_tokens, r.completion_tokens, r.batch_size}) {
     out += '\t';
     AppendInt(out, v);
   }
@@ -257,18 +260,24 @@ bool DecodeJournalLine(std::string_view line, Record& out) {
     if (tab == std::string_view::npos) break;
     line.remove_prefix(tab + 1);
   }
-  if ((n != kLineFields && n != kLineFieldsWithoutTokens) || fields[0] != kLineTag) return false;
+  if ((n != kLineFields && n != kLineFieldsWithoutBatch && n != kLineFieldsWithoutTokens) ||
+      fields[0] != kLineTag) {
+    return false;
+  }
   std::string* strings[] = {&out.request_id, &out.function, &out.version,
                             &out.tenant,     &out.status,   &out.error_type};
   for (size_t i = 0; i < std::size(strings); ++i) {
     if (!Unescape(fields[1 + i], *strings[i])) return false;
   }
   int64_t cold_start = 0;
-  int64_t* ints[] = {&out.start_us,      &out.end_us,           &out.duration_us,
-                     &out.billed_ms,     &out.memory_mb,        &out.max_memory_used_mb,
-                     &out.cpu_us,        &cold_start,           &out.init_us,
-                     &out.bytes_in,      &out.bytes_out,        &out.gpu_us,
-                     &out.prompt_tokens, &out.completion_tokens};
+  int64_t* ints[] = {&out.start_us,      &out.end_us,
+                     &out.duration_us,   &out.billed_ms,
+                     &out.memory_mb,     &out.max_memory_used_mb,
+                     &out.cpu_us,        &cold_start,
+                     &out.init_us,       &out.bytes_in,
+                     &out.bytes_out,     &out.gpu_us,
+                     &out.prompt_tokens, &out.completion_tokens,
+                     &out.batch_size};
   const size_t present = n - 1 - std::size(strings);
   for (size_t i = 0; i < present; ++i) {
     if (!ParseInt(fields[1 + std::size(strings) + i], *ints[i])) return false;
@@ -507,7 +516,8 @@ StatusOr<std::vector<Sample>> Meter::Samples(const std::string& function, int64_
   std::lock_guard<std::mutex> lock(db_mu_);
   auto stmt = db_->Prepare(
       "SELECT function, start_us, duration_us, billed_ms, memory_mb, max_memory_used_mb, cpu_us, "
-      "cold_start, status, tenant, gpu_us, prompt_tokens, completion_tokens FROM invocations "
+      "cold_start, status, tenant, gpu_us, prompt_tokens, completion_tokens, batch_size "
+      "FROM invocations "
       "WHERE (?1 = '' OR function = ?1) AND start_us >= ?2 AND start_us < ?3 "
       "AND (?4 = '' OR tenant = ?4)");
   if (!stmt.ok()) return stmt.status();
@@ -531,6 +541,7 @@ StatusOr<std::vector<Sample>> Meter::Samples(const std::string& function, int64_
     s.gpu_us = stmt->Int(10);
     s.prompt_tokens = stmt->Int(11);
     s.completion_tokens = stmt->Int(12);
+    s.batch_size = stmt->Int(13);
     out.push_back(std::move(s));
   }
   return out;

@@ -51,6 +51,9 @@ struct Record {
   // request id, which it always follows (Meter::AddUsage).
   int64_t prompt_tokens = 0;
   int64_t completion_tokens = 0;
+  // Calls in the batch this call ran in (a function with `batch:`); 0: not batched. A batched
+  // call's duration, billed ms, CPU and GPU time are its even share of the batch's.
+  int64_t batch_size = 0;
 };
 
 inline constexpr char kUsageStatus[] = "usage";

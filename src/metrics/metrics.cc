@@ -81,6 +81,17 @@ void FunctionMetrics::Record(const std::string& status, int64_t duration_us, boo
   }
 }
 
+void FunctionMetrics::RecordBatch(int64_t size) {
+  for (size_t i = 0; i < kBatchBuckets.size(); ++i) {
+    if (size <= kBatchBuckets[i]) {
+      batch_sizes[i].fetch_add(1, std::memory_order_relaxed);
+      break;
+    }
+  }
+  batches.fetch_add(1, std::memory_order_relaxed);
+  batched_calls.fetch_add(static_cast<uint64_t>(size), std::memory_order_relaxed);
+}
+
 FunctionMetrics* Registry::For(const std::string& function) {
   {
     std::shared_lock lock(mu_);
@@ -129,6 +140,23 @@ std::string Registry::Render(const Gauges& gauges) const {
   for (const auto& [fn, m] : functions_) {
     m->init_duration.Render("thaw_init_duration_seconds", "function=\"" + EscapeLabel(fn) + "\"",
                             out);
+  }
+  Header(out, "thaw_batch_size", "histogram",
+         "Calls per batch handed to an instance (functions with batch: in thaw.yaml).");
+  for (const auto& [fn, m] : functions_) {
+    const uint64_t batches = m->batches.load(std::memory_order_relaxed);
+    if (batches == 0) continue;
+    const std::string labels = "function=\"" + EscapeLabel(fn) + "\"";
+    uint64_t cumulative = 0;
+    for (size_t i = 0; i < kBatchBuckets.size(); ++i) {
+      cumulative += m->batch_sizes[i].load(std::memory_order_relaxed);
+      out += "thaw_batch_size_bucket{" + labels + ",le=\"" + std::to_string(kBatchBuckets[i]) +
+             "\"} " + std::to_string(std::min(cumulative, batches)) + "\n";
+    }
+    out += "thaw_batch_size_bucket{" + labels + ",le=\"+Inf\"} " + std::to_string(batches) + "\n";
+    out += "thaw_batch_size_sum{" + labels + "} " +
+           std::to_string(m->batched_calls.load(std::memory_order_relaxed)) + "\n";
+    out += "thaw_batch_size_count{" + labels + "} " + std::to_string(batches) + "\n";
   }
   Header(out, "thaw_instances", "gauge", "Instances by function and state.");
   for (const auto& [key, n] : gauges.instances) {

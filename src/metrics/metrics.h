@@ -30,6 +30,10 @@ class Histogram {
   std::atomic<int64_t> sum_us_{0};
 };
 
+// Bucket upper bounds of the batch-size histogram (calls per batch).
+inline constexpr std::array<int64_t, 11> kBatchBuckets = {1,  2,   4,   8,   16,  32,
+                                                          64, 128, 256, 512, 1024};
+
 inline constexpr std::array<const char*, 5> kStatuses = {"success", "error", "timeout", "crash",
                                                          "throttled"};
 
@@ -39,9 +43,14 @@ struct FunctionMetrics {
   std::atomic<uint64_t> init_failures{0};
   Histogram duration;
   Histogram init_duration;
+  // Batched functions (`batch:`): calls per batch handed to an instance.
+  std::array<std::atomic<uint64_t>, kBatchBuckets.size()> batch_sizes{};  // non-cumulative
+  std::atomic<uint64_t> batches{0};
+  std::atomic<uint64_t> batched_calls{0};
 
   // `status` is one of kStatuses.
   void Record(const std::string& status, int64_t duration_us, bool cold_start, int64_t init_us);
+  void RecordBatch(int64_t size);
 };
 
 // Point-in-time values read at scrape time (instances, queues, meter lag).

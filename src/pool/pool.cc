@@ -63,6 +63,10 @@ PoolView FunctionPool::ViewLocked() const {
     view.instances.push_back({id, inst->state(), inst->inflight(), inst->idle_since_us});
   }
   view.queued = static_cast<int64_t>(queue_.size());
+  // Batched: what waits is counted in batches, each of which one slot serves.
+  if (const int64_t size = version_->manifest.batch.max_size; size > 1) {
+    view.queued = (view.queued + size - 1) / size;
+  }
   view.draining = draining_;
   view.stop_idle_now = draining_ && !called_since_drain_;
   return view;
@@ -87,9 +91,25 @@ void FunctionPool::Submit(InvocationPtr inv) {
       r.error_type = "ServiceUnavailable";
       r.error_message = "thaw is shutting down";
       Fail(std::move(inv), std::move(r), fx);
+    } else if (batched() && queue_.size() % version_->manifest.batch.max_size != 0) {
+      // It joins the batch the last caller started, whose admission already decided how the
+      // batch is served.
+      called_since_drain_ = true;
+      queue_.push_back(std::move(inv));
+      PumpBatchesLocked(fx);
+    } else if (batched() && static_cast<int64_t>(queue_.size()) >= ctx_->max_queue) {
+      Result r;
+      r.kind = Result::Kind::kThrottled;
+      r.error_type = "TooManyRequestsException";
+      r.error_message = "Rate Exceeded: function " + version_->function + " has " +
+                        std::to_string(queue_.size()) + " requests waiting for a batch";
+      RecordLocked(inv, r, "throttled", 0, fx);
+      Fail(std::move(inv), std::move(r), fx);
     } else {
       called_since_drain_ = true;
       Admission a = Admit(ViewLocked(), LimitsLocked());
+      // Batched: the batcher decides when a call goes (PumpBatchesLocked, below).
+      if (batched() && a.kind == Admission::Kind::kDispatch) a.kind = Admission::Kind::kQueue;
       switch (a.kind) {
         case Admission::Kind::kDispatch:
           AssignLocked(*instances_.at(a.instance_id), std::move(inv), fx);
@@ -131,6 +151,7 @@ void FunctionPool::Submit(InvocationPtr inv) {
           break;
         }
       }
+      if (batched()) PumpBatchesLocked(fx);
     }
   }
   Apply(fx);
@@ -302,6 +323,7 @@ void FunctionPool::DeliverLocked(Instance& inst, NextHandler handler, Invocation
 }
 
 void FunctionPool::FillFromQueueLocked(Instance& inst, Effects& fx) {
+  if (batched()) return PumpBatchesLocked(fx);
   const int64_t concurrency = version_->manifest.concurrency;
   while (inst.lifecycle == Lifecycle::kReady && inst.inflight() < concurrency && !queue_.empty()) {
     InvocationPtr inv = std::move(queue_.front());
@@ -311,7 +333,7 @@ void FunctionPool::FillFromQueueLocked(Instance& inst, Effects& fx) {
 }
 
 void FunctionPool::RecordLocked(const InvocationPtr& inv, const Result& r, const char* status,
-                                int64_t max_memory_mb, Effects& fx) {
+                                int64_t max_memory_mb, Effects& fx, int64_t batch_size) {
   meter::Record rec;
   rec.request_id = inv->id;
   rec.function = version_->function;
@@ -328,6 +350,7 @@ void FunctionPool::RecordLocked(const InvocationPtr& inv, const Result& r, const
   rec.init_us = r.init_us;
   rec.status = status;
   rec.error_type = r.error_type;
+  rec.batch_size = batch_size;
   rec.bytes_in = static_cast<int64_t>(inv->payload.size());
   rec.bytes_out = inv->sink                     ? inv->sink->bytes_written()
                   : r.kind == Result::Kind::kOk ? static_cast<int64_t>(r.body.size())
@@ -384,14 +407,18 @@ void FunctionPool::FinishLocked(Instance& inst, const InvocationPtr& inv, Result
       status = "crash";
       break;
   }
-  RecordLocked(inv, result, status, inst.peak_rss_mb, fx);
   inst.gpu_billed_us += GpuMicros(result.duration_us);
   if (inst.inflight() == 0) inst.idle_since_us = now;
-  if (inv->handler) {
-    fx.results.emplace_back(std::move(*inv->handler), std::move(result));
-    inv->handler.reset();
-  } else if (inv->sink) {
-    fx.sink_ends.emplace_back(inv->sink, std::move(result));
+  if (!inv->members.empty()) {
+    FinishBatchLocked(inv, std::move(result), status, inst.peak_rss_mb, fx);
+  } else {
+    RecordLocked(inv, result, status, inst.peak_rss_mb, fx);
+    if (inv->handler) {
+      fx.results.emplace_back(std::move(*inv->handler), std::move(result));
+      inv->handler.reset();
+    } else if (inv->sink) {
+      fx.sink_ends.emplace_back(inv->sink, std::move(result));
+    }
   }
   FillFromQueueLocked(inst, fx);
 }
@@ -463,6 +490,11 @@ StatusOr<std::shared_ptr<ResponseSink>> FunctionPool::StreamBegin(uint64_t insta
     if (it == instances_.end()) return NotFound("instance is gone");
     Instance& inst = *it->second;
     auto a = inst.active.find(request_id);
+    if (a != inst.active.end() && !a->second->members.empty()) {
+      return FailedPrecondition("request " + request_id +
+                                " is a batch: a batched function returns one list, it cannot "
+                                "stream its answer");
+    }
     if (a == inst.active.end() || a->second->sink || !a->second->handler) {
       return NotFound("unknown, finished or already streaming request id " + request_id);
     }
@@ -551,7 +583,7 @@ void FunctionPool::StopInstanceLocked(Instance& inst, Effects& fx) {
   inst.parked.clear();
   // Work that never reached the runtime goes back to the front of the queue, in order.
   while (!inst.assigned.empty()) {
-    queue_.push_front(std::move(inst.assigned.back()));
+    RequeueLocked(std::move(inst.assigned.back()));
     inst.assigned.pop_back();
   }
   if (inst.pid > 0) fx.kills.push_back(inst.pid);
@@ -684,6 +716,8 @@ void FunctionPool::OnTick() {
         InitFailedLocked(*inst, fx);
       }
     }
+    // A held batch due now goes before the queue timeout below looks at what waits.
+    if (batched()) PumpBatchesLocked(fx);
     // While the only instances are starting, requests wait for their init (bounded by the
     // init timeout above), not for the queue timeout.
     bool ready = false, starting = false;

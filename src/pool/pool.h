@@ -125,6 +125,9 @@ struct Invocation {
   std::unique_ptr<asio::steady_timer> deadline_timer;
   std::optional<Completion<void(Result)>> handler;  // empty once completed
   std::shared_ptr<ResponseSink> sink;  // set when the runtime streams: finished with the call
+  // A batch (batching.cc): the calls it carries, in the order of its {"batch": [...]} event.
+  // It has no handler of its own: its answer is split among them.
+  std::vector<std::shared_ptr<Invocation>> members;
 };
 
 using InvocationPtr = std::shared_ptr<Invocation>;
@@ -294,6 +297,18 @@ class FunctionPool : public std::enable_shared_from_this<FunctionPool> {
   void DeliverLocked(Instance& instance, NextHandler handler, InvocationPtr inv, Effects& fx);
   void FinishLocked(Instance& instance, const InvocationPtr& inv, Result result, Effects& fx);
   void FillFromQueueLocked(Instance& instance, Effects& fx);
+  // Batched versions (batching.cc): hands waiting calls to instances as batches, as
+  // dispatch/batch_assembly.h decides, and arms the batch timer when it says to wait.
+  bool batched() const { return version_->manifest.batch.enabled(); }
+  void PumpBatchesLocked(Effects& fx);
+  InvocationPtr TakeBatchLocked(int64_t size);
+  void OnBatchTimer();
+  // Ends a batch: splits its answer (or its failure) among its calls, meters each for its share.
+  void FinishBatchLocked(const InvocationPtr& batch, Result result, const char* status,
+                         int64_t max_memory_mb, Effects& fx);
+  // Puts work given to an instance but never delivered back at the front of the queue; a
+  // batch goes back as its calls.
+  void RequeueLocked(InvocationPtr inv);
   void StopInstanceLocked(Instance& instance, Effects& fx);
   void ApplyTickLocked(Effects& fx);
   // Reads the instance's pipes, within its log rate unless `all` (its last words at exit).
@@ -304,7 +319,7 @@ class FunctionPool : public std::enable_shared_from_this<FunctionPool> {
   void RecordInitLocked(const Instance& instance, int64_t cpu_us, Effects& fx);
   void WatchLog(InstancePtr instance, bool stderr_stream);
   void RecordLocked(const InvocationPtr& inv, const Result& result, const char* status,
-                    int64_t max_memory_mb, Effects& fx);
+                    int64_t max_memory_mb, Effects& fx, int64_t batch_size = 0);
   void Apply(Effects& fx);
   void Fail(InvocationPtr inv, Result result, Effects& fx);
   std::vector<std::string> BuildEnv(const std::string& runtime_api) const;
@@ -330,6 +345,9 @@ class FunctionPool : public std::enable_shared_from_this<FunctionPool> {
   std::string last_init_error_;                // guarded by mu_
   int64_t restart_not_before_us_ = 0;          // guarded by mu_: init back-off (monotonic)
   Status start_refusal_ = Status::Ok();        // guarded by mu_: see NewInstanceLocked
+  // Batched versions: wakes the pool when a held batch is due (0: not armed). Guarded by mu_.
+  std::unique_ptr<asio::steady_timer> batch_timer_;
+  int64_t batch_wake_us_ = 0;
 };
 
 // All pools, keyed by function, version and whether they serve $LATEST, plus the pid -> instance

@@ -82,6 +82,34 @@ StatusOr<GpuSpec> ReadGpu(const YAML::Node& node) {
   return gpu;
 }
 
+// `batch: {max_size: N, max_wait_ms: M}`; max_size is required.
+StatusOr<BatchSpec> ReadBatch(const YAML::Node& node) {
+  if (!node.IsMap()) return FieldError("batch", "must be {max_size: N, max_wait_ms: M}");
+  BatchSpec batch;
+  bool has_size = false;
+  std::set<std::string> seen;
+  for (const auto& kv : node) {
+    if (!kv.first.IsScalar()) return FieldError("batch", "keys must be plain names");
+    const std::string key = kv.first.Scalar();
+    const std::string field = "batch." + key;
+    if (!seen.insert(key).second) return FieldError(field, "given more than once");
+    if (key == "max_size") {
+      auto v = ReadInt(kv.second, field, 1, kMaxBatchSize);
+      if (!v.ok()) return v.status();
+      batch.max_size = *v;
+      has_size = true;
+    } else if (key == "max_wait_ms") {
+      auto v = ReadInt(kv.second, field, 0, kMaxBatchWaitMs);
+      if (!v.ok()) return v.status();
+      batch.max_wait_ms = *v;
+    } else {
+      return FieldError(field, "unknown key (expected max_size or max_wait_ms)");
+    }
+  }
+  if (!has_size) return FieldError("batch.max_size", "is required");
+  return batch;
+}
+
 // A model name: 1-128 of [A-Za-z0-9._:-/], as OpenAI's own names ("gpt-4o-mini") and
 // paths ("org/model") go.
 bool IsValidModelName(const std::string& name) {
@@ -370,7 +398,9 @@ StatusOr<Manifest> ParseManifest(const std::string& yaml_text, const std::string
       if (!v.ok()) return v.status();
       m.openai = std::move(*v);
     } else if (key == "batch") {
-      return FieldError(key, "not supported by this build yet");
+      auto v = ReadBatch(value);
+      if (!v.ok()) return v.status();
+      m.batch = *v;
     } else {
       return FieldError(key, "unknown key");
     }
@@ -418,6 +448,12 @@ Status CheckManifest(const Manifest& m) {
   if (auto problem = EnvironmentProblem(m.environment)) {
     return field(problem->first, problem->second);
   }
+  if (m.batch.max_size < 1 || m.batch.max_size > kMaxBatchSize) {
+    return field("batch.max_size", "must be 1-" + std::to_string(kMaxBatchSize));
+  }
+  if (m.batch.max_wait_ms < 0 || m.batch.max_wait_ms > kMaxBatchWaitMs) {
+    return field("batch.max_wait_ms", "must be 0-" + std::to_string(kMaxBatchWaitMs));
+  }
   return Status::Ok();
 }
 
@@ -446,6 +482,9 @@ json::object ManifestToJsonObject(const Manifest& m) {
     for (const auto& name : m.openai.models) models.push_back(json::value(name));
     o["openai"] =
         json::object{{"models", std::move(models)}, {"kind", OpenAiKindName(m.openai.kind)}};
+  }
+  if (m.batch.enabled()) {
+    o["batch"] = json::object{{"max_size", m.batch.max_size}, {"max_wait_ms", m.batch.max_wait_ms}};
   }
   return o;
 }
@@ -497,6 +536,10 @@ StatusOr<Manifest> ManifestFromJson(const std::string& json_text) {
       auto kind = ParseOpenAiKind(json::value_to<std::string>(ao.at("kind")));
       if (!kind.ok()) return kind.status();
       m.openai.kind = *kind;
+    }
+    if (auto* b = o.if_contains("batch"); b != nullptr && b->is_object()) {
+      m.batch.max_size = b->as_object().at("max_size").to_number<int64_t>();
+      m.batch.max_wait_ms = b->as_object().at("max_wait_ms").to_number<int64_t>();
     }
     return m;
   } catch (const std::exception& e) {

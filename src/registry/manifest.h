@@ -45,6 +45,17 @@ struct OpenAiSpec {
   OpenAiKind kind = OpenAiKind::kChat;
 };
 
+// Dynamic batching (`batch: {max_size: 16, max_wait_ms: 5}`): up to max_size concurrent calls
+// to one version go to the handler as one event, {"batch": [event, ...]}; a call waits at most
+// max_wait_ms for others to join (pool/batch_policy.h). max_size 1 (the default): no batching.
+struct BatchSpec {
+  int64_t max_size = 1;
+  int64_t max_wait_ms = 0;
+  bool enabled() const { return max_size > 1; }
+};
+inline constexpr int64_t kMaxBatchSize = 1024;
+inline constexpr int64_t kMaxBatchWaitMs = 10'000;
+
 struct Manifest {
   std::string name;
   Runtime runtime = Runtime::kProvided;
@@ -64,6 +75,7 @@ struct Manifest {
   Network network = Network::kEgress;
   GpuSpec gpu;
   OpenAiSpec openai;
+  BatchSpec batch;
 };
 
 // Maps a runtime name (thaw's, or a Lambda name such as python3.11) onto a Runtime. The error

@@ -121,6 +121,10 @@ constexpr const char* kMigrations[] = {
     ALTER TABLE invocations ADD COLUMN prompt_tokens INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE invocations ADD COLUMN completion_tokens INTEGER NOT NULL DEFAULT 0;
     )sql",
+    // 7: the size of the batch a call ran in (functions with `batch:`; 0: not batched).
+    R"sql(
+    ALTER TABLE invocations ADD COLUMN batch_size INTEGER NOT NULL DEFAULT 0;
+    )sql",
 };
 
 }  // namespace

@@ -12,8 +12,11 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <map>
 #include <random>
+#include <regex>
+#include <set>
 #include <sstream>
 
 #include "server_fixture.h"
@@ -110,6 +113,59 @@ TEST(DigitsTorchTest, ClassifiesHeldOutImagesWithTheModelLoadedOnce) {
   EXPECT_EQ(bad.status, 502);
   EXPECT_EQ(JsonField(bad.body, "errorType"), "ValueError");
   EXPECT_NE(JsonField(bad.body, "errorMessage").find("64 numbers"), std::string::npos) << bad.body;
+}
+
+// digits-torch-batched: the same handler and model with `batch:`. Concurrent single-image
+// calls share forward passes and each caller still gets its own image's label; a malformed
+// image fails its caller alone.
+TEST(DigitsTorchTest, BatchedCallsGetTheirOwnLabels) {
+  const std::string dir = std::string(THAW_BUILD_DIR) + "/examples/digits-torch-batched";
+  ASSERT_TRUE(fs::exists(dir + "/model.pt")) << dir << ": the build makes it";
+  json::object testdata = json::parse(Slurp(kDigitsTestData)).as_object();
+  const json::array& images = testdata["images"].as_array();
+  const json::array& labels = testdata["labels"].as_array();
+  auto server = ThawServer::Start({"--init-timeout-ms", "120000", "--queue-timeout-ms", "120000"});
+  auto d = server->Deploy("digits-torch-batched", dir);
+  ASSERT_EQ(d.status, 201) << d.body;
+  // The cold start alone, then 48 callers at once (one of them malformed).
+  ASSERT_EQ(
+      server->Invoke("digits-torch-batched", R"({"pixels":)" + json::serialize(images[0]) + "}")
+          .status,
+      200);
+  constexpr size_t kCallers = 48, kBad = 17;
+  std::vector<std::future<HttpResult>> calls;
+  for (size_t i = 0; i < kCallers; ++i) {
+    const std::string payload =
+        i == kBad ? R"({"pixels":[1,2,3]})" : json::serialize(json::object{{"pixels", images[i]}});
+    calls.push_back(std::async(std::launch::async, [&server, payload] {
+      return server->Invoke("digits-torch-batched", payload);
+    }));
+  }
+  size_t correct = 0;
+  std::set<int64_t> calls_seen;
+  for (size_t i = 0; i < kCallers; ++i) {
+    HttpResult r = calls[i].get();
+    if (i == kBad) {
+      EXPECT_EQ(r.status, 502) << r.body;
+      EXPECT_EQ(JsonField(r.body, "errorType"), "ValueError");
+      EXPECT_NE(JsonField(r.body, "errorMessage").find("64 numbers"), std::string::npos);
+      continue;
+    }
+    ASSERT_EQ(r.status, 200) << r.body;
+    json::object o = json::parse(r.body).as_object();
+    correct += o["label"] == labels[i];
+    calls_seen.insert(o["model"].as_object()["calls"].as_int64());
+  }
+  EXPECT_GE(correct, (kCallers - 1) * 9 / 10);
+  // Fewer handler calls than callers: some shared a batch (the counter is per handler call).
+  auto metrics = server->Call("GET", "/metrics").body;
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(
+      metrics, m,
+      std::regex("thaw_batch_size_count\\{function=\"digits-torch-batched\"\\} ([0-9]+)")))
+      << metrics;
+  EXPECT_LT(std::stoll(m[1].str()), static_cast<long long>(kCallers) + 1) << metrics;
+  EXPECT_LT(calls_seen.size(), kCallers - 1);
 }
 
 // ---------------------------------------------------------------------------------------

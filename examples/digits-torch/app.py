@@ -5,6 +5,11 @@ Event: {"pixels": [64 ints 0-16]} for one image, or {"images": [[64 ints], ...]}
 Result: {"label": 3, "probabilities": [10 floats]} or {"labels": [...], "probabilities":
 [[...], ...]}, plus "model": how this instance loaded the model and how many calls it served.
 
+With thaw's dynamic batching (`batch:` in thaw.yaml, as examples/digits-torch-batched deploys
+it) the event is {"batch": [event, ...]}: every image of every event goes through the model in
+one forward pass, and the result is a list with each event's result in its slot, or
+{"error": "..."} for an event that was malformed (that caller alone gets the error).
+
 Everything expensive happens once per instance, at import (the cold start): importing torch
 (~2 s) and loading model.pt (TorchScript, written by train.py during the build). Warm calls
 only run the forward pass.
@@ -36,20 +41,52 @@ def _check_image(image, where):
     return image
 
 
-def handler(event, context):
+def _images(event):
+    """The images of one event, checked."""
     event = event if isinstance(event, dict) else {}
     if "pixels" in event:
-        images = [_check_image(event["pixels"], "pixels")]
-    elif isinstance(event.get("images"), list) and event["images"]:
-        images = [_check_image(img, f"images[{i}]") for i, img in enumerate(event["images"])]
-    else:
-        raise ValueError('send {"pixels": [64 numbers 0-16]} or {"images": [[64 numbers], ...]}')
+        return [_check_image(event["pixels"], "pixels")]
+    if isinstance(event.get("images"), list) and event["images"]:
+        return [_check_image(img, f"images[{i}]") for i, img in enumerate(event["images"])]
+    raise ValueError('send {"pixels": [64 numbers 0-16]} or {"images": [[64 numbers], ...]}')
 
+
+def _classify(images):
     with torch.inference_mode():
         probs = torch.softmax(MODEL(torch.tensor(images, dtype=torch.float32)), dim=1)
-    labels = probs.argmax(dim=1).tolist()
-    rounded = [[round(p, 4) for p in row] for row in probs.tolist()]
-    INSTANCE["calls"] += 1
+    return probs.argmax(dim=1).tolist(), [[round(p, 4) for p in row] for row in probs.tolist()]
+
+
+def _result(event, labels, rounded):
     if "pixels" in event:
         return {"label": labels[0], "probabilities": rounded[0], "model": INSTANCE}
     return {"labels": labels, "probabilities": rounded, "model": INSTANCE}
+
+
+def _batch(events):
+    """One forward pass for every image of every well-formed event of the batch."""
+    results = [None] * len(events)
+    spans, images = [], []
+    for i, event in enumerate(events):
+        try:
+            imgs = _images(event)
+        except ValueError as e:
+            results[i] = {"error": {"errorType": "ValueError", "errorMessage": str(e)}}
+            continue
+        spans.append((i, len(images), len(imgs)))
+        images.extend(imgs)
+    if images:
+        labels, rounded = _classify(images)
+        for i, start, n in spans:
+            results[i] = _result(events[i], labels[start:start + n], rounded[start:start + n])
+    INSTANCE["calls"] += 1
+    return results
+
+
+def handler(event, context):
+    if isinstance(event, dict) and isinstance(event.get("batch"), list):
+        return _batch(event["batch"])
+    images = _images(event)
+    labels, rounded = _classify(images)
+    INSTANCE["calls"] += 1
+    return _result(event, labels, rounded)

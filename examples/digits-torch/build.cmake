@@ -32,3 +32,18 @@ add_custom_command(OUTPUT ${digits_out}/thaw.yaml ${digits_out}/app.py
 add_custom_target(digits_torch ALL DEPENDS ${digits_out}/model.pt ${digits_testdata}
                                            ${digits_out}/thaw.yaml ${digits_out}/app.py)
 add_dependencies(integration_tests digits_torch)
+
+# examples/digits-torch-batched: the same handler and model.pt, deployed with `batch:`.
+set(digits_batched_out ${CMAKE_BINARY_DIR}/examples/digits-torch-batched)
+add_custom_command(OUTPUT ${digits_batched_out}/thaw.yaml ${digits_batched_out}/app.py
+                          ${digits_batched_out}/model.pt
+  COMMAND ${CMAKE_COMMAND} -E make_directory ${digits_batched_out}
+  COMMAND ${CMAKE_COMMAND} -E copy ${CMAKE_SOURCE_DIR}/examples/digits-torch-batched/thaw.yaml
+          ${digits_src}/app.py ${digits_out}/model.pt ${digits_batched_out}
+  DEPENDS ${CMAKE_SOURCE_DIR}/examples/digits-torch-batched/thaw.yaml ${digits_src}/app.py
+          ${digits_out}/model.pt
+  VERBATIM)
+add_custom_target(digits_torch_batched ALL DEPENDS ${digits_batched_out}/thaw.yaml
+                                                   ${digits_batched_out}/app.py
+                                                   ${digits_batched_out}/model.pt)
+add_dependencies(integration_tests digits_torch_batched)

@@ -258,6 +258,55 @@ TEST_F(BatchingTest, HeldCallGoesByItsDeadline) {
   EXPECT_EQ(held.get().status, 200);
 }
 
+// Per-instance concurrency counts batches: a runtime serving two events at once (threads, each
+// with its own GET /next) runs a full batch while the gate holds its other slot.
+TEST_F(BatchingTest, ConcurrencyCountsBatches) {
+  Start();
+  const std::string bootstrap = R"(#!/usr/bin/python3 -S
+import json, os, threading, time, urllib.request
+api = "http://" + os.environ["AWS_LAMBDA_RUNTIME_API"] + "/2018-06-01/runtime/invocation/"
+gate = os.path.join(os.environ["LAMBDA_TASK_ROOT"], "gate-open")
+def loop():
+    while True:
+        with urllib.request.urlopen(api + "next") as r:
+            rid = r.headers["Lambda-Runtime-Aws-Request-Id"]
+            batch = json.loads(r.read())["batch"]
+        if any(e.get("gate") for e in batch):
+            while not os.path.exists(gate):
+                time.sleep(0.01)
+        out = json.dumps([{"n": e.get("n"), "size": len(batch)} for e in batch]).encode()
+        urllib.request.urlopen(urllib.request.Request(api + rid + "/response", data=out,
+                                                      method="POST")).read()
+threads = [threading.Thread(target=loop) for _ in range(2)]
+for t in threads: t.start()
+for t in threads: t.join()
+)";
+  dirs_.push_back(
+      MakeBundle({{"thaw.yaml",
+                   "runtime: provided\nconcurrency: 2\nmax_instances: 1\ntimeout_s: 60\n"
+                   "batch: {max_size: 4, max_wait_ms: 10000}\n"},
+                  {"bootstrap", bootstrap}},
+                 {"bootstrap"}));
+  ASSERT_EQ(server_->Deploy("c", dirs_.back()).status, 201);
+  auto held = HoldASlot("c");
+  std::vector<std::future<HttpResult>> calls;
+  for (int i = 0; i < 4; ++i) {
+    calls.push_back(std::async(std::launch::async, [this, i] {
+      return server_->Invoke("c", "{\"n\":" + std::to_string(i) + "}");
+    }));
+  }
+  for (int i = 0; i < 4; ++i) {
+    HttpResult r = calls[i].get();
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(Obj(r.body)["n"].as_int64(), i);
+    EXPECT_EQ(Obj(r.body)["size"].as_int64(), 4) << "a full batch goes at once";
+  }
+  EXPECT_EQ(held.wait_for(std::chrono::seconds(0)), std::future_status::timeout)
+      << "the gate's batch must still hold the other slot";
+  OpenGate();
+  EXPECT_EQ(held.get().status, 200);
+}
+
 // Native, Lambda, function URL and OpenAI embeddings calls, sent together, share one batch.
 TEST_F(BatchingTest, EveryInvokeFaceBatches) {
   Start();

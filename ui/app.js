@@ -313,11 +313,11 @@
     // Invoke and logs
     const payload = h("textarea", { id: "payload", rows: 5, value: "{}" });
     const qualifier = h("input", { id: "qualifier", placeholder: "version or alias (optional)" });
+    // Kept as elements, not looked up: an invoke may finish after the page was left.
+    const fig = {};
+    for (const k of ["status", "duration", "billed", "start"]) fig[k] = h("b", { id: "invoke-" + k }, "—");
     const figures = h("div", { class: "figures", id: "invoke-figures" },
-      h("span", {}, "status ", h("b", { id: "invoke-status" }, "—")),
-      h("span", {}, "duration ", h("b", { id: "invoke-duration" }, "—")),
-      h("span", {}, "billed ", h("b", { id: "invoke-billed" }, "—")),
-      h("span", {}, "start ", h("b", { id: "invoke-start" }, "—")));
+      ["status", "duration", "billed", "start"].map((k) => h("span", {}, k + " ", fig[k])));
     const result = h("pre", { id: "invoke-result" });
     const invokeError = h("p", { class: "error", id: "invoke-error" });
     const form = h("form", { id: "invoke-form" },
@@ -338,9 +338,7 @@
         invokeError.textContent = "The event is not valid JSON: " + e.message;
         return;
       }
-      for (const id of ["invoke-status", "invoke-duration", "invoke-billed", "invoke-start"]) {
-        $("#" + id).textContent = "…";
-      }
+      for (const el of Object.values(fig)) el.textContent = "…";
       result.textContent = "";
       const q = qualifier.value.trim();
       const t0 = performance.now();
@@ -353,10 +351,10 @@
         invokeError.textContent = "The invoke did not reach thaw: " + e.message;
         return;
       }
-      $("#invoke-status").textContent = res.status + " " + (res.statusText || "");
+      fig.status.textContent = res.status + " " + (res.statusText || "");
       const cold = res.headers.get("X-Thaw-Cold-Start");
       const init = res.headers.get("X-Thaw-Init-Ms");
-      $("#invoke-start").textContent = cold === "true" ? "cold (init " + init + " ms)" :
+      fig.start.textContent = cold === "true" ? "cold (init " + init + " ms)" :
                                        cold === "false" ? "warm" : "—";
       // Streamed answers arrive chunk by chunk: show each as it comes.
       const reader = res.body.getReader();
@@ -370,9 +368,9 @@
       try {
         result.textContent = JSON.stringify(JSON.parse(result.textContent), null, 2);
       } catch (e) { /* not JSON (a stream of text): shown as it came */ }
-      $("#invoke-duration").textContent = (performance.now() - t0).toFixed(1) + " ms (round trip)";
+      fig.duration.textContent = (performance.now() - t0).toFixed(1) + " ms (round trip)";
       const billed = res.headers.get("X-Thaw-Billed-Ms");
-      $("#invoke-billed").textContent = billed !== null ? billed + " ms" : "in the trailer (streamed)";
+      fig.billed.textContent = billed !== null ? billed + " ms" : "in the trailer (streamed)";
     });
 
     let since = 0;

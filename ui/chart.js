@@ -3,7 +3,7 @@
 // carries data-points (values present) and data-nonzero (values above zero) for tests.
 "use strict";
 (function () {
-  const PAD = { l: 44, r: 8, t: 8, b: 20 };
+  const PAD = { l: 58, r: 8, t: 8, b: 20 };
 
   function niceMax(v) {
     if (!(v > 0)) return 1;

@@ -41,8 +41,9 @@ const problems = [];
 let failed = false;
 try {
   const page = await browser.newPage();
-  // SHOT_SCALE < 1 makes smaller screenshots (the README's).
-  await page.setViewport({ width: 1280, height: 900, deviceScaleFactor: Number(process.env.SHOT_SCALE || 1) });
+  // SHOT_SCALE < 1 and a low SHOT_HEIGHT make smaller screenshots (the README's: docs/*.png).
+  await page.setViewport({ width: 1280, height: Number(process.env.SHOT_HEIGHT || 900),
+                           deviceScaleFactor: Number(process.env.SHOT_SCALE || 1) });
   await page.setRequestInterception(true);
   page.on('request', (req) => {
     const u = req.url();

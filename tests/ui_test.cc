@@ -30,7 +30,7 @@ class ConsoleTest : public ServerTest {
                  "import time\n"
                  "def handler(event, context):\n"
                  "    yield 'first chunk\\n'\n"
-                 "    time.sleep(2)\n"
+                 "    time.sleep(4)\n"
                  "    yield 'second chunk\\n'\n",
                  "timeout_s: 30\n");
     server_->CreateTenant("acme");

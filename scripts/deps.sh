@@ -12,6 +12,8 @@ pkgs+=(autoconf automake libtool)
 # The Lambda API tests drive the npm @aws-sdk/client-lambda: Debian's node and npm unless a
 # node with npm is already installed (e.g. NodeSource's, which bundles npm).
 command -v npm > /dev/null || pkgs+=(nodejs npm)
+# The console's browser tests (tests/ui_test.cc) drive Debian's headless chromium.
+pkgs+=(chromium)
 # examples/digits-torch trains (during the build) and serves with Debian's PyTorch.
 pkgs+=(python3-torch)
 if [ "${BENCH:-0}" = 1 ]; then pkgs+=(wrk nginx-light); fi

@@ -23,7 +23,8 @@ for ex in examples/*/; do
   if [ -d "build/$ex" ]; then build/thaw deploy "build/$ex"; else build/thaw deploy "$ex"; fi
 done
 echo
-echo "thaw is serving on http://$LISTEN (data in $THAW_DATA_DIR). Try:"
+echo "thaw is serving on http://$LISTEN (data in $THAW_DATA_DIR)."
+echo "Console: http://$LISTEN/ui/ (sign in with the key in $THAW_DATA_DIR/admin.key). Try:"
 echo "  curl -H \"Authorization: Bearer \$(cat $THAW_DATA_DIR/admin.key)\" -d '{\"name\":\"ada\"}' http://$LISTEN/v1/functions/hello-python/invoke"
 echo "  build/thaw invoke hello-cpp '{\"name\":\"ada\"}'"
 echo "Ctrl-C stops the server."

@@ -729,6 +729,66 @@ TEST_F(MeterJournalTest, SecondMeterOnTheSameDatabaseIsRefused) {
       << second.status().ToString();
 }
 
+// GET /v1/functions/{name}/stats: buckets aggregated in SQL, percentiles by nearest rank as
+// meter::Percentile computes them; billed time that is not an invocation is left out.
+TEST_F(MeterTest, SeriesBucketsCountsAndPercentilesInSql) {
+  constexpr int64_t kStep = 60'000'000;
+  const int64_t from = 1000 * kStep;
+  std::vector<int64_t> durations;
+  for (int k = 1; k <= 100; ++k) {
+    // Added out of order: the SQL must sort each bucket's durations itself.
+    const int64_t d = ((k * 37) % 100 + 1) * 1000;
+    durations.push_back(d);
+    meter_->Add(Rec("a" + std::to_string(k), "f", "success", from + k * 1000, d, 128, k == 1));
+  }
+  Record idle = Rec("idle", "f", "gpu_idle", from + 4 * kStep, 999'000'000);
+  meter_->Add(idle);
+  meter_->Add(Rec("init", "f", "init_error", from + 5, 888'000'000));
+  meter_->Add(Rec("other", "g", "success", from + 5, 7'000'000));
+  meter_->Add(Rec("before", "f", "success", from - 1, 7'000'000));
+  meter_->Add(Rec("after", "f", "success", from + 3 * kStep, 7'000'000));
+  int i = 0;
+  for (const char* status : {"error", "timeout", "crash", "throttled"}) {
+    meter_->Add(Rec("b" + std::to_string(i), "f", status, from + 2 * kStep + i, 5000));
+    ++i;
+  }
+
+  auto series = meter_->Series("f", from, from + 3 * kStep, kStep);
+  ASSERT_TRUE(series.ok()) << series.status().ToString();
+  ASSERT_EQ(series->size(), 2u);  // bucket 1 had no calls
+  const SeriesBucket& b0 = (*series)[0];
+  EXPECT_EQ(b0.index, 0);
+  EXPECT_EQ(b0.calls, 100);
+  EXPECT_EQ(b0.errors, 0);
+  EXPECT_EQ(b0.cold_starts, 1);
+  EXPECT_EQ(b0.duration_us, 5050 * 1000);
+  std::sort(durations.begin(), durations.end());
+  EXPECT_EQ(b0.p50_us, Percentile(durations, 50));
+  EXPECT_EQ(b0.p99_us, Percentile(durations, 99));
+  EXPECT_EQ(b0.p50_us, 50'000);
+  EXPECT_EQ(b0.p99_us, 99'000);
+  const SeriesBucket& b2 = (*series)[1];
+  EXPECT_EQ(b2.index, 2);
+  EXPECT_EQ(b2.calls, 4);
+  EXPECT_EQ(b2.errors, 3);
+  EXPECT_EQ(b2.throttles, 1);
+  EXPECT_EQ(b2.p50_us, 5000);
+  EXPECT_EQ(b2.p99_us, 5000);
+
+  // One bucket over the window: the totals.
+  auto total = meter_->Series("f", from, from + 3 * kStep, 3 * kStep);
+  ASSERT_TRUE(total.ok());
+  ASSERT_EQ(total->size(), 1u);
+  EXPECT_EQ(total->front().calls, 104);
+
+  auto last = meter_->LastCalled("f");
+  ASSERT_TRUE(last.ok());
+  EXPECT_EQ(*last, from + 3 * kStep);  // "after"; not the later-billed gpu_idle record
+  auto none = meter_->LastCalled("nobody");
+  ASSERT_TRUE(none.ok());
+  EXPECT_EQ(*none, 0);
+}
+
 TEST(MeterOpenTest, UnopenablePathIsAnError) {
   auto m = Meter::Open("/nonexistent-thaw-dir/sub/thaw.db");
   EXPECT_FALSE(m.ok());

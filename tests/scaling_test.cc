@@ -128,7 +128,7 @@ TEST(ScalingTest, IdleInstancesScaleToZero) {
   ASSERT_EQ(server->Invoke("brief", R"({"s":0})").status, 200);
   EXPECT_EQ(Instances(*server, "brief", "ready"), 1);
   EXPECT_TRUE(server->WaitForFunction(
-      "brief", "\"instances\":{\"starting\":0,\"ready\":0,\"stopping\":0}", 5000));
+      "brief", "\"instances\":{\"starting\":0,\"ready\":0,\"busy\":0,\"stopping\":0}", 5000));
   auto cold = server->Invoke("brief", R"({"s":0})");
   EXPECT_EQ(cold.Header("x-thaw-cold-start"), "true");
   RemoveDir(dir);

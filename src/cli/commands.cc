@@ -148,7 +148,9 @@ int CmdList(const ClientOptions& o) {
     const auto& fo = f.as_object();
     const auto& inst = fo.at("instances").as_object();
     int64_t live = 0;
-    for (const auto& kv : inst) live += kv.value().as_int64();
+    for (const auto& kv : inst) {
+      if (kv.key() != "busy") live += kv.value().as_int64();  // busy ones are ready ones too
+    }
     std::printf("%-24s %-8s %-9s %-7s %-10ld %s\n", Str(fo, "name").c_str(),
                 Str(fo, "version").c_str(), Str(fo, "runtime").c_str(),
                 (Str(fo, "memory_mb") + "MB").c_str(), static_cast<long>(live),

@@ -27,6 +27,7 @@
 #include "pool/response_sink.h"
 #include "queue/event_queue.h"
 #include "registry/registry.h"
+#include "ui/assets.h"
 
 // GCC 12 misreads Asio's coroutine frame allocator as a new/delete mismatch (GCC bug 109224,
 // fixed in 13) in coroutines that co_return early and co_await later.
@@ -135,7 +136,8 @@ json::object FunctionJson(const std::string& name, const registry::FunctionInfo&
         {"version", v->version}, {"sha256", v->sha256}, {"created", Iso8601(v->created_us)}});
   }
   o["versions"] = std::move(versions);
-  json::object instances{{"starting", 0}, {"ready", 0}, {"stopping", 0}};
+  // busy: ready instances serving a call (a subset of ready).
+  json::object instances{{"starting", 0}, {"ready", 0}, {"busy", 0}, {"stopping", 0}};
   int64_t queued = 0, inflight = 0;
   o["state"] = "active";
   for (const auto& s : stats) {
@@ -148,6 +150,7 @@ json::object FunctionJson(const std::string& name, const registry::FunctionInfo&
     for (const auto& [state, n] : s.instances_by_state) {
       instances[state] = instances[state].as_int64() + n;
     }
+    instances["busy"] = instances["busy"].as_int64() + s.busy;
     queued += s.queued;
     inflight += s.inflight;
   }
@@ -227,7 +230,7 @@ constexpr char kUrlNeedsKey[] =
 bool Api::Screen(const http::request_header<>& header, Response& res) const {
   std::string_view target = header.target();
   std::string_view path = target.substr(0, target.find('?'));
-  if (path == "/healthz") return true;
+  if (path == "/healthz" || path == "/ui" || path.starts_with("/ui/")) return true;
   if (LambdaApi::Owns(path)) return lambda_->Screen(header, res);
   if (path.starts_with("/fn/")) {
     std::string function, raw_path, raw_query;
@@ -310,6 +313,13 @@ asio::awaitable<void> Api::Serve(const Peer& peer, Request& req, Response& res) 
     JsonBody(res, http::status::ok, json::object{{"status", "ok"}});
     co_return;
   }
+  if (path == "/ui" || path.starts_with("/ui/")) {
+    res.set("X-Thaw-Request-Id", NewRequestId());
+    if (req.method() != http::verb::get) {
+      co_return MethodNotAllowed(req, res);
+    }
+    co_return Console(path, res);
+  }
   if (LambdaApi::Owns(path)) co_return co_await lambda_->Serve(peer, req, res);
   if (path.starts_with("/fn/")) co_return co_await FunctionUrl(peer, req, res);
   auto parts = SplitPath(path);
@@ -342,13 +352,7 @@ asio::awaitable<void> Api::Serve(const Peer& peer, Request& req, Response& res) 
     if (Status st = RequireAdmin(*caller); !st.ok()) co_return StatusBody(res, st);
     co_return Metrics(res);
   }
-  if (path == "/v1/node" && m == http::verb::get) {
-    JsonBody(res, http::status::ok,
-             json::object{{"isolation", deps_.isolation},
-                          {"listen", deps_.config->listen},
-                          {"gpus", NodeGpusJson()}});
-    co_return;
-  }
+  if (path == "/v1/node" && m == http::verb::get) co_return Node(*caller, res);
   ErrorBody(res, http::status::not_found, "NotFound", "no route for " + std::string(path));
 }
 
@@ -372,6 +376,8 @@ asio::awaitable<void> Api::Functions(const auth::Caller& caller,
       }
     } else if (parts.size() == 4 && parts[3] == "logs") {
       if (m == http::verb::get) co_return Logs(name, query, res);
+    } else if (parts.size() == 4 && parts[3] == "stats") {
+      if (m == http::verb::get) co_return co_await Stats(caller, name, query, res);
     } else {
       ErrorBody(res, http::status::not_found, "NotFound",
                 "no route for " + std::string(req.target()));
@@ -500,6 +506,62 @@ void Api::Logs(const std::string& name, const std::string& query, Response& res)
     next = line.seq;
   }
   JsonBody(res, http::status::ok, json::object{{"lines", std::move(lines)}, {"next", next}});
+}
+
+void Api::Console(std::string_view path, Response& res) {
+  if (path == "/ui") {
+    res.result(http::status::moved_permanently);
+    res.set(http::field::location, "/ui/");
+    return;
+  }
+  const ui::Asset* asset = ui::FindAsset(path.substr(4));  // after "/ui/"
+  if (asset == nullptr) {
+    return ErrorBody(res, http::status::not_found, "NotFound",
+                     "no console file " + std::string(path));
+  }
+  // The console's own files only: no inline script or style, no other origin, no framing. The
+  // key lives in the tab's sessionStorage, which only these scripts can read.
+  res.set("Content-Security-Policy",
+          "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+          "connect-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'");
+  res.set("X-Content-Type-Options", "nosniff");
+  res.set("Referrer-Policy", "no-referrer");
+  res.set("X-Frame-Options", "DENY");
+  res.set(http::field::cache_control, "no-cache");
+  res.result(http::status::ok);
+  res.set(http::field::content_type, asset->content_type);
+  res.body() = std::string(asset->body);
+}
+
+void Api::Node(const auth::Caller& caller, Response& res) {
+  json::object o{
+      {"isolation", deps_.isolation}, {"listen", deps_.config->listen}, {"gpus", NodeGpusJson()}};
+  if (caller.admin()) {
+    // The whole node's load: an admin's view (a tenant would learn of others' traffic).
+    json::object instances{{"starting", 0}, {"ready", 0}, {"busy", 0}, {"stopping", 0}};
+    int64_t queued = 0, inflight = 0;
+    for (const auto& s : deps_.pools->Stats("")) {
+      for (const auto& [state, n] : s.instances_by_state) {
+        instances[state] = instances[state].as_int64() + n;
+      }
+      instances["busy"] = instances["busy"].as_int64() + s.busy;
+      queued += s.queued;
+      inflight += s.inflight;
+    }
+    o["instances"] = std::move(instances);
+    o["inflight"] = inflight;
+    o["queued"] = queued;
+    o["memory_mb"] = json::object{{"reserved", deps_.pools->reserved_memory_mb()},
+                                  {"budget", deps_.pools->memory_budget_mb()}};
+    int64_t events = 0;
+    if (deps_.events != nullptr) {
+      if (auto depths = deps_.events->Depths(); depths.ok()) {
+        for (const auto& [_, depth] : *depths) events += depth.events;
+      }
+    }
+    o["events_queued"] = events;
+  }
+  JsonBody(res, http::status::ok, o);
 }
 
 json::object Api::NodeGpusJson() const {

@@ -38,7 +38,8 @@ struct Sample;
 }  // namespace thaw::meter
 namespace thaw::metrics {
 class Registry;
-}
+class StatsRing;
+}  // namespace thaw::metrics
 namespace thaw::auth {
 class TenantGate;
 }
@@ -63,8 +64,9 @@ struct ApiDeps {
   metrics::Registry* metrics = nullptr;
   auth::KeyStore* keys = nullptr;
   auth::TenantGate* gate = nullptr;
-  const pool::GpuTable* gpus = nullptr;  // the node's GPUs, for GET /v1/node and /metrics
-  queue::EventQueue* events = nullptr;   // the durable Event queue (null: in memory)
+  const pool::GpuTable* gpus = nullptr;      // the node's GPUs, for GET /v1/node and /metrics
+  queue::EventQueue* events = nullptr;       // the durable Event queue (null: in memory)
+  const metrics::StatsRing* live = nullptr;  // per-minute instance counts (null: none kept)
 };
 
 class Api final : public HttpHandler {
@@ -97,6 +99,11 @@ class Api final : public HttpHandler {
   void ListFunctions(const auth::Caller& caller, Response& res);
   void Logs(const std::string& name, const std::string& query, Response& res);
   asio::awaitable<void> Usage(const auth::Caller& caller, const std::string& query, Response& res);
+  // GET /v1/functions/{name}/stats (stats_api.cc); `name` is internal.
+  asio::awaitable<void> Stats(const auth::Caller& caller, const std::string& name,
+                              const std::string& query, Response& res);
+  // GET /ui/... : the console's embedded assets (no key needed: they hold no data).
+  void Console(std::string_view path, Response& res);
   // GET /v1/advice
   asio::awaitable<void> Advice(const auth::Caller& caller, const std::string& query, Response& res);
   // Admin routes /v1/tenants[/NAME] and /v1/keys[/ID], and GET /v1/whoami (admin_api.cc).
@@ -109,8 +116,9 @@ class Api final : public HttpHandler {
   asio::awaitable<StatusOr<std::vector<meter::Sample>>> FetchSamples(const std::string& function,
                                                                      int64_t from_us,
                                                                      int64_t to_us);
-  void Metrics(Response& res);               // Prometheus text format
-  boost::json::object NodeGpusJson() const;  // GET /v1/node's "gpus"
+  void Metrics(Response& res);                           // Prometheus text format
+  void Node(const auth::Caller& caller, Response& res);  // GET /v1/node
+  boost::json::object NodeGpusJson() const;              // GET /v1/node's "gpus"
   asio::awaitable<void> FunctionUrl(const Peer& peer, Request& req, Response& res);
   // The caller a request's Bearer key belongs to (everyone is admin with auth off).
   std::optional<auth::Caller> Authenticate(const http::request_header<>& req) const;

@@ -547,4 +547,53 @@ StatusOr<std::vector<Sample>> Meter::Samples(const std::string& function, int64_
   return out;
 }
 
+StatusOr<std::vector<SeriesBucket>> Meter::Series(const std::string& function, int64_t from_us,
+                                                  int64_t to_us, int64_t step_us) {
+  THAW_RETURN_IF_ERROR(Flush());
+  std::lock_guard<std::mutex> lock(db_mu_);
+  // Percentiles by nearest rank (rank = ceil(p/100 x n)), as meter::Percentile computes them
+  // for GET /v1/usage. gpu_idle and init_error rows are billed time, not invocations.
+  auto stmt = db_->Prepare(
+      "WITH w AS (SELECT (start_us - ?2) / ?4 AS b, duration_us, status, cold_start, "
+      "ROW_NUMBER() OVER (PARTITION BY (start_us - ?2) / ?4 ORDER BY duration_us) AS rn, "
+      "COUNT(*) OVER (PARTITION BY (start_us - ?2) / ?4) AS n FROM invocations "
+      "WHERE function = ?1 AND start_us >= ?2 AND start_us < ?3 "
+      "AND status NOT IN ('gpu_idle', 'init_error')) "
+      "SELECT b, COUNT(*), SUM(status IN ('error', 'timeout', 'crash')), "
+      "SUM(status = 'throttled'), SUM(cold_start != 0), SUM(duration_us), "
+      "MAX(CASE WHEN rn = (50 * n + 99) / 100 THEN duration_us END), "
+      "MAX(CASE WHEN rn = (99 * n + 99) / 100 THEN duration_us END) "
+      "FROM w GROUP BY b ORDER BY b");
+  if (!stmt.ok()) return stmt.status();
+  stmt->Bind(1, function).Bind(2, from_us).Bind(3, to_us).Bind(4, step_us);
+  std::vector<SeriesBucket> out;
+  for (;;) {
+    auto row = stmt->Next();
+    if (!row.ok()) return row.status();
+    if (!*row) break;
+    out.push_back(SeriesBucket{.index = stmt->Int(0),
+                               .calls = stmt->Int(1),
+                               .errors = stmt->Int(2),
+                               .throttles = stmt->Int(3),
+                               .cold_starts = stmt->Int(4),
+                               .duration_us = stmt->Int(5),
+                               .p50_us = stmt->Int(6),
+                               .p99_us = stmt->Int(7)});
+  }
+  return out;
+}
+
+StatusOr<int64_t> Meter::LastCalled(const std::string& function) {
+  THAW_RETURN_IF_ERROR(Flush());
+  std::lock_guard<std::mutex> lock(db_mu_);
+  auto stmt = db_->Prepare(
+      "SELECT MAX(start_us) FROM invocations WHERE function = ?1 "
+      "AND status NOT IN ('gpu_idle', 'init_error')");
+  if (!stmt.ok()) return stmt.status();
+  stmt->Bind(1, function);
+  auto row = stmt->Next();
+  if (!row.ok()) return row.status();
+  return *row ? stmt->Int(0) : 0;
+}
+
 }  // namespace thaw::meter

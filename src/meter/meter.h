@@ -58,6 +58,19 @@ struct Record {
 
 inline constexpr char kUsageStatus[] = "usage";
 
+// One bucket of a function's invocations over time (Meter::Series): counts, sums and exact
+// nearest-rank duration percentiles of the invocations started in it.
+struct SeriesBucket {
+  int64_t index = 0;   // bucket number: start_us in [from + index x step, from + (index+1) x step)
+  int64_t calls = 0;   // invocations of every status (throttled ones too)
+  int64_t errors = 0;  // error, timeout or crash
+  int64_t throttles = 0;
+  int64_t cold_starts = 0;
+  int64_t duration_us = 0;  // summed: with the step, the average concurrency
+  int64_t p50_us = 0;
+  int64_t p99_us = 0;
+};
+
 // Billed duration: rounded up to the next whole millisecond, at least 1 ms.
 int64_t BilledMillis(int64_t duration_us);
 
@@ -97,6 +110,12 @@ class Meter {
   // every record added before the call is in the answer.
   StatusOr<std::vector<Sample>> Samples(const std::string& function, int64_t from_us, int64_t to_us,
                                         const std::string& tenant = "");
+  // `function`'s invocations started in [from_us, to_us), aggregated in SQL into buckets of
+  // `step_us`; buckets without invocations are left out. Flushes first, as Samples does.
+  StatusOr<std::vector<SeriesBucket>> Series(const std::string& function, int64_t from_us,
+                                             int64_t to_us, int64_t step_us);
+  // When `function`'s newest invocation started (wall us), or 0 if it has none.
+  StatusOr<int64_t> LastCalled(const std::string& function);
   // Records added but not yet committed to SQLite.
   int64_t pending() const;
 

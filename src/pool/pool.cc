@@ -794,6 +794,7 @@ PoolStats FunctionPool::Stats() const {
   for (const auto& [_, inst] : instances_) {
     s.inflight += inst->inflight();
     ++s.instances_by_state[InstanceStateName(inst->state())];
+    if (inst->state() == InstanceState::kReady && inst->inflight() > 0) ++s.busy;
   }
   s.init_failures_in_a_row = init_failures_in_a_row_;
   s.last_init_error = last_init_error_;

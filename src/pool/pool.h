@@ -196,6 +196,7 @@ struct PoolStats {
   int64_t queued = 0;
   int64_t inflight = 0;
   std::map<std::string, int64_t> instances_by_state;
+  int64_t busy = 0;                    // ready instances serving at least one call
   int64_t init_failures_in_a_row = 0;  // since an instance of this version last initialised
   std::string last_init_error;
 };
@@ -371,6 +372,7 @@ class PoolManager {
   bool ReserveMemory(int64_t mb);
   void ReleaseMemory(int64_t mb);
   int64_t reserved_memory_mb() const { return reserved_mb_.load(std::memory_order_relaxed); }
+  int64_t memory_budget_mb() const { return ctx_->node_memory_mb; }
   std::vector<PoolStats> Stats(const std::string& function) const;
   bool Quiet() const;  // nothing queued or in flight anywhere
   void Shutdown();

@@ -17,6 +17,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <thread>
 
 #include "auth/keys.h"
@@ -31,6 +32,7 @@
 #include "logs/log_store.h"
 #include "meter/meter.h"
 #include "metrics/metrics.h"
+#include "metrics/stats_ring.h"
 #include "pool/gpu_table.h"
 #include "pool/pool.h"
 #include "queue/event_queue.h"
@@ -195,13 +197,32 @@ asio::awaitable<void> WatchExits(int fd, pool::PoolManager& pools) {
   }
 }
 
-asio::awaitable<void> TickLoop(pool::PoolManager& pools, bool& stopping) {
+// What each function's pools hold now, summed over versions, for the console's live charts.
+void SampleLive(pool::PoolManager& pools, metrics::StatsRing& live) {
+  std::map<std::string, metrics::LiveSample> now;
+  for (const auto& s : pools.Stats("")) {
+    metrics::LiveSample& f = now[s.function];
+    for (const auto& [state, n] : s.instances_by_state) {
+      if (state == "ready") f.ready += n;
+      if (state == "starting") f.starting += n;
+      if (state == "stopping") f.stopping += n;
+    }
+    f.busy += s.busy;
+    f.inflight += s.inflight;
+    f.queued += s.queued;
+  }
+  live.Record(WallNowMicros(), now);
+}
+
+asio::awaitable<void> TickLoop(pool::PoolManager& pools, metrics::StatsRing& live, bool& stopping) {
   asio::steady_timer timer(co_await asio::this_coro::executor);
-  while (!stopping) {
+  constexpr int kTicksPerSample = 10;  // about once a second
+  for (int tick = 0; !stopping; ++tick) {
     timer.expires_after(kTickInterval);
     boost::system::error_code ec;
     co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
     pools.Tick();
+    if (tick % kTicksPerSample == 0) SampleLive(pools, live);
   }
 }
 
@@ -347,9 +368,10 @@ int RunServe(Config config, const std::string& exe_dir) {
     return 1;
   }
   const std::string isolation = (*spawner)->isolation();
+  metrics::StatsRing live;
   gateway::Api api(gateway::ApiDeps{registry->get(), &pools, &logs, active_meter, &config, *key,
                                     isolation, &metrics, keys->get(), &gate, gpus.get(),
-                                    events->get()});
+                                    events->get(), &live});
 
   asio::ip::tcp::acceptor acceptor(ioc);
   boost::system::error_code ec;
@@ -383,7 +405,7 @@ int RunServe(Config config, const std::string& exe_dir) {
   asio::co_spawn(ioc, gateway::AcceptLoop(acceptor, ioc.get_executor(), api, nullptr, http_options),
                  asio::detached);
   asio::co_spawn(ioc, WatchExits((*spawner)->exit_fd(), pools), asio::detached);
-  asio::co_spawn(ioc, TickLoop(pools, stopping), asio::detached);
+  asio::co_spawn(ioc, TickLoop(pools, live, stopping), asio::detached);
   if (Status st = api.ResumeEvents(ioc.get_executor()); !st.ok()) {
     spdlog::critical("failed to resume queued event invocations: {}", st.message());
     return 1;

@@ -335,7 +335,9 @@ asio::awaitable<void> JobsApi::State::Run(std::shared_ptr<State> self, Job job) 
         continue;
       }
     }
-    job.start_kind = r.cold_start ? "cold" : "warm";
+    // A call canceled before an instance took it never started.
+    const bool started = r.kind != Kind::kCanceled || r.duration_us > 0;
+    job.start_kind = !started ? "" : r.cold_start ? "cold" : "warm";
     job.duration_us = r.duration_us;
     job.billed_ms = r.billed_ms;
     job.completed_us = WallNowMicros();

@@ -394,6 +394,39 @@ TEST_F(JobsTest, TenantsSeeOnlyTheirOwnJobs) {
   EXPECT_EQ(Json(mine.body).at("jobs").as_array().size(), 1u) << mine.body;
 }
 
+TEST_F(JobsTest, CliRunsWaitsGetsListsAndCancels) {
+  DeployPython("double", kDouble);
+  const std::vector<std::string> env = {"THAW_SERVER=" + server_->url(),
+                                        "THAW_API_KEY=" + server_->key(), "PATH=/usr/bin:/bin"};
+  auto thaw = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), THAW_BINARY);
+    return RunProcess(args, &env);
+  };
+  auto run = thaw({"jobs", "run", "double", R"({"n":4})", "--wait"});
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_EQ(run.out, "{\"x\":8}\n");
+  EXPECT_NE(run.err.find("succeeded"), std::string::npos) << run.err;  // the progress, on stderr
+  auto started = thaw({"jobs", "run", "double", "{}"});
+  ASSERT_EQ(started.exit_code, 0) << started.err;
+  const std::string id = started.out.substr(0, started.out.find('\n'));
+  ASSERT_EQ(Json(server_->Call("GET", "/v1/jobs/" + id, "", {{"Prefer", "wait=30"}}).body)
+                .at("status")
+                .as_string(),
+            "succeeded");
+  auto got = thaw({"jobs", "get", id});
+  EXPECT_EQ(got.exit_code, 0) << got.err;
+  EXPECT_EQ(got.out, "{\"x\":0}\n");
+  auto ls = thaw({"jobs", "ls", "double"});
+  EXPECT_EQ(ls.exit_code, 0) << ls.err;
+  EXPECT_NE(ls.out.find(id + "  succeeded"), std::string::npos) << ls.out;
+  auto bad = thaw({"jobs", "run", "double", "{nope"});
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.err.find("INPUT must be JSON"), std::string::npos) << bad.err;
+  auto missing = thaw({"jobs", "cancel", "no-such-job"});
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_NE(missing.err.find("not found"), std::string::npos) << missing.err;
+}
+
 TEST(JobsDurabilityTest, AnAcceptedJobSurvivesAKillNine) {
   char tmpl[] = "/tmp/thaw-jobs-durability-XXXXXX";
   ASSERT_NE(::mkdtemp(tmpl), nullptr);

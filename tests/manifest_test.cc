@@ -50,6 +50,41 @@ environment:
   EXPECT_EQ(m->environment, env);
 }
 
+TEST(ManifestTest, SchedulesOneOrAListWithCatchUpAndTheirErrors) {
+  auto one = Parse("runtime: provided\nschedule: rate(5 minutes)\n");
+  ASSERT_TRUE(one.ok()) << one.status().message();
+  EXPECT_EQ(one->schedules, std::vector<std::string>{"rate(5 minutes)"});
+  EXPECT_TRUE(one->catch_up);
+  auto list = Parse(
+      "runtime: provided\nschedule:\n  - rate(1 hour)\n  - cron(0 12 ? * MON-FRI *)\n"
+      "catch_up: false\n");
+  ASSERT_TRUE(list.ok()) << list.status().message();
+  EXPECT_EQ(list->schedules,
+            (std::vector<std::string>{"rate(1 hour)", "cron(0 12 ? * MON-FRI *)"}));
+  EXPECT_FALSE(list->catch_up);
+  // Stored and read back.
+  auto back = ManifestFromJson(ManifestToJson(*list));
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(back->schedules, list->schedules);
+  EXPECT_FALSE(back->catch_up);
+  struct Case {
+    const char* yaml;
+    const char* needle;
+  } cases[] = {
+      {"runtime: provided\nschedule: every day\n", "field 'schedule': schedule 'every day'"},
+      {"runtime: provided\nschedule: [rate(2 minute)]\n", "plural"},
+      {"runtime: provided\nschedule: {a: 1}\n", "field 'schedule'"},
+      {"runtime: provided\nschedule: [rate(1 day), rate(1 day)]\n", "more than once"},
+      {"runtime: provided\ncatch_up: maybe\n", "field 'catch_up': must be true or false"},
+  };
+  for (const auto& c : cases) {
+    auto m = Parse(c.yaml);
+    ASSERT_FALSE(m.ok()) << c.yaml;
+    EXPECT_NE(m.status().message().find(c.needle), std::string::npos)
+        << c.yaml << ": " << m.status().message();
+  }
+}
+
 TEST(ManifestTest, DefaultsAndFallbackName) {
   auto m = Parse("runtime: provided\n");
   ASSERT_TRUE(m.ok()) << m.status().ToString();

@@ -177,6 +177,11 @@ int CmdGet(const ClientOptions& o, const std::string& name) {
   std::printf("%-15s %zu\n", "versions", f["versions"].as_array().size());
   // A function whose instances keep failing their init says so, with the last error.
   std::printf("%-15s %s\n", "state", Str(f, "state").c_str());
+  if (f.contains("schedule")) {
+    std::printf("%-15s %s\n", "schedule", Str(f, "schedule").c_str());
+    std::printf("%-15s %s\n", "next_run",
+                f.contains("next_run") ? Str(f, "next_run").c_str() : "-");
+  }
   if (f.contains("init_failures_in_a_row")) {
     std::printf("%-15s %s in a row; last: %s\n", "init_failures",
                 Str(f, "init_failures_in_a_row").c_str(), Str(f, "last_init_error").c_str());
@@ -482,6 +487,140 @@ int CmdWhoAmI(const ClientOptions& o) {
   std::printf("tenant   %s\nrole     %s\nkey id   %s\naccount  %s\n", Str(w, "tenant").c_str(),
               Str(w, "role").c_str(), Str(w, "key_id").c_str(), Str(w, "account").c_str());
   return 0;
+}
+
+namespace {
+
+// One line about a job for people: "ID  STATUS  ..." (ls) or the progress line.
+std::string JobSummary(const json::object& job) {
+  std::string line = Str(job, "status");
+  if (const auto* m = job.if_contains("metrics"); m != nullptr && m->is_object()) {
+    const auto& metrics = m->as_object();
+    const std::string kind = Str(metrics, "start_kind");
+    if (kind != "null" && !kind.empty()) line += ", " + kind + " start";
+    line += ", queued " + Str(metrics, "queued_ms") + " ms, billed " + Str(metrics, "billed_ms") +
+            " ms";
+  }
+  return line;
+}
+
+StatusOr<json::object> JobBody(const HttpResult& r) {
+  boost::system::error_code ec;
+  json::value v = json::parse(r.body, ec);
+  if (ec || !v.is_object()) return Internal("the server answered something not JSON: " + r.body);
+  return std::move(v.as_object());
+}
+
+// Prints a finished (or current) job: its output on stdout, the rest on stderr.
+int ShowJob(const ClientOptions& o, const json::object& job) {
+  if (o.json) {
+    std::cout << JsonText(job) << "\n";
+  } else {
+    const std::string status = Str(job, "status");
+    if (const auto* out = job.if_contains("output"); out != nullptr && !out->is_null()) {
+      std::cout << (out->is_string() ? std::string(out->as_string()) : JsonText(*out)) << "\n";
+    }
+    if (const auto* err = job.if_contains("error"); err != nullptr && err->is_object()) {
+      std::fprintf(stderr, "error: %s: %s\n", Str(err->as_object(), "type").c_str(),
+                   Str(err->as_object(), "message").c_str());
+    }
+    std::fprintf(stderr, "job %s: %s\n", Str(job, "id").c_str(), JobSummary(job).c_str());
+  }
+  const std::string status = Str(job, "status");
+  return status == "succeeded" || status == "queued" || status == "running" ? 0 : 1;
+}
+
+}  // namespace
+
+int CmdJobs(const ClientOptions& o, const JobArgs& args) {
+  if (args.action == "run") {
+    std::string input = args.input;
+    if (input == "-") {
+      input.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+    }
+    boost::system::error_code ec;
+    json::value parsed = json::parse(input, ec);
+    if (ec) return Fail("INPUT must be JSON: " + ec.message());
+    auto r =
+        Call(o, "POST", "/v1/functions/" + args.name + "/jobs",
+             JsonText(json::object{{"input", parsed}}), {{"Content-Type", "application/json"}});
+    if (!r.ok()) return Fail(r.status().message());
+    if (r->status != 201) return FailResponse(*r);
+    auto job = JobBody(*r);
+    if (!job.ok()) return Fail(job.status().message());
+    if (!args.wait) {
+      if (o.json) {
+        std::cout << r->body << "\n";
+      } else {
+        std::cout << Str(*job, "id") << "\n";
+      }
+      return 0;
+    }
+    // Follow it: each GET answers when the job ends or after a second, so the progress line
+    // moves on while nothing polls faster than the server answers.
+    const std::string id = Str(*job, "id");
+    const bool tty = isatty(STDERR_FILENO) == 1;
+    const auto start = std::chrono::steady_clock::now();
+    std::string last;
+    for (;;) {
+      const std::string status = Str(*job, "status");
+      if (status != "queued" && status != "running") break;
+      const double secs =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      char line[160];
+      std::snprintf(line, sizeof(line), "job %s: %s %.0fs", id.c_str(), status.c_str(), secs);
+      if (tty) {
+        std::fprintf(stderr, "\r%s\033[K", line);
+      } else if (status != last) {
+        std::fprintf(stderr, "%s\n", line);
+      }
+      last = status;
+      auto g = Call(o, "GET", "/v1/jobs/" + id, "", {{"Prefer", "wait=1"}});
+      if (!g.ok()) return Fail(g.status().message());
+      if (g->status != 200) return FailResponse(*g);
+      job = JobBody(*g);
+      if (!job.ok()) return Fail(job.status().message());
+    }
+    if (tty) std::fprintf(stderr, "\r\033[K");
+    return ShowJob(o, *job);
+  }
+  if (args.action == "get" || args.action == "cancel") {
+    auto r = args.action == "get" ? Call(o, "GET", "/v1/jobs/" + args.id)
+                                  : Call(o, "POST", "/v1/jobs/" + args.id + "/cancel");
+    if (!r.ok()) return Fail(r.status().message());
+    if (r->status != 200) return FailResponse(*r);
+    auto job = JobBody(*r);
+    if (!job.ok()) return Fail(job.status().message());
+    if (args.action == "cancel") {
+      if (o.json) {
+        std::cout << r->body << "\n";
+      } else {
+        std::fprintf(stderr, "job %s: %s\n", args.id.c_str(), JobSummary(*job).c_str());
+      }
+      return 0;
+    }
+    return ShowJob(o, *job);
+  }
+  if (args.action == "ls") {
+    auto r =
+        Call(o, "GET", "/v1/functions/" + args.name + "/jobs?limit=" + std::to_string(args.limit));
+    if (!r.ok()) return Fail(r.status().message());
+    if (r->status != 200) return FailResponse(*r);
+    if (o.json) {
+      std::cout << r->body << "\n";
+      return 0;
+    }
+    auto page = JobBody(*r);
+    if (!page.ok()) return Fail(page.status().message());
+    std::printf("%-36s  %-9s  %-24s  %s\n", "ID", "STATUS", "CREATED", "DETAILS");
+    for (const auto& v : page->at("jobs").as_array()) {
+      const auto& job = v.as_object();
+      std::printf("%-36s  %-9s  %-24s  %s\n", Str(job, "id").c_str(), Str(job, "status").c_str(),
+                  Str(job, "created_at").c_str(), JobSummary(job).c_str());
+    }
+    return 0;
+  }
+  return Fail("unknown jobs action " + args.action);
 }
 
 }  // namespace thaw::cli

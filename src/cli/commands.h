@@ -45,4 +45,17 @@ struct KeyArgs {
 int CmdKeys(const ClientOptions& o, const KeyArgs& args);
 int CmdWhoAmI(const ClientOptions& o);
 
+// `thaw jobs run|get|cancel|ls`. run: creates a job with `input` (JSON, or - for stdin); with
+// `wait`, shows its progress on stderr until it finishes, prints its output and exits 0 only
+// if it succeeded.
+struct JobArgs {
+  std::string action;
+  std::string name;  // run, ls
+  std::string input = "{}";
+  std::string id;  // get, cancel
+  bool wait = false;
+  int64_t limit = 20;  // ls
+};
+int CmdJobs(const ClientOptions& o, const JobArgs& args);
+
 }  // namespace thaw::cli

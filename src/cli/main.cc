@@ -119,6 +119,24 @@ int main(int argc, char** argv) {
   auto* key_revoke = keys->add_subcommand("revoke", "revoke a key");
   key_revoke->callback([&] { key_args.action = "revoke"; });
   key_revoke->add_option("ID", key_args.id)->required();
+  thaw::cli::JobArgs job_args;
+  auto* jobs = app.add_subcommand("jobs", "long asynchronous invocations: run, get, cancel, ls");
+  jobs->require_subcommand(1);
+  auto* job_run = jobs->add_subcommand("run", "start a job; --wait follows it to the end");
+  job_run->callback([&] { job_args.action = "run"; });
+  job_run->add_option("NAME", job_args.name)->required();
+  job_run->add_option("INPUT", job_args.input, "JSON input, or - to read stdin");
+  job_run->add_flag("--wait", job_args.wait, "wait for the job, showing its progress");
+  auto* job_get = jobs->add_subcommand("get", "show a job: status, output, metrics");
+  job_get->callback([&] { job_args.action = "get"; });
+  job_get->add_option("ID", job_args.id)->required();
+  auto* job_cancel = jobs->add_subcommand("cancel", "cancel a job (a running one stops at once)");
+  job_cancel->callback([&] { job_args.action = "cancel"; });
+  job_cancel->add_option("ID", job_args.id)->required();
+  auto* job_ls = jobs->add_subcommand("ls", "list a function's jobs, newest first");
+  job_ls->callback([&] { job_args.action = "ls"; });
+  job_ls->add_option("NAME", job_args.name)->required();
+  job_ls->add_option("--limit", job_args.limit, "jobs to show (default 20)");
   auto* whoami = app.add_subcommand("whoami", "show the tenant and role of the API key in use");
   auto* version = app.add_subcommand("version", "print the version");
 
@@ -169,5 +187,6 @@ int main(int argc, char** argv) {
     return thaw::cli::CmdKeys(client, key_args);
   }
   if (whoami->parsed()) return thaw::cli::CmdWhoAmI(client);
+  if (jobs->parsed()) return thaw::cli::CmdJobs(client, job_args);
   return 1;
 }

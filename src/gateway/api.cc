@@ -14,9 +14,11 @@
 #include "common/tenant.h"
 #include "gateway/function_url.h"
 #include "gateway/invoker.h"
+#include "gateway/jobs_api.h"
 #include "gateway/lambda_api.h"
 #include "gateway/openai_api.h"
 #include "gateway/responses.h"
+#include "gateway/scheduler.h"
 #include "gateway/scope.h"
 #include "gateway/streaming.h"
 #include "logs/log_store.h"
@@ -187,6 +189,14 @@ Api::Api(ApiDeps deps)
                                                      deps_.config, deps_.admin_key, deps_.keys,
                                                      invoker_.get(), &blocking_})),
       openai_(std::make_unique<OpenAiApi>(deps_.registry, invoker_.get(), deps_.meter)) {
+  if (deps_.jobs != nullptr) {
+    jobs_ = std::make_unique<JobsApi>(
+        invoker_.get(), deps_.jobs, deps_.logs,
+        JobsOptions{.retention_us = deps_.config->job_retention_hours * 3'600'000'000LL,
+                    .retry_base_ms = deps_.config->async_retry_base_ms});
+    schedules_ = std::make_unique<Scheduler>(deps_.registry, invoker_.get(), deps_.jobs,
+                                             deps_.config->region);
+  }
   // The config parser has checked it.
   if (auto ranges = ParseCidrList(deps_.config->trusted_proxies); ranges.ok()) {
     trusted_proxies_ = std::move(*ranges);
@@ -195,6 +205,22 @@ Api::Api(ApiDeps deps)
 Api::~Api() { blocking_.join(); }
 
 Status Api::ResumeEvents(asio::any_io_executor executor) { return invoker_->Resume(executor); }
+
+Status Api::ResumeJobs(asio::any_io_executor executor) {
+  if (jobs_ == nullptr) return Status::Ok();
+  THAW_RETURN_IF_ERROR(jobs_->Resume(executor));
+  schedules_->Start(executor);
+  return Status::Ok();
+}
+
+json::object Api::ShowFunction(const auth::Caller& caller, const std::string& name,
+                               const registry::FunctionInfo& info) const {
+  json::object o = FunctionJson(ShownName(caller, name), info, deps_.pools->Stats(name));
+  if (schedules_ != nullptr) {
+    if (auto next = schedules_->NextRun(name)) o["next_run"] = Iso8601(*next);
+  }
+  return o;
+}
 
 uint64_t Api::BodyLimit(const http::request_header<>& header) const {
   std::string_view target = header.target();
@@ -336,6 +362,9 @@ asio::awaitable<void> Api::Serve(const Peer& peer, Request& req, Response& res) 
   if (parts.size() >= 2 && parts[0] == "v1" && parts[1] == "functions") {
     co_return co_await Functions(*caller, std::move(parts), query, peer, req, res);
   }
+  if (parts.size() >= 2 && parts[0] == "v1" && parts[1] == "jobs" && jobs_ != nullptr) {
+    co_return co_await jobs_->ServeJob(*caller, parts, req, res);
+  }
   if (parts.size() >= 2 && parts[0] == "v1" && parts[1] == "tenants") {
     co_return Tenants(*caller, parts, req, res);
   }
@@ -378,6 +407,9 @@ asio::awaitable<void> Api::Functions(const auth::Caller& caller,
       if (m == http::verb::get) co_return Logs(name, query, res);
     } else if (parts.size() == 4 && parts[3] == "stats") {
       if (m == http::verb::get) co_return co_await Stats(caller, name, query, res);
+    } else if (parts.size() == 4 && (parts[3] == "jobs" || parts[3] == "webhook_secret") &&
+               jobs_ != nullptr) {
+      co_return co_await jobs_->ServeFunction(caller, name, parts[3], query, req, res);
     } else {
       ErrorBody(res, http::status::not_found, "NotFound",
                 "no route for " + std::string(req.target()));
@@ -415,15 +447,14 @@ asio::awaitable<void> Api::Deploy(const auth::Caller& caller, const std::string&
 void Api::GetFunction(const auth::Caller& caller, const std::string& name, Response& res) {
   auto info = deps_.registry->Get(name);
   if (!info.ok()) return StatusBody(res, info.status());
-  JsonBody(res, http::status::ok,
-           FunctionJson(ShownName(caller, name), *info, deps_.pools->Stats(name)));
+  JsonBody(res, http::status::ok, ShowFunction(caller, name, *info));
 }
 
 void Api::ListFunctions(const auth::Caller& caller, Response& res) {
   json::array fns;
   for (const auto& f : deps_.registry->List()) {
     if (!Visible(caller, f.name)) continue;
-    fns.push_back(FunctionJson(ShownName(caller, f.name), f, deps_.pools->Stats(f.name)));
+    fns.push_back(ShowFunction(caller, f.name, f));
   }
   JsonBody(res, http::status::ok, json::object{{"functions", std::move(fns)}});
 }
@@ -480,6 +511,7 @@ asio::awaitable<void> Api::Invoke(const std::string& name, const std::string& qu
       co_return ErrorBody(res, http::status::gateway_timeout, r.error_type, r.error_message);
     case Kind::kExitError:
     case Kind::kInitError:
+    case Kind::kCanceled:
       co_return ErrorBody(res, http::status::bad_gateway, r.error_type, r.error_message);
     case Kind::kThrottled:
       co_return ErrorBody(res, RefusalStatus(*outcome, res), r.error_type, r.error_message);

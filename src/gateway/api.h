@@ -21,7 +21,8 @@
 
 namespace thaw::registry {
 class Registry;
-}
+struct FunctionInfo;
+}  // namespace thaw::registry
 namespace thaw::pool {
 class PoolManager;
 class GpuTable;
@@ -31,7 +32,8 @@ class LogStore;
 }
 namespace thaw::queue {
 class EventQueue;
-}
+class JobStore;
+}  // namespace thaw::queue
 namespace thaw::meter {
 class Meter;
 struct Sample;
@@ -47,7 +49,9 @@ class TenantGate;
 namespace thaw::gateway {
 
 class Invoker;
+class JobsApi;
 class LambdaApi;
+class Scheduler;
 class OpenAiApi;
 
 // The one place a Status becomes an HTTP status and an (AWS-style) error type.
@@ -67,6 +71,7 @@ struct ApiDeps {
   const pool::GpuTable* gpus = nullptr;      // the node's GPUs, for GET /v1/node and /metrics
   queue::EventQueue* events = nullptr;       // the durable Event queue (null: in memory)
   const metrics::StatsRing* live = nullptr;  // per-minute instance counts (null: none kept)
+  queue::JobStore* jobs = nullptr;           // jobs (null: no jobs routes)
 };
 
 class Api final : public HttpHandler {
@@ -84,6 +89,9 @@ class Api final : public HttpHandler {
   asio::awaitable<void> Serve(const Peer& peer, Request& req, Response& res) override;
   // At start: runs the Event invocations the durable queue held.
   [[nodiscard]] Status ResumeEvents(asio::any_io_executor executor);
+  // At start: runs the jobs left unfinished, starts the job retention sweep and the schedules
+  // (firing the runs missed while the server was down).
+  [[nodiscard]] Status ResumeJobs(asio::any_io_executor executor);
 
  private:
   asio::awaitable<void> Functions(const auth::Caller& caller, std::vector<std::string_view> parts,
@@ -96,6 +104,9 @@ class Api final : public HttpHandler {
                                ResponseWriter* writer, Request& req, Response& res);
   asio::awaitable<void> DeleteFunction(const std::string& name, Response& res);
   void GetFunction(const auth::Caller& caller, const std::string& name, Response& res);
+  // A function's JSON as GET /v1/functions/{name} shows it, with its next scheduled run.
+  boost::json::object ShowFunction(const auth::Caller& caller, const std::string& name,
+                                   const registry::FunctionInfo& info) const;
   void ListFunctions(const auth::Caller& caller, Response& res);
   void Logs(const std::string& name, const std::string& query, Response& res);
   asio::awaitable<void> Usage(const auth::Caller& caller, const std::string& query, Response& res);
@@ -136,7 +147,9 @@ class Api final : public HttpHandler {
   std::unique_ptr<Invoker> invoker_;
   std::unique_ptr<LambdaApi> lambda_;
   std::unique_ptr<OpenAiApi> openai_;
-  std::vector<Cidr> trusted_proxies_;  // whose X-Forwarded-For function URLs believe
+  std::unique_ptr<JobsApi> jobs_;         // null without deps_.jobs
+  std::unique_ptr<Scheduler> schedules_;  // null without deps_.jobs
+  std::vector<Cidr> trusted_proxies_;     // whose X-Forwarded-For function URLs believe
 };
 
 }  // namespace thaw::gateway

@@ -124,6 +124,7 @@ std::optional<int64_t> AsyncRetryDelayMs(pool::Result::Kind kind, int attempts,
   std::optional<int64_t> delay;
   switch (kind) {
     case Kind::kOk:
+    case Kind::kCanceled:
       return std::nullopt;
     case Kind::kThrottled:
     case Kind::kUnavailable:
@@ -209,6 +210,7 @@ asio::awaitable<StatusOr<InvokeOutcome>> Invoker::Invoke(InvokeRequest req) {
   // Lambda hands the runtime the ARN the caller used: qualified by version or alias.
   if (!req.qualifier.empty() && req.qualifier != "$LATEST") inv->qualifier = req.qualifier;
   auto pool = pools_->Get(out.version, out.latest);
+  if (req.on_pool) req.on_pool(pool);
   out.result = co_await pool->Invoke(inv, asio::use_awaitable);
   if (out.result.sink && !req.streams) {
     out.result = co_await CollectSink(std::move(out.result.sink), max_response_bytes_);

@@ -6,6 +6,7 @@
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -34,6 +35,9 @@ struct InvokeRequest {
   // The caller forwards a streamed answer (Result::sink) as it comes; otherwise a function
   // that streams is collected into one body, as Lambda's Invoke does (max_response_bytes).
   bool streams = false;
+  // Called with the pool the call goes to, just before it is submitted there (jobs keep it to
+  // cancel the call: FunctionPool::Cancel).
+  std::function<void(const std::shared_ptr<pool::FunctionPool>&)> on_pool = nullptr;
 };
 
 struct InvokeOutcome {
@@ -103,6 +107,7 @@ class Invoker {
   // At start: runs what the durable queue held when the server last stopped.
   [[nodiscard]] Status Resume(asio::any_io_executor executor);
   int64_t queued_events() const;
+  registry::Registry* registry() const { return registry_; }
   queue::EventQueue* event_queue() const { return events_.queue; }
 
  private:

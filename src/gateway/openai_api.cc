@@ -328,6 +328,7 @@ asio::awaitable<void> OpenAiApi::Create(const auth::Caller& caller, std::string_
     case Kind::kFunctionError:
     case Kind::kExitError:
     case Kind::kInitError:
+    case Kind::kCanceled:
       co_return OpenAiError(res, http::status::internal_server_error, "server_error",
                             r.error_message, "", r.error_type);
   }

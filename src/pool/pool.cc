@@ -36,6 +36,14 @@ int64_t ReadPeakRssMb(pid_t pid) {
   return (kb + 1023) / 1024;
 }
 
+Result CanceledResult() {
+  Result r;
+  r.kind = Result::Kind::kCanceled;
+  r.error_type = "Canceled";
+  r.error_message = "the invocation was canceled";
+  return r;
+}
+
 std::string FormatMs(int64_t us) {
   char buf[32];
   std::snprintf(buf, sizeof(buf), "%.2f", static_cast<double>(us) / 1000.0);
@@ -91,6 +99,8 @@ void FunctionPool::Submit(InvocationPtr inv) {
       r.error_type = "ServiceUnavailable";
       r.error_message = "thaw is shutting down";
       Fail(std::move(inv), std::move(r), fx);
+    } else if (canceled_early_.erase(inv->id) > 0) {
+      Fail(std::move(inv), CanceledResult(), fx);
     } else if (batched() && queue_.size() % version_->manifest.batch.max_size != 0) {
       // It joins the batch the last caller started, whose admission already decided how the
       // batch is served.
@@ -391,6 +401,7 @@ void FunctionPool::FinishLocked(Instance& inst, const InvocationPtr& inv, Result
     report += "\tLog Lines Dropped: " + std::to_string(dropped);
   }
   if (result.kind == Result::Kind::kTimeout) report += "\tStatus: timeout";
+  if (result.kind == Result::Kind::kCanceled) report += "\tStatus: canceled";
   ctx_->logs->Append(version_->function, inv->id, "platform", "END RequestId: " + inv->id);
   ctx_->logs->Append(version_->function, inv->id, "platform", std::move(report));
   const char* status = "success";
@@ -402,6 +413,9 @@ void FunctionPool::FinishLocked(Instance& inst, const InvocationPtr& inv, Result
       break;
     case Result::Kind::kTimeout:
       status = "timeout";
+      break;
+    case Result::Kind::kCanceled:
+      status = "canceled";
       break;
     default:
       status = "crash";
@@ -576,6 +590,44 @@ void FunctionPool::OnDeadline(uint64_t instance_id, const std::string& request_i
   Apply(fx);
 }
 
+bool FunctionPool::Cancel(const std::string& request_id) {
+  Effects fx;
+  bool found = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto it = queue_.begin(); it != queue_.end(); ++it) {
+      if ((*it)->id != request_id) continue;
+      InvocationPtr inv = std::move(*it);
+      queue_.erase(it);
+      Fail(std::move(inv), CanceledResult(), fx);
+      found = true;
+      break;
+    }
+    for (auto& [id, inst] : instances_) {
+      if (found) break;
+      for (auto it = inst->assigned.begin(); it != inst->assigned.end(); ++it) {
+        if ((*it)->id != request_id) continue;
+        InvocationPtr inv = std::move(*it);
+        inst->assigned.erase(it);
+        Fail(std::move(inv), CanceledResult(), fx);
+        found = true;
+        break;
+      }
+      auto a = inst->active.find(request_id);
+      if (found || a == inst->active.end()) continue;
+      ctx_->logs->Append(version_->function, request_id, "platform",
+                         "RequestId: " + request_id + " Error: canceled");
+      InvocationPtr inv = a->second;
+      FinishLocked(*inst, inv, CanceledResult(), fx);
+      StopInstanceLocked(*inst, fx);
+      found = true;
+    }
+    if (!found) canceled_early_[request_id] = ctx_->clock->MonoMicros();
+  }
+  Apply(fx);
+  return found;
+}
+
 void FunctionPool::StopInstanceLocked(Instance& inst, Effects& fx) {
   if (inst.lifecycle == Lifecycle::kStopping) return;
   inst.Transition(Lifecycle::kStopping);
@@ -702,6 +754,8 @@ void FunctionPool::OnTick() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     const int64_t now = ctx_->clock->MonoMicros();
+    std::erase_if(canceled_early_,
+                  [now](const auto& entry) { return now - entry.second > kCancelMemoryUs; });
     // An init that does not finish fails as an init error, with the requests waiting for it
     // (not as a throttle when they have waited as long).
     for (auto& [id, inst] : instances_) {

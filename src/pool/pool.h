@@ -65,6 +65,7 @@ struct Result {
     kInitError,      // the instance failed to initialise
     kThrottled,      // no capacity within the queue limits
     kUnavailable,    // shutting down, or the function was deleted while it waited
+    kCanceled,       // ended by FunctionPool::Cancel (a job's cancel)
   };
   Kind kind = Kind::kOk;
   std::string body;
@@ -247,6 +248,13 @@ class FunctionPool : public std::enable_shared_from_this<FunctionPool> {
   Status StreamEnd(uint64_t instance_id, const std::string& request_id, std::string error_body,
                    std::string error_type);
 
+  // Ends invocation `request_id` at once with Kind::kCanceled: one still waiting leaves the
+  // queue unbilled; one running is billed to this moment and its instance killed (its process
+  // tree may still be running the handler; a fresh instance replaces it). One not submitted
+  // yet is refused when it comes (for kCancelMemoryUs). Returns whether it was here.
+  bool Cancel(const std::string& request_id);
+  static constexpr int64_t kCancelMemoryUs = 60'000'000;
+
   void OnExit(uint64_t instance_id, const sandbox::ExitEvent& exit);
   // Reads what the instance wrote. Returns when to look again: 0 at once, > 0 after that many
   // microseconds (it printed faster than log_rate_bytes), < 0 never (the pipe is closed).
@@ -346,9 +354,14 @@ class FunctionPool : public std::enable_shared_from_this<FunctionPool> {
   std::string last_init_error_;                // guarded by mu_
   int64_t restart_not_before_us_ = 0;          // guarded by mu_: init back-off (monotonic)
   Status start_refusal_ = Status::Ok();        // guarded by mu_: see NewInstanceLocked
+<<<<<<< HEAD
   // Batched versions: wakes the pool when a held batch is due (0: not armed). Guarded by mu_.
   std::unique_ptr<asio::steady_timer> batch_timer_;
   int64_t batch_wake_us_ = 0;
+=======
+  // Cancel()ed before they were submitted: request id -> when (monotonic), guarded by mu_.
+  std::map<std::string, int64_t> canceled_early_;
+>>>>>>> issue14b
 };
 
 // All pools, keyed by function, version and whether they serve $LATEST, plus the pid -> instance

@@ -2,6 +2,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <boost/json.hpp>
 #include <cctype>
 #include <cmath>
@@ -9,6 +10,7 @@
 
 #include "common/json_text.h"
 #include "common/tenant.h"
+#include "queue/schedule.h"
 
 namespace thaw::registry {
 namespace {
@@ -397,6 +399,33 @@ StatusOr<Manifest> ParseManifest(const std::string& yaml_text, const std::string
       auto v = ReadOpenAi(value);
       if (!v.ok()) return v.status();
       m.openai = std::move(*v);
+    } else if (key == "schedule") {
+      std::vector<std::string> exprs;
+      if (value.IsScalar()) {
+        exprs.push_back(value.Scalar());
+      } else if (value.IsSequence()) {
+        for (const auto& item : value) {
+          if (!item.IsScalar()) return FieldError(key, "must be an expression or a list of them");
+          exprs.push_back(item.Scalar());
+        }
+      } else {
+        return FieldError(key, "must be rate(...) or cron(...), or a list of them");
+      }
+      for (const std::string& e : exprs) {
+        if (auto parsed = queue::ParseSchedule(e); !parsed.ok()) {
+          return FieldError(key, parsed.status().message());
+        }
+        if (std::find(m.schedules.begin(), m.schedules.end(), e) != m.schedules.end()) {
+          return FieldError(key, "'" + e + "' given more than once");
+        }
+        m.schedules.push_back(e);
+      }
+    } else if (key == "catch_up") {
+      try {
+        m.catch_up = value.as<bool>();
+      } catch (const YAML::Exception&) {
+        return FieldError(key, "must be true or false");
+      }
     } else if (key == "batch") {
       auto v = ReadBatch(value);
       if (!v.ok()) return v.status();
@@ -486,6 +515,12 @@ json::object ManifestToJsonObject(const Manifest& m) {
   if (m.batch.enabled()) {
     o["batch"] = json::object{{"max_size", m.batch.max_size}, {"max_wait_ms", m.batch.max_wait_ms}};
   }
+  if (!m.schedules.empty()) {
+    json::array schedules;
+    for (const auto& e : m.schedules) schedules.push_back(json::value(e));
+    o["schedule"] = std::move(schedules);
+    o["catch_up"] = m.catch_up;
+  }
   return o;
 }
 
@@ -541,6 +576,11 @@ StatusOr<Manifest> ManifestFromJson(const std::string& json_text) {
       m.batch.max_size = b->as_object().at("max_size").to_number<int64_t>();
       m.batch.max_wait_ms = b->as_object().at("max_wait_ms").to_number<int64_t>();
     }
+    if (auto* sc = o.if_contains("schedule"); sc != nullptr && sc->is_array()) {
+      for (const auto& e : sc->as_array()) m.schedules.push_back(json::value_to<std::string>(e));
+    }
+    if (auto* c = o.if_contains("catch_up"); c != nullptr && c->is_bool())
+      m.catch_up = c->as_bool();
     return m;
   } catch (const std::exception& e) {
     return Internal(std::string("stored manifest is malformed: ") + e.what());

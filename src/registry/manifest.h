@@ -76,6 +76,10 @@ struct Manifest {
   GpuSpec gpu;
   OpenAiSpec openai;
   BatchSpec batch;
+  // schedule: EventBridge rate(...) / cron(...) expressions (queue/schedule.h), each firing an
+  // Event invocation; catch_up: a run missed while the server was down fires once at start.
+  std::vector<std::string> schedules;
+  bool catch_up = true;
 };
 
 // Maps a runtime name (thaw's, or a Lambda name such as python3.11) onto a Runtime. The error

@@ -31,6 +31,7 @@ const std::vector<Knob> kKnobs = {
     {"async_queue_events", "Event invocations waiting or running, shared fairly by tenants"},
     {"max_queued_events", "Event invocations waiting or running per function (429 past it)"},
     {"async_retry_base_ms", "delay before a failed Event invocation's first retry"},
+    {"job_retention_hours", "how long a finished job keeps its input and output"},
     {"log_rate_bytes", "bytes per second one instance may print; faster, its pipe fills"},
     {"node_memory_mb",
      "memory_mb of all live instances together (0: the machine's less 10%, >= 1 GB)"},
@@ -142,6 +143,8 @@ Status ApplyConfigValues(const std::map<std::string, std::string>& values, Confi
       THAW_RETURN_IF_ERROR(ParseInt(name, v, 1, 10'000'000, c.max_queued_events));
     } else if (name == "async_retry_base_ms") {
       THAW_RETURN_IF_ERROR(ParseInt(name, v, 1, 3'600'000, c.async_retry_base_ms));
+    } else if (name == "job_retention_hours") {
+      THAW_RETURN_IF_ERROR(ParseInt(name, v, 1, 87'600, c.job_retention_hours));
     } else if (name == "instance_uids") {
       THAW_RETURN_IF_ERROR(ParseInt(name, v, 1, 100'000, c.instance_uids));
     } else if (name == "auth") {

@@ -36,6 +36,7 @@
 #include "pool/gpu_table.h"
 #include "pool/pool.h"
 #include "queue/event_queue.h"
+#include "queue/job_store.h"
 #include "registry/registry.h"
 #include "runtime_api/runtime_server.h"
 #include "sandbox/spawner.h"
@@ -367,11 +368,16 @@ int RunServe(Config config, const std::string& exe_dir) {
     spdlog::critical("{}", events.status().message());
     return 1;
   }
+  auto jobs = queue::JobStore::Open(config.data_dir + "/thaw.db");
+  if (!jobs.ok()) {
+    spdlog::critical("{}", jobs.status().message());
+    return 1;
+  }
   const std::string isolation = (*spawner)->isolation();
   metrics::StatsRing live;
   gateway::Api api(gateway::ApiDeps{registry->get(), &pools, &logs, active_meter, &config, *key,
                                     isolation, &metrics, keys->get(), &gate, gpus.get(),
-                                    events->get(), &live});
+                                    events->get(), &live, jobs->get()});
 
   asio::ip::tcp::acceptor acceptor(ioc);
   boost::system::error_code ec;
@@ -408,6 +414,10 @@ int RunServe(Config config, const std::string& exe_dir) {
   asio::co_spawn(ioc, TickLoop(pools, live, stopping), asio::detached);
   if (Status st = api.ResumeEvents(ioc.get_executor()); !st.ok()) {
     spdlog::critical("failed to resume queued event invocations: {}", st.message());
+    return 1;
+  }
+  if (Status st = api.ResumeJobs(ioc.get_executor()); !st.ok()) {
+    spdlog::critical("failed to resume jobs: {}", st.message());
     return 1;
   }
 

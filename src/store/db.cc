@@ -125,6 +125,43 @@ constexpr const char* kMigrations[] = {
     R"sql(
     ALTER TABLE invocations ADD COLUMN batch_size INTEGER NOT NULL DEFAULT 0;
     )sql",
+    // 8: jobs (queue/job_store.h): long asynchronous invocations with status, output and
+    // metrics; each function's webhook signing secret; when each schedule last fired.
+    R"sql(
+    CREATE TABLE jobs (
+      id TEXT PRIMARY KEY,
+      function TEXT NOT NULL,
+      qualifier TEXT NOT NULL,
+      input BLOB,
+      status TEXT NOT NULL,
+      output BLOB,
+      output_dropped INTEGER NOT NULL DEFAULT 0,
+      error_type TEXT NOT NULL DEFAULT '',
+      error_message TEXT NOT NULL DEFAULT '',
+      webhook TEXT NOT NULL,
+      webhook_events INTEGER NOT NULL,
+      start_kind TEXT NOT NULL DEFAULT '',
+      created_us INTEGER NOT NULL,
+      started_us INTEGER NOT NULL DEFAULT 0,
+      completed_us INTEGER NOT NULL DEFAULT 0,
+      duration_us INTEGER NOT NULL DEFAULT 0,
+      billed_ms INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX jobs_by_function ON jobs (function, id);
+    CREATE INDEX jobs_by_status ON jobs (status);
+    CREATE TABLE webhook_secrets (
+      function TEXT PRIMARY KEY,
+      secret TEXT NOT NULL,
+      created_us INTEGER NOT NULL
+    );
+    CREATE TABLE schedule_runs (
+      function TEXT NOT NULL,
+      expression TEXT NOT NULL,
+      anchor_us INTEGER NOT NULL,
+      last_fire_us INTEGER NOT NULL,
+      PRIMARY KEY (function, expression)
+    );
+    )sql",
 };
 
 }  // namespace

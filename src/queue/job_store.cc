@@ -1,0 +1,277 @@
+#include "queue/job_store.h"
+
+#include "common/clock.h"
+#include "common/ids.h"
+#include "store/db.h"
+
+namespace thaw::queue {
+namespace {
+
+constexpr std::string_view kStatusNames[] = {"queued", "running", "succeeded", "failed",
+                                             "canceled"};
+constexpr std::string_view kEventNames[] = {"start", "output", "logs", "completed"};
+
+constexpr std::string_view kColumns =
+    "id, function, qualifier, COALESCE(input, ''), status, COALESCE(output, ''), output_dropped, "
+    "error_type, error_message, webhook, webhook_events, start_kind, created_us, started_us, "
+    "completed_us, duration_us, billed_ms";
+
+Job JobFromRow(const store::Stmt& s) {
+  Job j;
+  j.id = s.Text(0);
+  j.function = s.Text(1);
+  j.qualifier = s.Text(2);
+  j.input = s.Text(3);
+  j.status = ParseJobStatus(s.Text(4)).value_or(JobStatus::kFailed);
+  j.output = s.Text(5);
+  j.output_dropped = s.Int(6) != 0;
+  j.error_type = s.Text(7);
+  j.error_message = s.Text(8);
+  j.webhook = s.Text(9);
+  j.webhook_events = static_cast<unsigned>(s.Int(10));
+  j.start_kind = s.Text(11);
+  j.created_us = s.Int(12);
+  j.started_us = s.Int(13);
+  j.completed_us = s.Int(14);
+  j.duration_us = s.Int(15);
+  j.billed_ms = s.Int(16);
+  return j;
+}
+
+}  // namespace
+
+std::string_view JobStatusName(JobStatus status) { return kStatusNames[static_cast<int>(status)]; }
+
+std::optional<JobStatus> ParseJobStatus(std::string_view name) {
+  for (int i = 0; i < 5; ++i) {
+    if (kStatusNames[i] == name) return static_cast<JobStatus>(i);
+  }
+  return std::nullopt;
+}
+
+StatusOr<unsigned> ParseWebhookEvents(const std::vector<std::string>& names) {
+  unsigned mask = 0;
+  for (const std::string& name : names) {
+    bool known = false;
+    for (int i = 0; i < 4; ++i) {
+      if (kEventNames[i] == name) {
+        mask |= 1u << i;
+        known = true;
+      }
+    }
+    if (!known) {
+      return InvalidArgument("webhook_events_filter: unknown event '" + name +
+                             "' (start, output, logs, completed)");
+    }
+  }
+  return mask;
+}
+
+StatusOr<std::unique_ptr<JobStore>> JobStore::Open(const std::string& db_path) {
+  auto db = store::Db::Open(db_path);
+  if (!db.ok()) return db.status();
+  return std::unique_ptr<JobStore>(new JobStore(std::move(*db)));
+}
+
+JobStore::JobStore(std::unique_ptr<store::Db> db) : db_(std::move(db)) {}
+JobStore::~JobStore() = default;
+
+Status JobStore::Add(Job& job) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto s = db_->Prepare(
+      "INSERT INTO jobs (id, function, qualifier, input, status, webhook, webhook_events, "
+      "created_us) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?)");
+  if (!s.ok()) return s.status();
+  if (job.created_us == 0) job.created_us = WallNowMicros();
+  s->Bind(1, job.id)
+      .Bind(2, job.function)
+      .Bind(3, job.qualifier)
+      .Bind(4, job.input)
+      .Bind(5, job.webhook)
+      .Bind(6, int64_t{job.webhook_events})
+      .Bind(7, job.created_us);
+  THAW_RETURN_IF_ERROR(s->Run());
+  job.status = JobStatus::kQueued;
+  return Status::Ok();
+}
+
+Status JobStore::MarkRunning(const std::string& id, int64_t started_us,
+                             const std::string& start_kind) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto s = db_->Prepare(
+      "UPDATE jobs SET status = 'running', started_us = ?, start_kind = ? "
+      "WHERE id = ? AND status IN ('queued', 'running')");
+  if (!s.ok()) return s.status();
+  s->Bind(1, started_us).Bind(2, start_kind).Bind(3, id);
+  THAW_RETURN_IF_ERROR(s->Run());
+  if (sqlite3_changes(db_->raw()) == 0) return FailedPrecondition("job " + id + " is not queued");
+  return Status::Ok();
+}
+
+Status JobStore::SetOutput(const std::string& id, const std::string& output) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto s = db_->Prepare("UPDATE jobs SET output = ? WHERE id = ?");
+  if (!s.ok()) return s.status();
+  s->Bind(1, output).Bind(2, id);
+  return s->Run();
+}
+
+Status JobStore::Finish(const Job& job) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto s = db_->Prepare(
+      "UPDATE jobs SET status = CASE WHEN status = 'canceled' THEN 'canceled' ELSE ? END, "
+      "output = ?, error_type = ?, error_message = ?, start_kind = ?, started_us = ?, "
+      "completed_us = CASE WHEN completed_us > 0 THEN completed_us ELSE ? END, duration_us = ?, "
+      "billed_ms = ? WHERE id = ?");
+  if (!s.ok()) return s.status();
+  s->Bind(1, JobStatusName(job.status))
+      .Bind(2, job.output)
+      .Bind(3, job.error_type)
+      .Bind(4, job.error_message)
+      .Bind(5, job.start_kind)
+      .Bind(6, job.started_us)
+      .Bind(7, job.completed_us)
+      .Bind(8, job.duration_us)
+      .Bind(9, job.billed_ms)
+      .Bind(10, job.id);
+  return s->Run();
+}
+
+StatusOr<JobStatus> JobStore::Cancel(const std::string& id, int64_t now_us) {
+  std::lock_guard<std::mutex> lock(mu_);
+  THAW_RETURN_IF_ERROR(db_->Exec("BEGIN IMMEDIATE"));
+  auto s = db_->Prepare("SELECT status FROM jobs WHERE id = ?");
+  if (!s.ok()) {
+    (void)db_->Exec("ROLLBACK");
+    return s.status();
+  }
+  s->Bind(1, id);
+  auto row = s->Next();
+  if (!row.ok() || !*row) {
+    (void)db_->Exec("ROLLBACK");
+    if (!row.ok()) return row.status();
+    return NotFound("job " + id + " not found");
+  }
+  const JobStatus was = ParseJobStatus(s->Text(0)).value_or(JobStatus::kFailed);
+  if (!IsTerminal(was)) {
+    auto u = db_->Prepare(
+        "UPDATE jobs SET status = 'canceled', completed_us = ?, error_type = 'Canceled', "
+        "error_message = 'the job was canceled' WHERE id = ?");
+    Status st = u.ok() ? u->Bind(1, now_us).Bind(2, id).Run() : u.status();
+    if (!st.ok()) {
+      (void)db_->Exec("ROLLBACK");
+      return st;
+    }
+  }
+  THAW_RETURN_IF_ERROR(db_->Exec("COMMIT"));
+  return was;
+}
+
+StatusOr<Job> JobStore::Get(const std::string& id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto s = db_->Prepare("SELECT " + std::string(kColumns) + " FROM jobs WHERE id = ?");
+  if (!s.ok()) return s.status();
+  s->Bind(1, id);
+  auto row = s->Next();
+  if (!row.ok()) return row.status();
+  if (!*row) return NotFound("job " + id + " not found");
+  return JobFromRow(*s);
+}
+
+StatusOr<JobPage> JobStore::List(const std::string& function, int64_t limit,
+                                 const std::string& after) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto s = db_->Prepare("SELECT " + std::string(kColumns) +
+                        " FROM jobs WHERE function = ? AND (? = '' OR id < ?) "
+                        "ORDER BY id DESC LIMIT ?");
+  if (!s.ok()) return s.status();
+  s->Bind(1, function).Bind(2, after).Bind(3, after).Bind(4, limit + 1);
+  JobPage page;
+  for (;;) {
+    auto row = s->Next();
+    if (!row.ok()) return row.status();
+    if (!*row) break;
+    page.jobs.push_back(JobFromRow(*s));
+  }
+  if (static_cast<int64_t>(page.jobs.size()) > limit) {
+    page.jobs.pop_back();
+    page.next = page.jobs.back().id;
+  }
+  return page;
+}
+
+StatusOr<std::vector<Job>> JobStore::Recover() {
+  std::lock_guard<std::mutex> lock(mu_);
+  THAW_RETURN_IF_ERROR(db_->Exec("BEGIN IMMEDIATE"));
+  std::vector<Job> out;
+  Status st = Status::Ok();
+  auto s = db_->Prepare("SELECT " + std::string(kColumns) +
+                        " FROM jobs WHERE status IN ('queued', 'running') ORDER BY id");
+  if (!s.ok()) st = s.status();
+  while (st.ok()) {
+    auto row = s->Next();
+    if (!row.ok()) st = row.status();
+    if (!st.ok() || !*row) break;
+    out.push_back(JobFromRow(*s));
+  }
+  if (st.ok()) st = db_->Exec("UPDATE jobs SET status = 'queued' WHERE status = 'running'");
+  if (!st.ok()) {
+    (void)db_->Exec("ROLLBACK");
+    return st;
+  }
+  THAW_RETURN_IF_ERROR(db_->Exec("COMMIT"));
+  return out;
+}
+
+StatusOr<int64_t> JobStore::DropOutputs(int64_t before_us) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto s = db_->Prepare(
+      "UPDATE jobs SET output = NULL, input = NULL, output_dropped = 1 "
+      "WHERE completed_us > 0 AND completed_us < ? AND output_dropped = 0");
+  if (!s.ok()) return s.status();
+  s->Bind(1, before_us);
+  THAW_RETURN_IF_ERROR(s->Run());
+  return static_cast<int64_t>(sqlite3_changes(db_->raw()));
+}
+
+StatusOr<std::string> JobStore::WebhookSecret(const std::string& function) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto ins = db_->Prepare(
+      "INSERT OR IGNORE INTO webhook_secrets (function, secret, created_us) VALUES (?, ?, ?)");
+  if (!ins.ok()) return ins.status();
+  ins->Bind(1, function).Bind(2, "whsec_" + RandomHex(24)).Bind(3, WallNowMicros());
+  THAW_RETURN_IF_ERROR(ins->Run());
+  auto s = db_->Prepare("SELECT secret FROM webhook_secrets WHERE function = ?");
+  if (!s.ok()) return s.status();
+  s->Bind(1, function);
+  auto row = s->Next();
+  if (!row.ok()) return row.status();
+  if (!*row) return Internal("webhook secret of " + function + " vanished");
+  return s->Text(0);
+}
+
+StatusOr<std::pair<int64_t, int64_t>> JobStore::ScheduleState(const std::string& function,
+                                                              const std::string& expression) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto s = db_->Prepare(
+      "SELECT anchor_us, last_fire_us FROM schedule_runs WHERE function = ? AND expression = ?");
+  if (!s.ok()) return s.status();
+  s->Bind(1, function).Bind(2, expression);
+  auto row = s->Next();
+  if (!row.ok()) return row.status();
+  if (!*row) return std::pair<int64_t, int64_t>{0, 0};
+  return std::pair<int64_t, int64_t>{s->Int(0), s->Int(1)};
+}
+
+Status JobStore::SetScheduleState(const std::string& function, const std::string& expression,
+                                  int64_t anchor_us, int64_t last_fire_us) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto s = db_->Prepare(
+      "INSERT OR REPLACE INTO schedule_runs (function, expression, anchor_us, last_fire_us) "
+      "VALUES (?, ?, ?, ?)");
+  if (!s.ok()) return s.status();
+  s->Bind(1, function).Bind(2, expression).Bind(3, anchor_us).Bind(4, last_fire_us);
+  return s->Run();
+}
+
+}  // namespace thaw::queue

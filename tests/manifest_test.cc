@@ -104,6 +104,45 @@ TEST(ManifestTest, DefaultsAndFallbackName) {
   EXPECT_EQ(m->timeout_ms, want.timeout_ms);
 }
 
+// keep_alive: adaptive by default; an idle_timeout_s of seconds alone overrides it (fixed);
+// beside keep_alive: adaptive it is only the fallback window; `idle_timeout_s: auto` is adaptive.
+TEST(ManifestTest, KeepAliveModes) {
+  struct Case {
+    std::string yaml;
+    KeepAlive keep_alive;
+    int64_t idle_timeout_s;
+  };
+  const std::vector<Case> cases = {
+      {"", KeepAlive::kAdaptive, 300},
+      {"keep_alive: adaptive\n", KeepAlive::kAdaptive, 300},
+      {"keep_alive: fixed\n", KeepAlive::kFixed, 300},
+      {"idle_timeout_s: 60\n", KeepAlive::kFixed, 60},
+      {"idle_timeout_s: 60\nkeep_alive: adaptive\n", KeepAlive::kAdaptive, 60},
+      {"keep_alive: fixed\nidle_timeout_s: 0\n", KeepAlive::kFixed, 0},
+      {"idle_timeout_s: auto\n", KeepAlive::kAdaptive, 300},
+      {"idle_timeout_s: auto\nkeep_alive: adaptive\n", KeepAlive::kAdaptive, 300},
+  };
+  for (const Case& c : cases) {
+    auto m = Parse("runtime: cpp\n" + c.yaml);
+    ASSERT_TRUE(m.ok()) << c.yaml << m.status().ToString();
+    EXPECT_EQ(m->keep_alive, c.keep_alive) << c.yaml;
+    EXPECT_EQ(m->idle_timeout_s, c.idle_timeout_s) << c.yaml;
+  }
+}
+
+// Versions stored before keep_alive existed kept their idle_timeout_s: they stay fixed.
+TEST(ManifestJsonTest, StoredManifestWithoutKeepAliveIsFixed) {
+  Manifest m;
+  m.name = "old";
+  m.runtime = Runtime::kCpp;
+  boost::json::object o = ManifestToJsonObject(m);
+  ASSERT_EQ(o.at("keep_alive").as_string(), "adaptive");
+  o.erase("keep_alive");
+  auto back = ManifestFromJson(boost::json::serialize(o));
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(back->keep_alive, KeepAlive::kFixed);
+}
+
 TEST(ManifestTest, NameInFileOverridesFallback) {
   auto m = ParseManifest("name: from-file\nruntime: cpp\n", "from-request");
   ASSERT_TRUE(m.ok()) << m.status().ToString();
@@ -292,7 +331,14 @@ std::vector<ErrorCase> ErrorCases() {
       {"MinAboveMax", py + "min_instances: 5\nmax_instances: 2\n", "min_instances",
        "must not exceed max_instances"},
       {"MinAboveDefaultMax", py + "min_instances: 9\n", "min_instances", "(8)"},
-      {"IdleTimeoutAuto", py + "idle_timeout_s: auto\n", "idle_timeout_s", "'auto'"},
+      {"KeepAliveUnknown", py + "keep_alive: forever\n", "keep_alive",
+       "must be adaptive or fixed, got 'forever'"},
+      {"KeepAliveIsAList", py + "keep_alive: [fixed]\n", "keep_alive", "must be a string"},
+      {"IdleTimeoutAutoButFixed", py + "keep_alive: fixed\nidle_timeout_s: auto\n",
+       "idle_timeout_s", "'auto' is the adaptive keep-alive, but keep_alive says fixed"},
+      {"FixedButIdleTimeoutAuto", py + "idle_timeout_s: auto\nkeep_alive: fixed\n", "keep_alive",
+       "'fixed' contradicts idle_timeout_s: auto"},
+      {"IdleTimeoutWord", py + "idle_timeout_s: never\n", "idle_timeout_s", "must be an integer"},
       {"IdleTimeoutTooLarge", py + "idle_timeout_s: 86401\n", "idle_timeout_s", "between 0"},
       {"IdleTimeoutNegative", py + "idle_timeout_s: -5\n", "idle_timeout_s", "between 0"},
       {"MissingRuntime", "handler: app.handler\n", "runtime", "is required"},
@@ -510,6 +556,7 @@ TEST(ManifestJsonTest, RoundTripKeepsEveryField) {
   m.min_instances = 2;
   m.max_instances = 30;
   m.idle_timeout_s = 45;
+  m.keep_alive = KeepAlive::kFixed;
   m.environment = {{"A", "1"}, {"QUOTE", "say \"hi\"\n"}, {"EMPTY", ""}};
   m.network = Network::kNone;
   m.gpu = GpuSpec{2, 80, "H200"};
@@ -525,6 +572,7 @@ TEST(ManifestJsonTest, RoundTripKeepsEveryField) {
   EXPECT_EQ(back->min_instances, m.min_instances);
   EXPECT_EQ(back->max_instances, m.max_instances);
   EXPECT_EQ(back->idle_timeout_s, m.idle_timeout_s);
+  EXPECT_EQ(back->keep_alive, m.keep_alive);
   EXPECT_EQ(back->environment, m.environment);
   EXPECT_EQ(back->network, m.network);
   EXPECT_EQ(back->gpu.count, 2);

@@ -134,6 +134,45 @@ TEST(ScalingTest, IdleInstancesScaleToZero) {
   RemoveDir(dir);
 }
 
+// The adaptive keep-alive (the default) learns from the server's own calls: the 10 idle times
+// between 11 calls a moment apart all fall in the first minute's bin, so its instance is kept
+// 1 minute plus 10% (66 s) instead of the 300 s fallback. keep_alive: fixed keeps 300 s.
+TEST(ScalingTest, AdaptiveKeepAliveLearnsFromItsOwnIdleTimes) {
+  auto server = ThawServer::Start();
+  std::string dir = PythonBundle("learn", kSlow);
+  std::string fixed = PythonBundle("steady", kSlow, "keep_alive: fixed\n");
+  ASSERT_EQ(server->Deploy("learn", dir).status, 201);
+  ASSERT_EQ(server->Deploy("steady", fixed).status, 201);
+  auto plan = [&](const std::string& name) {
+    json::object f = json::parse(server->Call("GET", "/v1/functions/" + name).body).as_object();
+    return std::make_pair(
+        std::string(f["keep_alive"].as_string()),
+        f.contains("keep_alive_plan") ? f["keep_alive_plan"].as_object() : json::object());
+  };
+  for (int i = 0; i < 11; ++i) {
+    ASSERT_EQ(server->Invoke("learn", R"({"s":0})").status, 200);
+    if (i == 0) {
+      auto [mode, p] = plan("learn");
+      EXPECT_EQ(mode, "adaptive");
+      EXPECT_EQ(p["basis"].as_string(), "too-few-samples");
+      EXPECT_EQ(p["keep_alive_s"].to_number<double>(), 300);
+    }
+  }
+  auto [mode, p] = plan("learn");
+  EXPECT_EQ(p["basis"].as_string(), "histogram") << json::serialize(p);
+  EXPECT_EQ(p["idle_samples"].as_int64(), 10);
+  EXPECT_EQ(p["prewarm_s"].to_number<double>(), 0);
+  EXPECT_EQ(p["keep_alive_s"].to_number<double>(), 66);
+  EXPECT_EQ(Instances(*server, "learn", "ready"), 1);
+  for (int i = 0; i < 11; ++i) ASSERT_EQ(server->Invoke("steady", R"({"s":0})").status, 200);
+  auto [fixed_mode, fp] = plan("steady");
+  EXPECT_EQ(fixed_mode, "fixed");
+  EXPECT_EQ(fp["basis"].as_string(), "fixed");
+  EXPECT_EQ(fp["keep_alive_s"].to_number<double>(), 300);
+  RemoveDir(dir);
+  RemoveDir(fixed);
+}
+
 TEST(ScalingTest, MinInstancesAreKeptWarmAndReplaced) {
   auto server = ThawServer::Start();
   std::string dir = PythonBundle("warm", kSlow, "min_instances: 1\nidle_timeout_s: 0\n");

@@ -170,11 +170,17 @@ int CmdGet(const ClientOptions& o, const std::string& name) {
   json::object f = json::parse(r->body).as_object();
   for (const char* key :
        {"name", "version", "runtime", "handler", "memory_mb", "timeout_s", "concurrency",
-        "min_instances", "max_instances", "idle_timeout_s", "sha256", "code_size", "created",
-        "updated", "instances", "queued", "inflight", "environment"}) {
+        "min_instances", "max_instances", "idle_timeout_s", "keep_alive", "sha256", "code_size",
+        "created", "updated", "instances", "queued", "inflight", "environment"}) {
     std::printf("%-15s %s\n", key, Str(f, key).c_str());
   }
   std::printf("%-15s %zu\n", "versions", f["versions"].as_array().size());
+  if (f.contains("keep_alive_plan")) {  // what the adaptive keep-alive learnt so far
+    json::object& k = f["keep_alive_plan"].as_object();
+    std::printf("%-15s %s: pre-warm after %s s, keep %s s (%s idle times)\n", "keep_alive_now",
+                Str(k, "basis").c_str(), Str(k, "prewarm_s").c_str(),
+                Str(k, "keep_alive_s").c_str(), Str(k, "idle_samples").c_str());
+  }
   // A function whose instances keep failing their init says so, with the last error.
   std::printf("%-15s %s\n", "state", Str(f, "state").c_str());
   if (f.contains("schedule")) {

@@ -58,4 +58,10 @@ struct JobArgs {
 };
 int CmdJobs(const ClientOptions& o, const JobArgs& args);
 
+// `thaw simulate`: replays an Azure Functions 2019 trace (src/sim/trace.h) through each keep-alive
+// policy and prints its cold starts and wasted memory-time; needs no server. Empty paths: no
+// durations or memory file (defaults assumed).
+int CmdSimulate(const std::string& trace_path, const std::string& durations_path,
+                const std::string& memory_path, bool json);
+
 }  // namespace thaw::cli

@@ -139,6 +139,13 @@ int main(int argc, char** argv) {
   job_ls->add_option("--limit", job_args.limit, "jobs to show (default 20)");
   auto* whoami = app.add_subcommand("whoami", "show the tenant and role of the API key in use");
   auto* version = app.add_subcommand("version", "print the version");
+  std::string trace_path, durations_path, memory_path;
+  auto* simulate = app.add_subcommand(
+      "simulate", "replay an Azure Functions 2019 trace through the keep-alive policies");
+  simulate->add_option("--trace", trace_path, "invocations per function per minute (CSV)")
+      ->required();
+  simulate->add_option("--durations", durations_path, "average duration per function (CSV)");
+  simulate->add_option("--memory", memory_path, "average allocated memory per app (CSV)");
 
   try {
     app.parse(argc, argv);
@@ -160,6 +167,9 @@ int main(int argc, char** argv) {
   if (version->parsed()) {
     std::cout << "thaw 0.1.0\n";
     return 0;
+  }
+  if (simulate->parsed()) {
+    return thaw::cli::CmdSimulate(trace_path, durations_path, memory_path, client.json);
   }
   if (client.api_key.empty()) {
     auto key = thaw::ReadFile(data_dir + "/admin.key");

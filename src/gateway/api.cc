@@ -149,6 +149,16 @@ json::object FunctionJson(const std::string& name, const registry::FunctionInfo&
       o["init_failures_in_a_row"] = s.init_failures_in_a_row;
       o["last_init_error"] = s.last_init_error;
     }
+    // The keep-alive the newest version's busiest pool runs now (keep_alive.h).
+    if (s.version == latest->version &&
+        (!o.contains("keep_alive_plan") ||
+         o["keep_alive_plan"].as_object()["idle_samples"].as_int64() < s.idle_samples)) {
+      o["keep_alive_plan"] =
+          json::object{{"basis", s.keep_alive_basis},
+                       {"prewarm_s", static_cast<double>(s.prewarm_us) / 1e6},
+                       {"keep_alive_s", static_cast<double>(s.keep_alive_us) / 1e6},
+                       {"idle_samples", s.idle_samples}};
+    }
     for (const auto& [state, n] : s.instances_by_state) {
       instances[state] = instances[state].as_int64() + n;
     }

@@ -82,15 +82,25 @@ TickPlan Tick(const PoolView& pool, const Limits& limits, int64_t now_us) {
     return a->idle_since_us < b->idle_since_us;
   });
   int64_t warm = c.ready + c.starting;
+  // Pre-warm: idle for less than prewarm_us, the version keeps nothing (its next call is not
+  // expected yet); from then, for idle_timeout_us, it keeps one instance.
+  const bool idle_version = pool.idle_since_us >= 0 && pool.queued == 0 && !pool.draining;
+  const int64_t idle_age = idle_version ? now_us - pool.idle_since_us : -1;
+  const bool in_gap = idle_version && limits.prewarm_us > 0 && idle_age < limits.prewarm_us;
   for (const InstanceView* i : idle) {
     if (pool.queued > 0) break;  // they are about to get work
-    bool expired = pool.stop_idle_now || now_us - i->idle_since_us >= limits.idle_timeout_us;
+    bool expired =
+        pool.stop_idle_now || in_gap || now_us - i->idle_since_us >= limits.idle_timeout_us;
     if (!expired || warm <= keep_warm) continue;
     plan.stop.push_back(i->id);
     --warm;
   }
   int64_t live_after = c.live - static_cast<int64_t>(plan.stop.size());
   int64_t want = std::max<int64_t>(0, keep_warm - warm);
+  if (idle_version && limits.prewarm_us > 0 && idle_age >= limits.prewarm_us &&
+      idle_age < limits.prewarm_us + limits.idle_timeout_us && live_after == 0) {
+    want = std::max<int64_t>(want, 1);
+  }
   int64_t uncovered = Uncovered(pool, limits, c);
   if (uncovered > 0) {
     want = std::max(want, (uncovered + limits.concurrency - 1) / limits.concurrency);

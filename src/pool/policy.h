@@ -30,14 +30,20 @@ struct PoolView {
   // replaced version that still gets calls (through an alias or a qualifier) keeps its
   // instances for the usual idle timeout instead of starting cold every time.
   bool stop_idle_now = false;
+  // When its last call ended with nothing running or queued; -1 while busy (or never called,
+  // or when its last calls failed without an instance). The pre-warm window counts from here.
+  int64_t idle_since_us = -1;
 };
 
 struct Limits {
   int64_t concurrency = 1;
   int64_t min_instances = 0;
   int64_t max_instances = 8;
-  int64_t idle_timeout_us = 300'000'000;
+  int64_t idle_timeout_us = 300'000'000;  // an idle instance is kept this long
   int64_t max_queue = 256;
+  // Adaptive keep-alive (keep_alive.h): once the version falls idle its idle instances stop,
+  // and `prewarm_us` later one instance is started and kept `idle_timeout_us`. 0: no pre-warm.
+  int64_t prewarm_us = 0;
 };
 
 struct Admission {
@@ -65,8 +71,9 @@ struct TickPlan {
 // 1 s, doubling, at most 5 minutes. Requests that arrive still start one at once.
 int64_t InitBackoffUs(int64_t failures);
 
-// Periodic housekeeping: scale to zero after the idle timeout, keep min_instances warm (and
-// replace ones that died), and start instances for queued work no starting instance covers.
+// Periodic housekeeping: scale to zero after the idle timeout (at once while in the pre-warm
+// window's gap), keep min_instances warm (and replace ones that died), start instances for
+// queued work no starting instance covers, and pre-warm one when the window opens.
 TickPlan Tick(const PoolView& pool, const Limits& limits, int64_t now_us);
 
 }  // namespace thaw::pool

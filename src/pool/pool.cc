@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/json.hpp>
@@ -77,13 +78,30 @@ PoolView FunctionPool::ViewLocked() const {
   }
   view.draining = draining_;
   view.stop_idle_now = draining_ && !called_since_drain_;
+  view.idle_since_us = idle_since_us_;
   return view;
+}
+
+KeepAlivePlan FunctionPool::KeepAlivePlanLocked() const {
+  const registry::Manifest& m = version_->manifest;
+  KeepAliveSnapshot s;
+  s.mode = m.keep_alive == registry::KeepAlive::kFixed ? KeepAliveMode::kFixed
+                                                       : KeepAliveMode::kAdaptive;
+  s.idle = &idle_times_;
+  s.fixed_window_us = m.idle_timeout_s * 1'000'000;
+  s.templates = false;  // no templates yet: every start is a full one
+  s.now_us = ctx_->clock->MonoMicros();
+  s.idle_since_us = idle_since_us_;
+  return PlanKeepAlive(s);
 }
 
 Limits FunctionPool::LimitsLocked() const {
   const registry::Manifest& m = version_->manifest;
-  return Limits{m.concurrency, m.min_instances, m.max_instances, m.idle_timeout_s * 1'000'000,
+  const KeepAlivePlan plan = KeepAlivePlanLocked();
+  Limits limits{m.concurrency, m.min_instances, m.max_instances, plan.keep_alive_us,
                 ctx_->max_queue};
+  limits.prewarm_us = plan.prewarm_us;
+  return limits;
 }
 
 void FunctionPool::Submit(InvocationPtr inv) {
@@ -117,6 +135,9 @@ void FunctionPool::Submit(InvocationPtr inv) {
       Fail(std::move(inv), std::move(r), fx);
     } else {
       called_since_drain_ = true;
+      // An idle time ends: from the end of the version's last call to this arrival.
+      if (idle_since_us_ >= 0) idle_times_.Record(inv->arrived_us - idle_since_us_);
+      idle_since_us_ = -1;
       Admission a = Admit(ViewLocked(), LimitsLocked());
       // Batched: the batcher decides when a call goes (PumpBatchesLocked, below).
       if (batched() && a.kind == Admission::Kind::kDispatch) a.kind = Admission::Kind::kQueue;
@@ -423,6 +444,10 @@ void FunctionPool::FinishLocked(Instance& inst, const InvocationPtr& inv, Result
   }
   inst.gpu_billed_us += GpuMicros(result.duration_us);
   if (inst.inflight() == 0) inst.idle_since_us = now;
+  if (queue_.empty() && std::all_of(instances_.begin(), instances_.end(),
+                                    [](const auto& i) { return i.second->inflight() == 0; })) {
+    idle_since_us_ = now;  // nothing runs or waits: the version's idle time starts
+  }
   if (!inv->members.empty()) {
     FinishBatchLocked(inv, std::move(result), status, inst.peak_rss_mb, fx);
   } else {
@@ -852,6 +877,12 @@ PoolStats FunctionPool::Stats() const {
   }
   s.init_failures_in_a_row = init_failures_in_a_row_;
   s.last_init_error = last_init_error_;
+  const KeepAlivePlan plan = KeepAlivePlanLocked();
+  s.keep_alive = registry::KeepAliveName(version_->manifest.keep_alive);
+  s.keep_alive_basis = KeepAliveBasisName(plan.basis);
+  s.prewarm_us = plan.prewarm_us;
+  s.keep_alive_us = plan.keep_alive_us;
+  s.idle_samples = idle_times_.total();
   return s;
 }
 

@@ -30,6 +30,7 @@
 #include "common/clock.h"
 #include "common/status.h"
 #include "common/unique_fd.h"
+#include "pool/keep_alive.h"
 #include "pool/policy.h"
 #include "registry/registry.h"
 #include "sandbox/gpu.h"
@@ -200,6 +201,12 @@ struct PoolStats {
   int64_t busy = 0;                    // ready instances serving at least one call
   int64_t init_failures_in_a_row = 0;  // since an instance of this version last initialised
   std::string last_init_error;
+  // The keep-alive in force (keep_alive.h): what it is based on and its windows.
+  std::string keep_alive;  // adaptive or fixed
+  std::string keep_alive_basis;
+  int64_t prewarm_us = 0;
+  int64_t keep_alive_us = 0;
+  int64_t idle_samples = 0;  // idle times in its histogram
 };
 
 class FunctionPool : public std::enable_shared_from_this<FunctionPool> {
@@ -283,6 +290,7 @@ class FunctionPool : public std::enable_shared_from_this<FunctionPool> {
   struct Effects;
   PoolView ViewLocked() const;
   Limits LimitsLocked() const;
+  KeepAlivePlan KeepAlivePlanLocked() const;
   // Null when the node's memory budget, or its GPUs, have no room for one more; then
   // start_refusal_ says why.
   InstancePtr NewInstanceLocked(Effects& fx);
@@ -354,14 +362,13 @@ class FunctionPool : public std::enable_shared_from_this<FunctionPool> {
   std::string last_init_error_;                // guarded by mu_
   int64_t restart_not_before_us_ = 0;          // guarded by mu_: init back-off (monotonic)
   Status start_refusal_ = Status::Ok();        // guarded by mu_: see NewInstanceLocked
-<<<<<<< HEAD
   // Batched versions: wakes the pool when a held batch is due (0: not armed). Guarded by mu_.
   std::unique_ptr<asio::steady_timer> batch_timer_;
   int64_t batch_wake_us_ = 0;
-=======
   // Cancel()ed before they were submitted: request id -> when (monotonic), guarded by mu_.
   std::map<std::string, int64_t> canceled_early_;
->>>>>>> issue14b
+  IdleHistogram idle_times_;                   // guarded by mu_: the adaptive keep-alive's
+  int64_t idle_since_us_ = -1;                 // guarded by mu_: PoolView::idle_since_us
 };
 
 // All pools, keyed by function, version and whether they serve $LATEST, plus the pid -> instance

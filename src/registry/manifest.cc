@@ -267,6 +267,10 @@ const char* RuntimeName(Runtime runtime) {
   return "provided";
 }
 
+const char* KeepAliveName(KeepAlive keep_alive) {
+  return keep_alive == KeepAlive::kFixed ? "fixed" : "adaptive";
+}
+
 const char* NetworkName(Network network) { return network == Network::kNone ? "none" : "egress"; }
 
 bool IsValidFunctionName(const std::string& name) {
@@ -298,6 +302,8 @@ StatusOr<Manifest> ParseManifest(const std::string& yaml_text, const std::string
   Manifest m;
   m.name = fallback_name;
   bool has_runtime = false;
+  bool idle_timeout_seconds = false;    // idle_timeout_s gave seconds: an explicit fixed window
+  std::optional<KeepAlive> keep_alive;  // as keep_alive (or idle_timeout_s: auto) said
   std::set<std::string> seen;
   for (const auto& kv : root) {
     if (!kv.first.IsScalar()) return InvalidArgument("thaw.yaml: keys must be plain names");
@@ -349,12 +355,28 @@ StatusOr<Manifest> ParseManifest(const std::string& yaml_text, const std::string
       if (!v.ok()) return v.status();
       m.max_instances = *v;
     } else if (key == "idle_timeout_s") {
-      if (value.IsScalar() && value.Scalar() == "auto") {
-        return FieldError(key, "'auto' (adaptive keep-alive) is not supported yet; give seconds");
+      if (value.IsScalar() && value.Scalar() == "auto") {  // the same as keep_alive: adaptive
+        if (keep_alive == KeepAlive::kFixed) {
+          return FieldError(key, "'auto' is the adaptive keep-alive, but keep_alive says fixed");
+        }
+        keep_alive = KeepAlive::kAdaptive;
+        continue;
       }
       auto v = ReadInt(value, key, 0, 86400);
       if (!v.ok()) return v.status();
       m.idle_timeout_s = *v;
+      idle_timeout_seconds = true;
+    } else if (key == "keep_alive") {
+      auto v = ReadString(value, key);
+      if (!v.ok()) return v.status();
+      if (*v != "adaptive" && *v != "fixed") {
+        return FieldError(key, "must be adaptive or fixed, got '" + *v + "'");
+      }
+      const KeepAlive asked = *v == "fixed" ? KeepAlive::kFixed : KeepAlive::kAdaptive;
+      if (keep_alive && *keep_alive != asked) {
+        return FieldError(key, "'" + *v + "' contradicts idle_timeout_s: auto");
+      }
+      keep_alive = asked;
     } else if (key == "environment") {
       if (value.IsNull()) continue;
       if (!value.IsMap()) return FieldError(key, "must be a mapping of NAME: value");
@@ -435,6 +457,10 @@ StatusOr<Manifest> ParseManifest(const std::string& yaml_text, const std::string
     }
   }
   if (!has_runtime) return FieldError("runtime", "is required");
+  // idle_timeout_s alone overrides the adaptive default; beside keep_alive: adaptive it is
+  // the window adaptive falls back to while the function's histogram is not representative.
+  m.keep_alive =
+      keep_alive.value_or(idle_timeout_seconds ? KeepAlive::kFixed : KeepAlive::kAdaptive);
   if (!IsValidFunctionName(m.name)) {
     return FieldError("name", "must be 1-64 letters, digits, '-' or '_', got '" + m.name + "'");
   }
@@ -499,6 +525,7 @@ json::object ManifestToJsonObject(const Manifest& m) {
       {"min_instances", m.min_instances},
       {"max_instances", m.max_instances},
       {"idle_timeout_s", m.idle_timeout_s},
+      {"keep_alive", KeepAliveName(m.keep_alive)},
       {"environment", std::move(env)},
       {"runtime_name", m.runtime_name},
       {"description", m.description},
@@ -544,6 +571,11 @@ StatusOr<Manifest> ManifestFromJson(const std::string& json_text) {
     m.min_instances = o.at("min_instances").to_number<int64_t>();
     m.max_instances = o.at("max_instances").to_number<int64_t>();
     m.idle_timeout_s = o.at("idle_timeout_s").to_number<int64_t>();
+    // Rows written before the adaptive keep-alive kept idle_timeout_s: keep them as they were.
+    m.keep_alive = KeepAlive::kFixed;
+    if (auto* k = o.if_contains("keep_alive"); k != nullptr && k->is_string()) {
+      m.keep_alive = k->as_string() == "adaptive" ? KeepAlive::kAdaptive : KeepAlive::kFixed;
+    }
     // Absent in rows written before function URLs existed.
     if (auto* u = o.if_contains("url_auth"); u != nullptr && u->is_string()) {
       m.url_public = u->as_string() == "none";

@@ -56,6 +56,13 @@ struct BatchSpec {
 inline constexpr int64_t kMaxBatchSize = 1024;
 inline constexpr int64_t kMaxBatchWaitMs = 10'000;
 
+// keep_alive: how long idle instances stay. kAdaptive learns it from the function's own idle
+// times (pool/keep_alive.h), falling back to idle_timeout_s; kFixed keeps them idle_timeout_s.
+// An idle_timeout_s of seconds without a keep_alive selects kFixed.
+enum class KeepAlive { kAdaptive, kFixed };
+
+const char* KeepAliveName(KeepAlive keep_alive);
+
 struct Manifest {
   std::string name;
   Runtime runtime = Runtime::kProvided;
@@ -65,7 +72,8 @@ struct Manifest {
   int64_t concurrency = 1;    // requests one instance serves at once
   int64_t min_instances = 0;
   int64_t max_instances = 8;
-  int64_t idle_timeout_s = 300;
+  int64_t idle_timeout_s = 300;  // kFixed's window; kAdaptive's fallback
+  KeepAlive keep_alive = KeepAlive::kAdaptive;
   std::map<std::string, std::string> environment;
   // The runtime as the user named it ("python3.12"), reported back by the Lambda API; empty
   // means RuntimeName(runtime).

@@ -102,7 +102,7 @@ StatusOr<OpenAiKind> ParseOpenAiKind(const std::string& kind) {
   return FieldError("openai.kind", "must be chat, completions or embeddings, got '" + kind + "'");
 }
 
-// `openai: {models: [NAME, ...], kind: chat|completions|embeddings}`.
+// `openai: {models: [NAME, ...], kind: chat|completions|embeddings, dimensions: N}`.
 StatusOr<OpenAiSpec> ReadOpenAi(const YAML::Node& node) {
   if (!node.IsMap()) return FieldError("openai", "must be {models: [NAME, ...], kind: KIND}");
   OpenAiSpec spec;
@@ -133,12 +133,19 @@ StatusOr<OpenAiSpec> ReadOpenAi(const YAML::Node& node) {
       if (!kind.ok()) return kind.status();
       spec.kind = *kind;
       has_kind = true;
+    } else if (key == "dimensions") {
+      auto v = ReadInt(kv.second, field, 1, kMaxOpenAiDimensions);
+      if (!v.ok()) return v.status();
+      spec.dimensions = *v;
     } else {
       return FieldError(field, "unknown key");
     }
   }
   if (spec.models.empty()) return FieldError("openai.models", "is required");
   if (!has_kind) return FieldError("openai.kind", "is required");
+  if (spec.dimensions != 0 && spec.kind != OpenAiKind::kEmbeddings) {
+    return FieldError("openai.dimensions", "is for kind embeddings only");
+  }
   return spec;
 }
 
@@ -444,8 +451,9 @@ json::object ManifestToJsonObject(const Manifest& m) {
   if (!m.openai.models.empty()) {
     json::array models;
     for (const auto& name : m.openai.models) models.push_back(json::value(name));
-    o["openai"] =
-        json::object{{"models", std::move(models)}, {"kind", OpenAiKindName(m.openai.kind)}};
+    json::object openai{{"models", std::move(models)}, {"kind", OpenAiKindName(m.openai.kind)}};
+    if (m.openai.dimensions != 0) openai["dimensions"] = m.openai.dimensions;
+    o["openai"] = std::move(openai);
   }
   return o;
 }
@@ -497,6 +505,7 @@ StatusOr<Manifest> ManifestFromJson(const std::string& json_text) {
       auto kind = ParseOpenAiKind(json::value_to<std::string>(ao.at("kind")));
       if (!kind.ok()) return kind.status();
       m.openai.kind = *kind;
+      if (auto* d = ao.if_contains("dimensions")) m.openai.dimensions = d->to_number<int64_t>();
     }
     return m;
   } catch (const std::exception& e) {

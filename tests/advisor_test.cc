@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <climits>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -98,6 +99,42 @@ TEST(CostTest, ThrottledCallsCostNothing) {
   EXPECT_EQ(LambdaCostPico(S("f", 0, 0, 128, "throttled"), PriceSheet{}), 0);
   // One 1 ms call at 128 MB: 200000 pico for the request + 2083 pico of GB-s (truncated).
   EXPECT_EQ(LambdaCostPico(S("f", 0, 1000, 128), PriceSheet{}), 202'083);
+}
+
+TEST(CostTest, TokensArePricedPerMillionOnBothSheets) {
+  PriceSheet p;
+  EXPECT_EQ(p.prompt_token_pico, 0);  // not priced unless the operator says so
+  EXPECT_EQ(p.completion_token_pico, 0);
+  p.request_pico = 0;
+  p.gb_second_pico = 0;
+  p.cpu_second_pico = 0;
+  p.peak_gb_second_pico = 0;
+  p.prompt_token_pico = 150'000;      // $0.15 per million
+  p.completion_token_pico = 600'000;  // $0.60 per million
+  Sums s;
+  s.invocations = 3;
+  s.prompt_tokens = 2'000'000;
+  s.completion_tokens = 500'001;  // $0.3000006: rounds to the micro-dollar once
+  EXPECT_EQ(LambdaCostMicro(s, p), 300'000 + 300'001);
+  EXPECT_EQ(ActualCostMicro(s, p), 300'000 + 300'001);
+
+  // Running totals (a tenant's spend): a usage record costs its tokens only, in pico-dollars.
+  Sample usage;
+  usage.status = "usage";
+  usage.prompt_tokens = 10;
+  usage.completion_tokens = 20;
+  usage.billed_ms = 5;  // not set on usage records; ignored if it were
+  usage.memory_mb = 128;
+  PriceSheet q;
+  q.prompt_token_pico = 150'000;
+  q.completion_token_pico = 600'000;
+  EXPECT_EQ(LambdaCostPico(usage, q), 10 * 150'000 + 20 * 600'000);
+  Sample call = usage;
+  call.status = "success";
+  EXPECT_EQ(LambdaCostPico(call, q), q.request_pico + 5 * 128 * q.gb_second_pico / 1024 / 1000 +
+                                         10 * 150'000 + 20 * 600'000);
+  usage.completion_tokens = INT64_MAX / 2;  // what a function claims: saturates, no overflow
+  EXPECT_EQ(LambdaCostPico(usage, q), INT64_MAX);
 }
 
 TEST(CostTest, FormatDollars) {

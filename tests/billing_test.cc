@@ -163,5 +163,56 @@ TEST_F(BillingTest, AdviceRecommendsPerFunction) {
   EXPECT_GT(a["break_even_rps"].to_number<double>(), 0);
 }
 
+// A chat model that reports 1000 prompt and 3000 completion tokens per call.
+constexpr char kTokenModel[] = R"PY(def handler(event, context):
+    return {"id": "x", "object": "chat.completion", "created": 1, "model": event["model"],
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": "ok"}}],
+            "usage": {"prompt_tokens": 1000, "completion_tokens": 3000, "total_tokens": 4000}}
+)PY";
+
+TEST(TokenBillingTest, TokensArePricedOnBothSheetsAndCountTowardBudgets) {
+  // Only tokens cost: $150 per million prompt tokens, $600 per million completion tokens, so
+  // one call is 1000 x 150 + 3000 x 600 micro-dollars = $1.95.
+  auto server = ThawServer::Start({"--price-request-micro-per-million=0",
+                                   "--price-gb-second-pico=0", "--price-cpu-second-pico=0",
+                                   "--price-peak-gb-second-pico=0", "--price-gpu-second-pico=0",
+                                   "--price-prompt-tokens-micro-per-million=150000000",
+                                   "--price-completion-tokens-micro-per-million=600000000"});
+  const std::string dir =
+      PythonBundle("chat", kTokenModel, "openai: {models: [priced], kind: chat}\n");
+  ASSERT_EQ(server->Deploy("chat", dir).status, 201);
+  const std::string chat = R"({"model":"priced","messages":[{"role":"user","content":"x"}]})";
+  const Headers json_headers = {{"Authorization", "Bearer " + server->key()},
+                                {"Content-Type", "application/json"}};
+  for (int i = 0; i < 2; ++i) {
+    auto r = server->Call("POST", "/v1/chat/completions", chat, json_headers, false);
+    ASSERT_EQ(r.status, 200) << r.body;
+  }
+  auto u = server->Call("GET", "/v1/usage?function=chat");
+  ASSERT_EQ(u.status, 200) << u.body;
+  json::object body = json::parse(u.body).as_object();
+  json::object row = body["functions"].as_array()[0].as_object();
+  EXPECT_EQ(row["prompt_tokens"].as_int64(), 2000) << row;
+  EXPECT_EQ(row["completion_tokens"].as_int64(), 6000) << row;
+  EXPECT_EQ(row["cost_lambda"].as_object()["micro"].as_int64(), 3'900'000) << row;
+  EXPECT_EQ(row["cost_actual"].as_object()["micro"].as_int64(), 3'900'000) << row;
+  EXPECT_EQ(body["prices"].as_object()["prompt_token_pico"].as_int64(), 150'000'000) << body;
+  EXPECT_EQ(body["prices"].as_object()["completion_token_pico"].as_int64(), 600'000'000) << body;
+
+  // A tenant with a $1 budget: its first call's tokens ($1.95) spend it, so the next is refused.
+  server->CreateTenant("thrifty", R"("monthly_budget_micros":1000000)");
+  const std::string key = server->CreateKey("thrifty").second;
+  ASSERT_EQ(server->Deploy("thrifty.chat", dir).status, 201);
+  const Headers tenant_headers = {{"Authorization", "Bearer " + key},
+                                  {"Content-Type", "application/json"}};
+  auto first = server->Call("POST", "/v1/chat/completions", chat, tenant_headers, false);
+  ASSERT_EQ(first.status, 200) << first.body;
+  auto second = server->Call("POST", "/v1/chat/completions", chat, tenant_headers, false);
+  EXPECT_EQ(second.status, 429) << second.body;
+  EXPECT_NE(second.body.find("insufficient_quota"), std::string::npos) << second.body;
+  RemoveDir(dir);
+}
+
 }  // namespace
 }  // namespace thaw::testing

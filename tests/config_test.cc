@@ -169,6 +169,8 @@ TEST(ConfigTest, KnobTableMatchesParser) {
       {"price_cpu_second_pico", "0"},
       {"price_peak_gb_second_pico", "2500000"},
       {"price_instance_hour_micro", "20800"},
+      {"price_prompt_tokens_micro_per_million", "150000"},
+      {"price_completion_tokens_micro_per_million", "600000"},
       {"header_timeout_ms", "0"},
       {"idle_timeout_ms", "75000"},
       {"max_connections", "100000"},

@@ -1,6 +1,8 @@
 // Integration tests of the examples users come for, deployed on the real server:
 // digits-torch (CPU inference with a model trained during the build, judged on held-out
-// images) and ai-proxy (an OpenAI-style proxy, driven against a fake upstream on loopback).
+// images), ai-proxy (an OpenAI-style proxy, driven against a fake upstream on loopback), and
+// tiny-chat and tiny-embed (a character-level model trained during the build, served under the
+// OpenAI routes, also to the official openai SDK).
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -9,6 +11,7 @@
 
 #include <boost/json.hpp>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -18,6 +21,8 @@
 #include <regex>
 #include <set>
 #include <sstream>
+#include <utility>
+#include <vector>
 
 #include "server_fixture.h"
 
@@ -511,6 +516,272 @@ TEST_F(AiProxyTest, NonChatEventIsRefusedWithoutCallingUpstream) {
   EXPECT_TRUE(upstream_.Requests().empty());
   // TearDown looks for the proxy's log lines: give it one real call.
   EXPECT_EQ(server_->Invoke("ai-proxy", Chat("ok")).status, 200);
+}
+
+// ---------------------------------------------------------------------------------------
+// tiny-chat and tiny-embed: one character-level model trained on Debian's fortunes during
+// the build, served under the OpenAI routes (examples/tiny-chat/train.py).
+
+const std::string kTinyChat = std::string(THAW_BUILD_DIR) + "/examples/tiny-chat";
+const std::string kTinyEmbed = std::string(THAW_BUILD_DIR) + "/examples/tiny-embed";
+
+json::object ParseObject(const std::string& text) {
+  boost::system::error_code ec;
+  json::value v = json::parse(text, ec);
+  EXPECT_FALSE(ec) << text;
+  return !ec && v.is_object() ? v.as_object() : json::object{};
+}
+
+std::vector<double> Floats(const json::value& v) {
+  std::vector<double> out;
+  for (const json::value& x : v.as_array()) out.push_back(x.to_number<double>());
+  return out;
+}
+
+double Dot(const std::vector<double>& a, const std::vector<double>& b) {
+  double sum = 0;
+  for (size_t i = 0; i < a.size() && i < b.size(); ++i) sum += a[i] * b[i];
+  return sum;
+}
+
+// One server with both examples deployed, shared by the suite: each cold start imports torch.
+class TinyModelsTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    for (const auto& built : {kTinyChat + "/model.pt", kTinyEmbed + "/model.pt"}) {
+      ASSERT_TRUE(fs::exists(built)) << built << ": the build makes it (target tiny_models)";
+    }
+    // Importing torch takes seconds, and many more on a loaded 2-core machine.
+    server_ = ThawServer::Start({"--init-timeout-ms", "120000", "--queue-timeout-ms", "120000"})
+                  .release();
+    for (const auto& [name, dir] :
+         {std::pair{"tiny-chat", kTinyChat}, {"tiny-embed", kTinyEmbed}}) {
+      auto d = server_->Deploy(name, dir);
+      ASSERT_EQ(d.status, 201) << d.body;
+    }
+  }
+  static void TearDownTestSuite() {
+    delete server_;
+    server_ = nullptr;
+  }
+  void SetUp() override { ASSERT_NE(server_, nullptr); }
+
+  static HttpResult Post(const std::string& path, const json::object& body) {
+    return server_->Call(
+        "POST", path, json::serialize(body),
+        {{"Authorization", "Bearer " + server_->key()}, {"Content-Type", "application/json"}},
+        false);
+  }
+  // A chat with one user message and `params`; the answer's body, asserting 200.
+  static json::object Chat(json::object params) {
+    params["model"] = "tiny-chat";
+    params["messages"] =
+        json::array{json::object{{"role", "user"}, {"content", "What does the future hold?"}}};
+    auto r = Post("/v1/chat/completions", params);
+    EXPECT_EQ(r.status, 200) << r.body;
+    return ParseObject(r.body);
+  }
+  static std::string ContentOf(json::object& answer) {
+    return std::string(
+        answer["choices"].as_array()[0].as_object()["message"].as_object()["content"].as_string());
+  }
+  static std::string FinishOf(json::object& answer) {
+    return std::string(answer["choices"].as_array()[0].as_object()["finish_reason"].as_string());
+  }
+  static inline ThawServer* server_ = nullptr;
+};
+
+TEST_F(TinyModelsTest, ChatSamplesWithTheRequestsParameters) {
+  // The same seed gives the same text; the usage counts characters.
+  const json::object seeded{{"seed", 7}, {"max_tokens", 40}, {"temperature", 0.9}};
+  json::object a = Chat(seeded);
+  json::object b = Chat(seeded);
+  ASSERT_EQ(a["object"], "chat.completion") << a;
+  const std::string text = ContentOf(a);
+  EXPECT_EQ(ContentOf(b), text);
+  json::object usage = a["usage"].as_object();
+  EXPECT_EQ(usage["completion_tokens"].as_int64(), static_cast<int64_t>(text.size())) << a;
+  EXPECT_GT(usage["prompt_tokens"].as_int64(), 20) << a;  // the message and its framing
+  EXPECT_LE(text.size(), 40u) << text;
+  if (FinishOf(a) == "length") {
+    EXPECT_EQ(text.size(), 40u) << text;
+  }
+
+  // Other seeds, other texts.
+  std::set<std::string> texts{text};
+  for (int seed = 1; seed <= 4; ++seed) {
+    json::object other = Chat({{"seed", seed}, {"max_tokens", 40}, {"temperature", 0.9}});
+    texts.insert(ContentOf(other));
+  }
+  EXPECT_GE(texts.size(), 3u);
+
+  // max_tokens bounds the answer.
+  json::object short_answer = Chat({{"seed", 7}, {"max_tokens", 3}});
+  EXPECT_LE(ContentOf(short_answer).size(), 3u) << short_answer;
+
+  // A stop sequence ends the text before it: the same seeded draw, cut where the stop first
+  // appears (the draw does not depend on the stop). Seeds until the text is long enough.
+  for (int seed = 100; seed < 120; ++seed) {
+    json::object draw = Chat({{"seed", seed}, {"max_tokens", 60}});
+    const std::string full = ContentOf(draw);
+    if (full.size() < 12) continue;
+    const std::string stop = full.substr(8, 2);
+    json::object cut = Chat({{"seed", seed}, {"max_tokens", 60}, {"stop", json::array{stop}}});
+    EXPECT_EQ(ContentOf(cut), full.substr(0, full.find(stop))) << "stop " << json::value(stop);
+    EXPECT_EQ(FinishOf(cut), "stop");
+    break;
+  }
+
+  // Bad parameters: the gateway's bounds, and what only the model knows (n > 1), both as
+  // OpenAI's 400.
+  auto hot = Post("/v1/chat/completions",
+                  {{"model", "tiny-chat"},
+                   {"temperature", 3},
+                   {"messages", json::array{json::object{{"role", "user"}, {"content", "x"}}}}});
+  EXPECT_EQ(hot.status, 400) << hot.body;
+  EXPECT_EQ(ParseObject(hot.body)["error"].as_object()["param"], "temperature") << hot.body;
+  auto two = Post("/v1/chat/completions",
+                  {{"model", "tiny-chat"},
+                   {"n", 2},
+                   {"messages", json::array{json::object{{"role", "user"}, {"content", "x"}}}}});
+  EXPECT_EQ(two.status, 400) << two.body;
+  json::object error = ParseObject(two.body)["error"].as_object();
+  EXPECT_EQ(error["type"], "invalid_request_error") << two.body;
+  EXPECT_NE(std::string(error["message"].as_string()).find("n must be 1"), std::string::npos)
+      << two.body;
+}
+
+TEST_F(TinyModelsTest, ChatStreamsOneTokenPerEvent) {
+  const json::object params{{"seed", 11}, {"max_tokens", 50}, {"temperature", 0.8}};
+  json::object plain = Chat(params);
+  const std::string text = ContentOf(plain);
+
+  json::object streamed = params;
+  streamed["stream"] = true;
+  streamed["model"] = "tiny-chat";
+  streamed["messages"] =
+      json::array{json::object{{"role", "user"}, {"content", "What does the future hold?"}}};
+  auto r = Post("/v1/chat/completions", streamed);
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.Header("content-type"), "text/event-stream");
+  std::string joined, finish;
+  size_t deltas = 0;
+  json::object usage;
+  bool done = false;
+  for (size_t pos = 0; pos < r.body.size();) {
+    size_t end = r.body.find("\n\n", pos);
+    ASSERT_NE(end, std::string::npos) << r.body;
+    std::string event = r.body.substr(pos, end - pos);
+    pos = end + 2;
+    ASSERT_TRUE(event.starts_with("data: ")) << event;
+    if (event == "data: [DONE]") {
+      done = true;
+      continue;
+    }
+    json::object chunk = ParseObject(event.substr(6));
+    ASSERT_EQ(chunk["object"], "chat.completion.chunk") << event;
+    if (chunk.contains("usage")) usage = chunk["usage"].as_object();
+    if (chunk["choices"].as_array().empty()) continue;
+    json::object choice = chunk["choices"].as_array()[0].as_object();
+    if (choice["finish_reason"].is_string()) finish = choice["finish_reason"].as_string();
+    json::object delta = choice["delta"].as_object();
+    if (!delta.contains("content") || delta["content"].as_string().empty()) continue;
+    // One character a token; two where a newline waited to see whether "%" (the end of a
+    // fortune) followed it.
+    EXPECT_LE(delta["content"].as_string().size(), 2u) << event;
+    joined += delta["content"].as_string();
+    ++deltas;
+  }
+  EXPECT_TRUE(done) << r.body;
+  EXPECT_EQ(joined, text);  // the same seed, streamed or not
+  EXPECT_GE(deltas, text.size() / 2) << r.body;
+  EXPECT_EQ(finish, FinishOf(plain));
+  EXPECT_EQ(usage["completion_tokens"].as_int64(), static_cast<int64_t>(text.size())) << r.body;
+
+  // The meter has the tokens of both calls.
+  auto u = server_->Call("GET", "/v1/usage?function=tiny-chat");
+  ASSERT_EQ(u.status, 200) << u.body;
+  json::array rows = ParseObject(u.body)["functions"].as_array();
+  ASSERT_EQ(rows.size(), 1u) << u.body;
+  EXPECT_GE(rows[0].as_object()["completion_tokens"].as_int64(),
+            2 * static_cast<int64_t>(text.size()))
+      << u.body;
+}
+
+TEST_F(TinyModelsTest, EmbeddingsScoreSimilarTextsHigher) {
+  const json::array inputs{"The cat sat on the mat.", "The cat sat on a mat.",
+                           "Stock markets fell on Monday."};
+  auto r = Post("/v1/embeddings",
+                {{"model", "tiny-embed"}, {"input", inputs}, {"encoding_format", "float"}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  json::array data = ParseObject(r.body)["data"].as_array();
+  ASSERT_EQ(data.size(), 3u) << r.body;
+  std::vector<std::vector<double>> v;
+  for (auto& d : data) v.push_back(Floats(d.as_object()["embedding"]));
+  for (const auto& e : v) {
+    ASSERT_EQ(e.size(), 64u);
+    EXPECT_NEAR(Dot(e, e), 1.0, 1e-4);
+  }
+  std::printf(
+      "tiny-embed: cos(cat, cat') = %.3f, cos(cat, stocks) = %.3f, cos(cat', stocks) = "
+      "%.3f\n",
+      Dot(v[0], v[1]), Dot(v[0], v[2]), Dot(v[1], v[2]));
+  EXPECT_GT(Dot(v[0], v[1]), Dot(v[0], v[2]));
+  EXPECT_GT(Dot(v[0], v[1]), Dot(v[1], v[2]));
+
+  // dimensions: the first ones, normalised again.
+  auto small = Post("/v1/embeddings", {{"model", "tiny-embed"},
+                                       {"input", inputs[0]},
+                                       {"dimensions", 16},
+                                       {"encoding_format", "float"}});
+  ASSERT_EQ(small.status, 200) << small.body;
+  std::vector<double> s =
+      Floats(ParseObject(small.body)["data"].as_array()[0].as_object()["embedding"]);
+  ASSERT_EQ(s.size(), 16u);
+  EXPECT_NEAR(Dot(s, s), 1.0, 1e-4);
+  const std::vector<double> head(v[0].begin(), v[0].begin() + 16);
+  const double head_norm = std::sqrt(Dot(head, head));
+  for (size_t i = 0; i < 16; ++i) EXPECT_NEAR(s[i], head[i] / head_norm, 1e-4) << i;
+
+  // More than the model has: OpenAI's 400, from the thaw.yaml `openai` block.
+  auto big = Post("/v1/embeddings", {{"model", "tiny-embed"}, {"input", "x"}, {"dimensions", 65}});
+  EXPECT_EQ(big.status, 400) << big.body;
+  json::object error = ParseObject(big.body)["error"].as_object();
+  EXPECT_EQ(error["param"], "dimensions") << big.body;
+  EXPECT_EQ(error["type"], "invalid_request_error") << big.body;
+}
+
+TEST_F(TinyModelsTest, OfficialOpenAiSdkStreamsTinyChat) {
+  const std::string npm = std::string(THAW_BUILD_DIR) + "/npm";
+  ProcessResult install = RunProcess(
+      {"/bin/bash", std::string(THAW_SOURCE_DIR) + "/tests/clients/install.sh", npm}, nullptr);
+  ASSERT_EQ(install.exit_code, 0) << "could not install openai into " << npm << ":\n"
+                                  << install.err;
+  const std::vector<std::string> env = {"PATH=/usr/bin:/bin", "HOME=/tmp", "THAW_NPM_DIR=" + npm,
+                                        "NODE_NO_WARNINGS=1", "OPENAI_API_KEY=" + server_->key()};
+  ProcessResult r = RunProcess(
+      {"/usr/bin/node", std::string(THAW_SOURCE_DIR) + "/tests/clients/openai_tiny_client.mjs",
+       server_->url() + "/v1"},
+      &env);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  json::object out = ParseObject(r.out);
+
+  // The SDK saw the same text the same seed gives without streaming, a chunk per token.
+  json::object plain = Chat({{"seed", 42}, {"max_tokens", 60}, {"temperature", 0.8}});
+  json::object stream = out["chat_stream"].as_object();
+  EXPECT_EQ(stream["content"].as_string(), ContentOf(plain)) << out;
+  EXPECT_GE(stream["deltas"].as_array().size(), ContentOf(plain).size() / 2) << out;
+  EXPECT_EQ(stream["finish"].as_string(), FinishOf(plain)) << out;
+  EXPECT_EQ(stream["usage"].as_object()["completion_tokens"].as_int64(),
+            static_cast<int64_t>(ContentOf(plain).size()))
+      << out;
+
+  // Base64 embeddings, decoded by the SDK: the similar pair scores higher.
+  json::array e = out["embeddings"].as_array();
+  ASSERT_EQ(e.size(), 3u) << out;
+  std::vector<double> cat = Floats(e[0]), cat2 = Floats(e[1]), stocks = Floats(e[2]);
+  ASSERT_EQ(cat.size(), 64u);
+  EXPECT_GT(Dot(cat, cat2), Dot(cat, stocks)) << out;
 }
 
 }  // namespace

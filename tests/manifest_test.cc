@@ -229,6 +229,13 @@ TEST(ManifestTest, OpenAiModelsAndKind) {
   auto embed = Parse(py + "openai:\n  models: [tiny-embed]\n  kind: embeddings\n");
   ASSERT_TRUE(embed.ok()) << embed.status().ToString();
   EXPECT_EQ(embed->openai.kind, OpenAiKind::kEmbeddings);
+  EXPECT_EQ(embed->openai.dimensions, 0);
+  auto sized = Parse(py + "openai: {models: [e], kind: embeddings, dimensions: 64}\n");
+  ASSERT_TRUE(sized.ok()) << sized.status().ToString();
+  EXPECT_EQ(sized->openai.dimensions, 64);
+  auto sized_back = ManifestFromJson(ManifestToJson(*sized));
+  ASSERT_TRUE(sized_back.ok()) << sized_back.status().ToString();
+  EXPECT_EQ(sized_back->openai.dimensions, 64);
   auto back = ManifestFromJson(ManifestToJson(*chat));
   ASSERT_TRUE(back.ok()) << back.status().ToString();
   EXPECT_EQ(back->openai.models, chat->openai.models);
@@ -405,6 +412,10 @@ std::vector<ErrorCase> ErrorCases() {
        "got 'a b'"},
       {"OpenAiModelRepeated", py + "openai: {models: [m, m], kind: chat}\n", "openai.models[1]",
        "repeats"},
+      {"OpenAiDimensionsForChat", py + "openai: {models: [m], kind: chat, dimensions: 8}\n",
+       "openai.dimensions", "embeddings only"},
+      {"OpenAiDimensionsZero", py + "openai: {models: [m], kind: embeddings, dimensions: 0}\n",
+       "openai.dimensions", "between 1"},
       {"OpenAiWithoutKind", py + "openai: {models: [m]}\n", "openai.kind", "is required"},
       {"OpenAiUnknownKind", py + "openai: {models: [m], kind: images}\n", "openai.kind",
        "must be chat, completions or embeddings, got 'images'"},

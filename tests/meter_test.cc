@@ -269,9 +269,9 @@ class MeterTest : public ::testing::Test {
 
 TEST_F(MeterTest, UsageRecordSetsTheTokensOfItsInvocation) {
   meter_->Add(Rec("a", "chat", "success", kT0, 1000));
-  meter_->AddUsage("a", 12, 30);
+  meter_->AddUsage("a", "chat", kT0 + 5, 12, 30);
   meter_->Add(Rec("b", "chat", "success", kT0 + 1, 1000));
-  meter_->AddUsage("missing", 5, 5);  // no such invocation: nothing to amend
+  meter_->AddUsage("missing", "chat", kT0 + 5, 5, 5);  // no such invocation: nothing to amend
   auto samples = meter_->Samples("", kT0, kT0 + 10);
   ASSERT_TRUE(samples.ok()) << samples.status().ToString();
   ASSERT_EQ(samples->size(), 2u);  // a usage record is not an invocation

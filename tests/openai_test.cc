@@ -1,14 +1,19 @@
 // The OpenAI-compatible routes against the real server: a python function that fakes a model
 // deterministically (it echoes the prompt word by word), raw HTTP for the wire shapes (SSE,
-// errors, tenant scoping, token metering), and the official `openai` npm SDK as a real client
-// (tests/clients/openai_client.mjs).
+// errors, tenant scoping, token metering), `curl -N` for event-by-event delivery, and the
+// official `openai` npm SDK as a real client (tests/clients/openai_client.mjs).
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <spawn.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <boost/json.hpp>
+#include <chrono>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -335,6 +340,105 @@ TEST_F(OpenAiTest, OfficialOpenAiSdk) {
   EXPECT_EQ(out["bad_key"].as_object()["error"], "AuthenticationError") << out;
   EXPECT_EQ(out["rate_limited"].as_object()["error"], "RateLimitError") << out;
   EXPECT_EQ(out["rate_limited"].as_object()["code"], "rate_limit_exceeded") << out;
+}
+
+// A chat model that streams one chunk, then waits for the test's word on a loopback socket
+// (port in the request's `user` field) before it even makes the second: the gate.
+constexpr char kGatedModel[] = R"PY(import socket
+
+def handler(event, context):
+    port = int(event["user"])
+    def chunk(text):
+        return {"id": "g", "object": "chat.completion.chunk", "created": 1, "model": "gated",
+                "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]}
+    def stream():
+        yield chunk("first")
+        with socket.create_connection(("127.0.0.1", port)) as s:
+            s.recv(1)  # blocks until the test has seen "first" arrive
+        yield chunk("second")
+    return stream()
+)PY";
+
+// Reads from `fd` into `out` until it holds `needle` or the stream ends; false on timeout.
+bool ReadUntil(int fd, std::string& out, const std::string& needle, int timeout_ms) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (needle.empty() || out.find(needle) == std::string::npos) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    pollfd p{fd, POLLIN, 0};
+    if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) <= 0) return false;
+    char buf[4096];
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n <= 0) return needle.empty();
+    out.append(buf, static_cast<size_t>(n));
+  }
+  return true;
+}
+
+TEST_F(OpenAiTest, SseEventReachesCurlBeforeTheNextIsProduced) {
+  dirs_.push_back(
+      PythonBundle("gated", kGatedModel, "timeout_s: 60\nopenai: {models: [gated], kind: chat}\n"));
+  auto d = server_->Deploy("gated", dirs_.back());
+  ASSERT_EQ(d.status, 201) << d.body;
+  const int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(listener, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(listener, 1), 0);
+  ASSERT_EQ(::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  const std::string body = R"({"model":"gated","stream":true,"user":")" +
+                           std::to_string(ntohs(addr.sin_port)) +
+                           R"(","messages":[{"role":"user","content":"x"}]})";
+
+  // curl -N, its stdout a pipe this test reads as the bytes come.
+  int out[2];
+  ASSERT_EQ(::pipe2(out, O_CLOEXEC), 0);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_adddup2(&actions, out[1], 1);
+  const std::string auth = "Authorization: Bearer " + server_->key();
+  const std::string url = server_->url() + "/v1/chat/completions";
+  std::vector<std::string> argv = {"/usr/bin/curl",
+                                   "-N",
+                                   "-sS",
+                                   "-H",
+                                   auth,
+                                   "-H",
+                                   "Content-Type: application/json",
+                                   "-d",
+                                   body,
+                                   url};
+  std::vector<char*> args;
+  for (auto& a : argv) args.push_back(a.data());
+  args.push_back(nullptr);
+  pid_t curl = -1;
+  ASSERT_EQ(posix_spawn(&curl, args[0], &actions, nullptr, args.data(), environ), 0);
+  posix_spawn_file_actions_destroy(&actions);
+  ::close(out[1]);
+
+  // The first event reaches curl while the function is still held before its second chunk.
+  std::string seen;
+  const bool first = ReadUntil(out[0], seen, R"("first")", 120'000);
+  EXPECT_TRUE(first) << seen;
+  EXPECT_EQ(seen.find("second"), std::string::npos) << seen;
+  pollfd p{listener, POLLIN, 0};
+  ASSERT_EQ(::poll(&p, 1, 120'000), 1) << "the function never asked for the go-ahead";
+  const int gate = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
+  ASSERT_GE(gate, 0);
+  ASSERT_EQ(::write(gate, "g", 1), 1);
+  EXPECT_TRUE(ReadUntil(out[0], seen, "", 120'000)) << seen;  // to the end of the stream
+  ::close(gate);
+  ::close(listener);
+  ::close(out[0]);
+  int status = 0;
+  ::waitpid(curl, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  EXPECT_NE(seen.find(R"("second")"), std::string::npos) << seen;
+  EXPECT_TRUE(seen.ends_with("data: [DONE]\n\n")) << seen;
 }
 
 }  // namespace

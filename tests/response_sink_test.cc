@@ -55,11 +55,29 @@ TEST(ResponseSinkTest, ChunksArriveInOrderThenTheEndWithItsResult) {
   sink.Finish(end);
   Reads reads;
   Drain(ioc, sink, reads);
-  EXPECT_EQ(reads.chunks, (std::vector<std::string>{"a", "b", "c"}));
+  // Queued while no one read: one piece, in order.
+  EXPECT_EQ(reads.chunks, (std::vector<std::string>{"abc"}));
   EXPECT_TRUE(reads.ended);
   EXPECT_EQ(sink.result().billed_ms, 7);
   EXPECT_EQ(sink.bytes_written(), 3);
   EXPECT_EQ(sink.content_type(), "text/plain");
+}
+
+TEST(ResponseSinkTest, AReaderThatFellBehindTakesWhatQueuedInPiecesOfBoundedSize) {
+  boost::asio::io_context ioc;
+  ResponseSink sink("");
+  const std::string big(ResponseSink::kMaxPieceBytes - 1, 'x');
+  for (const std::string& c : {big, std::string("yz"), std::string("w")}) {
+    sink.Write(c, boost::asio::bind_executor(ioc, [](bool) {}));
+  }
+  ioc.poll();
+  ioc.restart();
+  sink.Finish(Result{});
+  Reads reads;
+  Drain(ioc, sink, reads);
+  // "yz" would pass the bound after `big`: it starts the next piece, and "w" joins it.
+  EXPECT_EQ(reads.chunks, (std::vector<std::string>{big, "yzw"}));
+  EXPECT_TRUE(reads.ended);
 }
 
 TEST(ResponseSinkTest, AWriterWaitsWhileTheBufferIsFull) {

@@ -4,11 +4,14 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json.hpp>
 #include <cctype>
+#include <climits>
+#include <cstdio>
 #include <optional>
 #include <utility>
 #include <vector>
 
 #include "common/base64.h"
+#include "common/clock.h"
 #include "common/ids.h"
 #include "common/json_text.h"
 #include "common/tenant.h"
@@ -99,7 +102,79 @@ json::object ModelJson(const std::string& id, const Served& s) {
                       {"owned_by", TenantOfFunction(s.function)}};
 }
 
+// How a message shows a request's value: numbers as people write them (Boost.JSON would
+// write 2.5 as 2.5E0), anything else as JSON.
+std::string Shown(const json::value& value) {
+  if (value.is_double()) {
+    char text[32];
+    std::snprintf(text, sizeof text, "%g", value.as_double());
+    return text;
+  }
+  return JsonText(value);
+}
+
+// `value` as an integer, when it is one (1 and 1.0 alike, as JSON does not tell them apart).
+std::optional<int64_t> AsInteger(const json::value& value) {
+  if (value.is_bool() || !value.is_number()) return std::nullopt;
+  json::error_code ec;
+  const int64_t n = value.to_number<int64_t>(ec);
+  if (ec) return std::nullopt;
+  return n;
+}
+
+std::optional<ParamError> CheckNumber(const json::object& body, const char* name, double low,
+                                      double high) {
+  const json::value* v = body.if_contains(name);
+  if (v == nullptr || v->is_null()) return std::nullopt;
+  if (!v->is_bool() && v->is_number()) {
+    const double x = v->to_number<double>();
+    if (x >= low && x <= high) return std::nullopt;
+  }
+  return ParamError{name, std::string(name) + " must be a number from " + Shown(low) + " to " +
+                              Shown(high) + ", got " + Shown(*v)};
+}
+
+std::optional<ParamError> CheckInteger(const json::object& body, const char* name, int64_t low) {
+  const json::value* v = body.if_contains(name);
+  if (v == nullptr || v->is_null()) return std::nullopt;
+  if (auto n = AsInteger(*v); n && *n >= low) return std::nullopt;
+  return ParamError{name, std::string(name) + " must be an integer" +
+                              (low > INT64_MIN ? " of at least " + std::to_string(low) : "") +
+                              ", got " + Shown(*v)};
+}
+
 }  // namespace
+
+std::optional<ParamError> CheckSamplingParams(const json::object& body) {
+  if (auto e = CheckNumber(body, "temperature", 0, 2)) return e;
+  if (auto e = CheckNumber(body, "top_p", 0, 1)) return e;
+  for (const char* name : {"max_tokens", "max_completion_tokens", "n"}) {
+    if (auto e = CheckInteger(body, name, 1)) return e;
+  }
+  if (auto e = CheckInteger(body, "seed", INT64_MIN)) return e;
+  const json::value* stop = body.if_contains("stop");
+  if (stop == nullptr || stop->is_null() || stop->is_string()) return std::nullopt;
+  bool ok = stop->is_array() && !stop->as_array().empty() && stop->as_array().size() <= 4;
+  for (size_t i = 0; ok && i < stop->as_array().size(); ++i) {
+    ok = stop->as_array()[i].is_string();
+  }
+  if (ok) return std::nullopt;
+  return ParamError{"stop", "stop must be a string or a list of 1 to 4 strings"};
+}
+
+std::optional<ParamError> CheckDimensions(const json::object& body, const std::string& model,
+                                          int64_t native) {
+  const json::value* v = body.if_contains("dimensions");
+  if (v == nullptr || v->is_null()) return std::nullopt;
+  if (native == 0) {
+    return ParamError{"dimensions",
+                      "The model `" + model + "` does not support specifying dimensions."};
+  }
+  if (auto n = AsInteger(*v); n && *n >= 1 && *n <= native) return std::nullopt;
+  return ParamError{"dimensions", "Invalid value for 'dimensions': `" + model + "` gives 1 to " +
+                                      std::to_string(native) + " dimensions, got " + Shown(*v) +
+                                      "."};
+}
 
 void OpenAiError(Response& res, http::status status, const std::string& type,
                  const std::string& message, const std::string& param, const std::string& code) {
@@ -275,6 +350,13 @@ asio::awaitable<void> OpenAiApi::Create(const auth::Caller& caller, std::string_
     }
   }
 
+  if (endpoint->kind != registry::OpenAiKind::kEmbeddings) {
+    if (auto e = CheckSamplingParams(o)) {
+      co_return OpenAiError(res, http::status::bad_request, "invalid_request_error", e->message,
+                            e->param, "invalid_value");
+    }
+  }
+
   std::optional<Served> served;
   for (auto& [name, s] : ModelsOf(*registry_, caller)) {
     if (name == model) {
@@ -289,6 +371,12 @@ asio::awaitable<void> OpenAiApi::Create(const auth::Caller& caller, std::string_
                               registry::OpenAiKindName(served->version->manifest.openai.kind) +
                               ", not " + std::string(endpoint->name) + ".",
                           "model", "model_not_supported");
+  }
+  if (endpoint->kind == registry::OpenAiKind::kEmbeddings) {
+    if (auto e = CheckDimensions(o, model, served->version->manifest.openai.dimensions)) {
+      co_return OpenAiError(res, http::status::bad_request, "invalid_request_error", e->message,
+                            e->param, "invalid_value");
+    }
   }
 
   o["thaw"] = json::object{{"tenant", caller.tenant}, {"endpoint", endpoint->name}};
@@ -326,6 +414,11 @@ asio::awaitable<void> OpenAiApi::Create(const auth::Caller& caller, std::string_
       co_return OpenAiError(res, http::status::service_unavailable, "server_error", r.error_message,
                             "", r.error_type);
     case Kind::kFunctionError:
+      if (r.error_type == kInvalidRequestErrorType) {
+        co_return OpenAiError(res, http::status::bad_request, "invalid_request_error",
+                              r.error_message);
+      }
+      [[fallthrough]];
     case Kind::kExitError:
     case Kind::kInitError:
     case Kind::kCanceled:
@@ -338,7 +431,7 @@ asio::awaitable<void> OpenAiApi::Create(const auth::Caller& caller, std::string_
       co_return OpenAiError(res, http::status::internal_server_error, "server_error",
                             "the function streamed an answer that was not asked to stream");
     }
-    RecordUsage(request_id, ParseUsage(r.body));
+    RecordUsage(request_id, served->function, ParseUsage(r.body));
     res.result(http::status::ok);
     res.set(http::field::content_type, "application/json");
     res.body() = encoding == "base64" ? EmbeddingsAsBase64(r.body) : std::move(r.body);
@@ -374,7 +467,7 @@ asio::awaitable<void> OpenAiApi::Create(const auth::Caller& caller, std::string_
       (void)co_await writer->Write("data: [DONE]\n\n");
       (void)co_await writer->End({});
     }
-    RecordUsage(request_id, usage);
+    RecordUsage(request_id, served->function, usage);
     co_return;
   }
   pool::ResponseSink& sink = *r.sink;
@@ -389,12 +482,12 @@ asio::awaitable<void> OpenAiApi::Create(const auth::Caller& caller, std::string_
     }
     if (!co_await send(texts)) {
       sink.Cancel();
-      RecordUsage(request_id, usage);
+      RecordUsage(request_id, served->function, usage);
       co_return;
     }
     if (malformed) break;
   }
-  RecordUsage(request_id, usage);
+  RecordUsage(request_id, served->function, usage);
   const pool::Result& end = sink.result();
   std::string last;
   if (malformed) {
@@ -413,9 +506,11 @@ asio::awaitable<void> OpenAiApi::Create(const auth::Caller& caller, std::string_
   (void)co_await writer->End(trailers);
 }
 
-void OpenAiApi::RecordUsage(const std::string& request_id, const TokenUsage& usage) {
+void OpenAiApi::RecordUsage(const std::string& request_id, const std::string& function,
+                            const TokenUsage& usage) {
   if (!usage.found || meter_ == nullptr) return;
-  meter_->AddUsage(request_id, usage.prompt_tokens, usage.completion_tokens);
+  meter_->AddUsage(request_id, function, WallNowMicros(), usage.prompt_tokens,
+                   usage.completion_tokens);
 }
 
 }  // namespace thaw::gateway

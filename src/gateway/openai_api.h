@@ -9,6 +9,7 @@
 
 #include <boost/asio/awaitable.hpp>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -16,6 +17,9 @@
 #include "auth/keys.h"
 #include "gateway/http_server.h"
 
+namespace boost::json {
+class object;
+}
 namespace thaw::registry {
 class Registry;
 }
@@ -32,6 +36,26 @@ class Invoker;
 void OpenAiError(Response& res, http::status status, const std::string& type,
                  const std::string& message, const std::string& param = "",
                  const std::string& code = "");
+
+// A function error of this type (a Python exception class of that name, say) is the caller's
+// fault: the routes answer it as 400 invalid_request_error with its message.
+inline constexpr std::string_view kInvalidRequestErrorType = "InvalidRequestError";
+
+// A bad parameter of a request: OpenAI's `param` and `message`.
+struct ParamError {
+  std::string param;
+  std::string message;
+};
+
+// Checks the sampling parameters a chat or completions request may carry (temperature, top_p,
+// max_tokens, max_completion_tokens, n, seed, stop) against OpenAI's bounds, so a function
+// gets them well-typed; absent or null ones are fine.
+std::optional<ParamError> CheckSamplingParams(const boost::json::object& body);
+
+// Checks an embeddings request's `dimensions` against `native`, the model's size from its
+// thaw.yaml (0: the model takes no `dimensions`).
+std::optional<ParamError> CheckDimensions(const boost::json::object& body, const std::string& model,
+                                          int64_t native);
 
 // Token counts a function reported in `usage` (OpenAI's prompt_tokens, completion_tokens).
 struct TokenUsage {
@@ -76,8 +100,9 @@ class OpenAiApi {
   void Models(const auth::Caller& caller, std::string_view id, Response& res);
   asio::awaitable<void> Create(const auth::Caller& caller, std::string_view endpoint,
                                ResponseWriter* writer, Request& req, Response& res);
-  // Records the tokens of request `request_id` in the meter.
-  void RecordUsage(const std::string& request_id, const TokenUsage& usage);
+  // Records the tokens of request `request_id` to `function` in the meter.
+  void RecordUsage(const std::string& request_id, const std::string& function,
+                   const TokenUsage& usage);
 
   registry::Registry* const registry_;
   Invoker* const invoker_;

@@ -47,7 +47,9 @@ json::object PricesJson(const meter::PriceSheet& p) {
                       {"cpu_second_pico", p.cpu_second_pico},
                       {"peak_gb_second_pico", p.peak_gb_second_pico},
                       {"instance_hour_micro", p.instance_hour_micro},
-                      {"gpu_second_pico", p.gpu_second_pico}};
+                      {"gpu_second_pico", p.gpu_second_pico},
+                      {"prompt_token_pico", p.prompt_token_pico},
+                      {"completion_token_pico", p.completion_token_pico}};
 }
 
 json::object CostJson(int64_t micro) {

@@ -1,6 +1,7 @@
 #include "meter/cost.h"
 
 #include <algorithm>
+#include <climits>
 #include <ctime>
 #include <map>
 
@@ -19,18 +20,34 @@ int64_t RoundHalfUp(Int128 num, Int128 den) {
   return static_cast<int64_t>((num * 2 + den) / (den * 2));
 }
 
+// Saturates: the token counts are what a function said, not what thaw measured.
+int64_t TokensPico(int64_t prompt_tokens, int64_t completion_tokens, const PriceSheet& p) {
+  const Int128 pico = Int128{prompt_tokens} * p.prompt_token_pico +
+                      Int128{completion_tokens} * p.completion_token_pico;
+  return pico > INT64_MAX ? INT64_MAX : static_cast<int64_t>(pico);
+}
+
+// The tokens' price over the common denominator pico x (MB/GB) x (us/s).
+Int128 TokensTerm(const Sums& s, const PriceSheet& p) {
+  return (Int128{s.prompt_tokens} * p.prompt_token_pico +
+          Int128{s.completion_tokens} * p.completion_token_pico) *
+         kMbPerGb * kUsPerS;
+}
+
 }  // namespace
 
 int64_t BilledRequests(const Sums& s) { return s.invocations - s.throttled; }
 
 int64_t LambdaCostPico(const Sample& s, const PriceSheet& p) {
   if (s.status == "throttled") return 0;
+  const int64_t tokens = TokensPico(s.prompt_tokens, s.completion_tokens, p);
+  if (s.status == "usage") return tokens;
   const int64_t gpu = static_cast<int64_t>(Int128{s.gpu_us} * p.gpu_second_pico / kUsPerS);
   if (s.status == "gpu_idle") return gpu;
   return (s.status == "init_error" ? 0 : p.request_pico) +
          static_cast<int64_t>(Int128{s.billed_ms} * s.memory_mb * p.gb_second_pico /
                               (kMbPerGb * kMsPerS)) +
-         gpu;
+         gpu + tokens;
 }
 
 double MeanBatchSize(const Sums& s) {
@@ -114,7 +131,7 @@ int64_t LambdaCostMicro(const Sums& s, const PriceSheet& p) {
   const Int128 den = Int128{kPicoPerMicro} * kMbPerGb * kUsPerS;
   Int128 num = Int128{BilledRequests(s)} * p.request_pico * kMbPerGb * kUsPerS +
                Int128{s.billed_mb_ms} * p.gb_second_pico * (kUsPerS / kMsPerS) +
-               Int128{s.gpu_us} * p.gpu_second_pico * kMbPerGb;
+               Int128{s.gpu_us} * p.gpu_second_pico * kMbPerGb + TokensTerm(s, p);
   return RoundHalfUp(num, den);
 }
 
@@ -123,7 +140,7 @@ int64_t ActualCostMicro(const Sums& s, const PriceSheet& p) {
   Int128 num = Int128{BilledRequests(s)} * p.request_pico * kMbPerGb * kUsPerS +
                Int128{s.cpu_us} * p.cpu_second_pico * kMbPerGb +
                Int128{s.peak_mb_us} * p.peak_gb_second_pico +
-               Int128{s.gpu_us} * p.gpu_second_pico * kMbPerGb;
+               Int128{s.gpu_us} * p.gpu_second_pico * kMbPerGb + TokensTerm(s, p);
   return RoundHalfUp(num, den);
 }
 

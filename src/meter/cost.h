@@ -22,6 +22,11 @@ struct PriceSheet {
   // Per second of one GPU held, on both sheets and in the advisor. An assumption: Modal's
   // published H100 rate ($0.001097/s, Dec 2025); thaw's operator sets their own.
   int64_t gpu_second_pico = 1'097'000'000;
+  // Per token an OpenAI-style function reported (prompt and completion), on both sheets: a
+  // price per million tokens in micro-dollars is this number. None by default: a self-hosted
+  // model's tokens are already paid for in GB-s; an operator reselling a model sets them.
+  int64_t prompt_token_pico = 0;
+  int64_t completion_token_pico = 0;
 };
 
 // The columns of one invocation record that usage and cost need.
@@ -89,14 +94,15 @@ std::string UtcDay(int64_t wall_us);
 // Requests that are billed: all but the throttled (refused calls cost nothing, as on Lambda).
 int64_t BilledRequests(const Sums& s);
 // Lambda sheet: billed requests x request price + billed GB-s x GB-s price (GB = 1024 MB)
-// + GPU-s x GPU price.
+// + GPU-s x GPU price + tokens x token prices.
 int64_t LambdaCostMicro(const Sums& s, const PriceSheet& p);
 // One invocation on the Lambda sheet in pico-dollars (truncated), for running totals such as
-// a tenant's month-to-date spend.
+// a tenant's month-to-date spend. A usage sample (status "usage", meter::kUsageStatus: the
+// tokens reported after the invocation's own record) costs its tokens only.
 int64_t LambdaCostPico(const Sample& s, const PriceSheet& p);
 // Actual-use sheet: billed requests x request price + CPU-s x CPU price + peak GB-s x peak price,
 // where peak GB-s is the peak memory actually used x the real (unrounded) duration; + GPU-s x
-// GPU price (a GPU held is used, whatever its utilisation).
+// GPU price (a GPU held is used, whatever its utilisation) + tokens x token prices.
 int64_t ActualCostMicro(const Sums& s, const PriceSheet& p);
 // "$1.234567": micro-dollars, exact.
 std::string FormatDollars(int64_t micro);

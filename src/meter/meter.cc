@@ -356,14 +356,16 @@ void Meter::Add(Record record) {
   Enqueue(std::move(record));
 }
 
-void Meter::AddUsage(const std::string& request_id, int64_t prompt_tokens,
-                     int64_t completion_tokens) {
+void Meter::AddUsage(const std::string& request_id, const std::string& function, int64_t at_us,
+                     int64_t prompt_tokens, int64_t completion_tokens) {
   Record record;
   record.request_id = request_id;
+  record.function = function;
+  record.start_us = at_us;
   record.status = kUsageStatus;
   record.prompt_tokens = prompt_tokens;
   record.completion_tokens = completion_tokens;
-  Enqueue(std::move(record));
+  Add(std::move(record));
 }
 
 void Meter::Enqueue(Record record) {

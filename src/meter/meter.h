@@ -94,9 +94,12 @@ class Meter {
   // Journals and queues `record` (filling in its tenant); when it returns, the record survives
   // a kill -9 of this process. Never blocks on SQLite.
   void Add(Record record);
-  // Journals the tokens of the invocation `request_id`, whose record was added before: the
-  // ledger's row gets them. Not observed (the record itself was), never blocks on SQLite.
-  void AddUsage(const std::string& request_id, int64_t prompt_tokens, int64_t completion_tokens);
+  // Journals the tokens of the invocation `request_id` of `function`, whose record was added
+  // before: the ledger's row gets them. Observed as a record of its own (status kUsageStatus,
+  // the function's tenant, start_us `at_us`), so running totals can price the tokens; never
+  // blocks on SQLite.
+  void AddUsage(const std::string& request_id, const std::string& function, int64_t at_us,
+                int64_t prompt_tokens, int64_t completion_tokens);
   // `observer` sees every record Add() gets from now on, on the thread calling Add(), before
   // Add() returns and without any meter lock held: it must be thread-safe, cheap and must not
   // throw or call Add(). Replayed records are not observed (they are in the ledger once Open

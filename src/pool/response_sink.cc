@@ -47,8 +47,14 @@ void ResponseSink::StartRead(Completion<void(Piece)> done) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (!chunks_.empty()) {
+      // Everything queued goes as one piece (up to kMaxPieceBytes): a reader that fell behind
+      // catches up in one write to its caller instead of one per chunk.
       piece.bytes = std::move(chunks_.front());
       chunks_.pop_front();
+      while (!chunks_.empty() && piece.bytes.size() + chunks_.front().size() <= kMaxPieceBytes) {
+        piece.bytes += chunks_.front();
+        chunks_.pop_front();
+      }
       buffered_ -= piece.bytes.size();
       if (blocked_write_ && buffered_ <= kMaxBufferedBytes) {
         Take(blocked_write_, writer);

@@ -2,8 +2,9 @@
 // side (its Runtime API connection) writes chunks as they arrive; the pool ends the sink with
 // the invocation's final Result (error, billed time: what faces send as trailers); the
 // caller's side (a face: native, Lambda event stream, function URL, SSE) reads the chunks in
-// order and forwards each at once. Nothing is buffered whole: a writer waits while
-// kMaxBufferedBytes are unread, so a slow caller slows the runtime, not thaw's memory.
+// order and forwards each at once; chunks that queued while it was busy come as one piece.
+// Nothing is buffered whole: a writer waits while kMaxBufferedBytes are unread, so a slow
+// caller slows the runtime, not thaw's memory.
 //
 // Thread-safe. One writer and one reader, each with at most one operation pending; their
 // completions run on the executor associated with their handlers, never under the lock.
@@ -28,6 +29,8 @@ namespace asio = boost::asio;
 class ResponseSink {
  public:
   static constexpr size_t kMaxBufferedBytes = 1 << 20;
+  // A read takes every queued chunk at once, up to this many bytes (more when one chunk is).
+  static constexpr size_t kMaxPieceBytes = 64 << 10;
 
   // One read: a chunk, or the end (`end` set: no chunk, and result() is final).
   struct Piece {

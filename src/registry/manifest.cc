@@ -132,7 +132,7 @@ StatusOr<OpenAiKind> ParseOpenAiKind(const std::string& kind) {
   return FieldError("openai.kind", "must be chat, completions or embeddings, got '" + kind + "'");
 }
 
-// `openai: {models: [NAME, ...], kind: chat|completions|embeddings}`.
+// `openai: {models: [NAME, ...], kind: chat|completions|embeddings, dimensions: N}`.
 StatusOr<OpenAiSpec> ReadOpenAi(const YAML::Node& node) {
   if (!node.IsMap()) return FieldError("openai", "must be {models: [NAME, ...], kind: KIND}");
   OpenAiSpec spec;
@@ -163,12 +163,19 @@ StatusOr<OpenAiSpec> ReadOpenAi(const YAML::Node& node) {
       if (!kind.ok()) return kind.status();
       spec.kind = *kind;
       has_kind = true;
+    } else if (key == "dimensions") {
+      auto v = ReadInt(kv.second, field, 1, kMaxOpenAiDimensions);
+      if (!v.ok()) return v.status();
+      spec.dimensions = *v;
     } else {
       return FieldError(field, "unknown key");
     }
   }
   if (spec.models.empty()) return FieldError("openai.models", "is required");
   if (!has_kind) return FieldError("openai.kind", "is required");
+  if (spec.dimensions != 0 && spec.kind != OpenAiKind::kEmbeddings) {
+    return FieldError("openai.dimensions", "is for kind embeddings only");
+  }
   return spec;
 }
 
@@ -536,8 +543,9 @@ json::object ManifestToJsonObject(const Manifest& m) {
   if (!m.openai.models.empty()) {
     json::array models;
     for (const auto& name : m.openai.models) models.push_back(json::value(name));
-    o["openai"] =
-        json::object{{"models", std::move(models)}, {"kind", OpenAiKindName(m.openai.kind)}};
+    json::object openai{{"models", std::move(models)}, {"kind", OpenAiKindName(m.openai.kind)}};
+    if (m.openai.dimensions != 0) openai["dimensions"] = m.openai.dimensions;
+    o["openai"] = std::move(openai);
   }
   if (m.batch.enabled()) {
     o["batch"] = json::object{{"max_size", m.batch.max_size}, {"max_wait_ms", m.batch.max_wait_ms}};
@@ -603,6 +611,7 @@ StatusOr<Manifest> ManifestFromJson(const std::string& json_text) {
       auto kind = ParseOpenAiKind(json::value_to<std::string>(ao.at("kind")));
       if (!kind.ok()) return kind.status();
       m.openai.kind = *kind;
+      if (auto* d = ao.if_contains("dimensions")) m.openai.dimensions = d->to_number<int64_t>();
     }
     if (auto* b = o.if_contains("batch"); b != nullptr && b->is_object()) {
       m.batch.max_size = b->as_object().at("max_size").to_number<int64_t>();

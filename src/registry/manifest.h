@@ -35,7 +35,9 @@ struct GpuSpec {
 inline constexpr int64_t kMaxGpusPerInstance = 8;
 
 // openai: the OpenAI-compatible models a function serves (src/gateway/openai_api.h), e.g.
-// `openai: {models: [tiny-chat], kind: chat}`. No models: the function serves none.
+// `openai: {models: [tiny-chat], kind: chat}`. No models: the function serves none. An
+// embeddings model may give its native vector size (`dimensions: 64`): the gateway then lets a
+// request ask for up to that many, and refuses `dimensions` to a model that gives none.
 enum class OpenAiKind { kChat, kCompletions, kEmbeddings };
 
 const char* OpenAiKindName(OpenAiKind kind);
@@ -43,6 +45,7 @@ const char* OpenAiKindName(OpenAiKind kind);
 struct OpenAiSpec {
   std::vector<std::string> models;  // names as clients send them in `model`
   OpenAiKind kind = OpenAiKind::kChat;
+  int64_t dimensions = 0;  // kind embeddings only; 0: the model takes no `dimensions`
 };
 
 // Dynamic batching (`batch: {max_size: 16, max_wait_ms: 5}`): up to max_size concurrent calls
@@ -62,6 +65,8 @@ inline constexpr int64_t kMaxBatchWaitMs = 10'000;
 enum class KeepAlive { kAdaptive, kFixed };
 
 const char* KeepAliveName(KeepAlive keep_alive);
+
+inline constexpr int64_t kMaxOpenAiDimensions = 65536;
 
 struct Manifest {
   std::string name;

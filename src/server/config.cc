@@ -57,6 +57,9 @@ const std::vector<Knob> kKnobs = {
     {"gpu_device_dir", "where GPU device nodes (nvidiaN, nvidiactl, nvidia-uvm) are"},
     {"price_gpu_second_pico", "pico-dollars per GPU-second held (both sheets, advisor)"},
     {"max_stream_bytes", "largest streamed function response, in all (the stream ends in error)"},
+    {"price_prompt_tokens_micro_per_million", "micro-dollars per million prompt tokens (both)"},
+    {"price_completion_tokens_micro_per_million",
+     "micro-dollars per million completion tokens (both sheets)"},
 };
 
 namespace {
@@ -202,6 +205,12 @@ Status ApplyConfigValues(const std::map<std::string, std::string>& values, Confi
       c.gpu_device_dir = v;
     } else if (name == "price_gpu_second_pico") {
       THAW_RETURN_IF_ERROR(ParseInt(name, v, 0, kMaxPrice, c.price_gpu_second_pico));
+    } else if (name == "price_prompt_tokens_micro_per_million") {
+      THAW_RETURN_IF_ERROR(
+          ParseInt(name, v, 0, kMaxPrice, c.price_prompt_tokens_micro_per_million));
+    } else if (name == "price_completion_tokens_micro_per_million") {
+      THAW_RETURN_IF_ERROR(
+          ParseInt(name, v, 0, kMaxPrice, c.price_completion_tokens_micro_per_million));
     } else {
       return InvalidArgument("config: unknown setting '" + name + "'");
     }
@@ -233,6 +242,8 @@ meter::PriceSheet PriceSheetFrom(const Config& c) {
   p.peak_gb_second_pico = c.price_peak_gb_second_pico;
   p.instance_hour_micro = c.price_instance_hour_micro;
   p.gpu_second_pico = c.price_gpu_second_pico;
+  p.prompt_token_pico = c.price_prompt_tokens_micro_per_million;  // micro per million = pico
+  p.completion_token_pico = c.price_completion_tokens_micro_per_million;
   return p;
 }
 

@@ -68,6 +68,9 @@ struct Config {
   std::string gpu_device_dir = "/dev";
   int64_t price_gpu_second_pico = 1'097'000'000;  // $0.001097 / GPU-s (Modal's H100; assumed)
   int64_t max_stream_bytes = 20 * 1024 * 1024;    // a streamed response, in all
+  // Per million tokens OpenAI-style functions report, on both sheets; none by default.
+  int64_t price_prompt_tokens_micro_per_million = 0;
+  int64_t price_completion_tokens_micro_per_million = 0;
 };
 
 struct Knob {

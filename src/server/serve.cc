@@ -177,6 +177,8 @@ Status TrackSpend(meter::Meter& meter, const meter::PriceSheet& prices, auth::Te
     s.billed_ms = r.billed_ms;
     s.memory_mb = r.memory_mb;
     s.gpu_us = r.gpu_us;
+    s.prompt_tokens = r.prompt_tokens;  // set on usage records
+    s.completion_tokens = r.completion_tokens;
     gate.AddSpend(r.tenant, r.start_us, meter::LambdaCostPico(s, prices));
   });
   return Status::Ok();

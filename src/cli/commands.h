@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace thaw::cli {
 
@@ -44,5 +45,11 @@ struct KeyArgs {
 };
 int CmdKeys(const ClientOptions& o, const KeyArgs& args);
 int CmdWhoAmI(const ClientOptions& o);
+// `thaw models push NAME[:TAG] PATH...`, `thaw models ls [NAME]`, `thaw models rm NAME[:TAG]`
+// (models_cmd.cc).
+int CmdModelsPush(const ClientOptions& o, const std::string& ref,
+                  const std::vector<std::string>& paths);
+int CmdModelsList(const ClientOptions& o, const std::string& name);
+int CmdModelsRemove(const ClientOptions& o, const std::string& ref);
 
 }  // namespace thaw::cli

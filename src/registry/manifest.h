@@ -45,6 +45,16 @@ struct OpenAiSpec {
   OpenAiKind kind = OpenAiKind::kChat;
 };
 
+// models: a model from the store (src/models/store.h) that instances see read-only at `mount`.
+// `digest` is empty as parsed; the deploy fills it from the tag (the model's manifest digest),
+// so the version keeps the files it was deployed with when the tag moves.
+struct ModelRef {
+  std::string name;
+  std::string tag = "latest";
+  std::string mount;
+  std::string digest;
+};
+
 struct Manifest {
   std::string name;
   Runtime runtime = Runtime::kProvided;
@@ -64,6 +74,7 @@ struct Manifest {
   Network network = Network::kEgress;
   GpuSpec gpu;
   OpenAiSpec openai;
+  std::vector<ModelRef> models;
 };
 
 // Maps a runtime name (thaw's, or a Lambda name such as python3.11) onto a Runtime. The error

@@ -67,6 +67,9 @@ struct Config {
   std::string gpu_device_dir = "/dev";
   int64_t price_gpu_second_pico = 1'097'000'000;  // $0.001097 / GPU-s (Modal's H100; assumed)
   int64_t max_stream_bytes = 20 * 1024 * 1024;    // a streamed response, in all
+  // The model store (models/store.h): bytes each tenant may hold, and one file's limit.
+  int64_t models_quota_bytes = 20LL << 30;
+  int64_t max_model_file_bytes = 8LL << 30;
 };
 
 struct Knob {

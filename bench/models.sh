@@ -87,7 +87,7 @@ measure() {  # N -> "total_mb per_instance_pss_mb model_cached_mb"
 import json, sys
 rows = [json.loads(l) for l in sys.stdin.read().replace("}{", "}\n{").splitlines() if l.strip()]
 n, cached = int(sys.argv[1]), int(sys.argv[2])
-assert len(rows) == n, rows
+assert len(rows) == n and all("pss_kb" in r for r in rows), rows
 pss = sum(r["pss_kb"] for r in rows)
 model = sum(r["model_pss_kb"] for r in rows)
 total = pss + max(cached - model, 0)

@@ -136,7 +136,8 @@ TEST(DigitsTorchTest, StoreVariantLoadsItsModelFromTheStore) {
   auto batch =
       server->Invoke("digits-torch-store", json::serialize(json::object{{"images", images}}));
   ASSERT_EQ(batch.status, 200) << batch.body;
-  const json::array& predicted = json::parse(batch.body).at("labels").as_array();
+  const json::value answer = json::parse(batch.body);
+  const json::array& predicted = answer.at("labels").as_array();
   ASSERT_EQ(predicted.size(), labels.size());
   size_t correct = 0;
   for (size_t i = 0; i < labels.size(); ++i) correct += predicted[i] == labels[i];

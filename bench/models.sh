@@ -48,7 +48,7 @@ def smaps(path, only_model):
     for line in open(path):
         parts = line.split()
         if not parts[0].endswith(":"):
-            inside = parts[-1].endswith("model.bin")
+            inside = not only_model or parts[-1].endswith("model.bin")
         elif inside and len(parts) > 1 and parts[1].isdigit():
             out[parts[0][:-1]] = out.get(parts[0][:-1], 0) + int(parts[1])
     return out

@@ -17,6 +17,8 @@ for _ in $(seq 100); do
 done
 cat "$log"
 build/thaw deploy build/examples/hello-cpp
+# digits-torch-store's model lives in the model store: push it before its bundle is deployed.
+build/thaw models push digits:v1 build/examples/digits-torch-model
 build/thaw deploy examples/hello-python
 for ex in examples/*/; do
   case "$ex" in examples/hello-cpp/|examples/hello-python/) continue ;; esac

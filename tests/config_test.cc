@@ -61,7 +61,10 @@ INSTANTIATE_TEST_SUITE_P(
         IntKnobCase{"price_gpu_second_pico", "2000000000", &Config::price_gpu_second_pico,
                     2'000'000'000},
         IntKnobCase{"max_stream_bytes", "1024", &Config::max_stream_bytes, 1024},
-        IntKnobCase{"max_stream_bytes", "4294967296", &Config::max_stream_bytes, 1LL << 32}),
+        IntKnobCase{"max_stream_bytes", "4294967296", &Config::max_stream_bytes, 1LL << 32},
+        IntKnobCase{"models_quota_bytes", "0", &Config::models_quota_bytes, 0},
+        IntKnobCase{"max_model_file_bytes", "17592186044416", &Config::max_model_file_bytes,
+                    1LL << 44}),
     [](const ::testing::TestParamInfo<IntKnobCase>& info) {
       return info.param.knob + "_" + std::to_string(info.index);
     });
@@ -191,6 +194,8 @@ TEST(ConfigTest, KnobTableMatchesParser) {
       {"gpus", "0,1"},
       {"gpu_device_dir", "/dev"},
       {"price_gpu_second_pico", "1097000000"},
+      {"models_quota_bytes", "1073741824"},
+      {"max_model_file_bytes", "1048576"},
   };
   std::set<std::string> documented;
   for (const Knob& k : kKnobs) {

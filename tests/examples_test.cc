@@ -1,8 +1,9 @@
 // Integration tests of the examples users come for, deployed on the real server:
 // digits-torch (CPU inference with a model trained during the build, judged on held-out
-// images), ai-proxy (an OpenAI-style proxy, driven against a fake upstream on loopback), and
-// tiny-chat and tiny-embed (a character-level model trained during the build, served under the
-// OpenAI routes, also to the official openai SDK).
+// images; digits-torch-store, the same with its model in the model store), ai-proxy (an
+// OpenAI-style proxy, driven against a fake upstream on loopback), and tiny-chat and tiny-embed
+// (a character-level model trained during the build, served under the OpenAI routes, also to
+// the official openai SDK).
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -118,6 +119,37 @@ TEST(DigitsTorchTest, ClassifiesHeldOutImagesWithTheModelLoadedOnce) {
   EXPECT_EQ(bad.status, 502);
   EXPECT_EQ(JsonField(bad.body, "errorType"), "ValueError");
   EXPECT_NE(JsonField(bad.body, "errorMessage").find("64 numbers"), std::string::npos) << bad.body;
+}
+
+// digits-torch-store: the same app, its model from the model store (the bundle is code only).
+TEST(DigitsTorchTest, StoreVariantLoadsItsModelFromTheStore) {
+  const std::string code = std::string(THAW_BUILD_DIR) + "/examples/digits-torch-store";
+  const std::string model = std::string(THAW_BUILD_DIR) + "/examples/digits-torch-model";
+  ASSERT_TRUE(fs::exists(model + "/model.pt")) << "the build makes it (target digits_torch_store)";
+  EXPECT_FALSE(fs::exists(code + "/model.pt")) << "the bundle must hold only code";
+  json::object testdata = json::parse(Slurp(kDigitsTestData)).as_object();
+  const json::array& images = testdata["images"].as_array();
+  const json::array& labels = testdata["labels"].as_array();
+  auto server = ThawServer::Start({"--init-timeout-ms", "120000", "--queue-timeout-ms", "120000"});
+  auto before = server->Deploy("digits-torch-store", code);
+  EXPECT_EQ(before.status, 400) << "no model pushed yet: " << before.body;
+  const std::vector<std::string> env = {"THAW_SERVER=" + server->url(),
+                                        "THAW_API_KEY=" + server->key(), "PATH=/usr/bin:/bin"};
+  auto push = RunProcess({THAW_BINARY, "models", "push", "digits:v1", model}, &env);
+  ASSERT_EQ(push.exit_code, 0) << push.out << push.err;
+  auto d = server->Deploy("digits-torch-store", code);
+  ASSERT_EQ(d.status, 201) << d.body;
+  EXPECT_EQ(json::parse(d.body).at("models").as_array()[0].at("bytes").as_int64(),
+            static_cast<int64_t>(fs::file_size(model + "/model.pt")));
+  auto batch =
+      server->Invoke("digits-torch-store", json::serialize(json::object{{"images", images}}));
+  ASSERT_EQ(batch.status, 200) << batch.body;
+  const json::value answer = json::parse(batch.body);
+  const json::array& predicted = answer.at("labels").as_array();
+  ASSERT_EQ(predicted.size(), labels.size());
+  size_t correct = 0;
+  for (size_t i = 0; i < labels.size(); ++i) correct += predicted[i] == labels[i];
+  EXPECT_GE(correct, labels.size() * 9 / 10) << correct << "/" << labels.size();
 }
 
 // digits-torch-batched: the same handler and model with `batch:`. Concurrent single-image

@@ -24,8 +24,9 @@ import torch  # noqa: E402  (timed: it is most of the cold start)
 # One request at a time per instance (concurrency: 1) and a tiny model: intra-op threads
 # would cost more in start-up and hand-off than they save.
 torch.set_num_threads(1)
-MODEL = torch.jit.load(os.path.join(os.path.dirname(os.path.abspath(__file__)), "model.pt"),
-                       map_location="cpu")
+# From the model store when thaw.yaml mounts it (examples/digits-torch-store), else the bundle.
+MODEL_DIR = os.environ.get("THAW_MODEL_DIGITS", os.path.dirname(os.path.abspath(__file__)))
+MODEL = torch.jit.load(os.path.join(MODEL_DIR, "model.pt"), map_location="cpu")
 MODEL.eval()
 INSTANCE = {"id": uuid.uuid4().hex[:12],  # tells callers which instance answered
             "load_ms": round((time.monotonic() - _started) * 1000, 1),

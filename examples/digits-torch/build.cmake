@@ -47,3 +47,21 @@ add_custom_target(digits_torch_batched ALL DEPENDS ${digits_batched_out}/thaw.ya
                                                    ${digits_batched_out}/app.py
                                                    ${digits_batched_out}/model.pt)
 add_dependencies(integration_tests digits_torch_batched)
+
+# examples/digits-torch-store: the same app with its model in the model store. The bundle is
+# code only; the model goes to digits-torch-model/, which `thaw models push` uploads.
+set(digits_store_out ${CMAKE_BINARY_DIR}/examples/digits-torch-store)
+set(digits_model_out ${CMAKE_BINARY_DIR}/examples/digits-torch-model)
+add_custom_command(OUTPUT ${digits_store_out}/thaw.yaml ${digits_store_out}/app.py
+                          ${digits_model_out}/model.pt
+  COMMAND ${CMAKE_COMMAND} -E make_directory ${digits_store_out} ${digits_model_out}
+  COMMAND ${CMAKE_COMMAND} -E copy ${CMAKE_SOURCE_DIR}/examples/digits-torch-store/thaw.yaml
+          ${digits_src}/app.py ${digits_store_out}
+  COMMAND ${CMAKE_COMMAND} -E copy ${digits_out}/model.pt ${digits_model_out}
+  DEPENDS ${CMAKE_SOURCE_DIR}/examples/digits-torch-store/thaw.yaml ${digits_src}/app.py
+          ${digits_out}/model.pt
+  VERBATIM)
+add_custom_target(digits_torch_store ALL DEPENDS ${digits_store_out}/thaw.yaml
+                                                 ${digits_store_out}/app.py
+                                                 ${digits_model_out}/model.pt)
+add_dependencies(integration_tests digits_torch_store)

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace thaw::cli {
 
@@ -44,6 +45,12 @@ struct KeyArgs {
 };
 int CmdKeys(const ClientOptions& o, const KeyArgs& args);
 int CmdWhoAmI(const ClientOptions& o);
+// `thaw models push NAME[:TAG] PATH...`, `thaw models ls [NAME]`, `thaw models rm NAME[:TAG]`
+// (models_cmd.cc).
+int CmdModelsPush(const ClientOptions& o, const std::string& ref,
+                  const std::vector<std::string>& paths);
+int CmdModelsList(const ClientOptions& o, const std::string& name);
+int CmdModelsRemove(const ClientOptions& o, const std::string& ref);
 
 // `thaw jobs run|get|cancel|ls`. run: creates a job with `input` (JSON, or - for stdin); with
 // `wait`, shows its progress on stderr until it finishes, prints its output and exits 0 only

@@ -2,6 +2,7 @@
 // Thread-safe (no shared state).
 #pragma once
 
+#include <functional>
 #include <map>
 #include <string>
 #include <utility>
@@ -29,5 +30,11 @@ using Headers = std::vector<std::pair<std::string, std::string>>;
 StatusOr<HttpResult> HttpCall(const std::string& server, const std::string& method,
                               const std::string& target, const std::string& body,
                               const Headers& headers, int timeout_ms = 0);
+
+// PUT with the file at `path` as the body, streamed from disk (Content-Length: its size);
+// `progress(sent, total)` is called after each piece.
+StatusOr<HttpResult> HttpPutFile(const std::string& server, const std::string& target,
+                                 const std::string& path, const Headers& headers,
+                                 const std::function<void(int64_t, int64_t)>& progress);
 
 }  // namespace thaw::cli

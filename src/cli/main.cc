@@ -137,6 +137,18 @@ int main(int argc, char** argv) {
   job_ls->callback([&] { job_args.action = "ls"; });
   job_ls->add_option("NAME", job_args.name)->required();
   job_ls->add_option("--limit", job_args.limit, "jobs to show (default 20)");
+  auto* models = app.add_subcommand("models", "the model store: push, ls, rm");
+  models->require_subcommand(1);
+  std::string model_ref;
+  std::vector<std::string> model_paths;
+  auto* models_push =
+      models->add_subcommand("push", "upload model files (a file or a folder) as NAME[:TAG]");
+  models_push->add_option("REF", model_ref, "NAME[:TAG] (tag default: latest)")->required();
+  models_push->add_option("PATH", model_paths, "files or folders")->required();
+  auto* models_ls = models->add_subcommand("ls", "list models and tags, or one model's tags");
+  models_ls->add_option("NAME", model_ref);
+  auto* models_rm = models->add_subcommand("rm", "remove a tag (refused while a version uses it)");
+  models_rm->add_option("REF", model_ref, "NAME[:TAG]")->required();
   auto* whoami = app.add_subcommand("whoami", "show the tenant and role of the API key in use");
   auto* version = app.add_subcommand("version", "print the version");
   std::string trace_path, durations_path, memory_path;
@@ -198,5 +210,8 @@ int main(int argc, char** argv) {
   }
   if (whoami->parsed()) return thaw::cli::CmdWhoAmI(client);
   if (jobs->parsed()) return thaw::cli::CmdJobs(client, job_args);
+  if (models_push->parsed()) return thaw::cli::CmdModelsPush(client, model_ref, model_paths);
+  if (models_ls->parsed()) return thaw::cli::CmdModelsList(client, model_ref);
+  if (models_rm->parsed()) return thaw::cli::CmdModelsRemove(client, model_ref);
   return 1;
 }

@@ -6,6 +6,7 @@
 #include <boost/json.hpp>
 #include <boost/url/parse.hpp>
 #include <ctime>
+#include <limits>
 
 #include "auth/sigv4.h"
 #include "common/clock.h"
@@ -24,6 +25,7 @@
 #include "logs/log_store.h"
 #include "meter/meter.h"
 #include "metrics/metrics.h"
+#include "models/store.h"
 #include "pool/gpu_table.h"
 #include "pool/pool.h"
 #include "pool/response_sink.h"
@@ -238,6 +240,11 @@ uint64_t Api::BodyLimit(const http::request_header<>& header) const {
   if (header.method() == http::verb::put && target.starts_with("/v1/functions/")) {
     return static_cast<uint64_t>(deps_.config->max_bundle_bytes);
   }
+  // A model file: Screen refuses one over max_model_file_bytes by name (and one without a
+  // Content-Length), and its upload refuses bytes past the declared length.
+  if (header.method() == http::verb::put && target.starts_with("/v1/artifacts/_blobs/")) {
+    return std::numeric_limits<uint64_t>::max();
+  }
   return static_cast<uint64_t>(deps_.config->max_payload_bytes);
 }
 
@@ -276,7 +283,14 @@ bool Api::Screen(const http::request_header<>& header, Response& res) const {
     Unauthorized(res, kUrlNeedsKey);
     return false;
   }
-  if (Authenticate(header)) return true;
+  if (auto caller = Authenticate(header)) {
+    if (!StreamsBody(header)) return true;
+    Status st = ScreenUpload(*caller, header);
+    if (st.ok()) return true;
+    res.set("X-Thaw-Request-Id", NewRequestId());
+    StatusBody(res, st);
+    return false;
+  }
   res.set("X-Thaw-Request-Id", NewRequestId());
   if (OpenAiApi::Owns(path)) {
     res.set(http::field::www_authenticate, "Bearer");
@@ -378,6 +392,9 @@ asio::awaitable<void> Api::Serve(const Peer& peer, Request& req, Response& res) 
   if (parts.size() >= 2 && parts[0] == "v1" && parts[1] == "tenants") {
     co_return Tenants(*caller, parts, req, res);
   }
+  if (parts.size() >= 2 && parts[0] == "v1" && parts[1] == "artifacts") {
+    co_return co_await Artifacts(*caller, parts, query, req, res);
+  }
   if (parts.size() >= 2 && parts[0] == "v1" && parts[1] == "keys") {
     co_return Keys(*caller, parts, query, req, res);
   }
@@ -448,10 +465,44 @@ asio::awaitable<void> Api::Deploy(const auth::Caller& caller, const std::string&
       asio::use_awaitable);
   if (!deployed.ok()) co_return StatusBody(res, deployed.status());
   deps_.pools->OnDeployed(name, *deployed);
+  json::object prefetched = co_await PrefetchModels(**deployed);
   auto info = deps_.registry->Get(name);
   if (!info.ok()) co_return StatusBody(res, info.status());
-  JsonBody(res, http::status::created,
-           FunctionJson(ShownName(caller, name), *info, deps_.pools->Stats(name)));
+  json::object out = FunctionJson(ShownName(caller, name), *info, deps_.pools->Stats(name));
+  for (auto& kv : prefetched) out[kv.key()] = std::move(kv.value());
+  JsonBody(res, http::status::created, out);
+}
+
+asio::awaitable<json::object> Api::PrefetchModels(const registry::Version& version) {
+  json::object out;
+  if (version.manifest.models.empty() || deps_.models == nullptr) co_return out;
+  json::array models;
+  int64_t total_us = 0;
+  for (const registry::ModelRef& ref : version.manifest.models) {
+    auto done = co_await asio::co_spawn(
+        blocking_,
+        [this, &ref]() -> asio::awaitable<StatusOr<models::Prefetched>> {
+          co_return deps_.models->Prefetch(ref.digest);
+        },
+        asio::use_awaitable);
+    json::object m{{"name", ref.name},
+                   {"tag", ref.tag},
+                   {"digest", "sha256:" + ref.digest},
+                   {"mount", ref.mount}};
+    if (done.ok()) {
+      m["files"] = done->files;
+      m["bytes"] = done->bytes;
+      m["prefetch_ms"] = static_cast<double>(done->micros) / 1000.0;
+      total_us += done->micros;
+    } else {
+      // The version is recorded; a failed read-ahead only costs its first load a disk read.
+      m["prefetch_error"] = done.status().message();
+    }
+    models.push_back(std::move(m));
+  }
+  out["models"] = std::move(models);
+  out["prefetch_ms"] = static_cast<double>(total_us) / 1000.0;
+  co_return out;
 }
 
 void Api::GetFunction(const auth::Caller& caller, const std::string& name, Response& res) {

@@ -22,6 +22,7 @@
 namespace thaw::registry {
 class Registry;
 struct FunctionInfo;
+struct Version;
 }  // namespace thaw::registry
 namespace thaw::pool {
 class PoolManager;
@@ -44,6 +45,9 @@ class StatsRing;
 }  // namespace thaw::metrics
 namespace thaw::auth {
 class TenantGate;
+}
+namespace thaw::models {
+class ModelStore;
 }
 
 namespace thaw::gateway {
@@ -72,6 +76,7 @@ struct ApiDeps {
   queue::EventQueue* events = nullptr;       // the durable Event queue (null: in memory)
   const metrics::StatsRing* live = nullptr;  // per-minute instance counts (null: none kept)
   queue::JobStore* jobs = nullptr;           // jobs (null: no jobs routes)
+  models::ModelStore* models = nullptr;      // the model store (/v1/artifacts)
 };
 
 class Api final : public HttpHandler {
@@ -87,6 +92,9 @@ class Api final : public HttpHandler {
   void Reject(http::status status, const std::string& why, Response& res) const override;
   asio::awaitable<void> Handle(Request& req, Response& res) override;  // peer unknown
   asio::awaitable<void> Serve(const Peer& peer, Request& req, Response& res) override;
+  // Model file uploads (PUT /v1/artifacts/_blobs/SHA256) go to disk as they arrive.
+  bool StreamsBody(const http::request_header<>& header) const override;
+  asio::awaitable<void> ServeBody(const Peer& peer, BodyReader& body, Response& res) override;
   // At start: runs the Event invocations the durable queue held.
   [[nodiscard]] Status ResumeEvents(asio::any_io_executor executor);
   // At start: runs the jobs left unfinished, starts the job retention sweep and the schedules
@@ -123,6 +131,21 @@ class Api final : public HttpHandler {
   void Keys(const auth::Caller& caller, const std::vector<std::string_view>& parts,
             const std::string& query, Request& req, Response& res);
   void WhoAmI(const auth::Caller& caller, Response& res);
+  // The model store's routes /v1/artifacts/... (artifacts_api.cc).
+  asio::awaitable<void> Artifacts(const auth::Caller& caller,
+                                  const std::vector<std::string_view>& parts,
+                                  const std::string& query, Request& req, Response& res);
+  // {tenant, model name} for a model name as the caller sent it (an admin's TENANT.NAME).
+  StatusOr<std::pair<std::string, std::string>> ScopeModel(const auth::Caller& caller,
+                                                           std::string_view sent) const;
+  // A model file upload's checks on its headers (tenant, Content-Length, size, quota, disk),
+  // so a refusal is sent before its body, which the connection then drains, as for any
+  // refusal on the headers.
+  Status ScreenUpload(const auth::Caller& caller, const http::request_header<>& header) const;
+  // NotFound unless `tenant` exists and the caller may act for it.
+  Status TenantOfRequest(const auth::Caller& caller, const std::string& tenant) const;
+  // Reads the new version's models into the page cache: {"models": [...], "prefetch_ms"}.
+  asio::awaitable<boost::json::object> PrefetchModels(const registry::Version& version);
   // The meter's rows in a window, read off the event loop.
   asio::awaitable<StatusOr<std::vector<meter::Sample>>> FetchSamples(const std::string& function,
                                                                      int64_t from_us,

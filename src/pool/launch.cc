@@ -11,6 +11,7 @@
 #include "common/ids.h"
 #include "common/tenant.h"
 #include "logs/log_store.h"
+#include "models/names.h"
 #include "pool/lambda_env.h"
 #include "pool/pool.h"
 #include "pool/pool_internal.h"
@@ -106,6 +107,12 @@ std::vector<std::string> FunctionPool::BuildEnv(const std::string& runtime_api) 
       "HOME=/tmp",
   };
   for (const auto& [k, v] : m.environment) env.push_back(k + "=" + v);
+  // Each model's folder: its mount path in a jail, the store's read-only tree otherwise.
+  for (const registry::ModelRef& model : m.models) {
+    env.push_back(
+        models::ModelEnvName(model.name) + "=" +
+        (ctx_->spawner->isolated() ? model.mount : ctx_->models_dir + "/" + model.digest));
+  }
   return env;
 }
 
@@ -159,6 +166,9 @@ void FunctionPool::LaunchInstance(const InstancePtr& inst) {
   req.cwd = version_->bundle_dir;
   req.bundle_dir = version_->bundle_dir;
   req.private_network = private_network;
+  for (const registry::ModelRef& model : version_->manifest.models) {
+    req.mounts.emplace_back(ctx_->models_dir + "/" + model.digest, model.mount);
+  }
   const int64_t memory_mb = version_->manifest.memory_mb;
   req.limits.memory_bytes = memory_mb << 20;
   req.limits.pids_max = ctx_->pids_max;

@@ -189,6 +189,8 @@ struct PoolContext {
   int64_t node_memory_mb = int64_t{1} << 40;  // memory_mb of all live instances together
   int64_t log_rate_bytes = 1 << 20;           // per instance per second, with a burst of as much
   GpuTable* gpus = nullptr;                   // the node's GPUs (gpu_table.h); null: none
+  // The model store's trees (models/store.h): a version's `models:` digest names a folder here.
+  std::string models_dir;
 };
 
 struct PoolStats {

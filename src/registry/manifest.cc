@@ -11,6 +11,7 @@
 #include "common/json_text.h"
 #include "common/tenant.h"
 #include "queue/schedule.h"
+#include "models/names.h"
 
 namespace thaw::registry {
 namespace {
@@ -177,6 +178,58 @@ StatusOr<OpenAiSpec> ReadOpenAi(const YAML::Node& node) {
     return FieldError("openai.dimensions", "is for kind embeddings only");
   }
   return spec;
+}
+
+// `models: [{name: digits, tag: v3, mount: /opt/models/digits}, ...]`.
+StatusOr<std::vector<ModelRef>> ReadModels(const YAML::Node& node) {
+  if (!node.IsSequence()) return FieldError("models", "must be a list of {name, tag, mount}");
+  std::vector<ModelRef> out;
+  std::set<std::string> names, env_names;
+  for (size_t i = 0; i < node.size(); ++i) {
+    const std::string item = "models[" + std::to_string(i) + "]";
+    if (!node[i].IsMap()) return FieldError(item, "must be {name, tag, mount}");
+    ModelRef ref;
+    for (const auto& kv : node[i]) {
+      if (!kv.first.IsScalar()) return FieldError(item, "keys must be plain names");
+      const std::string key = kv.first.Scalar();
+      const std::string field = item + "." + key;
+      auto v = ReadString(kv.second, field);
+      if (!v.ok()) return v.status();
+      if (key == "name") {
+        if (!models::IsValidModelName(*v)) {
+          return FieldError(field, "must be 1-64 letters, digits, '-' or '_', got '" + *v + "'");
+        }
+        ref.name = *v;
+      } else if (key == "tag") {
+        if (!models::IsValidModelTag(*v)) {
+          return FieldError(field,
+                            "must be 1-128 letters, digits, '-', '_' or '.', got '" + *v + "'");
+        }
+        ref.tag = *v;
+      } else if (key == "mount") {
+        if (auto problem = models::MountPathProblem(*v)) return FieldError(field, *problem);
+        ref.mount = *v;
+      } else {
+        return FieldError(field, "unknown key (expected name, tag or mount)");
+      }
+    }
+    if (ref.name.empty()) return FieldError(item + ".name", "is required");
+    if (ref.mount.empty()) return FieldError(item + ".mount", "is required");
+    if (!names.insert(ref.name).second ||
+        !env_names.insert(models::ModelEnvName(ref.name)).second) {
+      return FieldError(item + ".name", "repeats the model '" + ref.name + "'");
+    }
+    for (const ModelRef& other : out) {
+      auto nested = [](const std::string& a, const std::string& b) {
+        return a == b || (a.starts_with(b) && a[b.size()] == '/');
+      };
+      if (nested(ref.mount, other.mount) || nested(other.mount, ref.mount)) {
+        return FieldError(item + ".mount", "overlaps " + other.mount);
+      }
+    }
+    out.push_back(std::move(ref));
+  }
+  return out;
 }
 
 }  // namespace
@@ -455,6 +508,10 @@ StatusOr<Manifest> ParseManifest(const std::string& yaml_text, const std::string
       } catch (const YAML::Exception&) {
         return FieldError(key, "must be true or false");
       }
+    } else if (key == "models") {
+      auto v = ReadModels(value);
+      if (!v.ok()) return v.status();
+      m.models = std::move(*v);
     } else if (key == "batch") {
       auto v = ReadBatch(value);
       if (!v.ok()) return v.status();
@@ -556,6 +613,14 @@ json::object ManifestToJsonObject(const Manifest& m) {
     o["schedule"] = std::move(schedules);
     o["catch_up"] = m.catch_up;
   }
+  if (!m.models.empty()) {
+    json::array models;
+    for (const ModelRef& r : m.models) {
+      models.push_back(
+          json::object{{"name", r.name}, {"tag", r.tag}, {"mount", r.mount}, {"digest", r.digest}});
+    }
+    o["models"] = std::move(models);
+  }
   return o;
 }
 
@@ -622,6 +687,15 @@ StatusOr<Manifest> ManifestFromJson(const std::string& json_text) {
     }
     if (auto* c = o.if_contains("catch_up"); c != nullptr && c->is_bool())
       m.catch_up = c->as_bool();
+    if (auto* ms = o.if_contains("models"); ms != nullptr && ms->is_array()) {
+      for (const auto& item : ms->as_array()) {
+        const json::object& mo = item.as_object();
+        m.models.push_back(ModelRef{json::value_to<std::string>(mo.at("name")),
+                                    json::value_to<std::string>(mo.at("tag")),
+                                    json::value_to<std::string>(mo.at("mount")),
+                                    json::value_to<std::string>(mo.at("digest"))});
+      }
+    }
     return m;
   } catch (const std::exception& e) {
     return Internal(std::string("stored manifest is malformed: ") + e.what());

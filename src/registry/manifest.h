@@ -68,6 +68,16 @@ const char* KeepAliveName(KeepAlive keep_alive);
 
 inline constexpr int64_t kMaxOpenAiDimensions = 65536;
 
+// models: a model from the store (src/models/store.h) that instances see read-only at `mount`.
+// `digest` is empty as parsed; the deploy fills it from the tag (the model's manifest digest),
+// so the version keeps the files it was deployed with when the tag moves.
+struct ModelRef {
+  std::string name;
+  std::string tag = "latest";
+  std::string mount;
+  std::string digest;
+};
+
 struct Manifest {
   std::string name;
   Runtime runtime = Runtime::kProvided;
@@ -93,6 +103,8 @@ struct Manifest {
   // Event invocation; catch_up: a run missed while the server was down fires once at start.
   std::vector<std::string> schedules;
   bool catch_up = true;
+
+  std::vector<ModelRef> models;
 };
 
 // Maps a runtime name (thaw's, or a Lambda name such as python3.11) onto a Runtime. The error

@@ -239,6 +239,12 @@ StatusOr<std::shared_ptr<const Version>> Registry::CommitLocked(const std::strin
     drop_staged();
     return st;
   }
+  if (resolve_) {
+    if (Status st = resolve_(name, nv.manifest); !st.ok()) {
+      drop_staged();
+      return st;
+    }
+  }
   if (version_check_) {
     std::vector<std::shared_ptr<const Version>> latest;
     {

@@ -122,6 +122,10 @@ class Registry {
   std::vector<FunctionInfo> List() const;
   Status Delete(const std::string& name);
   const std::string& data_dir() const { return data_dir_; }
+  // Holds off every write (no version is recorded) while the lock is held: for the model
+  // store, so the versions it sees stay the versions there are until it is done. Never call
+  // the registry's writers while holding it.
+  std::unique_lock<std::mutex> BlockWrites() { return std::unique_lock<std::mutex>(write_mu_); }
 
   // Asked before any new version is recorded, with its function name and manifest and the
   // newest version of every function: an error refuses the version and nothing is recorded
@@ -130,6 +134,11 @@ class Registry {
       std::function<Status(const std::string& name, const Manifest& manifest,
                            const std::vector<std::shared_ptr<const Version>>& latest)>;
   void SetVersionCheck(VersionCheck check) { version_check_ = std::move(check); }
+  // Asked before the version check with a new version's function name and manifest: fills
+  // what the manifest leaves to deploy time (each `models:` entry's digest, from its tag). An
+  // error refuses the version. Set once, before the registry is shared.
+  using ManifestResolver = std::function<Status(const std::string& name, Manifest& manifest)>;
+  void SetManifestResolver(ManifestResolver resolve) { resolve_ = std::move(resolve); }
 
  private:
   struct NewVersion;
@@ -148,6 +157,7 @@ class Registry {
   mutable std::shared_mutex mu_;
   std::map<std::string, FunctionInfo> functions_;  // guarded by mu_
   VersionCheck version_check_;
+  ManifestResolver resolve_;
 };
 
 }  // namespace thaw::registry

@@ -247,6 +247,12 @@ Status EnterJail(const JailSpec& spec) {
   const std::string& root = spec.root;
   THAW_RETURN_IF_ERROR(BindReadOnly(spec.bundle_dir, root + kTaskRoot));
   for (const std::string& device : spec.devices) THAW_RETURN_IF_ERROR(BindDevice(root, device));
+  for (const auto& [host, path] : spec.mounts) {
+    // The new root is still a writable tmpfs of this shell's own (remounted read-only after
+    // the pivot), so the mount point can be made here.
+    THAW_RETURN_IF_ERROR(MkdirP(root + path));
+    THAW_RETURN_IF_ERROR(BindReadOnly(host, root + path));
+  }
   // SAFETY: pivot_root then detach the old root: the host filesystem (thaw's data dir, the
   // admin key, other bundles) is no longer reachable from this mount namespace.
   const std::string old_root = root + "/.old";

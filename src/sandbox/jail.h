@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "common/status.h"
@@ -32,6 +33,9 @@ struct JailSpec {
   // Host device nodes (a GPU instance's /dev/nvidiaN, nvidiactl, nvidia-uvm) bound into the
   // jail's /dev under their own names by EnterJail.
   std::vector<std::string> devices;
+  // Models: {host folder, absolute path in the jail}, bound read-only by EnterJail. The paths
+  // were checked by models::MountPathProblem (never over what the jail itself provides).
+  std::vector<std::pair<std::string, std::string>> mounts;
 };
 
 inline constexpr char kTaskRoot[] = "/var/task";
@@ -57,9 +61,9 @@ StatusOr<UniqueFd> ListenOnPrivateLoopback();
 // Builds the new root on spec.root: everything but the bundle. Done by a pre-created shell
 // before any request arrives (bundle_dir is not needed yet).
 Status PrepareJail(const JailSpec& spec);
-// Mounts the bundle at /var/task, pivots into the prepared root and hides the mounts' host
-// paths from the caller's own mountinfo; the caller is then in /var/task with the host
-// filesystem out of reach.
+// Mounts the bundle at /var/task (and each model at its mount path), pivots into the prepared root
+// and hides the mounts' host paths from the caller's own mountinfo; the caller is then in /var/task
+// with the host filesystem out of reach.
 Status EnterJail(const JailSpec& spec);
 // setgroups/setresgid/setresuid to the spec's ids (unless keep_ids), then PR_SET_NO_NEW_PRIVS.
 Status DropPrivileges(const JailSpec& spec);

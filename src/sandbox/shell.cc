@@ -94,6 +94,9 @@ Status ApplyRlimits(const SpawnerSetup& setup, const CgroupLimits& limits) {
     jail.gid = spec.uid;
     jail.keep_ids = setup.mode == Isolation::kRootless;
     jail.devices = spec.gpu_bind;
+    for (size_t i = 0; i < spec.mount_src.size(); ++i) {
+      jail.mounts.emplace_back(spec.mount_src[i], spec.mount_dst[i]);
+    }
     for (Status st : {EnterJail(jail), DropPrivileges(jail)}) {
       if (!st.ok()) fail(st.message());
     }
@@ -146,7 +149,7 @@ size_t SpawnUidField(const std::vector<std::string>& fields) {
 StatusOr<ChildSpec> ParseSpawn(const std::vector<std::string>& fields) {
   if (fields.size() < 4) return InvalidArgument("malformed spawn request");
   size_t argc = std::stoul(fields[2]), envc = std::stoul(fields[3]);
-  if (argc == 0 || fields.size() != 4 + argc + envc + 9) {
+  if (argc == 0 || fields.size() != 4 + argc + envc + 11) {
     return InvalidArgument("malformed spawn request");
   }
   ChildSpec spec;
@@ -163,6 +166,11 @@ StatusOr<ChildSpec> ParseSpawn(const std::vector<std::string>& fields) {
   spec.private_network = fields[i + 6] == "1";
   spec.gpu_bind = SplitSpawnList(fields[i + 7]);
   spec.gpu_deny = SplitSpawnList(fields[i + 8]);
+  spec.mount_src = SplitSpawnList(fields[i + 9]);
+  spec.mount_dst = SplitSpawnList(fields[i + 10]);
+  if (spec.mount_src.size() != spec.mount_dst.size()) {
+    return InvalidArgument("malformed spawn request: model mounts");
+  }
   if (spec.uid == 0) return InvalidArgument("refusing to run an instance as root");
   return spec;
 }

@@ -43,10 +43,13 @@ struct ChildSpec {
   // GPU instances: host device nodes bound into the jail's /dev, and those its device cgroup
   // denies (see sandbox/gpu.h).
   std::vector<std::string> gpu_bind, gpu_deny;
+  // Models: host folders bound read-only into the jail, each at the path of the same index.
+  std::vector<std::string> mount_src, mount_dst;
 };
 
 // A spawn request as the spawner receives it: [op, cwd, argc, envc, argv..., env..., bundle,
-// cgroup, mem, pids, cpu, uid, net, gpu_bind, gpu_deny] (the lists '\n'-joined);
+// cgroup, mem, pids, cpu, uid, net, gpu_bind, gpu_deny, mount_src, mount_dst] (the lists
+// '\n'-joined);
 // SpawnerClient::Spawn writes it.
 StatusOr<ChildSpec> ParseSpawn(const std::vector<std::string>& fields);
 // Where the uid is among those fields (the spawner fills it in); fields must have parsed.

@@ -613,6 +613,13 @@ void SpawnerClient::Spawn(const SpawnRequest& request, SpawnDone done) {
   AppendField(msg, request.private_network ? "1" : "0");
   AppendField(msg, JoinSpawnList(request.gpu_bind));
   AppendField(msg, JoinSpawnList(request.gpu_deny));
+  std::vector<std::string> mount_src, mount_dst;
+  for (const auto& [src, dst] : request.mounts) {
+    mount_src.push_back(src);
+    mount_dst.push_back(dst);
+  }
+  AppendField(msg, JoinSpawnList(mount_src));
+  AppendField(msg, JoinSpawnList(mount_dst));
   if (msg.size() + 32 > kMaxMessage) return done(InvalidArgument("spawn request too large"));
   int fds[2] = {request.stdout_fd, request.stderr_fd};
   Status failed;

@@ -19,6 +19,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "common/status.h"
@@ -53,6 +54,9 @@ struct SpawnRequest {
   // (sandbox/gpu.h). Isolation::kPlain ignores both: such an instance could open every GPU and
   // only CUDA_VISIBLE_DEVICES steers it (GET /v1/node says so).
   std::vector<std::string> gpu_bind, gpu_deny;
+  // Models (models/store.h): {host folder, path in the jail}, each bound read-only. Ignored by
+  // Isolation::kPlain, whose instances find the host folder in THAW_MODEL_<NAME> instead.
+  std::vector<std::pair<std::string, std::string>> mounts;
 };
 
 struct Spawned {

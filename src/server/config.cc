@@ -60,6 +60,8 @@ const std::vector<Knob> kKnobs = {
     {"price_prompt_tokens_micro_per_million", "micro-dollars per million prompt tokens (both)"},
     {"price_completion_tokens_micro_per_million",
      "micro-dollars per million completion tokens (both sheets)"},
+    {"models_quota_bytes", "model store bytes each tenant may hold (distinct files; 507 past it)"},
+    {"max_model_file_bytes", "largest single file pushed to the model store (413 above)"},
 };
 
 namespace {
@@ -176,6 +178,10 @@ Status ApplyConfigValues(const std::map<std::string, std::string>& values, Confi
       THAW_RETURN_IF_ERROR(ParseInt(name, v, 0, 10'000'000, c.max_connections_per_ip));
     } else if (name == "max_upload_bytes_in_flight") {
       THAW_RETURN_IF_ERROR(ParseInt(name, v, 0, 1LL << 40, c.max_upload_bytes_in_flight));
+    } else if (name == "models_quota_bytes") {
+      THAW_RETURN_IF_ERROR(ParseInt(name, v, 0, 1LL << 50, c.models_quota_bytes));
+    } else if (name == "max_model_file_bytes") {
+      THAW_RETURN_IF_ERROR(ParseInt(name, v, 1, 1LL << 44, c.max_model_file_bytes));
     } else if (name == "max_stream_bytes") {
       THAW_RETURN_IF_ERROR(ParseInt(name, v, 1024, 1LL << 32, c.max_stream_bytes));
     } else if (name == "trusted_proxies") {

@@ -71,6 +71,9 @@ struct Config {
   // Per million tokens OpenAI-style functions report, on both sheets; none by default.
   int64_t price_prompt_tokens_micro_per_million = 0;
   int64_t price_completion_tokens_micro_per_million = 0;
+  // The model store (models/store.h): bytes each tenant may hold, and one file's limit.
+  int64_t models_quota_bytes = 20LL << 30;
+  int64_t max_model_file_bytes = 8LL << 30;
 };
 
 struct Knob {

@@ -33,6 +33,7 @@
 #include "meter/meter.h"
 #include "metrics/metrics.h"
 #include "metrics/stats_ring.h"
+#include "models/store.h"
 #include "pool/gpu_table.h"
 #include "pool/pool.h"
 #include "queue/event_queue.h"
@@ -279,6 +280,46 @@ int RunServe(Config config, const std::string& exe_dir) {
     spdlog::critical("{}", registry.status().message());
     return 1;
   }
+  auto models =
+      models::ModelStore::Open(models::StoreOptions{.data_dir = config.data_dir,
+                                                    .quota_bytes = config.models_quota_bytes,
+                                                    .max_file_bytes = config.max_model_file_bytes});
+  if (!models.ok()) {
+    spdlog::critical("{}", models.status().message());
+    return 1;
+  }
+  // The versions that use models keep their files (and their tags from removal).
+  (*models)->SetInUse([reg = registry->get()] {
+    models::ModelStore::Versions out{reg->BlockWrites(), {}};
+    for (const auto& f : reg->List()) {
+      for (const auto& v : f.versions) {
+        for (const auto& m : v->manifest.models) {
+          out.uses.push_back(
+              {std::string(TenantOfFunction(f.name)), f.name, v->version, m.name, m.tag, m.digest});
+        }
+      }
+    }
+    return out;
+  });
+  if (Status st = (*models)->Collect(); !st.ok()) spdlog::warn("model store: {}", st.message());
+  // A tag is resolved to its digest when a version is recorded, so the version keeps the files
+  // it was deployed with when the tag moves (a config change keeps the digests it has).
+  (*registry)->SetManifestResolver([store = models->get()](const std::string& name,
+                                                           registry::Manifest& manifest) {
+    for (size_t i = 0; i < manifest.models.size(); ++i) {
+      registry::ModelRef& ref = manifest.models[i];
+      if (!ref.digest.empty()) continue;
+      auto digest = store->Resolve(std::string(TenantOfFunction(name)), ref.name, ref.tag);
+      if (!digest.ok()) {
+        return InvalidArgument("thaw.yaml: field 'models[" + std::to_string(i) + "]': no model " +
+                               ref.name + ":" + ref.tag +
+                               " in this tenant's model store (push it first: thaw models push " +
+                               ref.name + ":" + ref.tag + " PATH)");
+      }
+      ref.digest = *digest;
+    }
+    return Status::Ok();
+  });
   auto meter = meter::Meter::Open(config.data_dir + "/thaw.db");
   if (!meter.ok()) {
     spdlog::critical("{}", meter.status().message());
@@ -361,6 +402,7 @@ int RunServe(Config config, const std::string& exe_dir) {
   ctx.node_memory_mb = node_memory_mb;
   ctx.log_rate_bytes = config.log_rate_bytes;
   ctx.gpus = gpus.get();
+  ctx.models_dir = models::ModelStore::TreesRoot(config.data_dir);
   pool::PoolManager pools(&ctx);
   ctx.manager = &pools;
 
@@ -379,7 +421,7 @@ int RunServe(Config config, const std::string& exe_dir) {
   metrics::StatsRing live;
   gateway::Api api(gateway::ApiDeps{registry->get(), &pools, &logs, active_meter, &config, *key,
                                     isolation, &metrics, keys->get(), &gate, gpus.get(),
-                                    events->get(), &live, jobs->get()});
+                                    events->get(), &live, jobs->get(), models->get()});
 
   asio::ip::tcp::acceptor acceptor(ioc);
   boost::system::error_code ec;

@@ -162,6 +162,31 @@ constexpr const char* kMigrations[] = {
       PRIMARY KEY (function, expression)
     );
     )sql",
+    // 9: the model store (models/store.h): each tenant's NAME:TAG -> a tree digest, each tree's
+    // file list (JSON [{path, sha256, size}]), and the blobs each tenant has uploaded (its
+    // quota and the proof it holds their bytes).
+    R"sql(
+    CREATE TABLE model_tags (
+      tenant TEXT NOT NULL,
+      name TEXT NOT NULL,
+      tag TEXT NOT NULL,
+      digest TEXT NOT NULL,
+      created_us INTEGER NOT NULL,
+      PRIMARY KEY (tenant, name, tag)
+    );
+    CREATE TABLE model_trees (
+      digest TEXT PRIMARY KEY,
+      files TEXT NOT NULL,
+      size INTEGER NOT NULL
+    );
+    CREATE TABLE model_uploads (
+      tenant TEXT NOT NULL,
+      sha256 TEXT NOT NULL,
+      size INTEGER NOT NULL,
+      created_us INTEGER NOT NULL,
+      PRIMARY KEY (tenant, sha256)
+    );
+    )sql",
 };
 
 }  // namespace

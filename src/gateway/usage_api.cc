@@ -47,7 +47,8 @@ json::object PricesJson(const meter::PriceSheet& p) {
                       {"cpu_second_pico", p.cpu_second_pico},
                       {"peak_gb_second_pico", p.peak_gb_second_pico},
                       {"instance_hour_micro", p.instance_hour_micro},
-                      {"gpu_second_pico", p.gpu_second_pico}};
+                      {"gpu_second_pico", p.gpu_second_pico},
+                      {"init_gb_second_pico", p.init_gb_second_pico}};
 }
 
 json::object CostJson(int64_t micro) {
@@ -58,33 +59,38 @@ json::object CostJson(int64_t micro) {
 json::object UsageJson(const meter::Sums& s, int64_t p50_us, int64_t p99_us,
                        const meter::PriceSheet& prices) {
   const double n = s.invocations > 0 ? static_cast<double>(s.invocations) : 1.0;
-  return json::object{{"invocations", s.invocations},
-                      {"errors", s.error + s.timeout + s.crash},
-                      {"throttles", s.throttled},
-                      {"init_failures", s.init_failures},
-                      {"cold_starts", s.cold_starts},
-                      {"billed_ms", s.billed_ms},
-                      {"gb_seconds", static_cast<double>(s.billed_mb_ms) / 1024.0 / 1000.0},
-                      {"cpu_seconds", static_cast<double>(s.cpu_us) / 1e6},
-                      {"gpu_seconds", static_cast<double>(s.gpu_us) / 1e6},
-                      {"gpu_idle_seconds", static_cast<double>(s.gpu_idle_us) / 1e6},
-                      {"peak_gb_seconds", static_cast<double>(s.peak_mb_us) / 1024.0 / 1e6},
-                      {"avg_duration_ms", static_cast<double>(s.duration_us) / n / 1000.0},
-                      {"p50_duration_ms", static_cast<double>(p50_us) / 1000.0},
-                      {"p99_duration_ms", static_cast<double>(p99_us) / 1000.0},
-                      {"cold_start_percent", 100.0 * static_cast<double>(s.cold_starts) / n},
-                      {"prompt_tokens", s.prompt_tokens},
-                      {"completion_tokens", s.completion_tokens},
-                      {"by_status", json::object{{"success", s.success},
-                                                 {"error", s.error},
-                                                 {"timeout", s.timeout},
-                                                 {"crash", s.crash},
-                                                 {"throttled", s.throttled}}},
-                      {"billed_mb_ms", s.billed_mb_ms},
-                      {"cpu_us", s.cpu_us},
-                      {"peak_mb_us", s.peak_mb_us},
-                      {"cost_lambda", CostJson(meter::LambdaCostMicro(s, prices))},
-                      {"cost_actual", CostJson(meter::ActualCostMicro(s, prices))}};
+  return json::object{
+      {"invocations", s.invocations},
+      {"errors", s.error + s.timeout + s.crash},
+      {"throttles", s.throttled},
+      {"init_failures", s.init_failures},
+      {"cold_starts", s.cold_starts},
+      {"cold_starts_by_kind",
+       json::object{{"fork", s.fork_starts}, {"full", s.cold_starts - s.fork_starts}}},
+      {"template_inits", s.template_inits},
+      {"init_gb_s", static_cast<double>(s.init_mb_ms) / 1024.0 / 1000.0},
+      {"billed_ms", s.billed_ms},
+      {"gb_seconds", static_cast<double>(s.billed_mb_ms) / 1024.0 / 1000.0},
+      {"cpu_seconds", static_cast<double>(s.cpu_us) / 1e6},
+      {"gpu_seconds", static_cast<double>(s.gpu_us) / 1e6},
+      {"gpu_idle_seconds", static_cast<double>(s.gpu_idle_us) / 1e6},
+      {"peak_gb_seconds", static_cast<double>(s.peak_mb_us) / 1024.0 / 1e6},
+      {"avg_duration_ms", static_cast<double>(s.duration_us) / n / 1000.0},
+      {"p50_duration_ms", static_cast<double>(p50_us) / 1000.0},
+      {"p99_duration_ms", static_cast<double>(p99_us) / 1000.0},
+      {"cold_start_percent", 100.0 * static_cast<double>(s.cold_starts) / n},
+      {"prompt_tokens", s.prompt_tokens},
+      {"completion_tokens", s.completion_tokens},
+      {"by_status", json::object{{"success", s.success},
+                                 {"error", s.error},
+                                 {"timeout", s.timeout},
+                                 {"crash", s.crash},
+                                 {"throttled", s.throttled}}},
+      {"billed_mb_ms", s.billed_mb_ms},
+      {"cpu_us", s.cpu_us},
+      {"peak_mb_us", s.peak_mb_us},
+      {"cost_lambda", CostJson(meter::LambdaCostMicro(s, prices))},
+      {"cost_actual", CostJson(meter::ActualCostMicro(s, prices))}};
 }
 
 void BadParam(Response& res, const std::string& message) {

@@ -2,8 +2,10 @@
 // and ticks to them.
 #include <boost/asio/post.hpp>
 
+#include "instance/template.h"
 #include "pool/pool.h"
 #include "pool/pool_internal.h"
+#include "sandbox/spawner.h"
 
 namespace thaw::pool {
 
@@ -34,10 +36,55 @@ void PoolManager::OnDeployed(const std::string& function,
     }
   }
   for (auto& pool : old) pool->Drain();
+  EndTemplates(function, latest ? latest->version : 0);
   // The warm instances start on the executor: a deploy never waits for them.
   if (latest && latest->manifest.min_instances > 0) {
     asio::post(ctx_->executor, [pool = Get(latest, true)] { pool->OnTick(); });
   }
+  // Its template too: even the first call after the deploy forks.
+  if (latest) asio::post(ctx_->executor, [pool = Get(latest, true)] { pool->Prewarm(); });
+}
+
+void PoolManager::RegisterExitHook(pid_t pid, std::function<void(const sandbox::ExitEvent&)> hook) {
+  sandbox::ExitEvent early_status;
+  {
+    std::lock_guard<std::mutex> lock(pid_mu_);
+    auto early = early_exits_.find(pid);
+    if (early == early_exits_.end()) {
+      exit_hooks_[pid] = std::move(hook);
+      return;
+    }
+    early_status = early->second;
+    early_exits_.erase(early);
+  }
+  hook(early_status);
+}
+
+std::shared_ptr<instance::Template> PoolManager::TemplateOf(const std::string& function,
+                                                            int64_t version) {
+  std::lock_guard<std::mutex> lock(template_mu_);
+  auto& slot = templates_[{function, version}];
+  if (!slot) slot = std::make_shared<instance::Template>();
+  return slot;
+}
+
+void PoolManager::EndTemplates(const std::string& function, int64_t keep) {
+  std::vector<pid_t> pids;
+  {
+    std::lock_guard<std::mutex> lock(template_mu_);
+    for (auto it = templates_.begin(); it != templates_.end();) {
+      if (it->first.first != function || it->first.second == keep) {
+        ++it;
+        continue;
+      }
+      // An old version's pools keep their (now forgotten) Template object; a call by number
+      // then forks no more: it starts fresh.
+      if (pid_t pid = it->second->ready_pid(); pid > 0) pids.push_back(pid);
+      (void)it->second->Refused("its function has a newer version");
+      it = templates_.erase(it);
+    }
+  }
+  for (pid_t pid : pids) ctx_->spawner->Kill(pid);
 }
 
 bool PoolManager::ReserveMemory(int64_t mb) {
@@ -75,6 +122,15 @@ void PoolManager::OnExit(const sandbox::ExitEvent& exit) {
   const pid_t pid = exit.pid;
   std::weak_ptr<FunctionPool> pool;
   uint64_t instance_id = 0;
+  std::function<void(const sandbox::ExitEvent&)> hook;
+  {
+    std::lock_guard<std::mutex> lock(pid_mu_);
+    if (auto h = exit_hooks_.find(pid); h != exit_hooks_.end()) {
+      hook = std::move(h->second);
+      exit_hooks_.erase(h);
+    }
+  }
+  if (hook) return hook(exit);
   {
     std::lock_guard<std::mutex> lock(pid_mu_);
     auto it = pids_.find(pid);
@@ -136,6 +192,15 @@ void PoolManager::Shutdown() {
     for (const auto& [_, pool] : pools_) pools.push_back(pool);
   }
   for (auto& pool : pools) pool->Shutdown();
+  std::vector<pid_t> templates;
+  {
+    std::lock_guard<std::mutex> lock(template_mu_);
+    for (auto& [_, t] : templates_) {
+      if (pid_t pid = t->ready_pid(); pid > 0) templates.push_back(pid);
+      (void)t->Refused("thaw is shutting down");
+    }
+  }
+  for (pid_t pid : templates) ctx_->spawner->Kill(pid);
 }
 
 }  // namespace thaw::pool

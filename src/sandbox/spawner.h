@@ -53,6 +53,25 @@ struct SpawnRequest {
   // (sandbox/gpu.h). Isolation::kPlain ignores both: such an instance could open every GPU and
   // only CUDA_VISIBLE_DEVICES steers it (GET /v1/node says so).
   std::vector<std::string> gpu_bind, gpu_deny;
+  // Start a template (instance/template.h): a runtime that does the function's init, says so
+  // on its channel (fd kTemplateFd, THAW_TEMPLATE_FD) and then forks instances on request.
+  // The spawn is answered only once it is ready (or failed); after that its exit is an
+  // ordinary exit event.
+  bool template_channel = false;
+};
+
+// Where a template's runtime finds its channel to the spawner (THAW_TEMPLATE_FD).
+inline constexpr int kTemplateFd = 4;
+
+// A new instance forked from a ready template: its own cgroup (and limits), its own log pipes
+// and its own environment (Runtime API address, log stream), applied by the child before any
+// of the function's code runs again. It runs as the template's uid (docs/sandbox.md).
+struct ForkRequest {
+  pid_t template_pid = 0;
+  std::vector<std::string> env;  // "KEY=value", the complete environment
+  int stdout_fd = -1;            // borrowed, as in SpawnRequest
+  int stderr_fd = -1;
+  CgroupLimits limits;
 };
 
 struct Spawned {
@@ -106,6 +125,10 @@ class SpawnerClient {
   // once, on this thread, when the request cannot be sent. The descriptors in `request` are
   // sent before this returns: the caller may close its copies. `done` must not block.
   void Spawn(const SpawnRequest& request, SpawnDone done);
+  // Asks a ready template for a new instance, as Spawn asks for a fresh one: `done` gets the
+  // child (its pid as thaw sees it, its cgroup) or why not (the template is gone, or refused:
+  // it holds threads). The child's exit comes as an exit event like any instance's.
+  void Fork(const ForkRequest& request, SpawnDone done);
   // SIGKILLs the child's whole process group, unless the child was already reaped. Sends and
   // returns: the exit event tells when it is gone.
   void Kill(pid_t pid);
@@ -137,6 +160,8 @@ class SpawnerClient {
   // (every waiting callback has then failed).
   bool OnReplies();
   void FailAllPending(const Status& why);
+  // Registers `done` under a new id written at `id_at` in `msg`, and sends it with `fds`.
+  void Send(std::string msg, size_t id_at, const int* fds, int nfds, SpawnDone done);
 
   std::mutex mu_;
   uint64_t next_id_ = 0;                   // guarded by mu_

@@ -121,6 +121,10 @@ constexpr const char* kMigrations[] = {
     ALTER TABLE invocations ADD COLUMN prompt_tokens INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE invocations ADD COLUMN completion_tokens INTEGER NOT NULL DEFAULT 0;
     )sql",
+    // 7: how a cold start's instance began: fork (from a template) or full; '' when warm.
+    R"sql(
+    ALTER TABLE invocations ADD COLUMN start_kind TEXT NOT NULL DEFAULT '';
+    )sql",
 };
 
 }  // namespace

@@ -226,16 +226,26 @@ void FunctionPool::LaunchFromTemplate(const InstancePtr& inst) {
   }
   // While the template inits (made at deploy or at server start), the instance waits for it
   // rather than doing the same init.
-  if (template_->WhenSettled([self = shared_from_this(), inst] {
-        bool stopped;
-        {
-          std::lock_guard<std::mutex> lock(self->mu_);
-          stopped = inst->lifecycle != Lifecycle::kSpawning;
-        }
-        if (stopped) return self->LaunchFailed(inst, Internal("stopped before it started"));
-        self->LaunchInstance(inst);
-      })) {
-    return;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    inst->awaits_template = true;
+  }
+  const bool waits = template_->WhenSettled([self = shared_from_this(), inst] {
+    bool stopped;
+    {
+      std::lock_guard<std::mutex> lock(self->mu_);
+      inst->awaits_template = false;
+      stopped = inst->lifecycle != Lifecycle::kSpawning;
+      // No template after all: a full start, whose init is timed from now.
+      if (self->template_->ready_pid() <= 0) inst->spawned_us = self->ctx_->clock->MonoMicros();
+    }
+    if (stopped) return self->LaunchFailed(inst, Internal("stopped before it started"));
+    self->LaunchInstance(inst);
+  });
+  if (waits) return;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    inst->awaits_template = false;
   }
   const pid_t template_pid = template_->ready_pid();
   if (template_pid <= 0) {

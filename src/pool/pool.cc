@@ -688,7 +688,8 @@ void FunctionPool::OnTick() {
     // An init that does not finish fails as an init error, with the requests waiting for it
     // (not as a throttle when they have waited as long).
     for (auto& [id, inst] : instances_) {
-      if ((inst->lifecycle == Lifecycle::kSpawning ||
+      if (!inst->awaits_template &&
+          (inst->lifecycle == Lifecycle::kSpawning ||
            inst->lifecycle == Lifecycle::kInitializing) &&
           now - inst->spawned_us >= ctx_->init_timeout_us) {
         inst->init_error_type = "Runtime.InitError";

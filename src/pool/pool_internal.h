@@ -67,7 +67,8 @@ struct FunctionPool::Instance {
   int64_t gpu_billed_us = 0;
   // How it is being started: forked from the template, or fresh (also after a fork failed).
   instance::StartKind start_kind = instance::StartKind::kFull;
-  bool fork_failed = false;
+  bool fork_failed = false;      // start it fresh: forking failed, or there is no template
+  bool awaits_template = false;  // waiting for the template's init (its own init timeout)
 
   int64_t inflight() const { return static_cast<int64_t>(assigned.size() + active.size()); }
   // What the scheduling policy sees.

@@ -415,6 +415,9 @@ class PoolManager {
   std::mutex template_mu_;
   std::map<std::pair<std::string, int64_t>, std::shared_ptr<instance::Template>>
       templates_;  // guarded by template_mu_
+  // Templates of versions no longer deployed as $LATEST: ended once no pool of their version
+  // is left (their forks die with them, so not while those may still serve calls).
+  std::vector<std::tuple<std::string, int64_t, pid_t>> retired_;  // guarded by template_mu_
   std::atomic<int64_t> reserved_mb_{0};
 };
 

@@ -69,22 +69,21 @@ std::shared_ptr<instance::Template> PoolManager::TemplateOf(const std::string& f
 }
 
 void PoolManager::EndTemplates(const std::string& function, int64_t keep) {
-  std::vector<pid_t> pids;
-  {
-    std::lock_guard<std::mutex> lock(template_mu_);
-    for (auto it = templates_.begin(); it != templates_.end();) {
-      if (it->first.first != function || it->first.second == keep) {
-        ++it;
-        continue;
-      }
-      // An old version's pools keep their (now forgotten) Template object; a call by number
-      // then forks no more: it starts fresh.
-      if (pid_t pid = it->second->ready_pid(); pid > 0) pids.push_back(pid);
-      (void)it->second->Refused("its function has a newer version");
-      it = templates_.erase(it);
+  std::lock_guard<std::mutex> lock(template_mu_);
+  for (auto it = templates_.begin(); it != templates_.end();) {
+    if (it->first.first != function || it->first.second == keep) {
+      ++it;
+      continue;
     }
+    // An old version's pools keep their (now forgotten) Template object; a call by number
+    // then forks no more: it starts fresh. The template itself ends with the last pool of its
+    // version (Tick): its forks die with it.
+    if (pid_t pid = it->second->ready_pid(); pid > 0) {
+      retired_.emplace_back(it->first.first, it->first.second, pid);
+    }
+    (void)it->second->Refused("its function has a newer version");
+    it = templates_.erase(it);
   }
-  for (pid_t pid : pids) ctx_->spawner->Kill(pid);
 }
 
 bool PoolManager::ReserveMemory(int64_t mb) {
@@ -158,15 +157,34 @@ void PoolManager::Tick() {
     pool->OnTick();
     if (pool->Stats().draining && pool->Idle()) forget = true;
   }
-  if (!forget) return;
-  std::unique_lock lock(mu_);
-  for (auto it = pools_.begin(); it != pools_.end();) {
-    if (it->second->Stats().draining && it->second->Idle()) {
-      it = pools_.erase(it);
-    } else {
-      ++it;
+  if (forget) {
+    std::unique_lock lock(mu_);
+    for (auto it = pools_.begin(); it != pools_.end();) {
+      if (it->second->Stats().draining && it->second->Idle()) {
+        it = pools_.erase(it);
+      } else {
+        ++it;
+      }
     }
   }
+  std::vector<pid_t> ended;
+  {
+    std::lock_guard<std::mutex> tlock(template_mu_);
+    if (retired_.empty()) return;
+    std::shared_lock lock(mu_);
+    for (auto it = retired_.begin(); it != retired_.end();) {
+      const auto& [function, version, pid] = *it;
+      const bool used = pools_.count({function, version, true}) > 0 ||
+                        pools_.count({function, version, false}) > 0;
+      if (used) {
+        ++it;
+        continue;
+      }
+      ended.push_back(pid);
+      it = retired_.erase(it);
+    }
+  }
+  for (pid_t pid : ended) ctx_->spawner->Kill(pid);
 }
 
 std::vector<PoolStats> PoolManager::Stats(const std::string& function) const {
@@ -199,6 +217,8 @@ void PoolManager::Shutdown() {
       if (pid_t pid = t->ready_pid(); pid > 0) templates.push_back(pid);
       (void)t->Refused("thaw is shutting down");
     }
+    for (const auto& [function, version, pid] : retired_) templates.push_back(pid);
+    retired_.clear();
   }
   for (pid_t pid : templates) ctx_->spawner->Kill(pid);
 }

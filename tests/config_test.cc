@@ -165,6 +165,8 @@ TEST(ConfigTest, KnobTableMatchesParser) {
       {"pids_max", "64"},
       {"auth", "true"},
       {"sandbox", "false"},
+      {"templates", "false"},
+      {"price_init_gb_second_pico", "0"},
       {"metering", "false"},
       {"node", "/usr/bin/node"},
       {"price_request_micro_per_million", "200000"},

@@ -43,11 +43,14 @@ TEST_F(FailuresTest, HandlerErrorIs502WithTypeMessageAndRequestId) {
 
 TEST_F(FailuresTest, RuntimeExitMidInvocationIsExitErrorAndInstanceIsReplaced) {
   // Each instance names itself with a random token (in a jail every runtime is PID 1, which
-  // ignores signals sent from inside its namespace: a real fault still kills it).
+  // ignores signals sent from inside its namespace: a real fault still kills it). Made at its
+  // first call, not at import: instances forked from one template share what import made.
   DeployPython("crasher",
                "import ctypes, os, uuid\n"
-               "TOKEN = uuid.uuid4().hex\n"
+               "TOKEN = None\n"
                "def handler(e, c):\n"
+               "    global TOKEN\n"
+               "    TOKEN = TOKEN or uuid.uuid4().hex\n"
                "    if e.get('exit') is not None: os._exit(e['exit'])\n"
                "    if e.get('segv'): ctypes.string_at(0)\n"
                "    return TOKEN\n");

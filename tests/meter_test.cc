@@ -80,6 +80,7 @@ TEST(JournalLineTest, RoundTripsEveryField) {
   r.cpu_us = 123'456;
   r.gpu_us = 654'321;
   r.cold_start = true;
+  r.forked = true;
   r.init_us = 31'000;
   r.status = "error";
   // A runtime chooses its error type: every byte that could break a line must survive.
@@ -108,6 +109,7 @@ TEST(JournalLineTest, RoundTripsEveryField) {
   EXPECT_EQ(back.cpu_us, r.cpu_us);
   EXPECT_EQ(back.gpu_us, r.gpu_us);
   EXPECT_EQ(back.cold_start, r.cold_start);
+  EXPECT_EQ(back.forked, r.forked);
   EXPECT_EQ(back.init_us, r.init_us);
   EXPECT_EQ(back.status, r.status);
   EXPECT_EQ(back.error_type, r.error_type);
@@ -187,7 +189,8 @@ TEST(JournalLineTest, RefusesMalformedLines) {
       {"TrailingBackslash", replace_field(6, "bad\\")},
       {"NotANumber", replace_field(7, "12a")},
       {"EmptyNumber", replace_field(9, "")},
-      {"ColdStartNotABool", replace_field(14, "2")},
+      // 0 warm, 1 a full cold start, 2 a forked one (Record::forked).
+      {"ColdStartOutOfRange", replace_field(14, "3")},
       // One field short is a line from before batch sizes (read); two short is neither.
       {"MissingTwoFields", good.substr(0, good.rfind('\t', good.rfind('\t') - 1))},
       {"ExtraField", good + "\t0"},

@@ -58,7 +58,9 @@ TEST_F(RootlessTest, SaysItIsRootlessAndServesInvocations) {
 }
 
 TEST_F(RootlessTest, HostFilesProcessesAndPrivilegesAreOutOfReach) {
-  DeployPython("probe", kHostProbe);
+  // A fresh instance (template: off): a forked one also sees its template's processes
+  // (docs/sandbox.md, "Forked siblings").
+  DeployPython("probe", kHostProbe, "template: off\n");
   json::object event{{"key", server_->data_dir() + "/admin.key"}, {"data", server_->data_dir()}};
   auto r = server_->Invoke("probe", json::serialize(event));
   ASSERT_EQ(r.status, 200) << r.body;

@@ -17,9 +17,12 @@ namespace json = boost::json;
 
 // Answers with a token naming its instance (in a jail every runtime is PID 1); {"die": true}
 // makes the instance exit shortly after answering, as a crash between calls would.
+// The token names the instance: made at its first call, since instances forked from one
+// template share what import made.
 const std::string kSlow =
-    "import os, threading, time, uuid\nTOKEN = uuid.uuid4().hex\n"
-    "def handler(e, c):\n    time.sleep(e.get('s', 0.3))\n"
+    "import os, threading, time, uuid\nTOKEN = None\n"
+    "def handler(e, c):\n    global TOKEN\n    TOKEN = TOKEN or uuid.uuid4().hex\n"
+    "    time.sleep(e.get('s', 0.3))\n"
     "    if e.get('die'): threading.Timer(0.05, lambda: os._exit(9)).start()\n"
     "    return TOKEN\n";
 

@@ -22,16 +22,34 @@ _started = time.monotonic()
 import torch  # noqa: E402  (timed: it is most of the cold start)
 
 # One request at a time per instance (concurrency: 1) and a tiny model: intra-op threads
-# would cost more in start-up and hand-off than they save.
+# would cost more in start-up and hand-off than they save. One thread also keeps this module
+# fork-safe: thaw forks new instances from a template that ran this import (README,
+# "Templates"), and refuses to when the template holds threads (an intra-op pool started
+# here would be one).
 torch.set_num_threads(1)
 # From the model store when thaw.yaml mounts it (examples/digits-torch-store), else the bundle.
 MODEL_DIR = os.environ.get("THAW_MODEL_DIGITS", os.path.dirname(os.path.abspath(__file__)))
 MODEL = torch.jit.load(os.path.join(MODEL_DIR, "model.pt"), map_location="cpu")
 MODEL.eval()
+# TorchScript optimises a model on its first calls: do them here, at init, so that no instance
+# pays for them on a call (and instances forked from a template inherit the optimised model).
+with torch.inference_mode():
+    for _ in range(3):
+        MODEL(torch.zeros(1, 64))
 INSTANCE = {"id": uuid.uuid4().hex[:12],  # tells callers which instance answered
             "load_ms": round((time.monotonic() - _started) * 1000, 1),
             "calls": 0}
 print(f"digits-torch: loaded model.pt in {INSTANCE['load_ms']} ms (instance {INSTANCE['id']})")
+
+
+def _forked():
+    # A forked instance is an instance of its own: its own id and count, the model shared with
+    # its template (copy-on-write). Threads are set again: the child starts with none running.
+    torch.set_num_threads(1)
+    INSTANCE.update(id=uuid.uuid4().hex[:12], calls=0, forked=True)
+
+
+os.register_at_fork(after_in_child=_forked)
 
 
 def _check_image(image, where):

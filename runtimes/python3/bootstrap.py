@@ -489,18 +489,147 @@ def main():
         if d not in sys.path and os.path.isdir(d):
             sys.path.append(d)
 
-    client = Client(os.environ["AWS_LAMBDA_RUNTIME_API"])
-    try:
-        handler = load_handler(os.environ.get("_HANDLER", ""))
-    except Exception as e:  # anything the module raises at import time, too
-        post_error(client, "init/error", e.error if isinstance(e, Fault) else error_from_exception(e))
-        sys.exit(1)
+    if "THAW_TEMPLATE_FD" in os.environ:
+        handler = template_main(int(os.environ.pop("THAW_TEMPLATE_FD")))
+        client = Client(os.environ["AWS_LAMBDA_RUNTIME_API"])
+    else:
+        client = Client(os.environ["AWS_LAMBDA_RUNTIME_API"])
+        try:
+            handler = load_handler(os.environ.get("_HANDLER", ""))
+        except Exception as e:  # anything the module raises at import time, too
+            err = e.error if isinstance(e, Fault) else error_from_exception(e)
+            post_error(client, "init/error", err)
+            sys.exit(1)
 
     while True:
         status, headers, body = client.request("GET", "invocation/next")
         if status != 200:
             sys.exit(f"[thaw] invocation/next: HTTP {status} {body[:200]!r}")
         invoke(client, handler, headers, body)
+
+
+# --- templates: init once, then fork instances -------------------------------------
+# A template (thaw's docs/sandbox.md) runs the function's init and then, instead of asking for
+# events, waits on its channel to the spawner (fd THAW_TEMPLATE_FD) for fork requests: "P"
+# with a fork socket. It refuses when it holds more than one thread (a fork keeps only the
+# calling thread: locks held by the others would never be released), saying why on the fork
+# socket (["E", why]). Else its child says ["H", pid] there and waits for its identity,
+# ["I", nodump, env...] with its stdout and stderr, sent once thaw has moved it into a cgroup
+# of its own. The template reports each child it reaps as ["X", pid, wait status]. Fields end
+# in NUL (thaw's sandbox/wire.h).
+def template_main(fd):
+    import ctypes
+    import select
+    import signal
+    import socket
+    chan = socket.socket(fileno=fd)
+    try:
+        handler = load_handler(os.environ.get("_HANDLER", ""))
+    except Exception as e:  # the full cold start that follows reports it to the caller
+        err = e.error if isinstance(e, Fault) else error_from_exception(e)
+        print(f"[thaw] template init failed: {err['errorType']}: {err['errorMessage']}",
+              file=sys.stderr)
+        sys.exit(1)
+    sys.stdout.flush()
+    libc = ctypes.CDLL(None, use_errno=True)
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_r, False)
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    old_chld = signal.signal(signal.SIGCHLD, lambda *_: None)
+    chan.send(b"R\0")
+    while True:
+        readable = select.select([chan, wake_r], [], [])[0]
+        if wake_r in readable:
+            while True:
+                try:
+                    os.read(wake_r, 512)
+                except BlockingIOError:
+                    break
+            while True:
+                try:
+                    pid, status = os.waitpid(-1, os.WNOHANG)
+                except ChildProcessError:
+                    break
+                if pid == 0:
+                    break
+                chan.send(b"X\0%d\0%d\0" % (pid, status))
+        if chan not in readable:
+            continue
+        msg, fds, _, _ = socket.recv_fds(chan, 4096, 1)
+        if not msg:  # thaw is gone
+            os._exit(0)
+        if msg != b"P\0" or len(fds) != 1:
+            for f in fds:
+                os.close(f)
+            continue
+        fork_fd = fds[0]
+        threads = len(os.listdir("/proc/self/task"))
+        if threads > 1:
+            why = (f"the template holds {threads} threads after init (a fork keeps only one); "
+                   "start no threads at import, e.g. torch.set_num_threads(1)")
+            try:
+                os.write(fork_fd, b"E\0" + why.encode() + b"\0")
+            except OSError:
+                pass
+            os.close(fork_fd)
+            continue
+        sys.stdout.flush()
+        sys.stderr.flush()
+        if os.fork() != 0:
+            os.close(fork_fd)
+            continue
+        # The child: becomes an instance before any of the function's code runs again.
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, old_chld)
+        os.close(wake_r)
+        os.close(wake_w)
+        chan.close()
+        become_instance(libc, socket.socket(fileno=fork_fd))
+        return handler
+
+
+def become_instance(libc, sock):
+    libc.prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG, SIGKILL: it ends with its template
+    os.setsid()
+    sock.send(b"H\0%d\0" % os.getpid())
+    import socket
+    msg, fds, _, _ = socket.recv_fds(sock, 1 << 20, 2)
+    fields = msg.split(b"\0")[:-1]
+    if len(fds) != 2 or len(fields) < 2 or fields[0] != b"I":  # not taken: it must not run
+        os._exit(0)
+    sock.close()
+    out, err = fds
+    os.dup2(out, 1)
+    os.dup2(err, 2)
+    os.close(out)
+    os.close(err)
+    # Siblings share the template's uid: none may read another's memory or descriptors
+    # (ptrace is refused by seccomp; this covers /proc/PID/mem, environ and pidfd_getfd).
+    if fields[1] == b"1":
+        libc.prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE
+    os.environ.clear()
+    for kv in fields[2:]:
+        k, _, v = kv.decode().partition("=")
+        os.environ[k] = v
+    os.environ["AWS_EXECUTION_ENV"] = "AWS_Lambda_python%d.%d" % sys.version_info[:2]
+    for attr, var in (("function_name", "AWS_LAMBDA_FUNCTION_NAME"),
+                      ("function_version", "AWS_LAMBDA_FUNCTION_VERSION"),
+                      ("memory_limit_in_mb", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE"),
+                      ("log_group_name", "AWS_LAMBDA_LOG_GROUP_NAME"),
+                      ("log_stream_name", "AWS_LAMBDA_LOG_STREAM_NAME")):
+        setattr(LambdaContext, attr, os.environ.get(var))
+    # Siblings must not draw the same random numbers as each other or as the template. (A
+    # spare is forked ahead of its request: it is reseeded here, when it becomes one.)
+    seed = int.from_bytes(os.urandom(8), "little") >> 1
+    if "random" in sys.modules:
+        sys.modules["random"].seed(os.urandom(32))
+    np = sys.modules.get("numpy")
+    if np is not None and hasattr(np, "random"):
+        np.random.seed(seed & 0xFFFFFFFF)
+    torch = sys.modules.get("torch")
+    if torch is not None and hasattr(torch, "manual_seed"):
+        torch.manual_seed(seed)
 
 
 if __name__ == "__main__":

@@ -142,6 +142,8 @@ json::object FunctionJson(const std::string& name, const registry::FunctionInfo&
   o["versions"] = std::move(versions);
   // busy: ready instances serving a call (a subset of ready).
   json::object instances{{"starting", 0}, {"ready", 0}, {"busy", 0}, {"stopping", 0}};
+  json::array instance_list;  // one entry per instance, forked ones too
+  json::array templates;
   int64_t queued = 0, inflight = 0;
   o["state"] = "active";
   for (const auto& s : stats) {
@@ -167,8 +169,25 @@ json::object FunctionJson(const std::string& name, const registry::FunctionInfo&
     instances["busy"] = instances["busy"].as_int64() + s.busy;
     queued += s.queued;
     inflight += s.inflight;
+    for (const auto& i : s.instances) {
+      instance_list.push_back(json::object{{"id", i.id},
+                                           {"version", s.version},
+                                           {"pid", i.pid},
+                                           {"state", i.state},
+                                           {"start_kind", instance::StartKindName(i.start_kind)}});
+    }
+    if (!s.template_state.empty()) {
+      json::object t{{"version", s.version}, {"state", s.template_state}, {"pid", s.template_pid}};
+      if (!s.template_why.empty()) t["why"] = s.template_why;
+      // Both pools of a version share its template: list it once.
+      bool seen = false;
+      for (const auto& other : templates) seen = seen || other.at("version") == t.at("version");
+      if (!seen) templates.push_back(std::move(t));
+    }
   }
   o["instances"] = std::move(instances);
+  o["instance_list"] = std::move(instance_list);
+  o["templates"] = std::move(templates);
   o["queued"] = queued;
   o["inflight"] = inflight;
   return o;

@@ -380,6 +380,7 @@ void SetInvokeHeaders(const InvokeOutcome& outcome, Response& res) {
   if (!outcome.budget_warning.empty()) res.set("X-Thaw-Budget-Warning", outcome.budget_warning);
   res.set("X-Thaw-Version", std::to_string(r.version));
   res.set("X-Thaw-Cold-Start", r.cold_start ? "true" : "false");
+  res.set("X-Thaw-Start-Kind", std::string(instance::StartKindName(r.start_kind)));
   char init_ms[32];
   std::snprintf(init_ms, sizeof(init_ms), "%.3f", static_cast<double>(r.init_us) / 1000.0);
   res.set("X-Thaw-Init-Ms", init_ms);

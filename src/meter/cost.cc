@@ -44,6 +44,10 @@ int64_t LambdaCostPico(const Sample& s, const PriceSheet& p) {
   if (s.status == "usage") return tokens;
   const int64_t gpu = static_cast<int64_t>(Int128{s.gpu_us} * p.gpu_second_pico / kUsPerS);
   if (s.status == "gpu_idle") return gpu;
+  if (s.status == "template_init") {
+    return static_cast<int64_t>(Int128{s.billed_ms} * s.memory_mb * p.init_gb_second_pico /
+                                (kMbPerGb * kMsPerS));
+  }
   return (s.status == "init_error" ? 0 : p.request_pico) +
          static_cast<int64_t>(Int128{s.billed_ms} * s.memory_mb * p.gb_second_pico /
                               (kMbPerGb * kMsPerS)) +
@@ -58,6 +62,11 @@ void AddSample(const Sample& s, Sums& sums) {
   if (s.status == "gpu_idle") {  // GPUs held between invocations: billed, not an invocation
     sums.gpu_us += s.gpu_us;
     sums.gpu_idle_us += s.gpu_us;
+    return;
+  }
+  if (s.status == "template_init") {  // billed at the init price; not an invocation
+    ++sums.template_inits;
+    sums.init_mb_ms += s.billed_ms * s.memory_mb;
     return;
   }
   if (s.status == "init_error") {  // billed and its CPU counted; not an invocation
@@ -84,6 +93,7 @@ void AddSample(const Sample& s, Sums& sums) {
     sums.batches += 1.0 / static_cast<double>(s.batch_size);
   }
   sums.cold_starts += s.cold_start ? 1 : 0;
+  sums.fork_starts += s.cold_start && s.forked ? 1 : 0;
   sums.billed_ms += s.billed_ms;
   sums.billed_mb_ms += s.billed_ms * s.memory_mb;
   sums.cpu_us += s.cpu_us;
@@ -131,6 +141,7 @@ int64_t LambdaCostMicro(const Sums& s, const PriceSheet& p) {
   const Int128 den = Int128{kPicoPerMicro} * kMbPerGb * kUsPerS;
   Int128 num = Int128{BilledRequests(s)} * p.request_pico * kMbPerGb * kUsPerS +
                Int128{s.billed_mb_ms} * p.gb_second_pico * (kUsPerS / kMsPerS) +
+               Int128{s.init_mb_ms} * p.init_gb_second_pico * (kUsPerS / kMsPerS) +
                Int128{s.gpu_us} * p.gpu_second_pico * kMbPerGb + TokensTerm(s, p);
   return RoundHalfUp(num, den);
 }

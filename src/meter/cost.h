@@ -27,6 +27,8 @@ struct PriceSheet {
   // model's tokens are already paid for in GB-s; an operator reselling a model sets them.
   int64_t prompt_token_pico = 0;
   int64_t completion_token_pico = 0;
+  // Per GB-second of template init (init_gb_s), as Lambda bills the INIT phase; 0: free.
+  int64_t init_gb_second_pico = 16'666'700;
 };
 
 // The columns of one invocation record that usage and cost need.
@@ -40,6 +42,7 @@ struct Sample {
   int64_t cpu_us = 0;
   int64_t gpu_us = 0;
   bool cold_start = false;
+  bool forked = false;  // a cold start forked from a template
   // success | error | timeout | crash | throttled | init_error | gpu_idle (the GPU time an
   // instance held its GPUs outside invocations, recorded when it goes; not an invocation)
   std::string status;
@@ -57,6 +60,10 @@ struct Sums {
   // is billed (as Lambda bills the INIT phase) and their CPU counted.
   int64_t init_failures = 0;
   int64_t cold_starts = 0;
+  int64_t fork_starts = 0;  // the cold starts forked from a template; the rest were full
+  // Template inits ("template_init" records): not invocations; billed as init_gb_s.
+  int64_t template_inits = 0;
+  int64_t init_mb_ms = 0;  // sum of their billed_ms x memory_mb
   int64_t billed_ms = 0;
   int64_t billed_mb_ms = 0;  // sum of billed_ms x memory_mb
   int64_t cpu_us = 0;
@@ -94,7 +101,7 @@ std::string UtcDay(int64_t wall_us);
 // Requests that are billed: all but the throttled (refused calls cost nothing, as on Lambda).
 int64_t BilledRequests(const Sums& s);
 // Lambda sheet: billed requests x request price + billed GB-s x GB-s price (GB = 1024 MB)
-// + GPU-s x GPU price + tokens x token prices.
+// + GPU-s x GPU price + template init GB-s x init price + tokens x token prices.
 int64_t LambdaCostMicro(const Sums& s, const PriceSheet& p);
 // One invocation on the Lambda sheet in pico-dollars (truncated), for running totals such as
 // a tenant's month-to-date spend. A usage sample (status "usage", meter::kUsageStatus: the

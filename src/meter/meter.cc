@@ -136,8 +136,8 @@ Status InsertRecords(store::Db& db, const std::vector<Record>& batch) {
       "INSERT OR IGNORE INTO invocations (request_id, function, version, start_us, end_us, "
       "duration_us, billed_ms, memory_mb, max_memory_used_mb, cold_start, init_us, status, "
       "error_type, bytes_in, bytes_out, cpu_us, tenant, gpu_us, prompt_tokens, "
-      "completion_tokens, batch_size) "
-      "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+      "completion_tokens, batch_size, start_kind) "
+      "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
   auto usage = db.Prepare(
       "UPDATE invocations SET prompt_tokens = ?2, completion_tokens = ?3 WHERE request_id = ?1");
   if (!stmt.ok() || !usage.ok()) {
@@ -175,7 +175,10 @@ Status InsertRecords(store::Db& db, const std::vector<Record>& batch) {
         .Bind(18, r.gpu_us)
         .Bind(19, r.prompt_tokens)
         .Bind(20, r.completion_tokens)
-        .Bind(21, r.batch_size);
+        .Bind(21, r.batch_size)
+        .Bind(22, std::string(!r.cold_start ? ""
+                              : r.forked    ? "fork"
+                                            : "full"));
     if (Status st = stmt->Run(); !st.ok()) {
       (void)db.Exec("ROLLBACK");
       return st;
@@ -233,6 +236,9 @@ int64_t BilledMillis(int64_t duration_us) {
   return (duration_us + 999) / 1000;
 }
 
+// The journal's cold_start column: 0 warm, 1 a full cold start, 2 a forked one.
+int64_t ColdStartField(const Record& r) { return !r.cold_start ? 0 : r.forked ? 2 : 1; }
+
 void EncodeJournalLine(const Record& r, std::string& out) {
   out.clear();
   out.append(kLineTag);
@@ -242,7 +248,7 @@ void EncodeJournalLine(const Record& r, std::string& out) {
     AppendEscaped(out, *s);
   }
   for (int64_t v : {r.start_us, r.end_us, r.duration_us, r.billed_ms, r.memory_mb,
-                    r.max_memory_used_mb, r.cpu_us, int64_t{r.cold_start}, r.init_us, r.bytes_in,
+                    r.max_memory_used_mb, r.cpu_us, ColdStartField(r), r.init_us, r.bytes_in,
                     r.bytes_out, r.gpu_us, r.prompt_tokens, r.completion_tokens, r.batch_size}) {
     out += '\t';
     AppendInt(out, v);
@@ -282,8 +288,9 @@ bool DecodeJournalLine(std::string_view line, Record& out) {
   for (size_t i = 0; i < present; ++i) {
     if (!ParseInt(fields[1 + std::size(strings) + i], *ints[i])) return false;
   }
-  if (cold_start != 0 && cold_start != 1) return false;
-  out.cold_start = cold_start == 1;
+  if (cold_start < 0 || cold_start > 2) return false;
+  out.cold_start = cold_start != 0;
+  out.forked = cold_start == 2;
   return !out.request_id.empty();
 }
 
@@ -518,7 +525,8 @@ StatusOr<std::vector<Sample>> Meter::Samples(const std::string& function, int64_
   std::lock_guard<std::mutex> lock(db_mu_);
   auto stmt = db_->Prepare(
       "SELECT function, start_us, duration_us, billed_ms, memory_mb, max_memory_used_mb, cpu_us, "
-      "cold_start, status, tenant, gpu_us, prompt_tokens, completion_tokens, batch_size "
+      "cold_start, status, tenant, gpu_us, prompt_tokens, completion_tokens, batch_size, "
+      "start_kind "
       "FROM invocations "
       "WHERE (?1 = '' OR function = ?1) AND start_us >= ?2 AND start_us < ?3 "
       "AND (?4 = '' OR tenant = ?4)");
@@ -544,6 +552,7 @@ StatusOr<std::vector<Sample>> Meter::Samples(const std::string& function, int64_
     s.prompt_tokens = stmt->Int(11);
     s.completion_tokens = stmt->Int(12);
     s.batch_size = stmt->Int(13);
+    s.forked = stmt->Text(14) == "fork";
     out.push_back(std::move(s));
   }
   return out;
@@ -581,6 +590,24 @@ StatusOr<std::vector<SeriesBucket>> Meter::Series(const std::string& function, i
                                .duration_us = stmt->Int(5),
                                .p50_us = stmt->Int(6),
                                .p99_us = stmt->Int(7)});
+  }
+  return out;
+}
+
+StatusOr<std::vector<std::pair<std::string, std::string>>> Meter::RecentVersions(int64_t since_us) {
+  THAW_RETURN_IF_ERROR(Flush());
+  std::lock_guard<std::mutex> lock(db_mu_);
+  auto stmt = db_->Prepare(
+      "SELECT DISTINCT function, version FROM invocations WHERE start_us >= ?1 AND "
+      "status NOT IN ('template_init', 'usage', 'gpu_idle')");
+  if (!stmt.ok()) return stmt.status();
+  stmt->Bind(1, since_us);
+  std::vector<std::pair<std::string, std::string>> out;
+  for (;;) {
+    auto row = stmt->Next();
+    if (!row.ok()) return row.status();
+    if (!*row) break;
+    out.emplace_back(stmt->Text(0), stmt->Text(1));
   }
   return out;
 }

@@ -41,6 +41,7 @@ struct Record {
   int64_t cpu_us = 0;  // CPU time the instance used while running this invocation
   int64_t gpu_us = 0;  // GPU time, likewise: 0 until thaw schedules GPUs
   bool cold_start = false;
+  bool forked = false;  // a cold start forked from a template (else a full one)
   int64_t init_us = 0;
   std::string status;  // success | error | timeout | crash | throttled
   std::string error_type;
@@ -57,6 +58,8 @@ struct Record {
 };
 
 inline constexpr char kUsageStatus[] = "usage";
+// A template's init (instance/template.h): not an invocation; billed as init_gb_s.
+inline constexpr char kTemplateInitStatus[] = "template_init";
 
 // One bucket of a function's invocations over time (Meter::Series): counts, sums and exact
 // nearest-rank duration percentiles of the invocations started in it.
@@ -111,6 +114,9 @@ class Meter {
   // The records started in [from_us, to_us) of `function` (all when empty) and `tenant` (all
   // when empty), for exact aggregation and pricing in C++ (see meter/cost.h). Flushes first:
   // every record added before the call is in the answer.
+  // The (function, version) pairs invoked since `since_us` (wall clock): whose templates a
+  // restarted server makes again.
+  StatusOr<std::vector<std::pair<std::string, std::string>>> RecentVersions(int64_t since_us);
   StatusOr<std::vector<Sample>> Samples(const std::string& function, int64_t from_us, int64_t to_us,
                                         const std::string& tenant = "");
   // `function`'s invocations started in [from_us, to_us), aggregated in SQL into buckets of

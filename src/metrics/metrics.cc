@@ -125,6 +125,16 @@ std::string Registry::Render(const Gauges& gauges) const {
     out += "thaw_cold_starts_total{function=\"" + EscapeLabel(fn) + "\"} " +
            std::to_string(m->cold_starts.load(std::memory_order_relaxed)) + "\n";
   }
+  Header(out, "thaw_cold_starts_by_kind_total", "counter",
+         "Cold starts by how the instance began: fork (from a template) or full.");
+  for (const auto& [fn, m] : functions_) {
+    const uint64_t all = m->cold_starts.load(std::memory_order_relaxed);
+    const uint64_t fork = m->fork_starts.load(std::memory_order_relaxed);
+    out += "thaw_cold_starts_by_kind_total{function=\"" + EscapeLabel(fn) + "\",kind=\"fork\"} " +
+           std::to_string(fork) + "\n";
+    out += "thaw_cold_starts_by_kind_total{function=\"" + EscapeLabel(fn) + "\",kind=\"full\"} " +
+           std::to_string(all >= fork ? all - fork : 0) + "\n";
+  }
   Header(out, "thaw_init_failures_total", "counter", "Instances whose init failed.");
   for (const auto& [fn, m] : functions_) {
     out += "thaw_init_failures_total{function=\"" + EscapeLabel(fn) + "\"} " +

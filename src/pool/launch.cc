@@ -1,6 +1,7 @@
 // Starting an instance (argv, the Lambda environment, the Runtime API listener, the spawn) and
 // reading what it prints into the log store.
 #include <fcntl.h>
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -10,8 +11,11 @@
 
 #include "common/ids.h"
 #include "common/tenant.h"
+#include "instance/instance_factory.h"
+#include "instance/template.h"
 #include "logs/log_store.h"
 #include "models/names.h"
+#include "meter/meter.h"
 #include "pool/lambda_env.h"
 #include "pool/pool.h"
 #include "pool/pool_internal.h"
@@ -53,7 +57,227 @@ StatusOr<std::string> AttachRuntimeApi(RuntimeEndpoints& endpoints,
   return address;
 }
 
+// Reads what a template prints (its init's output) into the function's log. Owns the pipe's
+// read end; ends at EOF, when the template is gone.
+class TemplateLog : public std::enable_shared_from_this<TemplateLog> {
+ public:
+  TemplateLog(asio::any_io_executor ex, UniqueFd fd, logs::LogStore* logs, std::string function)
+      : desc_(ex, fd.release()), logs_(logs), function_(std::move(function)) {}
+
+  void Read() {
+    desc_.async_read_some(asio::buffer(buf_),
+                          [self = shared_from_this()](boost::system::error_code ec, size_t n) {
+                            if (ec) {
+                              if (!self->partial_.empty()) self->Emit(std::move(self->partial_));
+                              return;
+                            }
+                            self->partial_.append(self->buf_, n);
+                            size_t start = 0, nl;
+                            while ((nl = self->partial_.find('\n', start)) != std::string::npos) {
+                              self->Emit(self->partial_.substr(start, nl - start));
+                              start = nl + 1;
+                            }
+                            self->partial_.erase(0, start);
+                            if (self->partial_.size() > kMaxLogLine)
+                              self->Emit(std::move(self->partial_));
+                            self->Read();
+                          });
+  }
+
+ private:
+  void Emit(std::string line) {
+    partial_.clear();
+    logs_->Append(function_, "", "stdout", std::move(line));
+  }
+
+  asio::posix::stream_descriptor desc_;
+  logs::LogStore* const logs_;
+  const std::string function_;
+  char buf_[4096];
+  std::string partial_;
+};
+
 }  // namespace
+
+std::shared_ptr<instance::Template> FunctionPool::TemplateFor(PoolContext* ctx,
+                                                              const registry::Version& v) {
+  const registry::Manifest& m = v.manifest;
+  if (!ctx->templates || ctx->manager == nullptr || m.template_off ||
+      m.runtime != registry::Runtime::kPython3 || m.network == registry::Network::kNone ||
+      m.gpu.count > 0) {
+    return nullptr;
+  }
+  return ctx->manager->TemplateOf(v.function, v.version);
+}
+
+bool FunctionPool::TemplateAllowed() const { return template_ != nullptr; }
+
+void FunctionPool::Prewarm() {
+  if (template_ != nullptr) StartTemplate();
+}
+
+// The template: the runtime as an instance would start, told by THAW_TEMPLATE_FD to init and
+// then wait to be forked. No Runtime API: its init errors reach callers through the full cold
+// start that follows (reported as today).
+void FunctionPool::StartTemplate() {
+  if (!template_->BeginStart()) return;
+  auto fail = [this](const std::string& why) {
+    if (template_->InitFailed(why)) {
+      ctx_->logs->Append(version_->function, "", "platform",
+                         "TEMPLATE_REPORT Status: error\t" + why + " (instances start fresh)");
+    }
+  };
+  auto argv = BuildArgv();
+  if (!argv.ok()) return fail(argv.status().message());
+  int out[2];
+  if (::pipe2(out, O_CLOEXEC) != 0)
+    return fail(ErrnoStatus("create pipe", "template", errno).message());
+  ::fcntl(out[0], F_SETFL, O_NONBLOCK);
+  sandbox::SpawnRequest req;
+  req.argv = std::move(*argv);
+  req.env = BuildEnv("");
+  req.env.push_back("THAW_TEMPLATE_FD=" + std::to_string(sandbox::kTemplateFd));
+  req.cwd = version_->bundle_dir;
+  req.bundle_dir = version_->bundle_dir;
+  const int64_t memory_mb = version_->manifest.memory_mb;
+  req.limits.memory_bytes = memory_mb << 20;
+  req.limits.pids_max = ctx_->pids_max;
+  req.limits.cpu_weight = sandbox::CpuWeightForMemory(memory_mb);
+  req.cgroup =
+      version_->function + "-" + std::to_string(version_->version) + "-template-" + RandomHex(4);
+  req.template_channel = true;
+  req.stdout_fd = out[1];
+  req.stderr_fd = out[1];
+  std::make_shared<TemplateLog>(ctx_->executor, UniqueFd(out[0]), ctx_->logs, version_->function)
+      ->Read();
+  const int64_t started_us = ctx_->clock->MonoMicros();
+  ctx_->spawner->Spawn(req,
+                       [self = shared_from_this(), started_us](StatusOr<sandbox::Spawned> spawned) {
+                         self->OnTemplateSpawned(std::move(spawned), started_us);
+                       });
+  ::close(out[1]);
+  // An init that never ends must not keep instances waiting for it.
+  auto timer = std::make_shared<asio::steady_timer>(
+      ctx_->executor, std::chrono::microseconds(ctx_->init_timeout_us));
+  timer->async_wait([self = shared_from_this(), timer](boost::system::error_code ec) {
+    if (ec) return;
+    const std::string why = "template init did not finish within " +
+                            std::to_string(self->ctx_->init_timeout_us / 1000) + " ms";
+    if (self->template_->InitFailed(why)) {
+      self->ctx_->logs->Append(
+          self->version_->function, "", "platform",
+          "TEMPLATE_REPORT Status: error\t" + why + " (instances start fresh)");
+    }
+  });
+}
+
+void FunctionPool::OnTemplateSpawned(StatusOr<sandbox::Spawned> spawned, int64_t started_us) {
+  const std::string& function = version_->function;
+  if (!spawned.ok()) {
+    if (template_->InitFailed(spawned.status().message())) {
+      spdlog::warn("{} version {}: no template, instances start fresh: {}", function,
+                   version_->version, spawned.status().message());
+      ctx_->logs->Append(function, "", "platform",
+                         "TEMPLATE_REPORT Status: error\t" + spawned.status().message() +
+                             " (instances start fresh)");
+    }
+    return;
+  }
+  const pid_t pid = spawned->pid;
+  const int64_t init_us = ctx_->clock->MonoMicros() - started_us;
+  ctx_->manager->RegisterExitHook(
+      pid, [tpl = template_, logs = ctx_->logs, function, pid](const sandbox::ExitEvent& exit) {
+        bool unusable = false;
+        const std::string how = sandbox::DescribeWaitStatus(exit.wait_status);
+        if (!tpl->Ended(pid, how, &unusable)) return;  // ended on purpose, or replaced
+        logs->Append(function, "", "platform",
+                     "TEMPLATE_REPORT Status: ended\t" + how +
+                         (unusable ? " (too often: instances start fresh)"
+                                   : " (the next cold start makes a new one)"));
+      });
+  if (!template_->Ready(pid, init_us)) {  // its init timed out meanwhile
+    ctx_->spawner->Kill(pid);
+    return;
+  }
+  // Template init is billed as Lambda bills the INIT phase: its own usage line (init_gb_s).
+  meter::Record rec;
+  rec.request_id = NewRequestId();
+  rec.function = function;
+  rec.version = std::to_string(version_->version);
+  rec.end_us = ctx_->clock->WallMicros();
+  rec.start_us = rec.end_us - init_us;
+  rec.duration_us = init_us;
+  rec.billed_ms = meter::BilledMillis(init_us);
+  rec.memory_mb = version_->manifest.memory_mb;
+  rec.init_us = init_us;
+  rec.status = meter::kTemplateInitStatus;
+  if (ctx_->meter != nullptr) ctx_->meter->Add(std::move(rec));
+  ctx_->logs->Append(function, "", "platform",
+                     "TEMPLATE_REPORT Init Duration: " + FormatMs(init_us) + " ms\tMemory Size: " +
+                         std::to_string(version_->manifest.memory_mb) + " MB");
+}
+
+void FunctionPool::LaunchFromTemplate(const InstancePtr& inst) {
+  // No template (not made since the server started, or it ended): one is made for the cold
+  // starts that follow, and this one starts fresh rather than wait for it.
+  if (template_->state() == instance::Template::State::kNone) {
+    StartTemplate();
+    inst->fork_failed = true;
+    return LaunchInstance(inst);
+  }
+  // While the template inits (made at deploy or at server start), the instance waits for it
+  // rather than doing the same init.
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    inst->awaits_template = true;
+  }
+  const bool waits = template_->WhenSettled([self = shared_from_this(), inst] {
+    bool stopped;
+    {
+      std::lock_guard<std::mutex> lock(self->mu_);
+      inst->awaits_template = false;
+      stopped = inst->lifecycle != Lifecycle::kSpawning;
+      // No template after all: a full start, whose init is timed from now.
+      if (self->template_->ready_pid() <= 0) inst->spawned_us = self->ctx_->clock->MonoMicros();
+    }
+    if (stopped) return self->LaunchFailed(inst, Internal("stopped before it started"));
+    self->LaunchInstance(inst);
+  });
+  if (waits) return;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    inst->awaits_template = false;
+  }
+  const pid_t template_pid = template_->ready_pid();
+  if (template_pid <= 0) {
+    inst->fork_failed = true;
+    return LaunchInstance(inst);
+  }
+  inst->start_kind = instance::StartKind::kFork;
+  instance::ForkFactory factory(ctx_->spawner, template_pid);
+  StartWith(inst, factory);
+}
+
+void FunctionPool::ForkFailed(const InstancePtr& inst, const Status& why) {
+  const std::string& message = why.message();
+  // A refusal (threads) holds for every fork of this version; a template that is gone is
+  // replaced at the next cold start (its exit event says so).
+  if (message.starts_with("template refused to fork") && template_->Refused(message)) {
+    spdlog::warn("{} version {}: not forking instances: {}", version_->function, version_->version,
+                 message);
+    ctx_->logs->Append(version_->function, "", "platform",
+                       "TEMPLATE_REPORT Status: refused\t" + message + " (instances start fresh)");
+  }
+  std::string endpoint;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    endpoint.swap(inst->endpoint);
+    inst->fork_failed = true;
+    inst->start_kind = instance::StartKind::kFull;
+  }
+  if (!endpoint.empty()) ctx_->endpoints->Close(endpoint);
+  LaunchInstance(inst);
+}
 
 std::string FunctionPool::TaskRoot() const {
   return ctx_->spawner->isolated() ? sandbox::kTaskRoot : version_->bundle_dir;
@@ -131,12 +355,21 @@ void FunctionPool::LaunchFailed(const InstancePtr& inst, const Status& why) {
   Apply(fx);
 }
 
-// Asks the spawner for the instance and returns: OnSpawned finishes the start on the spawner
-// client's reply thread. Nothing here waits for a child.
 void FunctionPool::LaunchInstance(const InstancePtr& inst) {
+  if (template_ != nullptr && !inst->fork_failed) return LaunchFromTemplate(inst);
+  instance::ExecFactory factory(ctx_->spawner);
+  StartWith(inst, factory);
+}
+
+// Asks the factory for the instance and returns: OnSpawned finishes the start on the spawner
+// client's reply thread. Nothing here waits for a child.
+void FunctionPool::StartWith(const InstancePtr& inst, instance::InstanceFactory& factory) {
   auto argv = BuildArgv();
   if (!argv.ok()) return LaunchFailed(inst, argv.status());
-  const PeerCheck check = PeerCheckFor(ctx_->spawner->mode());
+  const bool fork = factory.kind() == instance::StartKind::kFork;
+  // Forked siblings share their template's uid: only the process tree tells them apart.
+  PeerCheck check = PeerCheckFor(ctx_->spawner->mode());
+  if (fork && check.kind == PeerCheck::Kind::kUid) check.kind = PeerCheck::Kind::kProcessTree;
   // network: none: the listener is made inside the instance's own network namespace and
   // adopted once it is spawned; the address is the same for every such instance.
   const bool private_network = version_->manifest.network == registry::Network::kNone;
@@ -185,8 +418,8 @@ void FunctionPool::LaunchInstance(const InstancePtr& inst) {
   // The callback owns the read ends until it hands them to the instance. std::function needs a
   // copyable callable, so they travel as a shared pair.
   auto reads = std::make_shared<std::pair<UniqueFd, UniqueFd>>(UniqueFd(out[0]), UniqueFd(err[0]));
-  ctx_->spawner->Spawn(req, [self = shared_from_this(), inst, address, check,
-                             reads](StatusOr<sandbox::Spawned> spawned) {
+  factory.Start(req, [self = shared_from_this(), inst, address, check,
+                      reads](StatusOr<sandbox::Spawned> spawned) {
     self->OnSpawned(inst, std::move(spawned), address, check, std::move(reads->first),
                     std::move(reads->second));
   });
@@ -198,6 +431,9 @@ void FunctionPool::LaunchInstance(const InstancePtr& inst) {
 void FunctionPool::OnSpawned(const InstancePtr& inst, StatusOr<sandbox::Spawned> spawned,
                              const std::string& address, PeerCheck check, UniqueFd out,
                              UniqueFd err) {
+  if (!spawned.ok() && inst->start_kind == instance::StartKind::kFork) {
+    return ForkFailed(inst, spawned.status());
+  }
   if (!spawned.ok()) return LaunchFailed(inst, spawned.status());
   const pid_t pid = spawned->pid;
   const bool private_network = version_->manifest.network == registry::Network::kNone;

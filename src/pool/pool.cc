@@ -11,6 +11,7 @@
 
 #include "common/ids.h"
 #include "common/tenant.h"
+#include "instance/template.h"
 #include "logs/log_store.h"
 #include "meter/meter.h"
 #include "metrics/metrics.h"
@@ -45,13 +46,13 @@ Result CanceledResult() {
   return r;
 }
 
+}  // namespace
+
 std::string FormatMs(int64_t us) {
   char buf[32];
   std::snprintf(buf, sizeof(buf), "%.2f", static_cast<double>(us) / 1000.0);
   return buf;
 }
-
-}  // namespace
 
 FunctionPool::FunctionPool(PoolContext* ctx, std::shared_ptr<const registry::Version> version,
                            bool latest)
@@ -61,7 +62,8 @@ FunctionPool::FunctionPool(PoolContext* ctx, std::shared_ptr<const registry::Ver
       qualified_arn_("arn:aws:lambda:" + ctx->region + ":" +
                      AccountOf(TenantOfFunction(version_->function)) +
                      ":function:" + std::string(BareFunctionName(version_->function))),
-      metrics_(ctx->metrics != nullptr ? ctx->metrics->For(version_->function) : nullptr) {}
+      metrics_(ctx->metrics != nullptr ? ctx->metrics->For(version_->function) : nullptr),
+      template_(TemplateFor(ctx, *version_)) {}
 
 FunctionPool::~FunctionPool() = default;
 
@@ -336,6 +338,7 @@ void FunctionPool::DeliverLocked(Instance& inst, NextHandler handler, Invocation
   inv->started_us = ctx_->clock->MonoMicros();
   inv->deadline_wall_ms = ctx_->clock->WallMicros() / 1000 + timeout_ms;
   inv->cold_start = !inst.served_any;
+  inv->start_kind = inv->cold_start ? inst.start_kind : instance::StartKind::kWarm;
   inv->cpu_start_us = inst.cpu.ReadMicros();
   inv->init_us = inv->cold_start ? inst.init_us : 0;
   inst.served_any = true;
@@ -378,6 +381,7 @@ void FunctionPool::RecordLocked(const InvocationPtr& inv, const Result& r, const
   rec.cpu_us = r.cpu_us;
   rec.gpu_us = GpuMicros(r.duration_us);
   rec.cold_start = r.cold_start;
+  rec.forked = r.start_kind == instance::StartKind::kFork;
   rec.init_us = r.init_us;
   rec.status = status;
   rec.error_type = r.error_type;
@@ -386,7 +390,12 @@ void FunctionPool::RecordLocked(const InvocationPtr& inv, const Result& r, const
   rec.bytes_out = inv->sink                     ? inv->sink->bytes_written()
                   : r.kind == Result::Kind::kOk ? static_cast<int64_t>(r.body.size())
                                                 : 0;
-  if (metrics_ != nullptr) metrics_->Record(rec.status, r.duration_us, r.cold_start, r.init_us);
+  if (metrics_ != nullptr) {
+    metrics_->Record(rec.status, r.duration_us, r.cold_start, r.init_us);
+    if (rec.cold_start && rec.forked && rec.status != "throttled") {
+      metrics_->fork_starts.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
   fx.records.push_back(std::move(rec));
 }
 
@@ -404,6 +413,7 @@ void FunctionPool::FinishLocked(Instance& inst, const InvocationPtr& inv, Result
     result.cpu_us = std::max<int64_t>(0, cpu_end - inv->cpu_start_us);
   }
   result.cold_start = inv->cold_start;
+  result.start_kind = inv->start_kind;
   result.init_us = inv->init_us;
   result.version = version_->version;
   // Peak memory is read on the tick (and from the cgroup at exit), not per call; only an
@@ -417,7 +427,10 @@ void FunctionPool::FinishLocked(Instance& inst, const InvocationPtr& inv, Result
                        " ms\tBilled Duration: " + std::to_string(result.billed_ms) +
                        " ms\tMemory Size: " + std::to_string(version_->manifest.memory_mb) +
                        " MB\tMax Memory Used: " + std::to_string(inst.peak_rss_mb) + " MB";
-  if (result.cold_start) report += "\tInit Duration: " + FormatMs(result.init_us) + " ms";
+  if (result.cold_start) {
+    report += "\tInit Duration: " + FormatMs(result.init_us) +
+              " ms\tStart Kind: " + std::string(instance::StartKindName(result.start_kind));
+  }
   if (const int64_t dropped = ctx_->logs->TakeDroppedFor(inv->id); dropped > 0) {
     report += "\tLog Lines Dropped: " + std::to_string(dropped);
   }
@@ -543,6 +556,7 @@ StatusOr<std::shared_ptr<ResponseSink>> FunctionPool::StreamBegin(uint64_t insta
     r.kind = Result::Kind::kOk;
     r.sink = sink;
     r.cold_start = inv->cold_start;
+    r.start_kind = inv->start_kind;
     r.init_us = inv->init_us;
     r.version = version_->version;
     fx.results.emplace_back(std::move(*inv->handler), std::move(r));
@@ -738,6 +752,7 @@ void FunctionPool::InitFailedLocked(Instance& inst, Effects& fx) {
     r.error_type = inst.init_error_type;  // as the runtime reported it, as on Lambda
     r.error_message = message;
     r.cold_start = true;  // it waited for an instance to start: a cold start, if a failed one
+    r.start_kind = inst.start_kind;
     RecordLocked(inv, r, "error", 0, fx);
     Fail(std::move(inv), std::move(r), fx);
   }
@@ -784,7 +799,8 @@ void FunctionPool::OnTick() {
     // An init that does not finish fails as an init error, with the requests waiting for it
     // (not as a throttle when they have waited as long).
     for (auto& [id, inst] : instances_) {
-      if ((inst->lifecycle == Lifecycle::kSpawning ||
+      if (!inst->awaits_template &&
+          (inst->lifecycle == Lifecycle::kSpawning ||
            inst->lifecycle == Lifecycle::kInitializing) &&
           now - inst->spawned_us >= ctx_->init_timeout_us) {
         inst->init_error_type = "Runtime.InitError";
@@ -874,6 +890,8 @@ PoolStats FunctionPool::Stats() const {
     s.inflight += inst->inflight();
     ++s.instances_by_state[InstanceStateName(inst->state())];
     if (inst->state() == InstanceState::kReady && inst->inflight() > 0) ++s.busy;
+    s.instances.push_back(
+        {inst->id, inst->pid, InstanceStateName(inst->state()), inst->start_kind});
   }
   s.init_failures_in_a_row = init_failures_in_a_row_;
   s.last_init_error = last_init_error_;
@@ -883,6 +901,11 @@ PoolStats FunctionPool::Stats() const {
   s.prewarm_us = plan.prewarm_us;
   s.keep_alive_us = plan.keep_alive_us;
   s.idle_samples = idle_times_.total();
+  if (template_ != nullptr) {
+    s.template_state = instance::TemplateStateName(template_->state());
+    s.template_pid = template_->ready_pid();
+    s.template_why = template_->why();
+  }
   return s;
 }
 

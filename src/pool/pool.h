@@ -18,6 +18,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -31,6 +32,7 @@
 #include "common/status.h"
 #include "common/unique_fd.h"
 #include "pool/keep_alive.h"
+#include "instance/instance_factory.h"
 #include "pool/policy.h"
 #include "registry/registry.h"
 #include "sandbox/gpu.h"
@@ -42,6 +44,9 @@ struct ExitEvent;
 }  // namespace thaw::sandbox
 namespace thaw::logs {
 class LogStore;
+}
+namespace thaw::instance {
+class Template;
 }
 namespace thaw::meter {
 class Meter;
@@ -73,6 +78,7 @@ struct Result {
   std::string error_type;
   std::string error_message;
   bool cold_start = false;
+  instance::StartKind start_kind = instance::StartKind::kWarm;  // X-Thaw-Start-Kind
   int64_t init_us = 0;
   int64_t duration_us = 0;
   int64_t billed_ms = 0;
@@ -122,6 +128,7 @@ struct Invocation {
   int64_t started_us = 0;  // monotonic: handed to the runtime
   int64_t deadline_wall_ms = 0;
   bool cold_start = false;
+  instance::StartKind start_kind = instance::StartKind::kWarm;
   int64_t init_us = 0;
   int64_t cpu_start_us = -1;  // the instance's CPU counter when the event was handed over
   std::unique_ptr<asio::steady_timer> deadline_timer;
@@ -191,6 +198,9 @@ struct PoolContext {
   GpuTable* gpus = nullptr;                   // the node's GPUs (gpu_table.h); null: none
   // The model store's trees (models/store.h): a version's `models:` digest names a folder here.
   std::string models_dir;
+  // Fork new instances from a per-version template where the function allows it (the
+  // `templates` knob; instance/template.h).
+  bool templates = false;
 };
 
 struct PoolStats {
@@ -209,6 +219,17 @@ struct PoolStats {
   int64_t prewarm_us = 0;
   int64_t keep_alive_us = 0;
   int64_t idle_samples = 0;  // idle times in its histogram
+  struct InstanceInfo {
+    uint64_t id = 0;
+    pid_t pid = 0;
+    std::string state;  // starting | ready | stopping
+    instance::StartKind start_kind = instance::StartKind::kFull;
+  };
+  std::vector<InstanceInfo> instances;
+  // The version's template (instance/template.h): "" when it may have none, else its state.
+  std::string template_state;
+  pid_t template_pid = 0;
+  std::string template_why;  // why it is unusable
 };
 
 class FunctionPool : public std::enable_shared_from_this<FunctionPool> {
@@ -276,6 +297,13 @@ class FunctionPool : public std::enable_shared_from_this<FunctionPool> {
   bool Idle() const;  // no instances, nothing queued
   PoolStats Stats() const;
   const registry::Version& version() const { return *version_; }
+  // Makes this version's template now, if it may have one and has none (at deploy, and at
+  // server start for versions called lately), so that even the next call forks. Returns at
+  // once.
+  void Prewarm();
+  // Whether this version may fork from a template: the knob, `template: auto`, python3, no
+  // GPUs, network: egress.
+  bool TemplateAllowed() const;
   const std::string& arn() const { return qualified_arn_; }
 
  private:
@@ -308,10 +336,21 @@ class FunctionPool : public std::enable_shared_from_this<FunctionPool> {
   // GPU-microseconds an invocation of `duration_us` holds: every GPU of its instance.
   int64_t GpuMicros(int64_t duration_us) const;
   void LaunchInstance(const InstancePtr& instance);
+  void StartWith(const InstancePtr& instance, instance::InstanceFactory& factory);
+  static std::shared_ptr<instance::Template> TemplateFor(PoolContext* ctx,
+                                                         const registry::Version& version);
   // The spawner's answer for `instance`: its log pipes' read ends are `out` and `err`.
   void OnSpawned(const InstancePtr& instance, StatusOr<sandbox::Spawned> spawned,
                  const std::string& address, PeerCheck check, UniqueFd out, UniqueFd err);
   void LaunchFailed(const InstancePtr& instance, const Status& why);
+  // Starts `instance` from the template, or waits for the template's init, or starts it fresh.
+  void LaunchFromTemplate(const InstancePtr& instance);
+  // A fork failed (refused, or the template is gone): says why once per version, and starts
+  // the instance fresh.
+  void ForkFailed(const InstancePtr& instance, const Status& why);
+  void StartTemplate();
+  void OnTemplateSpawned(StatusOr<sandbox::Spawned> spawned, int64_t started_us);
+  void OnTemplateExit(pid_t pid, const sandbox::ExitEvent& exit);
   void AssignLocked(Instance& instance, InvocationPtr inv, Effects& fx);
   void DeliverLocked(Instance& instance, NextHandler handler, InvocationPtr inv, Effects& fx);
   void FinishLocked(Instance& instance, const InvocationPtr& inv, Result result, Effects& fx);
@@ -352,6 +391,8 @@ class FunctionPool : public std::enable_shared_from_this<FunctionPool> {
   const bool latest_;
   const std::string qualified_arn_;
   metrics::FunctionMetrics* const metrics_;  // owned by ctx_->metrics; may be null
+  // This version's template, shared with its other pool; null when it may not have one.
+  const std::shared_ptr<instance::Template> template_;
 
   mutable std::mutex mu_;
   std::map<uint64_t, InstancePtr> instances_;  // guarded by mu_
@@ -387,6 +428,12 @@ class PoolManager {
   void OnDeployed(const std::string& function,
                   const std::shared_ptr<const registry::Version>& latest);
   void RegisterPid(pid_t pid, std::weak_ptr<FunctionPool> pool, uint64_t instance_id);
+  // A process that is not an instance (a template): `hook` gets its exit event.
+  void RegisterExitHook(pid_t pid, std::function<void(const sandbox::ExitEvent&)> hook);
+  // The template of `function` version `version` (made on first use).
+  std::shared_ptr<instance::Template> TemplateOf(const std::string& function, int64_t version);
+  // Ends the templates of `function` other than version `keep` (0: all of them).
+  void EndTemplates(const std::string& function, int64_t keep);
   void OnExit(const sandbox::ExitEvent& exit);
   void Tick();  // also forgets drained, empty pools
   // The node's memory budget (PoolContext::node_memory_mb): an instance reserves its memory_mb
@@ -406,6 +453,13 @@ class PoolManager {
   std::mutex pid_mu_;
   std::map<pid_t, std::pair<std::weak_ptr<FunctionPool>, uint64_t>> pids_;  // pid_mu_
   std::map<pid_t, sandbox::ExitEvent> early_exits_;                         // guarded by pid_mu_
+  std::map<pid_t, std::function<void(const sandbox::ExitEvent&)>> exit_hooks_;  // pid_mu_
+  std::mutex template_mu_;
+  std::map<std::pair<std::string, int64_t>, std::shared_ptr<instance::Template>>
+      templates_;  // guarded by template_mu_
+  // Templates of versions no longer deployed as $LATEST: ended once no pool of their version
+  // is left (their forks die with them, so not while those may still serve calls).
+  std::vector<std::tuple<std::string, int64_t, pid_t>> retired_;  // guarded by template_mu_
   std::atomic<int64_t> reserved_mb_{0};
 };
 

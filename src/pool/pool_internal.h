@@ -28,6 +28,7 @@ namespace thaw::pool {
 enum class Lifecycle { kSpawning, kInitializing, kReady, kStopping, kGone };
 
 const char* LifecycleName(Lifecycle lifecycle);
+std::string FormatMs(int64_t us);  // "12.34", as Lambda's REPORT lines
 bool LegalTransition(Lifecycle from, Lifecycle to);
 
 struct FunctionPool::Instance {
@@ -64,6 +65,10 @@ struct FunctionPool::Instance {
   // invocations were billed (the rest of the time it held them is metered as idle).
   std::vector<sandbox::GpuDevice> gpus;
   int64_t gpu_billed_us = 0;
+  // How it is being started: forked from the template, or fresh (also after a fork failed).
+  instance::StartKind start_kind = instance::StartKind::kFull;
+  bool fork_failed = false;      // start it fresh: forking failed, or there is no template
+  bool awaits_template = false;  // waiting for the template's init (its own init timeout)
 
   int64_t inflight() const { return static_cast<int64_t>(assigned.size() + active.size()); }
   // What the scheduling policy sees.

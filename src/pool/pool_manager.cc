@@ -2,8 +2,10 @@
 // and ticks to them.
 #include <boost/asio/post.hpp>
 
+#include "instance/template.h"
 #include "pool/pool.h"
 #include "pool/pool_internal.h"
+#include "sandbox/spawner.h"
 
 namespace thaw::pool {
 
@@ -34,9 +36,53 @@ void PoolManager::OnDeployed(const std::string& function,
     }
   }
   for (auto& pool : old) pool->Drain();
+  EndTemplates(function, latest ? latest->version : 0);
   // The warm instances start on the executor: a deploy never waits for them.
   if (latest && latest->manifest.min_instances > 0) {
     asio::post(ctx_->executor, [pool = Get(latest, true)] { pool->OnTick(); });
+  }
+  // Its template too: even the first call after the deploy forks.
+  if (latest) asio::post(ctx_->executor, [pool = Get(latest, true)] { pool->Prewarm(); });
+}
+
+void PoolManager::RegisterExitHook(pid_t pid, std::function<void(const sandbox::ExitEvent&)> hook) {
+  sandbox::ExitEvent early_status;
+  {
+    std::lock_guard<std::mutex> lock(pid_mu_);
+    auto early = early_exits_.find(pid);
+    if (early == early_exits_.end()) {
+      exit_hooks_[pid] = std::move(hook);
+      return;
+    }
+    early_status = early->second;
+    early_exits_.erase(early);
+  }
+  hook(early_status);
+}
+
+std::shared_ptr<instance::Template> PoolManager::TemplateOf(const std::string& function,
+                                                            int64_t version) {
+  std::lock_guard<std::mutex> lock(template_mu_);
+  auto& slot = templates_[{function, version}];
+  if (!slot) slot = std::make_shared<instance::Template>();
+  return slot;
+}
+
+void PoolManager::EndTemplates(const std::string& function, int64_t keep) {
+  std::lock_guard<std::mutex> lock(template_mu_);
+  for (auto it = templates_.begin(); it != templates_.end();) {
+    if (it->first.first != function || it->first.second == keep) {
+      ++it;
+      continue;
+    }
+    // An old version's pools keep their (now forgotten) Template object; a call by number
+    // then forks no more: it starts fresh. The template itself ends with the last pool of its
+    // version (Tick): its forks die with it.
+    if (pid_t pid = it->second->ready_pid(); pid > 0) {
+      retired_.emplace_back(it->first.first, it->first.second, pid);
+    }
+    (void)it->second->Refused("its function has a newer version");
+    it = templates_.erase(it);
   }
 }
 
@@ -75,6 +121,15 @@ void PoolManager::OnExit(const sandbox::ExitEvent& exit) {
   const pid_t pid = exit.pid;
   std::weak_ptr<FunctionPool> pool;
   uint64_t instance_id = 0;
+  std::function<void(const sandbox::ExitEvent&)> hook;
+  {
+    std::lock_guard<std::mutex> lock(pid_mu_);
+    if (auto h = exit_hooks_.find(pid); h != exit_hooks_.end()) {
+      hook = std::move(h->second);
+      exit_hooks_.erase(h);
+    }
+  }
+  if (hook) return hook(exit);
   {
     std::lock_guard<std::mutex> lock(pid_mu_);
     auto it = pids_.find(pid);
@@ -102,15 +157,34 @@ void PoolManager::Tick() {
     pool->OnTick();
     if (pool->Stats().draining && pool->Idle()) forget = true;
   }
-  if (!forget) return;
-  std::unique_lock lock(mu_);
-  for (auto it = pools_.begin(); it != pools_.end();) {
-    if (it->second->Stats().draining && it->second->Idle()) {
-      it = pools_.erase(it);
-    } else {
-      ++it;
+  if (forget) {
+    std::unique_lock lock(mu_);
+    for (auto it = pools_.begin(); it != pools_.end();) {
+      if (it->second->Stats().draining && it->second->Idle()) {
+        it = pools_.erase(it);
+      } else {
+        ++it;
+      }
     }
   }
+  std::vector<pid_t> ended;
+  {
+    std::lock_guard<std::mutex> tlock(template_mu_);
+    if (retired_.empty()) return;
+    std::shared_lock lock(mu_);
+    for (auto it = retired_.begin(); it != retired_.end();) {
+      const auto& [function, version, pid] = *it;
+      const bool used = pools_.count({function, version, true}) > 0 ||
+                        pools_.count({function, version, false}) > 0;
+      if (used) {
+        ++it;
+        continue;
+      }
+      ended.push_back(pid);
+      it = retired_.erase(it);
+    }
+  }
+  for (pid_t pid : ended) ctx_->spawner->Kill(pid);
 }
 
 std::vector<PoolStats> PoolManager::Stats(const std::string& function) const {
@@ -136,6 +210,17 @@ void PoolManager::Shutdown() {
     for (const auto& [_, pool] : pools_) pools.push_back(pool);
   }
   for (auto& pool : pools) pool->Shutdown();
+  std::vector<pid_t> templates;
+  {
+    std::lock_guard<std::mutex> lock(template_mu_);
+    for (auto& [_, t] : templates_) {
+      if (pid_t pid = t->ready_pid(); pid > 0) templates.push_back(pid);
+      (void)t->Refused("thaw is shutting down");
+    }
+    for (const auto& [function, version, pid] : retired_) templates.push_back(pid);
+    retired_.clear();
+  }
+  for (pid_t pid : templates) ctx_->spawner->Kill(pid);
 }
 
 }  // namespace thaw::pool

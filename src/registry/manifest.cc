@@ -473,6 +473,13 @@ StatusOr<Manifest> ParseManifest(const std::string& yaml_text, const std::string
         return FieldError(key, "must be egress or none, got '" + *v + "'");
       }
       m.network = *v == "none" ? Network::kNone : Network::kEgress;
+    } else if (key == "template") {
+      auto v = ReadString(value, key);
+      if (!v.ok()) return v.status();
+      if (*v != "auto" && *v != "off") {
+        return FieldError(key, "must be auto or off, got '" + *v + "'");
+      }
+      m.template_off = *v == "off";
     } else if (key == "gpu") {
       auto v = ReadGpu(value);
       if (!v.ok()) return v.status();
@@ -595,6 +602,7 @@ json::object ManifestToJsonObject(const Manifest& m) {
       {"description", m.description},
       {"url_auth", m.url_public ? "none" : "key"},
       {"network", NetworkName(m.network)},
+      {"template", m.template_off ? "off" : "auto"},
       {"gpu",
        json::object{{"count", m.gpu.count}, {"memory_gb", m.gpu.memory_gb}, {"kind", m.gpu.kind}}}};
   if (!m.openai.models.empty()) {
@@ -661,6 +669,9 @@ StatusOr<Manifest> ManifestFromJson(const std::string& json_text) {
     if (auto* d = o.if_contains("description")) m.description = json::value_to<std::string>(*d);
     if (auto* n = o.if_contains("network"); n != nullptr && n->is_string()) {
       m.network = n->as_string() == "none" ? Network::kNone : Network::kEgress;
+    }
+    if (auto* t = o.if_contains("template"); t != nullptr && t->is_string()) {
+      m.template_off = t->as_string() == "off";
     }
     if (auto* g = o.if_contains("gpu"); g != nullptr && g->is_object()) {
       const json::object& go = g->as_object();

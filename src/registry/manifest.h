@@ -96,6 +96,9 @@ struct Manifest {
   bool url_public = false;  // url_auth: none — the function URL needs no key
   std::string description;  // free text (Lambda's Description)
   Network network = Network::kEgress;
+  // template: auto (the default) forks new instances from a template of this version where
+  // the server allows it (python3; docs/sandbox.md); off always starts them fresh.
+  bool template_off = false;
   GpuSpec gpu;
   OpenAiSpec openai;
   BatchSpec batch;

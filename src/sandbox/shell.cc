@@ -59,7 +59,8 @@ Status ApplyRlimits(const SpawnerSetup& setup, const CgroupLimits& limits) {
 }  // namespace
 
 [[noreturn]] void ExecChild(const SpawnerSetup& setup, const ChildSpec& spec, int out_fd,
-                            int err_fd, int status_fd, const SeccompProgram* seccomp) {
+                            int err_fd, int status_fd, const SeccompProgram* seccomp,
+                            int template_fd) {
   auto fail = [&](const std::string& message) {
     (void)!::write(status_fd, message.data(), message.size());
     _exit(127);
@@ -81,10 +82,17 @@ Status ApplyRlimits(const SpawnerSetup& setup, const CgroupLimits& limits) {
   if (::dup2(devnull, 0) < 0 || ::dup2(out_fd, 1) < 0 || ::dup2(err_fd, 2) < 0) {
     fail_errno("dup2", "stdio");
   }
+  // Out of the way of the numbers below before they are taken.
+  if (template_fd >= 0) template_fd = ::fcntl(template_fd, F_DUPFD_CLOEXEC, 16);
   if (status_fd != 3 && ::dup2(status_fd, 3) < 0) fail_errno("dup2", "status pipe");
   status_fd = 3;
   ::fcntl(status_fd, F_SETFD, FD_CLOEXEC);
-  ::close_range(4, ~0U, 0);
+  // SAFETY: fd hand-off: a template keeps its channel to the spawner (and only that) across
+  // exec; dup2 clears close-on-exec on the copy.
+  if (template_fd >= 0 && ::dup2(template_fd, kTemplateFd) < 0) {
+    fail_errno("dup2", "template channel");
+  }
+  ::close_range(template_fd >= 0 ? kTemplateFd + 1 : kTemplateFd, ~0U, 0);
   const bool isolated = setup.mode != Isolation::kPlain;
   if (isolated) {
     JailSpec jail;
@@ -149,7 +157,7 @@ size_t SpawnUidField(const std::vector<std::string>& fields) {
 StatusOr<ChildSpec> ParseSpawn(const std::vector<std::string>& fields) {
   if (fields.size() < 4) return InvalidArgument("malformed spawn request");
   size_t argc = std::stoul(fields[2]), envc = std::stoul(fields[3]);
-  if (argc == 0 || fields.size() != 4 + argc + envc + 11) {
+  if (argc == 0 || fields.size() != 4 + argc + envc + 12) {
     return InvalidArgument("malformed spawn request");
   }
   ChildSpec spec;
@@ -171,6 +179,7 @@ StatusOr<ChildSpec> ParseSpawn(const std::vector<std::string>& fields) {
   if (spec.mount_src.size() != spec.mount_dst.size()) {
     return InvalidArgument("malformed spawn request: model mounts");
   }
+  spec.template_channel = fields[i + 11] == "1";
   if (spec.uid == 0) return InvalidArgument("refusing to run an instance as root");
   return spec;
 }
@@ -222,8 +231,11 @@ Status DenyOtherGpus(const SpawnerSetup& setup, const Shell& shell, const ChildS
   Status prepared = PrepareShell(setup, shell, api, seccomp);
   std::string buf;
   std::vector<int> fds;
-  if (RecvWithFds(control, buf, fds) <= 0 || fds.size() != 2) _exit(0);
+  if (RecvWithFds(control, buf, fds) <= 0 || fds.size() < 2) _exit(0);
   auto spec = ParseSpawn(SplitFields(buf.data(), buf.size()));
+  if (spec.ok() && fds.size() != (spec->template_channel ? 3u : 2u)) {
+    spec = InvalidArgument("malformed spawn request: wrong descriptors");
+  }
   if (!prepared.ok() || !spec.ok()) {
     const std::string& why = prepared.ok() ? spec.status().message() : prepared.message();
     (void)!::write(control, why.data(), why.size());
@@ -241,7 +253,7 @@ Status DenyOtherGpus(const SpawnerSetup& setup, const Shell& shell, const ChildS
     api.reset();
   }
   spec->cgroup = shell.cgroup;
-  ExecChild(setup, *spec, fds[0], fds[1], control, &*seccomp);
+  ExecChild(setup, *spec, fds[0], fds[1], control, &*seccomp, spec->template_channel ? fds[2] : -1);
 }
 
 std::string NewShellName() {

@@ -45,11 +45,14 @@ struct ChildSpec {
   std::vector<std::string> gpu_bind, gpu_deny;
   // Models: host folders bound read-only into the jail, each at the path of the same index.
   std::vector<std::string> mount_src, mount_dst;
+  // A template (instance/template.h): the runtime gets the spawner's channel to it as fd
+  // kTemplateFd, over which it says it is ready and is asked to fork.
+  bool template_channel = false;
 };
 
 // A spawn request as the spawner receives it: [op, cwd, argc, envc, argv..., env..., bundle,
-// cgroup, mem, pids, cpu, uid, net, gpu_bind, gpu_deny, mount_src, mount_dst] (the lists
-// '\n'-joined);
+// cgroup, mem, pids, cpu, uid, net, gpu_bind, gpu_deny, mount_src, mount_dst, template] (the
+// lists '\n'-joined);
 // SpawnerClient::Spawn writes it.
 StatusOr<ChildSpec> ParseSpawn(const std::vector<std::string>& fields);
 // Where the uid is among those fields (the spawner fills it in); fields must have parsed.
@@ -60,9 +63,11 @@ std::vector<std::string> SplitSpawnList(const std::string& field);
 
 // Runs in the forked (or cloned) child: becomes the runtime process or exits 127 after
 // reporting why through `status_fd` (close-on-exec: a successful exec closes it unwritten).
-// A jailed child has already joined its cgroup (see RunShell).
+// A jailed child has already joined its cgroup (see RunShell). `template_fd` (-1: none) becomes
+// the runtime's kTemplateFd.
 [[noreturn]] void ExecChild(const SpawnerSetup& setup, const ChildSpec& spec, int out_fd,
-                            int err_fd, int status_fd, const SeccompProgram* seccomp);
+                            int err_fd, int status_fd, const SeccompProgram* seccomp,
+                            int template_fd = -1);
 
 // A pre-created sandbox: a child already in fresh namespaces and in its own cgroup (joining a
 // cgroup v1 hierarchy takes tens of milliseconds, and a network namespace about two, so both

@@ -7,6 +7,7 @@
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -33,6 +34,19 @@ namespace {
 // [id, "err", message]. A kill ('K', [op, id, pid]) is not answered: the exit event follows.
 constexpr char kOpSpawn = 'S';
 constexpr char kOpKill = 'K';
+// A fork ('F', [op, id, template pid, mem, pids, cpu, envc, env...], the log pipes) is
+// answered as a spawn. Forks happen in two steps, so that the slow one (joining a cgroup: tens
+// of milliseconds on cgroup v1) can happen ahead of the request: the spawner sends the
+// template "P" on its channel with one end of a fresh socketpair (the fork socket); the
+// template answers on it ["E", why] when it will not fork (it holds threads), or its child
+// does, ["H", its pid in its namespace] (the kernel attaches its pid as the spawner sees it,
+// SO_PASSCRED); the spawner moves it into a cgroup of its own, and the child then waits for
+// its identity: ["I", nodump, env...] with its log pipes. Each ready template keeps one such
+// child ready (a spare), made while the spawner is idle; a fork request takes it, or forks on
+// demand when there is none. On its channel the template says "R" once its init is done and
+// ["X", child's pid in its namespace, wait status] for each child it reaped. Everything a
+// template or its children send is untrusted: the function's code ran in it.
+constexpr char kOpFork = 'F';
 constexpr size_t kReadyShells = 2;  // pre-created sandboxes kept for cold starts
 constexpr int kRefillDelayMs = 20;  // how long the spawner is idle before it makes more
 constexpr size_t kMaxReply = 64 << 10;
@@ -76,7 +90,40 @@ struct PendingStart {
   UniqueFd wait_fd;
   bool shell = false;
   bool private_network = false;
-  UniqueFd listener;  // a network: none shell's Runtime API listener, handed over first
+  UniqueFd listener;    // a network: none shell's Runtime API listener, handed over first
+  UniqueFd channel;     // a template's: the spawner's end of its channel
+  CgroupLimits limits;  // a template's: its forks' too
+};
+
+// A template the spawner started. Its spawn is answered when it says it is ready.
+struct Template {
+  UniqueFd channel;      // invalid once the template closed it
+  std::string ready_id;  // the spawn to answer when it is ready; empty once answered
+  CgroupLimits limits;   // its own, and its forks'
+  std::string refusal;   // why it will not fork (it holds threads): every fork is refused
+  pid_t spare = 0;       // a child in its cgroup, waiting for an identity; 0: none
+  bool forking = false;  // a fork for a spare is in flight
+};
+
+// An instance forked from a template: the template's child, not the spawner's, so its exit
+// comes from the template (or the template's own end, which ends it too).
+struct Forked {
+  pid_t template_pid = 0;
+  pid_t ns_pid = 0;  // its pid in the template's PID namespace, as the template reports it
+  std::string cgroup;
+  UniqueFd pidfd;         // kills it without the risk of a reused pid
+  UniqueFd sock;          // its fork socket, until it has its identity
+  bool assigned = false;  // an instance thaw knows (else a spare): it gets an exit event
+};
+
+// A fork whose child has not said hello yet: for request `id`, or a spare (`id` empty).
+struct PendingFork {
+  std::string id;
+  pid_t template_pid = 0;
+  std::string cgroup;
+  UniqueFd sock;         // the spawner's end of the fork socket
+  std::string identity;  // the "I" message, for a request
+  UniqueFd out, err;     // its log pipes, for a request
 };
 
 class Spawner {
@@ -97,8 +144,25 @@ class Spawner {
   void OnRequest(std::vector<std::string> fields, std::vector<int>& fds);
   void Spawn(const std::string& id, std::vector<std::string> fields, const std::vector<int>& fds);
   void SpawnInShell(const std::string& id, const ChildSpec& spec, std::vector<std::string> fields,
-                    const std::vector<int>& fds, uid_t uid);
-  void SpawnPlain(const std::string& id, const ChildSpec& spec, const std::vector<int>& fds);
+                    const std::vector<int>& fds, uid_t uid, UniqueFd channel);
+  void SpawnPlain(const std::string& id, const ChildSpec& spec, const std::vector<int>& fds,
+                  UniqueFd channel);
+  void Fork(const std::string& id, const std::vector<std::string>& fields,
+            const std::vector<int>& fds);
+  // Asks `template_pid` for a child (a spare when fork.id is empty) in a new cgroup.
+  void StartFork(PendingFork fork, const CgroupLimits& limits);
+  // Gives child `pid` its identity and its log pipes, and answers request `id`.
+  void Assign(pid_t pid, const std::string& id, const std::string& identity, int out, int err);
+  // Forks spares for the ready templates that have none (when the spawner is idle).
+  void RefillSpares();
+  bool SparesShort() const;
+  // The fork socket is readable: true when the fork is settled.
+  bool OnForkReadable(PendingFork& fork);
+  void OnTemplateReadable(pid_t template_pid);
+  // A forked instance ended: its usage, its cgroup removed, its exit event sent.
+  void EndForked(pid_t pid, int wait_status);
+  // A template was reaped: its init failed (answered so), or its instances ended with it.
+  void TemplateEnded(pid_t pid, int wait_status);
   void Kill(const std::vector<std::string>& fields);
   // The child on `pending.wait_fd` wrote or exec'd: true when the start is settled.
   bool OnPendingReadable(PendingStart& pending);
@@ -112,12 +176,16 @@ class Spawner {
   const SpawnerSetup& setup_;
   const int request_fd_;
   const int exit_fd_;
-  std::optional<UidPool> uids_;         // kJail only
-  std::map<pid_t, Child> live_;         // every child not yet reaped, shells in use included
-  std::map<pid_t, int> early_exits_;    // pending children reaped before their start settled
-  std::vector<PendingStart> pending_;   // starts waiting for their exec
-  Shells shells_;                       // ready sandboxes, when isolated
-  std::vector<std::string> unremoved_;  // cgroups still busy when their child was reaped
+  std::optional<UidPool> uids_;             // kJail only
+  std::map<pid_t, Child> live_;             // every child not yet reaped, shells in use included
+  std::map<pid_t, int> early_exits_;        // pending children reaped before their start settled
+  std::vector<PendingStart> pending_;       // starts waiting for their exec
+  Shells shells_;                           // ready sandboxes, when isolated
+  std::vector<std::string> unremoved_;      // cgroups still busy when their child was reaped
+  std::map<pid_t, Template> templates_;     // by pid: started, until reaped
+  std::map<pid_t, Forked> forked_;          // by pid as the spawner sees it
+  std::vector<PendingFork> pending_forks_;  // forks waiting for the child's hello
+  uint64_t fork_cgroups_ = 0;               // names the forked instances' cgroups
 };
 
 // Fills the queues: one shell each at once, the rest only when `idle`. A shell costs CPU (its
@@ -164,6 +232,8 @@ void Spawner::OnRequest(std::vector<std::string> fields, std::vector<int>& fds) 
     Spawn(id, std::move(fields), fds);
   } else if (fields[0][0] == kOpKill && fields.size() == 2) {
     Kill(fields);
+  } else if (fields[0][0] == kOpFork) {
+    Fork(id, fields, fds);
   } else {
     ReplyError(id, "unknown request");
   }
@@ -173,13 +243,27 @@ void Spawner::Spawn(const std::string& id, std::vector<std::string> fields,
                     const std::vector<int>& fds) {
   auto spec = ParseSpawn(fields);
   if (!spec.ok() || fds.size() != 2) return ReplyError(id, "malformed spawn request");
+  std::vector<int> child_fds = fds;
+  UniqueFd channel, theirs;
+  if (spec->template_channel) {
+    int sv[2];
+    if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
+      return ReplyError(
+          id, std::string("failed to create socketpair on template channel: ") + strerror(errno));
+    }
+    channel.reset(sv[0]);
+    theirs.reset(sv[1]);
+    child_fds.push_back(sv[1]);
+  }
   if (setup_.mode == Isolation::kPlain) {
     if (spec->private_network) {
       return ReplyError(id,
                         "failed to start instance: network: none needs the sandbox, and "
                         "instances run as plain processes here (GET /v1/node says why)");
     }
-    return SpawnPlain(id, *spec, fds);
+    SpawnPlain(id, *spec, child_fds, std::move(channel));
+    if (!pending_.empty() && pending_.back().id == id) pending_.back().limits = spec->limits;
+    return;
   }
   uid_t uid = 0;
   if (uids_.has_value()) {
@@ -191,12 +275,13 @@ void Spawner::Spawn(const std::string& id, std::vector<std::string> fields,
     uid = *taken;
     fields[SpawnUidField(fields)] = std::to_string(uid);  // the jailed uid
   }
-  SpawnInShell(id, *spec, std::move(fields), fds, uid);
+  SpawnInShell(id, *spec, std::move(fields), child_fds, uid, std::move(channel));
+  if (!pending_.empty() && pending_.back().id == id) pending_.back().limits = spec->limits;
 }
 
 void Spawner::SpawnInShell(const std::string& id, const ChildSpec& spec,
-                           std::vector<std::string> fields, const std::vector<int>& fds,
-                           uid_t uid) {
+                           std::vector<std::string> fields, const std::vector<int>& fds, uid_t uid,
+                           UniqueFd channel) {
   auto& ready = shells_.ready[spec.private_network];
   shells_.keep[spec.private_network] = kReadyShells;
   if (ready.empty()) {
@@ -221,8 +306,7 @@ void Spawner::SpawnInShell(const std::string& id, const ChildSpec& spec,
   }
   std::string msg;
   for (const auto& f : fields) AppendField(msg, f);
-  int child_fds[2] = {fds[0], fds[1]};
-  if (SendWithFds(control.get(), msg, child_fds, 2) < 0) {
+  if (SendWithFds(control.get(), msg, fds.data(), static_cast<int>(fds.size())) < 0) {
     int err = errno;
     ::kill(shell.pid, SIGKILL);
     return ReplyError(id,
@@ -234,11 +318,12 @@ void Spawner::SpawnInShell(const std::string& id, const ChildSpec& spec,
   pending.wait_fd = std::move(control);
   pending.shell = true;
   pending.private_network = spec.private_network;
+  pending.channel = std::move(channel);
   pending_.push_back(std::move(pending));
 }
 
-void Spawner::SpawnPlain(const std::string& id, const ChildSpec& spec,
-                         const std::vector<int>& fds) {
+void Spawner::SpawnPlain(const std::string& id, const ChildSpec& spec, const std::vector<int>& fds,
+                         UniqueFd channel) {
   int status_pipe[2];
   if (::pipe2(status_pipe, O_CLOEXEC) != 0) {
     return ReplyError(id, std::string("failed to create pipe on spawner: ") + strerror(errno));
@@ -252,7 +337,7 @@ void Spawner::SpawnPlain(const std::string& id, const ChildSpec& spec,
   }
   if (pid == 0) {
     ::close(status_pipe[0]);
-    ExecChild(setup_, spec, fds[0], fds[1], status_pipe[1], nullptr);
+    ExecChild(setup_, spec, fds[0], fds[1], status_pipe[1], nullptr, fds.size() > 2 ? fds[2] : -1);
   }
   ::close(status_pipe[1]);
   live_[pid] = Child{"", 0, false};
@@ -260,6 +345,7 @@ void Spawner::SpawnPlain(const std::string& id, const ChildSpec& spec,
   pending.id = id;
   pending.pid = pid;
   pending.wait_fd.reset(status_pipe[0]);
+  pending.channel = std::move(channel);
   pending_.push_back(std::move(pending));
 }
 
@@ -292,6 +378,19 @@ bool Spawner::OnPendingReadable(PendingStart& p) {
       early_exits_.erase(early);
     }
     ReplyError(p.id, error);
+    return true;
+  }
+  if (p.channel.valid()) {
+    // A template: answered once it says its init is done (OnTemplateReadable), or failed.
+    Template& t = templates_[p.pid];
+    t.channel = std::move(p.channel);
+    t.ready_id = p.id;
+    t.limits = p.limits;
+    if (early != early_exits_.end()) {
+      TemplateEnded(p.pid, early->second);
+      Release(p.pid, nullptr);
+      early_exits_.erase(early);
+    }
     return true;
   }
   live_.at(p.pid).report = true;
@@ -340,6 +439,7 @@ void Spawner::Reap() {
       early_exits_[pid] = status;
       continue;
     }
+    if (templates_.count(pid)) TemplateEnded(pid, status);
     auto it = live_.find(pid);
     const bool report = it != live_.end() && it->second.report;
     ExitEvent ev{pid, status, 0, 0, 0};
@@ -350,6 +450,14 @@ void Spawner::Reap() {
 
 void Spawner::Kill(const std::vector<std::string>& fields) {
   pid_t pid = static_cast<pid_t>(std::strtol(fields[1].c_str(), nullptr, 10));
+  if (auto it = forked_.find(pid); it != forked_.end()) {
+    // SAFETY: through its pidfd: the template may have reaped it already and its pid be reused.
+    (void)::syscall(SYS_pidfd_send_signal, it->second.pidfd.get(), SIGKILL, nullptr, 0);
+    if (setup_.cgroups != nullptr && !it->second.cgroup.empty()) {
+      (void)setup_.cgroups->Kill(it->second.cgroup);
+    }
+    return;
+  }
   // Only a child not yet reaped: its pid cannot have been reused.
   if (auto it = live_.find(pid); it != live_.end() && pid > 0) {
     ::kill(-pid, SIGKILL);
@@ -381,11 +489,21 @@ void Spawner::Run() {
     // Keep sandboxes ready for the next cold starts, unless starts are settling: the
     // instances being started would share the CPU with it.
     if (pending_.empty()) RefillShells(setup_, shells_, idle);
-    int timeout = shells_.Short() ? kRefillDelayMs : -1;
+    // Spares (a fork per template, in its cgroup ahead of the request): only when idle, as
+    // they cost a cgroup join that the instances being started would wait behind.
+    if (pending_.empty() && pending_forks_.empty() && idle) RefillSpares();
+    int timeout = shells_.Short() || SparesShort() ? kRefillDelayMs : -1;
     // Cgroups whose last processes were still exiting are retried shortly.
     if (!unremoved_.empty()) timeout = timeout < 0 ? 100 : std::min(timeout, 100);
     pfds.assign({{request_fd_, POLLIN, 0}, {sfd, POLLIN, 0}});
     for (const auto& p : pending_) pfds.push_back({p.wait_fd.get(), POLLIN, 0});
+    for (const auto& f : pending_forks_) pfds.push_back({f.sock.get(), POLLIN, 0});
+    std::vector<pid_t> channels;  // templates whose channel is open, in pfds' order
+    for (const auto& [pid, t] : templates_) {
+      if (!t.channel.valid()) continue;
+      channels.push_back(pid);
+      pfds.push_back({t.channel.get(), POLLIN, 0});
+    }
     int ready = ::poll(pfds.data(), pfds.size(), timeout);
     if (ready < 0) {
       if (errno == EINTR) continue;
@@ -408,7 +526,25 @@ void Spawner::Run() {
         ++kept;
       }
     }
+    // pfds: the request socket, the signalfd, then pending_'s, pending_forks_' and channels'.
+    const size_t old_pending = pending_.size();
     pending_.resize(kept);
+    kept = 0;
+    const size_t nforks = pending_forks_.size();
+    for (size_t i = 0; i < nforks; ++i) {
+      const bool settled = (pfds[2 + old_pending + i].revents & (POLLIN | POLLHUP | POLLERR)) &&
+                           OnForkReadable(pending_forks_[i]);
+      if (!settled) {
+        if (kept != i) pending_forks_[kept] = std::move(pending_forks_[i]);
+        ++kept;
+      }
+    }
+    pending_forks_.resize(kept);
+    for (size_t i = 0; i < channels.size(); ++i) {
+      if (pfds[2 + old_pending + nforks + i].revents & (POLLIN | POLLHUP | POLLERR)) {
+        OnTemplateReadable(channels[i]);
+      }
+    }
     for (auto it = unremoved_.begin(); it != unremoved_.end();) {
       it = setup_.cgroups->Remove(*it).ok() ? unremoved_.erase(it) : std::next(it);
     }
@@ -428,6 +564,10 @@ void Spawner::Run() {
 }
 
 void Spawner::Stop() {
+  for (auto& [pid, f] : forked_) {
+    (void)::syscall(SYS_pidfd_send_signal, f.pidfd.get(), SIGKILL, nullptr, 0);
+    if (setup_.cgroups != nullptr && !f.cgroup.empty()) (void)setup_.cgroups->Kill(f.cgroup);
+  }
   for (auto& queue : shells_.ready) {
     for (const Shell& shell : queue) live_[shell.pid] = Child{shell.cgroup, 0, false};
   }
@@ -440,7 +580,281 @@ void Spawner::Stop() {
       (void)setup_.cgroups->Remove(child.cgroup);
     }
   }
+  // The templates are reaped above: their forked instances are gone with them.
+  for (auto& [pid, f] : forked_) {
+    if (setup_.cgroups != nullptr && !f.cgroup.empty()) (void)setup_.cgroups->Remove(f.cgroup);
+  }
   _exit(0);
+}
+
+void Spawner::Fork(const std::string& id, const std::vector<std::string>& fields,
+                   const std::vector<int>& fds) {
+  // [op, template pid, mem, pids, cpu, envc, env...]
+  if (fields.size() < 6 || fds.size() != 2) return ReplyError(id, "malformed fork request");
+  const pid_t template_pid = static_cast<pid_t>(std::strtol(fields[1].c_str(), nullptr, 10));
+  const size_t envc = std::strtoul(fields[5].c_str(), nullptr, 10);
+  if (fields.size() != 6 + envc) return ReplyError(id, "malformed fork request");
+  auto t = templates_.find(template_pid);
+  if (t == templates_.end() || !t->second.ready_id.empty() || !t->second.channel.valid()) {
+    return ReplyError(id, "failed to fork instance: its template is gone");
+  }
+  if (!t->second.refusal.empty()) {
+    return ReplyError(id, "template refused to fork: " + t->second.refusal);
+  }
+  std::string identity;
+  AppendField(identity, "I");
+  // SAFETY: jailed forks share the template's uid; not dumpable, a sibling cannot read them.
+  AppendField(identity, setup_.mode == Isolation::kJail ? "1" : "0");
+  for (size_t i = 0; i < envc; ++i) AppendField(identity, fields[6 + i]);
+  if (const pid_t spare = t->second.spare; spare != 0 && forked_.count(spare)) {
+    t->second.spare = 0;
+    return Assign(spare, id, identity, fds[0], fds[1]);
+  }
+  PendingFork fork;
+  fork.id = id;
+  fork.template_pid = template_pid;
+  fork.identity = std::move(identity);
+  // The request's descriptors are closed when it returns; the fork keeps its own copies.
+  fork.out.reset(::fcntl(fds[0], F_DUPFD_CLOEXEC, 0));
+  fork.err.reset(::fcntl(fds[1], F_DUPFD_CLOEXEC, 0));
+  if (!fork.out.valid() || !fork.err.valid()) {
+    return ReplyError(id, std::string("failed to dup log pipes on fork: ") + strerror(errno));
+  }
+  CgroupLimits limits;
+  limits.memory_bytes = std::strtoll(fields[2].c_str(), nullptr, 10);
+  limits.pids_max = std::strtoll(fields[3].c_str(), nullptr, 10);
+  limits.cpu_weight = std::strtoll(fields[4].c_str(), nullptr, 10);
+  StartFork(std::move(fork), limits);
+}
+
+void Spawner::StartFork(PendingFork fork, const CgroupLimits& limits) {
+  Template& t = templates_.at(fork.template_pid);
+  auto fail = [&](const std::string& why) {
+    if (!fork.cgroup.empty()) (void)setup_.cgroups->Remove(fork.cgroup);
+    if (!fork.id.empty()) ReplyError(fork.id, why);
+  };
+  if (setup_.cgroups != nullptr) {
+    // Named as shells are, so a spawner killed with -9 leaves none behind (OrphanedCgroups).
+    fork.cgroup = "shell-" + std::to_string(::getpid()) + "-fork" + std::to_string(++fork_cgroups_);
+    if (Status st = setup_.cgroups->Create(fork.cgroup, limits); !st.ok()) {
+      fork.cgroup.clear();
+      return fail(st.message());
+    }
+  }
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
+    return fail(std::string("failed to create socketpair on fork: ") + strerror(errno));
+  }
+  fork.sock.reset(sv[0]);
+  UniqueFd theirs(sv[1]);
+  const int one = 1;
+  // SAFETY: the kernel, not the sender, tells who wrote each message on our end (SO_PASSCRED):
+  // the child's pid is never taken from what the template's code says.
+  ::setsockopt(fork.sock.get(), SOL_SOCKET, SO_PASSCRED, &one, sizeof(one));
+  std::string msg;
+  AppendField(msg, "P");
+  const int fd = theirs.get();
+  if (SendWithFds(t.channel.get(), msg, &fd, 1) < 0) {
+    return fail(std::string("failed to send fork request to template: ") + strerror(errno));
+  }
+  if (fork.id.empty()) t.forking = true;
+  pending_forks_.push_back(std::move(fork));
+}
+
+void Spawner::Assign(pid_t pid, const std::string& id, const std::string& identity, int out,
+                     int err) {
+  Forked& f = forked_.at(pid);
+  const int fds[2] = {out, err};
+  if (SendWithFds(f.sock.get(), identity, fds, 2) < 0) {
+    const int e = errno;
+    (void)::syscall(SYS_pidfd_send_signal, f.pidfd.get(), SIGKILL, nullptr, 0);
+    return ReplyError(id, std::string("failed to start forked instance: ") + strerror(e));
+  }
+  f.sock.reset();
+  f.assigned = true;
+  auto t = live_.find(f.template_pid);
+  std::string msg;
+  AppendField(msg, id);
+  AppendField(msg, "ok");
+  AppendField(msg, std::to_string(pid));
+  AppendField(msg, std::to_string(t != live_.end() ? t->second.uid : 0));
+  AppendField(msg, f.cgroup);
+  (void)!SendWithFds(request_fd_, msg, nullptr, 0);
+}
+
+bool Spawner::SparesShort() const {
+  for (const auto& [pid, t] : templates_) {
+    if (t.ready_id.empty() && t.channel.valid() && t.refusal.empty() && t.spare == 0 &&
+        !t.forking) {
+      return true;
+    }
+  }
+  return false;
+}
+
+void Spawner::RefillSpares() {
+  std::vector<pid_t> short_of;
+  for (const auto& [pid, t] : templates_) {
+    if (t.ready_id.empty() && t.channel.valid() && t.refusal.empty() && t.spare == 0 &&
+        !t.forking) {
+      short_of.push_back(pid);
+    }
+  }
+  for (pid_t pid : short_of) {
+    PendingFork fork;
+    fork.template_pid = pid;
+    StartFork(std::move(fork), templates_.at(pid).limits);
+  }
+}
+
+bool Spawner::OnForkReadable(PendingFork& f) {
+  char data[512];
+  iovec iov{data, sizeof(data)};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(ucred)) + CMSG_SPACE(sizeof(int) * kMaxFds)];
+  msghdr mh{};
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  mh.msg_control = control;
+  mh.msg_controllen = sizeof(control);
+  ssize_t n = ::recvmsg(f.sock.get(), &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+  if (n < 0 && (errno == EAGAIN || errno == EINTR)) return false;
+  pid_t pid = 0;
+  for (cmsghdr* c = CMSG_FIRSTHDR(&mh); c != nullptr; c = CMSG_NXTHDR(&mh, c)) {
+    if (c->cmsg_level != SOL_SOCKET) continue;
+    if (c->cmsg_type == SCM_CREDENTIALS) {
+      ucred cred;
+      std::memcpy(&cred, CMSG_DATA(c), sizeof(cred));
+      pid = cred.pid;
+    } else if (c->cmsg_type == SCM_RIGHTS) {  // nothing is expected: closed
+      const size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      for (size_t i = 0; i < count; ++i) {
+        int fd;
+        std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+        ::close(fd);
+      }
+    }
+  }
+  auto t = templates_.find(f.template_pid);
+  if (t != templates_.end() && f.id.empty()) t->second.forking = false;
+  auto fail = [&](const std::string& why) {
+    if (!f.cgroup.empty()) {
+      (void)setup_.cgroups->Kill(f.cgroup);
+      if (!setup_.cgroups->Remove(f.cgroup).ok()) unremoved_.push_back(f.cgroup);
+    }
+    if (!f.id.empty()) ReplyError(f.id, why);
+    return true;
+  };
+  if (n <= 0) return fail("failed to fork instance: its template ended before it forked");
+  auto fields = SplitFields(data, static_cast<size_t>(n));
+  if (fields.size() == 2 && fields[0] == "E") {
+    // It holds threads: it never will fork (its init is over); every later fork is refused.
+    if (t != templates_.end()) t->second.refusal = fields[1].substr(0, 512);
+    return fail("template refused to fork: " + fields[1].substr(0, 512));
+  }
+  if (fields.size() != 2 || fields[0] != "H" || pid <= 0) {
+    return fail("failed to fork instance: malformed answer from its template");
+  }
+  // Only the template's own child may become the instance.
+  auto status = ReadFile("/proc/" + std::to_string(pid) + "/status");
+  const size_t at = status.ok() ? status->find("\nPPid:\t") : std::string::npos;
+  if (at == std::string::npos ||
+      std::strtol(status->c_str() + at + 7, nullptr, 10) != f.template_pid) {
+    return fail("failed to fork instance: the answer did not come from its template's child");
+  }
+  UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+  if (!pidfd.valid()) {
+    return fail(std::string("failed to open pidfd on forked instance: ") + strerror(errno));
+  }
+  if (!f.cgroup.empty()) {
+    if (Status st = setup_.cgroups->AddProcess(f.cgroup, pid); !st.ok()) {
+      (void)::syscall(SYS_pidfd_send_signal, pidfd.get(), SIGKILL, nullptr, 0);
+      return fail(st.message());
+    }
+  }
+  const pid_t ns_pid = static_cast<pid_t>(std::strtol(fields[1].c_str(), nullptr, 10));
+  Forked& child = forked_[pid];
+  child.template_pid = f.template_pid;
+  child.ns_pid = ns_pid;
+  child.cgroup = f.cgroup;
+  child.pidfd = std::move(pidfd);
+  child.sock = std::move(f.sock);
+  if (f.id.empty()) {
+    if (t != templates_.end()) t->second.spare = pid;
+  } else {
+    Assign(pid, f.id, f.identity, f.out.get(), f.err.get());
+  }
+  return true;
+}
+
+void Spawner::OnTemplateReadable(pid_t template_pid) {
+  auto found = templates_.find(template_pid);
+  if (found == templates_.end()) return;  // reaped in this same turn
+  Template& t = found->second;
+  std::string buf;
+  for (;;) {
+    std::vector<int> fds;
+    ssize_t n = RecvWithFds(t.channel.get(), buf, fds, 4096, MSG_DONTWAIT);
+    for (int fd : fds) ::close(fd);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+    if (n <= 0) {  // it closed its channel: no more forks; its exit is reaped as usual
+      t.channel.reset();
+      return;
+    }
+    auto fields = SplitFields(buf.data(), buf.size());
+    if (fields.size() == 1 && fields[0] == "R" && !t.ready_id.empty()) {
+      live_.at(template_pid).report = true;
+      ReplyOk(t.ready_id, template_pid, UniqueFd());
+      t.ready_id.clear();
+    } else if (fields.size() == 3 && fields[0] == "X") {
+      const pid_t ns_pid = static_cast<pid_t>(std::strtol(fields[1].c_str(), nullptr, 10));
+      const int wait_status = static_cast<int>(std::strtol(fields[2].c_str(), nullptr, 10));
+      for (const auto& [pid, f] : forked_) {
+        if (f.template_pid == template_pid && f.ns_pid == ns_pid) {
+          if (t.spare == pid) t.spare = 0;
+          EndForked(pid, wait_status);
+          break;
+        }
+      }
+    }
+  }
+}
+
+void Spawner::EndForked(pid_t pid, int wait_status) {
+  auto it = forked_.find(pid);
+  if (it == forked_.end()) return;
+  ExitEvent ev{pid, wait_status, 0, 0, 0};
+  const std::string& cgroup = it->second.cgroup;
+  if (setup_.cgroups != nullptr && !cgroup.empty()) {
+    if (auto u = setup_.cgroups->Usage(cgroup); u.ok()) {
+      ev.cpu_us = u->cpu_us;
+      ev.peak_memory_bytes = u->peak_memory_bytes;
+      ev.oom_kills = u->oom_kills;
+    }
+    (void)setup_.cgroups->Kill(cgroup);
+    if (!setup_.cgroups->Remove(cgroup).ok()) unremoved_.push_back(cgroup);
+  }
+  const bool report = it->second.assigned;  // a spare that ended is nobody's concern
+  forked_.erase(it);
+  if (report) (void)!::send(exit_fd_, &ev, sizeof(ev), MSG_NOSIGNAL);
+}
+
+void Spawner::TemplateEnded(pid_t pid, int wait_status) {
+  auto t = templates_.find(pid);
+  if (t == templates_.end()) return;
+  if (!t->second.ready_id.empty()) {
+    ReplyError(t->second.ready_id,
+               "template ended during its init: " + DescribeWaitStatus(wait_status));
+  }
+  templates_.erase(t);
+  // Its PID namespace ended with it (or, unjailed, PDEATHSIG): so did every instance it forked.
+  std::vector<pid_t> orphans;
+  for (const auto& [child, f] : forked_) {
+    if (f.template_pid == pid) orphans.push_back(child);
+  }
+  for (pid_t child : orphans) {
+    (void)::syscall(SYS_pidfd_send_signal, forked_.at(child).pidfd.get(), SIGKILL, nullptr, 0);
+    EndForked(child, SIGKILL);  // a wait status: killed by SIGKILL
+  }
 }
 
 }  // namespace
@@ -620,8 +1034,27 @@ void SpawnerClient::Spawn(const SpawnRequest& request, SpawnDone done) {
   }
   AppendField(msg, JoinSpawnList(mount_src));
   AppendField(msg, JoinSpawnList(mount_dst));
+  AppendField(msg, request.template_channel ? "1" : "0");
+  const int fds[2] = {request.stdout_fd, request.stderr_fd};
+  Send(std::move(msg), id_at, fds, 2, std::move(done));
+}
+
+void SpawnerClient::Fork(const ForkRequest& request, SpawnDone done) {
+  std::string msg;
+  AppendField(msg, std::string(1, kOpFork));
+  const size_t id_at = msg.size();
+  AppendField(msg, std::to_string(request.template_pid));
+  AppendField(msg, std::to_string(request.limits.memory_bytes));
+  AppendField(msg, std::to_string(request.limits.pids_max));
+  AppendField(msg, std::to_string(request.limits.cpu_weight));
+  AppendField(msg, std::to_string(request.env.size()));
+  for (const auto& e : request.env) AppendField(msg, e);
+  const int fds[2] = {request.stdout_fd, request.stderr_fd};
+  Send(std::move(msg), id_at, fds, 2, std::move(done));
+}
+
+void SpawnerClient::Send(std::string msg, size_t id_at, const int* fds, int nfds, SpawnDone done) {
   if (msg.size() + 32 > kMaxMessage) return done(InvalidArgument("spawn request too large"));
-  int fds[2] = {request.stdout_fd, request.stderr_fd};
   Status failed;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -631,7 +1064,7 @@ void SpawnerClient::Spawn(const SpawnRequest& request, SpawnDone done) {
     msg.insert(id_at, id_field);
     // Registered before the send: the reply may be read before this thread runs again.
     pending_.emplace(id, std::move(done));
-    if (SendWithFds(request_fd_, msg, fds, 2) < 0) {
+    if (SendWithFds(request_fd_, msg, fds, nfds) < 0) {
       failed = ErrnoStatus("send request", "spawner", errno);
       done = std::move(pending_.at(id));
       pending_.erase(id);

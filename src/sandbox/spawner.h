@@ -57,6 +57,25 @@ struct SpawnRequest {
   // Models (models/store.h): {host folder, path in the jail}, each bound read-only. Ignored by
   // Isolation::kPlain, whose instances find the host folder in THAW_MODEL_<NAME> instead.
   std::vector<std::pair<std::string, std::string>> mounts;
+  // Start a template (instance/template.h): a runtime that does the function's init, says so
+  // on its channel (fd kTemplateFd, THAW_TEMPLATE_FD) and then forks instances on request.
+  // The spawn is answered only once it is ready (or failed); after that its exit is an
+  // ordinary exit event.
+  bool template_channel = false;
+};
+
+// Where a template's runtime finds its channel to the spawner (THAW_TEMPLATE_FD).
+inline constexpr int kTemplateFd = 4;
+
+// A new instance forked from a ready template: its own cgroup (and limits), its own log pipes
+// and its own environment (Runtime API address, log stream), applied by the child before any
+// of the function's code runs again. It runs as the template's uid (docs/sandbox.md).
+struct ForkRequest {
+  pid_t template_pid = 0;
+  std::vector<std::string> env;  // "KEY=value", the complete environment
+  int stdout_fd = -1;            // borrowed, as in SpawnRequest
+  int stderr_fd = -1;
+  CgroupLimits limits;
 };
 
 struct Spawned {
@@ -110,6 +129,10 @@ class SpawnerClient {
   // once, on this thread, when the request cannot be sent. The descriptors in `request` are
   // sent before this returns: the caller may close its copies. `done` must not block.
   void Spawn(const SpawnRequest& request, SpawnDone done);
+  // Asks a ready template for a new instance, as Spawn asks for a fresh one: `done` gets the
+  // child (its pid as thaw sees it, its cgroup) or why not (the template is gone, or refused:
+  // it holds threads). The child's exit comes as an exit event like any instance's.
+  void Fork(const ForkRequest& request, SpawnDone done);
   // SIGKILLs the child's whole process group, unless the child was already reaped. Sends and
   // returns: the exit event tells when it is gone.
   void Kill(pid_t pid);
@@ -141,6 +164,8 @@ class SpawnerClient {
   // (every waiting callback has then failed).
   bool OnReplies();
   void FailAllPending(const Status& why);
+  // Registers `done` under a new id written at `id_at` in `msg`, and sends it with `fds`.
+  void Send(std::string msg, size_t id_at, const int* fds, int nfds, SpawnDone done);
 
   std::mutex mu_;
   uint64_t next_id_ = 0;                   // guarded by mu_

@@ -37,6 +37,8 @@ const std::vector<Knob> kKnobs = {
      "memory_mb of all live instances together (0: the machine's less 10%, >= 1 GB)"},
     {"auth", "require an API key (true/false); only false on a loopback address"},
     {"sandbox", "jail instances: as root, or in user namespaces when not root (true/false)"},
+    {"templates", "fork python3 instances from a per-version template (true/false)"},
+    {"price_init_gb_second_pico", "pico-dollars per GB-second of template init (init_gb_s)"},
     {"metering", "record every invocation for usage, bills and budgets (true/false)"},
     {"price_request_micro_per_million", "micro-dollars per million requests (both sheets)"},
     {"price_gb_second_pico", "pico-dollars per billed GB-second (Lambda sheet)"},
@@ -156,6 +158,10 @@ Status ApplyConfigValues(const std::map<std::string, std::string>& values, Confi
       THAW_RETURN_IF_ERROR(ParseBool(name, v, c.auth));
     } else if (name == "sandbox") {
       THAW_RETURN_IF_ERROR(ParseBool(name, v, c.sandbox));
+    } else if (name == "templates") {
+      THAW_RETURN_IF_ERROR(ParseBool(name, v, c.templates));
+    } else if (name == "price_init_gb_second_pico") {
+      THAW_RETURN_IF_ERROR(ParseInt(name, v, 0, kMaxPrice, c.price_init_gb_second_pico));
     } else if (name == "metering") {
       THAW_RETURN_IF_ERROR(ParseBool(name, v, c.metering));
     } else if (name == "price_request_micro_per_million") {
@@ -250,6 +256,7 @@ meter::PriceSheet PriceSheetFrom(const Config& c) {
   p.gpu_second_pico = c.price_gpu_second_pico;
   p.prompt_token_pico = c.price_prompt_tokens_micro_per_million;  // micro per million = pico
   p.completion_token_pico = c.price_completion_tokens_micro_per_million;
+  p.init_gb_second_pico = c.price_init_gb_second_pico;
   return p;
 }
 

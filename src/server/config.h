@@ -40,7 +40,9 @@ struct Config {
   int64_t log_rate_bytes = 1 << 20;     // what one instance may print per second (and burst)
   int64_t node_memory_mb = 0;  // memory_mb all live instances may add up to; 0: machine less 10%
   bool auth = true;
-  bool sandbox = true;   // jail instances when root; false runs plain processes
+  bool sandbox = true;    // jail instances when root; false runs plain processes
+  bool templates = true;  // fork python3 instances from a per-version template
+  int64_t price_init_gb_second_pico = 16'666'700;  // template init, as Lambda's INIT phase
   bool metering = true;  // false: no invocation records (benchmarks); budgets are not enforced
   // Price sheets (integers; see meter/cost.h). Lambda: requests and billed GB-s; actual use:
   // requests, CPU-s and peak GB-s; the advisor's always-on instance price per hour.

@@ -18,6 +18,7 @@
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <set>
 #include <thread>
 
 #include "auth/keys.h"
@@ -403,6 +404,7 @@ int RunServe(Config config, const std::string& exe_dir) {
   ctx.log_rate_bytes = config.log_rate_bytes;
   ctx.gpus = gpus.get();
   ctx.models_dir = models::ModelStore::TreesRoot(config.data_dir);
+  ctx.templates = config.templates;
   pool::PoolManager pools(&ctx);
   ctx.manager = &pools;
 
@@ -439,6 +441,20 @@ int RunServe(Config config, const std::string& exe_dir) {
   for (const auto& f : (*registry)->List()) {
     if (!f.versions.empty() && f.versions.back()->manifest.min_instances > 0) {
       pools.Get(f.versions.back(), /*latest=*/true);
+    }
+  }
+  // Templates for the versions called in the last 24 hours (from the meter's records), so
+  // their first calls after a restart fork too.
+  if (config.templates && active_meter != nullptr) {
+    auto recent = active_meter->RecentVersions(WallNowMicros() - 24LL * 3600 * 1'000'000);
+    if (!recent.ok()) spdlog::warn("no template prewarm: {}", recent.status().message());
+    std::set<std::pair<std::string, std::string>> called;
+    if (recent.ok()) called.insert(recent->begin(), recent->end());
+    for (const auto& f : (*registry)->List()) {
+      for (const auto& v : f.versions) {
+        if (!called.count({v->function, std::to_string(v->version)})) continue;
+        pools.Get(v, /*latest=*/v == f.versions.back())->Prewarm();
+      }
     }
   }
 

@@ -187,6 +187,10 @@ constexpr const char* kMigrations[] = {
       PRIMARY KEY (tenant, sha256)
     );
     )sql",
+    // 10: how a cold start's instance began: fork (from a template) or full; '' when warm.
+    R"sql(
+    ALTER TABLE invocations ADD COLUMN start_kind TEXT NOT NULL DEFAULT '';
+    )sql",
 };
 
 }  // namespace

@@ -1,0 +1,63 @@
+// Template: one function version's template, a runtime that ran the function's init (imported
+// the handler's module: the model is loaded) and waits to be forked into instances
+// (instance_factory.h, docs/sandbox.md). This holds its state; the pool starts it and the
+// spawner runs it. One per version, shared by the pools that serve the version (by number and
+// as $LATEST), never across versions. Thread-safe.
+//
+//   kNone     -> kStarting (BeginStart)
+//   kStarting -> kReady (Ready) | kUnusable (InitFailed)
+//   kReady    -> kNone (Ended: it may be started again, kMaxRestarts times)
+//              | kUnusable (Refused: its init left threads; or Ended too often)
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace thaw::instance {
+
+class Template {
+ public:
+  enum class State { kNone, kStarting, kReady, kUnusable };
+  static constexpr int kMaxRestarts = 3;
+
+  // True when the caller should start the template now (it was kNone).
+  bool BeginStart();
+  // While it is kStarting: keeps `then` to run (on the thread that settles it, with no lock
+  // held) once it is ready or unusable, and returns true. Else returns false at once.
+  bool WhenSettled(std::function<void()> then);
+  // False when it was not starting any more (its init timed out): the caller ends `pid`.
+  bool Ready(pid_t pid, int64_t init_us);
+  // Returns true the first time this version's template becomes unusable, so the caller logs
+  // why once per version.
+  bool InitFailed(std::string why);
+  bool Refused(std::string why);
+  // The template `pid` ended (its exit event, or a fork found it gone); false when that is not
+  // the current one. It is unusable after kMaxRestarts ends, and then returns true once more.
+  bool Ended(pid_t pid, std::string why, bool* now_unusable = nullptr);
+
+  pid_t ready_pid() const;  // 0 unless kReady
+  State state() const;
+  std::string why() const;  // why it is unusable
+  int64_t init_us() const;
+
+ private:
+  bool MarkUnusableLocked(std::string why);
+
+  mutable std::mutex mu_;
+  State state_ = State::kNone;                  // guarded by mu_
+  pid_t pid_ = 0;                               // guarded by mu_: kReady's process
+  int64_t init_us_ = 0;                         // guarded by mu_
+  int ends_ = 0;                                // guarded by mu_
+  std::string why_;                             // guarded by mu_
+  bool logged_ = false;                         // guarded by mu_
+  std::vector<std::function<void()>> waiters_;  // guarded by mu_: WhenSettled's
+};
+
+const char* TemplateStateName(Template::State state);
+
+}  // namespace thaw::instance

@@ -1,0 +1,323 @@
+// Templates (instance/template.h): a python3 version's instances forked from a runtime that
+// already ran the function's init. Against the real server and spawner: prewarm at deploy and
+// at restart, what siblings must not share (random state, identity, Runtime API), fork safety
+// (threads refused), containment of one sibling's crash or OOM, and the fallback to a full cold
+// start when the template is gone. As root the instances are jailed, each fork in its own
+// cgroup; elsewhere the same behaviour holds for plain processes.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <boost/json.hpp>
+#include <future>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "server_fixture.h"
+
+namespace thaw::testing {
+namespace {
+
+namespace json = boost::json;
+
+constexpr int kTemplateWaitMs = 60'000;  // a template's init, on a machine under load
+
+// A handler that reports who it is; it sleeps when asked, to hold its instance busy.
+constexpr char kWhoAmI[] =
+    "import os, random, time\n"
+    "try:\n"
+    "    import numpy\n"
+    "except ImportError:\n"
+    "    numpy = None\n"
+    "def handler(e, c):\n"
+    "    time.sleep(e.get('sleep', 0))\n"
+    "    return {'pid': os.getpid(), 'random': random.random(),\n"
+    "            'numpy': float(numpy.random.random()) if numpy is not None else None,\n"
+    "            'api': os.environ['AWS_LAMBDA_RUNTIME_API'],\n"
+    "            'stream': c.log_stream_name,\n"
+    "            'env_stream': os.environ['AWS_LAMBDA_LOG_STREAM_NAME']}\n";
+
+class TemplateTest : public ServerTest {
+ protected:
+  // Inits (the templates' too) take seconds on a machine under load: room past the default.
+  static std::vector<std::string> Flags(std::vector<std::string> more = {}) {
+    std::vector<std::string> flags = {"--init-timeout-ms", "120000", "--queue-timeout-ms",
+                                      "120000"};
+    flags.insert(flags.end(), more.begin(), more.end());
+    return flags;
+  }
+  void SetUp() override { server_ = ThawServer::Start(Flags()); }
+
+  json::object Function(const std::string& name) const {
+    return json::parse(server_->Call("GET", "/v1/functions/" + name).body).as_object();
+  }
+  // The version's template as GET /v1/functions/{name} lists it ({} when none).
+  json::object TemplateOf(const std::string& name) const {
+    auto f = Function(name);
+    auto* list = f.if_contains("templates");
+    if (list == nullptr || list->as_array().empty()) return {};
+    return list->as_array().back().as_object();
+  }
+  bool WaitForTemplate(const std::string& name, const std::string& state) const {
+    return Eventually(
+        [&] {
+          auto t = TemplateOf(name);
+          return t.contains("state") && t.at("state").as_string() == state;
+        },
+        kTemplateWaitMs);
+  }
+  std::string Logs(const std::string& name) const {
+    return server_->Call("GET", "/v1/functions/" + name + "/logs?limit=1000").body;
+  }
+  static size_t Count(const std::string& haystack, const std::string& needle) {
+    size_t n = 0;
+    for (size_t at = haystack.find(needle); at != std::string::npos;
+         at = haystack.find(needle, at + 1)) {
+      ++n;
+    }
+    return n;
+  }
+  // `n` calls at once, each holding its instance for `sleep_s`: `n` instances.
+  std::vector<HttpResult> Concurrently(const std::string& name, int n, double sleep_s) const {
+    std::vector<std::future<HttpResult>> calls;
+    for (int i = 0; i < n; ++i) {
+      calls.push_back(std::async(std::launch::async, [&] {
+        return server_->Invoke(name, "{\"sleep\":" + std::to_string(sleep_s) + "}");
+      }));
+    }
+    std::vector<HttpResult> out;
+    for (auto& c : calls) out.push_back(c.get());
+    return out;
+  }
+};
+
+TEST_F(TemplateTest, FirstCallAfterDeployForksThenWarm) {
+  DeployPython("who", kWhoAmI);
+  ASSERT_TRUE(WaitForTemplate("who", "ready")) << server_->Call("GET", "/v1/functions/who").body;
+  auto first = server_->Invoke("who");
+  ASSERT_EQ(first.status, 200) << first.body;
+  EXPECT_EQ(first.Header("x-thaw-cold-start"), "true");
+  EXPECT_EQ(first.Header("x-thaw-start-kind"), "fork");
+  auto second = server_->Invoke("who");
+  EXPECT_EQ(second.Header("x-thaw-cold-start"), "false");
+  EXPECT_EQ(second.Header("x-thaw-start-kind"), "warm");
+  // The forked instance is an instance like any other in the listing.
+  auto f = Function("who");
+  ASSERT_EQ(f.at("instance_list").as_array().size(), 1u) << json::serialize(f);
+  const auto& inst = f.at("instance_list").as_array()[0].as_object();
+  EXPECT_EQ(inst.at("start_kind").as_string(), "fork");
+  EXPECT_GT(inst.at("pid").as_int64(), 0);
+  auto logs = Logs("who");
+  EXPECT_NE(logs.find("TEMPLATE_REPORT Init Duration: "), std::string::npos) << logs;
+  EXPECT_NE(logs.find("Start Kind: fork"), std::string::npos) << logs;
+}
+
+TEST_F(TemplateTest, SiblingsHaveTheirOwnRandomStateIdentityAndLogStream) {
+  DeployPython("who", kWhoAmI, "max_instances: 4\ntimeout_s: 60\n");
+  ASSERT_TRUE(WaitForTemplate("who", "ready"));
+  auto results = Concurrently("who", 3, 1.5);
+  std::set<std::string> randoms, numpys, apis, streams;
+  for (const auto& r : results) {
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(r.Header("x-thaw-start-kind"), "fork");
+    auto o = json::parse(r.body).as_object();
+    randoms.insert(json::serialize(o.at("random")));
+    numpys.insert(json::serialize(o.at("numpy")));
+    apis.insert(std::string(o.at("api").as_string()));
+    streams.insert(std::string(o.at("stream").as_string()));
+    EXPECT_EQ(o.at("stream"), o.at("env_stream"));
+  }
+  EXPECT_EQ(randoms.size(), 3u);
+  if (*numpys.begin() != "null") {
+    EXPECT_EQ(numpys.size(), 3u);
+  }
+  EXPECT_EQ(apis.size(), 3u);
+  EXPECT_EQ(streams.size(), 3u);
+  EXPECT_EQ(Function("who").at("instance_list").as_array().size(), 3u);
+}
+
+TEST_F(TemplateTest, SiblingCannotTakeAnotherSiblingsEvents) {
+  // B, forked while A is busy, connects to A's Runtime API and asks for A's next event.
+  DeployPython("spy",
+               "import os, socket, time\n"
+               "def handler(e, c):\n"
+               "    if 'target' in e:\n"
+               "        host, port = e['target'].rsplit(':', 1)\n"
+               "        try:\n"
+               "            s = socket.create_connection((host, int(port)), timeout=5)\n"
+               "            s.sendall(b'GET /2018-06-01/runtime/invocation/next HTTP/1.1\\r\\n'\n"
+               "                      b'Host: x\\r\\n\\r\\n')\n"
+               "            s.settimeout(5)\n"
+               "            got = s.recv(4096)\n"
+               "        except OSError as err:\n"
+               "            return {'got': 'error: ' + str(err)}\n"
+               "        return {'got': got.decode('latin-1')}\n"
+               "    time.sleep(e.get('sleep', 0))\n"
+               "    return {'api': os.environ['AWS_LAMBDA_RUNTIME_API']}\n",
+               "max_instances: 2\ntimeout_s: 60\n");
+  ASSERT_TRUE(WaitForTemplate("spy", "ready"));
+  auto a = server_->Invoke("spy");
+  ASSERT_EQ(a.status, 200) << a.body;
+  const std::string a_api = JsonField(a.body, "api");
+  auto busy =
+      std::async(std::launch::async, [&] { return server_->Invoke("spy", R"({"sleep":3})"); });
+  ASSERT_TRUE(server_->WaitForFunction("spy", "\"inflight\":1", 10'000));
+  auto b = server_->Invoke("spy", R"({"target":")" + a_api + R"("})");
+  ASSERT_EQ(b.status, 200) << b.body;
+  EXPECT_EQ(b.Header("x-thaw-start-kind"), "fork");
+  const std::string got = JsonField(b.body, "got");
+  EXPECT_EQ(got.find("200 OK"), std::string::npos) << got;
+  EXPECT_EQ(got.find("lambda-runtime-aws-request-id"), std::string::npos) << got;
+  EXPECT_EQ(busy.get().status, 200);
+  // A still serves its own events.
+  EXPECT_EQ(server_->Invoke("spy").status, 200);
+}
+
+TEST_F(TemplateTest, SiblingCrashAndOomTouchNeitherSiblingsNorTemplate) {
+  DeployPython("fragile",
+               "import os, time\n"
+               "def handler(e, c):\n"
+               "    if e.get('crash'): os._exit(7)\n"
+               "    if e.get('oom'):\n"
+               "        hog = []\n"
+               "        while True: hog.append(bytearray(16 << 20))\n"
+               "    time.sleep(e.get('sleep', 0))\n"
+               "    return os.environ['AWS_LAMBDA_LOG_STREAM_NAME']\n",
+               "memory_mb: 128\nmax_instances: 3\ntimeout_s: 60\n");
+  ASSERT_TRUE(WaitForTemplate("fragile", "ready"));
+  const auto template_pid = TemplateOf("fragile").at("pid").as_int64();
+  auto survivor =
+      std::async(std::launch::async, [&] { return server_->Invoke("fragile", R"({"sleep":4})"); });
+  ASSERT_TRUE(server_->WaitForFunction("fragile", "\"inflight\":1", 10'000));
+  auto crashed = server_->Invoke("fragile", R"({"crash":true})");
+  EXPECT_EQ(crashed.status, 502);
+  EXPECT_EQ(JsonField(crashed.body, "errorType"), "Runtime.ExitError") << crashed.body;
+  EXPECT_EQ(crashed.Header("x-thaw-start-kind"), "fork");
+  auto oom = server_->Invoke("fragile", R"({"oom":true})");
+  EXPECT_EQ(oom.status, 502);
+  if (::geteuid() == 0) {  // cgroups: the forked instance's own memory limit
+    EXPECT_EQ(JsonField(oom.body, "errorType"), "Runtime.OutOfMemory") << oom.body;
+  }
+  auto s = survivor.get();
+  EXPECT_EQ(s.status, 200) << s.body;
+  // The template lives on: the next cold start forks again.
+  EXPECT_EQ(TemplateOf("fragile").at("pid").as_int64(), template_pid);
+  auto busy =
+      std::async(std::launch::async, [&] { return server_->Invoke("fragile", R"({"sleep":2})"); });
+  ASSERT_TRUE(server_->WaitForFunction("fragile", "\"inflight\":1", 10'000));
+  auto again = server_->Invoke("fragile", R"({"sleep":2})");
+  EXPECT_EQ(again.status, 200);
+  EXPECT_EQ(busy.get().status, 200);
+  EXPECT_TRUE(again.Header("x-thaw-start-kind") == "fork" ||
+              again.Header("x-thaw-start-kind") == "warm")
+      << again.Header("x-thaw-start-kind");
+}
+
+TEST_F(TemplateTest, ThreadsAtInitAreRefusedOncePerVersionAndCallsStartFull) {
+  DeployPython("threaded",
+               "import threading, time\n"
+               "threading.Thread(target=time.sleep, args=(3600,), daemon=True).start()\n"
+               "def handler(e, c):\n"
+               "    time.sleep(e.get('sleep', 0))\n"
+               "    return 'ok'\n",
+               "max_instances: 3\ntimeout_s: 60\n");
+  ASSERT_TRUE(WaitForTemplate("threaded", "ready"));
+  auto results = Concurrently("threaded", 2, 1.0);
+  for (const auto& r : results) {
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(r.Header("x-thaw-start-kind"), "full");
+  }
+  auto t = TemplateOf("threaded");
+  EXPECT_EQ(t.at("state").as_string(), "unusable");
+  EXPECT_NE(std::string(t.at("why").as_string()).find("2 threads"), std::string::npos)
+      << json::serialize(t);
+  EXPECT_EQ(Count(Logs("threaded"), "TEMPLATE_REPORT Status: refused"), 1u) << Logs("threaded");
+}
+
+TEST_F(TemplateTest, DeadTemplateFallsBackToFullThenIsMadeAgain) {
+  DeployPython("phoenix", kWhoAmI, "timeout_s: 60\n");
+  ASSERT_TRUE(WaitForTemplate("phoenix", "ready"));
+  const pid_t pid = static_cast<pid_t>(TemplateOf("phoenix").at("pid").as_int64());
+  ASSERT_EQ(::kill(pid, SIGKILL), 0);
+  ASSERT_TRUE(
+      Eventually([&] { return TemplateOf("phoenix").at("state").as_string() != "ready"; }, 10'000));
+  auto r = server_->Invoke("phoenix");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.Header("x-thaw-start-kind"), "full");
+  EXPECT_NE(Logs("phoenix").find("TEMPLATE_REPORT Status: ended"), std::string::npos);
+  // The cold start made a new template: the next new instance forks from it.
+  ASSERT_TRUE(WaitForTemplate("phoenix", "ready"));
+  EXPECT_NE(TemplateOf("phoenix").at("pid").as_int64(), pid);
+  auto busy =
+      std::async(std::launch::async, [&] { return server_->Invoke("phoenix", R"({"sleep":2})"); });
+  ASSERT_TRUE(server_->WaitForFunction("phoenix", "\"inflight\":1", 10'000));
+  auto forked = server_->Invoke("phoenix");
+  EXPECT_EQ(forked.Header("x-thaw-start-kind"), "fork");
+  EXPECT_EQ(busy.get().status, 200);
+}
+
+TEST_F(TemplateTest, InitErrorIsReportedAsWithoutTemplates) {
+  DeployPython("broken", "raise RuntimeError('no model here')\ndef handler(e, c):\n    return 1\n");
+  ASSERT_TRUE(WaitForTemplate("broken", "unusable"));
+  auto r = server_->Invoke("broken");
+  EXPECT_EQ(r.status, 502);
+  EXPECT_EQ(JsonField(r.body, "errorType"), "RuntimeError") << r.body;
+  EXPECT_NE(JsonField(r.body, "errorMessage").find("no model here"), std::string::npos);
+  EXPECT_EQ(r.Header("x-thaw-start-kind"), "full");
+}
+
+TEST_F(TemplateTest, StartKindsInUsageAndMetrics) {
+  DeployPython("metered", kWhoAmI);
+  ASSERT_TRUE(WaitForTemplate("metered", "ready"));
+  ASSERT_EQ(server_->Invoke("metered").Header("x-thaw-start-kind"), "fork");
+  ASSERT_EQ(server_->Invoke("metered").Header("x-thaw-start-kind"), "warm");
+  auto usage = json::parse(server_->Call("GET", "/v1/usage?function=metered").body);
+  const std::string text = json::serialize(usage);
+  EXPECT_NE(text.find(R"("cold_starts_by_kind":{"fork":1,"full":0})"), std::string::npos) << text;
+  EXPECT_NE(text.find(R"("template_inits":1)"), std::string::npos) << text;
+  EXPECT_EQ(text.find(R"("init_gb_s":0E0)"), std::string::npos) << text;
+  auto metrics = server_->Call("GET", "/metrics").body;
+  EXPECT_NE(metrics.find(R"(thaw_cold_starts_by_kind_total{function="metered",kind="fork"} 1)"),
+            std::string::npos)
+      << metrics;
+}
+
+TEST_F(TemplateTest, TemplateOffAndServerKnobStartFull) {
+  DeployPython("plain", kWhoAmI, "template: off\n");
+  auto r = server_->Invoke("plain");
+  EXPECT_EQ(r.Header("x-thaw-start-kind"), "full");
+  EXPECT_TRUE(TemplateOf("plain").empty());
+  auto bad = server_->Deploy(
+      "bad", PythonBundle("bad", "def handler(e, c): pass\n", "template: sometimes\n"));
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_NE(bad.body.find("template"), std::string::npos) << bad.body;
+  EXPECT_NE(bad.body.find("must be auto or off"), std::string::npos) << bad.body;
+
+  auto off = ThawServer::Start(Flags({"--templates", "false"}));
+  dirs_.push_back(PythonBundle("who", kWhoAmI));
+  ASSERT_EQ(off->Deploy("who", dirs_.back()).status, 201);
+  EXPECT_EQ(off->Invoke("who").Header("x-thaw-start-kind"), "full");
+}
+
+TEST_F(TemplateTest, RestartPrewarmsVersionsCalledLately) {
+  DeployPython("again", kWhoAmI);
+  ASSERT_TRUE(WaitForTemplate("again", "ready"));
+  ASSERT_EQ(server_->Invoke("again").status, 200);
+  DeployPython("idle", kWhoAmI);  // deployed, never called: no template after a restart
+  const std::string data_dir = server_->data_dir();
+  ASSERT_EQ(server_->Stop(), 0);
+  auto restarted = ThawServer::Start(Flags(), data_dir);
+  auto template_state = [&](const std::string& name) {
+    auto f = json::parse(restarted->Call("GET", "/v1/functions/" + name).body).as_object();
+    const auto& list = f.at("templates").as_array();
+    return list.empty() ? std::string() : std::string(list.back().at("state").as_string());
+  };
+  ASSERT_TRUE(Eventually([&] { return template_state("again") == "ready"; }, kTemplateWaitMs));
+  auto r = restarted->Invoke("again");
+  EXPECT_EQ(r.Header("x-thaw-start-kind"), "fork") << r.body;
+  EXPECT_EQ(template_state("idle"), "");
+}
+
+}  // namespace
+}  // namespace thaw::testing

@@ -194,5 +194,6 @@ DOC
 # Density and burst run against a server of their own, after the others have stopped.
 cleanup
 bench/density.sh >> docs/benchmarks.md
+bench/events.sh >> docs/benchmarks.md
 if [ -f docs/benchmarks-notes.md ]; then cat docs/benchmarks-notes.md >> docs/benchmarks.md; fi
 cat docs/benchmarks.md

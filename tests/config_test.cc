@@ -183,6 +183,8 @@ TEST(ConfigTest, KnobTableMatchesParser) {
       {"async_queue_events", "100"},
       {"max_queued_events", "100000"},
       {"async_retry_base_ms", "60000"},
+      {"durable_events", "false"},
+      {"webhook_private_addresses", "true"},
       {"node_memory_mb", "0"},
       {"log_rate_bytes", "1048576"},
       {"gpus", "0,1"},

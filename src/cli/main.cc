@@ -119,6 +119,19 @@ int main(int argc, char** argv) {
   auto* key_revoke = keys->add_subcommand("revoke", "revoke a key");
   key_revoke->callback([&] { key_args.action = "revoke"; });
   key_revoke->add_option("ID", key_args.id)->required();
+  auto* events = app.add_subcommand("events", "a function's Event invocations and dead letters");
+  events->require_subcommand(1);
+  bool failed_only = false;
+  int64_t events_limit = 100;
+  std::vector<std::string> event_ids;
+  auto* events_ls = events->add_subcommand("ls", "list Event invocations, newest first");
+  events_ls->add_option("NAME", name)->required();
+  events_ls->add_flag("--failed", failed_only, "only dead letters");
+  events_ls->add_option("--limit", events_limit, "at most this many (1-1000, default 100)");
+  auto* events_redrive =
+      events->add_subcommand("redrive", "queue dead letters again (all of them without IDs)");
+  events_redrive->add_option("NAME", name)->required();
+  events_redrive->add_option("ID", event_ids, "request ids of dead letters");
   auto* whoami = app.add_subcommand("whoami", "show the tenant and role of the API key in use");
   auto* version = app.add_subcommand("version", "print the version");
 
@@ -169,5 +182,9 @@ int main(int argc, char** argv) {
     return thaw::cli::CmdKeys(client, key_args);
   }
   if (whoami->parsed()) return thaw::cli::CmdWhoAmI(client);
+  if (events_ls->parsed()) {
+    return thaw::cli::CmdEventsList(client, name, failed_only, events_limit);
+  }
+  if (events_redrive->parsed()) return thaw::cli::CmdEventsRedrive(client, name, event_ids);
   return 1;
 }

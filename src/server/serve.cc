@@ -349,7 +349,7 @@ int RunServe(Config config, const std::string& exe_dir) {
   const std::string isolation = (*spawner)->isolation();
   gateway::Api api(gateway::ApiDeps{registry->get(), &pools, &logs, active_meter, &config, *key,
                                     isolation, &metrics, keys->get(), &gate, gpus.get(),
-                                    events->get()});
+                                    config.durable_events ? events->get() : nullptr});
 
   asio::ip::tcp::acceptor acceptor(ioc);
   boost::system::error_code ec;

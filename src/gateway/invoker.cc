@@ -54,6 +54,24 @@ struct SlotRelease {
   }
 };
 
+// An awaitable for a write the queue's writer thread commits: `start(callback)` submits it, and
+// the awaiting coroutine resumes on its own executor with what the callback got. Not a
+// coroutine itself: GCC 12 destroys non-trivial temporaries in a co_await expression twice, so
+// callers pass `start` as a named object holding only shared pointers.
+template <typename T, typename Start>
+auto AsyncWrite(const Start& start) {
+  return asio::async_initiate<const asio::use_awaitable_t<>&, void(T)>(
+      [](auto handler, Start start) {
+        auto h = std::make_shared<decltype(handler)>(std::move(handler));
+        start([h](T value) {
+          auto executor = asio::get_associated_executor(*h);
+          asio::post(executor,
+                     [h, value = std::move(value)]() mutable { std::move (*h)(std::move(value)); });
+        });
+      },
+      asio::use_awaitable, start);
+}
+
 }  // namespace
 
 // Shared with the background coroutines, which may outlive a call but not the io_context.
@@ -246,7 +264,38 @@ void Invoker::Refuse(InvokeOutcome& out, const InvokeRequest& req, const std::st
   if (meter_ != nullptr) meter_->Add(std::move(rec));
 }
 
-Status Invoker::Enqueue(InvokeRequest req, asio::any_io_executor executor) {
+asio::awaitable<Status> Invoker::Enqueue(InvokeRequest req, asio::any_io_executor executor) {
+  Status admitted = Admit(req);
+  if (!admitted.ok()) co_return admitted;
+  const int64_t bytes = static_cast<int64_t>(req.payload.size());
+  Job job;
+  job.created_us = WallNowMicros();
+  if (events_.queue != nullptr) {
+    auto event = std::make_shared<queue::Event>();
+    event->request_id = req.request_id;
+    event->function = req.function;
+    event->qualifier = req.qualifier;
+    event->payload = req.payload;
+    event->client_context = req.client_context;
+    event->created_us = job.created_us;
+    queue::EventQueue* q = events_.queue;
+    const auto add = [q, event](queue::EventQueue::AddDone done) {
+      q->AddAsync(*event, std::move(done));
+    };
+    StatusOr<int64_t> id = co_await AsyncWrite<StatusOr<int64_t>>(add);
+    if (!id.ok()) {
+      state_->event_bytes.fetch_sub(bytes);
+      state_->GiveEventSlot(req.function);
+      co_return id.status();
+    }
+    job.id = *id;
+  }
+  job.req = std::move(req);
+  asio::co_spawn(executor, RunEvent(this, state_, std::move(job)), asio::detached);
+  co_return Status::Ok();
+}
+
+Status Invoker::Admit(const InvokeRequest& req) {
   auto resolved = registry_->Resolve(req.function, req.qualifier, 0.0);
   if (!resolved.ok()) return resolved.status();
   if (gate_ != nullptr) {
@@ -281,25 +330,6 @@ Status Invoker::Enqueue(InvokeRequest req, asio::any_io_executor executor) {
     return Status(StatusCode::kResourceExhausted,
                   "Rate Exceeded: the asynchronous invocation queue is full");
   }
-  Job job;
-  job.created_us = WallNowMicros();
-  if (events_.queue != nullptr) {
-    queue::Event event;
-    event.request_id = req.request_id;
-    event.function = req.function;
-    event.qualifier = req.qualifier;
-    event.payload = req.payload;
-    event.client_context = req.client_context;
-    event.created_us = job.created_us;
-    if (Status st = events_.queue->Add(event); !st.ok()) {
-      state_->event_bytes.fetch_sub(bytes);
-      state_->GiveEventSlot(req.function);
-      return st;
-    }
-    job.id = event.id;
-  }
-  job.req = std::move(req);
-  asio::co_spawn(executor, RunEvent(this, state_, std::move(job)), asio::detached);
   return Status::Ok();
 }
 
@@ -396,9 +426,6 @@ bool IsFunctionFailure(pool::Result::Kind kind) {
 asio::awaitable<void> Invoker::RunEvent(Invoker* self, std::shared_ptr<State> state, Job job) {
   const int64_t bytes = static_cast<int64_t>(job.req.payload.size());
   queue::EventQueue* const store = self->events_.queue;
-  auto log_failure = [&](const Status& st) {
-    if (!st.ok()) spdlog::error("event {}: {}", job.req.request_id, st.message());
-  };
   auto executor = co_await asio::this_coro::executor;
   asio::steady_timer timer(executor);
   if (const int64_t wait_us = job.next_at_us - WallNowMicros(); wait_us > 0) {
@@ -411,7 +438,7 @@ asio::awaitable<void> Invoker::RunEvent(Invoker* self, std::shared_ptr<State> st
   LastTry last;
   int attempts = job.attempts + 1;
   for (;; ++attempts) {
-    if (store != nullptr) log_failure(store->MarkRunning(job.id, attempts));
+    if (store != nullptr) store->MarkRunningAsync(job.id, attempts);
     InvokeRequest attempt = job.req;
     attempt.request_id = AttemptRequestId(job.req.request_id, attempts);
     auto outcome = co_await self->Invoke(std::move(attempt));
@@ -440,21 +467,19 @@ asio::awaitable<void> Invoker::RunEvent(Invoker* self, std::shared_ptr<State> st
                                                                               : "EventAgeExceeded";
       break;
     }
-    if (store != nullptr) {
-      log_failure(store->MarkQueued(job.id, WallNowMicros() + *delay * 1000));
-    }
+    if (store != nullptr) store->MarkQueuedAsync(job.id, WallNowMicros() + *delay * 1000);
     timer.expires_after(std::chrono::milliseconds(*delay));
     boost::system::error_code ec;
     co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
   }
-  self->FinishEvent(job, attempts, succeeded, condition, last, executor);
+  co_await self->FinishEvent(job, attempts, succeeded, condition, last, executor);
   state->GiveEventSlot(job.req.function);
   state->event_bytes.fetch_sub(bytes);
 }
 
-void Invoker::FinishEvent(const Job& job, int attempts, bool succeeded,
-                          const std::string& condition, const LastTry& last,
-                          asio::any_io_executor executor) {
+asio::awaitable<void> Invoker::FinishEvent(const Job& job, int attempts, bool succeeded,
+                                           const std::string& condition, const LastTry& last,
+                                           asio::any_io_executor executor) {
   queue::Ending ending;
   ending.succeeded = succeeded;
   ending.condition = condition;
@@ -523,8 +548,17 @@ void Invoker::FinishEvent(const Job& job, int attempts, bool succeeded,
     }
   }
   if (events_.queue != nullptr) {
-    if (Status st = events_.queue->Finish(job.id, ending); !st.ok()) {
-      spdlog::error("event {}: {}", job.req.request_id, st.message());
+    queue::EventQueue* q = events_.queue;
+    const int64_t id = job.id;
+    auto shared = std::make_shared<queue::Ending>(ending);
+    const auto finish = [q, id, shared](queue::EventQueue::FinishDone done) {
+      q->FinishAsync(id, *shared, std::move(done));
+    };
+    StatusOr<queue::Ending> committed = co_await AsyncWrite<StatusOr<queue::Ending>>(finish);
+    if (committed.ok()) {
+      ending = std::move(*committed);
+    } else {
+      spdlog::error("event {}: {}", job.req.request_id, committed.status().message());
     }
   }
   if (ending.forward) StartJob(std::move(*ending.forward), executor);

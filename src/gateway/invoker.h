@@ -117,8 +117,10 @@ class Invoker {
   // Checks that the function and qualifier resolve, commits `req` to the durable queue, then
   // runs it in the background on `executor`, retrying as AsyncRetryDelayMs says; each try is
   // metered under AttemptRequestId. ResourceExhausted when the queue or the function's share
-  // is full; once this returns ok, a crash loses nothing (queue/event_queue.h).
-  [[nodiscard]] Status Enqueue(InvokeRequest req, asio::any_io_executor executor);
+  // is full; once this returns ok, a crash loses nothing (queue/event_queue.h). The commit is
+  // awaited, not waited for: the thread serves other requests meanwhile, whose enqueues then
+  // share the next commit.
+  asio::awaitable<Status> Enqueue(InvokeRequest req, asio::any_io_executor executor);
   // At start: runs what the durable queue held when the server last stopped, and posts the
   // webhook deliveries it held.
   [[nodiscard]] Status Resume(asio::any_io_executor executor);
@@ -144,9 +146,12 @@ class Invoker {
   struct LastTry;
   static asio::awaitable<void> RunEvent(Invoker* self, std::shared_ptr<State> state, Job job);
   static asio::awaitable<void> RunDelivery(Invoker* self, queue::Delivery delivery);
+  // Takes `req`'s slot in the Event queue (its shares, max_queued_events, the bytes limit).
+  Status Admit(const InvokeRequest& req);
   // Commits the end of `job` with its destination's record, then starts that delivery.
-  void FinishEvent(const Job& job, int attempts, bool succeeded, const std::string& condition,
-                   const LastTry& last, asio::any_io_executor executor);
+  asio::awaitable<void> FinishEvent(const Job& job, int attempts, bool succeeded,
+                                    const std::string& condition, const LastTry& last,
+                                    asio::any_io_executor executor);
   // Starts a queued event (recovered, redriven or forwarded) that already holds its slot.
   void StartJob(queue::Event event, asio::any_io_executor executor);
   queue::InvokeConfig ConfigFor(const InvokeRequest& req) const;

@@ -347,7 +347,7 @@ asio::awaitable<void> LambdaApi::Invoke(Call& c, const std::string& function, bo
     co_return;
   }
   if (type == "Event") {
-    Status st = deps_.invoker->Enqueue(std::move(ir), co_await asio::this_coro::executor);
+    Status st = co_await deps_.invoker->Enqueue(std::move(ir), co_await asio::this_coro::executor);
     if (!st.ok()) co_return AwsStatus(res, st);
     res.result(http::status::accepted);
     co_return;

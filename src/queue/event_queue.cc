@@ -1,5 +1,7 @@
 #include "queue/event_queue.h"
 
+#include <future>
+
 #include "common/clock.h"
 #include "store/db.h"
 
@@ -119,38 +121,77 @@ StatusOr<std::unique_ptr<EventQueue>> EventQueue::Open(const QueueOptions& optio
 }
 
 EventQueue::EventQueue(std::unique_ptr<store::Db> db, QueueOptions options)
-    : db_(std::move(db)), options_(std::move(options)) {}
+    : db_(std::move(db)), options_(std::move(options)), writer_([this] { WriterLoop(); }) {}
 
-EventQueue::~EventQueue() = default;
-
-Status EventQueue::Add(Event& event) {
-  PendingAdd me{&event, Status::Ok()};
-  std::unique_lock<std::mutex> lock(add_mu_);
-  adds_.push_back(&me);
-  add_cv_.wait(lock, [&] { return me.done || !committing_; });
-  if (me.done) return me.status;
-  // The leader: commits every Add waiting now (its own included) in one transaction.
-  committing_ = true;
-  std::vector<PendingAdd*> batch;
-  batch.swap(adds_);
-  lock.unlock();
-  Status st = InsertBatch(batch);
-  lock.lock();
-  for (PendingAdd* p : batch) {
-    p->status = st;
-    p->done = true;
+EventQueue::~EventQueue() {
+  {
+    std::lock_guard<std::mutex> lock(write_mu_);
+    stopping_ = true;
   }
-  committing_ = false;
-  add_cv_.notify_all();
-  return me.status;
+  write_cv_.notify_all();
+  writer_.join();  // commits what was submitted before it returns
 }
 
-Status EventQueue::InsertBatch(const std::vector<PendingAdd*>& batch) {
-  std::lock_guard<std::mutex> lock(mu_);
-  return InTransaction(*db_, [&]() -> Status {
-    for (PendingAdd* p : batch) THAW_RETURN_IF_ERROR(InsertLocked(*p->event));
-    return Status::Ok();
-  });
+void EventQueue::Submit(std::function<Status()> op, std::function<void(Status)> done) {
+  {
+    std::lock_guard<std::mutex> lock(write_mu_);
+    writes_.push_back(Write{std::move(op), std::move(done)});
+  }
+  write_cv_.notify_one();
+}
+
+Status EventQueue::SubmitAndWait(std::function<Status()> op) {
+  std::promise<Status> result;
+  auto future = result.get_future();
+  Submit(std::move(op), [&result](Status st) { result.set_value(std::move(st)); });
+  return future.get();
+}
+
+void EventQueue::WriterLoop() {
+  for (;;) {
+    std::vector<Write> batch;
+    {
+      std::unique_lock<std::mutex> lock(write_mu_);
+      write_cv_.wait(lock, [&] { return stopping_ || !writes_.empty(); });
+      if (writes_.empty()) return;
+      batch.swap(writes_);
+    }
+    std::vector<Status> results(batch.size(), Status::Ok());
+    Status commit = Status::Ok();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      commit = db_->Exec("BEGIN IMMEDIATE");
+      for (size_t i = 0; commit.ok() && i < batch.size(); ++i) {
+        // A savepoint per write: one that fails leaves nothing half-done, the others commit.
+        commit = db_->Exec("SAVEPOINT w");
+        if (!commit.ok()) break;
+        results[i] = batch[i].op();
+        commit = db_->Exec(results[i].ok() ? "RELEASE w" : "ROLLBACK TO w; RELEASE w");
+      }
+      if (commit.ok()) commit = db_->Exec("COMMIT");
+      if (!commit.ok()) (void)db_->Exec("ROLLBACK");
+    }
+    for (size_t i = 0; i < batch.size(); ++i) {
+      if (batch[i].done) batch[i].done(commit.ok() ? results[i] : commit);
+    }
+  }
+}
+
+void EventQueue::AddAsync(Event event, AddDone done) {
+  auto shared = std::make_shared<Event>(std::move(event));
+  Submit([this, shared] { return InsertLocked(*shared); },
+         [shared, done = std::move(done)](Status st) {
+           if (!done) return;
+           if (st.ok()) {
+             done(shared->id);
+           } else {
+             done(std::move(st));
+           }
+         });
+}
+
+Status EventQueue::Add(Event& event) {
+  return SubmitAndWait([this, &event] { return InsertLocked(event); });
 }
 
 Status EventQueue::InsertLocked(Event& event) {
@@ -174,9 +215,8 @@ Status EventQueue::InsertLocked(Event& event) {
   return Status::Ok();
 }
 
-Status EventQueue::SetState(int64_t id, EventState state, std::optional<int> attempts,
-                            std::optional<int64_t> next_at_us) {
-  std::lock_guard<std::mutex> lock(mu_);
+Status EventQueue::SetStateLocked(int64_t id, EventState state, std::optional<int> attempts,
+                                  std::optional<int64_t> next_at_us) {
   auto s = db_->Prepare(
       "UPDATE events SET state = ?, attempts = COALESCE(?, attempts), "
       "next_at_us = COALESCE(?, next_at_us), updated_us = ? WHERE id = ?");
@@ -192,48 +232,74 @@ Status EventQueue::SetState(int64_t id, EventState state, std::optional<int> att
   return s->Run();
 }
 
+void EventQueue::MarkRunningAsync(int64_t id, int attempts) {
+  Submit([=, this] { return SetStateLocked(id, EventState::kRunning, attempts, std::nullopt); },
+         nullptr);
+}
+
+void EventQueue::MarkQueuedAsync(int64_t id, int64_t next_at_us) {
+  Submit([=, this] { return SetStateLocked(id, EventState::kQueued, std::nullopt, next_at_us); },
+         nullptr);
+}
+
 Status EventQueue::MarkRunning(int64_t id, int attempts) {
-  return SetState(id, EventState::kRunning, attempts, std::nullopt);
+  return SubmitAndWait(
+      [=, this] { return SetStateLocked(id, EventState::kRunning, attempts, std::nullopt); });
 }
 
 Status EventQueue::MarkQueued(int64_t id, int64_t next_at_us) {
-  return SetState(id, EventState::kQueued, std::nullopt, next_at_us);
+  return SubmitAndWait(
+      [=, this] { return SetStateLocked(id, EventState::kQueued, std::nullopt, next_at_us); });
 }
 
 Status EventQueue::MarkDone(int64_t id, bool succeeded) {
-  return SetState(id, succeeded ? EventState::kSucceeded : EventState::kFailed, std::nullopt,
-                  std::nullopt);
+  const EventState state = succeeded ? EventState::kSucceeded : EventState::kFailed;
+  return SubmitAndWait([=, this] { return SetStateLocked(id, state, std::nullopt, std::nullopt); });
+}
+
+void EventQueue::FinishAsync(int64_t id, Ending ending, FinishDone done) {
+  auto shared = std::make_shared<Ending>(std::move(ending));
+  Submit([this, id, shared] { return FinishLocked(id, *shared); },
+         [shared, done = std::move(done)](Status st) {
+           if (!done) return;
+           if (st.ok()) {
+             done(std::move(*shared));
+           } else {
+             done(std::move(st));
+           }
+         });
 }
 
 Status EventQueue::Finish(int64_t id, Ending& ending) {
-  std::lock_guard<std::mutex> lock(mu_);
+  return SubmitAndWait([this, id, &ending] { return FinishLocked(id, ending); });
+}
+
+Status EventQueue::FinishLocked(int64_t id, Ending& ending) {
   const int64_t now = WallNowMicros();
-  return InTransaction(*db_, [&]() -> Status {
-    const EventState state = ending.succeeded                    ? EventState::kSucceeded
-                             : ending.forward || ending.delivery ? EventState::kForwarded
-                                                                 : EventState::kFailed;
-    auto s = db_->Prepare(
-        "UPDATE events SET state = ?, condition = ?, error = ?, updated_us = ? WHERE id = ?");
-    if (!s.ok()) return s.status();
-    s->Bind(1, StateName(state)).Bind(2, ending.condition).Bind(3, ending.error);
-    s->Bind(4, now).Bind(5, id);
-    THAW_RETURN_IF_ERROR(s->Run());
-    if (ending.forward) THAW_RETURN_IF_ERROR(InsertLocked(*ending.forward));
-    if (ending.delivery) {
-      Delivery& d = *ending.delivery;
-      auto ins = db_->Prepare(
-          "INSERT INTO deliveries (event_id, function, url, record, on_failure, state, attempts, "
-          "next_at_us, created_us, updated_us) VALUES (?, ?, ?, ?, ?, 'queued', 0, ?, ?, ?)");
-      if (!ins.ok()) return ins.status();
-      d.event_id = id;
-      d.created_us = now;
-      ins->Bind(1, id).Bind(2, d.function).Bind(3, d.url).Bind(4, d.record);
-      ins->Bind(5, int64_t{d.on_failure ? 1 : 0}).Bind(6, d.next_at_us).Bind(7, now).Bind(8, now);
-      THAW_RETURN_IF_ERROR(ins->Run());
-      d.id = sqlite3_last_insert_rowid(db_->raw());
-    }
-    return Status::Ok();
-  });
+  const EventState state = ending.succeeded                    ? EventState::kSucceeded
+                           : ending.forward || ending.delivery ? EventState::kForwarded
+                                                               : EventState::kFailed;
+  auto s = db_->Prepare(
+      "UPDATE events SET state = ?, condition = ?, error = ?, updated_us = ? WHERE id = ?");
+  if (!s.ok()) return s.status();
+  s->Bind(1, StateName(state)).Bind(2, ending.condition).Bind(3, ending.error);
+  s->Bind(4, now).Bind(5, id);
+  THAW_RETURN_IF_ERROR(s->Run());
+  if (ending.forward) THAW_RETURN_IF_ERROR(InsertLocked(*ending.forward));
+  if (ending.delivery) {
+    Delivery& d = *ending.delivery;
+    auto ins = db_->Prepare(
+        "INSERT INTO deliveries (event_id, function, url, record, on_failure, state, attempts, "
+        "next_at_us, created_us, updated_us) VALUES (?, ?, ?, ?, ?, 'queued', 0, ?, ?, ?)");
+    if (!ins.ok()) return ins.status();
+    d.event_id = id;
+    d.created_us = now;
+    ins->Bind(1, id).Bind(2, d.function).Bind(3, d.url).Bind(4, d.record);
+    ins->Bind(5, int64_t{d.on_failure ? 1 : 0}).Bind(6, d.next_at_us).Bind(7, now).Bind(8, now);
+    THAW_RETURN_IF_ERROR(ins->Run());
+    d.id = sqlite3_last_insert_rowid(db_->raw());
+  }
+  return Status::Ok();
 }
 
 StatusOr<EventPage> EventQueue::List(const std::string& function, std::optional<EventState> state,
@@ -419,6 +485,8 @@ StatusOr<Event> EventQueue::Get(int64_t id) {
 Status EventQueue::PutConfig(const std::string& function, const std::string& qualifier,
                              const InvokeConfig& config) {
   THAW_RETURN_IF_ERROR(ValidateInvokeConfig(config));
+  std::lock_guard<std::mutex> config_lock(config_mu_);
+  configs_.erase({function, qualifier});
   std::lock_guard<std::mutex> lock(mu_);
   auto s = db_->Prepare(
       "INSERT OR REPLACE INTO event_invoke_configs (function, qualifier, max_retry_attempts, "
@@ -435,6 +503,23 @@ Status EventQueue::PutConfig(const std::string& function, const std::string& qua
 
 StatusOr<InvokeConfig> EventQueue::GetConfig(const std::string& function,
                                              const std::string& qualifier) {
+  // Held across the read so a concurrent Put/Delete cannot be overtaken by a stale value.
+  std::lock_guard<std::mutex> lock(config_mu_);
+  auto it = configs_.find({function, qualifier});
+  if (it != configs_.end()) {
+    if (!it->second) return NotFound("The function " + function + " has no event invoke config");
+    return *it->second;
+  }
+  auto got = ReadConfig(function, qualifier);
+  if (got.ok() || got.status().code() == StatusCode::kNotFound) {
+    configs_[{function, qualifier}] =
+        got.ok() ? std::optional<InvokeConfig>(*got) : std::optional<InvokeConfig>();
+  }
+  return got;
+}
+
+StatusOr<InvokeConfig> EventQueue::ReadConfig(const std::string& function,
+                                              const std::string& qualifier) {
   std::lock_guard<std::mutex> lock(mu_);
   auto s = db_->Prepare(
       "SELECT max_retry_attempts, max_event_age_s, updated_us, on_success, on_failure FROM "
@@ -449,6 +534,8 @@ StatusOr<InvokeConfig> EventQueue::GetConfig(const std::string& function,
 }
 
 Status EventQueue::DeleteConfig(const std::string& function, const std::string& qualifier) {
+  std::lock_guard<std::mutex> config_lock(config_mu_);
+  configs_.erase({function, qualifier});
   std::lock_guard<std::mutex> lock(mu_);
   auto s = db_->Prepare("DELETE FROM event_invoke_configs WHERE function = ? AND qualifier = ?");
   if (!s.ok()) return s.status();

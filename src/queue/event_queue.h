@@ -13,12 +13,14 @@
 
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "common/status.h"
@@ -117,15 +119,24 @@ class EventQueue {
   EventQueue(const EventQueue&) = delete;
   EventQueue& operator=(const EventQueue&) = delete;
 
-  // Commits `event` as queued and sets its id; the caller may answer 202 once this returns ok.
-  // Group commit: Adds that arrive while one transaction commits wait and go in the next, so
-  // concurrent callers share a commit.
-  [[nodiscard]] Status Add(Event& event);
+  // Writes go through one writer thread that commits every write waiting at once in one
+  // transaction (group commit), in the order they were submitted; `done` callbacks run on that
+  // thread once their write is committed (or failed). The blocking forms wait for it.
+  using AddDone = std::function<void(StatusOr<int64_t>)>;
+  using FinishDone = std::function<void(StatusOr<Ending>)>;
+
+  // Commits `event` as queued; `done` gets its id. The caller may answer 202 once it ran ok.
+  void AddAsync(Event event, AddDone done);
+  [[nodiscard]] Status Add(Event& event);  // sets event.id
+  // Fire and forget: a crash before they commit re-runs the try under the same request id.
+  void MarkRunningAsync(int64_t id, int attempts);
+  void MarkQueuedAsync(int64_t id, int64_t next_at_us);
   [[nodiscard]] Status MarkRunning(int64_t id, int attempts);
   [[nodiscard]] Status MarkQueued(int64_t id, int64_t next_at_us);
   [[nodiscard]] Status MarkDone(int64_t id, bool succeeded);
   // Ends event `id` as `ending` says and, in the same transaction, adds its forward event and
   // delivery (setting their ids); a forwarded failure is kForwarded, else kFailed.
+  void FinishAsync(int64_t id, Ending ending, FinishDone done);
   [[nodiscard]] Status Finish(int64_t id, Ending& ending);
   // `function`'s events, newest first, with ids below `before` (0: from the newest), in
   // `state` when given; at most `limit`.
@@ -164,25 +175,33 @@ class EventQueue {
 
  private:
   EventQueue(std::unique_ptr<store::Db> db, QueueOptions options);
-  struct PendingAdd {
-    Event* event;
-    Status status;
-    bool done = false;
+  struct Write {
+    std::function<Status()> op;        // runs on the writer thread, mu_ held, in a transaction
+    std::function<void(Status)> done;  // may be empty
   };
-  Status SetState(int64_t id, EventState state, std::optional<int> attempts,
-                  std::optional<int64_t> next_at_us);
-  Status InsertLocked(Event& event);  // mu_ held
-  Status InsertBatch(const std::vector<PendingAdd*>& batch);
+  void Submit(std::function<Status()> op, std::function<void(Status)> done);
+  Status SubmitAndWait(std::function<Status()> op);
+  void WriterLoop();
+  // mu_ held, inside a transaction:
+  Status SetStateLocked(int64_t id, EventState state, std::optional<int> attempts,
+                        std::optional<int64_t> next_at_us);
+  Status InsertLocked(Event& event);
+  Status FinishLocked(int64_t id, Ending& ending);
+  StatusOr<InvokeConfig> ReadConfig(const std::string& function, const std::string& qualifier);
 
-  // Group commit: Adds waiting for the next transaction, and whether one is committing.
-  std::mutex add_mu_;
-  std::condition_variable add_cv_;
-  std::vector<PendingAdd*> adds_;  // guarded by add_mu_
-  bool committing_ = false;        // guarded by add_mu_
+  std::mutex write_mu_;
+  std::condition_variable write_cv_;
+  std::vector<Write> writes_;  // guarded by write_mu_
+  bool stopping_ = false;      // guarded by write_mu_
+  // Configs by (function, qualifier), read through: every event's end asks for its function's.
+  // Taken before mu_.
+  std::mutex config_mu_;
+  std::map<std::pair<std::string, std::string>, std::optional<InvokeConfig>> configs_;
 
   std::mutex mu_;
   std::unique_ptr<store::Db> db_;  // guarded by mu_
   const QueueOptions options_;
+  std::thread writer_;  // last: started once the rest is built, joined first
 };
 
 }  // namespace thaw::queue

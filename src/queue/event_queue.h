@@ -1,6 +1,7 @@
 // EventQueue: the durable queue of asynchronous (Lambda Event) invocations, one row per event
 // in the data dir's SQLite database, and each function's event invoke config. Owned by the
-// server; thread-safe (one connection behind a mutex).
+// server; thread-safe (one connection behind a mutex; writes are committed in batches by the
+// queue's own writer thread).
 //
 // The crash contract: an event whose Add() returned is committed (WAL, synchronous=NORMAL), so
 // a kill -9 at any later moment loses none. Recover() at start puts events that were running

@@ -191,6 +191,8 @@ TEST(ConfigTest, KnobTableMatchesParser) {
       {"max_queued_events", "100000"},
       {"async_retry_base_ms", "60000"},
       {"job_retention_hours", "48"},
+      {"durable_events", "false"},
+      {"webhook_private_addresses", "true"},
       {"node_memory_mb", "0"},
       {"log_rate_bytes", "1048576"},
       {"gpus", "0,1"},

@@ -161,14 +161,6 @@ TEST_F(JobStoreTest, RetentionDropsInputAndOutputOfOldJobsAndKeepsTheirMetadata)
   EXPECT_EQ(*store_->DropOutputs(26 * hour - 24 * hour), 0);
 }
 
-TEST_F(JobStoreTest, WebhookSecretIsMadeOncePerFunction) {
-  auto a = store_->WebhookSecret("hello");
-  ASSERT_TRUE(a.ok());
-  EXPECT_TRUE(a->starts_with("whsec_"));
-  EXPECT_EQ(*store_->WebhookSecret("hello"), *a);
-  EXPECT_NE(*store_->WebhookSecret("other"), *a);
-}
-
 TEST_F(JobStoreTest, ScheduleStateRoundTrips) {
   EXPECT_EQ(*store_->ScheduleState("hello", "rate(1 minute)"), (std::pair<int64_t, int64_t>{0, 0}));
   ASSERT_TRUE(store_->SetScheduleState("hello", "rate(1 minute)", 5, 65).ok());

@@ -161,7 +161,7 @@ const char kStreamer[] =
 
 class JobsTest : public ServerTest {
  protected:
-  void SetUp() override { server_ = ThawServer::Start(); }
+  void SetUp() override { server_ = ThawServer::Start({"--webhook-private-addresses", "true"}); }
   json::object Create(const std::string& fn, const std::string& body, int want = 201,
                       cli::Headers headers = {}) {
     auto r = server_->Call("POST", "/v1/functions/" + fn + "/jobs", body, headers);

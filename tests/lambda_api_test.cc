@@ -20,6 +20,7 @@
 #include "common/files.h"
 #include "common/sha256.h"
 #include "server_fixture.h"
+#include "webhook_receiver.h"
 
 extern char** environ;
 
@@ -438,6 +439,89 @@ TEST_F(LambdaApiTest, AwsCliEventInvokeConfigs) {
       254);
   EXPECT_EQ(aws_->Lambda({"get-function-event-invoke-config", "--function-name", "nope"}).exit_code,
             254);
+}
+
+// DestinationConfig through awscli: OnSuccess to another function (it gets Lambda's invocation
+// record as its event), OnFailure to a webhook (a real local receiver checks the signature).
+TEST_F(LambdaApiTest, AwsCliEventDestinations) {
+  server_ =
+      ThawServer::Start({"--async-retry-base-ms", "20", "--webhook-private-addresses", "true"});
+  auto [id, secret] = server_->CreateKey("default");
+  credentials_ = {id, secret};
+  aws_ = std::make_unique<AwsCli>(server_->url(), credentials_);
+  WebhookReceiver hook;
+  CreatePython("worker", "app.echo");
+  CreatePython("sink", "app.echo");
+  CreatePython("failer", "app.fail");
+  const std::string sink_arn = "arn:aws:lambda:us-east-1:000000000000:function:sink";
+  ProcessResult put = aws_->Lambda({"put-function-event-invoke-config", "--function-name", "worker",
+                                    "--destination-config",
+                                    R"({"OnSuccess":{"Destination":")" + sink_arn + R"("}})"});
+  ASSERT_EQ(put.exit_code, 0) << put.err;
+  json::object config = ParseObject(put.out);
+  EXPECT_EQ(Str(config["DestinationConfig"].as_object()["OnSuccess"].as_object(), "Destination"),
+            sink_arn);
+  ProcessResult put_failure = aws_->Lambda(
+      {"put-function-event-invoke-config", "--function-name", "failer", "--maximum-retry-attempts",
+       "1", "--destination-config", R"({"OnFailure":{"Destination":")" + hook.url() + R"("}})"});
+  ASSERT_EQ(put_failure.exit_code, 0) << put_failure.err;
+  ProcessResult got =
+      aws_->Lambda({"get-function-event-invoke-config", "--function-name", "failer"});
+  ASSERT_EQ(got.exit_code, 0) << got.err;
+  EXPECT_NE(got.out.find(hook.url()), std::string::npos) << got.out;
+
+  // Refused: queues and topics, unknown functions, the function itself.
+  for (const std::string& bad : {std::string("arn:aws:sqs:us-east-1:000000000000:q"),
+                                 std::string("nope"), std::string("worker")}) {
+    ProcessResult r =
+        aws_->Lambda({"put-function-event-invoke-config", "--function-name", "worker",
+                      "--destination-config", R"({"OnFailure":{"Destination":")" + bad + R"("}})"});
+    EXPECT_NE(r.exit_code, 0) << bad;
+    EXPECT_NE(r.err.find("DestinationConfig.OnFailure.Destination"), std::string::npos) << r.err;
+  }
+
+  auto [summary, unused] = aws_->Invoke(
+      {"--function-name", "worker", "--invocation-type", "Event", "--payload", R"({"job":"d-1"})"});
+  EXPECT_EQ(Str(summary, "StatusCode"), "202");
+  // The sink prints the record it got as its event.
+  std::string logs;
+  EXPECT_TRUE(Eventually(
+      [&] {
+        logs = server_->Call("GET", "/v1/functions/sink/logs").body;
+        return logs.find("requestContext") != std::string::npos;
+      },
+      30'000))
+      << logs;
+  EXPECT_NE(logs.find(R"(\"condition\": \"Success\")"), std::string::npos) << logs;
+  EXPECT_NE(logs.find(R"(\"requestPayload\": {\"job\": \"d-1\"})"), std::string::npos) << logs;
+  EXPECT_NE(
+      logs.find(
+          R"(\"functionArn\": \"arn:aws:lambda:us-east-1:000000000000:function:worker:$LATEST\")"),
+      std::string::npos)
+      << logs;
+
+  auto [failed, unused2] = aws_->Invoke(
+      {"--function-name", "failer", "--invocation-type", "Event", "--payload", R"({"job":"d-2"})"});
+  EXPECT_EQ(Str(failed, "StatusCode"), "202");
+  ASSERT_TRUE(hook.WaitFor([](const auto& r) { return !r.empty(); }, 30'000));
+  const ReceivedRequest req = hook.requests()[0];
+  EXPECT_EQ(req.method, "POST");
+  EXPECT_EQ(req.target, "/hook");
+  const std::string secret_of_failer =
+      JsonField(server_->Call("GET", "/v1/functions/failer").body, "webhook_secret");
+  ASSERT_FALSE(secret_of_failer.empty());
+  EXPECT_EQ(req.headers.at("x-thaw-signature"), WebhookReceiver::Sign(secret_of_failer, req.body));
+  json::object record = ParseObject(req.body);
+  json::object context = record["requestContext"].as_object();
+  EXPECT_EQ(Str(context, "condition"), "RetriesExhausted");
+  EXPECT_EQ(Str(context, "approximateInvokeCount"), "2");
+  EXPECT_EQ(Str(record["responseContext"].as_object(), "functionError"), "Unhandled");
+  EXPECT_EQ(Str(record["responsePayload"].as_object(), "errorType"), "ValueError");
+  EXPECT_EQ(Str(record["requestPayload"].as_object(), "job"), "d-2");
+  EXPECT_EQ(Str(record, "version"), "1.0");
+  // Forwarded to its destination: not a dead letter.
+  EXPECT_EQ(server_->Call("GET", "/v1/functions/failer/events?state=failed").body.find("d-2"),
+            std::string::npos);
 }
 
 TEST_F(LambdaApiTest, AwsCliEventDryRunAndConfigurationUpdates) {

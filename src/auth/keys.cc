@@ -97,6 +97,15 @@ std::string KeyStore::SecretFor(std::string_view id) const {
       .substr(0, kSecretChars);
 }
 
+std::string KeyStore::WebhookSecret(std::string_view function) const {
+  const std::string data = "thaw webhook secret v1:" + std::string(function);
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  HMAC(EVP_sha256(), master_key_.data(), static_cast<int>(master_key_.size()),
+       reinterpret_cast<const unsigned char*>(data.data()), data.size(), mac, &len);
+  return "whsec_" + HexEncode(std::string_view(reinterpret_cast<const char*>(mac), len));
+}
+
 std::optional<Caller> KeyStore::Bearer(std::string_view token) const {
   if (token.empty()) return std::nullopt;
   const std::string hash = Sha256Hex(token);

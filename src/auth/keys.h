@@ -84,6 +84,10 @@ class KeyStore {
   Status DeleteTenant(const std::string& name);
   std::vector<Tenant> ListTenants() const;
   StatusOr<Tenant> GetTenant(std::string_view name) const;
+  // The secret that signs function `function`'s webhook deliveries (X-Thaw-Signature):
+  // derived from the master key like key secrets, so it is never stored or logged; shown only
+  // to the function's owner.
+  std::string WebhookSecret(std::string_view function) const;
 
  private:
   KeyStore(std::unique_ptr<store::Db> db, std::string master_key, std::string admin_key);

@@ -174,6 +174,13 @@ int CmdGet(const ClientOptions& o, const std::string& name) {
         "created", "updated", "instances", "queued", "inflight", "environment"}) {
     std::printf("%-15s %s\n", key, Str(f, key).c_str());
   }
+  for (const char* key : {"on_success", "on_failure"}) {
+    if (!Str(f, key).empty()) std::printf("%-15s %s\n", key, Str(f, key).c_str());
+  }
+  // Signs this function's webhook deliveries (X-Thaw-Signature); only its owner sees it.
+  if (f.contains("webhook_secret")) {
+    std::printf("%-15s %s\n", "webhook_secret", Str(f, "webhook_secret").c_str());
+  }
   std::printf("%-15s %zu\n", "versions", f["versions"].as_array().size());
   if (f.contains("keep_alive_plan")) {  // what the adaptive keep-alive learnt so far
     json::object& k = f["keep_alive_plan"].as_object();
@@ -232,6 +239,48 @@ int CmdLogs(const ClientOptions& o, const std::string& name, bool follow, int64_
     // Following polls: the server keeps no per-follower state.
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
   }
+}
+
+int CmdEventsList(const ClientOptions& o, const std::string& name, bool failed, int64_t limit) {
+  std::string target = "/v1/functions/" + name + "/events?limit=" + std::to_string(limit);
+  if (failed) target += "&state=failed";
+  auto r = Call(o, "GET", target);
+  if (!r.ok()) return Fail(r.status().message());
+  if (r->status != 200) return FailResponse(*r);
+  if (o.json) {
+    std::cout << r->body << "\n";
+    return 0;
+  }
+  json::object body = json::parse(r->body).as_object();
+  std::printf("%-38s %-10s %-8s %-20s %s\n", "ID", "STATE", "TRIES", "CREATED", "ERROR");
+  for (const auto& e : body["events"].as_array()) {
+    const auto& eo = e.as_object();
+    std::string why = Str(eo, "error");
+    if (!Str(eo, "condition").empty() && Str(eo, "condition") != "Success") {
+      why = Str(eo, "condition") + (why.empty() ? "" : ": " + why);
+    }
+    std::printf("%-38s %-10s %-8s %-20s %s\n", Str(eo, "id").c_str(), Str(eo, "state").c_str(),
+                Str(eo, "attempts").c_str(), Str(eo, "created").c_str(), why.c_str());
+  }
+  if (!body["next"].is_null()) std::printf("(more: --json shows the next page's cursor)\n");
+  return 0;
+}
+
+int CmdEventsRedrive(const ClientOptions& o, const std::string& name,
+                     const std::vector<std::string>& ids) {
+  json::array list;
+  for (const auto& id : ids) list.push_back(json::value(id));
+  auto r = Call(o, "POST", "/v1/functions/" + name + "/events/redrive",
+                JsonText(json::object{{"ids", std::move(list)}}));
+  if (!r.ok()) return Fail(r.status().message());
+  if (r->status != 200) return FailResponse(*r);
+  if (o.json) {
+    std::cout << r->body << "\n";
+    return 0;
+  }
+  json::object body = json::parse(r->body).as_object();
+  std::printf("%s dead letters of %s queued again\n", Str(body, "redriven").c_str(), name.c_str());
+  return 0;
 }
 
 int CmdUsage(const ClientOptions& o, const std::string& function, const std::string& tenant,

@@ -21,6 +21,12 @@ int CmdList(const ClientOptions& o);
 int CmdGet(const ClientOptions& o, const std::string& name);
 int CmdRemove(const ClientOptions& o, const std::string& name);
 int CmdLogs(const ClientOptions& o, const std::string& name, bool follow, int64_t limit);
+// `thaw events ls NAME [--failed]`: a function's Event invocations, newest first (--failed:
+// its dead letters); `thaw events redrive NAME [ID...]`: queues dead letters again (all when no
+// ID is given).
+int CmdEventsList(const ClientOptions& o, const std::string& name, bool failed, int64_t limit);
+int CmdEventsRedrive(const ClientOptions& o, const std::string& name,
+                     const std::vector<std::string>& ids);
 // `group_by`: function, tenant or day; `tenant` (admin) narrows to one tenant; `csv` prints
 // comma-separated rows instead of a table.
 int CmdUsage(const ClientOptions& o, const std::string& function, const std::string& tenant,

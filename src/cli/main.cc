@@ -149,6 +149,19 @@ int main(int argc, char** argv) {
   models_ls->add_option("NAME", model_ref);
   auto* models_rm = models->add_subcommand("rm", "remove a tag (refused while a version uses it)");
   models_rm->add_option("REF", model_ref, "NAME[:TAG]")->required();
+  auto* events = app.add_subcommand("events", "a function's Event invocations and dead letters");
+  events->require_subcommand(1);
+  bool failed_only = false;
+  int64_t events_limit = 100;
+  std::vector<std::string> event_ids;
+  auto* events_ls = events->add_subcommand("ls", "list Event invocations, newest first");
+  events_ls->add_option("NAME", name)->required();
+  events_ls->add_flag("--failed", failed_only, "only dead letters");
+  events_ls->add_option("--limit", events_limit, "at most this many (1-1000, default 100)");
+  auto* events_redrive =
+      events->add_subcommand("redrive", "queue dead letters again (all of them without IDs)");
+  events_redrive->add_option("NAME", name)->required();
+  events_redrive->add_option("ID", event_ids, "request ids of dead letters");
   auto* whoami = app.add_subcommand("whoami", "show the tenant and role of the API key in use");
   auto* version = app.add_subcommand("version", "print the version");
   std::string trace_path, durations_path, memory_path;
@@ -213,5 +226,9 @@ int main(int argc, char** argv) {
   if (models_push->parsed()) return thaw::cli::CmdModelsPush(client, model_ref, model_paths);
   if (models_ls->parsed()) return thaw::cli::CmdModelsList(client, model_ref);
   if (models_rm->parsed()) return thaw::cli::CmdModelsRemove(client, model_ref);
+  if (events_ls->parsed()) {
+    return thaw::cli::CmdEventsList(client, name, failed_only, events_limit);
+  }
+  if (events_redrive->parsed()) return thaw::cli::CmdEventsRedrive(client, name, event_ids);
   return 1;
 }

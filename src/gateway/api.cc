@@ -5,8 +5,10 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json.hpp>
 #include <boost/url/parse.hpp>
+#include <cerrno>
 #include <ctime>
 #include <limits>
+#include <tuple>
 
 #include "auth/sigv4.h"
 #include "common/clock.h"
@@ -214,7 +216,10 @@ Api::Api(ApiDeps deps)
           EventOptions{.queue = deps_.events,
                        .max_events = deps_.config->async_queue_events,
                        .max_function_events = deps_.config->max_queued_events,
-                       .retry_base_ms = deps_.config->async_retry_base_ms},
+                       .retry_base_ms = deps_.config->async_retry_base_ms,
+                       .region = deps_.config->region,
+                       .keys = deps_.keys,
+                       .webhook_private_addresses = deps_.config->webhook_private_addresses},
           deps_.config->max_payload_bytes)),
       lambda_(std::make_unique<LambdaApi>(LambdaDeps{deps_.registry, deps_.pools, deps_.logs,
                                                      deps_.config, deps_.admin_key, deps_.keys,
@@ -224,7 +229,12 @@ Api::Api(ApiDeps deps)
     jobs_ = std::make_unique<JobsApi>(
         invoker_.get(), deps_.jobs, deps_.logs,
         JobsOptions{.retention_us = deps_.config->job_retention_hours * 3'600'000'000LL,
-                    .retry_base_ms = deps_.config->async_retry_base_ms});
+                    .retry_base_ms = deps_.config->async_retry_base_ms,
+                    .webhook_secret =
+                        [keys = deps_.keys](const std::string& function) {
+                          return keys->WebhookSecret(function);
+                        },
+                    .webhook_private_addresses = deps_.config->webhook_private_addresses});
     schedules_ = std::make_unique<Scheduler>(deps_.registry, invoker_.get(), deps_.jobs,
                                              deps_.config->region);
   }
@@ -456,6 +466,10 @@ asio::awaitable<void> Api::Functions(const auth::Caller& caller,
     } else if (parts.size() == 4 && (parts[3] == "jobs" || parts[3] == "webhook_secret") &&
                jobs_ != nullptr) {
       co_return co_await jobs_->ServeFunction(caller, name, parts[3], query, req, res);
+    } else if (parts.size() == 4 && parts[3] == "events") {
+      if (m == http::verb::get) co_return co_await ListEvents(name, query, res);
+    } else if (parts.size() == 5 && parts[3] == "events" && parts[4] == "redrive") {
+      if (m == http::verb::post) co_return co_await Redrive(name, req, res);
     } else {
       ErrorBody(res, http::status::not_found, "NotFound",
                 "no route for " + std::string(req.target()));
@@ -527,7 +541,100 @@ asio::awaitable<json::object> Api::PrefetchModels(const registry::Version& versi
 void Api::GetFunction(const auth::Caller& caller, const std::string& name, Response& res) {
   auto info = deps_.registry->Get(name);
   if (!info.ok()) return StatusBody(res, info.status());
-  JsonBody(res, http::status::ok, ShowFunction(caller, name, *info));
+  json::object o = ShowFunction(caller, name, *info);
+  // Only the function's owner (its tenant, or an admin) gets here: the name is scoped.
+  o["webhook_secret"] = deps_.keys->WebhookSecret(name);
+  JsonBody(res, http::status::ok, o);
+}
+
+asio::awaitable<void> Api::ListEvents(const std::string& name, const std::string& query,
+                                      Response& res) {
+  if (auto info = deps_.registry->Get(name); !info.ok()) co_return StatusBody(res, info.status());
+  if (deps_.events == nullptr) {
+    co_return ErrorBody(res, http::status::conflict, "ConflictException",
+                        "this server keeps Event invocations in memory (durable_events: false)");
+  }
+  std::optional<queue::EventState> state;
+  if (std::string s = QueryParam(query, "state"); !s.empty()) {
+    state = queue::ParseState(s);
+    if (!state) {
+      co_return ErrorBody(
+          res, http::status::bad_request, "InvalidParameterValueException",
+          "state must be queued, running, succeeded, failed or forwarded, got '" + s + "'");
+    }
+  }
+  int64_t limit = 100, before = 0;
+  for (auto [key, out, lo, hi] : {std::tuple{"limit", &limit, int64_t{1}, int64_t{1000}},
+                                  std::tuple{"before", &before, int64_t{1}, INT64_MAX}}) {
+    const std::string v = QueryParam(query, key);
+    if (v.empty()) continue;
+    char* end = nullptr;
+    errno = 0;
+    const long long n = std::strtoll(v.c_str(), &end, 10);
+    if (*end != '\0' || errno != 0 || n < lo || n > hi) {
+      co_return ErrorBody(res, http::status::bad_request, "InvalidParameterValueException",
+                          std::string(key) + " must be an integer from " + std::to_string(lo) +
+                              (hi == INT64_MAX ? "" : " to " + std::to_string(hi)) + ", got '" + v +
+                              "'");
+    }
+    *out = n;
+  }
+  auto page = co_await asio::co_spawn(
+      blocking_,
+      [&]() -> asio::awaitable<StatusOr<queue::EventPage>> {
+        co_return deps_.events->List(name, state, before, static_cast<int>(limit));
+      },
+      asio::use_awaitable);
+  if (!page.ok()) co_return StatusBody(res, page.status());
+  json::array events;
+  for (const queue::Event& e : page->events) {
+    json::object o{{"id", e.request_id},
+                   {"state", queue::StateName(e.state)},
+                   {"qualifier", e.qualifier.empty() ? "$LATEST" : e.qualifier},
+                   {"attempts", e.attempts},
+                   {"created", Iso8601(e.created_us)},
+                   {"created_us", e.created_us},
+                   {"payload_bytes", static_cast<int64_t>(e.payload.size())}};
+    if (!e.condition.empty()) o["condition"] = e.condition;
+    if (!e.error.empty()) o["error"] = e.error;
+    events.push_back(std::move(o));
+  }
+  json::object body{{"events", std::move(events)}};
+  body["next"] = page->next > 0 ? json::value(std::to_string(page->next)) : json::value(nullptr);
+  JsonBody(res, http::status::ok, body);
+}
+
+asio::awaitable<void> Api::Redrive(const std::string& name, Request& req, Response& res) {
+  if (auto info = deps_.registry->Get(name); !info.ok()) co_return StatusBody(res, info.status());
+  std::vector<std::string> ids;
+  if (!req.body().empty()) {
+    boost::system::error_code ec;
+    json::value body = json::parse(req.body(), ec);
+    const json::value* list =
+        !ec && body.is_object() ? body.as_object().if_contains("ids") : nullptr;
+    if (ec || !body.is_object() || (list != nullptr && !list->is_array())) {
+      co_return ErrorBody(res, http::status::bad_request, "InvalidRequestContentException",
+                          "the body must be a JSON object {\"ids\": [request id, ...]}");
+    }
+    if (list != nullptr) {
+      for (const json::value& v : list->as_array()) {
+        if (!v.is_string() || v.as_string().empty()) {
+          co_return ErrorBody(res, http::status::bad_request, "InvalidParameterValueException",
+                              "ids must be request ids (strings)");
+        }
+        ids.emplace_back(v.as_string());
+      }
+    }
+  }
+  auto executor = co_await asio::this_coro::executor;
+  auto n = co_await asio::co_spawn(
+      blocking_,
+      [&]() -> asio::awaitable<StatusOr<int64_t>> {
+        co_return invoker_->Redrive(name, ids, executor);
+      },
+      asio::use_awaitable);
+  if (!n.ok()) co_return StatusBody(res, n.status());
+  JsonBody(res, http::status::ok, json::object{{"redriven", *n}});
 }
 
 void Api::ListFunctions(const auth::Caller& caller, Response& res) {

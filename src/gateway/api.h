@@ -117,6 +117,11 @@ class Api final : public HttpHandler {
                                    const registry::FunctionInfo& info) const;
   void ListFunctions(const auth::Caller& caller, Response& res);
   void Logs(const std::string& name, const std::string& query, Response& res);
+  // GET /v1/functions/{name}/events[?state=&limit=&before=]: newest first, paged by `next`.
+  asio::awaitable<void> ListEvents(const std::string& name, const std::string& query,
+                                   Response& res);
+  // POST /v1/functions/{name}/events/redrive {"ids": [...]} (none: every dead letter).
+  asio::awaitable<void> Redrive(const std::string& name, Request& req, Response& res);
   asio::awaitable<void> Usage(const auth::Caller& caller, const std::string& query, Response& res);
   // GET /v1/functions/{name}/stats (stats_api.cc); `name` is internal.
   asio::awaitable<void> Stats(const auth::Caller& caller, const std::string& name,

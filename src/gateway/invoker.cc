@@ -8,18 +8,25 @@
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/json.hpp>
+#include <boost/url/parse.hpp>
 #include <cstdio>
 #include <map>
 #include <mutex>
 #include <random>
 
+#include "auth/keys.h"
 #include "auth/tenant_gate.h"
 #include "common/clock.h"
 #include "common/ids.h"
+#include "common/json_text.h"
 #include "common/tenant.h"
 #include "dispatch/fair_share.h"
+#include "gateway/lambda_shapes.h"
 #include "gateway/streaming.h"
+#include "gateway/webhook.h"
 #include "meter/meter.h"
+#include "queue/destination.h"
 
 // GCC 12 misreads Asio's coroutine frame allocator as a new/delete mismatch (GCC bug 109224,
 // fixed in 13) in coroutines that co_return early and co_await later.
@@ -46,6 +53,24 @@ struct SlotRelease {
     if (gate != nullptr) gate->Release(tenant);
   }
 };
+
+// An awaitable for a write the queue's writer thread commits: `start(callback)` submits it, and
+// the awaiting coroutine resumes on its own executor with what the callback got. Not a
+// coroutine itself: GCC 12 destroys non-trivial temporaries in a co_await expression twice, so
+// callers pass `start` as a named object holding only shared pointers.
+template <typename T, typename Start>
+auto AsyncWrite(const Start& start) {
+  return asio::async_initiate<const asio::use_awaitable_t<>&, void(T)>(
+      [](auto handler, Start start) {
+        auto h = std::make_shared<decltype(handler)>(std::move(handler));
+        start([h](T value) {
+          auto executor = asio::get_associated_executor(*h);
+          asio::post(executor,
+                     [h, value = std::move(value)]() mutable { std::move (*h)(std::move(value)); });
+        });
+      },
+      asio::use_awaitable, start);
+}
 
 }  // namespace
 
@@ -241,7 +266,38 @@ void Invoker::Refuse(InvokeOutcome& out, const InvokeRequest& req, const std::st
   if (meter_ != nullptr) meter_->Add(std::move(rec));
 }
 
-Status Invoker::Enqueue(InvokeRequest req, asio::any_io_executor executor) {
+asio::awaitable<Status> Invoker::Enqueue(InvokeRequest req, asio::any_io_executor executor) {
+  Status admitted = Admit(req);
+  if (!admitted.ok()) co_return admitted;
+  const int64_t bytes = static_cast<int64_t>(req.payload.size());
+  Job job;
+  job.created_us = WallNowMicros();
+  if (events_.queue != nullptr) {
+    auto event = std::make_shared<queue::Event>();
+    event->request_id = req.request_id;
+    event->function = req.function;
+    event->qualifier = req.qualifier;
+    event->payload = req.payload;
+    event->client_context = req.client_context;
+    event->created_us = job.created_us;
+    queue::EventQueue* q = events_.queue;
+    const auto add = [q, event](queue::EventQueue::AddDone done) {
+      q->AddAsync(*event, std::move(done));
+    };
+    StatusOr<int64_t> id = co_await AsyncWrite<StatusOr<int64_t>>(add);
+    if (!id.ok()) {
+      state_->event_bytes.fetch_sub(bytes);
+      state_->GiveEventSlot(req.function);
+      co_return id.status();
+    }
+    job.id = *id;
+  }
+  job.req = std::move(req);
+  asio::co_spawn(executor, RunEvent(this, state_, std::move(job)), asio::detached);
+  co_return Status::Ok();
+}
+
+Status Invoker::Admit(const InvokeRequest& req) {
   auto resolved = registry_->Resolve(req.function, req.qualifier, 0.0);
   if (!resolved.ok()) return resolved.status();
   if (gate_ != nullptr) {
@@ -276,98 +332,331 @@ Status Invoker::Enqueue(InvokeRequest req, asio::any_io_executor executor) {
     return Status(StatusCode::kResourceExhausted,
                   "Rate Exceeded: the asynchronous invocation queue is full");
   }
-  Job job;
-  job.created_us = WallNowMicros();
-  if (events_.queue != nullptr) {
-    queue::Event event;
-    event.request_id = req.request_id;
-    event.function = req.function;
-    event.qualifier = req.qualifier;
-    event.payload = req.payload;
-    event.client_context = req.client_context;
-    event.created_us = job.created_us;
-    if (Status st = events_.queue->Add(event); !st.ok()) {
-      state_->event_bytes.fetch_sub(bytes);
-      state_->GiveEventSlot(req.function);
-      return st;
-    }
-    job.id = event.id;
-  }
-  job.req = std::move(req);
-  asio::co_spawn(executor, RunEvent(this, state_, std::move(job)), asio::detached);
   return Status::Ok();
+}
+
+void Invoker::StartJob(queue::Event e, asio::any_io_executor executor) {
+  Job job;
+  job.id = e.id;
+  // A try cut short by the crash runs again under the same request id.
+  job.attempts = e.state == queue::EventState::kRunning ? e.attempts - 1 : e.attempts;
+  job.attempts_before = e.attempts_before;
+  job.next_at_us = e.next_at_us;
+  job.created_us = e.created_us;
+  job.req.function = std::move(e.function);
+  job.req.qualifier = std::move(e.qualifier);
+  job.req.payload = std::move(e.payload);
+  job.req.client_context = std::move(e.client_context);
+  job.req.request_id = std::move(e.request_id);
+  state_->ForceEventSlot(job.req.function);
+  state_->event_bytes.fetch_add(static_cast<int64_t>(job.req.payload.size()));
+  asio::co_spawn(executor, RunEvent(this, state_, std::move(job)), asio::detached);
 }
 
 Status Invoker::Resume(asio::any_io_executor executor) {
   if (events_.queue == nullptr) return Status::Ok();
   auto events = events_.queue->Recover();
   if (!events.ok()) return events.status();
-  for (queue::Event& e : *events) {
-    Job job;
-    job.id = e.id;
-    // A try cut short by the crash runs again under the same request id.
-    job.attempts = e.state == queue::EventState::kRunning ? e.attempts - 1 : e.attempts;
-    job.next_at_us = e.next_at_us;
-    job.created_us = e.created_us;
-    job.req.function = std::move(e.function);
-    job.req.qualifier = std::move(e.qualifier);
-    job.req.payload = std::move(e.payload);
-    job.req.client_context = std::move(e.client_context);
-    job.req.request_id = std::move(e.request_id);
-    state_->ForceEventSlot(job.req.function);
-    state_->event_bytes.fetch_add(static_cast<int64_t>(job.req.payload.size()));
-    asio::co_spawn(executor, RunEvent(this, state_, std::move(job)), asio::detached);
-  }
+  for (queue::Event& e : *events) StartJob(std::move(e), executor);
   if (!events->empty()) spdlog::info("resumed {} queued event invocations", events->size());
+  auto deliveries = events_.queue->PendingDeliveries();
+  if (!deliveries.ok()) return deliveries.status();
+  for (queue::Delivery& d : *deliveries) {
+    asio::co_spawn(executor, RunDelivery(this, std::move(d)), asio::detached);
+  }
+  if (!deliveries->empty()) spdlog::info("resumed {} webhook deliveries", deliveries->size());
   return Status::Ok();
 }
 
-RetryPolicy Invoker::PolicyFor(const InvokeRequest& req) const {
-  RetryPolicy policy;
-  policy.base_ms = events_.retry_base_ms;
-  if (events_.queue == nullptr) return policy;
+StatusOr<int64_t> Invoker::Redrive(const std::string& function,
+                                   const std::vector<std::string>& request_ids,
+                                   asio::any_io_executor executor) {
+  if (events_.queue == nullptr) {
+    return FailedPrecondition("this server keeps Event invocations in memory: no dead letters");
+  }
+  const int64_t room = events_.max_function_events - state_->FunctionEvents(function);
+  if (!request_ids.empty() && static_cast<int64_t>(request_ids.size()) > room) {
+    return Status(StatusCode::kResourceExhausted, "Rate Exceeded: function " + function +
+                                                      " has room for " +
+                                                      std::to_string(std::max<int64_t>(room, 0)) +
+                                                      " more queued events (max_queued_events)");
+  }
+  auto events = events_.queue->Redrive(function, request_ids);
+  if (!events.ok()) return events.status();
+  const int64_t n = static_cast<int64_t>(events->size());
+  for (queue::Event& e : *events) StartJob(std::move(e), executor);
+  if (n > 0) spdlog::info("function {}: {} dead letters redriven", function, n);
+  return n;
+}
+
+queue::InvokeConfig Invoker::ConfigFor(const InvokeRequest& req) const {
+  if (events_.queue == nullptr) return {};
   auto config =
       events_.queue->GetConfig(req.function, req.qualifier.empty() ? "$LATEST" : req.qualifier);
-  if (!config.ok()) return policy;
-  if (config->max_retry_attempts)
-    policy.max_attempts = 1 + static_cast<int>(*config->max_retry_attempts);
-  if (config->max_event_age_s) policy.max_age_us = *config->max_event_age_s * 1'000'000;
+  return config.ok() ? *config : queue::InvokeConfig{};
+}
+
+RetryPolicy Invoker::PolicyFor(const queue::InvokeConfig& config) const {
+  RetryPolicy policy;
+  policy.base_ms = events_.retry_base_ms;
+  if (config.max_retry_attempts) {
+    policy.max_attempts = 1 + static_cast<int>(*config.max_retry_attempts);
+  }
+  if (config.max_event_age_s) policy.max_age_us = *config.max_event_age_s * 1'000'000;
   return policy;
 }
+
+struct Invoker::LastTry {
+  bool ran = false;  // the function resolved and was tried
+  pool::Result::Kind kind = pool::Result::Kind::kOk;
+  std::string body;
+  std::string error_type, error_message;
+  std::string executed_version;
+  std::string on_success, on_failure;  // the version's thaw.yaml destinations
+};
+
+namespace {
+
+bool IsFunctionFailure(pool::Result::Kind kind) {
+  using Kind = pool::Result::Kind;
+  return kind == Kind::kFunctionError || kind == Kind::kTimeout || kind == Kind::kExitError ||
+         kind == Kind::kInitError;
+}
+
+}  // namespace
 
 asio::awaitable<void> Invoker::RunEvent(Invoker* self, std::shared_ptr<State> state, Job job) {
   const int64_t bytes = static_cast<int64_t>(job.req.payload.size());
   queue::EventQueue* const store = self->events_.queue;
-  auto log_failure = [&](const Status& st) {
-    if (!st.ok()) spdlog::error("event {}: {}", job.req.request_id, st.message());
-  };
-  asio::steady_timer timer(co_await asio::this_coro::executor);
+  auto executor = co_await asio::this_coro::executor;
+  asio::steady_timer timer(executor);
   if (const int64_t wait_us = job.next_at_us - WallNowMicros(); wait_us > 0) {
     timer.expires_after(std::chrono::microseconds(wait_us));
     boost::system::error_code ec;
     co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
   }
   bool succeeded = false;
-  for (int attempts = job.attempts + 1;; ++attempts) {
-    if (store != nullptr) log_failure(store->MarkRunning(job.id, attempts));
+  std::string condition = "RetriesExhausted";
+  LastTry last;
+  int attempts = job.attempts + 1;
+  for (;; ++attempts) {
+    if (store != nullptr) store->MarkRunningAsync(job.id, attempts);
     InvokeRequest attempt = job.req;
     attempt.request_id = AttemptRequestId(job.req.request_id, attempts);
     auto outcome = co_await self->Invoke(std::move(attempt));
-    if (!outcome.ok()) break;  // deleted meanwhile
-    succeeded = outcome->result.kind == pool::Result::Kind::kOk;
-    auto delay = AsyncRetryDelayMs(outcome->result.kind, attempts, self->PolicyFor(job.req),
-                                   WallNowMicros() - job.created_us);
-    if (!delay) break;
-    if (store != nullptr) {
-      log_failure(store->MarkQueued(job.id, WallNowMicros() + *delay * 1000));
+    if (!outcome.ok()) {  // deleted meanwhile
+      last.ran = false;
+      last.error_type = "ResourceNotFoundException";
+      last.error_message = outcome.status().message();
+      break;
     }
+    const pool::Result& r = outcome->result;
+    last.ran = true;
+    last.kind = r.kind;
+    last.body = r.body;
+    last.error_type = r.error_type;
+    last.error_message = r.error_message;
+    last.executed_version = outcome->latest ? "$LATEST" : std::to_string(r.version);
+    last.on_success = outcome->version->manifest.on_success;
+    last.on_failure = outcome->version->manifest.on_failure;
+    succeeded = r.kind == pool::Result::Kind::kOk;
+    const RetryPolicy policy = self->PolicyFor(self->ConfigFor(job.req));
+    const int tries = attempts - job.attempts_before;
+    auto delay = AsyncRetryDelayMs(r.kind, tries, policy, WallNowMicros() - job.created_us);
+    if (!delay) {
+      condition = succeeded                                                   ? "Success"
+                  : IsFunctionFailure(r.kind) && tries >= policy.max_attempts ? "RetriesExhausted"
+                                                                              : "EventAgeExceeded";
+      break;
+    }
+    if (store != nullptr) store->MarkQueuedAsync(job.id, WallNowMicros() + *delay * 1000);
     timer.expires_after(std::chrono::milliseconds(*delay));
     boost::system::error_code ec;
     co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
   }
-  if (store != nullptr) log_failure(store->MarkDone(job.id, succeeded));
+  co_await self->FinishEvent(job, attempts, succeeded, condition, last, executor);
   state->GiveEventSlot(job.req.function);
   state->event_bytes.fetch_sub(bytes);
+}
+
+asio::awaitable<void> Invoker::FinishEvent(const Job& job, int attempts, bool succeeded,
+                                           const std::string& condition, const LastTry& last,
+                                           asio::any_io_executor executor) {
+  queue::Ending ending;
+  ending.succeeded = succeeded;
+  ending.condition = condition;
+  if (!succeeded) ending.error = last.error_type + ": " + last.error_message;
+  // The event invoke config's destination, else the version's thaw.yaml one.
+  const queue::InvokeConfig config = ConfigFor(job.req);
+  std::optional<std::string> destination = succeeded ? config.on_success : config.on_failure;
+  const std::string& declared = succeeded ? last.on_success : last.on_failure;
+  if (!destination && !declared.empty()) {
+    auto resolved = ResolveDestination(declared, job.req.function);
+    if (resolved.ok()) {
+      destination = *resolved;
+    } else {
+      spdlog::warn("event {}: function {}: {}", job.req.request_id, job.req.function,
+                   resolved.status().message());
+    }
+  }
+  if (destination) {
+    queue::RecordInput in;
+    in.request_id = job.req.request_id;
+    in.function_arn =
+        lambda::FunctionArn(events_.region, job.req.function,
+                            job.req.qualifier.empty() ? "$LATEST" : job.req.qualifier);
+    in.condition = condition;
+    in.invoke_count = attempts - job.attempts_before;
+    in.payload = job.req.payload;
+    in.executed_version = last.executed_version;
+    in.timestamp_us = WallNowMicros();
+    using Kind = pool::Result::Kind;
+    if (!last.ran) {
+      in.status_code = 404;
+      in.response = JsonText(boost::json::object{{"errorType", last.error_type},
+                                                 {"errorMessage", last.error_message}});
+    } else if (last.kind == Kind::kOk) {
+      in.response = last.body;
+    } else if (last.kind == Kind::kThrottled || last.kind == Kind::kUnavailable) {
+      in.status_code = last.kind == Kind::kThrottled ? 429 : 503;
+      in.response = JsonText(boost::json::object{{"errorType", last.error_type},
+                                                 {"errorMessage", last.error_message}});
+    } else {
+      in.function_error = "Unhandled";
+      boost::system::error_code ec;
+      boost::json::value doc = boost::json::parse(last.body, ec);
+      in.response = !ec && doc.is_object()
+                        ? last.body
+                        : JsonText(boost::json::object{{"errorType", last.error_type},
+                                                       {"errorMessage", last.error_message}});
+    }
+    std::string record = queue::InvocationRecord(in);
+    if (queue::IsWebhook(*destination)) {
+      queue::Delivery d;
+      d.function = job.req.function;
+      d.url = *destination;
+      d.record = std::move(record);
+      d.on_failure = !succeeded;
+      ending.delivery = std::move(d);
+    } else {
+      queue::Event forward;
+      const size_t colon = destination->find(':');
+      forward.function = destination->substr(0, colon);
+      if (colon != std::string::npos) forward.qualifier = destination->substr(colon + 1);
+      forward.request_id = NewRequestId();
+      forward.payload = std::move(record);
+      forward.created_us = WallNowMicros();
+      ending.forward = std::move(forward);
+    }
+  }
+  if (events_.queue != nullptr) {
+    queue::EventQueue* q = events_.queue;
+    const int64_t id = job.id;
+    auto shared = std::make_shared<queue::Ending>(ending);
+    const auto finish = [q, id, shared](queue::EventQueue::FinishDone done) {
+      q->FinishAsync(id, *shared, std::move(done));
+    };
+    StatusOr<queue::Ending> committed = co_await AsyncWrite<StatusOr<queue::Ending>>(finish);
+    if (committed.ok()) {
+      ending = std::move(*committed);
+    } else {
+      spdlog::error("event {}: {}", job.req.request_id, committed.status().message());
+    }
+  }
+  if (ending.forward) StartJob(std::move(*ending.forward), executor);
+  if (ending.delivery) {
+    asio::co_spawn(executor, RunDelivery(this, std::move(*ending.delivery)), asio::detached);
+  }
+}
+
+asio::awaitable<void> Invoker::RunDelivery(Invoker* self, queue::Delivery d) {
+  queue::EventQueue* const store = self->events_.queue;
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  auto wait_until = [&](int64_t at_us) -> asio::awaitable<void> {
+    if (const int64_t wait_us = at_us - WallNowMicros(); wait_us > 0) {
+      timer.expires_after(std::chrono::microseconds(wait_us));
+      boost::system::error_code ec;
+      co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    }
+  };
+  co_await wait_until(d.next_at_us);
+  std::vector<std::pair<std::string, std::string>> headers = {
+      {"X-Thaw-Delivery", std::to_string(d.id)},
+      {"X-Thaw-Function", std::string(BareFunctionName(d.function))}};
+  if (self->events_.keys != nullptr) {
+    headers.emplace_back(
+        "X-Thaw-Signature",
+        queue::WebhookSignature(self->events_.keys->WebhookSecret(d.function), d.record));
+  }
+  std::string last_error;
+  int attempts_made = kDeliveryAttempts;
+  for (int attempt = d.attempts + 1;; ++attempt) {
+    auto answer = co_await PostWebhook(d.url, d.record, headers,
+                                       std::chrono::milliseconds(self->events_.webhook_timeout_ms),
+                                       self->events_.webhook_private_addresses);
+    if (answer.ok() && *answer >= 200 && *answer < 300) {
+      if (store != nullptr) {
+        if (Status st = store->EndDelivery(d, true); !st.ok()) {
+          spdlog::error("webhook delivery {}: {}", d.id, st.message());
+        }
+      }
+      co_return;
+    }
+    last_error = answer.ok() ? "HTTP " + std::to_string(*answer) : answer.status().message();
+    // A refused address or a bad URL will not get better.
+    const bool permanent = !answer.ok() && answer.status().code() != StatusCode::kUnavailable;
+    if (attempt >= kDeliveryAttempts || permanent) {
+      attempts_made = attempt;
+      break;
+    }
+    const int64_t next_at =
+        WallNowMicros() + DeliveryDelayMs(attempt, self->events_.retry_base_ms) * 1000;
+    if (store != nullptr) {
+      if (Status st = store->MarkDelivery(d.id, attempt, next_at); !st.ok()) {
+        spdlog::error("webhook delivery {}: {}", d.id, st.message());
+      }
+    }
+    co_await wait_until(next_at);
+  }
+  // The URL may carry a token: it is not logged.
+  spdlog::warn("function {}: webhook delivery {} given up after {} tries ({}){}", d.function, d.id,
+               attempts_made, last_error, d.on_failure ? "; the event is a dead letter again" : "");
+  if (store != nullptr) {
+    if (Status st = store->EndDelivery(d, false); !st.ok()) {
+      spdlog::error("webhook delivery {}: {}", d.id, st.message());
+    }
+  }
+}
+
+int64_t DeliveryDelayMs(int attempts, int64_t base_ms) {
+  return std::min<int64_t>(60 * base_ms, base_ms << std::min(std::max(attempts - 1, 0), 16));
+}
+
+StatusOr<std::string> ResolveDestination(const std::string& text, const std::string& source) {
+  if (text.empty()) return InvalidArgument("a destination must not be empty");
+  if (text.size() > 2048) return InvalidArgument("a destination is at most 2048 bytes");
+  if (queue::IsWebhook(text)) {
+    auto url = boost::urls::parse_absolute_uri(text);
+    if (!url || url->encoded_host().empty()) {
+      return InvalidArgument("the destination is not a valid http(s) URL");
+    }
+    return text;
+  }
+  if (text.starts_with("arn:") && text.find(":function:") == std::string::npos) {
+    return InvalidArgument("destination " + text +
+                           ": only Lambda function ARNs and http(s) URLs are supported");
+  }
+  auto ref = lambda::ParseFunctionRef(text);
+  if (!ref.ok()) return InvalidArgument("destination " + text + ": " + ref.status().message());
+  const std::string_view tenant = TenantOfFunction(source);
+  if (!ref->account.empty() && ref->account != AccountOf(tenant)) {
+    return InvalidArgument("destination " + text + " is a function of another account");
+  }
+  const std::string name = InternalFunctionName(tenant, ref->name);
+  if (name == source) {
+    return InvalidArgument("destination " + text + ": a function cannot be its own destination");
+  }
+  return ref->qualifier.empty() ? name : name + ":" + ref->qualifier;
 }
 
 http::status RefusalStatus(const InvokeOutcome& outcome, Response& res) {

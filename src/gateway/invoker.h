@@ -10,6 +10,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "gateway/http_server.h"
 #include "pool/pool.h"
@@ -20,7 +21,8 @@ class Meter;
 }
 namespace thaw::auth {
 class TenantGate;
-}
+class KeyStore;
+}  // namespace thaw::auth
 
 namespace thaw::gateway {
 
@@ -72,12 +74,29 @@ std::optional<int64_t> AsyncRetryDelayMs(pool::Result::Kind kind, int attempts,
 // (the meter bills each try, keyed by request id), the same for a try re-run after a crash.
 std::string AttemptRequestId(const std::string& request_id, int attempt);
 
+// An Event destination as a user writes it for function `source` (internal name): an http(s)
+// URL, a function's name, NAME:QUALIFIER or ARN, always of the source's tenant. Returns it as
+// stored (queue::InvokeConfig): the URL, or the destination's internal name[:qualifier].
+// InvalidArgument for anything else (another account, SQS/SNS/EventBridge ARNs, the source
+// itself). Pure.
+StatusOr<std::string> ResolveDestination(const std::string& text, const std::string& source);
+
+// Webhook deliveries: tries before a record is given up (its event then becomes a dead letter
+// when it reported a failure).
+inline constexpr int kDeliveryAttempts = 8;
+// The delay before webhook delivery try `attempts` + 1: base, doubling, at most 60 x base. Pure.
+int64_t DeliveryDelayMs(int attempts, int64_t base_ms);
+
 // Event invocations: where they are kept and how far they may pile up.
 struct EventOptions {
-  queue::EventQueue* queue = nullptr;     // null: in memory only (tests)
+  queue::EventQueue* queue = nullptr;     // null: in memory only (tests, benchmarks)
   int64_t max_events = 10'000;            // all tenants, shared fairly (dispatch/fair_share.h)
   int64_t max_function_events = 100'000;  // per function (429 past it)
-  int64_t retry_base_ms = 1000;
+  int64_t retry_base_ms = 1000;           // also the first webhook retry's delay
+  std::string region = "us-east-1";       // for the ARNs in invocation records
+  const auth::KeyStore* keys = nullptr;   // signs webhook deliveries (null: unsigned, tests)
+  int64_t webhook_timeout_ms = 10'000;
+  bool webhook_private_addresses = false;  // webhooks may post to internal addresses
 };
 
 // The X-Thaw-* headers every invoke answer carries: version, cold start, init and billed time,
@@ -102,10 +121,18 @@ class Invoker {
   // Checks that the function and qualifier resolve, commits `req` to the durable queue, then
   // runs it in the background on `executor`, retrying as AsyncRetryDelayMs says; each try is
   // metered under AttemptRequestId. ResourceExhausted when the queue or the function's share
-  // is full; once this returns ok, a crash loses nothing (queue/event_queue.h).
-  [[nodiscard]] Status Enqueue(InvokeRequest req, asio::any_io_executor executor);
-  // At start: runs what the durable queue held when the server last stopped.
+  // is full; once this returns ok, a crash loses nothing (queue/event_queue.h). The commit is
+  // awaited, not waited for: the thread serves other requests meanwhile, whose enqueues then
+  // share the next commit.
+  asio::awaitable<Status> Enqueue(InvokeRequest req, asio::any_io_executor executor);
+  // At start: runs what the durable queue held when the server last stopped, and posts the
+  // webhook deliveries it held.
   [[nodiscard]] Status Resume(asio::any_io_executor executor);
+  // Queues `function`'s dead letters again (queue::EventQueue::Redrive) and runs them; the
+  // number redriven. ResourceExhausted when they would pass max_queued_events.
+  [[nodiscard]] StatusOr<int64_t> Redrive(const std::string& function,
+                                          const std::vector<std::string>& request_ids,
+                                          asio::any_io_executor executor);
   int64_t queued_events() const;
   registry::Registry* registry() const { return registry_; }
   queue::EventQueue* event_queue() const { return events_.queue; }
@@ -118,9 +145,22 @@ class Invoker {
     int attempts = 0;        // tries already made
     int64_t next_at_us = 0;  // wall clock
     int64_t created_us = 0;
+    int attempts_before = 0;  // tries made before the last redrive
   };
+  // What the last try of an event came to, for its invocation record.
+  struct LastTry;
   static asio::awaitable<void> RunEvent(Invoker* self, std::shared_ptr<State> state, Job job);
-  RetryPolicy PolicyFor(const InvokeRequest& req) const;
+  static asio::awaitable<void> RunDelivery(Invoker* self, queue::Delivery delivery);
+  // Takes `req`'s slot in the Event queue (its shares, max_queued_events, the bytes limit).
+  Status Admit(const InvokeRequest& req);
+  // Commits the end of `job` with its destination's record, then starts that delivery.
+  asio::awaitable<void> FinishEvent(const Job& job, int attempts, bool succeeded,
+                                    const std::string& condition, const LastTry& last,
+                                    asio::any_io_executor executor);
+  // Starts a queued event (recovered, redriven or forwarded) that already holds its slot.
+  void StartJob(queue::Event event, asio::any_io_executor executor);
+  queue::InvokeConfig ConfigFor(const InvokeRequest& req) const;
+  RetryPolicy PolicyFor(const queue::InvokeConfig& config) const;
 
   // Fills `out` as refused with `reason` and meters a throttled record.
   void Refuse(InvokeOutcome& out, const InvokeRequest& req, const std::string& reason,

@@ -22,6 +22,7 @@
 #include "logs/log_store.h"
 #include "pool/pool.h"
 #include "pool/response_sink.h"
+#include "queue/destination.h"
 #include "queue/job_store.h"
 #include "registry/registry.h"
 
@@ -194,22 +195,22 @@ struct JobsApi::State {
   static void Hook(std::shared_ptr<State> self, const Job& job, unsigned event,
                    const char* event_name, asio::any_io_executor ex) {
     if (job.webhook.empty() || (job.webhook_events & event) == 0) return;
-    auto secret = self->store->WebhookSecret(job.function);
-    if (!secret.ok()) {
-      spdlog::error("job {}: webhook secret: {}", job.id, secret.status().message());
-      return;
-    }
+    std::string secret = self->options.webhook_secret(job.function);
     std::string body =
         JsonText(self->ToJson(job, std::string(BareFunctionName(job.function)), true));
     const int tries = event == queue::kWebhookCompleted ? 3 : 1;
     asio::co_spawn(
         ex,
-        [self, url = job.webhook, id = job.id, body = std::move(body), secret = std::move(*secret),
+        [self, url = job.webhook, id = job.id, body = std::move(body), secret = std::move(secret),
          name = std::string(event_name), tries]() -> asio::awaitable<void> {
           asio::steady_timer timer(co_await asio::this_coro::executor);
           for (int attempt = 1;; ++attempt) {
             auto status =
-                co_await PostWebhook(url, body, secret, name, self->options.webhook_timeout_ms);
+                co_await PostWebhook(url, body,
+                                     {{"X-Thaw-Signature", queue::WebhookSignature(secret, body)},
+                                      {"X-Thaw-Webhook-Event", name}},
+                                     std::chrono::milliseconds(self->options.webhook_timeout_ms),
+                                     self->options.webhook_private_addresses);
             if (status.ok() && *status >= 200 && *status < 300) co_return;
             const std::string why =
                 status.ok() ? "HTTP " + std::to_string(*status) : status.status().message();
@@ -428,9 +429,8 @@ asio::awaitable<void> JobsApi::ServeFunction(const auth::Caller& caller, const s
     if (auto info = state_->invoker->registry()->Get(name); !info.ok()) {
       co_return StatusBody(res, info.status());
     }
-    auto secret = state_->store->WebhookSecret(name);
-    if (!secret.ok()) co_return StatusBody(res, secret.status());
-    co_return JsonBody(res, http::status::ok, json::object{{"secret", *secret}});
+    co_return JsonBody(res, http::status::ok,
+                       json::object{{"secret", state_->options.webhook_secret(name)}});
   }
   MethodNotAllowed(req, res);
 }

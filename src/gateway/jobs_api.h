@@ -7,6 +7,7 @@
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -32,6 +33,10 @@ struct JobsOptions {
   int64_t retry_base_ms = 1000;                    // a throttled job tries again after this
   int64_t max_wait_s = 60;                         // Prefer: wait=N
   int64_t webhook_timeout_ms = 10'000;
+  // The function's webhook signing secret (the same one its Event destinations are signed
+  // with: auth::KeyStore::WebhookSecret).
+  std::function<std::string(const std::string& function)> webhook_secret;
+  bool webhook_private_addresses = false;  // the knob of that name (gateway/webhook.h)
 };
 
 // Prefer: wait=N (or plain `wait`: the most) -> seconds to wait, 0 without the header.

@@ -347,7 +347,7 @@ asio::awaitable<void> LambdaApi::Invoke(Call& c, const std::string& function, bo
     co_return;
   }
   if (type == "Event") {
-    Status st = deps_.invoker->Enqueue(std::move(ir), co_await asio::this_coro::executor);
+    Status st = co_await deps_.invoker->Enqueue(std::move(ir), co_await asio::this_coro::executor);
     if (!st.ok()) co_return AwsStatus(res, st);
     res.result(http::status::accepted);
     co_return;
@@ -697,7 +697,7 @@ asio::awaitable<void> LambdaApi::EventInvokeConfig(Call& c, const std::string& f
     json::array items;
     for (const auto& [q, config] : *configs) {
       items.push_back(lambda::EventInvokeConfigJson(
-          lambda::FunctionArn(deps_.config->region, function, q), config));
+          deps_.config->region, lambda::FunctionArn(deps_.config->region, function, q), config));
     }
     co_return Json(res, http::status::ok, json::object{{"FunctionEventInvokeConfigs", items}});
   }
@@ -712,7 +712,8 @@ asio::awaitable<void> LambdaApi::EventInvokeConfig(Call& c, const std::string& f
     auto config = co_await OnBlocking(*deps_.blocking,
                                       [&] { return events->GetConfig(function, qualifier); });
     if (!config.ok()) co_return AwsStatus(res, config.status());
-    co_return Json(res, http::status::ok, lambda::EventInvokeConfigJson(arn, *config));
+    co_return Json(res, http::status::ok,
+                   lambda::EventInvokeConfigJson(deps_.config->region, arn, *config));
   }
   if (m != http::verb::put && m != http::verb::post) {
     co_return AwsError(res, http::status::method_not_allowed, "UnknownOperationException",
@@ -732,13 +733,22 @@ asio::awaitable<void> LambdaApi::EventInvokeConfig(Call& c, const std::string& f
     return current;
   });
   if (!stored.ok()) co_return AwsStatus(res, stored.status());
-  auto config = lambda::ParseEventInvokeConfig(*body, *stored);
+  // A destination function must exist, in the function's own account.
+  auto resolve = [&](const std::string& text) -> StatusOr<std::string> {
+    auto d = ResolveDestination(text, function);
+    if (!d.ok() || queue::IsWebhook(*d)) return d;
+    if (!deps_.registry->Get(d->substr(0, d->find(':'))).ok()) {
+      return InvalidArgument("function " + text + " not found");
+    }
+    return d;
+  };
+  auto config = lambda::ParseEventInvokeConfig(*body, resolve, *stored);
   if (!config.ok()) co_return AwsStatus(res, config.status());
   config->updated_us = WallNowMicros();
   Status st = co_await OnBlocking(*deps_.blocking,
                                   [&] { return events->PutConfig(function, qualifier, *config); });
   if (!st.ok()) co_return AwsStatus(res, st);
-  Json(res, http::status::ok, lambda::EventInvokeConfigJson(arn, *config));
+  Json(res, http::status::ok, lambda::EventInvokeConfigJson(deps_.config->region, arn, *config));
 }
 
 // ---- Code downloads ----

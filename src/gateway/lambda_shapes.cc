@@ -370,6 +370,7 @@ StatusOr<int64_t> ParseReservedConcurrency(const json::object& body) {
 }
 
 StatusOr<queue::InvokeConfig> ParseEventInvokeConfig(const json::object& body,
+                                                     const DestinationResolver& resolve,
                                                      queue::InvokeConfig base) {
   auto retries = OptInt(body, "MaximumRetryAttempts", 0, 2);
   if (!retries.ok()) return retries.status();
@@ -378,9 +379,19 @@ StatusOr<queue::InvokeConfig> ParseEventInvokeConfig(const json::object& body,
   if (const json::value* d = body.if_contains("DestinationConfig")) {
     if (!d->is_object()) return Bad("DestinationConfig", "must be an object");
     for (const auto& [key, target] : d->as_object()) {
+      const std::string field = "DestinationConfig." + std::string(key);
+      if (key != "OnSuccess" && key != "OnFailure") return Bad(field, "unknown key");
       const json::object* o = target.if_object();
-      if (o != nullptr && (o->empty() || !o->contains("Destination"))) continue;
-      return Bad("DestinationConfig." + std::string(key), "destinations are not supported yet");
+      if (o == nullptr) return Bad(field, "must be an object");
+      std::optional<std::string>& slot = key == "OnSuccess" ? base.on_success : base.on_failure;
+      slot.reset();
+      const json::value* dest = o->if_contains("Destination");
+      if (dest == nullptr || dest->is_null()) continue;
+      if (!dest->is_string()) return Bad(field + ".Destination", "must be a string");
+      if (dest->as_string().empty()) continue;
+      auto resolved = resolve(std::string(dest->as_string()));
+      if (!resolved.ok()) return Bad(field + ".Destination", resolved.status().message());
+      slot = std::move(*resolved);
     }
   }
   if (*retries) base.max_retry_attempts = **retries;
@@ -389,14 +400,23 @@ StatusOr<queue::InvokeConfig> ParseEventInvokeConfig(const json::object& body,
   return base;
 }
 
-json::object EventInvokeConfigJson(const std::string& arn, const queue::InvokeConfig& config) {
+json::object EventInvokeConfigJson(const std::string& region, const std::string& arn,
+                                   const queue::InvokeConfig& config) {
   json::object o;
   o["LastModified"] = static_cast<double>(config.updated_us) / 1e6;
   o["FunctionArn"] = arn;
   if (config.max_retry_attempts) o["MaximumRetryAttempts"] = *config.max_retry_attempts;
   if (config.max_event_age_s) o["MaximumEventAgeInSeconds"] = *config.max_event_age_s;
-  o["DestinationConfig"] =
-      json::object{{"OnSuccess", json::object{}}, {"OnFailure", json::object{}}};
+  auto destination = [&](const std::optional<std::string>& d) {
+    if (!d) return json::object{};
+    if (queue::IsWebhook(*d)) return json::object{{"Destination", *d}};
+    const size_t colon = d->find(':');
+    return json::object{
+        {"Destination", FunctionArn(region, d->substr(0, colon),
+                                    colon == std::string::npos ? "" : d->substr(colon + 1))}};
+  };
+  o["DestinationConfig"] = json::object{{"OnSuccess", destination(config.on_success)},
+                                        {"OnFailure", destination(config.on_failure)}};
   return o;
 }
 

@@ -6,6 +6,7 @@
 
 #include <boost/json/fwd.hpp>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -68,11 +69,14 @@ StatusOr<registry::Alias> ParseAlias(const boost::json::object& body, const regi
 StatusOr<int64_t> ParseFunctionVersion(const std::string& text, const std::string& field);
 StatusOr<int64_t> ParseReservedConcurrency(const boost::json::object& body);
 // Put/UpdateFunctionEventInvokeConfig's body applied over `base` (Put: nothing; Update: the
-// stored config). Destinations are refused until thaw delivers to them.
+// stored config). `resolve` turns a DestinationConfig destination into its stored form (its
+// error names the field).
+using DestinationResolver = std::function<StatusOr<std::string>(const std::string&)>;
 StatusOr<queue::InvokeConfig> ParseEventInvokeConfig(const boost::json::object& body,
+                                                     const DestinationResolver& resolve,
                                                      queue::InvokeConfig base);
 // Lambda's FunctionEventInvokeConfig for `arn`.
-boost::json::object EventInvokeConfigJson(const std::string& arn,
+boost::json::object EventInvokeConfigJson(const std::string& region, const std::string& arn,
                                           const queue::InvokeConfig& config);
 // PublishVersion's optional CodeSha256 (base64), as hex; empty when absent.
 StatusOr<std::string> ParsePublishSha256(const boost::json::object& body);

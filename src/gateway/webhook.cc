@@ -1,73 +1,130 @@
 #include "gateway/webhook.h"
 
-#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/this_coro.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 #include <boost/url/parse.hpp>
 
-#include "common/hmac.h"
-
-// GCC 12 misreads Asio's coroutine frame allocator as a new/delete mismatch (GCC bug 109224,
-// fixed in 13) in coroutines that co_return early and co_await later.
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-
 namespace thaw::gateway {
+namespace {
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
+namespace ssl = asio::ssl;
+using tcp = asio::ip::tcp;
+
+ssl::context& TlsContext() {
+  static ssl::context* ctx = [] {
+    auto* c = new ssl::context(ssl::context::tls_client);
+    c->set_default_verify_paths();
+    c->set_verify_mode(ssl::verify_peer);
+    return c;
+  }();
+  return *ctx;
+}
+
+template <typename Stream>
+asio::awaitable<int> Exchange(Stream& stream, http::request<http::string_body>& req) {
+  co_await http::async_write(stream, req, asio::use_awaitable);
+  beast::flat_buffer buffer;
+  http::response_parser<http::string_body> parser;
+  parser.body_limit(64 * 1024);  // the answer is not used: only its status
+  co_await http::async_read(stream, buffer, parser, asio::use_awaitable);
+  co_return parser.get().result_int();
+}
+
+}  // namespace
+
+bool IsInternalAddress(const asio::ip::address& address) {
+  if (address.is_loopback() || address.is_unspecified() || address.is_multicast()) return true;
+  if (address.is_v6()) {
+    const asio::ip::address_v6 v6 = address.to_v6();
+    if (v6.is_v4_mapped()) {
+      return IsInternalAddress(asio::ip::make_address_v4(asio::ip::v4_mapped, v6));
+    }
+    const auto bytes = v6.to_bytes();
+    return v6.is_link_local() || (bytes[0] & 0xfe) == 0xfc;  // fe80::/10, fc00::/7
+  }
+  const uint32_t a = address.to_v4().to_uint();
+  auto in = [a](uint32_t net, int bits) { return (a >> (32 - bits)) == (net >> (32 - bits)); };
+  return in(0x00000000, 8) || in(0x0a000000, 8) || in(0xac100000, 12) || in(0xc0a80000, 16) ||
+         in(0xa9fe0000, 16) || in(0x64400000, 10) || in(0x7f000000, 8);
+}
+
+asio::awaitable<StatusOr<int>> PostWebhook(
+    const std::string& url, const std::string& body,
+    const std::vector<std::pair<std::string, std::string>>& headers,
+    std::chrono::milliseconds timeout, bool allow_private) {
+  auto parsed = boost::urls::parse_absolute_uri(url);
+  // The URL may carry a token: errors name its host at most.
+  if (!parsed) co_return InvalidArgument("the webhook URL is not a valid URL");
+  const bool tls = parsed->scheme() == "https";
+  if (!tls && parsed->scheme() != "http") {
+    co_return InvalidArgument("the webhook URL is not an http(s) URL");
+  }
+  std::string host(parsed->encoded_host());
+  if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);  // IPv6
+  const std::string port = parsed->has_port() ? std::string(parsed->port()) : tls ? "443" : "80";
+  std::string target(parsed->encoded_path());
+  if (target.empty()) target = "/";
+  if (parsed->has_query()) target += "?" + std::string(parsed->encoded_query());
+
+  http::request<http::string_body> req{http::verb::post, target, 11};
+  req.set(http::field::host, std::string(parsed->encoded_host_and_port()));
+  req.set(http::field::user_agent, "thaw-webhook");
+  req.set(http::field::content_type, "application/json");
+  for (const auto& [name, value] : headers) req.set(name, value);
+  req.body() = body;
+  req.prepare_payload();
+
+  auto executor = co_await asio::this_coro::executor;
+  try {
+    tcp::resolver resolver(executor);
+    auto resolved = co_await resolver.async_resolve(host, port, asio::use_awaitable);
+    std::vector<tcp::endpoint> endpoints;
+    for (const auto& entry : resolved) {
+      if (allow_private || !IsInternalAddress(entry.endpoint().address())) {
+        endpoints.push_back(entry.endpoint());
+      }
+    }
+    if (endpoints.empty()) {
+      co_return Status(StatusCode::kPermissionDenied,
+                       host +
+                           " is an internal address: webhooks may not reach it "
+                           "(webhook_private_addresses)");
+    }
+    beast::tcp_stream tcp_stream(executor);
+    tcp_stream.expires_after(timeout);
+    co_await tcp_stream.async_connect(endpoints, asio::use_awaitable);
+    if (!tls) co_return co_await Exchange(tcp_stream, req);
+    beast::ssl_stream<beast::tcp_stream> stream(std::move(tcp_stream), TlsContext());
+    // SNI, and the certificate must name the host.
+    if (!SSL_set_tlsext_host_name(stream.native_handle(), host.c_str())) {
+      co_return Unavailable("failed to set the TLS server name for " + host);
+    }
+    stream.set_verify_callback(ssl::host_name_verification(host));
+    co_await stream.async_handshake(ssl::stream_base::client, asio::use_awaitable);
+    co_return co_await Exchange(stream, req);
+  } catch (const boost::system::system_error& e) {
+    co_return Unavailable("failed to post to " + host + ":" + port + ": " + e.code().message());
+  }
+}
 
 Status ValidateWebhookUrl(const std::string& url) {
   auto u = boost::urls::parse_absolute_uri(url);
   if (!u || u->host().empty()) {
-    return InvalidArgument("webhook must be an absolute URL (http://HOST[:PORT]/PATH), got '" +
+    return InvalidArgument("webhook must be an absolute URL (http(s)://HOST[:PORT]/PATH), got '" +
                            url + "'");
   }
-  if (u->scheme() != "http") {
-    return InvalidArgument("webhook: only http:// URLs are supported, got '" + url + "'");
+  if (u->scheme() != "http" && u->scheme() != "https") {
+    return InvalidArgument("webhook: only http:// and https:// URLs are supported, got '" + url +
+                           "'");
   }
   return Status::Ok();
-}
-
-asio::awaitable<StatusOr<int>> PostWebhook(std::string url, std::string body, std::string secret,
-                                           std::string event, int64_t timeout_ms) {
-  auto u = boost::urls::parse_absolute_uri(url);
-  if (!u || u->scheme() != "http" || u->host().empty()) {
-    co_return InvalidArgument("bad webhook URL '" + url + "'");
-  }
-  const std::string host = u->host();
-  const std::string port = u->has_port() ? std::string(u->port()) : "80";
-  std::string target = u->encoded_target().empty() ? "/" : std::string(u->encoded_target());
-  auto ex = co_await asio::this_coro::executor;
-  constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
-  asio::ip::tcp::resolver resolver(ex);
-  beast::tcp_stream stream(ex);
-  stream.expires_after(std::chrono::milliseconds(timeout_ms));
-  auto [rerr, endpoints] = co_await resolver.async_resolve(host, port, kTuple);
-  if (rerr) co_return Unavailable("webhook " + url + ": resolve failed: " + rerr.message());
-  auto [cerr, ep] = co_await stream.async_connect(endpoints, kTuple);
-  if (cerr) co_return Unavailable("webhook " + url + ": connect failed: " + cerr.message());
-  http::request<http::string_body> req(http::verb::post, target, 11);
-  req.set(http::field::host, host + ":" + port);
-  req.set(http::field::user_agent, "thaw-webhook");
-  req.set(http::field::content_type, "application/json");
-  req.set("X-Thaw-Signature", WebhookSignature(secret, body));
-  req.set("X-Thaw-Webhook-Event", event);
-  req.body() = std::move(body);
-  req.prepare_payload();
-  auto [werr, wn] = co_await http::async_write(stream, req, kTuple);
-  if (werr) co_return Unavailable("webhook " + url + ": write failed: " + werr.message());
-  beast::flat_buffer buffer;
-  http::response<http::string_body> res;
-  auto [rderr, rn] = co_await http::async_read(stream, buffer, res, kTuple);
-  if (rderr) co_return Unavailable("webhook " + url + ": no answer: " + rderr.message());
-  beast::error_code ec;
-  stream.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ec);
-  co_return static_cast<int>(res.result_int());
 }
 
 }  // namespace thaw::gateway

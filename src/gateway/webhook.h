@@ -1,23 +1,34 @@
-// Outgoing webhooks: one signed HTTP POST of a JSON body, awaited on the caller's executor with
-// a deadline (no thread waits). Heavy (Beast): include only from .cc files. Thread-safe (no
-// shared state).
+// Webhook: posts one request to an http:// or https:// URL (an Event destination) from a
+// coroutine, with a deadline; https verifies the server's certificate and name against the
+// system's CAs. Thread-safe (no shared state but the TLS context).
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/address.hpp>
+#include <chrono>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "common/status.h"
 
 namespace thaw::gateway {
 
-// InvalidArgument unless `url` is http://HOST[:PORT][/PATH] (https is not supported yet).
+// The HTTP status the URL answered `body` with, or Unavailable when no answer came within
+// `timeout` (refused, reset, TLS failure, name not found); InvalidArgument for a bad URL;
+// PermissionDenied when the name resolves only to loopback, private, link-local or other
+// internal addresses and `allow_private` is false (a tenant's webhook must not reach the
+// node's own services).
+boost::asio::awaitable<StatusOr<int>> PostWebhook(
+    const std::string& url, const std::string& body,
+    const std::vector<std::pair<std::string, std::string>>& headers,
+    std::chrono::milliseconds timeout, bool allow_private);
+
+// InvalidArgument unless `url` is an absolute http:// or https:// URL with a host.
 Status ValidateWebhookUrl(const std::string& url);
 
-// POSTs `body` (application/json) to `url` with X-Thaw-Signature: sha256=HMAC(secret, body)
-// and X-Thaw-Webhook-Event: `event`. The HTTP status, or Unavailable when none came back
-// within `timeout_ms`.
-boost::asio::awaitable<StatusOr<int>> PostWebhook(std::string url, std::string body,
-                                                  std::string secret, std::string event,
-                                                  int64_t timeout_ms);
+// Whether `address` is loopback, private (RFC 1918, fc00::/7), link-local, carrier-grade NAT,
+// unspecified or multicast. Pure.
+bool IsInternalAddress(const boost::asio::ip::address& address);
 
 }  // namespace thaw::gateway

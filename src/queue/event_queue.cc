@@ -1,12 +1,15 @@
 #include "queue/event_queue.h"
 
+#include <future>
+
 #include "common/clock.h"
 #include "store/db.h"
 
 namespace thaw::queue {
 namespace {
 
-constexpr std::string_view kNames[] = {"queued", "running", "succeeded", "failed"};
+constexpr std::string_view kNames[] = {"queued", "running", "succeeded", "failed", "forwarded"};
+constexpr int kStates = 5;
 
 Event EventFromRow(const store::Stmt& s) {
   Event e;
@@ -20,12 +23,40 @@ Event EventFromRow(const store::Stmt& s) {
   e.attempts = static_cast<int>(s.Int(7));
   e.next_at_us = s.Int(8);
   e.created_us = s.Int(9);
+  e.attempts_before = static_cast<int>(s.Int(10));
+  e.condition = s.Text(11);
+  e.error = s.Text(12);
   return e;
 }
 
 constexpr std::string_view kColumns =
     "id, request_id, function, qualifier, payload, client_context, state, attempts, next_at_us, "
-    "created_us";
+    "created_us, attempts_before, condition, error";
+
+Delivery DeliveryFromRow(const store::Stmt& s) {
+  Delivery d;
+  d.id = s.Int(0);
+  d.event_id = s.Int(1);
+  d.function = s.Text(2);
+  d.url = s.Text(3);
+  d.record = s.Text(4);
+  d.on_failure = s.Int(5) != 0;
+  d.attempts = static_cast<int>(s.Int(6));
+  d.next_at_us = s.Int(7);
+  d.created_us = s.Int(8);
+  return d;
+}
+
+constexpr std::string_view kDeliveryColumns =
+    "id, event_id, function, url, record, on_failure, attempts, next_at_us, created_us";
+
+void BindOptionalText(store::Stmt& s, int index, const std::optional<std::string>& v) {
+  if (v) {
+    s.Bind(index, *v);
+  } else {
+    s.BindNull(index);
+  }
+}
 
 void BindOptional(store::Stmt& s, int index, const std::optional<int64_t>& v) {
   if (v) {
@@ -40,7 +71,19 @@ InvokeConfig ConfigFromRow(const store::Stmt& s, int first) {
   if (!s.IsNull(first)) c.max_retry_attempts = s.Int(first);
   if (!s.IsNull(first + 1)) c.max_event_age_s = s.Int(first + 1);
   c.updated_us = s.Int(first + 2);
+  if (!s.IsNull(first + 3)) c.on_success = s.Text(first + 3);
+  if (!s.IsNull(first + 4)) c.on_failure = s.Text(first + 4);
   return c;
+}
+
+// Runs `body` in one IMMEDIATE transaction, rolled back when it fails.
+template <typename F>
+Status InTransaction(store::Db& db, F&& body) {
+  THAW_RETURN_IF_ERROR(db.Exec("BEGIN IMMEDIATE"));
+  Status st = body();
+  if (st.ok()) st = db.Exec("COMMIT");
+  if (!st.ok()) (void)db.Exec("ROLLBACK");
+  return st;
 }
 
 }  // namespace
@@ -48,10 +91,14 @@ InvokeConfig ConfigFromRow(const store::Stmt& s, int first) {
 std::string_view StateName(EventState state) { return kNames[static_cast<int>(state)]; }
 
 std::optional<EventState> ParseState(std::string_view name) {
-  for (int i = 0; i < 4; ++i) {
+  for (int i = 0; i < kStates; ++i) {
     if (kNames[i] == name) return static_cast<EventState>(i);
   }
   return std::nullopt;
+}
+
+bool IsWebhook(std::string_view destination) {
+  return destination.starts_with("http://") || destination.starts_with("https://");
 }
 
 Status ValidateInvokeConfig(const InvokeConfig& config) {
@@ -74,12 +121,80 @@ StatusOr<std::unique_ptr<EventQueue>> EventQueue::Open(const QueueOptions& optio
 }
 
 EventQueue::EventQueue(std::unique_ptr<store::Db> db, QueueOptions options)
-    : db_(std::move(db)), options_(std::move(options)) {}
+    : db_(std::move(db)), options_(std::move(options)), writer_([this] { WriterLoop(); }) {}
 
-EventQueue::~EventQueue() = default;
+EventQueue::~EventQueue() {
+  {
+    std::lock_guard<std::mutex> lock(write_mu_);
+    stopping_ = true;
+  }
+  write_cv_.notify_all();
+  writer_.join();  // commits what was submitted before it returns
+}
+
+void EventQueue::Submit(std::function<Status()> op, std::function<void(Status)> done) {
+  {
+    std::lock_guard<std::mutex> lock(write_mu_);
+    writes_.push_back(Write{std::move(op), std::move(done)});
+  }
+  write_cv_.notify_one();
+}
+
+Status EventQueue::SubmitAndWait(std::function<Status()> op) {
+  std::promise<Status> result;
+  auto future = result.get_future();
+  Submit(std::move(op), [&result](Status st) { result.set_value(std::move(st)); });
+  return future.get();
+}
+
+void EventQueue::WriterLoop() {
+  for (;;) {
+    std::vector<Write> batch;
+    {
+      std::unique_lock<std::mutex> lock(write_mu_);
+      write_cv_.wait(lock, [&] { return stopping_ || !writes_.empty(); });
+      if (writes_.empty()) return;
+      batch.swap(writes_);
+    }
+    std::vector<Status> results(batch.size(), Status::Ok());
+    Status commit = Status::Ok();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      commit = db_->Exec("BEGIN IMMEDIATE");
+      for (size_t i = 0; commit.ok() && i < batch.size(); ++i) {
+        // A savepoint per write: one that fails leaves nothing half-done, the others commit.
+        commit = db_->Exec("SAVEPOINT w");
+        if (!commit.ok()) break;
+        results[i] = batch[i].op();
+        commit = db_->Exec(results[i].ok() ? "RELEASE w" : "ROLLBACK TO w; RELEASE w");
+      }
+      if (commit.ok()) commit = db_->Exec("COMMIT");
+      if (!commit.ok()) (void)db_->Exec("ROLLBACK");
+    }
+    for (size_t i = 0; i < batch.size(); ++i) {
+      if (batch[i].done) batch[i].done(commit.ok() ? results[i] : commit);
+    }
+  }
+}
+
+void EventQueue::AddAsync(Event event, AddDone done) {
+  auto shared = std::make_shared<Event>(std::move(event));
+  Submit([this, shared] { return InsertLocked(*shared); },
+         [shared, done = std::move(done)](Status st) {
+           if (!done) return;
+           if (st.ok()) {
+             done(shared->id);
+           } else {
+             done(std::move(st));
+           }
+         });
+}
 
 Status EventQueue::Add(Event& event) {
-  std::lock_guard<std::mutex> lock(mu_);
+  return SubmitAndWait([this, &event] { return InsertLocked(event); });
+}
+
+Status EventQueue::InsertLocked(Event& event) {
   auto s = db_->Prepare(
       "INSERT INTO events (request_id, function, qualifier, payload, client_context, state, "
       "attempts, next_at_us, created_us, updated_us) VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?)");
@@ -100,9 +215,8 @@ Status EventQueue::Add(Event& event) {
   return Status::Ok();
 }
 
-Status EventQueue::SetState(int64_t id, EventState state, std::optional<int> attempts,
-                            std::optional<int64_t> next_at_us) {
-  std::lock_guard<std::mutex> lock(mu_);
+Status EventQueue::SetStateLocked(int64_t id, EventState state, std::optional<int> attempts,
+                                  std::optional<int64_t> next_at_us) {
   auto s = db_->Prepare(
       "UPDATE events SET state = ?, attempts = COALESCE(?, attempts), "
       "next_at_us = COALESCE(?, next_at_us), updated_us = ? WHERE id = ?");
@@ -118,26 +232,208 @@ Status EventQueue::SetState(int64_t id, EventState state, std::optional<int> att
   return s->Run();
 }
 
+void EventQueue::MarkRunningAsync(int64_t id, int attempts) {
+  Submit([=, this] { return SetStateLocked(id, EventState::kRunning, attempts, std::nullopt); },
+         nullptr);
+}
+
+void EventQueue::MarkQueuedAsync(int64_t id, int64_t next_at_us) {
+  Submit([=, this] { return SetStateLocked(id, EventState::kQueued, std::nullopt, next_at_us); },
+         nullptr);
+}
+
 Status EventQueue::MarkRunning(int64_t id, int attempts) {
-  return SetState(id, EventState::kRunning, attempts, std::nullopt);
+  return SubmitAndWait(
+      [=, this] { return SetStateLocked(id, EventState::kRunning, attempts, std::nullopt); });
 }
 
 Status EventQueue::MarkQueued(int64_t id, int64_t next_at_us) {
-  return SetState(id, EventState::kQueued, std::nullopt, next_at_us);
+  return SubmitAndWait(
+      [=, this] { return SetStateLocked(id, EventState::kQueued, std::nullopt, next_at_us); });
 }
 
 Status EventQueue::MarkDone(int64_t id, bool succeeded) {
-  return SetState(id, succeeded ? EventState::kSucceeded : EventState::kFailed, std::nullopt,
-                  std::nullopt);
+  const EventState state = succeeded ? EventState::kSucceeded : EventState::kFailed;
+  return SubmitAndWait([=, this] { return SetStateLocked(id, state, std::nullopt, std::nullopt); });
+}
+
+void EventQueue::FinishAsync(int64_t id, Ending ending, FinishDone done) {
+  auto shared = std::make_shared<Ending>(std::move(ending));
+  Submit([this, id, shared] { return FinishLocked(id, *shared); },
+         [shared, done = std::move(done)](Status st) {
+           if (!done) return;
+           if (st.ok()) {
+             done(std::move(*shared));
+           } else {
+             done(std::move(st));
+           }
+         });
+}
+
+Status EventQueue::Finish(int64_t id, Ending& ending) {
+  return SubmitAndWait([this, id, &ending] { return FinishLocked(id, ending); });
+}
+
+Status EventQueue::FinishLocked(int64_t id, Ending& ending) {
+  const int64_t now = WallNowMicros();
+  const EventState state = ending.succeeded                    ? EventState::kSucceeded
+                           : ending.forward || ending.delivery ? EventState::kForwarded
+                                                               : EventState::kFailed;
+  auto s = db_->Prepare(
+      "UPDATE events SET state = ?, condition = ?, error = ?, updated_us = ? WHERE id = ?");
+  if (!s.ok()) return s.status();
+  s->Bind(1, StateName(state)).Bind(2, ending.condition).Bind(3, ending.error);
+  s->Bind(4, now).Bind(5, id);
+  THAW_RETURN_IF_ERROR(s->Run());
+  if (ending.forward) THAW_RETURN_IF_ERROR(InsertLocked(*ending.forward));
+  if (ending.delivery) {
+    Delivery& d = *ending.delivery;
+    auto ins = db_->Prepare(
+        "INSERT INTO deliveries (event_id, function, url, record, on_failure, state, attempts, "
+        "next_at_us, created_us, updated_us) VALUES (?, ?, ?, ?, ?, 'queued', 0, ?, ?, ?)");
+    if (!ins.ok()) return ins.status();
+    d.event_id = id;
+    d.created_us = now;
+    ins->Bind(1, id).Bind(2, d.function).Bind(3, d.url).Bind(4, d.record);
+    ins->Bind(5, int64_t{d.on_failure ? 1 : 0}).Bind(6, d.next_at_us).Bind(7, now).Bind(8, now);
+    THAW_RETURN_IF_ERROR(ins->Run());
+    d.id = sqlite3_last_insert_rowid(db_->raw());
+  }
+  return Status::Ok();
+}
+
+StatusOr<EventPage> EventQueue::List(const std::string& function, std::optional<EventState> state,
+                                     int64_t before, int limit) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto s = db_->Prepare("SELECT " + std::string(kColumns) +
+                        " FROM events WHERE function = ? AND id < ? AND (? IS NULL OR state = ?) "
+                        "ORDER BY id DESC LIMIT ?");
+  if (!s.ok()) return s.status();
+  s->Bind(1, function).Bind(2, before > 0 ? before : INT64_MAX);
+  if (state) {
+    s->Bind(3, StateName(*state)).Bind(4, StateName(*state));
+  } else {
+    s->BindNull(3).BindNull(4);
+  }
+  s->Bind(5, int64_t{limit} + 1);  // one more says whether there is a next page
+  EventPage page;
+  for (;;) {
+    auto row = s->Next();
+    if (!row.ok()) return row.status();
+    if (!*row) break;
+    if (static_cast<int>(page.events.size()) == limit) {
+      page.next = page.events.back().id;
+      break;
+    }
+    page.events.push_back(EventFromRow(*s));
+  }
+  return page;
+}
+
+StatusOr<std::vector<Event>> EventQueue::Redrive(const std::string& function,
+                                                 const std::vector<std::string>& request_ids) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<Event> out;
+  const int64_t now = WallNowMicros();
+  Status st = InTransaction(*db_, [&]() -> Status {
+    auto s = db_->Prepare("SELECT " + std::string(kColumns) +
+                          " FROM events WHERE function = ? AND state = 'failed' ORDER BY id");
+    if (!s.ok()) return s.status();
+    s->Bind(1, function);
+    std::map<std::string, Event> dead;
+    for (;;) {
+      auto row = s->Next();
+      if (!row.ok()) return row.status();
+      if (!*row) break;
+      Event e = EventFromRow(*s);
+      dead.emplace(e.request_id, std::move(e));
+    }
+    if (request_ids.empty()) {
+      for (auto& [id, e] : dead) out.push_back(std::move(e));
+    } else {
+      for (const std::string& id : request_ids) {
+        auto it = dead.find(id);
+        if (it == dead.end()) {
+          return NotFound("event " + id + " is not a dead letter of function " + function);
+        }
+        out.push_back(std::move(it->second));
+        dead.erase(it);
+      }
+    }
+    auto u = db_->Prepare(
+        "UPDATE events SET state = 'queued', attempts_before = attempts, created_us = ?, "
+        "next_at_us = 0, condition = '', error = '', updated_us = ? WHERE id = ?");
+    if (!u.ok()) return u.status();
+    for (Event& e : out) {
+      u->Reset();
+      u->Bind(1, now).Bind(2, now).Bind(3, e.id);
+      THAW_RETURN_IF_ERROR(u->Run());
+      e.state = EventState::kQueued;
+      e.attempts_before = e.attempts;
+      e.created_us = now;
+      e.next_at_us = 0;
+      e.condition.clear();
+      e.error.clear();
+    }
+    return Status::Ok();
+  });
+  if (!st.ok()) return st;
+  return out;
+}
+
+Status EventQueue::MarkDelivery(int64_t id, int attempts, int64_t next_at_us) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto s = db_->Prepare(
+      "UPDATE deliveries SET attempts = ?, next_at_us = ?, updated_us = ? WHERE id = ?");
+  if (!s.ok()) return s.status();
+  s->Bind(1, int64_t{attempts}).Bind(2, next_at_us).Bind(3, WallNowMicros()).Bind(4, id);
+  return s->Run();
+}
+
+Status EventQueue::EndDelivery(const Delivery& delivery, bool delivered) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const int64_t now = WallNowMicros();
+  return InTransaction(*db_, [&]() -> Status {
+    auto s = db_->Prepare("UPDATE deliveries SET state = ?, updated_us = ? WHERE id = ?");
+    if (!s.ok()) return s.status();
+    s->Bind(1, delivered ? "delivered" : "failed").Bind(2, now).Bind(3, delivery.id);
+    THAW_RETURN_IF_ERROR(s->Run());
+    if (delivered || !delivery.on_failure) return Status::Ok();
+    auto e = db_->Prepare(
+        "UPDATE events SET state = 'failed', updated_us = ? WHERE id = ? AND state = 'forwarded'");
+    if (!e.ok()) return e.status();
+    e->Bind(1, now).Bind(2, delivery.event_id);
+    return e->Run();
+  });
+}
+
+StatusOr<std::vector<Delivery>> EventQueue::PendingDeliveries() {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto s = db_->Prepare("SELECT " + std::string(kDeliveryColumns) +
+                        " FROM deliveries WHERE state = 'queued' ORDER BY id");
+  if (!s.ok()) return s.status();
+  std::vector<Delivery> out;
+  for (;;) {
+    auto row = s->Next();
+    if (!row.ok()) return row.status();
+    if (!*row) break;
+    out.push_back(DeliveryFromRow(*s));
+  }
+  return out;
 }
 
 StatusOr<std::vector<Event>> EventQueue::Recover() {
   std::lock_guard<std::mutex> lock(mu_);
   THAW_RETURN_IF_ERROR(db_->Exec("BEGIN IMMEDIATE"));
-  auto prune = db_->Prepare("DELETE FROM events WHERE state = 'succeeded' AND updated_us < ?");
-  if (!prune.ok()) return prune.status();
-  prune->Bind(1, WallNowMicros() - options_.keep_finished_us);
-  Status st = prune->Run();
+  Status st = Status::Ok();
+  for (const char* sql :
+       {"DELETE FROM events WHERE state IN ('succeeded', 'forwarded') AND updated_us < ?",
+        "DELETE FROM deliveries WHERE state != 'queued' AND updated_us < ?"}) {
+    auto prune = db_->Prepare(sql);
+    if (!prune.ok()) return prune.status();
+    prune->Bind(1, WallNowMicros() - options_.keep_finished_us);
+    if (st.ok()) st = prune->Run();
+  }
   std::vector<Event> out;
   if (st.ok()) {
     auto s = db_->Prepare("SELECT " + std::string(kColumns) +
@@ -189,23 +485,45 @@ StatusOr<Event> EventQueue::Get(int64_t id) {
 Status EventQueue::PutConfig(const std::string& function, const std::string& qualifier,
                              const InvokeConfig& config) {
   THAW_RETURN_IF_ERROR(ValidateInvokeConfig(config));
+  std::lock_guard<std::mutex> config_lock(config_mu_);
+  configs_.erase({function, qualifier});
   std::lock_guard<std::mutex> lock(mu_);
   auto s = db_->Prepare(
       "INSERT OR REPLACE INTO event_invoke_configs (function, qualifier, max_retry_attempts, "
-      "max_event_age_s, updated_us) VALUES (?, ?, ?, ?, ?)");
+      "max_event_age_s, updated_us, on_success, on_failure) VALUES (?, ?, ?, ?, ?, ?, ?)");
   if (!s.ok()) return s.status();
   s->Bind(1, function).Bind(2, qualifier);
   BindOptional(*s, 3, config.max_retry_attempts);
   BindOptional(*s, 4, config.max_event_age_s);
   s->Bind(5, config.updated_us != 0 ? config.updated_us : WallNowMicros());
+  BindOptionalText(*s, 6, config.on_success);
+  BindOptionalText(*s, 7, config.on_failure);
   return s->Run();
 }
 
 StatusOr<InvokeConfig> EventQueue::GetConfig(const std::string& function,
                                              const std::string& qualifier) {
+  // Held across the read so a concurrent Put/Delete cannot be overtaken by a stale value.
+  std::lock_guard<std::mutex> lock(config_mu_);
+  auto it = configs_.find({function, qualifier});
+  if (it != configs_.end()) {
+    if (!it->second) return NotFound("The function " + function + " has no event invoke config");
+    return *it->second;
+  }
+  auto got = ReadConfig(function, qualifier);
+  if (got.ok() || got.status().code() == StatusCode::kNotFound) {
+    configs_[{function, qualifier}] =
+        got.ok() ? std::optional<InvokeConfig>(*got) : std::optional<InvokeConfig>();
+  }
+  return got;
+}
+
+StatusOr<InvokeConfig> EventQueue::ReadConfig(const std::string& function,
+                                              const std::string& qualifier) {
   std::lock_guard<std::mutex> lock(mu_);
   auto s = db_->Prepare(
-      "SELECT max_retry_attempts, max_event_age_s, updated_us FROM event_invoke_configs "
+      "SELECT max_retry_attempts, max_event_age_s, updated_us, on_success, on_failure FROM "
+      "event_invoke_configs "
       "WHERE function = ? AND qualifier = ?");
   if (!s.ok()) return s.status();
   s->Bind(1, function).Bind(2, qualifier);
@@ -216,6 +534,8 @@ StatusOr<InvokeConfig> EventQueue::GetConfig(const std::string& function,
 }
 
 Status EventQueue::DeleteConfig(const std::string& function, const std::string& qualifier) {
+  std::lock_guard<std::mutex> config_lock(config_mu_);
+  configs_.erase({function, qualifier});
   std::lock_guard<std::mutex> lock(mu_);
   auto s = db_->Prepare("DELETE FROM event_invoke_configs WHERE function = ? AND qualifier = ?");
   if (!s.ok()) return s.status();
@@ -231,8 +551,8 @@ StatusOr<std::vector<std::pair<std::string, InvokeConfig>>> EventQueue::ListConf
     const std::string& function) {
   std::lock_guard<std::mutex> lock(mu_);
   auto s = db_->Prepare(
-      "SELECT qualifier, max_retry_attempts, max_event_age_s, updated_us FROM "
-      "event_invoke_configs WHERE function = ? ORDER BY qualifier");
+      "SELECT qualifier, max_retry_attempts, max_event_age_s, updated_us, on_success, on_failure "
+      "FROM event_invoke_configs WHERE function = ? ORDER BY qualifier");
   if (!s.ok()) return s.status();
   s->Bind(1, function);
   std::vector<std::pair<std::string, InvokeConfig>> out;

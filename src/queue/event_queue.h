@@ -1,21 +1,27 @@
 // EventQueue: the durable queue of asynchronous (Lambda Event) invocations, one row per event
 // in the data dir's SQLite database, and each function's event invoke config. Owned by the
-// server; thread-safe (one connection behind a mutex).
+// server; thread-safe (one connection behind a mutex; writes are committed in batches by the
+// queue's own writer thread).
 //
 // The crash contract: an event whose Add() returned is committed (WAL, synchronous=NORMAL), so
 // a kill -9 at any later moment loses none. Recover() at start puts events that were running
 // back to queued with their attempt count and request id unchanged: they run again
 // (at-least-once, as Lambda), and the meter, which keys records by request id, bills a re-run
-// attempt that had already finished only once.
+// attempt that had already finished only once. An event's end and the record its destination
+// gets are one transaction (Finish): a crash after it redelivers the record, never loses it.
+// Events that fail with no OnFailure destination stay as dead letters (kFailed) until redriven.
 #pragma once
 
+#include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "common/status.h"
@@ -26,7 +32,10 @@ class Db;
 
 namespace thaw::queue {
 
-enum class EventState { kQueued, kRunning, kSucceeded, kFailed };
+// kFailed: a dead letter (retries exhausted or too old, and no OnFailure destination took
+// its record); Redrive queues it again. kForwarded: failed, its record handed to its OnFailure
+// destination.
+enum class EventState { kQueued, kRunning, kSucceeded, kFailed, kForwarded };
 
 std::string_view StateName(EventState state);
 std::optional<EventState> ParseState(std::string_view name);
@@ -39,9 +48,41 @@ struct Event {
   std::string payload;
   std::string client_context;
   EventState state = EventState::kQueued;
-  int attempts = 0;        // tries started
-  int64_t next_at_us = 0;  // wall clock: not to run before
-  int64_t created_us = 0;  // wall clock: when accepted
+  int attempts = 0;         // tries started
+  int64_t next_at_us = 0;   // wall clock: not to run before
+  int64_t created_us = 0;   // wall clock: when accepted (or last redriven)
+  int attempts_before = 0;  // tries made before the last redrive
+  std::string condition;    // how it ended: Success, RetriesExhausted, EventAgeExceeded
+  std::string error;        // the last failed try's "Type: message"
+};
+
+// An invocation record on its way to a webhook destination.
+struct Delivery {
+  int64_t id = 0;  // set by Finish
+  int64_t event_id = 0;
+  std::string function;  // whose event it reports
+  std::string url;
+  std::string record;  // the JSON body
+  bool on_failure = false;
+  int attempts = 0;  // posts made
+  int64_t next_at_us = 0;
+  int64_t created_us = 0;
+};
+
+// How an event ended and where its record goes: committed together by Finish.
+struct Ending {
+  bool succeeded = false;
+  std::string condition;
+  std::string error;
+  std::optional<Event> forward;      // the record as an Event of the destination function
+  std::optional<Delivery> delivery;  // the record for a webhook
+};
+
+// One page of a function's events, newest first; `next` is the cursor of the next page (0:
+// none).
+struct EventPage {
+  std::vector<Event> events;
+  int64_t next = 0;
 };
 
 // Events not yet finished (queued or running) of one function.
@@ -50,12 +91,18 @@ struct Depth {
   int64_t oldest_created_us = 0;
 };
 
-// Lambda's FunctionEventInvokeConfig without destinations; unset: Lambda's default.
+// Lambda's FunctionEventInvokeConfig; unset: Lambda's default. A destination is an http(s)
+// URL or a function's internal name, optionally NAME:QUALIFIER.
 struct InvokeConfig {
   std::optional<int64_t> max_retry_attempts;  // 0-2 (default 2)
   std::optional<int64_t> max_event_age_s;     // 60-21600 (default 21600)
+  std::optional<std::string> on_success;
+  std::optional<std::string> on_failure;
   int64_t updated_us = 0;
 };
+
+// Whether a destination is a webhook (an http:// or https:// URL) rather than a function.
+bool IsWebhook(std::string_view destination);
 
 // InvalidArgument naming the field when a value is out of Lambda's range. Pure.
 Status ValidateInvokeConfig(const InvokeConfig& config);
@@ -73,11 +120,43 @@ class EventQueue {
   EventQueue(const EventQueue&) = delete;
   EventQueue& operator=(const EventQueue&) = delete;
 
-  // Commits `event` as queued and sets its id; the caller may answer 202 once this returns ok.
-  [[nodiscard]] Status Add(Event& event);
+  // Writes go through one writer thread that commits every write waiting at once in one
+  // transaction (group commit), in the order they were submitted; `done` callbacks run on that
+  // thread once their write is committed (or failed). The blocking forms wait for it.
+  using AddDone = std::function<void(StatusOr<int64_t>)>;
+  using FinishDone = std::function<void(StatusOr<Ending>)>;
+
+  // Commits `event` as queued; `done` gets its id. The caller may answer 202 once it ran ok.
+  void AddAsync(Event event, AddDone done);
+  [[nodiscard]] Status Add(Event& event);  // sets event.id
+  // Fire and forget: a crash before they commit re-runs the try under the same request id.
+  void MarkRunningAsync(int64_t id, int attempts);
+  void MarkQueuedAsync(int64_t id, int64_t next_at_us);
   [[nodiscard]] Status MarkRunning(int64_t id, int attempts);
   [[nodiscard]] Status MarkQueued(int64_t id, int64_t next_at_us);
   [[nodiscard]] Status MarkDone(int64_t id, bool succeeded);
+  // Ends event `id` as `ending` says and, in the same transaction, adds its forward event and
+  // delivery (setting their ids); a forwarded failure is kForwarded, else kFailed.
+  void FinishAsync(int64_t id, Ending ending, FinishDone done);
+  [[nodiscard]] Status Finish(int64_t id, Ending& ending);
+  // `function`'s events, newest first, with ids below `before` (0: from the newest), in
+  // `state` when given; at most `limit`.
+  [[nodiscard]] StatusOr<EventPage> List(const std::string& function,
+                                         std::optional<EventState> state, int64_t before,
+                                         int limit);
+  // Queues `function`'s dead letters again (those whose request ids are in `request_ids`, or
+  // all of them when it is empty) as new: their age and retries start over, their tries keep
+  // counting (so each is metered under a request id of its own). NotFound naming an id that is
+  // not a dead letter of `function`, and then nothing changes.
+  [[nodiscard]] StatusOr<std::vector<Event>> Redrive(const std::string& function,
+                                                     const std::vector<std::string>& request_ids);
+
+  // Webhook deliveries: a post made (retry at `next_at_us`), or the end of one. A failed
+  // OnFailure delivery makes its event a dead letter again.
+  [[nodiscard]] Status MarkDelivery(int64_t id, int attempts, int64_t next_at_us);
+  [[nodiscard]] Status EndDelivery(const Delivery& delivery, bool delivered);
+  // At start: deliveries not yet ended, oldest first.
+  [[nodiscard]] StatusOr<std::vector<Delivery>> PendingDeliveries();
   // At start, before anything is added: every unfinished event, oldest first, as it was (a
   // kRunning one was cut short by the crash); in the table running ones go back to queued.
   [[nodiscard]] StatusOr<std::vector<Event>> Recover();
@@ -97,12 +176,33 @@ class EventQueue {
 
  private:
   EventQueue(std::unique_ptr<store::Db> db, QueueOptions options);
-  Status SetState(int64_t id, EventState state, std::optional<int> attempts,
-                  std::optional<int64_t> next_at_us);
+  struct Write {
+    std::function<Status()> op;        // runs on the writer thread, mu_ held, in a transaction
+    std::function<void(Status)> done;  // may be empty
+  };
+  void Submit(std::function<Status()> op, std::function<void(Status)> done);
+  Status SubmitAndWait(std::function<Status()> op);
+  void WriterLoop();
+  // mu_ held, inside a transaction:
+  Status SetStateLocked(int64_t id, EventState state, std::optional<int> attempts,
+                        std::optional<int64_t> next_at_us);
+  Status InsertLocked(Event& event);
+  Status FinishLocked(int64_t id, Ending& ending);
+  StatusOr<InvokeConfig> ReadConfig(const std::string& function, const std::string& qualifier);
+
+  std::mutex write_mu_;
+  std::condition_variable write_cv_;
+  std::vector<Write> writes_;  // guarded by write_mu_
+  bool stopping_ = false;      // guarded by write_mu_
+  // Configs by (function, qualifier), read through: every event's end asks for its function's.
+  // Taken before mu_.
+  std::mutex config_mu_;
+  std::map<std::pair<std::string, std::string>, std::optional<InvokeConfig>> configs_;
 
   std::mutex mu_;
   std::unique_ptr<store::Db> db_;  // guarded by mu_
   const QueueOptions options_;
+  std::thread writer_;  // last: started once the rest is built, joined first
 };
 
 }  // namespace thaw::queue

@@ -234,22 +234,6 @@ StatusOr<int64_t> JobStore::DropOutputs(int64_t before_us) {
   return static_cast<int64_t>(sqlite3_changes(db_->raw()));
 }
 
-StatusOr<std::string> JobStore::WebhookSecret(const std::string& function) {
-  std::lock_guard<std::mutex> lock(mu_);
-  auto ins = db_->Prepare(
-      "INSERT OR IGNORE INTO webhook_secrets (function, secret, created_us) VALUES (?, ?, ?)");
-  if (!ins.ok()) return ins.status();
-  ins->Bind(1, function).Bind(2, "whsec_" + RandomHex(24)).Bind(3, WallNowMicros());
-  THAW_RETURN_IF_ERROR(ins->Run());
-  auto s = db_->Prepare("SELECT secret FROM webhook_secrets WHERE function = ?");
-  if (!s.ok()) return s.status();
-  s->Bind(1, function);
-  auto row = s->Next();
-  if (!row.ok()) return row.status();
-  if (!*row) return Internal("webhook secret of " + function + " vanished");
-  return s->Text(0);
-}
-
 StatusOr<std::pair<int64_t, int64_t>> JobStore::ScheduleState(const std::string& function,
                                                               const std::string& expression) {
   std::lock_guard<std::mutex> lock(mu_);

@@ -94,9 +94,6 @@ class JobStore {
   // job_retention_hours: drops the input and output of jobs finished before `before_us`.
   [[nodiscard]] StatusOr<int64_t> DropOutputs(int64_t before_us);
 
-  // The function's webhook signing secret, made on first use.
-  [[nodiscard]] StatusOr<std::string> WebhookSecret(const std::string& function);
-
   // Schedules: when (function, index) last fired and when it was first deployed (0, 0: never
   // seen), and recording them.
   [[nodiscard]] StatusOr<std::pair<int64_t, int64_t>> ScheduleState(const std::string& function,

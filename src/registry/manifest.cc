@@ -10,8 +10,8 @@
 
 #include "common/json_text.h"
 #include "common/tenant.h"
-#include "queue/schedule.h"
 #include "models/names.h"
+#include "queue/schedule.h"
 
 namespace thaw::registry {
 namespace {
@@ -350,6 +350,35 @@ bool IsValidInternalFunctionName(const std::string& name) {
          IsValidFunctionName(name.substr(dot + 1));
 }
 
+namespace {
+
+// What is wrong with an on_success/on_failure destination, or nothing (it is resolved against
+// the function's tenant when an event ends: gateway/invoker.h ResolveDestination).
+std::optional<std::string> DestinationProblem(const std::string& d) {
+  if (d.empty() || d.size() > 2048) return "must be 1-2048 bytes";
+  for (char c : d) {
+    if (static_cast<unsigned char>(c) <= ' ') return "must not contain spaces or control bytes";
+  }
+  for (std::string_view scheme : {"http://", "https://"}) {
+    if (d.starts_with(scheme)) {
+      if (d.size() == scheme.size() || d[scheme.size()] == '/') return "a URL needs a host";
+      return std::nullopt;
+    }
+  }
+  if (d.starts_with("arn:")) {
+    if (d.find(":function:") == std::string::npos) {
+      return "must be an http(s) URL or a Lambda function (name or ARN)";
+    }
+    return std::nullopt;
+  }
+  if (!IsValidFunctionName(d.substr(0, d.find(':')))) {
+    return "must be an http(s) URL or a function's name, NAME:QUALIFIER or ARN, got '" + d + "'";
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
 StatusOr<Manifest> ParseManifest(const std::string& yaml_text, const std::string& fallback_name) {
   YAML::Node root;
   try {
@@ -519,6 +548,11 @@ StatusOr<Manifest> ParseManifest(const std::string& yaml_text, const std::string
       auto v = ReadModels(value);
       if (!v.ok()) return v.status();
       m.models = std::move(*v);
+    } else if (key == "on_success" || key == "on_failure") {
+      auto v = ReadString(value, key);
+      if (!v.ok()) return v.status();
+      if (auto why = DestinationProblem(*v)) return FieldError(key, *why);
+      (key == "on_success" ? m.on_success : m.on_failure) = *v;
     } else if (key == "batch") {
       auto v = ReadBatch(value);
       if (!v.ok()) return v.status();
@@ -603,6 +637,8 @@ json::object ManifestToJsonObject(const Manifest& m) {
       {"url_auth", m.url_public ? "none" : "key"},
       {"network", NetworkName(m.network)},
       {"template", m.template_off ? "off" : "auto"},
+      {"on_success", m.on_success},
+      {"on_failure", m.on_failure},
       {"gpu",
        json::object{{"count", m.gpu.count}, {"memory_gb", m.gpu.memory_gb}, {"kind", m.gpu.kind}}}};
   if (!m.openai.models.empty()) {
@@ -667,6 +703,8 @@ StatusOr<Manifest> ManifestFromJson(const std::string& json_text) {
     // Added after the first release: absent from older stored manifests.
     if (auto* rn = o.if_contains("runtime_name")) m.runtime_name = json::value_to<std::string>(*rn);
     if (auto* d = o.if_contains("description")) m.description = json::value_to<std::string>(*d);
+    if (auto* d = o.if_contains("on_success")) m.on_success = json::value_to<std::string>(*d);
+    if (auto* d = o.if_contains("on_failure")) m.on_failure = json::value_to<std::string>(*d);
     if (auto* n = o.if_contains("network"); n != nullptr && n->is_string()) {
       m.network = n->as_string() == "none" ? Network::kNone : Network::kEgress;
     }

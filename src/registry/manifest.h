@@ -108,6 +108,11 @@ struct Manifest {
   bool catch_up = true;
 
   std::vector<ModelRef> models;
+
+  // Event destinations (on_success, on_failure): an http(s) URL, or a function of the same
+  // tenant by name, NAME:QUALIFIER or ARN; empty: none. An event invoke config's win.
+  std::string on_success;
+  std::string on_failure;
 };
 
 // Maps a runtime name (thaw's, or a Lambda name such as python3.11) onto a Runtime. The error

@@ -32,6 +32,9 @@ const std::vector<Knob> kKnobs = {
     {"max_queued_events", "Event invocations waiting or running per function (429 past it)"},
     {"async_retry_base_ms", "delay before a failed Event invocation's first retry"},
     {"job_retention_hours", "how long a finished job keeps its input and output"},
+    {"durable_events", "commit Event invocations to thaw.db before the 202 (false: memory only)"},
+    {"webhook_private_addresses",
+     "let webhook destinations post to loopback, private and link-local addresses (true/false)"},
     {"log_rate_bytes", "bytes per second one instance may print; faster, its pipe fills"},
     {"node_memory_mb",
      "memory_mb of all live instances together (0: the machine's less 10%, >= 1 GB)"},
@@ -152,6 +155,10 @@ Status ApplyConfigValues(const std::map<std::string, std::string>& values, Confi
       THAW_RETURN_IF_ERROR(ParseInt(name, v, 1, 3'600'000, c.async_retry_base_ms));
     } else if (name == "job_retention_hours") {
       THAW_RETURN_IF_ERROR(ParseInt(name, v, 1, 87'600, c.job_retention_hours));
+    } else if (name == "webhook_private_addresses") {
+      THAW_RETURN_IF_ERROR(ParseBool(name, v, c.webhook_private_addresses));
+    } else if (name == "durable_events") {
+      THAW_RETURN_IF_ERROR(ParseBool(name, v, c.durable_events));
     } else if (name == "instance_uids") {
       THAW_RETURN_IF_ERROR(ParseInt(name, v, 1, 100'000, c.instance_uids));
     } else if (name == "auth") {

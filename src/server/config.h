@@ -37,7 +37,12 @@ struct Config {
   int64_t max_queued_events = 100'000;  // Event invocations waiting or running, per function
   int64_t async_retry_base_ms = 1000;   // first retry of a failed Event invocation
   int64_t job_retention_hours = 24;     // a finished job's input and output are kept this long
-  int64_t log_rate_bytes = 1 << 20;     // what one instance may print per second (and burst)
+  // false: Event invocations live in memory only (a stop loses them; no dead letters or
+  // event invoke configs), to measure what durability costs.
+  bool durable_events = true;
+  // true: webhook destinations may post to loopback, private and link-local addresses.
+  bool webhook_private_addresses = false;
+  int64_t log_rate_bytes = 1 << 20;  // what one instance may print per second (and burst)
   int64_t node_memory_mb = 0;  // memory_mb all live instances may add up to; 0: machine less 10%
   bool auth = true;
   bool sandbox = true;    // jail instances when root; false runs plain processes

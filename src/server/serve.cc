@@ -423,7 +423,8 @@ int RunServe(Config config, const std::string& exe_dir) {
   metrics::StatsRing live;
   gateway::Api api(gateway::ApiDeps{registry->get(), &pools, &logs, active_meter, &config, *key,
                                     isolation, &metrics, keys->get(), &gate, gpus.get(),
-                                    events->get(), &live, jobs->get(), models->get()});
+                                    config.durable_events ? events->get() : nullptr, &live,
+                                    jobs->get(), models->get()});
 
   asio::ip::tcp::acceptor acceptor(ioc);
   boost::system::error_code ec;

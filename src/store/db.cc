@@ -126,7 +126,7 @@ constexpr const char* kMigrations[] = {
     ALTER TABLE invocations ADD COLUMN batch_size INTEGER NOT NULL DEFAULT 0;
     )sql",
     // 8: jobs (queue/job_store.h): long asynchronous invocations with status, output and
-    // metrics; each function's webhook signing secret; when each schedule last fired.
+    // metrics; when each schedule last fired.
     R"sql(
     CREATE TABLE jobs (
       id TEXT PRIMARY KEY,
@@ -149,11 +149,6 @@ constexpr const char* kMigrations[] = {
     );
     CREATE INDEX jobs_by_function ON jobs (function, id);
     CREATE INDEX jobs_by_status ON jobs (status);
-    CREATE TABLE webhook_secrets (
-      function TEXT PRIMARY KEY,
-      secret TEXT NOT NULL,
-      created_us INTEGER NOT NULL
-    );
     CREATE TABLE schedule_runs (
       function TEXT NOT NULL,
       expression TEXT NOT NULL,
@@ -190,6 +185,32 @@ constexpr const char* kMigrations[] = {
     // 10: how a cold start's instance began: fork (from a template) or full; '' when warm.
     R"sql(
     ALTER TABLE invocations ADD COLUMN start_kind TEXT NOT NULL DEFAULT '';
+    )sql",
+    // 11: Event destinations and dead letters (queue/event_queue.h): why an event ended, its
+    // last error and the tries made before it was last redriven, destinations per event invoke
+    // config (NULL: none; a function's internal name[:qualifier] or an http(s) URL), and the
+    // invocation records on their way to webhooks.
+    R"sql(
+    ALTER TABLE events ADD COLUMN condition TEXT NOT NULL DEFAULT '';
+    ALTER TABLE events ADD COLUMN error TEXT NOT NULL DEFAULT '';
+    ALTER TABLE events ADD COLUMN attempts_before INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE event_invoke_configs ADD COLUMN on_success TEXT;
+    ALTER TABLE event_invoke_configs ADD COLUMN on_failure TEXT;
+    CREATE TABLE deliveries (
+      id INTEGER PRIMARY KEY AUTOINCREMENT,
+      event_id INTEGER NOT NULL,
+      function TEXT NOT NULL,
+      url TEXT NOT NULL,
+      record BLOB NOT NULL,
+      on_failure INTEGER NOT NULL,
+      state TEXT NOT NULL,
+      attempts INTEGER NOT NULL,
+      next_at_us INTEGER NOT NULL,
+      created_us INTEGER NOT NULL,
+      updated_us INTEGER NOT NULL
+    );
+    CREATE INDEX deliveries_by_state ON deliveries (state);
+    CREATE INDEX events_by_function ON events (function, id);
     )sql",
 };
 

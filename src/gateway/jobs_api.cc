@@ -205,10 +205,11 @@ struct JobsApi::State {
          name = std::string(event_name), tries]() -> asio::awaitable<void> {
           asio::steady_timer timer(co_await asio::this_coro::executor);
           for (int attempt = 1;; ++attempt) {
+            std::vector<std::pair<std::string, std::string>> headers;
+            headers.emplace_back("X-Thaw-Signature", queue::WebhookSignature(secret, body));
+            headers.emplace_back("X-Thaw-Webhook-Event", name);
             auto status =
-                co_await PostWebhook(url, body,
-                                     {{"X-Thaw-Signature", queue::WebhookSignature(secret, body)},
-                                      {"X-Thaw-Webhook-Event", name}},
+                co_await PostWebhook(url, body, headers,
                                      std::chrono::milliseconds(self->options.webhook_timeout_ms),
                                      self->options.webhook_private_addresses);
             if (status.ok() && *status >= 200 && *status < 300) co_return;

@@ -119,10 +119,16 @@ void Scheduler::Fire(const std::string& function, const Entry& entry, int64_t fi
   req.function = function;
   req.request_id = NewRequestId();
   req.payload = queue::ScheduledEventPayload(req.request_id, account, region_, rule, fire_us);
-  if (Status st = invoker_->Enqueue(std::move(req), executor_); !st.ok()) {
-    spdlog::warn("schedule {} of {}: not fired: {}", entry.schedule.expression, function,
-                 st.message());
-  }
+  // The enqueue is committed by the queue's writer (group commit): awaited off this thread.
+  asio::co_spawn(
+      executor_,
+      [invoker = invoker_, executor = executor_, req = std::move(req),
+       expression = entry.schedule.expression, function]() mutable -> asio::awaitable<void> {
+        if (Status st = co_await invoker->Enqueue(std::move(req), executor); !st.ok()) {
+          spdlog::warn("schedule {} of {}: not fired: {}", expression, function, st.message());
+        }
+      },
+      asio::detached);
 }
 
 }  // namespace thaw::gateway

@@ -522,7 +522,7 @@ TEST(SchedulesTest, AMissedRunFiresOnceAtStartUnlessCatchUpIsOff) {
   EXPECT_EQ(events, 1u) << logs;
   // catch_up: false: the same decision turn enqueued nothing for it.
   auto quiet = server->Call("GET", "/v1/functions/quiet");
-  EXPECT_NE(quiet.body.find(R"("instances":{"starting":0,"ready":0,"stopping":0})"),
+  EXPECT_NE(quiet.body.find(R"("instances":{"starting":0,"ready":0,"busy":0,"stopping":0})"),
             std::string::npos)
       << quiet.body;
   EXPECT_EQ(server->Call("GET", "/v1/functions/quiet/logs").body.find("EVENT"), std::string::npos);

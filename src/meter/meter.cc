@@ -569,7 +569,7 @@ StatusOr<std::vector<SeriesBucket>> Meter::Series(const std::string& function, i
       "ROW_NUMBER() OVER (PARTITION BY (start_us - ?2) / ?4 ORDER BY duration_us) AS rn, "
       "COUNT(*) OVER (PARTITION BY (start_us - ?2) / ?4) AS n FROM invocations "
       "WHERE function = ?1 AND start_us >= ?2 AND start_us < ?3 "
-      "AND status NOT IN ('gpu_idle', 'init_error')) "
+      "AND status NOT IN ('gpu_idle', 'init_error', 'template_init')) "
       "SELECT b, COUNT(*), SUM(status IN ('error', 'timeout', 'crash')), "
       "SUM(status = 'throttled'), SUM(cold_start != 0), SUM(duration_us), "
       "MAX(CASE WHEN rn = (50 * n + 99) / 100 THEN duration_us END), "
@@ -617,7 +617,7 @@ StatusOr<int64_t> Meter::LastCalled(const std::string& function) {
   std::lock_guard<std::mutex> lock(db_mu_);
   auto stmt = db_->Prepare(
       "SELECT MAX(start_us) FROM invocations WHERE function = ?1 "
-      "AND status NOT IN ('gpu_idle', 'init_error')");
+      "AND status NOT IN ('gpu_idle', 'init_error', 'template_init')");
   if (!stmt.ok()) return stmt.status();
   stmt->Bind(1, function);
   auto row = stmt->Next();

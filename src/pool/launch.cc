@@ -110,6 +110,13 @@ std::shared_ptr<instance::Template> FunctionPool::TemplateFor(PoolContext* ctx,
   return ctx->manager->TemplateOf(v.function, v.version);
 }
 
+// The version's models (models/store.h), each bound read-only at its mount path.
+void FunctionPool::AddModelMounts(sandbox::SpawnRequest& req) const {
+  for (const registry::ModelRef& model : version_->manifest.models) {
+    req.mounts.emplace_back(ctx_->models_dir + "/" + model.digest, model.mount);
+  }
+}
+
 bool FunctionPool::TemplateAllowed() const { return template_ != nullptr; }
 
 void FunctionPool::Prewarm() {
@@ -146,6 +153,7 @@ void FunctionPool::StartTemplate() {
   req.cgroup =
       version_->function + "-" + std::to_string(version_->version) + "-template-" + RandomHex(4);
   req.template_channel = true;
+  AddModelMounts(req);  // its forks inherit its mounts
   req.stdout_fd = out[1];
   req.stderr_fd = out[1];
   std::make_shared<TemplateLog>(ctx_->executor, UniqueFd(out[0]), ctx_->logs, version_->function)
@@ -399,9 +407,7 @@ void FunctionPool::StartWith(const InstancePtr& inst, instance::InstanceFactory&
   req.cwd = version_->bundle_dir;
   req.bundle_dir = version_->bundle_dir;
   req.private_network = private_network;
-  for (const registry::ModelRef& model : version_->manifest.models) {
-    req.mounts.emplace_back(ctx_->models_dir + "/" + model.digest, model.mount);
-  }
+  AddModelMounts(req);
   const int64_t memory_mb = version_->manifest.memory_mb;
   req.limits.memory_bytes = memory_mb << 20;
   req.limits.pids_max = ctx_->pids_max;

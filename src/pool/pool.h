@@ -304,6 +304,7 @@ class FunctionPool : public std::enable_shared_from_this<FunctionPool> {
   // Whether this version may fork from a template: the knob, `template: auto`, python3, no
   // GPUs, network: egress.
   bool TemplateAllowed() const;
+  void AddModelMounts(sandbox::SpawnRequest& req) const;
   const std::string& arn() const { return qualified_arn_; }
 
  private:

@@ -206,7 +206,7 @@ StatusOr<std::vector<Job>> JobStore::Recover() {
   std::vector<Job> out;
   Status st = Status::Ok();
   auto s = db_->Prepare("SELECT " + std::string(kColumns) +
-                        " FROM jobs WHERE status IN ('queued', 'running') ORDER BY id");
+                        " FROM jobs WHERE status IN ('queued', 'running') ORDER BY created_us, id");
   if (!s.ok()) st = s.status();
   while (st.ok()) {
     auto row = s->Next();

@@ -208,10 +208,9 @@ struct JobsApi::State {
             std::vector<std::pair<std::string, std::string>> headers;
             headers.emplace_back("X-Thaw-Signature", queue::WebhookSignature(secret, body));
             headers.emplace_back("X-Thaw-Webhook-Event", name);
-            auto status =
-                co_await PostWebhook(url, body, headers,
-                                     std::chrono::milliseconds(self->options.webhook_timeout_ms),
-                                     self->options.webhook_private_addresses);
+            auto status = co_await PostWebhook(
+                url, body, headers, std::chrono::milliseconds(self->options.webhook_timeout_ms),
+                self->options.webhook_private_addresses);
             if (status.ok() && *status >= 200 && *status < 300) co_return;
             const std::string why =
                 status.ok() ? "HTTP " + std::to_string(*status) : status.status().message();

@@ -31,8 +31,8 @@
 #include "common/clock.h"
 #include "common/status.h"
 #include "common/unique_fd.h"
-#include "pool/keep_alive.h"
 #include "instance/instance_factory.h"
+#include "pool/keep_alive.h"
 #include "pool/policy.h"
 #include "registry/registry.h"
 #include "sandbox/gpu.h"
@@ -411,8 +411,8 @@ class FunctionPool : public std::enable_shared_from_this<FunctionPool> {
   int64_t batch_wake_us_ = 0;
   // Cancel()ed before they were submitted: request id -> when (monotonic), guarded by mu_.
   std::map<std::string, int64_t> canceled_early_;
-  IdleHistogram idle_times_;                   // guarded by mu_: the adaptive keep-alive's
-  int64_t idle_since_us_ = -1;                 // guarded by mu_: PoolView::idle_since_us
+  IdleHistogram idle_times_;    // guarded by mu_: the adaptive keep-alive's
+  int64_t idle_since_us_ = -1;  // guarded by mu_: PoolView::idle_since_us
 };
 
 // All pools, keyed by function, version and whether they serve $LATEST, plus the pid -> instance

@@ -46,6 +46,8 @@ add_custom_command(OUTPUT ${digits_batched_out}/thaw.yaml ${digits_batched_out}/
 add_custom_target(digits_torch_batched ALL DEPENDS ${digits_batched_out}/thaw.yaml
                                                    ${digits_batched_out}/app.py
                                                    ${digits_batched_out}/model.pt)
+# The shared inputs (data, model.pt) are made by digits_torch alone: one rule, never two at once.
+add_dependencies(digits_torch_batched digits_torch)
 add_dependencies(integration_tests digits_torch_batched)
 
 # examples/digits-torch-store: the same app with its model in the model store. The bundle is
@@ -64,4 +66,5 @@ add_custom_command(OUTPUT ${digits_store_out}/thaw.yaml ${digits_store_out}/app.
 add_custom_target(digits_torch_store ALL DEPENDS ${digits_store_out}/thaw.yaml
                                                  ${digits_store_out}/app.py
                                                  ${digits_model_out}/model.pt)
+add_dependencies(digits_torch_store digits_torch)
 add_dependencies(integration_tests digits_torch_store)

@@ -63,4 +63,12 @@ std::string JsonText(const boost::json::value& v) {
   return out;
 }
 
+boost::json::value JsonOrString(const std::string& text) {
+  if (text.empty()) return nullptr;
+  boost::system::error_code ec;
+  boost::json::value v = boost::json::parse(text, ec);
+  if (ec) return boost::json::value(text);
+  return v;
+}
+
 }  // namespace thaw

@@ -14,5 +14,8 @@ namespace thaw {
 std::string JsonNumber(double x);
 // `v` as compact JSON text, numbers as JsonNumber writes them.
 std::string JsonText(const boost::json::value& v);
+// JSON text as its value; anything else (plain text, a partial stream) as a JSON string; empty
+// text as null. For payloads, which are JSON on Lambda, though a function may answer bytes.
+boost::json::value JsonOrString(const std::string& text);
 
 }  // namespace thaw

@@ -93,15 +93,6 @@ json::value TimeOrNull(int64_t wall_us) {
   return json::value(IsoMillis(wall_us));
 }
 
-// JSON text as its value; anything else (a partial stream, plain text) as a string.
-json::value AsJson(const std::string& text) {
-  if (text.empty()) return nullptr;
-  boost::system::error_code ec;
-  json::value v = json::parse(text, ec);
-  if (ec) return json::value(text);
-  return v;
-}
-
 double Ms(int64_t us) { return static_cast<double>(us) / 1000.0; }
 
 }  // namespace
@@ -160,8 +151,8 @@ struct JobsApi::State {
     json::object o{{"id", j.id},
                    {"function", shown},
                    {"status", queue::JobStatusName(j.status)},
-                   {"input", j.output_dropped ? json::value(nullptr) : AsJson(j.input)},
-                   {"output", j.output_dropped ? json::value(nullptr) : AsJson(j.output)},
+                   {"input", j.output_dropped ? json::value(nullptr) : JsonOrString(j.input)},
+                   {"output", j.output_dropped ? json::value(nullptr) : JsonOrString(j.output)},
                    {"error", nullptr},
                    {"metrics", std::move(metrics)},
                    {"created_at", TimeOrNull(j.created_us)},

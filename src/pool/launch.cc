@@ -208,17 +208,7 @@ void FunctionPool::OnTemplateSpawned(StatusOr<sandbox::Spawned> spawned, int64_t
     return;
   }
   // Template init is billed as Lambda bills the INIT phase: its own usage line (init_gb_s).
-  meter::Record rec;
-  rec.request_id = NewRequestId();
-  rec.function = function;
-  rec.version = std::to_string(version_->version);
-  rec.end_us = ctx_->clock->WallMicros();
-  rec.start_us = rec.end_us - init_us;
-  rec.duration_us = init_us;
-  rec.billed_ms = meter::BilledMillis(init_us);
-  rec.memory_mb = version_->manifest.memory_mb;
-  rec.init_us = init_us;
-  rec.status = meter::kTemplateInitStatus;
+  meter::Record rec = InitRecord(init_us, meter::kTemplateInitStatus);
   if (ctx_->meter != nullptr) ctx_->meter->Add(std::move(rec));
   ctx_->logs->Append(function, "", "platform",
                      "TEMPLATE_REPORT Init Duration: " + FormatMs(init_us) + " ms\tMemory Size: " +

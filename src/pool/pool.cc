@@ -758,8 +758,9 @@ void FunctionPool::InitFailedLocked(Instance& inst, Effects& fx) {
   }
 }
 
-void FunctionPool::RecordInitLocked(const Instance& inst, int64_t cpu_us, Effects& fx) {
-  const int64_t init_us = ctx_->clock->MonoMicros() - inst.spawned_us;
+// The meter record of an init that ran on its own (no invocation): billed as Lambda bills its
+// INIT phase, from `init_us` ago until now.
+meter::Record FunctionPool::InitRecord(int64_t init_us, std::string status) const {
   meter::Record rec;
   rec.request_id = NewRequestId();
   rec.function = version_->function;
@@ -769,10 +770,16 @@ void FunctionPool::RecordInitLocked(const Instance& inst, int64_t cpu_us, Effect
   rec.duration_us = init_us;
   rec.billed_ms = meter::BilledMillis(init_us);
   rec.memory_mb = version_->manifest.memory_mb;
+  rec.init_us = init_us;
+  rec.status = std::move(status);
+  return rec;
+}
+
+void FunctionPool::RecordInitLocked(const Instance& inst, int64_t cpu_us, Effects& fx) {
+  const int64_t init_us = ctx_->clock->MonoMicros() - inst.spawned_us;
+  meter::Record rec = InitRecord(init_us, "init_error");
   rec.max_memory_used_mb = inst.peak_rss_mb;
   rec.cpu_us = std::max<int64_t>(0, cpu_us);
-  rec.init_us = init_us;
-  rec.status = "init_error";
   rec.error_type = inst.init_error_type;
   fx.records.push_back(std::move(rec));
 }

@@ -50,6 +50,7 @@ class Template;
 }
 namespace thaw::meter {
 class Meter;
+struct Record;
 }
 namespace thaw::metrics {
 class Registry;
@@ -375,6 +376,7 @@ class FunctionPool : public std::enable_shared_from_this<FunctionPool> {
   void EmitLineLocked(Instance& instance, const char* stream, std::string text);
   void InitFailedLocked(Instance& instance, Effects& fx);
   // Meters a failed init's time and CPU (no invocation was served).
+  meter::Record InitRecord(int64_t init_us, std::string status) const;
   void RecordInitLocked(const Instance& instance, int64_t cpu_us, Effects& fx);
   void WatchLog(InstancePtr instance, bool stderr_stream);
   void RecordLocked(const InvocationPtr& inv, const Result& result, const char* status,

@@ -12,16 +12,6 @@ namespace {
 
 namespace json = boost::json;
 
-// JSON text as its value; anything else as a string (Lambda payloads are JSON, but a function
-// may answer bytes).
-json::value AsJson(const std::string& text) {
-  if (text.empty()) return nullptr;
-  boost::system::error_code ec;
-  json::value v = json::parse(text, ec);
-  if (ec) return json::value(text);
-  return v;
-}
-
 std::string Timestamp(int64_t wall_us) {
   const time_t secs = static_cast<time_t>(wall_us / 1'000'000);
   tm t;
@@ -44,9 +34,9 @@ std::string InvocationRecord(const RecordInput& in) {
   json::object record{{"version", "1.0"},
                       {"timestamp", Timestamp(in.timestamp_us)},
                       {"requestContext", std::move(request)},
-                      {"requestPayload", AsJson(in.payload)},
+                      {"requestPayload", JsonOrString(in.payload)},
                       {"responseContext", std::move(response)},
-                      {"responsePayload", AsJson(in.response)}};
+                      {"responsePayload", JsonOrString(in.response)}};
   return JsonText(record);
 }
 

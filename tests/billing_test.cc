@@ -174,11 +174,11 @@ constexpr char kTokenModel[] = R"PY(def handler(event, context):
 TEST(TokenBillingTest, TokensArePricedOnBothSheetsAndCountTowardBudgets) {
   // Only tokens cost: $150 per million prompt tokens, $600 per million completion tokens, so
   // one call is 1000 x 150 + 3000 x 600 micro-dollars = $1.95.
-  auto server = ThawServer::Start({"--price-request-micro-per-million=0",
-                                   "--price-gb-second-pico=0", "--price-cpu-second-pico=0",
-                                   "--price-peak-gb-second-pico=0", "--price-gpu-second-pico=0",
-                                   "--price-prompt-tokens-micro-per-million=150000000",
-                                   "--price-completion-tokens-micro-per-million=600000000"});
+  auto server = ThawServer::Start(
+      {"--price-request-micro-per-million=0", "--price-gb-second-pico=0",
+       "--price-cpu-second-pico=0", "--price-peak-gb-second-pico=0", "--price-gpu-second-pico=0",
+       "--price-init-gb-second-pico=0", "--price-prompt-tokens-micro-per-million=150000000",
+       "--price-completion-tokens-micro-per-million=600000000"});
   const std::string dir =
       PythonBundle("chat", kTokenModel, "openai: {models: [priced], kind: chat}\n");
   ASSERT_EQ(server->Deploy("chat", dir).status, 201);

@@ -34,6 +34,28 @@ StatusOr<HttpResult> Call(const ClientOptions& o, const std::string& method,
   return HttpCall(o.server, method, target, body, headers);
 }
 
+int FailResponse(const HttpResult& r);
+
+// One request whose answer is a JSON object: -1 with `out` filled from a 200 answer, else the
+// exit code of a command that is done (a failed call, an error answer, or --json, which prints
+// the body as it came).
+int CallForObject(const ClientOptions& o, const std::string& method, const std::string& target,
+                  const std::string& body, json::object& out) {
+  auto r = Call(o, method, target, body);
+  if (!r.ok()) return Fail(r.status().message());
+  if (r->status != 200) return FailResponse(*r);
+  if (o.json) {
+    std::cout << r->body << "\n";
+    return 0;
+  }
+  out = json::parse(r->body).as_object();
+  return -1;
+}
+int CallForObject(const ClientOptions& o, const std::string& method, const std::string& target,
+                  json::object& out) {
+  return CallForObject(o, method, target, "", out);
+}
+
 // Turns a non-2xx response into the server's own error message.
 int FailResponse(const HttpResult& r) {
   boost::system::error_code ec;
@@ -134,14 +156,8 @@ int CmdInvoke(const ClientOptions& o, const std::string& name, const std::string
 }
 
 int CmdList(const ClientOptions& o) {
-  auto r = Call(o, "GET", "/v1/functions");
-  if (!r.ok()) return Fail(r.status().message());
-  if (r->status != 200) return FailResponse(*r);
-  if (o.json) {
-    std::cout << r->body << "\n";
-    return 0;
-  }
-  json::object body = json::parse(r->body).as_object();
+  json::object body;
+  if (int done = CallForObject(o, "GET", "/v1/functions", body); done >= 0) return done;
   std::printf("%-24s %-8s %-9s %-7s %-10s %s\n", "NAME", "VERSION", "RUNTIME", "MEMORY",
               "INSTANCES", "UPDATED");
   for (const auto& f : body["functions"].as_array()) {
@@ -160,14 +176,8 @@ int CmdList(const ClientOptions& o) {
 }
 
 int CmdGet(const ClientOptions& o, const std::string& name) {
-  auto r = Call(o, "GET", "/v1/functions/" + name);
-  if (!r.ok()) return Fail(r.status().message());
-  if (r->status != 200) return FailResponse(*r);
-  if (o.json) {
-    std::cout << r->body << "\n";
-    return 0;
-  }
-  json::object f = json::parse(r->body).as_object();
+  json::object f;
+  if (int done = CallForObject(o, "GET", "/v1/functions/" + name, f); done >= 0) return done;
   for (const char* key :
        {"name", "version", "runtime", "handler", "memory_mb", "timeout_s", "concurrency",
         "min_instances", "max_instances", "idle_timeout_s", "keep_alive", "sha256", "code_size",
@@ -244,14 +254,8 @@ int CmdLogs(const ClientOptions& o, const std::string& name, bool follow, int64_
 int CmdEventsList(const ClientOptions& o, const std::string& name, bool failed, int64_t limit) {
   std::string target = "/v1/functions/" + name + "/events?limit=" + std::to_string(limit);
   if (failed) target += "&state=failed";
-  auto r = Call(o, "GET", target);
-  if (!r.ok()) return Fail(r.status().message());
-  if (r->status != 200) return FailResponse(*r);
-  if (o.json) {
-    std::cout << r->body << "\n";
-    return 0;
-  }
-  json::object body = json::parse(r->body).as_object();
+  json::object body;
+  if (int done = CallForObject(o, "GET", target, body); done >= 0) return done;
   std::printf("%-38s %-10s %-8s %-20s %s\n", "ID", "STATE", "TRIES", "CREATED", "ERROR");
   for (const auto& e : body["events"].as_array()) {
     const auto& eo = e.as_object();
@@ -270,15 +274,11 @@ int CmdEventsRedrive(const ClientOptions& o, const std::string& name,
                      const std::vector<std::string>& ids) {
   json::array list;
   for (const auto& id : ids) list.push_back(json::value(id));
-  auto r = Call(o, "POST", "/v1/functions/" + name + "/events/redrive",
-                JsonText(json::object{{"ids", std::move(list)}}));
-  if (!r.ok()) return Fail(r.status().message());
-  if (r->status != 200) return FailResponse(*r);
-  if (o.json) {
-    std::cout << r->body << "\n";
-    return 0;
-  }
-  json::object body = json::parse(r->body).as_object();
+  json::object body;
+  if (int done = CallForObject(o, "POST", "/v1/functions/" + name + "/events/redrive",
+                               JsonText(json::object{{"ids", std::move(list)}}), body);
+      done >= 0)
+    return done;
   std::printf("%s dead letters of %s queued again\n", Str(body, "redriven").c_str(), name.c_str());
   return 0;
 }
@@ -289,14 +289,8 @@ int CmdUsage(const ClientOptions& o, const std::string& function, const std::str
   std::string target = "/v1/usage?function=" + function + "&from=" + from + "&to=" + to;
   if (!tenant.empty()) target += "&tenant=" + tenant;
   if (!group_by.empty()) target += "&group_by=" + group_by;
-  auto r = Call(o, "GET", target);
-  if (!r.ok()) return Fail(r.status().message());
-  if (r->status != 200) return FailResponse(*r);
-  if (o.json) {
-    std::cout << r->body << "\n";
-    return 0;
-  }
-  json::object body = json::parse(r->body).as_object();
+  json::object body;
+  if (int done = CallForObject(o, "GET", target, body); done >= 0) return done;
   const std::string grouped_by = Str(body, "group_by");
   const bool by_day = grouped_by == "day";
   const bool by_tenant = grouped_by == "tenant";
@@ -339,14 +333,11 @@ int CmdUsage(const ClientOptions& o, const std::string& function, const std::str
 }
 
 int CmdAdvise(const ClientOptions& o, const std::string& function, int64_t days) {
-  auto r = Call(o, "GET", "/v1/advice?function=" + function + "&days=" + std::to_string(days));
-  if (!r.ok()) return Fail(r.status().message());
-  if (r->status != 200) return FailResponse(*r);
-  if (o.json) {
-    std::cout << r->body << "\n";
-    return 0;
-  }
-  json::object body = json::parse(r->body).as_object();
+  json::object body;
+  if (int done = CallForObject(
+          o, "GET", "/v1/advice?function=" + function + "&days=" + std::to_string(days), body);
+      done >= 0)
+    return done;
   std::printf("over the last %ld days (%s to %s)\n", static_cast<long>(days),
               Str(body, "from").c_str(), Str(body, "to").c_str());
   for (const auto& row : body["functions"].as_array()) {
@@ -531,14 +522,8 @@ int CmdKeys(const ClientOptions& o, const KeyArgs& a) {
 }
 
 int CmdWhoAmI(const ClientOptions& o) {
-  auto r = Call(o, "GET", "/v1/whoami");
-  if (!r.ok()) return Fail(r.status().message());
-  if (r->status != 200) return FailResponse(*r);
-  if (o.json) {
-    std::cout << r->body << "\n";
-    return 0;
-  }
-  json::object w = json::parse(r->body).as_object();
+  json::object w;
+  if (int done = CallForObject(o, "GET", "/v1/whoami", w); done >= 0) return done;
   std::printf("tenant   %s\nrole     %s\nkey id   %s\naccount  %s\n", Str(w, "tenant").c_str(),
               Str(w, "role").c_str(), Str(w, "key_id").c_str(), Str(w, "account").c_str());
   return 0;

@@ -488,6 +488,8 @@ def main():
               f"/usr/lib/{ver}/dist-packages"):
         if d not in sys.path and os.path.isdir(d):
             sys.path.append(d)
+    # thaw's own modules (thaw_gpu), last: a bundle may bring its own.
+    sys.path.append(os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 
     if "THAW_TEMPLATE_FD" in os.environ:
         handler = template_main(int(os.environ.pop("THAW_TEMPLATE_FD")))

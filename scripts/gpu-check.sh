@@ -3,7 +3,12 @@
 # (<= 5 minutes, no network). It builds thaw (unless build/thaw already runs here), starts it
 # with the NVML inventory, deploys a GPU function that does a real CUDA computation, checks
 # that another instance cannot see the first one's GPU while both run, and prints the cold
-# start, host-to-GPU copy bandwidth and the GPU-seconds billed.
+# start, host-to-GPU copy bandwidth and the GPU-seconds billed. With PyTorch it also writes
+# GPU_CHECK_LOAD_GB (default 1) GB of random fp16 weights twice (thaw_gpu.save, torch.save),
+# pushes them to the model store, and has the GPU function load them both ways from the page
+# cache: thaw_gpu.load (runtimes/python3/lib) against torch.load, GB/s each and the ratio.
+#
+#   scripts/gpu-check.sh --loader-cpu   # only that comparison, on the CPU, no GPU, no thaw
 #
 # The CUDA stack, found in this order (the first that works on the host is used):
 #   1. PyTorch with CUDA in a python3 (THAW_GPU_PYTHON, else python3, /usr/bin/python3,
@@ -20,6 +25,16 @@ DEADLINE=$((SECONDS + 290))
 fail() { echo "gpu-check: FAIL: $*" >&2; exit 1; }
 left() { echo $((DEADLINE - SECONDS)); }
 step() { echo "gpu-check: [$((SECONDS))s] $*"; }
+LOAD_GB=${GPU_CHECK_LOAD_GB:-1}
+
+if [[ ${1:-} == --loader-cpu ]]; then
+  PY=${THAW_GPU_PYTHON:-/usr/bin/python3}
+  "$PY" -c 'import torch' 2> /dev/null || fail "--loader-cpu: $PY has no torch"
+  step "thaw_gpu.load vs torch.load, $LOAD_GB GB fp16, page cache -> CPU memory ($PY)"
+  exec "$PY" scripts/gpu-check/loader_bench.py run --gb "$LOAD_GB" --device cpu
+elif [[ -n ${1:-} ]]; then
+  fail "unknown argument $1 (usage: $0 [--loader-cpu])"
+fi
 
 command -v nvidia-smi > /dev/null && nvidia-smi -L || echo "gpu-check: (no nvidia-smi)"
 
@@ -120,9 +135,9 @@ step "NVML inventory: $NGPU GPU(s): $(echo "$NODE" | field body gpus devices)"
 step "isolation: $(echo "$NODE" | field body isolation)"
 
 # --- the bundles ----------------------------------------------------------------------------
-bundle() {  # bundle NAME GPU_YAML
+bundle() {  # bundle NAME GPU_YAML [MORE_YAML]
   mkdir -p "$WORK/$1"
-  cp scripts/gpu-check/app.py "$WORK/$1/"
+  cp scripts/gpu-check/app.py scripts/gpu-check/loader_bench.py "$WORK/$1/"
   [[ $MODE == nvcc ]] && cp "$WORK/gpucheck" "$WORK/$1/"
   cat > "$WORK/$1/thaw.yaml" << EOF
 name: $1
@@ -132,6 +147,7 @@ memory_mb: 8192
 timeout_s: 120
 max_instances: 1
 $2
+${3:-}
 environment:
   MODE: $MODE
   EXTRA_SITE: "$EXTRA_SITE"
@@ -142,7 +158,24 @@ if [[ $MODE == nvcc ]]; then
   step "compiling gpucheck.cu with $NVCC"
   "$NVCC" -O2 -o "$WORK/gpucheck" scripts/gpu-check/gpucheck.cu || fail "nvcc failed"
 fi
-bundle gpucheck "gpu: {count: 1}"
+LOADER=false
+if [[ $MODE == torch ]]; then
+  step "model loader: writing $LOAD_GB GB of fp16 weights (thaw_gpu.save and torch.save)"
+  "$PY" scripts/gpu-check/loader_bench.py write "$WORK/weights" --gb "$LOAD_GB" > /dev/null ||
+    fail "writing the weights failed"
+  "$BIN" models push weights "$WORK/weights" > "$WORK/push.log" 2>&1 ||
+    fail "models push failed: $(tail -3 "$WORK/push.log")"
+  rm -rf "$WORK/weights"  # the store holds them now
+  LOADER=true
+  step "model loader: pushed to the store as weights:latest"
+else
+  echo "gpu-check: model loader: skipped (it needs PyTorch with CUDA; this run uses nvcc)"
+fi
+if [[ $LOADER == true ]]; then
+  bundle gpucheck "gpu: {count: 1}" "models: [{name: weights, mount: /opt/models/weights}]"
+else
+  bundle gpucheck "gpu: {count: 1}"
+fi
 bundle nogpu "gpu: 0"
 
 # --- a real CUDA computation, cold then warm ------------------------------------------------
@@ -152,6 +185,16 @@ COLD=$(call POST /v1/functions/gpucheck/invoke '{"op":"compute"}')
 [[ $(echo "$COLD" | field body ok) == True ]] || fail "CUDA result wrong: $(echo "$COLD" | field body)"
 WARM=$(call POST /v1/functions/gpucheck/invoke '{"op":"compute"}')
 [[ $(echo "$WARM" | field status) == 200 ]] || fail "gpucheck warm: $(echo "$WARM" | field body)"
+
+# --- the model loader: page cache -> GPU, thaw_gpu.load vs torch.load -----------------------
+LOAD=""
+if [[ $LOADER == true ]]; then
+  step "model loader: loading the store's weights onto the GPU both ways"
+  LOAD=$(call POST /v1/functions/gpucheck/invoke '{"op":"load"}')
+  [[ $(echo "$LOAD" | field status) == 200 ]] || fail "load: $(echo "$LOAD" | field body)"
+  [[ $(echo "$LOAD" | field body equal) == True ]] ||
+    fail "thaw_gpu.load and torch.load returned different tensors: $(echo "$LOAD" | field body)"
+fi
 
 # --- isolation: while gpucheck's instance holds its GPU --------------------------------------
 MINE=$(call POST /v1/functions/gpucheck/invoke '{"op":"probe"}')
@@ -187,4 +230,8 @@ echo "  cold start:        init $(echo "$COLD" | field headers X-Thaw-Init-Ms) m
 echo "  warm call:         billed $(echo "$WARM" | field headers X-Thaw-Billed-Ms) ms"
 echo "  host-to-GPU copy:  pinned $(echo "$WARM" | field body h2d_pinned_gbps) GB/s, pageable $(echo "$WARM" | field body h2d_pageable_gbps) GB/s"
 echo "  GPU-seconds billed: $(echo "$USAGE" | field body total gpu_seconds) (idle-held so far: $(echo "$USAGE" | field body total gpu_idle_seconds)), cost $(echo "$USAGE" | field body total cost_lambda usd) at \$0.001097/GPU-s"
+if [[ -n $LOAD ]]; then
+  b() { echo "$LOAD" | field body "$@"; }
+  echo "  model load:        $(b bytes) B fp16 in $(b tensors) tensors, page cache -> GPU: thaw_gpu.load $(b thaw_gbps) GB/s ($(b thaw_ms) ms), torch.load $(b torch_load_gbps) GB/s ($(b torch_load_ms) ms): $(b ratio)x$( [[ $(b safetensors_gbps) != None ]] && echo ", safetensors $(b safetensors_gbps) GB/s")"
+fi
 echo "  GPUs now:          $(call GET /v1/node | field body gpus devices)"

@@ -4,7 +4,9 @@ MODE=torch: PyTorch with CUDA (its site directory given in EXTRA_SITE, since the
 runs python with -S). MODE=nvcc: the bundled ./gpucheck binary, built by nvcc from gpucheck.cu.
 Event {"op": "compute"}: a real CUDA computation checked against the CPU, and host-to-GPU copy
 bandwidth (pinned and pageable). {"op": "probe"}: what this instance can see: CUDA devices,
-their UUIDs, /dev/nvidia* and CUDA_VISIBLE_DEVICES.
+their UUIDs, /dev/nvidia* and CUDA_VISIBLE_DEVICES. {"op": "load"} (torch only): the store's
+model `weights` (thaw.yaml models:) loaded onto the GPU by thaw_gpu.load and by torch.load,
+timed by loader_bench.measure.
 """
 import json
 import os
@@ -78,6 +80,9 @@ def _binary(arg):
 
 def handler(event, context):
     event = event if isinstance(event, dict) else {}
+    if event.get("op") == "load":
+        import loader_bench  # beside this file; it imports thaw_gpu, which the runtime ships
+        return loader_bench.measure(os.environ["THAW_MODEL_WEIGHTS"], "cuda")
     if event.get("op") == "probe":
         seen = _probe_torch() if MODE == "torch" else _binary("probe")
         seen.update({"dev": _dev_nodes(), "cuda_visible": os.environ.get("CUDA_VISIBLE_DEVICES"),

@@ -82,7 +82,8 @@ def handler(event, context):
     event = event if isinstance(event, dict) else {}
     if event.get("op") == "load":
         import loader_bench  # beside this file; it imports thaw_gpu, which the runtime ships
-        return loader_bench.measure(os.environ["THAW_MODEL_WEIGHTS"], "cuda")
+        device = event.get("device", "cuda")  # "cpu" to try the path on a machine without GPU
+        return loader_bench.measure(os.environ["THAW_MODEL_WEIGHTS"], device)
     if event.get("op") == "probe":
         seen = _probe_torch() if MODE == "torch" else _binary("probe")
         seen.update({"dev": _dev_nodes(), "cuda_visible": os.environ.get("CUDA_VISIBLE_DEVICES"),

@@ -227,19 +227,23 @@ def _stream(path, fd, data_start, out, chunk, buffers, threads):
         _read_fully(path, fd, views[i][:n], data_start + k * chunk)
         return n
 
-    with ThreadPoolExecutor(max_workers=min(threads, buffers)) as pool:
-        jobs = [pool.submit(fill, k) for k in range(min(buffers, nchunks))]
-        for k in range(nchunks):
-            n = jobs[k].result()
-            i = k % buffers
-            with torch.cuda.stream(stream):
-                out[k * chunk:k * chunk + n].copy_(pinned[i][:n], non_blocking=True)
-                event = torch.cuda.Event()
-                event.record(stream)
-            done[i] = event
-            if k + buffers < nchunks:
-                jobs.append(pool.submit(fill, k + buffers))
-    stream.synchronize()
+    try:
+        with ThreadPoolExecutor(max_workers=min(threads, buffers)) as pool:
+            jobs = [pool.submit(fill, k) for k in range(min(buffers, nchunks))]
+            for k in range(nchunks):
+                n = jobs[k].result()
+                i = k % buffers
+                with torch.cuda.stream(stream):
+                    out[k * chunk:k * chunk + n].copy_(pinned[i][:n], non_blocking=True)
+                    event = torch.cuda.Event()
+                    event.record(stream)
+                done[i] = event
+                if k + buffers < nchunks:
+                    jobs.append(pool.submit(fill, k + buffers))
+    finally:
+        # Also after a failed read: no copy may still be reading the buffers the next load
+        # of this thread will refill.
+        stream.synchronize()
     return nchunks
 
 

@@ -136,5 +136,31 @@ TEST(ThawGpuModule, FunctionLoadsAStoreModelByName) {
   RemoveDir(model);
 }
 
+// scripts/gpu-check.sh cannot run here past finding a GPU, but it must parse, refuse what it
+// does not know, and its CPU part (--loader-cpu: both loaders on the same weights, results
+// compared tensor by tensor) must run.
+TEST(GpuCheckScript, ParsesAndItsCpuPartRuns) {
+  const std::string script = std::string(THAW_SOURCE_DIR) + "/scripts/gpu-check.sh";
+  const std::vector<std::string> env = {"PATH=/usr/bin:/bin", "HOME=/tmp"};
+  ProcessResult syntax = RunProcess({"/bin/bash", "-n", script}, &env);
+  EXPECT_EQ(syntax.exit_code, 0) << syntax.err;
+  ProcessResult bad = RunProcess({"/bin/bash", script, "--nope"}, &env);
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_NE(bad.err.find("unknown argument --nope"), std::string::npos) << bad.err;
+  if (std::string why = NoTorch(); !why.empty()) GTEST_SKIP() << why;
+  std::vector<std::string> small = env;
+  small.push_back("GPU_CHECK_LOAD_GB=0.01");  // one 32 MiB matrix and its norm vector
+  ProcessResult cpu = RunProcess({"/bin/bash", script, "--loader-cpu"}, &small);
+  ASSERT_EQ(cpu.exit_code, 0) << cpu.out << cpu.err;
+  const std::string line = cpu.out.substr(cpu.out.find('{'));
+  json::object got = json::parse(line).as_object();
+  EXPECT_EQ(got.at("device"), "cpu");
+  EXPECT_EQ(got.at("equal"), true) << line;
+  EXPECT_EQ(got.at("tensors").as_int64(), 2) << line;
+  EXPECT_EQ(got.at("bytes").as_int64(), (4096 * 4096 + 4096) * 2) << line;
+  EXPECT_GT(got.at("thaw_gbps").as_double(), 0) << line;
+  EXPECT_GT(got.at("torch_load_gbps").as_double(), 0) << line;
+}
+
 }  // namespace
 }  // namespace thaw::testing

@@ -58,7 +58,7 @@ std::string SafetensorsFile(const std::vector<Entry>& entries) {
 TEST(ThawGpuModule, PassesItsPythonTestsOnTheCpu) {
   if (std::string why = NoTorch(); !why.empty()) GTEST_SKIP() << why;
   const std::vector<std::string> env = {
-      "PATH=/usr/bin:/bin", "HOME=/tmp",
+      "PATH=/usr/bin:/bin", "HOME=/tmp", "PYTHONDONTWRITEBYTECODE=1",
       "THAW_GPU_LIB=" + std::string(THAW_SOURCE_DIR) + "/runtimes/python3/lib"};
   ProcessResult r = RunProcess({kPython, "-W", "error::ResourceWarning",
                                 std::string(THAW_SOURCE_DIR) + "/tests/python/thaw_gpu_test.py"},
@@ -141,7 +141,9 @@ TEST(ThawGpuModule, FunctionLoadsAStoreModelByName) {
 // compared tensor by tensor) must run.
 TEST(GpuCheckScript, ParsesAndItsCpuPartRuns) {
   const std::string script = std::string(THAW_SOURCE_DIR) + "/scripts/gpu-check.sh";
-  const std::vector<std::string> env = {"PATH=/usr/bin:/bin", "HOME=/tmp"};
+  // No __pycache__ left in the source tree.
+  const std::vector<std::string> env = {"PATH=/usr/bin:/bin", "HOME=/tmp",
+                                        "PYTHONDONTWRITEBYTECODE=1"};
   ProcessResult syntax = RunProcess({"/bin/bash", "-n", script}, &env);
   EXPECT_EQ(syntax.exit_code, 0) << syntax.err;
   ProcessResult bad = RunProcess({"/bin/bash", script, "--nope"}, &env);

@@ -215,10 +215,32 @@ TEST_F(TenantsTest, ConcurrencyAndRateLimitsRefuseWithWhichLimitAndWhen) {
   EXPECT_EQ(As(fast, "POST", "/v1/functions/ping/invoke", "{}").status, 200);
 }
 
+// Reserved concurrency is admitted by the same dispatcher as the tenant's limits: a function
+// reserved to one instance refuses a second call while the first runs, and takes calls again
+// once it has ended (its slot is given back).
+TEST_F(TenantsTest, ReservedConcurrencyRefusesPastItsCapUntilACallEnds) {
+  const std::string key = NewTenantKey("resv");
+  DeployAs(key, "nap", "resv");
+  auto put = As(key, "PUT", "/2017-10-31/functions/nap/concurrency",
+                R"({"ReservedConcurrentExecutions":1})");
+  ASSERT_EQ(put.status, 200) << put.body;
+  ASSERT_EQ(As(key, "POST", "/v1/functions/nap/invoke", "{}").status, 200);  // warm
+  auto first = std::async(std::launch::async, [&] {
+    return As(key, "POST", "/v1/functions/nap/invoke", R"({"sleep":2})");
+  });
+  ASSERT_TRUE(server_->WaitForFunction("resv.nap", "\"inflight\":1", 10000));
+  auto refused = As(key, "POST", "/v1/functions/nap/invoke", "{}");
+  EXPECT_EQ(refused.status, 429) << refused.body;
+  EXPECT_NE(refused.body.find("Rate Exceeded."), std::string::npos) << refused.body;
+  EXPECT_EQ(first.get().status, 200);
+  EXPECT_EQ(As(key, "POST", "/v1/functions/nap/invoke", "{}").status, 200);
+}
+
 TEST_F(TenantsTest, BudgetWarnsAtEightyPercentThenStopsWith402) {
   // Requests alone are priced ($0.20 per million: 200,000 pico-dollars each), so five
-  // invocations spend exactly one micro-dollar.
-  Start({"--price-gb-second-pico", "0"});
+  // invocations spend exactly one micro-dollar. The template made at deploy bills its init
+  // apart (init_gb_s), whenever it finishes: priced at 0 here, or it lands in the budget.
+  Start({"--price-gb-second-pico", "0", "--price-init-gb-second-pico", "0"});
   const std::string key = NewTenantKey("thrifty", R"("monthly_budget_micros":1)");
   DeployAs(key, "fn", "thrifty");
   for (int i = 1; i <= 5; ++i) {

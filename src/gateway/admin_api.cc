@@ -2,9 +2,9 @@
 #include <boost/json.hpp>
 
 #include "auth/keys.h"
-#include "auth/tenant_gate.h"
 #include "common/clock.h"
 #include "common/tenant.h"
+#include "dispatch/dispatcher.h"
 #include "gateway/api.h"
 #include "gateway/responses.h"
 #include "gateway/scope.h"
@@ -91,7 +91,7 @@ void Api::Tenants(const auth::Caller& caller, const std::vector<std::string_view
   if (Status st = RequireAdmin(caller); !st.ok()) return StatusBody(res, st);
   const http::verb m = req.method();
   const int64_t now = WallNowMicros();
-  auto spent = [&](const std::string& name) { return deps_.gate->SpentMicros(name, now); };
+  auto spent = [&](const std::string& name) { return deps_.dispatcher->SpentMicros(name, now); };
   if (parts.size() == 2) {
     if (m == http::verb::get) {
       json::array out;
@@ -109,7 +109,6 @@ void Api::Tenants(const auth::Caller& caller, const std::vector<std::string_view
       if (Status st = ReadLimits(*body, limits, {"name"}); !st.ok()) return StatusBody(res, st);
       auto created = deps_.keys->CreateTenant(std::string(name->as_string()), limits);
       if (!created.ok()) return StatusBody(res, created.status());
-      deps_.gate->SetLimits(created->name, created->limits);
       return JsonBody(res, http::status::created, TenantJson(*created, 0));
     }
   } else if (parts.size() == 3) {
@@ -126,7 +125,6 @@ void Api::Tenants(const auth::Caller& caller, const std::vector<std::string_view
       if (Status st = deps_.keys->UpdateTenant(name, limits); !st.ok()) {
         return StatusBody(res, st);
       }
-      deps_.gate->SetLimits(name, limits);
       tenant->limits = limits;
       return JsonBody(res, http::status::ok, TenantJson(*tenant, spent(name)));
     }
@@ -139,7 +137,6 @@ void Api::Tenants(const auth::Caller& caller, const std::vector<std::string_view
         }
       }
       if (Status st = deps_.keys->DeleteTenant(name); !st.ok()) return StatusBody(res, st);
-      deps_.gate->Remove(name);
       res.result(http::status::no_content);
       return;
     }
@@ -200,7 +197,8 @@ void Api::WhoAmI(const auth::Caller& caller, Response& res) {
                  {"key_id", caller.key_id},
                  {"account", AccountOf(caller.tenant)}};
   if (auto tenant = deps_.keys->GetTenant(caller.tenant); tenant.ok()) {
-    o["limits"] = TenantJson(*tenant, deps_.gate->SpentMicros(caller.tenant, WallNowMicros()));
+    o["limits"] =
+        TenantJson(*tenant, deps_.dispatcher->SpentMicros(caller.tenant, WallNowMicros()));
   }
   JsonBody(res, http::status::ok, o);
 }

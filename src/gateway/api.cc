@@ -212,7 +212,7 @@ std::vector<std::string_view> SplitPath(std::string_view path) {
 Api::Api(ApiDeps deps)
     : deps_(std::move(deps)),
       invoker_(std::make_unique<Invoker>(
-          deps_.registry, deps_.pools, deps_.meter, deps_.gate,
+          deps_.registry, deps_.pools, deps_.meter, deps_.dispatcher,
           EventOptions{.queue = deps_.events,
                        .max_events = deps_.config->async_queue_events,
                        .max_function_events = deps_.config->max_queued_events,

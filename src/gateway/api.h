@@ -43,8 +43,8 @@ namespace thaw::metrics {
 class Registry;
 class StatsRing;
 }  // namespace thaw::metrics
-namespace thaw::auth {
-class TenantGate;
+namespace thaw::dispatch {
+class Dispatcher;
 }
 namespace thaw::models {
 class ModelStore;
@@ -71,12 +71,12 @@ struct ApiDeps {
   std::string isolation;  // what sandboxing is active, for GET /v1/node
   metrics::Registry* metrics = nullptr;
   auth::KeyStore* keys = nullptr;
-  auth::TenantGate* gate = nullptr;
-  const pool::GpuTable* gpus = nullptr;      // the node's GPUs, for GET /v1/node and /metrics
-  queue::EventQueue* events = nullptr;       // the durable Event queue (null: in memory)
-  const metrics::StatsRing* live = nullptr;  // per-minute instance counts (null: none kept)
-  queue::JobStore* jobs = nullptr;           // jobs (null: no jobs routes)
-  models::ModelStore* models = nullptr;      // the model store (/v1/artifacts)
+  dispatch::Dispatcher* dispatcher = nullptr;  // admission counters, tenant spend
+  const pool::GpuTable* gpus = nullptr;        // the node's GPUs, for GET /v1/node and /metrics
+  queue::EventQueue* events = nullptr;         // the durable Event queue (null: in memory)
+  const metrics::StatsRing* live = nullptr;    // per-minute instance counts (null: none kept)
+  queue::JobStore* jobs = nullptr;             // jobs (null: no jobs routes)
+  models::ModelStore* models = nullptr;        // the model store (/v1/artifacts)
 };
 
 class Api final : public HttpHandler {

@@ -16,11 +16,11 @@
 #include <random>
 
 #include "auth/keys.h"
-#include "auth/tenant_gate.h"
 #include "common/clock.h"
 #include "common/ids.h"
 #include "common/json_text.h"
 #include "common/tenant.h"
+#include "dispatch/dispatcher.h"
 #include "dispatch/fair_share.h"
 #include "gateway/lambda_shapes.h"
 #include "gateway/streaming.h"
@@ -42,17 +42,6 @@ double Draw() {
   thread_local std::mt19937_64 rng(std::random_device{}());
   return std::uniform_real_distribution<double>(0.0, 1.0)(rng);
 }
-
-// Gives back a reserved-concurrency slot and the tenant's slot, however the call ends.
-struct SlotRelease {
-  std::shared_ptr<std::atomic<int64_t>> slot;
-  auth::TenantGate* gate = nullptr;
-  std::string tenant;
-  ~SlotRelease() {
-    if (slot) slot->fetch_sub(1);
-    if (gate != nullptr) gate->Release(tenant);
-  }
-};
 
 // An awaitable for a write the queue's writer thread commits: `start(callback)` submits it, and
 // the awaiting coroutine resumes on its own executor with what the callback got. Not a
@@ -77,8 +66,6 @@ auto AsyncWrite(const Start& start) {
 // Shared with the background coroutines, which may outlive a call but not the io_context.
 struct Invoker::State {
   std::mutex mu;
-  // In-flight invocations of functions with reserved concurrency, by function.
-  std::map<std::string, std::shared_ptr<std::atomic<int64_t>>> inflight;  // guarded by mu
   std::atomic<int64_t> events{0};
   std::atomic<int64_t> event_bytes{0};
   // Events held per tenant and per function (dispatch/fair_share.h), guarded by mu.
@@ -134,13 +121,6 @@ struct Invoker::State {
       if (--tenant_functions[tenant] == 0) tenant_functions.erase(tenant);
     }
   }
-
-  std::shared_ptr<std::atomic<int64_t>> Counter(const std::string& function) {
-    std::lock_guard<std::mutex> lock(mu);
-    auto& slot = inflight[function];
-    if (!slot) slot = std::make_shared<std::atomic<int64_t>>(0);
-    return slot;
-  }
 };
 
 std::optional<int64_t> AsyncRetryDelayMs(pool::Result::Kind kind, int attempts,
@@ -175,11 +155,12 @@ std::string AttemptRequestId(const std::string& request_id, int attempt) {
 }
 
 Invoker::Invoker(registry::Registry* registry, pool::PoolManager* pools, meter::Meter* meter,
-                 auth::TenantGate* gate, EventOptions events, int64_t max_response_bytes)
+                 dispatch::Dispatcher* dispatcher, EventOptions events, int64_t max_response_bytes)
     : registry_(registry),
       pools_(pools),
       meter_(meter),
-      gate_(gate),
+      own_dispatcher_(dispatcher == nullptr ? std::make_unique<dispatch::Dispatcher>() : nullptr),
+      dispatcher_(dispatcher != nullptr ? dispatcher : own_dispatcher_.get()),
       events_(events),
       max_response_bytes_(max_response_bytes),
       state_(std::make_shared<State>()) {}
@@ -197,35 +178,33 @@ asio::awaitable<StatusOr<InvokeOutcome>> Invoker::Invoke(InvokeRequest req) {
   const registry::Manifest& manifest = out.version->manifest;
 
   // Held until the call is over: for a streamed answer, until its face has forwarded the end.
-  auto release = std::make_shared<SlotRelease>();
-  // The tenant's limits first: its budget, its calls running at once, its request rate.
-  const std::string_view tenant = TenantOfFunction(req.function);
-  if (gate_ != nullptr) {
-    auth::Admission admission = gate_->Admit(tenant, WallNowMicros());
-    if (!admission.admitted()) {
-      const bool budget = admission.verdict == auth::Admission::Verdict::kBudget;
-      out.retry_after_s = admission.retry_after_s;
-      out.over_budget = budget;
-      Refuse(out, req, budget ? "BudgetExceeded" : "TenantLimitExceeded", admission.message);
-      co_return out;
-    }
-    if (admission.first_warning) {
-      spdlog::warn("tenant {}: {}", tenant, admission.budget_warning);
-    }
-    out.budget_warning = std::move(admission.budget_warning);
-    release->gate = gate_;
-    release->tenant = tenant;
-  }
-  // Reserved concurrency R caps the function at R instances: R x concurrency calls at once,
-  // over all its versions. Functions without it take no lock here.
+  auto slot = std::make_shared<dispatch::Dispatcher::Slot>();
+  // The tenant's limits (its budget, its calls running at once, its request rate), then
+  // reserved concurrency: R caps the function at R instances, R x concurrency calls at once
+  // over all its versions.
+  std::optional<int64_t> reserved_cap;
   if (resolved->reserved_concurrency) {
-    release->slot = state_->Counter(req.function);
-    const int64_t cap = *resolved->reserved_concurrency * manifest.concurrency;
-    if (release->slot->fetch_add(1) >= cap) {
-      Refuse(out, req, "ReservedFunctionConcurrentInvocationLimitExceeded", "Rate Exceeded.");
-      co_return out;
-    }
+    reserved_cap = *resolved->reserved_concurrency * manifest.concurrency;
   }
+  dispatch::Decision admission =
+      dispatcher_->Admit(req.function, reserved_cap, WallNowMicros(), *slot);
+  if (!admission.admitted()) {
+    using Reason = dispatch::RejectReason;
+    const bool budget = admission.reason == Reason::kTenantBudget;
+    out.retry_after_s = admission.retry_after_s;
+    out.over_budget = budget;
+    Refuse(out, req,
+           admission.reason == Reason::kReservedConcurrency
+               ? "ReservedFunctionConcurrentInvocationLimitExceeded"
+           : budget ? "BudgetExceeded"
+                    : "TenantLimitExceeded",
+           admission.message);
+    co_return out;
+  }
+  if (admission.first_warning) {
+    spdlog::warn("tenant {}: {}", TenantOfFunction(req.function), admission.budget_warning);
+  }
+  out.budget_warning = std::move(admission.budget_warning);
 
   auto inv = std::make_shared<pool::Invocation>();
   inv->id = req.request_id;
@@ -240,7 +219,7 @@ asio::awaitable<StatusOr<InvokeOutcome>> Invoker::Invoke(InvokeRequest req) {
   if (out.result.sink && !req.streams) {
     out.result = co_await CollectSink(std::move(out.result.sink), max_response_bytes_);
   }
-  if (out.result.sink) out.hold = std::move(release);
+  if (out.result.sink) out.hold = std::move(slot);
   if (out.result.kind == pool::Result::Kind::kThrottled) {
     out.throttle_reason = "ConcurrentInvocationLimitExceeded";
   }
@@ -300,10 +279,9 @@ asio::awaitable<Status> Invoker::Enqueue(InvokeRequest req, asio::any_io_executo
 Status Invoker::Admit(const InvokeRequest& req) {
   auto resolved = registry_->Resolve(req.function, req.qualifier, 0.0);
   if (!resolved.ok()) return resolved.status();
-  if (gate_ != nullptr) {
-    auth::Admission budget = gate_->CheckBudget(TenantOfFunction(req.function), WallNowMicros());
-    if (!budget.admitted()) return Status(StatusCode::kQuotaExceeded, budget.message);
-  }
+  dispatch::Decision budget =
+      dispatcher_->CheckBudget(TenantOfFunction(req.function), WallNowMicros());
+  if (!budget.admitted()) return Status(StatusCode::kQuotaExceeded, budget.message);
   if (state_->FunctionEvents(req.function) >= events_.max_function_events) {
     return Status(StatusCode::kResourceExhausted,
                   "Rate Exceeded: function " + req.function + " has " +

@@ -1,6 +1,7 @@
 // Invoker: the invoke path both API faces share. It resolves a function and qualifier (an
-// alias picks among its versions by weight), holds the function to its reserved concurrency,
-// runs the call on that version's pool, and runs Lambda Event (asynchronous) invocations from
+// alias picks among its versions by weight), has the dispatcher admit the call against its
+// tenant's limits and the function's reserved concurrency (dispatch/dispatcher.h), runs the
+// call on that version's pool, and runs Lambda Event (asynchronous) invocations from
 // the durable queue (queue/event_queue.h) with retries. Owned by Api; thread-safe.
 #pragma once
 
@@ -20,9 +21,11 @@ namespace thaw::meter {
 class Meter;
 }
 namespace thaw::auth {
-class TenantGate;
 class KeyStore;
 }  // namespace thaw::auth
+namespace thaw::dispatch {
+class Dispatcher;
+}
 
 namespace thaw::gateway {
 
@@ -110,9 +113,10 @@ class Invoker {
   // Limit of the in-memory Event queue's payload bytes (events waiting or running).
   static constexpr int64_t kMaxQueuedBytes = 256LL << 20;
 
-  // `gate` (may be null) holds tenants to their limits.
+  // `dispatcher` admits calls (null: one of the invoker's own, without tenant limits).
   Invoker(registry::Registry* registry, pool::PoolManager* pools, meter::Meter* meter,
-          auth::TenantGate* gate, EventOptions events, int64_t max_response_bytes = 6 << 20);
+          dispatch::Dispatcher* dispatcher, EventOptions events,
+          int64_t max_response_bytes = 6 << 20);
   ~Invoker();
 
   // A resolution failure (unknown function or qualifier) is the error status; anything that
@@ -169,7 +173,8 @@ class Invoker {
   registry::Registry* const registry_;
   pool::PoolManager* const pools_;
   meter::Meter* const meter_;
-  auth::TenantGate* const gate_;
+  std::unique_ptr<dispatch::Dispatcher> own_dispatcher_;  // when none was given
+  dispatch::Dispatcher* const dispatcher_;
   const EventOptions events_;
   const int64_t max_response_bytes_;
   std::shared_ptr<State> state_;

@@ -17,6 +17,7 @@
 #include "meter/meter.h"
 #include "models/names.h"
 #include "pool/lambda_env.h"
+#include "pool/launcher.h"
 #include "pool/pool.h"
 #include "pool/pool_internal.h"
 #include "sandbox/jail.h"
@@ -438,7 +439,6 @@ void FunctionPool::OnSpawned(const InstancePtr& inst, StatusOr<sandbox::Spawned>
   bool stopped;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    inst->pid = pid;
     inst->cgroup = spawned->cgroup;
     if (endpoint.ok()) {
       inst->endpoint = *endpoint;
@@ -452,14 +452,50 @@ void FunctionPool::OnSpawned(const InstancePtr& inst, StatusOr<sandbox::Spawned>
                     : sandbox::CpuCounter::ForProcess(pid);
     inst->out = std::make_unique<asio::posix::stream_descriptor>(ctx_->executor, out.release());
     inst->err = std::make_unique<asio::posix::stream_descriptor>(ctx_->executor, err.release());
-    // The first GET /next may have come first (kReady); else it is initialising now.
-    if (inst->lifecycle == Lifecycle::kSpawning) inst->Transition(Lifecycle::kInitializing);
-    stopped = inst->lifecycle == Lifecycle::kStopping || !endpoint.ok();
+    stopped = StartedLocked(*inst, pid, endpoint.ok());
   }
-  ctx_->manager->RegisterPid(pid, weak_from_this(), inst->id);
-  if (stopped) ctx_->spawner->Kill(pid);
+  Register(inst, pid, stopped);
   WatchLog(inst, false);
   WatchLog(inst, true);
+}
+
+bool FunctionPool::StartedLocked(Instance& inst, pid_t pid, bool attached) {
+  inst.pid = pid;
+  // The first GET /next may have come first (kReady); else it is initialising now.
+  if (inst.lifecycle == Lifecycle::kSpawning) inst.Transition(Lifecycle::kInitializing);
+  return inst.lifecycle == Lifecycle::kStopping || !attached;
+}
+
+void FunctionPool::Register(const InstancePtr& inst, pid_t pid, bool stopped) {
+  // Its exit event may already have come (it travels apart from the spawn reply): then
+  // RegisterPid hands it to OnExit now.
+  ctx_->manager->RegisterPid(pid, weak_from_this(), inst->id);
+  if (stopped) ctx_->launcher->Kill(pid);
+}
+
+void FunctionPool::Spawn(uint64_t instance_id) {
+  InstancePtr inst;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = instances_.find(instance_id);
+    if (it == instances_.end()) return;
+    inst = it->second;
+  }
+  LaunchInstance(inst);
+}
+
+void FunctionPool::OnStarted(uint64_t instance_id, StatusOr<pid_t> pid) {
+  InstancePtr inst;
+  bool stopped = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = instances_.find(instance_id);
+    if (it == instances_.end()) return;
+    inst = it->second;
+    if (pid.ok()) stopped = StartedLocked(*inst, *pid, true);
+  }
+  if (!pid.ok()) return LaunchFailed(inst, pid.status());
+  Register(inst, *pid, stopped);
 }
 
 void FunctionPool::WatchLog(InstancePtr inst, bool stderr_stream) {

@@ -11,12 +11,14 @@
 
 #include "common/ids.h"
 #include "common/tenant.h"
+#include "dispatch/admission.h"
 #include "instance/template.h"
 #include "logs/log_store.h"
 #include "meter/meter.h"
 #include "metrics/metrics.h"
 #include "pool/gpu_table.h"
 #include "pool/lambda_env.h"
+#include "pool/launcher.h"
 #include "pool/pool_internal.h"
 #include "sandbox/spawner.h"
 
@@ -140,38 +142,49 @@ void FunctionPool::Submit(InvocationPtr inv) {
       // An idle time ends: from the end of the version's last call to this arrival.
       if (idle_since_us_ >= 0) idle_times_.Record(inv->arrived_us - idle_since_us_);
       idle_since_us_ = -1;
-      Admission a = Admit(ViewLocked(), LimitsLocked());
+      // The version's half of admission (the tenant's and the function's ran in the gateway,
+      // dispatch/dispatcher.h): the same decision, on this pool's snapshot.
+      dispatch::AdmissionState state;
+      dispatch::VersionState& v = state.version.emplace();
+      v.pool = ViewLocked();
+      v.limits = LimitsLocked();
+      v.memory_room = ctx_->manager == nullptr ||
+                      ctx_->manager->reserved_memory_mb() + version_->manifest.memory_mb <=
+                          ctx_->manager->memory_budget_mb();
+      dispatch::Decision d =
+          dispatch::Admit(state, dispatch::CallRequest{{}, version_->function}, inv->arrived_us);
       // Batched: the batcher decides when a call goes (PumpBatchesLocked, below).
-      if (batched() && a.kind == Admission::Kind::kDispatch) a.kind = Admission::Kind::kQueue;
-      switch (a.kind) {
-        case Admission::Kind::kDispatch:
-          AssignLocked(*instances_.at(a.instance_id), std::move(inv), fx);
+      if (batched() && d.kind == dispatch::Decision::Kind::kDispatch) {
+        d.kind = dispatch::Decision::Kind::kQueue;
+      }
+      if (d.reason == dispatch::RejectReason::kMemory) start_refusal_ = MemoryRefusal();
+      using Kind = dispatch::Decision::Kind;
+      switch (d.kind) {
+        case Kind::kDispatch:
+          AssignLocked(*instances_.at(d.instance_id), std::move(inv), fx);
           break;
-        case Admission::Kind::kQueueAndStart:
+        case Kind::kStart:
           if (NewInstanceLocked(fx) == nullptr) {
-            // No free GPU, but instances of this function will serve it: wait for them.
+            // No free GPU (or the memory went meanwhile), but instances of this function will
+            // serve it: wait for them.
             if (start_refusal_.code() == StatusCode::kResourceExhausted && !instances_.empty()) {
               queue_.push_back(std::move(inv));
               break;
             }
-            Result r;
-            r.kind = start_refusal_.code() == StatusCode::kFailedPrecondition
-                         ? Result::Kind::kUnavailable
-                         : Result::Kind::kThrottled;
-            r.error_type = r.kind == Result::Kind::kThrottled ? "TooManyRequestsException"
-                                                              : "ResourceNotReadyException";
-            r.error_message = (r.kind == Result::Kind::kThrottled ? "Rate Exceeded: " : "") +
-                              start_refusal_.message();
-            RecordLocked(inv, r, "throttled", 0, fx);
-            Fail(std::move(inv), std::move(r), fx);
+            RefuseStartLocked(std::move(inv), fx);
             break;
           }
           queue_.push_back(std::move(inv));
           break;
-        case Admission::Kind::kQueue:
+        case Kind::kAdmit:
+        case Kind::kQueue:
           queue_.push_back(std::move(inv));
           break;
-        case Admission::Kind::kReject: {
+        case Kind::kReject: {
+          if (d.reason == dispatch::RejectReason::kMemory) {
+            RefuseStartLocked(std::move(inv), fx);
+            break;
+          }
           Result r;
           r.kind = Result::Kind::kThrottled;
           r.error_type = "TooManyRequestsException";
@@ -188,6 +201,25 @@ void FunctionPool::Submit(InvocationPtr inv) {
     }
   }
   Apply(fx);
+}
+
+void FunctionPool::RefuseStartLocked(InvocationPtr inv, Effects& fx) {
+  Result r;
+  r.kind = start_refusal_.code() == StatusCode::kFailedPrecondition ? Result::Kind::kUnavailable
+                                                                    : Result::Kind::kThrottled;
+  r.error_type =
+      r.kind == Result::Kind::kThrottled ? "TooManyRequestsException" : "ResourceNotReadyException";
+  r.error_message =
+      (r.kind == Result::Kind::kThrottled ? "Rate Exceeded: " : "") + start_refusal_.message();
+  RecordLocked(inv, r, "throttled", 0, fx);
+  Fail(std::move(inv), std::move(r), fx);
+}
+
+Status FunctionPool::MemoryRefusal() const {
+  return Status(StatusCode::kResourceExhausted,
+                "the node's memory budget (node_memory_mb " + std::to_string(ctx_->node_memory_mb) +
+                    " MB) has no room for another " + std::to_string(version_->manifest.memory_mb) +
+                    " MB instance of " + version_->function);
 }
 
 void FunctionPool::Fail(InvocationPtr inv, Result result, Effects& fx) {
@@ -207,11 +239,7 @@ FunctionPool::InstancePtr FunctionPool::NewInstanceLocked(Effects& fx) {
   }
   if (ctx_->manager != nullptr && !ctx_->manager->ReserveMemory(memory_mb)) {
     if (ctx_->gpus != nullptr) ctx_->gpus->Release(*gpus);
-    start_refusal_ =
-        Status(StatusCode::kResourceExhausted,
-               "the node's memory budget (node_memory_mb " + std::to_string(ctx_->node_memory_mb) +
-                   " MB) has no room for another " + std::to_string(memory_mb) +
-                   " MB instance of " + version_->function);
+    start_refusal_ = MemoryRefusal();
     return nullptr;
   }
   auto inst = std::make_shared<Instance>();
@@ -279,6 +307,7 @@ void FunctionPool::EraseInstanceLocked(uint64_t instance_id, Effects& fx) {
 int64_t FunctionPool::PeakMemoryMbLocked(const Instance& inst) const {
   // The cgroup's high-water mark covers every process of the instance; without cgroups, the
   // runtime process's own peak RSS is the best there is.
+  if (ctx_->spawner == nullptr) return 0;  // no processes of its own (a test's launcher)
   if (const sandbox::Cgroups* cg = ctx_->spawner->cgroups();
       cg != nullptr && !inst.cgroup.empty()) {
     auto usage = cg->Usage(inst.cgroup);
@@ -344,12 +373,10 @@ void FunctionPool::DeliverLocked(Instance& inst, NextHandler handler, Invocation
   inst.served_any = true;
   inst.current_request_id = inv->id;
   inst.active[inv->id] = inv;
+  // A deadline that fires as the response arrives finds the call finished: OnDeadline checks.
   inv->deadline_timer =
-      std::make_unique<asio::steady_timer>(ctx_->executor, std::chrono::milliseconds(timeout_ms));
-  inv->deadline_timer->async_wait([self = shared_from_this(), instance_id = inst.id,
-                                   id = inv->id](boost::system::error_code ec) {
-    if (!ec) self->OnDeadline(instance_id, id);
-  });
+      ctx_->timers->After(timeout_ms * 1000, [self = shared_from_this(), instance_id = inst.id,
+                                              id = inv->id] { self->OnDeadline(instance_id, id); });
   ctx_->logs->Append(
       version_->function, inv->id, "platform",
       "START RequestId: " + inv->id + " Version: " + ShownVersion(version_->version, latest_));
@@ -402,7 +429,7 @@ void FunctionPool::RecordLocked(const InvocationPtr& inv, const Result& r, const
 void FunctionPool::FinishLocked(Instance& inst, const InvocationPtr& inv, Result result,
                                 Effects& fx) {
   inst.active.erase(inv->id);
-  if (inv->deadline_timer) inv->deadline_timer->cancel();
+  if (inv->deadline_timer) inv->deadline_timer->Cancel();
   // What the runtime printed before it answered is already in the pipe: read it now so the
   // lines land before END/REPORT and carry this request id.
   DrainLogsLocked(inst);
@@ -827,8 +854,8 @@ void FunctionPool::OnTick() {
       ready = ready || inst->state() == InstanceState::kReady;
       starting = starting || inst->state() == InstanceState::kStarting;
     }
-    while (!queue_.empty() && (ready || !starting) &&
-           now - queue_.front()->arrived_us >= ctx_->queue_timeout_us) {
+    while (!queue_.empty() && dispatch::QueueTimedOut(queue_.front()->arrived_us, ready, starting,
+                                                      ctx_->queue_timeout_us, now)) {
       InvocationPtr inv = std::move(queue_.front());
       queue_.pop_front();
       Result r;
@@ -929,11 +956,11 @@ void FunctionPool::Apply(Effects& fx) {
     Complete(std::move(handler), std::move(result));
   }
   for (auto& [sink, result] : fx.sink_ends) sink->Finish(std::move(result));
-  for (pid_t pid : fx.kills) ctx_->spawner->Kill(pid);
+  for (pid_t pid : fx.kills) ctx_->launcher->Kill(pid);
   for (const std::string& address : fx.closes) {
     if (!address.empty()) ctx_->endpoints->Close(address);
   }
-  for (const InstancePtr& inst : fx.launches) LaunchInstance(inst);
+  for (const InstancePtr& inst : fx.launches) ctx_->launcher->Launch(shared_from_this(), inst->id);
 }
 
 // ---- PoolManager ----

@@ -30,6 +30,7 @@
 
 #include "common/clock.h"
 #include "common/status.h"
+#include "common/timers.h"
 #include "common/unique_fd.h"
 #include "instance/instance_factory.h"
 #include "pool/keep_alive.h"
@@ -51,7 +52,7 @@ class Template;
 namespace thaw::meter {
 class Meter;
 struct Record;
-}
+}  // namespace thaw::meter
 namespace thaw::metrics {
 class Registry;
 struct FunctionMetrics;
@@ -132,7 +133,7 @@ struct Invocation {
   instance::StartKind start_kind = instance::StartKind::kWarm;
   int64_t init_us = 0;
   int64_t cpu_start_us = -1;  // the instance's CPU counter when the event was handed over
-  std::unique_ptr<asio::steady_timer> deadline_timer;
+  std::unique_ptr<Timer> deadline_timer;
   std::optional<Completion<void(Result)>> handler;  // empty once completed
   std::shared_ptr<ResponseSink> sink;  // set when the runtime streams: finished with the call
   // A batch (batching.cc): the calls it carries, in the order of its {"batch": [...]} event.
@@ -176,6 +177,7 @@ class RuntimeEndpoints {
 };
 
 class GpuTable;
+class Launcher;
 
 struct PoolContext {
   asio::any_io_executor executor;
@@ -185,6 +187,8 @@ struct PoolContext {
   metrics::Registry* metrics = nullptr;
   RuntimeEndpoints* endpoints = nullptr;
   const Clock* clock = nullptr;
+  Timers* timers = nullptr;      // call deadlines (common/timers.h)
+  Launcher* launcher = nullptr;  // starts and kills instances (launcher.h)
   PoolManager* manager = nullptr;
   std::string runtimes_dir;
   std::string python;
@@ -287,6 +291,11 @@ class FunctionPool : public std::enable_shared_from_this<FunctionPool> {
   static constexpr int64_t kCancelMemoryUs = 60'000'000;
 
   void OnExit(uint64_t instance_id, const sandbox::ExitEvent& exit);
+  // Launcher side (launcher.h). Spawn: starts instance `instance_id` through the spawner
+  // (template, fork or exec; launch.cc), for SpawnerLauncher. OnStarted: another launcher's
+  // answer: the instance runs as `pid`, or it could not start.
+  void Spawn(uint64_t instance_id);
+  void OnStarted(uint64_t instance_id, StatusOr<pid_t> pid);
   // Reads what the instance wrote. Returns when to look again: 0 at once, > 0 after that many
   // microseconds (it printed faster than log_rate_bytes), < 0 never (the pipe is closed).
   int64_t OnLogReadable(uint64_t instance_id, bool stderr_stream);
@@ -345,6 +354,15 @@ class FunctionPool : public std::enable_shared_from_this<FunctionPool> {
   void OnSpawned(const InstancePtr& instance, StatusOr<sandbox::Spawned> spawned,
                  const std::string& address, PeerCheck check, UniqueFd out, UniqueFd err);
   void LaunchFailed(const InstancePtr& instance, const Status& why);
+  // The instance runs as `pid` (`attached`: its Runtime API is served). Returns whether it was
+  // stopped meanwhile (or cannot be served), and must be killed once registered.
+  bool StartedLocked(Instance& instance, pid_t pid, bool attached);
+  // Registers `pid` for its exit event, then kills it if `stopped`.
+  void Register(const InstancePtr& instance, pid_t pid, bool stopped);
+  // Why the node's memory budget refuses one more instance of this version.
+  Status MemoryRefusal() const;
+  // Refuses `inv` for the reason in start_refusal_ (no room for the instance it needs).
+  void RefuseStartLocked(InvocationPtr inv, Effects& fx);
   // Starts `instance` from the template, or waits for the template's init, or starts it fresh.
   void LaunchFromTemplate(const InstancePtr& instance);
   // A fork failed (refused, or the template is gone): says why once per version, and starts

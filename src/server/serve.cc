@@ -22,11 +22,12 @@
 #include <thread>
 
 #include "auth/keys.h"
-#include "auth/tenant_gate.h"
 #include "common/clock.h"
 #include "common/files.h"
 #include "common/ids.h"
 #include "common/tenant.h"
+#include "common/timers.h"
+#include "dispatch/dispatcher.h"
 #include "dispatch/gpu_assign.h"
 #include "dispatch/warm_capacity.h"
 #include "gateway/api.h"
@@ -36,6 +37,7 @@
 #include "metrics/stats_ring.h"
 #include "models/store.h"
 #include "pool/gpu_table.h"
+#include "pool/launcher.h"
 #include "pool/pool.h"
 #include "queue/event_queue.h"
 #include "queue/job_store.h"
@@ -164,16 +166,17 @@ Status CheckGpus(const pool::GpuTable* gpus, const registry::Manifest& m) {
   return Status::Ok();
 }
 
-// Loads each tenant's spend this month from the meter's records into `gate`, and keeps it
-// current as records arrive.
-Status TrackSpend(meter::Meter& meter, const meter::PriceSheet& prices, auth::TenantGate& gate) {
+// Loads each tenant's spend this month from the meter's records into `dispatcher`, and keeps
+// it current as records arrive.
+Status TrackSpend(meter::Meter& meter, const meter::PriceSheet& prices,
+                  dispatch::Dispatcher& dispatcher) {
   const int64_t now = WallNowMicros();
-  auto samples = meter.Samples("", auth::MonthStartMicros(auth::MonthIndex(now)), now + 1);
+  auto samples = meter.Samples("", dispatch::MonthStartMicros(dispatch::MonthIndex(now)), now + 1);
   if (!samples.ok()) return samples.status();
   for (const auto& s : *samples) {
-    gate.AddSpend(s.tenant, s.start_us, meter::LambdaCostPico(s, prices));
+    dispatcher.AddSpend(s.tenant, s.start_us, meter::LambdaCostPico(s, prices));
   }
-  meter.SetObserver([&gate, prices](const meter::Record& r) {
+  meter.SetObserver([&dispatcher, prices](const meter::Record& r) {
     meter::Sample s;
     s.status = r.status;
     s.billed_ms = r.billed_ms;
@@ -181,7 +184,7 @@ Status TrackSpend(meter::Meter& meter, const meter::PriceSheet& prices, auth::Te
     s.gpu_us = r.gpu_us;
     s.prompt_tokens = r.prompt_tokens;  // set on usage records
     s.completion_tokens = r.completion_tokens;
-    gate.AddSpend(r.tenant, r.start_us, meter::LambdaCostPico(s, prices));
+    dispatcher.AddSpend(r.tenant, r.start_us, meter::LambdaCostPico(s, prices));
   });
   return Status::Ok();
 }
@@ -356,13 +359,16 @@ int RunServe(Config config, const std::string& exe_dir) {
         }
         return dispatch::CheckWarmCapacity(candidate, deployed, limits);
       });
-  auth::TenantGate gate;
-  for (const auto& t : (*keys)->ListTenants()) gate.SetLimits(t.name, t.limits);
+  // Tenant limits live in the key store alone; the dispatcher reads them at each admission.
+  dispatch::Dispatcher dispatcher([keys = keys->get()](std::string_view tenant) {
+    auto t = keys->GetTenant(tenant);
+    return t.ok() ? t->limits : auth::TenantLimits{};
+  });
   // With metering off nothing is recorded: no usage, no spend, so budgets are not enforced.
   meter::Meter* active_meter = config.metering ? meter->get() : nullptr;
   if (active_meter == nullptr) {
     spdlog::warn("metering is off: invocations are not recorded and budgets not enforced");
-  } else if (Status st = TrackSpend(*active_meter, PriceSheetFrom(config), gate); !st.ok()) {
+  } else if (Status st = TrackSpend(*active_meter, PriceSheetFrom(config), dispatcher); !st.ok()) {
     spdlog::critical("{}", st.message());
     return 1;
   }
@@ -392,6 +398,10 @@ int RunServe(Config config, const std::string& exe_dir) {
   ctx.meter = active_meter;
   ctx.endpoints = &endpoints;
   ctx.clock = &clock;
+  AsioTimers timers(ioc.get_executor());
+  ctx.timers = &timers;
+  pool::SpawnerLauncher launcher(spawner->get());
+  ctx.launcher = &launcher;
   ctx.runtimes_dir = config.runtimes_dir;
   ctx.python = config.python;
   ctx.node = config.node;
@@ -422,7 +432,7 @@ int RunServe(Config config, const std::string& exe_dir) {
   const std::string isolation = (*spawner)->isolation();
   metrics::StatsRing live;
   gateway::Api api(gateway::ApiDeps{registry->get(), &pools, &logs, active_meter, &config, *key,
-                                    isolation, &metrics, keys->get(), &gate, gpus.get(),
+                                    isolation, &metrics, keys->get(), &dispatcher, gpus.get(),
                                     config.durable_events ? events->get() : nullptr, &live,
                                     jobs->get(), models->get()});
 

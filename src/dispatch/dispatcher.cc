@@ -1,0 +1,123 @@
+#include "dispatch/dispatcher.h"
+
+#include <utility>
+
+#include "common/tenant.h"
+
+namespace thaw::dispatch {
+
+Dispatcher::Dispatcher(LimitsSource limits) : limits_(std::move(limits)) {}
+
+Dispatcher::Slot::Slot(Slot&& other) noexcept
+    : owner_(std::exchange(other.owner_, nullptr)),
+      tenant_(std::move(other.tenant_)),
+      function_(std::move(other.function_)),
+      reserved_(other.reserved_) {}
+
+Dispatcher::Slot& Dispatcher::Slot::operator=(Slot&& other) noexcept {
+  if (this != &other) {
+    Reset();
+    owner_ = std::exchange(other.owner_, nullptr);
+    tenant_ = std::move(other.tenant_);
+    function_ = std::move(other.function_);
+    reserved_ = other.reserved_;
+  }
+  return *this;
+}
+
+Dispatcher::Slot::~Slot() { Reset(); }
+
+void Dispatcher::Slot::Reset() {
+  if (owner_ != nullptr) owner_->Release(*this);
+  owner_ = nullptr;
+}
+
+auth::TenantLimits Dispatcher::LimitsOf(std::string_view tenant) const {
+  return limits_ ? limits_(tenant) : auth::TenantLimits{};
+}
+
+TenantCounters& Dispatcher::TenantLocked(std::string_view tenant) {
+  auto it = tenants_.find(tenant);
+  if (it == tenants_.end()) it = tenants_.emplace(std::string(tenant), TenantCounters{}).first;
+  return it->second;
+}
+
+Decision Dispatcher::Admit(std::string_view function, std::optional<int64_t> reserved_cap,
+                           int64_t now_us, Slot& slot) {
+  slot = Slot();  // gives back what it held first: Release takes mu_
+  const std::string_view tenant = TenantOfFunction(function);
+  AdmissionState state;
+  state.limits = LimitsOf(tenant);
+  state.reserved_cap = reserved_cap;
+  std::lock_guard lock(mu_);
+  TenantCounters& counters = TenantLocked(tenant);
+  state.tenant = counters;
+  if (reserved_cap) {
+    auto r = reserved_.find(function);
+    state.reserved_inflight = r == reserved_.end() ? 0 : r->second;
+  }
+  Decision d = dispatch::Admit(state, CallRequest{tenant, function}, now_us);
+  counters = d.tenant;
+  if (!d.admitted()) return d;
+  if (reserved_cap) {
+    auto r = reserved_.find(function);
+    if (r == reserved_.end()) r = reserved_.emplace(std::string(function), 0).first;
+    r->second = d.reserved_inflight;
+  }
+  slot.owner_ = this;
+  slot.tenant_ = std::string(tenant);
+  slot.function_ = std::string(function);
+  slot.reserved_ = reserved_cap.has_value();
+  return d;
+}
+
+void Dispatcher::Release(const Slot& slot) {
+  std::lock_guard lock(mu_);
+  if (auto t = tenants_.find(slot.tenant_); t != tenants_.end() && t->second.inflight > 0) {
+    --t->second.inflight;
+  }
+  if (!slot.reserved_) return;
+  if (auto r = reserved_.find(slot.function_); r != reserved_.end() && --r->second <= 0) {
+    reserved_.erase(r);
+  }
+}
+
+Decision Dispatcher::CheckBudget(std::string_view tenant, int64_t now_us) {
+  AdmissionState state;
+  state.limits = LimitsOf(tenant);
+  CallRequest call;
+  call.tenant = tenant;
+  call.budget_only = true;
+  std::lock_guard lock(mu_);
+  TenantCounters& counters = TenantLocked(tenant);
+  state.tenant = counters;
+  Decision d = dispatch::Admit(state, call, now_us);
+  counters = d.tenant;
+  return d;
+}
+
+void Dispatcher::AddSpend(std::string_view tenant, int64_t start_us, int64_t pico) {
+  std::lock_guard lock(mu_);
+  TenantCounters& counters = TenantLocked(tenant);
+  counters = dispatch::AddSpend(std::move(counters), start_us, pico);
+}
+
+int64_t Dispatcher::SpentMicros(std::string_view tenant, int64_t now_us) {
+  std::lock_guard lock(mu_);
+  const TenantCounters& t = TenantLocked(tenant);
+  // Spend of an earlier month is not this month's.
+  return t.month == MonthIndex(now_us) ? t.spent_pico / 1'000'000 : 0;
+}
+
+int64_t Dispatcher::inflight(std::string_view tenant) {
+  std::lock_guard lock(mu_);
+  return TenantLocked(tenant).inflight;
+}
+
+int64_t Dispatcher::reserved_inflight(std::string_view function) {
+  std::lock_guard lock(mu_);
+  auto r = reserved_.find(function);
+  return r == reserved_.end() ? 0 : r->second;
+}
+
+}  // namespace thaw::dispatch

@@ -1,0 +1,79 @@
+// Dispatcher: the owner of the node's admission counters, and the thin driver of the pure
+// decision (admission.h). One object holds them all: each tenant's calls running at once, its
+// rate bucket and its month's spend, and each function's calls running under its reserved
+// concurrency. Tenant limits are not copied here: they are read from their one store (the key
+// store, through LimitsSource) at each decision, so a changed limit applies to the next call
+// without anyone keeping two copies in step. The per-version queue and instances stay with
+// their pool (pool/pool.h), which runs the same decision on its own snapshot.
+//
+// Owned by the server (serve.cc); shared by the invoker and the admin API. Thread-safe: one
+// mutex over the counters; limits are read outside it.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "dispatch/admission.h"
+
+namespace thaw::dispatch {
+
+class Dispatcher {
+ public:
+  // A tenant's limits as stored; absent limits are not enforced.
+  using LimitsSource = std::function<auth::TenantLimits(std::string_view tenant)>;
+
+  // A null `limits` enforces none (spend is still tracked).
+  explicit Dispatcher(LimitsSource limits = nullptr);
+  Dispatcher(const Dispatcher&) = delete;
+  Dispatcher& operator=(const Dispatcher&) = delete;
+
+  // An admitted call's hold on its tenant slot (and its function's reserved slot): given back
+  // when it is destroyed, however the call ends. Move-only.
+  class Slot {
+   public:
+    Slot() = default;
+    Slot(Slot&& other) noexcept;
+    Slot& operator=(Slot&& other) noexcept;
+    ~Slot();
+    bool held() const { return owner_ != nullptr; }
+
+   private:
+    friend class Dispatcher;
+    void Reset();
+    Dispatcher* owner_ = nullptr;
+    std::string tenant_;
+    std::string function_;
+    bool reserved_ = false;
+  };
+
+  // The gateway's half of admission for a call of `function` (internal name: its tenant is its
+  // prefix), before a pool is chosen: budget, tenant concurrency and rate, then reserved
+  // concurrency when `reserved_cap` is set. Once admitted, `slot` holds the call's slots.
+  Decision Admit(std::string_view function, std::optional<int64_t> reserved_cap, int64_t now_us,
+                 Slot& slot);
+  // The budget alone (Event invocations are refused up front once it is spent).
+  Decision CheckBudget(std::string_view tenant, int64_t now_us);
+
+  void AddSpend(std::string_view tenant, int64_t start_us, int64_t pico);
+  int64_t SpentMicros(std::string_view tenant, int64_t now_us);
+  int64_t inflight(std::string_view tenant);
+  int64_t reserved_inflight(std::string_view function);
+
+ private:
+  auth::TenantLimits LimitsOf(std::string_view tenant) const;
+  void Release(const Slot& slot);
+  TenantCounters& TenantLocked(std::string_view tenant);
+
+  const LimitsSource limits_;
+  std::mutex mu_;
+  std::map<std::string, TenantCounters, std::less<>> tenants_;  // guarded by mu_
+  // Calls running under a reservation, by function; absent: none.
+  std::map<std::string, int64_t, std::less<>> reserved_;  // guarded by mu_
+};
+
+}  // namespace thaw::dispatch

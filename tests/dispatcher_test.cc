@@ -1,0 +1,185 @@
+// Dispatcher: the counters' one owner, with limits read from their one store at each call and
+// the time from a fake clock (dispatch/dispatcher.h).
+#include "dispatch/dispatcher.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <string>
+
+#include "common/clock.h"
+
+namespace thaw::dispatch {
+namespace {
+
+using Kind = Decision::Kind;
+
+constexpr int64_t kSecond = 1'000'000;
+constexpr int64_t kPicoPerMicro = 1'000'000;
+// 2026-11-28T12:00:00Z
+constexpr int64_t kNow = 1'795'867'200LL * kSecond;
+
+// The limits' one store, as the key store is for the server.
+struct Store {
+  std::map<std::string, auth::TenantLimits, std::less<>> limits;
+  Dispatcher::LimitsSource Source() {
+    return [this](std::string_view tenant) {
+      auto it = limits.find(tenant);
+      return it == limits.end() ? auth::TenantLimits{} : it->second;
+    };
+  }
+};
+
+TEST(DispatcherTest, MonthsAreUtcCalendarMonths) {
+  EXPECT_EQ(MonthIndex(0), 0);
+  EXPECT_EQ(MonthIndex(kNow), (2026 - 1970) * 12 + 10);
+  EXPECT_EQ(MonthStartMicros(MonthIndex(kNow)), 1'793'491'200LL * kSecond);      // 2026-11-01
+  EXPECT_EQ(MonthStartMicros(MonthIndex(kNow) + 1), 1'796'083'200LL * kSecond);  // 2026-12-01
+  EXPECT_EQ(MonthIndex(1'796'083'200LL * kSecond - 1), MonthIndex(kNow));
+}
+
+TEST(DispatcherTest, NoLimitsAdmitsEverything) {
+  Dispatcher d;
+  std::vector<Dispatcher::Slot> slots(1000);
+  for (auto& slot : slots)
+    EXPECT_EQ(d.Admit("acme.f", std::nullopt, kNow, slot).kind, Kind::kAdmit);
+  EXPECT_EQ(d.inflight("acme"), 1000);
+  slots.clear();
+  EXPECT_EQ(d.inflight("acme"), 0);
+}
+
+TEST(DispatcherTest, TenantConcurrencyHoldsUntilTheSlotIsGone) {
+  Store store;
+  store.limits["acme"].concurrency = 2;
+  Dispatcher d(store.Source());
+  Dispatcher::Slot a, b, c, other;
+  EXPECT_TRUE(d.Admit("acme.f", std::nullopt, kNow, a).admitted());
+  EXPECT_TRUE(d.Admit("acme.g", std::nullopt, kNow, b).admitted());
+  Decision third = d.Admit("acme.f", std::nullopt, kNow, c);
+  EXPECT_EQ(third.reason, RejectReason::kTenantConcurrency);
+  EXPECT_EQ(third.retry_after_s, 1);
+  EXPECT_NE(third.message.find("concurrency limit of 2"), std::string::npos) << third.message;
+  EXPECT_FALSE(c.held());
+  // Other tenants are not affected.
+  EXPECT_TRUE(d.Admit("beta.f", std::nullopt, kNow, other).admitted());
+  a = Dispatcher::Slot();  // the call ended
+  EXPECT_TRUE(d.Admit("acme.f", std::nullopt, kNow, c).admitted());
+  // A slot moved on holds once.
+  Dispatcher::Slot moved = std::move(b);
+  EXPECT_EQ(d.inflight("acme"), 2);
+}
+
+TEST(DispatcherTest, LimitsAreReadFromTheirStoreAtEachCall) {
+  Store store;
+  Dispatcher d(store.Source());
+  Dispatcher::Slot a, b;
+  EXPECT_TRUE(d.Admit("acme.f", std::nullopt, kNow, a).admitted());
+  // A limit set in the store applies to the next call: nobody tells the dispatcher.
+  store.limits["acme"].concurrency = 1;
+  EXPECT_EQ(d.Admit("acme.f", std::nullopt, kNow, b).reason, RejectReason::kTenantConcurrency);
+  store.limits["acme"].concurrency.reset();
+  EXPECT_TRUE(d.Admit("acme.f", std::nullopt, kNow, b).admitted());
+}
+
+TEST(DispatcherTest, RateRefillsContinuouslyOnTheClock) {
+  Store store;
+  store.limits["acme"].rate_per_second = 4;
+  Dispatcher d(store.Source());
+  FakeClock clock(kNow);
+  for (int i = 0; i < 4; ++i) {
+    Dispatcher::Slot s;
+    ASSERT_TRUE(d.Admit("acme.f", std::nullopt, clock.WallMicros(), s).admitted()) << i;
+  }
+  Dispatcher::Slot s;
+  Decision over = d.Admit("acme.f", std::nullopt, clock.WallMicros(), s);
+  EXPECT_EQ(over.reason, RejectReason::kTenantRate);
+  EXPECT_EQ(over.retry_after_s, 1);
+  EXPECT_NE(over.message.find("rate limit of 4 requests per second"), std::string::npos);
+  // A quarter second later one more token has come back, and only one.
+  clock.Advance(kSecond / 4);
+  EXPECT_TRUE(d.Admit("acme.f", std::nullopt, clock.WallMicros(), s).admitted());
+  s = Dispatcher::Slot();
+  EXPECT_EQ(d.Admit("acme.f", std::nullopt, clock.WallMicros(), s).reason,
+            RejectReason::kTenantRate);
+  // A long pause refills to the burst, not beyond.
+  clock.Advance(60 * kSecond);
+  for (int i = 0; i < 4; ++i) {
+    Dispatcher::Slot t;
+    EXPECT_TRUE(d.Admit("acme.f", std::nullopt, clock.WallMicros(), t).admitted());
+  }
+  EXPECT_EQ(d.Admit("acme.f", std::nullopt, clock.WallMicros(), s).reason,
+            RejectReason::kTenantRate);
+  // A new rate in the store starts a full bucket at that rate.
+  store.limits["acme"].rate_per_second = 2;
+  for (int i = 0; i < 2; ++i) {
+    Dispatcher::Slot t;
+    EXPECT_TRUE(d.Admit("acme.f", std::nullopt, clock.WallMicros(), t).admitted()) << i;
+  }
+  EXPECT_EQ(d.Admit("acme.f", std::nullopt, clock.WallMicros(), s).reason,
+            RejectReason::kTenantRate);
+}
+
+TEST(DispatcherTest, ReservedConcurrencyCountsOverAllVersionsUntilReleased) {
+  Dispatcher d;
+  Dispatcher::Slot a, b, c, unreserved;
+  EXPECT_TRUE(d.Admit("acme.f", 2, kNow, a).admitted());
+  EXPECT_TRUE(d.Admit("acme.f", 2, kNow, b).admitted());
+  Decision third = d.Admit("acme.f", 2, kNow, c);
+  EXPECT_EQ(third.reason, RejectReason::kReservedConcurrency);
+  EXPECT_EQ(d.reserved_inflight("acme.f"), 2);
+  // A refusal holds nothing: neither the tenant's slot nor the function's.
+  EXPECT_EQ(d.inflight("acme"), 2);
+  // Another function of the tenant has no reservation.
+  EXPECT_TRUE(d.Admit("acme.g", std::nullopt, kNow, unreserved).admitted());
+  b = Dispatcher::Slot();
+  EXPECT_EQ(d.reserved_inflight("acme.f"), 1);
+  EXPECT_TRUE(d.Admit("acme.f", 2, kNow, c).admitted());
+}
+
+TEST(DispatcherTest, BudgetWarnsAtEightyPercentAndStopsWhenSpent) {
+  Store store;
+  store.limits["acme"].monthly_budget_micros = 10;  // $0.00001
+  Dispatcher d(store.Source());
+  Dispatcher::Slot s;
+  d.AddSpend("acme", kNow, 7 * kPicoPerMicro);
+  Decision quiet = d.Admit("acme.f", std::nullopt, kNow, s);
+  EXPECT_TRUE(quiet.admitted());
+  EXPECT_TRUE(quiet.budget_warning.empty());
+  d.AddSpend("acme", kNow, kPicoPerMicro);  // 80%
+  Decision warned = d.Admit("acme.f", std::nullopt, kNow, s);
+  EXPECT_TRUE(warned.admitted());
+  EXPECT_TRUE(warned.first_warning);
+  EXPECT_NE(warned.budget_warning.find("80% of the monthly budget"), std::string::npos)
+      << warned.budget_warning;
+  EXPECT_FALSE(d.Admit("acme.f", std::nullopt, kNow, s).first_warning);  // logged once
+  d.AddSpend("acme", kNow, 2 * kPicoPerMicro - 1);                       // one pico short
+  EXPECT_TRUE(d.Admit("acme.f", std::nullopt, kNow, s).admitted());
+  d.AddSpend("acme", kNow, 1);
+  Decision stopped = d.Admit("acme.f", std::nullopt, kNow, s);
+  EXPECT_EQ(stopped.reason, RejectReason::kTenantBudget);
+  EXPECT_NE(stopped.message.find("monthly budget of $0.000010"), std::string::npos)
+      << stopped.message;
+  // Retry when the month ends: 2026-12-01 is 2 days and 12 hours away.
+  EXPECT_EQ(stopped.retry_after_s, (2 * 24 + 12) * 3600);
+  EXPECT_EQ(d.CheckBudget("acme", kNow).reason, RejectReason::kTenantBudget);
+  // Spend of an earlier month does not count; a new month starts from zero.
+  const int64_t december = 1'796'083'200LL * kSecond;
+  EXPECT_TRUE(d.Admit("acme.f", std::nullopt, december, s).admitted());
+  d.AddSpend("acme", kNow, 100 * kPicoPerMicro);
+  EXPECT_EQ(d.SpentMicros("acme", december), 0);
+  // Raising the budget in the store lets the tenant go on within the month.
+  d.AddSpend("acme", december, 10 * kPicoPerMicro);
+  EXPECT_EQ(d.Admit("acme.f", std::nullopt, december, s).reason, RejectReason::kTenantBudget);
+  store.limits["acme"].monthly_budget_micros = 20;
+  EXPECT_TRUE(d.Admit("acme.f", std::nullopt, december, s).admitted());
+}
+
+TEST(DispatcherTest, SubMicroSpendAddsUp) {
+  Dispatcher d;
+  // $0.20 per million requests is 200,000 pico-dollars each: five make a micro-dollar.
+  for (int i = 0; i < 5; ++i) d.AddSpend("acme", kNow, 200'000);
+  EXPECT_EQ(d.SpentMicros("acme", kNow), 1);
+}
+
+}  // namespace
+}  // namespace thaw::dispatch

@@ -51,7 +51,7 @@ class Template;
 namespace thaw::meter {
 class Meter;
 struct Record;
-}
+}  // namespace thaw::meter
 namespace thaw::metrics {
 class Registry;
 struct FunctionMetrics;
@@ -62,6 +62,7 @@ namespace thaw::pool {
 namespace asio = boost::asio;
 
 class ResponseSink;
+class IdleTimesStore;
 
 struct Result {
   enum class Kind {
@@ -202,6 +203,8 @@ struct PoolContext {
   // Fork new instances from a per-version template where the function allows it (the
   // `templates` knob; instance/template.h).
   bool templates = false;
+  // Where pools keep their idle-time histograms across restarts; null: not kept.
+  IdleTimesStore* idle_store = nullptr;
 };
 
 struct PoolStats {
@@ -415,6 +418,13 @@ class FunctionPool : public std::enable_shared_from_this<FunctionPool> {
   std::map<std::string, int64_t> canceled_early_;
   IdleHistogram idle_times_;    // guarded by mu_: the adaptive keep-alive's
   int64_t idle_since_us_ = -1;  // guarded by mu_: PoolView::idle_since_us
+  // idle_times_ changed since it was last saved to ctx_->idle_store, and when that was
+  // (monotonic). Guarded by mu_.
+  bool idle_dirty_ = false;
+  int64_t idle_saved_us_ = 0;
+  static constexpr int64_t kIdleSaveEveryUs = 5'000'000;
+  // Saves idle_times_ if it changed (and, unless `now`, kIdleSaveEveryUs have passed). Takes mu_.
+  void SaveIdleTimes(bool now);
 };
 
 // All pools, keyed by function, version and whether they serve $LATEST, plus the pid -> instance

@@ -36,6 +36,7 @@
 #include "metrics/stats_ring.h"
 #include "models/store.h"
 #include "pool/gpu_table.h"
+#include "pool/idle_times_store.h"
 #include "pool/pool.h"
 #include "queue/event_queue.h"
 #include "queue/job_store.h"
@@ -405,6 +406,12 @@ int RunServe(Config config, const std::string& exe_dir) {
   ctx.gpus = gpus.get();
   ctx.models_dir = models::ModelStore::TreesRoot(config.data_dir);
   ctx.templates = config.templates;
+  auto idle_store = pool::IdleTimesStore::Open(config.data_dir + "/thaw.db");
+  if (!idle_store.ok()) {
+    spdlog::critical("{}", idle_store.status().message());
+    return 1;
+  }
+  ctx.idle_store = idle_store->get();
   pool::PoolManager pools(&ctx);
   ctx.manager = &pools;
 

@@ -126,7 +126,8 @@ TEST_F(TemplateTest, MinInstancesAtDeployAllFork) {
       },
       kTemplateWaitMs))
       << server_->Call("GET", "/v1/functions/floor").body;
-  for (const auto& inst : Function("floor").at("instance_list").as_array()) {
+  const json::object f = Function("floor");
+  for (const auto& inst : f.at("instance_list").as_array()) {
     EXPECT_EQ(inst.at("start_kind").as_string(), "fork") << json::serialize(inst);
   }
 }

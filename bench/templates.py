@@ -7,7 +7,13 @@ hello-python and hello-node scaled to zero (idle_timeout_s: 0) before every samp
 (sum of PSS) of 8 digits-torch instances forked from one template (template included) against
 one instance and against 8 started in full; and 64 concurrent calls to a scaled-to-zero
 digits-torch with max_instances 8. Prints a markdown section (bench/run.sh adds it to
-docs/benchmarks.md). Usage: bench/templates.py [SAMPLES] [FULL_SAMPLES]
+docs/benchmarks.md). Usage: bench/templates.py [SAMPLES] [FULL_SAMPLES], or
+bench/templates.py memory for the memory table alone.
+
+The memory figures come from servers run one at a time, after the cold-start servers have
+stopped: a sum of PSS divides each shared page among every process that maps it, so a process
+outside the group measured (another server's template, say, mapping the same libtorch pages)
+would lower the group's sum and make it depend on what else happens to run.
 """
 import concurrent.futures
 import json
@@ -23,8 +29,9 @@ import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 THAW = os.path.join(ROOT, "build", "thaw")
-SAMPLES = int(sys.argv[1]) if len(sys.argv) > 1 else 30
-FULL_SAMPLES = int(sys.argv[2]) if len(sys.argv) > 2 else 10
+ARGS = [a for a in sys.argv[1:] if a.isdigit()]
+SAMPLES = int(ARGS[0]) if ARGS else 30
+FULL_SAMPLES = int(ARGS[1]) if len(ARGS) > 1 else 10
 
 
 class Server:
@@ -112,14 +119,6 @@ def pct(values, p):
     return v[min(len(v) - 1, max(0, (p * len(v) + 99) // 100 - 1))]
 
 
-def pss_kb(pid):
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            return int(re.search(r"^Pss:\s+(\d+)", f.read(), re.M).group(1))
-    except (OSError, AttributeError):
-        return 0
-
-
 def burst(server, name, payload, n):
     def one(_):
         t0 = time.monotonic()
@@ -129,14 +128,105 @@ def burst(server, name, payload, n):
         return list(pool.map(one, range(n)))
 
 
-def instances_pss(server, name, want):
-    """Sum of PSS (kB) of the `want` instances min_instances keeps (deployed so), and the
-    template's PSS (0 without one)."""
-    server.wait(lambda: server.function(name)["instances"]["ready"] >= want, name + " ready")
+def rollup(pid):
+    """/proc/PID/smaps_rollup's fields in kB ({} once the process is gone)."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            return {k: int(v) for k, v in re.findall(r"^(\w+):\s+(\d+) kB", f.read(), re.M)}
+    except OSError:
+        return {}
+
+
+def call_each(server, name, want, payload):
+    """Calls until each of the `want` ready instances has answered one (digits-torch names the
+    instance that answered): so that what is measured is an instance that has served."""
+    seen = set()
+    for _ in range(20):
+        for status, _, body in burst_bodies(server, name, payload, want):
+            if status == 200:
+                seen.add(json.loads(body)["model"]["id"])
+        if len(seen) >= want:
+            break
+    return len(seen)
+
+
+def burst_bodies(server, name, payload, n):
+    with concurrent.futures.ThreadPoolExecutor(n) as pool:
+        return list(pool.map(
+            lambda _: server.call("POST", f"/v1/functions/{name}/invoke", payload), range(n)))
+
+
+def group_memory(server, name, want, payload):
+    """The `want` ready instances of `name`, after each has served a call, and its template:
+    (instances, instances that served, sum of their PSS, the template's PSS, mean private
+    dirty per instance), in kB."""
+    server.wait(lambda: server.function(name)["instances"].get("ready", 0) >= want, name + " ready")
+    served = call_each(server, name, want, payload)
+    time.sleep(1)  # let the calls' after-effects (a collection, freed buffers) settle
     f = server.function(name)
     pids = [i["pid"] for i in f["instance_list"] if i["state"] == "ready"][:want]
     tpl = [t["pid"] for t in f.get("templates", []) if t["state"] == "ready"]
-    return len(pids), sum(pss_kb(p) for p in pids), sum(pss_kb(p) for p in tpl)
+    rolls = [rollup(p) for p in pids]
+    pss = sum(r.get("Pss", 0) for r in rolls)
+    dirty = sum(r.get("Private_Dirty", 0) for r in rolls) / max(len(rolls), 1)
+    return len(pids), served, pss, sum(rollup(p).get("Pss", 0) for p in tpl), dirty
+
+
+def memory_table(work, digits):
+    """Memory of digits-torch instances, each group on a server of its own, run alone."""
+    pixels = json.dumps({"pixels": [0] * 64})
+    # The runtime as it was before gc.freeze: the same file, the freeze taken out.
+    old_rt = os.path.join(work, "runtimes-nofreeze")
+    shutil.copytree(os.path.join(ROOT, "runtimes"), old_rt)
+    boot = os.path.join(old_rt, "python3", "bootstrap.py")
+    src = open(boot).read()
+    if "gc.freeze()" not in src:
+        raise SystemExit("bootstrap.py has no gc.freeze() to take out")
+    with open(boot, "w") as f:
+        f.write(src.replace("gc.collect()", "pass").replace("gc.freeze()", "pass"))
+    # digits-torch whose handler ends each call with a full collection: what a long-lived
+    # instance's collector does sooner or later (or a handler that calls gc.collect() itself).
+    collecting = os.path.join(work, "bundles", "digits-gc")
+    shutil.copytree(digits, collecting)
+    with open(os.path.join(collecting, "app.py"), "a") as f:
+        f.write("\n\nimport gc as _gc\n_handler = handler\n\n\n"
+                "def handler(event, context):\n    try:\n        return _handler(event, context)\n"
+                "    finally:\n        _gc.collect()\n")
+    rows = []
+
+    def measure(label, flags, yaml, want, bundle=digits):
+        s = Server(work, "mem-" + str(len(rows)), flags)
+        name = "digits-mem" + str(len(rows))
+        try:
+            s.deploy(copy_example(work, bundle, name, yaml))
+            rows.append((label,) + group_memory(s, name, want, pixels))
+        finally:
+            s.stop()
+
+    # The runtimes of this checkout, not the copy in build/ that a build refreshes.
+    now_rt = ["--runtimes-dir", os.path.join(ROOT, "runtimes")]
+    eight = "min_instances: 8\n"
+    measure("one instance, `--templates false`", ["--templates", "false"] + now_rt,
+            "min_instances: 1\n", 1)
+    measure("started in full, `--templates false`", ["--templates", "false"] + now_rt, eight, 8)
+    measure("forked, without `gc.freeze()`", ["--runtimes-dir", old_rt], eight, 8)
+    measure("forked, `gc.freeze()` (now)", now_rt, eight, 8)
+    measure("forked, without `gc.freeze()`, each call ends with `gc.collect()`",
+            ["--runtimes-dir", old_rt], eight, 8, collecting)
+    measure("forked, `gc.freeze()` (now), each call ends with `gc.collect()`", now_rt, eight, 8,
+            collecting)
+    one = max(rows[0][3], 1)
+    mb = lambda kb: kb / 1024
+    out = ["Memory of digits-torch instances, sum of PSS (`/proc/PID/smaps_rollup`, template "
+           "included),", "each group on a server of its own, run alone, after every instance "
+           "served a call; forked groups are", "8 instances forked from one template:", "",
+           "| | instances (served a call) | PSS (MB) | / one full instance | template PSS (MB) "
+           "| private dirty per instance (MB) |", "|---|---|---|---|---|---|"]
+    for label, n, served, pss, tpl, dirty in rows:
+        target = " (target ≤ 2)" if tpl > 0 else ""
+        out.append(f"| {label} | {n} ({served}) | {mb(pss + tpl):.0f} | "
+                   f"{(pss + tpl) / one:.2f}{target} | {mb(tpl):.0f} | {mb(dirty):.1f} |")
+    return "\n".join(out) + "\n"
 
 
 def main():
@@ -169,17 +259,12 @@ def main():
         for c in calls:
             kinds[c[1]] = kinds.get(c[1], 0) + 1
         burst_ms = [c[2] for c in calls]
-
-        # Memory: 8 forked instances (and their template) against 1 and 8 full ones.
-        on.deploy(copy_example(work, digits, "digits-mem8", "min_instances: 8\n"))
-        n_fork, fork_pss, tpl_pss = instances_pss(on, "digits-mem8", 8)
-        off.deploy(copy_example(work, digits, "digits-mem1", "min_instances: 1\n"))
-        _, one_pss, _ = instances_pss(off, "digits-mem1", 1)
-        off.deploy(copy_example(work, digits, "digits-mem8", "min_instances: 8\n"))
-        n_full, full_pss, _ = instances_pss(off, "digits-mem8", 8)
     finally:
         on.stop()
         off.stop()
+    try:
+        mem = memory_table(work, digits)
+    finally:
         shutil.rmtree(work, ignore_errors=True)
 
     p50_on, p50_off = pct(d_on, 50), pct(d_off, 50)
@@ -204,15 +289,15 @@ timed from sending the invoke to the complete response (bench/templates.py).
 {ok}/64 answered 200; start kinds {json.dumps(kinds, sort_keys=True)} (target: all 200, none
 `full`); latency p50 {pct(burst_ms, 50):.1f} ms, max {max(burst_ms):.1f} ms.
 
-Memory of digits-torch instances, sum of PSS (`/proc/PID/smaps_rollup`):
-
-| | instances | PSS (MB) | / one full instance |
-|---|---|---|---|
-| one instance, `--templates false` | 1 | {mb(one_pss):.0f} | 1.0 |
-| forked from one template (template included: {mb(tpl_pss):.0f} MB) | {n_fork} | {mb(fork_pss + tpl_pss):.0f} | {(fork_pss + tpl_pss) / max(one_pss, 1):.1f} (target ≤ 2) |
-| started in full, `--templates false` | {n_full} | {mb(full_pss):.0f} | {full_pss / max(one_pss, 1):.1f} |
-""")
+{mem}""")
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["memory"]:
+        w = tempfile.mkdtemp(prefix="thaw-templates-")
+        try:
+            print("\n" + memory_table(w, os.path.join(ROOT, "build", "examples", "digits-torch")))
+        finally:
+            shutil.rmtree(w, ignore_errors=True)
+    else:
+        main()

@@ -166,8 +166,10 @@ std::vector<PlanCase> PlanCases() {
       {"TemplatesFallbackThenNothing", IdleHistogram(), KeepAliveMode::kAdaptive, true,
        2 * kFallback, B::kTooFewSamples, 0, kFallback, W::kNothing, false, 2 * kFallback,
        60 * kSecond},
-      {"TemplatesFixedModeKeepTheTemplateForTheWindowOnly", IdleHistogram(), KeepAliveMode::kFixed,
-       true, kFallback, B::kFixed, 0, kFallback, W::kNothing, false, kFallback, 60 * kSecond},
+      // keep_alive: fixed sets the instances' window: the template stays while callable.
+      {"TemplatesFixedModeKeepTheTemplateWhileCallable", IdleHistogram(), KeepAliveMode::kFixed,
+       true, 100 * kFallback, B::kFixed, 0, kFallback, W::kTemplate, false, kKeepForever,
+       60 * kSecond},
   };
 }
 
@@ -240,6 +242,91 @@ TEST(KeepAliveCycleTest, ServerTickFollowsTheLearntTimer) {
   plan = tick(view);
   EXPECT_EQ(plan.stop, std::vector<uint64_t>{2});
   EXPECT_EQ(plan.start, 0);  // the window is over: no second pre-warm
+}
+
+// The template part of the driver (FunctionPool::ApplyTickLocked), step by step with a fake
+// clock: the plan as the pool computes it each tick, and what PlanTemplate makes of it.
+class TemplateCycleTest : public ::testing::Test {
+ protected:
+  TemplateAction Decide(const IdleHistogram& idle, KeepAliveMode mode, bool pool_empty) {
+    KeepAliveSnapshot s;
+    s.mode = mode;
+    s.idle = &idle;
+    s.fixed_window_us = kFallback;
+    s.templates = true;
+    s.now_us = clock_.MonoMicros();
+    s.idle_since_us = kIdleAt;
+    TemplateSnapshot t;
+    t.ready = ready_;
+    t.dropped = dropped_;
+    t.pool_empty = pool_empty;
+    const TemplateAction action = PlanTemplate(PlanKeepAlive(s), t);
+    // Applied as the driver does: a drop ends it, a make brings it back (its init is quick here).
+    if (action != TemplateAction::kKeep) {
+      ready_ = action == TemplateAction::kMake;
+      dropped_ = action == TemplateAction::kDrop;
+    }
+    return action;
+  }
+  void At(int64_t since_idle_us) { clock_.Advance(kIdleAt + since_idle_us - clock_.MonoMicros()); }
+
+  FakeClock clock_{kIdleAt};
+  bool ready_ = true;
+  bool dropped_ = false;
+};
+
+// A learnt 15-minute timer: the template goes once the pool is empty in the gap, comes back as
+// the pre-warm window opens (12.6 min), and goes again past the tail (16.5 min).
+TEST_F(TemplateCycleTest, LearntTimerDropsInTheGapAndRemakesForThePrewarm) {
+  const IdleHistogram timer = Times({{20, 14.9}});
+  const auto A = KeepAliveMode::kAdaptive;
+  At(100'000);
+  EXPECT_EQ(Decide(timer, A, /*pool_empty=*/false), TemplateAction::kKeep);  // its fork stops
+  At(2 * kSecond);
+  EXPECT_EQ(Decide(timer, A, true), TemplateAction::kDrop);
+  At(12 * kMinute);
+  EXPECT_EQ(Decide(timer, A, true), TemplateAction::kKeep);  // still the gap: nothing made
+  EXPECT_FALSE(ready_);
+  At(756 * kSecond);
+  EXPECT_EQ(Decide(timer, A, true), TemplateAction::kMake);  // the pre-warm forks from it
+  At(800 * kSecond);
+  EXPECT_EQ(Decide(timer, A, false), TemplateAction::kKeep);
+  At(990 * kSecond - 1);
+  EXPECT_EQ(Decide(timer, A, true), TemplateAction::kKeep);
+  At(990 * kSecond);
+  EXPECT_EQ(Decide(timer, A, false), TemplateAction::kKeep);  // the pre-warmed fork still lives
+  EXPECT_EQ(Decide(timer, A, true), TemplateAction::kDrop);
+}
+
+// Not representative yet: the template outlives the instance by the fallback window, then goes.
+TEST_F(TemplateCycleTest, FallbackKeepsTheTemplateTwiceTheWindow) {
+  const IdleHistogram none;
+  const auto A = KeepAliveMode::kAdaptive;
+  At(kFallback);
+  EXPECT_EQ(Decide(none, A, true), TemplateAction::kKeep);
+  At(2 * kFallback - 1);
+  EXPECT_EQ(Decide(none, A, true), TemplateAction::kKeep);
+  At(2 * kFallback);
+  EXPECT_EQ(Decide(none, A, true), TemplateAction::kDrop);
+  At(3 * kFallback);
+  EXPECT_EQ(Decide(none, A, true), TemplateAction::kKeep);  // not wanted: the next call makes it
+}
+
+// keep_alive: fixed never drops it: `idle_timeout_s: 0` still forks its next instance.
+TEST_F(TemplateCycleTest, FixedModeNeverDrops) {
+  At(1000 * kMinute);
+  EXPECT_EQ(Decide(IdleHistogram(), KeepAliveMode::kFixed, true), TemplateAction::kKeep);
+  EXPECT_TRUE(ready_);
+}
+
+// A template the plan did not drop (one that ended, or never was) is the next cold start's to
+// make, as before: the plan only brings back what it let go.
+TEST_F(TemplateCycleTest, OnlyWhatThePlanDroppedIsRemade) {
+  ready_ = false;
+  At(kSecond);
+  EXPECT_EQ(Decide(IdleHistogram(), KeepAliveMode::kAdaptive, true), TemplateAction::kKeep);
+  dropped_ = true;
+  EXPECT_EQ(Decide(IdleHistogram(), KeepAliveMode::kAdaptive, true), TemplateAction::kMake);
 }
 
 }  // namespace

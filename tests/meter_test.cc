@@ -24,6 +24,8 @@
 #include <thread>
 #include <vector>
 
+#include "store/db.h"
+
 namespace thaw::meter {
 namespace {
 
@@ -790,6 +792,46 @@ TEST_F(MeterTest, SeriesBucketsCountsAndPercentilesInSql) {
   auto none = meter_->LastCalled("nobody");
   ASSERT_TRUE(none.ok());
   EXPECT_EQ(*none, 0);
+}
+
+// Starts by kind come from the ledger's start_kind column as it is, grouped in SQL: warm calls,
+// forked and full cold starts, a cold start from before start kinds ('' : full), and a kind
+// this code never writes (another start path's) all come back; throttles started nothing.
+TEST_F(MeterTest, StartKindsGroupTheLedgersColumn) {
+  constexpr int64_t kStep = 60'000'000;
+  const int64_t from = 1000 * kStep;
+  meter_->Add(Rec("w1", "f", "success", from + 1, 1000));
+  meter_->Add(Rec("w2", "f", "error", from + 2, 1000));
+  Record fork = Rec("k1", "f", "success", from + 3, 1000, 128, true);
+  fork.forked = true;
+  meter_->Add(fork);
+  meter_->Add(Rec("c1", "f", "success", from + kStep, 1000, 128, true));
+  meter_->Add(Rec("t1", "f", "throttled", from + kStep + 1, 0));
+  meter_->Add(Rec("g1", "g", "success", from + 4, 1000, 128, true));
+  ASSERT_TRUE(meter_->Flush().ok());
+  {
+    auto db = store::Db::Open(db_path_);
+    ASSERT_TRUE(db.ok());
+    ASSERT_TRUE(
+        (*db)
+            ->Exec("INSERT INTO invocations (request_id, function, version, start_us, "
+                   "end_us, duration_us, billed_ms, memory_mb, max_memory_used_mb, cold_start, "
+                   "init_us, status, error_type, bytes_in, bytes_out, start_kind) "
+                   "VALUES ('r1', 'f', '1', " +
+                   std::to_string(from + kStep + 2) +
+                   ", 0, 5, 1, 128, 0, 1, 0, 'success', '', 0, 0, 'restore'), "
+                   "('o1', 'f', '1', " +
+                   std::to_string(from + 5) + ", 0, 5, 1, 128, 0, 1, 0, 'success', '', 0, 0, '')")
+            .ok());
+  }
+  auto kinds = meter_->StartKinds("f", from, from + 2 * kStep, kStep);
+  ASSERT_TRUE(kinds.ok()) << kinds.status().ToString();
+  std::vector<std::string> got;
+  for (const auto& k : *kinds) {
+    got.push_back(std::to_string(k.index) + " " + k.kind + " " + std::to_string(k.count));
+  }
+  EXPECT_EQ(got, (std::vector<std::string>{"0 fork 1", "0 full 1", "0 warm 2", "1 full 1",
+                                           "1 restore 1"}));
 }
 
 TEST(MeterOpenTest, UnopenablePathIsAnError) {

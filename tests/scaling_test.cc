@@ -176,6 +176,30 @@ TEST(ScalingTest, AdaptiveKeepAliveLearnsFromItsOwnIdleTimes) {
   RemoveDir(fixed);
 }
 
+// The idle times learnt before a restart are the restarted server's too (IdleTimesStore): its
+// plan keeps the learnt 66 s window rather than starting over from the 300 s fallback.
+TEST(ScalingTest, LearntKeepAliveSurvivesARestart) {
+  auto server = ThawServer::Start();
+  std::string dir = PythonBundle("recall", kSlow);
+  ASSERT_EQ(server->Deploy("recall", dir).status, 201);
+  for (int i = 0; i < 11; ++i) ASSERT_EQ(server->Invoke("recall", R"({"s":0})").status, 200);
+  auto plan = [](ThawServer& s) {
+    json::object f = json::parse(s.Call("GET", "/v1/functions/recall").body).as_object();
+    return f.contains("keep_alive_plan") ? f["keep_alive_plan"].as_object() : json::object();
+  };
+  ASSERT_EQ(plan(*server)["basis"].as_string(), "histogram") << json::serialize(plan(*server));
+  const std::string data_dir = server->data_dir();
+  ASSERT_EQ(server->Stop(), 0);
+  auto restarted = ThawServer::Start({}, data_dir);
+  // One call makes the pool (it records no idle time: none is known across the restart).
+  ASSERT_EQ(restarted->Invoke("recall", R"({"s":0})").status, 200);
+  json::object p = plan(*restarted);
+  EXPECT_EQ(p["basis"].as_string(), "histogram") << json::serialize(p);
+  EXPECT_EQ(p["idle_samples"].as_int64(), 10);
+  EXPECT_EQ(p["keep_alive_s"].to_number<double>(), 66);
+  RemoveDir(dir);
+}
+
 TEST(ScalingTest, MinInstancesAreKeptWarmAndReplaced) {
   auto server = ThawServer::Start();
   std::string dir = PythonBundle("warm", kSlow, "min_instances: 1\nidle_timeout_s: 0\n");

@@ -64,6 +64,19 @@ TEST_F(StatsApiTest, CountsCallsErrorsColdStartsAndPercentilesPerMinute) {
   EXPECT_EQ(Sum(s, "calls"), 4);
   EXPECT_EQ(Sum(s, "errors"), 1);
   EXPECT_EQ(Sum(s, "cold_starts"), 1);  // one instance served all four
+  // Starts by kind: the one cold start forked from the template or started in full, the three
+  // calls after it warm; the totals say the same.
+  const auto& starts = s.at("starts").as_object();
+  for (const char* kind : {"warm", "fork", "full"}) {
+    ASSERT_TRUE(starts.contains(kind)) << r.body;
+    EXPECT_EQ(starts.at(kind).as_array().size(), 60u) << kind;
+  }
+  EXPECT_EQ(Sum(starts, "warm"), 3);
+  EXPECT_EQ(Sum(starts, "fork") + Sum(starts, "full"), 1);
+  const auto& by_kind = s.at("totals").at("starts_by_kind").as_object();
+  EXPECT_EQ(by_kind.at("warm").as_int64(), 3);
+  EXPECT_EQ(by_kind.at("fork").as_int64(), Sum(starts, "fork"));
+  EXPECT_EQ(by_kind.at("full").as_int64(), Sum(starts, "full"));
   // The calls fall in the last bucket or two; their percentiles are there, the others are null.
   int with_p99 = 0;
   for (const auto& v : s.at("p99_ms").as_array()) with_p99 += v.is_null() ? 0 : 1;

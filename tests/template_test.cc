@@ -113,6 +113,25 @@ TEST_F(TemplateTest, FirstCallAfterDeployForksThenWarm) {
   EXPECT_NE(logs.find("Start Kind: fork"), std::string::npos) << logs;
 }
 
+// Regression: min_instances' instances at deploy started before the template (a separate
+// posted task), so the first found none and started in full, with a private copy of the whole
+// init (118 MB of digits-torch's 8-instance group: bench/templates.py memory).
+TEST_F(TemplateTest, MinInstancesAtDeployAllFork) {
+  DeployPython("floor", kWhoAmI, "min_instances: 2\n");
+  ASSERT_TRUE(Eventually(
+      [&] {
+        auto f = Function("floor");
+        return f.at("instances").as_object().contains("ready") &&
+               f.at("instances").at("ready").as_int64() == 2;
+      },
+      kTemplateWaitMs))
+      << server_->Call("GET", "/v1/functions/floor").body;
+  const json::object f = Function("floor");
+  for (const auto& inst : f.at("instance_list").as_array()) {
+    EXPECT_EQ(inst.at("start_kind").as_string(), "fork") << json::serialize(inst);
+  }
+}
+
 TEST_F(TemplateTest, SiblingsHaveTheirOwnRandomStateIdentityAndLogStream) {
   DeployPython("who", kWhoAmI, "max_instances: 4\ntimeout_s: 60\n");
   ASSERT_TRUE(WaitForTemplate("who", "ready"));
@@ -255,6 +274,33 @@ TEST_F(TemplateTest, DeadTemplateFallsBackToFullThenIsMadeAgain) {
   auto forked = server_->Invoke("phoenix");
   EXPECT_EQ(forked.Header("x-thaw-start-kind"), "fork");
   EXPECT_EQ(busy.get().status, 200);
+}
+
+// The keep-alive plan (pool/keep_alive.h) drops a template once it expects no call soon, and
+// the next call makes it again and forks from it. Adaptive with a 1 s fallback window and too
+// few idle times to learn from: the instance goes after 1 s idle, the template after 2 s.
+TEST_F(TemplateTest, DroppedTemplateIsRemadeAndUsed) {
+  DeployPython("napper", kWhoAmI, "keep_alive: adaptive\nidle_timeout_s: 1\n");
+  ASSERT_TRUE(WaitForTemplate("napper", "ready"))
+      << server_->Call("GET", "/v1/functions/napper").body;
+  const int64_t first_pid = TemplateOf("napper").at("pid").as_int64();
+  auto first = server_->Invoke("napper");
+  ASSERT_EQ(first.status, 200) << first.body;
+  EXPECT_EQ(first.Header("x-thaw-start-kind"), "fork");
+  ASSERT_TRUE(WaitForTemplate("napper", "none"))
+      << server_->Call("GET", "/v1/functions/napper").body;
+  EXPECT_TRUE(Function("napper").at("instance_list").as_array().empty());
+  EXPECT_EQ(Count(Logs("napper"), "TEMPLATE_REPORT Status: dropped"), 1u) << Logs("napper");
+  EXPECT_EQ(Count(Logs("napper"), "TEMPLATE_REPORT Status: ended"), 0u) << Logs("napper");
+
+  auto second = server_->Invoke("napper");
+  ASSERT_EQ(second.status, 200) << second.body;
+  EXPECT_EQ(second.Header("x-thaw-cold-start"), "true");
+  EXPECT_EQ(second.Header("x-thaw-start-kind"), "fork");
+  auto remade = TemplateOf("napper");
+  EXPECT_EQ(remade.at("state").as_string(), "ready") << json::serialize(remade);
+  EXPECT_NE(remade.at("pid").as_int64(), first_pid);
+  EXPECT_EQ(Count(Logs("napper"), "TEMPLATE_REPORT Init Duration: "), 2u) << Logs("napper");
 }
 
 TEST_F(TemplateTest, InitErrorIsReportedAsWithoutTemplates) {

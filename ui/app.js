@@ -293,12 +293,17 @@
     const charts = {};
     const chartDefs = [
       ["calls", "Calls and errors per minute"], ["duration", "Duration p50 / p99 (ms)"],
-      ["cold", "Cold starts per minute"], ["instances", "Instances (most in each minute)"],
+      ["cold", "Cold starts per minute, by kind"], ["instances", "Instances (most in each minute)"],
       ["concurrency", "Concurrency"],
     ];
+    // Starts over the window by kind (warm, fork, full, and any other the server reports).
+    const startKinds = h("tbody");
     const grid = h("div", { class: "grid" }, chartDefs.map(([id, label]) => {
       charts[id] = { canvas: h("canvas", { id: "chart-" + id }), legend: h("div", { class: "legend" }) };
-      return h("div", { class: "card chart" }, h("h3", {}, label), charts[id].canvas, charts[id].legend);
+      return h("div", { class: "card chart" }, h("h3", {}, label), charts[id].canvas, charts[id].legend,
+        id === "cold" ? h("table", { id: "start-kinds" }, h("thead", {}, h("tr", {},
+          h("th", {}, "Start kind"), h("th", { class: "num" }, "Calls"), h("th", { class: "num" }, "Share"))),
+          startKinds) : null);
     }));
     for (const w of ["1h", "1d"]) {
       seg.append(h("button", { type: "button", class: "secondary" + (w === windowSel ? " on" : ""),
@@ -354,7 +359,8 @@
       fig.status.textContent = res.status + " " + (res.statusText || "");
       const cold = res.headers.get("X-Thaw-Cold-Start");
       const init = res.headers.get("X-Thaw-Init-Ms");
-      fig.start.textContent = cold === "true" ? "cold (init " + init + " ms)" :
+      const kind = res.headers.get("X-Thaw-Start-Kind");
+      fig.start.textContent = cold === "true" ? "cold" + (kind ? ", " + kind : "") + " (init " + init + " ms)" :
                                        cold === "false" ? "warm" : "—";
       // Streamed answers arrive chunk by chunk: show each as it comes.
       const reader = res.body.getReader();
@@ -433,7 +439,18 @@
                      { label: "errors", color: "#dc2626", values: s.errors, bars: true }]);
       draw("duration", [{ label: "p50", color: "#059669", values: s.p50_ms },
                         { label: "p99", color: "#d97706", values: s.p99_ms }], "ms");
-      draw("cold", [{ label: "cold (exec)", color: "#7c3aed", values: s.cold_starts, bars: true }]);
+      // One bar series per kind of cold start the server reports (warm calls are not cold starts).
+      const kindColors = { fork: "#059669", full: "#7c3aed" };
+      const spare = ["#d97706", "#2563eb", "#db2777", "#64748b"];
+      const starts = s.starts || {};
+      const coldKinds = Object.keys(starts).filter((k) => k !== "warm");
+      draw("cold", coldKinds.map((k, i) => ({ label: k, color: kindColors[k] || spare[i % spare.length],
+                                              values: starts[k], bars: true })));
+      const byKind = (s.totals && s.totals.starts_by_kind) || {};
+      const all = Object.values(byKind).reduce((a, b) => a + b, 0);
+      startKinds.replaceChildren(...Object.keys(byKind).map((k) => h("tr", { "data-kind": k },
+        h("td", {}, k), h("td", { class: "num" }, byKind[k]),
+        h("td", { class: "num" }, all > 0 ? pct(100 * byKind[k] / all) : "—"))));
       draw("instances", [{ label: "ready", color: "#059669", values: s.instances.ready },
                          { label: "busy", color: "#d97706", values: s.instances.busy },
                          { label: "starting", color: "#2563eb", values: s.instances.starting }]);

@@ -533,6 +533,13 @@ def template_main(fd):
               file=sys.stderr)
         sys.exit(1)
     sys.stdout.flush()
+    # Keep the forks' hands off the init's objects: a collection in an instance writes to the
+    # GC header of every object it traverses, which copies each page holding one (~25 MB per
+    # digits-torch instance). Collect the init's garbage once here, then freeze what is left
+    # into the permanent generation, which no collection visits (docs/benchmarks.md).
+    import gc
+    gc.collect()
+    gc.freeze()
     libc = ctypes.CDLL(None, use_errno=True)
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_r, False)

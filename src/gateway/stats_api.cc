@@ -1,5 +1,6 @@
 // GET /v1/functions/{name}/stats: a function's time series for the console's charts (and any
-// other client): per bucket the calls, errors, throttles, cold starts, duration p50/p99 and
+// other client): per bucket the calls, errors, throttles, cold starts (and every start by kind:
+// warm, fork, full, or whatever other kind the ledger holds), duration p50/p99 and
 // average concurrency, aggregated in SQL over the ledger (Meter::Series), and the instances by
 // state and calls in flight from the live per-minute ring (metrics::StatsRing).
 #include <algorithm>
@@ -28,6 +29,8 @@ namespace {
 struct Ledger {
   std::vector<meter::SeriesBucket> buckets;
   meter::SeriesBucket total;
+  std::vector<meter::StartKindCount> kinds;        // per bucket
+  std::vector<meter::StartKindCount> kind_totals;  // over the whole window
   int64_t last_called_us = 0;
 };
 
@@ -57,6 +60,12 @@ asio::awaitable<void> Api::Stats(const auth::Caller& caller, const std::string& 
         auto total = deps_.meter->Series(name, r.from_us, r.to_us, r.to_us - r.from_us);
         if (!total.ok()) co_return total.status();
         if (!total->empty()) l.total = total->front();
+        auto kinds = deps_.meter->StartKinds(name, r.from_us, r.to_us, step_us);
+        if (!kinds.ok()) co_return kinds.status();
+        l.kinds = std::move(*kinds);
+        auto kind_totals = deps_.meter->StartKinds(name, r.from_us, r.to_us, r.to_us - r.from_us);
+        if (!kind_totals.ok()) co_return kind_totals.status();
+        l.kind_totals = std::move(*kind_totals);
         auto last = deps_.meter->LastCalled(name);
         if (!last.ok()) co_return last.status();
         l.last_called_us = *last;
@@ -87,6 +96,25 @@ asio::awaitable<void> Api::Stats(const auth::Caller& caller, const std::string& 
     p50[i] = Millis(b.p50_us);
     p99[i] = Millis(b.p99_us);
     concurrency[i] = static_cast<double>(b.duration_us) / static_cast<double>(step_us);
+  }
+
+  // Starts by kind: the three thaw makes today are always there (zeros), any other the ledger
+  // holds is added as it comes.
+  json::object starts, starts_total;
+  for (const char* kind : {"warm", "fork", "full"}) {
+    starts[kind] = json::array(static_cast<size_t>(n), json::value(0));
+    starts_total[kind] = 0;
+  }
+  for (const auto& k : ledger->kinds) {
+    if (k.index < 0 || k.index >= n) continue;
+    if (!starts.contains(k.kind))
+      starts[k.kind] = json::array(static_cast<size_t>(n), json::value(0));
+    starts[k.kind].as_array()[static_cast<size_t>(k.index)] = k.count;
+  }
+  for (const auto& k : ledger->kind_totals) {
+    if (!starts.contains(k.kind))
+      starts[k.kind] = json::array(static_cast<size_t>(n), json::value(0));
+    starts_total[k.kind] = k.count;
   }
 
   // Live figures: the most seen in any minute of each bucket; null where none was sampled
@@ -127,6 +155,7 @@ asio::awaitable<void> Api::Stats(const auth::Caller& caller, const std::string& 
       {"errors", total.errors},
       {"throttles", total.throttles},
       {"cold_starts", total.cold_starts},
+      {"starts_by_kind", std::move(starts_total)},
       {"cold_start_percent", total.calls > 0 ? 100.0 * static_cast<double>(total.cold_starts) /
                                                    static_cast<double>(total.calls)
                                              : 0.0},
@@ -145,6 +174,7 @@ asio::awaitable<void> Api::Stats(const auth::Caller& caller, const std::string& 
                         {"errors", std::move(errors)},
                         {"throttles", std::move(throttles)},
                         {"cold_starts", std::move(cold)},
+                        {"starts", std::move(starts)},
                         {"p50_ms", std::move(p50)},
                         {"p99_ms", std::move(p99)},
                         {"concurrency_avg", std::move(concurrency)},

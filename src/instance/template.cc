@@ -20,6 +20,7 @@ bool Template::BeginStart() {
   std::lock_guard<std::mutex> lock(mu_);
   if (state_ != State::kNone) return false;
   state_ = State::kStarting;
+  dropped_ = false;
   return true;
 }
 
@@ -92,6 +93,38 @@ bool Template::Ended(pid_t pid, std::string why, bool* now_unusable) {
   state_ = State::kNone;
   pid_ = 0;
   return true;
+}
+
+pid_t Template::TakeFork() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (state_ != State::kReady) return 0;
+  ++forks_;
+  return pid_;
+}
+
+void Template::ForkGone() {
+  std::lock_guard<std::mutex> lock(mu_);
+  --forks_;
+}
+
+void Template::SetWanted(bool latest, bool wanted) {
+  std::lock_guard<std::mutex> lock(mu_);
+  wanted_[latest ? 1 : 0] = wanted;
+}
+
+pid_t Template::Drop() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (state_ != State::kReady || forks_ > 0 || wanted_[0] || wanted_[1]) return 0;
+  const pid_t pid = pid_;
+  state_ = State::kNone;
+  pid_ = 0;
+  dropped_ = true;
+  return pid;
+}
+
+bool Template::dropped() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return dropped_ && state_ == State::kNone;
 }
 
 pid_t Template::ready_pid() const {

@@ -6,7 +6,8 @@
 //
 //   kNone     -> kStarting (BeginStart)
 //   kStarting -> kReady (Ready) | kUnusable (InitFailed)
-//   kReady    -> kNone (Ended: it may be started again, kMaxRestarts times)
+//   kReady    -> kNone (Ended: it may be started again, kMaxRestarts times;
+//                       Drop: the keep-alive plan let it go, to be made again when it says)
 //              | kUnusable (Refused: its init left threads; or Ended too often)
 #pragma once
 
@@ -40,6 +41,18 @@ class Template {
   // the current one. It is unusable after kMaxRestarts ends, and then returns true once more.
   bool Ended(pid_t pid, std::string why, bool* now_unusable = nullptr);
 
+  // The pid to fork an instance from (0 unless kReady), counted as a live fork until ForkGone:
+  // a template is never dropped under its forks (they die with it).
+  pid_t TakeFork();
+  void ForkGone();
+  // The keep-alive plan of the pool serving the version as $LATEST (`latest`) or by number
+  // wants the template kept (pool/keep_alive.h's WarmState other than kNothing).
+  void SetWanted(bool latest, bool wanted);
+  // Lets a kReady template go (-> kNone, not counted as an end) when no fork of it lives and
+  // neither pool wants it; returns its pid for the caller to end, else 0.
+  pid_t Drop();
+  bool dropped() const;  // kNone because Drop let it go (BeginStart clears it)
+
   pid_t ready_pid() const;  // 0 unless kReady
   State state() const;
   std::string why() const;  // why it is unusable
@@ -55,6 +68,9 @@ class Template {
   int ends_ = 0;                                // guarded by mu_
   std::string why_;                             // guarded by mu_
   bool logged_ = false;                         // guarded by mu_
+  int64_t forks_ = 0;                           // guarded by mu_: TakeFork less ForkGone
+  bool wanted_[2] = {false, false};             // guarded by mu_: by number, as $LATEST
+  bool dropped_ = false;                        // guarded by mu_
   std::vector<std::function<void()>> waiters_;  // guarded by mu_: WhenSettled's
 };
 

@@ -594,6 +594,29 @@ StatusOr<std::vector<SeriesBucket>> Meter::Series(const std::string& function, i
   return out;
 }
 
+StatusOr<std::vector<StartKindCount>> Meter::StartKinds(const std::string& function,
+                                                        int64_t from_us, int64_t to_us,
+                                                        int64_t step_us) {
+  THAW_RETURN_IF_ERROR(Flush());
+  std::lock_guard<std::mutex> lock(db_mu_);
+  auto stmt = db_->Prepare(
+      "SELECT (start_us - ?2) / ?4 AS b, CASE WHEN cold_start = 0 THEN 'warm' "
+      "WHEN start_kind = '' THEN 'full' ELSE start_kind END AS kind, COUNT(*) FROM invocations "
+      "WHERE function = ?1 AND start_us >= ?2 AND start_us < ?3 "
+      "AND status NOT IN ('gpu_idle', 'init_error', 'template_init', 'throttled') "
+      "GROUP BY b, kind ORDER BY b, kind");
+  if (!stmt.ok()) return stmt.status();
+  stmt->Bind(1, function).Bind(2, from_us).Bind(3, to_us).Bind(4, step_us);
+  std::vector<StartKindCount> out;
+  for (;;) {
+    auto row = stmt->Next();
+    if (!row.ok()) return row.status();
+    if (!*row) break;
+    out.push_back({.index = stmt->Int(0), .kind = stmt->Text(1), .count = stmt->Int(2)});
+  }
+  return out;
+}
+
 StatusOr<std::vector<std::pair<std::string, std::string>>> Meter::RecentVersions(int64_t since_us) {
   THAW_RETURN_IF_ERROR(Flush());
   std::lock_guard<std::mutex> lock(db_mu_);

@@ -74,6 +74,15 @@ struct SeriesBucket {
   int64_t p99_us = 0;
 };
 
+// How many invocations of one bucket (Meter::StartKinds) began on an instance started which way:
+// "warm" (it was running), else the ledger's start_kind ("fork", "full", or whatever kinds a
+// newer thaw writes there); a cold start recorded before start kinds existed counts as "full".
+struct StartKindCount {
+  int64_t index = 0;
+  std::string kind;
+  int64_t count = 0;
+};
+
 // Billed duration: rounded up to the next whole millisecond, at least 1 ms.
 int64_t BilledMillis(int64_t duration_us);
 
@@ -123,6 +132,10 @@ class Meter {
   // `step_us`; buckets without invocations are left out. Flushes first, as Samples does.
   StatusOr<std::vector<SeriesBucket>> Series(const std::string& function, int64_t from_us,
                                              int64_t to_us, int64_t step_us);
+  // Series' invocations split by how their instance started, grouped by the ledger's column
+  // (not a fixed list); throttled calls, which started nothing, are left out.
+  StatusOr<std::vector<StartKindCount>> StartKinds(const std::string& function, int64_t from_us,
+                                                   int64_t to_us, int64_t step_us);
   // When `function`'s newest invocation started (wall us), or 0 if it has none.
   StatusOr<int64_t> LastCalled(const std::string& function);
   // Records added but not yet committed to SQLite.

@@ -1,6 +1,7 @@
 #include "pool/keep_alive.h"
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 
 namespace thaw::pool {
@@ -44,6 +45,44 @@ double IdleHistogram::BinCountCv() const {
     sq += d * d;
   }
   return std::sqrt(sq / kBins) / mean;
+}
+
+std::string IdleHistogram::Encode() const {
+  std::string out;
+  for (int i = 0; i < kBins; ++i) {
+    if (bins_[i] == 0) continue;
+    if (!out.empty()) out += ',';
+    out += std::to_string(i) + ':' + std::to_string(bins_[i]);
+  }
+  return out + '|' + std::to_string(out_of_bounds_);
+}
+
+std::optional<IdleHistogram> IdleHistogram::Decode(std::string_view text) {
+  auto number = [](std::string_view s, int64_t& v) {
+    const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    return ec == std::errc() && end == s.data() + s.size() && v >= 0;
+  };
+  const size_t bar = text.rfind('|');
+  if (bar == std::string_view::npos) return std::nullopt;
+  IdleHistogram h;
+  if (!number(text.substr(bar + 1), h.out_of_bounds_)) return std::nullopt;
+  std::string_view bins = text.substr(0, bar);
+  while (!bins.empty()) {
+    const size_t comma = bins.find(',');
+    const std::string_view entry = bins.substr(0, comma);
+    const size_t colon = entry.find(':');
+    int64_t bin = 0, count = 0;
+    if (colon == std::string_view::npos || !number(entry.substr(0, colon), bin) ||
+        !number(entry.substr(colon + 1), count) || bin >= kBins) {
+      return std::nullopt;
+    }
+    h.bins_[bin] += count;
+    h.in_bounds_ += count;
+    if (comma == std::string_view::npos) break;
+    bins.remove_prefix(comma + 1);
+    if (bins.empty()) return std::nullopt;  // a trailing comma
+  }
+  return h;
 }
 
 const char* KeepAliveBasisName(KeepAliveBasis basis) {
@@ -109,6 +148,7 @@ KeepAlivePlan PlanKeepAlive(const KeepAliveSnapshot& s, const KeepAliveParams& p
   if (s.templates) {
     plan.surplus_keep_us = std::min(plan.keep_alive_us, p.template_surplus_keep_us);
     plan.template_until_us = plan.prewarm_us + plan.keep_alive_us;
+    if (plan.basis == KeepAliveBasis::kFixed) plan.template_until_us = kKeepForever;
     if (plan.basis != KeepAliveBasis::kHistogram && plan.basis != KeepAliveBasis::kFixed) {
       plan.template_until_us = plan.keep_alive_us * p.template_fallback_factor;
     }
@@ -129,6 +169,25 @@ KeepAlivePlan PlanKeepAlive(const KeepAliveSnapshot& s, const KeepAliveParams& p
     plan.state = age < plan.template_until_us ? WarmState::kTemplate : WarmState::kNothing;
   }
   return plan;
+}
+
+const char* TemplateActionName(TemplateAction action) {
+  switch (action) {
+    case TemplateAction::kKeep:
+      return "keep";
+    case TemplateAction::kDrop:
+      return "drop";
+    case TemplateAction::kMake:
+      return "make";
+  }
+  return "?";
+}
+
+TemplateAction PlanTemplate(const KeepAlivePlan& plan, const TemplateSnapshot& t) {
+  if (plan.state != WarmState::kNothing) {
+    return t.dropped && !t.ready ? TemplateAction::kMake : TemplateAction::kKeep;
+  }
+  return t.ready && t.pool_empty ? TemplateAction::kDrop : TemplateAction::kKeep;
 }
 
 }  // namespace thaw::pool

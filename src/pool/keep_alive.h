@@ -7,6 +7,10 @@
 
 #include <array>
 #include <cstdint>
+#include <limits>
+#include <optional>
+#include <string>
+#include <string_view>
 
 namespace thaw::pool {
 
@@ -27,6 +31,11 @@ class IdleHistogram {
   // Coefficient of variation of the bin counts: high when idle times crowd into a few bins (a
   // pattern worth predicting), near 0 when they spread evenly over 4 hours. 0 when empty.
   double BinCountCv() const;
+
+  // The counts as text, for IdleTimesStore: "bin:count" for each non-empty bin, comma-separated,
+  // then "|" and the out-of-bounds count ("3:20,14:5|1"). Decode refuses any other text.
+  std::string Encode() const;
+  static std::optional<IdleHistogram> Decode(std::string_view text);
 
  private:
   std::array<int64_t, kBins> bins_{};
@@ -83,6 +92,11 @@ struct KeepAliveSnapshot {
   int64_t idle_since_us = -1;  // when its last call ended with none running; -1: busy or never
 };
 
+// keep_alive: fixed (or an explicit idle_timeout_s) sets the instances' window only: the
+// template stays while the version is callable, so that `idle_timeout_s: 0` scales to zero and
+// still forks its next instance in milliseconds.
+inline constexpr int64_t kKeepForever = std::numeric_limits<int64_t>::max();
+
 struct KeepAlivePlan {
   KeepAliveBasis basis = KeepAliveBasis::kFixed;
   // After the function falls idle, nothing is kept for `prewarm_us` (0: the instance stays),
@@ -93,9 +107,10 @@ struct KeepAlivePlan {
   int64_t keep_alive_us = 0;
   // Templates only: idle instances but the most recently used one are kept this long (else
   // the same as keep_alive_us). The template is kept while any instance lives and until
-  // `template_until_us` after the function fell idle (0: no template), except in the pre-warm
-  // gap: with prewarm_us > 0 it goes as the function falls idle and the pre-warm makes it
-  // again (the histogram says no call comes in the gap; a template is a process's memory).
+  // `template_until_us` after the function fell idle (0: no template; kKeepForever: while the
+  // version is callable, as keep_alive: fixed keeps it), except in the pre-warm gap: with
+  // prewarm_us > 0 it goes as the function falls idle and the pre-warm makes it again (the
+  // histogram says no call comes in the gap; a template is a process's memory).
   int64_t surplus_keep_us = 0;
   int64_t template_until_us = 0;
   // At the snapshot's `now`: what should exist, and whether an instance should be started now
@@ -105,5 +120,26 @@ struct KeepAlivePlan {
 };
 
 KeepAlivePlan PlanKeepAlive(const KeepAliveSnapshot& snapshot, const KeepAliveParams& params = {});
+
+// What the server's driver does with a version's template at a tick, from the plan above: the
+// template part of `adaptive+templates` as `thaw simulate` replays it.
+enum class TemplateAction {
+  kKeep,  // leave it as it is
+  kDrop,  // end it: the plan keeps nothing now (the driver also waits for its forks to go)
+  kMake,  // make it again: the plan wants it back (a pre-warm, or a call is expected)
+};
+
+const char* TemplateActionName(TemplateAction action);
+
+struct TemplateSnapshot {
+  bool ready = false;       // a template is up and may be forked
+  bool dropped = false;     // none now because an earlier kDrop let it go
+  bool pool_empty = false;  // the pool has no instance and nothing queued
+};
+
+// Wanted (the plan's state is not kNothing): made again if the plan dropped it (one that ended
+// or never was is made by the next cold start, as before). Not wanted: dropped once the pool is
+// empty. A template that the plan did not drop and that is not up is left alone.
+TemplateAction PlanTemplate(const KeepAlivePlan& plan, const TemplateSnapshot& snapshot);
 
 }  // namespace thaw::pool

@@ -217,6 +217,9 @@ void FunctionPool::OnTemplateSpawned(StatusOr<sandbox::Spawned> spawned, int64_t
 }
 
 void FunctionPool::LaunchFromTemplate(const InstancePtr& inst) {
+  // Dropped by the keep-alive plan: made again, and this instance forks from it (the init it
+  // waits for is the one it would have run itself, and the template stays for the next ones).
+  if (template_->dropped()) StartTemplate();
   // No template (not made since the server started, or it ended): one is made for the cold
   // starts that follow, and this one starts fresh rather than wait for it.
   if (template_->state() == instance::Template::State::kNone) {
@@ -247,10 +250,14 @@ void FunctionPool::LaunchFromTemplate(const InstancePtr& inst) {
     std::lock_guard<std::mutex> lock(mu_);
     inst->awaits_template = false;
   }
-  const pid_t template_pid = template_->ready_pid();
+  const pid_t template_pid = template_->TakeFork();
   if (template_pid <= 0) {
     inst->fork_failed = true;
     return LaunchInstance(inst);
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    inst->holds_fork = true;
   }
   inst->start_kind = instance::StartKind::kFork;
   instance::ForkFactory factory(ctx_->spawner, template_pid);
@@ -271,6 +278,8 @@ void FunctionPool::ForkFailed(const InstancePtr& inst, const Status& why) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     endpoint.swap(inst->endpoint);
+    if (inst->holds_fork) template_->ForkGone();
+    inst->holds_fork = false;
     inst->fork_failed = true;
     inst->start_kind = instance::StartKind::kFull;
   }

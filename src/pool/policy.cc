@@ -87,10 +87,12 @@ TickPlan Tick(const PoolView& pool, const Limits& limits, int64_t now_us) {
   const bool idle_version = pool.idle_since_us >= 0 && pool.queued == 0 && !pool.draining;
   const int64_t idle_age = idle_version ? now_us - pool.idle_since_us : -1;
   const bool in_gap = idle_version && limits.prewarm_us > 0 && idle_age < limits.prewarm_us;
+  const int64_t surplus_timeout =
+      limits.surplus_idle_timeout_us < 0 ? limits.idle_timeout_us : limits.surplus_idle_timeout_us;
   for (const InstanceView* i : idle) {
     if (pool.queued > 0) break;  // they are about to get work
-    bool expired =
-        pool.stop_idle_now || in_gap || now_us - i->idle_since_us >= limits.idle_timeout_us;
+    const int64_t timeout = i == idle.back() ? limits.idle_timeout_us : surplus_timeout;
+    bool expired = pool.stop_idle_now || in_gap || now_us - i->idle_since_us >= timeout;
     if (!expired || warm <= keep_warm) continue;
     plan.stop.push_back(i->id);
     --warm;

@@ -44,6 +44,9 @@ struct Limits {
   // Adaptive keep-alive (keep_alive.h): once the version falls idle its idle instances stop,
   // and `prewarm_us` later one instance is started and kept `idle_timeout_us`. 0: no pre-warm.
   int64_t prewarm_us = 0;
+  // With templates (keep_alive.h's surplus_keep_us): idle instances but the most recently
+  // used one are kept this long only, since another forks in milliseconds. -1: idle_timeout_us.
+  int64_t surplus_idle_timeout_us = -1;
 };
 
 struct Admission {

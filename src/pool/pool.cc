@@ -17,6 +17,7 @@
 #include "meter/meter.h"
 #include "metrics/metrics.h"
 #include "pool/gpu_table.h"
+#include "pool/idle_times_store.h"
 #include "pool/lambda_env.h"
 #include "pool/launcher.h"
 #include "pool/pool_internal.h"
@@ -65,9 +66,42 @@ FunctionPool::FunctionPool(PoolContext* ctx, std::shared_ptr<const registry::Ver
                      AccountOf(TenantOfFunction(version_->function)) +
                      ":function:" + std::string(BareFunctionName(version_->function))),
       metrics_(ctx->metrics != nullptr ? ctx->metrics->For(version_->function) : nullptr),
-      template_(TemplateFor(ctx, *version_)) {}
+      template_(TemplateFor(ctx, *version_)) {
+  // What this function's traffic taught the pool before the server restarted (or the version
+  // before this one): the adaptive keep-alive goes on from there.
+  if (ctx_->idle_store != nullptr) {
+    auto saved = ctx_->idle_store->Load(version_->function, latest_);
+    if (!saved.ok()) {
+      std::fprintf(stderr, "thaw: %s: idle times not loaded: %s\n", version_->function.c_str(),
+                   saved.status().message().c_str());
+    } else if (saved->has_value()) {
+      idle_times_ = **saved;
+    }
+  }
+}
 
-FunctionPool::~FunctionPool() = default;
+void FunctionPool::SaveIdleTimes(bool now) {
+  if (ctx_->idle_store == nullptr) return;
+  IdleHistogram copy;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    const int64_t mono = ctx_->clock->MonoMicros();
+    // A draining pool's version was replaced: the new version's pool records from here on.
+    if (!idle_dirty_ || draining_ || (!now && mono - idle_saved_us_ < kIdleSaveEveryUs)) return;
+    idle_dirty_ = false;
+    idle_saved_us_ = mono;
+    copy = idle_times_;
+  }
+  Status st = ctx_->idle_store->Save(version_->function, latest_, copy, ctx_->clock->WallMicros());
+  if (!st.ok()) {
+    std::fprintf(stderr, "thaw: %s: idle times not saved: %s\n", version_->function.c_str(),
+                 st.message().c_str());
+  }
+}
+
+FunctionPool::~FunctionPool() {
+  if (template_ != nullptr) template_->SetWanted(latest_, false);
+}
 
 PoolView FunctionPool::ViewLocked() const {
   PoolView view;
@@ -93,7 +127,7 @@ KeepAlivePlan FunctionPool::KeepAlivePlanLocked() const {
                                                        : KeepAliveMode::kAdaptive;
   s.idle = &idle_times_;
   s.fixed_window_us = m.idle_timeout_s * 1'000'000;
-  s.templates = false;  // no templates yet: every start is a full one
+  s.templates = template_ != nullptr;
   s.now_us = ctx_->clock->MonoMicros();
   s.idle_since_us = idle_since_us_;
   return PlanKeepAlive(s);
@@ -105,6 +139,7 @@ Limits FunctionPool::LimitsLocked() const {
   Limits limits{m.concurrency, m.min_instances, m.max_instances, plan.keep_alive_us,
                 ctx_->max_queue};
   limits.prewarm_us = plan.prewarm_us;
+  limits.surplus_idle_timeout_us = plan.surplus_keep_us;
   return limits;
 }
 
@@ -140,7 +175,10 @@ void FunctionPool::Submit(InvocationPtr inv) {
     } else {
       called_since_drain_ = true;
       // An idle time ends: from the end of the version's last call to this arrival.
-      if (idle_since_us_ >= 0) idle_times_.Record(inv->arrived_us - idle_since_us_);
+      if (idle_since_us_ >= 0) {
+        idle_times_.Record(inv->arrived_us - idle_since_us_);
+        idle_dirty_ = true;
+      }
       idle_since_us_ = -1;
       // The version's half of admission (the tenant's and the function's ran in the gateway,
       // dispatch/dispatcher.h): the same decision, on this pool's snapshot.
@@ -300,6 +338,7 @@ void FunctionPool::EraseInstanceLocked(uint64_t instance_id, Effects& fx) {
   if (it == instances_.end()) return;
   it->second->Transition(Lifecycle::kGone);
   if (it->second->reserved_mb > 0) ctx_->manager->ReleaseMemory(it->second->reserved_mb);
+  if (it->second->holds_fork) template_->ForkGone();
   ReleaseGpusLocked(*it->second, fx);
   instances_.erase(it);
 }
@@ -821,6 +860,16 @@ void FunctionPool::ApplyTickLocked(Effects& fx) {
   for (int64_t i = 0; i < plan.start; ++i) {
     if (NewInstanceLocked(fx) == nullptr) break;  // no room: memory budget or GPUs
   }
+  // The template part of the plan (a replaced version's template is retired by the manager).
+  if (template_ != nullptr && !draining_) {
+    const KeepAlivePlan keep = KeepAlivePlanLocked();
+    template_->SetWanted(latest_, keep.state != WarmState::kNothing);
+    TemplateSnapshot t;
+    t.ready = template_->state() == instance::Template::State::kReady;
+    t.dropped = template_->dropped();
+    t.pool_empty = instances_.empty() && queue_.empty();
+    fx.template_action = PlanTemplate(keep, t);
+  }
 }
 
 void FunctionPool::OnTick() {
@@ -876,9 +925,11 @@ void FunctionPool::OnTick() {
     ApplyTickLocked(fx);
   }
   Apply(fx);
+  SaveIdleTimes(false);
 }
 
 void FunctionPool::Drain() {
+  SaveIdleTimes(true);  // before draining_: the next version's pool loads it
   Effects fx;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -890,6 +941,7 @@ void FunctionPool::Drain() {
 }
 
 void FunctionPool::Shutdown() {
+  SaveIdleTimes(true);
   Effects fx;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -959,6 +1011,18 @@ void FunctionPool::Apply(Effects& fx) {
   for (pid_t pid : fx.kills) ctx_->launcher->Kill(pid);
   for (const std::string& address : fx.closes) {
     if (!address.empty()) ctx_->endpoints->Close(address);
+  }
+  // Before the launches: an instance the same tick pre-warms waits for the template remade here.
+  if (fx.template_action == TemplateAction::kDrop) {
+    // Drop refuses while a fork lives or the version's other pool wants it: then it stays.
+    if (const pid_t pid = template_->Drop(); pid > 0) {
+      ctx_->logs->Append(version_->function, "", "platform",
+                         "TEMPLATE_REPORT Status: dropped\tthe keep-alive plan expects no call "
+                         "soon (it is made again when it does)");
+      ctx_->spawner->Kill(pid);
+    }
+  } else if (fx.template_action == TemplateAction::kMake) {
+    StartTemplate();
   }
   for (const InstancePtr& inst : fx.launches) ctx_->launcher->Launch(shared_from_this(), inst->id);
 }

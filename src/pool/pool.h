@@ -63,6 +63,7 @@ namespace thaw::pool {
 namespace asio = boost::asio;
 
 class ResponseSink;
+class IdleTimesStore;
 
 struct Result {
   enum class Kind {
@@ -206,6 +207,8 @@ struct PoolContext {
   // Fork new instances from a per-version template where the function allows it (the
   // `templates` knob; instance/template.h).
   bool templates = false;
+  // Where pools keep their idle-time histograms across restarts; null: not kept.
+  IdleTimesStore* idle_store = nullptr;
 };
 
 struct PoolStats {
@@ -433,6 +436,13 @@ class FunctionPool : public std::enable_shared_from_this<FunctionPool> {
   std::map<std::string, int64_t> canceled_early_;
   IdleHistogram idle_times_;    // guarded by mu_: the adaptive keep-alive's
   int64_t idle_since_us_ = -1;  // guarded by mu_: PoolView::idle_since_us
+  // idle_times_ changed since it was last saved to ctx_->idle_store, and when that was
+  // (monotonic). Guarded by mu_.
+  bool idle_dirty_ = false;
+  int64_t idle_saved_us_ = 0;
+  static constexpr int64_t kIdleSaveEveryUs = 5'000'000;
+  // Saves idle_times_ if it changed (and, unless `now`, kIdleSaveEveryUs have passed). Takes mu_.
+  void SaveIdleTimes(bool now);
 };
 
 // All pools, keyed by function, version and whether they serve $LATEST, plus the pid -> instance

@@ -69,6 +69,7 @@ struct FunctionPool::Instance {
   instance::StartKind start_kind = instance::StartKind::kFull;
   bool fork_failed = false;      // start it fresh: forking failed, or there is no template
   bool awaits_template = false;  // waiting for the template's init (its own init timeout)
+  bool holds_fork = false;       // counted among the template's live forks (Template::TakeFork)
 
   int64_t inflight() const { return static_cast<int64_t>(assigned.size() + active.size()); }
   // What the scheduling policy sees.
@@ -97,6 +98,8 @@ struct FunctionPool::Effects {
   std::vector<meter::Record> records;
   std::vector<InstancePtr> launches;
   std::vector<std::pair<std::shared_ptr<ResponseSink>, Result>> sink_ends;
+  // The keep-alive plan's template decision (keep_alive.h's PlanTemplate).
+  TemplateAction template_action = TemplateAction::kKeep;
 };
 
 }  // namespace thaw::pool

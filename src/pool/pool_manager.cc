@@ -37,12 +37,16 @@ void PoolManager::OnDeployed(const std::string& function,
   }
   for (auto& pool : old) pool->Drain();
   EndTemplates(function, latest ? latest->version : 0);
-  // The warm instances start on the executor: a deploy never waits for them.
-  if (latest && latest->manifest.min_instances > 0) {
-    asio::post(ctx_->executor, [pool = Get(latest, true)] { pool->OnTick(); });
+  // Its template, and then its warm instances, start on the executor: a deploy never waits for
+  // them. Even the first call after the deploy forks. The template goes first, in the same
+  // handler: min_instances' instances then wait for it and fork, where otherwise one would find
+  // no template yet and start in full (a whole private copy of the init's memory).
+  if (latest) {
+    asio::post(ctx_->executor, [pool = Get(latest, true), warm = latest->manifest.min_instances] {
+      pool->Prewarm();
+      if (warm > 0) pool->OnTick();
+    });
   }
-  // Its template too: even the first call after the deploy forks.
-  if (latest) asio::post(ctx_->executor, [pool = Get(latest, true)] { pool->Prewarm(); });
 }
 
 void PoolManager::RegisterExitHook(pid_t pid, std::function<void(const sandbox::ExitEvent&)> hook) {

@@ -38,6 +38,7 @@
 #include "models/store.h"
 #include "pool/gpu_table.h"
 #include "pool/launcher.h"
+#include "pool/idle_times_store.h"
 #include "pool/pool.h"
 #include "queue/event_queue.h"
 #include "queue/job_store.h"
@@ -415,6 +416,12 @@ int RunServe(Config config, const std::string& exe_dir) {
   ctx.gpus = gpus.get();
   ctx.models_dir = models::ModelStore::TreesRoot(config.data_dir);
   ctx.templates = config.templates;
+  auto idle_store = pool::IdleTimesStore::Open(config.data_dir + "/thaw.db");
+  if (!idle_store.ok()) {
+    spdlog::critical("{}", idle_store.status().message());
+    return 1;
+  }
+  ctx.idle_store = idle_store->get();
   pool::PoolManager pools(&ctx);
   ctx.manager = &pools;
 

@@ -111,7 +111,9 @@ class FunctionRun {
     }
     // While an instance lives the template's pages are its pages (copy-on-write); alone, the
     // template's memory is wasted.
-    const int64_t until = idle_since_ + plan.template_until_us;
+    const int64_t until = plan.template_until_us == pool::kKeepForever
+                              ? pool::kKeepForever
+                              : idle_since_ + plan.template_until_us;
     const int64_t end = std::min(now, until);
     idle_us_ += static_cast<double>(std::max<int64_t>(0, end - std::min(covered_until, end)));
     if (until <= now) template_alive_ = false;

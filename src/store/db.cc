@@ -212,6 +212,17 @@ constexpr const char* kMigrations[] = {
     CREATE INDEX deliveries_by_state ON deliveries (state);
     CREATE INDEX events_by_function ON events (function, id);
     )sql",
+    // 12: the adaptive keep-alive's idle-time histograms (pool/idle_times_store.h), per
+    // function and pool kind (latest: 1 for calls through $LATEST, 0 for calls by number).
+    R"sql(
+    CREATE TABLE idle_times (
+      function TEXT NOT NULL,
+      latest INTEGER NOT NULL,
+      bins TEXT NOT NULL,
+      updated_us INTEGER NOT NULL,
+      PRIMARY KEY (function, latest)
+    );
+    )sql",
 };
 
 }  // namespace

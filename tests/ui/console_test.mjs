@@ -154,6 +154,17 @@ try {
     await page.waitForFunction(() => Number(document.querySelector('#chart-calls').dataset.nonzero) >= 1 &&
         Number(document.querySelector('#chart-duration').dataset.points) >= 1 &&
         Number(document.querySelector('#chart-instances').dataset.nonzero) >= 1, WAIT);
+
+    step('cold starts split by kind, in the chart and the table');
+    await page.waitForFunction(() => Number(document.querySelector('#chart-cold').dataset.nonzero) >= 1 &&
+        document.querySelectorAll('#start-kinds tr[data-kind]').length >= 3, WAIT);
+    const kinds = await page.$$eval('#start-kinds tr[data-kind]', (rows) =>
+      Object.fromEntries(rows.map((r) => [r.dataset.kind, Number(r.children[1].textContent)])));
+    check(['warm', 'fork', 'full'].every((k) => k in kinds), `warm, fork and full rows (got ${JSON.stringify(kinds)})`);
+    check(kinds.fork + kinds.full >= 1, `the console's first call was a cold start (got ${JSON.stringify(kinds)})`);
+    const legend = await text('#chart-cold + .legend');
+    check(legend.includes('fork') && legend.includes('full') && !legend.includes('warm'),
+      `the cold-start chart has a series per cold kind (legend "${legend}")`);
     await shot('function');
 
     step('a streamed result appears as it streams');

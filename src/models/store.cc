@@ -52,7 +52,7 @@ StatusOr<std::vector<File>> FilesFromJson(const std::string& text) {
 }
 
 Status RunInTransaction(store::Db& db, const std::function<Status()>& body) {
-  THAW_RETURN_IF_ERROR(db.Exec("BEGIN IMMEDIATE"));
+  THAW_RETURN_IF_ERROR(db.Begin());
   Status st = body();
   if (st.ok()) st = db.Exec("COMMIT");
   if (!st.ok()) (void)db.Exec("ROLLBACK");
@@ -192,7 +192,7 @@ StatusOr<std::unique_ptr<ModelStore>> ModelStore::Open(StoreOptions options) {
   // What a crash left mid-upload or mid-tree.
   THAW_RETURN_IF_ERROR(RemoveTree(root + "/tmp"));
   THAW_RETURN_IF_ERROR(MakeDirs(root + "/tmp", 0700));
-  auto db = store::Db::Open(options.data_dir + "/thaw.db");
+  auto db = store::Db::Open(options.store.empty() ? options.data_dir + "/thaw.db" : options.store);
   if (!db.ok()) return db.status();
   return std::unique_ptr<ModelStore>(new ModelStore(std::move(options), std::move(*db)));
 }
@@ -389,8 +389,9 @@ StatusOr<Model> ModelStore::Put(const std::string& tenant, const std::string& na
   }
   const int64_t now = NowUs();
   Status st = RunInTransaction(*db_, [&]() -> Status {
-    auto tree =
-        db_->Prepare("INSERT OR IGNORE INTO model_trees (digest, files, size) VALUES (?, ?, ?)");
+    auto tree = db_->Prepare(
+        "INSERT INTO model_trees (digest, files, size) VALUES (?, ?, ?) "
+        "ON CONFLICT DO NOTHING");
     if (!tree.ok()) return tree.status();
     THAW_RETURN_IF_ERROR(tree->Bind(1, digest).Bind(2, FilesToJson(files)).Bind(3, total).Run());
     auto up = db_->Prepare(

@@ -504,6 +504,15 @@ TEST_P(QueueStoreTest, EventsRecoverConfigsAndDeliveries) {
   EXPECT_EQ((*events)[2].next_at_us, 12345);
   EXPECT_EQ(q->Get(b.id)->state, queue::EventState::kQueued);
   EXPECT_EQ(q->Get(c.id)->state, queue::EventState::kSucceeded);
+  auto all = q->List("f", std::nullopt, 0, 2);
+  ASSERT_TRUE(all.ok()) << all.status().ToString();
+  ASSERT_EQ(all->events.size(), 2u);
+  EXPECT_EQ(all->events[0].id, c.id);
+  EXPECT_EQ(q->List("f", std::nullopt, all->next, 10)->events.size(), 1u);
+  auto succeeded = q->List("f", queue::EventState::kSucceeded, 0, 10);
+  ASSERT_TRUE(succeeded.ok());
+  ASSERT_EQ(succeeded->events.size(), 1u);
+  EXPECT_EQ(succeeded->events[0].id, c.id);
 
   auto got = q->GetConfig("f", "$LATEST");
   ASSERT_TRUE(got.ok());

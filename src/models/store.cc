@@ -633,7 +633,7 @@ Status ModelStore::CollectLocked(const std::vector<InUse>& in_use) {
     auto stale = db_->Prepare(
         "DELETE FROM model_uploads WHERE created_us < ? AND NOT EXISTS (SELECT 1 FROM "
         "model_tags t JOIN model_trees r ON r.digest = t.digest WHERE t.tenant = "
-        "model_uploads.tenant AND instr(r.files, model_uploads.sha256) > 0)");
+        "model_uploads.tenant AND replace(r.files, model_uploads.sha256, '') <> r.files)");
     if (!stale.ok()) return stale.status();
     THAW_RETURN_IF_ERROR(stale->Bind(1, now - options_.pending_grace_us).Run());
     auto ups = db_->Prepare("SELECT DISTINCT sha256 FROM model_uploads");

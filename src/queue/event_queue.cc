@@ -310,16 +310,16 @@ StatusOr<EventPage> EventQueue::List(const std::string& function, std::optional<
                                      int64_t before, int limit) {
   std::lock_guard<std::mutex> lock(mu_);
   auto s = db_->Prepare("SELECT " + std::string(kColumns) +
-                        " FROM events WHERE function = ? AND id < ? AND (? IS NULL OR state = ?) "
+                        " FROM events WHERE function = ? AND id < ? AND state = COALESCE(?, state) "
                         "ORDER BY id DESC LIMIT ?");
   if (!s.ok()) return s.status();
   s->Bind(1, function).Bind(2, before > 0 ? before : INT64_MAX);
   if (state) {
-    s->Bind(3, StateName(*state)).Bind(4, StateName(*state));
+    s->Bind(3, StateName(*state));
   } else {
-    s->BindNull(3).BindNull(4);
+    s->BindNull(3);
   }
-  s->Bind(5, int64_t{limit} + 1);  // one more says whether there is a next page
+  s->Bind(4, int64_t{limit} + 1);  // one more says whether there is a next page
   EventPage page;
   for (;;) {
     auto row = s->Next();

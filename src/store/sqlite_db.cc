@@ -92,23 +92,32 @@ StatusOr<Stmt> SqliteDb::Prepare(std::string_view sql) {
 
 Status SqliteDb::Migrate(std::span<const Migration> migrations) {
   THAW_RETURN_IF_ERROR(Exec("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER)"));
-  auto stmt = Prepare("SELECT COALESCE(MAX(version), 0) FROM schema_version");
-  if (!stmt.ok()) return stmt.status();
-  auto row = stmt->Next();
-  if (!row.ok()) return row.status();
-  int64_t current = stmt->Int(0);
-  int64_t target = static_cast<int64_t>(migrations.size());
-  for (int64_t v = current; v < target; ++v) {
+  const int64_t target = static_cast<int64_t>(migrations.size());
+  // One step per write transaction, the version read inside it: a process opening the same
+  // file at the same moment waits for the lock, then finds the step done.
+  for (;;) {
     THAW_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
-    Status st = Exec(migrations[static_cast<size_t>(v)].sql);
-    if (st.ok()) st = Exec("INSERT INTO schema_version VALUES (" + std::to_string(v + 1) + ")");
+    int64_t current = 0;
+    Status st = Status::Ok();
+    {
+      auto stmt = Prepare("SELECT COALESCE(MAX(version), 0) FROM schema_version");
+      auto row = stmt.ok() ? stmt->Next() : StatusOr<bool>(stmt.status());
+      if (!row.ok()) st = row.status();
+      if (st.ok()) current = stmt->Int(0);
+    }
+    if (st.ok() && current < target) {
+      st = Exec(migrations[static_cast<size_t>(current)].sql);
+      if (st.ok()) {
+        st = Exec("INSERT INTO schema_version VALUES (" + std::to_string(current + 1) + ")");
+      }
+    }
     if (!st.ok()) {
       (void)Exec("ROLLBACK");
       return st;
     }
     THAW_RETURN_IF_ERROR(Exec("COMMIT"));
+    if (current >= target) return Status::Ok();
   }
-  return Status::Ok();
 }
 
 }  // namespace thaw::store

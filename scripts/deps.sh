@@ -5,6 +5,7 @@ set -euo pipefail
 pkgs=(cmake g++ make pkg-config ccache
       libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
       libyaml-cpp-dev libcli11-dev libspdlog-dev libfmt-dev libsqlite3-dev libarchive-dev
+      libpq-dev postgresql
       libssl-dev libseccomp-dev libgtest-dev libgmock-dev googletest libbenchmark-dev python3
       awscli prometheus)
 # tests/ric_test.cc builds the npm aws-lambda-ric, which compiles a bundled curl.

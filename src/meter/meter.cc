@@ -128,16 +128,17 @@ StatusOr<int> CreateSegment(const std::string& dir, uint64_t seq) {
   return fd;
 }
 
-// INSERT OR IGNORE: a record already in the ledger (a replayed journal, a retried batch) keeps
-// its first row. A usage record sets the tokens of its invocation's row (an idempotent UPDATE).
+// ON CONFLICT DO NOTHING: a record already in the ledger (a replayed journal, a retried batch)
+// keeps its first row. A usage record sets the tokens of its invocation's row (an idempotent
+// UPDATE).
 Status InsertRecords(store::Db& db, const std::vector<Record>& batch) {
-  THAW_RETURN_IF_ERROR(db.Exec("BEGIN IMMEDIATE"));
+  THAW_RETURN_IF_ERROR(db.Begin());
   auto stmt = db.Prepare(
-      "INSERT OR IGNORE INTO invocations (request_id, function, version, start_us, end_us, "
+      "INSERT INTO invocations (request_id, function, version, start_us, end_us, "
       "duration_us, billed_ms, memory_mb, max_memory_used_mb, cold_start, init_us, status, "
       "error_type, bytes_in, bytes_out, cpu_us, tenant, gpu_us, prompt_tokens, "
       "completion_tokens, batch_size, start_kind) "
-      "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+      "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING");
   auto usage = db.Prepare(
       "UPDATE invocations SET prompt_tokens = ?2, completion_tokens = ?3 WHERE request_id = ?1");
   if (!stmt.ok() || !usage.ok()) {
@@ -307,9 +308,14 @@ Meter::Meter(std::unique_ptr<store::Db> db, std::string journal_dir, int lock_fd
 }
 
 StatusOr<std::unique_ptr<Meter>> Meter::Open(const std::string& db_path) {
-  auto db = store::Db::Open(db_path);
+  return Open(db_path, JournalDir(db_path));
+}
+
+StatusOr<std::unique_ptr<Meter>> Meter::Open(const std::string& store,
+                                             const std::string& journal_dir) {
+  auto db = store::Db::Open(store);
   if (!db.ok()) return db.status();
-  std::string dir = JournalDir(db_path);
+  std::string dir = journal_dir;
   THAW_RETURN_IF_ERROR(MakeDirs(dir, 0700));
   // Two meters on one journal would replay and delete each other's live segments.
   const std::string lock_path = dir + "/" + kLockName;
@@ -320,7 +326,7 @@ StatusOr<std::unique_ptr<Meter>> Meter::Open(const std::string& db_path) {
     ::close(lock_fd);
     if (err == EWOULDBLOCK) {
       return FailedPrecondition("failed to lock " + lock_path +
-                                ": another process is metering into " + db_path);
+                                ": another process is metering into " + dir);
     }
     return ErrnoStatus("lock", lock_path, err);
   }
@@ -570,8 +576,9 @@ StatusOr<std::vector<SeriesBucket>> Meter::Series(const std::string& function, i
       "COUNT(*) OVER (PARTITION BY (start_us - ?2) / ?4) AS n FROM invocations "
       "WHERE function = ?1 AND start_us >= ?2 AND start_us < ?3 "
       "AND status NOT IN ('gpu_idle', 'init_error', 'template_init')) "
-      "SELECT b, COUNT(*), SUM(status IN ('error', 'timeout', 'crash')), "
-      "SUM(status = 'throttled'), SUM(cold_start != 0), SUM(duration_us), "
+      "SELECT b, COUNT(*), SUM(CASE WHEN status IN ('error', 'timeout', 'crash') THEN 1 ELSE 0 "
+      "END), SUM(CASE WHEN status = 'throttled' THEN 1 ELSE 0 END), "
+      "SUM(CASE WHEN cold_start != 0 THEN 1 ELSE 0 END), SUM(duration_us), "
       "MAX(CASE WHEN rn = (50 * n + 99) / 100 THEN duration_us END), "
       "MAX(CASE WHEN rn = (99 * n + 99) / 100 THEN duration_us END) "
       "FROM w GROUP BY b ORDER BY b");

@@ -99,6 +99,10 @@ class Meter {
   // Opens the ledger at `db_path` and replays the journal segments in JournalDir(db_path) into
   // it before returning. One Meter per database at a time.
   static StatusOr<std::unique_ptr<Meter>> Open(const std::string& db_path);
+  // The ledger in `store` (a SQLite path or a postgres:// URL, see store/db.h), journaled in
+  // `journal_dir`: one Meter per journal.
+  static StatusOr<std::unique_ptr<Meter>> Open(const std::string& store,
+                                               const std::string& journal_dir);
   // Where Open(db_path) keeps its journal: "<db_path>.meter-journal/".
   static std::string JournalDir(const std::string& db_path);
   ~Meter();  // commits what is queued; a clean stop leaves no journal segment behind

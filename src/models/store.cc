@@ -52,7 +52,7 @@ StatusOr<std::vector<File>> FilesFromJson(const std::string& text) {
 }
 
 Status RunInTransaction(store::Db& db, const std::function<Status()>& body) {
-  THAW_RETURN_IF_ERROR(db.Exec("BEGIN IMMEDIATE"));
+  THAW_RETURN_IF_ERROR(db.Begin());
   Status st = body();
   if (st.ok()) st = db.Exec("COMMIT");
   if (!st.ok()) (void)db.Exec("ROLLBACK");
@@ -192,7 +192,7 @@ StatusOr<std::unique_ptr<ModelStore>> ModelStore::Open(StoreOptions options) {
   // What a crash left mid-upload or mid-tree.
   THAW_RETURN_IF_ERROR(RemoveTree(root + "/tmp"));
   THAW_RETURN_IF_ERROR(MakeDirs(root + "/tmp", 0700));
-  auto db = store::Db::Open(options.data_dir + "/thaw.db");
+  auto db = store::Db::Open(options.store.empty() ? options.data_dir + "/thaw.db" : options.store);
   if (!db.ok()) return db.status();
   return std::unique_ptr<ModelStore>(new ModelStore(std::move(options), std::move(*db)));
 }
@@ -389,8 +389,9 @@ StatusOr<Model> ModelStore::Put(const std::string& tenant, const std::string& na
   }
   const int64_t now = NowUs();
   Status st = RunInTransaction(*db_, [&]() -> Status {
-    auto tree =
-        db_->Prepare("INSERT OR IGNORE INTO model_trees (digest, files, size) VALUES (?, ?, ?)");
+    auto tree = db_->Prepare(
+        "INSERT INTO model_trees (digest, files, size) VALUES (?, ?, ?) "
+        "ON CONFLICT DO NOTHING");
     if (!tree.ok()) return tree.status();
     THAW_RETURN_IF_ERROR(tree->Bind(1, digest).Bind(2, FilesToJson(files)).Bind(3, total).Run());
     auto up = db_->Prepare(
@@ -632,7 +633,7 @@ Status ModelStore::CollectLocked(const std::vector<InUse>& in_use) {
     auto stale = db_->Prepare(
         "DELETE FROM model_uploads WHERE created_us < ? AND NOT EXISTS (SELECT 1 FROM "
         "model_tags t JOIN model_trees r ON r.digest = t.digest WHERE t.tenant = "
-        "model_uploads.tenant AND instr(r.files, model_uploads.sha256) > 0)");
+        "model_uploads.tenant AND replace(r.files, model_uploads.sha256, '') <> r.files)");
     if (!stale.ok()) return stale.status();
     THAW_RETURN_IF_ERROR(stale->Bind(1, now - options_.pending_grace_us).Run());
     auto ups = db_->Prepare("SELECT DISTINCT sha256 FROM model_uploads");

@@ -35,6 +35,7 @@ namespace thaw::models {
 
 struct StoreOptions {
   std::string data_dir;
+  std::string store = "";  // the metadata's database (store/db.h); empty: <data_dir>/thaw.db
   int64_t quota_bytes = 20LL << 30;    // per tenant: the distinct files it holds
   int64_t max_file_bytes = 8LL << 30;  // one file
   const Clock* clock = nullptr;        // null: the real clock (unnamed uploads' age)

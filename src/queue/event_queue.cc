@@ -79,7 +79,7 @@ InvokeConfig ConfigFromRow(const store::Stmt& s, int first) {
 // Runs `body` in one IMMEDIATE transaction, rolled back when it fails.
 template <typename F>
 Status InTransaction(store::Db& db, F&& body) {
-  THAW_RETURN_IF_ERROR(db.Exec("BEGIN IMMEDIATE"));
+  THAW_RETURN_IF_ERROR(db.Begin());
   Status st = body();
   if (st.ok()) st = db.Exec("COMMIT");
   if (!st.ok()) (void)db.Exec("ROLLBACK");
@@ -160,7 +160,7 @@ void EventQueue::WriterLoop() {
     Status commit = Status::Ok();
     {
       std::lock_guard<std::mutex> lock(mu_);
-      commit = db_->Exec("BEGIN IMMEDIATE");
+      commit = db_->Begin();
       for (size_t i = 0; commit.ok() && i < batch.size(); ++i) {
         // A savepoint per write: one that fails leaves nothing half-done, the others commit.
         commit = db_->Exec("SAVEPOINT w");
@@ -197,7 +197,8 @@ Status EventQueue::Add(Event& event) {
 Status EventQueue::InsertLocked(Event& event) {
   auto s = db_->Prepare(
       "INSERT INTO events (request_id, function, qualifier, payload, client_context, state, "
-      "attempts, next_at_us, created_us, updated_us) VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?)");
+      "attempts, next_at_us, created_us, updated_us) VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?) "
+      "RETURNING id");
   if (!s.ok()) return s.status();
   if (event.created_us == 0) event.created_us = WallNowMicros();
   s->Bind(1, event.request_id)
@@ -209,8 +210,9 @@ Status EventQueue::InsertLocked(Event& event) {
       .Bind(7, event.next_at_us)
       .Bind(8, event.created_us)
       .Bind(9, event.created_us);
-  THAW_RETURN_IF_ERROR(s->Run());
-  event.id = sqlite3_last_insert_rowid(db_->raw());
+  auto row = s->Next();
+  if (!row.ok()) return row.status();
+  event.id = s->Int(0);
   event.state = EventState::kQueued;
   return Status::Ok();
 }
@@ -290,14 +292,16 @@ Status EventQueue::FinishLocked(int64_t id, Ending& ending) {
     Delivery& d = *ending.delivery;
     auto ins = db_->Prepare(
         "INSERT INTO deliveries (event_id, function, url, record, on_failure, state, attempts, "
-        "next_at_us, created_us, updated_us) VALUES (?, ?, ?, ?, ?, 'queued', 0, ?, ?, ?)");
+        "next_at_us, created_us, updated_us) VALUES (?, ?, ?, ?, ?, 'queued', 0, ?, ?, ?) "
+        "RETURNING id");
     if (!ins.ok()) return ins.status();
     d.event_id = id;
     d.created_us = now;
     ins->Bind(1, id).Bind(2, d.function).Bind(3, d.url).Bind(4, d.record);
     ins->Bind(5, int64_t{d.on_failure ? 1 : 0}).Bind(6, d.next_at_us).Bind(7, now).Bind(8, now);
-    THAW_RETURN_IF_ERROR(ins->Run());
-    d.id = sqlite3_last_insert_rowid(db_->raw());
+    auto row = ins->Next();
+    if (!row.ok()) return row.status();
+    d.id = ins->Int(0);
   }
   return Status::Ok();
 }
@@ -306,16 +310,16 @@ StatusOr<EventPage> EventQueue::List(const std::string& function, std::optional<
                                      int64_t before, int limit) {
   std::lock_guard<std::mutex> lock(mu_);
   auto s = db_->Prepare("SELECT " + std::string(kColumns) +
-                        " FROM events WHERE function = ? AND id < ? AND (? IS NULL OR state = ?) "
+                        " FROM events WHERE function = ? AND id < ? AND state = COALESCE(?, state) "
                         "ORDER BY id DESC LIMIT ?");
   if (!s.ok()) return s.status();
   s->Bind(1, function).Bind(2, before > 0 ? before : INT64_MAX);
   if (state) {
-    s->Bind(3, StateName(*state)).Bind(4, StateName(*state));
+    s->Bind(3, StateName(*state));
   } else {
-    s->BindNull(3).BindNull(4);
+    s->BindNull(3);
   }
-  s->Bind(5, int64_t{limit} + 1);  // one more says whether there is a next page
+  s->Bind(4, int64_t{limit} + 1);  // one more says whether there is a next page
   EventPage page;
   for (;;) {
     auto row = s->Next();
@@ -424,7 +428,7 @@ StatusOr<std::vector<Delivery>> EventQueue::PendingDeliveries() {
 
 StatusOr<std::vector<Event>> EventQueue::Recover() {
   std::lock_guard<std::mutex> lock(mu_);
-  THAW_RETURN_IF_ERROR(db_->Exec("BEGIN IMMEDIATE"));
+  THAW_RETURN_IF_ERROR(db_->Begin());
   Status st = Status::Ok();
   for (const char* sql :
        {"DELETE FROM events WHERE state IN ('succeeded', 'forwarded') AND updated_us < ?",
@@ -489,8 +493,11 @@ Status EventQueue::PutConfig(const std::string& function, const std::string& qua
   configs_.erase({function, qualifier});
   std::lock_guard<std::mutex> lock(mu_);
   auto s = db_->Prepare(
-      "INSERT OR REPLACE INTO event_invoke_configs (function, qualifier, max_retry_attempts, "
-      "max_event_age_s, updated_us, on_success, on_failure) VALUES (?, ?, ?, ?, ?, ?, ?)");
+      "INSERT INTO event_invoke_configs (function, qualifier, max_retry_attempts, "
+      "max_event_age_s, updated_us, on_success, on_failure) VALUES (?, ?, ?, ?, ?, ?, ?) "
+      "ON CONFLICT (function, qualifier) DO UPDATE SET max_retry_attempts = "
+      "excluded.max_retry_attempts, max_event_age_s = excluded.max_event_age_s, updated_us = "
+      "excluded.updated_us, on_success = excluded.on_success, on_failure = excluded.on_failure");
   if (!s.ok()) return s.status();
   s->Bind(1, function).Bind(2, qualifier);
   BindOptional(*s, 3, config.max_retry_attempts);
@@ -541,7 +548,7 @@ Status EventQueue::DeleteConfig(const std::string& function, const std::string& 
   if (!s.ok()) return s.status();
   s->Bind(1, function).Bind(2, qualifier);
   THAW_RETURN_IF_ERROR(s->Run());
-  if (sqlite3_changes(db_->raw()) == 0) {
+  if (db_->Changes() == 0) {
     return NotFound("The function " + function + " has no event invoke config");
   }
   return Status::Ok();

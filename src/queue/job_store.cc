@@ -104,7 +104,7 @@ Status JobStore::MarkRunning(const std::string& id, int64_t started_us,
   if (!s.ok()) return s.status();
   s->Bind(1, started_us).Bind(2, start_kind).Bind(3, id);
   THAW_RETURN_IF_ERROR(s->Run());
-  if (sqlite3_changes(db_->raw()) == 0) return FailedPrecondition("job " + id + " is not queued");
+  if (db_->Changes() == 0) return FailedPrecondition("job " + id + " is not queued");
   return Status::Ok();
 }
 
@@ -139,7 +139,7 @@ Status JobStore::Finish(const Job& job) {
 
 StatusOr<JobStatus> JobStore::Cancel(const std::string& id, int64_t now_us) {
   std::lock_guard<std::mutex> lock(mu_);
-  THAW_RETURN_IF_ERROR(db_->Exec("BEGIN IMMEDIATE"));
+  THAW_RETURN_IF_ERROR(db_->Begin());
   auto s = db_->Prepare("SELECT status FROM jobs WHERE id = ?");
   if (!s.ok()) {
     (void)db_->Exec("ROLLBACK");
@@ -202,7 +202,7 @@ StatusOr<JobPage> JobStore::List(const std::string& function, int64_t limit,
 
 StatusOr<std::vector<Job>> JobStore::Recover() {
   std::lock_guard<std::mutex> lock(mu_);
-  THAW_RETURN_IF_ERROR(db_->Exec("BEGIN IMMEDIATE"));
+  THAW_RETURN_IF_ERROR(db_->Begin());
   std::vector<Job> out;
   Status st = Status::Ok();
   auto s = db_->Prepare("SELECT " + std::string(kColumns) +
@@ -231,7 +231,7 @@ StatusOr<int64_t> JobStore::DropOutputs(int64_t before_us) {
   if (!s.ok()) return s.status();
   s->Bind(1, before_us);
   THAW_RETURN_IF_ERROR(s->Run());
-  return static_cast<int64_t>(sqlite3_changes(db_->raw()));
+  return db_->Changes();
 }
 
 StatusOr<std::pair<int64_t, int64_t>> JobStore::ScheduleState(const std::string& function,
@@ -251,8 +251,9 @@ Status JobStore::SetScheduleState(const std::string& function, const std::string
                                   int64_t anchor_us, int64_t last_fire_us) {
   std::lock_guard<std::mutex> lock(mu_);
   auto s = db_->Prepare(
-      "INSERT OR REPLACE INTO schedule_runs (function, expression, anchor_us, last_fire_us) "
-      "VALUES (?, ?, ?, ?)");
+      "INSERT INTO schedule_runs (function, expression, anchor_us, last_fire_us) "
+      "VALUES (?, ?, ?, ?) ON CONFLICT (function, expression) DO UPDATE SET anchor_us = "
+      "excluded.anchor_us, last_fire_us = excluded.last_fire_us");
   if (!s.ok()) return s.status();
   s->Bind(1, function).Bind(2, expression).Bind(3, anchor_us).Bind(4, last_fire_us);
   return s->Run();

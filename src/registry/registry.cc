@@ -102,15 +102,15 @@ Registry::Registry(std::string data_dir, std::unique_ptr<store::Db> db, UnpackLi
 
 Registry::~Registry() = default;
 
-StatusOr<std::unique_ptr<Registry>> Registry::Open(const std::string& data_dir,
-                                                   UnpackLimits limits) {
+StatusOr<std::unique_ptr<Registry>> Registry::Open(const std::string& data_dir, UnpackLimits limits,
+                                                   const std::string& store) {
   for (const char* sub : {"bundles", "blobs", "tmp"}) {
     THAW_RETURN_IF_ERROR(MakeDirs(data_dir + "/" + sub));
   }
   // Leftovers of deploys interrupted by a crash.
   (void)RemoveTree(data_dir + "/tmp");
   THAW_RETURN_IF_ERROR(MakeDirs(data_dir + "/tmp"));
-  auto db = store::Db::Open(data_dir + "/thaw.db");
+  auto db = store::Db::Open(store.empty() ? data_dir + "/thaw.db" : store);
   if (!db.ok()) return db.status();
   std::unique_ptr<Registry> reg(new Registry(data_dir, std::move(*db), limits));
   THAW_RETURN_IF_ERROR(reg->Load());
@@ -212,7 +212,7 @@ StatusOr<std::string> Registry::Stage(const std::string& archive) {
 }
 
 Status Registry::RunInTransaction(const std::function<Status()>& body) {
-  THAW_RETURN_IF_ERROR(db_->Exec("BEGIN IMMEDIATE"));
+  THAW_RETURN_IF_ERROR(db_->Begin());
   Status st = body();
   if (st.ok()) st = db_->Exec("COMMIT");
   if (!st.ok()) (void)db_->Exec("ROLLBACK");
@@ -642,7 +642,7 @@ Status Registry::Delete(const std::string& name) {
     std::shared_lock lock(mu_);
     if (!functions_.count(name)) return NotFound("Function not found: " + name);
   }
-  THAW_RETURN_IF_ERROR(db_->Exec("BEGIN IMMEDIATE"));
+  THAW_RETURN_IF_ERROR(db_->Begin());
   for (const char* sql :
        {"DELETE FROM versions WHERE name = ?", "DELETE FROM published_versions WHERE name = ?",
         "DELETE FROM aliases WHERE name = ?", "DELETE FROM functions WHERE name = ?"}) {

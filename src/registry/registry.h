@@ -78,7 +78,10 @@ bool IsValidAliasName(const std::string& name);
 
 class Registry {
  public:
-  static StatusOr<std::unique_ptr<Registry>> Open(const std::string& data_dir, UnpackLimits limits);
+  // Bundles live under `data_dir`; the records in `store` (a postgres:// URL, or empty for
+  // <data_dir>/thaw.db: see store/db.h).
+  static StatusOr<std::unique_ptr<Registry>> Open(const std::string& data_dir, UnpackLimits limits,
+                                                  const std::string& store = "");
   ~Registry();
 
   // Unpacks and validates `archive`; on success records a new version. `name` comes from the

@@ -11,6 +11,7 @@ namespace thaw::server {
 const std::vector<Knob> kKnobs = {
     {"listen", "address:port of the API (port 0 picks a free one)"},
     {"data_dir", "where functions, bundles, the database, logs and admin.key live"},
+    {"store", "durable state: empty for SQLite in the data dir, or postgres://user@host:port/db"},
     {"log_level", "trace, debug, info, warn, error"},
     {"threads", "gateway threads; 0 means one per core"},
     {"runtimes_dir", "folder holding the shipped runtimes (default: beside the binary)"},
@@ -107,6 +108,14 @@ Status ApplyConfigValues(const std::map<std::string, std::string>& values, Confi
     } else if (name == "data_dir") {
       if (v.empty()) return InvalidArgument("config data_dir: must not be empty");
       c.data_dir = v;
+    } else if (name == "store") {
+      if (!v.empty() && !v.starts_with("postgres://") && !v.starts_with("postgresql://")) {
+        return InvalidArgument(
+            "config store: expected a postgres://user@host:port/db URL (or empty for SQLite in "
+            "the data dir), got '" +
+            v + "'");
+      }
+      c.store = v;
     } else if (name == "log_level") {
       if (v != "trace" && v != "debug" && v != "info" && v != "warn" && v != "error") {
         return InvalidArgument("config log_level: expected trace|debug|info|warn|error, got '" + v +

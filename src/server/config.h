@@ -16,6 +16,8 @@ namespace thaw::server {
 struct Config {
   std::string listen = "127.0.0.1:8080";
   std::string data_dir = ".thaw";
+  // Where durable state lives: empty for SQLite in <data_dir>/thaw.db, or a postgres:// URL.
+  std::string store;
   std::string log_level = "info";
   int64_t threads = 0;       // 0: one per core
   std::string runtimes_dir;  // empty: <dir of the thaw binary>/runtimes

@@ -279,14 +279,17 @@ int RunServe(Config config, const std::string& exe_dir) {
     spdlog::critical("{}", (key.ok() ? master.status() : key.status()).message());
     return 1;
   }
+  // Every owner of durable state opens its own connection to the one store.
+  const std::string store_at = config.store.empty() ? config.data_dir + "/thaw.db" : config.store;
   auto registry = registry::Registry::Open(
-      config.data_dir, registry::UnpackLimits{config.max_unpacked_bytes, 20000});
+      config.data_dir, registry::UnpackLimits{config.max_unpacked_bytes, 20000}, store_at);
   if (!registry.ok()) {
     spdlog::critical("{}", registry.status().message());
     return 1;
   }
   auto models =
       models::ModelStore::Open(models::StoreOptions{.data_dir = config.data_dir,
+                                                    .store = store_at,
                                                     .quota_bytes = config.models_quota_bytes,
                                                     .max_file_bytes = config.max_model_file_bytes});
   if (!models.ok()) {
@@ -325,12 +328,13 @@ int RunServe(Config config, const std::string& exe_dir) {
     }
     return Status::Ok();
   });
-  auto meter = meter::Meter::Open(config.data_dir + "/thaw.db");
+  // The journal stays in the data dir whatever the store: it is this node's own.
+  auto meter = meter::Meter::Open(store_at, meter::Meter::JournalDir(config.data_dir + "/thaw.db"));
   if (!meter.ok()) {
     spdlog::critical("{}", meter.status().message());
     return 1;
   }
-  auto keys = auth::KeyStore::Open(config.data_dir + "/thaw.db", *master, *key);
+  auto keys = auth::KeyStore::Open(store_at, *master, *key);
   if (!keys.ok()) {
     spdlog::critical("{}", keys.status().message());
     return 1;
@@ -425,13 +429,12 @@ int RunServe(Config config, const std::string& exe_dir) {
   pool::PoolManager pools(&ctx);
   ctx.manager = &pools;
 
-  auto events =
-      queue::EventQueue::Open(queue::QueueOptions{.db_path = config.data_dir + "/thaw.db"});
+  auto events = queue::EventQueue::Open(queue::QueueOptions{.db_path = store_at});
   if (!events.ok()) {
     spdlog::critical("{}", events.status().message());
     return 1;
   }
-  auto jobs = queue::JobStore::Open(config.data_dir + "/thaw.db");
+  auto jobs = queue::JobStore::Open(store_at);
   if (!jobs.ok()) {
     spdlog::critical("{}", jobs.status().message());
     return 1;

@@ -1,10 +1,15 @@
 #include "store/db.h"
 
+#include "store/pg_db.h"
+#include "store/sqlite_db.h"
+
 namespace thaw::store {
 namespace {
 
 // Each entry moves the schema one version forward; never edit a shipped entry, append one.
-constexpr const char* kMigrations[] = {
+// An entry is SQLite's text, which PostgreSQL runs translated (PostgresDdl): INTEGER, BLOB and
+// TEXT columns only; {sqlite, postgres} where a step needs text of its own for PostgreSQL.
+constexpr Migration kMigrations[] = {
     R"sql(
     CREATE TABLE functions (
       name TEXT PRIMARY KEY,
@@ -227,32 +232,6 @@ constexpr const char* kMigrations[] = {
 
 }  // namespace
 
-Stmt& Stmt::Bind(int index, int64_t value) {
-  sqlite3_bind_int64(stmt_, index, value);
-  return *this;
-}
-Stmt& Stmt::Bind(int index, std::string_view value) {
-  sqlite3_bind_text(stmt_, index, value.data(), static_cast<int>(value.size()), SQLITE_TRANSIENT);
-  return *this;
-}
-Stmt& Stmt::BindNull(int index) {
-  sqlite3_bind_null(stmt_, index);
-  return *this;
-}
-
-StatusOr<bool> Stmt::Next() {
-  int rc = sqlite3_step(stmt_);
-  if (rc == SQLITE_ROW) return true;
-  if (rc == SQLITE_DONE) return false;
-  if (rc == SQLITE_CONSTRAINT) {
-    return Status(StatusCode::kAlreadyExists, std::string("sqlite: ") + sqlite3_errmsg(db_));
-  }
-  if (rc == SQLITE_FULL) {
-    return InsufficientStorage(std::string("sqlite step failed: ") + sqlite3_errmsg(db_));
-  }
-  return Internal(std::string("sqlite step failed: ") + sqlite3_errmsg(db_));
-}
-
 Status Stmt::Run() {
   for (;;) {
     auto row = Next();
@@ -261,78 +240,16 @@ Status Stmt::Run() {
   }
 }
 
-void Stmt::Reset() {
-  sqlite3_reset(stmt_);
-  sqlite3_clear_bindings(stmt_);
+bool Db::IsPostgresUrl(std::string_view location) {
+  return location.starts_with("postgres://") || location.starts_with("postgresql://");
 }
 
-std::string Stmt::Text(int col) const {
-  const unsigned char* text = sqlite3_column_text(stmt_, col);
-  if (text == nullptr) return {};
-  return std::string(reinterpret_cast<const char*>(text),
-                     static_cast<size_t>(sqlite3_column_bytes(stmt_, col)));
-}
-
-StatusOr<std::unique_ptr<Db>> Db::Open(const std::string& path) {
-  sqlite3* raw = nullptr;
-  int rc =
-      sqlite3_open_v2(path.c_str(), &raw,
-                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
-  if (rc != SQLITE_OK) {
-    std::string msg = raw ? sqlite3_errmsg(raw) : "out of memory";
-    sqlite3_close(raw);
-    return Internal("failed to open database " + path + ": " + msg);
-  }
-  std::unique_ptr<Db> db(new Db(raw));
-  sqlite3_busy_timeout(raw, 5000);
-  // WAL + synchronous=NORMAL: a committed transaction survives a process crash (kill -9);
-  // only a power loss can drop the last few.
-  THAW_RETURN_IF_ERROR(db->Exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"));
-  THAW_RETURN_IF_ERROR(db->Migrate());
+StatusOr<std::unique_ptr<Db>> Db::Open(const std::string& location) {
+  StatusOr<std::unique_ptr<Db>> db =
+      IsPostgresUrl(location) ? PgDb::Connect(location) : SqliteDb::OpenFile(location);
+  if (!db.ok()) return db.status();
+  THAW_RETURN_IF_ERROR((*db)->Migrate(kMigrations));
   return db;
-}
-
-Db::~Db() { sqlite3_close(db_); }
-
-Status Db::Exec(const std::string& sql) {
-  char* err = nullptr;
-  if (int rc = sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err); rc != SQLITE_OK) {
-    std::string msg = err ? err : "unknown error";
-    sqlite3_free(err);
-    if (rc == SQLITE_FULL) return InsufficientStorage("sqlite: " + msg);
-    return Internal("sqlite: " + msg);
-  }
-  return Status::Ok();
-}
-
-StatusOr<Stmt> Db::Prepare(std::string_view sql) {
-  sqlite3_stmt* stmt = nullptr;
-  if (sqlite3_prepare_v2(db_, sql.data(), static_cast<int>(sql.size()), &stmt, nullptr) !=
-      SQLITE_OK) {
-    return Internal(std::string("sqlite prepare failed: ") + sqlite3_errmsg(db_));
-  }
-  return Stmt(db_, stmt);
-}
-
-Status Db::Migrate() {
-  THAW_RETURN_IF_ERROR(Exec("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER)"));
-  auto stmt = Prepare("SELECT COALESCE(MAX(version), 0) FROM schema_version");
-  if (!stmt.ok()) return stmt.status();
-  auto row = stmt->Next();
-  if (!row.ok()) return row.status();
-  int64_t current = stmt->Int(0);
-  int64_t target = static_cast<int64_t>(std::size(kMigrations));
-  for (int64_t v = current; v < target; ++v) {
-    THAW_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
-    Status st = Exec(kMigrations[v]);
-    if (st.ok()) st = Exec("INSERT INTO schema_version VALUES (" + std::to_string(v + 1) + ")");
-    if (!st.ok()) {
-      (void)Exec("ROLLBACK");
-      return st;
-    }
-    THAW_RETURN_IF_ERROR(Exec("COMMIT"));
-  }
-  return Status::Ok();
 }
 
 }  // namespace thaw::store

@@ -1,11 +1,13 @@
-// Db: a thin RAII wrapper over one SQLite connection in WAL mode, plus the schema migrations.
-// A Db is not thread-safe: each owner (registry, meter writer) opens its own connection.
+// Db: one connection to thaw's durable store, plus the schema migrations. Two backends: SQLite
+// (a file in the data dir, WAL mode: the embedded default) and PostgreSQL (a postgres:// URL, for
+// several nodes on one store). Components write SQL both accept (`?`/`?N` placeholders, ON
+// CONFLICT, RETURNING); what differs (DDL types, write transactions) stays in the backends.
+// A Db and its Stmts are not thread-safe: each owner (registry, meter writer) opens its own.
 #pragma once
-
-#include <sqlite3.h>
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -13,47 +15,86 @@
 
 namespace thaw::store {
 
+enum class Dialect { kSqlite, kPostgres };
+
+// One schema step: SQLite's text, and PostgreSQL's where the mechanical translation of the
+// SQLite text (PostgresDdl in store/pg_db.h) is not enough.
+struct Migration {
+  constexpr Migration(const char* sql_in, const char* postgres_in = nullptr)  // NOLINT: implicit
+      : sql(sql_in), postgres(postgres_in) {}
+  const char* sql;
+  const char* postgres;
+};
+
+// What a backend's prepared statement does; Stmt is its move-only handle.
+class StmtBackend {
+ public:
+  virtual ~StmtBackend() = default;
+  virtual void BindInt(int index, int64_t value) = 0;
+  virtual void BindText(int index, std::string_view value) = 0;
+  virtual void BindNull(int index) = 0;
+  virtual StatusOr<bool> Next() = 0;
+  virtual void Reset() = 0;
+  virtual int64_t Int(int col) const = 0;
+  virtual std::string Text(int col) const = 0;
+  virtual bool IsNull(int col) const = 0;
+};
+
+// A prepared statement. Placeholders are 1-based (`?` numbers itself after the highest before
+// it; `?N` names parameter N). Bindings stay until Reset().
 class Stmt {
  public:
-  Stmt(sqlite3* db, sqlite3_stmt* stmt) : db_(db), stmt_(stmt) {}
-  Stmt(Stmt&& other) noexcept : db_(other.db_), stmt_(other.stmt_) { other.stmt_ = nullptr; }
-  Stmt(const Stmt&) = delete;
-  Stmt& operator=(const Stmt&) = delete;
-  ~Stmt() { sqlite3_finalize(stmt_); }
+  explicit Stmt(std::unique_ptr<StmtBackend> impl) : impl_(std::move(impl)) {}
 
-  Stmt& Bind(int index, int64_t value);
-  Stmt& Bind(int index, std::string_view value);
-  Stmt& BindNull(int index);
-  // Returns true while there is a row; false when done. Errors become a Status via Run/Next.
-  StatusOr<bool> Next();
+  Stmt& Bind(int index, int64_t value) {
+    impl_->BindInt(index, value);
+    return *this;
+  }
+  Stmt& Bind(int index, std::string_view value) {
+    impl_->BindText(index, value);
+    return *this;
+  }
+  Stmt& BindNull(int index) {
+    impl_->BindNull(index);
+    return *this;
+  }
+  // Returns true while there is a row; false when done. A constraint violation (a duplicate
+  // key) is kAlreadyExists; a full disk kInsufficientStorage.
+  StatusOr<bool> Next() { return impl_->Next(); }
   Status Run();  // steps to completion, ignoring rows
-  void Reset();
+  void Reset() { impl_->Reset(); }
 
-  int64_t Int(int col) const { return sqlite3_column_int64(stmt_, col); }
-  std::string Text(int col) const;
-  bool IsNull(int col) const { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
+  int64_t Int(int col) const { return impl_->Int(col); }
+  std::string Text(int col) const { return impl_->Text(col); }
+  bool IsNull(int col) const { return impl_->IsNull(col); }
 
  private:
-  sqlite3* db_;
-  sqlite3_stmt* stmt_;
+  std::unique_ptr<StmtBackend> impl_;
 };
 
 class Db {
  public:
-  // Opens (creating) the database, enables WAL and foreign keys, and applies migrations.
-  static StatusOr<std::unique_ptr<Db>> Open(const std::string& path);
-  ~Db();
+  // `location` is a postgres:// (or postgresql://) URL, or else the path of a SQLite file
+  // (created). Connects, and applies the migrations the schema lacks.
+  static StatusOr<std::unique_ptr<Db>> Open(const std::string& location);
+  static bool IsPostgresUrl(std::string_view location);
+  virtual ~Db() = default;
   Db(const Db&) = delete;
   Db& operator=(const Db&) = delete;
 
-  Status Exec(const std::string& sql);
-  StatusOr<Stmt> Prepare(std::string_view sql);
-  sqlite3* raw() { return db_; }
+  virtual Dialect dialect() const = 0;
+  virtual Status Exec(const std::string& sql) = 0;
+  virtual StatusOr<Stmt> Prepare(std::string_view sql) = 0;
+  // Starts a write transaction (SQLite: BEGIN IMMEDIATE, so it takes the write lock now rather
+  // than fail half-way). End it with Exec("COMMIT") or Exec("ROLLBACK").
+  virtual Status Begin() = 0;
+  // Rows the last INSERT, UPDATE or DELETE changed.
+  virtual int64_t Changes() const = 0;
 
- private:
-  explicit Db(sqlite3* db) : db_(db) {}
-  Status Migrate();
-  sqlite3* db_;
+ protected:
+  Db() = default;
+  // Applies migrations[current..] and records each in schema_version (one row per version).
+  virtual Status Migrate(std::span<const Migration> migrations) = 0;
 };
 
 }  // namespace thaw::store

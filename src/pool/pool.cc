@@ -382,6 +382,7 @@ void FunctionPool::RecordLocked(const InvocationPtr& inv, const Result& r, const
   rec.gpu_us = GpuMicros(r.duration_us);
   rec.cold_start = r.cold_start;
   rec.forked = r.start_kind == instance::StartKind::kFork;
+  rec.restored = r.start_kind == instance::StartKind::kRestore;
   rec.init_us = r.init_us;
   rec.status = status;
   rec.error_type = r.error_type;
@@ -394,6 +395,9 @@ void FunctionPool::RecordLocked(const InvocationPtr& inv, const Result& r, const
     metrics_->Record(rec.status, r.duration_us, r.cold_start, r.init_us);
     if (rec.cold_start && rec.forked && rec.status != "throttled") {
       metrics_->fork_starts.fetch_add(1, std::memory_order_relaxed);
+    }
+    if (rec.cold_start && rec.restored && rec.status != "throttled") {
+      metrics_->restore_starts.fetch_add(1, std::memory_order_relaxed);
     }
   }
   fx.records.push_back(std::move(rec));

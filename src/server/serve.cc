@@ -404,6 +404,7 @@ int RunServe(Config config, const std::string& exe_dir) {
   ctx.log_rate_bytes = config.log_rate_bytes;
   ctx.gpus = gpus.get();
   ctx.models_dir = models::ModelStore::TreesRoot(config.data_dir);
+  ctx.snapshots_dir = std::filesystem::absolute(config.data_dir + "/snapshots").string();
   ctx.templates = config.templates;
   pool::PoolManager pools(&ctx);
   ctx.manager = &pools;

@@ -717,8 +717,11 @@ async function buildSnapshot() {
     logError('Uncaught Exception', e); // the full start that follows reports it as init error
     process.exit(129);
   }
-  // A socket, timer or child the init left open would not survive in a heap image.
-  const open = process.getActiveResourcesInfo();
+  // A socket, timer or child the init left open would not survive in a heap image. stdio's
+  // pipes and TTYs (up to three) do: node makes them again in the restored process.
+  let stdio = 3;
+  const open = process.getActiveResourcesInfo().filter(
+    (r) => !((r === 'PipeWrap' || r === 'TTYWrap') && stdio-- > 0));
   if (open.length > 0) return refuse(`handles the init left open (${open.join(', ')})`);
   v8.startupSnapshot.setDeserializeMainFunction(() => start(handler));
 }

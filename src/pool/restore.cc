@@ -125,8 +125,8 @@ void FunctionPool::LaunchFromSnapshot(const InstancePtr& inst, pid_t template_pi
   const std::string dir = SnapshotDir();
   struct stat st {};
   if (::stat((dir + "/" + instance::kSnapshotBlob).c_str(), &st) != 0 || st.st_size == 0) {
-    // Gone (removed by hand, a disk cleanup): this start is a full one, the next cold start
-    // builds the snapshot again, as when a python template ends.
+    // Gone (removed by hand, a disk cleanup): this start is a full one, and the snapshot is
+    // built again for the cold starts that follow, as when a python template ends.
     bool unusable = false;
     const std::string why = "its snapshot blob is gone";
     if (template_->Ended(template_pid, why, &unusable)) {
@@ -140,6 +140,7 @@ void FunctionPool::LaunchFromSnapshot(const InstancePtr& inst, pid_t template_pi
       inst->fork_failed = true;
       inst->start_kind = instance::StartKind::kFull;
     }
+    if (!unusable) StartTemplate();  // in the background; this start does not wait for it
     return LaunchInstance(inst);
   }
   inst->start_kind = instance::StartKind::kRestore;

@@ -34,6 +34,29 @@ let requestId;
 let logJson = false;
 const levels = ['TRACE', 'DEBUG', 'INFO', 'WARN', 'ERROR', 'FATAL'];
 
+function errorJson(_key, v) {
+  if (!(v instanceof Error)) return v;
+  return { errorType: v?.constructor?.name ?? 'UnknownError', errorMessage: v.message,
+           stackTrace: typeof v.stack === 'string' ? v.stack.split('\n') : v.stack, ...v };
+}
+
+function jsonLine(level, params) {
+  const line = { timestamp: new Date().toISOString(), level, requestId };
+  if (params.length === 1) {
+    line.message = params[0];
+    try { return JSON.stringify(line, errorJson); } catch { line.message = util.format(params[0]); }
+    return JSON.stringify(line);
+  }
+  line.message = util.format(...params);
+  const err = params.find((p) => p instanceof Error);
+  if (err) {
+    line.errorType = err.constructor?.name ?? 'UnknownError';
+    line.errorMessage = err.message;
+    line.stackTrace = typeof err.stack === 'string' ? err.stack.split('\n') : [];
+  }
+  return JSON.stringify(line);
+}
+
 // `toStderr`: while a snapshot is built every line goes to stderr (its stdout is not a log).
 function patchConsole(toStderr) {
   logJson = env.AWS_LAMBDA_LOG_FORMAT?.toUpperCase() === 'JSON';

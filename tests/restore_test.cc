@@ -9,6 +9,7 @@
 
 #include <boost/json.hpp>
 #include <filesystem>
+#include <fstream>
 #include <future>
 #include <map>
 #include <set>
@@ -178,6 +179,22 @@ TEST_F(RestoreTest, DeletedBlobFallsBackToFullThenIsBuiltAgain) {
   EXPECT_EQ(restored.status, 200) << restored.body;
   EXPECT_EQ(restored.Header("x-thaw-start-kind"), "restore");
   EXPECT_EQ(busy.get().status, 200);
+}
+
+TEST_F(RestoreTest, BlobNodeCannotUseFallsBackToFullOncePerVersion) {
+  DeployWhoAmI("who", "max_instances: 2\ntimeout_s: 60\n");
+  ASSERT_TRUE(WaitForTemplate("who", "ready")) << Logs("who");
+  {
+    std::ofstream blob(Blob("who"), std::ios::trunc);
+    blob << "not a snapshot";
+  }
+  auto r = server_->Invoke("who");
+  ASSERT_EQ(r.status, 200) << r.body << Logs("who");
+  EXPECT_EQ(r.Header("x-thaw-start-kind"), "full");
+  EXPECT_EQ(JsonField(r.body, "helper"), "helper-7");
+  auto t = TemplateOf("who");
+  EXPECT_EQ(t.at("state").as_string(), "unusable") << json::serialize(t);
+  EXPECT_NE(Logs("who").find("restore from the snapshot failed"), std::string::npos) << Logs("who");
 }
 
 TEST_F(RestoreTest, InitErrorIsReportedAsWithoutTemplates) {

@@ -703,7 +703,18 @@ void FunctionPool::OnExit(uint64_t instance_id, const sandbox::ExitEvent& exit) 
              std::to_string(version_->manifest.memory_mb) +
              " MB; Max Memory Used: " + std::to_string(inst->peak_rss_mb) + " MB)";
     }
-    if (!inst->initialized) {
+    // A restore that ended before its first GET /next: node could not use the blob (the user's
+    // init ran when it was built). The version stops restoring, said once, and the calls
+    // waiting get a full start (the tick below) instead of this error.
+    const bool restore_failed = !inst->initialized && !oom && template_ != nullptr &&
+                                inst->start_kind == instance::StartKind::kRestore &&
+                                inst->lifecycle != Lifecycle::kStopping;
+    if (restore_failed && template_->Refused("restore from the snapshot failed: " + how)) {
+      ctx_->logs->Append(version_->function, "", "platform",
+                         "TEMPLATE_REPORT Status: refused\trestore from the snapshot failed: " +
+                             how + " (instances start fresh)");
+    }
+    if (!inst->initialized && !restore_failed) {
       if (inst->init_error_type.empty()) {
         inst->init_error_type = oom ? "Runtime.OutOfMemory" : "Runtime.ExitError";
         inst->init_error_message = "Runtime exited with error: " + how;

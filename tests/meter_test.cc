@@ -122,6 +122,26 @@ TEST(JournalLineTest, RoundTripsEveryField) {
   EXPECT_EQ(back.batch_size, r.batch_size);
 }
 
+// Each start kind survives the journal: warm, full, fork and restore (the nodejs templates').
+TEST(JournalLineTest, StartKindsRoundTrip) {
+  for (int kind = 0; kind < 4; ++kind) {
+    SCOPED_TRACE(kind);
+    Record r;
+    r.request_id = "r";
+    r.function = "f";
+    r.cold_start = kind != 0;
+    r.forked = kind == 2;
+    r.restored = kind == 3;
+    std::string line;
+    EncodeJournalLine(r, line);
+    Record back;
+    ASSERT_TRUE(DecodeJournalLine(std::string_view(line).substr(0, line.size() - 1), back));
+    EXPECT_EQ(back.cold_start, r.cold_start);
+    EXPECT_EQ(back.forked, r.forked);
+    EXPECT_EQ(back.restored, r.restored);
+  }
+}
+
 // A journal a thaw without token counts left behind still replays (its lines have no tokens).
 TEST(JournalLineTest, LineWithoutTokensIsRead) {
   Record r;
@@ -191,8 +211,8 @@ TEST(JournalLineTest, RefusesMalformedLines) {
       {"TrailingBackslash", replace_field(6, "bad\\")},
       {"NotANumber", replace_field(7, "12a")},
       {"EmptyNumber", replace_field(9, "")},
-      // 0 warm, 1 a full cold start, 2 a forked one (Record::forked).
-      {"ColdStartOutOfRange", replace_field(14, "3")},
+      // 0 warm, 1 a full cold start, 2 a forked one, 3 a restored one (Record::restored).
+      {"ColdStartOutOfRange", replace_field(14, "4")},
       // One field short is a line from before batch sizes (read); two short is neither.
       {"MissingTwoFields", good.substr(0, good.rfind('\t', good.rfind('\t') - 1))},
       {"ExtraField", good + "\t0"},

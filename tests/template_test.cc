@@ -320,7 +320,9 @@ TEST_F(TemplateTest, StartKindsInUsageAndMetrics) {
   ASSERT_EQ(server_->Invoke("metered").Header("x-thaw-start-kind"), "warm");
   auto usage = json::parse(server_->Call("GET", "/v1/usage?function=metered").body);
   const std::string text = json::serialize(usage);
-  EXPECT_NE(text.find(R"("cold_starts_by_kind":{"fork":1,"full":0})"), std::string::npos) << text;
+  EXPECT_NE(text.find(R"("cold_starts_by_kind":{"fork":1,"restore":0,"full":0})"),
+            std::string::npos)
+      << text;
   EXPECT_NE(text.find(R"("template_inits":1)"), std::string::npos) << text;
   EXPECT_EQ(text.find(R"("init_gb_s":0E0)"), std::string::npos) << text;
   auto metrics = server_->Call("GET", "/metrics").body;

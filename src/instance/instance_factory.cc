@@ -8,6 +8,8 @@ std::string_view StartKindName(StartKind kind) {
       return "warm";
     case StartKind::kFork:
       return "fork";
+    case StartKind::kRestore:
+      return "restore";
     case StartKind::kFull:
       break;
   }
@@ -26,6 +28,18 @@ void ForkFactory::Start(const sandbox::SpawnRequest& request, sandbox::SpawnDone
   fork.stderr_fd = request.stderr_fd;
   fork.limits = request.limits;
   spawner_->Fork(fork, std::move(done));
+}
+
+void RestoreFactory::Start(const sandbox::SpawnRequest& request, sandbox::SpawnDone done) {
+  sandbox::SpawnRequest restore = request;
+  std::string blob = host_dir_ + "/" + kSnapshotBlob;
+  // Isolated instances see the folder through a bind of their own; plain ones at its host path.
+  if (spawner_->isolated()) {
+    restore.mounts.emplace_back(host_dir_, kSnapshotMount);
+    blob = std::string(kSnapshotMount) + "/" + kSnapshotBlob;
+  }
+  restore.argv = {request.argv.at(0), "--snapshot-blob", std::move(blob)};
+  spawner_->Spawn(restore, std::move(done));
 }
 
 }  // namespace thaw::instance

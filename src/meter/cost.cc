@@ -94,6 +94,7 @@ void AddSample(const Sample& s, Sums& sums) {
   }
   sums.cold_starts += s.cold_start ? 1 : 0;
   sums.fork_starts += s.cold_start && s.forked ? 1 : 0;
+  sums.restore_starts += s.cold_start && s.restored ? 1 : 0;
   sums.billed_ms += s.billed_ms;
   sums.billed_mb_ms += s.billed_ms * s.memory_mb;
   sums.cpu_us += s.cpu_us;

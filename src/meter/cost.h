@@ -42,7 +42,8 @@ struct Sample {
   int64_t cpu_us = 0;
   int64_t gpu_us = 0;
   bool cold_start = false;
-  bool forked = false;  // a cold start forked from a template
+  bool forked = false;    // a cold start forked from a template
+  bool restored = false;  // a cold start restored from a snapshot
   // success | error | timeout | crash | throttled | init_error | gpu_idle (the GPU time an
   // instance held its GPUs outside invocations, recorded when it goes; not an invocation)
   std::string status;
@@ -60,7 +61,8 @@ struct Sums {
   // is billed (as Lambda bills the INIT phase) and their CPU counted.
   int64_t init_failures = 0;
   int64_t cold_starts = 0;
-  int64_t fork_starts = 0;  // the cold starts forked from a template; the rest were full
+  int64_t fork_starts = 0;     // the cold starts forked from a template
+  int64_t restore_starts = 0;  // restored from a snapshot; the rest were full
   // Template inits ("template_init" records): not invocations; billed as init_gb_s.
   int64_t template_inits = 0;
   int64_t init_mb_ms = 0;  // sum of their billed_ms x memory_mb

@@ -179,6 +179,7 @@ Status InsertRecords(store::Db& db, const std::vector<Record>& batch) {
         .Bind(21, r.batch_size)
         .Bind(22, std::string(!r.cold_start ? ""
                               : r.forked    ? "fork"
+                              : r.restored  ? "restore"
                                             : "full"));
     if (Status st = stmt->Run(); !st.ok()) {
       (void)db.Exec("ROLLBACK");
@@ -237,8 +238,10 @@ int64_t BilledMillis(int64_t duration_us) {
   return (duration_us + 999) / 1000;
 }
 
-// The journal's cold_start column: 0 warm, 1 a full cold start, 2 a forked one.
-int64_t ColdStartField(const Record& r) { return !r.cold_start ? 0 : r.forked ? 2 : 1; }
+// The journal's cold_start column: 0 warm, 1 a full cold start, 2 a forked one, 3 a restored one.
+int64_t ColdStartField(const Record& r) {
+  return !r.cold_start ? 0 : r.forked ? 2 : r.restored ? 3 : 1;
+}
 
 void EncodeJournalLine(const Record& r, std::string& out) {
   out.clear();
@@ -289,9 +292,10 @@ bool DecodeJournalLine(std::string_view line, Record& out) {
   for (size_t i = 0; i < present; ++i) {
     if (!ParseInt(fields[1 + std::size(strings) + i], *ints[i])) return false;
   }
-  if (cold_start < 0 || cold_start > 2) return false;
+  if (cold_start < 0 || cold_start > 3) return false;
   out.cold_start = cold_start != 0;
   out.forked = cold_start == 2;
+  out.restored = cold_start == 3;
   return !out.request_id.empty();
 }
 
@@ -559,6 +563,7 @@ StatusOr<std::vector<Sample>> Meter::Samples(const std::string& function, int64_
     s.completion_tokens = stmt->Int(12);
     s.batch_size = stmt->Int(13);
     s.forked = stmt->Text(14) == "fork";
+    s.restored = stmt->Text(14) == "restore";
     out.push_back(std::move(s));
   }
   return out;

@@ -41,7 +41,8 @@ struct Record {
   int64_t cpu_us = 0;  // CPU time the instance used while running this invocation
   int64_t gpu_us = 0;  // GPU time, likewise: 0 until thaw schedules GPUs
   bool cold_start = false;
-  bool forked = false;  // a cold start forked from a template (else a full one)
+  bool forked = false;    // a cold start forked from a template (else a full one)
+  bool restored = false;  // a cold start restored from a snapshot (nodejs templates)
   int64_t init_us = 0;
   std::string status;  // success | error | timeout | crash | throttled
   std::string error_type;

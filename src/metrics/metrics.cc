@@ -126,14 +126,18 @@ std::string Registry::Render(const Gauges& gauges) const {
            std::to_string(m->cold_starts.load(std::memory_order_relaxed)) + "\n";
   }
   Header(out, "thaw_cold_starts_by_kind_total", "counter",
-         "Cold starts by how the instance began: fork (from a template) or full.");
+         "Cold starts by how the instance began: fork (from a template), restore (from a "
+         "snapshot) or full.");
   for (const auto& [fn, m] : functions_) {
     const uint64_t all = m->cold_starts.load(std::memory_order_relaxed);
     const uint64_t fork = m->fork_starts.load(std::memory_order_relaxed);
+    const uint64_t restore = m->restore_starts.load(std::memory_order_relaxed);
     out += "thaw_cold_starts_by_kind_total{function=\"" + EscapeLabel(fn) + "\",kind=\"fork\"} " +
            std::to_string(fork) + "\n";
+    out += "thaw_cold_starts_by_kind_total{function=\"" + EscapeLabel(fn) +
+           "\",kind=\"restore\"} " + std::to_string(restore) + "\n";
     out += "thaw_cold_starts_by_kind_total{function=\"" + EscapeLabel(fn) + "\",kind=\"full\"} " +
-           std::to_string(all >= fork ? all - fork : 0) + "\n";
+           std::to_string(all >= fork + restore ? all - fork - restore : 0) + "\n";
   }
   Header(out, "thaw_init_failures_total", "counter", "Instances whose init failed.");
   for (const auto& [fn, m] : functions_) {

@@ -40,7 +40,8 @@ inline constexpr std::array<const char*, 5> kStatuses = {"success", "error", "ti
 struct FunctionMetrics {
   std::array<std::atomic<uint64_t>, kStatuses.size()> invocations{};
   std::atomic<uint64_t> cold_starts{0};
-  std::atomic<uint64_t> fork_starts{0};  // the cold starts forked from a template
+  std::atomic<uint64_t> fork_starts{0};     // the cold starts forked from a template
+  std::atomic<uint64_t> restore_starts{0};  // restored from a snapshot (nodejs templates)
   std::atomic<uint64_t> init_failures{0};
   Histogram duration;
   Histogram init_duration;

@@ -9,6 +9,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
 
+#include "common/files.h"
 #include "common/ids.h"
 #include "common/tenant.h"
 #include "instance/instance_factory.h"
@@ -104,8 +105,8 @@ std::shared_ptr<instance::Template> FunctionPool::TemplateFor(PoolContext* ctx,
                                                               const registry::Version& v) {
   const registry::Manifest& m = v.manifest;
   if (!ctx->templates || ctx->manager == nullptr || m.template_off ||
-      m.runtime != registry::Runtime::kPython3 || m.network == registry::Network::kNone ||
-      m.gpu.count > 0) {
+      (m.runtime != registry::Runtime::kPython3 && m.runtime != registry::Runtime::kNodejs) ||
+      m.network == registry::Network::kNone || m.gpu.count > 0) {
     return nullptr;
   }
   return ctx->manager->TemplateOf(v.function, v.version);
@@ -125,8 +126,9 @@ void FunctionPool::Prewarm() {
 }
 
 // The template: the runtime as an instance would start, told by THAW_TEMPLATE_FD to init and
-// then wait to be forked. No Runtime API: its init errors reach callers through the full cold
-// start that follows (reported as today).
+// then wait to be forked; for nodejs, `node --build-snapshot`, which inits and writes the heap
+// to its stdout (restore.cc). No Runtime API: its init errors reach callers through the full
+// cold start that follows (reported as today).
 void FunctionPool::StartTemplate() {
   if (!template_->BeginStart()) return;
   auto fail = [this](const std::string& why) {
@@ -135,8 +137,21 @@ void FunctionPool::StartTemplate() {
                          "TEMPLATE_REPORT Status: error\t" + why + " (instances start fresh)");
     }
   };
-  auto argv = BuildArgv();
+  const bool snapshot = version_->manifest.runtime == registry::Runtime::kNodejs;
+  auto argv = snapshot ? SnapshotBuildArgv() : BuildArgv();
   if (!argv.ok()) return fail(argv.status().message());
+  std::shared_ptr<SnapshotBuild> build;
+  UniqueFd blob;
+  if (snapshot) {
+    const std::string dir = SnapshotDir();
+    // 0755/0644: each jailed instance has a uid of its own, and reads the blob through a
+    // read-only bind of this folder; on the host it lies in the data dir (0700).
+    if (Status st = MakeDirs(dir, 0755); !st.ok()) return fail(st.message());
+    build = std::make_shared<SnapshotBuild>();
+    build->tmp = dir + "/" + instance::kSnapshotBlob + ".tmp-" + RandomHex(4);
+    blob = UniqueFd(::open(build->tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    if (!blob.valid()) return fail(ErrnoStatus("create", build->tmp, errno).message());
+  }
   int out[2];
   if (::pipe2(out, O_CLOEXEC) != 0)
     return fail(ErrnoStatus("create pipe", "template", errno).message());
@@ -144,7 +159,7 @@ void FunctionPool::StartTemplate() {
   sandbox::SpawnRequest req;
   req.argv = std::move(*argv);
   req.env = BuildEnv("");
-  req.env.push_back("THAW_TEMPLATE_FD=" + std::to_string(sandbox::kTemplateFd));
+  if (!snapshot) req.env.push_back("THAW_TEMPLATE_FD=" + std::to_string(sandbox::kTemplateFd));
   req.cwd = version_->bundle_dir;
   req.bundle_dir = version_->bundle_dir;
   const int64_t memory_mb = version_->manifest.memory_mb;
@@ -153,26 +168,36 @@ void FunctionPool::StartTemplate() {
   req.limits.cpu_weight = sandbox::CpuWeightForMemory(memory_mb);
   req.cgroup =
       version_->function + "-" + std::to_string(version_->version) + "-template-" + RandomHex(4);
-  req.template_channel = true;
+  req.template_channel = !snapshot;
   AddModelMounts(req);  // its forks inherit its mounts
-  req.stdout_fd = out[1];
+  req.stdout_fd = snapshot ? blob.get() : out[1];
   req.stderr_fd = out[1];
   std::make_shared<TemplateLog>(ctx_->executor, UniqueFd(out[0]), ctx_->logs, version_->function)
       ->Read();
   const int64_t started_us = ctx_->clock->MonoMicros();
-  ctx_->spawner->Spawn(req,
-                       [self = shared_from_this(), started_us](StatusOr<sandbox::Spawned> spawned) {
-                         self->OnTemplateSpawned(std::move(spawned), started_us);
-                       });
+  if (snapshot) {
+    build->started_us = started_us;
+    ctx_->spawner->Spawn(req, [self = shared_from_this(), build](StatusOr<sandbox::Spawned> s) {
+      self->OnSnapshotSpawned(std::move(s), build);
+    });
+  } else {
+    ctx_->spawner->Spawn(
+        req, [self = shared_from_this(), started_us](StatusOr<sandbox::Spawned> spawned) {
+          self->OnTemplateSpawned(std::move(spawned), started_us);
+        });
+  }
   ::close(out[1]);
+  blob.reset();  // the spawner has its own copy now
   // An init that never ends must not keep instances waiting for it.
   auto timer = std::make_shared<asio::steady_timer>(
       ctx_->executor, std::chrono::microseconds(ctx_->init_timeout_us));
-  timer->async_wait([self = shared_from_this(), timer](boost::system::error_code ec) {
+  timer->async_wait([self = shared_from_this(), timer, build](boost::system::error_code ec) {
     if (ec) return;
     const std::string why = "template init did not finish within " +
                             std::to_string(self->ctx_->init_timeout_us / 1000) + " ms";
-    if (self->template_->InitFailed(why)) {
+    const bool first = self->template_->InitFailed(why);
+    if (build != nullptr && build->pid.load() > 0) self->ctx_->spawner->Kill(build->pid.load());
+    if (first) {
       self->ctx_->logs->Append(
           self->version_->function, "", "platform",
           "TEMPLATE_REPORT Status: error\t" + why + " (instances start fresh)");
@@ -258,6 +283,9 @@ void FunctionPool::LaunchFromTemplate(const InstancePtr& inst) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     inst->holds_fork = true;
+  }
+  if (version_->manifest.runtime == registry::Runtime::kNodejs) {
+    return LaunchFromSnapshot(inst, template_pid);
   }
   inst->start_kind = instance::StartKind::kFork;
   instance::ForkFactory factory(ctx_->spawner, template_pid);
@@ -437,7 +465,8 @@ void FunctionPool::StartWith(const InstancePtr& inst, instance::InstanceFactory&
 void FunctionPool::OnSpawned(const InstancePtr& inst, StatusOr<sandbox::Spawned> spawned,
                              const std::string& address, PeerCheck check, UniqueFd out,
                              UniqueFd err) {
-  if (!spawned.ok() && inst->start_kind == instance::StartKind::kFork) {
+  if (!spawned.ok() && (inst->start_kind == instance::StartKind::kFork ||
+                        inst->start_kind == instance::StartKind::kRestore)) {
     return ForkFailed(inst, spawned.status());
   }
   if (!spawned.ok()) return LaunchFailed(inst, spawned.status());

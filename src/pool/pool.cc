@@ -448,6 +448,7 @@ void FunctionPool::RecordLocked(const InvocationPtr& inv, const Result& r, const
   rec.gpu_us = GpuMicros(r.duration_us);
   rec.cold_start = r.cold_start;
   rec.forked = r.start_kind == instance::StartKind::kFork;
+  rec.restored = r.start_kind == instance::StartKind::kRestore;
   rec.init_us = r.init_us;
   rec.status = status;
   rec.error_type = r.error_type;
@@ -460,6 +461,9 @@ void FunctionPool::RecordLocked(const InvocationPtr& inv, const Result& r, const
     metrics_->Record(rec.status, r.duration_us, r.cold_start, r.init_us);
     if (rec.cold_start && rec.forked && rec.status != "throttled") {
       metrics_->fork_starts.fetch_add(1, std::memory_order_relaxed);
+    }
+    if (rec.cold_start && rec.restored && rec.status != "throttled") {
+      metrics_->restore_starts.fetch_add(1, std::memory_order_relaxed);
     }
   }
   fx.records.push_back(std::move(rec));
@@ -765,7 +769,18 @@ void FunctionPool::OnExit(uint64_t instance_id, const sandbox::ExitEvent& exit) 
              std::to_string(version_->manifest.memory_mb) +
              " MB; Max Memory Used: " + std::to_string(inst->peak_rss_mb) + " MB)";
     }
-    if (!inst->initialized) {
+    // A restore that ended before its first GET /next: node could not use the blob (the user's
+    // init ran when it was built). The version stops restoring, said once, and the calls
+    // waiting get a full start (the tick below) instead of this error.
+    const bool restore_failed = !inst->initialized && !oom && template_ != nullptr &&
+                                inst->start_kind == instance::StartKind::kRestore &&
+                                inst->lifecycle != Lifecycle::kStopping;
+    if (restore_failed && template_->Refused("restore from the snapshot failed: " + how)) {
+      ctx_->logs->Append(version_->function, "", "platform",
+                         "TEMPLATE_REPORT Status: refused\trestore from the snapshot failed: " +
+                             how + " (instances start fresh)");
+    }
+    if (!inst->initialized && !restore_failed) {
       if (inst->init_error_type.empty()) {
         inst->init_error_type = oom ? "Runtime.OutOfMemory" : "Runtime.ExitError";
         inst->init_error_message = "Runtime exited with error: " + how;

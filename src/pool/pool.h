@@ -60,6 +60,8 @@ struct FunctionMetrics;
 
 namespace thaw::pool {
 
+struct SnapshotBuild;  // restore.cc
+
 namespace asio = boost::asio;
 
 class ResponseSink;
@@ -209,6 +211,8 @@ struct PoolContext {
   bool templates = false;
   // Where pools keep their idle-time histograms across restarts; null: not kept.
   IdleTimesStore* idle_store = nullptr;
+  // nodejs templates' heap snapshots, a folder per version (restore.cc); under the data dir.
+  std::string snapshots_dir;
 };
 
 struct PoolStats {
@@ -373,6 +377,13 @@ class FunctionPool : public std::enable_shared_from_this<FunctionPool> {
   void ForkFailed(const InstancePtr& instance, const Status& why);
   void StartTemplate();
   void OnTemplateSpawned(StatusOr<sandbox::Spawned> spawned, int64_t started_us);
+  // nodejs (restore.cc): the template is a heap snapshot built by `node --build-snapshot`, and
+  // instances are restored from it (instance::RestoreFactory).
+  std::string SnapshotDir() const;
+  StatusOr<std::vector<std::string>> SnapshotBuildArgv() const;
+  void OnSnapshotSpawned(StatusOr<sandbox::Spawned> spawned, std::shared_ptr<SnapshotBuild> build);
+  void OnSnapshotBuilt(const SnapshotBuild& build, const sandbox::ExitEvent& exit);
+  void LaunchFromSnapshot(const InstancePtr& instance, pid_t template_pid);
   void OnTemplateExit(pid_t pid, const sandbox::ExitEvent& exit);
   void AssignLocked(Instance& instance, InvocationPtr inv, Effects& fx);
   void DeliverLocked(Instance& instance, NextHandler handler, InvocationPtr inv, Effects& fx);

@@ -3,6 +3,7 @@
 // Not for use outside src/pool.
 #pragma once
 
+#include <atomic>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <deque>
 #include <map>
@@ -26,6 +27,14 @@ namespace thaw::pool {
 //   kReady        -> kStopping
 //   kStopping     -> kGone (its exit event, or the spawn failed after it was stopped)
 enum class Lifecycle { kSpawning, kInitializing, kReady, kStopping, kGone };
+
+// One run of a nodejs version's snapshot build (restore.cc): node writes the blob to its stdout,
+// which is `tmp`, renamed to the version's blob once the build exits 0.
+struct SnapshotBuild {
+  std::string tmp;
+  int64_t started_us = 0;
+  std::atomic<pid_t> pid{0};  // once spawned; the init timer kills it
+};
 
 const char* LifecycleName(Lifecycle lifecycle);
 std::string FormatMs(int64_t us);  // "12.34", as Lambda's REPORT lines

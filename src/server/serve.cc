@@ -419,6 +419,7 @@ int RunServe(Config config, const std::string& exe_dir) {
   ctx.log_rate_bytes = config.log_rate_bytes;
   ctx.gpus = gpus.get();
   ctx.models_dir = models::ModelStore::TreesRoot(config.data_dir);
+  ctx.snapshots_dir = std::filesystem::absolute(config.data_dir + "/snapshots").string();
   ctx.templates = config.templates;
   auto idle_store = pool::IdleTimesStore::Open(config.data_dir + "/thaw.db");
   if (!idle_store.ok()) {

@@ -230,6 +230,7 @@ Api::Api(ApiDeps deps)
         invoker_.get(), deps_.jobs, deps_.logs,
         JobsOptions{.retention_us = deps_.config->job_retention_hours * 3'600'000'000LL,
                     .retry_base_ms = deps_.config->async_retry_base_ms,
+                    .max_unfinished = deps_.config->max_queued_events,
                     .webhook_secret =
                         [keys = deps_.keys](const std::string& function) {
                           return keys->WebhookSecret(function);

@@ -246,7 +246,11 @@ int RunServe(Config config, const std::string& exe_dir) {
   sandbox::SpawnerOptions spawner_options;
   spawner_options.jail_root = jail_root;
   spawner_options.runtimes_dir = config.runtimes_dir;
-  spawner_options.tmp_bytes = config.tmp_mb << 20;
+  spawner_options.tmp_bytes = registry::kDefaultEphemeralStorageMb << 20;
+  spawner_options.tmp_disk_dir = std::filesystem::absolute(config.ephemeral_storage_dir.empty()
+                                                               ? config.data_dir + "/ephemeral"
+                                                               : config.ephemeral_storage_dir)
+                                     .string();
   spawner_options.sandbox = config.sandbox;
   spawner_options.instance_uids = config.instance_uids;
   auto spawner = sandbox::SpawnerClient::Start(spawner_options);

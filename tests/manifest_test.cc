@@ -106,9 +106,7 @@ TEST(ManifestTest, DefaultsAndFallbackName) {
 }
 
 TEST(ManifestTest, EphemeralStorageIsKeptAndStored) {
-  auto m = Parse("runtime: provided
-ephemeral_storage_mb: 10240
-");
+  auto m = Parse("runtime: provided\nephemeral_storage_mb: 10240\n");
   ASSERT_TRUE(m.ok()) << m.status().ToString();
   EXPECT_EQ(m->ephemeral_storage_mb, 10240);
   auto back = ManifestFromJson(ManifestToJson(*m));

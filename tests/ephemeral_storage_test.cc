@@ -93,6 +93,10 @@ TEST_F(EphemeralStorageTest, WritingPastItsSizeIsEnospcInTheFunction) {
 
 TEST_F(EphemeralStorageTest, EachFunctionGetsTheSizeItAskedFor) {
   DeployPython("roomy", kTmpProbe, "ephemeral_storage_mb: 2048\ntemplate: off\n");
+  auto info = server_->Call("GET", "/v1/functions/roomy");
+  ASSERT_EQ(info.status, 200) << info.body;
+  EXPECT_EQ(json::serialize(json::parse(info.body).at("ephemeral_storage")),
+            R"({"size_mb":2048,"kind":"disk"})");
   json::object out = Call("roomy", {});
   EXPECT_GE(out["size_mb"].as_int64(), 2000) << json::serialize(out);
   EXPECT_LE(out["size_mb"].as_int64(), 2048) << json::serialize(out);

@@ -1033,6 +1033,10 @@ StatusOr<std::unique_ptr<SpawnerClient>> SpawnerClient::Start(const SpawnerOptio
   client->mode_ = setup.mode;
   client->cgroups_ = std::move(cgroups);
   client->isolation_ = isolation;
+  client->tmp_storage_ = setup.mode == Isolation::kPlain      ? "shared"
+                         : setup.mode == Isolation::kRootless ? "host memory"
+                         : setup.tmp_disk_dir.empty()         ? "memory"
+                                                              : "disk";
   if (lease.has_value()) {
     client->instance_uids_ = lease->Describe();
     client->isolation_ += "; instance uids " + client->instance_uids_ + " (leased host-wide)";

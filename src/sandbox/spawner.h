@@ -160,6 +160,11 @@ class SpawnerClient {
   const Cgroups* cgroups() const { return cgroups_.get(); }
   // One line for logs and GET /v1/node: what isolation is active, and why not more.
   const std::string& isolation() const { return isolation_; }
+  // What a function's /tmp (ephemeral_storage_mb) is here: "disk" (an ext4 of its own, not
+  // memory), "memory" (a tmpfs counted against memory_mb: no loop devices), "host memory" (a
+  // tmpfs outside RLIMIT_DATA: rootless) or "shared" (the host's /tmp, size not enforced:
+  // plain processes).
+  const std::string& tmp_storage() const { return tmp_storage_; }
   // Isolation::kJail: the uids this server's instances run as ("200000-209999"); else empty.
   const std::string& instance_uids() const { return instance_uids_; }
 
@@ -183,6 +188,7 @@ class SpawnerClient {
   std::unique_ptr<Cgroups> cgroups_;
   std::string isolation_;
   std::string instance_uids_;
+  std::string tmp_storage_;
   std::thread reply_thread_;
 };
 

@@ -428,7 +428,7 @@ int RunServe(Config config, const std::string& exe_dir) {
   gateway::Api api(gateway::ApiDeps{registry->get(), &pools, &logs, active_meter, &config, *key,
                                     isolation, &metrics, keys->get(), &gate, gpus.get(),
                                     config.durable_events ? events->get() : nullptr, &live,
-                                    jobs->get(), models->get()});
+                                    jobs->get(), models->get(), (*spawner)->tmp_storage()});
 
   asio::ip::tcp::acceptor acceptor(ioc);
   boost::system::error_code ec;

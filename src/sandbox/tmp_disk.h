@@ -1,10 +1,12 @@
 // TmpDisk: a jailed instance's /tmp as Lambda has it: an ext4 filesystem of its own size on a
-// loop device over a sparse, already unlinked image file on the data dir's disk. It is written
-// through the page cache like any file, so it does not count against memory_mb, it ends in
-// ENOSPC at its size, and it is gone with the instance: the mount lives only in the instance's
-// mount namespace, the loop device detaches itself (autoclear) when that mount goes, and the
-// unlinked image's blocks are freed with it. A shell makes its disk ahead of the request
-// (shell.h), so none of this is on the cold path. Called in a shell (single-threaded, root).
+// loop device over a sparse, already unlinked image file on the data dir's disk. What the
+// function writes there is page cache the kernel writes back and reclaims under the instance's
+// memory limit (not tmpfs pages that must stay in memory), so it does not use up memory_mb; it
+// ends in ENOSPC at its size; and it is gone with the instance: the mount lives only in the
+// instance's mount namespace, the loop device detaches itself (autoclear) when that mount goes,
+// and the unlinked image's blocks are freed with it. A shell makes its disk ahead of the request
+// (shell.h), so none of this is on the cold path. MakeTmpDisk and MountTmpDisk run in a shell
+// (single-threaded, root); ProbeTmpDisks in thaw at start, before the spawner is forked.
 #pragma once
 
 #include <cstdint>

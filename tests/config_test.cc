@@ -51,7 +51,6 @@ INSTANTIATE_TEST_SUITE_P(
         IntKnobCase{"shutdown_grace_ms", "0", &Config::shutdown_grace_ms, 0},
         IntKnobCase{"log_lines", "10", &Config::log_lines, 10},
         IntKnobCase{"log_lines", "10000000", &Config::log_lines, 10'000'000},
-        IntKnobCase{"tmp_mb", "16", &Config::tmp_mb, 16},
         IntKnobCase{"pids_max", "64", &Config::pids_max, 64},
         IntKnobCase{"log_ring_bytes", "65536", &Config::log_ring_bytes, 65536},
         IntKnobCase{"log_queue_bytes", "1048576", &Config::log_queue_bytes, 1 << 20},
@@ -107,7 +106,9 @@ INSTANTIATE_TEST_SUITE_P(
                       StringKnobCase{"gpus", "0,1", &Config::gpus},
                       StringKnobCase{"gpus", "0:H200:141", &Config::gpus},
                       StringKnobCase{"gpus", "none", &Config::gpus},
-                      StringKnobCase{"gpu_device_dir", "/tmp/fake-dev", &Config::gpu_device_dir}),
+                      StringKnobCase{"gpu_device_dir", "/tmp/fake-dev", &Config::gpu_device_dir},
+                      StringKnobCase{"ephemeral_storage_dir", "/srv/thaw-tmp",
+                                     &Config::ephemeral_storage_dir}),
     [](const ::testing::TestParamInfo<StringKnobCase>& info) {
       return info.param.knob + "_" + std::to_string(info.index);
     });
@@ -165,7 +166,7 @@ TEST(ConfigTest, KnobTableMatchesParser) {
       {"init_timeout_ms", "1"},
       {"shutdown_grace_ms", "1"},
       {"log_lines", "10"},
-      {"tmp_mb", "16"},
+      {"ephemeral_storage_dir", "/srv/thaw-tmp"},
       {"pids_max", "64"},
       {"auth", "true"},
       {"sandbox", "false"},
@@ -257,7 +258,7 @@ std::vector<BadValueCase> BadValueCases() {
       {"InitTimeoutOverAnHour", "init_timeout_ms", "3600001", "config init_timeout_ms"},
       {"GraceNegative", "shutdown_grace_ms", "-5", "config shutdown_grace_ms"},
       {"LogLinesTooFew", "log_lines", "9", "config log_lines"},
-      {"TmpMbZero", "tmp_mb", "0", "config tmp_mb"},
+      {"EphemeralStorageDirEmpty", "ephemeral_storage_dir", "", "config ephemeral_storage_dir"},
       {"PidsMaxTooFew", "pids_max", "7", "config pids_max"},
       {"LogRingBytesTooFew", "log_ring_bytes", "65535", "config log_ring_bytes"},
       {"LogQueueBytesTooFew", "log_queue_bytes", "0", "config log_queue_bytes"},

@@ -427,6 +427,35 @@ TEST_F(JobsTest, CliRunsWaitsGetsListsAndCancels) {
   EXPECT_NE(missing.err.find("not found"), std::string::npos) << missing.err;
 }
 
+// Regression: jobs were not capped by max_queued_events; accepted and not finished, they count.
+class JobsCapTest : public JobsTest {
+ protected:
+  void SetUp() override { server_ = ThawServer::Start({"--max-queued-events", "2"}); }
+};
+
+TEST_F(JobsCapTest, JobsNotFinishedCountTowardMaxQueuedEvents) {
+  DeployPython("slow", kSlow);
+  const std::string first = S(Create("slow", "{}"), "id");
+  const std::string second = S(Create("slow", "{}"), "id");
+  auto refused = server_->Call("POST", "/v1/functions/slow/jobs", "{}");
+  EXPECT_EQ(refused.status, 429) << refused.body;
+  EXPECT_NE(refused.body.find("max_queued_events"), std::string::npos) << refused.body;
+  // A finished job frees its place.
+  ASSERT_EQ(server_->Call("POST", "/v1/jobs/" + first + "/cancel").status, 200);
+  EXPECT_EQ(S(Finished(first), "status"), "canceled");
+  std::string third;
+  ASSERT_TRUE(Eventually(
+      [&] {
+        auto r = server_->Call("POST", "/v1/functions/slow/jobs", "{}");
+        if (r.status == 201) third = S(Json(r.body), "id");
+        return r.status == 201;
+      },
+      30000));
+  for (const std::string& id : {second, third}) {
+    EXPECT_EQ(server_->Call("POST", "/v1/jobs/" + id + "/cancel").status, 200);
+  }
+}
+
 TEST(JobsDurabilityTest, AnAcceptedJobSurvivesAKillNine) {
   char tmpl[] = "/tmp/thaw-jobs-durability-XXXXXX";
   ASSERT_NE(::mkdtemp(tmpl), nullptr);

@@ -102,6 +102,20 @@ TEST(ManifestTest, DefaultsAndFallbackName) {
   EXPECT_EQ(m->network, Network::kEgress);
   EXPECT_EQ(m->memory_mb, want.memory_mb);
   EXPECT_EQ(m->timeout_ms, want.timeout_ms);
+  EXPECT_EQ(m->ephemeral_storage_mb, 512);  // Lambda's default /tmp
+}
+
+TEST(ManifestTest, EphemeralStorageIsKeptAndStored) {
+  auto m = Parse("runtime: provided\nephemeral_storage_mb: 10240\n");
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_EQ(m->ephemeral_storage_mb, 10240);
+  auto back = ManifestFromJson(ManifestToJson(*m));
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(back->ephemeral_storage_mb, 10240);
+  Manifest bad = *m;
+  bad.ephemeral_storage_mb = 100;
+  Status st = CheckManifest(bad);
+  EXPECT_NE(st.message().find("ephemeral_storage_mb"), std::string::npos) << st.ToString();
 }
 
 // keep_alive: adaptive by default; an idle_timeout_s of seconds alone overrides it (fixed);
@@ -323,6 +337,12 @@ std::vector<ErrorCase> ErrorCases() {
       {"MemoryIsAMap", py + "memory_mb: {a: 1}\n", "memory_mb", "must be an integer"},
       {"MemoryTooSmall", py + "memory_mb: 10\n", "memory_mb", "between 64 and 10240"},
       {"MemoryTooLarge", py + "memory_mb: 10241\n", "memory_mb", "between 64 and 10240"},
+      {"EphemeralTooSmall", py + "ephemeral_storage_mb: 511\n", "ephemeral_storage_mb",
+       "between 512 and 10240"},
+      {"EphemeralTooLarge", py + "ephemeral_storage_mb: 10241\n", "ephemeral_storage_mb",
+       "between 512 and 10240"},
+      {"EphemeralNotANumber", py + "ephemeral_storage_mb: big\n", "ephemeral_storage_mb",
+       "must be an integer"},
       {"MemoryHuge", py + "memory_mb: 99999999999999999999999\n", "memory_mb", ""},
       {"TimeoutZero", py + "timeout_s: 0\n", "timeout_s", "between 0.001 and 900"},
       {"TimeoutNegative", py + "timeout_s: -1\n", "timeout_s", "between 0.001 and 900"},

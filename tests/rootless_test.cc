@@ -36,7 +36,7 @@ class RootlessTest : public ServerTest {
   void SetUp() override {
     std::string dropped = DropRootForGood();
     ASSERT_EQ(dropped, "");
-    server_ = ThawServer::Start({"--tmp-mb", "16", "--pids-max", "64"});
+    server_ = ThawServer::Start({"--pids-max", "64"});
     isolation_ = JsonField(server_->Call("GET", "/v1/node").body, "isolation");
     if (isolation_.find("user namespaces are refused") != std::string::npos) {
       GTEST_SKIP() << "this kernel refuses user namespaces here: " << isolation_;

@@ -123,10 +123,14 @@ namespace {
 
 // `name`: the function's name as the caller knows it.
 json::object FunctionJson(const std::string& name, const registry::FunctionInfo& f,
-                          const std::vector<pool::PoolStats>& stats) {
+                          const std::vector<pool::PoolStats>& stats,
+                          const std::string& tmp_storage) {
   json::object o;
   const auto& latest = f.versions.back();
   o = registry::ManifestToJsonObject(latest->manifest);
+  // How its /tmp is kept on this node: whether the size and the memory separation hold.
+  o["ephemeral_storage"] =
+      json::object{{"size_mb", latest->manifest.ephemeral_storage_mb}, {"kind", tmp_storage}};
   o["name"] = name;
   o["timeout_s"] = static_cast<double>(latest->manifest.timeout_ms) / 1000.0;
   o.erase("timeout_ms");
@@ -230,6 +234,7 @@ Api::Api(ApiDeps deps)
         invoker_.get(), deps_.jobs, deps_.logs,
         JobsOptions{.retention_us = deps_.config->job_retention_hours * 3'600'000'000LL,
                     .retry_base_ms = deps_.config->async_retry_base_ms,
+                    .max_unfinished = deps_.config->max_queued_events,
                     .webhook_secret =
                         [keys = deps_.keys](const std::string& function) {
                           return keys->WebhookSecret(function);
@@ -256,7 +261,8 @@ Status Api::ResumeJobs(asio::any_io_executor executor) {
 
 json::object Api::ShowFunction(const auth::Caller& caller, const std::string& name,
                                const registry::FunctionInfo& info) const {
-  json::object o = FunctionJson(ShownName(caller, name), info, deps_.pools->Stats(name));
+  json::object o =
+      FunctionJson(ShownName(caller, name), info, deps_.pools->Stats(name), deps_.tmp_storage);
   if (schedules_ != nullptr) {
     if (auto next = schedules_->NextRun(name)) o["next_run"] = Iso8601(*next);
   }
@@ -501,7 +507,8 @@ asio::awaitable<void> Api::Deploy(const auth::Caller& caller, const std::string&
   json::object prefetched = co_await PrefetchModels(**deployed);
   auto info = deps_.registry->Get(name);
   if (!info.ok()) co_return StatusBody(res, info.status());
-  json::object out = FunctionJson(ShownName(caller, name), *info, deps_.pools->Stats(name));
+  json::object out =
+      FunctionJson(ShownName(caller, name), *info, deps_.pools->Stats(name), deps_.tmp_storage);
   for (auto& kv : prefetched) out[kv.key()] = std::move(kv.value());
   JsonBody(res, http::status::created, out);
 }

@@ -77,6 +77,7 @@ struct ApiDeps {
   const metrics::StatsRing* live = nullptr;    // per-minute instance counts (null: none kept)
   queue::JobStore* jobs = nullptr;             // jobs (null: no jobs routes)
   models::ModelStore* models = nullptr;        // the model store (/v1/artifacts)
+  std::string tmp_storage;  // what /tmp is here (SpawnerClient::tmp_storage), for functions' JSON
 };
 
 class Api final : public HttpHandler {

@@ -129,7 +129,23 @@ struct JobsApi::State {
     bool cancel = false;
   };
   std::mutex mu;
-  std::map<std::string, Running> running;                               // guarded by mu
+  std::map<std::string, Running> running;     // guarded by mu
+  std::map<std::string, int64_t> unfinished;  // guarded by mu: jobs accepted, by function
+
+  // Counts a job in, unless its function already has max_unfinished.
+  bool TakeSlot(const std::string& function, bool force) {
+    std::lock_guard<std::mutex> lock(mu);
+    int64_t& n = unfinished[function];
+    if (!force && n >= options.max_unfinished) return false;
+    ++n;
+    return true;
+  }
+  void GiveSlot(const std::string& function) {
+    std::lock_guard<std::mutex> lock(mu);
+    if (auto it = unfinished.find(function); it != unfinished.end() && --it->second <= 0) {
+      unfinished.erase(it);
+    }
+  }
   std::map<std::string, std::vector<std::shared_ptr<Waiter>>> waiters;  // guarded by mu
 
   std::string Logs(const Job& job) const {
@@ -226,6 +242,7 @@ struct JobsApi::State {
       std::lock_guard<std::mutex> lock(mu);
       running.erase(job.id);
     }
+    GiveSlot(job.function);
     if (auto final = store->Get(job.id); final.ok()) {
       Notify(job.id);
       Hook(self, *final, queue::kWebhookCompleted, "completed", ex);
@@ -367,6 +384,8 @@ Status JobsApi::Resume(asio::any_io_executor executor) {
   auto jobs = state_->store->Recover();
   if (!jobs.ok()) return jobs.status();
   for (Job& job : *jobs) {
+    // Accepted before the restart: they count, past the limit if need be.
+    (void)state_->TakeSlot(job.function, true);
     asio::co_spawn(executor, State::Run(state_, std::move(job)), asio::detached);
   }
   if (!jobs->empty()) spdlog::info("resumed {} unfinished jobs", jobs->size());
@@ -480,7 +499,16 @@ asio::awaitable<void> JobsApi::Create(const auth::Caller& caller, const std::str
       !resolved.ok()) {
     co_return StatusBody(res, resolved.status());
   }
-  if (Status st = state_->store->Add(job); !st.ok()) co_return StatusBody(res, st);
+  if (!state_->TakeSlot(job.function, false)) {
+    co_return StatusBody(res, Status(StatusCode::kResourceExhausted,
+                                     "Rate Exceeded: function " + name + " has " +
+                                         std::to_string(state_->options.max_unfinished) +
+                                         " jobs not finished (max_queued_events)"));
+  }
+  if (Status st = state_->store->Add(job); !st.ok()) {
+    state_->GiveSlot(job.function);
+    co_return StatusBody(res, st);
+  }
   // Committed: a crash from here on loses nothing (Resume runs it after a restart).
   {
     std::lock_guard<std::mutex> lock(state_->mu);

@@ -32,6 +32,8 @@ struct JobsOptions {
   int64_t retention_us = 24LL * 3600 * 1'000'000;  // job_retention_hours
   int64_t retry_base_ms = 1000;                    // a throttled job tries again after this
   int64_t max_wait_s = 60;                         // Prefer: wait=N
+  // max_queued_events: jobs accepted and not finished, per function (429 past it).
+  int64_t max_unfinished = 100'000;
   int64_t webhook_timeout_ms = 10'000;
   // The function's webhook signing secret (the same one its Event destinations are signed
   // with: auth::KeyStore::WebhookSecret).

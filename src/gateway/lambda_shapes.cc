@@ -223,6 +223,15 @@ StatusOr<FunctionFields> ParseFunctionFields(const json::object& body) {
   auto memory = OptInt(body, "MemorySize", 128, 10240);
   if (!memory.ok()) return memory.status();
   f.memory_mb = *memory;
+  if (auto* e = body.if_contains("EphemeralStorage"); e && !e->is_null()) {
+    if (!e->is_object()) return Bad("EphemeralStorage", "must be an object with Size");
+    auto size = OptInt(e->as_object(), "Size", registry::kDefaultEphemeralStorageMb,
+                       registry::kMaxEphemeralStorageMb);
+    if (!size.ok() || !size->has_value()) {
+      return Bad("EphemeralStorage.Size", "must be an integer between 512 and 10240 (MB)");
+    }
+    f.ephemeral_storage_mb = *size;
+  }
   if (auto* env = body.if_contains("Environment"); env && !env->is_null()) {
     if (!env->is_object()) return Bad("Environment", "must be an object with Variables");
     std::map<std::string, std::string> vars;
@@ -260,6 +269,7 @@ Status ApplyFunctionFields(const FunctionFields& f, registry::Manifest& m) {
   if (f.description) m.description = *f.description;
   if (f.timeout_s) m.timeout_ms = *f.timeout_s * 1000;
   if (f.memory_mb) m.memory_mb = *f.memory_mb;
+  if (f.ephemeral_storage_mb) m.ephemeral_storage_mb = *f.ephemeral_storage_mb;
   if (f.environment) m.environment = *f.environment;
   if (m.runtime == registry::Runtime::kPython3 || m.runtime == registry::Runtime::kNodejs) {
     auto dot = m.handler.rfind('.');
@@ -566,7 +576,7 @@ json::object FunctionConfiguration(const registry::FunctionInfo& f, const regist
       {"LastUpdateStatus", "Successful"},
       {"PackageType", "Zip"},
       {"Architectures", json::array{"x86_64"}},
-      {"EphemeralStorage", json::object{{"Size", 512}}},
+      {"EphemeralStorage", json::object{{"Size", m.ephemeral_storage_mb}}},
       {"LoggingConfig", json::object{{"LogFormat", "Text"}, {"LogGroup", "/aws/lambda/" + f.name}}},
   };
   if (!m.environment.empty()) {

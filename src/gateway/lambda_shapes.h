@@ -42,6 +42,7 @@ struct FunctionFields {
   std::optional<std::string> description;
   std::optional<int64_t> timeout_s;
   std::optional<int64_t> memory_mb;
+  std::optional<int64_t> ephemeral_storage_mb;  // EphemeralStorage.Size
   std::optional<std::map<std::string, std::string>> environment;
 };
 StatusOr<FunctionFields> ParseFunctionFields(const boost::json::object& body);

@@ -169,6 +169,8 @@ void FunctionPool::StartTemplate() {
   req.cgroup =
       version_->function + "-" + std::to_string(version_->version) + "-template-" + RandomHex(4);
   req.template_channel = !snapshot;
+  // Its forks share its /tmp (docs/sandbox.md, "Forked siblings").
+  req.tmp_bytes = version_->manifest.ephemeral_storage_mb << 20;
   AddModelMounts(req);  // its forks inherit its mounts
   req.stdout_fd = snapshot ? blob.get() : out[1];
   req.stderr_fd = out[1];
@@ -435,6 +437,7 @@ void FunctionPool::StartWith(const InstancePtr& inst, instance::InstanceFactory&
   req.cwd = version_->bundle_dir;
   req.bundle_dir = version_->bundle_dir;
   req.private_network = private_network;
+  req.tmp_bytes = version_->manifest.ephemeral_storage_mb << 20;
   AddModelMounts(req);
   const int64_t memory_mb = version_->manifest.memory_mb;
   req.limits.memory_bytes = memory_mb << 20;

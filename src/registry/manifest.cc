@@ -420,6 +420,10 @@ StatusOr<Manifest> ParseManifest(const std::string& yaml_text, const std::string
       auto v = ReadInt(value, key, 64, 10240);
       if (!v.ok()) return v.status();
       m.memory_mb = *v;
+    } else if (key == "ephemeral_storage_mb") {
+      auto v = ReadInt(value, key, kDefaultEphemeralStorageMb, kMaxEphemeralStorageMb);
+      if (!v.ok()) return v.status();
+      m.ephemeral_storage_mb = *v;
     } else if (key == "timeout_s") {
       double seconds = 0;
       try {
@@ -596,6 +600,10 @@ Status CheckManifest(const Manifest& m) {
     }
   }
   if (m.memory_mb < 64 || m.memory_mb > 10240) return field("memory_mb", "must be 64-10240");
+  if (m.ephemeral_storage_mb < kDefaultEphemeralStorageMb ||
+      m.ephemeral_storage_mb > kMaxEphemeralStorageMb) {
+    return field("ephemeral_storage_mb", "must be 512-10240");
+  }
   if (m.timeout_ms < 1 || m.timeout_ms > 900'000) return field("timeout_s", "must be 0.001-900");
   if (m.concurrency < 1 || m.concurrency > 1000) return field("concurrency", "must be 1-1000");
   if (m.max_instances < 1 || m.max_instances > 1000 || m.min_instances < 0 ||
@@ -625,6 +633,7 @@ json::object ManifestToJsonObject(const Manifest& m) {
       {"runtime", RuntimeName(m.runtime)},
       {"handler", m.handler},
       {"memory_mb", m.memory_mb},
+      {"ephemeral_storage_mb", m.ephemeral_storage_mb},
       {"timeout_ms", m.timeout_ms},
       {"concurrency", m.concurrency},
       {"min_instances", m.min_instances},
@@ -683,6 +692,10 @@ StatusOr<Manifest> ManifestFromJson(const std::string& json_text) {
     m.runtime = *rt;
     m.handler = json::value_to<std::string>(o.at("handler"));
     m.memory_mb = o.at("memory_mb").to_number<int64_t>();
+    // Absent in rows written before ephemeral storage: they had Lambda's default.
+    if (auto* e = o.if_contains("ephemeral_storage_mb"); e != nullptr && e->is_number()) {
+      m.ephemeral_storage_mb = e->to_number<int64_t>();
+    }
     m.timeout_ms = o.at("timeout_ms").to_number<int64_t>();
     m.concurrency = o.at("concurrency").to_number<int64_t>();
     m.min_instances = o.at("min_instances").to_number<int64_t>();

@@ -78,11 +78,18 @@ struct ModelRef {
   std::string digest;
 };
 
+// ephemeral_storage_mb: Lambda's default and bounds.
+inline constexpr int64_t kDefaultEphemeralStorageMb = 512;
+inline constexpr int64_t kMaxEphemeralStorageMb = 10240;
+
 struct Manifest {
   std::string name;
   Runtime runtime = Runtime::kProvided;
   std::string handler;
   int64_t memory_mb = 128;
+  // The size of /tmp (Lambda's EphemeralStorage): a disk of its own, not counted against
+  // memory_mb (sandbox/tmp_disk.h).
+  int64_t ephemeral_storage_mb = kDefaultEphemeralStorageMb;
   int64_t timeout_ms = 3000;  // Lambda's default of 3 s
   int64_t concurrency = 1;    // requests one instance serves at once
   int64_t min_instances = 0;

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "common/files.h"
+#include "sandbox/tmp_disk.h"
 
 namespace thaw::sandbox {
 namespace {
@@ -228,9 +229,13 @@ Status PrepareJail(const JailSpec& spec) {
   THAW_RETURN_IF_ERROR(BindReadOnly(spec.runtimes_dir, root + kRuntimeDir));
   const std::string tmp = root + "/tmp";
   THAW_RETURN_IF_ERROR(Mkdir(tmp));
-  const std::string tmp_opts = "size=" + std::to_string(spec.tmp_bytes) + ",mode=1777";
-  if (::mount("tmpfs", tmp.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, tmp_opts.c_str()) != 0) {
-    return Fail("mount tmpfs", tmp);
+  if (!spec.tmp_disk.empty()) {
+    THAW_RETURN_IF_ERROR(MountTmpDisk(spec.tmp_disk, tmp));
+  } else {
+    const std::string tmp_opts = "size=" + std::to_string(spec.tmp_bytes) + ",mode=1777";
+    if (::mount("tmpfs", tmp.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, tmp_opts.c_str()) != 0) {
+      return Fail("mount tmpfs", tmp);
+    }
   }
   THAW_RETURN_IF_ERROR(MakeDev(root));
   const std::string proc = root + "/proc";

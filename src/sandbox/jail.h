@@ -1,5 +1,6 @@
 // Jail: what the spawner's child does to itself before exec when it isolates — a private root
-// with the bundle read-only at /var/task and the runtimes at /opt/thaw, a size-limited /tmp, a
+// with the bundle read-only at /var/task and the runtimes at /opt/thaw, a size-limited /tmp (its
+// own disk, or a tmpfs), a
 // fresh /proc and minimal /dev; then an unprivileged uid/gid (as root) or thaw's own uid mapped
 // into a user namespace (rootless), no new privileges and a seccomp filter; for `network: none`
 // a loopback-only network namespace with the Runtime API listener made inside it. Runs in a
@@ -26,6 +27,9 @@ struct JailSpec {
   std::string bundle_dir;    // host path, mounted read-only at /var/task
   std::string runtimes_dir;  // host path, mounted read-only at /opt/thaw
   int64_t tmp_bytes = 512LL << 20;
+  // A loop device holding a fresh ext4 of tmp_bytes (tmp_disk.h), mounted at /tmp; empty: /tmp
+  // is a tmpfs of tmp_bytes instead.
+  std::string tmp_disk;
   uid_t uid = 65534;
   gid_t gid = 65534;
   // Rootless: the instance keeps the ids it has (thaw's, mapped into its user namespace).

@@ -14,6 +14,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "sandbox/tmp_disk.h"
 #include "sandbox/wire.h"
 
 namespace thaw::sandbox {
@@ -157,7 +158,7 @@ size_t SpawnUidField(const std::vector<std::string>& fields) {
 StatusOr<ChildSpec> ParseSpawn(const std::vector<std::string>& fields) {
   if (fields.size() < 4) return InvalidArgument("malformed spawn request");
   size_t argc = std::stoul(fields[2]), envc = std::stoul(fields[3]);
-  if (argc == 0 || fields.size() != 4 + argc + envc + 12) {
+  if (argc == 0 || fields.size() != 4 + argc + envc + 13) {
     return InvalidArgument("malformed spawn request");
   }
   ChildSpec spec;
@@ -180,6 +181,8 @@ StatusOr<ChildSpec> ParseSpawn(const std::vector<std::string>& fields) {
     return InvalidArgument("malformed spawn request: model mounts");
   }
   spec.template_channel = fields[i + 11] == "1";
+  spec.tmp_bytes = std::stoll(fields[i + 12]);
+  if (spec.tmp_bytes < 0) return InvalidArgument("malformed spawn request: /tmp size");
   if (spec.uid == 0) return InvalidArgument("refusing to run an instance as root");
   return spec;
 }
@@ -197,8 +200,19 @@ Status PrepareShell(const SpawnerSetup& setup, const Shell& shell, UniqueFd& api
   JailSpec jail;
   jail.root = setup.jail_root;
   jail.runtimes_dir = setup.runtimes_dir;
-  jail.tmp_bytes = setup.tmp_bytes;
+  jail.tmp_bytes = shell.tmp_bytes;
+  UniqueFd disk;
+  if (!setup.tmp_disk_dir.empty()) {
+    int fd = -1;
+    auto device = MakeTmpDisk(setup.tmp_disk_dir, shell.tmp_bytes, &fd);
+    if (!device.ok()) return device.status();
+    disk.reset(fd);
+    jail.tmp_disk = *device;
+  }
   THAW_RETURN_IF_ERROR(PrepareJail(jail));
+  // SAFETY: the mount holds the loop device now; with this last descriptor closed, its
+  // autoclear detaches it (and frees the unlinked image) when the mount namespace goes.
+  disk.reset();
   if (shell.private_network) {
     auto listener = EnterPrivateNetwork();
     if (!listener.ok()) return listener.status();
@@ -263,9 +277,10 @@ std::string NewShellName() {
 
 }  // namespace
 
-StatusOr<Shell> StartShell(const SpawnerSetup& setup, bool private_network) {
+StatusOr<Shell> StartShell(const SpawnerSetup& setup, bool private_network, int64_t tmp_bytes) {
   Shell shell;
   shell.private_network = private_network;
+  shell.tmp_bytes = tmp_bytes;
   shell.cgroup = setup.cgroups != nullptr ? NewShellName() : "";
   if (!shell.cgroup.empty()) {
     Status st = setup.cgroups->Create(shell.cgroup, CgroupLimits{});

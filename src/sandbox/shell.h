@@ -22,8 +22,11 @@ namespace thaw::sandbox {
 struct SpawnerSetup {
   Isolation mode = Isolation::kPlain;
   std::string jail_root;
-  std::string runtimes_dir;  // the same for every instance: shells mount it ahead of time
-  int64_t tmp_bytes = 512LL << 20;
+  std::string runtimes_dir;         // the same for every instance: shells mount it ahead of time
+  int64_t tmp_bytes = 512LL << 20;  // of spawns that name no size
+  // Where shells make their /tmp disks (tmp_disk.h); empty: /tmp is a tmpfs (no loop devices
+  // here, or rootless).
+  std::string tmp_disk_dir;
   Cgroups* cgroups = nullptr;
   uid_t host_uid = 0;  // rootless: thaw's ids, the only ones its user namespaces can map
   gid_t host_gid = 0;
@@ -48,12 +51,12 @@ struct ChildSpec {
   // A template (instance/template.h): the runtime gets the spawner's channel to it as fd
   // kTemplateFd, over which it says it is ready and is asked to fork.
   bool template_channel = false;
+  int64_t tmp_bytes = 0;  // the size of its /tmp; 0: SpawnerSetup::tmp_bytes
 };
 
 // A spawn request as the spawner receives it: [op, cwd, argc, envc, argv..., env..., bundle,
-// cgroup, mem, pids, cpu, uid, net, gpu_bind, gpu_deny, mount_src, mount_dst, template] (the
-// lists '\n'-joined);
-// SpawnerClient::Spawn writes it.
+// cgroup, mem, pids, cpu, uid, net, gpu_bind, gpu_deny, mount_src, mount_dst, template, tmp bytes]
+// (the lists '\n'-joined); SpawnerClient::Spawn writes it.
 StatusOr<ChildSpec> ParseSpawn(const std::vector<std::string>& fields);
 // Where the uid is among those fields (the spawner fills it in); fields must have parsed.
 size_t SpawnUidField(const std::vector<std::string>& fields);
@@ -78,10 +81,12 @@ struct Shell {
   int control = -1;
   std::string cgroup;
   bool private_network = false;
+  int64_t tmp_bytes = 0;  // the size of the /tmp it prepares
 };
 
-// Clones a shell with the namespaces `setup` and `private_network` ask for.
-StatusOr<Shell> StartShell(const SpawnerSetup& setup, bool private_network);
+// Clones a shell with the namespaces `setup` and `private_network` ask for, and a /tmp of
+// `tmp_bytes` (its own disk when setup.tmp_disk_dir is set).
+StatusOr<Shell> StartShell(const SpawnerSetup& setup, bool private_network, int64_t tmp_bytes);
 
 // Waits for a child's exec: EOF on `status_fd` means it exec'd, bytes are its error.
 std::string AwaitExec(int status_fd);

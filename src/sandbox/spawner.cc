@@ -23,6 +23,7 @@
 #include "common/files.h"
 #include "sandbox/jail.h"
 #include "sandbox/shell.h"
+#include "sandbox/tmp_disk.h"
 #include "sandbox/uid_pool.h"
 #include "sandbox/wire.h"
 
@@ -51,18 +52,37 @@ constexpr size_t kReadyShells = 2;  // pre-created sandboxes kept for cold start
 constexpr int kRefillDelayMs = 20;  // how long the spawner is idle before it makes more
 constexpr size_t kMaxReply = 64 << 10;
 
-// The ready shells, one queue per network mode. Until some function asks for network: none,
-// one such shell is kept (its first cold start is then as quick as the rest), not
-// kReadyShells: most machines never use it.
-struct Shells {
-  std::deque<Shell> ready[2];  // indexed by private_network
-  size_t keep[2] = {kReadyShells, 1};
+// The ready shells, one queue per network mode and /tmp size. Until some function asks for
+// network: none, one such shell of the default size is kept (its first cold start is then as
+// quick as the rest), not kReadyShells: most machines never use it. A size a function asked
+// for gets kReadyShells from then on, so only that function's first cold start waits for
+// its shell's /tmp to be made.
+struct ShellKind {
+  bool private_network = false;
+  int64_t tmp_bytes = 0;
+  auto operator<=>(const ShellKind&) const = default;
+};
 
-  bool Short() const { return ready[0].size() < keep[0] || ready[1].size() < keep[1]; }
+struct Shells {
+  std::map<ShellKind, std::deque<Shell>> ready;
+  std::map<ShellKind, size_t> keep;
+
+  explicit Shells(int64_t default_tmp_bytes) {
+    keep[{false, default_tmp_bytes}] = kReadyShells;
+    keep[{true, default_tmp_bytes}] = 1;
+  }
+
+  bool Short() const {
+    for (const auto& [kind, n] : keep) {
+      auto it = ready.find(kind);
+      if ((it == ready.end() ? 0 : it->second.size()) < n) return true;
+    }
+    return false;
+  }
 
   // Forgets the ready shell with this pid; false when it is not one.
   bool Forget(pid_t pid, std::vector<std::string>& unremoved) {
-    for (auto& queue : ready) {
+    for (auto& [kind, queue] : ready) {
       auto it =
           std::find_if(queue.begin(), queue.end(), [pid](const Shell& s) { return s.pid == pid; });
       if (it == queue.end()) continue;
@@ -129,7 +149,11 @@ struct PendingFork {
 class Spawner {
  public:
   Spawner(const SpawnerSetup& setup, int request_fd, int exit_fd, std::optional<UidPool> uids)
-      : setup_(setup), request_fd_(request_fd), exit_fd_(exit_fd), uids_(std::move(uids)) {}
+      : setup_(setup),
+        request_fd_(request_fd),
+        exit_fd_(exit_fd),
+        uids_(std::move(uids)),
+        shells_(setup.tmp_bytes) {}
 
   [[noreturn]] void Run();
   // Cgroups to remove once empty (left behind by a spawner that was killed).
@@ -193,11 +217,11 @@ class Spawner {
 // started would have to share.
 void RefillShells(const SpawnerSetup& setup, Shells& shells, bool idle) {
   if (setup.mode == Isolation::kPlain) return;
-  for (bool net : {false, true}) {
-    auto& queue = shells.ready[net];
-    const size_t target = idle ? shells.keep[net] : 1;
+  for (const auto& [kind, keep] : shells.keep) {
+    auto& queue = shells.ready[kind];
+    const size_t target = idle ? keep : 1;
     while (queue.size() < target) {
-      auto shell = StartShell(setup, net);
+      auto shell = StartShell(setup, kind.private_network, kind.tmp_bytes);
       if (!shell.ok()) break;  // the next spawn reports the error
       queue.push_back(std::move(*shell));
     }
@@ -282,10 +306,12 @@ void Spawner::Spawn(const std::string& id, std::vector<std::string> fields,
 void Spawner::SpawnInShell(const std::string& id, const ChildSpec& spec,
                            std::vector<std::string> fields, const std::vector<int>& fds, uid_t uid,
                            UniqueFd channel) {
-  auto& ready = shells_.ready[spec.private_network];
-  shells_.keep[spec.private_network] = kReadyShells;
+  const ShellKind kind{spec.private_network,
+                       spec.tmp_bytes > 0 ? spec.tmp_bytes : setup_.tmp_bytes};
+  auto& ready = shells_.ready[kind];
+  shells_.keep[kind] = kReadyShells;
   if (ready.empty()) {
-    auto fresh = StartShell(setup_, spec.private_network);
+    auto fresh = StartShell(setup_, kind.private_network, kind.tmp_bytes);
     if (!fresh.ok()) {
       if (uid != 0) uids_->Give(uid);
       return ReplyError(id, fresh.status().message());
@@ -568,7 +594,7 @@ void Spawner::Stop() {
     (void)::syscall(SYS_pidfd_send_signal, f.pidfd.get(), SIGKILL, nullptr, 0);
     if (setup_.cgroups != nullptr && !f.cgroup.empty()) (void)setup_.cgroups->Kill(f.cgroup);
   }
-  for (auto& queue : shells_.ready) {
+  for (auto& [kind, queue] : shells_.ready) {
     for (const Shell& shell : queue) live_[shell.pid] = Child{shell.cgroup, 0, false};
   }
   for (const auto& [pid, child] : live_) {
@@ -898,9 +924,19 @@ std::vector<std::string> OrphanedCgroups(const Cgroups& cgroups) {
 // Root: every layer, cgroups where the machine has them.
 std::string SetUpJail(SpawnerSetup& setup, std::unique_ptr<Cgroups>& cgroups) {
   setup.mode = Isolation::kJail;
+  std::string tmp = "/tmp a tmpfs counted against memory_mb (no tmp_disk_dir)";
+  if (!setup.tmp_disk_dir.empty()) {
+    if (Status probe = ProbeTmpDisks(setup.tmp_disk_dir); probe.ok()) {
+      tmp = "/tmp an ext4 disk of its own on a loop device (not counted against memory_mb)";
+    } else {
+      tmp = "/tmp a tmpfs counted against memory_mb (" + probe.message() + ")";
+      setup.tmp_disk_dir.clear();
+    }
+  }
   std::string isolation =
       "jail (root): mount, PID, IPC and UTS namespaces; private root (bundle read-only at "
-      "/var/task, tmpfs /tmp); a uid of its own; no_new_privs; seccomp";
+      "/var/task, " +
+      tmp + "); a uid of its own; no_new_privs; seccomp";
   auto detected = Cgroups::Detect();
   if (detected.ok()) {
     cgroups = std::move(*detected);
@@ -920,13 +956,15 @@ std::string SetUpJail(SpawnerSetup& setup, std::unique_ptr<Cgroups>& cgroups) {
 std::string SetUpRootless(SpawnerSetup& setup) {
   const std::string uid = std::to_string(setup.host_uid);
   setup.mode = Isolation::kRootless;
+  setup.tmp_disk_dir.clear();  // loop devices need root
   setup.rlimit_memory = true;
   Status probe = ProbeUserNamespaces(setup);
   if (probe.ok()) {
     setup.rlimit_pids = true;
     return "rootless (thaw is uid " + uid +
            ", not root): user namespaces: user, mount, PID, IPC and UTS namespaces; private "
-           "root (bundle read-only at /var/task, tmpfs /tmp); every instance runs as uid " +
+           "root (bundle read-only at /var/task, /tmp a tmpfs: no loop devices without root); "
+           "every instance runs as uid " +
            uid +
            "; no_new_privs; seccomp; no cgroups (not root): memory_mb is RLIMIT_DATA (private "
            "writable memory), pids_max is RLIMIT_NPROC per instance, no CPU weight; network: "
@@ -948,6 +986,7 @@ StatusOr<std::unique_ptr<SpawnerClient>> SpawnerClient::Start(const SpawnerOptio
   setup.jail_root = options.jail_root;
   setup.runtimes_dir = options.runtimes_dir;
   setup.tmp_bytes = options.tmp_bytes;
+  setup.tmp_disk_dir = options.tmp_disk_dir;
   setup.host_uid = ::geteuid();
   setup.host_gid = ::getegid();
   std::unique_ptr<Cgroups> cgroups;
@@ -994,6 +1033,10 @@ StatusOr<std::unique_ptr<SpawnerClient>> SpawnerClient::Start(const SpawnerOptio
   client->mode_ = setup.mode;
   client->cgroups_ = std::move(cgroups);
   client->isolation_ = isolation;
+  client->tmp_storage_ = setup.mode == Isolation::kPlain      ? "shared"
+                         : setup.mode == Isolation::kRootless ? "host memory"
+                         : setup.tmp_disk_dir.empty()         ? "memory"
+                                                              : "disk";
   if (lease.has_value()) {
     client->instance_uids_ = lease->Describe();
     client->isolation_ += "; instance uids " + client->instance_uids_ + " (leased host-wide)";
@@ -1035,6 +1078,7 @@ void SpawnerClient::Spawn(const SpawnRequest& request, SpawnDone done) {
   AppendField(msg, JoinSpawnList(mount_src));
   AppendField(msg, JoinSpawnList(mount_dst));
   AppendField(msg, request.template_channel ? "1" : "0");
+  AppendField(msg, std::to_string(request.tmp_bytes));
   const int fds[2] = {request.stdout_fd, request.stderr_fd};
   Send(std::move(msg), id_at, fds, 2, std::move(done));
 }

@@ -62,6 +62,9 @@ struct SpawnRequest {
   // The spawn is answered only once it is ready (or failed); after that its exit is an
   // ordinary exit event.
   bool template_channel = false;
+  // The size of its /tmp (jailed instances); 0: SpawnerOptions::tmp_bytes. Shells are kept
+  // ready per size, so a size seen before costs nothing at the start.
+  int64_t tmp_bytes = 0;
 };
 
 // Where a template's runtime finds its channel to the spawner (THAW_TEMPLATE_FD).
@@ -90,9 +93,12 @@ struct Spawned {
 using SpawnDone = std::function<void(StatusOr<Spawned>)>;
 
 struct SpawnerOptions {
-  std::string jail_root;     // an empty directory: jailed instances' mount point
-  std::string runtimes_dir;  // seen by jailed instances at /opt/thaw
-  int64_t tmp_bytes = 512LL << 20;
+  std::string jail_root;            // an empty directory: jailed instances' mount point
+  std::string runtimes_dir;         // seen by jailed instances at /opt/thaw
+  int64_t tmp_bytes = 512LL << 20;  // /tmp of spawns that name no size; shells kept ready
+  // Where jailed instances' /tmp disks are made (tmp_disk.h): a folder on the disk they should
+  // use; empty, or where loop devices cannot be had, /tmp is a tmpfs (isolation() says which).
+  std::string tmp_disk_dir;
   bool sandbox = true;
   // Isolation::kJail: how many instances may be live at once (each needs a uid of its own),
   // and where the host-wide uid leases are kept (shared by every thaw server on the host).
@@ -118,7 +124,7 @@ class SpawnerClient {
   // jailed (see jail.h): as root, in cgroups too when the machine has them, each with a uid of
   // its own; not root, inside user namespaces when the kernel allows them (tried once here),
   // else they are plain processes with rlimits. Every jailed instance sees `runtimes_dir` at
-  // /opt/thaw and a /tmp of `tmp_bytes`.
+  // /opt/thaw and a /tmp of its request's size (its own disk where loop devices allow).
   static StatusOr<std::unique_ptr<SpawnerClient>> Start(const SpawnerOptions& options);
   ~SpawnerClient();
   SpawnerClient(const SpawnerClient&) = delete;
@@ -154,6 +160,11 @@ class SpawnerClient {
   const Cgroups* cgroups() const { return cgroups_.get(); }
   // One line for logs and GET /v1/node: what isolation is active, and why not more.
   const std::string& isolation() const { return isolation_; }
+  // What a function's /tmp (ephemeral_storage_mb) is here: "disk" (an ext4 of its own, not
+  // memory), "memory" (a tmpfs counted against memory_mb: no loop devices), "host memory" (a
+  // tmpfs outside RLIMIT_DATA: rootless) or "shared" (the host's /tmp, size not enforced:
+  // plain processes).
+  const std::string& tmp_storage() const { return tmp_storage_; }
   // Isolation::kJail: the uids this server's instances run as ("200000-209999"); else empty.
   const std::string& instance_uids() const { return instance_uids_; }
 
@@ -177,6 +188,7 @@ class SpawnerClient {
   std::unique_ptr<Cgroups> cgroups_;
   std::string isolation_;
   std::string instance_uids_;
+  std::string tmp_storage_;
   std::thread reply_thread_;
 };
 

@@ -26,7 +26,8 @@ const std::vector<Knob> kKnobs = {
     {"init_timeout_ms", "longest an instance may take to initialise"},
     {"shutdown_grace_ms", "on SIGTERM, how long in-flight invocations may finish"},
     {"log_lines", "log lines kept in memory per function"},
-    {"tmp_mb", "size of each jailed instance's /tmp (tmpfs)"},
+    {"ephemeral_storage_dir",
+     "folder on the disk jailed instances' /tmp images live on (default: <data_dir>/ephemeral)"},
     {"pids_max", "processes and threads per instance (cgroup pids limit; RLIMIT_NPROC rootless)"},
     {"instance_uids", "jailed instances live at once: uids leased host-wide in blocks of 1,000"},
     {"async_queue_events", "Event invocations waiting or running, shared fairly by tenants"},
@@ -148,8 +149,9 @@ Status ApplyConfigValues(const std::map<std::string, std::string>& values, Confi
       THAW_RETURN_IF_ERROR(ParseInt(name, v, 0, 3'600'000, c.shutdown_grace_ms));
     } else if (name == "log_lines") {
       THAW_RETURN_IF_ERROR(ParseInt(name, v, 10, 10'000'000, c.log_lines));
-    } else if (name == "tmp_mb") {
-      THAW_RETURN_IF_ERROR(ParseInt(name, v, 1, 1 << 20, c.tmp_mb));
+    } else if (name == "ephemeral_storage_dir") {
+      if (v.empty()) return InvalidArgument("config ephemeral_storage_dir: must not be empty");
+      c.ephemeral_storage_dir = v;
     } else if (name == "pids_max") {
       THAW_RETURN_IF_ERROR(ParseInt(name, v, 8, 1 << 22, c.pids_max));
     } else if (name == "log_rate_bytes") {

@@ -32,7 +32,9 @@ struct Config {
   int64_t init_timeout_ms = 10'000;
   int64_t shutdown_grace_ms = 30'000;
   int64_t log_lines = 10'000;
-  int64_t tmp_mb = 512;                 // size of each jailed instance's /tmp
+  // Where jailed instances' /tmp disks (ephemeral_storage_mb) are made; empty:
+  // <data_dir>/ephemeral.
+  std::string ephemeral_storage_dir;
   int64_t pids_max = 1024;              // processes and threads per instance (cgroup pids limit)
   int64_t instance_uids = 10'000;       // jailed instances live at once (each has its own uid)
   int64_t async_queue_events = 10'000;  // Event invocations waiting or running, all tenants

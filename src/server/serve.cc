@@ -250,7 +250,11 @@ int RunServe(Config config, const std::string& exe_dir) {
   sandbox::SpawnerOptions spawner_options;
   spawner_options.jail_root = jail_root;
   spawner_options.runtimes_dir = config.runtimes_dir;
-  spawner_options.tmp_bytes = config.tmp_mb << 20;
+  spawner_options.tmp_bytes = registry::kDefaultEphemeralStorageMb << 20;
+  spawner_options.tmp_disk_dir = std::filesystem::absolute(config.ephemeral_storage_dir.empty()
+                                                               ? config.data_dir + "/ephemeral"
+                                                               : config.ephemeral_storage_dir)
+                                     .string();
   spawner_options.sandbox = config.sandbox;
   spawner_options.instance_uids = config.instance_uids;
   auto spawner = sandbox::SpawnerClient::Start(spawner_options);
@@ -445,7 +449,7 @@ int RunServe(Config config, const std::string& exe_dir) {
   gateway::Api api(gateway::ApiDeps{registry->get(), &pools, &logs, active_meter, &config, *key,
                                     isolation, &metrics, keys->get(), &dispatcher, gpus.get(),
                                     config.durable_events ? events->get() : nullptr, &live,
-                                    jobs->get(), models->get()});
+                                    jobs->get(), models->get(), (*spawner)->tmp_storage()});
 
   asio::ip::tcp::acceptor acceptor(ioc);
   boost::system::error_code ec;

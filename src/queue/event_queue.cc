@@ -160,16 +160,18 @@ void EventQueue::WriterLoop() {
     Status commit = Status::Ok();
     {
       std::lock_guard<std::mutex> lock(mu_);
-      commit = db_->Exec("BEGIN IMMEDIATE");
+      // Cached statements: parsing these texts anew cost more than running them.
+      commit = db_->RunCached("BEGIN IMMEDIATE");
       for (size_t i = 0; commit.ok() && i < batch.size(); ++i) {
         // A savepoint per write: one that fails leaves nothing half-done, the others commit.
-        commit = db_->Exec("SAVEPOINT w");
+        commit = db_->RunCached("SAVEPOINT w");
         if (!commit.ok()) break;
         results[i] = batch[i].op();
-        commit = db_->Exec(results[i].ok() ? "RELEASE w" : "ROLLBACK TO w; RELEASE w");
+        if (!results[i].ok()) commit = db_->RunCached("ROLLBACK TO w");
+        if (commit.ok()) commit = db_->RunCached("RELEASE w");
       }
-      if (commit.ok()) commit = db_->Exec("COMMIT");
-      if (!commit.ok()) (void)db_->Exec("ROLLBACK");
+      if (commit.ok()) commit = db_->RunCached("COMMIT");
+      if (!commit.ok()) (void)db_->RunCached("ROLLBACK");
     }
     for (size_t i = 0; i < batch.size(); ++i) {
       if (batch[i].done) batch[i].done(commit.ok() ? results[i] : commit);
@@ -195,12 +197,12 @@ Status EventQueue::Add(Event& event) {
 }
 
 Status EventQueue::InsertLocked(Event& event) {
-  auto s = db_->Prepare(
+  auto s = db_->PrepareCached(
       "INSERT INTO events (request_id, function, qualifier, payload, client_context, state, "
       "attempts, next_at_us, created_us, updated_us) VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?)");
   if (!s.ok()) return s.status();
   if (event.created_us == 0) event.created_us = WallNowMicros();
-  s->Bind(1, event.request_id)
+  (*s)->Bind(1, event.request_id)
       .Bind(2, event.function)
       .Bind(3, event.qualifier)
       .Bind(4, event.payload)
@@ -209,7 +211,7 @@ Status EventQueue::InsertLocked(Event& event) {
       .Bind(7, event.next_at_us)
       .Bind(8, event.created_us)
       .Bind(9, event.created_us);
-  THAW_RETURN_IF_ERROR(s->Run());
+  THAW_RETURN_IF_ERROR((*s)->Run());
   event.id = sqlite3_last_insert_rowid(db_->raw());
   event.state = EventState::kQueued;
   return Status::Ok();
@@ -217,19 +219,20 @@ Status EventQueue::InsertLocked(Event& event) {
 
 Status EventQueue::SetStateLocked(int64_t id, EventState state, std::optional<int> attempts,
                                   std::optional<int64_t> next_at_us) {
-  auto s = db_->Prepare(
+  auto cached = db_->PrepareCached(
       "UPDATE events SET state = ?, attempts = COALESCE(?, attempts), "
       "next_at_us = COALESCE(?, next_at_us), updated_us = ? WHERE id = ?");
-  if (!s.ok()) return s.status();
-  s->Bind(1, StateName(state));
+  if (!cached.ok()) return cached.status();
+  store::Stmt& s = **cached;
+  s.Bind(1, StateName(state));
   if (attempts) {
-    s->Bind(2, int64_t{*attempts});
+    s.Bind(2, int64_t{*attempts});
   } else {
-    s->BindNull(2);
+    s.BindNull(2);
   }
-  BindOptional(*s, 3, next_at_us);
-  s->Bind(4, WallNowMicros()).Bind(5, id);
-  return s->Run();
+  BindOptional(s, 3, next_at_us);
+  s.Bind(4, WallNowMicros()).Bind(5, id);
+  return s.Run();
 }
 
 void EventQueue::MarkRunningAsync(int64_t id, int attempts) {
@@ -279,24 +282,28 @@ Status EventQueue::FinishLocked(int64_t id, Ending& ending) {
   const EventState state = ending.succeeded                    ? EventState::kSucceeded
                            : ending.forward || ending.delivery ? EventState::kForwarded
                                                                : EventState::kFailed;
-  auto s = db_->Prepare(
-      "UPDATE events SET state = ?, condition = ?, error = ?, updated_us = ? WHERE id = ?");
-  if (!s.ok()) return s.status();
-  s->Bind(1, StateName(state)).Bind(2, ending.condition).Bind(3, ending.error);
-  s->Bind(4, now).Bind(5, id);
-  THAW_RETURN_IF_ERROR(s->Run());
+  {
+    auto cached = db_->PrepareCached(
+        "UPDATE events SET state = ?, condition = ?, error = ?, updated_us = ? WHERE id = ?");
+    if (!cached.ok()) return cached.status();
+    store::Stmt& s = **cached;
+    s.Bind(1, StateName(state)).Bind(2, ending.condition).Bind(3, ending.error);
+    s.Bind(4, now).Bind(5, id);
+    THAW_RETURN_IF_ERROR(s.Run());
+  }
   if (ending.forward) THAW_RETURN_IF_ERROR(InsertLocked(*ending.forward));
   if (ending.delivery) {
     Delivery& d = *ending.delivery;
-    auto ins = db_->Prepare(
+    auto cached = db_->PrepareCached(
         "INSERT INTO deliveries (event_id, function, url, record, on_failure, state, attempts, "
         "next_at_us, created_us, updated_us) VALUES (?, ?, ?, ?, ?, 'queued', 0, ?, ?, ?)");
-    if (!ins.ok()) return ins.status();
+    if (!cached.ok()) return cached.status();
+    store::Stmt& ins = **cached;
     d.event_id = id;
     d.created_us = now;
-    ins->Bind(1, id).Bind(2, d.function).Bind(3, d.url).Bind(4, d.record);
-    ins->Bind(5, int64_t{d.on_failure ? 1 : 0}).Bind(6, d.next_at_us).Bind(7, now).Bind(8, now);
-    THAW_RETURN_IF_ERROR(ins->Run());
+    ins.Bind(1, id).Bind(2, d.function).Bind(3, d.url).Bind(4, d.record);
+    ins.Bind(5, int64_t{d.on_failure ? 1 : 0}).Bind(6, d.next_at_us).Bind(7, now).Bind(8, now);
+    THAW_RETURN_IF_ERROR(ins.Run());
     d.id = sqlite3_last_insert_rowid(db_->raw());
   }
   return Status::Ok();

@@ -281,7 +281,10 @@ StatusOr<std::unique_ptr<Db>> Db::Open(const std::string& path) {
   return db;
 }
 
-Db::~Db() { sqlite3_close(db_); }
+Db::~Db() {
+  cache_.clear();  // finalized before the connection closes
+  sqlite3_close(db_);
+}
 
 Status Db::Exec(const std::string& sql) {
   char* err = nullptr;
@@ -301,6 +304,22 @@ StatusOr<Stmt> Db::Prepare(std::string_view sql) {
     return Internal(std::string("sqlite prepare failed: ") + sqlite3_errmsg(db_));
   }
   return Stmt(db_, stmt);
+}
+
+StatusOr<CachedStmt> Db::PrepareCached(std::string_view sql) {
+  auto it = cache_.find(sql);
+  if (it == cache_.end()) {
+    auto stmt = Prepare(sql);
+    if (!stmt.ok()) return stmt.status();
+    it = cache_.emplace(std::string(sql), std::make_unique<Stmt>(std::move(*stmt))).first;
+  }
+  return CachedStmt(it->second.get());
+}
+
+Status Db::RunCached(std::string_view sql) {
+  auto stmt = PrepareCached(sql);
+  if (!stmt.ok()) return stmt.status();
+  return (*stmt)->Run();
 }
 
 Status Db::Migrate() {

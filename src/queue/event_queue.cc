@@ -4,6 +4,7 @@
 
 #include "common/clock.h"
 #include "store/db.h"
+#include "store/wal_checkpointer.h"
 
 namespace thaw::queue {
 namespace {
@@ -117,11 +118,18 @@ Status ValidateInvokeConfig(const InvokeConfig& config) {
 StatusOr<std::unique_ptr<EventQueue>> EventQueue::Open(const QueueOptions& options) {
   auto db = store::Db::Open(options.db_path);
   if (!db.ok()) return db.status();
-  return std::unique_ptr<EventQueue>(new EventQueue(std::move(*db), options));
+  auto checkpointer = store::WalCheckpointer::Start(**db, options.db_path);
+  if (!checkpointer.ok()) return checkpointer.status();
+  return std::unique_ptr<EventQueue>(
+      new EventQueue(std::move(*db), std::move(*checkpointer), options));
 }
 
-EventQueue::EventQueue(std::unique_ptr<store::Db> db, QueueOptions options)
-    : db_(std::move(db)), options_(std::move(options)), writer_([this] { WriterLoop(); }) {}
+EventQueue::EventQueue(std::unique_ptr<store::Db> db,
+                       std::unique_ptr<store::WalCheckpointer> checkpointer, QueueOptions options)
+    : db_(std::move(db)),
+      checkpointer_(std::move(checkpointer)),
+      options_(std::move(options)),
+      writer_([this] { WriterLoop(); }) {}
 
 EventQueue::~EventQueue() {
   {
@@ -158,6 +166,7 @@ void EventQueue::WriterLoop() {
     }
     std::vector<Status> results(batch.size(), Status::Ok());
     Status commit = Status::Ok();
+    checkpointer_->WaitBelowCap();
     {
       std::lock_guard<std::mutex> lock(mu_);
       // Cached statements: parsing these texts anew cost more than running them.

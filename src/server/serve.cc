@@ -30,6 +30,7 @@
 #include "dispatch/gpu_assign.h"
 #include "dispatch/warm_capacity.h"
 #include "gateway/api.h"
+#include "gateway/webhook.h"
 #include "logs/log_store.h"
 #include "meter/meter.h"
 #include "metrics/metrics.h"
@@ -408,6 +409,12 @@ int RunServe(Config config, const std::string& exe_dir) {
   pool::PoolManager pools(&ctx);
   ctx.manager = &pools;
 
+  if (!config.webhook_ca_file.empty()) {
+    if (Status st = gateway::TrustWebhookCaFile(config.webhook_ca_file); !st.ok()) {
+      spdlog::critical("{}", st.message());
+      return 1;
+    }
+  }
   auto events =
       queue::EventQueue::Open(queue::QueueOptions{.db_path = config.data_dir + "/thaw.db"});
   if (!events.ok()) {

@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 DUR=${EVENT_DURATION:-3s}
 CONNS=${BENCH_CONNECTIONS:-32}
 RUNS=${EVENT_RUNS:-5}
+load0=$(cut -d" " -f1 /proc/loadavg)
 work=$(mktemp -d /tmp/thaw-bench-events-XXXXXX)
 cleanup() {
   for p in ${durable_pid:-} ${memory_pid:-}; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null || true; done
@@ -59,8 +60,10 @@ cat <<DOC
 wrk -t1 -c$CONNS, $RUNS runs of $DUR alternating between two fresh jailed servers in this run,
 \`POST /2015-03-31/functions/hello-cpp/invocations\` with \`X-Amz-Invocation-Type: Event\`
 (the events also run, on the same cores): **durable** commits each event to thaw.db (WAL,
-synchronous=NORMAL: survives a kill -9) before its 202, concurrent enqueues sharing one
-transaction (group commit); **memory** is \`--durable-events false\`. Only 202 answers count.
+synchronous=NORMAL: survives a kill -9, not a power loss) before its 202, concurrent enqueues
+sharing one transaction (group commit: one writer thread, cached prepared statements, WAL
+checkpoints on a thread of their own); **memory** is \`--durable-events false\`. Only 202
+answers count. Load average at the start: $load0 on $(nproc) cores.
 
 | | runs (accepted/s, in order) | median |
 |---|---|---|

@@ -198,6 +198,7 @@ TEST(ConfigTest, KnobTableMatchesParser) {
       {"job_retention_hours", "48"},
       {"durable_events", "false"},
       {"webhook_private_addresses", "true"},
+      {"webhook_ca_file", "/etc/thaw/webhook-ca.pem"},
       {"node_memory_mb", "0"},
       {"log_rate_bytes", "1048576"},
       {"gpus", "0,1"},

@@ -1,12 +1,15 @@
 // WebhookReceiver: a real HTTP/1.1 server on 127.0.0.1:0 for tests of webhook destinations. A
 // thread accepts connections one at a time, reads each request (Content-Length bodies), keeps
-// it, and answers with the status the test sets (200 by default). Thread-safe.
+// it, and answers with the status the test sets (200 by default). Given a certificate and key
+// it speaks HTTPS (OpenSSL) instead, and counts the handshakes that failed (a client that
+// refused its certificate). Thread-safe.
 #pragma once
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/ssl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -15,9 +18,12 @@
 #include <cctype>
 #include <chrono>
 #include <condition_variable>
+#include <csignal>
 #include <functional>
 #include <map>
 #include <mutex>
+#include <optional>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -29,9 +35,24 @@ struct ReceivedRequest {
   std::map<std::string, std::string> headers;  // lower-case names
 };
 
+// PEM files: the certificate chain the receiver presents (leaf first) and its key.
+struct TlsFiles {
+  std::string cert_chain, key;
+};
+
 class WebhookReceiver {
  public:
-  WebhookReceiver() {
+  explicit WebhookReceiver(const std::optional<TlsFiles>& tls = std::nullopt) {
+    if (tls) {
+      ::signal(SIGPIPE, SIG_IGN);  // SSL_write has no MSG_NOSIGNAL
+      ssl_ctx_ = SSL_CTX_new(TLS_server_method());
+      if (SSL_CTX_use_certificate_chain_file(ssl_ctx_, tls->cert_chain.c_str()) != 1 ||
+          SSL_CTX_use_PrivateKey_file(ssl_ctx_, tls->key.c_str(), SSL_FILETYPE_PEM) != 1) {
+        SSL_CTX_free(ssl_ctx_);
+        ssl_ctx_ = nullptr;
+        throw std::runtime_error("failed to load the receiver's certificate " + tls->cert_chain);
+      }
+    }
     fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
@@ -48,13 +69,17 @@ class WebhookReceiver {
     ::shutdown(fd_, SHUT_RDWR);
     thread_.join();
     ::close(fd_);
+    if (ssl_ctx_ != nullptr) SSL_CTX_free(ssl_ctx_);
   }
   WebhookReceiver(const WebhookReceiver&) = delete;
   WebhookReceiver& operator=(const WebhookReceiver&) = delete;
 
-  std::string url(const std::string& path = "/hook") const {
-    return "http://127.0.0.1:" + std::to_string(port_) + path;
+  // `host` names 127.0.0.1 in the URL (an https receiver's certificate must name it).
+  std::string url(const std::string& path = "/hook", const std::string& host = "127.0.0.1") const {
+    return std::string(ssl_ctx_ != nullptr ? "https://" : "http://") + host + ":" +
+           std::to_string(port_) + path;
   }
+  int handshake_failures() const { return handshake_failures_.load(); }
   void set_status(int status) { status_ = status; }
   std::vector<ReceivedRequest> requests() const {
     std::lock_guard<std::mutex> lock(mu_);
@@ -93,6 +118,25 @@ class WebhookReceiver {
       }
       timeval tv{10, 0};
       ::setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+      SSL* ssl = nullptr;
+      if (ssl_ctx_ != nullptr) {
+        ssl = SSL_new(ssl_ctx_);
+        SSL_set_fd(ssl, c);
+        if (SSL_accept(ssl) != 1) {
+          SSL_free(ssl);
+          ::close(c);
+          {
+            std::lock_guard<std::mutex> lock(mu_);
+            ++handshake_failures_;
+          }
+          cv_.notify_all();
+          continue;
+        }
+      }
+      auto receive = [&](char* into, size_t size) -> ssize_t {
+        if (ssl == nullptr) return ::recv(c, into, size, 0);
+        return SSL_read(ssl, into, static_cast<int>(size));
+      };
       std::string data;
       char buf[65536];
       size_t header_end = std::string::npos;
@@ -100,7 +144,7 @@ class WebhookReceiver {
       size_t want = 0;
       for (;;) {
         if (header_end != std::string::npos && data.size() >= header_end + 4 + want) break;
-        ssize_t n = ::recv(c, buf, sizeof(buf), 0);
+        ssize_t n = receive(buf, sizeof(buf));
         if (n <= 0) break;
         data.append(buf, static_cast<size_t>(n));
         if (header_end == std::string::npos &&
@@ -120,7 +164,15 @@ class WebhookReceiver {
         cv_.notify_all();
         const std::string answer = "HTTP/1.1 " + std::to_string(status) +
                                    " X\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok";
-        (void)::send(c, answer.data(), answer.size(), MSG_NOSIGNAL);
+        if (ssl == nullptr) {
+          (void)::send(c, answer.data(), answer.size(), MSG_NOSIGNAL);
+        } else {
+          (void)SSL_write(ssl, answer.data(), static_cast<int>(answer.size()));
+        }
+      }
+      if (ssl != nullptr) {
+        SSL_shutdown(ssl);
+        SSL_free(ssl);
       }
       ::close(c);
     }
@@ -152,6 +204,8 @@ class WebhookReceiver {
   int port_ = 0;
   std::atomic<bool> stop_{false};
   std::atomic<int> status_{200};
+  SSL_CTX* ssl_ctx_ = nullptr;  // null: plain HTTP
+  std::atomic<int> handshake_failures_{0};
   mutable std::mutex mu_;
   mutable std::condition_variable cv_;
   std::vector<ReceivedRequest> requests_;  // guarded by mu_

@@ -39,6 +39,15 @@ asio::awaitable<int> Exchange(Stream& stream, http::request<http::string_body>& 
 
 }  // namespace
 
+Status TrustWebhookCaFile(const std::string& path) {
+  boost::system::error_code ec;
+  TlsContext().load_verify_file(path, ec);
+  if (ec) {
+    return InvalidArgument("failed to load webhook_ca_file " + path + ": " + ec.message());
+  }
+  return Status::Ok();
+}
+
 bool IsInternalAddress(const asio::ip::address& address) {
   if (address.is_loopback() || address.is_unspecified() || address.is_multicast()) return true;
   if (address.is_v6()) {

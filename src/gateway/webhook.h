@@ -1,6 +1,7 @@
 // Webhook: posts one request to an http:// or https:// URL (an Event destination) from a
-// coroutine, with a deadline; https verifies the server's certificate and name against the
-// system's CAs. Thread-safe (no shared state but the TLS context).
+// coroutine, with a deadline; https verifies the server's certificate chain against the
+// system's CAs (and those of `webhook_ca_file`) and its name against the URL's host.
+// Thread-safe (no shared state but the TLS context, which TrustWebhookCaFile sets up first).
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
@@ -23,6 +24,11 @@ boost::asio::awaitable<StatusOr<int>> PostWebhook(
     const std::string& url, const std::string& body,
     const std::vector<std::pair<std::string, std::string>>& headers,
     std::chrono::milliseconds timeout, bool allow_private);
+
+// Adds the PEM CA certificates in `path` to those https webhooks trust (the system's stay
+// trusted). Called once at start, before any post; InvalidArgument naming the file when it
+// cannot be read or holds no certificate.
+[[nodiscard]] Status TrustWebhookCaFile(const std::string& path);
 
 // InvalidArgument unless `url` is an absolute http:// or https:// URL with a host.
 Status ValidateWebhookUrl(const std::string& url);

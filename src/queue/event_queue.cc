@@ -4,6 +4,7 @@
 
 #include "common/clock.h"
 #include "store/db.h"
+#include "store/wal_checkpointer.h"
 
 namespace thaw::queue {
 namespace {
@@ -117,11 +118,23 @@ Status ValidateInvokeConfig(const InvokeConfig& config) {
 StatusOr<std::unique_ptr<EventQueue>> EventQueue::Open(const QueueOptions& options) {
   auto db = store::Db::Open(options.db_path);
   if (!db.ok()) return db.status();
-  return std::unique_ptr<EventQueue>(new EventQueue(std::move(*db), options));
+  // PostgreSQL checkpoints on its own; only SQLite's WAL needs keeping out of the commits.
+  std::unique_ptr<store::WalCheckpointer> checkpointer;
+  if ((*db)->dialect() == store::Dialect::kSqlite) {
+    auto started = store::WalCheckpointer::Start(**db, options.db_path);
+    if (!started.ok()) return started.status();
+    checkpointer = std::move(*started);
+  }
+  return std::unique_ptr<EventQueue>(
+      new EventQueue(std::move(*db), std::move(checkpointer), options));
 }
 
-EventQueue::EventQueue(std::unique_ptr<store::Db> db, QueueOptions options)
-    : db_(std::move(db)), options_(std::move(options)), writer_([this] { WriterLoop(); }) {}
+EventQueue::EventQueue(std::unique_ptr<store::Db> db,
+                       std::unique_ptr<store::WalCheckpointer> checkpointer, QueueOptions options)
+    : db_(std::move(db)),
+      checkpointer_(std::move(checkpointer)),
+      options_(std::move(options)),
+      writer_([this] { WriterLoop(); }) {}
 
 EventQueue::~EventQueue() {
   {
@@ -158,18 +171,20 @@ void EventQueue::WriterLoop() {
     }
     std::vector<Status> results(batch.size(), Status::Ok());
     Status commit = Status::Ok();
+    if (checkpointer_ != nullptr) checkpointer_->WaitBelowCap();
     {
       std::lock_guard<std::mutex> lock(mu_);
       commit = db_->Begin();
       for (size_t i = 0; commit.ok() && i < batch.size(); ++i) {
         // A savepoint per write: one that fails leaves nothing half-done, the others commit.
-        commit = db_->Exec("SAVEPOINT w");
+        commit = db_->RunCached("SAVEPOINT w");
         if (!commit.ok()) break;
         results[i] = batch[i].op();
-        commit = db_->Exec(results[i].ok() ? "RELEASE w" : "ROLLBACK TO w; RELEASE w");
+        if (!results[i].ok()) commit = db_->RunCached("ROLLBACK TO w");
+        if (commit.ok()) commit = db_->RunCached("RELEASE w");
       }
-      if (commit.ok()) commit = db_->Exec("COMMIT");
-      if (!commit.ok()) (void)db_->Exec("ROLLBACK");
+      if (commit.ok()) commit = db_->RunCached("COMMIT");
+      if (!commit.ok()) (void)db_->RunCached("ROLLBACK");
     }
     for (size_t i = 0; i < batch.size(); ++i) {
       if (batch[i].done) batch[i].done(commit.ok() ? results[i] : commit);
@@ -195,13 +210,13 @@ Status EventQueue::Add(Event& event) {
 }
 
 Status EventQueue::InsertLocked(Event& event) {
-  auto s = db_->Prepare(
+  auto s = db_->PrepareCached(
       "INSERT INTO events (request_id, function, qualifier, payload, client_context, state, "
       "attempts, next_at_us, created_us, updated_us) VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?) "
       "RETURNING id");
   if (!s.ok()) return s.status();
   if (event.created_us == 0) event.created_us = WallNowMicros();
-  s->Bind(1, event.request_id)
+  (*s)->Bind(1, event.request_id)
       .Bind(2, event.function)
       .Bind(3, event.qualifier)
       .Bind(4, event.payload)
@@ -210,28 +225,29 @@ Status EventQueue::InsertLocked(Event& event) {
       .Bind(7, event.next_at_us)
       .Bind(8, event.created_us)
       .Bind(9, event.created_us);
-  auto row = s->Next();
+  auto row = (*s)->Next();
   if (!row.ok()) return row.status();
-  event.id = s->Int(0);
+  event.id = (*s)->Int(0);
   event.state = EventState::kQueued;
   return Status::Ok();
 }
 
 Status EventQueue::SetStateLocked(int64_t id, EventState state, std::optional<int> attempts,
                                   std::optional<int64_t> next_at_us) {
-  auto s = db_->Prepare(
+  auto cached = db_->PrepareCached(
       "UPDATE events SET state = ?, attempts = COALESCE(?, attempts), "
       "next_at_us = COALESCE(?, next_at_us), updated_us = ? WHERE id = ?");
-  if (!s.ok()) return s.status();
-  s->Bind(1, StateName(state));
+  if (!cached.ok()) return cached.status();
+  store::Stmt& s = **cached;
+  s.Bind(1, StateName(state));
   if (attempts) {
-    s->Bind(2, int64_t{*attempts});
+    s.Bind(2, int64_t{*attempts});
   } else {
-    s->BindNull(2);
+    s.BindNull(2);
   }
-  BindOptional(*s, 3, next_at_us);
-  s->Bind(4, WallNowMicros()).Bind(5, id);
-  return s->Run();
+  BindOptional(s, 3, next_at_us);
+  s.Bind(4, WallNowMicros()).Bind(5, id);
+  return s.Run();
 }
 
 void EventQueue::MarkRunningAsync(int64_t id, int attempts) {
@@ -281,27 +297,31 @@ Status EventQueue::FinishLocked(int64_t id, Ending& ending) {
   const EventState state = ending.succeeded                    ? EventState::kSucceeded
                            : ending.forward || ending.delivery ? EventState::kForwarded
                                                                : EventState::kFailed;
-  auto s = db_->Prepare(
-      "UPDATE events SET state = ?, condition = ?, error = ?, updated_us = ? WHERE id = ?");
-  if (!s.ok()) return s.status();
-  s->Bind(1, StateName(state)).Bind(2, ending.condition).Bind(3, ending.error);
-  s->Bind(4, now).Bind(5, id);
-  THAW_RETURN_IF_ERROR(s->Run());
+  {
+    auto cached = db_->PrepareCached(
+        "UPDATE events SET state = ?, condition = ?, error = ?, updated_us = ? WHERE id = ?");
+    if (!cached.ok()) return cached.status();
+    store::Stmt& s = **cached;
+    s.Bind(1, StateName(state)).Bind(2, ending.condition).Bind(3, ending.error);
+    s.Bind(4, now).Bind(5, id);
+    THAW_RETURN_IF_ERROR(s.Run());
+  }
   if (ending.forward) THAW_RETURN_IF_ERROR(InsertLocked(*ending.forward));
   if (ending.delivery) {
     Delivery& d = *ending.delivery;
-    auto ins = db_->Prepare(
+    auto cached = db_->PrepareCached(
         "INSERT INTO deliveries (event_id, function, url, record, on_failure, state, attempts, "
         "next_at_us, created_us, updated_us) VALUES (?, ?, ?, ?, ?, 'queued', 0, ?, ?, ?) "
         "RETURNING id");
-    if (!ins.ok()) return ins.status();
+    if (!cached.ok()) return cached.status();
+    store::Stmt& ins = **cached;
     d.event_id = id;
     d.created_us = now;
-    ins->Bind(1, id).Bind(2, d.function).Bind(3, d.url).Bind(4, d.record);
-    ins->Bind(5, int64_t{d.on_failure ? 1 : 0}).Bind(6, d.next_at_us).Bind(7, now).Bind(8, now);
-    auto row = ins->Next();
+    ins.Bind(1, id).Bind(2, d.function).Bind(3, d.url).Bind(4, d.record);
+    ins.Bind(5, int64_t{d.on_failure ? 1 : 0}).Bind(6, d.next_at_us).Bind(7, now).Bind(8, now);
+    auto row = ins.Next();
     if (!row.ok()) return row.status();
-    d.id = ins->Int(0);
+    d.id = ins.Int(0);
   }
   return Status::Ok();
 }

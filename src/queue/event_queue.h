@@ -1,7 +1,7 @@
 // EventQueue: the durable queue of asynchronous (Lambda Event) invocations, one row per event
 // in the data dir's SQLite database, and each function's event invoke config. Owned by the
 // server; thread-safe (one connection behind a mutex; writes are committed in batches by the
-// queue's own writer thread).
+// queue's own writer thread; WAL checkpoints run beside it, store/wal_checkpointer.h).
 //
 // The crash contract: an event whose Add() returned is committed (WAL, synchronous=NORMAL), so
 // a kill -9 at any later moment loses none. Recover() at start puts events that were running
@@ -28,7 +28,8 @@
 
 namespace thaw::store {
 class Db;
-}
+class WalCheckpointer;
+}  // namespace thaw::store
 
 namespace thaw::queue {
 
@@ -175,7 +176,8 @@ class EventQueue {
       const std::string& function);
 
  private:
-  EventQueue(std::unique_ptr<store::Db> db, QueueOptions options);
+  EventQueue(std::unique_ptr<store::Db> db, std::unique_ptr<store::WalCheckpointer> checkpointer,
+             QueueOptions options);
   struct Write {
     std::function<Status()> op;        // runs on the writer thread, mu_ held, in a transaction
     std::function<void(Status)> done;  // may be empty
@@ -201,6 +203,8 @@ class EventQueue {
 
   std::mutex mu_;
   std::unique_ptr<store::Db> db_;  // guarded by mu_
+  // Checkpoints db_'s WAL off the writer's commits; before db_ goes, after the writer.
+  std::unique_ptr<store::WalCheckpointer> checkpointer_;
   const QueueOptions options_;
   std::thread writer_;  // last: started once the rest is built, joined first
 };

@@ -37,6 +37,7 @@ const std::vector<Knob> kKnobs = {
     {"durable_events", "commit Event invocations to thaw.db before the 202 (false: memory only)"},
     {"webhook_private_addresses",
      "let webhook destinations post to loopback, private and link-local addresses (true/false)"},
+    {"webhook_ca_file", "PEM CA certificates https webhooks trust beside the system's"},
     {"log_rate_bytes", "bytes per second one instance may print; faster, its pipe fills"},
     {"node_memory_mb",
      "memory_mb of all live instances together (0: the machine's less 10%, >= 1 GB)"},
@@ -168,6 +169,8 @@ Status ApplyConfigValues(const std::map<std::string, std::string>& values, Confi
       THAW_RETURN_IF_ERROR(ParseInt(name, v, 1, 87'600, c.job_retention_hours));
     } else if (name == "webhook_private_addresses") {
       THAW_RETURN_IF_ERROR(ParseBool(name, v, c.webhook_private_addresses));
+    } else if (name == "webhook_ca_file") {
+      c.webhook_ca_file = v;  // read (and refused when unreadable) at start
     } else if (name == "durable_events") {
       THAW_RETURN_IF_ERROR(ParseBool(name, v, c.durable_events));
     } else if (name == "instance_uids") {

@@ -46,6 +46,8 @@ struct Config {
   bool durable_events = true;
   // true: webhook destinations may post to loopback, private and link-local addresses.
   bool webhook_private_addresses = false;
+  // PEM CA certificates https webhooks trust beside the system's (empty: the system's only).
+  std::string webhook_ca_file;
   int64_t log_rate_bytes = 1 << 20;  // what one instance may print per second (and burst)
   int64_t node_memory_mb = 0;  // memory_mb all live instances may add up to; 0: machine less 10%
   bool auth = true;

@@ -31,6 +31,7 @@
 #include "dispatch/gpu_assign.h"
 #include "dispatch/warm_capacity.h"
 #include "gateway/api.h"
+#include "gateway/webhook.h"
 #include "logs/log_store.h"
 #include "meter/meter.h"
 #include "metrics/metrics.h"
@@ -434,6 +435,12 @@ int RunServe(Config config, const std::string& exe_dir) {
   pool::PoolManager pools(&ctx);
   ctx.manager = &pools;
 
+  if (!config.webhook_ca_file.empty()) {
+    if (Status st = gateway::TrustWebhookCaFile(config.webhook_ca_file); !st.ok()) {
+      spdlog::critical("{}", st.message());
+      return 1;
+    }
+  }
   auto events = queue::EventQueue::Open(queue::QueueOptions{.db_path = store_at});
   if (!events.ok()) {
     spdlog::critical("{}", events.status().message());

@@ -252,4 +252,20 @@ StatusOr<std::unique_ptr<Db>> Db::Open(const std::string& location) {
   return db;
 }
 
+StatusOr<CachedStmt> Db::PrepareCached(std::string_view sql) {
+  auto it = cache_.find(sql);
+  if (it == cache_.end()) {
+    auto stmt = Prepare(sql);
+    if (!stmt.ok()) return stmt.status();
+    it = cache_.emplace(std::string(sql), std::make_unique<Stmt>(std::move(*stmt))).first;
+  }
+  return CachedStmt(it->second.get());
+}
+
+Status Db::RunCached(std::string_view sql) {
+  auto stmt = PrepareCached(sql);
+  if (!stmt.ok()) return stmt.status();
+  return (*stmt)->Run();
+}
+
 }  // namespace thaw::store

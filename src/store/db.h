@@ -6,10 +6,13 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
 #include <string_view>
+#include <unordered_map>
+#include <utility>
 
 #include "common/status.h"
 
@@ -72,6 +75,25 @@ class Stmt {
   std::unique_ptr<StmtBackend> impl_;
 };
 
+// A statement borrowed from a Db's cache (Db::PrepareCached): reset, its bindings cleared, when
+// the handle goes out of scope. Move-only; must not outlive its Db.
+class CachedStmt {
+ public:
+  explicit CachedStmt(Stmt* stmt) : stmt_(stmt) {}
+  CachedStmt(CachedStmt&& other) noexcept : stmt_(std::exchange(other.stmt_, nullptr)) {}
+  CachedStmt(const CachedStmt&) = delete;
+  CachedStmt& operator=(const CachedStmt&) = delete;
+  CachedStmt& operator=(CachedStmt&&) = delete;
+  ~CachedStmt() {
+    if (stmt_ != nullptr) stmt_->Reset();
+  }
+  Stmt* operator->() { return stmt_; }
+  Stmt& operator*() { return *stmt_; }
+
+ private:
+  Stmt* stmt_;
+};
+
 class Db {
  public:
   // `location` is a postgres:// (or postgresql://) URL, or else the path of a SQLite file
@@ -91,10 +113,29 @@ class Db {
   // Rows the last INSERT, UPDATE or DELETE changed.
   virtual int64_t Changes() const = 0;
 
+  // The statement for `sql` from this connection's cache, prepared on its first use: for the
+  // statements an owner runs all the time, whose parsing would otherwise cost more than running
+  // them. At most one handle per text may be live at once; the cache keeps every text it saw,
+  // so `sql` should be one of a fixed set.
+  StatusOr<CachedStmt> PrepareCached(std::string_view sql);
+  // Runs one cached statement without parameters ("SAVEPOINT w", "COMMIT", ...).
+  Status RunCached(std::string_view sql);
+
  protected:
   Db() = default;
   // Applies migrations[current..] and records each in schema_version (one row per version).
   virtual Status Migrate(std::span<const Migration> migrations) = 0;
+  // Finalizes the cached statements: a backend's destructor calls it before it closes the
+  // connection they belong to.
+  void DropCache() { cache_.clear(); }
+
+ private:
+  struct TextHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view text) const { return std::hash<std::string_view>{}(text); }
+  };
+  // By SQL text.
+  std::unordered_map<std::string, std::unique_ptr<Stmt>, TextHash, std::equal_to<>> cache_;
 };
 
 }  // namespace thaw::store

@@ -301,7 +301,10 @@ StatusOr<std::unique_ptr<Db>> PgDb::Connect(const std::string& url) {
   return std::unique_ptr<Db>(std::move(db));
 }
 
-PgDb::~PgDb() { PQfinish(conn_); }
+PgDb::~PgDb() {
+  DropCache();  // deallocated before the connection closes
+  PQfinish(conn_);
+}
 
 Status PgDb::EnsureConnected(std::string_view sql) {
   if (PQstatus(conn_) == CONNECTION_OK) return Status::Ok();

@@ -68,7 +68,10 @@ StatusOr<std::unique_ptr<Db>> SqliteDb::OpenFile(const std::string& path) {
   return std::unique_ptr<Db>(std::move(db));
 }
 
-SqliteDb::~SqliteDb() { sqlite3_close(db_); }
+SqliteDb::~SqliteDb() {
+  DropCache();  // finalized before the connection closes
+  sqlite3_close(db_);
+}
 
 Status SqliteDb::Exec(const std::string& sql) {
   char* err = nullptr;

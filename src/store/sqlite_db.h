@@ -23,6 +23,7 @@ class SqliteDb : public Db {
   StatusOr<Stmt> Prepare(std::string_view sql) override;
   Status Begin() override { return Exec("BEGIN IMMEDIATE"); }
   int64_t Changes() const override { return sqlite3_changes(db_); }
+  sqlite3* raw() { return db_; }  // for what only SQLite has (store/wal_checkpointer.h)
 
  protected:
   Status Migrate(std::span<const Migration> migrations) override;

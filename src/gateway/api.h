@@ -49,6 +49,9 @@ class TenantGate;
 namespace thaw::models {
 class ModelStore;
 }
+namespace thaw::cluster {
+class Membership;
+}
 
 namespace thaw::gateway {
 
@@ -77,6 +80,7 @@ struct ApiDeps {
   const metrics::StatsRing* live = nullptr;  // per-minute instance counts (null: none kept)
   queue::JobStore* jobs = nullptr;           // jobs (null: no jobs routes)
   models::ModelStore* models = nullptr;      // the model store (/v1/artifacts)
+  cluster::Membership* cluster = nullptr;    // null: this node stands alone (/v1/nodes)
 };
 
 class Api final : public HttpHandler {

@@ -57,6 +57,7 @@ class EtcdServer {
                                      "--listen-peer-urls=" + peer,
                                      "--initial-advertise-peer-urls=" + peer,
                                      "--initial-cluster=t=" + peer,
+                                     "--logger=zap",
                                      "--log-outputs=" + e->dir_ + "/etcd.log"};
     e->pid_ = ::fork();
     if (e->pid_ == 0) {
@@ -116,7 +117,8 @@ class NodesTest : public ServerTest {
     std::map<std::string, json::object> out;
     auto r = server.Call("GET", "/v1/nodes");
     if (r.status != 200) return out;
-    for (const auto& n : json::parse(r.body).at("nodes").as_array()) {
+    const json::value body = json::parse(r.body);
+    for (const auto& n : body.at("nodes").as_array()) {
       out[std::string(n.at("name").as_string())] = n.as_object();
     }
     return out;

@@ -142,7 +142,9 @@ asio::awaitable<Status> Membership::SetDrain(const std::string& node, bool drain
   for (const auto& m : Snapshot()) known = known || m.record.name == node;
   if (!known) co_return NotFound("no node " + node + " in the cluster");
   const std::string key = kDrainPrefix + node;
-  co_return drain ? co_await etcd_.Put(key, "1") : co_await etcd_.Delete(key);
+  // Two statements, not a conditional of two co_awaits (gcc 12 miscompiles that).
+  if (drain) co_return co_await etcd_.Put(key, "1");
+  co_return co_await etcd_.Delete(key);
 }
 
 }  // namespace thaw::cluster

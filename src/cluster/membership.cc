@@ -70,6 +70,7 @@ asio::awaitable<Status> Membership::Turn(int64_t now_us) {
       last_keepalive_us_ = now_us;
     }
   }
+  if (stopping_) co_return Status::Ok();  // Leave revoked the lease: do not join again
   if (lease_ == 0) {
     auto granted = co_await etcd_.GrantLease(options_.lease_s);
     if (!granted.ok()) co_return granted.status();

@@ -15,6 +15,8 @@ pkgs+=(autoconf automake libtool)
 command -v npm > /dev/null || pkgs+=(nodejs npm)
 # The console's browser tests (tests/ui_test.cc) drive Debian's headless chromium.
 pkgs+=(chromium)
+# Nodes in a cluster (tests/nodes_test.cc) join a real etcd: Debian's etcd 3.4.
+pkgs+=(etcd-server etcd-client)
 # examples/digits-torch trains (during the build) and serves with Debian's PyTorch.
 pkgs+=(python3-torch)
 if [ "${BENCH:-0}" = 1 ]; then pkgs+=(wrk nginx-light); fi

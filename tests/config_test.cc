@@ -63,7 +63,9 @@ INSTANTIATE_TEST_SUITE_P(
         IntKnobCase{"max_stream_bytes", "4294967296", &Config::max_stream_bytes, 1LL << 32},
         IntKnobCase{"models_quota_bytes", "0", &Config::models_quota_bytes, 0},
         IntKnobCase{"max_model_file_bytes", "17592186044416", &Config::max_model_file_bytes,
-                    1LL << 44}),
+                    1LL << 44},
+        IntKnobCase{"node_lease_s", "2", &Config::node_lease_s, 2},
+        IntKnobCase{"node_lease_s", "600", &Config::node_lease_s, 600}),
     [](const ::testing::TestParamInfo<IntKnobCase>& info) {
       return info.param.knob + "_" + std::to_string(info.index);
     });
@@ -94,6 +96,9 @@ INSTANTIATE_TEST_SUITE_P(
                       StringKnobCase{"store", "postgres://thaw@db:5432/thaw", &Config::store},
                       StringKnobCase{"store", "postgresql://u@h/d?sslmode=require", &Config::store},
                       StringKnobCase{"store", "", &Config::store},
+                      StringKnobCase{"etcd", "http://127.0.0.1:2379", &Config::etcd},
+                      StringKnobCase{"node_name", "node-a", &Config::node_name},
+                      StringKnobCase{"advertise", "[::1]:8080", &Config::advertise},
                       StringKnobCase{"log_level", "trace", &Config::log_level},
                       StringKnobCase{"log_level", "debug", &Config::log_level},
                       StringKnobCase{"log_level", "info", &Config::log_level},
@@ -206,6 +211,10 @@ TEST(ConfigTest, KnobTableMatchesParser) {
       {"price_gpu_second_pico", "1097000000"},
       {"models_quota_bytes", "1073741824"},
       {"max_model_file_bytes", "1048576"},
+      {"etcd", "http://127.0.0.1:2379"},
+      {"node_name", "node-a.1"},
+      {"advertise", "10.0.0.5:8080"},
+      {"node_lease_s", "5"},
   };
   std::set<std::string> documented;
   for (const Knob& k : kKnobs) {
@@ -288,6 +297,17 @@ std::vector<BadValueCase> BadValueCases() {
       {"TrustedProxiesHostName", "trusted_proxies", "proxy.local", "config trusted_proxies"},
       {"TrustedProxiesPrefixTooLong", "trusted_proxies", "10.0.0.0/33", "prefix length"},
       {"TrustedProxiesPrefixEmpty", "trusted_proxies", "10.0.0.0/", "config trusted_proxies"},
+      {"EtcdHttps", "etcd", "https://etcd:2379", "config etcd: expected http://HOST:PORT"},
+      {"EtcdNoPort", "etcd", "http://etcd", "config etcd"},
+      {"EtcdBadPort", "etcd", "http://etcd:23x9", "config etcd"},
+      {"EtcdPath", "etcd", "http://etcd:2379/v3", "config etcd"},
+      {"NodeNameEmpty", "node_name", "", "config node_name"},
+      {"NodeNameSlash", "node_name", "a/b", "got 'a/b'"},
+      {"NodeNameTooLong", "node_name", std::string(64, 'n'), "config node_name"},
+      {"AdvertiseNoPort", "advertise", "10.0.0.5", "config advertise: expected HOST:PORT"},
+      {"AdvertiseEmptyPort", "advertise", "10.0.0.5:", "config advertise"},
+      {"NodeLeaseTooShort", "node_lease_s", "1", "config node_lease_s"},
+      {"NodeLeaseTooLong", "node_lease_s", "601", "between 2 and 600"},
       {"UnknownKnob", "thread", "4", "unknown setting 'thread'"},
       {"UnknownKnobWithDash", "log-level", "info", "unknown setting 'log-level'"},
       {"ClientOnlyServerKnob", "server", "http://x", "unknown setting 'server'"},

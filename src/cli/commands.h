@@ -51,6 +51,9 @@ struct KeyArgs {
 };
 int CmdKeys(const ClientOptions& o, const KeyArgs& args);
 int CmdWhoAmI(const ClientOptions& o);
+// `thaw nodes [ls]` (action "ls"), `thaw nodes drain NAME`, `thaw nodes undrain NAME`
+// (nodes_cmd.cc): a cluster's members, capacity, warm versions and health; draining one.
+int CmdNodes(const ClientOptions& o, const std::string& action, const std::string& name);
 // `thaw models push NAME[:TAG] PATH...`, `thaw models ls [NAME]`, `thaw models rm NAME[:TAG]`
 // (models_cmd.cc).
 int CmdModelsPush(const ClientOptions& o, const std::string& ref,

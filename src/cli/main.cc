@@ -162,6 +162,14 @@ int main(int argc, char** argv) {
       events->add_subcommand("redrive", "queue dead letters again (all of them without IDs)");
   events_redrive->add_option("NAME", name)->required();
   events_redrive->add_option("ID", event_ids, "request ids of dead letters");
+  auto* nodes = app.add_subcommand("nodes", "a cluster's nodes: list, drain, undrain (admin)");
+  std::string nodes_action = "ls", node_name;
+  auto* nodes_drain = nodes->add_subcommand("drain", "no new work on NAME: in-flight finishes");
+  nodes_drain->add_option("NAME", node_name)->required();
+  nodes_drain->callback([&] { nodes_action = "drain"; });
+  auto* nodes_undrain = nodes->add_subcommand("undrain", "let NAME take new work again");
+  nodes_undrain->add_option("NAME", node_name)->required();
+  nodes_undrain->callback([&] { nodes_action = "undrain"; });
   auto* whoami = app.add_subcommand("whoami", "show the tenant and role of the API key in use");
   auto* version = app.add_subcommand("version", "print the version");
   std::string trace_path, durations_path, memory_path;
@@ -222,6 +230,7 @@ int main(int argc, char** argv) {
     return thaw::cli::CmdKeys(client, key_args);
   }
   if (whoami->parsed()) return thaw::cli::CmdWhoAmI(client);
+  if (nodes->parsed()) return thaw::cli::CmdNodes(client, nodes_action, node_name);
   if (jobs->parsed()) return thaw::cli::CmdJobs(client, job_args);
   if (models_push->parsed()) return thaw::cli::CmdModelsPush(client, model_ref, model_paths);
   if (models_ls->parsed()) return thaw::cli::CmdModelsList(client, model_ref);

@@ -20,6 +20,7 @@
 #include "gateway/jobs_api.h"
 #include "gateway/lambda_api.h"
 #include "gateway/openai_api.h"
+#include "gateway/nodes_api.h"
 #include "gateway/responses.h"
 #include "gateway/scheduler.h"
 #include "gateway/scope.h"
@@ -432,6 +433,9 @@ asio::awaitable<void> Api::Serve(const Peer& peer, Request& req, Response& res) 
   }
   if (parts.size() >= 2 && parts[0] == "v1" && parts[1] == "keys") {
     co_return Keys(*caller, parts, query, req, res);
+  }
+  if (parts.size() >= 2 && parts[0] == "v1" && parts[1] == "nodes") {
+    co_return co_await ServeNodes(deps_.cluster, *caller, parts, req, res);
   }
   if (path == "/v1/whoami" && m == http::verb::get) co_return WhoAmI(*caller, res);
   if (path == "/v1/usage" && m == http::verb::get) co_return co_await Usage(*caller, query, res);

@@ -49,6 +49,9 @@ class Dispatcher;
 namespace thaw::models {
 class ModelStore;
 }
+namespace thaw::cluster {
+class Membership;
+}
 
 namespace thaw::gateway {
 
@@ -78,6 +81,7 @@ struct ApiDeps {
   queue::JobStore* jobs = nullptr;             // jobs (null: no jobs routes)
   models::ModelStore* models = nullptr;        // the model store (/v1/artifacts)
   std::string tmp_storage;  // what /tmp is here (SpawnerClient::tmp_storage), for functions' JSON
+  cluster::Membership* cluster = nullptr;  // null: this node stands alone (/v1/nodes)
 };
 
 class Api final : public HttpHandler {

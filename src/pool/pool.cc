@@ -270,6 +270,12 @@ void FunctionPool::Fail(InvocationPtr inv, Result result, Effects& fx) {
 
 FunctionPool::InstancePtr FunctionPool::NewInstanceLocked(Effects& fx) {
   const int64_t memory_mb = version_->manifest.memory_mb;
+  if (ctx_->manager != nullptr && ctx_->manager->draining()) {
+    start_refusal_ = FailedPrecondition(
+        "this node is draining (thaw nodes drain): it starts no new instance of " +
+        version_->function);
+    return nullptr;
+  }
   auto gpus = TakeGpusLocked(next_instance_id_);
   if (!gpus.ok()) {
     start_refusal_ = gpus.status();

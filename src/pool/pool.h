@@ -485,6 +485,12 @@ class PoolManager {
   int64_t reserved_memory_mb() const { return reserved_mb_.load(std::memory_order_relaxed); }
   int64_t memory_budget_mb() const { return ctx_->node_memory_mb; }
   std::vector<PoolStats> Stats(const std::string& function) const;
+  // The versions ({function, version}) whose template is ready to fork.
+  std::vector<std::pair<std::string, int64_t>> ReadyTemplates();
+  // A draining node (`thaw nodes drain`) starts no new instance: calls its ready instances
+  // can serve still run, and what is in flight finishes; the rest are refused (503).
+  void SetDraining(bool draining) { draining_.store(draining, std::memory_order_relaxed); }
+  bool draining() const { return draining_.load(std::memory_order_relaxed); }
   bool Quiet() const;  // nothing queued or in flight anywhere
   void Shutdown();
 
@@ -503,6 +509,7 @@ class PoolManager {
   // is left (their forks die with them, so not while those may still serve calls).
   std::vector<std::tuple<std::string, int64_t, pid_t>> retired_;  // guarded by template_mu_
   std::atomic<int64_t> reserved_mb_{0};
+  std::atomic<bool> draining_{false};
 };
 
 }  // namespace thaw::pool

@@ -90,6 +90,15 @@ void PoolManager::EndTemplates(const std::string& function, int64_t keep) {
   }
 }
 
+std::vector<std::pair<std::string, int64_t>> PoolManager::ReadyTemplates() {
+  std::vector<std::pair<std::string, int64_t>> out;
+  std::lock_guard<std::mutex> lock(template_mu_);
+  for (const auto& [key, t] : templates_) {
+    if (t->state() == instance::Template::State::kReady) out.push_back(key);
+  }
+  return out;
+}
+
 bool PoolManager::ReserveMemory(int64_t mb) {
   int64_t now = reserved_mb_.load(std::memory_order_relaxed);
   do {

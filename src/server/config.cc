@@ -1,5 +1,6 @@
 #include "server/config.h"
 
+#include <cctype>
 #include <cerrno>
 #include <cstdlib>
 
@@ -70,6 +71,10 @@ const std::vector<Knob> kKnobs = {
      "micro-dollars per million completion tokens (both sheets)"},
     {"models_quota_bytes", "model store bytes each tenant may hold (distinct files; 507 past it)"},
     {"max_model_file_bytes", "largest single file pushed to the model store (413 above)"},
+    {"etcd", "join a cluster: etcd's http://HOST:PORT (default: none, this node stands alone)"},
+    {"node_name", "this node's name in the cluster (default: the host name)"},
+    {"advertise", "host:port other nodes reach this node's API at (default: listen)"},
+    {"node_lease_s", "TTL of this node's etcd lease: a dead node leaves within it"},
 };
 
 namespace {
@@ -96,6 +101,30 @@ Status ParseInt(const std::string& name, const std::string& text, int64_t lo, in
   }
   out = v;
   return Status::Ok();
+}
+
+// http://HOST:PORT with a numeric port, nothing after it but an optional '/'.
+bool EtcdUrlShape(const std::string& v) {
+  constexpr std::string_view kScheme = "http://";
+  if (!v.starts_with(kScheme)) return false;
+  std::string rest = v.substr(kScheme.size());
+  if (rest.ends_with("/")) rest.pop_back();
+  const auto colon = rest.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == rest.size()) return false;
+  for (size_t i = colon + 1; i < rest.size(); ++i) {
+    if (rest[i] < '0' || rest[i] > '9') return false;
+  }
+  return rest.find('/') == std::string::npos;
+}
+
+bool NodeNameShape(const std::string& v) {
+  if (v.empty() || v.size() > 63) return false;
+  for (char ch : v) {
+    if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '-' && ch != '_' && ch != '.') {
+      return false;
+    }
+  }
+  return true;
 }
 
 }  // namespace
@@ -244,6 +273,24 @@ Status ApplyConfigValues(const std::map<std::string, std::string>& values, Confi
     } else if (name == "price_completion_tokens_micro_per_million") {
       THAW_RETURN_IF_ERROR(
           ParseInt(name, v, 0, kMaxPrice, c.price_completion_tokens_micro_per_million));
+    } else if (name == "etcd") {
+      if (!v.empty() && !EtcdUrlShape(v)) {
+        return InvalidArgument("config etcd: expected http://HOST:PORT, got '" + v + "'");
+      }
+      c.etcd = v;
+    } else if (name == "node_name") {
+      if (!NodeNameShape(v)) {
+        return InvalidArgument(
+            "config node_name: expected 1-63 letters, digits, '-', '_' or '.', got '" + v + "'");
+      }
+      c.node_name = v;
+    } else if (name == "advertise") {
+      if (!v.empty() && (v.rfind(':') == std::string::npos || v.rfind(':') + 1 == v.size())) {
+        return InvalidArgument("config advertise: expected HOST:PORT, got '" + v + "'");
+      }
+      c.advertise = v;
+    } else if (name == "node_lease_s") {
+      THAW_RETURN_IF_ERROR(ParseInt(name, v, 2, 600, c.node_lease_s));
     } else {
       return InvalidArgument("config: unknown setting '" + name + "'");
     }

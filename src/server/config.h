@@ -87,6 +87,13 @@ struct Config {
   // The model store (models/store.h): bytes each tenant may hold, and one file's limit.
   int64_t models_quota_bytes = 20LL << 30;
   int64_t max_model_file_bytes = 8LL << 30;
+  // A cluster (cluster/membership.h): etcd's http://HOST:PORT (empty: this node stands alone),
+  // this node's name in it (empty: the host name), the host:port others reach its API at
+  // (empty: listen), and the TTL of its etcd lease.
+  std::string etcd;
+  std::string node_name;
+  std::string advertise;
+  int64_t node_lease_s = 5;
 };
 
 struct Knob {

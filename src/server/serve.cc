@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -22,6 +23,7 @@
 #include <thread>
 
 #include "auth/keys.h"
+#include "cluster/membership.h"
 #include "common/clock.h"
 #include "common/files.h"
 #include "common/ids.h"
@@ -38,8 +40,8 @@
 #include "metrics/stats_ring.h"
 #include "models/store.h"
 #include "pool/gpu_table.h"
-#include "pool/launcher.h"
 #include "pool/idle_times_store.h"
+#include "pool/launcher.h"
 #include "pool/pool.h"
 #include "queue/event_queue.h"
 #include "queue/job_store.h"
@@ -234,6 +236,66 @@ asio::awaitable<void> TickLoop(pool::PoolManager& pools, metrics::StatsRing& liv
     pools.Tick();
     if (tick % kTicksPerSample == 0) SampleLive(pools, live);
   }
+}
+
+// What this node publishes about itself to the cluster: capacity, load and what it holds
+// warm, read from the pools (and, for the models, the registry) on the membership's loop.
+cluster::NodeRecord DescribeNode(pool::PoolManager& pools, registry::Registry& registry,
+                                 const pool::GpuTable* gpus, int64_t node_memory_mb) {
+  cluster::NodeRecord r;
+  r.cores = std::max(1u, std::thread::hardware_concurrency());
+  r.memory_mb = node_memory_mb;
+  r.free_memory_mb = node_memory_mb - pools.reserved_memory_mb();
+  r.gpus = gpus != nullptr ? static_cast<int64_t>(gpus->devices().size()) : 0;
+  for (const auto& s : pools.Stats("")) {
+    r.inflight += s.inflight + s.queued;
+    auto ready = s.instances_by_state.find("ready");
+    if (ready != s.instances_by_state.end() && ready->second > 0) {
+      r.warm.insert(s.function + ":" + std::to_string(s.version));
+    }
+  }
+  for (const auto& [function, version] : pools.ReadyTemplates()) {
+    r.templates.insert(function + ":" + std::to_string(version));
+  }
+  if (r.warm.empty() && r.templates.empty()) return r;
+  for (const auto& f : registry.List()) {
+    for (const auto& v : f.versions) {
+      const std::string key = v->function + ":" + std::to_string(v->version);
+      if (!r.warm.count(key) && !r.templates.count(key)) continue;
+      for (const auto& m : v->manifest.models) r.models.insert(m.digest);
+    }
+  }
+  return r;
+}
+
+StatusOr<std::unique_ptr<cluster::Membership>> JoinCluster(
+    const Config& config, const asio::ip::tcp::endpoint& bound, pool::PoolManager& pools,
+    registry::Registry& registry, const pool::GpuTable* gpus, int64_t node_memory_mb) {
+  auto etcd = cluster::EtcdClient::Create(config.etcd);
+  if (!etcd.ok()) return etcd.status();
+  cluster::MembershipOptions options;
+  options.node_name = config.node_name;
+  if (options.node_name.empty()) {
+    char host[256] = {};
+    if (::gethostname(host, sizeof(host) - 1) != 0 || host[0] == '\0') {
+      return InvalidArgument("node_name: the host has no name: set --node-name");
+    }
+    options.node_name = host;
+  }
+  options.advertise = config.advertise;
+  if (options.advertise.empty()) {
+    const std::string address = bound.address().to_string();
+    options.advertise = (bound.address().is_v6() ? "[" + address + "]" : address) + ":" +
+                        std::to_string(bound.port());
+  }
+  options.lease_s = config.node_lease_s;
+  options.poll_ms = std::min<int64_t>(500, config.node_lease_s * 1000 / 4);
+  return std::make_unique<cluster::Membership>(
+      std::move(*etcd), std::move(options),
+      [&pools, &registry, gpus, node_memory_mb] {
+        return DescribeNode(pools, registry, gpus, node_memory_mb);
+      },
+      [&pools](bool draining) { pools.SetDraining(draining); });
 }
 
 }  // namespace
@@ -451,13 +513,6 @@ int RunServe(Config config, const std::string& exe_dir) {
     spdlog::critical("{}", jobs.status().message());
     return 1;
   }
-  const std::string isolation = (*spawner)->isolation();
-  metrics::StatsRing live;
-  gateway::Api api(gateway::ApiDeps{registry->get(), &pools, &logs, active_meter, &config, *key,
-                                    isolation, &metrics, keys->get(), &dispatcher, gpus.get(),
-                                    config.durable_events ? events->get() : nullptr, &live,
-                                    jobs->get(), models->get(), (*spawner)->tmp_storage()});
-
   asio::ip::tcp::acceptor acceptor(ioc);
   boost::system::error_code ec;
   acceptor.open(listen->protocol(), ec);
@@ -469,6 +524,21 @@ int RunServe(Config config, const std::string& exe_dir) {
     return 1;
   }
   auto bound = acceptor.local_endpoint();
+  std::unique_ptr<cluster::Membership> membership;
+  if (!config.etcd.empty()) {
+    auto made = JoinCluster(config, bound, pools, *registry->get(), gpus.get(), node_memory_mb);
+    if (!made.ok()) {
+      spdlog::critical("{}", made.status().message());
+      return 2;
+    }
+    membership = std::move(*made);
+  }
+  const std::string isolation = (*spawner)->isolation();
+  metrics::StatsRing live;
+  gateway::Api api(gateway::ApiDeps{
+      registry->get(), &pools, &logs, active_meter, &config, *key, isolation, &metrics, keys->get(),
+      &dispatcher, gpus.get(), config.durable_events ? events->get() : nullptr, &live, jobs->get(),
+      models->get(), (*spawner)->tmp_storage(), membership.get()});
 
   // Functions with min_instances get their warm instances now.
   for (const auto& f : (*registry)->List()) {
@@ -505,6 +575,7 @@ int RunServe(Config config, const std::string& exe_dir) {
                  asio::detached);
   asio::co_spawn(ioc, WatchExits((*spawner)->exit_fd(), pools), asio::detached);
   asio::co_spawn(ioc, TickLoop(pools, live, stopping), asio::detached);
+  if (membership != nullptr) membership->Start(ioc.get_executor());
   if (Status st = api.ResumeEvents(ioc.get_executor()); !st.ok()) {
     spdlog::critical("failed to resume queued event invocations: {}", st.message());
     return 1;
@@ -521,6 +592,8 @@ int RunServe(Config config, const std::string& exe_dir) {
     asio::co_spawn(
         ioc,
         [&]() -> asio::awaitable<void> {
+          // Leave first: the others stop counting on this node at once, not at its lease's end.
+          if (membership != nullptr) co_await membership->Leave();
           asio::steady_timer timer(ioc);
           auto deadline = std::chrono::steady_clock::now() +
                           std::chrono::milliseconds(config.shutdown_grace_ms);

@@ -1,0 +1,279 @@
+// Nodes in a cluster, against a real etcd (Debian's etcd-server, started here on loopback with
+// private ports and a temp data dir) and real `thaw serve` processes: both nodes list each
+// other, a node killed with SIGKILL leaves within its lease, a drain shows everywhere and stops
+// new starts on the drained node, and the CLI's `thaw nodes`.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <boost/json.hpp>
+#include <chrono>
+#include <filesystem>
+
+#include "server_fixture.h"
+
+namespace thaw::testing {
+namespace {
+
+namespace json = boost::json;
+
+constexpr const char* kEtcd = "/usr/bin/etcd";
+constexpr int kLeaseS = 2;
+
+// A free loopback port (bound and released: the etcd started next takes it).
+int FreePort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(a);
+  int port = -1;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0 &&
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0) {
+    port = ntohs(a.sin_port);
+  }
+  ::close(fd);
+  return port;
+}
+
+// One etcd member on 127.0.0.1, its data in a temp dir; killed and removed at the end.
+class EtcdServer {
+ public:
+  static std::unique_ptr<EtcdServer> Start() {
+    auto e = std::unique_ptr<EtcdServer>(new EtcdServer());
+    char tmpl[] = "/tmp/thaw-etcd-XXXXXX";
+    e->dir_ = ::mkdtemp(tmpl);
+    const std::string client = "http://127.0.0.1:" + std::to_string(FreePort());
+    const std::string peer = "http://127.0.0.1:" + std::to_string(FreePort());
+    std::vector<std::string> argv = {kEtcd,
+                                     "--name=t",
+                                     "--data-dir=" + e->dir_ + "/data",
+                                     "--listen-client-urls=" + client,
+                                     "--advertise-client-urls=" + client,
+                                     "--listen-peer-urls=" + peer,
+                                     "--initial-advertise-peer-urls=" + peer,
+                                     "--initial-cluster=t=" + peer,
+                                     "--logger=zap",
+                                     "--log-outputs=" + e->dir_ + "/etcd.log"};
+    e->pid_ = ::fork();
+    if (e->pid_ == 0) {
+      int null = ::open("/dev/null", O_RDWR);
+      ::dup2(null, 0);
+      ::dup2(null, 1);
+      ::dup2(null, 2);
+      std::vector<char*> args;
+      for (auto& a : argv) args.push_back(a.data());
+      args.push_back(nullptr);
+      ::execv(kEtcd, args.data());
+      ::_exit(127);
+    }
+    e->url_ = client;
+    const bool up = Eventually(
+        [&] {
+          auto r = cli::HttpCall(client, "GET", "/health", "", {});
+          return r.ok() && r->status == 200 && r->body.find("true") != std::string::npos;
+        },
+        20000);
+    if (!up) return nullptr;
+    return e;
+  }
+  ~EtcdServer() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+    if (!dir_.empty()) RemoveDir(dir_);
+  }
+  const std::string& url() const { return url_; }
+
+ private:
+  EtcdServer() = default;
+  pid_t pid_ = -1;
+  std::string dir_, url_;
+};
+
+const std::string kHello = R"(def handler(event, context):
+    return {"ok": True}
+)";
+
+class NodesTest : public ServerTest {
+ protected:
+  void SetUp() override {
+    if (::access(kEtcd, X_OK) != 0)
+      GTEST_SKIP() << kEtcd << " is missing: apt-get install etcd-server";
+    etcd_ = EtcdServer::Start();
+    ASSERT_NE(etcd_, nullptr) << "etcd did not start";
+  }
+  std::unique_ptr<ThawServer> Node(const std::string& name) {
+    return ThawServer::Start(
+        {"--etcd", etcd_->url(), "--node-name", name, "--node-lease-s", std::to_string(kLeaseS)});
+  }
+  // GET /v1/nodes on `server`: name -> node object (empty on an error answer).
+  static std::map<std::string, json::object> Nodes(const ThawServer& server) {
+    std::map<std::string, json::object> out;
+    auto r = server.Call("GET", "/v1/nodes");
+    if (r.status != 200) return out;
+    const json::value body = json::parse(r.body);
+    for (const auto& n : body.at("nodes").as_array()) {
+      out[std::string(n.at("name").as_string())] = n.as_object();
+    }
+    return out;
+  }
+  static bool Lists(const ThawServer& server, const std::set<std::string>& names) {
+    std::set<std::string> got;
+    for (const auto& [name, _] : Nodes(server)) got.insert(name);
+    return got == names;
+  }
+  std::unique_ptr<EtcdServer> etcd_;
+};
+
+TEST_F(NodesTest, TwoNodesJoinAndEachListsBoth) {
+  auto a = Node("a");
+  auto b = Node("b");
+  ASSERT_TRUE(Eventually(
+      [&] {
+        return Lists(*a, {"a", "b"}) && Lists(*b, {"a", "b"});
+      },
+      10000))
+      << a->Call("GET", "/v1/nodes").body;
+  auto nodes = Nodes(*a);
+  const json::object& na = nodes.at("a");
+  EXPECT_TRUE(na.at("self").as_bool());
+  EXPECT_FALSE(nodes.at("b").at("self").as_bool());
+  EXPECT_GE(na.at("cores").as_int64(), 1);
+  EXPECT_GT(na.at("memory_mb").as_int64(), 0);
+  EXPECT_EQ(na.at("health").as_string(), "ok");
+  EXPECT_EQ(na.at("lease").at("granted_ttl_s").as_int64(), kLeaseS);
+  EXPECT_FALSE(na.at("draining").as_bool());
+  // Each advertises the address it listens on.
+  EXPECT_EQ("http://" + std::string(nodes.at("b").at("advertise").as_string()), b->url());
+  // A tenant's key may not see the cluster.
+  a->CreateTenant("t1");
+  auto secret = a->CreateKey("t1").second;
+  auto denied =
+      a->Call("GET", "/v1/nodes", "", {{"Authorization", "Bearer " + secret}}, /*auth=*/false);
+  EXPECT_EQ(denied.status, 403) << denied.body;
+}
+
+TEST_F(NodesTest, WarmVersionsArePublished) {
+  auto a = Node("a");
+  auto b = Node("b");
+  server_ = std::move(b);
+  DeployPython("warmfn", kHello);
+  ASSERT_EQ(server_->Invoke("warmfn").status, 200);
+  // A node without it does not list it; the node with its warm instance does, within a second
+  // or two (the record is republished at most once a second).
+  ASSERT_TRUE(Eventually(
+      [&] {
+        auto nodes = Nodes(*a);
+        if (!nodes.count("b")) return false;
+        for (const auto& v : nodes.at("b").at("warm").as_array()) {
+          if (v.as_string().find("warmfn:1") != json::string::npos) return true;
+        }
+        return false;
+      },
+      5000))
+      << a->Call("GET", "/v1/nodes").body;
+  EXPECT_TRUE(Nodes(*a).at("a").at("warm").as_array().empty());
+}
+
+TEST_F(NodesTest, KilledNodeLeavesWithinItsLease) {
+  auto a = Node("a");
+  auto b = Node("b");
+  ASSERT_TRUE(Eventually([&] { return Lists(*a, {"a", "b"}); }, 10000));
+  b->Kill9();
+  const auto killed = std::chrono::steady_clock::now();
+  ASSERT_TRUE(Eventually([&] { return Lists(*a, {"a"}); }, (kLeaseS + 2) * 1000))
+      << a->Call("GET", "/v1/nodes").body;
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::steady_clock::now() - killed)
+                      .count();
+  std::printf("node b left the member list %ld ms after SIGKILL (lease %d s)\n",
+              static_cast<long>(ms), kLeaseS);
+}
+
+TEST_F(NodesTest, StoppedNodeLeavesAtOnce) {
+  auto a = Node("a");
+  auto b = Node("b");
+  ASSERT_TRUE(Eventually([&] { return Lists(*a, {"a", "b"}); }, 10000));
+  EXPECT_EQ(b->Stop(), 0);
+  // SIGTERM revokes the lease: well before the lease would run out.
+  EXPECT_TRUE(Eventually([&] { return Lists(*a, {"a"}); }, 1500))
+      << a->Call("GET", "/v1/nodes").body;
+}
+
+TEST_F(NodesTest, DrainShowsEverywhereAndStopsNewStarts) {
+  auto a = Node("a");
+  server_ = Node("b");
+  ASSERT_TRUE(Eventually(
+      [&] {
+        return Lists(*a, {"a", "b"}) && Lists(*server_, {"a", "b"});
+      },
+      10000));
+  DeployPython("warm", kHello);
+  DeployPython("cold", kHello);
+  ASSERT_EQ(server_->Invoke("warm").status, 200);
+
+  auto unknown = a->Call("POST", "/v1/nodes/nosuch/drain");
+  EXPECT_EQ(unknown.status, 404) << unknown.body;
+  auto drained = a->Call("POST", "/v1/nodes/b/drain");
+  ASSERT_EQ(drained.status, 200) << drained.body;
+  // Both nodes see it, and b itself publishes it.
+  ASSERT_TRUE(Eventually(
+      [&] {
+        auto on_a = Nodes(*a), on_b = Nodes(*server_);
+        return on_a.count("b") && on_a.at("b").at("draining").as_bool() && on_b.count("b") &&
+               on_b.at("b").at("draining").as_bool() && !on_b.at("a").at("draining").as_bool();
+      },
+      5000));
+  ASSERT_TRUE(server_->WaitForOutput("is draining", 5000)) << server_->Output();
+  // Its ready instance still serves; a version with none is refused, saying why.
+  EXPECT_EQ(server_->Invoke("warm").status, 200);
+  auto refused = server_->Invoke("cold");
+  EXPECT_EQ(refused.status, 503) << refused.body;
+  EXPECT_NE(refused.body.find("draining"), std::string::npos) << refused.body;
+  // a is not draining: it starts instances.
+  dirs_.push_back(PythonBundle("cold", kHello));
+  ASSERT_EQ(a->Deploy("cold", dirs_.back()).status, 201);
+  EXPECT_EQ(a->Invoke("cold").status, 200);
+
+  auto undrained = a->Call("DELETE", "/v1/nodes/b/drain");
+  ASSERT_EQ(undrained.status, 200) << undrained.body;
+  EXPECT_TRUE(Eventually([&] { return server_->Invoke("cold").status == 200; }, 5000));
+}
+
+TEST_F(NodesTest, CliListsAndDrains) {
+  auto a = Node("a");
+  auto b = Node("b");
+  ASSERT_TRUE(Eventually([&] { return Lists(*a, {"a", "b"}); }, 10000));
+  std::vector<std::string> env = {"THAW_SERVER=" + a->url(), "THAW_API_KEY=" + a->key(),
+                                  "PATH=/usr/bin:/bin"};
+  auto listed = RunProcess({THAW_BINARY, "nodes"}, &env);
+  ASSERT_EQ(listed.exit_code, 0) << listed.err;
+  EXPECT_NE(listed.out.find("NAME"), std::string::npos) << listed.out;
+  EXPECT_NE(listed.out.find(b->url().substr(7)), std::string::npos) << listed.out;
+  auto as_json = RunProcess({THAW_BINARY, "nodes", "--json"}, &env);
+  ASSERT_EQ(as_json.exit_code, 0) << as_json.err;
+  EXPECT_EQ(json::parse(as_json.out).at("nodes").as_array().size(), 2u) << as_json.out;
+  auto drain = RunProcess({THAW_BINARY, "nodes", "drain", "b"}, &env);
+  ASSERT_EQ(drain.exit_code, 0) << drain.err;
+  EXPECT_NE(drain.out.find("b is draining"), std::string::npos) << drain.out;
+  ASSERT_TRUE(Eventually([&] { return Nodes(*a).at("b").at("draining").as_bool(); }, 5000));
+  auto nosuch = RunProcess({THAW_BINARY, "nodes", "drain", "nosuch"}, &env);
+  EXPECT_NE(nosuch.exit_code, 0);
+  EXPECT_NE(nosuch.err.find("no node nosuch"), std::string::npos) << nosuch.err;
+}
+
+TEST(NodesStandaloneTest, WithoutEtcdThereIsNoCluster) {
+  auto server = ThawServer::Start();
+  auto r = server->Call("GET", "/v1/nodes");
+  EXPECT_EQ(r.status, 409) << r.body;
+  EXPECT_NE(r.body.find("--etcd"), std::string::npos) << r.body;
+}
+
+}  // namespace
+}  // namespace thaw::testing

@@ -201,5 +201,6 @@ bench/streaming.sh >> docs/benchmarks.md
 bench/models.sh >> docs/benchmarks.md
 /usr/bin/python3 bench/templates.py >> docs/benchmarks.md
 bench/events.sh >> docs/benchmarks.md
+BENCH_STRACE=1 bench/channel.sh >> docs/benchmarks.md
 if [ -f docs/benchmarks-notes.md ]; then cat docs/benchmarks-notes.md >> docs/benchmarks.md; fi
 cat docs/benchmarks.md

@@ -46,6 +46,10 @@ int main() {
     }
     if (Has(req.payload, "\"exit\"")) std::exit(3);
     if (Has(req.payload, "\"big\"")) return InvocationResponse::Success(std::string(8192, 'x'));
+    // Past the limit and the frame room beside it: skipped without being buffered whole.
+    if (Has(req.payload, "\"huge\"")) {
+      return InvocationResponse::Success(std::string(400 * 1024, 'y'));
+    }
     return InvocationResponse::Success(
         "{\"request_id\":\"" + JsonEscape(req.request_id) +
         "\",\"remaining_ms\":" + std::to_string(req.RemainingMillis()) + ",\"arn\":\"" +

@@ -100,7 +100,7 @@ TEST_F(ChannelTest, CppCallsCarryTheirContextOverTheChannel) {
   }
 }
 
-TEST_F(ChannelTest, CppErrorsDeathAndOversizedResponses) {
+TEST_F(ChannelTest, CppErrorsAndDeathMidCall) {
   DeployCpp("cpp");
   auto failed = server_->Invoke("cpp", R"({"fail":1})");
   EXPECT_EQ(failed.status, 502);
@@ -122,13 +122,15 @@ TEST_F(ChannelTest, CppErrorsDeathAndOversizedResponses) {
 TEST_F(ChannelTest, ResponseOverTheLimitIsTheCallersError) {
   server_ = ThawServer::Start(Flags({"--max-payload-bytes", "4096"}));
   DeployCpp("cpp");
-  auto big = server_->Invoke("cpp", R"({"big":1})");
-  EXPECT_EQ(big.status, 502) << big.body;
-  EXPECT_EQ(JsonField(big.body, "errorType"), "Function.ResponseSizeTooLarge");
-  // The frame was skipped whole: the instance serves the next call.
-  auto next = server_->Invoke("cpp");
-  EXPECT_EQ(next.status, 200) << next.body;
-  EXPECT_EQ(next.Header("x-thaw-cold-start"), "false");
+  for (const char* size : {"big", "huge", "big"}) {
+    auto r = server_->Invoke("cpp", std::string("{\"") + size + "\":1}");
+    EXPECT_EQ(r.status, 502) << size << ": " << r.body.substr(0, 200);
+    EXPECT_EQ(JsonField(r.body, "errorType"), "Function.ResponseSizeTooLarge") << size;
+    // The frame was skipped whole: the same instance serves the next call.
+    auto next = server_->Invoke("cpp");
+    EXPECT_EQ(next.status, 200) << next.body;
+    EXPECT_EQ(next.Header("x-thaw-cold-start"), "false");
+  }
 }
 
 TEST_F(ChannelTest, HttpRuntimeServedBesideChannelOnes) {

@@ -32,7 +32,8 @@ RuntimeChannel::RuntimeChannel(asio::io_context& ioc, std::shared_ptr<pool::Func
       pool_(std::move(pool)),
       instance_id_(instance_id),
       invoked_arn_(pool_->arn()),
-      max_frame_(static_cast<size_t>(max_response_bytes) + kFrameOverhead) {
+      max_response_bytes_(static_cast<size_t>(max_response_bytes)),
+      max_frame_(max_response_bytes_ + kFrameOverhead) {
   buf_.resize(kReadChunk);
 }
 
@@ -135,17 +136,22 @@ size_t RuntimeChannel::SkipOversized(std::string_view buffered, size_t frame_siz
   }
   if (buffered.size() < kFrameHeaderBytes + 4 + id_len) return 0;
   const std::string id(buffered.substr(kFrameHeaderBytes + 4, id_len));
-  const size_t limit = max_frame_ - kFrameOverhead;
-  const std::string message = "Response payload size exceeded maximum allowed payload size (" +
-                              std::to_string(limit) + " bytes).";
-  (void)pool_->ReportError(
-      instance_id_, id,
-      boost::json::serialize(boost::json::object{{"errorMessage", message},
-                                                 {"errorType", "Function.ResponseSizeTooLarge"}}),
-      "Function.ResponseSizeTooLarge");
+  ReportTooLarge(id);
   discard_ = frame_size - buffered.size();
   AskNext();
   return buffered.size();
+}
+
+// The caller gets the error Lambda gives, at once; the runtime, which is not answered on the
+// channel, gets its next event.
+void RuntimeChannel::ReportTooLarge(const std::string& request_id) {
+  const std::string message = "Response payload size exceeded maximum allowed payload size (" +
+                              std::to_string(max_response_bytes_) + " bytes).";
+  (void)pool_->ReportError(
+      instance_id_, request_id,
+      boost::json::serialize(boost::json::object{{"errorMessage", message},
+                                                 {"errorType", "Function.ResponseSizeTooLarge"}}),
+      "Function.ResponseSizeTooLarge");
 }
 
 void RuntimeChannel::Handle(const Frame& frame) {
@@ -154,6 +160,10 @@ void RuntimeChannel::Handle(const Frame& frame) {
     case kFrameNext:
       return AskNext();
     case kFrameResponse:
+      if (frame.fields[1].size() > max_response_bytes_) {
+        ReportTooLarge(std::string(frame.fields[0]));
+        break;
+      }
       st = pool_->Respond(instance_id_, std::string(frame.fields[0]), std::string(frame.fields[1]));
       break;
     case kFrameError:

@@ -44,6 +44,7 @@ class RuntimeChannel final : public std::enable_shared_from_this<RuntimeChannel>
   // A frame over the limit: reports its call's error once its id is in, and skips its bytes.
   // Returns how many buffered bytes it took, or 0 to wait for more; sets *bad on a bad frame.
   size_t SkipOversized(std::string_view buffered, size_t frame_size, bool* bad);
+  void ReportTooLarge(const std::string& request_id);
   void AskNext();
   void Deliver(pool::InvocationPtr inv);  // any thread
   void FlushOutbox();                     // on the strand
@@ -55,7 +56,8 @@ class RuntimeChannel final : public std::enable_shared_from_this<RuntimeChannel>
   const std::shared_ptr<pool::FunctionPool> pool_;
   const uint64_t instance_id_;
   const std::string invoked_arn_;
-  const size_t max_frame_;
+  const size_t max_response_bytes_;
+  const size_t max_frame_;  // a frame past it is skipped without being buffered
   // The read side, used on the strand only.
   std::string buf_;  // bytes read, [0, filled_)
   size_t filled_ = 0;

@@ -149,6 +149,8 @@ class Client:
         end with the error trailers. False when thaw stopped reading (its caller left
         or the stream grew past its limit): the rest is dropped."""
         import select
+        if self.sock is not None and select.select([self.sock], [], [], 0)[0]:
+            self.close()  # closed by thaw while it sat idle
         if self.sock is None:
             self.sock, self.buf = _socket.socket(self.family, _socket.SOCK_STREAM), bytearray()
             self.sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
@@ -218,7 +220,16 @@ class Channel:
         self.fd = fd
         self.buf = bytearray()
         self.ready = False  # an "R" or "E" said so already
-        self.http = Client(address)  # streamed responses
+        # Streamed responses. Connected now, as the HTTP loop would be by its first GET: thaw
+        # checks who holds a new Runtime API connection when it accepts it, which a runtime
+        # that dies right after its first chunk would no longer pass.
+        self.http = Client(address)
+        try:
+            self.http.sock = _socket.socket(self.http.family, _socket.SOCK_STREAM)
+            self.http.sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
+            self.http.sock.connect(self.http.addr)
+        except OSError:
+            self.http.close()
 
     def send(self, kind, *fields):
         parts = [b"", kind]

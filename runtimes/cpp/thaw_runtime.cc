@@ -565,6 +565,10 @@ int RunStreaming(const StreamingHandler& handler) {
   std::optional<Channel> channel;
   if (fd >= 0) channel.emplace(fd);
   Connection conn;
+  // Connected now, as the HTTP loop is by its first GET: thaw checks who holds a Runtime API
+  // connection when it accepts it, which a runtime that dies right after its first chunk would
+  // no longer pass.
+  if (channel.has_value()) (void)conn.Send("");
   const std::string next =
       "GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: runtime\r\n\r\n";
   HttpResponse res;

@@ -1,4 +1,4 @@
-// The native channel (runtime_api/channel_frame.h): thaw's own runtimes (the C++ SDK, python3)
+// The native channel (runtime_api/channel_frame.h): thaw's own runtimes (C++ SDK, python3, nodejs)
 // take events and answer on an inherited socketpair instead of the HTTP Runtime API. Calls,
 // errors, context fields, streaming (still over HTTP), init errors, an instance's death
 // mid-call, a response over the limit, an unmodified HTTP runtime served beside channel ones,
@@ -55,6 +55,29 @@ while True:
     out = json.dumps({"http": True, "request_id": rid, "n": event.get("n")}).encode()
     urllib.request.urlopen(urllib.request.Request(api + rid + "/response", data=out,
                                                   method="POST")).read()
+)";
+
+// The same probe in node: a socket is "unix" when /proc/net/unix lists its inode.
+constexpr char kNodeProbe[] = R"(import fs from 'node:fs';
+function sockets() {
+  const unix = new Set(fs.readFileSync('/proc/net/unix', 'latin1').split('\n').slice(1)
+    .map((l) => l.trim().split(/\s+/)[6]).filter(Boolean));
+  const out = [];
+  for (const fd of fs.readdirSync('/proc/self/fd')) {
+    let link;
+    try { link = fs.readlinkSync(`/proc/self/fd/${fd}`); } catch { continue; }
+    const m = /^socket:\[(\d+)\]$/.exec(link);
+    if (m) out.push(unix.has(m[1]) ? 'unix' : 'inet');
+  }
+  return out.sort().join(',');
+}
+export const handler = async (event, context) => {
+  if (event.fail) throw new TypeError('asked to fail');
+  if (event.exit) process.exit(event.exit);
+  return { request_id: context.awsRequestId, remaining_ms: context.getRemainingTimeInMillis(),
+           arn: context.invokedFunctionArn, custom: context.clientContext?.custom ?? null,
+           channel_env: process.env.THAW_CHANNEL_FD ?? null, sockets: sockets() };
+};
 )";
 
 class ChannelTest : public ServerTest {
@@ -186,6 +209,31 @@ TEST_F(ChannelTest, PythonCallsErrorsStreamsAndDeathOverTheChannel) {
   EXPECT_EQ(exited.status, 502);
   EXPECT_EQ(JsonField(exited.body, "errorType"), "Runtime.ExitError");
   EXPECT_EQ(server_->Invoke("py").status, 200);
+}
+
+TEST_F(ChannelTest, NodeCallsErrorsAndDeathOverTheChannel) {
+  dirs_.push_back(
+      MakeBundle({{"thaw.yaml", "runtime: nodejs\nhandler: index.handler\ntimeout_s: 9\n"},
+                  {"index.mjs", kNodeProbe}}));
+  ASSERT_EQ(server_->Deploy("node", dirs_.back()).status, 201);
+  for (int i = 0; i < 2; ++i) {
+    json::object o = InvokeJson("node");
+    ASSERT_FALSE(o.empty());
+    EXPECT_EQ(o["sockets"].as_string(), "unix") << json::serialize(o);
+    EXPECT_TRUE(o["channel_env"].is_null());
+    EXPECT_EQ(o["request_id"].as_string(), o["x_request_id"].as_string());
+    EXPECT_GT(o["remaining_ms"].as_int64(), 7000);
+    EXPECT_NE(std::string(o["arn"].as_string()).find(":function:node"), std::string::npos);
+    EXPECT_EQ(json::serialize(o["custom"]), R"({"a":1})");
+  }
+  auto failed = server_->Invoke("node", R"({"fail":1})");
+  EXPECT_EQ(failed.status, 502);
+  EXPECT_EQ(JsonField(failed.body, "errorType"), "TypeError");
+  EXPECT_EQ(server_->Invoke("node").Header("x-thaw-cold-start"), "false");
+  auto exited = server_->Invoke("node", R"({"exit":3})");
+  EXPECT_EQ(exited.status, 502);
+  EXPECT_EQ(JsonField(exited.body, "errorType"), "Runtime.ExitError");
+  EXPECT_EQ(server_->Invoke("node").status, 200);
 }
 
 TEST_F(ChannelTest, PythonInitErrorOverTheChannel) {

@@ -426,8 +426,7 @@ void FunctionPool::StartWith(const InstancePtr& inst, instance::InstanceFactory&
   // The native channel: a socketpair of the instance's own, so no other instance can reach
   // its events through it. thaw's own runtimes use it instead of the HTTP Runtime API.
   UniqueFd ours, theirs;
-  // nodejs's runtime speaks HTTP only (so far): it gets no channel to leave unused.
-  if (ctx_->runtime_channel && version_->manifest.runtime != registry::Runtime::kNodejs) {
+  if (ctx_->runtime_channel) {
     int sv[2];
     // SAFETY: both ends close-on-exec; the runtime's reaches it only through the spawner,
     // which places it at kChannelFd (or hands it to a template's child).

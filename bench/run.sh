@@ -140,7 +140,8 @@ Every figure below comes from the same run; compare within it, never across runs
 
 wrk -t1 -c$CONNS -d$DUR. Baseline: nginx (Debian), one worker, \`return 200\` with the same
 JSON body. thaw: \`POST /v1/functions/hello-cpp/invoke\` with a bearer key, hello-cpp (C++ SDK,
-concurrency 1, up to 8 instances), every request a real round trip through the Runtime API.
+concurrency 1, up to 8 instances), every request a real round trip to the runtime (over the native
+channel; the last section compares it with the HTTP Runtime API).
 
 | | req/s | p50 | p99 |
 |---|---|---|---|
@@ -202,5 +203,6 @@ bench/models.sh >> docs/benchmarks.md
 /usr/bin/python3 bench/templates.py >> docs/benchmarks.md
 /usr/bin/python3 bench/restore.py >> docs/benchmarks.md
 bench/events.sh >> docs/benchmarks.md
+BENCH_STRACE=1 bench/channel.sh >> docs/benchmarks.md
 if [ -f docs/benchmarks-notes.md ]; then cat docs/benchmarks-notes.md >> docs/benchmarks.md; fi
 cat docs/benchmarks.md

@@ -176,6 +176,7 @@ TEST(ConfigTest, KnobTableMatchesParser) {
       {"auth", "true"},
       {"sandbox", "false"},
       {"templates", "false"},
+      {"runtime_channel", "false"},
       {"price_init_gb_second_pico", "0"},
       {"metering", "false"},
       {"node", "/usr/bin/node"},
@@ -244,6 +245,7 @@ void PrintTo(const BadValueCase& c, std::ostream* os) { *os << c.knob << "=" << 
 std::vector<BadValueCase> BadValueCases() {
   return {
       {"ThreadsNotANumber", "threads", "many", "config threads: expected an integer"},
+      {"RuntimeChannelNotABool", "runtime_channel", "maybe", "config runtime_channel"},
       {"GpusNotAList", "gpus", "all", "config gpus: entry 'all'"},
       {"GpusRepeated", "gpus", "0,0", "given more than once"},
       {"GpuDeviceDirRelative", "gpu_device_dir", "dev", "config gpu_device_dir"},

@@ -1,19 +1,26 @@
-// Implementation notes: plain POSIX sockets and a minimal HTTP/1.1 reader (Content-Length and
-// chunked bodies) keep the runtime's start-up to a connect() and its per-call overhead to two
-// writes and two reads.
+// Implementation notes: under thaw (THAW_CHANNEL_FD set) each call is one read of the event and
+// one writev of the response, which also asks for the next event, on the native channel.
+// Elsewhere, and for streamed responses, plain POSIX sockets and a minimal HTTP/1.1 reader
+// (Content-Length and chunked bodies) keep the runtime's start-up to a connect() and its
+// per-call overhead to two writes and two reads.
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <initializer_list>
+#include <optional>
 #include <string_view>
 #include <typeinfo>
 
@@ -203,10 +210,132 @@ class Connection {
   std::string buf_;
 };
 
+// The native channel (THAW_CHANNEL_FD): thaw's own framing instead of HTTP, where a response
+// and the ask for the next event are one write. Each frame is `u32 size` (little-endian, the
+// bytes after it), a type byte and u32-length-prefixed fields (thaw's
+// src/runtime_api/channel_frame.h has the table).
+class Channel {
+ public:
+  explicit Channel(int fd) : fd_(fd) {}
+
+  // Sends one frame; the last field (a body) goes out without being copied.
+  bool Send(char type, std::initializer_list<std::string_view> fields) {
+    std::string head(4, '\0');
+    head.push_back(type);
+    size_t size = 1;
+    std::string_view last;
+    size_t i = 0;
+    for (std::string_view f : fields) {
+      AppendU32(head, static_cast<uint32_t>(f.size()));
+      size += 4 + f.size();
+      if (++i == fields.size()) {
+        last = f;
+      } else {
+        head.append(f);
+      }
+    }
+    std::string size_bytes;
+    AppendU32(size_bytes, static_cast<uint32_t>(size));
+    head.replace(0, 4, size_bytes);
+    iovec iov[2] = {{head.data(), head.size()}, {const_cast<char*>(last.data()), last.size()}};
+    int count = last.empty() ? 1 : 2;
+    iovec* at = iov;
+    while (count > 0) {
+      ssize_t n = ::writev(fd_, at, count);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return false;
+      size_t wrote = static_cast<size_t>(n);
+      while (count > 0 && wrote >= at->iov_len) {
+        wrote -= at->iov_len;
+        ++at;
+        --count;
+      }
+      if (count > 0) {
+        at->iov_base = static_cast<char*>(at->iov_base) + wrote;
+        at->iov_len -= wrote;
+      }
+    }
+    return true;
+  }
+
+  // The next event; false when thaw closed the channel (it is stopping this instance).
+  bool ReadEvent(InvocationRequest& req) {
+    if (!Fill(4)) return false;
+    const size_t size = ReadU32(buf_.data() + off_);
+    if (!Fill(4 + size)) return false;  // may move the bytes: read them after
+    std::string_view frame(buf_.data() + off_ + 4, size);
+    off_ += 4 + size;
+    if (frame.empty() || frame[0] != 'V') return false;
+    std::string_view fields[7];
+    size_t at = 1;
+    for (auto& f : fields) {
+      if (frame.size() - at < 4) return false;
+      const size_t len = ReadU32(frame.data() + at);
+      at += 4;
+      if (frame.size() - at < len) return false;
+      f = frame.substr(at, len);
+      at += len;
+    }
+    req.request_id.assign(fields[0]);
+    req.deadline_ms = std::strtoll(std::string(fields[1]).c_str(), nullptr, 10);
+    req.function_arn.assign(fields[2]);
+    req.trace_id.assign(fields[3]);
+    req.client_context.assign(fields[4]);
+    req.cognito_identity.assign(fields[5]);
+    req.payload.assign(fields[6]);
+    return true;
+  }
+
+ private:
+  static void AppendU32(std::string& out, uint32_t v) {
+    const char b[4] = {static_cast<char>(v & 0xff), static_cast<char>((v >> 8) & 0xff),
+                       static_cast<char>((v >> 16) & 0xff), static_cast<char>(v >> 24)};
+    out.append(b, 4);
+  }
+  static uint32_t ReadU32(const char* p) {
+    const auto* u = reinterpret_cast<const unsigned char*>(p);
+    return static_cast<uint32_t>(u[0]) | static_cast<uint32_t>(u[1]) << 8 |
+           static_cast<uint32_t>(u[2]) << 16 | static_cast<uint32_t>(u[3]) << 24;
+  }
+  // Until `n` unread bytes are buffered at off_.
+  bool Fill(size_t n) {
+    if (end_ - off_ >= n) return true;
+    if (off_ > 0) {
+      std::memmove(buf_.data(), buf_.data() + off_, end_ - off_);
+      end_ -= off_;
+      off_ = 0;
+    }
+    if (buf_.size() < n) buf_.resize(std::max(n, 2 * buf_.size()));
+    while (end_ < n) {
+      ssize_t got = ::read(fd_, buf_.data() + end_, buf_.size() - end_);
+      if (got < 0 && errno == EINTR) continue;
+      if (got <= 0) return false;
+      end_ += static_cast<size_t>(got);
+    }
+    return true;
+  }
+
+  int fd_;
+  std::string buf_ = std::string(65536, '\0');
+  size_t off_ = 0, end_ = 0;  // unread bytes: [off_, end_)
+};
+
+// The channel thaw gave this process, or -1 (then the HTTP Runtime API serves it).
+int ChannelFd() {
+  const char* v = std::getenv("THAW_CHANNEL_FD");
+  if (v == nullptr || *v == '\0') return -1;
+  const int fd = std::atoi(v);
+  // SAFETY: the function's own child processes must not hold (or write into) the channel.
+  if (fd < 0 || ::fcntl(fd, F_SETFD, FD_CLOEXEC) != 0) return -1;
+  return fd;
+}
+
 }  // namespace detail
 
 namespace {
 
+using detail::Channel;
+using detail::ChannelFd;
 using detail::Connection;
 
 std::string Post(const std::string& path, const std::string& content_type, const std::string& body,
@@ -393,7 +522,26 @@ std::string ErrorPost(const std::string& base, const InvocationResponse& out) {
 
 }  // namespace
 
+namespace {
+
+int RunOnChannel(const Handler& handler, int fd) {
+  Channel channel(fd);
+  if (!channel.Send('N', {})) return 0;
+  InvocationRequest req;
+  for (;;) {
+    if (!channel.ReadEvent(req)) return 0;  // thaw stopped this instance
+    InvocationResponse out = Guarded([&] { return handler(req); });
+    const bool sent = out.ok ? channel.Send('R', {req.request_id, out.payload})
+                             : channel.Send('E', {req.request_id, out.error_type,
+                                                  ErrorJson(out.error_type, out.error_message)});
+    if (!sent) return 0;
+  }
+}
+
+}  // namespace
+
 int Run(const Handler& handler) {
+  if (const int fd = ChannelFd(); fd >= 0) return RunOnChannel(handler, fd);
   Connection conn;
   const std::string next =
       "GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: runtime\r\n\r\n";
@@ -411,18 +559,43 @@ int Run(const Handler& handler) {
 }
 
 int RunStreaming(const StreamingHandler& handler) {
+  // Under thaw, events come on the native channel; the streamed answers still go over HTTP
+  // (Lambda's streaming mode: chunks and error trailers), then the channel says "ready".
+  const int fd = ChannelFd();
+  std::optional<Channel> channel;
+  if (fd >= 0) channel.emplace(fd);
   Connection conn;
+  // Connected now, as the HTTP loop is by its first GET: thaw checks who holds a Runtime API
+  // connection when it accepts it, which a runtime that dies right after its first chunk would
+  // no longer pass.
+  if (channel.has_value()) (void)conn.Send("");
   const std::string next =
       "GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: runtime\r\n\r\n";
   HttpResponse res;
+  bool ready = false;  // the channel was told already (an error frame says it)
   for (;;) {
-    if (!conn.Exchange(next, res)) return 0;  // thaw stopped this instance
-    if (res.status != 200) return res.status == 410 ? 0 : 1;
-    InvocationRequest req = FromNext(res);
+    InvocationRequest req;
+    if (channel.has_value()) {
+      if (!ready && !channel->Send('N', {})) return 0;
+      ready = false;
+      if (!channel->ReadEvent(req)) return 0;  // thaw stopped this instance
+    } else {
+      if (!conn.Exchange(next, res)) return 0;  // thaw stopped this instance
+      if (res.status != 200) return res.status == 410 ? 0 : 1;
+      req = FromNext(res);
+    }
     const std::string base = "/2018-06-01/runtime/invocation/" + req.request_id;
     ResponseWriter writer(&conn, base + "/response");
     InvocationResponse out = Guarded([&] { return handler(req, writer); });
     if (!out.ok && !writer.started()) {
+      if (channel.has_value()) {
+        if (!channel->Send('E', {req.request_id, out.error_type,
+                                 ErrorJson(out.error_type, out.error_message)})) {
+          return 0;
+        }
+        ready = true;
+        continue;
+      }
       if (!conn.Exchange(ErrorPost(base, out), res)) return 0;
       continue;
     }
@@ -437,6 +610,11 @@ int RunStreaming(const StreamingHandler& handler) {
 }
 
 void ReportInitError(const std::string& error_type, const std::string& error_message) {
+  if (const int fd = ChannelFd(); fd >= 0) {
+    Channel channel(fd);
+    (void)channel.Send('I', {error_type, ErrorJson(error_type, error_message)});
+    return;
+  }
   Connection conn;
   HttpResponse res;
   (void)conn.Exchange(Post("/2018-06-01/runtime/init/error", "application/json",

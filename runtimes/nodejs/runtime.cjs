@@ -1,4 +1,5 @@
-// thaw nodejs runtime: AWS Lambda Runtime API (2018-06-01) client loop. One CommonJS file
+// thaw nodejs runtime: AWS Lambda Runtime API (2018-06-01) client loop, or, under thaw, the
+// same loop on its native channel (THAW_CHANNEL_FD). One CommonJS file
 // with built-in modules only, so that it is both what bootstrap.mjs runs (a full start) and
 // the entry of `node --build-snapshot` (a restore start: see buildSnapshot at the end).
 //
@@ -97,6 +98,9 @@ function configure(toStderr) {
   const colon = address.lastIndexOf(':');
   host = address.slice(0, colon).replace(/^\[(.*)\]$/, '$1'); // "[v6]:port"
   port = Number(address.slice(colon + 1));
+  const channelFd = env.THAW_CHANNEL_FD;
+  delete env.THAW_CHANNEL_FD; // the function's own processes see no channel
+  if (channelFd) client = new Channel(Number(channelFd));
   patchConsole(toStderr);
 }
 
@@ -198,7 +202,88 @@ class Client {
   }
 }
 
-const client = new Client();
+// --- the native channel (THAW_CHANNEL_FD) ------------------------------------------
+// Under thaw, events come on a socketpair this process inherits instead of HTTP: frames of
+// `u32 size` (little-endian), a type byte and u32-length-prefixed fields (thaw's
+// src/runtime_api/channel_frame.h). "N": ready; "R" id, body: the response, and ready for the
+// next event; "E" id, type, body: an error, and ready; "I" type, body: init error; thaw sends
+// "V" id, deadline ms, ARN, trace id, client context, identity, payload. Streamed responses
+// and fatal()'s reports still go over HTTP. Same interface as Client's request().
+const HEADERS = ['lambda-runtime-aws-request-id', 'lambda-runtime-deadline-ms',
+  'lambda-runtime-invoked-function-arn', 'lambda-runtime-trace-id',
+  'lambda-runtime-client-context', 'lambda-runtime-cognito-identity'];
+
+class Channel {
+  ready = false; // an "R" or "E" said so already
+  buf = Buffer.alloc(0);
+  wake = null;
+
+  constructor(fd) {
+    this.sock = new net.Socket({ fd, readable: true, writable: true });
+    this.sock.on('data', (d) => { this.buf = Buffer.concat([this.buf, d]); this.wake?.(); });
+    this.sock.on('error', () => {});
+    this.sock.on('close', () => process.exit(0)); // thaw is stopping this instance
+    this.sock.unref(); // only a wait for an event keeps the loop alive (see beforeExit)
+  }
+
+  send(type, ...fields) {
+    const parts = [Buffer.alloc(5)];
+    parts[0].write(type, 4, 'latin1');
+    for (const f of fields) {
+      const b = Buffer.from(f);
+      const len = Buffer.alloc(4);
+      len.writeUInt32LE(b.length);
+      parts.push(len, b);
+    }
+    const frame = Buffer.concat(parts);
+    frame.writeUInt32LE(frame.length - 4, 0);
+    this.sock.write(frame);
+  }
+
+  request(method, route, body = '', headers = '') {
+    if (method === 'GET') return this.next();
+    if (route === 'init/error') {
+      this.send('I', /Error-Type: ([^\r]*)/.exec(headers)?.[1] ?? '', body);
+    } else if (route.endsWith('/error')) {
+      this.send('E', route.split('/')[1], /Error-Type: ([^\r]*)/.exec(headers)?.[1] ?? '', body);
+      this.ready = true;
+    } else {
+      this.send('R', route.split('/')[1], body);
+      this.ready = true;
+    }
+    return Promise.resolve({ status: 202, headers: {}, body: '' });
+  }
+
+  next() {
+    if (!this.ready) this.send('N');
+    this.ready = false;
+    this.sock.ref();
+    return new Promise((resolve) => {
+      this.wake = () => {
+        const buf = this.buf;
+        if (buf.length < 4 || buf.length < 4 + buf.readUInt32LE(0)) return;
+        const end = 4 + buf.readUInt32LE(0);
+        const fields = [];
+        for (let at = 5; at < end;) {
+          const n = buf.readUInt32LE(at);
+          fields.push(buf.subarray(at + 4, at + 4 + n));
+          at += 4 + n;
+        }
+        this.buf = buf.subarray(end);
+        this.wake = null;
+        this.sock.unref();
+        const h = {};
+        HEADERS.forEach((k, i) => { if (fields[i].length) h[k] = fields[i].toString(); });
+        resolve({ status: 200, headers: h, body: fields[6].toString() });
+      };
+      this.wake();
+    });
+  }
+}
+
+// Under thaw, configure() swaps in the native channel (a restored snapshot reads its own
+// process's THAW_CHANNEL_FD, not the builder's).
+let client = new Client();
 
 async function post(route, payload, errorType, via = client) {
   let headers = 'Content-Type: application/json\r\n';

@@ -1,5 +1,7 @@
 # thaw-python-flags: -S -E -s
-"""thaw python3 runtime: AWS Lambda Runtime API (2018-06-01) client loop.
+"""thaw python3 runtime: AWS Lambda Runtime API (2018-06-01) client loop, or, under thaw,
+the same loop on thaw's native channel (THAW_CHANNEL_FD: one write answers and asks for the
+next event).
 
 Cold start matters most, so this avoids the stdlib modules that dominate
 start-up: `socket` (pulls in enum, selectors, collections), `json` (compiles
@@ -147,6 +149,8 @@ class Client:
         end with the error trailers. False when thaw stopped reading (its caller left
         or the stream grew past its limit): the rest is dropped."""
         import select
+        if self.sock is not None and select.select([self.sock], [], [], 0)[0]:
+            self.close()  # closed by thaw while it sat idle
         if self.sock is None:
             self.sock, self.buf = _socket.socket(self.family, _socket.SOCK_STREAM), bytearray()
             self.sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
@@ -197,6 +201,93 @@ class Client:
         status, _, body = self.request("POST", path, payload, hdrs)
         if status >= 300:
             print(f"[thaw] POST {path}: HTTP {status} {body[:200]!r}", file=sys.stderr)
+
+
+# --- the native channel (THAW_CHANNEL_FD) ----------------------------------
+# thaw's own runtimes may skip HTTP: frames on an inherited socketpair, each `u32 size`
+# (little-endian), a type byte and u32-length-prefixed fields (thaw's
+# src/runtime_api/channel_frame.h). "N": ready; "R" id, body: the response, and ready for the
+# next event; "E" id, type, body: an error, and ready; "I" type, body: init error; thaw sends
+# "V" id, deadline ms, ARN, trace id, client context, identity, payload. Streamed responses
+# still go over HTTP (Lambda's streaming mode), then "N".
+class Channel:
+    HEADERS = ("lambda-runtime-aws-request-id", "lambda-runtime-deadline-ms",
+               "lambda-runtime-invoked-function-arn", "lambda-runtime-trace-id",
+               "lambda-runtime-client-context", "lambda-runtime-cognito-identity")
+
+    def __init__(self, fd, address):
+        os.set_inheritable(fd, False)  # the function's subprocesses must not hold it
+        self.fd = fd
+        self.buf = bytearray()
+        self.ready = False  # an "R" or "E" said so already
+        # Streamed responses. Connected now, as the HTTP loop would be by its first GET: thaw
+        # checks who holds a new Runtime API connection when it accepts it, which a runtime
+        # that dies right after its first chunk would no longer pass.
+        self.http = Client(address)
+        try:
+            self.http.sock = _socket.socket(self.http.family, _socket.SOCK_STREAM)
+            self.http.sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
+            self.http.sock.connect(self.http.addr)
+        except OSError:
+            self.http.close()
+
+    def send(self, kind, *fields):
+        parts = [b"", kind]
+        for f in fields:
+            parts.append(len(f).to_bytes(4, "little"))
+            parts.append(f)
+        data = b"".join(parts)
+        data = memoryview(len(data).to_bytes(4, "little") + data)
+        while data:
+            data = data[os.write(self.fd, data):]
+
+    def _fill(self, n):
+        while len(self.buf) < n:
+            data = os.read(self.fd, max(262144, n - len(self.buf)))
+            if not data:  # thaw is stopping this instance
+                sys.exit(0)
+            self.buf += data
+
+    def request(self, method, path):  # only GET invocation/next
+        if not self.ready:
+            self.send(b"N")
+        self.ready = False
+        self._fill(4)
+        size = int.from_bytes(self.buf[:4], "little")
+        self._fill(4 + size)
+        frame = memoryview(self.buf)[4:4 + size]
+        fields, at = [], 1
+        while at < size:
+            n = int.from_bytes(frame[at:at + 4], "little")
+            fields.append(bytes(frame[at + 4:at + 4 + n]))
+            at += 4 + n
+        frame.release()
+        del self.buf[:4 + size]
+        if len(fields) != 7:
+            sys.exit("[thaw] malformed event frame on the channel")
+        headers = {k: v.decode() for k, v in zip(self.HEADERS, fields) if v}
+        return 200, headers, fields[6]
+
+    def post(self, path, payload, error_type=None):
+        sys.stdout.flush()
+        if path == "init/error":
+            return self.send(b"I", (error_type or "").encode(), payload)
+        request_id = path.split("/")[1].encode()
+        if path.endswith("/error"):
+            self.send(b"E", request_id, (error_type or "").encode(), payload)
+        else:
+            self.send(b"R", request_id, payload)
+        self.ready = True
+
+    def stream(self, path, items, content_type):
+        return self.http.stream(path, items, content_type)
+
+
+def runtime_client():
+    fd = os.environ.pop("THAW_CHANNEL_FD", "")
+    if fd:
+        return Channel(int(fd), os.environ["AWS_LAMBDA_RUNTIME_API"])
+    return Client(os.environ["AWS_LAMBDA_RUNTIME_API"])
 
 
 # --- errors, in the shape AWS's runtime reports them -------------------------
@@ -493,9 +584,9 @@ def main():
 
     if "THAW_TEMPLATE_FD" in os.environ:
         handler = template_main(int(os.environ.pop("THAW_TEMPLATE_FD")))
-        client = Client(os.environ["AWS_LAMBDA_RUNTIME_API"])
+        client = runtime_client()
     else:
-        client = Client(os.environ["AWS_LAMBDA_RUNTIME_API"])
+        client = runtime_client()
         try:
             handler = load_handler(os.environ.get("_HANDLER", ""))
         except Exception as e:  # anything the module raises at import time, too
@@ -516,8 +607,8 @@ def main():
 # with a fork socket. It refuses when it holds more than one thread (a fork keeps only the
 # calling thread: locks held by the others would never be released), saying why on the fork
 # socket (["E", why]). Else its child says ["H", pid] there and waits for its identity,
-# ["I", nodump, env...] with its stdout and stderr, sent once thaw has moved it into a cgroup
-# of its own. The template reports each child it reaps as ["X", pid, wait status]. Fields end
+# ["I", nodump, env...] with its stdout and stderr (and its native channel, when thaw gave it
+# one), sent once thaw has moved it into a cgroup of its own. The template reports each child it reaps as ["X", pid, wait status]. Fields end
 # in NUL (thaw's sandbox/wire.h).
 def template_main(fd):
     import ctypes
@@ -603,12 +694,12 @@ def become_instance(libc, sock):
     os.setsid()
     sock.send(b"H\0%d\0" % os.getpid())
     import socket
-    msg, fds, _, _ = socket.recv_fds(sock, 1 << 20, 2)
+    msg, fds, _, _ = socket.recv_fds(sock, 1 << 20, 3)
     fields = msg.split(b"\0")[:-1]
-    if len(fds) != 2 or len(fields) < 2 or fields[0] != b"I":  # not taken: it must not run
+    if len(fds) not in (2, 3) or len(fields) < 2 or fields[0] != b"I":  # not taken: it must not run
         os._exit(0)
     sock.close()
-    out, err = fds
+    out, err = fds[:2]
     os.dup2(out, 1)
     os.dup2(err, 2)
     os.close(out)
@@ -621,6 +712,12 @@ def become_instance(libc, sock):
     for kv in fields[2:]:
         k, _, v = kv.decode().partition("=")
         os.environ[k] = v
+    # Its own native channel, at whatever number it arrived (the template's fds are in the way
+    # of the one an exec'd instance gets).
+    if len(fds) == 3:
+        os.environ["THAW_CHANNEL_FD"] = str(fds[2])
+    else:
+        os.environ.pop("THAW_CHANNEL_FD", None)
     os.environ["AWS_EXECUTION_ENV"] = "AWS_Lambda_python%d.%d" % sys.version_info[:2]
     for attr, var in (("function_name", "AWS_LAMBDA_FUNCTION_NAME"),
                       ("function_version", "AWS_LAMBDA_FUNCTION_VERSION"),

@@ -26,6 +26,7 @@ void ForkFactory::Start(const sandbox::SpawnRequest& request, sandbox::SpawnDone
   fork.env = request.env;
   fork.stdout_fd = request.stdout_fd;
   fork.stderr_fd = request.stderr_fd;
+  fork.channel_fd = request.channel_fd;
   fork.limits = request.limits;
   spawner_->Fork(fork, std::move(done));
 }

@@ -2,12 +2,14 @@
 // reading what it prints into the log store.
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
+#include <tuple>
 
 #include "common/files.h"
 #include "common/ids.h"
@@ -452,13 +454,32 @@ void FunctionPool::StartWith(const InstancePtr& inst, instance::InstanceFactory&
   }
   req.stdout_fd = out[1];
   req.stderr_fd = err[1];
-  // The callback owns the read ends until it hands them to the instance. std::function needs a
-  // copyable callable, so they travel as a shared pair.
-  auto reads = std::make_shared<std::pair<UniqueFd, UniqueFd>>(UniqueFd(out[0]), UniqueFd(err[0]));
+  // The native channel: a socketpair of the instance's own, so no other instance can reach
+  // its events through it. thaw's own runtimes use it instead of the HTTP Runtime API.
+  UniqueFd ours, theirs;
+  if (ctx_->runtime_channel) {
+    int sv[2];
+    // SAFETY: both ends close-on-exec; the runtime's reaches it only through the spawner,
+    // which places it at kChannelFd (or hands it to a template's child).
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+      const int e = errno;
+      for (int fd : {out[0], out[1], err[0], err[1]}) ::close(fd);
+      return LaunchFailed(inst, ErrnoStatus("create socketpair", "native channel", e));
+    }
+    ours.reset(sv[0]);
+    theirs.reset(sv[1]);
+    ::fcntl(ours.get(), F_SETFL, O_NONBLOCK);
+    req.channel_fd = theirs.get();
+    req.env.push_back("THAW_CHANNEL_FD=" + std::to_string(sandbox::kChannelFd));
+  }
+  // The callback owns thaw's ends until it hands them to the instance. std::function needs a
+  // copyable callable, so they travel shared.
+  auto reads = std::make_shared<std::tuple<UniqueFd, UniqueFd, UniqueFd>>(
+      UniqueFd(out[0]), UniqueFd(err[0]), std::move(ours));
   factory.Start(req, [self = shared_from_this(), inst, address, check,
                       reads](StatusOr<sandbox::Spawned> spawned) {
-    self->OnSpawned(inst, std::move(spawned), address, check, std::move(reads->first),
-                    std::move(reads->second));
+    self->OnSpawned(inst, std::move(spawned), address, check, std::move(std::get<0>(*reads)),
+                    std::move(std::get<1>(*reads)), std::move(std::get<2>(*reads)));
   });
   // The spawner has its own copies of the write ends now (sent with the request).
   ::close(out[1]);
@@ -467,7 +488,7 @@ void FunctionPool::StartWith(const InstancePtr& inst, instance::InstanceFactory&
 
 void FunctionPool::OnSpawned(const InstancePtr& inst, StatusOr<sandbox::Spawned> spawned,
                              const std::string& address, PeerCheck check, UniqueFd out,
-                             UniqueFd err) {
+                             UniqueFd err, UniqueFd channel) {
   if (!spawned.ok() && (inst->start_kind == instance::StartKind::kFork ||
                         inst->start_kind == instance::StartKind::kRestore)) {
     return ForkFailed(inst, spawned.status());
@@ -477,6 +498,12 @@ void FunctionPool::OnSpawned(const InstancePtr& inst, StatusOr<sandbox::Spawned>
   const bool private_network = version_->manifest.network == registry::Network::kNone;
   auto endpoint = AttachRuntimeApi(*ctx_->endpoints, shared_from_this(), inst->id, private_network,
                                    address, check, *spawned);
+  // A channel that cannot be attached (the instance is stopping) closes here: its runtime sees
+  // EOF and exits.
+  if (endpoint.ok() && channel.valid()) {
+    (void)ctx_->endpoints->AttachChannel(*endpoint, shared_from_this(), inst->id,
+                                         std::move(channel));
+  }
   bool stopped;
   {
     std::lock_guard<std::mutex> lock(mu_);

@@ -176,6 +176,11 @@ class RuntimeEndpoints {
   // where nothing else can connect: no peer check. Returns the key for Close.
   virtual StatusOr<std::string> Adopt(std::shared_ptr<class FunctionPool> pool,
                                       uint64_t instance_id, UniqueFd listener) = 0;
+  // Serves `instance_id` on `channel`, thaw's end of the instance's native channel
+  // (runtime_api/channel_frame.h), beside its Runtime API `key`, and closes it with it. Fails
+  // when `key` is closed already.
+  virtual Status AttachChannel(const std::string& key, std::shared_ptr<class FunctionPool> pool,
+                               uint64_t instance_id, UniqueFd channel) = 0;
   virtual void Close(const std::string& key) = 0;
 };
 
@@ -213,6 +218,9 @@ struct PoolContext {
   IdleTimesStore* idle_store = nullptr;
   // nodejs templates' heap snapshots, a folder per version (restore.cc); under the data dir.
   std::string snapshots_dir;
+  // Give every instance a native channel (THAW_CHANNEL_FD) beside its Runtime API: thaw's own
+  // runtimes then use it (the `runtime_channel` knob).
+  bool runtime_channel = true;
 };
 
 struct PoolStats {
@@ -357,9 +365,11 @@ class FunctionPool : public std::enable_shared_from_this<FunctionPool> {
   void StartWith(const InstancePtr& instance, instance::InstanceFactory& factory);
   static std::shared_ptr<instance::Template> TemplateFor(PoolContext* ctx,
                                                          const registry::Version& version);
-  // The spawner's answer for `instance`: its log pipes' read ends are `out` and `err`.
+  // The spawner's answer for `instance`: its log pipes' read ends are `out` and `err`, thaw's
+  // end of its native channel `channel` (invalid: none).
   void OnSpawned(const InstancePtr& instance, StatusOr<sandbox::Spawned> spawned,
-                 const std::string& address, PeerCheck check, UniqueFd out, UniqueFd err);
+                 const std::string& address, PeerCheck check, UniqueFd out, UniqueFd err,
+                 UniqueFd channel);
   void LaunchFailed(const InstancePtr& instance, const Status& why);
   // The instance runs as `pid` (`attached`: its Runtime API is served). Returns whether it was
   // stopped meanwhile (or cannot be served), and must be killed once registered.

@@ -24,6 +24,7 @@
 #include "common/base64.h"
 #include "gateway/http_server.h"
 #include "pool/response_sink.h"
+#include "runtime_api/runtime_channel.h"
 
 namespace thaw::runtime_api {
 namespace {
@@ -448,15 +449,35 @@ StatusOr<std::string> RuntimeServer::Adopt(std::shared_ptr<pool::FunctionPool> p
   return key;
 }
 
-void RuntimeServer::Close(const std::string& key) {
-  std::shared_ptr<Endpoint> ep;
+Status RuntimeServer::AttachChannel(const std::string& key,
+                                    std::shared_ptr<pool::FunctionPool> pool, uint64_t instance_id,
+                                    UniqueFd channel) {
+  auto ch = std::make_shared<RuntimeChannel>(ioc_, std::move(pool), instance_id,
+                                             max_response_bytes_, std::move(channel));
   {
     std::lock_guard<std::mutex> lock(mu_);
+    if (!endpoints_.count(key)) return Unavailable("the instance is stopping");
+    channels_[key] = ch;
+  }
+  ch->Start();
+  return Status::Ok();
+}
+
+void RuntimeServer::Close(const std::string& key) {
+  std::shared_ptr<Endpoint> ep;
+  std::shared_ptr<RuntimeChannel> ch;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (auto c = channels_.find(key); c != channels_.end()) {
+      ch = std::move(c->second);
+      channels_.erase(c);
+    }
     auto it = endpoints_.find(key);
     if (it == endpoints_.end()) return;
     ep = std::move(it->second);
     endpoints_.erase(it);
   }
+  if (ch != nullptr) ch->Close();
   ep->SetPeer(-1, 0);  // a connection still waiting for the pid is refused
   // The acceptor belongs to the endpoint's strand: close it there.
   asio::post(ep->strand, [ep] {

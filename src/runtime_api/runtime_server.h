@@ -15,6 +15,8 @@
 
 namespace thaw::runtime_api {
 
+class RuntimeChannel;
+
 struct LoopbackPeer {
   uid_t uid = 0;
   uint64_t inode = 0;  // of the peer's socket, as /proc/PID/fd shows it ("socket:[inode]")
@@ -42,6 +44,8 @@ class RuntimeServer final : public pool::RuntimeEndpoints {
   void SetPeer(const std::string& address, pid_t pid, uid_t uid) override;
   StatusOr<std::string> Adopt(std::shared_ptr<pool::FunctionPool> pool, uint64_t instance_id,
                               UniqueFd listener) override;
+  Status AttachChannel(const std::string& key, std::shared_ptr<pool::FunctionPool> pool,
+                       uint64_t instance_id, UniqueFd channel) override;
   void Close(const std::string& key) override;
   void CloseAll();
 
@@ -52,7 +56,9 @@ class RuntimeServer final : public pool::RuntimeEndpoints {
   const int64_t max_stream_bytes_;
   std::mutex mu_;
   std::map<std::string, std::shared_ptr<Endpoint>> endpoints_;  // guarded by mu_
-  uint64_t adopted_ = 0;                                        // guarded by mu_
+  // Native channels, by the key of their instance's endpoint. Guarded by mu_.
+  std::map<std::string, std::shared_ptr<RuntimeChannel>> channels_;
+  uint64_t adopted_ = 0;  // guarded by mu_
 };
 
 }  // namespace thaw::runtime_api

@@ -61,7 +61,7 @@ Status ApplyRlimits(const SpawnerSetup& setup, const CgroupLimits& limits) {
 
 [[noreturn]] void ExecChild(const SpawnerSetup& setup, const ChildSpec& spec, int out_fd,
                             int err_fd, int status_fd, const SeccompProgram* seccomp,
-                            int template_fd) {
+                            int template_fd, int channel_fd) {
   auto fail = [&](const std::string& message) {
     (void)!::write(status_fd, message.data(), message.size());
     _exit(127);
@@ -85,6 +85,7 @@ Status ApplyRlimits(const SpawnerSetup& setup, const CgroupLimits& limits) {
   }
   // Out of the way of the numbers below before they are taken.
   if (template_fd >= 0) template_fd = ::fcntl(template_fd, F_DUPFD_CLOEXEC, 16);
+  if (channel_fd >= 0) channel_fd = ::fcntl(channel_fd, F_DUPFD_CLOEXEC, 16);
   if (status_fd != 3 && ::dup2(status_fd, 3) < 0) fail_errno("dup2", "status pipe");
   status_fd = 3;
   ::fcntl(status_fd, F_SETFD, FD_CLOEXEC);
@@ -93,7 +94,12 @@ Status ApplyRlimits(const SpawnerSetup& setup, const CgroupLimits& limits) {
   if (template_fd >= 0 && ::dup2(template_fd, kTemplateFd) < 0) {
     fail_errno("dup2", "template channel");
   }
-  ::close_range(template_fd >= 0 ? kTemplateFd + 1 : kTemplateFd, ~0U, 0);
+  // SAFETY: fd hand-off: an instance of thaw's own runtimes keeps its native channel to thaw,
+  // its own socketpair (no other instance holds an end of it).
+  if (channel_fd >= 0 && ::dup2(channel_fd, kChannelFd) < 0) fail_errno("dup2", "native channel");
+  if (template_fd < 0) ::close(kTemplateFd);
+  if (channel_fd < 0) ::close(kChannelFd);
+  ::close_range(kChannelFd + 1, ~0U, 0);
   const bool isolated = setup.mode != Isolation::kPlain;
   if (isolated) {
     JailSpec jail;
@@ -247,7 +253,8 @@ Status DenyOtherGpus(const SpawnerSetup& setup, const Shell& shell, const ChildS
   std::vector<int> fds;
   if (RecvWithFds(control, buf, fds) <= 0 || fds.size() < 2) _exit(0);
   auto spec = ParseSpawn(SplitFields(buf.data(), buf.size()));
-  if (spec.ok() && fds.size() != (spec->template_channel ? 3u : 2u)) {
+  // The log pipes, then the template's channel to the spawner or the instance's native one.
+  if (spec.ok() && (fds.size() > 3 || (spec->template_channel && fds.size() != 3))) {
     spec = InvalidArgument("malformed spawn request: wrong descriptors");
   }
   if (!prepared.ok() || !spec.ok()) {
@@ -267,7 +274,9 @@ Status DenyOtherGpus(const SpawnerSetup& setup, const Shell& shell, const ChildS
     api.reset();
   }
   spec->cgroup = shell.cgroup;
-  ExecChild(setup, *spec, fds[0], fds[1], control, &*seccomp, spec->template_channel ? fds[2] : -1);
+  const int third = fds.size() > 2 ? fds[2] : -1;
+  ExecChild(setup, *spec, fds[0], fds[1], control, &*seccomp, spec->template_channel ? third : -1,
+            spec->template_channel ? -1 : third);
 }
 
 std::string NewShellName() {

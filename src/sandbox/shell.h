@@ -67,10 +67,10 @@ std::vector<std::string> SplitSpawnList(const std::string& field);
 // Runs in the forked (or cloned) child: becomes the runtime process or exits 127 after
 // reporting why through `status_fd` (close-on-exec: a successful exec closes it unwritten).
 // A jailed child has already joined its cgroup (see RunShell). `template_fd` (-1: none) becomes
-// the runtime's kTemplateFd.
+// the runtime's kTemplateFd, `channel_fd` (-1: none) its kChannelFd.
 [[noreturn]] void ExecChild(const SpawnerSetup& setup, const ChildSpec& spec, int out_fd,
                             int err_fd, int status_fd, const SeccompProgram* seccomp,
-                            int template_fd = -1);
+                            int template_fd = -1, int channel_fd = -1);
 
 // A pre-created sandbox: a child already in fresh namespaces and in its own cgroup (joining a
 // cgroup v1 hierarchy takes tens of milliseconds, and a network namespace about two, so both

@@ -144,6 +144,7 @@ struct PendingFork {
   UniqueFd sock;         // the spawner's end of the fork socket
   std::string identity;  // the "I" message, for a request
   UniqueFd out, err;     // its log pipes, for a request
+  UniqueFd channel;      // its native channel, for a request that has one
 };
 
 class Spawner {
@@ -176,7 +177,8 @@ class Spawner {
   // Asks `template_pid` for a child (a spare when fork.id is empty) in a new cgroup.
   void StartFork(PendingFork fork, const CgroupLimits& limits);
   // Gives child `pid` its identity and its log pipes, and answers request `id`.
-  void Assign(pid_t pid, const std::string& id, const std::string& identity, int out, int err);
+  void Assign(pid_t pid, const std::string& id, const std::string& identity, int out, int err,
+              int channel);
   // Forks spares for the ready templates that have none (when the spawner is idle).
   void RefillSpares();
   bool SparesShort() const;
@@ -266,7 +268,10 @@ void Spawner::OnRequest(std::vector<std::string> fields, std::vector<int>& fds) 
 void Spawner::Spawn(const std::string& id, std::vector<std::string> fields,
                     const std::vector<int>& fds) {
   auto spec = ParseSpawn(fields);
-  if (!spec.ok() || fds.size() != 2) return ReplyError(id, "malformed spawn request");
+  // The log pipes, and the native channel when it has one (a template never does).
+  if (!spec.ok() || fds.size() < 2 || fds.size() > (spec->template_channel ? 2u : 3u)) {
+    return ReplyError(id, "malformed spawn request");
+  }
   std::vector<int> child_fds = fds;
   UniqueFd channel, theirs;
   if (spec->template_channel) {
@@ -363,7 +368,9 @@ void Spawner::SpawnPlain(const std::string& id, const ChildSpec& spec, const std
   }
   if (pid == 0) {
     ::close(status_pipe[0]);
-    ExecChild(setup_, spec, fds[0], fds[1], status_pipe[1], nullptr, fds.size() > 2 ? fds[2] : -1);
+    const int third = fds.size() > 2 ? fds[2] : -1;
+    ExecChild(setup_, spec, fds[0], fds[1], status_pipe[1], nullptr,
+              spec.template_channel ? third : -1, spec.template_channel ? -1 : third);
   }
   ::close(status_pipe[1]);
   live_[pid] = Child{"", 0, false};
@@ -616,7 +623,9 @@ void Spawner::Stop() {
 void Spawner::Fork(const std::string& id, const std::vector<std::string>& fields,
                    const std::vector<int>& fds) {
   // [op, template pid, mem, pids, cpu, envc, env...]
-  if (fields.size() < 6 || fds.size() != 2) return ReplyError(id, "malformed fork request");
+  if (fields.size() < 6 || fds.size() < 2 || fds.size() > 3) {
+    return ReplyError(id, "malformed fork request");
+  }
   const pid_t template_pid = static_cast<pid_t>(std::strtol(fields[1].c_str(), nullptr, 10));
   const size_t envc = std::strtoul(fields[5].c_str(), nullptr, 10);
   if (fields.size() != 6 + envc) return ReplyError(id, "malformed fork request");
@@ -634,7 +643,7 @@ void Spawner::Fork(const std::string& id, const std::vector<std::string>& fields
   for (size_t i = 0; i < envc; ++i) AppendField(identity, fields[6 + i]);
   if (const pid_t spare = t->second.spare; spare != 0 && forked_.count(spare)) {
     t->second.spare = 0;
-    return Assign(spare, id, identity, fds[0], fds[1]);
+    return Assign(spare, id, identity, fds[0], fds[1], fds.size() > 2 ? fds[2] : -1);
   }
   PendingFork fork;
   fork.id = id;
@@ -643,7 +652,8 @@ void Spawner::Fork(const std::string& id, const std::vector<std::string>& fields
   // The request's descriptors are closed when it returns; the fork keeps its own copies.
   fork.out.reset(::fcntl(fds[0], F_DUPFD_CLOEXEC, 0));
   fork.err.reset(::fcntl(fds[1], F_DUPFD_CLOEXEC, 0));
-  if (!fork.out.valid() || !fork.err.valid()) {
+  if (fds.size() > 2) fork.channel.reset(::fcntl(fds[2], F_DUPFD_CLOEXEC, 0));
+  if (!fork.out.valid() || !fork.err.valid() || (fds.size() > 2 && !fork.channel.valid())) {
     return ReplyError(id, std::string("failed to dup log pipes on fork: ") + strerror(errno));
   }
   CgroupLimits limits;
@@ -688,10 +698,11 @@ void Spawner::StartFork(PendingFork fork, const CgroupLimits& limits) {
 }
 
 void Spawner::Assign(pid_t pid, const std::string& id, const std::string& identity, int out,
-                     int err) {
+                     int err, int channel) {
   Forked& f = forked_.at(pid);
-  const int fds[2] = {out, err};
-  if (SendWithFds(f.sock.get(), identity, fds, 2) < 0) {
+  // SAFETY: fd hand-off: the child gets its log pipes and its own native channel, nothing else.
+  const int fds[3] = {out, err, channel};
+  if (SendWithFds(f.sock.get(), identity, fds, channel >= 0 ? 3 : 2) < 0) {
     const int e = errno;
     (void)::syscall(SYS_pidfd_send_signal, f.pidfd.get(), SIGKILL, nullptr, 0);
     return ReplyError(id, std::string("failed to start forked instance: ") + strerror(e));
@@ -807,7 +818,7 @@ bool Spawner::OnForkReadable(PendingFork& f) {
   if (f.id.empty()) {
     if (t != templates_.end()) t->second.spare = pid;
   } else {
-    Assign(pid, f.id, f.identity, f.out.get(), f.err.get());
+    Assign(pid, f.id, f.identity, f.out.get(), f.err.get(), f.channel.get());
   }
   return true;
 }
@@ -1079,8 +1090,10 @@ void SpawnerClient::Spawn(const SpawnRequest& request, SpawnDone done) {
   AppendField(msg, JoinSpawnList(mount_dst));
   AppendField(msg, request.template_channel ? "1" : "0");
   AppendField(msg, std::to_string(request.tmp_bytes));
-  const int fds[2] = {request.stdout_fd, request.stderr_fd};
-  Send(std::move(msg), id_at, fds, 2, std::move(done));
+  // A template has no native channel: its forks each get their own.
+  const bool channel = request.channel_fd >= 0 && !request.template_channel;
+  const int fds[3] = {request.stdout_fd, request.stderr_fd, request.channel_fd};
+  Send(std::move(msg), id_at, fds, channel ? 3 : 2, std::move(done));
 }
 
 void SpawnerClient::Fork(const ForkRequest& request, SpawnDone done) {
@@ -1093,8 +1106,8 @@ void SpawnerClient::Fork(const ForkRequest& request, SpawnDone done) {
   AppendField(msg, std::to_string(request.limits.cpu_weight));
   AppendField(msg, std::to_string(request.env.size()));
   for (const auto& e : request.env) AppendField(msg, e);
-  const int fds[2] = {request.stdout_fd, request.stderr_fd};
-  Send(std::move(msg), id_at, fds, 2, std::move(done));
+  const int fds[3] = {request.stdout_fd, request.stderr_fd, request.channel_fd};
+  Send(std::move(msg), id_at, fds, request.channel_fd >= 0 ? 3 : 2, std::move(done));
 }
 
 void SpawnerClient::Send(std::string msg, size_t id_at, const int* fds, int nfds, SpawnDone done) {

@@ -41,6 +41,9 @@ struct SpawnRequest {
   std::string cwd;
   int stdout_fd = -1;  // write ends the child gets as fd 1 and 2; borrowed, not closed
   int stderr_fd = -1;
+  // The runtime's end of its native channel (runtime_api/channel_frame.h), which the child
+  // gets as fd kChannelFd; borrowed. -1: none. Never with template_channel.
+  int channel_fd = -1;
   // Used when the spawner isolates (SpawnerClient::isolated()): argv, env and cwd then name
   // paths inside the jail (/var/task, /opt/thaw).
   std::string bundle_dir;  // host path of the bundle
@@ -69,6 +72,9 @@ struct SpawnRequest {
 
 // Where a template's runtime finds its channel to the spawner (THAW_TEMPLATE_FD).
 inline constexpr int kTemplateFd = 4;
+// Where an exec'd instance finds its native channel to thaw (THAW_CHANNEL_FD). A forked one
+// gets it with its identity, at whatever number the template's child receives it.
+inline constexpr int kChannelFd = 5;
 
 // A new instance forked from a ready template: its own cgroup (and limits), its own log pipes
 // and its own environment (Runtime API address, log stream), applied by the child before any
@@ -78,6 +84,7 @@ struct ForkRequest {
   std::vector<std::string> env;  // "KEY=value", the complete environment
   int stdout_fd = -1;            // borrowed, as in SpawnRequest
   int stderr_fd = -1;
+  int channel_fd = -1;  // borrowed, as in SpawnRequest; -1: none
   CgroupLimits limits;
 };
 

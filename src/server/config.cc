@@ -45,6 +45,8 @@ const std::vector<Knob> kKnobs = {
     {"auth", "require an API key (true/false); only false on a loopback address"},
     {"sandbox", "jail instances: as root, or in user namespaces when not root (true/false)"},
     {"templates", "fork python3 instances from a per-version template (true/false)"},
+    {"runtime_channel",
+     "thaw's own runtimes take events on a native channel, not HTTP (true/false)"},
     {"price_init_gb_second_pico", "pico-dollars per GB-second of template init (init_gb_s)"},
     {"metering", "record every invocation for usage, bills and budgets (true/false)"},
     {"price_request_micro_per_million", "micro-dollars per million requests (both sheets)"},
@@ -210,6 +212,8 @@ Status ApplyConfigValues(const std::map<std::string, std::string>& values, Confi
       THAW_RETURN_IF_ERROR(ParseBool(name, v, c.sandbox));
     } else if (name == "templates") {
       THAW_RETURN_IF_ERROR(ParseBool(name, v, c.templates));
+    } else if (name == "runtime_channel") {
+      THAW_RETURN_IF_ERROR(ParseBool(name, v, c.runtime_channel));
     } else if (name == "price_init_gb_second_pico") {
       THAW_RETURN_IF_ERROR(ParseInt(name, v, 0, kMaxPrice, c.price_init_gb_second_pico));
     } else if (name == "metering") {

@@ -53,6 +53,8 @@ struct Config {
   bool auth = true;
   bool sandbox = true;    // jail instances when root; false runs plain processes
   bool templates = true;  // fork python3 instances from a per-version template
+  // thaw's own runtimes take events on a native channel instead of the HTTP Runtime API
+  bool runtime_channel = true;
   int64_t price_init_gb_second_pico = 16'666'700;  // template init, as Lambda's INIT phase
   bool metering = true;  // false: no invocation records (benchmarks); budgets are not enforced
   // Price sheets (integers; see meter/cost.h). Lambda: requests and billed GB-s; actual use:

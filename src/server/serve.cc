@@ -494,6 +494,7 @@ int RunServe(Config config, const std::string& exe_dir) {
     return 1;
   }
   ctx.idle_store = idle_store->get();
+  ctx.runtime_channel = config.runtime_channel;
   pool::PoolManager pools(&ctx);
   ctx.manager = &pools;
 

@@ -1,7 +1,9 @@
 // The thaw C++ runtime SDK: link libthaw_runtime, write a handler, call thaw::runtime::Run
-// from main, and name the binary `bootstrap`. It speaks the AWS Lambda Runtime API over one
-// keep-alive connection with no dependencies beyond libc, so it also runs on AWS Lambda's
-// provided.al2023. Single-threaded: Run owns the calling thread.
+// from main, and name the binary `bootstrap`. Under thaw it takes events on the native channel
+// thaw gives it (THAW_CHANNEL_FD: one write answers a call and asks for the next); elsewhere,
+// and for streamed answers, it speaks the AWS Lambda Runtime API over one keep-alive
+// connection. No dependencies beyond libc, so it also runs on AWS Lambda's provided.al2023.
+// Single-threaded: Run owns the calling thread.
 #pragma once
 
 #include <cstdint>

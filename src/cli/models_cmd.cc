@@ -11,6 +11,7 @@
 #include <map>
 
 #include "cli/commands.h"
+#include "cli/errors.h"
 #include "cli/http_client.h"
 #include "common/json_text.h"
 #include "common/sha256.h"
@@ -22,25 +23,9 @@ namespace {
 namespace json = boost::json;
 namespace fs = std::filesystem;
 
-int Fail(const std::string& message) {
-  std::fprintf(stderr, "thaw: %s\n", message.c_str());
-  return 1;
-}
-
 Headers Auth(const ClientOptions& o, Headers headers = {}) {
   if (!o.api_key.empty()) headers.emplace_back("Authorization", "Bearer " + o.api_key);
   return headers;
-}
-
-int FailResponse(const HttpResult& r) {
-  boost::system::error_code ec;
-  json::value v = json::parse(r.body, ec);
-  if (!ec && v.is_object()) {
-    if (auto* m = v.as_object().if_contains("errorMessage"); m && m->is_string()) {
-      return Fail(std::string(m->as_string()) + " (HTTP " + std::to_string(r.status) + ")");
-    }
-  }
-  return Fail("HTTP " + std::to_string(r.status) + (r.body.empty() ? "" : ": " + r.body));
 }
 
 std::string Human(int64_t n) {

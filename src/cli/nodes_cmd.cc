@@ -5,6 +5,7 @@
 #include <iostream>
 
 #include "cli/commands.h"
+#include "cli/errors.h"
 #include "cli/http_client.h"
 #include "common/json_text.h"
 
@@ -12,22 +13,6 @@ namespace thaw::cli {
 namespace {
 
 namespace json = boost::json;
-
-int Fail(const std::string& message) {
-  std::fprintf(stderr, "thaw: %s\n", message.c_str());
-  return 1;
-}
-
-int FailResponse(const HttpResult& r) {
-  boost::system::error_code ec;
-  json::value v = json::parse(r.body, ec);
-  if (!ec && v.is_object()) {
-    if (auto* m = v.as_object().if_contains("errorMessage"); m && m->is_string()) {
-      return Fail(std::string(m->as_string()) + " (HTTP " + std::to_string(r.status) + ")");
-    }
-  }
-  return Fail("HTTP " + std::to_string(r.status) + (r.body.empty() ? "" : ": " + r.body));
-}
 
 std::string Joined(const json::value& list) {
   std::string out;

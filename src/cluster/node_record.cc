@@ -39,20 +39,22 @@ Status ReadSet(const json::object& o, const char* field, std::set<std::string>& 
 
 }  // namespace
 
-std::string NodeRecordJson(const NodeRecord& r) {
-  return JsonText(json::object{{"name", r.name},
-                               {"advertise", r.advertise},
-                               {"cores", r.cores},
-                               {"memory_mb", r.memory_mb},
-                               {"free_memory_mb", r.free_memory_mb},
-                               {"gpus", r.gpus},
-                               {"inflight", r.inflight},
-                               {"warm", ArrayOf(r.warm)},
-                               {"templates", ArrayOf(r.templates)},
-                               {"models", ArrayOf(r.models)},
-                               {"draining", r.draining},
-                               {"started_us", r.started_us}});
+boost::json::object NodeRecordObject(const NodeRecord& r) {
+  return json::object{{"name", r.name},
+                      {"advertise", r.advertise},
+                      {"cores", r.cores},
+                      {"memory_mb", r.memory_mb},
+                      {"free_memory_mb", r.free_memory_mb},
+                      {"gpus", r.gpus},
+                      {"inflight", r.inflight},
+                      {"warm", ArrayOf(r.warm)},
+                      {"templates", ArrayOf(r.templates)},
+                      {"models", ArrayOf(r.models)},
+                      {"draining", r.draining},
+                      {"started_us", r.started_us}};
 }
+
+std::string NodeRecordJson(const NodeRecord& r) { return JsonText(NodeRecordObject(r)); }
 
 StatusOr<NodeRecord> ParseNodeRecord(const std::string& text) {
   boost::system::error_code ec;

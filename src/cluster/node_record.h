@@ -2,6 +2,7 @@
 // load, what it holds warm), and its JSON. Pure value type.
 #pragma once
 
+#include <boost/json/object.hpp>
 #include <cstdint>
 #include <set>
 #include <string>
@@ -28,7 +29,8 @@ struct NodeRecord {
   bool operator==(const NodeRecord&) const = default;
 };
 
-std::string NodeRecordJson(const NodeRecord& r);
+boost::json::object NodeRecordObject(const NodeRecord& r);
+std::string NodeRecordJson(const NodeRecord& r);  // NodeRecordObject's text
 // InvalidArgument naming the field when `text` is not a node record.
 StatusOr<NodeRecord> ParseNodeRecord(const std::string& text);
 dispatch::NodeView ViewOf(const NodeRecord& r);

@@ -12,12 +12,6 @@ namespace {
 
 namespace json = boost::json;
 
-json::array ArrayOf(const std::set<std::string>& items) {
-  json::array out;
-  for (const auto& s : items) out.push_back(json::value(s));
-  return out;
-}
-
 // ok: renewed within the last third of its TTL or so; late: it has missed renewals (the node
 // is stalled or cut off, and leaves when the TTL runs out); gone: expired.
 const char* Health(const cluster::LeaseTtl& ttl) {
@@ -30,19 +24,11 @@ asio::awaitable<void> ListNodes(cluster::Membership& cluster, Response& res) {
   const int64_t now = WallNowMicros();
   for (const auto& m : cluster.Snapshot()) {
     const cluster::NodeRecord& r = m.record;
-    json::object o{{"name", r.name},
-                   {"advertise", r.advertise},
-                   {"self", m.self},
-                   {"draining", r.draining},
-                   {"cores", r.cores},
-                   {"memory_mb", r.memory_mb},
-                   {"free_memory_mb", r.free_memory_mb},
-                   {"gpus", r.gpus},
-                   {"inflight", r.inflight},
-                   {"warm", ArrayOf(r.warm)},
-                   {"templates", ArrayOf(r.templates)},
-                   {"models", ArrayOf(r.models)},
-                   {"up_s", r.started_us > 0 ? (now - r.started_us) / 1'000'000 : 0}};
+    // What the node published, and what this node adds: whether it is this one, its uptime.
+    json::object o = cluster::NodeRecordObject(r);
+    o.erase("started_us");
+    o["self"] = m.self;
+    o["up_s"] = r.started_us > 0 ? (now - r.started_us) / 1'000'000 : 0;
     auto ttl = co_await cluster.etcd().TimeToLive(m.lease);
     if (ttl.ok()) {
       o["lease"] = json::object{{"id", std::to_string(m.lease)},

@@ -672,6 +672,9 @@ void FunctionPool::ReportInitError(uint64_t instance_id, std::string body, std::
     }
     inst.init_error_type = error_type.empty() ? "Runtime.Unknown" : error_type;
     inst.init_error_message = message;
+    // The init failed now: the back-off starts now, before a tick could replace the instance
+    // while it is still stopping (its exit event, which meters the init, may come later).
+    InitFailedLocked(inst, fx);
     // The runtime exits after reporting; make sure of it. The exit event finishes the job.
     StopInstanceLocked(inst, fx);
   }

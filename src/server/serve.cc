@@ -488,7 +488,7 @@ int RunServe(Config config, const std::string& exe_dir) {
   ctx.models_dir = models::ModelStore::TreesRoot(config.data_dir);
   ctx.snapshots_dir = std::filesystem::absolute(config.data_dir + "/snapshots").string();
   ctx.templates = config.templates;
-  auto idle_store = pool::IdleTimesStore::Open(config.data_dir + "/thaw.db");
+  auto idle_store = pool::IdleTimesStore::Open(store_at);
   if (!idle_store.ok()) {
     spdlog::critical("{}", idle_store.status().message());
     return 1;

@@ -19,17 +19,8 @@ cleanup() {
 trap cleanup EXIT
 
 NGINX_PORT=${BENCH_NGINX_PORT:-18182}
-cat > "$work/nginx.conf" <<CONF
-worker_processes 1;
-pid $work/nginx.pid;
-error_log $work/nginx-error.log;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  server { listen 127.0.0.1:$NGINX_PORT; location / { return 200 '{"message":"hello, bench"}'; } }
-}
-CONF
-/usr/sbin/nginx -c "$work/nginx.conf"
+. bench/nginx.sh
+start_nginx "$work" "$NGINX_PORT"
 
 start() {  # name, extra flags... -> sets URL_<name>, KEY_<name>, PID_<name>
   local name=$1

@@ -20,17 +20,8 @@ trap cleanup EXIT
 
 # --- baseline: nginx, one worker, `return 200` ---
 NGINX_PORT=18181
-cat > "$work/nginx.conf" <<CONF
-worker_processes 1;
-pid $work/nginx.pid;
-error_log $work/nginx-error.log;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  server { listen 127.0.0.1:$NGINX_PORT; location / { return 200 '{"message":"hello, bench"}'; } }
-}
-CONF
-/usr/sbin/nginx -c "$work/nginx.conf"
+. bench/nginx.sh
+start_nginx "$work" "$NGINX_PORT"
 
 # --- thaw with the examples ---
 build/thaw serve --listen 127.0.0.1:0 --data-dir "$work/data" --log-level warn > "$work/thaw.log" 2>&1 &

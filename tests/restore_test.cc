@@ -181,6 +181,23 @@ TEST_F(RestoreTest, DeletedBlobFallsBackToFullThenIsBuiltAgain) {
   EXPECT_EQ(busy.get().status, 200);
 }
 
+// A replaced version's snapshot is never restored again: its folder goes once its last pool has
+// (and a deleted function's with it), or the data dir would grow by a blob per deploy.
+TEST_F(RestoreTest, ReplacedAndDeletedVersionsSnapshotsAreRemoved) {
+  DeployWhoAmI("who");
+  ASSERT_TRUE(WaitForTemplate("who", "ready")) << Logs("who");
+  ASSERT_EQ(server_->Invoke("who").status, 200);
+  const std::string v1 = server_->data_dir() + "/snapshots/who/1";
+  ASSERT_TRUE(std::filesystem::exists(v1 + "/snapshot.blob"));
+  DeployWhoAmI("who");
+  ASSERT_TRUE(WaitForTemplate("who", "ready")) << Logs("who");
+  const std::string v2 = server_->data_dir() + "/snapshots/who/2";
+  EXPECT_TRUE(Eventually([&] { return !std::filesystem::exists(v1); }, 30'000));
+  EXPECT_TRUE(std::filesystem::exists(v2 + "/snapshot.blob"));
+  ASSERT_EQ(server_->Call("DELETE", "/v1/functions/who").status, 204);
+  EXPECT_TRUE(Eventually([&] { return !std::filesystem::exists(v2); }, 30'000));
+}
+
 TEST_F(RestoreTest, BlobNodeCannotUseFallsBackToFullOncePerVersion) {
   DeployWhoAmI("who", "max_instances: 2\ntimeout_s: 60\n");
   ASSERT_TRUE(WaitForTemplate("who", "ready")) << Logs("who");

@@ -252,6 +252,10 @@ struct PoolStats {
   std::string template_why;  // why it is unusable
 };
 
+// Where a nodejs version's heap snapshot lives under `root` (PoolContext::snapshots_dir): a
+// folder per function (its name escaped into one path component) and version.
+std::string SnapshotDirOf(const std::string& root, const std::string& function, int64_t version);
+
 class FunctionPool : public std::enable_shared_from_this<FunctionPool> {
  public:
   // `latest`: the pool serves calls that named no version (or an alias of $LATEST). Lambda

@@ -1,7 +1,10 @@
 // PoolManager: the function pools of a server, by version, and the routing of exit events
 // and ticks to them.
+#include <spdlog/spdlog.h>
+
 #include <boost/asio/post.hpp>
 
+#include "common/files.h"
 #include "instance/template.h"
 #include "pool/pool.h"
 #include "pool/pool_internal.h"
@@ -181,6 +184,7 @@ void PoolManager::Tick() {
     }
   }
   std::vector<pid_t> ended;
+  std::vector<std::string> snapshots;  // the ended nodejs versions' snapshot folders
   {
     std::lock_guard<std::mutex> tlock(template_mu_);
     if (retired_.empty()) return;
@@ -194,10 +198,18 @@ void PoolManager::Tick() {
         continue;
       }
       ended.push_back(pid);
+      if (!ctx_->snapshots_dir.empty()) {
+        snapshots.push_back(SnapshotDirOf(ctx_->snapshots_dir, function, version));
+      }
       it = retired_.erase(it);
     }
   }
   for (pid_t pid : ended) ctx_->spawner->Kill(pid);
+  // A replaced or deleted version's snapshot is never restored again (a function made again
+  // under the same name numbers its versions anew and builds its own).
+  for (const std::string& dir : snapshots) {
+    if (Status st = RemoveTree(dir); !st.ok()) spdlog::warn("{}", st.message());
+  }
 }
 
 std::vector<PoolStats> PoolManager::Stats(const std::string& function) const {

@@ -54,9 +54,12 @@ std::string PathComponent(const std::string& name) {
 
 }  // namespace
 
+std::string SnapshotDirOf(const std::string& root, const std::string& function, int64_t version) {
+  return root + "/" + PathComponent(function) + "/" + std::to_string(version);
+}
+
 std::string FunctionPool::SnapshotDir() const {
-  return ctx_->snapshots_dir + "/" + PathComponent(version_->function) + "/" +
-         std::to_string(version_->version);
+  return SnapshotDirOf(ctx_->snapshots_dir, version_->function, version_->version);
 }
 
 StatusOr<std::vector<std::string>> FunctionPool::SnapshotBuildArgv() const {

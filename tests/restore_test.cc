@@ -44,6 +44,7 @@ class RestoreTest : public ServerTest {
  protected:
   void SetUp() override {
     server_ = ThawServer::Start({"--init-timeout-ms", "120000", "--queue-timeout-ms", "120000"});
+    template_wait_ms_ = kSnapshotWaitMs;
   }
   void DeployNode(const std::string& name, std::map<std::string, std::string> files,
                   const std::string& yaml = "") {
@@ -58,23 +59,6 @@ class RestoreTest : public ServerTest {
                 {"lib/helper.js", "exports.name = 'helper-' + require('../data.json').v;\n"},
                 {"data.json", "{\"v\": 7}\n"}},
                yaml);
-  }
-  json::object TemplateOf(const std::string& name) const {
-    auto f = json::parse(server_->Call("GET", "/v1/functions/" + name).body).as_object();
-    auto* list = f.if_contains("templates");
-    if (list == nullptr || list->as_array().empty()) return {};
-    return list->as_array().back().as_object();
-  }
-  bool WaitForTemplate(const std::string& name, const std::string& state) const {
-    return Eventually(
-        [&] {
-          auto t = TemplateOf(name);
-          return t.contains("state") && t.at("state").as_string() == state;
-        },
-        kSnapshotWaitMs);
-  }
-  std::string Logs(const std::string& name) const {
-    return server_->Call("GET", "/v1/functions/" + name + "/logs?limit=1000").body;
   }
   std::string Blob(const std::string& name) const {
     return server_->data_dir() + "/snapshots/" + name + "/1/snapshot.blob";

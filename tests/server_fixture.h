@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <sys/types.h>
 
+#include <boost/json.hpp>
 #include <condition_variable>
 #include <functional>
 #include <map>
@@ -107,8 +108,27 @@ class ServerTest : public ::testing::Test {
     auto r = server_->Deploy(name, dirs_.back());
     ASSERT_EQ(r.status, 201) << r.body;
   }
+  // A function's newest template as GET /v1/functions/{name} lists it ({} when none).
+  boost::json::object TemplateOf(const std::string& name) const {
+    auto f = boost::json::parse(server_->Call("GET", "/v1/functions/" + name).body).as_object();
+    auto* list = f.if_contains("templates");
+    if (list == nullptr || list->as_array().empty()) return {};
+    return list->as_array().back().as_object();
+  }
+  bool WaitForTemplate(const std::string& name, const std::string& state) const {
+    return Eventually(
+        [&] {
+          auto t = TemplateOf(name);
+          return t.contains("state") && t.at("state").as_string() == state;
+        },
+        template_wait_ms_);
+  }
+  std::string Logs(const std::string& name) const {
+    return server_->Call("GET", "/v1/functions/" + name + "/logs?limit=1000").body;
+  }
   std::unique_ptr<ThawServer> server_;
   std::vector<std::string> dirs_;
+  int template_wait_ms_ = 60'000;  // a template's init, on a machine under load
 };
 
 }  // namespace thaw::testing

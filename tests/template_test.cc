@@ -52,24 +52,6 @@ class TemplateTest : public ServerTest {
   json::object Function(const std::string& name) const {
     return json::parse(server_->Call("GET", "/v1/functions/" + name).body).as_object();
   }
-  // The version's template as GET /v1/functions/{name} lists it ({} when none).
-  json::object TemplateOf(const std::string& name) const {
-    auto f = Function(name);
-    auto* list = f.if_contains("templates");
-    if (list == nullptr || list->as_array().empty()) return {};
-    return list->as_array().back().as_object();
-  }
-  bool WaitForTemplate(const std::string& name, const std::string& state) const {
-    return Eventually(
-        [&] {
-          auto t = TemplateOf(name);
-          return t.contains("state") && t.at("state").as_string() == state;
-        },
-        kTemplateWaitMs);
-  }
-  std::string Logs(const std::string& name) const {
-    return server_->Call("GET", "/v1/functions/" + name + "/logs?limit=1000").body;
-  }
   static size_t Count(const std::string& haystack, const std::string& needle) {
     size_t n = 0;
     for (size_t at = haystack.find(needle); at != std::string::npos;

@@ -17,6 +17,11 @@ command -v npm > /dev/null || pkgs+=(nodejs npm)
 pkgs+=(chromium)
 # Nodes in a cluster (tests/nodes_test.cc) join a real etcd: Debian's etcd 3.4.
 pkgs+=(etcd-server etcd-client)
+# deploy/k8s is checked with kubectl's client-side dry-run (tests/k8s_manifests_test.sh); the
+# three-node tests (tests/cluster3_test.cc) make network namespaces with iproute2's `ip`. A
+# kubectl from elsewhere (Kubernetes' own apt repository) does as well as Debian's.
+pkgs+=(iproute2)
+command -v kubectl > /dev/null || pkgs+=(kubernetes-client)
 # examples/digits-torch trains (during the build) and serves with Debian's PyTorch.
 pkgs+=(python3-torch)
 if [ "${BENCH:-0}" = 1 ]; then pkgs+=(wrk nginx-light); fi

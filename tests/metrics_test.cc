@@ -100,5 +100,53 @@ TEST(MetricsTest, LabelValuesAreEscaped) {
   EXPECT_EQ(status, 0) << out;
 }
 
+TEST(MetricsTest, WithLabelAddsTheLabelToEverySampleLine) {
+  const std::string text =
+      "# HELP a_total An a.\n# TYPE a_total counter\na_total 3\n"
+      "b{function=\"f\",le=\"+Inf\"} 1\nc{} 2\n\nd\t4";
+  EXPECT_EQ(WithLabel(text, "node", "n\"1"),
+            "# HELP a_total An a.\n# TYPE a_total counter\na_total{node=\"n\\\"1\"} 3\n"
+            "b{node=\"n\\\"1\",function=\"f\",le=\"+Inf\"} 1\nc{node=\"n\\\"1\"} 2\n\n"
+            "d{node=\"n\\\"1\"}\t4");
+}
+
+// In a cluster every series names its node, and nothing else changes; without one, no label.
+TEST(MetricsTest, EverySeriesCarriesTheNodeLabelInACluster) {
+  Registry registry;
+  FunctionMetrics* m = registry.For("hello");
+  m->Record("success", 800, true, 3000);
+  m->RecordBatch(2);
+  Gauges g;
+  g.instances[{"hello", "ready"}] = 1;
+  g.queued["hello"] = 0;
+  g.failing["hello"] = 0;
+  g.events_queued["hello"] = 1;
+  g.events_oldest_age_s["hello"] = 0.5;
+  g.gpus.push_back({0, "H200", "hello", 1024, 7});
+  const std::string alone = registry.Render(g);
+  EXPECT_EQ(alone.find("node="), std::string::npos) << alone;
+
+  registry.SetNode("node-a");
+  const std::string text = registry.Render(g);
+  size_t series = 0, start = 0;
+  while (start < text.size()) {
+    size_t end = text.find('\n', start);
+    const std::string line = text.substr(start, end - start);
+    start = end + 1;
+    if (line.empty() || line[0] == '#') continue;
+    ++series;
+    ASSERT_EQ(line.rfind("thaw_", 0), 0u) << line;
+    EXPECT_NE(line.find("{node=\"node-a\""), std::string::npos) << line;
+  }
+  EXPECT_GT(series, 40u);
+  EXPECT_EQ(WithLabel(alone, "node", "node-a"), text);
+  EXPECT_NE(text.find("thaw_meter_write_lag_records{node=\"node-a\"} 0\n"), std::string::npos);
+  EXPECT_NE(text.find("thaw_invocations_total{node=\"node-a\",function=\"hello\","
+                      "status=\"success\"} 1\n"),
+            std::string::npos);
+  auto [status, out] = PromtoolCheck(text);
+  EXPECT_EQ(status, 0) << out << "\n" << text;
+}
+
 }  // namespace
 }  // namespace thaw::metrics

@@ -64,8 +64,9 @@ int PgServer::RunAsOwner(const std::string& command) const {
   return ExitCode(std::system(line.c_str()));
 }
 
-std::unique_ptr<PgServer> PgServer::Start(std::string& why_not) {
+std::unique_ptr<PgServer> PgServer::Start(std::string& why_not, const std::string& host) {
   std::unique_ptr<PgServer> pg(new PgServer());
+  pg->host_ = host;
   pg->bin_ = FindBinDir();
   if (pg->bin_.empty() || ::access((pg->bin_ + "/initdb").c_str(), X_OK) != 0) {
     why_not =
@@ -98,11 +99,17 @@ std::unique_ptr<PgServer> PgServer::Start(std::string& why_not) {
     why_not = "initdb failed: " + (text.ok() ? *text : std::string("(no log)"));
     return nullptr;
   }
+  // initdb's -A trust covers loopback only: a server on a test's bridge trusts that too.
+  if (host != "127.0.0.1" &&
+      pg->RunAsOwner("echo \"host all all 0.0.0.0/0 trust\" >> " + data + "/pg_hba.conf") != 0) {
+    why_not = "failed to write " + data + "/pg_hba.conf";
+    return nullptr;
+  }
   // A port picked now may be taken before postgres binds it: try a few.
   for (int attempt = 0; attempt < 3 && !pg->running_; ++attempt) {
     pg->port_ = FreePort();
     const std::string options = "-p " + std::to_string(pg->port_) + " -k " + pg->root_ +
-                                " -c listen_addresses=127.0.0.1 -c fsync=off"
+                                " -c listen_addresses=" + host + " -c fsync=off"
                                 " -c synchronous_commit=off -c full_page_writes=off";
     pg->running_ = pg->RunAsOwner(pg->bin_ + "/pg_ctl -D " + data + " -l " + log + " -w -t 60" +
                                   " -o \"" + options + "\" start > /dev/null 2>&1") == 0;
@@ -124,7 +131,8 @@ PgServer::~PgServer() {
 
 std::string PgServer::CreateDatabase() {
   const std::string name = "t" + std::to_string(++databases_);
-  const std::string admin = "postgres://thaw@127.0.0.1:" + std::to_string(port_) + "/postgres";
+  const std::string base = "postgres://thaw@" + host_ + ":" + std::to_string(port_) + "/";
+  const std::string admin = base + "postgres";
   PGconn* conn = PQconnectdb(admin.c_str());
   bool ok = PQstatus(conn) == CONNECTION_OK;
   if (ok) {
@@ -133,7 +141,7 @@ std::string PgServer::CreateDatabase() {
     PQclear(r);
   }
   PQfinish(conn);
-  return ok ? "postgres://thaw@127.0.0.1:" + std::to_string(port_) + "/" + name : "";
+  return ok ? base + name : "";
 }
 
 PgServer* PgServer::Shared(std::string& why_not) {

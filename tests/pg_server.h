@@ -12,8 +12,10 @@ namespace thaw::testing {
 class PgServer {
  public:
   // Starts one; null with `why_not` set when it cannot run here (no binaries, no `nobody`) or
-  // failed to start (with the server's log).
-  static std::unique_ptr<PgServer> Start(std::string& why_not);
+  // failed to start (with the server's log). `host`: the IPv4 address it listens on; any other
+  // than loopback (a test's own bridge) also trusts every client that reaches it there.
+  static std::unique_ptr<PgServer> Start(std::string& why_not,
+                                         const std::string& host = "127.0.0.1");
   ~PgServer();
   PgServer(const PgServer&) = delete;
   PgServer& operator=(const PgServer&) = delete;
@@ -21,6 +23,7 @@ class PgServer {
   // A new empty database, as a postgres:// URL thaw can be given (--store); "" on failure.
   std::string CreateDatabase();
   int port() const { return port_; }
+  const std::string& host() const { return host_; }
 
   // The one server of this test binary, started on first use and stopped at exit; null (with
   // `why_not`) when none can run.
@@ -33,6 +36,7 @@ class PgServer {
 
   std::string bin_;   // the folder holding initdb, pg_ctl and postgres
   std::string root_;  // temp dir: data/, the socket, log
+  std::string host_;  // the address it listens on
   int port_ = 0;
   bool as_nobody_ = false;
   bool running_ = false;

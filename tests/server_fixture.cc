@@ -33,7 +33,7 @@ std::string MakeTempDir(const char* prefix) {
 }  // namespace
 
 std::unique_ptr<ThawServer> ThawServer::Start(std::vector<std::string> flags,
-                                              std::string data_dir) {
+                                              std::string data_dir, const Launch& launch) {
   std::unique_ptr<ThawServer> s(new ThawServer());
   if (data_dir.empty()) {
     data_dir = MakeTempDir("thaw-test-");
@@ -42,8 +42,9 @@ std::unique_ptr<ThawServer> ThawServer::Start(std::vector<std::string> flags,
   s->data_dir_ = data_dir;
   int out[2];
   if (::pipe2(out, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
-  std::vector<std::string> args = {THAW_BINARY,   "serve",      "--listen",
-                                   "127.0.0.1:0", "--data-dir", data_dir};
+  std::vector<std::string> args = launch.prefix;
+  for (const char* a : {THAW_BINARY, "serve", "--listen"}) args.emplace_back(a);
+  args.insert(args.end(), {launch.listen, "--data-dir", data_dir});
   args.insert(args.end(), flags.begin(), flags.end());
   pid_t pid = ::fork();
   if (pid == 0) {

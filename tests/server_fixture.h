@@ -26,9 +26,15 @@ using cli::HttpResult;
 
 class ThawServer {
  public:
+  // How the binary is started: `prefix` runs first and execs it (nsenter into a network
+  // namespace, say); `listen` is its --listen.
+  struct Launch {
+    std::vector<std::string> prefix;
+    std::string listen = "127.0.0.1:0";
+  };
   // `flags` are extra `thaw serve` flags; `data_dir` empty means a new temp dir.
   static std::unique_ptr<ThawServer> Start(std::vector<std::string> flags = {},
-                                           std::string data_dir = "");
+                                           std::string data_dir = "", const Launch& launch = {});
   ~ThawServer();
 
   HttpResult Call(const std::string& method, const std::string& target,

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <mutex>
+#include <string_view>
 
 namespace thaw::metrics {
 namespace {
@@ -38,6 +39,35 @@ std::string EscapeLabel(const std::string& value) {
       out += "\\n";
     else
       out.push_back(c);
+  }
+  return out;
+}
+
+std::string WithLabel(const std::string& text, const std::string& name, const std::string& value) {
+  const std::string label = name + "=\"" + EscapeLabel(value) + "\"";
+  std::string out;
+  out.reserve(text.size() + text.size() / 8);
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t end = text.find('\n', start);
+    end = end == std::string::npos ? text.size() : end + 1;
+    const std::string_view line(text.data() + start, end - start);
+    start = end;
+    const size_t name_end = line.find_first_of("{ \t\n");
+    if (line.empty() || line[0] == '#' || line[0] == '\n' || name_end == std::string_view::npos ||
+        name_end == 0) {
+      out += line;
+      continue;
+    }
+    out += line.substr(0, name_end);
+    if (line[name_end] != '{') {
+      out += "{" + label + "}";
+      out += line.substr(name_end);
+      continue;
+    }
+    const std::string_view rest = line.substr(name_end + 1);
+    out += "{" + label + (rest.starts_with('}') ? "" : ",");
+    out += rest;
   }
   return out;
 }
@@ -104,9 +134,19 @@ FunctionMetrics* Registry::For(const std::string& function) {
   return slot.get();
 }
 
+void Registry::SetNode(std::string name) {
+  std::unique_lock lock(mu_);
+  node_ = std::move(name);
+}
+
 std::string Registry::Render(const Gauges& gauges) const {
-  std::string out;
   std::shared_lock lock(mu_);
+  std::string out = RenderSeries(gauges);
+  return node_.empty() ? out : WithLabel(out, "node", node_);
+}
+
+std::string Registry::RenderSeries(const Gauges& gauges) const {
+  std::string out;
   Header(out, "thaw_invocations_total", "counter", "Invocations by function and final status.");
   for (const auto& [fn, m] : functions_) {
     for (size_t i = 0; i < kStatuses.size(); ++i) {

@@ -80,12 +80,22 @@ class Registry {
  public:
   // Stable for the registry's life: pools keep the pointer.
   FunctionMetrics* For(const std::string& function);
+  // Every series of Render carries node="NAME" when `name` is not empty (a node of a cluster,
+  // so that one Prometheus scraping every node can tell them apart).
+  void SetNode(std::string name);
   std::string Render(const Gauges& gauges) const;
 
  private:
+  std::string RenderSeries(const Gauges& gauges) const;  // mu_ held (shared)
+
   mutable std::shared_mutex mu_;
   std::map<std::string, std::unique_ptr<FunctionMetrics>> functions_;
+  std::string node_;  // guarded by mu_
 };
+
+// `text` (the text exposition format) with `name="value"` as the first label of every sample
+// line (comments and blank lines are kept as they are). The label must not be there already.
+std::string WithLabel(const std::string& text, const std::string& name, const std::string& value);
 
 // Escapes a label value for the text format (backslash, quote, newline).
 std::string EscapeLabel(const std::string& value);

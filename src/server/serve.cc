@@ -533,6 +533,7 @@ int RunServe(Config config, const std::string& exe_dir) {
       return 2;
     }
     membership = std::move(*made);
+    metrics.SetNode(membership->name());
   }
   const std::string isolation = (*spawner)->isolation();
   metrics::StatsRing live;

@@ -135,7 +135,8 @@ Status ClusterHarness::MakeNetwork() {
     const pid_t pid = PidIn(name, kNetnsPrefix);
     if (pid > 0 && !PidAlive(pid)) (void)Ip({"netns", "del", name});
   }
-  for (const auto& word : Words(RunProcess({ip_, "-o", "link", "show", "type", "bridge"}, nullptr).out)) {
+  for (const auto& word :
+       Words(RunProcess({ip_, "-o", "link", "show", "type", "bridge"}, nullptr).out)) {
     const std::string name = word.substr(0, word.find_first_of(":@"));
     const pid_t pid = PidIn(name, kBridgePrefix);
     if (pid > 0 && !PidAlive(pid)) (void)Ip({"link", "del", name});
@@ -174,9 +175,9 @@ Status ClusterHarness::MakeNetwork() {
 }
 
 void ClusterHarness::StartNode(Node& n) {
-  std::vector<std::string> flags = {"--store",     store_url_, "--etcd", etcd_->url(),
-                                    "--node-name", n.name,     "--node-lease-s",
-                                    std::to_string(options_.lease_s)};
+  std::vector<std::string> flags = {
+      "--store",     store_url_, "--etcd",         etcd_->url(),
+      "--node-name", n.name,     "--node-lease-s", std::to_string(options_.lease_s)};
   flags.insert(flags.end(), options_.flags.begin(), options_.flags.end());
   // nsenter --net changes the network namespace only: the node keeps the host's mounts (its
   // cgroup tree, /sys), as a node on a machine of its own would have them.

@@ -109,7 +109,8 @@ std::unique_ptr<PgServer> PgServer::Start(std::string& why_not, const std::strin
   for (int attempt = 0; attempt < 3 && !pg->running_; ++attempt) {
     pg->port_ = FreePort();
     const std::string options = "-p " + std::to_string(pg->port_) + " -k " + pg->root_ +
-                                " -c listen_addresses=" + host + " -c fsync=off"
+                                " -c listen_addresses=" + host +
+                                " -c fsync=off"
                                 " -c synchronous_commit=off -c full_page_writes=off";
     pg->running_ = pg->RunAsOwner(pg->bin_ + "/pg_ctl -D " + data + " -l " + log + " -w -t 60" +
                                   " -o \"" + options + "\" start > /dev/null 2>&1") == 0;

@@ -32,8 +32,8 @@ std::string MakeTempDir(const char* prefix) {
 
 }  // namespace
 
-std::unique_ptr<ThawServer> ThawServer::Start(std::vector<std::string> flags,
-                                              std::string data_dir, const Launch& launch) {
+std::unique_ptr<ThawServer> ThawServer::Start(std::vector<std::string> flags, std::string data_dir,
+                                              const Launch& launch) {
   std::unique_ptr<ThawServer> s(new ThawServer());
   if (data_dir.empty()) {
     data_dir = MakeTempDir("thaw-test-");

@@ -24,14 +24,16 @@ namespace thaw::testing {
 using cli::Headers;
 using cli::HttpResult;
 
+// How ThawServer starts the binary: `prefix` runs first and execs it (nsenter into a network
+// namespace, say); `listen` is its --listen.
+struct ServerLaunch {
+  std::vector<std::string> prefix;
+  std::string listen = "127.0.0.1:0";
+};
+
 class ThawServer {
  public:
-  // How the binary is started: `prefix` runs first and execs it (nsenter into a network
-  // namespace, say); `listen` is its --listen.
-  struct Launch {
-    std::vector<std::string> prefix;
-    std::string listen = "127.0.0.1:0";
-  };
+  using Launch = ServerLaunch;
   // `flags` are extra `thaw serve` flags; `data_dir` empty means a new temp dir.
   static std::unique_ptr<ThawServer> Start(std::vector<std::string> flags = {},
                                            std::string data_dir = "", const Launch& launch = {});

@@ -80,13 +80,16 @@ settle() {  # the meter's batches committed and the event queue empty
     sleep 0.1
   done
 }
-# PostgreSQL counters now: "statements rows commits wal_bytes".
+# PostgreSQL counters now: "write_statements rows_written statements commits wal_bytes" (the
+# statements exclude BEGIN/COMMIT; commits count read-only transactions too).
 pg_snap() {
   sleep 11  # a busy backend's pg_stat_database counters reach shared memory within 10 s
   local w c
-  w=$(psql_at thaw "SELECT coalesce(sum(s.calls),0) || ' ' || coalesce(sum(s.rows),0)
-    FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
-    WHERE d.datname = 'thaw' AND s.query ~* '^\s*(insert|update|delete)'")
+  w=$(psql_at thaw "SELECT coalesce(sum(s.calls) FILTER (WHERE s.query ~* '^\s*(insert|update|delete)'),0)
+      || ' ' || coalesce(sum(s.rows) FILTER (WHERE s.query ~* '^\s*(insert|update|delete)'),0)
+      || ' ' || coalesce(sum(s.calls) FILTER (WHERE s.query !~* '^\s*(begin|commit|rollback)'
+        AND s.query !~ 'pg_stat|pg_current_wal'),0)
+    FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = 'thaw'")
   c=$(psql_at thaw "SELECT xact_commit || ' ' || (pg_current_wal_lsn() - '0/0')::bigint
     FROM pg_stat_database WHERE datname = 'thaw'")
   echo "$w $c"
@@ -99,10 +102,11 @@ etcd_snap() {  # "proposals puts renewals ranges"
     /^etcd_mvcc_range_total / {g = $2}
     END {printf "%.0f %.0f %.0f %.0f", p, u, r, g}'
 }
-per() {  # "before" "after" divisor -> the deltas divided, one decimal each
-  awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN {
-    split(a, x, " "); split(b, y, " ");
-    for (i = 1; i <= length(x); i++) printf "%s%.2f", (i > 1 ? " " : ""), (y[i] - x[i]) / n }'
+per() {  # "before" "after" divisor [own] -> the deltas divided, four significant digits each;
+  # `own` is subtracted from the 4th field first (pg_snap's own two transactions).
+  awk -v a="$1" -v b="$2" -v n="$3" -v own="${4:-0}" 'BEGIN {
+    split(a, x, " "); split(b, y, " "); y[4] -= own;
+    for (i = 1; i <= length(x); i++) printf "%s%.4g", (i > 1 ? " " : ""), (y[i] - x[i]) / n }'
 }
 field() { echo "$1" | cut -d" " -f"$2"; }
 
@@ -115,7 +119,7 @@ pg1=$(pg_snap)
 idle_s=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.2f", b - a}')
 idle_pg_s=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.2f", b - a}')
 etcd_idle=$(per "$e0" "$e1" "$idle_s")
-pg_idle=$(per "$pg0" "$pg1" "$idle_pg_s")
+pg_idle=$(per "$pg0" "$pg1" "$idle_pg_s" 2)
 
 # Deploys: each a new version (the bundles differ by a file).
 mkdir -p "$work/fn"
@@ -127,7 +131,7 @@ for i in $(seq "$DEPLOYS"); do
   $T deploy "$work/fn" > /dev/null
 done
 pg1=$(pg_snap)
-pg_deploy=$(per "$pg0" "$pg1" "$DEPLOYS")
+pg_deploy=$(per "$pg0" "$pg1" "$DEPLOYS" 2)
 
 # Warm synchronous invocations.
 $T invoke scale > /dev/null 2>&1
@@ -141,7 +145,9 @@ c1=$(calls)
 pg1=$(pg_snap)
 n_calls=$((c1 - c0))
 call_s=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.2f", b - a}')
-pg_call=$(per "$pg0" "$pg1" "$n_calls")
+pg_call=$(per "$pg0" "$pg1" "$n_calls" 2)
+conns=$(psql_at thaw "SELECT count(*) FROM pg_stat_activity
+  WHERE datname = 'thaw' AND backend_type = 'client backend' AND pid <> pg_backend_pid()")
 etcd_busy=$(per "$e0" "$e1" "$call_s")
 call_rps=$(awk -v n="$n_calls" -v s="$call_s" 'BEGIN {printf "%.0f", n / s}')
 
@@ -153,18 +159,22 @@ settle
 c1=$(calls)
 pg1=$(pg_snap)
 n_events=$((c1 - c0))
-pg_event=$(per "$pg0" "$pg1" "$n_events")
+pg_event=$(per "$pg0" "$pg1" "$n_events" 2)
 
-# This machine's PostgreSQL: one-row UPDATE transactions per second (pgbench -N would add
-# inserts; -b simple-update is three writes per transaction), 16 clients, fsync on.
+# This machine's PostgreSQL: pgbench's simple-update transactions per second (each an UPDATE, a
+# SELECT and an INSERT, one commit), 16 clients, fsync on.
 pgbench -h 127.0.0.1 -p "$PGPORT" -U thaw -i -s 4 -q pgbench > /dev/null 2>&1
 tps=$(pgbench -h 127.0.0.1 -p "$PGPORT" -U thaw -c 16 -j 2 -T 10 -b simple-update -n pgbench 2>/dev/null |
   awk '/^tps/ {printf "%.0f", $3}')
 
-row() {  # label "stmts rows commits wal" -> a table row
-  printf '| %s | %s | %s | %s | %s |\n' "$1" "$(field "$2" 1)" "$(field "$2" 2)" \
-    "$(field "$2" 3)" "$(awk -v b="$(field "$2" 4)" 'BEGIN {printf "%.0f", b}')"
+row() {  # label "writes rows statements commits wal" -> a table row
+  printf '| %s | %s | %s | %s | %s | %s |\n' "$1" "$(field "$2" 1)" "$(field "$2" 2)" \
+    "$(field "$2" 3)" "$(field "$2" 4)" "$(awk -v b="$(field "$2" 5)" 'BEGIN {printf "%.0f", b}')"
 }
+# The size of this node's record in etcd, which every node reads back every poll.
+record_bytes=$(curl -s -X POST "$ETCD/v3/kv/range" \
+  -d "{\"key\":\"$(printf /thaw/nodes/n1 | base64)\"}" |
+  /usr/bin/python3 -c 'import sys, json, base64; kv = json.load(sys.stdin)["kvs"][0]; print(len(base64.b64decode(kv["value"])))')
 cat <<DOC
 
 ## Capacity costs: PostgreSQL and etcd per unit of work
@@ -173,10 +183,13 @@ bench/scale_costs.sh: one thaw node with \`--store postgres://\` (PostgreSQL $("
 (etcd $(/usr/bin/etcd --version | awk '/etcd Version/ {print $3}'), one member), both private on loopback; hello-cpp. $n_calls warm calls
 (wrk -c$CONNS, $CALL_DURATION, $call_rps/s), $DEPLOYS deploys, $n_events Event invocations. Load average at start $load0.
 Background (idle node, per second) is included in each figure, not subtracted: it is
-$(field "$pg_idle" 1) write statements/s, $(field "$pg_idle" 3) commits/s.
+$(field "$pg_idle" 1) write statements/s, $(field "$pg_idle" 3) statements/s, $(field "$pg_idle" 4) transactions/s.
+Write statements are INSERT/UPDATE/DELETE calls (pg_stat_statements); all statements exclude
+BEGIN/COMMIT; transactions are pg_stat_database's xact_commit, read-only ones included (less
+the two this script's own snapshots add). The node holds $conns connections to PostgreSQL.
 
-| PostgreSQL, per | write statements | rows written | commits | WAL bytes |
-|---|---|---|---|---|
+| PostgreSQL, per | write statements | rows written | all statements | transactions | WAL bytes |
+|---|---|---|---|---|---|
 $(row "invocation (sync)" "$pg_call")
 $(row "deploy" "$pg_deploy")
 $(row "Event invocation (queued, run, metered)" "$pg_event")
@@ -187,5 +200,9 @@ $(row "second, idle node" "$pg_idle")
 | idle | $(field "$etcd_idle" 1) | $(field "$etcd_idle" 2) | $(field "$etcd_idle" 3) | $(field "$etcd_idle" 4) |
 | under load ($call_rps calls/s) | $(field "$etcd_busy" 1) | $(field "$etcd_busy" 2) | $(field "$etcd_busy" 3) | $(field "$etcd_busy" 4) |
 
-This machine's PostgreSQL (pgbench simple-update, 16 clients, fsync on): $tps transactions/s.
+A node's record in etcd (\`/thaw/nodes/NAME\`, hello-cpp warm): $record_bytes bytes; every node reads
+every record back each poll (range reads above).
+
+This machine's PostgreSQL (pgbench simple-update: an UPDATE, a SELECT and an INSERT per
+transaction; 16 clients, fsync on), measured while the node was idle: $tps transactions/s.
 DOC

@@ -268,11 +268,30 @@ TEST_F(NodesTest, CliListsAndDrains) {
   EXPECT_NE(nosuch.err.find("no node nosuch"), std::string::npos) << nosuch.err;
 }
 
+// Every /metrics series of a node names it; a node on its own has no such label.
+TEST_F(NodesTest, MetricsNameTheNode) {
+  auto a = Node("a");
+  auto r = a->Call("GET", "/metrics");
+  ASSERT_EQ(r.status, 200) << r.body;
+  size_t series = 0;
+  for (size_t start = 0, end; start < r.body.size(); start = end + 1) {
+    end = r.body.find('\n', start);
+    if (end == std::string::npos) end = r.body.size();
+    const std::string line = r.body.substr(start, end - start);
+    if (line.empty() || line[0] == '#') continue;
+    ++series;
+    EXPECT_NE(line.find("{node=\"a\""), std::string::npos) << line;
+  }
+  EXPECT_GT(series, 0u);
+}
+
 TEST(NodesStandaloneTest, WithoutEtcdThereIsNoCluster) {
   auto server = ThawServer::Start();
   auto r = server->Call("GET", "/v1/nodes");
   EXPECT_EQ(r.status, 409) << r.body;
   EXPECT_NE(r.body.find("--etcd"), std::string::npos) << r.body;
+  auto metrics = server->Call("GET", "/metrics");
+  EXPECT_EQ(metrics.body.find("node=\""), std::string::npos) << metrics.body;
 }
 
 }  // namespace

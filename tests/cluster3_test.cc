@@ -1,6 +1,7 @@
 // Three thaw nodes (a, b, c), each in a network namespace of its own with its own address on a
 // bridge, on one PostgreSQL and one etcd (tests/cluster_harness.h): they see each other, each
-// one's /metrics names it, and a drain made through one node shows on the others. Skips, saying
+// one's /metrics names it, a drain made through one node shows on the others, and a node killed
+// with SIGKILL leaves every list within its lease and joins again when restarted. Skips, saying
 // why, where the harness cannot run (not root, no `ip netns`, no etcd or PostgreSQL).
 //
 // Cases still to add here, once call forwarding, change propagation, cluster-wide limits and
@@ -127,6 +128,21 @@ TEST_F(Cluster3Test, DrainThroughTheCliShowsOnEveryNode) {
   auto undrain = cluster_->Cli(2, {"nodes", "undrain", "b"});
   ASSERT_EQ(undrain.exit_code, 0) << undrain.err;
   EXPECT_TRUE(Eventually([&] { return !Nodes(0).at("b").at("draining").as_bool(); }, 5000));
+}
+
+// The part of "kill -9 b" that main has now: a and c drop b within its lease, and b, started
+// again on its data dir, joins again.
+TEST_F(Cluster3Test, KilledNodeLeavesEveryListAndRejoins) {
+  cluster_->Kill9(1);
+  const std::set<std::string> rest = {"a", "c"};
+  ASSERT_TRUE(Eventually([&] { return Names(0) == rest && Names(2) == rest; },
+                         (ClusterHarness::Options{}.lease_s + 2) * 1000))
+      << cluster_->node(0).Call("GET", "/v1/nodes").body;
+  cluster_->Restart(1);
+  const std::set<std::string> all = {"a", "b", "c"};
+  EXPECT_TRUE(
+      Eventually([&] { return Names(0) == all && Names(1) == all && Names(2) == all; }, 10000))
+      << cluster_->node(1).Call("GET", "/v1/nodes").body;
 }
 
 }  // namespace

@@ -77,9 +77,21 @@ TEST_F(Cluster3Test, ThreeNodesSeeEachOtherAtTheirOwnAddresses) {
       EXPECT_EQ(n.at("advertise").as_string().subview().substr(0, cluster_->address(j).size() + 1),
                 cluster_->address(j) + ":");
       EXPECT_EQ(n.at("self").as_bool(), i == j);
-      EXPECT_EQ(n.at("health").as_string(), "ok");
     }
   }
+  // Every lease is kept alive, as each node sees them (a renewal may be late on a loaded
+  // machine: a moment, not a state).
+  EXPECT_TRUE(Eventually(
+      [&] {
+        for (size_t i = 0; i < cluster_->size(); ++i) {
+          for (const auto& [name, n] : Nodes(i)) {
+            if (n.at("health").as_string() != "ok") return false;
+          }
+        }
+        return true;
+      },
+      10000))
+      << cluster_->node(0).Call("GET", "/v1/nodes").body;
   // The CLI, from outside the namespaces, through b.
   auto listed = cluster_->Cli(1, {"nodes"});
   ASSERT_EQ(listed.exit_code, 0) << listed.err;

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -86,6 +87,7 @@ std::unique_ptr<EtcdMember> EtcdMember::Start(const std::string& host, std::stri
                                    "--log-outputs=" + e->dir_ + "/etcd.log"};
   e->pid_ = ::fork();
   if (e->pid_ == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // a crashed test leaves no etcd behind
     int null = ::open("/dev/null", O_RDWR);
     ::dup2(null, 0);
     ::dup2(null, 1);
@@ -181,7 +183,8 @@ void ClusterHarness::StartNode(Node& n) {
   flags.insert(flags.end(), options_.flags.begin(), options_.flags.end());
   // nsenter --net changes the network namespace only: the node keeps the host's mounts (its
   // cgroup tree, /sys), as a node on a machine of its own would have them.
-  ThawServer::Launch launch{{kNsenter, "--net=/run/netns/" + n.netns, "--"}, n.address + ":0"};
+  ThawServer::Launch launch{
+      {kNsenter, "--net=/run/netns/" + n.netns, "--"}, n.address + ":0", /*die_with_test=*/true};
   n.server = ThawServer::Start(flags, n.data_dir, launch);
 }
 

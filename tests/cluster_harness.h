@@ -3,8 +3,10 @@
 // etcd that listen on the bridge's host address. The test process reaches every node over the
 // bridge. Needs root, `ip` (iproute2), `nsenter`, /usr/bin/etcd and PostgreSQL's binaries;
 // Start says why not otherwise, so the test can skip. The destructor stops the nodes, etcd and
-// PostgreSQL and deletes the namespaces and the bridge; Start also removes those a killed
-// earlier run left behind. Not thread-safe, except what ThawServer allows.
+// PostgreSQL and deletes the namespaces and the bridge; if the test dies instead, the nodes and
+// etcd die with it and the next Start removes the namespaces and bridge it left (not its
+// PostgreSQL, which pg_ctl runs detached). Use from the test's main thread; ThawServer's
+// Call may be used from any.
 #pragma once
 
 #include <sys/types.h>
@@ -39,7 +41,7 @@ class ClusterHarness {
  public:
   struct Options {
     int nodes = 3;                   // named a, b, c, ...
-    int lease_s = 2;                 // --node-lease-s
+    int lease_s = 5;                 // --node-lease-s (2 s expires under a loaded machine)
     std::vector<std::string> flags;  // more `thaw serve` flags for every node
   };
   // Null when the cluster cannot run here (`skip` says why: not root, a tool missing) or did

@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <stdlib.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -48,6 +49,7 @@ std::unique_ptr<ThawServer> ThawServer::Start(std::vector<std::string> flags, st
   args.insert(args.end(), flags.begin(), flags.end());
   pid_t pid = ::fork();
   if (pid == 0) {
+    if (launch.die_with_test) ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     ::dup2(out[1], 1);
     ::dup2(out[1], 2);
     std::vector<char*> argv;

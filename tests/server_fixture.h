@@ -25,10 +25,13 @@ using cli::Headers;
 using cli::HttpResult;
 
 // How ThawServer starts the binary: `prefix` runs first and execs it (nsenter into a network
-// namespace, say); `listen` is its --listen.
+// namespace, say); `listen` is its --listen. `die_with_test`: the server gets SIGKILL when the
+// thread that started it exits (PR_SET_PDEATHSIG), so a crashed test leaves no server behind;
+// only for servers started on the test's main thread.
 struct ServerLaunch {
   std::vector<std::string> prefix;
   std::string listen = "127.0.0.1:0";
+  bool die_with_test = false;
 };
 
 class ThawServer {

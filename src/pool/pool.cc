@@ -760,6 +760,26 @@ void FunctionPool::StopInstanceLocked(Instance& inst, Effects& fx) {
 }
 
 void FunctionPool::OnExit(uint64_t instance_id, const sandbox::ExitEvent& exit) {
+  // An instance that died mid-call may have written its answer (or a stream's first chunks)
+  // just before: the exit event can overtake those bytes. Its Runtime API is read to the end
+  // first, then the exit is handled.
+  std::string drain;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = instances_.find(instance_id);
+    if (it == instances_.end()) return;
+    Instance& inst = *it->second;
+    if (!inst.active.empty() && !inst.exit_drained && !inst.endpoint.empty()) {
+      inst.exit_drained = true;
+      drain = inst.endpoint;
+    }
+  }
+  if (!drain.empty()) {
+    ctx_->endpoints->Drain(drain, [weak = weak_from_this(), instance_id, exit] {
+      if (auto self = weak.lock()) self->OnExit(instance_id, exit);
+    });
+    return;
+  }
   Effects fx;
   {
     std::lock_guard<std::mutex> lock(mu_);

@@ -182,6 +182,12 @@ class RuntimeEndpoints {
   virtual Status AttachChannel(const std::string& key, std::shared_ptr<class FunctionPool> pool,
                                uint64_t instance_id, UniqueFd channel) = 0;
   virtual void Close(const std::string& key) = 0;
+  // Calls `done` once, on any thread, when what an exited instance's processes sent before
+  // they died has been read: its listen backlog accepted, its connections and its native
+  // channel read to their end (or a bound passed: a runtime's orphaned child may hold a
+  // socket). So a response or stream written just before the exit wins over the exit error.
+  // At once when `key` is not open.
+  virtual void Drain(const std::string& key, std::function<void()> done) { done(); }
 };
 
 class GpuTable;

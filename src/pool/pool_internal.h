@@ -79,6 +79,7 @@ struct FunctionPool::Instance {
   bool fork_failed = false;      // start it fresh: forking failed, or there is no template
   bool awaits_template = false;  // waiting for the template's init (its own init timeout)
   bool holds_fork = false;       // counted among the template's live forks (Template::TakeFork)
+  bool exit_drained = false;     // its exit waited for its Runtime API to be read (OnExit)
 
   int64_t inflight() const { return static_cast<int64_t>(assigned.size() + active.size()); }
   // What the scheduling policy sees.

@@ -45,15 +45,29 @@ void RuntimeChannel::Close() {
   asio::post(strand_, [self = shared_from_this()] { self->DoClose(); });
 }
 
+void RuntimeChannel::OnEnd(std::function<void()> done) {
+  {
+    std::lock_guard<std::mutex> lock(write_mu_);
+    if (!closed_) {
+      on_end_ = std::move(done);
+      return;
+    }
+  }
+  done();
+}
+
 void RuntimeChannel::DoClose() {
+  std::function<void()> on_end;
   {
     std::lock_guard<std::mutex> lock(write_mu_);
     if (closed_) return;
     closed_ = true;
     outbox_.clear();
+    on_end = std::move(on_end_);
   }
   boost::system::error_code ec;
   desc_.close(ec);
+  if (on_end) on_end();
 }
 
 void RuntimeChannel::ReadMore() {

@@ -11,6 +11,7 @@
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/strand.hpp>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -34,6 +35,9 @@ class RuntimeChannel final : public std::enable_shared_from_this<RuntimeChannel>
   void Start();
   // Closes thaw's end: the runtime sees EOF and exits. Idempotent.
   void Close();
+  // Calls `done` once the channel is closed (read to its end, or closed by thaw); at once
+  // when it is already. Any thread.
+  void OnEnd(std::function<void()> done);
 
  private:
   void ReadMore();
@@ -65,8 +69,9 @@ class RuntimeChannel final : public std::enable_shared_from_this<RuntimeChannel>
   // The write side: writers hold write_mu_ while they write, so Close never closes the fd
   // under a writev.
   std::mutex write_mu_;
-  bool closed_ = false;  // guarded by write_mu_
-  std::string outbox_;   // guarded by write_mu_: bytes a full socket did not take yet
+  bool closed_ = false;           // guarded by write_mu_
+  std::function<void()> on_end_;  // guarded by write_mu_
+  std::string outbox_;            // guarded by write_mu_: bytes a full socket did not take yet
 };
 
 }  // namespace thaw::runtime_api

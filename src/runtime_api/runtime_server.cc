@@ -6,12 +6,15 @@
 #include <linux/netlink.h>
 #include <linux/sock_diag.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json.hpp>
@@ -201,6 +204,38 @@ struct RuntimeServer::Endpoint final : gateway::HttpHandler {
     return peer_root;
   }
 
+  // Drain: `done` runs once the accept loop and every connection it served have ended.
+  void OnDrained(std::function<void()> done) {
+    {
+      std::lock_guard<std::mutex> lock(drain_mu);
+      if (!drained) {
+        on_drained = std::move(done);
+        return;
+      }
+    }
+    done();
+  }
+
+  void Drained() {
+    std::function<void()> done;
+    {
+      std::lock_guard<std::mutex> lock(drain_mu);
+      drained = true;
+      done = std::move(on_drained);
+    }
+    if (done) done();
+  }
+
+  // Refuses a connection still waiting for its peer: the instance will never have one. A
+  // peer already known stays, so what a dead instance sent can still be read.
+  void RefuseUnknownPeer() {
+    {
+      std::lock_guard<std::mutex> lock(peer_mu);
+      if (peer_root == 0) peer_root = -1;
+    }
+    peer_cv.notify_all();
+  }
+
   void SetPeer(pid_t pid, uid_t uid) {
     {
       std::lock_guard<std::mutex> lock(peer_mu);
@@ -303,7 +338,49 @@ struct RuntimeServer::Endpoint final : gateway::HttpHandler {
   mutable std::condition_variable peer_cv;
   pid_t peer_root = 0;  // the instance's first process (0: not yet; < 0: none will come)
   uid_t peer_uid = 0;   // kUid: the uid the spawner gave it
+  std::mutex drain_mu;
+  bool drained = false;              // guarded by drain_mu
+  std::function<void()> on_drained;  // guarded by drain_mu
 };
+
+// The accept loop's keep-alive, copied into each connection it serves: when the last copy
+// goes, the endpoint has nothing left to read (RuntimeServer::Drain).
+struct SessionsToken {
+  explicit SessionsToken(std::shared_ptr<RuntimeServer::Endpoint> e) : ep(std::move(e)) {}
+  ~SessionsToken() { ep->Drained(); }
+  std::shared_ptr<RuntimeServer::Endpoint> ep;
+};
+
+namespace {
+
+// Waits for `left` parts to end, or the deadline, then calls `done` once.
+struct DrainWait {
+  DrainWait(std::function<void()> d, int parts) : done(std::move(d)), left(parts) {}
+  void One() {
+    if (left.fetch_sub(1) == 1) All();
+  }
+  void All() {
+    if (!fired.exchange(true)) done();
+  }
+  std::function<void()> done;
+  std::atomic<int> left;
+  std::atomic<bool> fired{false};
+};
+
+// Lets the accept loop take every connection waiting in the backlog (it shares the strand),
+// then closes the listener, which ends the loop.
+asio::awaitable<void> AcceptBacklog(std::shared_ptr<RuntimeServer::Endpoint> ep) {
+  for (int turns = 0; turns < 1000 && ep->acceptor.is_open(); ++turns) {
+    pollfd pending{ep->acceptor.native_handle(), POLLIN, 0};
+    if (::poll(&pending, 1, 0) <= 0) break;
+    asio::steady_timer wait(ep->strand, std::chrono::milliseconds(1));
+    co_await wait.async_wait(asio::use_awaitable);
+  }
+  boost::system::error_code ec;
+  ep->acceptor.close(ec);
+}
+
+}  // namespace
 
 RuntimeServer::~RuntimeServer() { CloseAll(); }
 
@@ -412,7 +489,9 @@ StatusOr<std::string> RuntimeServer::Open(std::shared_ptr<pool::FunctionPool> po
     std::lock_guard<std::mutex> lock(mu_);
     endpoints_[address] = ep;
   }
-  asio::co_spawn(ep->strand, gateway::AcceptLoop(ep->acceptor, ioc_.get_executor(), *ep, ep),
+  asio::co_spawn(ep->strand,
+                 gateway::AcceptLoop(ep->acceptor, ioc_.get_executor(), *ep,
+                                     std::make_shared<SessionsToken>(ep)),
                  asio::detached);
   return address;
 }
@@ -444,7 +523,9 @@ StatusOr<std::string> RuntimeServer::Adopt(std::shared_ptr<pool::FunctionPool> p
     key = "private-" + std::to_string(++adopted_);
     endpoints_[key] = ep;
   }
-  asio::co_spawn(ep->strand, gateway::AcceptLoop(ep->acceptor, ioc_.get_executor(), *ep, ep),
+  asio::co_spawn(ep->strand,
+                 gateway::AcceptLoop(ep->acceptor, ioc_.get_executor(), *ep,
+                                     std::make_shared<SessionsToken>(ep)),
                  asio::detached);
   return key;
 }
@@ -478,12 +559,36 @@ void RuntimeServer::Close(const std::string& key) {
     endpoints_.erase(it);
   }
   if (ch != nullptr) ch->Close();
-  ep->SetPeer(-1, 0);  // a connection still waiting for the pid is refused
+  ep->RefuseUnknownPeer();
   // The acceptor belongs to the endpoint's strand: close it there.
   asio::post(ep->strand, [ep] {
     boost::system::error_code ec;
     ep->acceptor.close(ec);
   });
+}
+
+void RuntimeServer::Drain(const std::string& key, std::function<void()> done) {
+  // Bounded: a runtime's orphaned child, or a second connection parked in GET /next, may keep
+  // a connection open; the exit is then handled after this long anyway.
+  constexpr auto kBound = std::chrono::seconds(1);
+  std::shared_ptr<Endpoint> ep;
+  std::shared_ptr<RuntimeChannel> ch;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = endpoints_.find(key);
+    if (it == endpoints_.end()) return done();
+    ep = it->second;
+    if (auto c = channels_.find(key); c != channels_.end()) ch = c->second;
+  }
+  auto wait = std::make_shared<DrainWait>(std::move(done), ch != nullptr ? 2 : 1);
+  auto bound = std::make_shared<asio::steady_timer>(ioc_, kBound);
+  bound->async_wait([wait, bound](const boost::system::error_code&) { wait->All(); });
+  if (ch != nullptr) ch->OnEnd([wait] { wait->One(); });
+  ep->OnDrained([wait, bound] {
+    wait->One();
+    if (wait->fired) asio::post(bound->get_executor(), [bound] { bound->cancel(); });
+  });
+  asio::co_spawn(ep->strand, AcceptBacklog(ep), asio::detached);
 }
 
 void RuntimeServer::CloseAll() {

@@ -47,10 +47,12 @@ class RuntimeServer final : public pool::RuntimeEndpoints {
   Status AttachChannel(const std::string& key, std::shared_ptr<pool::FunctionPool> pool,
                        uint64_t instance_id, UniqueFd channel) override;
   void Close(const std::string& key) override;
+  void Drain(const std::string& key, std::function<void()> done) override;
   void CloseAll();
 
+  struct Endpoint;  // one instance's listener and routes (runtime_server.cc)
+
  private:
-  struct Endpoint;
   boost::asio::io_context& ioc_;
   const int64_t max_response_bytes_;
   const int64_t max_stream_bytes_;

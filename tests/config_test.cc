@@ -65,7 +65,9 @@ INSTANTIATE_TEST_SUITE_P(
         IntKnobCase{"max_model_file_bytes", "17592186044416", &Config::max_model_file_bytes,
                     1LL << 44},
         IntKnobCase{"node_lease_s", "2", &Config::node_lease_s, 2},
-        IntKnobCase{"node_lease_s", "600", &Config::node_lease_s, 600}),
+        IntKnobCase{"node_lease_s", "600", &Config::node_lease_s, 600},
+        IntKnobCase{"event_lease_s", "1", &Config::event_lease_s, 1},
+        IntKnobCase{"event_lease_s", "600", &Config::event_lease_s, 600}),
     [](const ::testing::TestParamInfo<IntKnobCase>& info) {
       return info.param.knob + "_" + std::to_string(info.index);
     });
@@ -216,6 +218,7 @@ TEST(ConfigTest, KnobTableMatchesParser) {
       {"node_name", "node-a.1"},
       {"advertise", "10.0.0.5:8080"},
       {"node_lease_s", "5"},
+      {"event_lease_s", "5"},
   };
   std::set<std::string> documented;
   for (const Knob& k : kKnobs) {
@@ -310,6 +313,8 @@ std::vector<BadValueCase> BadValueCases() {
       {"AdvertiseEmptyPort", "advertise", "10.0.0.5:", "config advertise"},
       {"NodeLeaseTooShort", "node_lease_s", "1", "config node_lease_s"},
       {"NodeLeaseTooLong", "node_lease_s", "601", "between 2 and 600"},
+      {"EventLeaseZero", "event_lease_s", "0", "config event_lease_s"},
+      {"EventLeaseTooLong", "event_lease_s", "601", "between 1 and 600"},
       {"UnknownKnob", "thread", "4", "unknown setting 'thread'"},
       {"UnknownKnobWithDash", "log-level", "info", "unknown setting 'log-level'"},
       {"ClientOnlyServerKnob", "server", "http://x", "unknown setting 'server'"},

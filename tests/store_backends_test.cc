@@ -554,6 +554,121 @@ TEST_P(QueueStoreTest, ConcurrentAddsAreEachCommitted) {
   EXPECT_EQ((*q)->Recover()->size(), static_cast<size_t>(kThreads * kEach));
 }
 
+// Nodes on one store: each owns what it accepts; a node's unfinished events go to others only
+// once its lease has passed (renewing keeps them), each to one taker, and a node's Recover takes
+// back its own events and a dead node's, never a live node's.
+TEST_P(QueueStoreTest, LeasesRenewExpireAndTakeOver) {
+  constexpr int64_t kLease = 10'000'000, kS = 1'000'000;
+  auto open = [&](const std::string& node) -> std::unique_ptr<queue::EventQueue> {
+    auto q = queue::EventQueue::Open(
+        queue::QueueOptions{.db_path = location_, .node = node, .lease_us = kLease});
+    EXPECT_TRUE(q.ok()) << q.status().ToString();
+    return q.ok() ? std::move(*q) : nullptr;
+  };
+  auto a = open("a"), b = open("b"), c = open("c");
+  ASSERT_TRUE(a && b && c);
+  EXPECT_EQ(a->shared(), GetParam() == Dialect::kPostgres);
+  queue::Event e1 = MakeEvent("b1"), e2 = MakeEvent("b2"), e3 = MakeEvent("b3");
+  for (queue::Event* e : {&e1, &e2, &e3}) ASSERT_TRUE(b->Add(*e).ok());
+  EXPECT_EQ(e1.owner, "b");
+  ASSERT_TRUE(b->MarkRunning(e2.id, 1).ok());
+  queue::Event mine = MakeEvent("a1");
+  ASSERT_TRUE(a->Add(mine).ok());
+
+  const int64_t now = WallNowMicros();
+  auto none = a->TakeOver(now, 100);
+  ASSERT_TRUE(none.ok()) << none.status().ToString();
+  EXPECT_TRUE(none->empty()) << "b's lease is live";
+  auto recovered = a->Recover(now);
+  ASSERT_TRUE(recovered.ok()) << recovered.status().ToString();
+  ASSERT_EQ(recovered->size(), 1u) << "only a's own";
+  EXPECT_EQ((*recovered)[0].request_id, "a1");
+
+  // Renewed at now + 5 s, b's lease runs to now + 15 s.
+  ASSERT_TRUE(b->RenewLease(now + 5 * kS).ok());
+  EXPECT_TRUE(a->TakeOver(now + 12 * kS, 100)->empty()) << "renewed";
+
+  // b dies: past its lease, a takes the two oldest (as they were: b2 was running), c the rest.
+  const int64_t later = now + 16 * kS;
+  ASSERT_TRUE(a->RenewLease(later).ok());
+  ASSERT_TRUE(c->RenewLease(later).ok());
+  auto taken = a->TakeOver(later, 2);
+  ASSERT_TRUE(taken.ok()) << taken.status().ToString();
+  ASSERT_EQ(taken->size(), 2u);
+  EXPECT_EQ((*taken)[0].request_id, "b1");
+  EXPECT_EQ((*taken)[1].request_id, "b2");
+  EXPECT_EQ((*taken)[1].state, queue::EventState::kRunning);
+  EXPECT_EQ((*taken)[1].attempts, 1);
+  EXPECT_EQ((*taken)[0].payload, e1.payload);
+  auto rest = c->TakeOver(later, 100);
+  ASSERT_TRUE(rest.ok());
+  ASSERT_EQ(rest->size(), 1u);
+  EXPECT_EQ((*rest)[0].request_id, "b3");
+  EXPECT_TRUE(a->TakeOver(later, 100)->empty());
+  EXPECT_EQ(a->Get(e2.id)->owner, "a");
+  EXPECT_EQ(a->Get(e3.id)->owner, "c");
+
+  // b restarts under its name: what it had is a's and c's now, whose leases are live.
+  b.reset();
+  b = open("b");
+  ASSERT_TRUE(b);
+  auto back = b->Recover(later + kS);
+  ASSERT_TRUE(back.ok());
+  EXPECT_TRUE(back->empty());
+
+  // a dies too: c's next start takes a's events (the running one back to queued).
+  ASSERT_TRUE(a->MarkRunning(e1.id, 1).ok());
+  a.reset();
+  c.reset();
+  c = open("c");
+  ASSERT_TRUE(c);
+  auto after = c->Recover(later + kLease + kS);
+  ASSERT_TRUE(after.ok()) << after.status().ToString();
+  std::vector<std::string> ids;
+  for (const auto& e : *after) ids.push_back(e.request_id);
+  EXPECT_EQ(ids, (std::vector<std::string>{"b1", "b2", "b3", "a1"}));
+  EXPECT_EQ(c->Get(e1.id)->state, queue::EventState::kQueued);
+  EXPECT_EQ(c->Get(e1.id)->owner, "c");
+}
+
+// Two nodes taking over one dead node's events at the same moment get distinct events that
+// together are all of them.
+TEST_P(QueueStoreTest, ConcurrentTakeOversSplitTheEvents) {
+  constexpr int kEvents = 60;
+  auto open = [&](const std::string& node) -> std::unique_ptr<queue::EventQueue> {
+    auto q = queue::EventQueue::Open(
+        queue::QueueOptions{.db_path = location_, .node = node, .lease_us = 1'000'000});
+    EXPECT_TRUE(q.ok()) << q.status().ToString();
+    return q.ok() ? std::move(*q) : nullptr;
+  };
+  auto dead = open("dead"), x = open("x"), y = open("y");
+  ASSERT_TRUE(dead && x && y);
+  for (int i = 0; i < kEvents; ++i) {
+    queue::Event e = MakeEvent("d" + std::to_string(i));
+    ASSERT_TRUE(dead->Add(e).ok());
+  }
+  dead.reset();
+  const int64_t past = WallNowMicros() + 5'000'000;
+  ASSERT_TRUE(x->RenewLease(past).ok());
+  ASSERT_TRUE(y->RenewLease(past).ok());
+  std::vector<std::string> got_x, got_y;
+  auto take = [past](queue::EventQueue& q, std::vector<std::string>& got) {
+    for (;;) {
+      auto t = q.TakeOver(past, 7);
+      ASSERT_TRUE(t.ok()) << t.status().ToString();
+      if (t->empty()) return;
+      for (const auto& e : *t) got.push_back(e.request_id);
+    }
+  };
+  std::thread tx([&] { take(*x, got_x); });
+  std::thread ty([&] { take(*y, got_y); });
+  tx.join();
+  ty.join();
+  std::set<std::string> all(got_x.begin(), got_x.end());
+  for (const auto& id : got_y) EXPECT_TRUE(all.insert(id).second) << id << " taken twice";
+  EXPECT_EQ(all.size(), static_cast<size_t>(kEvents));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Jobs.
 

@@ -343,7 +343,34 @@ Status Invoker::Resume(asio::any_io_executor executor) {
     asio::co_spawn(executor, RunDelivery(this, std::move(d)), asio::detached);
   }
   if (!deliveries->empty()) spdlog::info("resumed {} webhook deliveries", deliveries->size());
+  if (events_.queue->shared()) asio::co_spawn(executor, LeaseLoop(this, executor), asio::detached);
   return Status::Ok();
+}
+
+asio::awaitable<void> Invoker::LeaseLoop(Invoker* self, asio::any_io_executor executor) {
+  queue::EventQueue* const q = self->events_.queue;
+  const auto period = std::chrono::microseconds(std::min<int64_t>(500'000, q->lease_us() / 4));
+  asio::steady_timer timer(executor);
+  for (;;) {
+    timer.expires_after(period);
+    boost::system::error_code ec;
+    co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) co_return;
+    const int64_t room = self->events_.max_events - self->state_->events.load();
+    const int64_t now = WallNowMicros();
+    const auto tick = [q, now, room](queue::EventQueue::TakeOverDone done) {
+      q->TickAsync(now, room, std::move(done));
+    };
+    StatusOr<std::vector<queue::Event>> taken =
+        co_await AsyncWrite<StatusOr<std::vector<queue::Event>>>(tick);
+    if (!taken.ok()) {
+      spdlog::warn("event queue lease of node {}: {}", q->node(), taken.status().message());
+      continue;
+    }
+    if (taken->empty()) continue;
+    spdlog::info("took over {} event invocations of nodes whose lease passed", taken->size());
+    for (queue::Event& e : *taken) self->StartJob(std::move(e), executor);
+  }
 }
 
 StatusOr<int64_t> Invoker::Redrive(const std::string& function,

@@ -129,8 +129,10 @@ class Invoker {
   // awaited, not waited for: the thread serves other requests meanwhile, whose enqueues then
   // share the next commit.
   asio::awaitable<Status> Enqueue(InvokeRequest req, asio::any_io_executor executor);
-  // At start: runs what the durable queue held when the server last stopped, and posts the
-  // webhook deliveries it held.
+  // At start: runs what the durable queue held when the server last stopped (its own events,
+  // and those of nodes whose lease has passed), and posts the webhook deliveries it held. On a
+  // shared store it then keeps this node's lease and takes over dead nodes' events on a tick
+  // (a quarter of the lease, at most 500 ms), as many as the Event queue has room for.
   [[nodiscard]] Status Resume(asio::any_io_executor executor);
   // Queues `function`'s dead letters again (queue::EventQueue::Redrive) and runs them; the
   // number redriven. ResourceExhausted when they would pass max_queued_events.
@@ -155,6 +157,7 @@ class Invoker {
   struct LastTry;
   static asio::awaitable<void> RunEvent(Invoker* self, std::shared_ptr<State> state, Job job);
   static asio::awaitable<void> RunDelivery(Invoker* self, queue::Delivery delivery);
+  static asio::awaitable<void> LeaseLoop(Invoker* self, asio::any_io_executor executor);
   // Takes `req`'s slot in the Event queue (its shares, max_queued_events, the bytes limit).
   Status Admit(const InvokeRequest& req);
   // Commits the end of `job` with its destination's record, then starts that delivery.

@@ -1,5 +1,6 @@
 #include "queue/event_queue.h"
 
+#include <algorithm>
 #include <future>
 
 #include "common/clock.h"
@@ -27,12 +28,13 @@ Event EventFromRow(const store::Stmt& s) {
   e.attempts_before = static_cast<int>(s.Int(10));
   e.condition = s.Text(11);
   e.error = s.Text(12);
+  e.owner = s.Text(13);
   return e;
 }
 
 constexpr std::string_view kColumns =
     "id, request_id, function, qualifier, payload, client_context, state, attempts, next_at_us, "
-    "created_us, attempts_before, condition, error";
+    "created_us, attempts_before, condition, error, owner";
 
 Delivery DeliveryFromRow(const store::Stmt& s) {
   Delivery d;
@@ -125,8 +127,11 @@ StatusOr<std::unique_ptr<EventQueue>> EventQueue::Open(const QueueOptions& optio
     if (!started.ok()) return started.status();
     checkpointer = std::move(*started);
   }
-  return std::unique_ptr<EventQueue>(
+  std::unique_ptr<EventQueue> queue(
       new EventQueue(std::move(*db), std::move(checkpointer), options));
+  // Before anything is added: an owner without a live lease is taken for dead.
+  THAW_RETURN_IF_ERROR(queue->RenewLease(WallNowMicros()));
+  return queue;
 }
 
 EventQueue::EventQueue(std::unique_ptr<store::Db> db,
@@ -134,6 +139,7 @@ EventQueue::EventQueue(std::unique_ptr<store::Db> db,
     : db_(std::move(db)),
       checkpointer_(std::move(checkpointer)),
       options_(std::move(options)),
+      shared_(db_->dialect() == store::Dialect::kPostgres),
       writer_([this] { WriterLoop(); }) {}
 
 EventQueue::~EventQueue() {
@@ -212,8 +218,8 @@ Status EventQueue::Add(Event& event) {
 Status EventQueue::InsertLocked(Event& event) {
   auto s = db_->PrepareCached(
       "INSERT INTO events (request_id, function, qualifier, payload, client_context, state, "
-      "attempts, next_at_us, created_us, updated_us) VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?) "
-      "RETURNING id");
+      "attempts, next_at_us, created_us, updated_us, owner) VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, "
+      "?, ?, ?) RETURNING id");
   if (!s.ok()) return s.status();
   if (event.created_us == 0) event.created_us = WallNowMicros();
   (*s)->Bind(1, event.request_id)
@@ -224,11 +230,13 @@ Status EventQueue::InsertLocked(Event& event) {
       .Bind(6, int64_t{event.attempts})
       .Bind(7, event.next_at_us)
       .Bind(8, event.created_us)
-      .Bind(9, event.created_us);
+      .Bind(9, event.created_us)
+      .Bind(10, options_.node);
   auto row = (*s)->Next();
   if (!row.ok()) return row.status();
   event.id = (*s)->Int(0);
   event.state = EventState::kQueued;
+  event.owner = options_.node;
   return Status::Ok();
 }
 
@@ -386,11 +394,11 @@ StatusOr<std::vector<Event>> EventQueue::Redrive(const std::string& function,
     }
     auto u = db_->Prepare(
         "UPDATE events SET state = 'queued', attempts_before = attempts, created_us = ?, "
-        "next_at_us = 0, condition = '', error = '', updated_us = ? WHERE id = ?");
+        "next_at_us = 0, condition = '', error = '', updated_us = ?, owner = ? WHERE id = ?");
     if (!u.ok()) return u.status();
     for (Event& e : out) {
       u->Reset();
-      u->Bind(1, now).Bind(2, now).Bind(3, e.id);
+      u->Bind(1, now).Bind(2, now).Bind(3, options_.node).Bind(4, e.id);
       THAW_RETURN_IF_ERROR(u->Run());
       e.state = EventState::kQueued;
       e.attempts_before = e.attempts;
@@ -446,37 +454,140 @@ StatusOr<std::vector<Delivery>> EventQueue::PendingDeliveries() {
   return out;
 }
 
-StatusOr<std::vector<Event>> EventQueue::Recover() {
+StatusOr<std::vector<Event>> EventQueue::Recover() { return Recover(WallNowMicros()); }
+
+StatusOr<std::vector<Event>> EventQueue::Recover(int64_t now_us) {
   std::lock_guard<std::mutex> lock(mu_);
   THAW_RETURN_IF_ERROR(db_->Begin());
-  Status st = Status::Ok();
-  for (const char* sql :
-       {"DELETE FROM events WHERE state IN ('succeeded', 'forwarded') AND updated_us < ?",
-        "DELETE FROM deliveries WHERE state != 'queued' AND updated_us < ?"}) {
-    auto prune = db_->Prepare(sql);
-    if (!prune.ok()) return prune.status();
-    prune->Bind(1, WallNowMicros() - options_.keep_finished_us);
-    if (st.ok()) st = prune->Run();
-  }
   std::vector<Event> out;
-  if (st.ok()) {
-    auto s = db_->Prepare("SELECT " + std::string(kColumns) +
-                          " FROM events WHERE state IN ('queued', 'running') ORDER BY id");
-    if (!s.ok()) st = s.status();
-    while (st.ok()) {
-      auto row = s->Next();
-      if (!row.ok()) st = row.status();
-      if (!st.ok() || !*row) break;
-      out.push_back(EventFromRow(*s));
+  Status st = [&]() -> Status {
+    for (const char* sql :
+         {"DELETE FROM events WHERE state IN ('succeeded', 'forwarded') AND updated_us < ?",
+          "DELETE FROM deliveries WHERE state != 'queued' AND updated_us < ?",
+          "DELETE FROM queue_leases WHERE lease_until_us < ? AND node NOT IN "
+          "(SELECT owner FROM events WHERE state IN ('queued', 'running'))"}) {
+      auto prune = db_->Prepare(sql);
+      if (!prune.ok()) return prune.status();
+      prune->Bind(1, now_us - options_.keep_finished_us);
+      THAW_RETURN_IF_ERROR(prune->Run());
     }
-  }
-  if (st.ok()) st = db_->Exec("UPDATE events SET state = 'queued' WHERE state = 'running'");
+    THAW_RETURN_IF_ERROR(RenewLocked(now_us));
+    THAW_RETURN_IF_ERROR(ClaimLocked(now_us, INT64_MAX, /*own=*/true, out));
+    // Nothing of this node runs yet: what its table rows say runs was cut short.
+    auto s =
+        db_->Prepare("UPDATE events SET state = 'queued' WHERE owner = ? AND state = 'running'");
+    if (!s.ok()) return s.status();
+    s->Bind(1, options_.node);
+    return s->Run();
+  }();
+  if (st.ok()) st = db_->Exec("COMMIT");
   if (!st.ok()) {
     (void)db_->Exec("ROLLBACK");
     return st;
   }
-  THAW_RETURN_IF_ERROR(db_->Exec("COMMIT"));
   return out;
+}
+
+Status EventQueue::RenewLocked(int64_t now_us) {
+  auto s = db_->PrepareCached(
+      "INSERT INTO queue_leases (node, lease_until_us) VALUES (?, ?) ON CONFLICT (node) DO UPDATE "
+      "SET lease_until_us = excluded.lease_until_us");
+  if (!s.ok()) return s.status();
+  (*s)->Bind(1, options_.node).Bind(2, now_us + options_.lease_us);
+  return (*s)->Run();
+}
+
+Status EventQueue::ClaimLocked(int64_t now_us, int64_t max, bool own, std::vector<Event>& out) {
+  const size_t first = out.size();
+  auto collect = [&](store::Stmt& s) -> Status {
+    for (;;) {
+      auto row = s.Next();
+      if (!row.ok()) return row.status();
+      if (!*row) return Status::Ok();
+      out.push_back(EventFromRow(s));
+    }
+  };
+  if (own) {
+    // At start, all at once: this node's own, and any owner without a live lease (also rows
+    // from before leases, owned by '').
+    auto s = db_->Prepare(
+        "UPDATE events SET owner = ?1 WHERE state IN ('queued', 'running') AND "
+        "(owner = ?1 OR owner NOT IN (SELECT node FROM queue_leases WHERE "
+        "lease_until_us >= ?2)) RETURNING " +
+        std::string(kColumns));
+    if (!s.ok()) return s.status();
+    s->Bind(1, options_.node).Bind(2, now_us);
+    THAW_RETURN_IF_ERROR(collect(*s));
+  } else {
+    std::vector<std::string> dead;
+    {
+      auto s = db_->PrepareCached(
+          "SELECT node FROM queue_leases WHERE lease_until_us < ? AND node != ? ORDER BY "
+          "lease_until_us");
+      if (!s.ok()) return s.status();
+      (*s)->Bind(1, now_us).Bind(2, options_.node);
+      for (;;) {
+        auto row = (*s)->Next();
+        if (!row.ok()) return row.status();
+        if (!*row) break;
+        dead.push_back((*s)->Text(0));
+      }
+    }
+    // The outer `owner = ?2` is checked again on the row as it is once locked (PostgreSQL's
+    // READ COMMITTED), so two nodes taking over at once each get distinct events. On
+    // PostgreSQL the pick skips rows another taker holds instead of waiting, and is a
+    // materialized CTE: as an IN subquery it could run again per row and pass its LIMIT.
+    const std::string pick =
+        "SELECT id FROM events WHERE owner = ?2 AND state IN ('queued', 'running') ORDER BY id "
+        "LIMIT ?3";
+    const std::string sql =
+        (shared_ ? "WITH picked AS MATERIALIZED (" + pick +
+                       " FOR UPDATE SKIP LOCKED) UPDATE events SET owner = ?1 WHERE owner = ?2 "
+                       "AND state IN ('queued', 'running') AND id IN (SELECT id FROM picked)"
+                 : "UPDATE events SET owner = ?1 WHERE owner = ?2 AND state IN ('queued', "
+                   "'running') AND id IN (" +
+                       pick + ")") +
+        " RETURNING " + std::string(kColumns);
+    for (const std::string& owner : dead) {
+      const int64_t room = max - static_cast<int64_t>(out.size() - first);
+      if (room <= 0) break;
+      auto s = db_->PrepareCached(sql);
+      if (!s.ok()) return s.status();
+      (*s)->Bind(1, options_.node).Bind(2, owner).Bind(3, room);
+      THAW_RETURN_IF_ERROR(collect(**s));
+    }
+  }
+  std::sort(out.begin() + static_cast<std::ptrdiff_t>(first), out.end(),
+            [](const Event& a, const Event& b) { return a.id < b.id; });
+  return Status::Ok();
+}
+
+Status EventQueue::RenewLease(int64_t now_us) {
+  return SubmitAndWait([this, now_us] { return RenewLocked(now_us); });
+}
+
+StatusOr<std::vector<Event>> EventQueue::TakeOver(int64_t now_us, int64_t max) {
+  std::vector<Event> out;
+  THAW_RETURN_IF_ERROR(SubmitAndWait([&] { return ClaimLocked(now_us, max, /*own=*/false, out); }));
+  return out;
+}
+
+void EventQueue::TickAsync(int64_t now_us, int64_t max, TakeOverDone done) {
+  auto out = std::make_shared<std::vector<Event>>();
+  Submit(
+      [this, now_us, max, out]() -> Status {
+        THAW_RETURN_IF_ERROR(RenewLocked(now_us));
+        if (max <= 0) return Status::Ok();
+        return ClaimLocked(now_us, max, /*own=*/false, *out);
+      },
+      [out, done = std::move(done)](Status st) {
+        if (!done) return;
+        if (st.ok()) {
+          done(std::move(*out));
+        } else {
+          done(std::move(st));
+        }
+      });
 }
 
 StatusOr<std::map<std::string, Depth>> EventQueue::Depths() {

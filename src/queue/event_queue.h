@@ -10,6 +10,14 @@
 // attempt that had already finished only once. An event's end and the record its destination
 // gets are one transaction (Finish): a crash after it redelivers the record, never loses it.
 // Events that fail with no OnFailure destination stay as dead letters (kFailed) until redriven.
+//
+// Several nodes on one PostgreSQL share the table: each unfinished event is owned by the node
+// that accepted (or took over) it, and each node holds a lease on what it owns (queue_leases,
+// renewed on its tick). Recover() takes back only this node's own events and those of nodes
+// whose lease has passed; TakeOver() on the tick takes a dead node's events (a kill -9) while the
+// others run on. Each event goes to one taker (the claim re-checks its owner under the row
+// lock); a node that stalls past its lease may still finish what it ran, so a try can run twice
+// (at-least-once, as Lambda; the meter counts each request id once).
 #pragma once
 
 #include <condition_variable>
@@ -55,6 +63,7 @@ struct Event {
   int attempts_before = 0;  // tries made before the last redrive
   std::string condition;    // how it ended: Success, RetriesExhausted, EventAgeExceeded
   std::string error;        // the last failed try's "Type: message"
+  std::string owner;        // the node that holds it (QueueOptions::node)
 };
 
 // An invocation record on its way to a webhook destination.
@@ -112,6 +121,10 @@ struct QueueOptions {
   std::string db_path;  // the data dir's thaw.db
   // Finished events are kept this long (for inspection), then dropped at the next start.
   int64_t keep_finished_us = 24LL * 3600 * 1'000'000;
+  // The owner this node writes into the events it holds: distinct per node on a shared store.
+  std::string node = "local";
+  // How long this node's hold on its events outlives its last renewal (RenewLease, Tick).
+  int64_t lease_us = 5'000'000;
 };
 
 class EventQueue {
@@ -161,6 +174,22 @@ class EventQueue {
   // At start, before anything is added: every unfinished event, oldest first, as it was (a
   // kRunning one was cut short by the crash); in the table running ones go back to queued.
   [[nodiscard]] StatusOr<std::vector<Event>> Recover();
+  // The same, at wall clock `now_us`: this node's events and those of owners whose lease had
+  // passed by then become this node's, and its lease runs to now_us + lease_us.
+  [[nodiscard]] StatusOr<std::vector<Event>> Recover(int64_t now_us);
+
+  // Leases, for nodes sharing the store (shared()). RenewLease moves this node's lease to
+  // now_us + lease_us. TakeOver makes up to `max` unfinished events of owners whose lease has
+  // passed by `now_us` this node's, and returns them as they were (a kRunning one was cut short
+  // by its node's death), oldest first. Tick does both in one commit on the writer thread.
+  using TakeOverDone = std::function<void(StatusOr<std::vector<Event>>)>;
+  [[nodiscard]] Status RenewLease(int64_t now_us);
+  [[nodiscard]] StatusOr<std::vector<Event>> TakeOver(int64_t now_us, int64_t max);
+  void TickAsync(int64_t now_us, int64_t max, TakeOverDone done);
+  // Whether other nodes may share this queue (PostgreSQL): only then is a tick worth its writes.
+  bool shared() const { return shared_; }
+  const std::string& node() const { return options_.node; }
+  int64_t lease_us() const { return options_.lease_us; }
   [[nodiscard]] StatusOr<std::map<std::string, Depth>> Depths();
   // One event by id (tests and inspection).
   [[nodiscard]] StatusOr<Event> Get(int64_t id);
@@ -190,6 +219,9 @@ class EventQueue {
                         std::optional<int64_t> next_at_us);
   Status InsertLocked(Event& event);
   Status FinishLocked(int64_t id, Ending& ending);
+  Status RenewLocked(int64_t now_us);
+  // Makes up to `max` unfinished events of dead owners (and, with `own`, this node's) its own.
+  Status ClaimLocked(int64_t now_us, int64_t max, bool own, std::vector<Event>& out);
   StatusOr<InvokeConfig> ReadConfig(const std::string& function, const std::string& qualifier);
 
   std::mutex write_mu_;
@@ -206,6 +238,7 @@ class EventQueue {
   // Checkpoints db_'s WAL off the writer's commits; before db_ goes, after the writer.
   std::unique_ptr<store::WalCheckpointer> checkpointer_;
   const QueueOptions options_;
+  bool shared_ = false;
   std::thread writer_;  // last: started once the rest is built, joined first
 };
 

@@ -77,6 +77,8 @@ const std::vector<Knob> kKnobs = {
     {"node_name", "this node's name in the cluster (default: the host name)"},
     {"advertise", "host:port other nodes reach this node's API at (default: listen)"},
     {"node_lease_s", "TTL of this node's etcd lease: a dead node leaves within it"},
+    {"event_lease_s",
+     "nodes on one PostgreSQL: a dead node's Event invocations are taken over this long after"},
 };
 
 namespace {
@@ -295,6 +297,8 @@ Status ApplyConfigValues(const std::map<std::string, std::string>& values, Confi
       c.advertise = v;
     } else if (name == "node_lease_s") {
       THAW_RETURN_IF_ERROR(ParseInt(name, v, 2, 600, c.node_lease_s));
+    } else if (name == "event_lease_s") {
+      THAW_RETURN_IF_ERROR(ParseInt(name, v, 1, 600, c.event_lease_s));
     } else {
       return InvalidArgument("config: unknown setting '" + name + "'");
     }

@@ -96,6 +96,9 @@ struct Config {
   std::string node_name;
   std::string advertise;
   int64_t node_lease_s = 5;
+  // Nodes sharing one PostgreSQL: how long a node's hold on its Event invocations outlives its
+  // last renewal; past it, another node takes them over (queue/event_queue.h).
+  int64_t event_lease_s = 5;
 };
 
 struct Knob {

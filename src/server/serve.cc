@@ -48,6 +48,7 @@
 #include "registry/registry.h"
 #include "runtime_api/runtime_server.h"
 #include "sandbox/spawner.h"
+#include "store/db.h"
 
 namespace thaw::server {
 namespace {
@@ -266,6 +267,18 @@ cluster::NodeRecord DescribeNode(pool::PoolManager& pools, registry::Registry& r
     }
   }
   return r;
+}
+
+// The owner this node writes into the event queue: its node_name; on a shared store without
+// one, the host name (two nodes must not share a name there); alone on SQLite, "local".
+std::string QueueNode(const Config& config) {
+  if (!config.node_name.empty()) return config.node_name;
+  char host[256] = {};
+  if (store::Db::IsPostgresUrl(config.store) && ::gethostname(host, sizeof(host) - 1) == 0 &&
+      host[0] != '\0') {
+    return host;
+  }
+  return "local";
 }
 
 StatusOr<std::unique_ptr<cluster::Membership>> JoinCluster(
@@ -504,7 +517,10 @@ int RunServe(Config config, const std::string& exe_dir) {
       return 1;
     }
   }
-  auto events = queue::EventQueue::Open(queue::QueueOptions{.db_path = store_at});
+  auto events =
+      queue::EventQueue::Open(queue::QueueOptions{.db_path = store_at,
+                                                  .node = QueueNode(config),
+                                                  .lease_us = config.event_lease_s * 1'000'000});
   if (!events.ok()) {
     spdlog::critical("{}", events.status().message());
     return 1;

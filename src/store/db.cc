@@ -228,6 +228,16 @@ constexpr Migration kMigrations[] = {
       PRIMARY KEY (function, latest)
     );
     )sql",
+    // 13: several nodes on one queue (queue/event_queue.h): the node that owns each event, and
+    // each node's lease on what it owns (renewed on its tick; past it, others take its events).
+    R"sql(
+    ALTER TABLE events ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+    CREATE INDEX events_by_owner ON events (owner, state);
+    CREATE TABLE queue_leases (
+      node TEXT PRIMARY KEY,
+      lease_until_us INTEGER NOT NULL
+    );
+    )sql",
 };
 
 }  // namespace

@@ -1,0 +1,117 @@
+// Two thaw nodes on loopback sharing one private PostgreSQL (tests/pg_server.h): Event
+// invocations accepted by node B, still running there when B is killed -9, are taken over by
+// node A once B's event lease has passed and complete there, each try metered once. Skips,
+// saying why, without PostgreSQL's server binaries.
+#include <gtest/gtest.h>
+#include <libpq-fe.h>
+
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "common/clock.h"
+#include "pg_server.h"
+#include "server_fixture.h"
+
+namespace thaw::testing {
+namespace {
+
+const std::string kHelloCpp = std::string(THAW_BUILD_DIR) + "/examples/hello-cpp";
+constexpr int64_t kLeaseS = 2;
+
+// Runs `sql` on `url`; its rows as text, or nothing (with a test failure) when it failed.
+std::vector<std::vector<std::string>> Query(const std::string& url, const std::string& sql) {
+  std::vector<std::vector<std::string>> rows;
+  PGconn* conn = PQconnectdb(url.c_str());
+  EXPECT_EQ(PQstatus(conn), CONNECTION_OK) << PQerrorMessage(conn);
+  PGresult* r = PQexec(conn, sql.c_str());
+  EXPECT_EQ(PQresultStatus(r), PGRES_TUPLES_OK) << PQresultErrorMessage(r);
+  if (PQresultStatus(r) == PGRES_TUPLES_OK) {
+    for (int i = 0; i < PQntuples(r); ++i) {
+      rows.emplace_back();
+      for (int j = 0; j < PQnfields(r); ++j) rows.back().push_back(PQgetvalue(r, i, j));
+    }
+  }
+  PQclear(r);
+  PQfinish(conn);
+  return rows;
+}
+
+int64_t Count(const std::string& url, const std::string& sql) {
+  auto rows = Query(url, sql);
+  return rows.empty() ? -1 : std::stoll(rows[0][0]);
+}
+
+TEST(QueueTakeoverTest, KilledNodesEventsCompleteOnAnotherWithinTheLease) {
+  std::string why;
+  PgServer* pg = PgServer::Shared(why);
+  if (pg == nullptr) GTEST_SKIP() << "no PostgreSQL: " << why;
+  const std::string url = pg->CreateDatabase();
+  ASSERT_FALSE(url.empty());
+  auto node = [&](const std::string& name) {
+    return ThawServer::Start(
+        {"--store", url, "--node-name", name, "--event-lease-s", std::to_string(kLeaseS)});
+  };
+  // Each node keeps bundles in its own data dir: the function is deployed through both.
+  auto a = node("a");
+  ASSERT_EQ(a->Deploy("hello-cpp", kHelloCpp).status, 201);
+  ASSERT_EQ(a->Invoke("hello-cpp").status, 200);  // warm on A, as a version elsewhere would be
+  auto b = node("b");
+  ASSERT_EQ(b->Deploy("hello-cpp", kHelloCpp).status, 201);
+
+  constexpr int kEvents = 6;
+  std::set<std::string> accepted;
+  for (int i = 0; i < kEvents; ++i) {
+    auto r = b->Call("POST", "/2015-03-31/functions/hello-cpp/invocations", R"({"sleep_ms":2000})",
+                     {{"X-Amz-Invocation-Type", "Event"}});
+    ASSERT_EQ(r.status, 202) << r.body;
+    accepted.insert(r.Header("x-amzn-requestid"));
+  }
+  ASSERT_EQ(accepted.size(), static_cast<size_t>(kEvents));
+  EXPECT_EQ(Count(url, "SELECT COUNT(*) FROM events WHERE owner = 'b'"), kEvents);
+  // B runs them (each sleeps 2 s, under the 3 s timeout): kill it mid-run.
+  ASSERT_TRUE(Eventually(
+      [&] {
+        return Count(url, "SELECT COUNT(*) FROM events WHERE owner = 'b' AND state = 'running'") >
+               0;
+      },
+      30'000));
+  b->Kill9();
+  const int64_t killed_us = WallNowMicros();
+
+  // All complete on A: within the lease, the 2 s target, the 2 s sleep and a loaded machine's
+  // slack (the take-over time itself is checked below, from the meter's start times).
+  ASSERT_TRUE(Eventually(
+      [&] {
+        return Count(url, "SELECT COUNT(*) FROM events WHERE state = 'succeeded'") == kEvents;
+      },
+      30'000))
+      << a->Output();
+  EXPECT_EQ(Count(url, "SELECT COUNT(*) FROM events WHERE owner = 'a'"), kEvents);
+  EXPECT_NE(a->Output().find("took over"), std::string::npos);
+
+  // Each try is metered once, under its request id (a re-run try keeps its id): A's records,
+  // flushed by the usage query.
+  ASSERT_EQ(a->Call("GET", "/v1/usage?function=hello-cpp").status, 200);
+  auto rows = Query(url,
+                    "SELECT request_id, COUNT(*), MIN(start_us) FROM invocations WHERE "
+                    "function = 'hello-cpp' AND status = 'success' GROUP BY request_id");
+  std::map<std::string, std::pair<int64_t, int64_t>> metered;  // id -> (rows, start)
+  for (const auto& r : rows) metered[r[0]] = {std::stoll(r[1]), std::stoll(r[2])};
+  int64_t takeover_us = 0;
+  for (const std::string& id : accepted) {
+    auto it = metered.find(id);
+    ASSERT_NE(it, metered.end()) << id << " never metered";
+    EXPECT_EQ(it->second.first, 1) << id;
+    EXPECT_GT(it->second.second, killed_us) << id << " ran before the kill: B never finished it";
+    takeover_us = std::max(takeover_us, it->second.second - killed_us);
+  }
+  std::printf("node death to its events running on another node: %.2f s (event lease %lld s)\n",
+              static_cast<double>(takeover_us) / 1e6, static_cast<long long>(kLeaseS));
+  EXPECT_LE(takeover_us, (kLeaseS + 2) * 1'000'000);
+  EXPECT_EQ(a->Stop(), 0);
+}
+
+}  // namespace
+}  // namespace thaw::testing

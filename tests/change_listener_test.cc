@@ -184,7 +184,9 @@ TEST_F(ChangeListenerTest, KeyStoresOnOneStoreSeeRevocationsOnReload) {
   auto caller = (*b)->Bearer(key->second);
   ASSERT_TRUE(caller.has_value());
   EXPECT_EQ(caller->tenant, "acme");
-  ASSERT_TRUE((*a)->UpdateTenant("acme", {.concurrency = 3}).ok());
+  auth::TenantLimits limits;
+  limits.concurrency = 3;
+  ASSERT_TRUE((*a)->UpdateTenant("acme", limits).ok());
   ASSERT_TRUE((*a)->RevokeKey(key->first.id).ok());
   ASSERT_TRUE((*b)->Reload().ok());
   EXPECT_FALSE((*b)->Bearer(key->second).has_value());

@@ -92,12 +92,15 @@ TEST_F(SharedTruthTest, DeployThroughAInvokeThroughB) {
   std::printf("deploy on A seen on B after %lld ms\n", static_cast<long long>(MsSince(start)));
   const std::string sha = JsonField(a->Call("GET", "/v1/functions/hello").body, "sha256");
   ASSERT_EQ(sha.size(), 64u);
-  EXPECT_FALSE(PathExists(b->data_dir() + "/bundles/" + sha));
 
-  // B has no bundle: it fetches it from A, checks it, and runs it.
+  // B had no bundle: it fetches it from A (at once, for the version's template, or for the
+  // call), checks it, and runs it.
   auto r = b->Invoke("hello");
   ASSERT_EQ(r.status, 200) << r.body << b->Output();
   EXPECT_NE(r.body.find("one"), std::string::npos) << r.body;
+  EXPECT_TRUE(b->WaitForOutput(
+      "bundle " + sha.substr(0, 12) + " of hello:1 fetched from " + a->url(), 1000))
+      << b->Output();
   EXPECT_TRUE(PathExists(b->data_dir() + "/bundles/" + sha));
   EXPECT_TRUE(PathExists(b->data_dir() + "/blobs/" + sha));
 

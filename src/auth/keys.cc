@@ -59,6 +59,19 @@ StatusOr<std::unique_ptr<KeyStore>> KeyStore::Open(const std::string& db_path,
 }
 
 Status KeyStore::Load() {
+  std::unique_lock lock(mu_);
+  return ReadAllLocked();
+}
+
+Status KeyStore::Reload() {
+  std::unique_lock lock(mu_);
+  return ReadAllLocked();
+}
+
+Status KeyStore::ReadAllLocked() {
+  std::unordered_map<std::string, KeyInfo> fresh_keys;
+  std::unordered_map<std::string, std::string> fresh_by_hash;
+  std::unordered_map<std::string, Tenant> fresh_tenants;
   auto tenants = db_->Prepare(
       "SELECT name, concurrency, rate_per_second, monthly_budget_micros, created_us FROM tenants");
   if (!tenants.ok()) return tenants.status();
@@ -69,7 +82,7 @@ Status KeyStore::Load() {
     Tenant t{tenants->Text(0),
              {OptionalInt(*tenants, 1), OptionalInt(*tenants, 2), OptionalInt(*tenants, 3)},
              tenants->Int(4)};
-    tenants_[t.name] = std::move(t);
+    fresh_tenants[t.name] = std::move(t);
   }
   auto keys =
       db_->Prepare("SELECT id, tenant, role, secret_sha256, description, created_us FROM api_keys");
@@ -80,10 +93,23 @@ Status KeyStore::Load() {
     if (!*row) break;
     KeyInfo k{keys->Text(0), keys->Text(1), ParseRole(keys->Text(2)).value_or(Role::kTenant),
               keys->Text(4), keys->Int(5)};
-    by_hash_[keys->Text(3)] = k.id;
-    keys_[k.id] = std::move(k);
+    fresh_by_hash[keys->Text(3)] = k.id;
+    fresh_keys[k.id] = std::move(k);
   }
+  keys_ = std::move(fresh_keys);
+  by_hash_ = std::move(fresh_by_hash);
+  tenants_ = std::move(fresh_tenants);
   return Status::Ok();
+}
+
+Status KeyStore::WriteWithNotice(std::string_view kind, std::string_view id,
+                                 const std::function<Status()>& body) {
+  THAW_RETURN_IF_ERROR(db_->Begin());
+  Status st = db_->Notify(kind, id);
+  if (st.ok()) st = body();
+  if (st.ok()) st = db_->Exec("COMMIT");
+  if (!st.ok()) (void)db_->Exec("ROLLBACK");
+  return st;
 }
 
 std::string KeyStore::SecretFor(std::string_view id) const {
@@ -146,7 +172,7 @@ StatusOr<std::pair<KeyInfo, std::string>> KeyStore::CreateKey(const std::string&
   if (!insert.ok()) return insert.status();
   insert->Bind(1, k.id).Bind(2, k.tenant).Bind(3, RoleName(role)).Bind(4, hash);
   insert->Bind(5, k.description).Bind(6, k.created_us);
-  THAW_RETURN_IF_ERROR(insert->Run());
+  THAW_RETURN_IF_ERROR(WriteWithNotice("keys", k.id, [&] { return insert->Run(); }));
   by_hash_[hash] = k.id;
   keys_[k.id] = k;
   return std::make_pair(std::move(k), std::move(secret));
@@ -180,7 +206,7 @@ Status KeyStore::RevokeKey(std::string_view id) {
   auto del = db_->Prepare("DELETE FROM api_keys WHERE id = ?");
   if (!del.ok()) return del.status();
   del->Bind(1, id);
-  THAW_RETURN_IF_ERROR(del->Run());
+  THAW_RETURN_IF_ERROR(WriteWithNotice("keys", id, [&] { return del->Run(); }));
   by_hash_.erase(Sha256Hex(SecretFor(id)));
   keys_.erase(it);
   return Status::Ok();
@@ -205,7 +231,7 @@ StatusOr<Tenant> KeyStore::CreateTenant(const std::string& name, const TenantLim
   BindOptional(*insert, 3, limits.rate_per_second);
   BindOptional(*insert, 4, limits.monthly_budget_micros);
   insert->Bind(5, t.created_us);
-  THAW_RETURN_IF_ERROR(insert->Run());
+  THAW_RETURN_IF_ERROR(WriteWithNotice("tenants", name, [&] { return insert->Run(); }));
   tenants_[name] = t;
   return t;
 }
@@ -222,7 +248,7 @@ Status KeyStore::UpdateTenant(const std::string& name, const TenantLimits& limit
   BindOptional(*update, 2, limits.rate_per_second);
   BindOptional(*update, 3, limits.monthly_budget_micros);
   update->Bind(4, name);
-  THAW_RETURN_IF_ERROR(update->Run());
+  THAW_RETURN_IF_ERROR(WriteWithNotice("tenants", name, [&] { return update->Run(); }));
   it->second.limits = limits;
   return Status::Ok();
 }
@@ -232,12 +258,12 @@ Status KeyStore::DeleteTenant(const std::string& name) {
   std::unique_lock lock(mu_);
   if (!tenants_.contains(name)) return NotFound("tenant not found: " + name);
   THAW_RETURN_IF_ERROR(db_->Exec("BEGIN"));
-  Status st;
+  Status st = db_->Notify("tenants", name);
   for (const char* sql :
        {"DELETE FROM api_keys WHERE tenant = ?", "DELETE FROM tenants WHERE name = ?"}) {
     auto del = db_->Prepare(sql);
-    st = del.ok() ? del->Bind(1, name).Run() : del.status();
     if (!st.ok()) break;
+    st = del.ok() ? del->Bind(1, name).Run() : del.status();
   }
   if (!st.ok()) {
     (void)db_->Exec("ROLLBACK");

@@ -5,11 +5,12 @@
 // what a Bearer token is looked up by. The master key is <data-dir>/master.key (mode 0600); a
 // copy of thaw.db alone yields no usable secret.
 //
-// Reads are served from memory (loaded at open); changes write through to SQLite first.
-// Thread-safe.
+// Reads are served from memory (loaded at open); changes write through to the store first, and
+// tell the other nodes on it (store::Db::Notify), which Reload. Thread-safe.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <shared_mutex>
@@ -88,10 +89,16 @@ class KeyStore {
   // derived from the master key like key secrets, so it is never stored or logged; shown only
   // to the function's owner.
   std::string WebhookSecret(std::string_view function) const;
+  // Reads every tenant and key from the store again: another node changed them.
+  Status Reload();
 
  private:
   KeyStore(std::unique_ptr<store::Db> db, std::string master_key, std::string admin_key);
   Status Load();
+  Status ReadAllLocked();  // replaces the maps; mu_ held exclusively
+  // Runs `body` (a write) in a transaction that also notifies the other nodes.
+  Status WriteWithNotice(std::string_view kind, std::string_view id,
+                         const std::function<Status()>& body);
   std::string SecretFor(std::string_view id) const;
 
   std::unique_ptr<store::Db> db_;  // guarded by mu_ (exclusive)

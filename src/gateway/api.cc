@@ -16,6 +16,7 @@
 #include "common/json_text.h"
 #include "common/tenant.h"
 #include "gateway/function_url.h"
+#include "gateway/internal_api.h"
 #include "gateway/invoker.h"
 #include "gateway/jobs_api.h"
 #include "gateway/lambda_api.h"
@@ -310,6 +311,7 @@ bool Api::Screen(const http::request_header<>& header, Response& res) const {
   std::string_view target = header.target();
   std::string_view path = target.substr(0, target.find('?'));
   if (path == "/healthz" || path == "/ui" || path.starts_with("/ui/")) return true;
+  if (path.starts_with("/v1/internal/")) return true;  // the cluster token, checked in Serve
   if (LambdaApi::Owns(path)) return lambda_->Screen(header, res);
   if (path.starts_with("/fn/")) {
     std::string function, raw_path, raw_query;
@@ -405,6 +407,10 @@ asio::awaitable<void> Api::Serve(const Peer& peer, Request& req, Response& res) 
       co_return MethodNotAllowed(req, res);
     }
     co_return Console(path, res);
+  }
+  if (path.starts_with("/v1/internal/")) {
+    res.set("X-Thaw-Request-Id", NewRequestId());
+    co_return ServeInternal(deps_, path, req, res);
   }
   if (LambdaApi::Owns(path)) co_return co_await lambda_->Serve(peer, req, res);
   if (path.starts_with("/fn/")) co_return co_await FunctionUrl(peer, req, res);

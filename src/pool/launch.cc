@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <tuple>
@@ -132,6 +133,13 @@ void FunctionPool::Prewarm() {
 // to its stdout (restore.cc). No Runtime API: its init errors reach callers through the full
 // cold start that follows (reported as today).
 void FunctionPool::StartTemplate() {
+  // Without its bundle there is nothing to start yet; a fetch that fails leaves the template
+  // unstarted, and the instances that need the code fail their start saying why.
+  if (!BundleHere([self = shared_from_this()](const Status& st) {
+        if (st.ok()) self->StartTemplate();
+      })) {
+    return;
+  }
   if (!template_->BeginStart()) return;
   auto fail = [this](const std::string& why) {
     if (template_->InitFailed(why)) {
@@ -395,7 +403,25 @@ void FunctionPool::LaunchFailed(const InstancePtr& inst, const Status& why) {
   Apply(fx);
 }
 
+bool FunctionPool::BundleHere(std::function<void(Status)> then) {
+  if (!ctx_->fetch_bundle || bundle_here_.load(std::memory_order_relaxed)) return true;
+  if (PathExists(version_->bundle_dir)) {
+    bundle_here_.store(true, std::memory_order_relaxed);
+    return true;
+  }
+  ctx_->fetch_bundle(version_, [executor = ctx_->executor, then = std::move(then)](Status st) {
+    asio::post(executor, [then, st = std::move(st)] { then(st); });
+  });
+  return false;
+}
+
 void FunctionPool::LaunchInstance(const InstancePtr& inst) {
+  if (!BundleHere([self = shared_from_this(), inst](const Status& st) {
+        if (st.ok()) return self->LaunchInstance(inst);
+        self->LaunchFailed(inst, st);
+      })) {
+    return;
+  }
   if (template_ != nullptr && !inst->fork_failed) return LaunchFromTemplate(inst);
   instance::ExecFactory factory(ctx_->spawner);
   StartWith(inst, factory);

@@ -118,6 +118,27 @@ StatusOr<std::unique_ptr<Registry>> Registry::Open(const std::string& data_dir, 
 }
 
 Status Registry::Load() {
+  std::map<std::string, FunctionInfo> functions;
+  THAW_RETURN_IF_ERROR(ReadAll(functions));
+  std::set<std::string> live_bundles;
+  for (const auto& [_, f] : functions) {
+    for (const auto& v : f.versions) live_bundles.insert(v->sha256);
+  }
+  functions_ = std::move(functions);
+  // Bundles no version refers to (deleted functions) are collected at start, when no instance
+  // can be using them.
+  // RemoveTree restores the write bits it needs and holds one folder open at a time, so a
+  // bundle unpacked before depth limits existed costs no more to delete than a shallow one.
+  std::error_code ec;
+  for (const char* sub : {"bundles", "blobs"}) {
+    for (auto& e : std::filesystem::directory_iterator(data_dir_ + "/" + sub, ec)) {
+      if (!live_bundles.count(e.path().filename().string())) (void)RemoveTree(e.path().string());
+    }
+  }
+  return Status::Ok();
+}
+
+Status Registry::ReadAll(std::map<std::string, FunctionInfo>& out) const {
   auto fns = db_->Prepare(
       "SELECT name, latest_version, created_us, updated_us, reserved_concurrency FROM functions");
   if (!fns.ok()) return fns.status();
@@ -131,7 +152,7 @@ Status Registry::Load() {
     f.created_us = fns->Int(2);
     f.updated_us = fns->Int(3);
     if (!fns->IsNull(4)) f.reserved_concurrency = fns->Int(4);
-    functions_[f.name] = std::move(f);
+    out[f.name] = std::move(f);
   }
   auto pubs = db_->Prepare("SELECT name, version, description, created_us FROM published_versions");
   if (!pubs.ok()) return pubs.status();
@@ -139,8 +160,8 @@ Status Registry::Load() {
     auto row = pubs->Next();
     if (!row.ok()) return row.status();
     if (!*row) break;
-    auto it = functions_.find(pubs->Text(0));
-    if (it == functions_.end()) continue;
+    auto it = out.find(pubs->Text(0));
+    if (it == out.end()) continue;
     const int64_t version = pubs->Int(1);
     it->second.published[version] = PublishedVersion{version, pubs->Text(2), pubs->Int(3)};
   }
@@ -151,8 +172,8 @@ Status Registry::Load() {
     auto row = aliases->Next();
     if (!row.ok()) return row.status();
     if (!*row) break;
-    auto it = functions_.find(aliases->Text(0));
-    if (it == functions_.end()) continue;
+    auto it = out.find(aliases->Text(0));
+    if (it == out.end()) continue;
     auto weights = RoutingFromJson(aliases->Text(3));
     if (!weights.ok()) return weights.status();
     Alias a{aliases->Text(1), aliases->Int(2), std::move(*weights),
@@ -163,7 +184,6 @@ Status Registry::Load() {
       "SELECT name, version, sha256, manifest, code_size, created_us FROM versions "
       "ORDER BY name, version");
   if (!vers.ok()) return vers.status();
-  std::set<std::string> live_bundles;
   for (;;) {
     auto row = vers->Next();
     if (!row.ok()) return row.status();
@@ -178,20 +198,69 @@ Status Registry::Load() {
     v->code_size = vers->Int(4);
     v->created_us = vers->Int(5);
     v->manifest = std::move(*manifest);
-    live_bundles.insert(v->sha256);
-    auto it = functions_.find(v->function);
-    if (it != functions_.end()) it->second.versions.push_back(std::move(v));
+    auto it = out.find(v->function);
+    if (it != out.end()) it->second.versions.push_back(std::move(v));
   }
-  // Bundles no version refers to (deleted functions) are collected at start, when no instance
-  // can be using them.
-  // RemoveTree restores the write bits it needs and holds one folder open at a time, so a
-  // bundle unpacked before depth limits existed costs no more to delete than a shallow one.
-  std::error_code ec;
-  for (const char* sub : {"bundles", "blobs"}) {
-    for (auto& e : std::filesystem::directory_iterator(data_dir_ + "/" + sub, ec)) {
-      if (!live_bundles.count(e.path().filename().string())) (void)RemoveTree(e.path().string());
+  return Status::Ok();
+}
+
+StatusOr<std::vector<Registry::LatestChange>> Registry::Reload() {
+  std::lock_guard<std::mutex> write_lock(write_mu_);
+  std::map<std::string, FunctionInfo> fresh;
+  THAW_RETURN_IF_ERROR(ReadAll(fresh));
+  std::vector<LatestChange> changes;
+  std::unique_lock lock(mu_);
+  for (auto& [name, f] : fresh) {
+    auto old = functions_.find(name);
+    if (old != functions_.end()) {
+      // Versions are immutable: the ones this node holds stay the same objects (pools hold
+      // them).
+      std::map<int64_t, std::shared_ptr<const Version>> had;
+      for (const auto& v : old->second.versions) had[v->version] = v;
+      for (auto& v : f.versions) {
+        auto same = had.find(v->version);
+        if (same != had.end() && same->second->sha256 == v->sha256) v = same->second;
+      }
+    }
+    const int64_t was = old == functions_.end() || old->second.versions.empty()
+                            ? 0
+                            : old->second.versions.back()->version;
+    if (!f.versions.empty() && f.versions.back()->version != was) {
+      changes.push_back({name, f.versions.back()});
     }
   }
+  for (const auto& [name, f] : functions_) {
+    if (!fresh.count(name)) changes.push_back({name, nullptr});
+  }
+  functions_ = std::move(fresh);
+  return changes;
+}
+
+std::string Registry::BlobPath(const std::string& sha256) const {
+  return data_dir_ + "/blobs/" + sha256;
+}
+
+Status Registry::InstallBundle(const std::string& sha256, const std::string& archive) {
+  if (!IsSha256Hex(sha256) || Sha256Hex(archive) != sha256) {
+    return InvalidArgument("bundle: the archive's sha256 is not " + sha256);
+  }
+  const std::string bundle_dir = data_dir_ + "/bundles/" + sha256;
+  if (PathExists(bundle_dir)) return Status::Ok();
+  auto tmp = Stage(archive);
+  if (!tmp.ok()) return tmp.status();
+  if (Status st = MakeReadOnly(*tmp, static_cast<int>(limits_.max_depth)); !st.ok()) {
+    (void)RemoveTree(*tmp);
+    return st;
+  }
+  if (::rename(tmp->c_str(), bundle_dir.c_str()) != 0) {
+    const int err = errno;
+    (void)RemoveTree(*tmp);
+    // Another fetch of the same digest got there first: its bundle is the same.
+    if (PathExists(bundle_dir)) return Status::Ok();
+    return ErrnoStatus("store bundle", bundle_dir, err);
+  }
+  const std::string blob = BlobPath(sha256);
+  if (!PathExists(blob)) THAW_RETURN_IF_ERROR(WriteFileAtomic(blob, archive, 0644));
   return Status::Ok();
 }
 
@@ -278,12 +347,15 @@ StatusOr<std::shared_ptr<const Version>> Registry::CommitLocked(const std::strin
 
   int64_t now = WallNowMicros();
   int64_t version = 1;
-  {
-    std::shared_lock lock(mu_);
-    auto it = functions_.find(name);
-    if (it != functions_.end()) version = it->second.latest + 1;
-  }
   THAW_RETURN_IF_ERROR(RunInTransaction([&]() -> Status {
+    // The store's number, not this node's cache: another node may have recorded a version
+    // whose notice has not arrived yet.
+    auto last = db_->Prepare("SELECT latest_version FROM functions WHERE name = ?");
+    if (!last.ok()) return last.status();
+    auto row = last->Bind(1, name).Next();
+    if (!row.ok()) return row.status();
+    version = *row ? last->Int(0) + 1 : 1;
+    THAW_RETURN_IF_ERROR(db_->Notify("registry", name));
     auto up = db_->Prepare(
         "INSERT INTO functions (name, latest_version, created_us, updated_us) VALUES (?1, ?2, "
         "?3, ?3) ON CONFLICT(name) DO UPDATE SET latest_version = ?2, updated_us = ?3");
@@ -440,6 +512,7 @@ StatusOr<PublishedVersion> Registry::Publish(const std::string& name,
   }
   PublishedVersion pv{version, description, WallNowMicros()};
   THAW_RETURN_IF_ERROR(RunInTransaction([&]() -> Status {
+    THAW_RETURN_IF_ERROR(db_->Notify("registry", name));
     auto ins = db_->Prepare(
         "INSERT INTO published_versions (name, version, description, created_us) "
         "VALUES (?, ?, ?, ?)");
@@ -468,6 +541,7 @@ Status Registry::Unpublish(const std::string& name, int64_t version) {
     }
   }
   THAW_RETURN_IF_ERROR(RunInTransaction([&]() -> Status {
+    THAW_RETURN_IF_ERROR(db_->Notify("registry", name));
     auto del = db_->Prepare("DELETE FROM published_versions WHERE name = ? AND version = ?");
     if (!del.ok()) return del.status();
     return del->Bind(1, name).Bind(2, version).Run();
@@ -522,6 +596,7 @@ StatusOr<Alias> Registry::PutAlias(const std::string& name, Alias alias, bool cr
   }
   alias.updated_us = now;
   THAW_RETURN_IF_ERROR(RunInTransaction([&]() -> Status {
+    THAW_RETURN_IF_ERROR(db_->Notify("registry", name));
     auto up = db_->Prepare(
         "INSERT INTO aliases (name, alias, version, routing, description, created_us, "
         "updated_us) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(name, alias) DO UPDATE SET "
@@ -550,6 +625,7 @@ Status Registry::DeleteAlias(const std::string& name, const std::string& alias) 
     if (!it->second.aliases.count(alias)) return NotFound("Alias not found: " + name + ":" + alias);
   }
   THAW_RETURN_IF_ERROR(RunInTransaction([&]() -> Status {
+    THAW_RETURN_IF_ERROR(db_->Notify("registry", name));
     auto del = db_->Prepare("DELETE FROM aliases WHERE name = ? AND alias = ?");
     if (!del.ok()) return del.status();
     return del->Bind(1, name).Bind(2, alias).Run();
@@ -566,6 +642,7 @@ Status Registry::SetReservedConcurrency(const std::string& name, std::optional<i
     if (!functions_.count(name)) return NotFound("Function not found: " + name);
   }
   THAW_RETURN_IF_ERROR(RunInTransaction([&]() -> Status {
+    THAW_RETURN_IF_ERROR(db_->Notify("registry", name));
     auto up = db_->Prepare("UPDATE functions SET reserved_concurrency = ? WHERE name = ?");
     if (!up.ok()) return up.status();
     if (reserved) {
@@ -643,6 +720,10 @@ Status Registry::Delete(const std::string& name) {
     if (!functions_.count(name)) return NotFound("Function not found: " + name);
   }
   THAW_RETURN_IF_ERROR(db_->Begin());
+  if (Status st = db_->Notify("registry", name); !st.ok()) {
+    (void)db_->Exec("ROLLBACK");
+    return st;
+  }
   for (const char* sql :
        {"DELETE FROM versions WHERE name = ?", "DELETE FROM published_versions WHERE name = ?",
         "DELETE FROM aliases WHERE name = ?", "DELETE FROM functions WHERE name = ?"}) {

@@ -125,6 +125,24 @@ class Registry {
   std::vector<FunctionInfo> List() const;
   Status Delete(const std::string& name);
   const std::string& data_dir() const { return data_dir_; }
+
+  // A function whose newest version another node changed: `latest` is the new one, or null
+  // when the function is gone.
+  struct LatestChange {
+    std::string function;
+    std::shared_ptr<const Version> latest;
+  };
+  // Reads every record from the store again (another node changed it: store/
+  // change_listener.h) and returns the functions whose newest version changed. A version this
+  // node already holds stays the same object. Bundles are not fetched here (InstallBundle).
+  StatusOr<std::vector<LatestChange>> Reload();
+  // Where a version's archive is kept (blobs/<sha256>), as it was deployed; what other nodes
+  // fetch.
+  std::string BlobPath(const std::string& sha256) const;
+  // Unpacks `archive`, fetched from another node, as the bundle of digest `sha256` (its
+  // SHA-256, checked here: InvalidArgument when it differs), read-only, and keeps the archive
+  // beside it. Ok when the bundle is already there.
+  Status InstallBundle(const std::string& sha256, const std::string& archive);
   // Holds off every write (no version is recorded) while the lock is held: for the model
   // store, so the versions it sees stay the versions there are until it is done. Never call
   // the registry's writers while holding it.
@@ -146,7 +164,8 @@ class Registry {
  private:
   struct NewVersion;
   Registry(std::string data_dir, std::unique_ptr<store::Db> db, UnpackLimits limits);
-  Status Load();
+  Status Load();  // at open: reads everything, then collects unused bundles
+  Status ReadAll(std::map<std::string, FunctionInfo>& functions) const;
   StatusOr<std::string> Stage(const std::string& archive);
   StatusOr<std::shared_ptr<const Version>> CommitLocked(const std::string& name, NewVersion nv,
                                                         bool publish);

@@ -13,6 +13,7 @@ const std::vector<Knob> kKnobs = {
     {"listen", "address:port of the API (port 0 picks a free one)"},
     {"data_dir", "where functions, bundles, the database, logs and admin.key live"},
     {"store", "durable state: empty for SQLite in the data dir, or postgres://user@host:port/db"},
+    {"master_key_file", "the master key (0600), shared by a cluster's nodes (default: data dir)"},
     {"log_level", "trace, debug, info, warn, error"},
     {"threads", "gateway threads; 0 means one per core"},
     {"runtimes_dir", "folder holding the shipped runtimes (default: beside the binary)"},
@@ -151,6 +152,12 @@ Status ApplyConfigValues(const std::map<std::string, std::string>& values, Confi
             v + "'");
       }
       c.store = v;
+    } else if (name == "master_key_file") {
+      if (!v.empty() && !v.starts_with("/")) {
+        return InvalidArgument("config master_key_file: expected an absolute path, got '" + v +
+                               "'");
+      }
+      c.master_key_file = v;
     } else if (name == "log_level") {
       if (v != "trace" && v != "debug" && v != "info" && v != "warn" && v != "error") {
         return InvalidArgument("config log_level: expected trace|debug|info|warn|error, got '" + v +

@@ -18,6 +18,10 @@ struct Config {
   std::string data_dir = ".thaw";
   // Where durable state lives: empty for SQLite in <data_dir>/thaw.db, or a postgres:// URL.
   std::string store;
+  // The file holding the master key API key secrets are derived from (mode 0600, never
+  // logged): nodes of one cluster must share it. Empty: <data_dir>/master.key, made on first
+  // start.
+  std::string master_key_file;
   std::string log_level = "info";
   int64_t threads = 0;       // 0: one per core
   std::string runtimes_dir;  // empty: <dir of the thaw binary>/runtimes

@@ -23,6 +23,7 @@
 #include <thread>
 
 #include "auth/keys.h"
+#include "cluster/bundle_fetcher.h"
 #include "cluster/membership.h"
 #include "common/clock.h"
 #include "common/files.h"
@@ -48,6 +49,7 @@
 #include "registry/registry.h"
 #include "runtime_api/runtime_server.h"
 #include "sandbox/spawner.h"
+#include "store/change_listener.h"
 #include "store/db.h"
 
 namespace thaw::server {
@@ -59,10 +61,18 @@ constexpr auto kTickInterval = std::chrono::milliseconds(100);
 
 // A secret kept in a 0600 file of the data dir, created on first use: "admin.key" (the
 // bootstrap admin's Bearer key) and "master.key" (API key secrets are derived from it).
+// `path` set: the secret is that file, which must exist (master_key_file: a cluster's nodes
+// share one master key, so none may make its own).
 StatusOr<std::string> LoadOrCreateKeyFile(const std::string& data_dir, const char* name,
-                                          const std::string& prefix) {
-  const std::string path = data_dir + "/" + name;
+                                          const std::string& prefix, std::string path = "") {
+  const bool given = !path.empty();
+  if (!given) path = data_dir + "/" + name;
   auto existing = ReadFile(path);
+  if (given && !existing.ok()) {
+    return InvalidArgument("master_key_file: cannot read " + path + " (" +
+                           existing.status().message() +
+                           "): copy the first node's <data-dir>/master.key there (mode 0600)");
+  }
   if (existing.ok()) {
     std::string key = *existing;
     while (!key.empty() && (key.back() == '\n' || key.back() == '\r')) key.pop_back();
@@ -71,7 +81,9 @@ StatusOr<std::string> LoadOrCreateKeyFile(const std::string& data_dir, const cha
     if (::stat(path.c_str(), &st) == 0 && (st.st_mode & 077) != 0) {
       spdlog::warn("{} is readable by others (mode {:o}); setting it to 0600", path,
                    st.st_mode & 0777);
-      ::chmod(path.c_str(), 0600);
+      if (::chmod(path.c_str(), 0600) != 0) {
+        spdlog::warn("cannot set {} to mode 0600: {}", path, std::strerror(errno));
+      }
     }
     return key;
   }
@@ -311,6 +323,44 @@ StatusOr<std::unique_ptr<cluster::Membership>> JoinCluster(
       [&pools](bool draining) { pools.SetDraining(draining); });
 }
 
+// The nodes to ask for a version's bundle: those holding it warm (or its template) first.
+std::vector<std::string> PeersFor(const cluster::Membership* membership,
+                                  const std::string& function, int64_t version) {
+  std::vector<std::string> warm, rest;
+  if (membership == nullptr) return rest;
+  const std::string key = function + ":" + std::to_string(version);
+  for (const auto& m : membership->Snapshot()) {
+    if (m.self || m.record.advertise.empty()) continue;
+    const bool holds = m.record.warm.count(key) || m.record.templates.count(key);
+    (holds ? warm : rest).push_back("http://" + m.record.advertise);
+  }
+  warm.insert(warm.end(), rest.begin(), rest.end());
+  return warm;
+}
+
+// What another node changed in the shared store (store/change_listener.h): the caches read it
+// again, and pools of a version no longer newest drain as after a local deploy.
+Status ApplyChanges(const std::vector<store::Change>& batch, registry::Registry& registry,
+                    auth::KeyStore& keys, pool::PoolManager& pools) {
+  bool functions = false, access = false;
+  for (const auto& c : batch) {
+    functions |= c.kind == "*" || c.kind == "registry";
+    access |= c.kind == "*" || c.kind == "keys" || c.kind == "tenants";
+  }
+  if (access) {
+    if (Status st = keys.Reload(); !st.ok()) return Unavailable("keys: reload: " + st.message());
+  }
+  if (!functions) return Status::Ok();
+  auto changed = registry.Reload();
+  if (!changed.ok()) return Unavailable("registry: reload: " + changed.status().message());
+  for (const auto& c : *changed) {
+    spdlog::info("registry: {} changed on another node: newest version {}", c.function,
+                 c.latest ? std::to_string(c.latest->version) : "none (deleted)");
+    pools.OnDeployed(c.function, c.latest);
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 int RunServe(Config config, const std::string& exe_dir) {
@@ -354,7 +404,7 @@ int RunServe(Config config, const std::string& exe_dir) {
   }
   ::chmod(config.data_dir.c_str(), 0700);
   auto key = LoadOrCreateKeyFile(config.data_dir, "admin.key", "thaw_");
-  auto master = LoadOrCreateKeyFile(config.data_dir, "master.key", "");
+  auto master = LoadOrCreateKeyFile(config.data_dir, "master.key", "", config.master_key_file);
   if (!key.ok() || !master.ok()) {
     spdlog::critical("{}", (key.ok() ? master.status() : key.status()).message());
     return 1;
@@ -508,8 +558,36 @@ int RunServe(Config config, const std::string& exe_dir) {
   }
   ctx.idle_store = idle_store->get();
   ctx.runtime_channel = config.runtime_channel;
+  // A cluster: its members (set once the API listens), bundles fetched from them, and the
+  // changes other nodes make to the shared store, heard within a second.
+  std::unique_ptr<cluster::Membership> membership;
+  std::unique_ptr<cluster::BundleFetcher> fetcher;
+  if (store::Db::IsPostgresUrl(store_at)) {
+    fetcher = std::make_unique<cluster::BundleFetcher>(
+        registry->get(), cluster::ClusterToken(*master),
+        [&membership](const std::string& function, int64_t version) {
+          return PeersFor(membership.get(), function, version);
+        });
+    ctx.fetch_bundle = [f = fetcher.get()](std::shared_ptr<const registry::Version> v,
+                                           std::function<void(Status)> done) {
+      f->Fetch(std::move(v), std::move(done));
+    };
+  }
   pool::PoolManager pools(&ctx);
   ctx.manager = &pools;
+  std::unique_ptr<store::ChangeListener> changes;
+  if (store::Db::IsPostgresUrl(store_at)) {
+    auto started =
+        store::ChangeListener::Start(store_at, [reg = registry->get(), keys = keys->get(),
+                                                &pools](const std::vector<store::Change>& batch) {
+          return ApplyChanges(batch, *reg, *keys, pools);
+        });
+    if (!started.ok()) {
+      spdlog::critical("{}", started.status().message());
+      return 1;
+    }
+    changes = std::move(*started);
+  }
 
   if (!config.webhook_ca_file.empty()) {
     if (Status st = gateway::TrustWebhookCaFile(config.webhook_ca_file); !st.ok()) {
@@ -541,7 +619,6 @@ int RunServe(Config config, const std::string& exe_dir) {
     return 1;
   }
   auto bound = acceptor.local_endpoint();
-  std::unique_ptr<cluster::Membership> membership;
   if (!config.etcd.empty()) {
     auto made = JoinCluster(config, bound, pools, *registry->get(), gpus.get(), node_memory_mb);
     if (!made.ok()) {
@@ -556,7 +633,8 @@ int RunServe(Config config, const std::string& exe_dir) {
   gateway::Api api(gateway::ApiDeps{
       registry->get(), &pools, &logs, active_meter, &config, *key, isolation, &metrics, keys->get(),
       &dispatcher, gpus.get(), config.durable_events ? events->get() : nullptr, &live, jobs->get(),
-      models->get(), (*spawner)->tmp_storage(), membership.get()});
+      models->get(), (*spawner)->tmp_storage(), membership.get(),
+      membership != nullptr ? cluster::ClusterToken(*master) : ""});
 
   // Functions with min_instances get their warm instances now.
   for (const auto& f : (*registry)->List()) {
@@ -639,6 +717,8 @@ int RunServe(Config config, const std::string& exe_dir) {
   for (int i = 1; i < threads; ++i) workers.emplace_back([&] { ioc.run(); });
   ioc.run();
   for (auto& t : workers) t.join();
+  changes.reset();                // no more reloads
+  fetcher.reset();                // its thread may ask the membership for peers
   (*spawner)->StopReplyThread();  // its callbacks use the pools, which go before it
   endpoints.CloseAll();
   if (Status st = (*meter)->Flush(); !st.ok()) {

@@ -112,6 +112,15 @@ class Db {
   virtual Status Begin() = 0;
   // Rows the last INSERT, UPDATE or DELETE changed.
   virtual int64_t Changes() const = 0;
+  // Tells the other nodes on this store that `kind` entry `id` changed (PostgreSQL: NOTIFY on
+  // kChangesChannel with "kind:id", sent when the current transaction commits; store/
+  // change_listener.h hears it). SQLite has one node: nothing to tell.
+  virtual Status Notify(std::string_view kind, std::string_view id) {
+    (void)kind;
+    (void)id;
+    return Status::Ok();
+  }
+  static constexpr const char* kChangesChannel = "thaw_changes";
 
   // The statement for `sql` from this connection's cache, prepared on its first use: for the
   // statements an owner runs all the time, whose parsing would otherwise cost more than running

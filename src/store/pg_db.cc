@@ -381,6 +381,13 @@ StatusOr<Stmt> PgDb::Prepare(std::string_view sql) {
   return Stmt(std::make_unique<PgStmt>(this, conn_, it->second));
 }
 
+Status PgDb::Notify(std::string_view kind, std::string_view id) {
+  auto stmt = Prepare("SELECT pg_notify('" + std::string(kChangesChannel) + "', ?)");
+  if (!stmt.ok()) return stmt.status();
+  // A payload is at most 8000 bytes; names and ids are far shorter.
+  return stmt->Bind(1, std::string(kind) + ":" + std::string(id)).Run();
+}
+
 Status PgDb::Migrate(std::span<const Migration> migrations) {
   THAW_RETURN_IF_ERROR(Exec("BEGIN"));
   Status st = Exec("SELECT pg_advisory_xact_lock(" + std::to_string(kMigrationLock) + ")");

@@ -44,6 +44,7 @@ class PgDb : public Db {
   StatusOr<Stmt> Prepare(std::string_view sql) override;
   Status Begin() override { return Exec("BEGIN"); }
   int64_t Changes() const override { return changes_; }
+  Status Notify(std::string_view kind, std::string_view id) override;
 
   // After each command: records the rows `result` changed (INSERT, UPDATE, DELETE only, as
   // SQLite) and whether a transaction is open.

@@ -194,6 +194,7 @@ bench/models.sh >> docs/benchmarks.md
 /usr/bin/python3 bench/templates.py >> docs/benchmarks.md
 /usr/bin/python3 bench/restore.py >> docs/benchmarks.md
 bench/events.sh >> docs/benchmarks.md
+bench/forward.sh >> docs/benchmarks.md
 BENCH_STRACE=1 bench/channel.sh >> docs/benchmarks.md
 if [ -f docs/benchmarks-notes.md ]; then cat docs/benchmarks-notes.md >> docs/benchmarks.md; fi
 cat docs/benchmarks.md

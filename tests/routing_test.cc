@@ -45,9 +45,30 @@ INSTANTIATE_TEST_SUITE_P(
         Case{"ForwardedStays", {.self = "a", .forwarded = true}, {Node("a"), Node("b", "f:1")}, ""},
         Case{"EventStays", {.self = "a", .async = true}, {Node("a"), Node("b", "f:1")}, ""},
         Case{"PlacedHereStays", {.self = "a"}, {Node("a", "f:1"), Node("b", "f:1", 9)}, ""},
-        // Nobody warm: the least loaded node starts one; here when that is this node.
-        Case{"ColdGoesToLeastLoaded", {.self = "a"}, {Node("a", nullptr, 5), Node("b")}, "b"},
+        // A template elsewhere: a fork there beats a full start here.
+        Case{"TemplateElsewhereIsForwarded",
+             {.self = "a"},
+             {Node("a"),
+              [] {
+                NodeView n = Node("b");
+                n.templates.insert("f:1");
+                return n;
+              }()},
+             "b"},
+        // Nobody holds it: it starts cold here, even where another node is less loaded (a
+        // full start there would only add a hop).
+        Case{"ColdStaysHere", {.self = "a"}, {Node("a", nullptr, 5), Node("b")}, ""},
         Case{"ColdHereWhenLeastLoaded", {.self = "a"}, {Node("a"), Node("b", nullptr, 5)}, ""},
+        // This node drains and nobody holds it: here too (the pool refuses it, saying why).
+        Case{"DrainingHereAndColdElsewhereStays",
+             {.self = "a"},
+             {[] {
+                NodeView n = Node("a");
+                n.draining = true;
+                return n;
+              }(),
+              Node("b")},
+             ""},
         // Nowhere qualifies (the only other node drains): the local path answers.
         Case{"NoneQualifiesStays",
              {.self = "a"},

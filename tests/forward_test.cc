@@ -10,12 +10,17 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/json.hpp>
+#include <cctype>
 #include <chrono>
+#include <ctime>
 #include <filesystem>
 #include <future>
 #include <string>
 
+#include "auth/sigv4.h"
+#include "common/clock.h"
 #include "etcd_server.h"
 #include "pg_server.h"
 #include "server_fixture.h"
@@ -266,6 +271,42 @@ TEST_F(ForwardTest, NodeLostAfterTheCallWentIs502AndBeforeRunsHere) {
   EXPECT_EQ(here.Header("x-thaw-node"), "a");
   // ... after trying b (not because b had already left the member list).
   EXPECT_TRUE(a_->WaitForOutput("unreachable, running the call here", 1000)) << a_->Output();
+}
+
+// Lambda's Invoke signed with a tenant's key id and secret (SigV4, as awscli signs): a checks
+// the signature, b checks it again on the request as it came (Host included) and runs it.
+TEST_F(ForwardTest, SignedLambdaInvokeIsVerifiedAgainWhereItRuns) {
+  a_->CreateTenant("acme");
+  const auto [id, secret] = a_->CreateKey("acme");
+  dirs_.push_back(PythonBundle("hello", kHello));
+  ASSERT_EQ(a_->Deploy("acme.hello", dirs_.back()).status, 201);
+  StartB();
+  auto warm =
+      b_->Call("POST", "/v1/functions/acme.hello/invoke", "{}", {{"X-Thaw-Forwarded-By", "test"}});
+  ASSERT_EQ(warm.status, 200) << warm.body;
+  ASSERT_TRUE(Eventually([&] { return SeesWarm(*a_, "b", "hello"); }, 10000))
+      << a_->Call("GET", "/v1/nodes").body;
+
+  const std::string target = "/2015-03-31/functions/hello/invocations";
+  const std::string body = "{}";
+  const time_t now = static_cast<time_t>(WallNowMicros() / 1'000'000);
+  tm utc;
+  gmtime_r(&now, &utc);
+  char date[32];
+  std::strftime(date, sizeof(date), "%Y%m%dT%H%M%SZ", &utc);
+  const std::string host = a_->url().substr(std::string("http://").size());
+  auth::SigV4Request request{"POST", target, {{"Host", host}, {"X-Amz-Date", date}}, body};
+  auth::SigV4Authorization sig{id,       std::string(date).substr(0, 8), "us-east-1",
+                               "lambda", {"host", "x-amz-date"},         ""};
+  auto signature = auth::SignSigV4(request, sig, secret);
+  ASSERT_TRUE(signature.ok()) << signature.status().message();
+  sig.signature = *signature;
+  auto r = a_->Call("POST", target, body,
+                    {{"X-Amz-Date", date}, {"Authorization", auth::FormatSigV4Authorization(sig)}},
+                    /*auth=*/false);
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.Header("x-thaw-node"), "b");
+  EXPECT_NE(r.body.find("\"ok\""), std::string::npos) << r.body;
 }
 
 }  // namespace

@@ -195,6 +195,7 @@ bench/models.sh >> docs/benchmarks.md
 /usr/bin/python3 bench/restore.py >> docs/benchmarks.md
 bench/events.sh >> docs/benchmarks.md
 bench/scale_costs.sh >> docs/benchmarks.md
+bench/forward.sh >> docs/benchmarks.md
 BENCH_STRACE=1 bench/channel.sh >> docs/benchmarks.md
 if [ -f docs/benchmarks-notes.md ]; then cat docs/benchmarks-notes.md >> docs/benchmarks.md; fi
 cat docs/benchmarks.md

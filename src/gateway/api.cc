@@ -15,6 +15,7 @@
 #include "common/ids.h"
 #include "common/json_text.h"
 #include "common/tenant.h"
+#include "gateway/forwarder.h"
 #include "gateway/function_url.h"
 #include "gateway/internal_api.h"
 #include "gateway/invoker.h"
@@ -217,6 +218,9 @@ std::vector<std::string_view> SplitPath(std::string_view path) {
 
 Api::Api(ApiDeps deps)
     : deps_(std::move(deps)),
+      forwarder_(deps_.cluster != nullptr
+                     ? std::make_unique<Forwarder>(deps_.cluster, deps_.registry, deps_.pools)
+                     : nullptr),
       invoker_(std::make_unique<Invoker>(
           deps_.registry, deps_.pools, deps_.meter, deps_.dispatcher,
           EventOptions{.queue = deps_.events,
@@ -229,8 +233,10 @@ Api::Api(ApiDeps deps)
           deps_.config->max_payload_bytes)),
       lambda_(std::make_unique<LambdaApi>(LambdaDeps{deps_.registry, deps_.pools, deps_.logs,
                                                      deps_.config, deps_.admin_key, deps_.keys,
-                                                     invoker_.get(), &blocking_})),
-      openai_(std::make_unique<OpenAiApi>(deps_.registry, invoker_.get(), deps_.meter)) {
+                                                     invoker_.get(), &blocking_,
+                                                     forwarder_.get()})),
+      openai_(std::make_unique<OpenAiApi>(deps_.registry, invoker_.get(), deps_.meter,
+                                          forwarder_.get())) {
   if (deps_.jobs != nullptr) {
     jobs_ = std::make_unique<JobsApi>(
         invoker_.get(), deps_.jobs, deps_.logs,
@@ -473,7 +479,12 @@ asio::awaitable<void> Api::Functions(const auth::Caller& caller,
       if (m == http::verb::delete_) co_return co_await DeleteFunction(name, res);
     } else if (parts.size() == 4 && parts[3] == "invoke") {
       if (m == http::verb::post) {
-        co_return co_await Invoke(name, QueryParam(query, "qualifier"), peer.writer, req, res);
+        const std::string qualifier = QueryParam(query, "qualifier");
+        if (forwarder_ != nullptr &&
+            co_await forwarder_->MaybeForward(name, qualifier, peer, req, res)) {
+          co_return;
+        }
+        co_return co_await Invoke(name, qualifier, peer.writer, req, res);
       }
     } else if (parts.size() == 4 && parts[3] == "logs") {
       if (m == http::verb::get) co_return Logs(name, query, res);

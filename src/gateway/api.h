@@ -55,6 +55,7 @@ class Membership;
 
 namespace thaw::gateway {
 
+class Forwarder;
 class Invoker;
 class JobsApi;
 class LambdaApi;
@@ -180,6 +181,7 @@ class Api final : public HttpHandler {
   ApiDeps deps_;
   // Disk-bound work (unpacking a bundle, SQLite queries) runs here, off the event loop.
   asio::thread_pool blocking_{2};
+  std::unique_ptr<Forwarder> forwarder_;  // null when this node stands alone
   std::unique_ptr<Invoker> invoker_;
   std::unique_ptr<LambdaApi> lambda_;
   std::unique_ptr<OpenAiApi> openai_;

@@ -17,6 +17,7 @@
 #include "common/ids.h"
 #include "common/json_text.h"
 #include "gateway/api.h"
+#include "gateway/forwarder.h"
 #include "gateway/invoker.h"
 #include "gateway/lambda_shapes.h"
 #include "gateway/scope.h"
@@ -336,6 +337,15 @@ asio::awaitable<void> LambdaApi::Invoke(Call& c, const std::string& function, bo
   if (!req.body().empty() && !lambda::IsJson(req.body())) {
     co_return AwsError(res, http::status::bad_request, "InvalidRequestContentException",
                        "Could not parse request body into json: the payload is not valid JSON");
+  }
+  // Another node may hold it warm: the call goes there as it came (Event calls stay: the queue
+  // runs them here).
+  if (type == "RequestResponse" && deps_.forwarder != nullptr) {
+    Peer peer;
+    peer.writer = c.writer;
+    if (co_await deps_.forwarder->MaybeForward(function, c.Param("Qualifier"), peer, req, res)) {
+      co_return;
+    }
   }
   InvokeRequest ir{function, c.Param("Qualifier"), std::move(req.body()), std::move(client_context),
                    c.request_id};

@@ -31,6 +31,7 @@ class LogStore;
 
 namespace thaw::gateway {
 
+class Forwarder;
 class Invoker;
 
 struct LambdaDeps {
@@ -42,6 +43,7 @@ struct LambdaDeps {
   auth::KeyStore* keys = nullptr;
   Invoker* invoker = nullptr;
   asio::thread_pool* blocking = nullptr;  // for SQLite writes and unpacking bundles
+  Forwarder* forwarder = nullptr;         // runs calls on other nodes (null: standalone)
 };
 
 class LambdaApi {

@@ -16,6 +16,7 @@
 #include "common/json_text.h"
 #include "common/tenant.h"
 #include "gateway/api.h"
+#include "gateway/forwarder.h"
 #include "gateway/invoker.h"
 #include "gateway/responses.h"
 #include "gateway/scope.h"
@@ -262,8 +263,9 @@ bool JsonTextSplitter::AtBoundary() const {
   return true;
 }
 
-OpenAiApi::OpenAiApi(registry::Registry* registry, Invoker* invoker, meter::Meter* meter)
-    : registry_(registry), invoker_(invoker), meter_(meter) {}
+OpenAiApi::OpenAiApi(registry::Registry* registry, Invoker* invoker, meter::Meter* meter,
+                     Forwarder* forwarder)
+    : registry_(registry), invoker_(invoker), meter_(meter), forwarder_(forwarder) {}
 
 bool OpenAiApi::Owns(std::string_view path) {
   if (path == kModels || path.starts_with("/v1/models/")) return true;
@@ -379,6 +381,11 @@ asio::awaitable<void> OpenAiApi::Create(const auth::Caller& caller, std::string_
     }
   }
 
+  if (forwarder_ != nullptr) {
+    Peer peer;
+    peer.writer = writer;
+    if (co_await forwarder_->MaybeForward(served->function, "", peer, req, res)) co_return;
+  }
   o["thaw"] = json::object{{"tenant", caller.tenant}, {"endpoint", endpoint->name}};
   InvokeRequest ir{served->function, "", JsonText(body), "", NewRequestId()};
   ir.streams = stream && writer != nullptr;

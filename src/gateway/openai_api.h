@@ -29,6 +29,7 @@ class Meter;
 
 namespace thaw::gateway {
 
+class Forwarder;
 class Invoker;
 
 // OpenAI's error body {"error": {"message", "type", "param", "code"}} with `status`; `param`
@@ -87,7 +88,9 @@ class JsonTextSplitter {
 
 class OpenAiApi {
  public:
-  OpenAiApi(registry::Registry* registry, Invoker* invoker, meter::Meter* meter);
+  // `forwarder`: runs calls on other nodes of the cluster (null: this node stands alone).
+  OpenAiApi(registry::Registry* registry, Invoker* invoker, meter::Meter* meter,
+            Forwarder* forwarder = nullptr);
 
   // Whether `path` is one of this face's routes.
   static bool Owns(std::string_view path);
@@ -107,6 +110,7 @@ class OpenAiApi {
   registry::Registry* const registry_;
   Invoker* const invoker_;
   meter::Meter* const meter_;
+  Forwarder* const forwarder_;
 };
 
 }  // namespace thaw::gateway

@@ -1009,6 +1009,17 @@ bool FunctionPool::Idle() const {
   return instances_.empty() && queue_.empty();
 }
 
+bool FunctionPool::CanTakeWork() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& [_, inst] : instances_) {
+    if (inst->state() == InstanceState::kReady &&
+        inst->inflight() < version_->manifest.concurrency) {
+      return true;
+    }
+  }
+  return false;
+}
+
 PoolStats FunctionPool::Stats() const {
   std::lock_guard<std::mutex> lock(mu_);
   PoolStats s;

@@ -335,6 +335,8 @@ class FunctionPool : public std::enable_shared_from_this<FunctionPool> {
   // Fails queued requests and kills every instance (server shutdown).
   void Shutdown();
   bool Idle() const;  // no instances, nothing queued
+  // A ready instance with room for one more call (fewer than `concurrency` in flight).
+  bool CanTakeWork() const;
   PoolStats Stats() const;
   const registry::Version& version() const { return *version_; }
   // Makes this version's template now, if it may have one and has none (at deploy, and at
@@ -511,6 +513,9 @@ class PoolManager {
   // before it starts and gives it back once gone. False: it does not fit now.
   bool ReserveMemory(int64_t mb);
   void ReleaseMemory(int64_t mb);
+  // Whether the pool a call of `version` (through $LATEST: `latest`) goes to has a ready
+  // instance with room (FunctionPool::CanTakeWork). Makes no pool. For routing (cluster).
+  bool CanTakeWork(const std::string& function, int64_t version, bool latest) const;
   int64_t reserved_memory_mb() const { return reserved_mb_.load(std::memory_order_relaxed); }
   int64_t memory_budget_mb() const { return ctx_->node_memory_mb; }
   std::vector<PoolStats> Stats(const std::string& function) const;

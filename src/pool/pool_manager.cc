@@ -221,6 +221,17 @@ std::vector<PoolStats> PoolManager::Stats(const std::string& function) const {
   return out;
 }
 
+bool PoolManager::CanTakeWork(const std::string& function, int64_t version, bool latest) const {
+  std::shared_ptr<FunctionPool> pool;
+  {
+    std::shared_lock lock(mu_);
+    auto it = pools_.find(std::make_tuple(function, version, latest));
+    if (it == pools_.end()) return false;
+    pool = it->second;
+  }
+  return pool->CanTakeWork();
+}
+
 bool PoolManager::Quiet() const {
   for (const auto& s : Stats("")) {
     if (s.queued > 0 || s.inflight > 0) return false;

@@ -3,11 +3,11 @@
 # call): system calls by name (strace -c -f on `thaw serve`) and mutex acquisitions
 # (pthread_mutex_lock/trylock through bench/lockcount.c, LD_PRELOADed), over BENCH_CALLS calls on
 # one keep-alive connection and over a wrk -c$CONNS run; then the auth + metering on / off
-# throughput ratio as bench/run.sh measures it. THAW_BUILD picks the build folder (default
+# throughput ratio as bench/run.sh measures it. PERCALL_BUILD picks the build folder (default
 # build), to compare two builds on the same machine. Prints markdown.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-B=${THAW_BUILD:-build}
+B=${PERCALL_BUILD:-build}
 CALLS=${BENCH_CALLS:-2000}
 DUR=${BENCH_DURATION:-3s}
 CONNS=${BENCH_CONNECTIONS:-32}
@@ -20,6 +20,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+[ -n "${BENCH_KEEP:-}" ] && trap - EXIT
 cc -O2 -shared -fPIC -o "$work/lockcount.so" bench/lockcount.c -ldl
 
 serve() {  # name, env prefix, flags... -> PID_<name>, URL_<name>
@@ -75,6 +76,7 @@ table() {  # file, calls -> "total|name n, name n..."
   awk -v n="$2" '$NF=="total" {printf "%.1f|", $4/n}' "$1"
   awk '$1 ~ /^[0-9.]+$/ && $NF!="total" {print $4, $NF}' "$1" | sort -rn |
     awk -v n="$2" '$1/n >= 0.05 {printf "%s%s %.2f", sep, $2, $1/n; sep=", "}'
+  echo
 }
 IFS='|' read -r seq_sys seq_top < <(table "$work/seq.strace" "$CALLS")
 IFS='|' read -r conc_sys conc_top < <(table "$work/conc.strace" "$strace_n")

@@ -53,7 +53,7 @@ concurrent() {  # -> requests served
   BENCH_API_KEY=$KEY wrk -t1 -c"$CONNS" -d"$DUR" -s bench/wrk_invoke.lua "$FN" |
     awk '/requests in/ {print $1}'
 }
-per() { awk -v a="$1" -v n="$2" 'BEGIN { printf "%.1f", a / n }'; }
+per() { awk -v a="$1" -v n="$2" 'BEGIN { printf "%.2f", a / n }'; }
 
 l0=$(locks); sequential; l1=$(locks)
 seq_locks=$(per $((l1 - l0)) "$CALLS")
@@ -72,6 +72,22 @@ strace_of() {  # name, command -> file with strace -c output; echoes what the co
 }
 strace_of seq sequential > /dev/null
 strace_n=$(strace_of conc concurrent)
+# The meter journal's own writes (strace -y names each fd's file: segments end in .jnl), apart
+# from SQLite's pwrite64s, which commit batches.
+journal_writes() {  # command -> "writes calls"
+  strace -f -y -e trace=pwrite64,write -p "$PID_on" -o "$work/jnl.strace" 2> /dev/null &
+  local st=$!
+  sleep 1
+  local n
+  n=$($1)
+  kill -INT "$st"
+  wait "$st" 2> /dev/null || true
+  echo "$(grep -c '\.jnl>' "$work/jnl.strace" || true) ${n:-$CALLS}"
+}
+read -r w n < <(journal_writes sequential)
+seq_jnl=$(per "$w" "$n")
+read -r w n < <(journal_writes concurrent)
+conc_jnl=$(per "$w" "$n")
 table() {  # file, calls -> "total|name n, name n..."
   awk -v n="$2" '$NF=="total" {printf "%.1f|", $4/n}' "$1"
   awk '$1 ~ /^[0-9.]+$/ && $NF!="total" {print $4, $NF}' "$1" | sort -rn |
@@ -98,6 +114,7 @@ Per warm hello-cpp call, auth and metering on ($B/thaw, $(date -u +%F)):
 | | one connection ($CALLS calls) | wrk -c$CONNS ($strace_n calls under strace, $conc_n without) |
 |---|---|---|
 | system calls | **$seq_sys**: $seq_top | **$conc_sys**: $conc_top |
+| of which meter journal writes | $seq_jnl | $conc_jnl |
 | mutex acquisitions (pthread_mutex_lock) | $seq_locks | $conc_locks |
 
 Auth + metering on / off, wrk -c$CONNS, $RUNS x $DUR alternating: on ${on_runs[*]} (median $on),

@@ -3,9 +3,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <boost/asio/defer.hpp>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
-#include <boost/asio/post.hpp>
 #include <boost/json.hpp>
 #include <cstdio>
 #include <cstdlib>
@@ -1038,11 +1038,13 @@ void FunctionPool::Apply(Effects& fx) {
       Complete(std::move(handler), std::move(result));
       continue;
     }
-    asio::post(handler.executor,
-               [meter, h = std::move(handler.handler), r = std::move(result)]() mutable {
-                 meter->Sync();
-                 std::move(h)(std::move(r));
-               });
+    // defer, not post: from the executor's own thread it queues behind this turn's ready
+    // events without waking another thread (post would, with an epoll_ctl per call).
+    asio::defer(handler.executor,
+                [meter, h = std::move(handler.handler), r = std::move(result)]() mutable {
+                  meter->Sync();
+                  std::move(h)(std::move(r));
+                });
   }
   for (auto& [sink, result] : fx.sink_ends) sink->Finish(std::move(result));
   for (pid_t pid : fx.kills) ctx_->launcher->Kill(pid);

@@ -4,7 +4,8 @@
 # (pthread_mutex_lock/trylock through bench/lockcount.c, LD_PRELOADed), over BENCH_CALLS calls on
 # one keep-alive connection and over a wrk -c$CONNS run; then the auth + metering on / off
 # throughput ratio as bench/run.sh measures it. PERCALL_BUILD picks the build folder (default
-# build), to compare two builds on the same machine. Prints markdown.
+# build), to compare two builds on the same machine; BENCH_KEEP=1 leaves the servers and their
+# folder behind for a look. Prints markdown.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B=${PERCALL_BUILD:-build}

@@ -6,6 +6,7 @@
 
 #include <map>
 #include <string>
+#include <thread>
 
 #include "common/clock.h"
 
@@ -179,6 +180,58 @@ TEST(DispatcherTest, SubMicroSpendAddsUp) {
   // $0.20 per million requests is 200,000 pico-dollars each: five make a micro-dollar.
   for (int i = 0; i < 5; ++i) d.AddSpend("acme", kNow, 200'000);
   EXPECT_EQ(d.SpentMicros("acme", kNow), 1);
+}
+
+// The per-call path: spend accrued on the threads that finish calls. A tenant with a budget
+// merges it at each of its decisions, so the next call after the spend is refused, whichever
+// thread accrued it: accrual adds no overshoot to the calls that were already running.
+TEST(DispatcherTest, AccruedSpendRefusesABudgetedTenantsNextCall) {
+  Store store;
+  store.limits["acme"].monthly_budget_micros = 1;
+  Dispatcher d(store.Source());
+  Dispatcher::Slot s;
+  // Four calls' worth from two threads (200,000 pico each), then the fifth from this one.
+  for (int t = 0; t < 2; ++t) {
+    std::thread([&] {
+      for (int i = 0; i < 2; ++i) d.AccrueSpend("acme", kNow, 200'000);
+    }).join();
+  }
+  Decision warned = d.Admit("acme.f", std::nullopt, kNow, s);
+  EXPECT_TRUE(warned.admitted());
+  EXPECT_TRUE(warned.first_warning);  // 80% spent: all four calls merged
+  d.AccrueSpend("acme", kNow, 200'000);
+  EXPECT_EQ(d.Admit("acme.f", std::nullopt, kNow, s).reason, RejectReason::kTenantBudget);
+  EXPECT_EQ(d.CheckBudget("acme", kNow).reason, RejectReason::kTenantBudget);
+}
+
+// A tenant without a budget has its spend merged on the tick: decisions within kSpendMergeUs of
+// the last merge do not see it, the first one after does; SpentMicros always does. A budget set
+// in between applies to all of it at the next call.
+TEST(DispatcherTest, AccruedSpendIsMergedOnTheTick) {
+  Store store;
+  Dispatcher d(store.Source());
+  Dispatcher::Slot s;
+  EXPECT_EQ(d.Admit("acme.f", std::nullopt, kNow, s).tenant.spent_pico, 0);  // merges: tick 0
+  std::thread([&] { d.AccrueSpend("acme", kNow, 3 * kPicoPerMicro); }).join();
+  const int64_t tick = Dispatcher::kSpendMergeUs;
+  EXPECT_EQ(d.Admit("acme.f", std::nullopt, kNow + tick - 1, s).tenant.spent_pico, 0);
+  EXPECT_EQ(d.Admit("acme.f", std::nullopt, kNow + tick, s).tenant.spent_pico, 3 * kPicoPerMicro);
+  d.AccrueSpend("acme", kNow, kPicoPerMicro);
+  EXPECT_EQ(d.SpentMicros("acme", kNow), 4);
+  d.AccrueSpend("acme", kNow, kPicoPerMicro);
+  store.limits["acme"].monthly_budget_micros = 5;
+  EXPECT_EQ(d.Admit("acme.f", std::nullopt, kNow + tick + 1, s).reason,
+            RejectReason::kTenantBudget);
+}
+
+// Accrued spend keeps AddSpend's months: an earlier month's is dropped, a later one restarts.
+TEST(DispatcherTest, AccruedSpendKeepsItsMonth) {
+  Dispatcher d;
+  const int64_t december = 1'796'083'200LL * kSecond;
+  d.AccrueSpend("acme", kNow, 5 * kPicoPerMicro);
+  d.AccrueSpend("acme", december, 2 * kPicoPerMicro);
+  d.AccrueSpend("acme", kNow, 5 * kPicoPerMicro);  // a late record of November
+  EXPECT_EQ(d.SpentMicros("acme", december), 2);
 }
 
 }  // namespace

@@ -115,6 +115,23 @@ TEST_F(LogStoreTest, FullWriterQueueDropsCountsAndSaysSoInTheFile) {
 }
 
 // Regression: files never rotated (one invocation wrote a 1 GB file).
+// A call's END and REPORT lines go in under one lock; REPORT says how many of the request's
+// lines the file lost (counted once), before the status tail.
+TEST_F(LogStoreTest, EndReportCarriesTheRequestsDroppedLines) {
+  // A writer queue of one byte: every line is kept in the ring but left out of the file.
+  LogStore store(dir_, LogOptions{.max_queue_bytes = 1});
+  for (int i = 0; i < 3; ++i) store.Append("f", "r", "stdout", "line");
+  store.AppendEndReport("f", "r", "REPORT RequestId: r", "\tStatus: timeout");
+  auto lines = store.ReadRequest("f", "r");
+  ASSERT_EQ(lines.size(), 5u);
+  EXPECT_EQ(lines[3].text, "END RequestId: r");
+  EXPECT_EQ(lines[3].stream, "platform");
+  EXPECT_EQ(lines[4].text, "REPORT RequestId: r\tLog Lines Dropped: 3\tStatus: timeout");
+  EXPECT_LT(lines[3].seq, lines[4].seq);
+  store.AppendEndReport("f", "q", "REPORT RequestId: q", "");
+  EXPECT_EQ(store.ReadRequest("f", "q").back().text, "REPORT RequestId: q");
+}
+
 TEST_F(LogStoreTest, FilesRotateBySizeKeepingTheNewest) {
   LogStore store(dir_, LogOptions{.max_file_bytes = 10'000, .files_kept = 2});
   const std::string line(900, 'x');  // ~940 bytes with the tab-separated fields

@@ -1,12 +1,81 @@
 #include "dispatch/dispatcher.h"
 
+#include <atomic>
 #include <utility>
 
 #include "common/tenant.h"
 
 namespace thaw::dispatch {
 
-Dispatcher::Dispatcher(LimitsSource limits) : limits_(std::move(limits)) {}
+// Spend one thread accrued since the last merge, summed by tenant and month.
+struct Dispatcher::SpendShard {
+  struct Entry {
+    std::string tenant;
+    int64_t month = 0;
+    int64_t start_us = 0;  // one start in `month`, for AddSpend
+    int64_t pico = 0;
+  };
+  std::mutex mu;               // its thread and a merge
+  std::vector<Entry> entries;  // guarded by mu; a handful: the tenants this thread served lately
+  std::atomic<bool> dirty{false};  // entries is not empty: a merge may skip the lock otherwise
+};
+
+namespace {
+std::atomic<uint64_t> next_dispatcher_id{1};
+}  // namespace
+
+Dispatcher::Dispatcher(LimitsSource limits)
+    : limits_(std::move(limits)), id_(next_dispatcher_id.fetch_add(1)) {}
+
+Dispatcher::~Dispatcher() = default;
+
+Dispatcher::SpendShard& Dispatcher::ThisThreadsShard() {
+  // (dispatcher id, its shard for this thread): ids are never reused, so an entry of a
+  // destroyed dispatcher is never looked up again.
+  thread_local std::vector<std::pair<uint64_t, SpendShard*>> cache;
+  for (const auto& [id, shard] : cache) {
+    if (id == id_) return *shard;
+  }
+  std::lock_guard lock(mu_);
+  shards_.push_back(std::make_unique<SpendShard>());
+  cache.emplace_back(id_, shards_.back().get());
+  return *shards_.back();
+}
+
+void Dispatcher::AccrueSpend(std::string_view tenant, int64_t start_us, int64_t pico) {
+  SpendShard& shard = ThisThreadsShard();
+  const int64_t month = MonthIndex(start_us);
+  std::lock_guard lock(shard.mu);
+  for (auto& e : shard.entries) {
+    if (e.month == month && e.tenant == tenant) {
+      e.pico += pico;
+      return;
+    }
+  }
+  shard.entries.push_back({std::string(tenant), month, start_us, pico});
+  shard.dirty.store(true, std::memory_order_release);
+}
+
+void Dispatcher::MergeSpendLocked() {
+  for (const auto& shard : shards_) {
+    if (!shard->dirty.load(std::memory_order_acquire)) continue;
+    std::vector<SpendShard::Entry> entries;
+    {
+      std::lock_guard lock(shard->mu);
+      entries.swap(shard->entries);
+      shard->dirty.store(false, std::memory_order_relaxed);
+    }
+    for (auto& e : entries) {
+      TenantCounters& counters = TenantLocked(e.tenant);
+      counters = dispatch::AddSpend(std::move(counters), e.start_us, e.pico);
+    }
+  }
+}
+
+void Dispatcher::MergeSpend() {
+  std::lock_guard lock(mu_);
+  MergeSpendLocked();
+}
 
 Dispatcher::Slot::Slot(Slot&& other) noexcept
     : owner_(std::exchange(other.owner_, nullptr)),
@@ -50,6 +119,10 @@ Decision Dispatcher::Admit(std::string_view function, std::optional<int64_t> res
   state.limits = LimitsOf(tenant);
   state.reserved_cap = reserved_cap;
   std::lock_guard lock(mu_);
+  if (state.limits.monthly_budget_micros || now_us - merged_us_ >= kSpendMergeUs) {
+    MergeSpendLocked();
+    if (!state.limits.monthly_budget_micros) merged_us_ = now_us;
+  }
   TenantCounters& counters = TenantLocked(tenant);
   state.tenant = counters;
   if (reserved_cap) {
@@ -89,6 +162,7 @@ Decision Dispatcher::CheckBudget(std::string_view tenant, int64_t now_us) {
   call.tenant = tenant;
   call.budget_only = true;
   std::lock_guard lock(mu_);
+  MergeSpendLocked();
   TenantCounters& counters = TenantLocked(tenant);
   state.tenant = counters;
   Decision d = dispatch::Admit(state, call, now_us);
@@ -104,6 +178,7 @@ void Dispatcher::AddSpend(std::string_view tenant, int64_t start_us, int64_t pic
 
 int64_t Dispatcher::SpentMicros(std::string_view tenant, int64_t now_us) {
   std::lock_guard lock(mu_);
+  MergeSpendLocked();
   const TenantCounters& t = TenantLocked(tenant);
   // Spend of an earlier month is not this month's.
   return t.month == MonthIndex(now_us) ? t.spent_pico / 1'000'000 : 0;

@@ -6,17 +6,26 @@
 // without anyone keeping two copies in step. The per-version queue and instances stay with
 // their pool (pool/pool.h), which runs the same decision on its own snapshot.
 //
+// Spend reaches the counters in two steps: AccrueSpend (each call's record, on the thread that
+// finishes it) adds to that thread's own accumulator, and a merge sums the accumulators into the
+// counters: at every admission decision of a tenant with a budget (so a budget refuses exactly as
+// if spend were added per call), at others once per kSpendMergeUs of their `now` (the tick), and
+// before SpentMicros answers. No lock is shared between threads per call for spend.
+//
 // Owned by the server (serve.cc); shared by the invoker and the admin API. Thread-safe: one
-// mutex over the counters; limits are read outside it.
+// mutex over the counters, and one per thread's accumulator (taken by its thread and by a
+// merge); limits are read outside them.
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "dispatch/admission.h"
 
@@ -29,6 +38,7 @@ class Dispatcher {
 
   // A null `limits` enforces none (spend is still tracked).
   explicit Dispatcher(LimitsSource limits = nullptr);
+  ~Dispatcher();
   Dispatcher(const Dispatcher&) = delete;
   Dispatcher& operator=(const Dispatcher&) = delete;
 
@@ -59,7 +69,18 @@ class Dispatcher {
   // The budget alone (Event invocations are refused up front once it is spent).
   Decision CheckBudget(std::string_view tenant, int64_t now_us);
 
+  // How often, in the `now` of admission decisions, accrued spend is merged for tenants
+  // without a budget (whose spend only shows in SpentMicros, which merges anyway).
+  static constexpr int64_t kSpendMergeUs = 100'000;
+
+  // Adds spend to the counters at once (loading the month's records at start, tests).
   void AddSpend(std::string_view tenant, int64_t start_us, int64_t pico);
+  // Adds spend to this thread's accumulator: the per-call path (the meter's observer). Seen by
+  // the next decision of a tenant with a budget, by SpentMicros, and by every decision once
+  // kSpendMergeUs has passed.
+  void AccrueSpend(std::string_view tenant, int64_t start_us, int64_t pico);
+  // Merges every thread's accrued spend into the counters now.
+  void MergeSpend();
   int64_t SpentMicros(std::string_view tenant, int64_t now_us);
   int64_t inflight(std::string_view tenant);
   int64_t reserved_inflight(std::string_view function);
@@ -68,9 +89,17 @@ class Dispatcher {
   auth::TenantLimits LimitsOf(std::string_view tenant) const;
   void Release(const Slot& slot);
   TenantCounters& TenantLocked(std::string_view tenant);
+  struct SpendShard;
+  SpendShard& ThisThreadsShard();
+  void MergeSpendLocked();
 
   const LimitsSource limits_;
+  const uint64_t id_;  // tells this dispatcher's shards apart in each thread's cache
   std::mutex mu_;
+  // One accumulator per thread that has accrued spend; guarded by mu_ (the vector; each shard
+  // has its own lock). Shards live as long as the dispatcher.
+  std::vector<std::unique_ptr<SpendShard>> shards_;
+  int64_t merged_us_ = 0;  // guarded by mu_: the `now` of the last periodic merge
   std::map<std::string, TenantCounters, std::less<>> tenants_;  // guarded by mu_
   // Calls running under a reservation, by function; absent: none.
   std::map<std::string, int64_t, std::less<>> reserved_;  // guarded by mu_

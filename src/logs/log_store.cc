@@ -43,37 +43,61 @@ LogStore::~LogStore() {
 void LogStore::Append(const std::string& function, std::string request_id, std::string stream,
                       std::string text) {
   Line line{0, WallNowMicros(), std::move(request_id), std::move(stream), std::move(text)};
-  const size_t cost = Cost(line);
-  bool wake = false;
+  bool wake;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    line.seq = next_seq_++;
-    if (!dir_.empty()) {
-      if (unwritten_bytes_ + cost > options_.max_queue_bytes) {
-        // The writer is behind (a function logging faster than the disk takes it): keep the
-        // line in memory only, and count it so its file can say so.
-        WarnLocked("function " + function + ": the log writer queue is full (" +
-                   std::to_string(options_.max_queue_bytes) + " bytes); lines are dropped from " +
-                   "its log file and counted there");
-        ++unreported_[function].queue_full;
-        ++dropped_.queue_full;
-        if (!line.request_id.empty()) ++dropped_by_request_[line.request_id];
-      } else {
-        unwritten_bytes_ += cost;
-        unwritten_.emplace_back(function, line);
-        if (!urgent_ && unwritten_bytes_ > options_.max_queue_bytes / 2) wake = urgent_ = true;
-      }
-    }
-    Ring& ring = rings_[function];
-    ring.bytes += cost;
-    ring.lines.push_back(std::move(line));
-    while (ring.lines.size() > 1 &&
-           (ring.lines.size() > options_.max_lines || ring.bytes > options_.max_ring_bytes)) {
-      ring.bytes -= Cost(ring.lines.front());
-      ring.lines.pop_front();
-    }
+    wake = AppendLocked(function, std::move(line));
   }
   if (wake) cv_.notify_one();
+}
+
+void LogStore::AppendEndReport(const std::string& function, const std::string& request_id,
+                               std::string report, std::string_view report_tail) {
+  const int64_t now = WallNowMicros();
+  Line end{0, now, request_id, "platform", "END RequestId: " + request_id};
+  bool wake;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (auto it = dropped_by_request_.find(request_id); it != dropped_by_request_.end()) {
+      report += "\tLog Lines Dropped: " + std::to_string(it->second);
+      dropped_by_request_.erase(it);
+    }
+    report += report_tail;
+    wake = AppendLocked(function, std::move(end));
+    wake |= AppendLocked(function, Line{0, now, request_id, "platform", std::move(report)});
+  }
+  if (wake) cv_.notify_one();
+}
+
+bool LogStore::AppendLocked(const std::string& function, Line line) {
+  const size_t cost = Cost(line);
+  bool wake = false;
+  line.seq = next_seq_++;
+  if (!dir_.empty()) {
+    if (unwritten_bytes_ + cost > options_.max_queue_bytes) {
+      // The writer is behind (a function logging faster than the disk takes it): keep the
+      // line in memory only, and count it so its file can say so.
+      WarnLocked("function " + function + ": the log writer queue is full (" +
+                 std::to_string(options_.max_queue_bytes) + " bytes); lines are dropped from " +
+                 "its log file and counted there");
+      ++unreported_[function].queue_full;
+      ++dropped_.queue_full;
+      if (!line.request_id.empty()) ++dropped_by_request_[line.request_id];
+    } else {
+      unwritten_bytes_ += cost;
+      unwritten_.emplace_back(function, line);
+      if (!urgent_ && unwritten_bytes_ > options_.max_queue_bytes / 2) wake = urgent_ = true;
+    }
+  }
+  Ring& ring = rings_[function];
+  ring.bytes += cost;
+  ring.lines.push_back(std::move(line));
+  while (ring.lines.size() > 1 &&
+         (ring.lines.size() > options_.max_lines || ring.bytes > options_.max_ring_bytes)) {
+    ring.bytes -= Cost(ring.lines.front());
+    ring.lines.pop_front();
+  }
+  return wake;
 }
 
 std::vector<Line> LogStore::Read(const std::string& function, int64_t after, size_t limit) const {

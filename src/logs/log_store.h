@@ -11,6 +11,7 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -46,6 +47,11 @@ class LogStore {
 
   void Append(const std::string& function, std::string request_id, std::string stream,
               std::string text);
+  // A call's last two platform lines under one lock: "END RequestId: <id>", then `report`
+  // followed by "\tLog Lines Dropped: N" when lines of the request were left out of the log
+  // file (the count is then forgotten, as TakeDroppedFor does) and by `report_tail`.
+  void AppendEndReport(const std::string& function, const std::string& request_id,
+                       std::string report, std::string_view report_tail);
   // Lines of `function` with seq > after, oldest first, at most `limit` (the newest ones).
   std::vector<Line> Read(const std::string& function, int64_t after, size_t limit) const;
   // The request's own lines (for Lambda's LogType=Tail), newest last.
@@ -72,6 +78,8 @@ class LogStore {
   };
   using Batch = std::vector<std::pair<std::string, Line>>;
 
+  // Adds `line` (its seq set here) to its ring and the writer's queue; true: wake the writer.
+  bool AppendLocked(const std::string& function, Line line);
   void Run();
   // The server's own log hears of drops, at most once per 10 s.
   void WarnLocked(const std::string& message);

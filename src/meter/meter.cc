@@ -370,7 +370,22 @@ void Meter::SetObserver(Observer observer) {
 void Meter::Add(Record record) {
   if (record.tenant.empty()) record.tenant = TenantOfFunction(record.function);
   if (const Observer* observer = observer_.load(std::memory_order_acquire)) (*observer)(record);
-  Enqueue(std::move(record));
+  Enqueue(std::move(record), /*journal_now=*/true);
+}
+
+void Meter::Stage(Record record) {
+  if (record.tenant.empty()) record.tenant = TenantOfFunction(record.function);
+  if (const Observer* observer = observer_.load(std::memory_order_acquire)) (*observer)(record);
+  Enqueue(std::move(record), /*journal_now=*/false);
+}
+
+void Meter::Sync() {
+  // Every record staged before this call is counted in added_mark_ (its Stage stored it under
+  // mu_, and happened before this call); journaled_ passes it only after its line is written.
+  const uint64_t target = added_mark_.load(std::memory_order_acquire);
+  if (journaled_.load(std::memory_order_acquire) >= target) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  SyncLocked();
 }
 
 void Meter::AddUsage(const std::string& request_id, const std::string& function, int64_t at_us,
@@ -385,19 +400,29 @@ void Meter::AddUsage(const std::string& request_id, const std::string& function,
   Add(std::move(record));
 }
 
-void Meter::Enqueue(Record record) {
+void Meter::Enqueue(Record record, bool journal_now) {
   // Encoded outside the lock, into a buffer each thread reuses: no allocation once warm.
   thread_local std::string line;
   EncodeJournalLine(record, line);
   bool wake;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    JournalLocked(line);
+    staged_ += line;
     queue_.push_back(std::move(record));
     ++added_;
+    added_mark_.store(added_, std::memory_order_release);
+    if (journal_now) SyncLocked();
     wake = queue_.size() >= kBatchSize;
   }
   if (wake) cv_.notify_one();
+}
+
+void Meter::SyncLocked() {
+  if (!staged_.empty()) {
+    JournalLocked(staged_);
+    staged_.clear();
+  }
+  journaled_.store(added_, std::memory_order_release);
 }
 
 void Meter::JournalLocked(const std::string& line) {
@@ -486,6 +511,10 @@ void Meter::Run() {
         segment_bytes_ = 0;
       }
     }
+    // Lines still staged are journaled with the batch that takes their records: a staged record
+    // nobody Sync()s is crash-safe within one batch interval, and sealed segments keep holding
+    // only lines of this batch or of committed records.
+    SyncLocked();
     std::vector<Record> batch;
     batch.swap(queue_);
     lock.unlock();

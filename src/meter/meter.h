@@ -1,10 +1,13 @@
 // Meter: one record per invocation. Add() appends the record to a journal file with one write
-// and queues it; a background thread commits batches to SQLite and then deletes the journal
-// segments it has committed. Open() first replays whatever segments a killed process left, so a
-// record whose Add() returned is billed even after a kill -9 (the journal's writes sit in the
-// kernel's page cache, which outlives the process; nothing is fsynced, so power loss and kernel
-// crashes may lose the last records). The request id is the primary key, so a replayed record
-// never bills twice. Thread-safe.
+// and queues it; Stage() only queues it and its journal line, and the next Sync() (on any thread)
+// journals every staged line with one write, so a loop turn that answers several calls writes
+// the journal once, before the first of those answers leaves; a background thread commits batches
+// to SQLite and then deletes the journal segments it has committed. Open() first replays whatever
+// segments a killed process left, so a record whose Add() returned is billed even after a kill -9
+// (the journal's writes sit in the kernel's page cache, which outlives the process; nothing is
+// fsynced, so power loss and kernel crashes may lose the last records). A staged record is
+// crash-safe once a Sync() that began after Stage() returned has returned, or once it is committed.
+// The request id is the primary key, so a replayed record never bills twice. Thread-safe.
 #pragma once
 
 #include <atomic>
@@ -111,6 +114,15 @@ class Meter {
   // Journals and queues `record` (filling in its tenant); when it returns, the record survives
   // a kill -9 of this process. Never blocks on SQLite.
   void Add(Record record);
+  // Queues `record` (filling in its tenant) and its journal line without writing it: it survives
+  // a kill -9 only once a Sync() called after this returns has returned (or the writer thread
+  // has committed or journaled it, within about 100 ms). Observed as Add() is. No system call:
+  // one short lock.
+  void Stage(Record record);
+  // Journals every record staged before the call, in one write; returns at once, without a
+  // lock, when another Sync(), an Add() or the writer has already done so. Call it before
+  // answering a call whose record was staged.
+  void Sync();
   // Journals the tokens of the invocation `request_id` of `function`, whose record was added
   // before: the ledger's row gets them. Observed as a record of its own (status kUsageStatus,
   // the function's tenant, start_us `at_us`), so running totals can price the tokens; never
@@ -153,7 +165,9 @@ class Meter {
         uint64_t segment_seq);
   void Run();
   void JournalLocked(const std::string& line);
-  void Enqueue(Record record);
+  // Journals the staged lines (one write) and publishes the new journaled mark.
+  void SyncLocked();
+  void Enqueue(Record record, bool journal_now);
 
   std::unique_ptr<store::Db> db_;  // used only by the writer thread and under db_mu_
   std::mutex db_mu_;
@@ -162,8 +176,8 @@ class Meter {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::condition_variable flushed_cv_;
-  // Invariant: every queued record's line is in segment_fd_'s segment or in one of sealed_;
-  // every other line in those segments is a committed record.
+  // Invariant: every queued record's line is in staged_, in segment_fd_'s segment or in one of
+  // sealed_; every other line in those segments is a committed record.
   std::vector<Record> queue_;     // guarded by mu_
   int segment_fd_ = -1;           // guarded by mu_; the segment Add() appends to, -1 if none
   uint64_t segment_seq_ = 0;      // guarded by mu_
@@ -175,6 +189,12 @@ class Meter {
   uint64_t committed_ = 0;  // records committed; guarded by mu_
   int flush_requests_ = 0;  // Flush() calls waiting; guarded by mu_
   Status last_error_;       // guarded by mu_
+  // Journal lines of the records added_ counts past journaled_; guarded by mu_.
+  std::string staged_;
+  // Mirrors of added_ and of the count whose lines are journaled (or committed): written under
+  // mu_, read by Sync() without it. journaled_ <= added_.
+  std::atomic<uint64_t> added_mark_{0};
+  std::atomic<uint64_t> journaled_{0};
   bool stop_ = false;
   std::atomic<const Observer*> observer_{nullptr};
   std::vector<std::unique_ptr<Observer>> observers_;  // guarded by mu_; every one ever set

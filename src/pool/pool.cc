@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <boost/asio/defer.hpp>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/json.hpp>
@@ -507,13 +508,11 @@ void FunctionPool::FinishLocked(Instance& inst, const InvocationPtr& inv, Result
     report += "\tInit Duration: " + FormatMs(result.init_us) +
               " ms\tStart Kind: " + std::string(instance::StartKindName(result.start_kind));
   }
-  if (const int64_t dropped = ctx_->logs->TakeDroppedFor(inv->id); dropped > 0) {
-    report += "\tLog Lines Dropped: " + std::to_string(dropped);
-  }
-  if (result.kind == Result::Kind::kTimeout) report += "\tStatus: timeout";
-  if (result.kind == Result::Kind::kCanceled) report += "\tStatus: canceled";
-  ctx_->logs->Append(version_->function, inv->id, "platform", "END RequestId: " + inv->id);
-  ctx_->logs->Append(version_->function, inv->id, "platform", std::move(report));
+  // One lock for END, REPORT and the count of the request's dropped lines.
+  ctx_->logs->AppendEndReport(version_->function, inv->id, std::move(report),
+                              result.kind == Result::Kind::kTimeout    ? "\tStatus: timeout"
+                              : result.kind == Result::Kind::kCanceled ? "\tStatus: canceled"
+                                                                       : "");
   const char* status = "success";
   switch (result.kind) {
     case Result::Kind::kOk:
@@ -1052,15 +1051,31 @@ PoolStats FunctionPool::Stats() const {
 
 void FunctionPool::Apply(Effects& fx) {
   // Meter records first: once a response is on its way, its record must already be queued,
-  // so a flush that follows the response (a usage query, a shutdown) always includes it.
-  if (ctx_->meter != nullptr) {
-    for (auto& rec : fx.records) ctx_->meter->Add(std::move(rec));
+  // so a flush that follows the response (a usage query, a shutdown) always includes it. They
+  // are staged, not written: the waiters are queued behind this loop turn's other ready events
+  // (other runtimes' answers, whose records stage too), and the first of them to run journals
+  // them all with one write before its answer can leave (the kill -9 guarantee); the rest find
+  // their lines written. Answers this pool writes itself (a stream's end) are synced here.
+  meter::Meter* const meter = fx.records.empty() ? nullptr : ctx_->meter;
+  if (meter != nullptr) {
+    for (auto& rec : fx.records) meter->Stage(std::move(rec));
+    if (fx.results.empty() || !fx.sink_ends.empty()) meter->Sync();
   }
   for (auto& [handler, inv] : fx.nexts) {
     Complete(std::move(handler), std::move(inv));
   }
   for (auto& [handler, result] : fx.results) {
-    Complete(std::move(handler), std::move(result));
+    if (meter == nullptr) {
+      Complete(std::move(handler), std::move(result));
+      continue;
+    }
+    // defer, not post: from the executor's own thread it queues behind this turn's ready
+    // events without waking another thread (post would, with an epoll_ctl per call).
+    asio::defer(handler.executor,
+                [meter, h = std::move(handler.handler), r = std::move(result)]() mutable {
+                  meter->Sync();
+                  std::move(h)(std::move(r));
+                });
   }
   for (auto& [sink, result] : fx.sink_ends) sink->Finish(std::move(result));
   for (pid_t pid : fx.kills) ctx_->launcher->Kill(pid);

@@ -201,7 +201,7 @@ Status TrackSpend(meter::Meter& meter, const meter::PriceSheet& prices,
     s.gpu_us = r.gpu_us;
     s.prompt_tokens = r.prompt_tokens;  // set on usage records
     s.completion_tokens = r.completion_tokens;
-    dispatcher.AddSpend(r.tenant, r.start_us, meter::LambdaCostPico(s, prices));
+    dispatcher.AccrueSpend(r.tenant, r.start_us, meter::LambdaCostPico(s, prices));
   });
   return Status::Ok();
 }

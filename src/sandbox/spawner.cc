@@ -66,6 +66,9 @@ struct ShellKind {
 struct Shells {
   std::map<ShellKind, std::deque<Shell>> ready;
   std::map<ShellKind, size_t> keep;
+  // By /tmp size: the disk template its shells copy (tmp_disk.h), made on first use; an
+  // invalid one when it could not be made (its shells then run mkfs.ext4, and report why).
+  std::map<int64_t, UniqueFd> tmp_templates;
 
   explicit Shells(int64_t default_tmp_bytes) {
     keep[{false, default_tmp_bytes}] = kReadyShells;
@@ -92,6 +95,23 @@ struct Shells {
       return true;
     }
     return false;
+  }
+
+  // The template for shells of `kind`, made now if it is the first (mkfs.ext4, once per size,
+  // here in the spawner: tens of milliseconds that every shell would otherwise spend); -1 when
+  // shells make no disk.
+  int TmpTemplate(const SpawnerSetup& setup, const ShellKind& kind) {
+    if (setup.tmp_disk_dir.empty()) return -1;
+    auto it = tmp_templates.find(kind.tmp_bytes);
+    if (it == tmp_templates.end()) {
+      auto made = MakeTmpDiskTemplate(setup.tmp_disk_dir, kind.tmp_bytes);
+      it = tmp_templates.emplace(kind.tmp_bytes, made.ok() ? std::move(*made) : UniqueFd()).first;
+    }
+    return it->second.valid() ? it->second.get() : -1;
+  }
+
+  StatusOr<Shell> Start(const SpawnerSetup& setup, const ShellKind& kind) {
+    return StartShell(setup, kind.private_network, kind.tmp_bytes, TmpTemplate(setup, kind));
   }
 };
 
@@ -223,7 +243,7 @@ void RefillShells(const SpawnerSetup& setup, Shells& shells, bool idle) {
     auto& queue = shells.ready[kind];
     const size_t target = idle ? keep : 1;
     while (queue.size() < target) {
-      auto shell = StartShell(setup, kind.private_network, kind.tmp_bytes);
+      auto shell = shells.Start(setup, kind);
       if (!shell.ok()) break;  // the next spawn reports the error
       queue.push_back(std::move(*shell));
     }
@@ -316,7 +336,7 @@ void Spawner::SpawnInShell(const std::string& id, const ChildSpec& spec,
   auto& ready = shells_.ready[kind];
   shells_.keep[kind] = kReadyShells;
   if (ready.empty()) {
-    auto fresh = StartShell(setup_, kind.private_network, kind.tmp_bytes);
+    auto fresh = shells_.Start(setup_, kind);
     if (!fresh.ok()) {
       if (uid != 0) uids_->Give(uid);
       return ReplyError(id, fresh.status().message());

@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <linux/loop.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/random.h>
@@ -21,6 +22,7 @@ namespace thaw::sandbox {
 namespace {
 
 constexpr char kImagePrefix[] = "thaw-tmp-";
+constexpr char kAttachLock[] = "loop-attach.lock";
 
 // Runs mkfs.ext4 on `image` and waits for it; its error output becomes the message.
 Status Mkfs(const std::string& mkfs, const std::string& image) {
@@ -79,10 +81,23 @@ Status Mkfs(const std::string& mkfs, const std::string& image) {
 }
 
 // Attaches `image_fd` to a free loop device; returns its path and an open descriptor on it.
-StatusOr<std::string> Attach(int image_fd, const std::string& image, int* loop_fd) {
+StatusOr<std::string> Attach(const std::string& dir, int image_fd, const std::string& image,
+                             int* loop_fd) {
+  // The shells of a burst attach at once, and LOOP_CTL_GET_FREE gives them all the same free
+  // device: all but one get EBUSY, and ask again, each retry waiting on the device's lock in
+  // the kernel behind the one configuring it (a hundred shells took seconds, and some ran out
+  // of retries). One at a time they each get a device at the first try. The lock is a file
+  // beside the images, opened by each shell (flock excludes open files, not processes), and
+  // released when `lock` closes, whatever happens.
+  UniqueFd lock(::open((dir + "/" + kAttachLock).c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  if (!lock.valid()) return ErrnoStatus("open", dir + "/" + kAttachLock, errno);
+  while (::flock(lock.get(), LOCK_EX) != 0) {
+    if (errno != EINTR) return ErrnoStatus("lock", dir + "/" + kAttachLock, errno);
+  }
   UniqueFd control(::open("/dev/loop-control", O_RDWR | O_CLOEXEC));
   if (!control.valid()) return ErrnoStatus("open", "/dev/loop-control", errno);
-  // Another shell may take the free device between the two calls: then ask again.
+  // Another process (another thaw server's shell) may take the free device between the two
+  // calls: then ask again.
   for (int attempt = 0; attempt < 16; ++attempt) {
     int n = ::ioctl(control.get(), LOOP_CTL_GET_FREE);
     if (n < 0) return ErrnoStatus("find a free loop device", "/dev/loop-control", errno);
@@ -231,7 +246,7 @@ StatusOr<std::string> MakeTmpDisk(const std::string& dir, int64_t bytes, int tem
     if (mkfs.empty()) return FailedPrecondition("mkfs.ext4 not found (install e2fsprogs)");
     THAW_RETURN_IF_ERROR(Mkfs(mkfs, image));
   }
-  return Attach(file->get(), image, fd);
+  return Attach(dir, file->get(), image, fd);
 }
 
 Status MountTmpDisk(const std::string& device, const std::string& target) {

@@ -4,7 +4,8 @@
 # (so each burst starts from zero instances) started with the extra `thaw serve` arguments.
 # Each call holds its instance HOLD_MS (concurrency 1), so every call needs an instance of its
 # own; the start figure is the time to the response less that hold. Prints one line per run and
-# the medians. Usage: bench/burst.sh [BURST] [REPEATS] [-- THAW SERVE ARGS...]
+# the medians. Usage: [SHELLS=N] [THAW_BIN=path] bench/burst.sh [BURST] [REPEATS] [-- ARGS...]
+# (ARGS: of `thaw serve`; SHELLS: wait for that many ready shells before the burst).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BURST=${1:-100}
@@ -43,7 +44,19 @@ for run in $(seq "$REPEATS"); do
   THAW=$(grep -o 'http://[0-9.:]*' "$work/thaw.log" | head -1)
   KEY=$(cat "$work/data/admin.key")
   "$THAW_BIN" --server "$THAW" --api-key "$KEY" deploy "$work/fn" > /dev/null
-  sleep 1  # the spawner's ready shells, as on a node that has been idle
+  # The spawner's ready shells (its children before any start), as on a node that has been
+  # idle: SHELLS of them prepared (waiting for a request on their socket) when the server keeps
+  # more than the default (--ready-shells).
+  spawner=$(ps -o pid= --ppid "$thaw_pid" | head -1 | tr -d ' ')
+  for _ in $(seq 1200); do
+    waiting=0
+    for c in $(cat "/proc/$spawner/task/$spawner/children"); do
+      grep -q __skb_wait_for_more_packets "/proc/$c/wchan" 2>/dev/null && waiting=$((waiting + 1))
+    done
+    [ "$waiting" -ge "${SHELLS:-0}" ] && break
+    sleep 0.05
+  done
+  sleep 1
   build/bench/burst "${THAW#http://}" "$KEY" /v1/functions/burst/invoke \
     "{\"sleep_ms\":$HOLD_MS}" "$BURST" > "$work/burst.txt"
   ok=$(grep -c '^200 ' "$work/burst.txt" || true)

@@ -24,6 +24,7 @@ struct SpawnerSetup {
   std::string jail_root;
   std::string runtimes_dir;         // the same for every instance: shells mount it ahead of time
   int64_t tmp_bytes = 512LL << 20;  // of spawns that name no size
+  size_t ready_shells = 2;          // kept ready per kind (SpawnerOptions::ready_shells)
   // Where shells make their /tmp disks (tmp_disk.h); empty: /tmp is a tmpfs (no loop devices
   // here, or rootless).
   std::string tmp_disk_dir;

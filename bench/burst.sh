@@ -4,7 +4,7 @@
 # (so each burst starts from zero instances) started with the extra `thaw serve` arguments.
 # Each call holds its instance HOLD_MS (concurrency 1), so every call needs an instance of its
 # own; the start figure is the time to the response less that hold. Prints one line per run and
-# the medians. Usage: [SHELLS=N] [THAW_BIN=path] bench/burst.sh [BURST] [REPEATS] [-- ARGS...]
+# the medians. Usage: [SHELLS=N] [SERVER_BIN=path] bench/burst.sh [BURST] [REPEATS] [-- ARGS...]
 # (ARGS: of `thaw serve`; SHELLS: wait for that many ready shells before the burst).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +14,8 @@ shift $(( $# >= 2 ? 2 : $# ))
 [ "${1:-}" = "--" ] && shift
 HOLD_MS=${HOLD_MS:-1000}
 PY=/usr/bin/python3
-THAW_BIN=${THAW_BIN:-build/thaw}  # another build of thaw to measure (the examples stay this one's)
+# Another build of thaw to measure (not THAW_*: thaw reads those as its config).
+SERVER_BIN=${SERVER_BIN:-build/thaw}
 work=$(mktemp -d /tmp/thaw-burst-XXXXXX)
 thaw_pid=
 stop_thaw() {
@@ -37,13 +38,14 @@ printf 'name: burst\nruntime: cpp\nmax_instances: %s\nmemory_mb: 64\n' "$BURST" 
 : > "$work/runs.txt"
 for run in $(seq "$REPEATS"); do
   rm -rf "$work/data"
-  "$THAW_BIN" serve --listen 127.0.0.1:0 --data-dir "$work/data" --log-level warn \
+  "$SERVER_BIN" serve --listen 127.0.0.1:0 --data-dir "$work/data" --log-level warn \
     --node-memory-mb 1000000 --max-queue 10000 "$@" > "$work/thaw.log" 2>&1 &
   thaw_pid=$!
-  for _ in $(seq 200); do grep -q "listening on" "$work/thaw.log" && break; sleep 0.05; done
-  THAW=$(grep -o 'http://[0-9.:]*' "$work/thaw.log" | head -1)
+  for _ in $(seq 600); do grep -q "listening on" "$work/thaw.log" && break; sleep 0.05; done
+  THAW=$(grep -o 'http://[0-9.:]*' "$work/thaw.log" | head -1 || true)
+  [ -n "$THAW" ] || { echo "thaw did not start:"; cat "$work/thaw.log"; exit 1; }
   KEY=$(cat "$work/data/admin.key")
-  "$THAW_BIN" --server "$THAW" --api-key "$KEY" deploy "$work/fn" > /dev/null
+  "$SERVER_BIN" --server "$THAW" --api-key "$KEY" deploy "$work/fn" > /dev/null
   # The spawner's ready shells (its children before any start), as on a node that has been
   # idle: SHELLS of them prepared (waiting for a request on their socket) when the server keeps
   # more than the default (--ready-shells).

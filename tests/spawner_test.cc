@@ -13,6 +13,8 @@
 #include <fstream>
 #include <mutex>
 #include <set>
+#include <sstream>
+#include <thread>
 #include <vector>
 
 #include "common/files.h"
@@ -47,12 +49,14 @@ class SpawnerTest : public ::testing::Test {
     options.tmp_bytes = 1 << 20;
     options.instance_uids = kUids;
     options.uid_lock_dir = dir_ + "/locks";
+    Configure(options);
     auto client = SpawnerClient::Start(options);
     ASSERT_TRUE(client.ok()) << client.status().message();
     client_ = std::move(*client);
     if (client_->mode() != Isolation::kJail) GTEST_SKIP() << client_->isolation();
     null_ = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
   }
+  virtual void Configure(SpawnerOptions& options) {}
   void TearDown() override {
     client_.reset();
     if (null_ >= 0) ::close(null_);
@@ -120,6 +124,77 @@ TEST_F(SpawnerTest, ManyStartsInFlightGetUidsOfTheirOwn) {
   }
   EXPECT_EQ(refused, 1);  // one more than the uids: refused, never given a uid in use
   EXPECT_EQ(uids, (std::set<uid_t>{200000, 200001, 200002}));
+}
+
+// How many children `pid` has now (its threads' children lists; the spawner has one thread).
+size_t ChildrenOf(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) + "/children");
+  size_t n = 0;
+  for (pid_t child; in >> child;) ++n;
+  return n;
+}
+
+// The ext4 device mounted at /tmp in `pid`'s mount namespace ("" when none).
+std::string TmpDeviceOf(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/mountinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream fields(line);
+    std::string id, parent, devno, root, mount_point;
+    fields >> id >> parent >> devno >> root >> mount_point;
+    if (mount_point == "/tmp" && line.find(" - ext4 ") != std::string::npos) return devno;
+  }
+  return "";
+}
+
+// A burst larger than the ready shells, with /tmp disks: the first starts take ready shells,
+// the rest make theirs on demand, all at once, each copying the spawner's disk template and
+// attaching a loop device of its own.
+class SpawnerBurstTest : public SpawnerTest {
+ protected:
+  static constexpr size_t kReady = 4;
+  static constexpr int kBurst = 10;
+  void Configure(SpawnerOptions& options) override {
+    options.ready_shells = kReady;
+    options.instance_uids = kBurst;
+    options.tmp_disk_dir = dir_ + "/disks";
+    // The smallest size a function may ask for (sparse: nothing is written but the template's
+    // metadata). Below 512 MB mkfs.ext4 picks 1 KB blocks, which the 4 KB loop devices refuse.
+    options.tmp_bytes = 512LL << 20;
+  }
+};
+
+TEST_F(SpawnerBurstTest, StartsPastTheReadyShellsEachWithATmpDiskOfItsOwn) {
+  if (client_->tmp_storage() != "disk") GTEST_SKIP() << "no /tmp disks: " << client_->isolation();
+  // Made while it is idle: kReady shells, and one network: none shell.
+  for (int i = 0; i < 400 && ChildrenOf(client_->spawner_pid()) < kReady + 1; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_EQ(ChildrenOf(client_->spawner_pid()), kReady + 1);
+  client_->StartReplyThread();
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<StatusOr<Spawned>> results;
+  for (int i = 0; i < kBurst; ++i) {
+    client_->Spawn(Sleeper(), [&](StatusOr<Spawned> r) {
+      std::lock_guard<std::mutex> lock(mu);
+      results.push_back(std::move(r));
+      cv.notify_all();
+    });
+  }
+  std::unique_lock<std::mutex> lock(mu);
+  ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(60),
+                          [&] { return results.size() == static_cast<size_t>(kBurst); }));
+  std::set<std::string> devices, cgroups;
+  for (auto& r : results) {
+    ASSERT_TRUE(r.ok()) << r.status().message();
+    const std::string device = TmpDeviceOf(r->pid);
+    EXPECT_NE(device, "") << "no /tmp disk in instance " << r->pid;
+    devices.insert(device);
+    cgroups.insert(r->cgroup);
+  }
+  EXPECT_EQ(devices.size(), static_cast<size_t>(kBurst));  // no two share a disk
+  EXPECT_EQ(cgroups.size(), static_cast<size_t>(kBurst));
 }
 
 TEST_F(SpawnerTest, UidsComeBackOnlyWhenTheInstanceIsGone) {

@@ -210,7 +210,7 @@ Status PrepareShell(const SpawnerSetup& setup, const Shell& shell, UniqueFd& api
   UniqueFd disk;
   if (!setup.tmp_disk_dir.empty()) {
     int fd = -1;
-    auto device = MakeTmpDisk(setup.tmp_disk_dir, shell.tmp_bytes, &fd);
+    auto device = MakeTmpDisk(setup.tmp_disk_dir, shell.tmp_bytes, shell.tmp_template, &fd);
     if (!device.ok()) return device.status();
     disk.reset(fd);
     jail.tmp_disk = *device;
@@ -286,10 +286,12 @@ std::string NewShellName() {
 
 }  // namespace
 
-StatusOr<Shell> StartShell(const SpawnerSetup& setup, bool private_network, int64_t tmp_bytes) {
+StatusOr<Shell> StartShell(const SpawnerSetup& setup, bool private_network, int64_t tmp_bytes,
+                           int tmp_template) {
   Shell shell;
   shell.private_network = private_network;
   shell.tmp_bytes = tmp_bytes;
+  shell.tmp_template = tmp_template;
   shell.cgroup = setup.cgroups != nullptr ? NewShellName() : "";
   if (!shell.cgroup.empty()) {
     Status st = setup.cgroups->Create(shell.cgroup, CgroupLimits{});

@@ -24,6 +24,7 @@ struct SpawnerSetup {
   std::string jail_root;
   std::string runtimes_dir;         // the same for every instance: shells mount it ahead of time
   int64_t tmp_bytes = 512LL << 20;  // of spawns that name no size
+  size_t ready_shells = 2;          // kept ready per kind (SpawnerOptions::ready_shells)
   // Where shells make their /tmp disks (tmp_disk.h); empty: /tmp is a tmpfs (no loop devices
   // here, or rootless).
   std::string tmp_disk_dir;
@@ -82,11 +83,15 @@ struct Shell {
   std::string cgroup;
   bool private_network = false;
   int64_t tmp_bytes = 0;  // the size of the /tmp it prepares
+  // The spawner's template of a disk of that size (MakeTmpDiskTemplate), which the shell
+  // copies; -1: the shell runs mkfs.ext4 itself. Borrowed: the spawner keeps it open.
+  int tmp_template = -1;
 };
 
 // Clones a shell with the namespaces `setup` and `private_network` ask for, and a /tmp of
-// `tmp_bytes` (its own disk when setup.tmp_disk_dir is set).
-StatusOr<Shell> StartShell(const SpawnerSetup& setup, bool private_network, int64_t tmp_bytes);
+// `tmp_bytes` (its own disk when setup.tmp_disk_dir is set, a copy of `tmp_template`).
+StatusOr<Shell> StartShell(const SpawnerSetup& setup, bool private_network, int64_t tmp_bytes,
+                           int tmp_template = -1);
 
 // Waits for a child's exec: EOF on `status_fd` means it exec'd, bytes are its error.
 std::string AwaitExec(int status_fd);

@@ -48,14 +48,16 @@ constexpr char kOpKill = 'K';
 // ["X", child's pid in its namespace, wait status] for each child it reaped. Everything a
 // template or its children send is untrusted: the function's code ran in it.
 constexpr char kOpFork = 'F';
-constexpr size_t kReadyShells = 2;  // pre-created sandboxes kept for cold starts
 constexpr int kRefillDelayMs = 20;  // how long the spawner is idle before it makes more
+// Shells made per idle turn: each costs the spawner a cgroup's directories and a clone (a
+// millisecond or more), and a request arriving meanwhile waits for the batch.
+constexpr size_t kRefillBatch = 8;
 constexpr size_t kMaxReply = 64 << 10;
 
 // The ready shells, one queue per network mode and /tmp size. Until some function asks for
 // network: none, one such shell of the default size is kept (its first cold start is then as
-// quick as the rest), not kReadyShells: most machines never use it. A size a function asked
-// for gets kReadyShells from then on, so only that function's first cold start waits for
+// quick as the rest), not ready_shells: most machines never use it. A size a function asked
+// for gets ready_shells from then on, so only that function's first cold start waits for
 // its shell's /tmp to be made.
 struct ShellKind {
   bool private_network = false;
@@ -66,10 +68,13 @@ struct ShellKind {
 struct Shells {
   std::map<ShellKind, std::deque<Shell>> ready;
   std::map<ShellKind, size_t> keep;
+  // By /tmp size: the disk template its shells copy (tmp_disk.h), made on first use; an
+  // invalid one when it could not be made (its shells then run mkfs.ext4, and report why).
+  std::map<int64_t, UniqueFd> tmp_templates;
 
-  explicit Shells(int64_t default_tmp_bytes) {
-    keep[{false, default_tmp_bytes}] = kReadyShells;
-    keep[{true, default_tmp_bytes}] = 1;
+  Shells(int64_t default_tmp_bytes, size_t ready_shells) {
+    keep[{false, default_tmp_bytes}] = ready_shells;
+    keep[{true, default_tmp_bytes}] = std::min<size_t>(1, ready_shells);
   }
 
   bool Short() const {
@@ -92,6 +97,23 @@ struct Shells {
       return true;
     }
     return false;
+  }
+
+  // The template for shells of `kind`, made now if it is the first (mkfs.ext4, once per size,
+  // here in the spawner: tens of milliseconds that every shell would otherwise spend); -1 when
+  // shells make no disk.
+  int TmpTemplate(const SpawnerSetup& setup, const ShellKind& kind) {
+    if (setup.tmp_disk_dir.empty()) return -1;
+    auto it = tmp_templates.find(kind.tmp_bytes);
+    if (it == tmp_templates.end()) {
+      auto made = MakeTmpDiskTemplate(setup.tmp_disk_dir, kind.tmp_bytes);
+      it = tmp_templates.emplace(kind.tmp_bytes, made.ok() ? std::move(*made) : UniqueFd()).first;
+    }
+    return it->second.valid() ? it->second.get() : -1;
+  }
+
+  StatusOr<Shell> Start(const SpawnerSetup& setup, const ShellKind& kind) {
+    return StartShell(setup, kind.private_network, kind.tmp_bytes, TmpTemplate(setup, kind));
   }
 };
 
@@ -154,7 +176,7 @@ class Spawner {
         request_fd_(request_fd),
         exit_fd_(exit_fd),
         uids_(std::move(uids)),
-        shells_(setup.tmp_bytes) {}
+        shells_(setup.tmp_bytes, setup.ready_shells) {}
 
   [[noreturn]] void Run();
   // Cgroups to remove once empty (left behind by a spawner that was killed).
@@ -214,16 +236,18 @@ class Spawner {
   uint64_t fork_cgroups_ = 0;               // names the forked instances' cgroups
 };
 
-// Fills the queues: one shell each at once, the rest only when `idle`. A shell costs CPU (its
-// mounts, a cgroup, a network namespace) that, made right after a spawn, the instance just
-// started would have to share.
+// Fills the queues: one shell each at once, the rest only when `idle`, kRefillBatch at a time
+// (the next idle turn makes more). A shell costs CPU (its mounts, a cgroup, a network
+// namespace) that, made right after a spawn, the instance just started would have to share.
 void RefillShells(const SpawnerSetup& setup, Shells& shells, bool idle) {
   if (setup.mode == Isolation::kPlain) return;
+  size_t made = 0;
   for (const auto& [kind, keep] : shells.keep) {
     auto& queue = shells.ready[kind];
-    const size_t target = idle ? keep : 1;
-    while (queue.size() < target) {
-      auto shell = StartShell(setup, kind.private_network, kind.tmp_bytes);
+    const size_t target = idle ? keep : std::min<size_t>(1, keep);
+    while (queue.size() < target && (!idle || made < kRefillBatch)) {
+      ++made;
+      auto shell = shells.Start(setup, kind);
       if (!shell.ok()) break;  // the next spawn reports the error
       queue.push_back(std::move(*shell));
     }
@@ -314,9 +338,9 @@ void Spawner::SpawnInShell(const std::string& id, const ChildSpec& spec,
   const ShellKind kind{spec.private_network,
                        spec.tmp_bytes > 0 ? spec.tmp_bytes : setup_.tmp_bytes};
   auto& ready = shells_.ready[kind];
-  shells_.keep[kind] = kReadyShells;
+  shells_.keep[kind] = setup_.ready_shells;
   if (ready.empty()) {
-    auto fresh = StartShell(setup_, kind.private_network, kind.tmp_bytes);
+    auto fresh = shells_.Start(setup_, kind);
     if (!fresh.ok()) {
       if (uid != 0) uids_->Give(uid);
       return ReplyError(id, fresh.status().message());
@@ -997,6 +1021,7 @@ StatusOr<std::unique_ptr<SpawnerClient>> SpawnerClient::Start(const SpawnerOptio
   setup.jail_root = options.jail_root;
   setup.runtimes_dir = options.runtimes_dir;
   setup.tmp_bytes = options.tmp_bytes;
+  setup.ready_shells = static_cast<size_t>(std::max<int64_t>(0, options.ready_shells));
   setup.tmp_disk_dir = options.tmp_disk_dir;
   setup.host_uid = ::geteuid();
   setup.host_gid = ::getegid();

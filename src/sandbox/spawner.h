@@ -103,6 +103,11 @@ struct SpawnerOptions {
   std::string jail_root;            // an empty directory: jailed instances' mount point
   std::string runtimes_dir;         // seen by jailed instances at /opt/thaw
   int64_t tmp_bytes = 512LL << 20;  // /tmp of spawns that name no size; shells kept ready
+  // Jailed instances: sandboxes (shells) kept ready, made while the spawner is idle, so that as
+  // many cold starts at once take one and wait for no namespace, cgroup or disk: per kind of
+  // shell that functions asked for (network mode and /tmp size); a start that finds none
+  // makes its own. Each holds a process, a loop device, a mount and a cgroup while it waits.
+  int64_t ready_shells = 2;
   // Where jailed instances' /tmp disks are made (tmp_disk.h): a folder on the disk they should
   // use; empty, or where loop devices cannot be had, /tmp is a tmpfs (isolation() says which).
   std::string tmp_disk_dir;

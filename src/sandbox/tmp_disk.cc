@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <linux/loop.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/random.h>
@@ -21,6 +22,7 @@ namespace thaw::sandbox {
 namespace {
 
 constexpr char kImagePrefix[] = "thaw-tmp-";
+constexpr char kAttachLock[] = "loop-attach.lock";
 
 // Runs mkfs.ext4 on `image` and waits for it; its error output becomes the message.
 Status Mkfs(const std::string& mkfs, const std::string& image) {
@@ -79,10 +81,23 @@ Status Mkfs(const std::string& mkfs, const std::string& image) {
 }
 
 // Attaches `image_fd` to a free loop device; returns its path and an open descriptor on it.
-StatusOr<std::string> Attach(int image_fd, const std::string& image, int* loop_fd) {
+StatusOr<std::string> Attach(const std::string& dir, int image_fd, const std::string& image,
+                             int* loop_fd) {
+  // The shells of a burst attach at once, and LOOP_CTL_GET_FREE gives them all the same free
+  // device: all but one get EBUSY, and ask again, each retry waiting on the device's lock in
+  // the kernel behind the one configuring it (a hundred shells took seconds, and some ran out
+  // of retries). One at a time they each get a device at the first try. The lock is a file
+  // beside the images, opened by each shell (flock excludes open files, not processes), and
+  // released when `lock` closes, whatever happens.
+  UniqueFd lock(::open((dir + "/" + kAttachLock).c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  if (!lock.valid()) return ErrnoStatus("open", dir + "/" + kAttachLock, errno);
+  while (::flock(lock.get(), LOCK_EX) != 0) {
+    if (errno != EINTR) return ErrnoStatus("lock", dir + "/" + kAttachLock, errno);
+  }
   UniqueFd control(::open("/dev/loop-control", O_RDWR | O_CLOEXEC));
   if (!control.valid()) return ErrnoStatus("open", "/dev/loop-control", errno);
-  // Another shell may take the free device between the two calls: then ask again.
+  // Another process (another thaw server's shell) may take the free device between the two
+  // calls: then ask again.
   for (int attempt = 0; attempt < 16; ++attempt) {
     int n = ::ioctl(control.get(), LOOP_CTL_GET_FREE);
     if (n < 0) return ErrnoStatus("find a free loop device", "/dev/loop-control", errno);
@@ -153,7 +168,10 @@ Status ProbeTmpDisks(const std::string& dir) {
   return Status::Ok();
 }
 
-StatusOr<std::string> MakeTmpDisk(const std::string& dir, int64_t bytes, int* fd) {
+namespace {
+
+// A fresh sparse image file of `bytes` under `dir`, still linked (the caller unlinks it).
+StatusOr<UniqueFd> NewImage(const std::string& dir, int64_t bytes, std::string* path) {
   // Shells are PID 1 of their namespaces, forked from one spawner: a random name, not a pid.
   uint64_t nonce = 0;
   if (::getrandom(&nonce, sizeof(nonce), 0) != sizeof(nonce)) {
@@ -161,28 +179,81 @@ StatusOr<std::string> MakeTmpDisk(const std::string& dir, int64_t bytes, int* fd
   }
   char hex[17];
   std::snprintf(hex, sizeof(hex), "%016llx", static_cast<unsigned long long>(nonce));
-  const std::string image = dir + "/" + kImagePrefix + hex + ".img";
-  UniqueFd file(::open(image.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-  if (!file.valid()) return ErrnoStatus("create", image, errno);
-  // Whatever happens next, the name goes: the loop device holds the file open, and the
-  // image's blocks are freed when it lets go.
-  struct Unlink {
-    const std::string& path;
-    ~Unlink() { ::unlink(path.c_str()); }
-  } unlink_at_end{image};
+  *path = dir + "/" + kImagePrefix + hex + ".img";
+  UniqueFd file(::open(path->c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  if (!file.valid()) return ErrnoStatus("create", *path, errno);
   // Sparse: blocks are taken only as the function writes.
-  if (::ftruncate(file.get(), bytes) != 0) return ErrnoStatus("size", image, errno);
+  if (::ftruncate(file.get(), bytes) != 0) {
+    const int err = errno;
+    ::unlink(path->c_str());
+    return ErrnoStatus("size", *path, err);
+  }
+  return file;
+}
+
+// Whatever happens next, the name goes: the loop device holds the file open, and the image's
+// blocks are freed when it lets go.
+struct UnlinkAtEnd {
+  const std::string& path;
+  ~UnlinkAtEnd() { ::unlink(path.c_str()); }
+};
+
+// Copies the written extents of `from` into `to` at the same offsets; the holes stay holes.
+Status CopyWritten(int from, int to, int64_t bytes, const std::string& image) {
+  off_t at = 0;
+  while (at < bytes) {
+    off_t data = ::lseek(from, at, SEEK_DATA);
+    if (data < 0) {
+      if (errno == ENXIO) break;  // only holes from here
+      return ErrnoStatus("find data in", "tmp disk template", errno);
+    }
+    off_t hole = ::lseek(from, data, SEEK_HOLE);
+    if (hole < 0) return ErrnoStatus("find a hole in", "tmp disk template", errno);
+    loff_t in = data, out = data;
+    while (in < hole) {
+      ssize_t n = ::copy_file_range(from, &in, to, &out, static_cast<size_t>(hole - in), 0);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return ErrnoStatus("copy the tmp disk template to", image, errno);
+      if (n == 0) return Internal("failed to copy the tmp disk template to " + image + ": short");
+    }
+    at = hole;
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+StatusOr<UniqueFd> MakeTmpDiskTemplate(const std::string& dir, int64_t bytes) {
+  std::string image;
+  auto file = NewImage(dir, bytes, &image);
+  if (!file.ok()) return file.status();
+  UnlinkAtEnd unlink_at_end{image};
   static const std::string mkfs = FindMkfsExt4();
   if (mkfs.empty()) return FailedPrecondition("mkfs.ext4 not found (install e2fsprogs)");
   THAW_RETURN_IF_ERROR(Mkfs(mkfs, image));
-  return Attach(file.get(), image, fd);
+  return std::move(*file);
+}
+
+StatusOr<std::string> MakeTmpDisk(const std::string& dir, int64_t bytes, int template_fd, int* fd) {
+  std::string image;
+  auto file = NewImage(dir, bytes, &image);
+  if (!file.ok()) return file.status();
+  UnlinkAtEnd unlink_at_end{image};
+  if (template_fd >= 0) {
+    THAW_RETURN_IF_ERROR(CopyWritten(template_fd, file->get(), bytes, image));
+  } else {
+    static const std::string mkfs = FindMkfsExt4();
+    if (mkfs.empty()) return FailedPrecondition("mkfs.ext4 not found (install e2fsprogs)");
+    THAW_RETURN_IF_ERROR(Mkfs(mkfs, image));
+  }
+  return Attach(dir, file->get(), image, fd);
 }
 
 Status MountTmpDisk(const std::string& device, const std::string& target) {
   // SAFETY: in the shell's private mount namespace (propagation off): nothing here reaches the
   // host; nosuid and nodev keep setuid files and device nodes the function makes inert.
-  if (::mount(device.c_str(), target.c_str(), "ext4", MS_NOSUID | MS_NODEV | MS_NOATIME, nullptr) !=
-      0) {
+  if (::mount(device.c_str(), target.c_str(), "ext4", MS_NOSUID | MS_NODEV | MS_NOATIME,
+              "noinit_itable") != 0) {
     return ErrnoStatus("mount " + device, target, errno);
   }
   const std::string lost = target + "/lost+found";

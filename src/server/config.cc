@@ -32,6 +32,8 @@ const std::vector<Knob> kKnobs = {
      "folder on the disk jailed instances' /tmp images live on (default: <data_dir>/ephemeral)"},
     {"pids_max", "processes and threads per instance (cgroup pids limit; RLIMIT_NPROC rootless)"},
     {"instance_uids", "jailed instances live at once: uids leased host-wide in blocks of 1,000"},
+    {"ready_shells",
+     "jailed sandboxes kept ready (per network mode and /tmp size) for cold starts"},
     {"async_queue_events", "Event invocations waiting or running, shared fairly by tenants"},
     {"max_queued_events", "Event invocations waiting or running per function (429 past it)"},
     {"async_retry_base_ms", "delay before a failed Event invocation's first retry"},
@@ -215,6 +217,8 @@ Status ApplyConfigValues(const std::map<std::string, std::string>& values, Confi
       THAW_RETURN_IF_ERROR(ParseBool(name, v, c.durable_events));
     } else if (name == "instance_uids") {
       THAW_RETURN_IF_ERROR(ParseInt(name, v, 1, 100'000, c.instance_uids));
+    } else if (name == "ready_shells") {
+      THAW_RETURN_IF_ERROR(ParseInt(name, v, 0, 1000, c.ready_shells));
     } else if (name == "auth") {
       THAW_RETURN_IF_ERROR(ParseBool(name, v, c.auth));
     } else if (name == "sandbox") {

@@ -39,8 +39,9 @@ struct Config {
   // Where jailed instances' /tmp disks (ephemeral_storage_mb) are made; empty:
   // <data_dir>/ephemeral.
   std::string ephemeral_storage_dir;
-  int64_t pids_max = 1024;              // processes and threads per instance (cgroup pids limit)
-  int64_t instance_uids = 10'000;       // jailed instances live at once (each has its own uid)
+  int64_t pids_max = 1024;         // processes and threads per instance (cgroup pids limit)
+  int64_t instance_uids = 10'000;  // jailed instances live at once (each has its own uid)
+  int64_t ready_shells = 2;        // jailed sandboxes kept ready per kind for cold starts at once
   int64_t async_queue_events = 10'000;  // Event invocations waiting or running, all tenants
   int64_t max_queued_events = 100'000;  // Event invocations waiting or running, per function
   int64_t async_retry_base_ms = 1000;   // first retry of a failed Event invocation

@@ -70,7 +70,7 @@ class ClusterLimitsTest : public ServerTest {
   }
   // Node `name` on the shared store and etcd; after the first, each gets the first's admin and
   // master keys (one platform: a key made through any node works on all).
-  ThawServer& AddNode(const std::string& name) {
+  ThawServer& AddNode(const std::string& name, std::vector<std::string> flags = {}) {
     std::string data_dir;
     if (!nodes_.empty()) {
       data_dir = MakeBundle({});
@@ -78,7 +78,7 @@ class ClusterLimitsTest : public ServerTest {
       for (const char* file : {"admin.key", "master.key"}) {
         auto text = ReadFile(nodes_.front()->data_dir() + "/" + file);
         EXPECT_TRUE(text.ok()) << file;
-        EXPECT_TRUE(WriteFileAtomic(data_dir + "/" + file, text.value_or(""), 0600).ok());
+        EXPECT_TRUE(WriteFileAtomic(data_dir + "/" + file, text.ok() ? *text : "", 0600).ok());
       }
     }
     nodes_.push_back(ThawServer::Start(
@@ -126,11 +126,13 @@ TEST_F(ClusterLimitsTest, ConcurrencyLimitHoldsAcrossNodesAndUsageIsExact) {
   ThawServer& a = AddNode("a");
   a.CreateTenant("t1", R"("concurrency":)" + std::to_string(kLimit));
   // Each node deploys the function itself: bundles are in each node's data dir.
-  dirs_.push_back(PythonBundle("hold", kHold, "max_instances: 8\n"));
-  ASSERT_EQ(a.Deploy("t1.hold", dirs_.back()).status, 201);
+  const std::string bundle = PythonBundle("hold", kHold, "max_instances: 8\n");
+  dirs_.push_back(bundle);
+  ASSERT_EQ(a.Deploy("t1.hold", bundle).status, 201);
   for (const char* name : {"b", "c"}) {
     ThawServer& n = AddNode(name);
-    ASSERT_EQ(n.Deploy("t1.hold", dirs_.back()).status, 201);
+    auto deployed = n.Deploy("t1.hold", bundle);
+    ASSERT_EQ(deployed.status, 201) << deployed.body;
   }
   // Every node holds a share (and a warm instance) once a call through it gets through.
   for (size_t n = 0; n < nodes_.size(); ++n) {
@@ -190,17 +192,22 @@ TEST_F(ClusterLimitsTest, ConcurrencyLimitHoldsAcrossNodesAndUsageIsExact) {
 }
 
 TEST_F(ClusterLimitsTest, BudgetSpentThroughOneNodeStopsAnother) {
-  ThawServer& a = AddNode("a");
+  // Requests alone are priced: five calls spend one micro-dollar (as in tenants_test.cc).
+  const std::vector<std::string> prices = {"--price-gb-second-pico", "0",
+                                           "--price-init-gb-second-pico", "0"};
+  ThawServer& a = AddNode("a", prices);
   a.CreateTenant("thrifty", R"("monthly_budget_micros":1)");
-  dirs_.push_back(PythonBundle("hold", kHold));
-  ASSERT_EQ(a.Deploy("thrifty.hold", dirs_.back()).status, 201);
-  ThawServer& b = AddNode("b");
-  ASSERT_EQ(b.Deploy("thrifty.hold", dirs_.back()).status, 201);
+  const std::string bundle = PythonBundle("hold", kHold);
+  dirs_.push_back(bundle);
+  ASSERT_EQ(a.Deploy("thrifty.hold", bundle).status, 201);
+  ThawServer& b = AddNode("b", prices);
+  ASSERT_EQ(b.Deploy("thrifty.hold", bundle).status, 201);
   ASSERT_EQ(b.Invoke("thrifty.hold").status, 200);
-  // Spent through a: about five calls at $0.0000002 each.
+  // The rest is spent through a: four more calls at $0.0000002 each.
   int calls = 0;
   while (calls < 50 && a.Invoke("thrifty.hold").status == 200) ++calls;
   ASSERT_LT(calls, 50) << "a never stopped";
+  EXPECT_LE(calls, 4) << "a did not count b's call";
   EXPECT_EQ(a.Invoke("thrifty.hold").status, 402);
   // b reads the ledger's month-to-date total once a second.
   EXPECT_TRUE(Eventually([&] { return b.Invoke("thrifty.hold").status == 402; }, 5000))

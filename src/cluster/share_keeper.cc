@@ -65,8 +65,9 @@ void ShareKeeper::Start(asio::any_io_executor executor) {
 
 asio::awaitable<void> ShareKeeper::Leave() {
   stopping_ = true;
-  DropAll();
-  if (const int64_t lease = lease_.exchange(0); lease != 0) {
+  // The lease stays set: a turn still running writes under the revoked lease and fails, rather
+  // than writing a key without a lease that would outlive this node.
+  if (const int64_t lease = lease_.load(); lease != 0) {
     if (Status st = co_await etcd_.Revoke(lease); !st.ok()) {
       spdlog::warn("limits: failed to give back this node's shares: {}", st.message());
     }

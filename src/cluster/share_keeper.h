@@ -52,7 +52,8 @@ class ShareKeeper {
               std::function<std::vector<auth::Tenant>()> tenants);
 
   void Start(boost::asio::any_io_executor executor);
-  // Stops the loop and revokes the lease: the others may take this node's shares at once.
+  // Stops the loop and revokes the lease: the others may take this node's shares at once, so
+  // call it once this node's calls have finished.
   boost::asio::awaitable<void> Leave();
 
   static constexpr const char* kSharesPrefix = "/thaw/shares/";

@@ -639,7 +639,6 @@ int RunServe(Config config, const std::string& exe_dir) {
         [&]() -> asio::awaitable<void> {
           // Leave first: the others stop counting on this node at once, not at its lease's end.
           if (membership != nullptr) co_await membership->Leave();
-          if (shares != nullptr) co_await shares->Leave();
           asio::steady_timer timer(ioc);
           auto deadline = std::chrono::steady_clock::now() +
                           std::chrono::milliseconds(config.shutdown_grace_ms);
@@ -648,6 +647,8 @@ int RunServe(Config config, const std::string& exe_dir) {
             co_await timer.async_wait(asio::use_awaitable);
           }
           if (!pools.Quiet()) spdlog::warn("grace period over: failing what is still running");
+          // This node's shares of tenant limits go back once its calls are done (or failed).
+          if (shares != nullptr) co_await shares->Leave();
           pools.Shutdown();
           // Let the posted completions write their responses.
           timer.expires_after(std::chrono::milliseconds(50));

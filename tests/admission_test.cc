@@ -39,6 +39,11 @@ struct S {
     s.tenant.spent_pico = spent_micros * kPico;
     return *this;
   }
+  S& Shares(std::optional<int64_t> concurrency, std::optional<int64_t> rate) {
+    s.concurrency_share = concurrency;
+    s.rate_share = rate;
+    return *this;
+  }
   S& Running(int64_t n) {
     s.tenant.inflight = n;
     return *this;
@@ -120,6 +125,19 @@ INSTANTIATE_TEST_SUITE_P(
                return s.s;
              }(),
              Kind::kAdmit},
+        // In a cluster, this node's shares bound it in place of the whole limits.
+        Case{"UnderTheNodesConcurrencyShare", S().Concurrency(4).Shares(2, {}).Running(1).s,
+             Kind::kAdmit},
+        Case{"AtTheNodesConcurrencyShare", S().Concurrency(4).Shares(2, {}).Running(2).s,
+             Kind::kReject, RejectReason::kTenantConcurrency},
+        Case{"AZeroShareRefuses", S().Concurrency(4).Shares(0, 0).s, Kind::kReject,
+             RejectReason::kTenantConcurrency},
+        Case{"AShareOverTheLimitIsTheLimit", S().Concurrency(2).Shares(5, {}).Running(2).s,
+             Kind::kReject, RejectReason::kTenantConcurrency},
+        Case{"ASharedLimitTheTenantLacksIsNotEnforced", S().Shares(0, 0).s, Kind::kAdmit},
+        Case{"TheBucketHoldsNoMoreThanTheRateShare", S().Rate(8, 8.0, kNow).Shares({}, 0).s,
+             Kind::kReject, RejectReason::kTenantRate},
+        Case{"ATokenOfTheRateShare", S().Rate(8, 8.0, kNow).Shares({}, 1).s, Kind::kAdmit},
         Case{"UnderTheBudget", S().Budget(10, 7).s, Kind::kAdmit},
         Case{"BudgetSpent", S().Budget(10, 10).s, Kind::kReject, RejectReason::kTenantBudget},
         Case{"LastMonthsSpendIsForgotten",
@@ -180,6 +198,23 @@ TEST(AdmissionTest, ARefusalTakesNoToken) {
   d = Admit(s, CallRequest{"acme", "acme.f"}, kNow);
   ASSERT_TRUE(d.admitted());
   EXPECT_DOUBLE_EQ(d.tenant.tokens, 0.0);
+}
+
+// A node's rate share refills its bucket at the share's rate; a changed share keeps the tokens
+// it has (at most the new share) instead of starting full, so rebalancing gives no extra burst.
+TEST(AdmissionTest, TheRateShareFillsTheBucket) {
+  AdmissionState s = S().Rate(10, 0.0, kNow).Shares({}, 2).s;
+  const CallRequest call{"acme", "acme.f"};
+  Decision d = Admit(s, call, kNow + kSecond / 4);  // 0.5 tokens at 2/s
+  EXPECT_EQ(d.reason, RejectReason::kTenantRate);
+  EXPECT_DOUBLE_EQ(d.tenant.tokens, 0.5);
+  s.tenant = d.tenant;
+  s.rate_share = 6;  // raised: the bucket is not refilled
+  d = Admit(s, call, kNow + kSecond / 4);
+  EXPECT_EQ(d.reason, RejectReason::kTenantRate);
+  d = Admit(s, call, kNow + kSecond / 2);  // 0.5 + 6 x 0.25
+  ASSERT_TRUE(d.admitted());
+  EXPECT_DOUBLE_EQ(d.tenant.tokens, 1.0);
 }
 
 TEST(AdmissionTest, TheRateBucketFollowsTheClock) {

@@ -236,3 +236,51 @@ TEST(DispatcherTest, AccruedSpendKeepsItsMonth) {
 
 }  // namespace
 }  // namespace thaw::dispatch
+
+namespace thaw::dispatch {
+namespace {
+
+// In a cluster the node's share bounds a tenant, not the whole limit; a tenant whose share is
+// not known yet admits nothing under its limits; demand is what ran and what was refused.
+TEST(DispatcherTest, SharesBoundTheNodeAndDemandIsCounted) {
+  Store store;
+  store.limits["acme"].concurrency = 4;
+  Dispatcher d(store.Source());
+  d.EnableShares();
+  Dispatcher::Slot a, b, c, free;
+  EXPECT_EQ(d.Admit("acme.f", std::nullopt, kNow, a).reason, RejectReason::kTenantConcurrency);
+  EXPECT_TRUE(d.Admit("beta.f", std::nullopt, kNow, free).admitted()) << "no limits, no share";
+  d.SetShare("acme", {.concurrency = 2, .rate = 0});
+  EXPECT_TRUE(d.Admit("acme.f", std::nullopt, kNow, a).admitted());
+  EXPECT_TRUE(d.Admit("acme.f", std::nullopt, kNow, b).admitted());
+  EXPECT_EQ(d.Admit("acme.f", std::nullopt, kNow, c).reason, RejectReason::kTenantConcurrency);
+  auto demand = d.TakeDemand();
+  EXPECT_EQ(demand["acme"].peak_inflight, 2);
+  EXPECT_EQ(demand["acme"].refused_concurrency, 2);
+  EXPECT_EQ(demand["acme"].arrivals, 4);
+  EXPECT_EQ(demand["acme"].inflight, 2);
+  a = Dispatcher::Slot();
+  demand = d.TakeDemand();  // reset: what runs now is all that is left
+  EXPECT_EQ(demand["acme"].peak_inflight, 1);
+  EXPECT_EQ(demand["acme"].refused_concurrency, 0);
+  EXPECT_EQ(demand["acme"].arrivals, 0);
+}
+
+// The ledger's month-to-date total of the whole cluster raises the node's own count, never
+// lowers it, and a spent budget refuses.
+TEST(DispatcherTest, ClusterSpendFromTheLedger) {
+  Store store;
+  store.limits["acme"].monthly_budget_micros = 10;
+  Dispatcher d(store.Source());
+  d.AddSpend("acme", kNow, 3 * kPicoPerMicro);
+  d.SetClusterSpend("acme", MonthIndex(kNow), 2 * kPicoPerMicro);
+  EXPECT_EQ(d.SpentMicros("acme", kNow), 3);
+  d.SetClusterSpend("acme", MonthIndex(kNow), 10 * kPicoPerMicro);
+  EXPECT_EQ(d.SpentMicros("acme", kNow), 10);
+  EXPECT_EQ(d.CheckBudget("acme", kNow).reason, RejectReason::kTenantBudget);
+  d.SetClusterSpend("acme", MonthIndex(kNow) - 1, 50 * kPicoPerMicro);  // last month's: ignored
+  EXPECT_EQ(d.SpentMicros("acme", kNow), 10);
+}
+
+}  // namespace
+}  // namespace thaw::dispatch

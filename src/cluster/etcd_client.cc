@@ -153,13 +153,22 @@ asio::awaitable<Status> EtcdClient::Put(const std::string& key, const std::strin
 
 asio::awaitable<StatusOr<std::vector<KeyValue>>> EtcdClient::RangePrefix(
     const std::string& prefix) {
+  auto at = co_await RangePrefixAt(prefix);
+  if (!at.ok()) co_return at.status();
+  co_return std::move(at->kvs);
+}
+
+asio::awaitable<StatusOr<RangeAt>> EtcdClient::RangePrefixAt(const std::string& prefix) {
   const json::object request{{"key", Base64Encode(prefix)},
                              {"range_end", Base64Encode(PrefixEnd(prefix))}};
   auto body = co_await Post("/v3/kv/range", JsonText(request));
   if (!body.ok()) co_return body.status();
   auto o = ParseObject(*body);
   if (!o.ok()) co_return o.status();
-  std::vector<KeyValue> out;
+  RangeAt out;
+  if (const json::value* h = o->if_contains("header"); h != nullptr && h->is_object()) {
+    out.revision = Int64Field(h->as_object(), "revision", 0);
+  }
   const json::value* kvs = o->if_contains("kvs");
   if (kvs == nullptr) co_return out;  // no keys: the field is left out
   if (!kvs->is_array()) co_return Unavailable("etcd range: kvs is not a list");
@@ -174,9 +183,35 @@ asio::awaitable<StatusOr<std::vector<KeyValue>>> EtcdClient::RangePrefix(
       entry.value = Base64Decode(v->as_string()).value_or("");
     }
     entry.lease = Int64Field(kv, "lease", 0);
-    out.push_back(std::move(entry));
+    entry.mod_revision = Int64Field(kv, "mod_revision", 0);
+    out.kvs.push_back(std::move(entry));
   }
   co_return out;
+}
+
+asio::awaitable<StatusOr<bool>> EtcdClient::PutIfUnchangedSince(const std::string& prefix,
+                                                                int64_t revision,
+                                                                const std::string& key,
+                                                                const std::string& value,
+                                                                int64_t lease) {
+  // One compare over the whole prefix: every key in it has mod_revision < revision + 1 (a range
+  // with no keys passes).
+  json::object compare{{"key", Base64Encode(prefix)},
+                       {"range_end", Base64Encode(PrefixEnd(prefix))},
+                       {"target", "MOD"},
+                       {"result", "LESS"},
+                       {"mod_revision", std::to_string(revision + 1)}};
+  json::object put{{"key", Base64Encode(key)}, {"value", Base64Encode(value)}};
+  if (lease != 0) put["lease"] = std::to_string(lease);
+  json::object request;
+  request["compare"] = json::array{std::move(compare)};
+  request["success"] = json::array{json::object{{"request_put", std::move(put)}}};
+  auto body = co_await Post("/v3/kv/txn", JsonText(request));
+  if (!body.ok()) co_return body.status();
+  auto o = ParseObject(*body);
+  if (!o.ok()) co_return o.status();
+  const json::value* ok = o->if_contains("succeeded");  // left out when false
+  co_return ok != nullptr && ok->is_bool() && ok->as_bool();
 }
 
 asio::awaitable<Status> EtcdClient::Delete(const std::string& key) {

@@ -18,6 +18,13 @@ struct KeyValue {
   std::string key;
   std::string value;
   int64_t lease = 0;  // 0: none
+  int64_t mod_revision = 0;
+};
+
+// A range read and the store revision it was read at.
+struct RangeAt {
+  std::vector<KeyValue> kvs;
+  int64_t revision = 0;
 };
 
 struct LeaseTtl {
@@ -42,6 +49,15 @@ class EtcdClient {
                                      int64_t lease = 0);
   // Every key starting with `prefix`, in key order.
   boost::asio::awaitable<StatusOr<std::vector<KeyValue>>> RangePrefix(const std::string& prefix);
+  boost::asio::awaitable<StatusOr<RangeAt>> RangePrefixAt(const std::string& prefix);
+  // Puts `key` in one transaction that first checks that no key starting with `prefix` was
+  // changed or created after `revision` (keys deleted since do not fail it): true when written,
+  // false when the check failed (read again and retry).
+  boost::asio::awaitable<StatusOr<bool>> PutIfUnchangedSince(const std::string& prefix,
+                                                             int64_t revision,
+                                                             const std::string& key,
+                                                             const std::string& value,
+                                                             int64_t lease = 0);
   boost::asio::awaitable<Status> Delete(const std::string& key);
 
   const std::string& url() const { return url_; }

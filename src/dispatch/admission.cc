@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <climits>
 #include <cmath>
 
 #include "meter/cost.h"
@@ -64,27 +65,33 @@ bool CheckBudget(const auth::TenantLimits& limits, std::string_view tenant, int6
   return true;
 }
 
-// The rate bucket, refilled to `now_us`; takes no token (the caller does once admitted).
-bool CheckRate(const auth::TenantLimits& limits, std::string_view tenant, int64_t now_us,
-               Decision& d) {
+// The rate bucket, refilled to `now_us`; takes no token (the caller does once admitted). The
+// bucket fills at `rate_share` when set (this node's part of the limit); a changed share keeps
+// the tokens it has (at most the new share), a changed limit starts the bucket full.
+bool CheckRate(const auth::TenantLimits& limits, std::optional<int64_t> rate_share,
+               std::string_view tenant, int64_t now_us, Decision& d) {
   TenantCounters& t = d.tenant;
   if (t.rate_seen != limits.rate_per_second) {
     t.rate_seen = limits.rate_per_second;
-    t.tokens = static_cast<double>(limits.rate_per_second.value_or(0));
+    t.tokens = static_cast<double>(
+        std::min(limits.rate_per_second.value_or(0), rate_share.value_or(INT64_MAX)));
     t.refilled_us = 0;
   }
   if (!limits.rate_per_second) return true;
-  const double rate = static_cast<double>(*limits.rate_per_second);
+  const double rate = static_cast<double>(
+      std::max<int64_t>(0, std::min(*limits.rate_per_second, rate_share.value_or(INT64_MAX))));
   if (t.refilled_us == 0) {
     t.tokens = rate;
   } else if (now_us > t.refilled_us) {
     t.tokens = std::min(
         rate, t.tokens + rate * static_cast<double>(now_us - t.refilled_us) / kMicrosPerSecond);
   }
+  t.tokens = std::min(t.tokens, rate);
   t.refilled_us = std::max(t.refilled_us, now_us);
   if (t.tokens >= 1.0) return true;
-  d = Refuse(std::move(d), RejectReason::kTenantRate,
-             std::max<int64_t>(1, static_cast<int64_t>(std::ceil((1.0 - t.tokens) / rate))),
+  const int64_t retry_s =
+      rate > 0 ? std::max<int64_t>(1, static_cast<int64_t>(std::ceil((1.0 - t.tokens) / rate))) : 1;
+  d = Refuse(std::move(d), RejectReason::kTenantRate, retry_s,
              "tenant " + std::string(tenant) + " is over its rate limit of " +
                  std::to_string(*limits.rate_per_second) + " requests per second");
   return false;
@@ -164,13 +171,15 @@ Decision Admit(const AdmissionState& state, const CallRequest& call, int64_t now
   const auth::TenantLimits& limits = state.limits;
   if (!CheckBudget(limits, call.tenant, now_us, d)) return d;
   if (call.budget_only) return d;
-  if (limits.concurrency && d.tenant.inflight >= *limits.concurrency) {
+  if (limits.concurrency &&
+      d.tenant.inflight >=
+          std::min(*limits.concurrency, state.concurrency_share.value_or(*limits.concurrency))) {
     return Refuse(std::move(d), RejectReason::kTenantConcurrency, 1,
                   "tenant " + std::string(call.tenant) + " is at its concurrency limit of " +
                       std::to_string(*limits.concurrency) +
                       " invocations running at once; retry after one finishes");
   }
-  if (!CheckRate(limits, call.tenant, now_us, d)) return d;
+  if (!CheckRate(limits, state.rate_share, call.tenant, now_us, d)) return d;
   if (state.reserved_cap && d.reserved_inflight >= *state.reserved_cap) {
     return Refuse(std::move(d), RejectReason::kReservedConcurrency, 1, "Rate Exceeded.");
   }

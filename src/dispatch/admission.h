@@ -54,6 +54,11 @@ struct AdmissionState {
   // Absent: the call is admitted or refused on the tenant and function limits alone (the
   // gateway's half, before it knows which pool serves it).
   std::optional<VersionState> version;
+  // In a cluster: this node's shares of the tenant's concurrency and rate limits
+  // (dispatch/share_split.h), which bound it in place of the whole limits; a limit the tenant
+  // does not have is not enforced whatever its share. Absent: the whole limit (one node).
+  std::optional<int64_t> concurrency_share;
+  std::optional<int64_t> rate_share;
 };
 
 struct CallRequest {

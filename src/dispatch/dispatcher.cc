@@ -1,6 +1,7 @@
 #include "dispatch/dispatcher.h"
 
 #include <atomic>
+#include <algorithm>
 #include <utility>
 
 #include "common/tenant.h"
@@ -129,8 +130,21 @@ Decision Dispatcher::Admit(std::string_view function, std::optional<int64_t> res
     auto r = reserved_.find(function);
     state.reserved_inflight = r == reserved_.end() ? 0 : r->second;
   }
+  if (shares_enabled_) {
+    auto sh = shares_.find(tenant);
+    const Share share = sh == shares_.end() ? Share{} : sh->second;
+    state.concurrency_share = share.concurrency;
+    state.rate_share = share.rate;
+  }
   Decision d = dispatch::Admit(state, CallRequest{tenant, function}, now_us);
   counters = d.tenant;
+  if (d.reason != RejectReason::kTenantBudget) {
+    auto dm = demand_.find(tenant);
+    if (dm == demand_.end()) dm = demand_.emplace(std::string(tenant), Demand{}).first;
+    ++dm->second.arrivals;
+    if (d.reason == RejectReason::kTenantConcurrency) ++dm->second.refused_concurrency;
+    dm->second.peak_inflight = std::max(dm->second.peak_inflight, counters.inflight);
+  }
   if (!d.admitted()) return d;
   if (reserved_cap) {
     auto r = reserved_.find(function);
@@ -174,6 +188,44 @@ void Dispatcher::AddSpend(std::string_view tenant, int64_t start_us, int64_t pic
   std::lock_guard lock(mu_);
   TenantCounters& counters = TenantLocked(tenant);
   counters = dispatch::AddSpend(std::move(counters), start_us, pico);
+}
+
+void Dispatcher::SetClusterSpend(std::string_view tenant, int64_t month, int64_t pico) {
+  std::lock_guard lock(mu_);
+  MergeSpendLocked();  // the ledger may hold what the accumulators still do: compare like with like
+  TenantCounters& t = TenantLocked(tenant);
+  if (month < t.month) return;
+  if (month > t.month) {
+    t.month = month;
+    t.spent_pico = 0;
+    t.warned = false;
+  }
+  t.spent_pico = std::max(t.spent_pico, pico);
+}
+
+void Dispatcher::EnableShares() {
+  std::lock_guard lock(mu_);
+  shares_enabled_ = true;
+}
+
+void Dispatcher::SetShare(std::string_view tenant, Share share) {
+  std::lock_guard lock(mu_);
+  auto it = shares_.find(tenant);
+  if (it == shares_.end()) it = shares_.emplace(std::string(tenant), share).first;
+  it->second = share;
+}
+
+std::map<std::string, Dispatcher::Demand, std::less<>> Dispatcher::TakeDemand() {
+  std::lock_guard lock(mu_);
+  std::map<std::string, Demand, std::less<>> out;
+  for (const auto& [tenant, counters] : tenants_) {
+    Demand& d = out[tenant];
+    if (auto dm = demand_.find(tenant); dm != demand_.end()) d = dm->second;
+    d.inflight = counters.inflight;
+    d.peak_inflight = std::max(d.peak_inflight, counters.inflight);
+  }
+  demand_.clear();
+  return out;
 }
 
 int64_t Dispatcher::SpentMicros(std::string_view tenant, int64_t now_us) {

@@ -81,6 +81,30 @@ class Dispatcher {
   void AccrueSpend(std::string_view tenant, int64_t start_us, int64_t pico);
   // Merges every thread's accrued spend into the counters now.
   void MergeSpend();
+  // The month-to-date spend of `tenant` over the whole cluster, read from the shared ledger:
+  // this node's total becomes the larger of it and what it counted itself (the ledger may not
+  // yet hold this node's newest records).
+  void SetClusterSpend(std::string_view tenant, int64_t month, int64_t pico);
+
+  // In a cluster: from now on each tenant is bounded by this node's share of its concurrency and
+  // rate limits (cluster/share_keeper.h), and a tenant whose share is not set yet admits nothing
+  // under a limit it has.
+  void EnableShares();
+  struct Share {
+    int64_t concurrency = 0;
+    int64_t rate = 0;
+  };
+  void SetShare(std::string_view tenant, Share share);
+  // What a tenant asked of this node since the last TakeDemand: the most calls it ran at once,
+  // the calls refused at its concurrency share, and the calls that reached the limits at all.
+  struct Demand {
+    int64_t peak_inflight = 0;
+    int64_t refused_concurrency = 0;
+    int64_t arrivals = 0;
+    int64_t inflight = 0;  // now
+  };
+  // Every tenant with counters, its demand reset.
+  std::map<std::string, Demand, std::less<>> TakeDemand();
   int64_t SpentMicros(std::string_view tenant, int64_t now_us);
   int64_t inflight(std::string_view tenant);
   int64_t reserved_inflight(std::string_view function);
@@ -103,6 +127,9 @@ class Dispatcher {
   std::map<std::string, TenantCounters, std::less<>> tenants_;  // guarded by mu_
   // Calls running under a reservation, by function; absent: none.
   std::map<std::string, int64_t, std::less<>> reserved_;  // guarded by mu_
+  bool shares_enabled_ = false;                           // guarded by mu_
+  std::map<std::string, Share, std::less<>> shares_;      // guarded by mu_
+  std::map<std::string, Demand, std::less<>> demand_;     // guarded by mu_
 };
 
 }  // namespace thaw::dispatch

@@ -160,10 +160,12 @@ class Api final : public HttpHandler {
   Status TenantOfRequest(const auth::Caller& caller, const std::string& tenant) const;
   // Reads the new version's models into the page cache: {"models": [...], "prefetch_ms"}.
   asio::awaitable<boost::json::object> PrefetchModels(const registry::Version& version);
-  // The meter's rows in a window, read off the event loop.
-  asio::awaitable<StatusOr<std::vector<meter::Sample>>> FetchSamples(const std::string& function,
-                                                                     int64_t from_us,
-                                                                     int64_t to_us);
+  // The meter's totals in a window (meter::Meter::Totals, one SQL aggregate), read off the
+  // event loop.
+  asio::awaitable<StatusOr<std::vector<meter::Group>>> FetchTotals(meter::GroupBy by,
+                                                                   const std::string& function,
+                                                                   const std::string& tenant,
+                                                                   int64_t from_us, int64_t to_us);
   void Metrics(Response& res);                           // Prometheus text format
   void Node(const auth::Caller& caller, Response& res);  // GET /v1/node
   boost::json::object NodeGpusJson() const;              // GET /v1/node's "gpus"

@@ -1,5 +1,6 @@
-// The native API's usage and advice routes (GET /v1/usage, GET /v1/advice): the meter's rows
-// for a window, aggregated and priced in C++ (meter/cost.h, meter/advisor.h).
+// The native API's usage and advice routes (GET /v1/usage, GET /v1/advice): the meter's totals
+// for a window, summed in SQL (meter::Meter::Totals, over the shared ledger of every node) and
+// priced in C++ from the integer sums (meter/cost.h, meter/advisor.h).
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json.hpp>
@@ -137,24 +138,20 @@ asio::awaitable<void> Api::Usage(const auth::Caller& caller, const std::string& 
       co_return StatusBody(res, known.status());
     }
   }
-  auto samples = co_await FetchSamples(function, from, to);
-  if (!samples.ok()) co_return StatusBody(res, samples.status());
-  if (!tenant.empty()) {
-    std::erase_if(*samples, [&](const auto& s) { return TenantOfFunction(s.function) != tenant; });
-  }
-  const meter::PriceSheet prices = server::PriceSheetFrom(*deps_.config);
   const bool by_day = group_by == "day";
   const bool by_tenant = group_by == "tenant";
-  std::vector<meter::Sample> grouped;
-  if (by_tenant) {
-    // Tenants group like functions once each sample carries its tenant as the key.
-    grouped = *samples;
-    for (auto& s : grouped) s.function = std::string(TenantOfFunction(s.function));
-  }
+  auto groups = co_await FetchTotals(
+      by_day ? meter::GroupBy::kDay
+             : (by_tenant ? meter::GroupBy::kTenant : meter::GroupBy::kFunction),
+      function, tenant, from, to);
+  if (!groups.ok()) co_return StatusBody(res, groups.status());
+  // The total is priced from its own sums, not by adding rounded group costs; its percentiles
+  // are over every invocation, so it is a query of its own.
+  auto all = co_await FetchTotals(meter::GroupBy::kAll, function, tenant, from, to);
+  if (!all.ok()) co_return StatusBody(res, all.status());
+  const meter::PriceSheet prices = server::PriceSheetFrom(*deps_.config);
   json::array out;
-  for (const auto& g :
-       meter::Aggregate(by_tenant ? grouped : *samples,
-                        by_day ? meter::GroupBy::kDay : meter::GroupBy::kFunction)) {
+  for (const auto& g : *groups) {
     json::object o{
         {by_day ? "day" : group_by, by_tenant || by_day ? g.key : ShownName(caller, g.key)}};
     for (auto& kv : UsageJson(g.sums, g.p50_duration_us, g.p99_duration_us, prices)) {
@@ -162,21 +159,14 @@ asio::awaitable<void> Api::Usage(const auth::Caller& caller, const std::string& 
     }
     out.push_back(std::move(o));
   }
-  // The total is priced from the summed integers, not by adding rounded group costs.
-  meter::Sums total;
-  std::vector<int64_t> durations;
-  for (const auto& s : *samples) {
-    meter::AddSample(s, total);
-    if (s.status != "gpu_idle") durations.push_back(s.duration_us);
-  }
-  std::sort(durations.begin(), durations.end());
+  const meter::Group total = all->empty() ? meter::Group{} : all->front();
   JsonBody(res, http::status::ok,
            json::object{{"from", Iso8601(from)},
                         {"to", Iso8601(to)},
                         {"group_by", group_by},
                         {by_day ? "days" : (by_tenant ? "tenants" : "functions"), std::move(out)},
-                        {"total", UsageJson(total, meter::Percentile(durations, 50),
-                                            meter::Percentile(durations, 99), prices)},
+                        {"total", UsageJson(total.sums, total.p50_duration_us,
+                                            total.p99_duration_us, prices)},
                         {"prices", PricesJson(prices)}});
 }
 
@@ -199,10 +189,17 @@ asio::awaitable<void> Api::Advice(const auth::Caller& caller, const std::string&
   const int64_t to = WallNowMicros() + 1;
   const int64_t window_us = days * 86'400'000'000;
   const int64_t from = to - window_us;
-  auto samples = co_await FetchSamples(function, from, to);
-  if (!samples.ok()) co_return StatusBody(res, samples.status());
+  auto groups = co_await FetchTotals(meter::GroupBy::kFunction, function, "", from, to);
+  if (!groups.ok()) co_return StatusBody(res, groups.status());
+  auto busiest = co_await asio::co_spawn(
+      blocking_,
+      [&]() -> asio::awaitable<StatusOr<std::map<std::string, int64_t>>> {
+        co_return deps_.meter->BusiestHours(function, from, to);
+      },
+      asio::use_awaitable);
+  if (!busiest.ok()) co_return StatusBody(res, busiest.status());
   // Every deployed function is advised on, with or without traffic.
-  std::map<std::string, std::vector<meter::Sample>> by_function;
+  std::map<std::string, meter::Sums> by_function;
   std::map<std::string, int64_t> memory_mb, gpu_count;
   for (const auto& f : deps_.registry->List()) {
     if ((!function.empty() && f.name != function) || !Visible(caller, f.name)) continue;
@@ -210,23 +207,24 @@ asio::awaitable<void> Api::Advice(const auth::Caller& caller, const std::string&
     memory_mb[f.name] = f.versions.back()->manifest.memory_mb;
     gpu_count[f.name] = f.versions.back()->manifest.gpu.count;
   }
-  for (auto& s : *samples) {
-    if (!Visible(caller, s.function)) continue;
-    memory_mb[s.function] = std::max(memory_mb[s.function], s.memory_mb);
-    by_function[s.function].push_back(std::move(s));
+  for (const auto& g : *groups) {
+    if (!Visible(caller, g.key)) continue;
+    memory_mb[g.key] = std::max(memory_mb[g.key], g.max_memory_mb);
+    by_function[g.key] = g.sums;
   }
   if (!function.empty() && by_function.empty()) {
     co_return StatusBody(res, NotFound("Function not found: " + function));
   }
   const meter::PriceSheet prices = server::PriceSheetFrom(*deps_.config);
   json::array out;
-  for (const auto& [name, fs] : by_function) {
+  for (const auto& [name, sums] : by_function) {
     meter::AdviceInput in;
-    for (const auto& s : fs) meter::AddSample(s, in.sums);
+    in.sums = sums;
     in.window_us = window_us;
     in.memory_mb = memory_mb[name];
     in.gpu_count = gpu_count[name];
-    in.busiest_hour_busy_us = meter::BusiestHourBusyUs(fs);
+    auto busy = busiest->find(name);
+    in.busiest_hour_busy_us = busy == busiest->end() ? 0 : busy->second;
     meter::Advice a = meter::Advise(in, prices);
     out.push_back(json::object{{"function", ShownName(caller, name)},
                                {"recommendation", meter::RecommendationName(a.recommendation)},
@@ -253,17 +251,19 @@ asio::awaitable<void> Api::Advice(const auth::Caller& caller, const std::string&
                         {"prices", PricesJson(prices)}});
 }
 
-asio::awaitable<StatusOr<std::vector<meter::Sample>>> Api::FetchSamples(const std::string& function,
-                                                                        int64_t from_us,
-                                                                        int64_t to_us) {
-  // A SQLite query: off the event loop.
+asio::awaitable<StatusOr<std::vector<meter::Group>>> Api::FetchTotals(meter::GroupBy by,
+                                                                      const std::string& function,
+                                                                      const std::string& tenant,
+                                                                      int64_t from_us,
+                                                                      int64_t to_us) {
+  // A SQL aggregate: off the event loop.
   co_return co_await asio::co_spawn(
       blocking_,
-      [&]() -> asio::awaitable<StatusOr<std::vector<meter::Sample>>> {
+      [&]() -> asio::awaitable<StatusOr<std::vector<meter::Group>>> {
         if (deps_.meter == nullptr) {
           co_return Unavailable("metering is off on this server (metering: false)");
         }
-        co_return deps_.meter->Samples(function, from_us, to_us);
+        co_return deps_.meter->Totals(by, function, tenant, from_us, to_us);
       },
       asio::use_awaitable);
 }

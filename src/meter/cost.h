@@ -89,9 +89,11 @@ struct Group {
   Sums sums;
   int64_t p50_duration_us = 0;  // nearest rank over the group's durations
   int64_t p99_duration_us = 0;
+  int64_t max_memory_mb = 0;  // the largest configured memory seen (Meter::Totals only)
 };
 
-enum class GroupBy { kFunction, kDay };
+// kTenant and kAll: Meter::Totals only (Aggregate groups by function or day).
+enum class GroupBy { kFunction, kDay, kTenant, kAll };
 
 void AddSample(const Sample& s, Sums& sums);
 // Groups ordered by key.

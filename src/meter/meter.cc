@@ -598,6 +598,130 @@ StatusOr<std::vector<Sample>> Meter::Samples(const std::string& function, int64_
   return out;
 }
 
+namespace {
+
+// What AddSample counts as an invocation, and the rows billed like one (init errors).
+constexpr const char* kInvocation = "status NOT IN ('gpu_idle', 'template_init', 'init_error')";
+constexpr const char* kBilledRun = "status NOT IN ('gpu_idle', 'template_init')";
+
+std::string SumIf(const std::string& cond, const std::string& value) {
+  return "SUM(CASE WHEN " + cond + " THEN " + value + " ELSE 0 END)";
+}
+
+std::string TotalsSql(GroupBy by) {
+  std::string key;
+  switch (by) {
+    case GroupBy::kFunction:
+      key = "function";
+      break;
+    case GroupBy::kTenant:
+      key = "tenant";
+      break;
+    case GroupBy::kDay:
+      key = "CAST(start_us / 86400000000 AS TEXT)";
+      break;
+    case GroupBy::kAll:
+      key = "''";
+      break;
+  }
+  const std::string inv = kInvocation;
+  const std::string run = kBilledRun;
+  return "WITH f AS (SELECT " + key +
+         " AS k, status, cold_start, start_kind, billed_ms, memory_mb, cpu_us, gpu_us, "
+         "duration_us, max_memory_used_mb, prompt_tokens, completion_tokens, batch_size "
+         "FROM invocations WHERE (?1 = '' OR function = ?1) AND (?2 = '' OR tenant = ?2) "
+         "AND start_us >= ?3 AND start_us < ?4), "
+         "p AS (SELECT k, duration_us, ROW_NUMBER() OVER (PARTITION BY k ORDER BY duration_us) "
+         "AS rn, COUNT(*) OVER (PARTITION BY k) AS n FROM f WHERE " +
+         inv +
+         "), "
+         "q AS (SELECT k, MAX(CASE WHEN rn = (50 * n + 99) / 100 THEN duration_us END) AS p50, "
+         "MAX(CASE WHEN rn = (99 * n + 99) / 100 THEN duration_us END) AS p99 FROM p GROUP BY k), "
+         "s AS (SELECT k, " +
+         SumIf(inv, "1") + " AS invocations, " + SumIf("status = 'success'", "1") + ", " +
+         SumIf("status = 'error'", "1") + ", " + SumIf("status = 'timeout'", "1") + ", " +
+         SumIf("status = 'crash'", "1") + ", " + SumIf("status = 'throttled'", "1") + ", " +
+         SumIf("status = 'init_error'", "1") + ", " + SumIf(inv + " AND cold_start != 0", "1") +
+         ", " + SumIf(inv + " AND cold_start != 0 AND start_kind = 'fork'", "1") + ", " +
+         SumIf(inv + " AND cold_start != 0 AND start_kind = 'restore'", "1") + ", " +
+         SumIf("status = 'template_init'", "1") + ", " +
+         SumIf("status = 'template_init'", "billed_ms * memory_mb") + ", " +
+         SumIf(run, "billed_ms") + ", " + SumIf(run, "billed_ms * memory_mb") + ", " +
+         SumIf(run, "cpu_us") + ", " +
+         SumIf("status NOT IN ('template_init', 'init_error')", "gpu_us") + ", " +
+         SumIf("status = 'gpu_idle'", "gpu_us") + ", " +
+         SumIf(inv, "duration_us * max_memory_used_mb") + ", " + SumIf(inv, "duration_us") + ", " +
+         SumIf(inv, "prompt_tokens") + ", " + SumIf(inv, "completion_tokens") + ", " +
+         SumIf(inv + " AND batch_size > 0", "1") + ", " +
+         SumIf(inv + " AND batch_size > 0", "1.0 / batch_size") +
+         ", MAX(memory_mb) FROM f GROUP BY k) "
+         "SELECT s.*, q.p50, q.p99 FROM s LEFT JOIN q ON q.k = s.k ORDER BY s.k";
+}
+
+}  // namespace
+
+StatusOr<std::vector<Group>> Meter::Totals(GroupBy by, const std::string& function,
+                                           const std::string& tenant, int64_t from_us,
+                                           int64_t to_us) {
+  THAW_RETURN_IF_ERROR(Flush());
+  std::lock_guard<std::mutex> lock(db_mu_);
+  auto stmt = db_->Prepare(TotalsSql(by));
+  if (!stmt.ok()) return stmt.status();
+  stmt->Bind(1, function).Bind(2, tenant).Bind(3, from_us).Bind(4, to_us);
+  std::vector<Group> out;
+  for (;;) {
+    auto row = stmt->Next();
+    if (!row.ok()) return row.status();
+    if (!*row) break;
+    Group g;
+    g.key = stmt->Text(0);
+    if (by == GroupBy::kDay) g.key = UtcDay(std::stoll(g.key) * 86'400'000'000);
+    Sums& m = g.sums;
+    int col = 1;
+    for (int64_t* field : {&m.invocations,    &m.success,        &m.error,
+                           &m.timeout,        &m.crash,          &m.throttled,
+                           &m.init_failures,  &m.cold_starts,    &m.fork_starts,
+                           &m.restore_starts, &m.template_inits, &m.init_mb_ms,
+                           &m.billed_ms,      &m.billed_mb_ms,   &m.cpu_us,
+                           &m.gpu_us,         &m.gpu_idle_us,    &m.peak_mb_us,
+                           &m.duration_us,    &m.prompt_tokens,  &m.completion_tokens,
+                           &m.batched_calls}) {
+      *field = stmt->Int(col++);
+    }
+    m.batches = std::strtod(stmt->Text(col++).c_str(), nullptr);
+    g.max_memory_mb = stmt->Int(col++);
+    g.p50_duration_us = stmt->Int(col++);
+    g.p99_duration_us = stmt->Int(col++);
+    out.push_back(std::move(g));
+  }
+  // Days sort as text once formatted; the SQL ordered their numbers as text.
+  if (by == GroupBy::kDay) {
+    std::sort(out.begin(), out.end(), [](const Group& a, const Group& b) { return a.key < b.key; });
+  }
+  return out;
+}
+
+StatusOr<std::map<std::string, int64_t>> Meter::BusiestHours(const std::string& function,
+                                                             int64_t from_us, int64_t to_us) {
+  THAW_RETURN_IF_ERROR(Flush());
+  std::lock_guard<std::mutex> lock(db_mu_);
+  auto stmt = db_->Prepare(
+      "SELECT function, MAX(busy) FROM (SELECT function, start_us / 3600000000 AS h, "
+      "SUM(duration_us) AS busy FROM invocations WHERE (?1 = '' OR function = ?1) "
+      "AND start_us >= ?2 AND start_us < ?3 AND status != 'gpu_idle' GROUP BY function, h) hours "
+      "GROUP BY function");
+  if (!stmt.ok()) return stmt.status();
+  stmt->Bind(1, function).Bind(2, from_us).Bind(3, to_us);
+  std::map<std::string, int64_t> out;
+  for (;;) {
+    auto row = stmt->Next();
+    if (!row.ok()) return row.status();
+    if (!*row) break;
+    out[stmt->Text(0)] = stmt->Int(1);
+  }
+  return out;
+}
+
 StatusOr<std::vector<SeriesBucket>> Meter::Series(const std::string& function, int64_t from_us,
                                                   int64_t to_us, int64_t step_us) {
   THAW_RETURN_IF_ERROR(Flush());

@@ -14,6 +14,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -145,6 +146,16 @@ class Meter {
   StatusOr<std::vector<std::pair<std::string, std::string>>> RecentVersions(int64_t since_us);
   StatusOr<std::vector<Sample>> Samples(const std::string& function, int64_t from_us, int64_t to_us,
                                         const std::string& tenant = "");
+  // The records started in [from_us, to_us) of `function` and `tenant` (each: all when empty),
+  // summed in SQL by function, tenant, UTC day (key YYYY-MM-DD) or all (one group, key ""),
+  // with the same sums as AddSample and exact nearest-rank duration percentiles over the
+  // invocations; groups in key order. One statement; flushes first, as Samples does.
+  StatusOr<std::vector<Group>> Totals(GroupBy by, const std::string& function,
+                                      const std::string& tenant, int64_t from_us, int64_t to_us);
+  // By function: the sum of durations started in its busiest UTC hour of [from_us, to_us)
+  // (advisor.h's BusiestHourBusyUs, in SQL).
+  StatusOr<std::map<std::string, int64_t>> BusiestHours(const std::string& function,
+                                                        int64_t from_us, int64_t to_us);
   // `function`'s invocations started in [from_us, to_us), aggregated in SQL into buckets of
   // `step_us`; buckets without invocations are left out. Flushes first, as Samples does.
   StatusOr<std::vector<SeriesBucket>> Series(const std::string& function, int64_t from_us,

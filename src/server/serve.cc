@@ -15,16 +15,20 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <cerrno>
+#include <condition_variable>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <mutex>
 #include <set>
+#include <stop_token>
 #include <thread>
 
 #include "auth/keys.h"
 #include "cluster/bundle_fetcher.h"
 #include "cluster/membership.h"
+#include "cluster/share_keeper.h"
 #include "common/clock.h"
 #include "common/files.h"
 #include "common/ids.h"
@@ -183,16 +187,25 @@ Status CheckGpus(const pool::GpuTable* gpus, const registry::Manifest& m) {
   return Status::Ok();
 }
 
-// Loads each tenant's spend this month from the meter's records into `dispatcher`, and keeps
+// Sets each tenant's spend this month from the ledger's totals (one SQL aggregate by tenant):
+// in a cluster the ledger holds every node's records, so this is the cluster's spend.
+Status LoadMonthSpend(meter::Meter& meter, const meter::PriceSheet& prices,
+                      dispatch::Dispatcher& dispatcher, int64_t now_us) {
+  const int64_t month = dispatch::MonthIndex(now_us);
+  auto totals =
+      meter.Totals(meter::GroupBy::kTenant, "", "", dispatch::MonthStartMicros(month), now_us + 1);
+  if (!totals.ok()) return totals.status();
+  for (const auto& g : *totals) {
+    dispatcher.SetClusterSpend(g.key, month, meter::LambdaCostMicro(g.sums, prices) * 1'000'000);
+  }
+  return Status::Ok();
+}
+
+// Loads each tenant's spend this month from the meter's ledger into `dispatcher`, and keeps
 // it current as records arrive.
 Status TrackSpend(meter::Meter& meter, const meter::PriceSheet& prices,
                   dispatch::Dispatcher& dispatcher) {
-  const int64_t now = WallNowMicros();
-  auto samples = meter.Samples("", dispatch::MonthStartMicros(dispatch::MonthIndex(now)), now + 1);
-  if (!samples.ok()) return samples.status();
-  for (const auto& s : *samples) {
-    dispatcher.AddSpend(s.tenant, s.start_us, meter::LambdaCostPico(s, prices));
-  }
+  THAW_RETURN_IF_ERROR(LoadMonthSpend(meter, prices, dispatcher, WallNowMicros()));
   meter.SetObserver([&dispatcher, prices](const meter::Record& r) {
     meter::Sample s;
     s.status = r.status;
@@ -629,6 +642,36 @@ int RunServe(Config config, const std::string& exe_dir) {
     membership = std::move(*made);
     metrics.SetNode(membership->name());
   }
+  // In a cluster, tenant limits hold over all nodes: concurrency and rate by leased shares in
+  // etcd, the budget by the shared ledger's month-to-date totals, read once a second.
+  std::unique_ptr<cluster::ShareKeeper> shares;
+  std::jthread spend_refresh;
+  if (membership != nullptr) {
+    cluster::ShareKeeperOptions share_options;
+    share_options.node_name = membership->name();
+    share_options.lease_s = config.node_lease_s;
+    share_options.period_ms = std::min<int64_t>(200, config.node_lease_s * 1000 / 4);
+    shares = std::make_unique<cluster::ShareKeeper>(
+        membership->etcd(), std::move(share_options), &dispatcher,
+        [keys = keys->get()] { return keys->ListTenants(); });
+    if (active_meter != nullptr) {
+      spend_refresh = std::jthread(
+          [&dispatcher, active_meter, prices = PriceSheetFrom(config)](std::stop_token stop) {
+            std::mutex mu;
+            std::condition_variable_any cv;
+            std::string last_error;
+            while (!stop.stop_requested()) {
+              Status st = LoadMonthSpend(*active_meter, prices, dispatcher, WallNowMicros());
+              if (!st.ok() && st.message() != last_error) {
+                spdlog::warn("budgets: failed to read the cluster's spend: {}", st.message());
+              }
+              last_error = st.ok() ? "" : st.message();
+              std::unique_lock lock(mu);
+              cv.wait_for(lock, stop, std::chrono::seconds(1), [] { return false; });
+            }
+          });
+    }
+  }
   const std::string isolation = (*spawner)->isolation();
   metrics::StatsRing live;
   gateway::Api api(gateway::ApiDeps{
@@ -673,6 +716,7 @@ int RunServe(Config config, const std::string& exe_dir) {
   asio::co_spawn(ioc, WatchExits((*spawner)->exit_fd(), pools), asio::detached);
   asio::co_spawn(ioc, TickLoop(pools, live, stopping), asio::detached);
   if (membership != nullptr) membership->Start(ioc.get_executor());
+  if (shares != nullptr) shares->Start(ioc.get_executor());
   if (Status st = api.ResumeEvents(ioc.get_executor()); !st.ok()) {
     spdlog::critical("failed to resume queued event invocations: {}", st.message());
     return 1;
@@ -699,6 +743,8 @@ int RunServe(Config config, const std::string& exe_dir) {
             co_await timer.async_wait(asio::use_awaitable);
           }
           if (!pools.Quiet()) spdlog::warn("grace period over: failing what is still running");
+          // This node's shares of tenant limits go back once its calls are done (or failed).
+          if (shares != nullptr) co_await shares->Leave();
           pools.Shutdown();
           // Let the posted completions write their responses.
           timer.expires_after(std::chrono::milliseconds(50));

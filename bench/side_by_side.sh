@@ -3,6 +3,9 @@
 # hello-cpp over the native channel, wrk -t1 at -c32 and -c1. Prints the medians of each and
 # their ratio to nginx. For a change to the hot path measured while the machine is busy with
 # other work: each round runs the three within seconds of each other, and medians damp the rest.
+# Also what load does not skew: thaw's own CPU time per call (utime+stime of its process over
+# each run, /proc/PID/stat) and, with BENCH_STRACE=1, its system calls per call (strace -c -f
+# over BENCH_STRACE_CALLS calls on one keep-alive connection).
 #   bench/side_by_side.sh BEFORE_BINARY AFTER_BINARY   (BENCH_ROUNDS=5 BENCH_DURATION=5s)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,8 +30,10 @@ start_nginx "$work" "$NGINX_PORT"
 start() {  # name, binary -> sets URL_<name>, KEY_<name>
   local name=$1 bin=$2
   "$bin" serve --listen 127.0.0.1:0 --data-dir "$work/$name" --log-level warn \
+    --runtimes-dir "${BENCH_RUNTIMES:-build/runtimes}" \
     > "$work/$name.log" 2>&1 &
   pids+=($!)
+  eval "PID_$name=$!"
   for _ in $(seq 200); do grep -q "listening on" "$work/$name.log" && break; sleep 0.05; done
   local url key
   url=$(grep -o 'http://[0-9.:]*' "$work/$name.log" | head -1)
@@ -48,6 +53,7 @@ wrk_run() {  # url, connections, extra args -> "rps p50"
 to_us() {
   awk -v v="$1" 'BEGIN { n=v+0; if (v ~ /us$/) print n; else if (v ~ /ms$/) print n*1000; else print n*1000000 }'
 }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 median() { sort -n | awk '{a[NR]=$1} END { print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2 }'; }
 
 for c in 32 1; do
@@ -56,15 +62,46 @@ for c in 32 1; do
   for r in $(seq "$ROUNDS"); do
     read -r rps p50 < <(wrk_run "http://127.0.0.1:$NGINX_PORT/" "$c")
     echo "$rps" >> "$work/n$c" && to_us "$p50" >> "$work/n$c.p50"
-    read -r rps p50 < <(BENCH_API_KEY=$KEY_before wrk_run "$URL_before/v1/functions/hello-cpp/invoke" "$c" -s bench/wrk_invoke.lua)
-    echo "$rps" >> "$work/b$c" && to_us "$p50" >> "$work/b$c.p50"
-    read -r rps p50 < <(BENCH_API_KEY=$KEY_after wrk_run "$URL_after/v1/functions/hello-cpp/invoke" "$c" -s bench/wrk_invoke.lua)
-    echo "$rps" >> "$work/a$c" && to_us "$p50" >> "$work/a$c.p50"
+    for w in before after; do
+      eval "url=\$URL_$w key=\$KEY_$w pid=\$PID_$w"
+      t0=$(cpu_ticks "$pid")
+      read -r rps p50 < <(BENCH_API_KEY=$key wrk_run "$url/v1/functions/hello-cpp/invoke" "$c" -s bench/wrk_invoke.lua)
+      t1=$(cpu_ticks "$pid")
+      f=${w:0:1}$c
+      echo "$rps" >> "$work/$f" && to_us "$p50" >> "$work/$f.p50"
+      # CPU microseconds of thaw's process per call (clock ticks of 10 ms over the run).
+      awk -v t="$((t1 - t0))" -v r="$rps" -v d="${DUR%s}" -v hz="$(getconf CLK_TCK)" \
+        'BEGIN { printf "%.1f\n", t * 1e6 / hz / (r * d) }' >> "$work/$f.cpu"
+    done
     echo "c$c round $r: nginx $(tail -1 "$work/n$c") before $(tail -1 "$work/b$c") after $(tail -1 "$work/a$c") req/s" >&2
   done
   n=$(median < "$work/n$c"); b=$(median < "$work/b$c"); a=$(median < "$work/a$c")
   np=$(median < "$work/n$c.p50"); bp=$(median < "$work/b$c.p50"); ap=$(median < "$work/a$c.p50")
+  bc=$(median < "$work/b$c.cpu"); ac=$(median < "$work/a$c.cpu")
+  echo "c$c thaw CPU per call (median): before ${bc} us, after ${ac} us"
   awk -v c="$c" -v n="$n" -v b="$b" -v a="$a" -v np="$np" -v bp="$bp" -v ap="$ap" -v r="$ROUNDS" 'BEGIN {
     printf "| -c%s (median of %d) | %.0f req/s, p50 %.0f us | %.0f req/s (%.2fx), p50 %.0f us (+%.0f) | %.0f req/s (%.2fx), p50 %.0f us (+%.0f) |\n",
       c, r, n, np, b, b / n, bp, bp - np, a, a / n, ap, ap - np }'
 done
+
+# Per call, on one keep-alive connection: thaw's system calls (its threads; not the runtime's).
+syscalls() {  # name -> "per-call-total top-calls"
+  local url key pid calls=${BENCH_STRACE_CALLS:-1000}
+  eval "url=\$URL_$1 key=\$KEY_$1 pid=\$PID_$1"
+  strace -c -f -p "$pid" -o "$work/$1.strace" 2> /dev/null &
+  local st=$!
+  sleep 1
+  curl -s -X POST -H "Authorization: Bearer $key" -H "Content-Type: application/json" \
+    -d '{"name":"bench"}' $(yes "$url/v1/functions/hello-cpp/invoke" | head -n "$calls") \
+    > /dev/null
+  kill -INT "$st"
+  wait "$st" 2> /dev/null || true
+  awk -v n="$calls" '$NF=="total" {printf "%.1f ", $4/n}' "$work/$1.strace"
+  awk -v n="$calls" '$1 ~ /^[0-9.]+$/ && $NF!="total" && $4/n >= 0.1 {print $4, $NF}' \
+    "$work/$1.strace" | sort -rn | awk -v n="$calls" '{printf "%s%s %.1f", sep, $2, $1/n; sep=", "}'
+  echo
+}
+if [ "${BENCH_STRACE:-0}" = 1 ]; then
+  echo "syscalls per call, before: $(syscalls before)"
+  echo "syscalls per call, after: $(syscalls after)"
+fi

@@ -5,7 +5,8 @@
 # other work: each round runs the three within seconds of each other, and medians damp the rest.
 # Also what load does not skew: thaw's own CPU time per call (utime+stime of its process over
 # each run, /proc/PID/stat) and, with BENCH_STRACE=1, its system calls per call (strace -c -f
-# over BENCH_STRACE_CALLS calls on one keep-alive connection).
+# over BENCH_STRACE_CALLS calls on one keep-alive connection) and its pthread_mutex_lock calls
+# per call (a perf uprobe on libc's; every mutex: the pool's, the log store's, asio's).
 #   bench/side_by_side.sh BEFORE_BINARY AFTER_BINARY   (BENCH_ROUNDS=5 BENCH_DURATION=5s)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -101,7 +102,24 @@ syscalls() {  # name -> "per-call-total top-calls"
     "$work/$1.strace" | sort -rn | awk -v n="$calls" '{printf "%s%s %.1f", sep, $2, $1/n; sep=", "}'
   echo
 }
+locks() {  # name -> pthread_mutex_lock calls per call
+  local url key pid calls=${BENCH_STRACE_CALLS:-1000}
+  eval "url=\$URL_$1 key=\$KEY_$1 pid=\$PID_$1"
+  perf stat -x, -e probe_libc:pthread_mutex_lock -p "$pid" -o "$work/$1.perf" &
+  local st=$!
+  sleep 1
+  curl -s -X POST -H "Authorization: Bearer $key" -H "Content-Type: application/json" \
+    -d '{"name":"bench"}' $(yes "$url/v1/functions/hello-cpp/invoke" | head -n "$calls") \
+    > /dev/null
+  kill -INT "$st"
+  wait "$st" 2> /dev/null || true
+  awk -F, -v n="$calls" '$3 ~ /pthread_mutex_lock/ {printf "%.1f", $1/n}' "$work/$1.perf"
+}
 if [ "${BENCH_STRACE:-0}" = 1 ]; then
   echo "syscalls per call, before: $(syscalls before)"
   echo "syscalls per call, after: $(syscalls after)"
+  perf probe -q -x "$(ldconfig -p | awk '/libc.so.6 .*x86-64/ {print $NF; exit}')" \
+    pthread_mutex_lock 2> /dev/null || true
+  echo "pthread_mutex_lock per call, before: $(locks before)"
+  echo "pthread_mutex_lock per call, after: $(locks after)"
 fi

@@ -3,6 +3,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <mutex>
+#include <optional>
 
 #include "common/clock.h"
 #include "common/shard.h"
@@ -35,17 +36,19 @@ std::unique_ptr<Timer> AsioTimers::After(int64_t delay_us, std::function<void()>
 
 struct WheelTimers::Shard : std::enable_shared_from_this<Shard> {
   Shard(const boost::asio::any_io_executor& executor, int64_t tick_us)
-      : tick(executor), wheel(tick_us, kSlots, MonoNowMicros()) {}
+      : wheel(tick_us, kSlots, MonoNowMicros()) {
+    tick.emplace(executor);
+  }
 
   // Arms the steady timer for the wheel's next due tick, unless it is armed for that or
   // sooner (a timer due before the armed tick re-arms it). Holds mu.
   void ArmLocked() {
     const int64_t next = wheel.NextTickUs();
-    if (next < 0 || (ticking && armed_at_us <= next)) return;
+    if (!tick || next < 0 || (ticking && armed_at_us <= next)) return;
     ticking = true;
     armed_at_us = next;
-    tick.expires_at(std::chrono::steady_clock::time_point(std::chrono::microseconds(next)));
-    tick.async_wait([weak = weak_from_this()](boost::system::error_code ec) {
+    tick->expires_at(std::chrono::steady_clock::time_point(std::chrono::microseconds(next)));
+    tick->async_wait([weak = weak_from_this()](boost::system::error_code ec) {
       if (ec) return;  // re-armed sooner, or shut down
       if (auto self = weak.lock()) self->OnTick();
     });
@@ -66,10 +69,13 @@ struct WheelTimers::Shard : std::enable_shared_from_this<Shard> {
   // bucket holds mostly the timers due on its own tick.
   static constexpr size_t kSlots = 4096;
   std::mutex mu;
-  boost::asio::steady_timer tick;  // guarded by mu
-  TimerWheel wheel;                // guarded by mu
-  bool ticking = false;            // guarded by mu: `tick` is armed, for armed_at_us
-  int64_t armed_at_us = 0;         // guarded by mu
+  // Guarded by mu. Reset by ~WheelTimers, while its io_context still exists: a Timer may keep
+  // this Shard alive past the io_contexts (an invocation freed as another shard's io_context
+  // drops its queued handlers), and a steady timer must not outlive its own.
+  std::optional<boost::asio::steady_timer> tick;
+  TimerWheel wheel;         // guarded by mu
+  bool ticking = false;     // guarded by mu: `tick` is armed, for armed_at_us
+  int64_t armed_at_us = 0;  // guarded by mu
 };
 
 namespace {
@@ -102,7 +108,7 @@ WheelTimers::WheelTimers(const std::vector<boost::asio::any_io_executor>& shards
 WheelTimers::~WheelTimers() {
   for (auto& s : shards_) {
     std::lock_guard<std::mutex> lock(s->mu);
-    s->tick.cancel();
+    s->tick.reset();
   }
 }
 

@@ -17,7 +17,7 @@ namespace thaw {
 namespace {
 
 // Runs what Advance returned, in its order.
-void Run(std::vector<std::function<void()>> due) {
+void RunDue(std::vector<std::function<void()>> due) {
   for (auto& f : due) f();
 }
 
@@ -27,13 +27,13 @@ TEST(TimerWheelTest, FiresOnTheFirstTickAtOrAfterItsDeadlineNeverBefore) {
   std::vector<std::string> fired;
   wheel.Add(clock.MonoMicros() + 2500, [&] { fired.push_back("a"); });
   clock.Advance(2000);
-  Run(wheel.Advance(clock.MonoMicros()));
+  RunDue(wheel.Advance(clock.MonoMicros()));
   EXPECT_TRUE(fired.empty()) << "2.5 ms deadline fired at 2 ms";
   clock.Advance(999);
-  Run(wheel.Advance(clock.MonoMicros()));
+  RunDue(wheel.Advance(clock.MonoMicros()));
   EXPECT_TRUE(fired.empty()) << "fired before the tick that holds its deadline";
   clock.Advance(1);  // 3 ms: the first tick at or after 2.5 ms
-  Run(wheel.Advance(clock.MonoMicros()));
+  RunDue(wheel.Advance(clock.MonoMicros()));
   EXPECT_EQ(fired, std::vector<std::string>{"a"});
   EXPECT_TRUE(wheel.empty());
 }
@@ -47,7 +47,7 @@ TEST(TimerWheelTest, CancelledTimerNeverFiresAndCancelAfterFiringSaysSo) {
   EXPECT_TRUE(wheel.Cancel(a));
   EXPECT_FALSE(wheel.Cancel(a));
   clock.Advance(1000);
-  Run(wheel.Advance(clock.MonoMicros()));
+  RunDue(wheel.Advance(clock.MonoMicros()));
   EXPECT_EQ(fired, 10);
   EXPECT_FALSE(wheel.Cancel(b)) << "fired already";
   EXPECT_EQ(wheel.size(), 0u);
@@ -61,11 +61,11 @@ TEST(TimerWheelTest, DeadlinesBeyondOneLapWaitTheirLap) {
   wheel.Add(clock.MonoMicros() + 9000, [&] { fired.push_back("9ms"); });  // same slot, lap 3
   for (int ms = 1; ms <= 8; ++ms) {
     clock.Advance(1000);
-    Run(wheel.Advance(clock.MonoMicros()));
+    RunDue(wheel.Advance(clock.MonoMicros()));
   }
   EXPECT_EQ(fired, std::vector<std::string>{"1ms"});
   clock.Advance(1000);
-  Run(wheel.Advance(clock.MonoMicros()));
+  RunDue(wheel.Advance(clock.MonoMicros()));
   EXPECT_EQ(fired, (std::vector<std::string>{"1ms", "9ms"}));
 }
 
@@ -78,11 +78,11 @@ TEST(TimerWheelTest, StallLongerThanALapFiresEverythingDueInDeadlineOrder) {
   wheel.Add(clock.MonoMicros() + 5000, [&] { fired.push_back("5ms"); });
   wheel.Add(clock.MonoMicros() + 30000, [&] { fired.push_back("30ms"); });
   clock.Advance(10000);  // the loop was stalled for 2.5 laps
-  Run(wheel.Advance(clock.MonoMicros()));
+  RunDue(wheel.Advance(clock.MonoMicros()));
   EXPECT_EQ(fired, (std::vector<std::string>{"2ms", "5ms", "7ms"}));
   EXPECT_EQ(wheel.size(), 1u);
   clock.Advance(20000);
-  Run(wheel.Advance(clock.MonoMicros()));
+  RunDue(wheel.Advance(clock.MonoMicros()));
   EXPECT_EQ(fired.back(), "30ms");
 }
 
@@ -90,13 +90,13 @@ TEST(TimerWheelTest, AlreadyDueTimerGoesOnTheNextTick) {
   FakeClock clock;
   TimerWheel wheel(1000, 8, clock.MonoMicros());
   clock.Advance(5000);
-  Run(wheel.Advance(clock.MonoMicros()));
+  RunDue(wheel.Advance(clock.MonoMicros()));
   int fired = 0;
   wheel.Add(clock.MonoMicros() - 3000, [&] { ++fired; });
-  Run(wheel.Advance(clock.MonoMicros()));
+  RunDue(wheel.Advance(clock.MonoMicros()));
   EXPECT_EQ(fired, 0) << "ticks up to now have run: it waits for the next";
   clock.Advance(1000);
-  Run(wheel.Advance(clock.MonoMicros()));
+  RunDue(wheel.Advance(clock.MonoMicros()));
   EXPECT_EQ(fired, 1);
 }
 

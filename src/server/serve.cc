@@ -675,6 +675,12 @@ int RunServe(Config config, const std::string& exe_dir) {
     spdlog::error("meter records could not be written: {}", st.message());
   }
   spdlog::info("stopped");
+  // The shards' io_contexts are left to the process's exit, not destroyed: their queued
+  // handlers own objects registered with other shards' reactors (an instance's log pipes on
+  // shard 0, its channel and Runtime API on its own shard), and destroying one context's
+  // handlers after another context is gone frees those into a destroyed reactor (heap
+  // corruption at shutdown).
+  for (auto& shard : shards) (void)shard.release();
   return 0;
 }
 

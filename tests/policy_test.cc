@@ -22,6 +22,12 @@ InstanceView Ready(uint64_t id, int64_t inflight, int64_t idle_since_us = kNow) 
           .inflight = inflight,
           .idle_since_us = idle_since_us};
 }
+// Ready, and served by the caller's shard.
+InstanceView Local(uint64_t id, int64_t inflight, int64_t idle_since_us = kNow) {
+  InstanceView v = Ready(id, inflight, idle_since_us);
+  v.local = true;
+  return v;
+}
 InstanceView Starting(uint64_t id) { return {.id = id, .state = InstanceState::kStarting}; }
 InstanceView Stopping(uint64_t id) { return {.id = id, .state = InstanceState::kStopping}; }
 
@@ -89,6 +95,28 @@ std::vector<AdmitCase> AdmitCases() {
        {.concurrency = 2},
        K::kDispatch,
        2},
+      // Shards: a call stays on its shard's instance while that one has room, even over one
+      // used more recently or busier elsewhere; another shard's serves only when none here can.
+      {"PrefersTheCallersShardOverMoreRecentlyUsed",
+       {.instances = {Ready(1, 0, kNow), Local(2, 0, kNow - 60 * kSecond)}},
+       {},
+       K::kDispatch,
+       2},
+      {"PrefersTheCallersShardOverBusier",
+       {.instances = {Ready(1, 3), Local(2, 0)}},
+       {.concurrency = 4},
+       K::kDispatch,
+       2},
+      {"OtherShardServesWhenTheLocalOneIsFull",
+       {.instances = {Local(1, 1), Ready(2, 0)}},
+       {},
+       K::kDispatch,
+       2},
+      {"AmongLocalInstancesTheUsualOrder",
+       {.instances = {Local(1, 0, kNow - 9 * kSecond), Ready(2, 0), Local(3, 0, kNow - kSecond)}},
+       {},
+       K::kDispatch,
+       3},
       {"BusyInstanceAtLimitScalesOut", {.instances = {Ready(1, 1)}}, {}, K::kQueueAndStart},
       {"ScalesOutBelowMaxInstances",
        {.instances = {Ready(1, 1), Ready(2, 1)}},

@@ -30,12 +30,8 @@
 
 namespace thaw::gateway {
 
-namespace {
-
-using namespace asio::experimental::awaitable_operators;
-namespace beast = boost::beast;
-
-// One listener's connection and upload accounting, shared by its connections. Thread-safe.
+// One listener's connection and upload accounting, shared by its connections (and by its
+// acceptors, one per shard). Thread-safe.
 class ListenerState {
  public:
   explicit ListenerState(HttpOptions options) : options(std::move(options)) {}
@@ -79,6 +75,15 @@ class ListenerState {
   std::unordered_map<std::string, int64_t> per_peer_;  // the same, by address; no zeros kept
   uint64_t upload_bytes_ = 0;                          // reserved by uploads in flight
 };
+
+std::shared_ptr<ListenerState> NewListenerState(HttpOptions options) {
+  return std::make_shared<ListenerState>(std::move(options));
+}
+
+namespace {
+
+using namespace asio::experimental::awaitable_operators;
+namespace beast = boost::beast;
 
 // An admitted connection's place in its listener's counts, given back when it ends.
 class ConnectionSlot {
@@ -528,7 +533,14 @@ bool OutOfResources(const boost::system::error_code& ec) {
 asio::awaitable<void> AcceptLoop(asio::ip::tcp::acceptor& acceptor,
                                  asio::any_io_executor connections, HttpHandler& handler,
                                  std::shared_ptr<void> keep_alive, HttpOptions options) {
-  auto state = std::make_shared<ListenerState>(std::move(options));
+  return AcceptLoop(acceptor, std::move(connections), handler, std::move(keep_alive),
+                    NewListenerState(std::move(options)));
+}
+
+asio::awaitable<void> AcceptLoop(asio::ip::tcp::acceptor& acceptor,
+                                 asio::any_io_executor connections, HttpHandler& handler,
+                                 std::shared_ptr<void> keep_alive,
+                                 std::shared_ptr<ListenerState> state) {
   const HttpOptions& o = state->options;
   UniqueFd reserve = o.reserve_fd ? OpenReserveFd() : UniqueFd();
   const std::string out_of_fds =
@@ -536,7 +548,11 @@ asio::awaitable<void> AcceptLoop(asio::ip::tcp::acceptor& acceptor,
   bool backing_off = false;
   for (;;) {
     boost::system::error_code ec;
-    auto strand = asio::make_strand(connections);
+    // On a shard (one thread) the connection needs no strand, and a completion dispatched to
+    // it from that thread (the runtime's answer) runs inline instead of being queued.
+    asio::any_io_executor strand = o.strand_per_connection
+                                       ? asio::any_io_executor(asio::make_strand(connections))
+                                       : connections;
     asio::ip::tcp::socket socket =
         co_await acceptor.async_accept(strand, asio::redirect_error(asio::use_awaitable, ec));
     if (ec == asio::error::operation_aborted || !acceptor.is_open()) break;

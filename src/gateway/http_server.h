@@ -70,6 +70,9 @@ struct HttpOptions {
   std::string spool_dir;            // upload bodies are written here while they arrive (not memory)
   bool reserve_fd = false;          // keep one fd spare to answer 503 when out of descriptors
   int64_t accept_backoff_ms = 100;  // pause after accept fails for lack of fds or memory
+  // Serve each connection on a strand of the executor. False where that executor is run by
+  // one thread (a shard), which serializes its connections already.
+  bool strand_per_connection = true;
 };
 
 class HttpHandler {
@@ -111,5 +114,15 @@ class HttpHandler {
 asio::awaitable<void> AcceptLoop(asio::ip::tcp::acceptor& acceptor,
                                  asio::any_io_executor connections, HttpHandler& handler,
                                  std::shared_ptr<void> keep_alive, HttpOptions options = {});
+
+// One listener's connection and upload accounting (HttpOptions' limits), for a listener with
+// several acceptors (one per shard on a SO_REUSEPORT port): each runs the AcceptLoop below with
+// the same state, so the limits hold for the listener as a whole.
+class ListenerState;
+std::shared_ptr<ListenerState> NewListenerState(HttpOptions options);
+asio::awaitable<void> AcceptLoop(asio::ip::tcp::acceptor& acceptor,
+                                 asio::any_io_executor connections, HttpHandler& handler,
+                                 std::shared_ptr<void> keep_alive,
+                                 std::shared_ptr<ListenerState> state);
 
 }  // namespace thaw::gateway

@@ -54,9 +54,9 @@ PeerCheck PeerCheckFor(sandbox::Isolation mode) {
 StatusOr<std::string> AttachRuntimeApi(RuntimeEndpoints& endpoints,
                                        std::shared_ptr<FunctionPool> pool, uint64_t instance_id,
                                        bool private_network, const std::string& address,
-                                       PeerCheck check, sandbox::Spawned& spawned) {
+                                       PeerCheck check, sandbox::Spawned& spawned, int shard) {
   if (private_network) {
-    return endpoints.Adopt(std::move(pool), instance_id, std::move(spawned.runtime_api));
+    return endpoints.Adopt(std::move(pool), instance_id, std::move(spawned.runtime_api), shard);
   }
   if (check.kind != PeerCheck::Kind::kAnyone) endpoints.SetPeer(address, spawned.pid, spawned.uid);
   return address;
@@ -441,7 +441,7 @@ void FunctionPool::StartWith(const InstancePtr& inst, instance::InstanceFactory&
   const bool private_network = version_->manifest.network == registry::Network::kNone;
   std::string address = sandbox::kPrivateRuntimeApi;
   if (!private_network) {
-    auto opened = ctx_->endpoints->Open(shared_from_this(), inst->id, check);
+    auto opened = ctx_->endpoints->Open(shared_from_this(), inst->id, check, inst->shard);
     if (!opened.ok()) return LaunchFailed(inst, opened.status());
     address = *opened;
     std::lock_guard<std::mutex> lock(mu_);
@@ -523,7 +523,7 @@ void FunctionPool::OnSpawned(const InstancePtr& inst, StatusOr<sandbox::Spawned>
   const pid_t pid = spawned->pid;
   const bool private_network = version_->manifest.network == registry::Network::kNone;
   auto endpoint = AttachRuntimeApi(*ctx_->endpoints, shared_from_this(), inst->id, private_network,
-                                   address, check, *spawned);
+                                   address, check, *spawned, inst->shard);
   // A channel that cannot be attached (the instance is stopping) closes here: its runtime sees
   // EOF and exits.
   if (endpoint.ok() && channel.valid()) {

@@ -54,8 +54,10 @@ Admission Admit(const PoolView& pool, const Limits& limits) {
   if (pool.queued == 0) {  // FIFO: never overtake requests already waiting
     for (const auto& i : pool.instances) {
       if (i.state != InstanceState::kReady || i.inflight >= limits.concurrency) continue;
-      if (best == nullptr || i.inflight > best->inflight ||
-          (i.inflight == best->inflight && i.idle_since_us > best->idle_since_us)) {
+      if (best == nullptr || (i.local && !best->local) ||
+          (i.local == best->local &&
+           (i.inflight > best->inflight ||
+            (i.inflight == best->inflight && i.idle_since_us > best->idle_since_us)))) {
         best = &i;
       }
     }

@@ -20,6 +20,9 @@ struct InstanceView {
   InstanceState state = InstanceState::kStarting;
   int64_t inflight = 0;       // assigned and not yet finished
   int64_t idle_since_us = 0;  // when inflight last dropped to 0 (monotonic)
+  // Served by the caller's shard (common/shard.h): preferred, so a call and the instance that
+  // serves it stay on one thread. Another shard's instance serves only when none here can.
+  bool local = false;
 };
 
 struct PoolView {

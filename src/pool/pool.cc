@@ -11,6 +11,7 @@
 #include <cstdlib>
 
 #include "common/ids.h"
+#include "common/shard.h"
 #include "common/tenant.h"
 #include "dispatch/admission.h"
 #include "instance/template.h"
@@ -107,8 +108,10 @@ FunctionPool::~FunctionPool() {
 PoolView FunctionPool::ViewLocked() const {
   PoolView view;
   view.instances.reserve(instances_.size());
+  const int shard = CurrentShard();
   for (const auto& [id, inst] : instances_) {
-    view.instances.push_back({id, inst->state(), inst->inflight(), inst->idle_since_us});
+    view.instances.push_back({id, inst->state(), inst->inflight(), inst->idle_since_us,
+                              shard >= 0 && inst->shard == shard});
   }
   view.queued = static_cast<int64_t>(queue_.size());
   // Batched: what waits is counted in batches, each of which one slot serves.
@@ -291,6 +294,7 @@ FunctionPool::InstancePtr FunctionPool::NewInstanceLocked(Effects& fx) {
   inst->gpus = std::move(*gpus);
   inst->reserved_mb = ctx_->manager != nullptr ? memory_mb : 0;
   inst->id = next_instance_id_++;
+  inst->shard = CurrentShard();
   inst->spawned_us = ctx_->clock->MonoMicros();
   inst->idle_since_us = inst->spawned_us;
   instances_[inst->id] = inst;
@@ -367,34 +371,38 @@ void FunctionPool::OnNext(uint64_t instance_id, NextHandler handler) {
   Effects fx;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    auto it = instances_.find(instance_id);
-    if (it == instances_.end() || it->second->lifecycle == Lifecycle::kStopping) {
-      fx.nexts.emplace_back(std::move(handler), nullptr);
-    } else {
-      Instance& inst = *it->second;
-      if (!inst.initialized) {
-        int64_t now = ctx_->clock->MonoMicros();
-        inst.initialized = true;
-        inst.init_us = now - inst.spawned_us;
-        inst.Transition(Lifecycle::kReady);
-        inst.idle_since_us = now;
-        init_failures_in_a_row_ = 0;
-        last_init_error_.clear();
-        restart_not_before_us_ = 0;
-        DrainLogsLocked(inst);
-        inst.init_log.clear();
-      }
-      if (!inst.assigned.empty()) {
-        InvocationPtr inv = std::move(inst.assigned.front());
-        inst.assigned.pop_front();
-        DeliverLocked(inst, std::move(handler), std::move(inv), fx);
-      } else {
-        inst.parked.push_back(std::move(handler));
-      }
-      FillFromQueueLocked(inst, fx);
-    }
+    NextLocked(instance_id, std::move(handler), fx);
   }
   Apply(fx);
+}
+
+void FunctionPool::NextLocked(uint64_t instance_id, NextHandler handler, Effects& fx) {
+  auto it = instances_.find(instance_id);
+  if (it == instances_.end() || it->second->lifecycle == Lifecycle::kStopping) {
+    fx.nexts.emplace_back(std::move(handler), nullptr);
+  } else {
+    Instance& inst = *it->second;
+    if (!inst.initialized) {
+      int64_t now = ctx_->clock->MonoMicros();
+      inst.initialized = true;
+      inst.init_us = now - inst.spawned_us;
+      inst.Transition(Lifecycle::kReady);
+      inst.idle_since_us = now;
+      init_failures_in_a_row_ = 0;
+      last_init_error_.clear();
+      restart_not_before_us_ = 0;
+      DrainLogsLocked(inst);
+      inst.init_log.clear();
+    }
+    if (!inst.assigned.empty()) {
+      InvocationPtr inv = std::move(inst.assigned.front());
+      inst.assigned.pop_front();
+      DeliverLocked(inst, std::move(handler), std::move(inv), fx);
+    } else {
+      inst.parked.push_back(std::move(handler));
+    }
+    FillFromQueueLocked(inst, fx);
+  }
 }
 
 void FunctionPool::AssignLocked(Instance& inst, InvocationPtr inv, Effects& fx) {
@@ -560,18 +568,41 @@ Status FunctionPool::Respond(uint64_t instance_id, const std::string& request_id
 
 Status FunctionPool::Finish(uint64_t instance_id, const std::string& request_id, Result r) {
   Effects fx;
+  Status st = Status::Ok();
   {
     std::lock_guard<std::mutex> lock(mu_);
-    auto it = instances_.find(instance_id);
-    if (it == instances_.end()) return NotFound("instance is gone");
-    Instance& inst = *it->second;
-    auto a = inst.active.find(request_id);
-    if (a == inst.active.end()) return NotFound("unknown or finished request id " + request_id);
-    InvocationPtr inv = a->second;
-    FinishLocked(inst, inv, std::move(r), fx);
+    st = FinishActiveLocked(instance_id, request_id, std::move(r), fx);
   }
   Apply(fx);
+  return st;
+}
+
+Status FunctionPool::FinishActiveLocked(uint64_t instance_id, const std::string& request_id,
+                                        Result r, Effects& fx) {
+  auto it = instances_.find(instance_id);
+  if (it == instances_.end()) return NotFound("instance is gone");
+  Instance& inst = *it->second;
+  auto a = inst.active.find(request_id);
+  if (a == inst.active.end()) return NotFound("unknown or finished request id " + request_id);
+  InvocationPtr inv = a->second;
+  FinishLocked(inst, inv, std::move(r), fx);
   return Status::Ok();
+}
+
+Status FunctionPool::RespondAndNext(uint64_t instance_id, const std::string& request_id,
+                                    std::string body, NextHandler next) {
+  Result r;
+  r.kind = Result::Kind::kOk;
+  r.body = std::move(body);
+  Effects fx;
+  Status st = Status::Ok();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    st = FinishActiveLocked(instance_id, request_id, std::move(r), fx);
+    NextLocked(instance_id, std::move(next), fx);
+  }
+  Apply(fx);
+  return st;
 }
 
 namespace {

@@ -166,16 +166,17 @@ class RuntimeEndpoints {
   virtual ~RuntimeEndpoints() = default;
   // Opens a listener on the host's loopback that serves `instance_id` of `pool` to the peers
   // `check` admits; returns the host:port to give the runtime as AWS_LAMBDA_RUNTIME_API, which
-  // is also the key for Close.
+  // is also the key for Close. `shard`: the shard (common/shard.h) that serves it, and its
+  // native channel; -1: any.
   virtual StatusOr<std::string> Open(std::shared_ptr<class FunctionPool> pool, uint64_t instance_id,
-                                     PeerCheck check) = 0;
+                                     PeerCheck check, int shard) = 0;
   // kUid, kProcessTree: the instance's first process and its uid, once spawned (pid <= 0: it
   // never will be). Connections that arrive first wait for them.
   virtual void SetPeer(const std::string& address, pid_t pid, uid_t uid) = 0;
   // Serves `instance_id` on `listener`, made inside the instance's own network namespace,
   // where nothing else can connect: no peer check. Returns the key for Close.
   virtual StatusOr<std::string> Adopt(std::shared_ptr<class FunctionPool> pool,
-                                      uint64_t instance_id, UniqueFd listener) = 0;
+                                      uint64_t instance_id, UniqueFd listener, int shard) = 0;
   // Serves `instance_id` on `channel`, thaw's end of the instance's native channel
   // (runtime_api/channel_frame.h), beside its Runtime API `key`, and closes it with it. Fails
   // when `key` is closed already.
@@ -298,7 +299,16 @@ class FunctionPool : public std::enable_shared_from_this<FunctionPool> {
         },
         token);
   }
+  // Next, for a caller that chose the handler's executor itself.
+  void NextWith(uint64_t instance_id, NextHandler handler) {
+    OnNext(instance_id, std::move(handler));
+  }
   Status Respond(uint64_t instance_id, const std::string& request_id, std::string body);
+  // Respond, then Next with `next`, under one acquisition of the pool's lock instead of two:
+  // the native channel's "here is my response, and I am ready for the next event". `next`
+  // runs whatever Respond returned.
+  Status RespondAndNext(uint64_t instance_id, const std::string& request_id, std::string body,
+                        NextHandler next);
   Status ReportError(uint64_t instance_id, const std::string& request_id, std::string body,
                      std::string error_type);
   void ReportInitError(uint64_t instance_id, std::string body, std::string error_type);
@@ -361,6 +371,9 @@ class FunctionPool : public std::enable_shared_from_this<FunctionPool> {
 
   // *Locked: the caller holds mu_. They collect side effects into Effects, applied unlocked.
   struct Effects;
+  void NextLocked(uint64_t instance_id, NextHandler handler, Effects& fx);
+  Status FinishActiveLocked(uint64_t instance_id, const std::string& request_id, Result r,
+                            Effects& fx);
   PoolView ViewLocked() const;
   Limits LimitsLocked() const;
   KeepAlivePlan KeepAlivePlanLocked() const;

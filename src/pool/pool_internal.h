@@ -47,6 +47,7 @@ struct FunctionPool::Instance {
   bool initialized = false;  // the runtime asked for its first event (stays true once it did)
   pid_t pid = 0;
   std::string endpoint;  // its Runtime API listener, as RuntimeEndpoints names it (Close)
+  int shard = -1;        // the shard that started it, which serves its Runtime API (-1: none)
   int64_t spawned_us = 0;
   int64_t init_us = 0;
   bool served_any = false;

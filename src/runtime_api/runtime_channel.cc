@@ -6,6 +6,7 @@
 
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/system_executor.hpp>
 #include <boost/json.hpp>
 #include <cerrno>
 #include <cstring>
@@ -178,8 +179,13 @@ void RuntimeChannel::Handle(const Frame& frame) {
         ReportTooLarge(std::string(frame.fields[0]));
         break;
       }
-      st = pool_->Respond(instance_id_, std::string(frame.fields[0]), std::string(frame.fields[1]));
-      break;
+      // The answer and the ask for the next event in one go: one pool lock, not two.
+      st = pool_->RespondAndNext(instance_id_, std::string(frame.fields[0]),
+                                 std::string(frame.fields[1]), NextHandlerForDeliver());
+      if (!st.ok()) {
+        spdlog::warn("{}: instance {}: {}", pool_->version().function, instance_id_, st.message());
+      }
+      return;
     case kFrameError:
       st = pool_->ReportError(instance_id_, std::string(frame.fields[0]),
                               std::string(frame.fields[2]), std::string(frame.fields[1]));
@@ -200,11 +206,15 @@ void RuntimeChannel::Handle(const Frame& frame) {
   AskNext();
 }
 
-void RuntimeChannel::AskNext() {
-  pool_->Next(instance_id_, [self = shared_from_this()](pool::InvocationPtr inv) {
-    self->Deliver(std::move(inv));
-  });
+pool::NextHandler RuntimeChannel::NextHandlerForDeliver() {
+  // Deliver is thread-safe (write_mu_): it runs inline on the thread that hands the event over
+  // (the caller's shard), where a queued hop to another executor would cost a wake-up.
+  return pool::NextHandler(
+      [self = shared_from_this()](pool::InvocationPtr inv) { self->Deliver(std::move(inv)); },
+      asio::system_executor());
 }
+
+void RuntimeChannel::AskNext() { pool_->NextWith(instance_id_, NextHandlerForDeliver()); }
 
 void RuntimeChannel::Deliver(pool::InvocationPtr inv) {
   if (!inv) return Close();  // the instance is being stopped

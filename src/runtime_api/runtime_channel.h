@@ -50,9 +50,10 @@ class RuntimeChannel final : public std::enable_shared_from_this<RuntimeChannel>
   size_t SkipOversized(std::string_view buffered, size_t frame_size, bool* bad);
   void ReportTooLarge(const std::string& request_id);
   void AskNext();
-  void Deliver(pool::InvocationPtr inv);  // any thread
-  void FlushOutbox();                     // on the strand
-  void DoClose();                         // on the strand
+  pool::NextHandler NextHandlerForDeliver();  // completes with Deliver
+  void Deliver(pool::InvocationPtr inv);      // any thread
+  void FlushOutbox();                         // on the strand
+  void DoClose();                             // on the strand
 
   boost::asio::strand<boost::asio::io_context::executor_type> strand_;
   boost::asio::posix::stream_descriptor desc_;

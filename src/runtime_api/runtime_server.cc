@@ -76,6 +76,14 @@ void JsonError(Response& res, http::status status, const std::string& type,
       boost::json::serialize(boost::json::object{{"errorType", type}, {"errorMessage", message}});
 }
 
+// A shard is run by one thread: its connections need no strand, and the event the pool hands
+// over on that thread resumes the runtime's GET /next inline.
+gateway::HttpOptions OneThread() {
+  gateway::HttpOptions o;
+  o.strand_per_connection = false;
+  return o;
+}
+
 }  // namespace
 
 // One instance's Runtime API: its listener and the routes, bound to the instance.
@@ -84,6 +92,7 @@ struct RuntimeServer::Endpoint final : gateway::HttpHandler {
            int64_t max_body, int64_t max_stream)
       : strand(asio::make_strand(ioc)),
         acceptor(strand),
+        ioc(ioc),
         pool(std::move(p)),
         instance_id(id),
         max_response_bytes(max_body),
@@ -328,6 +337,7 @@ struct RuntimeServer::Endpoint final : gateway::HttpHandler {
 
   asio::strand<asio::io_context::executor_type> strand;
   asio::ip::tcp::acceptor acceptor;
+  asio::io_context& ioc;  // its shard's: its connections and its native channel run there
   std::shared_ptr<pool::FunctionPool> pool;
   const uint64_t instance_id;
   const int64_t max_response_bytes;
@@ -472,10 +482,15 @@ bool ProcessTreeHoldsSocket(pid_t root, uint64_t inode) {
   return false;
 }
 
+asio::io_context& RuntimeServer::ShardFor(int shard) {
+  if (shard >= 0 && static_cast<size_t>(shard) < shards_.size()) return *shards_[shard];
+  return *shards_[next_shard_.fetch_add(1, std::memory_order_relaxed) % shards_.size()];
+}
+
 StatusOr<std::string> RuntimeServer::Open(std::shared_ptr<pool::FunctionPool> pool,
-                                          uint64_t instance_id, pool::PeerCheck check) {
-  auto ep =
-      std::make_shared<Endpoint>(ioc_, pool, instance_id, max_response_bytes_, max_stream_bytes_);
+                                          uint64_t instance_id, pool::PeerCheck check, int shard) {
+  auto ep = std::make_shared<Endpoint>(ShardFor(shard), pool, instance_id, max_response_bytes_,
+                                       max_stream_bytes_);
   ep->check = check;
   ep->invoked_arn = pool->arn();
   boost::system::error_code ec;
@@ -490,8 +505,8 @@ StatusOr<std::string> RuntimeServer::Open(std::shared_ptr<pool::FunctionPool> po
     endpoints_[address] = ep;
   }
   asio::co_spawn(ep->strand,
-                 gateway::AcceptLoop(ep->acceptor, ioc_.get_executor(), *ep,
-                                     std::make_shared<SessionsToken>(ep)),
+                 gateway::AcceptLoop(ep->acceptor, ep->ioc.get_executor(), *ep,
+                                     std::make_shared<SessionsToken>(ep), OneThread()),
                  asio::detached);
   return address;
 }
@@ -508,10 +523,10 @@ void RuntimeServer::SetPeer(const std::string& address, pid_t pid, uid_t uid) {
 }
 
 StatusOr<std::string> RuntimeServer::Adopt(std::shared_ptr<pool::FunctionPool> pool,
-                                           uint64_t instance_id, UniqueFd listener) {
+                                           uint64_t instance_id, UniqueFd listener, int shard) {
   if (!listener.valid()) return Internal("failed to serve the Runtime API: no listener");
-  auto ep =
-      std::make_shared<Endpoint>(ioc_, pool, instance_id, max_response_bytes_, max_stream_bytes_);
+  auto ep = std::make_shared<Endpoint>(ShardFor(shard), pool, instance_id, max_response_bytes_,
+                                       max_stream_bytes_);
   ep->invoked_arn = pool->arn();
   boost::system::error_code ec;
   ep->acceptor.assign(asio::ip::tcp::v4(), listener.get(), ec);
@@ -524,8 +539,8 @@ StatusOr<std::string> RuntimeServer::Adopt(std::shared_ptr<pool::FunctionPool> p
     endpoints_[key] = ep;
   }
   asio::co_spawn(ep->strand,
-                 gateway::AcceptLoop(ep->acceptor, ioc_.get_executor(), *ep,
-                                     std::make_shared<SessionsToken>(ep)),
+                 gateway::AcceptLoop(ep->acceptor, ep->ioc.get_executor(), *ep,
+                                     std::make_shared<SessionsToken>(ep), OneThread()),
                  asio::detached);
   return key;
 }
@@ -533,11 +548,14 @@ StatusOr<std::string> RuntimeServer::Adopt(std::shared_ptr<pool::FunctionPool> p
 Status RuntimeServer::AttachChannel(const std::string& key,
                                     std::shared_ptr<pool::FunctionPool> pool, uint64_t instance_id,
                                     UniqueFd channel) {
-  auto ch = std::make_shared<RuntimeChannel>(ioc_, std::move(pool), instance_id,
-                                             max_response_bytes_, std::move(channel));
+  std::shared_ptr<RuntimeChannel> ch;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (!endpoints_.count(key)) return Unavailable("the instance is stopping");
+    auto ep = endpoints_.find(key);
+    if (ep == endpoints_.end()) return Unavailable("the instance is stopping");
+    // Beside its endpoint, on the same shard.
+    ch = std::make_shared<RuntimeChannel>(ep->second->ioc, std::move(pool), instance_id,
+                                          max_response_bytes_, std::move(channel));
     channels_[key] = ch;
   }
   ch->Start();
@@ -581,7 +599,7 @@ void RuntimeServer::Drain(const std::string& key, std::function<void()> done) {
     if (auto c = channels_.find(key); c != channels_.end()) ch = c->second;
   }
   auto wait = std::make_shared<DrainWait>(std::move(done), ch != nullptr ? 2 : 1);
-  auto bound = std::make_shared<asio::steady_timer>(ioc_, kBound);
+  auto bound = std::make_shared<asio::steady_timer>(ep->ioc, kBound);
   bound->async_wait([wait, bound](const boost::system::error_code&) { wait->All(); });
   if (ch != nullptr) ch->OnEnd([wait] { wait->One(); });
   ep->OnDrained([wait, bound] {

@@ -4,12 +4,14 @@
 // inside the instance's own network namespace (network: none). Thread-safe.
 #pragma once
 
+#include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "pool/pool.h"
 
@@ -34,16 +36,24 @@ class RuntimeServer final : public pool::RuntimeEndpoints {
  public:
   // `max_response_bytes`: a whole response; `max_stream_bytes`: a streamed one, whose bytes
   // go to the caller as they arrive.
+  // `shards`: one io_context per shard (common/shard.h), each run by one thread; an instance's
+  // endpoint and channel run on the one its `shard` names (any shard, in turn, for -1).
+  RuntimeServer(std::vector<boost::asio::io_context*> shards, int64_t max_response_bytes,
+                int64_t max_stream_bytes = 20 << 20)
+      : shards_(std::move(shards)),
+        max_response_bytes_(max_response_bytes),
+        max_stream_bytes_(max_stream_bytes) {}
   RuntimeServer(boost::asio::io_context& ioc, int64_t max_response_bytes,
                 int64_t max_stream_bytes = 20 << 20)
-      : ioc_(ioc), max_response_bytes_(max_response_bytes), max_stream_bytes_(max_stream_bytes) {}
+      : RuntimeServer(std::vector<boost::asio::io_context*>{&ioc}, max_response_bytes,
+                      max_stream_bytes) {}
   ~RuntimeServer() override;
 
   StatusOr<std::string> Open(std::shared_ptr<pool::FunctionPool> pool, uint64_t instance_id,
-                             pool::PeerCheck check) override;
+                             pool::PeerCheck check, int shard) override;
   void SetPeer(const std::string& address, pid_t pid, uid_t uid) override;
   StatusOr<std::string> Adopt(std::shared_ptr<pool::FunctionPool> pool, uint64_t instance_id,
-                              UniqueFd listener) override;
+                              UniqueFd listener, int shard) override;
   Status AttachChannel(const std::string& key, std::shared_ptr<pool::FunctionPool> pool,
                        uint64_t instance_id, UniqueFd channel) override;
   void Close(const std::string& key) override;
@@ -53,7 +63,9 @@ class RuntimeServer final : public pool::RuntimeEndpoints {
   struct Endpoint;  // one instance's listener and routes (runtime_server.cc)
 
  private:
-  boost::asio::io_context& ioc_;
+  boost::asio::io_context& ShardFor(int shard);
+  const std::vector<boost::asio::io_context*> shards_;
+  std::atomic<size_t> next_shard_{0};  // for endpoints no shard asked for
   const int64_t max_response_bytes_;
   const int64_t max_stream_bytes_;
   std::mutex mu_;

@@ -8,8 +8,10 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -32,6 +34,7 @@
 #include "common/clock.h"
 #include "common/files.h"
 #include "common/ids.h"
+#include "common/shard.h"
 #include "common/tenant.h"
 #include "common/timers.h"
 #include "dispatch/dispatcher.h"
@@ -532,9 +535,22 @@ int RunServe(Config config, const std::string& exe_dir) {
 
   const int threads = config.threads > 0 ? static_cast<int>(config.threads)
                                          : std::max(1u, std::thread::hardware_concurrency());
-  asio::io_context ioc(threads);
+  // Thread-per-core shards: an io_context per thread, each with its own acceptor on the API port
+  // (SO_REUSEPORT: the kernel spreads connections), so a connection's requests, and the
+  // instances its shard started, are served by one thread. Shard 0 also runs everything that
+  // is not per connection (ticks, exits, the event queue, jobs, membership, signals).
+  std::vector<std::unique_ptr<asio::io_context>> shards;
+  std::vector<asio::io_context*> shard_contexts;
+  std::vector<asio::any_io_executor> shard_executors;
+  for (int i = 0; i < threads; ++i) {
+    shards.push_back(std::make_unique<asio::io_context>(1));
+    shard_contexts.push_back(shards.back().get());
+    shard_executors.push_back(shards.back()->get_executor());
+  }
+  asio::io_context& ioc = *shards[0];
   RealClock clock;
-  runtime_api::RuntimeServer endpoints(ioc, config.max_payload_bytes, config.max_stream_bytes);
+  runtime_api::RuntimeServer endpoints(shard_contexts, config.max_payload_bytes,
+                                       config.max_stream_bytes);
   metrics::Registry metrics;
   pool::PoolContext ctx;
   ctx.metrics = &metrics;
@@ -547,7 +563,8 @@ int RunServe(Config config, const std::string& exe_dir) {
   ctx.meter = active_meter;
   ctx.endpoints = &endpoints;
   ctx.clock = &clock;
-  AsioTimers timers(ioc.get_executor());
+  // Call deadlines: a timer wheel per shard (2 ms ticks), not a steady timer per call.
+  WheelTimers timers(shard_executors, /*tick_us=*/2000);
   ctx.timers = &timers;
   pool::SpawnerLauncher launcher(spawner->get());
   ctx.launcher = &launcher;
@@ -622,17 +639,25 @@ int RunServe(Config config, const std::string& exe_dir) {
     spdlog::critical("{}", jobs.status().message());
     return 1;
   }
-  asio::ip::tcp::acceptor acceptor(ioc);
-  boost::system::error_code ec;
-  acceptor.open(listen->protocol(), ec);
-  if (!ec) acceptor.set_option(asio::socket_base::reuse_address(true), ec);
-  if (!ec) acceptor.bind(*listen, ec);
-  if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) {
-    spdlog::critical("failed to listen on {}: {}", config.listen, ec.message());
-    return 1;
+  // One acceptor per shard on the same port: shard 0's binds it (port 0: the kernel picks
+  // one), the others join it.
+  using ReusePort = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
+  std::vector<std::unique_ptr<asio::ip::tcp::acceptor>> acceptors;
+  asio::ip::tcp::endpoint bound;
+  for (int i = 0; i < threads; ++i) {
+    auto& a = *acceptors.emplace_back(std::make_unique<asio::ip::tcp::acceptor>(*shards[i]));
+    boost::system::error_code ec;
+    a.open(listen->protocol(), ec);
+    if (!ec) a.set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec && threads > 1) a.set_option(ReusePort(true), ec);
+    if (!ec) a.bind(i == 0 ? *listen : bound, ec);
+    if (!ec) a.listen(asio::socket_base::max_listen_connections, ec);
+    if (ec) {
+      spdlog::critical("failed to listen on {}: {}", config.listen, ec.message());
+      return 1;
+    }
+    if (i == 0) bound = a.local_endpoint();
   }
-  auto bound = acceptor.local_endpoint();
   if (!config.etcd.empty()) {
     auto made = JoinCluster(config, bound, pools, *registry->get(), gpus.get(), node_memory_mb);
     if (!made.ok()) {
@@ -710,9 +735,16 @@ int RunServe(Config config, const std::string& exe_dir) {
   http_options.max_upload_bytes_in_flight = config.max_upload_bytes_in_flight;
   http_options.spool_dir = config.data_dir + "/tmp";  // the registry keeps it, empty at start
   http_options.reserve_fd = true;
+  http_options.strand_per_connection = false;  // each shard is one thread
   bool stopping = false;
-  asio::co_spawn(ioc, gateway::AcceptLoop(acceptor, ioc.get_executor(), api, nullptr, http_options),
-                 asio::detached);
+  // The connection limits hold for the listener as a whole, across its shards' acceptors.
+  auto listener = gateway::NewListenerState(http_options);
+  for (int i = 0; i < threads; ++i) {
+    asio::co_spawn(
+        *shards[i],
+        gateway::AcceptLoop(*acceptors[i], shards[i]->get_executor(), api, nullptr, listener),
+        asio::detached);
+  }
   asio::co_spawn(ioc, WatchExits((*spawner)->exit_fd(), pools), asio::detached);
   asio::co_spawn(ioc, TickLoop(pools, live, stopping), asio::detached);
   if (membership != nullptr) membership->Start(ioc.get_executor());
@@ -729,7 +761,13 @@ int RunServe(Config config, const std::string& exe_dir) {
   asio::signal_set signals(ioc, SIGINT, SIGTERM);
   signals.async_wait([&](boost::system::error_code, int sig) {
     spdlog::info("signal {}: stopping: no new connections, finishing in-flight invocations", sig);
-    acceptor.close();
+    // Each acceptor on its own shard's thread.
+    for (int i = 0; i < threads; ++i) {
+      asio::post(*shards[i], [&a = *acceptors[i]] {
+        boost::system::error_code ignored;
+        a.close(ignored);
+      });
+    }
     asio::co_spawn(
         ioc,
         [&]() -> asio::awaitable<void> {
@@ -750,7 +788,7 @@ int RunServe(Config config, const std::string& exe_dir) {
           timer.expires_after(std::chrono::milliseconds(50));
           co_await timer.async_wait(asio::use_awaitable);
           stopping = true;
-          ioc.stop();
+          for (auto& shard : shards) shard->stop();
         },
         asio::detached);
   });
@@ -760,8 +798,17 @@ int RunServe(Config config, const std::string& exe_dir) {
               bound.port());
   std::fflush(stdout);
 
+  // A shard's loop runs until shutdown stops it, even while it has nothing to do.
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> keep_running;
+  for (auto& shard : shards) keep_running.push_back(asio::make_work_guard(*shard));
   std::vector<std::thread> workers;
-  for (int i = 1; i < threads; ++i) workers.emplace_back([&] { ioc.run(); });
+  for (int i = 1; i < threads; ++i) {
+    workers.emplace_back([&, i] {
+      SetCurrentShard(i);
+      shards[i]->run();
+    });
+  }
+  SetCurrentShard(0);
   ioc.run();
   for (auto& t : workers) t.join();
   changes.reset();                // no more reloads
@@ -772,6 +819,12 @@ int RunServe(Config config, const std::string& exe_dir) {
     spdlog::error("meter records could not be written: {}", st.message());
   }
   spdlog::info("stopped");
+  // The shards' io_contexts are left to the process's exit, not destroyed: their queued
+  // handlers own objects registered with other shards' reactors (an instance's log pipes on
+  // shard 0, its channel and Runtime API on its own shard), and destroying one context's
+  // handlers after another context is gone frees those into a destroyed reactor (heap
+  // corruption at shutdown).
+  for (auto& shard : shards) (void)shard.release();
   return 0;
 }
 

@@ -1,0 +1,87 @@
+#include "common/timer_wheel.h"
+
+#include <algorithm>
+
+namespace thaw {
+
+TimerWheel::TimerWheel(int64_t tick_us, size_t slots, int64_t now_us)
+    : tick_us_(std::max<int64_t>(1, tick_us)),
+      origin_us_(now_us),
+      buckets_(std::max<size_t>(1, slots)) {}
+
+uint64_t TimerWheel::Add(int64_t deadline_us, std::function<void()> fire) {
+  // Rounded up: a timer never fires before its deadline. One already due goes on the next tick.
+  int64_t tick = (deadline_us - origin_us_ + tick_us_ - 1) / tick_us_;
+  tick = std::max(tick, current_tick_ + 1);
+  const size_t slot = static_cast<size_t>(tick) % buckets_.size();
+  const uint64_t id = next_id_++;
+  Bucket& bucket = buckets_[slot];
+  bucket.push_back(Entry{id, tick, std::move(fire)});
+  by_id_.emplace(id, std::make_pair(slot, std::prev(bucket.end())));
+  return id;
+}
+
+bool TimerWheel::Cancel(uint64_t id) {
+  auto it = by_id_.find(id);
+  if (it == by_id_.end()) return false;
+  buckets_[it->second.first].erase(it->second.second);
+  by_id_.erase(it);
+  return true;
+}
+
+void TimerWheel::RunTick(int64_t t, std::vector<std::function<void()>>& out) {
+  Bucket& bucket = buckets_[static_cast<size_t>(t) % buckets_.size()];
+  for (auto it = bucket.begin(); it != bucket.end();) {
+    if (it->tick > t) {  // a later lap of the wheel
+      ++it;
+      continue;
+    }
+    out.push_back(std::move(it->fire));
+    by_id_.erase(it->id);
+    it = bucket.erase(it);
+  }
+}
+
+std::vector<std::function<void()>> TimerWheel::Advance(int64_t now_us) {
+  std::vector<std::function<void()>> due;
+  const int64_t target = (now_us - origin_us_) / tick_us_;
+  if (target <= current_tick_) return due;
+  const int64_t slots = static_cast<int64_t>(buckets_.size());
+  if (target - current_tick_ >= slots) {
+    // A whole lap or more passed (the loop was stalled): every bucket once, sorted after.
+    std::vector<std::pair<int64_t, std::function<void()>>> late;
+    for (Bucket& bucket : buckets_) {
+      for (auto it = bucket.begin(); it != bucket.end();) {
+        if (it->tick > target) {
+          ++it;
+          continue;
+        }
+        late.emplace_back(it->tick, std::move(it->fire));
+        by_id_.erase(it->id);
+        it = bucket.erase(it);
+      }
+    }
+    std::stable_sort(late.begin(), late.end(),
+                     [](const auto& a, const auto& b) { return a.first < b.first; });
+    for (auto& [tick, fire] : late) due.push_back(std::move(fire));
+  } else {
+    for (int64_t t = current_tick_ + 1; t <= target; ++t) RunTick(t, due);
+  }
+  current_tick_ = target;
+  return due;
+}
+
+int64_t TimerWheel::NextTickUs() const {
+  if (by_id_.empty()) return -1;
+  // The first tick whose bucket holds a timer, so a wheel holding only far deadlines does not
+  // wake every tick (that bucket's timer may be a lap later: it then looks again from there).
+  const int64_t slots = static_cast<int64_t>(buckets_.size());
+  for (int64_t t = current_tick_ + 1; t <= current_tick_ + slots; ++t) {
+    if (!buckets_[static_cast<size_t>(t) % buckets_.size()].empty()) {
+      return origin_us_ + t * tick_us_;
+    }
+  }
+  return origin_us_ + (current_tick_ + 1) * tick_us_;  // unreachable: some bucket holds it
+}
+
+}  // namespace thaw

@@ -1,0 +1,58 @@
+// TimerWheel: a hashed timing wheel (Varghese and Lauck): `slots` buckets of `tick_us` each,
+// for the many short-lived timers of a shard (invocation deadlines, armed and nearly always
+// cancelled within microseconds). Arm and cancel are O(1) with no system call and no
+// allocation in the event loop's timer queue; a timer fires on the first tick at or after its
+// deadline, so at most one tick late and never early. Pure: time comes in as `now_us`
+// (monotonic), so a test drives it with a fake clock. Not thread-safe: its owner locks it
+// (WheelTimers, timers.h).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <list>
+#include <unordered_map>
+#include <vector>
+
+namespace thaw {
+
+class TimerWheel {
+ public:
+  // `now_us`: the wheel's origin; ticks count from here.
+  TimerWheel(int64_t tick_us, size_t slots, int64_t now_us);
+  TimerWheel(const TimerWheel&) = delete;
+  TimerWheel& operator=(const TimerWheel&) = delete;
+
+  // Arms `fire` for `deadline_us`; returns its id (never 0) for Cancel.
+  uint64_t Add(int64_t deadline_us, std::function<void()> fire);
+  // Disarms timer `id`; false when it fired (was returned by Advance) or is unknown.
+  bool Cancel(uint64_t id);
+  // Moves the wheel on to `now_us` and returns the callbacks of the timers now due, in
+  // deadline-tick order; the caller runs them (outside its lock).
+  std::vector<std::function<void()>> Advance(int64_t now_us);
+  // When Advance may next have something to do: the start of the first tick whose bucket
+  // holds a timer; -1 when empty.
+  int64_t NextTickUs() const;
+  size_t size() const { return by_id_.size(); }
+  bool empty() const { return by_id_.empty(); }
+  int64_t tick_us() const { return tick_us_; }
+
+ private:
+  struct Entry {
+    uint64_t id;
+    int64_t tick;  // the first tick at or after its deadline
+    std::function<void()> fire;
+  };
+  using Bucket = std::list<Entry>;
+  // Runs tick `t`: moves its due entries' callbacks to `out`.
+  void RunTick(int64_t t, std::vector<std::function<void()>>& out);
+
+  const int64_t tick_us_;
+  const int64_t origin_us_;
+  std::vector<Bucket> buckets_;
+  int64_t current_tick_ = 0;  // every tick up to here has run
+  uint64_t next_id_ = 1;
+  std::unordered_map<uint64_t, std::pair<size_t, Bucket::iterator>> by_id_;
+};
+
+}  // namespace thaw

@@ -259,11 +259,16 @@ TEST_F(Cluster3Test, KilledNodesEventsCompleteOnTheOthersAndCallersSeeNoErrors) 
     threads.emplace_back([&, k] {
       ThawServer& node = cluster_->node(k == 0 ? 0 : 2);
       while (!stop_callers) {
-        auto r = node.Invoke("hello-cpp");
         ++callers[k].calls;
-        if (r.status != 200) {
+        try {
+          auto r = node.Invoke("hello-cpp");
+          if (r.status != 200) {
+            ++callers[k].errors;
+            callers[k].last_error = std::to_string(r.status) + " " + r.body;
+          }
+        } catch (const std::exception& e) {
           ++callers[k].errors;
-          callers[k].last_error = std::to_string(r.status) + " " + r.body;
+          callers[k].last_error = e.what();
         }
       }
     });
@@ -273,11 +278,21 @@ TEST_F(Cluster3Test, KilledNodesEventsCompleteOnTheOthersAndCallersSeeNoErrors) 
   std::thread events([&] {
     ThawServer& b = cluster_->node(1);
     while (!stop_events) {
-      auto r = b.Call("POST", "/2015-03-31/functions/hello-cpp/invocations", R"({"sleep_ms":200})",
-                      {{"X-Amz-Invocation-Type", "Event"}});
-      if (r.status != 202) break;  // b is dead
-      std::lock_guard lock(mu);
-      accepted.push_back(r.Header("x-amzn-requestid"));
+      HttpResult r;
+      try {
+        r = b.Call("POST", "/2015-03-31/functions/hello-cpp/invocations", R"({"sleep_ms":200})",
+                   {{"X-Amz-Invocation-Type", "Event"}});
+      } catch (const std::exception&) {
+        break;  // b is dead: Call throws when it cannot reach it
+      }
+      if (r.status != 202) break;
+      {
+        std::lock_guard lock(mu);
+        accepted.push_back(r.Header("x-amzn-requestid"));
+      }
+      // A steady load b keeps up with (about 4 events running at once), not a backlog: what
+      // is measured is the take-over, not how long a or c take to work off a queue.
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
   });
   auto count_b = [&](const std::string& state) {
@@ -349,16 +364,16 @@ TEST_F(Cluster3Test, KilledNodesEventsCompleteOnTheOthersAndCallersSeeNoErrors) 
 // N calls through each node: the usage API, read through any node, counts 3N, each once.
 TEST_F(Cluster3Test, UsageTotalsAcrossNodesAreExact) {
   constexpr int kCalls = 7;
-  ASSERT_TRUE(DeployThroughA("tally")) << cluster_->node(2).Output();
+  ASSERT_TRUE(DeployThroughA("hello-cpp")) << cluster_->node(2).Output();
   for (size_t i = 0; i < cluster_->size(); ++i) {
     for (int k = 0; k < kCalls; ++k) {
-      auto r = cluster_->node(i).Invoke("tally");
+      auto r = cluster_->node(i).Invoke("hello-cpp");
       ASSERT_EQ(r.status, 200) << r.body << cluster_->node(i).Output();
     }
   }
   const int64_t want = kCalls * static_cast<int64_t>(cluster_->size());
   auto total = [&](size_t i) {
-    auto r = cluster_->node(i).Call("GET", "/v1/usage?function=tally");
+    auto r = cluster_->node(i).Call("GET", "/v1/usage?function=hello-cpp");
     EXPECT_EQ(r.status, 200) << r.body;
     return r.status == 200 ? json::parse(r.body).at("total").as_object() : json::object{};
   };

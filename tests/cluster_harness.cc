@@ -1,16 +1,11 @@
 #include "cluster_harness.h"
 
-#include <arpa/inet.h>
-#include <fcntl.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <filesystem>
+#include <random>
 #include <sstream>
 #include <stdexcept>
 
@@ -19,27 +14,9 @@
 namespace thaw::testing {
 namespace {
 
-constexpr const char* kEtcd = "/usr/bin/etcd";
 constexpr const char* kNsenter = "/usr/bin/nsenter";
 constexpr const char* kNetnsPrefix = "thaw-h";  // thaw-hPID-NAME
 constexpr const char* kBridgePrefix = "thbr";   // thbrPID (interface names: 15 bytes at most)
-
-// A port free now on `host` (the kernel's pick for port 0).
-int FreePort(const std::string& host) {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return 0;
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  ::inet_pton(AF_INET, host.c_str(), &a.sin_addr);
-  socklen_t len = sizeof(a);
-  int port = 0;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0 &&
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0) {
-    port = ntohs(a.sin_port);
-  }
-  ::close(fd);
-  return port;
-}
 
 bool PidAlive(pid_t pid) { return ::kill(pid, 0) == 0 || errno != ESRCH; }
 
@@ -60,66 +37,6 @@ std::vector<std::string> Words(const std::string& text) {
 }
 
 }  // namespace
-
-std::unique_ptr<EtcdMember> EtcdMember::Start(const std::string& host, std::string& why_not) {
-  if (::access(kEtcd, X_OK) != 0) {
-    why_not = std::string(kEtcd) + " is missing: apt-get install etcd-server";
-    return nullptr;
-  }
-  auto e = std::unique_ptr<EtcdMember>(new EtcdMember());
-  char tmpl[] = "/tmp/thaw-etcd-XXXXXX";
-  if (::mkdtemp(tmpl) == nullptr) {
-    why_not = "failed to create a temp dir for etcd";
-    return nullptr;
-  }
-  e->dir_ = tmpl;
-  const std::string client = "http://" + host + ":" + std::to_string(FreePort(host));
-  const std::string peer = "http://127.0.0.1:" + std::to_string(FreePort("127.0.0.1"));
-  std::vector<std::string> argv = {kEtcd,
-                                   "--name=t",
-                                   "--data-dir=" + e->dir_ + "/data",
-                                   "--listen-client-urls=" + client,
-                                   "--advertise-client-urls=" + client,
-                                   "--listen-peer-urls=" + peer,
-                                   "--initial-advertise-peer-urls=" + peer,
-                                   "--initial-cluster=t=" + peer,
-                                   "--logger=zap",
-                                   "--log-outputs=" + e->dir_ + "/etcd.log"};
-  e->pid_ = ::fork();
-  if (e->pid_ == 0) {
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // a crashed test leaves no etcd behind
-    int null = ::open("/dev/null", O_RDWR);
-    ::dup2(null, 0);
-    ::dup2(null, 1);
-    ::dup2(null, 2);
-    std::vector<char*> args;
-    for (auto& a : argv) args.push_back(a.data());
-    args.push_back(nullptr);
-    ::execv(kEtcd, args.data());
-    ::_exit(127);
-  }
-  e->url_ = client;
-  const bool up = Eventually(
-      [&] {
-        auto r = cli::HttpCall(client, "GET", "/health", "", {});
-        return r.ok() && r->status == 200 && r->body.find("true") != std::string::npos;
-      },
-      20000);
-  if (!up) {
-    auto log = ReadFile(e->dir_ + "/etcd.log");
-    why_not = "etcd did not become healthy at " + client + ": " + (log.ok() ? *log : "(no log)");
-    return nullptr;
-  }
-  return e;
-}
-
-EtcdMember::~EtcdMember() {
-  if (pid_ > 0) {
-    ::kill(pid_, SIGKILL);
-    ::waitpid(pid_, nullptr, 0);
-  }
-  if (!dir_.empty()) RemoveDir(dir_);
-}
 
 Status ClusterHarness::Ip(const std::vector<std::string>& args) const {
   std::vector<std::string> argv = {ip_};
@@ -177,9 +94,16 @@ Status ClusterHarness::MakeNetwork() {
 }
 
 void ClusterHarness::StartNode(Node& n) {
-  std::vector<std::string> flags = {
-      "--store",     store_url_, "--etcd",         etcd_->url(),
-      "--node-name", n.name,     "--node-lease-s", std::to_string(options_.lease_s)};
+  std::vector<std::string> flags = {"--store",
+                                    store_url_,
+                                    "--etcd",
+                                    etcd_->url(),
+                                    "--node-name",
+                                    n.name,
+                                    "--node-lease-s",
+                                    std::to_string(options_.lease_s),
+                                    "--master-key-file",
+                                    key_dir_ + "/master.key"};
   flags.insert(flags.end(), options_.flags.begin(), options_.flags.end());
   // nsenter --net changes the network namespace only: the node keeps the host's mounts (its
   // cgroup tree, /sys), as a node on a machine of its own would have them.
@@ -238,22 +162,35 @@ std::unique_ptr<ClusterHarness> ClusterHarness::Start(const Options& options, st
     error = "failed to create a database on the PostgreSQL at " + host;
     return nullptr;
   }
-  h->etcd_ = EtcdMember::Start(host, error);
+  h->etcd_ = EtcdServer::Start(error, host);
   if (h->etcd_ == nullptr) return nullptr;
+  // One master key for every node, as nodes of one platform must have (an API key's secret and
+  // the cluster token derive from it).
+  char key_tmpl[] = "/tmp/thaw-master-XXXXXX";
+  if (::mkdtemp(key_tmpl) == nullptr) {
+    error = "failed to create a temp dir for the master key";
+    return nullptr;
+  }
+  h->key_dir_ = key_tmpl;
+  std::random_device random;
+  std::string master;
+  for (int i = 0; i < 64; ++i) master += "0123456789abcdef"[random() % 16];
+  if (Status st = WriteFileAtomic(h->key_dir_ + "/master.key", master + "\n", 0600); !st.ok()) {
+    error = st.message();
+    return nullptr;
+  }
   try {
-    // The first node makes the schema and the keys; the others start with the same admin and
-    // master keys, as nodes of one platform must (one admin key works on every node, and an
-    // API key's secret derives from the master key).
+    // The first node makes the schema and the admin key; the others start with the same admin
+    // key (one admin key works on every node).
     for (size_t i = 0; i < h->nodes_.size(); ++i) {
       Node& n = h->nodes_[i];
       char tmpl[] = "/tmp/thaw-node-XXXXXX";
       if (::mkdtemp(tmpl) == nullptr) throw std::runtime_error("mkdtemp failed");
       n.data_dir = tmpl;
-      for (const char* file : {"admin.key", "master.key"}) {
-        if (i == 0) break;
-        auto key = ReadFile(h->nodes_[0].data_dir + "/" + file);
+      if (i > 0) {
+        auto key = ReadFile(h->nodes_[0].data_dir + "/admin.key");
         if (!key.ok()) throw std::runtime_error(key.status().message());
-        if (Status st = WriteFileAtomic(n.data_dir + "/" + file, *key, 0600); !st.ok()) {
+        if (Status st = WriteFileAtomic(n.data_dir + "/admin.key", *key, 0600); !st.ok()) {
           throw std::runtime_error(st.message());
         }
       }
@@ -271,6 +208,7 @@ ClusterHarness::~ClusterHarness() {
     n.server.reset();  // SIGTERM: it leaves the cluster
     if (!n.data_dir.empty()) RemoveDir(n.data_dir);
   }
+  if (!key_dir_.empty()) RemoveDir(key_dir_);
   etcd_.reset();
   pg_.reset();
   // Deleting a namespace deletes the veth pair that has an end in it.

@@ -1,12 +1,13 @@
 // ClusterHarness: several real `thaw serve` nodes, each in a network namespace of its own with
 // its own address on a bridge the harness makes, all on one PostgreSQL (tests/pg_server) and one
 // etcd that listen on the bridge's host address. The test process reaches every node over the
-// bridge. Needs root, `ip` (iproute2), `nsenter`, /usr/bin/etcd and PostgreSQL's binaries;
-// Start says why not otherwise, so the test can skip. The destructor stops the nodes, etcd and
-// PostgreSQL and deletes the namespaces and the bridge; if the test dies instead, the nodes and
-// etcd die with it and the next Start removes the namespaces and bridge it left (not its
-// PostgreSQL, which pg_ctl runs detached). Use from the test's main thread; ThawServer's
-// Call may be used from any.
+// bridge. Every node names one master key file (--master-key-file, made by the harness) and
+// has the first node's admin key. Needs root, `ip` (iproute2), `nsenter`, /usr/bin/etcd and
+// PostgreSQL's binaries; Start says why not otherwise, so the test can skip. The destructor stops
+// the nodes, etcd and PostgreSQL and deletes the namespaces and the bridge; if the test dies
+// instead, the nodes and etcd die with it and the next Start removes the namespaces and bridge it
+// left (not its PostgreSQL, which pg_ctl runs detached). Use from the test's main thread;
+// ThawServer's Call may be used from any.
 #pragma once
 
 #include <sys/types.h>
@@ -15,27 +16,11 @@
 #include <string>
 #include <vector>
 
+#include "etcd_server.h"
 #include "pg_server.h"
 #include "server_fixture.h"
 
 namespace thaw::testing {
-
-// One etcd member, its data in a temp dir, clients served at http://HOST:PORT; killed and
-// removed by the destructor.
-class EtcdMember {
- public:
-  // Null with `why_not` set when /usr/bin/etcd is missing or did not become healthy.
-  static std::unique_ptr<EtcdMember> Start(const std::string& host, std::string& why_not);
-  ~EtcdMember();
-  EtcdMember(const EtcdMember&) = delete;
-  EtcdMember& operator=(const EtcdMember&) = delete;
-  const std::string& url() const { return url_; }
-
- private:
-  EtcdMember() = default;
-  pid_t pid_ = -1;
-  std::string dir_, url_;
-};
 
 class ClusterHarness {
  public:
@@ -84,8 +69,9 @@ class ClusterHarness {
   bool bridge_made_ = false;
   std::vector<std::string> netns_made_;
   std::unique_ptr<PgServer> pg_;
-  std::unique_ptr<EtcdMember> etcd_;
+  std::unique_ptr<EtcdServer> etcd_;
   std::string store_url_;
+  std::string key_dir_;  // master.key, named by every node's --master-key-file
   std::vector<Node> nodes_;
 };
 

@@ -1,10 +1,13 @@
-// EtcdServer: one etcd member for tests (Debian's etcd-server), on 127.0.0.1 with private ports
-// and a temp data dir; killed and removed by its destructor. Tests skip without kEtcd.
+// EtcdServer: one etcd member for tests (Debian's etcd-server), its clients served on HOST
+// (127.0.0.1 unless told) at a private port, its data in a temp dir; killed and removed by its
+// destructor, and killed with the test process if that dies first. Tests skip without kEtcd.
 #pragma once
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -13,19 +16,23 @@
 #include <string>
 #include <vector>
 
+#include "common/files.h"
 #include "server_fixture.h"
 
 namespace thaw::testing {
 
 inline constexpr const char* kEtcd = "/usr/bin/etcd";
-// A free loopback port (bound and released: the etcd started next takes it).
-inline int FreePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+
+// A port free now on `host` (the kernel's pick for port 0, bound and released: the etcd
+// started next takes it); 0 when none could be had.
+inline int FreePortOn(const std::string& host) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return 0;
   sockaddr_in a{};
   a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::inet_pton(AF_INET, host.c_str(), &a.sin_addr);
   socklen_t len = sizeof(a);
-  int port = -1;
+  int port = 0;
   if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0 &&
       ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0) {
     port = ntohs(a.sin_port);
@@ -34,15 +41,24 @@ inline int FreePort() {
   return port;
 }
 
-// One etcd member on 127.0.0.1, its data in a temp dir; killed and removed at the end.
 class EtcdServer {
  public:
-  static std::unique_ptr<EtcdServer> Start() {
+  // Null with `why_not` set when kEtcd is missing or did not become healthy (its log says why).
+  static std::unique_ptr<EtcdServer> Start(std::string& why_not,
+                                           const std::string& host = "127.0.0.1") {
+    if (::access(kEtcd, X_OK) != 0) {
+      why_not = std::string(kEtcd) + " is missing: apt-get install etcd-server";
+      return nullptr;
+    }
     auto e = std::unique_ptr<EtcdServer>(new EtcdServer());
     char tmpl[] = "/tmp/thaw-etcd-XXXXXX";
-    e->dir_ = ::mkdtemp(tmpl);
-    const std::string client = "http://127.0.0.1:" + std::to_string(FreePort());
-    const std::string peer = "http://127.0.0.1:" + std::to_string(FreePort());
+    if (::mkdtemp(tmpl) == nullptr) {
+      why_not = "failed to create a temp dir for etcd";
+      return nullptr;
+    }
+    e->dir_ = tmpl;
+    const std::string client = "http://" + host + ":" + std::to_string(FreePortOn(host));
+    const std::string peer = "http://127.0.0.1:" + std::to_string(FreePortOn("127.0.0.1"));
     std::vector<std::string> argv = {kEtcd,
                                      "--name=t",
                                      "--data-dir=" + e->dir_ + "/data",
@@ -55,6 +71,7 @@ class EtcdServer {
                                      "--log-outputs=" + e->dir_ + "/etcd.log"};
     e->pid_ = ::fork();
     if (e->pid_ == 0) {
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // a crashed test leaves no etcd behind
       int null = ::open("/dev/null", O_RDWR);
       ::dup2(null, 0);
       ::dup2(null, 1);
@@ -72,7 +89,11 @@ class EtcdServer {
           return r.ok() && r->status == 200 && r->body.find("true") != std::string::npos;
         },
         20000);
-    if (!up) return nullptr;
+    if (!up) {
+      auto log = ReadFile(e->dir_ + "/etcd.log");
+      why_not = "etcd did not become healthy at " + client + ": " + (log.ok() ? *log : "(no log)");
+      return nullptr;
+    }
     return e;
   }
   ~EtcdServer() {
@@ -82,6 +103,8 @@ class EtcdServer {
     }
     if (!dir_.empty()) RemoveDir(dir_);
   }
+  EtcdServer(const EtcdServer&) = delete;
+  EtcdServer& operator=(const EtcdServer&) = delete;
   const std::string& url() const { return url_; }
 
  private:

@@ -33,8 +33,9 @@ class NodesTest : public ServerTest {
   void SetUp() override {
     if (::access(kEtcd, X_OK) != 0)
       GTEST_SKIP() << kEtcd << " is missing: apt-get install etcd-server";
-    etcd_ = EtcdServer::Start();
-    ASSERT_NE(etcd_, nullptr) << "etcd did not start";
+    std::string why;
+    etcd_ = EtcdServer::Start(why);
+    ASSERT_NE(etcd_, nullptr) << why;
   }
   std::unique_ptr<ThawServer> Node(const std::string& name) {
     return ThawServer::Start(

@@ -39,8 +39,8 @@ class SharedTruthTest : public ::testing::Test {
     if (pg == nullptr) GTEST_SKIP() << "no PostgreSQL: " << why;
     store_ = pg->CreateDatabase();
     ASSERT_FALSE(store_.empty());
-    etcd_ = EtcdServer::Start();
-    ASSERT_NE(etcd_, nullptr) << "etcd did not start";
+    etcd_ = EtcdServer::Start(why);
+    ASSERT_NE(etcd_, nullptr) << why;
     char tmpl[] = "/tmp/thaw-master-XXXXXX";
     key_dir_ = ::mkdtemp(tmpl);
     master_ = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";

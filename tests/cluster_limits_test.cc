@@ -61,8 +61,8 @@ class ClusterLimitsTest : public ServerTest {
     if (pg == nullptr) GTEST_SKIP() << "no PostgreSQL: " << why;
     store_ = pg->CreateDatabase();
     ASSERT_FALSE(store_.empty());
-    etcd_ = EtcdServer::Start();
-    ASSERT_NE(etcd_, nullptr) << "etcd did not start";
+    etcd_ = EtcdServer::Start(why);
+    ASSERT_NE(etcd_, nullptr) << "etcd did not start: " << why;
   }
   void TearDown() override {
     nodes_.clear();

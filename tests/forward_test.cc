@@ -103,8 +103,8 @@ class ForwardTest : public ServerTest {
     if (pg == nullptr) GTEST_SKIP() << "no PostgreSQL: " << why;
     store_ = pg->CreateDatabase();
     ASSERT_FALSE(store_.empty());
-    etcd_ = EtcdServer::Start();
-    ASSERT_NE(etcd_, nullptr) << "etcd did not start";
+    etcd_ = EtcdServer::Start(why);
+    ASSERT_NE(etcd_, nullptr) << "etcd did not start: " << why;
     dir_a_ = MakeBundle({});
     dirs_.push_back(dir_a_);
     a_ = Node("a", dir_a_);

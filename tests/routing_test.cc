@@ -17,6 +17,11 @@ NodeView Node(const char* name, const char* warm = nullptr, int64_t inflight = 0
   return n;
 }
 
+NodeView Draining(NodeView n) {
+  n.draining = true;
+  return n;
+}
+
 struct Case {
   const char* name;
   RouteInput input;
@@ -59,15 +64,40 @@ INSTANTIATE_TEST_SUITE_P(
         // full start there would only add a hop).
         Case{"ColdStaysHere", {.self = "a"}, {Node("a", nullptr, 5), Node("b")}, ""},
         Case{"ColdHereWhenLeastLoaded", {.self = "a"}, {Node("a"), Node("b", nullptr, 5)}, ""},
-        // This node drains and nobody holds it: here too (the pool refuses it, saying why).
-        Case{"DrainingHereAndColdElsewhereStays",
-             {.self = "a"},
-             {[] {
-                NodeView n = Node("a");
-                n.draining = true;
+        // This node drains and nobody holds it: it goes where placement says, with room for
+        // a start there (here it would be refused).
+        Case{"DrainingHereAndColdElsewhereIsForwarded",
+             {.self = "a", .draining = true},
+             {Draining(Node("a")), Node("b")},
+             "b"},
+        // Draining, with a ready instance here: the call goes where the version is warm ...
+        Case{"DrainingReadyHereWarmElsewhereIsForwarded",
+             {.self = "a", .local_ready = true, .draining = true},
+             {Draining(Node("a", "f:1")), Node("b", "f:1")},
+             "b"},
+        // ... but not to a cold start: the warm instance here serves it while the move is on.
+        Case{"DrainingReadyHereColdElsewhereStays",
+             {.self = "a", .local_ready = true, .draining = true},
+             {Draining(Node("a", "f:1")), Node("b")},
+             ""},
+        // Its own record may not say draining yet: placement still never picks this node.
+        Case{"DrainingNotYetPublishedStaysWhenPlacedHere",
+             {.self = "a", .local_ready = true, .draining = true},
+             {Node("a", "f:1"), Node("b")},
+             ""},
+        Case{"DrainingForwardedStays",
+             {.self = "a", .forwarded = true, .draining = true},
+             {Draining(Node("a")), Node("b", "f:1")},
+             ""},
+        // Nowhere else to go (no room elsewhere): here, where the pool answers.
+        Case{"DrainingNoRoomElsewhereStays",
+             {.self = "a", .draining = true},
+             {Draining(Node("a")),
+              [] {
+                NodeView n = Node("b");
+                n.free_memory_mb = 100;
                 return n;
-              }(),
-              Node("b")},
+              }()},
              ""},
         // Nowhere qualifies (the only other node drains): the local path answers.
         Case{"NoneQualifiesStays",

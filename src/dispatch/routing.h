@@ -4,7 +4,10 @@
 // this adds the rules around it: a call this node can serve warm stays, a forwarded call
 // stays (hop limit 1), an Event call stays (the queue runs it), and a call goes only to a node
 // that holds the version warm or its template: one that needs a full start anyway starts here,
-// without a hop. No state: thread-safe.
+// without a hop. A draining node (`thaw nodes drain`) starts nothing: it forwards a call to the
+// node placement picks when that node holds the version warm (even where a ready instance
+// here could serve it: the warm work moves, drain_moves.h), and a call it could not serve
+// warm to the node placement picks even when that node only has room. No state: thread-safe.
 #pragma once
 
 #include <string>
@@ -18,6 +21,7 @@ struct RouteInput {
   bool local_ready = false;  // this node has a ready instance of the version with room
   bool forwarded = false;    // the call came from another node (X-Thaw-Forwarded-By)
   bool async = false;        // an Event invocation: queued here, never forwarded
+  bool draining = false;     // this node is draining: it starts no new instance
 };
 
 // The node to forward the call to, or empty: run it here. Here too when placement finds no

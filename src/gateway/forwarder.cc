@@ -255,7 +255,8 @@ asio::awaitable<bool> Forwarder::MaybeForward(const std::string& function,
   dispatch::RouteInput input;
   input.self = self;
   input.local_ready = m.pools->CanTakeWork(v.function, v.version, resolved->latest);
-  if (input.local_ready) co_return false;
+  input.draining = m.pools->draining();
+  if (input.local_ready && !input.draining) co_return false;
   dispatch::PlacementRequest placement;
   placement.version = v.function + ":" + std::to_string(v.version);
   for (const auto& model : v.manifest.models) placement.models.push_back(model.digest);

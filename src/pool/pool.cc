@@ -1014,6 +1014,33 @@ void FunctionPool::Drain() {
   Apply(fx);
 }
 
+void FunctionPool::WarmOne() {
+  Effects fx;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (shut_down_ || draining_) return;
+    for (const auto& [_, inst] : instances_) {
+      if (inst->state() != InstanceState::kStopping) return;
+    }
+    (void)NewInstanceLocked(fx);  // no room (memory, GPUs, this node draining): none
+  }
+  Apply(fx);
+}
+
+void FunctionPool::StopIdle() {
+  Effects fx;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!queue_.empty()) return;  // the idle ones are about to get work
+    for (auto& [_, inst] : instances_) {
+      if (inst->state() == InstanceState::kReady && inst->inflight() == 0) {
+        StopInstanceLocked(*inst, fx);
+      }
+    }
+  }
+  Apply(fx);
+}
+
 void FunctionPool::Shutdown() {
   SaveIdleTimes(true);
   Effects fx;

@@ -342,6 +342,12 @@ class FunctionPool : public std::enable_shared_from_this<FunctionPool> {
   void OnTick();
   // Stop keeping instances warm; queued and in-flight work still finishes.
   void Drain();
+  // Starts one instance when the pool has none starting or ready (a drained node's warm work
+  // moving here: cluster/drain_mover.h); it then idles out as any other. Returns at once.
+  void WarmOne();
+  // Stops the ready instances with nothing in flight now, when nothing is queued (a draining
+  // node whose version is warm elsewhere). Busy ones finish their calls first.
+  void StopIdle();
   // Fails queued requests and kills every instance (server shutdown).
   void Shutdown();
   bool Idle() const;  // no instances, nothing queued
@@ -529,6 +535,11 @@ class PoolManager {
   // Whether the pool a call of `version` (through $LATEST: `latest`) goes to has a ready
   // instance with room (FunctionPool::CanTakeWork). Makes no pool. For routing (cluster).
   bool CanTakeWork(const std::string& function, int64_t version, bool latest) const;
+  // Warm work moving from a draining node (cluster/drain_mover.h): WarmOne makes the pool of
+  // `version` (through $LATEST: `latest`) and starts its template and one instance on the
+  // executor; StopIdle stops the idle instances of both pools of `function` `version`.
+  void WarmOne(const std::shared_ptr<const registry::Version>& version, bool latest);
+  void StopIdle(const std::string& function, int64_t version);
   int64_t reserved_memory_mb() const { return reserved_mb_.load(std::memory_order_relaxed); }
   int64_t memory_budget_mb() const { return ctx_->node_memory_mb; }
   std::vector<PoolStats> Stats(const std::string& function) const;

@@ -232,6 +232,26 @@ bool PoolManager::CanTakeWork(const std::string& function, int64_t version, bool
   return pool->CanTakeWork();
 }
 
+void PoolManager::WarmOne(const std::shared_ptr<const registry::Version>& version, bool latest) {
+  // As at a deploy: the template first, in the same handler, so the instance forks from it.
+  asio::post(ctx_->executor, [pool = Get(version, latest)] {
+    pool->Prewarm();
+    pool->WarmOne();
+  });
+}
+
+void PoolManager::StopIdle(const std::string& function, int64_t version) {
+  std::vector<std::shared_ptr<FunctionPool>> pools;
+  {
+    std::shared_lock lock(mu_);
+    for (bool latest : {true, false}) {
+      auto it = pools_.find(std::make_tuple(function, version, latest));
+      if (it != pools_.end()) pools.push_back(it->second);
+    }
+  }
+  for (auto& pool : pools) pool->StopIdle();
+}
+
 bool PoolManager::Quiet() const {
   for (const auto& s : Stats("")) {
     if (s.queued > 0 || s.inflight > 0) return false;

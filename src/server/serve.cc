@@ -29,6 +29,7 @@
 
 #include "auth/keys.h"
 #include "cluster/bundle_fetcher.h"
+#include "cluster/drain_mover.h"
 #include "cluster/membership.h"
 #include "cluster/share_keeper.h"
 #include "common/clock.h"
@@ -747,7 +748,13 @@ int RunServe(Config config, const std::string& exe_dir) {
   }
   asio::co_spawn(ioc, WatchExits((*spawner)->exit_fd(), pools), asio::detached);
   asio::co_spawn(ioc, TickLoop(pools, live, stopping), asio::detached);
-  if (membership != nullptr) membership->Start(ioc.get_executor());
+  std::unique_ptr<cluster::DrainMover> drain_mover;
+  if (membership != nullptr) {
+    membership->Start(ioc.get_executor());
+    // A drained node's warm work moves to the others (cluster/drain_mover.h).
+    drain_mover = std::make_unique<cluster::DrainMover>(membership.get(), &pools, registry->get());
+    asio::co_spawn(ioc, drain_mover->Run(stopping), asio::detached);
+  }
   if (shares != nullptr) shares->Start(ioc.get_executor());
   if (Status st = api.ResumeEvents(ioc.get_executor()); !st.ok()) {
     spdlog::critical("failed to resume queued event invocations: {}", st.message());

@@ -1,7 +1,8 @@
 // Two thaw nodes on loopback sharing one private PostgreSQL (tests/pg_server.h): Event
 // invocations accepted by node B, still running there when B is killed -9, are taken over by
-// node A once B's event lease has passed and complete there, each try metered once. Skips,
-// saying why, without PostgreSQL's server binaries.
+// node A once B's event lease has passed and complete there, each try metered once; so do B's
+// jobs, and a webhook delivery B had pending is posted once, by A. Skips, saying why, without
+// PostgreSQL's server binaries.
 #include <gtest/gtest.h>
 #include <libpq-fe.h>
 
@@ -13,6 +14,7 @@
 #include "common/clock.h"
 #include "pg_server.h"
 #include "server_fixture.h"
+#include "webhook_receiver.h"
 
 namespace thaw::testing {
 namespace {
@@ -110,6 +112,107 @@ TEST(QueueTakeoverTest, KilledNodesEventsCompleteOnAnotherWithinTheLease) {
   std::printf("node death to its events running on another node: %.2f s (event lease %lld s)\n",
               static_cast<double>(takeover_us) / 1e6, static_cast<long long>(kLeaseS));
   EXPECT_LE(takeover_us, (kLeaseS + 2) * 1'000'000);
+  EXPECT_EQ(a->Stop(), 0);
+}
+
+// A job accepted by B and running there when B is killed -9 runs again on A once B's lease has
+// passed, and succeeds there, metered once.
+TEST(QueueTakeoverTest, KilledNodesJobsFinishOnAnother) {
+  std::string why;
+  PgServer* pg = PgServer::Shared(why);
+  if (pg == nullptr) GTEST_SKIP() << "no PostgreSQL: " << why;
+  const std::string url = pg->CreateDatabase();
+  ASSERT_FALSE(url.empty());
+  auto node = [&](const std::string& name) {
+    return ThawServer::Start(
+        {"--store", url, "--node-name", name, "--event-lease-s", std::to_string(kLeaseS)});
+  };
+  auto a = node("a");
+  ASSERT_EQ(a->Deploy("hello-cpp", kHelloCpp).status, 201);
+  auto b = node("b");
+  ASSERT_EQ(b->Deploy("hello-cpp", kHelloCpp).status, 201);
+
+  constexpr int kJobs = 3;
+  for (int i = 0; i < kJobs; ++i) {
+    auto r = b->Call("POST", "/v1/functions/hello-cpp/jobs", R"({"input":{"sleep_ms":2000}})");
+    ASSERT_EQ(r.status, 201) << r.body;
+  }
+  EXPECT_EQ(Count(url, "SELECT COUNT(*) FROM jobs WHERE owner = 'b'"), kJobs);
+  EXPECT_EQ(Count(url, "SELECT COUNT(*) FROM jobs WHERE owner = 'a'"), 0) << "A's start took none";
+  ASSERT_TRUE(Eventually(
+      [&] {
+        return Count(url, "SELECT COUNT(*) FROM jobs WHERE owner = 'b' AND status = 'running'") > 0;
+      },
+      30'000));
+  b->Kill9();
+  const int64_t killed_us = WallNowMicros();
+
+  ASSERT_TRUE(Eventually(
+      [&] { return Count(url, "SELECT COUNT(*) FROM jobs WHERE status = 'succeeded'") == kJobs; },
+      30'000))
+      << a->Output();
+  EXPECT_EQ(Count(url, "SELECT COUNT(*) FROM jobs WHERE owner = 'a'"), kJobs);
+  EXPECT_NE(a->Output().find("took over " + std::to_string(kJobs) + " jobs"), std::string::npos)
+      << a->Output();
+  ASSERT_EQ(a->Call("GET", "/v1/usage?function=hello-cpp").status, 200);
+  for (const auto& row : Query(url, "SELECT id FROM jobs")) {
+    auto metered = Query(url,
+                         "SELECT COUNT(*), MIN(start_us) FROM invocations WHERE status = "
+                         "'success' AND request_id = '" +
+                             row[0] + "'");
+    ASSERT_EQ(metered.size(), 1u);
+    EXPECT_EQ(metered[0][0], "1") << row[0];
+    if (metered[0][0] == "1") {
+      EXPECT_GT(std::stoll(metered[0][1]), killed_us) << row[0];
+    }
+  }
+  EXPECT_EQ(a->Stop(), 0);
+}
+
+// A webhook delivery B had pending (its receiver failing) when B is killed -9 is posted by A
+// once B's lease has passed, once.
+TEST(QueueTakeoverTest, KilledNodesPendingDeliveryIsPostedOnceByAnother) {
+  std::string why;
+  PgServer* pg = PgServer::Shared(why);
+  if (pg == nullptr) GTEST_SKIP() << "no PostgreSQL: " << why;
+  const std::string url = pg->CreateDatabase();
+  ASSERT_FALSE(url.empty());
+  WebhookReceiver hook;
+  hook.set_status(500);
+  auto node = [&](const std::string& name) {
+    return ThawServer::Start({"--store", url, "--node-name", name, "--event-lease-s",
+                              std::to_string(kLeaseS), "--webhook-private-addresses", "true",
+                              "--async-retry-base-ms", "300"});
+  };
+  auto a = node("a");
+  ASSERT_EQ(a->Deploy("hello-cpp", kHelloCpp).status, 201);
+  auto put =
+      a->Call("PUT", "/2019-09-25/functions/hello-cpp/event-invoke-config",
+              R"({"DestinationConfig":{"OnSuccess":{"Destination":")" + hook.url() + R"("}}})");
+  ASSERT_EQ(put.status, 200) << put.body;
+  auto b = node("b");
+  ASSERT_EQ(b->Deploy("hello-cpp", kHelloCpp).status, 201);
+
+  auto r = b->Call("POST", "/2015-03-31/functions/hello-cpp/invocations", "{}",
+                   {{"X-Amz-Invocation-Type", "Event"}});
+  ASSERT_EQ(r.status, 202) << r.body;
+  // B posts, the receiver fails it: the delivery waits for its retry, B's.
+  ASSERT_TRUE(hook.WaitFor([](const auto& reqs) { return !reqs.empty(); }, 30'000)) << b->Output();
+  EXPECT_EQ(Count(url, "SELECT COUNT(*) FROM deliveries WHERE owner = 'b' AND state = 'queued'"),
+            1);
+  b->Kill9();
+  const size_t before = hook.requests().size();
+  hook.set_status(200);
+
+  ASSERT_TRUE(Eventually(
+      [&] { return Count(url, "SELECT COUNT(*) FROM deliveries WHERE state = 'delivered'") == 1; },
+      30'000))
+      << a->Output();
+  EXPECT_EQ(Count(url, "SELECT COUNT(*) FROM deliveries WHERE owner = 'a'"), 1);
+  const auto reqs = hook.requests();
+  ASSERT_EQ(reqs.size(), before + 1) << "posted once after the kill, by A";
+  EXPECT_NE(reqs.back().body.find(r.Header("x-amzn-requestid")), std::string::npos);
+  EXPECT_NE(a->Output().find("took over 1 webhook deliveries"), std::string::npos);
   EXPECT_EQ(a->Stop(), 0);
 }
 

@@ -631,6 +631,73 @@ TEST_P(QueueStoreTest, LeasesRenewExpireAndTakeOver) {
   EXPECT_EQ(c->Get(e1.id)->owner, "c");
 }
 
+// A webhook delivery is owned by the node whose event ended with it: others take it only once
+// that node's lease has passed, one of them, and its restart does not post it again.
+TEST_P(QueueStoreTest, DeliveriesAreTakenOverOnceAfterTheLease) {
+  constexpr int64_t kLease = 10'000'000, kS = 1'000'000;
+  auto open = [&](const std::string& node) -> std::unique_ptr<queue::EventQueue> {
+    auto q = queue::EventQueue::Open(
+        queue::QueueOptions{.db_path = location_, .node = node, .lease_us = kLease});
+    EXPECT_TRUE(q.ok()) << q.status().ToString();
+    return q.ok() ? std::move(*q) : nullptr;
+  };
+  auto a = open("a"), b = open("b"), c = open("c");
+  ASSERT_TRUE(a && b && c);
+  auto finish_with_delivery = [](queue::EventQueue& q, const std::string& id) {
+    queue::Event e = MakeEvent(id);
+    EXPECT_TRUE(q.Add(e).ok());
+    queue::Ending hook;
+    hook.succeeded = true;
+    hook.condition = "Success";
+    hook.delivery = queue::Delivery{};
+    hook.delivery->function = "f";
+    hook.delivery->url = "http://127.0.0.1:9/" + id;
+    hook.delivery->record = "{}";
+    EXPECT_TRUE(q.Finish(e.id, hook).ok());
+    return *hook.delivery;
+  };
+  const queue::Delivery d1 = finish_with_delivery(*b, "b1");
+  const queue::Delivery d2 = finish_with_delivery(*b, "b2");
+  const queue::Delivery mine = finish_with_delivery(*a, "a1");
+
+  const int64_t now = WallNowMicros();
+  auto own = a->PendingDeliveries(now);
+  ASSERT_TRUE(own.ok()) << own.status().ToString();
+  ASSERT_EQ(own->size(), 1u) << "only a's own: b's lease is live";
+  EXPECT_EQ((*own)[0].id, mine.id);
+  auto none = a->TakeOverDeliveries(now, 100);
+  ASSERT_TRUE(none.ok()) << none.status().ToString();
+  EXPECT_TRUE(none->empty());
+
+  // b dies: past its lease, a takes the oldest, c the other; nobody takes a's own.
+  const int64_t later = now + kLease + kS;
+  ASSERT_TRUE(a->RenewLease(later).ok());
+  ASSERT_TRUE(c->RenewLease(later).ok());
+  auto taken = a->TakeOverDeliveries(later, 1);
+  ASSERT_TRUE(taken.ok()) << taken.status().ToString();
+  ASSERT_EQ(taken->size(), 1u);
+  EXPECT_EQ((*taken)[0].id, d1.id);
+  EXPECT_EQ((*taken)[0].url, d1.url);
+  auto rest = c->TakeOverDeliveries(later, 100);
+  ASSERT_TRUE(rest.ok());
+  ASSERT_EQ(rest->size(), 1u);
+  EXPECT_EQ((*rest)[0].id, d2.id);
+  EXPECT_TRUE(a->TakeOverDeliveries(later, 100)->empty());
+  EXPECT_TRUE(c->TakeOverDeliveries(later, 100)->empty());
+
+  // b restarts under its name: nothing of what it had is posted again.
+  b.reset();
+  b = open("b");
+  ASSERT_TRUE(b);
+  auto back = b->PendingDeliveries(later + kS);
+  ASSERT_TRUE(back.ok());
+  EXPECT_TRUE(back->empty());
+  ASSERT_TRUE(a->EndDelivery((*taken)[0], true).ok());
+  ASSERT_TRUE(a->EndDelivery(mine, true).ok());
+  ASSERT_TRUE(c->EndDelivery((*rest)[0], true).ok());
+  EXPECT_TRUE(b->PendingDeliveries(later + kLease * 3)->empty());
+}
+
 // Two nodes taking over one dead node's events at the same moment get distinct events that
 // together are all of them.
 TEST_P(QueueStoreTest, ConcurrentTakeOversSplitTheEvents) {
@@ -731,6 +798,79 @@ TEST_P(JobsStoreTest, LifecycleCancelRecoverRetentionAndSchedules) {
   EXPECT_TRUE(jobs->Get(a.id)->output_dropped);
   EXPECT_EQ(*jobs->DropOutputs(2 * hour), 0);
   EXPECT_EQ(*jobs->ScheduleState("hello", "rate(1 minute)"), (std::pair<int64_t, int64_t>{5, 125}));
+}
+
+// Jobs are owned by the node that accepted them, under its event queue's lease: a node's
+// Recover takes its own and a dead node's, never a live node's; TakeOver takes a dead node's
+// jobs once its lease has passed, each to one taker (a running one queued again).
+TEST_P(JobsStoreTest, OwnersLeasesAndTakeOver) {
+  constexpr int64_t kLease = 10'000'000, kS = 1'000'000;
+  auto lease = [&](const std::string& node) -> std::unique_ptr<queue::EventQueue> {
+    auto q = queue::EventQueue::Open(
+        queue::QueueOptions{.db_path = location_, .node = node, .lease_us = kLease});
+    EXPECT_TRUE(q.ok()) << q.status().ToString();
+    return q.ok() ? std::move(*q) : nullptr;
+  };
+  auto open = [&](const std::string& node) -> std::unique_ptr<queue::JobStore> {
+    auto s = queue::JobStore::Open(location_, node);
+    EXPECT_TRUE(s.ok()) << s.status().ToString();
+    return s.ok() ? std::move(*s) : nullptr;
+  };
+  auto qa = lease("a"), qb = lease("b"), qc = lease("c");
+  auto a = open("a"), b = open("b"), c = open("c");
+  ASSERT_TRUE(qa && qb && qc && a && b && c);
+  auto add = [](queue::JobStore& s, const std::string& id, int64_t created_us) {
+    queue::Job j;
+    j.id = id;
+    j.function = "hello";
+    j.input = "{}";
+    j.created_us = created_us;
+    EXPECT_TRUE(s.Add(j).ok());
+  };
+  add(*b, "job-b1", 1);
+  add(*b, "job-b2", 2);
+  add(*b, "job-b3", 3);
+  add(*a, "job-a1", 4);
+  ASSERT_TRUE(b->MarkRunning("job-b2", 5, "warm").ok());
+
+  const int64_t now = WallNowMicros();
+  auto none = a->TakeOver(now, 100);
+  ASSERT_TRUE(none.ok()) << none.status().ToString();
+  EXPECT_TRUE(none->empty()) << "b's lease is live";
+  auto own = a->Recover(now);
+  ASSERT_TRUE(own.ok()) << own.status().ToString();
+  ASSERT_EQ(own->size(), 1u) << "only a's own";
+  EXPECT_EQ((*own)[0].id, "job-a1");
+
+  // b dies: past its lease, a takes the two oldest (b2 as it was, running), c the last.
+  const int64_t later = now + kLease + kS;
+  ASSERT_TRUE(qa->RenewLease(later).ok());
+  ASSERT_TRUE(qc->RenewLease(later).ok());
+  ASSERT_TRUE(a->MarkRunning("job-a1", 6, "warm").ok());
+  auto taken = a->TakeOver(later, 2);
+  ASSERT_TRUE(taken.ok()) << taken.status().ToString();
+  ASSERT_EQ(taken->size(), 2u);
+  EXPECT_EQ((*taken)[0].id, "job-b1");
+  EXPECT_EQ((*taken)[1].id, "job-b2");
+  EXPECT_EQ((*taken)[1].status, queue::JobStatus::kRunning);
+  EXPECT_EQ(a->Get("job-b2")->status, queue::JobStatus::kQueued);
+  EXPECT_EQ(a->Get("job-a1")->status, queue::JobStatus::kRunning) << "a's own run untouched";
+  auto rest = c->TakeOver(later, 100);
+  ASSERT_TRUE(rest.ok());
+  ASSERT_EQ(rest->size(), 1u);
+  EXPECT_EQ((*rest)[0].id, "job-b3");
+  EXPECT_TRUE(a->TakeOver(later, 100)->empty());
+  EXPECT_TRUE(c->TakeOver(later, 100)->empty());
+
+  // b restarts under its name: what it had is a's and c's now, whose leases are live.
+  b.reset();
+  qb.reset();
+  qb = lease("b");
+  b = open("b");
+  ASSERT_TRUE(qb && b);
+  auto back = b->Recover(later + kS);
+  ASSERT_TRUE(back.ok());
+  EXPECT_TRUE(back->empty());
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -361,16 +361,35 @@ asio::awaitable<void> Invoker::LeaseLoop(Invoker* self, asio::any_io_executor ex
     const auto tick = [q, now, room](queue::EventQueue::TakeOverDone done) {
       q->TickAsync(now, room, std::move(done));
     };
-    StatusOr<std::vector<queue::Event>> taken =
-        co_await AsyncWrite<StatusOr<std::vector<queue::Event>>>(tick);
+    StatusOr<queue::EventQueue::TakenOver> taken =
+        co_await AsyncWrite<StatusOr<queue::EventQueue::TakenOver>>(tick);
     if (!taken.ok()) {
       spdlog::warn("event queue lease of node {}: {}", q->node(), taken.status().message());
       continue;
     }
-    if (taken->empty()) continue;
-    spdlog::info("took over {} event invocations of nodes whose lease passed", taken->size());
-    for (queue::Event& e : *taken) self->StartJob(std::move(e), executor);
+    std::vector<std::function<void(int64_t)>> ticks;
+    {
+      std::lock_guard<std::mutex> lock(self->lease_ticks_mu_);
+      ticks = self->lease_ticks_;
+    }
+    for (const auto& t : ticks) t(now);
+    if (!taken->deliveries.empty()) {
+      spdlog::info("took over {} webhook deliveries of nodes whose lease passed",
+                   taken->deliveries.size());
+    }
+    for (queue::Delivery& d : taken->deliveries) {
+      asio::co_spawn(executor, RunDelivery(self, std::move(d)), asio::detached);
+    }
+    if (taken->events.empty()) continue;
+    spdlog::info("took over {} event invocations of nodes whose lease passed",
+                 taken->events.size());
+    for (queue::Event& e : taken->events) self->StartJob(std::move(e), executor);
   }
+}
+
+void Invoker::OnLeaseTick(std::function<void(int64_t now_us)> tick) {
+  std::lock_guard<std::mutex> lock(lease_ticks_mu_);
+  lease_ticks_.push_back(std::move(tick));
 }
 
 StatusOr<int64_t> Invoker::Redrive(const std::string& function,

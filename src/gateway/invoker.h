@@ -9,6 +9,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -134,6 +135,11 @@ class Invoker {
   // shared store it then keeps this node's lease and takes over dead nodes' events on a tick
   // (a quarter of the lease, at most 500 ms), as many as the Event queue has room for.
   [[nodiscard]] Status Resume(asio::any_io_executor executor);
+  // Whether this node shares its store with others (PostgreSQL) and keeps a lease there.
+  bool SharesStore() const { return events_.queue != nullptr && events_.queue->shared(); }
+  // On a shared store: `tick` runs on the executor after each renewal of this node's lease, with
+  // the wall clock it renewed at (JobsApi takes over dead nodes' jobs there).
+  void OnLeaseTick(std::function<void(int64_t now_us)> tick);
   // Queues `function`'s dead letters again (queue::EventQueue::Redrive) and runs them; the
   // number redriven. ResourceExhausted when they would pass max_queued_events.
   [[nodiscard]] StatusOr<int64_t> Redrive(const std::string& function,
@@ -181,6 +187,8 @@ class Invoker {
   const EventOptions events_;
   const int64_t max_response_bytes_;
   std::shared_ptr<State> state_;
+  std::mutex lease_ticks_mu_;
+  std::vector<std::function<void(int64_t)>> lease_ticks_;  // guarded by lease_ticks_mu_
 };
 
 }  // namespace thaw::gateway

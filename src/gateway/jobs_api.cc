@@ -40,6 +40,7 @@ namespace {
 constexpr int64_t kMaxOutputBytes = 6 << 20;      // as a synchronous answer
 constexpr int64_t kOutputFlushUs = 200'000;       // a growing output is written this often
 constexpr int64_t kSweepEveryUs = 3'600'000'000;  // retention
+constexpr int64_t kTakeOverPerTick = 256;         // jobs of dead nodes taken per lease tick
 
 // Wakes one Prefer: wait caller: when its job finishes or its time is up, whichever is first.
 // Fire may be called from any thread, any number of times; the first counts.
@@ -389,6 +390,23 @@ Status JobsApi::Resume(asio::any_io_executor executor) {
     asio::co_spawn(executor, State::Run(state_, std::move(job)), asio::detached);
   }
   if (!jobs->empty()) spdlog::info("resumed {} unfinished jobs", jobs->size());
+  // Nodes on one store: on each renewal of this node's lease, the jobs of nodes whose lease has
+  // passed are taken over (they count, past the limit if need be, as resumed ones do).
+  if (state_->invoker->SharesStore()) {
+    state_->invoker->OnLeaseTick([self = state_](int64_t now_us) {
+      auto taken = self->store->TakeOver(now_us, kTakeOverPerTick);
+      if (!taken.ok()) {
+        spdlog::warn("jobs take-over: {}", taken.status().message());
+        return;
+      }
+      if (taken->empty()) return;
+      spdlog::info("took over {} jobs of nodes whose lease passed", taken->size());
+      for (Job& job : *taken) {
+        (void)self->TakeSlot(job.function, true);
+        asio::co_spawn(self->executor, State::Run(self, std::move(job)), asio::detached);
+      }
+    });
+  }
   // Retention: outputs of jobs finished longer ago than job_retention_hours are dropped.
   asio::co_spawn(
       executor,

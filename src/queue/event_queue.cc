@@ -319,14 +319,15 @@ Status EventQueue::FinishLocked(int64_t id, Ending& ending) {
     Delivery& d = *ending.delivery;
     auto cached = db_->PrepareCached(
         "INSERT INTO deliveries (event_id, function, url, record, on_failure, state, attempts, "
-        "next_at_us, created_us, updated_us) VALUES (?, ?, ?, ?, ?, 'queued', 0, ?, ?, ?) "
-        "RETURNING id");
+        "next_at_us, created_us, updated_us, owner) VALUES (?, ?, ?, ?, ?, 'queued', 0, ?, ?, ?, "
+        "?) RETURNING id");
     if (!cached.ok()) return cached.status();
     store::Stmt& ins = **cached;
     d.event_id = id;
     d.created_us = now;
     ins.Bind(1, id).Bind(2, d.function).Bind(3, d.url).Bind(4, d.record);
     ins.Bind(5, int64_t{d.on_failure ? 1 : 0}).Bind(6, d.next_at_us).Bind(7, now).Bind(8, now);
+    ins.Bind(9, options_.node);
     auto row = ins.Next();
     if (!row.ok()) return row.status();
     d.id = ins.Int(0);
@@ -440,18 +441,59 @@ Status EventQueue::EndDelivery(const Delivery& delivery, bool delivered) {
 }
 
 StatusOr<std::vector<Delivery>> EventQueue::PendingDeliveries() {
+  return PendingDeliveries(WallNowMicros());
+}
+
+StatusOr<std::vector<Delivery>> EventQueue::PendingDeliveries(int64_t now_us) {
   std::lock_guard<std::mutex> lock(mu_);
-  auto s = db_->Prepare("SELECT " + std::string(kDeliveryColumns) +
-                        " FROM deliveries WHERE state = 'queued' ORDER BY id");
-  if (!s.ok()) return s.status();
   std::vector<Delivery> out;
+  THAW_RETURN_IF_ERROR(ClaimDeliveriesLocked(now_us, INT64_MAX, /*own=*/true, out));
+  return out;
+}
+
+StatusOr<std::vector<Delivery>> EventQueue::TakeOverDeliveries(int64_t now_us, int64_t max) {
+  std::vector<Delivery> out;
+  THAW_RETURN_IF_ERROR(
+      SubmitAndWait([&] { return ClaimDeliveriesLocked(now_us, max, /*own=*/false, out); }));
+  return out;
+}
+
+Status EventQueue::ClaimDeliveriesLocked(int64_t now_us, int64_t max, bool own,
+                                         std::vector<Delivery>& out) {
+  // Whose lease has not passed: their deliveries are theirs (alone on SQLite, only this node).
+  const std::string live = "(SELECT node FROM queue_leases WHERE lease_until_us >= ?2)";
+  std::string sql;
+  if (own) {
+    // At start: this node's own, and any owner without a live lease (also rows from before
+    // owners, owned by '').
+    sql =
+        "UPDATE deliveries SET owner = ?1 WHERE state = 'queued' AND (owner = ?1 OR owner NOT "
+        "IN " +
+        live + ")";
+  } else {
+    // The outer conditions are checked again on each row as it is once locked (PostgreSQL's
+    // READ COMMITTED): two takers at once each get distinct deliveries.
+    const std::string dead = "state = 'queued' AND owner != ?1 AND owner NOT IN " + live;
+    const std::string pick = "SELECT id FROM deliveries WHERE " + dead + " ORDER BY id LIMIT ?3";
+    sql = shared_ ? "WITH picked AS MATERIALIZED (" + pick +
+                        " FOR UPDATE SKIP LOCKED) UPDATE deliveries SET owner = ?1 WHERE " + dead +
+                        " AND id IN (SELECT id FROM picked)"
+                  : "UPDATE deliveries SET owner = ?1 WHERE " + dead + " AND id IN (" + pick + ")";
+  }
+  auto s = db_->PrepareCached(sql + " RETURNING " + std::string(kDeliveryColumns));
+  if (!s.ok()) return s.status();
+  (*s)->Bind(1, options_.node).Bind(2, now_us);
+  if (!own) (*s)->Bind(3, max);
+  const size_t first = out.size();
   for (;;) {
-    auto row = s->Next();
+    auto row = (*s)->Next();
     if (!row.ok()) return row.status();
     if (!*row) break;
-    out.push_back(DeliveryFromRow(*s));
+    out.push_back(DeliveryFromRow(**s));
   }
-  return out;
+  std::sort(out.begin() + static_cast<std::ptrdiff_t>(first), out.end(),
+            [](const Delivery& a, const Delivery& b) { return a.id < b.id; });
+  return Status::Ok();
 }
 
 StatusOr<std::vector<Event>> EventQueue::Recover() { return Recover(WallNowMicros()); }
@@ -573,12 +615,14 @@ StatusOr<std::vector<Event>> EventQueue::TakeOver(int64_t now_us, int64_t max) {
 }
 
 void EventQueue::TickAsync(int64_t now_us, int64_t max, TakeOverDone done) {
-  auto out = std::make_shared<std::vector<Event>>();
+  auto out = std::make_shared<TakenOver>();
   Submit(
       [this, now_us, max, out]() -> Status {
         THAW_RETURN_IF_ERROR(RenewLocked(now_us));
+        THAW_RETURN_IF_ERROR(
+            ClaimDeliveriesLocked(now_us, kTakeDeliveriesPerTick, /*own=*/false, out->deliveries));
         if (max <= 0) return Status::Ok();
-        return ClaimLocked(now_us, max, /*own=*/false, *out);
+        return ClaimLocked(now_us, max, /*own=*/false, out->events);
       },
       [out, done = std::move(done)](Status st) {
         if (!done) return;

@@ -169,8 +169,13 @@ class EventQueue {
   // OnFailure delivery makes its event a dead letter again.
   [[nodiscard]] Status MarkDelivery(int64_t id, int attempts, int64_t next_at_us);
   [[nodiscard]] Status EndDelivery(const Delivery& delivery, bool delivered);
-  // At start: deliveries not yet ended, oldest first.
+  // At start: deliveries not yet ended, oldest first: this node's own and those of owners whose
+  // lease had passed by `now_us` (which become this node's).
   [[nodiscard]] StatusOr<std::vector<Delivery>> PendingDeliveries();
+  [[nodiscard]] StatusOr<std::vector<Delivery>> PendingDeliveries(int64_t now_us);
+  // Makes up to `max` pending deliveries of other owners whose lease has passed by `now_us` this
+  // node's, oldest first; each goes to one taker.
+  [[nodiscard]] StatusOr<std::vector<Delivery>> TakeOverDeliveries(int64_t now_us, int64_t max);
   // At start, before anything is added: every unfinished event, oldest first, as it was (a
   // kRunning one was cut short by the crash); in the table running ones go back to queued.
   [[nodiscard]] StatusOr<std::vector<Event>> Recover();
@@ -181,8 +186,14 @@ class EventQueue {
   // Leases, for nodes sharing the store (shared()). RenewLease moves this node's lease to
   // now_us + lease_us. TakeOver makes up to `max` unfinished events of owners whose lease has
   // passed by `now_us` this node's, and returns them as they were (a kRunning one was cut short
-  // by its node's death), oldest first. Tick does both in one commit on the writer thread.
-  using TakeOverDone = std::function<void(StatusOr<std::vector<Event>>)>;
+  // by its node's death), oldest first. Tick does both in one commit on the writer thread, and
+  // takes dead nodes' pending deliveries too (kTakeDeliveriesPerTick at most).
+  struct TakenOver {
+    std::vector<Event> events;
+    std::vector<Delivery> deliveries;
+  };
+  static constexpr int64_t kTakeDeliveriesPerTick = 256;
+  using TakeOverDone = std::function<void(StatusOr<TakenOver>)>;
   [[nodiscard]] Status RenewLease(int64_t now_us);
   [[nodiscard]] StatusOr<std::vector<Event>> TakeOver(int64_t now_us, int64_t max);
   void TickAsync(int64_t now_us, int64_t max, TakeOverDone done);
@@ -222,6 +233,8 @@ class EventQueue {
   Status RenewLocked(int64_t now_us);
   // Makes up to `max` unfinished events of dead owners (and, with `own`, this node's) its own.
   Status ClaimLocked(int64_t now_us, int64_t max, bool own, std::vector<Event>& out);
+  // The same for pending webhook deliveries.
+  Status ClaimDeliveriesLocked(int64_t now_us, int64_t max, bool own, std::vector<Delivery>& out);
   StatusOr<InvokeConfig> ReadConfig(const std::string& function, const std::string& qualifier);
 
   std::mutex write_mu_;

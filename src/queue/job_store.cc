@@ -1,5 +1,7 @@
 #include "queue/job_store.h"
 
+#include <algorithm>
+
 #include "common/clock.h"
 #include "common/ids.h"
 #include "store/db.h"
@@ -67,20 +69,22 @@ StatusOr<unsigned> ParseWebhookEvents(const std::vector<std::string>& names) {
   return mask;
 }
 
-StatusOr<std::unique_ptr<JobStore>> JobStore::Open(const std::string& db_path) {
+StatusOr<std::unique_ptr<JobStore>> JobStore::Open(const std::string& db_path,
+                                                   const std::string& node) {
   auto db = store::Db::Open(db_path);
   if (!db.ok()) return db.status();
-  return std::unique_ptr<JobStore>(new JobStore(std::move(*db)));
+  return std::unique_ptr<JobStore>(new JobStore(std::move(*db), node));
 }
 
-JobStore::JobStore(std::unique_ptr<store::Db> db) : db_(std::move(db)) {}
+JobStore::JobStore(std::unique_ptr<store::Db> db, std::string node)
+    : node_(std::move(node)), db_(std::move(db)) {}
 JobStore::~JobStore() = default;
 
 Status JobStore::Add(Job& job) {
   std::lock_guard<std::mutex> lock(mu_);
   auto s = db_->Prepare(
       "INSERT INTO jobs (id, function, qualifier, input, status, webhook, webhook_events, "
-      "created_us) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?)");
+      "created_us, owner) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?)");
   if (!s.ok()) return s.status();
   if (job.created_us == 0) job.created_us = WallNowMicros();
   s->Bind(1, job.id)
@@ -89,7 +93,8 @@ Status JobStore::Add(Job& job) {
       .Bind(4, job.input)
       .Bind(5, job.webhook)
       .Bind(6, int64_t{job.webhook_events})
-      .Bind(7, job.created_us);
+      .Bind(7, job.created_us)
+      .Bind(8, node_);
   THAW_RETURN_IF_ERROR(s->Run());
   job.status = JobStatus::kQueued;
   return Status::Ok();
@@ -200,26 +205,72 @@ StatusOr<JobPage> JobStore::List(const std::string& function, int64_t limit,
   return page;
 }
 
-StatusOr<std::vector<Job>> JobStore::Recover() {
+StatusOr<std::vector<Job>> JobStore::Recover() { return Recover(WallNowMicros()); }
+
+StatusOr<std::vector<Job>> JobStore::Recover(int64_t now_us) {
+  return Claim(now_us, INT64_MAX, /*own=*/true);
+}
+
+StatusOr<std::vector<Job>> JobStore::TakeOver(int64_t now_us, int64_t max) {
+  return Claim(now_us, max, /*own=*/false);
+}
+
+StatusOr<std::vector<Job>> JobStore::Claim(int64_t now_us, int64_t max, bool own) {
   std::lock_guard<std::mutex> lock(mu_);
+  // Whose lease has not passed: their jobs are theirs (alone on SQLite, only this node).
+  const std::string live = "(SELECT node FROM queue_leases WHERE lease_until_us >= ?2)";
+  const std::string unfinished = "status IN ('queued', 'running')";
+  std::string sql;
+  if (own) {
+    // At start, all at once: this node's own, and any owner without a live lease (also rows
+    // from before owners, owned by '').
+    sql = "UPDATE jobs SET owner = ?1 WHERE " + unfinished + " AND (owner = ?1 OR owner NOT IN " +
+          live + ")";
+  } else {
+    // The outer conditions are checked again on each row as it is once locked (PostgreSQL's
+    // READ COMMITTED): two takers at once each get distinct jobs; the pick skips rows another
+    // taker holds instead of waiting.
+    const std::string dead = unfinished + " AND owner != ?1 AND owner NOT IN " + live;
+    const std::string pick =
+        "SELECT id FROM jobs WHERE " + dead + " ORDER BY created_us, id LIMIT ?3";
+    sql = db_->dialect() == store::Dialect::kPostgres
+              ? "WITH picked AS MATERIALIZED (" + pick +
+                    " FOR UPDATE SKIP LOCKED) UPDATE jobs SET owner = ?1 WHERE " + dead +
+                    " AND id IN (SELECT id FROM picked)"
+              : "UPDATE jobs SET owner = ?1 WHERE " + dead + " AND id IN (" + pick + ")";
+  }
   THAW_RETURN_IF_ERROR(db_->Begin());
   std::vector<Job> out;
-  Status st = Status::Ok();
-  auto s = db_->Prepare("SELECT " + std::string(kColumns) +
-                        " FROM jobs WHERE status IN ('queued', 'running') ORDER BY created_us, id");
-  if (!s.ok()) st = s.status();
-  while (st.ok()) {
-    auto row = s->Next();
-    if (!row.ok()) st = row.status();
-    if (!st.ok() || !*row) break;
-    out.push_back(JobFromRow(*s));
-  }
-  if (st.ok()) st = db_->Exec("UPDATE jobs SET status = 'queued' WHERE status = 'running'");
+  Status st = [&]() -> Status {
+    auto s = db_->Prepare(sql + " RETURNING " + std::string(kColumns));
+    if (!s.ok()) return s.status();
+    s->Bind(1, node_).Bind(2, now_us);
+    if (!own) s->Bind(3, max);
+    for (;;) {
+      auto row = s->Next();
+      if (!row.ok()) return row.status();
+      if (!*row) break;
+      out.push_back(JobFromRow(*s));
+    }
+    // None of these runs here yet: what the table says runs was cut short.
+    for (const Job& j : out) {
+      if (j.status != JobStatus::kRunning) continue;
+      auto u = db_->PrepareCached(
+          "UPDATE jobs SET status = 'queued' WHERE id = ? AND status = 'running'");
+      if (!u.ok()) return u.status();
+      (*u)->Bind(1, j.id);
+      THAW_RETURN_IF_ERROR((*u)->Run());
+    }
+    return Status::Ok();
+  }();
+  if (st.ok()) st = db_->Exec("COMMIT");
   if (!st.ok()) {
     (void)db_->Exec("ROLLBACK");
     return st;
   }
-  THAW_RETURN_IF_ERROR(db_->Exec("COMMIT"));
+  std::sort(out.begin(), out.end(), [](const Job& a, const Job& b) {
+    return a.created_us != b.created_us ? a.created_us < b.created_us : a.id < b.id;
+  });
   return out;
 }
 

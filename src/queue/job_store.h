@@ -6,6 +6,11 @@
 // The crash contract is the event queue's (event_queue.h): a job whose Add() returned is
 // committed, so the 201 answer is never taken back; Recover() at start hands back the jobs not
 // finished (a running one was cut short and runs again under the same id, at-least-once).
+//
+// Nodes on one PostgreSQL: each unfinished job is owned by the node that accepted (or took over)
+// it, under that node's lease in queue_leases (kept by its event queue's tick, event_queue.h).
+// Recover() takes only this node's own jobs and those of nodes whose lease has passed; TakeOver()
+// on the tick takes a dead node's, each job to one taker.
 #pragma once
 
 #include <cstdint>
@@ -69,7 +74,9 @@ struct JobPage {
 
 class JobStore {
  public:
-  [[nodiscard]] static StatusOr<std::unique_ptr<JobStore>> Open(const std::string& db_path);
+  // `node`: the owner written into the jobs this node accepts (QueueOptions::node).
+  [[nodiscard]] static StatusOr<std::unique_ptr<JobStore>> Open(const std::string& db_path,
+                                                                const std::string& node = "local");
   ~JobStore();
   JobStore(const JobStore&) = delete;
   JobStore& operator=(const JobStore&) = delete;
@@ -89,8 +96,14 @@ class JobStore {
   // `function`'s jobs, newest first, `limit` at most, older than cursor `after` (if set).
   [[nodiscard]] StatusOr<JobPage> List(const std::string& function, int64_t limit,
                                        const std::string& after);
-  // At start: the jobs not finished, oldest first; running ones are queued again.
+  // At start: the jobs not finished, oldest first; running ones are queued again. Only this
+  // node's own and those of owners whose lease had passed by `now_us` (they become this node's).
   [[nodiscard]] StatusOr<std::vector<Job>> Recover();
+  [[nodiscard]] StatusOr<std::vector<Job>> Recover(int64_t now_us);
+  // Makes up to `max` unfinished jobs of other owners whose lease has passed by `now_us` this
+  // node's (running ones queued again) and returns them as they were, oldest first.
+  [[nodiscard]] StatusOr<std::vector<Job>> TakeOver(int64_t now_us, int64_t max);
+  const std::string& node() const { return node_; }
   // job_retention_hours: drops the input and output of jobs finished before `before_us`.
   [[nodiscard]] StatusOr<int64_t> DropOutputs(int64_t before_us);
 
@@ -102,8 +115,10 @@ class JobStore {
                                         int64_t anchor_us, int64_t last_fire_us);
 
  private:
-  explicit JobStore(std::unique_ptr<store::Db> db);
+  JobStore(std::unique_ptr<store::Db> db, std::string node);
+  StatusOr<std::vector<Job>> Claim(int64_t now_us, int64_t max, bool own);
 
+  const std::string node_;
   std::mutex mu_;
   std::unique_ptr<store::Db> db_;  // guarded by mu_
 };

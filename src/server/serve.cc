@@ -635,7 +635,7 @@ int RunServe(Config config, const std::string& exe_dir) {
     spdlog::critical("{}", events.status().message());
     return 1;
   }
-  auto jobs = queue::JobStore::Open(store_at);
+  auto jobs = queue::JobStore::Open(store_at, QueueNode(config));
   if (!jobs.ok()) {
     spdlog::critical("{}", jobs.status().message());
     return 1;

@@ -238,6 +238,14 @@ constexpr Migration kMigrations[] = {
       lease_until_us INTEGER NOT NULL
     );
     )sql",
+    // 14: jobs and webhook deliveries owned by a node too, under the same leases (queue_leases):
+    // a node's start and tick take only its own and those of nodes whose lease has passed.
+    R"sql(
+    ALTER TABLE jobs ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+    CREATE INDEX jobs_by_owner ON jobs (owner, status);
+    ALTER TABLE deliveries ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+    CREATE INDEX deliveries_by_owner ON deliveries (owner, state);
+    )sql",
 };
 
 }  // namespace

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "common/files.h"
+#include "pg_server.h"
 #include "server_fixture.h"
 
 namespace thaw::testing {
@@ -112,5 +113,27 @@ class EtcdServer {
   pid_t pid_ = -1;
   std::string dir_, url_;
 };
+
+// What a test of several nodes stands on: a database of its own on the shared private
+// PostgreSQL (`store`) and an etcd member (`etcd`). Returns why the test must skip (no etcd or
+// PostgreSQL binaries), else empty; when something failed to start, `etcd` is null and `error`
+// says why. Link pg_server.cc.
+inline std::string StartClusterBackends(std::string& store, std::unique_ptr<EtcdServer>& etcd,
+                                        std::string& error) {
+  if (::access(kEtcd, X_OK) != 0) {
+    return std::string(kEtcd) + " is missing: apt-get install etcd-server";
+  }
+  std::string why;
+  PgServer* pg = PgServer::Shared(why);
+  if (pg == nullptr) return "no PostgreSQL: " + why;
+  store = pg->CreateDatabase();
+  if (store.empty()) {
+    error = "could not create a database on the test PostgreSQL";
+    return "";
+  }
+  etcd = EtcdServer::Start(why);
+  if (etcd == nullptr) error = "etcd did not start: " + why;
+  return "";
+}
 
 }  // namespace thaw::testing

@@ -98,16 +98,10 @@ class RawConn {
 class ForwardTest : public ServerTest {
  protected:
   void SetUp() override {
-    if (::access(kEtcd, X_OK) != 0) {
-      GTEST_SKIP() << kEtcd << " is missing: apt-get install etcd-server";
-    }
-    std::string why;
-    PgServer* pg = PgServer::Shared(why);
-    if (pg == nullptr) GTEST_SKIP() << "no PostgreSQL: " << why;
-    store_ = pg->CreateDatabase();
-    ASSERT_FALSE(store_.empty());
-    etcd_ = EtcdServer::Start(why);
-    ASSERT_NE(etcd_, nullptr) << "etcd did not start: " << why;
+    std::string error;
+    const std::string skip = StartClusterBackends(store_, etcd_, error);
+    if (!skip.empty()) GTEST_SKIP() << skip;
+    ASSERT_NE(etcd_, nullptr) << error;
     dir_a_ = MakeBundle({});
     dirs_.push_back(dir_a_);
     a_ = Node("a", dir_a_);

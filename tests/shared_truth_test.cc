@@ -31,16 +31,10 @@ int64_t MsSince(Clock::time_point t) {
 class SharedTruthTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (::access(kEtcd, X_OK) != 0) {
-      GTEST_SKIP() << kEtcd << " is missing: apt-get install etcd-server";
-    }
-    std::string why;
-    PgServer* pg = PgServer::Shared(why);
-    if (pg == nullptr) GTEST_SKIP() << "no PostgreSQL: " << why;
-    store_ = pg->CreateDatabase();
-    ASSERT_FALSE(store_.empty());
-    etcd_ = EtcdServer::Start(why);
-    ASSERT_NE(etcd_, nullptr) << why;
+    std::string error;
+    const std::string skip = StartClusterBackends(store_, etcd_, error);
+    if (!skip.empty()) GTEST_SKIP() << skip;
+    ASSERT_NE(etcd_, nullptr) << error;
     char tmpl[] = "/tmp/thaw-master-XXXXXX";
     key_dir_ = ::mkdtemp(tmpl);
     master_ = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";

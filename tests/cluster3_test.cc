@@ -47,24 +47,6 @@ int64_t MsSince(Clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t).count();
 }
 
-// Runs `sql` on `url`; its rows as text, or nothing (with a test failure) when it failed.
-std::vector<std::vector<std::string>> Query(const std::string& url, const std::string& sql) {
-  std::vector<std::vector<std::string>> rows;
-  PGconn* conn = PQconnectdb(url.c_str());
-  EXPECT_EQ(PQstatus(conn), CONNECTION_OK) << PQerrorMessage(conn);
-  PGresult* r = PQexec(conn, sql.c_str());
-  EXPECT_EQ(PQresultStatus(r), PGRES_TUPLES_OK) << PQresultErrorMessage(r);
-  if (PQresultStatus(r) == PGRES_TUPLES_OK) {
-    for (int i = 0; i < PQntuples(r); ++i) {
-      rows.emplace_back();
-      for (int j = 0; j < PQnfields(r); ++j) rows.back().push_back(PQgetvalue(r, i, j));
-    }
-  }
-  PQclear(r);
-  PQfinish(conn);
-  return rows;
-}
-
 class Cluster3Test : public ::testing::Test {
  protected:
   void SetUp() override {

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <glob.h>
+#include <gtest/gtest.h>
 #include <libpq-fe.h>
 #include <netinet/in.h>
 #include <pwd.h>
@@ -158,6 +159,23 @@ PgServer* PgServer::Shared(std::string& why_not) {
   }
   why_not = why;
   return shared.get();
+}
+
+std::vector<std::vector<std::string>> Query(const std::string& url, const std::string& sql) {
+  std::vector<std::vector<std::string>> rows;
+  PGconn* conn = PQconnectdb(url.c_str());
+  EXPECT_EQ(PQstatus(conn), CONNECTION_OK) << PQerrorMessage(conn);
+  PGresult* r = PQexec(conn, sql.c_str());
+  EXPECT_EQ(PQresultStatus(r), PGRES_TUPLES_OK) << PQresultErrorMessage(r);
+  if (PQresultStatus(r) == PGRES_TUPLES_OK) {
+    for (int i = 0; i < PQntuples(r); ++i) {
+      rows.emplace_back();
+      for (int j = 0; j < PQnfields(r); ++j) rows.back().push_back(PQgetvalue(r, i, j));
+    }
+  }
+  PQclear(r);
+  PQfinish(conn);
+  return rows;
 }
 
 }  // namespace thaw::testing

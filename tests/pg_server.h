@@ -6,6 +6,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace thaw::testing {
 
@@ -42,5 +43,8 @@ class PgServer {
   bool running_ = false;
   int databases_ = 0;
 };
+
+// Runs `sql` on `url`; its rows as text, or nothing (with a test failure) when it failed.
+std::vector<std::vector<std::string>> Query(const std::string& url, const std::string& sql);
 
 }  // namespace thaw::testing

@@ -23,24 +23,6 @@ namespace {
 const std::string kHelloCpp = std::string(THAW_BUILD_DIR) + "/examples/hello-cpp";
 constexpr int64_t kLeaseS = 2;
 
-// Runs `sql` on `url`; its rows as text, or nothing (with a test failure) when it failed.
-std::vector<std::vector<std::string>> Query(const std::string& url, const std::string& sql) {
-  std::vector<std::vector<std::string>> rows;
-  PGconn* conn = PQconnectdb(url.c_str());
-  EXPECT_EQ(PQstatus(conn), CONNECTION_OK) << PQerrorMessage(conn);
-  PGresult* r = PQexec(conn, sql.c_str());
-  EXPECT_EQ(PQresultStatus(r), PGRES_TUPLES_OK) << PQresultErrorMessage(r);
-  if (PQresultStatus(r) == PGRES_TUPLES_OK) {
-    for (int i = 0; i < PQntuples(r); ++i) {
-      rows.emplace_back();
-      for (int j = 0; j < PQnfields(r); ++j) rows.back().push_back(PQgetvalue(r, i, j));
-    }
-  }
-  PQclear(r);
-  PQfinish(conn);
-  return rows;
-}
-
 // A data dir for a second node on `a`'s store: a copy of its keys and bundles. The registry is
 // the store's, one for both; without --etcd no peer serves a bundle, so it is copied.
 class DirBeside {

@@ -26,6 +26,7 @@
 #include "common/clock.h"
 #include "etcd_server.h"
 #include "pg_server.h"
+#include "raw_conn.h"
 #include "server_fixture.h"
 
 namespace thaw::testing {
@@ -49,51 +50,6 @@ const std::string kTwoEvents =
     "    yield 'data: one\\n\\n'\n"
     "    time.sleep(0.5)\n"
     "    yield 'data: T=%.6f\\n\\n' % time.time()\n";
-
-double WallSeconds() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
-// A raw HTTP/1.1 exchange read as bytes arrive, to see when each chunk gets here.
-class RawConn {
- public:
-  explicit RawConn(const std::string& url) {
-    int port = std::stoi(url.substr(url.rfind(':') + 1));
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(static_cast<uint16_t>(port));
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    connected_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
-  }
-  ~RawConn() { ::close(fd_); }
-  bool Send(const std::string& bytes) {
-    return connected_ && ::write(fd_, bytes.data(), bytes.size()) == ssize_t(bytes.size());
-  }
-  // Reads until `needle` has arrived (true), the peer closed, or `timeout_ms` passed.
-  bool ReadUntil(const std::string& needle, int timeout_ms = 20000) {
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-    while (received_.find(needle) == std::string::npos) {
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-                            deadline - std::chrono::steady_clock::now())
-                            .count();
-      if (left <= 0) return false;
-      pollfd p{fd_, POLLIN, 0};
-      if (::poll(&p, 1, static_cast<int>(left)) <= 0) continue;
-      char buf[4096];
-      ssize_t n = ::read(fd_, buf, sizeof(buf));
-      if (n <= 0) return received_.find(needle) != std::string::npos;
-      received_.append(buf, static_cast<size_t>(n));
-    }
-    return true;
-  }
-  const std::string& received() const { return received_; }
-
- private:
-  int fd_ = -1;
-  bool connected_ = false;
-  std::string received_;
-};
 
 class ForwardTest : public ServerTest {
  protected:

@@ -13,61 +13,11 @@
 #include <sstream>
 #include <string>
 
+#include "raw_conn.h"
 #include "server_fixture.h"
 
 namespace thaw::testing {
 namespace {
-
-double WallSeconds() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
-// A raw HTTP/1.1 connection read as bytes arrive, to see when each chunk gets here.
-class RawConn {
- public:
-  explicit RawConn(const std::string& url) {
-    int port = std::stoi(url.substr(url.rfind(':') + 1));
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(static_cast<uint16_t>(port));
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    connected_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
-  }
-  ~RawConn() { Close(); }
-  bool Send(const std::string& bytes) {
-    return connected_ && ::write(fd_, bytes.data(), bytes.size()) == ssize_t(bytes.size());
-  }
-  // Reads until `needle` has arrived (true) or the peer closed or `timeout_ms` passed.
-  bool ReadUntil(const std::string& needle, int timeout_ms = 20000) {
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-    while (received_.find(needle) == std::string::npos) {
-      int left = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                      deadline - std::chrono::steady_clock::now())
-                                      .count());
-      if (left <= 0) return false;
-      pollfd p{fd_, POLLIN, 0};
-      if (::poll(&p, 1, left) <= 0) continue;
-      char buf[4096];
-      ssize_t n = ::read(fd_, buf, sizeof(buf));
-      if (n <= 0) return received_.find(needle) != std::string::npos;
-      received_.append(buf, static_cast<size_t>(n));
-    }
-    return true;
-  }
-  // Reads until the server closes (requests are sent with Connection: close).
-  void ReadToEnd(int timeout_ms = 20000) { ReadUntil(std::string(1, '\0') + "never", timeout_ms); }
-  void Close() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-  const std::string& received() const { return received_; }
-
- private:
-  int fd_ = -1;
-  bool connected_ = false;
-  std::string received_;
-};
 
 std::string Post(const std::string& target, const std::string& body, const std::string& key) {
   return "POST " + target + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" +

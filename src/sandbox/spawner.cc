@@ -52,6 +52,11 @@ constexpr int kRefillDelayMs = 20;  // how long the spawner is idle before it ma
 // Shells made per idle turn: each costs the spawner a cgroup's directories and a clone (a
 // millisecond or more), and a request arriving meanwhile waits for the batch.
 constexpr size_t kRefillBatch = 8;
+// Requests handled per turn of the loop before it looks at the starts in flight again. While
+// thaw sends a burst, requests keep arriving as fast as they are handled: draining them all
+// first answered no start until the last request had its child (every call of a 100-instance
+// burst waited for the 100th fork), though the first children had exec'd long before.
+constexpr int kRequestsPerTurn = 4;
 constexpr size_t kMaxReply = 64 << 10;
 
 // The ready shells, one queue per network mode and /tmp size. Until some function asks for
@@ -606,8 +611,9 @@ void Spawner::Run() {
       it = setup_.cgroups->Remove(*it).ok() ? unremoved_.erase(it) : std::next(it);
     }
     if (pfds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
-      // Every request that is waiting, so a burst of starts is in flight at once.
-      for (;;) {
+      // A few of the requests waiting, so a burst of starts is in flight at once; the next
+      // poll answers the starts that settled meanwhile before it takes more.
+      for (int handled = 0; handled < kRequestsPerTurn; ++handled) {
         std::vector<int> fds;
         ssize_t n = RecvWithFds(request_fd_, buf, fds, kMaxMessage, MSG_DONTWAIT);
         if (n < 0 && (errno == EAGAIN || errno == EINTR)) break;

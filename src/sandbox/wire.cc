@@ -4,6 +4,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <memory>
 
 namespace thaw::sandbox {
 
@@ -51,8 +52,16 @@ ssize_t SendWithFds(int sock, const std::string& msg, const int* fds, int nfds) 
 }
 
 ssize_t RecvWithFds(int sock, std::string& buf, std::vector<int>& fds, size_t max_size, int flags) {
-  buf.resize(max_size);
-  iovec iov{buf.data(), buf.size()};
+  // Received into scratch memory that nothing zero-fills (a std::string resized to max_size
+  // would write all of it, 1 MB per spawn request: in the spawner, right after a fork, that
+  // copied up to 256 pages the child still shared, per start); only what arrives is touched.
+  thread_local std::unique_ptr<char[]> scratch;
+  thread_local size_t scratch_size = 0;
+  if (scratch_size < max_size) {
+    scratch.reset(new char[max_size]);
+    scratch_size = max_size;
+  }
+  iovec iov{scratch.get(), max_size};
   msghdr mh{};
   mh.msg_iov = &iov;
   mh.msg_iovlen = 1;
@@ -64,7 +73,7 @@ ssize_t RecvWithFds(int sock, std::string& buf, std::vector<int>& fds, size_t ma
     n = ::recvmsg(sock, &mh, MSG_CMSG_CLOEXEC | flags);
   } while (n < 0 && errno == EINTR);
   if (n < 0) return n;
-  buf.resize(static_cast<size_t>(n));
+  buf.assign(scratch.get(), static_cast<size_t>(n));
   for (cmsghdr* cm = CMSG_FIRSTHDR(&mh); cm != nullptr; cm = CMSG_NXTHDR(&mh, cm)) {
     if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
       size_t count = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);

@@ -1,6 +1,7 @@
 // Wire: how the spawner, its clients and its shells talk: one SOCK_SEQPACKET datagram per
 // message, fields separated by NUL, descriptors passed alongside with SCM_RIGHTS. Internal to
-// src/sandbox. Stateless; a socket is used by one thread at a time.
+// src/sandbox. A socket is used by one thread at a time; each thread receives into scratch memory
+// of its own (RecvWithFds).
 #pragma once
 
 #include <sys/types.h>

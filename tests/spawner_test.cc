@@ -11,6 +11,7 @@
 
 #include <condition_variable>
 #include <fstream>
+#include <iterator>
 #include <mutex>
 #include <set>
 #include <sstream>
@@ -18,6 +19,7 @@
 #include <vector>
 
 #include "common/files.h"
+#include "sandbox/wire.h"
 
 namespace thaw::sandbox {
 namespace {
@@ -229,6 +231,123 @@ TEST_F(SpawnerTest, AFailedExecGivesItsUidBack) {
   }
   auto s = client_->SpawnAndWait(Sleeper());
   EXPECT_TRUE(s.ok()) << s.status().message();
+}
+
+// A waiting shell has pivoted into its root already (the unmount of the host's tree, which
+// waits for an RCU grace period under the host-wide mount lock, is no part of a start): its
+// mount table holds the jail's mounts alone, none at the host path of the jail root.
+TEST_F(SpawnerTest, AWaitingShellHasLeftTheHostsMountsBehind) {
+  for (int i = 0; i < 400 && ChildrenOf(client_->spawner_pid()) == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  std::ifstream children("/proc/" + std::to_string(client_->spawner_pid()) + "/task/" +
+                         std::to_string(client_->spawner_pid()) + "/children");
+  pid_t shell = 0;
+  ASSERT_TRUE(children >> shell);
+  // Its mount table once it waits on its control socket (it prepares first).
+  std::string mounts;
+  for (int i = 0; i < 400; ++i) {
+    std::ifstream wchan("/proc/" + std::to_string(shell) + "/wchan");
+    std::string at;
+    wchan >> at;
+    if (at == "__skb_wait_for_more_packets") {
+      std::ifstream in("/proc/" + std::to_string(shell) + "/mountinfo");
+      mounts.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_FALSE(mounts.empty()) << "shell " << shell << " never waited";
+  EXPECT_EQ(mounts.find(" " + dir_ + "/jail "), std::string::npos) << mounts;
+  // And an instance started in it still gets its bundle, read-only, at /var/task.
+  ASSERT_TRUE(WriteFileAtomic(dir_ + "/bundle/hello", "bundled\n").ok());
+  SpawnRequest req = Sleeper();
+  int out[2];
+  ASSERT_EQ(::pipe2(out, O_CLOEXEC), 0);
+  req.argv = {"/bin/sh", "-c", "cat /var/task/hello; touch /var/task/x 2>/dev/null || echo ro"};
+  req.stdout_fd = out[1];
+  auto s = client_->SpawnAndWait(req);
+  ::close(out[1]);
+  ASSERT_TRUE(s.ok()) << s.status().message();
+  std::string got;
+  char buf[256];
+  for (ssize_t n; (n = ::read(out[0], buf, sizeof(buf))) > 0;) got.append(buf, n);
+  ::close(out[0]);
+  EXPECT_EQ(got, "bundled\nro\n");
+}
+
+// Each datagram comes back whole and alone, a short one after a long one included (the
+// receive buffer is scratch memory reused across calls), with its descriptors.
+TEST(WireTest, RecvWithFdsReturnsEachDatagramWhole) {
+  int sv[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+  const std::string long_one(150000, 'x');
+  ASSERT_EQ(SendWithFds(sv[0], long_one, nullptr, 0), ssize_t(long_one.size()));
+  int pipe_fds[2];
+  ASSERT_EQ(::pipe2(pipe_fds, O_CLOEXEC), 0);
+  ASSERT_EQ(SendWithFds(sv[0], "short", pipe_fds, 2), 5);
+  std::string buf;
+  std::vector<int> fds;
+  ASSERT_EQ(RecvWithFds(sv[1], buf, fds), ssize_t(long_one.size()));
+  EXPECT_EQ(buf, long_one);
+  EXPECT_TRUE(fds.empty());
+  ASSERT_EQ(RecvWithFds(sv[1], buf, fds, 4096), 5);
+  EXPECT_EQ(buf, "short");
+  ASSERT_EQ(fds.size(), 2u);
+  // The descriptors that came are the pipe's ends: a byte written into one comes out.
+  ASSERT_EQ(::write(fds[1], "!", 1), 1);
+  char c = 0;
+  ASSERT_EQ(::read(pipe_fds[0], &c, 1), 1);
+  EXPECT_EQ(c, '!');
+  for (int fd : {sv[0], sv[1], pipe_fds[0], pipe_fds[1], fds[0], fds[1]}) ::close(fd);
+}
+
+// A burst of starts is answered as its children exec, not once the spawner has forked the
+// last of them: it takes a few requests per turn and then settles the starts in flight. When
+// the first answer comes, most of the burst has not been forked yet (before, all had).
+TEST(SpawnerPlainTest, AnswersStartsWhileRequestsKeepComing) {
+  char tmpl[] = "/tmp/thaw_spawner_plain.XXXXXX";
+  const std::string dir = ::mkdtemp(tmpl);
+  SpawnerOptions options;
+  options.sandbox = false;
+  options.jail_root = dir;
+  options.runtimes_dir = dir;
+  auto started = SpawnerClient::Start(options);
+  ASSERT_TRUE(started.ok()) << started.status().message();
+  std::unique_ptr<SpawnerClient> client = std::move(*started);
+  const int null = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
+  client->StartReplyThread();
+  constexpr size_t kBurst = 200;
+  std::mutex mu;
+  std::condition_variable cv;
+  size_t answered = 0, forked_at_first = 0;
+  std::vector<pid_t> pids;
+  for (size_t i = 0; i < kBurst; ++i) {
+    SpawnRequest req;
+    req.argv = {"/usr/bin/sleep", "60"};
+    req.env = {"PATH=/usr/bin"};
+    req.cwd = dir;
+    req.stdout_fd = null;
+    req.stderr_fd = null;
+    client->Spawn(req, [&](StatusOr<Spawned> r) {
+      const size_t forked = ChildrenOf(client->spawner_pid());
+      std::lock_guard<std::mutex> lock(mu);
+      if (answered++ == 0) forked_at_first = forked;
+      if (r.ok()) pids.push_back(r->pid);
+      cv.notify_all();
+    });
+  }
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(60), [&] { return answered == kBurst; }));
+  }
+  EXPECT_EQ(pids.size(), kBurst);
+  EXPECT_LT(forked_at_first, kBurst / 2)
+      << "the first start was answered after " << forked_at_first << " of " << kBurst << " forks";
+  for (pid_t pid : pids) client->Kill(pid);
+  client.reset();
+  ::close(null);
+  (void)RemoveTree(dir);
 }
 
 }  // namespace

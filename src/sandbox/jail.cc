@@ -248,16 +248,7 @@ Status PrepareJail(const JailSpec& spec) {
   return Mkdir(root + "/.old");
 }
 
-Status EnterJail(const JailSpec& spec) {
-  const std::string& root = spec.root;
-  THAW_RETURN_IF_ERROR(BindReadOnly(spec.bundle_dir, root + kTaskRoot));
-  for (const std::string& device : spec.devices) THAW_RETURN_IF_ERROR(BindDevice(root, device));
-  for (const auto& [host, path] : spec.mounts) {
-    // The new root is still a writable tmpfs of this shell's own (remounted read-only after
-    // the pivot), so the mount point can be made here.
-    THAW_RETURN_IF_ERROR(MkdirP(root + path));
-    THAW_RETURN_IF_ERROR(BindReadOnly(host, root + path));
-  }
+Status PivotIntoJail(const std::string& root) {
   // SAFETY: pivot_root then detach the old root: the host filesystem (thaw's data dir, the
   // admin key, other bundles) is no longer reachable from this mount namespace.
   const std::string old_root = root + "/.old";
@@ -267,6 +258,63 @@ Status EnterJail(const JailSpec& spec) {
   if (::chdir("/") != 0) return Fail("chdir", "/");
   if (::umount2("/.old", MNT_DETACH) != 0) return Fail("unmount", "old root");
   if (::rmdir("/.old") != 0) return Fail("remove", "/.old");
+  return Status::Ok();
+}
+
+namespace {
+
+// Moves a detached mount (the spawner's open_tree) onto `path` inside the pivoted root.
+Status MoveTree(int tree, const std::string& path) {
+  if (::move_mount(tree, "", AT_FDCWD, path.c_str(), MOVE_MOUNT_F_EMPTY_PATH) != 0) {
+    return Fail("attach mount", path);
+  }
+  return Status::Ok();
+}
+
+// The start's own mounts into a root the caller pivoted into already (PivotIntoJail): the
+// bundle, each model and each device as the spawner cut them from the host (read-only, or
+// nosuid,noexec for devices, see spec.trees).
+Status AttachTrees(const JailSpec& spec) {
+  if (spec.trees.size() != 1 + spec.mounts.size() + spec.devices.size()) {
+    return InvalidArgument("failed to enter jail: " + std::to_string(spec.trees.size()) +
+                           " mounts came for " +
+                           std::to_string(1 + spec.mounts.size() + spec.devices.size()));
+  }
+  size_t next = 0;
+  THAW_RETURN_IF_ERROR(MoveTree(spec.trees[next++], kTaskRoot));
+  for (const auto& [host, path] : spec.mounts) {
+    THAW_RETURN_IF_ERROR(MkdirP(path));
+    THAW_RETURN_IF_ERROR(MoveTree(spec.trees[next++], path));
+  }
+  for (const std::string& device : spec.devices) {
+    const std::string dst = "/dev/" + device.substr(device.rfind('/') + 1);
+    int fd = ::open(dst.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+    if (fd < 0) return Fail("create", dst);
+    ::close(fd);
+    THAW_RETURN_IF_ERROR(MoveTree(spec.trees[next++], dst));
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status EnterJail(const JailSpec& spec) {
+  if (!spec.trees.empty()) {
+    THAW_RETURN_IF_ERROR(AttachTrees(spec));
+  } else {
+    const std::string& root = spec.root;
+    THAW_RETURN_IF_ERROR(BindReadOnly(spec.bundle_dir, root + kTaskRoot));
+    for (const std::string& device : spec.devices) {
+      THAW_RETURN_IF_ERROR(BindDevice(root, device));
+    }
+    for (const auto& [host, path] : spec.mounts) {
+      // The new root is still a writable tmpfs of this shell's own (remounted read-only after
+      // the pivot), so the mount point can be made here.
+      THAW_RETURN_IF_ERROR(MkdirP(root + path));
+      THAW_RETURN_IF_ERROR(BindReadOnly(host, root + path));
+    }
+    THAW_RETURN_IF_ERROR(PivotIntoJail(root));
+  }
   THAW_RETURN_IF_ERROR(HideMountSources());
   // The root itself becomes read-only: only /tmp is writable.
   if (::mount(nullptr, "/", nullptr, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_BIND,
@@ -275,6 +323,22 @@ Status EnterJail(const JailSpec& spec) {
   }
   if (::chdir(kTaskRoot) != 0) return Fail("chdir", kTaskRoot);
   return Status::Ok();
+}
+
+StatusOr<UniqueFd> CutTree(const std::string& path, bool device) {
+  // A copy of the host's mount at `path`, attached nowhere: only a process given the
+  // descriptor can mount it, inside its own namespace (MoveTree).
+  const unsigned recursive = device ? 0 : AT_RECURSIVE;
+  UniqueFd tree(
+      ::open_tree(AT_FDCWD, path.c_str(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | recursive));
+  if (!tree.valid()) return ErrnoStatus("bind-mount", path, errno);
+  mount_attr attr{};
+  attr.attr_set = device ? MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC
+                         : MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+  if (::mount_setattr(tree.get(), "", AT_EMPTY_PATH | recursive, &attr, sizeof(attr)) != 0) {
+    return ErrnoStatus(device ? "remount nosuid,noexec" : "remount read-only", path, errno);
+  }
+  return tree;
 }
 
 Status MapOwnIds(uid_t uid, gid_t gid) {

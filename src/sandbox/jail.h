@@ -40,6 +40,11 @@ struct JailSpec {
   // Models: {host folder, absolute path in the jail}, bound read-only by EnterJail. The paths
   // were checked by models::MountPathProblem (never over what the jail itself provides).
   std::vector<std::pair<std::string, std::string>> mounts;
+  // Isolation::kJail: the bundle, then each model, then each device, as detached mounts the
+  // spawner cut from the host (CutTree); the caller pivoted into the root before it waited
+  // (PivotIntoJail), so EnterJail only moves them in. Borrowed. Empty: EnterJail binds the host
+  // paths and pivots itself (rootless: an unprivileged spawner cannot cut mounts).
+  std::vector<int> trees;
 };
 
 inline constexpr char kTaskRoot[] = "/var/task";
@@ -65,10 +70,18 @@ StatusOr<UniqueFd> ListenOnPrivateLoopback();
 // Builds the new root on spec.root: everything but the bundle. Done by a pre-created shell
 // before any request arrives (bundle_dir is not needed yet).
 Status PrepareJail(const JailSpec& spec);
-// Mounts the bundle at /var/task (and each model at its mount path), pivots into the prepared root
-// and hides the mounts' host paths from the caller's own mountinfo; the caller is then in /var/task
-// with the host filesystem out of reach.
+// Pivots into the prepared root and detaches the host's: from then on only what is mounted
+// into the root is reachable. A jailed shell does it before it waits (the unmount waits for
+// an RCU grace period, and mounts are serialized host-wide: a burst of starts queued there).
+Status PivotIntoJail(const std::string& root);
+// Mounts the bundle at /var/task (and each model at its mount path): binds the host paths and
+// pivots into the prepared root, or moves spec.trees into the root the caller pivoted into;
+// then hides the mounts' host paths from the caller's own mountinfo and makes the root
+// read-only. The caller is then in /var/task with the host filesystem out of reach.
 Status EnterJail(const JailSpec& spec);
+// The spawner's half of spec.trees: a detached copy of the host mount at `path` (recursive),
+// read-only, nosuid and nodev; a device node's is nosuid and noexec instead.
+StatusOr<UniqueFd> CutTree(const std::string& path, bool device);
 // setgroups/setresgid/setresuid to the spec's ids (unless keep_ids), then PR_SET_NO_NEW_PRIVS.
 Status DropPrivileges(const JailSpec& spec);
 // The default seccomp filter, compiled to BPF: refuses what a function never needs (mount,

@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -86,6 +87,11 @@ Status ApplyRlimits(const SpawnerSetup& setup, const CgroupLimits& limits) {
   // Out of the way of the numbers below before they are taken.
   if (template_fd >= 0) template_fd = ::fcntl(template_fd, F_DUPFD_CLOEXEC, 16);
   if (channel_fd >= 0) channel_fd = ::fcntl(channel_fd, F_DUPFD_CLOEXEC, 16);
+  std::vector<int> trees = spec.trees;  // kept until the jail has them mounted
+  for (int& tree : trees) {
+    tree = ::fcntl(tree, F_DUPFD_CLOEXEC, 16);
+    if (tree < 0) fail_errno("duplicate", "mount descriptor");
+  }
   if (status_fd != 3 && ::dup2(status_fd, 3) < 0) fail_errno("dup2", "status pipe");
   status_fd = 3;
   ::fcntl(status_fd, F_SETFD, FD_CLOEXEC);
@@ -99,7 +105,14 @@ Status ApplyRlimits(const SpawnerSetup& setup, const CgroupLimits& limits) {
   if (channel_fd >= 0 && ::dup2(channel_fd, kChannelFd) < 0) fail_errno("dup2", "native channel");
   if (template_fd < 0) ::close(kTemplateFd);
   if (channel_fd < 0) ::close(kChannelFd);
-  ::close_range(kChannelFd + 1, ~0U, 0);
+  // Every other descriptor goes (the trees once the jail has mounted them).
+  std::sort(trees.begin(), trees.end());
+  unsigned next = kChannelFd + 1;
+  for (int tree : trees) {
+    if (static_cast<unsigned>(tree) > next) ::close_range(next, tree - 1, 0);
+    next = static_cast<unsigned>(tree) + 1;
+  }
+  ::close_range(next, ~0U, 0);
   const bool isolated = setup.mode != Isolation::kPlain;
   if (isolated) {
     JailSpec jail;
@@ -112,9 +125,11 @@ Status ApplyRlimits(const SpawnerSetup& setup, const CgroupLimits& limits) {
     for (size_t i = 0; i < spec.mount_src.size(); ++i) {
       jail.mounts.emplace_back(spec.mount_src[i], spec.mount_dst[i]);
     }
+    jail.trees = trees;
     for (Status st : {EnterJail(jail), DropPrivileges(jail)}) {
       if (!st.ok()) fail(st.message());
     }
+    for (int tree : trees) ::close(tree);
   } else if (::chdir(spec.cwd.c_str()) != 0) {
     fail_errno("chdir", spec.cwd);
   }
@@ -193,6 +208,21 @@ StatusOr<ChildSpec> ParseSpawn(const std::vector<std::string>& fields) {
   return spec;
 }
 
+size_t TreesFor(const SpawnerSetup& setup, const ChildSpec& spec) {
+  return setup.cut_trees ? 1 + spec.mount_src.size() + spec.gpu_bind.size() : 0;
+}
+
+Status DenyOtherGpus(const SpawnerSetup& setup, const std::string& cgroup, const ChildSpec& spec) {
+  if (spec.gpu_deny.empty()) return Status::Ok();
+  if (setup.cgroups == nullptr || cgroup.empty()) {
+    return FailedPrecondition(
+        "failed to isolate GPUs on instance: device control needs cgroups (thaw as root)");
+  }
+  auto denied = DeviceNumbersOf(spec.gpu_deny);
+  if (!denied.ok()) return denied.status();
+  return setup.cgroups->DenyDevices(cgroup, *denied);
+}
+
 namespace {
 
 // Everything a shell does before it waits: ids, cgroup, the new root, the private Runtime API
@@ -224,21 +254,11 @@ Status PrepareShell(const SpawnerSetup& setup, const Shell& shell, UniqueFd& api
     if (!listener.ok()) return listener.status();
     api = std::move(*listener);
   }
+  // Off the start's path: the unmount of the host's root waits for an RCU grace period, and
+  // mount operations take one host-wide lock, so 100 shells entering at once queued there.
+  if (setup.cut_trees) THAW_RETURN_IF_ERROR(PivotIntoJail(setup.jail_root));
   seccomp = CompileSeccomp();
   return seccomp.status();
-}
-
-// A GPU instance's device cgroup refuses the other GPUs' nodes before anything of the
-// function runs (the shell is already in its cgroup, and still root).
-Status DenyOtherGpus(const SpawnerSetup& setup, const Shell& shell, const ChildSpec& spec) {
-  if (spec.gpu_deny.empty()) return Status::Ok();
-  if (setup.cgroups == nullptr || shell.cgroup.empty()) {
-    return FailedPrecondition(
-        "failed to isolate GPUs on instance: device control needs cgroups (thaw as root)");
-  }
-  auto denied = DeviceNumbersOf(spec.gpu_deny);
-  if (!denied.ok()) return denied.status();
-  return setup.cgroups->DenyDevices(shell.cgroup, *denied);
 }
 
 // The shell's side: prepare, wait for the request (with the log pipe fds), hand the private
@@ -253,8 +273,11 @@ Status DenyOtherGpus(const SpawnerSetup& setup, const Shell& shell, const ChildS
   std::vector<int> fds;
   if (RecvWithFds(control, buf, fds) <= 0 || fds.size() < 2) _exit(0);
   auto spec = ParseSpawn(SplitFields(buf.data(), buf.size()));
-  // The log pipes, then the template's channel to the spawner or the instance's native one.
-  if (spec.ok() && (fds.size() > 3 || (spec->template_channel && fds.size() != 3))) {
+  // The log pipes, then the template's channel to the spawner or the instance's native one,
+  // then the detached mounts (cut_trees).
+  const size_t trees = spec.ok() ? TreesFor(setup, *spec) : 0;
+  const size_t own = fds.size() >= trees ? fds.size() - trees : 0;
+  if (spec.ok() && (own < 2 || own > 3 || (spec->template_channel && own != 3))) {
     spec = InvalidArgument("malformed spawn request: wrong descriptors");
   }
   if (!prepared.ok() || !spec.ok()) {
@@ -262,7 +285,8 @@ Status DenyOtherGpus(const SpawnerSetup& setup, const Shell& shell, const ChildS
     (void)!::write(control, why.data(), why.size());
     _exit(127);
   }
-  if (Status st = DenyOtherGpus(setup, shell, *spec); !st.ok()) {
+  if (Status st = setup.cut_trees ? Status::Ok() : DenyOtherGpus(setup, shell.cgroup, *spec);
+      !st.ok()) {
     (void)!::write(control, st.message().data(), st.message().size());
     _exit(127);
   }
@@ -274,7 +298,8 @@ Status DenyOtherGpus(const SpawnerSetup& setup, const Shell& shell, const ChildS
     api.reset();
   }
   spec->cgroup = shell.cgroup;
-  const int third = fds.size() > 2 ? fds[2] : -1;
+  spec->trees.assign(fds.begin() + static_cast<std::ptrdiff_t>(own), fds.end());
+  const int third = own > 2 ? fds[2] : -1;
   ExecChild(setup, *spec, fds[0], fds[1], control, &*seccomp, spec->template_channel ? third : -1,
             spec->template_channel ? -1 : third);
 }

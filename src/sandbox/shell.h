@@ -35,6 +35,11 @@ struct SpawnerSetup {
   // and, rootless, RLIMIT_NPROC for pids_max (counted per user namespace, so per instance).
   bool rlimit_memory = false;
   bool rlimit_pids = false;
+  // Isolation::kJail where the kernel has open_tree and mount_setattr: shells pivot into their
+  // root before they wait, and each start's bundle, models and devices come with its request
+  // as detached mounts the spawner cut (JailSpec::trees); the spawner also denies the other
+  // GPUs, as the pivoted shell no longer sees the cgroup tree.
+  bool cut_trees = false;
 };
 
 struct ChildSpec {
@@ -53,7 +58,16 @@ struct ChildSpec {
   // kTemplateFd, over which it says it is ready and is asked to fork.
   bool template_channel = false;
   int64_t tmp_bytes = 0;  // the size of its /tmp; 0: SpawnerSetup::tmp_bytes
+  // SpawnerSetup::cut_trees: the detached mounts that came with the request (JailSpec::trees).
+  std::vector<int> trees;
 };
+
+// How many detached mounts come with a request for `spec` (SpawnerSetup::cut_trees): the
+// bundle, each model, each device; 0 without cut_trees.
+size_t TreesFor(const SpawnerSetup& setup, const ChildSpec& spec);
+// A GPU instance's device cgroup refuses the other GPUs' nodes before anything of the
+// function runs (in the shell, still root; or, SpawnerSetup::cut_trees, by the spawner).
+Status DenyOtherGpus(const SpawnerSetup& setup, const std::string& cgroup, const ChildSpec& spec);
 
 // A spawn request as the spawner receives it: [op, cwd, argc, envc, argv..., env..., bundle,
 // cgroup, mem, pids, cpu, uid, net, gpu_bind, gpu_deny, mount_src, mount_dst, template, tmp bytes]

@@ -342,6 +342,21 @@ void Spawner::SpawnInShell(const std::string& id, const ChildSpec& spec,
                            UniqueFd channel) {
   const ShellKind kind{spec.private_network,
                        spec.tmp_bytes > 0 ? spec.tmp_bytes : setup_.tmp_bytes};
+  // The start's mounts, cut from the host here: the shell has pivoted already (cut_trees).
+  std::vector<UniqueFd> trees;
+  if (setup_.cut_trees) {
+    std::vector<std::pair<std::string, bool>> paths = {{spec.bundle_dir, false}};
+    for (const std::string& src : spec.mount_src) paths.emplace_back(src, false);
+    for (const std::string& device : spec.gpu_bind) paths.emplace_back(device, true);
+    for (const auto& [path, device] : paths) {
+      auto tree = CutTree(path, device);
+      if (!tree.ok()) {
+        if (uid != 0) uids_->Give(uid);
+        return ReplyError(id, "failed to start instance: " + tree.status().message());
+      }
+      trees.push_back(std::move(*tree));
+    }
+  }
   auto& ready = shells_.ready[kind];
   shells_.keep[kind] = setup_.ready_shells;
   if (ready.empty()) {
@@ -364,9 +379,17 @@ void Spawner::SpawnInShell(const std::string& id, const ChildSpec& spec,
       return ReplyError(id, st.message());
     }
   }
+  if (setup_.cut_trees) {
+    if (Status st = DenyOtherGpus(setup_, shell.cgroup, spec); !st.ok()) {
+      ::kill(shell.pid, SIGKILL);
+      return ReplyError(id, st.message());
+    }
+  }
   std::string msg;
   for (const auto& f : fields) AppendField(msg, f);
-  if (SendWithFds(control.get(), msg, fds.data(), static_cast<int>(fds.size())) < 0) {
+  std::vector<int> sent = fds;
+  for (const UniqueFd& tree : trees) sent.push_back(tree.get());
+  if (SendWithFds(control.get(), msg, sent.data(), static_cast<int>(sent.size())) < 0) {
     int err = errno;
     ::kill(shell.pid, SIGKILL);
     return ReplyError(id,
@@ -965,6 +988,9 @@ std::vector<std::string> OrphanedCgroups(const Cgroups& cgroups) {
 // Root: every layer, cgroups where the machine has them.
 std::string SetUpJail(SpawnerSetup& setup, std::unique_ptr<Cgroups>& cgroups) {
   setup.mode = Isolation::kJail;
+  // Kernels since 5.12 (open_tree, mount_setattr): shells enter their root before they wait
+  // (SpawnerSetup::cut_trees). Probed on a copy of the host's root mount alone.
+  setup.cut_trees = CutTree("/", true).ok();
   std::string tmp = "/tmp a tmpfs counted against memory_mb (no tmp_disk_dir)";
   if (!setup.tmp_disk_dir.empty()) {
     if (Status probe = ProbeTmpDisks(setup.tmp_disk_dir); probe.ok()) {

@@ -13,7 +13,9 @@
 namespace thaw::sandbox {
 
 inline constexpr size_t kMaxMessage = 1 << 20;
-inline constexpr int kMaxFds = 4;  // descriptors one message may carry
+// Descriptors one message may carry: a spawn request's pipes and channel, and, to a shell, its
+// bundle's, models' and devices' mounts (SpawnerSetup::cut_trees).
+inline constexpr int kMaxFds = 64;
 
 void AppendField(std::string& out, const std::string& field);
 std::vector<std::string> SplitFields(const char* data, size_t size);

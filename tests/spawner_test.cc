@@ -350,5 +350,44 @@ TEST(SpawnerPlainTest, AnswersStartsWhileRequestsKeepComing) {
   (void)RemoveTree(dir);
 }
 
+// Plain children are cloned vfork-style (they share the spawner's memory until they exec): an
+// exec that fails still says why, and the spawner goes on starting the next ones.
+TEST(SpawnerPlainTest, AFailedExecSaysWhyAndTheNextStartWorks) {
+  char tmpl[] = "/tmp/thaw_spawner_plain.XXXXXX";
+  const std::string dir = ::mkdtemp(tmpl);
+  SpawnerOptions options;
+  options.sandbox = false;
+  options.jail_root = dir;
+  options.runtimes_dir = dir;
+  auto started = SpawnerClient::Start(options);
+  ASSERT_TRUE(started.ok()) << started.status().message();
+  std::unique_ptr<SpawnerClient> client = std::move(*started);
+  int out[2];
+  ASSERT_EQ(::pipe2(out, O_CLOEXEC), 0);
+  SpawnRequest req;
+  req.env = {"PATH=/usr/bin", "GREETING=hello from the child"};
+  req.cwd = dir;
+  req.stdout_fd = out[1];
+  req.stderr_fd = out[1];
+  for (int i = 0; i < 3; ++i) {
+    req.argv = {dir + "/missing"};
+    auto failed = client->SpawnAndWait(req);
+    ASSERT_FALSE(failed.ok());
+    EXPECT_NE(failed.status().message().find(dir + "/missing"), std::string::npos)
+        << failed.status().message();
+    req.argv = {"/bin/sh", "-c", "echo \"$GREETING\""};
+    auto ran = client->SpawnAndWait(req);
+    ASSERT_TRUE(ran.ok()) << ran.status().message();
+  }
+  ::close(out[1]);
+  client.reset();
+  std::string got;
+  char buf[256];
+  for (ssize_t n; (n = ::read(out[0], buf, sizeof(buf))) > 0;) got.append(buf, n);
+  ::close(out[0]);
+  EXPECT_EQ(got, "hello from the child\nhello from the child\nhello from the child\n");
+  (void)RemoveTree(dir);
+}
+
 }  // namespace
 }  // namespace thaw::sandbox

@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <optional>
 
 #include "sandbox/tmp_disk.h"
 #include "sandbox/wire.h"
@@ -60,9 +61,16 @@ Status ApplyRlimits(const SpawnerSetup& setup, const CgroupLimits& limits) {
 
 }  // namespace
 
+ExecArrays::ExecArrays(const ChildSpec& spec) {
+  for (const auto& a : spec.argv) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  for (const auto& e : spec.env) envp.push_back(const_cast<char*>(e.c_str()));
+  envp.push_back(nullptr);
+}
+
 [[noreturn]] void ExecChild(const SpawnerSetup& setup, const ChildSpec& spec, int out_fd,
                             int err_fd, int status_fd, const SeccompProgram* seccomp,
-                            int template_fd, int channel_fd) {
+                            int template_fd, int channel_fd, const ExecArrays* exec) {
   auto fail = [&](const std::string& message) {
     (void)!::write(status_fd, message.data(), message.size());
     _exit(127);
@@ -142,12 +150,9 @@ Status ApplyRlimits(const SpawnerSetup& setup, const CgroupLimits& limits) {
     Status st = LoadSeccomp(*seccomp);
     if (!st.ok()) fail(st.message());
   }
-  std::vector<char*> argv, envp;
-  for (const auto& a : spec.argv) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  for (const auto& e : spec.env) envp.push_back(const_cast<char*>(e.c_str()));
-  envp.push_back(nullptr);
-  ::execve(argv[0], argv.data(), envp.data());
+  std::optional<ExecArrays> made;
+  if (exec == nullptr) exec = &made.emplace(spec);
+  ::execve(exec->argv[0], exec->argv.data(), exec->envp.data());
   fail_errno("exec", spec.argv[0]);
   _exit(127);
 }

@@ -83,9 +83,17 @@ std::vector<std::string> SplitSpawnList(const std::string& field);
 // reporting why through `status_fd` (close-on-exec: a successful exec closes it unwritten).
 // A jailed child has already joined its cgroup (see RunShell). `template_fd` (-1: none) becomes
 // the runtime's kTemplateFd, `channel_fd` (-1: none) its kChannelFd.
+// `exec`: argv and envp made before a vfork-style clone (SpawnPlain), whose child shares the
+// spawner's memory until it execs and so must not allocate on its way to the exec (what it
+// allocated would stay in the spawner's heap); null: ExecChild makes them.
+struct ExecArrays {
+  explicit ExecArrays(const ChildSpec& spec);
+  std::vector<char*> argv, envp;  // point into spec's strings, null-terminated
+};
 [[noreturn]] void ExecChild(const SpawnerSetup& setup, const ChildSpec& spec, int out_fd,
                             int err_fd, int status_fd, const SeccompProgram* seccomp,
-                            int template_fd = -1, int channel_fd = -1);
+                            int template_fd = -1, int channel_fd = -1,
+                            const ExecArrays* exec = nullptr);
 
 // A pre-created sandbox: a child already in fresh namespaces and in its own cgroup (joining a
 // cgroup v1 hierarchy takes tens of milliseconds, and a network namespace about two, so both

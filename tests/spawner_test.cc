@@ -342,6 +342,7 @@ TEST(SpawnerPlainTest, AnswersStartsWhileRequestsKeepComing) {
     ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(60), [&] { return answered == kBurst; }));
   }
   EXPECT_EQ(pids.size(), kBurst);
+  RecordProperty("forked_at_first_answer", static_cast<int>(forked_at_first));
   EXPECT_LT(forked_at_first, kBurst / 2)
       << "the first start was answered after " << forked_at_first << " of " << kBurst << " forks";
   for (pid_t pid : pids) client->Kill(pid);
@@ -379,12 +380,13 @@ TEST(SpawnerPlainTest, AFailedExecSaysWhyAndTheNextStartWorks) {
     auto ran = client->SpawnAndWait(req);
     ASSERT_TRUE(ran.ok()) << ran.status().message();
   }
+  // Until EOF: every child has ended (the spawner closed its copies of the pipe at the start).
   ::close(out[1]);
-  client.reset();
   std::string got;
   char buf[256];
   for (ssize_t n; (n = ::read(out[0], buf, sizeof(buf))) > 0;) got.append(buf, n);
   ::close(out[0]);
+  client.reset();
   EXPECT_EQ(got, "hello from the child\nhello from the child\nhello from the child\n");
   (void)RemoveTree(dir);
 }

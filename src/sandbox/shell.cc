@@ -81,10 +81,12 @@ ExecArrays::ExecArrays(const ChildSpec& spec) {
   // SAFETY: a fresh session makes the runtime the leader of its own process group, so a kill
   // of the group reaches every process it forks (in a jail, the PID namespace does it fully).
   if (::setsid() < 0) fail_errno("setsid", "runtime");
+  // Dispositions first, then the mask: a signal let through before its handler was reset
+  // would run the spawner's handler in a child that may share the spawner's memory (SpawnPlain).
+  for (int sig = 1; sig < NSIG; ++sig) ::signal(sig, SIG_DFL);
   sigset_t none;
   sigemptyset(&none);
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
-  for (int sig = 1; sig < NSIG; ++sig) ::signal(sig, SIG_DFL);
   int devnull = ::open("/dev/null", O_RDONLY);
   if (devnull < 0) fail_errno("open", "/dev/null");
   // SAFETY: fd hand-off: 0 is /dev/null, 1 and 2 are the log pipes thaw reads; everything else

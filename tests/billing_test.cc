@@ -214,5 +214,34 @@ TEST(TokenBillingTest, TokensArePricedOnBothSheetsAndCountTowardBudgets) {
   RemoveDir(dir);
 }
 
+// One CPU-counter read per call: the reading that ends a call starts the instance's next one.
+// So CPU an instance burns between calls (here a thread still spinning after its answer) is
+// billed to its next call; it was billed to none when each call read the counter twice.
+class CpuBetweenCallsTest : public ServerTest {
+ protected:
+  void SetUp() override { server_ = ThawServer::Start(); }
+};
+
+TEST_F(CpuBetweenCallsTest, CpuBurnedBetweenCallsIsBilledToTheNextCall) {
+  DeployPython("burn",
+               "import threading, time\n"
+               "def spin():\n"
+               "    t = time.thread_time()\n"
+               "    while time.thread_time() - t < 0.4: pass\n"
+               "    print('spun', flush=True)\n"
+               "def handler(e, c):\n"
+               "    if e.get('spin'): threading.Thread(target=spin).start()\n"
+               "    return 1\n",
+               "max_instances: 1\n");
+  ASSERT_EQ(server_->Invoke("burn", R"({"spin":true})").status, 200);
+  ASSERT_TRUE(Eventually([&] { return Logs("burn").find("spun") != std::string::npos; }, 30'000));
+  ASSERT_EQ(server_->Invoke("burn", "{}").status, 200);
+  auto usage = json::parse(server_->Call("GET", "/v1/usage?function=burn").body).as_object();
+  auto row = usage["functions"].as_array().at(0).as_object();
+  EXPECT_EQ(row["invocations"].as_int64(), 2);
+  // 400 ms of the spinning thread's CPU, nearly all of it after the first answer.
+  EXPECT_GE(row["cpu_us"].as_int64(), 350'000) << usage;
+}
+
 }  // namespace
 }  // namespace thaw::testing

@@ -8,11 +8,15 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <filesystem>
+#include <map>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "common/files.h"
+#include "common/shard.h"
 
 namespace thaw::logs {
 namespace {
@@ -182,6 +186,54 @@ TEST_F(LogStoreTest, LinesRefusedByAFullDiskAreCountedAndNotedOnceWritable) {
   EXPECT_NE(text.find("\tkept\n"), std::string::npos) << text;
   EXPECT_EQ(CountLines(text), 2u);
   EXPECT_EQ(store.Dropped().write_failed, 6);  // reported, not dropped again
+}
+
+// Appends from two shards go to their own buffers; a follower reading while they append still
+// sees every line once, in the order they were numbered (a line numbered before the newest it
+// sees is never found later), each shard's lines in the order it appended them, and the file
+// gets them all.
+TEST_F(LogStoreTest, AFollowerSeesEveryShardsLinesOnceAndInOrder) {
+  LogStore store(dir_, LogOptions{.max_lines = 1'000'000, .max_ring_bytes = 256u << 20});
+  constexpr int kPerShard = 20'000;
+  std::atomic<int> done{0};
+  std::vector<std::thread> shards;
+  for (int shard = 0; shard < 2; ++shard) {
+    shards.emplace_back([&, shard] {
+      SetCurrentShard(shard);
+      for (int i = 0; i < kPerShard; ++i) {
+        if (i % 2 == 0) {
+          store.Append("f", "r", "stdout", std::to_string(shard) + " " + std::to_string(i));
+        } else {
+          store.AppendEndReport("f", std::to_string(shard) + " " + std::to_string(i), "REPORT", "");
+        }
+      }
+      done.fetch_add(1);
+    });
+  }
+  std::vector<Line> seen;
+  int64_t after = 0;
+  for (bool last = false; !last;) {
+    last = done.load() == 2;
+    for (Line& line : store.Read("f", after, 1'000'000)) {
+      ASSERT_GT(line.seq, after);
+      after = line.seq;
+      seen.push_back(std::move(line));
+    }
+  }
+  for (auto& t : shards) t.join();
+  // Every Append is one line, every AppendEndReport two.
+  ASSERT_EQ(seen.size(), 2u * (kPerShard / 2 + 2 * (kPerShard / 2)));
+  for (size_t i = 1; i < seen.size(); ++i) ASSERT_EQ(seen[i].seq, seen[i - 1].seq + 1);
+  std::map<std::string, int> next_of_shard;
+  for (const Line& line : seen) {
+    if (line.stream != "stdout") continue;
+    const std::string shard = line.text.substr(0, 1);
+    const int i = std::stoi(line.text.substr(2));
+    EXPECT_EQ(i, next_of_shard[shard]) << line.text;
+    next_of_shard[shard] = i + 2;
+  }
+  store.Flush();
+  EXPECT_EQ(CountLines(File("f.log")), seen.size());
 }
 
 }  // namespace

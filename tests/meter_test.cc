@@ -24,6 +24,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/shard.h"
 #include "store/db.h"
 
 namespace thaw::meter {
@@ -532,7 +533,8 @@ TEST_F(MeterTest, ObserverSeesEveryRecordWithItsTenant) {
 
 class MeterJournalTest : public MeterTest {
  protected:
-  void KillNineMidLoad(bool staged);
+  // `sharded`: each thread runs as a shard of its own (its own stage buffer and segments).
+  void KillNineMidLoad(bool staged, bool sharded = false);
   // Runs `body` against a fresh Meter on the same database in a child process that then
   // SIGKILLs itself: no destructor, no final flush, exactly what a kill -9 leaves.
   void AddThenCrash(const std::function<void(Meter&)>& body) {
@@ -602,7 +604,7 @@ TEST_F(MeterJournalTest, KillNineLosesNoAddedRecord) {
 // whose Add() returned (or, `staged`, that was staged before a Sync() that returned, the way the
 // pool answers a loop turn's calls) is in the ledger; of the ones in flight, at most the ones
 // each thread was adding since.
-void MeterJournalTest::KillNineMidLoad(bool staged) {
+void MeterJournalTest::KillNineMidLoad(bool staged, bool sharded) {
   constexpr int kThreads = 4;
   constexpr int64_t kPerSync = 4;  // staged records per Sync() when `staged`
   const int64_t in_flight = staged ? kPerSync : 1;
@@ -624,6 +626,8 @@ void MeterJournalTest::KillNineMidLoad(bool staged) {
     std::vector<std::thread> adders;
     for (int t = 0; t < kThreads; ++t) {
       adders.emplace_back([&, t] {
+        if (sharded) SetCurrentShard(t);
+        StageTicket ticket;
         for (int64_t i = 0; i < kMaxPerThread; ++i) {
           Record rec = Rec(Id(t) + "-" + std::to_string(i), "f", "success",
                            kT0 + t * kMaxPerThread + i, 1000);
@@ -631,9 +635,13 @@ void MeterJournalTest::KillNineMidLoad(bool staged) {
             (*m)->Add(std::move(rec));
             acked[t].store(i, std::memory_order_release);
           } else {
-            (*m)->Stage(std::move(rec));
+            ticket = (*m)->Stage(std::move(rec));
             if (i % kPerSync == kPerSync - 1) {
-              (*m)->Sync();
+              if (sharded) {
+                (*m)->Sync(ticket);
+              } else {
+                (*m)->Sync();
+              }
               acked[t].store(i, std::memory_order_release);
             }
           }
@@ -685,6 +693,66 @@ void MeterJournalTest::KillNineMidLoad(bool staged) {
 TEST_F(MeterJournalTest, KillNineMidLoadLosesNoAcknowledgedRecord) { KillNineMidLoad(false); }
 
 TEST_F(MeterJournalTest, KillNineMidLoadLosesNoStagedRecordOnceSynced) { KillNineMidLoad(true); }
+
+TEST_F(MeterJournalTest, KillNineMidLoadLosesNoStagedRecordOnceSyncedPerShard) {
+  KillNineMidLoad(true, true);
+}
+
+TEST_F(MeterJournalTest, KillNineMidLoadLosesNoAcknowledgedRecordPerShard) {
+  KillNineMidLoad(false, true);
+}
+
+// A shard's records are journaled by Sync(ticket) on another shard's thread (the client's
+// connection lives on another shard than the instance that answered): a kill -9 right after
+// loses none.
+TEST_F(MeterJournalTest, SyncOfATicketOnAnotherShardJournalsItsBuffer) {
+  constexpr int kRecords = 300;
+  AddThenCrash([](Meter& m) {
+    SetCurrentShard(0);
+    StageTicket last;
+    std::thread stager([&] {
+      SetCurrentShard(3);
+      for (int i = 0; i < kRecords; ++i) last = m.Stage(Rec(Id(i), "f", "success", kT0 + i, 1000));
+    });
+    stager.join();
+    EXPECT_EQ(last.slot, 3);
+    m.Sync(last);
+  });
+  Reopen();
+  EXPECT_EQ(UsageOrDie("f", 0, kAllTime).at(0).invocations, kRecords);
+}
+
+// A usage record added on one shard amends an invocation staged on another, whether the writer
+// takes both in one batch (the usage record's buffer comes first) or a restart replays them from
+// two segments (the usage record's segment is the older).
+TEST_F(MeterJournalTest, UsageOnAnotherShardAmendsItsInvocation) {
+  auto tokens_of = [&](const std::string& id) {
+    int64_t prompt = -1;
+    for (const Sample& s : AllSamples()) {
+      if (s.start_us == kT0 + std::stoll(id.substr(1))) prompt = s.prompt_tokens;
+    }
+    return prompt;
+  };
+  auto on_shard = [](int shard, const std::function<void()>& body) {
+    std::thread t([&] {
+      SetCurrentShard(shard);
+      body();
+    });
+    t.join();
+  };
+  on_shard(2, [&] { meter_->Sync(meter_->Stage(Rec("a1", "chat", "success", kT0 + 1, 1000))); });
+  on_shard(1, [&] { meter_->AddUsage("a1", "chat", kT0 + 2, 7, 8); });
+  ASSERT_TRUE(meter_->Flush().ok());
+  EXPECT_EQ(tokens_of("a1"), 7);
+
+  AddThenCrash([&](Meter& m) {
+    on_shard(1, [&] { m.Add(Rec("a3", "other", "success", kT0 + 3, 1000)); });  // its segment
+    on_shard(2, [&] { m.Sync(m.Stage(Rec("a4", "chat", "success", kT0 + 4, 1000))); });
+    on_shard(1, [&] { m.AddUsage("a4", "chat", kT0 + 5, 9, 10); });
+  });
+  Reopen();
+  EXPECT_EQ(tokens_of("a4"), 9);
+}
 
 // A turn's records staged on one thread are journaled by a Sync() on another (the thread that
 // writes the answers), with no Add() and no writer pass between: a kill -9 right after loses

@@ -5,12 +5,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <iterator>
 
 #include "common/clock.h"
+#include "common/shard.h"
 
 namespace thaw::logs {
 namespace {
@@ -40,55 +43,121 @@ LogStore::~LogStore() {
   if (writer_.joinable()) writer_.join();
 }
 
+namespace {
+// A slot folds itself past either: its lines wait for a reader or the writer (every 200 ms)
+// otherwise.
+constexpr size_t kFoldLines = 1024;
+constexpr size_t kFoldBytes = 256u << 10;
+
+int SlotOfThisThread(int max_shards) {
+  const int shard = CurrentShard();
+  return shard >= 0 && shard < max_shards ? shard : max_shards;
+}
+}  // namespace
+
 void LogStore::Append(const std::string& function, std::string request_id, std::string stream,
                       std::string text) {
   Line line{0, WallNowMicros(), std::move(request_id), std::move(stream), std::move(text)};
-  bool wake;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    wake = AppendLocked(function, std::move(line));
-  }
-  if (wake) cv_.notify_one();
+  Stage(function, &line, 1);
 }
 
 void LogStore::AppendEndReport(const std::string& function, const std::string& request_id,
                                std::string report, std::string_view report_tail) {
   const int64_t now = WallNowMicros();
-  Line end{0, now, request_id, "platform", "END RequestId: " + request_id};
-  bool wake;
-  {
+  // A drop is counted (under mu_) when its line is appended, before this.
+  if (requests_with_drops_.load(std::memory_order_acquire) > 0) {
     std::lock_guard<std::mutex> lock(mu_);
     if (auto it = dropped_by_request_.find(request_id); it != dropped_by_request_.end()) {
       report += "\tLog Lines Dropped: " + std::to_string(it->second);
       dropped_by_request_.erase(it);
+      requests_with_drops_.store(dropped_by_request_.size(), std::memory_order_release);
     }
-    report += report_tail;
-    wake = AppendLocked(function, std::move(end));
-    wake |= AppendLocked(function, Line{0, now, request_id, "platform", std::move(report)});
   }
-  if (wake) cv_.notify_one();
+  report += report_tail;
+  Line lines[2] = {Line{0, now, request_id, "platform", "END RequestId: " + request_id},
+                   Line{0, now, request_id, "platform", std::move(report)}};
+  Stage(function, lines, 2);
 }
 
-bool LogStore::AppendLocked(const std::string& function, Line line) {
+bool LogStore::Admit(const std::string& function, const Line& line) {
+  if (dir_.empty()) return false;
   const size_t cost = Cost(line);
-  bool wake = false;
-  line.seq = next_seq_++;
-  if (!dir_.empty()) {
-    if (unwritten_bytes_ + cost > options_.max_queue_bytes) {
-      // The writer is behind (a function logging faster than the disk takes it): keep the
-      // line in memory only, and count it so its file can say so.
-      WarnLocked("function " + function + ": the log writer queue is full (" +
-                 std::to_string(options_.max_queue_bytes) + " bytes); lines are dropped from " +
-                 "its log file and counted there");
-      ++unreported_[function].queue_full;
-      ++dropped_.queue_full;
-      if (!line.request_id.empty()) ++dropped_by_request_[line.request_id];
-    } else {
-      unwritten_bytes_ += cost;
-      unwritten_.emplace_back(function, line);
-      if (!urgent_ && unwritten_bytes_ > options_.max_queue_bytes / 2) wake = urgent_ = true;
+  const size_t before = unwritten_bytes_.fetch_add(cost, std::memory_order_relaxed);
+  if (before + cost > options_.max_queue_bytes) {
+    unwritten_bytes_.fetch_sub(cost, std::memory_order_relaxed);
+    // The writer is behind (a function logging faster than the disk takes it): keep the
+    // line in memory only, and count it so its file can say so.
+    std::lock_guard<std::mutex> lock(mu_);
+    WarnLocked("function " + function + ": the log writer queue is full (" +
+               std::to_string(options_.max_queue_bytes) + " bytes); lines are dropped from " +
+               "its log file and counted there");
+    ++unreported_[function].queue_full;
+    ++dropped_.queue_full;
+    if (!line.request_id.empty()) {
+      ++dropped_by_request_[line.request_id];
+      requests_with_drops_.store(dropped_by_request_.size(), std::memory_order_release);
+    }
+    return false;
+  }
+  const size_t half = options_.max_queue_bytes / 2;
+  if (before <= half && before + cost > half) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      urgent_ = true;
+    }
+    cv_.notify_one();
+  }
+  return true;
+}
+
+void LogStore::Stage(const std::string& function, Line* lines, size_t n) {
+  bool to_file[2] = {false, false};
+  for (size_t i = 0; i < n; ++i) to_file[i] = Admit(function, lines[i]);
+  Slot& slot = slots_[SlotOfThisThread(kMaxShards)];
+  bool fold;
+  {
+    std::lock_guard<std::mutex> lock(slot.mu);
+    for (size_t i = 0; i < n; ++i) {
+      // Numbered under the slot's lock: a fold, which holds every slot's, sees every line
+      // numbered before the newest it sees.
+      lines[i].seq = next_seq_.fetch_add(1, std::memory_order_relaxed);
+      slot.bytes += Cost(lines[i]);
+      slot.lines.push_back(Pending{function, std::move(lines[i]), to_file[i]});
+    }
+    fold = slot.lines.size() >= kFoldLines || slot.bytes >= kFoldBytes;
+  }
+  if (fold) {
+    std::lock_guard<std::mutex> lock(mu_);
+    FoldLocked();
+  }
+}
+
+void LogStore::FoldLocked() const {
+  thread_local std::vector<Pending> all;
+  all.clear();
+  int sources = 0;
+  {
+    std::array<std::unique_lock<std::mutex>, kSlots> locks;
+    for (int i = 0; i < kSlots; ++i) locks[i] = std::unique_lock<std::mutex>(slots_[i].mu);
+    for (Slot& slot : slots_) {
+      if (slot.lines.empty()) continue;
+      ++sources;
+      std::move(slot.lines.begin(), slot.lines.end(), std::back_inserter(all));
+      slot.lines.clear();
+      slot.bytes = 0;
     }
   }
+  if (sources > 1) {
+    std::sort(all.begin(), all.end(),
+              [](const Pending& a, const Pending& b) { return a.line.seq < b.line.seq; });
+  }
+  for (Pending& p : all) AddLocked(p.function, std::move(p.line), p.to_file);
+  all.clear();
+}
+
+void LogStore::AddLocked(const std::string& function, Line line, bool to_file) const {
+  const size_t cost = Cost(line);
+  if (to_file) unwritten_.emplace_back(function, line);
   Ring& ring = rings_[function];
   ring.bytes += cost;
   ring.lines.push_back(std::move(line));
@@ -97,11 +166,11 @@ bool LogStore::AppendLocked(const std::string& function, Line line) {
     ring.bytes -= Cost(ring.lines.front());
     ring.lines.pop_front();
   }
-  return wake;
 }
 
 std::vector<Line> LogStore::Read(const std::string& function, int64_t after, size_t limit) const {
   std::lock_guard<std::mutex> lock(mu_);
+  FoldLocked();
   std::vector<Line> out;
   auto it = rings_.find(function);
   if (it == rings_.end()) return out;
@@ -118,6 +187,7 @@ std::vector<Line> LogStore::Read(const std::string& function, int64_t after, siz
 std::vector<Line> LogStore::ReadRequest(const std::string& function,
                                         const std::string& request_id) const {
   std::lock_guard<std::mutex> lock(mu_);
+  FoldLocked();
   std::vector<Line> out;
   auto it = rings_.find(function);
   if (it == rings_.end()) return out;
@@ -132,6 +202,7 @@ std::vector<Line> LogStore::ReadRequest(const std::string& function,
 
 void LogStore::Forget(const std::string& function) {
   std::lock_guard<std::mutex> lock(mu_);
+  FoldLocked();
   rings_.erase(function);
 }
 
@@ -159,6 +230,7 @@ int64_t LogStore::TakeDroppedFor(const std::string& request_id) {
   if (it == dropped_by_request_.end()) return 0;
   const int64_t n = it->second;
   dropped_by_request_.erase(it);
+  requests_with_drops_.store(dropped_by_request_.size(), std::memory_order_release);
   return n;
 }
 
@@ -174,12 +246,15 @@ void LogStore::Run() {
     cv_.wait_for(lock, std::chrono::milliseconds(200), [&] { return stop_ || urgent_; });
     urgent_ = false;
     const int64_t pass = ++passes_started_;
+    FoldLocked();
     // Counts of dropped lines are written even with no new line: once the disk has room again,
     // its file says what it lacks.
     if (!unwritten_.empty() || !unreported_.empty()) {
       Batch batch;
       batch.swap(unwritten_);
-      unwritten_bytes_ = 0;
+      size_t bytes = 0;
+      for (const auto& [function, line] : batch) bytes += Cost(line);
+      unwritten_bytes_.fetch_sub(bytes, std::memory_order_relaxed);
       std::map<std::string, Unreported> notes;
       notes.swap(unreported_);
       lock.unlock();

@@ -3,8 +3,13 @@
 // bytes, and appended to <data-dir>/logs/<function>.log by a background thread through a queue
 // bounded in bytes; files rotate by size. Lines the queue cannot take, or the disk refuses, are
 // counted, and the file says how many once it can be written again. Thread-safe.
+// An append goes to the calling shard's own buffer (common/shard.h; threads outside the shards
+// share one) under that buffer's lock only; readers and the writer thread fold every buffer into
+// the rings, in the order the lines were numbered, before they look.
 #pragma once
 
+#include <array>
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -78,8 +83,31 @@ class LogStore {
   };
   using Batch = std::vector<std::pair<std::string, Line>>;
 
-  // Adds `line` (its seq set here) to its ring and the writer's queue; true: wake the writer.
-  bool AppendLocked(const std::string& function, Line line);
+  // A line appended but not yet in its ring.
+  struct Pending {
+    std::string function;
+    Line line;
+    bool to_file = false;  // the writer's queue took it
+  };
+  // One shard's appends since the last fold. Locked by its thread, and by a fold.
+  struct alignas(64) Slot {
+    std::mutex mu;
+    std::vector<Pending> lines;  // guarded by mu; in seq order
+    size_t bytes = 0;            // guarded by mu
+  };
+  static constexpr int kMaxShards = 64;  // a thread of a higher shard uses the shared slot
+  static constexpr int kSlots = kMaxShards + 1;
+
+  // Numbers `lines` and adds them to this thread's slot (one lock); folds when it is full.
+  void Stage(const std::string& function, Line* lines, size_t n);
+  // Counts `line` against the writer's queue; false: it is full and the line is counted as
+  // dropped from the file (under mu_).
+  bool Admit(const std::string& function, const Line& line);
+  // Moves every slot's lines into the rings and the writer's queue, in seq order: all slots are
+  // locked at once, so a line numbered before one a reader sees is always there too.
+  void FoldLocked() const;
+  // Adds `line` to its ring (and the writer's queue when `to_file`).
+  void AddLocked(const std::string& function, Line line, bool to_file) const;
   void Run();
   // The server's own log hears of drops, at most once per 10 s.
   void WarnLocked(const std::string& message);
@@ -91,16 +119,21 @@ class LogStore {
 
   const std::string dir_;
   const LogOptions options_;
+  mutable std::array<Slot, kSlots> slots_;
+  std::atomic<int64_t> next_seq_{1};
+  // Bytes of lines the writer's queue took (in a slot or in unwritten_), not yet taken by the
+  // writer; <= options_.max_queue_bytes.
+  std::atomic<size_t> unwritten_bytes_{0};
+  // Mirrors dropped_by_request_.size() (written under mu_): END/REPORT skip mu_ when it is 0.
+  std::atomic<size_t> requests_with_drops_{0};
   mutable std::mutex mu_;
-  std::condition_variable cv_;         // wakes the writer
-  std::condition_variable flushed_;    // the writer finished a batch
-  int64_t next_seq_ = 1;               // guarded by mu_
-  std::map<std::string, Ring> rings_;  // guarded by mu_
-  Batch unwritten_;                    // guarded by mu_
-  size_t unwritten_bytes_ = 0;         // guarded by mu_; <= options_.max_queue_bytes
-  bool urgent_ = false;                // guarded by mu_: write now (queue half full, or Flush)
-  int64_t passes_started_ = 0;         // guarded by mu_: the writer's rounds, for Flush
-  int64_t passes_done_ = 0;            // guarded by mu_
+  std::condition_variable cv_;                 // wakes the writer
+  std::condition_variable flushed_;            // the writer finished a batch
+  mutable std::map<std::string, Ring> rings_;  // guarded by mu_; folds fill it
+  mutable Batch unwritten_;                    // guarded by mu_
+  bool urgent_ = false;         // guarded by mu_: write now (queue half full, or Flush)
+  int64_t passes_started_ = 0;  // guarded by mu_: the writer's rounds, for Flush
+  int64_t passes_done_ = 0;     // guarded by mu_
   std::map<std::string, Unreported> unreported_;       // guarded by mu_
   DroppedLines dropped_;                               // guarded by mu_
   std::map<std::string, int64_t> dropped_by_request_;  // guarded by mu_: until TakeDroppedFor

@@ -16,6 +16,7 @@
 #include <optional>
 
 #include "common/files.h"
+#include "common/shard.h"
 #include "common/tenant.h"
 #include "store/db.h"
 
@@ -146,15 +147,7 @@ Status InsertRecords(store::Db& db, const std::vector<Record>& batch) {
     return stmt.ok() ? usage.status() : stmt.status();
   }
   for (const Record& r : batch) {
-    if (r.status == kUsageStatus) {
-      usage->Reset();
-      usage->Bind(1, r.request_id).Bind(2, r.prompt_tokens).Bind(3, r.completion_tokens);
-      if (Status st = usage->Run(); !st.ok()) {
-        (void)db.Exec("ROLLBACK");
-        return st;
-      }
-      continue;
-    }
+    if (r.status == kUsageStatus) continue;
     stmt->Reset();
     stmt->Bind(1, r.request_id)
         .Bind(2, r.function)
@@ -186,11 +179,23 @@ Status InsertRecords(store::Db& db, const std::vector<Record>& batch) {
       return st;
     }
   }
+  // Usage records after every invocation: a batch (or a replay) gathers several shards'
+  // buffers or segments, so a usage record may come before its invocation's there.
+  for (const Record& r : batch) {
+    if (r.status != kUsageStatus) continue;
+    usage->Reset();
+    usage->Bind(1, r.request_id).Bind(2, r.prompt_tokens).Bind(3, r.completion_tokens);
+    if (Status st = usage->Run(); !st.ok()) {
+      (void)db.Exec("ROLLBACK");
+      return st;
+    }
+  }
   return db.Exec("COMMIT");
 }
 
-// Commits every segment a previous process left in `dir` to the ledger and deletes it, oldest
-// first. Returns the number the next segment should take.
+// Commits every segment a previous process left in `dir` to the ledger in one transaction (each
+// shard wrote segments of its own, and a usage record may sit in another segment than its
+// invocation) and deletes them. Returns the number the next segment should take.
 StatusOr<uint64_t> ReplayJournal(store::Db& db, const std::string& dir) {
   std::vector<uint64_t> seqs;
   DIR* d = ::opendir(dir.c_str());
@@ -200,11 +205,12 @@ StatusOr<uint64_t> ReplayJournal(store::Db& db, const std::string& dir) {
   }
   ::closedir(d);
   std::sort(seqs.begin(), seqs.end());
+  std::vector<Record> records;
   for (uint64_t seq : seqs) {
     const std::string path = SegmentPath(dir, seq);
     auto data = ReadFile(path);
     if (!data.ok()) return data.status();
-    std::vector<Record> records;
+    const size_t before = records.size();
     size_t malformed = 0;
     std::string_view rest = *data;
     // A last line without its '\n' is a write the kill cut short: its Add() never returned,
@@ -218,15 +224,18 @@ StatusOr<uint64_t> ReplayJournal(store::Db& db, const std::string& dir) {
         ++malformed;
       }
     }
-    if (Status st = InsertRecords(db, records); !st.ok()) {
-      return Status(st.code(), "failed to replay meter journal " + path + ": " + st.message());
-    }
-    if (::unlink(path.c_str()) != 0) return ErrnoStatus("remove", path, errno);
-    if (!records.empty() || torn || malformed > 0) {
-      spdlog::info("meter: replayed {} records from {}{}{}", records.size(), path,
+    if (records.size() > before || torn || malformed > 0) {
+      spdlog::info("meter: replaying {} records from {}{}{}", records.size() - before, path,
                    torn ? ", skipped a torn last line" : "",
                    malformed > 0 ? fmt::format(", skipped {} malformed lines", malformed) : "");
     }
+  }
+  if (Status st = InsertRecords(db, records); !st.ok()) {
+    return Status(st.code(), "failed to replay meter journal " + dir + ": " + st.message());
+  }
+  for (uint64_t seq : seqs) {
+    const std::string path = SegmentPath(dir, seq);
+    if (::unlink(path.c_str()) != 0) return ErrnoStatus("remove", path, errno);
   }
   return seqs.empty() ? uint64_t{1} : seqs.back() + 1;
 }
@@ -306,8 +315,10 @@ Meter::Meter(std::unique_ptr<store::Db> db, std::string journal_dir, int lock_fd
     : db_(std::move(db)),
       journal_dir_(std::move(journal_dir)),
       lock_fd_(lock_fd),
-      segment_fd_(segment_fd),
-      segment_seq_(segment_seq) {
+      next_seq_(segment_seq + 1) {
+  // The shared slot's segment exists from the start (a shard's is made at its first write).
+  slots_[kSharedSlot].fd = segment_fd;
+  slots_[kSharedSlot].seq = segment_seq;
   writer_ = std::thread([this] { Run(); });
 }
 
@@ -367,25 +378,37 @@ void Meter::SetObserver(Observer observer) {
   observer_.store(observers_.back().get(), std::memory_order_release);
 }
 
+int Meter::SlotOfThisThread() {
+  const int shard = CurrentShard();
+  return shard >= 0 && shard < kMaxShards ? shard : kSharedSlot;
+}
+
 void Meter::Add(Record record) {
   if (record.tenant.empty()) record.tenant = TenantOfFunction(record.function);
   if (const Observer* observer = observer_.load(std::memory_order_acquire)) (*observer)(record);
-  Enqueue(std::move(record), /*journal_now=*/true);
+  (void)Enqueue(SlotOfThisThread(), std::move(record), /*journal_now=*/true);
 }
 
-void Meter::Stage(Record record) {
+StageTicket Meter::Stage(Record record) {
   if (record.tenant.empty()) record.tenant = TenantOfFunction(record.function);
   if (const Observer* observer = observer_.load(std::memory_order_acquire)) (*observer)(record);
-  Enqueue(std::move(record), /*journal_now=*/false);
+  return Enqueue(SlotOfThisThread(), std::move(record), /*journal_now=*/false);
+}
+
+void Meter::Sync(StageTicket ticket) {
+  if (ticket.slot < 0 || ticket.slot >= kSlots) return;
+  Slot& slot = slots_[ticket.slot];
+  // The ticket's record was counted in added before Stage returned; journaled passes it only
+  // after its line is written.
+  if (slot.journaled.load(std::memory_order_acquire) >= ticket.seq) return;
+  std::lock_guard<std::mutex> lock(slot.mu);
+  SyncSlotLocked(slot);
 }
 
 void Meter::Sync() {
-  // Every record staged before this call is counted in added_mark_ (its Stage stored it under
-  // mu_, and happened before this call); journaled_ passes it only after its line is written.
-  const uint64_t target = added_mark_.load(std::memory_order_acquire);
-  if (journaled_.load(std::memory_order_acquire) >= target) return;
-  std::lock_guard<std::mutex> lock(mu_);
-  SyncLocked();
+  for (int i = 0; i < kSlots; ++i) {
+    Sync(StageTicket{i, slots_[i].added_mark.load(std::memory_order_acquire)});
+  }
 }
 
 void Meter::AddUsage(const std::string& request_id, const std::string& function, int64_t at_us,
@@ -400,41 +423,68 @@ void Meter::AddUsage(const std::string& request_id, const std::string& function,
   Add(std::move(record));
 }
 
-void Meter::Enqueue(Record record, bool journal_now) {
+StageTicket Meter::Enqueue(int index, Record record, bool journal_now) {
   // Encoded outside the lock, into a buffer each thread reuses: no allocation once warm.
   thread_local std::string line;
   EncodeJournalLine(record, line);
-  bool wake;
+  Slot& slot = slots_[index];
+  uint64_t seq;
+  bool full;
+  {
+    std::lock_guard<std::mutex> lock(slot.mu);
+    slot.staged += line;
+    slot.records.push_back(std::move(record));
+    seq = ++slot.added;
+    slot.added_mark.store(seq, std::memory_order_release);
+    if (journal_now) SyncSlotLocked(slot);
+    full = slot.records.size() == kBatchSize;
+  }
+  if (full) WakeWriter();
+  return StageTicket{index, seq};
+}
+
+void Meter::WakeWriter() {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    staged_ += line;
-    queue_.push_back(std::move(record));
-    ++added_;
-    added_mark_.store(added_, std::memory_order_release);
-    if (journal_now) SyncLocked();
-    wake = queue_.size() >= kBatchSize;
+    wake_ = true;
   }
-  if (wake) cv_.notify_one();
+  cv_.notify_one();
 }
 
-void Meter::SyncLocked() {
-  if (!staged_.empty()) {
-    JournalLocked(staged_);
-    staged_.clear();
+void Meter::SyncSlotLocked(Slot& slot) {
+  if (!slot.staged.empty()) {
+    WriteLocked(slot, slot.staged);
+    slot.staged.clear();
   }
-  journaled_.store(added_, std::memory_order_release);
+  slot.journaled.store(slot.added, std::memory_order_release);
 }
 
-void Meter::JournalLocked(const std::string& line) {
-  if (segment_fd_ < 0) return;
+void Meter::WriteLocked(Slot& slot, const std::string& lines) {
+  if (slot.fd < 0) {
+    // A shard's first write makes its segment: one open(2) per shard for the process's life
+    // (and after each of its segments fills, made by the writer thread, off the shard).
+    const uint64_t seq = next_seq_.fetch_add(1, std::memory_order_relaxed);
+    StatusOr<int> fd = CreateSegment(journal_dir_, seq);
+    if (!fd.ok()) {
+      if (!slot.failing) {
+        slot.failing = true;
+        spdlog::error("meter: {} (records are not crash-safe until it works again)",
+                      fd.status().message());
+      }
+      return;
+    }
+    slot.fd = *fd;
+    slot.seq = seq;
+    slot.bytes = 0;
+  }
   // pwrite at the end of the last whole line rather than an O_APPEND write: if a write fails
   // half-way (a full disk), the next line overwrites the fragment instead of following it, so
   // only a segment's tail can ever be a partial line.
   size_t done = 0;
   int err = 0;
-  while (done < line.size()) {
-    ssize_t n = ::pwrite(segment_fd_, line.data() + done, line.size() - done,
-                         static_cast<off_t>(segment_bytes_ + static_cast<int64_t>(done)));
+  while (done < lines.size()) {
+    ssize_t n = ::pwrite(slot.fd, lines.data() + done, lines.size() - done,
+                         static_cast<off_t>(slot.bytes + static_cast<int64_t>(done)));
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
       err = n < 0 ? errno : EIO;
@@ -443,84 +493,116 @@ void Meter::JournalLocked(const std::string& line) {
     done += static_cast<size_t>(n);
   }
   if (err == 0) {
-    segment_bytes_ += static_cast<int64_t>(line.size());
-    if (journal_failing_) {
-      journal_failing_ = false;
+    slot.bytes += static_cast<int64_t>(lines.size());
+    if (slot.failing) {
+      slot.failing = false;
       spdlog::info("meter: journal writes work again");
     }
     return;
   }
-  // The record is still queued and committed as usual; only a crash before that loses it.
-  if (!journal_failing_) {
-    journal_failing_ = true;
+  // The records are still queued and committed as usual; only a crash before that loses them.
+  if (!slot.failing) {
+    slot.failing = true;
     spdlog::error(
         "failed to write meter journal {}: {} (records are not crash-safe until "
         "it works again)",
-        SegmentPath(journal_dir_, segment_seq_), std::strerror(err));
+        SegmentPath(journal_dir_, slot.seq), std::strerror(err));
   }
 }
 
 int64_t Meter::pending() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return static_cast<int64_t>(added_ - committed_);
+  int64_t n = in_writer_.load(std::memory_order_acquire);
+  for (const Slot& slot : slots_) {
+    std::lock_guard<std::mutex> lock(slot.mu);
+    n += static_cast<int64_t>(slot.records.size());
+  }
+  return n;
 }
 
 Status Meter::Flush() {
   std::unique_lock<std::mutex> lock(mu_);
-  uint64_t target = added_;
-  ++flush_requests_;
+  // A pass that starts after this call takes every record staged or added before it.
+  const uint64_t target = passes_started_ + 1;
+  flush_wanted_ = std::max(flush_wanted_, target);
   cv_.notify_one();
-  flushed_cv_.wait(lock, [&] { return committed_ >= target || !last_error_.ok(); });
-  --flush_requests_;
-  return committed_ >= target ? Status::Ok() : last_error_;
+  flushed_cv_.wait(lock, [&] { return passes_done_ >= target; });
+  return last_status_;
+}
+
+std::vector<int> Meter::TakeAll(std::vector<Record>& batch, bool& rotation_failing) {
+  // A full segment's successor is made first, outside the slots' locks: open(2) stays off the
+  // shards' path.
+  std::array<int, kSlots> fresh;
+  std::array<uint64_t, kSlots> fresh_seq{};
+  fresh.fill(-1);
+  for (int i = 0; i < kSlots; ++i) {
+    bool full;
+    {
+      std::lock_guard<std::mutex> lock(slots_[i].mu);
+      full = slots_[i].fd >= 0 && slots_[i].bytes >= kSegmentBytes;
+    }
+    if (!full) continue;
+    const uint64_t seq = next_seq_.fetch_add(1, std::memory_order_relaxed);
+    StatusOr<int> fd = CreateSegment(journal_dir_, seq);
+    if (!fd.ok()) {
+      // The slot keeps appending to its segment, which is deleted after a later rotation or a
+      // clean stop (or replayed at the next start: the primary key makes that harmless).
+      if (!rotation_failing) spdlog::warn("meter: {}", fd.status().message());
+      rotation_failing = true;
+      continue;
+    }
+    rotation_failing = false;
+    fresh[i] = *fd;
+    fresh_seq[i] = seq;
+  }
+  // Every slot locked at once: a record staged before another (a call's record before its usage
+  // record, on another shard) is never left behind while the later one is taken.
+  std::array<std::unique_lock<std::mutex>, kSlots> locks;
+  for (int i = 0; i < kSlots; ++i) locks[i] = std::unique_lock<std::mutex>(slots_[i].mu);
+  std::vector<int> sealed_fds;
+  for (int i = 0; i < kSlots; ++i) {
+    Slot& slot = slots_[i];
+    // Lines still staged are journaled with the batch that takes their records: a staged record
+    // nobody Syncs is crash-safe within one pass, and a sealed segment holds only lines of this
+    // batch or of committed records.
+    SyncSlotLocked(slot);
+    if (fresh[i] >= 0) {
+      sealed_fds.push_back(slot.fd);
+      sealed_.push_back(slot.seq);
+      slot.fd = fresh[i];
+      slot.seq = fresh_seq[i];
+      slot.bytes = 0;
+    }
+    if (slot.records.empty()) continue;
+    if (batch.empty()) {
+      batch.swap(slot.records);
+    } else {
+      batch.insert(batch.end(), std::make_move_iterator(slot.records.begin()),
+                   std::make_move_iterator(slot.records.end()));
+      slot.records.clear();
+    }
+  }
+  return sealed_fds;
 }
 
 void Meter::Run() {
-  bool rotation_failing = false;  // to log a failing rotation once, not every batch
+  bool rotation_failing = false;  // to log a failing rotation once, not every pass
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
     // Batches of up to kBatchInterval or kBatchSize records, or sooner for a waiting Flush:
     // one SQLite transaction per record would cost more than the rest of a warm call.
-    cv_.wait_for(lock, kBatchInterval, [&] {
-      return stop_ || queue_.size() >= kBatchSize || (flush_requests_ > 0 && !queue_.empty());
-    });
-    if (queue_.empty()) {
-      if (stop_) break;
-      continue;
-    }
-    // A full segment is sealed in the same critical section that takes the batch: sealed
-    // segments then hold only this batch and records committed before, so they can be deleted
-    // once it commits. The new one is created outside the lock, to keep open(2) off Add()'s path.
-    int sealed_fd = -1;
-    if (segment_bytes_ >= kSegmentBytes) {
-      const uint64_t next_seq = segment_seq_ + 1;
-      lock.unlock();
-      StatusOr<int> fresh = CreateSegment(journal_dir_, next_seq);
-      if (!fresh.ok() && !rotation_failing) {
-        // Add() keeps appending to the current segment, which is deleted after a later rotation
-        // or a clean stop (or replayed at the next start: the primary key makes that harmless).
-        spdlog::warn("meter: {}", fresh.status().message());
-      }
-      rotation_failing = !fresh.ok();
-      lock.lock();
-      if (fresh.ok()) {
-        sealed_fd = segment_fd_;
-        sealed_.push_back(segment_seq_);
-        segment_fd_ = *fresh;
-        segment_seq_ = next_seq;
-        segment_bytes_ = 0;
-      }
-    }
-    // Lines still staged are journaled with the batch that takes their records: a staged record
-    // nobody Sync()s is crash-safe within one batch interval, and sealed segments keep holding
-    // only lines of this batch or of committed records.
-    SyncLocked();
-    std::vector<Record> batch;
-    batch.swap(queue_);
+    cv_.wait_for(lock, kBatchInterval,
+                 [&] { return stop_ || wake_ || flush_wanted_ > passes_started_; });
+    wake_ = false;
+    const bool stopping = stop_;
+    const uint64_t pass = ++passes_started_;
     lock.unlock();
-    if (sealed_fd >= 0) ::close(sealed_fd);
+    std::vector<Record> batch;
+    batch.swap(retry_);
+    for (int fd : TakeAll(batch, rotation_failing)) ::close(fd);
+    in_writer_.store(static_cast<int64_t>(batch.size()), std::memory_order_release);
     Status st;
-    {
+    if (!batch.empty()) {
       std::lock_guard<std::mutex> db_lock(db_mu_);
       st = InsertRecords(*db_, batch);
     }
@@ -533,28 +615,26 @@ void Meter::Run() {
         }
       }
       sealed_.clear();
+      in_writer_.store(0, std::memory_order_release);
+    } else {
+      // Kept for the next pass (the key makes a retry safe).
+      retry_ = std::move(batch);
     }
     lock.lock();
-    if (st.ok()) {
-      committed_ += batch.size();
-      last_error_ = Status::Ok();
-    } else {
-      // Keep the records: they are retried with the next batch (the key makes that safe).
-      last_error_ = st;
-      queue_.insert(queue_.begin(), std::make_move_iterator(batch.begin()),
-                    std::make_move_iterator(batch.end()));
-      if (stop_) break;
-    }
+    last_status_ = st;
+    passes_done_ = pass;
     flushed_cv_.notify_all();
+    if (stopping) break;
   }
   // A clean stop with everything committed leaves no journal; otherwise the next Open replays
   // what is left.
-  if (segment_fd_ >= 0) {
-    ::close(segment_fd_);
-    segment_fd_ = -1;
-    if (queue_.empty() && sealed_.empty()) {
-      (void)::unlink(SegmentPath(journal_dir_, segment_seq_).c_str());
-    }
+  const bool all_committed = retry_.empty() && sealed_.empty();
+  for (Slot& slot : slots_) {
+    std::lock_guard<std::mutex> slot_lock(slot.mu);
+    if (slot.fd < 0) continue;
+    ::close(slot.fd);
+    slot.fd = -1;
+    if (all_committed) (void)::unlink(SegmentPath(journal_dir_, slot.seq).c_str());
   }
 }
 

@@ -1,15 +1,19 @@
 // Meter: one record per invocation. Add() appends the record to a journal file with one write
-// and queues it; Stage() only queues it and its journal line, and the next Sync() (on any thread)
-// journals every staged line with one write, so a loop turn that answers several calls writes
-// the journal once, before the first of those answers leaves; a background thread commits batches
-// to SQLite and then deletes the journal segments it has committed. Open() first replays whatever
-// segments a killed process left, so a record whose Add() returned is billed even after a kill -9
-// (the journal's writes sit in the kernel's page cache, which outlives the process; nothing is
-// fsynced, so power loss and kernel crashes may lose the last records). A staged record is
-// crash-safe once a Sync() that began after Stage() returned has returned, or once it is committed.
-// The request id is the primary key, so a replayed record never bills twice. Thread-safe.
+// and queues it; Stage() only queues it and its journal line in the calling shard's own buffer
+// (common/shard.h: each shard thread has one, threads outside the shards share one), and the next
+// Sync() of that buffer journals every line staged in it with one write to the shard's own
+// journal segment, so a loop turn that answers several calls writes the journal once, before the
+// first of those answers leaves, and no shard waits on another's lock or write. A background
+// thread commits batches to SQLite and then deletes the journal segments it has committed. Open()
+// first replays whatever segments a killed process left, so a record whose Add() returned is
+// billed even after a kill -9 (the journal's writes sit in the kernel's page cache, which
+// outlives the process; nothing is fsynced, so power loss and kernel crashes may lose the last
+// records). A staged record is crash-safe once a Sync() that began after Stage() returned has
+// returned, or once it is committed. The request id is the primary key, so a replayed record never
+// bills twice. Thread-safe.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -97,9 +101,17 @@ void EncodeJournalLine(const Record& record, std::string& out);
 // Parses one line without its '\n'; false when it is malformed (a torn or foreign line).
 bool DecodeJournalLine(std::string_view line, Record& out);
 
+// What Stage() returns: the buffer the record went to and its place there, for Sync(ticket).
+struct StageTicket {
+  int slot = -1;  // -1: none (Sync(ticket) then does nothing)
+  uint64_t seq = 0;
+};
+
 class Meter {
  public:
   using Observer = std::function<void(const Record&)>;
+  // Shards with a buffer of their own; a thread of a higher shard uses the shared one.
+  static constexpr int kMaxShards = 64;
 
   // Opens the ledger at `db_path` and replays the journal segments in JournalDir(db_path) into
   // it before returning. One Meter per database at a time.
@@ -115,14 +127,17 @@ class Meter {
   // Journals and queues `record` (filling in its tenant); when it returns, the record survives
   // a kill -9 of this process. Never blocks on SQLite.
   void Add(Record record);
-  // Queues `record` (filling in its tenant) and its journal line without writing it: it survives
-  // a kill -9 only once a Sync() called after this returns has returned (or the writer thread
-  // has committed or journaled it, within about 100 ms). Observed as Add() is. No system call:
-  // one short lock.
-  void Stage(Record record);
-  // Journals every record staged before the call, in one write; returns at once, without a
-  // lock, when another Sync(), an Add() or the writer has already done so. Call it before
-  // answering a call whose record was staged.
+  // Queues `record` (filling in its tenant) and its journal line in the calling thread's shard
+  // buffer without writing it: it survives a kill -9 only once Sync(ticket) (or a Sync()) called
+  // after this returns has returned, or the writer thread has committed or journaled it (within
+  // about 100 ms). Observed as Add() is. No system call and no lock shared between shards: one
+  // short lock of the shard's own buffer, which only the writer thread also takes.
+  StageTicket Stage(Record record);
+  // Journals every record staged in `ticket`'s buffer up to it (and any staged there since), in
+  // one write; returns at once, without a lock, when an earlier Sync, an Add() or the writer has
+  // already done so. Call it on any thread before answering a call whose record was staged.
+  void Sync(StageTicket ticket);
+  // Sync for every buffer: journals every record staged before the call.
   void Sync();
   // Journals the tokens of the invocation `request_id` of `function`, whose record was added
   // before: the ledger's row gets them. Observed as a record of its own (status kUsageStatus,
@@ -170,43 +185,65 @@ class Meter {
   int64_t pending() const;
 
  private:
+  // One stage buffer and the journal segment it writes. Locked by its shard's thread (Stage,
+  // Sync), by a Sync(ticket) from another thread and by the writer thread: uncontended but for
+  // the writer's pass every 100 ms (or 512 records).
+  struct alignas(64) Slot {
+    mutable std::mutex mu;
+    // Invariant: every record in `records` has its line in `staged` or in this slot's segment or
+    // one of sealed_; every other line of those segments is a record committed or in the writer's
+    // hands (its batch, retried until committed).
+    std::string staged;           // guarded by mu: lines not yet written
+    std::vector<Record> records;  // guarded by mu: not yet taken by the writer
+    int fd = -1;                  // guarded by mu: this slot's segment, -1 until its first write
+    uint64_t seq = 0;             // guarded by mu: its number
+    int64_t bytes = 0;            // guarded by mu: end of its last whole line
+    bool failing = false;         // guarded by mu: to log a failing journal once
+    uint64_t added = 0;           // guarded by mu: records staged here, ever
+    // Mirrors of added and of the count whose lines are written (or taken by the writer, which
+    // writes them under mu before it lets go): written under mu, read by Sync without it.
+    std::atomic<uint64_t> added_mark{0};
+    std::atomic<uint64_t> journaled{0};
+  };
+  static constexpr int kSharedSlot = kMaxShards;
+  static constexpr int kSlots = kMaxShards + 1;
+
   // Takes ownership of `lock_fd` (the journal's lock) and `segment_fd` (the open segment number
-  // `segment_seq` of `journal_dir`).
+  // `segment_seq` of `journal_dir`, the shared slot's).
   Meter(std::unique_ptr<store::Db> db, std::string journal_dir, int lock_fd, int segment_fd,
         uint64_t segment_seq);
   void Run();
-  void JournalLocked(const std::string& line);
-  // Journals the staged lines (one write) and publishes the new journaled mark.
-  void SyncLocked();
-  void Enqueue(Record record, bool journal_now);
+  static int SlotOfThisThread();
+  StageTicket Enqueue(int slot, Record record, bool journal_now);
+  // Writes the slot's staged lines (one write; its segment is created on its first) and
+  // publishes its journaled mark.
+  void SyncSlotLocked(Slot& slot);
+  void WriteLocked(Slot& slot, const std::string& lines);
+  // The writer's pass: journals and takes every slot's records, all slots locked at once (a
+  // consistent cut: a usage record is never taken without the invocation staged before it),
+  // sealing full segments; appends to `batch`; returns the fds of sealed segments to close.
+  std::vector<int> TakeAll(std::vector<Record>& batch, bool& rotation_failing);
+  void WakeWriter();
 
   std::unique_ptr<store::Db> db_;  // used only by the writer thread and under db_mu_
   std::mutex db_mu_;
   const std::string journal_dir_;
   const int lock_fd_;  // holds an flock on the journal: one Meter per journal
-  mutable std::mutex mu_;
+  std::array<Slot, kSlots> slots_;
+  std::atomic<uint64_t> next_seq_;  // the number the next new segment takes
+  mutable std::mutex mu_;           // the writer's schedule and Flush; never on the call path
   std::condition_variable cv_;
   std::condition_variable flushed_cv_;
-  // Invariant: every queued record's line is in staged_, in segment_fd_'s segment or in one of
-  // sealed_; every other line in those segments is a committed record.
-  std::vector<Record> queue_;     // guarded by mu_
-  int segment_fd_ = -1;           // guarded by mu_; the segment Add() appends to, -1 if none
-  uint64_t segment_seq_ = 0;      // guarded by mu_
-  int64_t segment_bytes_ = 0;     // guarded by mu_; end of its last whole line
-  bool journal_failing_ = false;  // guarded by mu_; to log a failing journal once
-  // Segments Add() no longer writes to, deleted once their records are committed. Writer only.
+  // Segments no slot writes to any more, deleted once their records are committed. Writer only.
   std::vector<uint64_t> sealed_;
-  uint64_t added_ = 0;      // records handed in; guarded by mu_
-  uint64_t committed_ = 0;  // records committed; guarded by mu_
-  int flush_requests_ = 0;  // Flush() calls waiting; guarded by mu_
-  Status last_error_;       // guarded by mu_
-  // Journal lines of the records added_ counts past journaled_; guarded by mu_.
-  std::string staged_;
-  // Mirrors of added_ and of the count whose lines are journaled (or committed): written under
-  // mu_, read by Sync() without it. journaled_ <= added_.
-  std::atomic<uint64_t> added_mark_{0};
-  std::atomic<uint64_t> journaled_{0};
-  bool stop_ = false;
+  std::vector<Record> retry_;          // writer only: a batch whose commit failed
+  std::atomic<int64_t> in_writer_{0};  // records the writer holds, not yet committed
+  bool wake_ = false;                  // guarded by mu_: a slot holds a full batch
+  uint64_t passes_started_ = 0;        // guarded by mu_
+  uint64_t passes_done_ = 0;           // guarded by mu_
+  uint64_t flush_wanted_ = 0;          // guarded by mu_: the pass a Flush() waits for
+  Status last_status_;                 // guarded by mu_: the last pass's commit
+  bool stop_ = false;                  // guarded by mu_
   std::atomic<const Observer*> observer_{nullptr};
   std::vector<std::unique_ptr<Observer>> observers_;  // guarded by mu_; every one ever set
   std::thread writer_;

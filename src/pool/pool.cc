@@ -422,7 +422,11 @@ void FunctionPool::DeliverLocked(Instance& inst, NextHandler handler, Invocation
   inv->deadline_wall_ms = ctx_->clock->WallMicros() / 1000 + timeout_ms;
   inv->cold_start = !inst.served_any;
   inv->start_kind = inv->cold_start ? inst.start_kind : instance::StartKind::kWarm;
-  inv->cpu_start_us = inst.cpu.ReadMicros();
+  // The reading that ended the instance's last call starts this one when nothing else runs on
+  // it: one read per call. CPU it burns between calls (a background thread, a GC) is then
+  // billed to its next call; after its last call, to none.
+  inv->cpu_start_us =
+      inst.cpu_last_us >= 0 && inst.active.empty() ? inst.cpu_last_us : inst.cpu.ReadMicros();
   inv->init_us = inv->cold_start ? inst.init_us : 0;
   inst.served_any = true;
   inst.current_request_id = inv->id;
@@ -494,7 +498,9 @@ void FunctionPool::FinishLocked(Instance& inst, const InvocationPtr& inv, Result
   const int64_t now = ctx_->clock->MonoMicros();
   result.duration_us = now - inv->started_us;
   result.billed_ms = meter::BilledMillis(result.duration_us);
-  if (const int64_t cpu_end = inst.cpu.ReadMicros(); inv->cpu_start_us >= 0 && cpu_end >= 0) {
+  const int64_t cpu_end = inst.cpu.ReadMicros();
+  inst.cpu_last_us = cpu_end;
+  if (inv->cpu_start_us >= 0 && cpu_end >= 0) {
     result.cpu_us = std::max<int64_t>(0, cpu_end - inv->cpu_start_us);
   }
   result.cold_start = inv->cold_start;
@@ -1110,14 +1116,16 @@ PoolStats FunctionPool::Stats() const {
 void FunctionPool::Apply(Effects& fx) {
   // Meter records first: once a response is on its way, its record must already be queued,
   // so a flush that follows the response (a usage query, a shutdown) always includes it. They
-  // are staged, not written: the waiters are queued behind this loop turn's other ready events
-  // (other runtimes' answers, whose records stage too), and the first of them to run journals
-  // them all with one write before its answer can leave (the kill -9 guarantee); the rest find
+  // are staged in this thread's shard buffer, not written: the waiters are queued behind this
+  // loop turn's other ready events (other runtimes' answers, whose records stage there too), and
+  // the first of them to run journals the buffer with one write before its answer can leave (the
+  // kill -9 guarantee), on whichever thread it runs (the ticket names the buffer); the rest find
   // their lines written. Answers this pool writes itself (a stream's end) are synced here.
   meter::Meter* const meter = fx.records.empty() ? nullptr : ctx_->meter;
+  meter::StageTicket ticket;
   if (meter != nullptr) {
-    for (auto& rec : fx.records) meter->Stage(std::move(rec));
-    if (fx.results.empty() || !fx.sink_ends.empty()) meter->Sync();
+    for (auto& rec : fx.records) ticket = meter->Stage(std::move(rec));
+    if (fx.results.empty() || !fx.sink_ends.empty()) meter->Sync(ticket);
   }
   for (auto& [handler, inv] : fx.nexts) {
     Complete(std::move(handler), std::move(inv));
@@ -1130,8 +1138,8 @@ void FunctionPool::Apply(Effects& fx) {
     // defer, not post: from the executor's own thread it queues behind this turn's ready
     // events without waking another thread (post would, with an epoll_ctl per call).
     asio::defer(handler.executor,
-                [meter, h = std::move(handler.handler), r = std::move(result)]() mutable {
-                  meter->Sync();
+                [meter, ticket, h = std::move(handler.handler), r = std::move(result)]() mutable {
+                  meter->Sync(ticket);
                   std::move(h)(std::move(r));
                 });
   }

@@ -71,6 +71,7 @@ struct FunctionPool::Instance {
   int64_t peak_rss_mb = 0;
   bool memory_sample_due = false;  // it answered since the tick last read its peak memory
   sandbox::CpuCounter cpu;         // the instance's CPU time: its cgroup's, else its process's
+  int64_t cpu_last_us = -1;        // cpu's reading at the end of the last call; -1: none
   // GPU functions: the GPUs it holds until it is erased, and the GPU-microseconds its
   // invocations were billed (the rest of the time it held them is metered as idle).
   std::vector<sandbox::GpuDevice> gpus;

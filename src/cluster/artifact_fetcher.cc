@@ -69,17 +69,25 @@ ArtifactFetcher::~ArtifactFetcher() {
 
 void ArtifactFetcher::Fetch(std::shared_ptr<const registry::Version> version, Done done) {
   // What is missing, each as a job of its own (shared with other versions needing it).
-  std::vector<std::pair<std::string, std::function<Status()>>> missing;
+  struct Need {
+    std::string key;
+    std::function<Status()> work;
+    std::string what;  // prefixed to its failure: the job's words name no version
+  };
+  std::vector<Need> missing;
   if (!PathExists(version->bundle_dir)) {
-    missing.emplace_back("bundle:" + version->sha256,
-                         [this, version] { return FetchBundle(*version); });
+    missing.push_back(
+        {"bundle:" + version->sha256, [this, version] { return FetchBundle(*version); }, ""});
   }
   std::set<std::string> digests;
   for (const registry::ModelRef& m : version->manifest.models) {
     if (!digests.insert(m.digest).second) continue;
     if (models_ != nullptr && models_->HasTree(m.digest)) continue;
-    missing.emplace_back("model:" + m.digest,
-                         [this, version, m] { return FetchModel(*version, m); });
+    // The digest's job is shared by every version, of any tenant, using those files: each
+    // caller hears its own name for them.
+    missing.push_back({"model:" + m.digest,
+                       [this, digest = m.digest] { return FetchModel(digest); },
+                       "model " + m.name + ":" + m.tag + " of " + VersionName(*version)});
   }
   if (missing.empty()) return done(Status::Ok());
   // The version is ready when every job has answered; the first failure is its answer.
@@ -92,8 +100,9 @@ void ArtifactFetcher::Fetch(std::shared_ptr<const registry::Version> version, Do
   auto gather = std::make_shared<Gather>();
   gather->left = missing.size();
   gather->done = std::move(done);
-  for (auto& [key, work] : missing) {
-    Enqueue(key, std::move(work), [gather](Status st) {
+  for (Need& need : missing) {
+    Enqueue(need.key, std::move(need.work), [gather, what = std::move(need.what)](Status st) {
+      if (!st.ok() && !what.empty()) st = Status(st.code(), what + ": " + st.message());
       Done finish;
       Status outcome = Status::Ok();
       {
@@ -193,38 +202,34 @@ Status ArtifactFetcher::FetchBundle(const registry::Version& v) {
   return st;
 }
 
-Status ArtifactFetcher::FetchModel(const registry::Version& v, const registry::ModelRef& m) {
-  const std::string what =
-      "model " + m.name + ":" + m.tag + " (digest " + m.digest + ") of " + VersionName(v);
-  if (models_ == nullptr) return FailedPrecondition(what + ": this node has no model store");
-  if (models_->HasTree(m.digest)) return Status::Ok();
-  auto files = models_->TreeFiles(m.digest);
-  if (!files.ok()) return Status(files.status().code(), what + ": " + files.status().message());
+Status ArtifactFetcher::FetchModel(const std::string& digest) {
+  if (models_ == nullptr) return FailedPrecondition("this node has no model store");
+  if (models_->HasTree(digest)) return Status::Ok();
+  auto files = models_->TreeFiles(digest);
+  if (!files.ok()) return files.status();
   std::vector<std::string> peers;
   if (peers_) {
     peers =
-        OrderPeers(peers_(), [&m](const NodeRecord& r) { return r.models.count(m.digest) > 0; });
+        OrderPeers(peers_(), [&digest](const NodeRecord& r) { return r.models.count(digest) > 0; });
   }
   const int64_t start = MonoNowMicros();
   int64_t bytes = 0;
-  std::set<std::string> done;  // sha256s here (a file may appear under two paths)
+  std::set<std::string> seen;  // sha256s (a file may appear under two paths)
   for (const models::File& f : *files) {
-    if (!done.insert(f.sha256).second || PathExists(models_->BlobPath(f.sha256))) continue;
+    if (!seen.insert(f.sha256).second || PathExists(models_->BlobPath(f.sha256))) continue;
     std::string why;
     if (Status st = FetchFile(f, peers, why); !st.ok()) {
       if (peers.empty()) why = "; no other node is known (no --etcd membership)";
-      Status out = Unavailable(what + " is not on this node and no peer gave its file " + f.path +
-                               " (sha256 " + f.sha256 + ")" + why);
-      spdlog::warn("{}", out.message());
+      Status out =
+          Unavailable("digest " + digest + " is not on this node and no peer gave its file " +
+                      f.path + " (sha256 " + f.sha256 + ")" + why);
+      spdlog::warn("model {}", out.message());
       return out;
     }
     bytes += f.size;
   }
-  if (Status st = models_->InstallTree(m.digest); !st.ok()) {
-    return Status(st.code(), what + ": " + st.message());
-  }
-  spdlog::info("model {} ({}:{}) of {} fetched from peers ({} bytes in {} ms)",
-               m.digest.substr(0, 12), m.name, m.tag, VersionName(v), bytes,
+  THAW_RETURN_IF_ERROR(models_->InstallTree(digest));
+  spdlog::info("model {} fetched from peers ({} bytes in {} ms)", digest.substr(0, 12), bytes,
                (MonoNowMicros() - start) / 1000);
   return Status::Ok();
 }

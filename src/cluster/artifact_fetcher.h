@@ -29,7 +29,6 @@
 namespace thaw::registry {
 class Registry;
 struct Version;
-struct ModelRef;
 }  // namespace thaw::registry
 
 namespace thaw::models {
@@ -68,8 +67,9 @@ class ArtifactFetcher {
   ArtifactFetcher(const ArtifactFetcher&) = delete;
   ArtifactFetcher& operator=(const ArtifactFetcher&) = delete;
 
-  // Makes sure `version`'s bundle and every model tree it names are on this node; `done` runs (on a fetcher thread, or at once on this one when all is
-  // here already) with Ok or why not (the first artifact that could not be had).
+  // Makes sure `version`'s bundle and every model tree it names are on this node; `done` runs (on a
+  // fetcher thread, or at once on this one when all is here already) with Ok or why not (the first
+  // artifact that could not be had).
   void Fetch(std::shared_ptr<const registry::Version> version, Done done);
   // The same, waiting: for callers on no io thread.
   Status FetchNow(std::shared_ptr<const registry::Version> version);
@@ -83,7 +83,8 @@ class ArtifactFetcher {
   void Enqueue(const std::string& key, std::function<Status()> work, Done done);
   void Run();
   Status FetchBundle(const registry::Version& version);
-  Status FetchModel(const registry::Version& version, const registry::ModelRef& model);
+  // The tree for `digest`: the files this node lacks, then the tree.
+  Status FetchModel(const std::string& digest);
   // One file of a model, from the first of `peers` that sends the right bytes; each refusal
   // is added to `why`.
   Status FetchFile(const models::File& file, const std::vector<std::string>& peers,

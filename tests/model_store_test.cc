@@ -366,5 +366,64 @@ TEST_F(ModelStoreTest, PrefetchReadsEveryFileIntoThePageCache) {
   EXPECT_EQ(store_->Prefetch(std::string(64, '0')).status().code(), StatusCode::kNotFound);
 }
 
+// A second node: its own data dir on the same metadata. It lacks the files, takes them only when
+// their bytes hash right (no tenant's upload, no quota), then builds the tree from them.
+TEST_F(ModelStoreTest, AnotherNodeFetchesFilesCheckedAndBuildsTheTree) {
+  const std::string weights(200'000, 'w'), vocab = "{\"a\": 1}";
+  const std::string w = Upload("default", weights), v = Upload("default", vocab);
+  auto m =
+      store_->Put("default", "digits", "v1", {{"model.bin", w, 200'000}, {"tok/v.json", v, 8}});
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  char tmpl[] = "/tmp/thaw-models-b-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  const std::string b_dir = tmpl;
+  auto b = ModelStore::Open(StoreOptions{.data_dir = b_dir, .store = dir_ + "/thaw.db"});
+  ASSERT_TRUE(b.ok()) << b.status().ToString();
+  EXPECT_TRUE(store_->HasTree(m->digest));
+  EXPECT_EQ(store_->HeldTrees(), std::vector<std::string>{m->digest});
+  EXPECT_FALSE((*b)->HasTree(m->digest));
+  EXPECT_TRUE((*b)->HeldTrees().empty());
+  auto files = (*b)->TreeFiles(m->digest);
+  ASSERT_TRUE(files.ok()) << files.status().ToString();
+  ASSERT_EQ(files->size(), 2u);
+  EXPECT_EQ((*b)->TreeFiles(std::string(64, '0')).status().code(), StatusCode::kNotFound);
+  // Not all files yet: no tree.
+  EXPECT_EQ((*b)->InstallTree(m->digest).code(), StatusCode::kFailedPrecondition);
+  // Other bytes than the digest says: refused, nothing left behind.
+  {
+    std::string corrupt = weights;
+    corrupt[1000] = 'x';
+    auto bad = (*b)->BeginFetch(w, 200'000);
+    ASSERT_TRUE(bad.ok()) << bad.status().ToString();
+    ASSERT_TRUE((*bad)->Write(corrupt).ok());
+    Status st = (*bad)->Commit();
+    EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(st.message().find("sha256 mismatch"), std::string::npos) << st.message();
+  }
+  EXPECT_FALSE(PathExists((*b)->BlobPath(w)));
+  EXPECT_TRUE(fs::is_empty(b_dir + "/models/tmp"));
+  for (const auto& [sha, bytes] : {std::pair{w, weights}, std::pair{v, vocab}}) {
+    auto up = (*b)->BeginFetch(sha, static_cast<int64_t>(bytes.size()));
+    ASSERT_TRUE(up.ok()) << up.status().ToString();
+    ASSERT_TRUE((*up)->Write(bytes).ok());
+    Status st = (*up)->Commit();
+    ASSERT_TRUE(st.ok()) << st.ToString();
+  }
+  ASSERT_TRUE((*b)->InstallTree(m->digest).ok());
+  EXPECT_TRUE((*b)->HasTree(m->digest));
+  auto read = ReadFile((*b)->TreeDir(m->digest) + "/tok/v.json");
+  ASSERT_TRUE(read.ok()) << read.status().ToString();
+  EXPECT_EQ(*read, vocab);
+  EXPECT_EQ(Inode((*b)->TreeDir(m->digest) + "/model.bin"), Inode((*b)->BlobPath(w)));
+  // The tenant's holdings are the cluster's rows: fetching added none.
+  EXPECT_EQ(*store_->UsedBytes("default"), 200'008);
+  // B's collection keeps what a live tag names.
+  ASSERT_TRUE((*b)->Collect().ok());
+  EXPECT_TRUE(PathExists((*b)->BlobPath(w)));
+  EXPECT_TRUE((*b)->HasTree(m->digest));
+  b->reset();
+  (void)RemoveTree(b_dir);
+}
+
 }  // namespace
 }  // namespace thaw::models

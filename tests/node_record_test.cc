@@ -1,8 +1,10 @@
-// The node record's JSON (cluster/node_record.h) and etcd's prefix range end.
+// The node record's JSON (cluster/node_record.h), etcd's prefix range end, and the order peers
+// are asked for an artifact (cluster/artifact_fetcher.h).
 #include "cluster/node_record.h"
 
 #include <gtest/gtest.h>
 
+#include "cluster/artifact_fetcher.h"
 #include "cluster/etcd_client.h"
 
 namespace thaw::cluster {
@@ -75,6 +77,24 @@ TEST(EtcdClientTest, CreateTakesOnlyHttpHostPort) {
     ASSERT_FALSE(c.ok()) << bad;
     EXPECT_NE(c.status().message().find("http://HOST:PORT"), std::string::npos);
   }
+}
+
+TEST(OrderPeersTest, HoldersFirstEachInTheOrderGivenWithoutAddresslessOnes) {
+  auto rec = [](const char* name, const char* advertise, bool holds) {
+    NodeRecord r;
+    r.name = name;
+    r.advertise = advertise;
+    if (holds) r.models.insert("d1");
+    return r;
+  };
+  const std::vector<NodeRecord> others = {
+      rec("a", "10.0.0.1:80", false), rec("b", "10.0.0.2:80", true), rec("c", "", true),
+      rec("d", "10.0.0.4:80", false), rec("e", "10.0.0.5:80", true)};
+  auto holds = [](const NodeRecord& r) { return r.models.count("d1") > 0; };
+  EXPECT_EQ(OrderPeers(others, holds),
+            (std::vector<std::string>{"http://10.0.0.2:80", "http://10.0.0.5:80",
+                                      "http://10.0.0.1:80", "http://10.0.0.4:80"}));
+  EXPECT_TRUE(OrderPeers({}, holds).empty());
 }
 
 }  // namespace

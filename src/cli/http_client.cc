@@ -142,4 +142,60 @@ StatusOr<HttpResult> HttpCall(const std::string& server, const std::string& meth
   }
 }
 
+StatusOr<HttpResult> HttpGetTo(const std::string& server, const std::string& target,
+                               const Headers& headers, int idle_timeout_ms,
+                               const std::function<Status(std::string_view)>& sink) {
+  auto hp = HostPort(server);
+  if (!hp.ok()) return hp.status();
+  const auto& [host, port] = *hp;
+  constexpr size_t kErrorBodyBytes = 64 << 10;
+  try {
+    asio::io_context ioc;
+    asio::ip::tcp::resolver resolver(ioc);
+    beast::tcp_stream stream(ioc);
+    const auto idle = std::chrono::milliseconds(idle_timeout_ms);
+    if (idle_timeout_ms > 0) stream.expires_after(idle);
+    stream.connect(resolver.resolve(host, port));
+    http::request<http::empty_body> req(http::verb::get, target, 11);
+    req.set(http::field::host, host + ":" + port);
+    req.set(http::field::user_agent, "thaw");
+    for (const auto& [k, v] : headers) req.set(k, v);
+    if (idle_timeout_ms > 0) stream.expires_after(idle);
+    http::write(stream, req);
+    beast::flat_buffer buffer;
+    http::response_parser<http::buffer_body> parser;
+    parser.body_limit(boost::none);
+    if (idle_timeout_ms > 0) stream.expires_after(idle);
+    http::read_header(stream, buffer, parser);
+    HttpResult out;
+    out.status = static_cast<int>(parser.get().result_int());
+    for (const auto& field : parser.get()) {
+      std::string name(field.name_string());
+      for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      out.headers[name] = std::string(field.value());
+    }
+    std::vector<char> buf(1 << 20);
+    while (!parser.is_done()) {
+      parser.get().body().data = buf.data();
+      parser.get().body().size = buf.size();
+      if (idle_timeout_ms > 0) stream.expires_after(idle);
+      beast::error_code ec;
+      http::read(stream, buffer, parser, ec);
+      if (ec == http::error::need_buffer) ec = {};
+      if (ec) throw boost::system::system_error(ec);
+      const std::string_view got(buf.data(), buf.size() - parser.get().body().size);
+      if (out.status == 200) {
+        if (Status st = sink(got); !st.ok()) return st;
+      } else if (out.body.size() < kErrorBodyBytes) {
+        out.body.append(got.substr(0, kErrorBodyBytes - out.body.size()));
+      }
+    }
+    beast::error_code ec;
+    stream.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+    return out;
+  } catch (const boost::system::system_error& e) {
+    return Unavailable("GET " + target + " from " + server + ": " + e.code().message());
+  }
+}
+
 }  // namespace thaw::cli

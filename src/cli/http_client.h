@@ -5,6 +5,7 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -36,5 +37,13 @@ StatusOr<HttpResult> HttpCall(const std::string& server, const std::string& meth
 StatusOr<HttpResult> HttpPutFile(const std::string& server, const std::string& target,
                                  const std::string& path, const Headers& headers,
                                  const std::function<void(int64_t, int64_t)>& progress);
+
+// GET `target`, handing a 200 answer's body to `sink` piece by piece as it arrives (never held
+// whole); another status's body is kept in the result (its first 64 KiB). A read that waits
+// longer than `idle_timeout_ms` fails (Unavailable); so does a body cut short. A sink that fails
+// stops the transfer, and its status is returned.
+StatusOr<HttpResult> HttpGetTo(const std::string& server, const std::string& target,
+                               const Headers& headers, int idle_timeout_ms,
+                               const std::function<Status(std::string_view)>& sink);
 
 }  // namespace thaw::cli

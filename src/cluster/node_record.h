@@ -22,7 +22,7 @@ struct NodeRecord {
   int64_t inflight = 0;             // calls running or queued
   std::set<std::string> warm;       // "function:version" with a ready instance
   std::set<std::string> templates;  // "function:version" with a ready template
-  std::set<std::string> models;     // model digests of its warm versions (in its page cache)
+  std::set<std::string> models;     // digests of the model trees on its disk
   bool draining = false;
   int64_t started_us = 0;  // wall clock, when the node joined
 

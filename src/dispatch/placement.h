@@ -21,7 +21,7 @@ struct NodeView {
   int64_t inflight = 0;             // calls running or queued there
   std::set<std::string> warm;       // versions ("function:version") with a ready instance
   std::set<std::string> templates;  // versions with a ready template (a fork, not a full start)
-  std::set<std::string> models;     // model digests its warm versions hold in the page cache
+  std::set<std::string> models;     // digests of the model trees on its disk (no fetch needed)
 };
 
 struct ClusterSnapshot {

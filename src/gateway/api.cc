@@ -416,7 +416,7 @@ asio::awaitable<void> Api::Serve(const Peer& peer, Request& req, Response& res) 
   }
   if (path.starts_with("/v1/internal/")) {
     res.set("X-Thaw-Request-Id", NewRequestId());
-    co_return ServeInternal(deps_, path, req, res);
+    co_return co_await ServeInternal(deps_, peer, path, req, res);
   }
   if (LambdaApi::Owns(path)) co_return co_await lambda_->Serve(peer, req, res);
   if (path.starts_with("/fn/")) co_return co_await FunctionUrl(peer, req, res);

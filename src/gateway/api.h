@@ -83,7 +83,7 @@ struct ApiDeps {
   models::ModelStore* models = nullptr;        // the model store (/v1/artifacts)
   std::string tmp_storage;  // what /tmp is here (SpawnerClient::tmp_storage), for functions' JSON
   cluster::Membership* cluster = nullptr;  // null: this node stands alone (/v1/nodes)
-  // What other nodes present on /v1/internal/ (cluster/bundle_fetcher.h); empty: those routes
+  // What other nodes present on /v1/internal/ (cluster/artifact_fetcher.h); empty: those routes
   // answer 404.
   std::string cluster_token;
 };

@@ -132,7 +132,7 @@ BlobUpload::~BlobUpload() {
 void BlobUpload::Release() {
   if (done_) return;
   done_ = true;
-  store_->ReleaseReservation(tenant_, size_);
+  if (!tenant_.empty()) store_->ReleaseReservation(tenant_, size_);
 }
 
 Status BlobUpload::Write(std::string_view bytes) {
@@ -244,12 +244,7 @@ Status ModelStore::CheckUploadLocked(const std::string& tenant, const std::strin
                            std::to_string(options_.max_file_bytes) +
                            " bytes (max_model_file_bytes), this one is " + std::to_string(size));
   }
-  struct statvfs fs;
-  if (::statvfs(root_.c_str(), &fs) == 0 &&
-      static_cast<int64_t>(fs.f_bavail * fs.f_frsize) < size + kDiskSlackBytes) {
-    return InsufficientStorage("not enough free disk for a " + std::to_string(size) +
-                               "-byte model file");
-  }
+  THAW_RETURN_IF_ERROR(CheckDisk(size));
   auto q = db_->Prepare("SELECT 1 FROM model_uploads WHERE tenant = ? AND sha256 = ?");
   if (!q.ok()) return q.status();
   q->Bind(1, tenant).Bind(2, sha256);
@@ -265,6 +260,16 @@ Status ModelStore::CheckUploadLocked(const std::string& tenant, const std::strin
                                " more arriving) of models_quota_bytes " +
                                std::to_string(options_.quota_bytes) + "; this file needs " +
                                std::to_string(size) + " more. Remove models with `thaw models rm`");
+  }
+  return Status::Ok();
+}
+
+Status ModelStore::CheckDisk(int64_t size) const {
+  struct statvfs fs;
+  if (::statvfs(root_.c_str(), &fs) == 0 &&
+      static_cast<int64_t>(fs.f_bavail * fs.f_frsize) < size + kDiskSlackBytes) {
+    return InsufficientStorage("not enough free disk for a " + std::to_string(size) +
+                               "-byte model file");
   }
   return Status::Ok();
 }
@@ -303,6 +308,7 @@ Status ModelStore::CommitUpload(BlobUpload& upload) {
   }
   ::unlink(upload.tmp_path_.c_str());
   upload.tmp_path_.clear();
+  if (upload.tenant_.empty()) return Status::Ok();  // fetched: the tenant's row is the cluster's
   auto ins = db_->Prepare(
       "INSERT INTO model_uploads (tenant, sha256, size, created_us) VALUES (?, ?, ?, ?) "
       "ON CONFLICT(tenant, sha256) DO UPDATE SET created_us = excluded.created_us");
@@ -527,20 +533,64 @@ StatusOr<std::string> ModelStore::Resolve(const std::string& tenant, const std::
   return q->Text(0);
 }
 
-StatusOr<Prefetched> ModelStore::Prefetch(const std::string& digest) {
-  std::vector<File> files;
-  {
-    std::lock_guard lock(mu_);
-    auto q = db_->Prepare("SELECT files FROM model_trees WHERE digest = ?");
-    if (!q.ok()) return q.status();
-    q->Bind(1, digest);
-    auto row = q->Next();
-    if (!row.ok()) return row.status();
-    if (!*row) return NotFound("no model with digest " + digest);
-    auto list = FilesFromJson(q->Text(0));
-    if (!list.ok()) return list.status();
-    files = std::move(*list);
+StatusOr<std::vector<File>> ModelStore::TreeFilesLocked(const std::string& digest) {
+  auto q = db_->Prepare("SELECT files FROM model_trees WHERE digest = ?");
+  if (!q.ok()) return q.status();
+  q->Bind(1, digest);
+  auto row = q->Next();
+  if (!row.ok()) return row.status();
+  if (!*row) return NotFound("no model with digest " + digest);
+  return FilesFromJson(q->Text(0));
+}
+
+StatusOr<std::vector<File>> ModelStore::TreeFiles(const std::string& digest) {
+  std::lock_guard lock(mu_);
+  return TreeFilesLocked(digest);
+}
+
+bool ModelStore::HasTree(const std::string& digest) const { return PathExists(TreeDir(digest)); }
+
+std::vector<std::string> ModelStore::HeldTrees() const {
+  std::vector<std::string> out;
+  for (std::string& d : ListDir(root_ + "/trees")) {
+    if (IsSha256Hex(d)) out.push_back(std::move(d));
   }
+  return out;
+}
+
+std::string ModelStore::BlobPath(const std::string& sha256) const {
+  return root_ + "/blobs/" + sha256;
+}
+
+StatusOr<std::unique_ptr<BlobUpload>> ModelStore::BeginFetch(const std::string& sha256,
+                                                             int64_t size) {
+  if (!IsSha256Hex(sha256)) return InvalidArgument("not a sha256: '" + sha256 + "'");
+  THAW_RETURN_IF_ERROR(CheckDisk(size));
+  const std::string tmp = root_ + "/tmp/fetch-" + RandomHex(8);
+  // SAFETY: a fresh, exclusive file in thaw's own tmp folder (0700); O_EXCL refuses a link.
+  UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  if (!fd.valid()) return ErrnoStatus("create", tmp, errno);
+  return std::unique_ptr<BlobUpload>(new BlobUpload(this, "", sha256, size, tmp, std::move(fd)));
+}
+
+Status ModelStore::InstallTree(const std::string& digest) {
+  std::lock_guard lock(mu_);
+  if (HasTree(digest)) return Status::Ok();
+  auto files = TreeFilesLocked(digest);
+  if (!files.ok()) return files.status();
+  for (const File& f : *files) {
+    if (!PathExists(BlobPath(f.sha256))) {
+      return FailedPrecondition("model " + digest + ": file " + f.path + " (sha256 " + f.sha256 +
+                                ") is not on this node");
+    }
+  }
+  return BuildTreeLocked(digest, *files);
+}
+
+StatusOr<Prefetched> ModelStore::Prefetch(const std::string& digest) {
+  auto listed = TreeFiles(digest);
+  if (!listed.ok()) return listed.status();
+  const std::vector<File>& files = *listed;
   Prefetched out;
   const int64_t start = MonoNowMicros();
   std::vector<char> buf(1 << 20);

@@ -100,6 +100,7 @@ class BlobUpload {
 
  private:
   friend class ModelStore;
+  // `tenant` empty: a file fetched from a peer node (ModelStore::BeginFetch).
   BlobUpload(ModelStore* store, std::string tenant, std::string sha256, int64_t size,
              std::string tmp_path, UniqueFd fd);
   void Release();
@@ -164,6 +165,25 @@ class ModelStore {
   // Deletes trees, blobs and stale uploads that nothing refers to, and leftovers of a crash.
   Status Collect();
 
+  // A cluster's nodes share the metadata but each keeps its own files: one that lacks a
+  // version's tree fetches its files from a peer (cluster/artifact_fetcher.h).
+  // Whether the tree for `digest` is on this node's disk.
+  bool HasTree(const std::string& digest) const;
+  // The trees on this node's disk (the digests its node record advertises).
+  std::vector<std::string> HeldTrees() const;
+  // Where a file's bytes are kept by their sha256 (present or not).
+  std::string BlobPath(const std::string& sha256) const;
+  // The files a digest names (from the shared metadata); NotFound when no model has it.
+  StatusOr<std::vector<File>> TreeFiles(const std::string& digest);
+  // Starts receiving a file this node lacks, from a peer: checked like an upload (the bytes
+  // must hash to `sha256` and be `size` long) but no tenant's upload and no quota (a tenant
+  // already holds it in the cluster); committed, it is only linked into the blobs.
+  // InsufficientStorage when the disk lacks room.
+  StatusOr<std::unique_ptr<BlobUpload>> BeginFetch(const std::string& sha256, int64_t size);
+  // Builds `digest`'s tree from blobs on this disk (every file fetched first); Ok when it is
+  // there already.
+  Status InstallTree(const std::string& digest);
+
   // <data-dir>/models/trees: what pools join a digest to.
   static std::string TreesRoot(const std::string& data_dir);
 
@@ -175,6 +195,8 @@ class ModelStore {
   void ReleaseReservation(const std::string& tenant, int64_t bytes);
   StatusOr<int64_t> UsedBytesLocked(const std::string& tenant);
   Status CheckUploadLocked(const std::string& tenant, const std::string& sha256, int64_t size);
+  Status CheckDisk(int64_t size) const;
+  StatusOr<std::vector<File>> TreeFilesLocked(const std::string& digest);
   StatusOr<Model> GetLocked(const std::string& tenant, const std::string& name,
                             const std::string& tag);
   Status BuildTreeLocked(const std::string& digest, const std::vector<File>& files);

@@ -133,9 +133,9 @@ void FunctionPool::Prewarm() {
 // to its stdout (restore.cc). No Runtime API: its init errors reach callers through the full
 // cold start that follows (reported as today).
 void FunctionPool::StartTemplate() {
-  // Without its bundle there is nothing to start yet; a fetch that fails leaves the template
-  // unstarted, and the instances that need the code fail their start saying why.
-  if (!BundleHere([self = shared_from_this()](const Status& st) {
+  // Without its bundle and models there is nothing to start yet; a fetch that fails leaves the
+  // template unstarted, and the instances that need them fail their start saying why.
+  if (!ArtifactsHere([self = shared_from_this()](const Status& st) {
         if (st.ok()) self->StartTemplate();
       })) {
     return;
@@ -403,20 +403,24 @@ void FunctionPool::LaunchFailed(const InstancePtr& inst, const Status& why) {
   Apply(fx);
 }
 
-bool FunctionPool::BundleHere(std::function<void(Status)> then) {
-  if (!ctx_->fetch_bundle || bundle_here_.load(std::memory_order_relaxed)) return true;
-  if (PathExists(version_->bundle_dir)) {
-    bundle_here_.store(true, std::memory_order_relaxed);
+bool FunctionPool::ArtifactsHere(std::function<void(Status)> then) {
+  if (!ctx_->fetch_artifacts || artifacts_here_.load(std::memory_order_relaxed)) return true;
+  bool here = PathExists(version_->bundle_dir);
+  for (const registry::ModelRef& model : version_->manifest.models) {
+    here = here && PathExists(ctx_->models_dir + "/" + model.digest);
+  }
+  if (here) {
+    artifacts_here_.store(true, std::memory_order_relaxed);
     return true;
   }
-  ctx_->fetch_bundle(version_, [executor = ctx_->executor, then = std::move(then)](Status st) {
+  ctx_->fetch_artifacts(version_, [executor = ctx_->executor, then = std::move(then)](Status st) {
     asio::post(executor, [then, st = std::move(st)] { then(st); });
   });
   return false;
 }
 
 void FunctionPool::LaunchInstance(const InstancePtr& inst) {
-  if (!BundleHere([self = shared_from_this(), inst](const Status& st) {
+  if (!ArtifactsHere([self = shared_from_this(), inst](const Status& st) {
         if (st.ok()) return self->LaunchInstance(inst);
         self->LaunchFailed(inst, st);
       })) {

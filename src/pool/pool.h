@@ -228,11 +228,11 @@ struct PoolContext {
   // Give every instance a native channel (THAW_CHANNEL_FD) beside its Runtime API: thaw's own
   // runtimes then use it (the `runtime_channel` knob).
   bool runtime_channel = true;
-  // Brings a version's bundle to this node when it lacks it (deployed through another node:
-  // cluster/bundle_fetcher.h), then calls back, on any thread, with the outcome. Null: every
-  // bundle is here (one node).
+  // Brings a version's bundle and model trees to this node when it lacks them (deployed
+  // through another node: cluster/artifact_fetcher.h), then calls back, on any thread, with
+  // the outcome. Null: everything is here (one node).
   std::function<void(std::shared_ptr<const registry::Version>, std::function<void(Status)>)>
-      fetch_bundle;
+      fetch_artifacts;
 };
 
 struct PoolStats {
@@ -398,9 +398,10 @@ class FunctionPool : public std::enable_shared_from_this<FunctionPool> {
   // GPU-microseconds an invocation of `duration_us` holds: every GPU of its instance.
   int64_t GpuMicros(int64_t duration_us) const;
   void LaunchInstance(const InstancePtr& instance);
-  // True when the version's bundle is on this node. Else false, having asked for it
-  // (PoolContext::fetch_bundle): `then` runs on the executor once it came, or with why not.
-  bool BundleHere(std::function<void(Status)> then);
+  // True when the version's bundle and model trees are on this node. Else false, having asked
+  // for them (PoolContext::fetch_artifacts): `then` runs on the executor once they came, or
+  // with why not.
+  bool ArtifactsHere(std::function<void(Status)> then);
   void StartWith(const InstancePtr& instance, instance::InstanceFactory& factory);
   static std::shared_ptr<instance::Template> TemplateFor(PoolContext* ctx,
                                                          const registry::Version& version);
@@ -477,7 +478,7 @@ class FunctionPool : public std::enable_shared_from_this<FunctionPool> {
   metrics::FunctionMetrics* const metrics_;  // owned by ctx_->metrics; may be null
   // This version's template, shared with its other pool; null when it may not have one.
   const std::shared_ptr<instance::Template> template_;
-  std::atomic<bool> bundle_here_{false};  // seen on disk once: it stays while the pool lives
+  std::atomic<bool> artifacts_here_{false};  // seen on disk once: they stay while the pool lives
 
   mutable std::mutex mu_;
   std::map<uint64_t, InstancePtr> instances_;  // guarded by mu_

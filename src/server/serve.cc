@@ -28,7 +28,7 @@
 #include <thread>
 
 #include "auth/keys.h"
-#include "cluster/bundle_fetcher.h"
+#include "cluster/artifact_fetcher.h"
 #include "cluster/drain_mover.h"
 #include "cluster/membership.h"
 #include "cluster/share_keeper.h"
@@ -268,9 +268,10 @@ asio::awaitable<void> TickLoop(pool::PoolManager& pools, metrics::StatsRing& liv
   }
 }
 
-// What this node publishes about itself to the cluster: capacity, load and what it holds
-// warm, read from the pools (and, for the models, the registry) on the membership's loop.
-cluster::NodeRecord DescribeNode(pool::PoolManager& pools, registry::Registry& registry,
+// What this node publishes about itself to the cluster: capacity, load, what it holds warm
+// (from the pools) and the models on its disk (the model store's trees), on the membership's
+// loop.
+cluster::NodeRecord DescribeNode(pool::PoolManager& pools, const models::ModelStore& models,
                                  const pool::GpuTable* gpus, int64_t node_memory_mb) {
   cluster::NodeRecord r;
   r.cores = std::max(1u, std::thread::hardware_concurrency());
@@ -287,14 +288,7 @@ cluster::NodeRecord DescribeNode(pool::PoolManager& pools, registry::Registry& r
   for (const auto& [function, version] : pools.ReadyTemplates()) {
     r.templates.insert(function + ":" + std::to_string(version));
   }
-  if (r.warm.empty() && r.templates.empty()) return r;
-  for (const auto& f : registry.List()) {
-    for (const auto& v : f.versions) {
-      const std::string key = v->function + ":" + std::to_string(v->version);
-      if (!r.warm.count(key) && !r.templates.count(key)) continue;
-      for (const auto& m : v->manifest.models) r.models.insert(m.digest);
-    }
-  }
+  for (std::string& digest : models.HeldTrees()) r.models.insert(std::move(digest));
   return r;
 }
 
@@ -312,7 +306,7 @@ std::string QueueNode(const Config& config) {
 
 StatusOr<std::unique_ptr<cluster::Membership>> JoinCluster(
     const Config& config, const asio::ip::tcp::endpoint& bound, pool::PoolManager& pools,
-    registry::Registry& registry, const pool::GpuTable* gpus, int64_t node_memory_mb) {
+    const models::ModelStore& models, const pool::GpuTable* gpus, int64_t node_memory_mb) {
   auto etcd = cluster::EtcdClient::Create(config.etcd);
   if (!etcd.ok()) return etcd.status();
   cluster::MembershipOptions options;
@@ -334,25 +328,20 @@ StatusOr<std::unique_ptr<cluster::Membership>> JoinCluster(
   options.poll_ms = std::min<int64_t>(500, config.node_lease_s * 1000 / 4);
   return std::make_unique<cluster::Membership>(
       std::move(*etcd), std::move(options),
-      [&pools, &registry, gpus, node_memory_mb] {
-        return DescribeNode(pools, registry, gpus, node_memory_mb);
+      [&pools, &models, gpus, node_memory_mb] {
+        return DescribeNode(pools, models, gpus, node_memory_mb);
       },
       [&pools](bool draining) { pools.SetDraining(draining); });
 }
 
-// The nodes to ask for a version's bundle: those holding it warm (or its template) first.
-std::vector<std::string> PeersFor(const cluster::Membership* membership,
-                                  const std::string& function, int64_t version) {
-  std::vector<std::string> warm, rest;
-  if (membership == nullptr) return rest;
-  const std::string key = function + ":" + std::to_string(version);
-  for (const auto& m : membership->Snapshot()) {
-    if (m.self || m.record.advertise.empty()) continue;
-    const bool holds = m.record.warm.count(key) || m.record.templates.count(key);
-    (holds ? warm : rest).push_back("http://" + m.record.advertise);
+// The other nodes' records: whom to ask for a bundle or a model this node lacks.
+std::vector<cluster::NodeRecord> OtherMembers(const cluster::Membership* membership) {
+  std::vector<cluster::NodeRecord> out;
+  if (membership == nullptr) return out;
+  for (auto& m : membership->Snapshot()) {
+    if (!m.self) out.push_back(std::move(m.record));
   }
-  warm.insert(warm.end(), rest.begin(), rest.end());
-  return warm;
+  return out;
 }
 
 // What another node changed in the shared store (store/change_listener.h): the caches read it
@@ -590,18 +579,16 @@ int RunServe(Config config, const std::string& exe_dir) {
   }
   ctx.idle_store = idle_store->get();
   ctx.runtime_channel = config.runtime_channel;
-  // A cluster: its members (set once the API listens), bundles fetched from them, and the
-  // changes other nodes make to the shared store, heard within a second.
+  // A cluster: its members (set once the API listens), bundles and models fetched from them, and
+  // the changes other nodes make to the shared store, heard within a second.
   std::unique_ptr<cluster::Membership> membership;
-  std::unique_ptr<cluster::BundleFetcher> fetcher;
+  std::unique_ptr<cluster::ArtifactFetcher> fetcher;
   if (store::Db::IsPostgresUrl(store_at)) {
-    fetcher = std::make_unique<cluster::BundleFetcher>(
-        registry->get(), cluster::ClusterToken(*master),
-        [&membership](const std::string& function, int64_t version) {
-          return PeersFor(membership.get(), function, version);
-        });
-    ctx.fetch_bundle = [f = fetcher.get()](std::shared_ptr<const registry::Version> v,
-                                           std::function<void(Status)> done) {
+    fetcher = std::make_unique<cluster::ArtifactFetcher>(
+        registry->get(), models->get(), cluster::ClusterToken(*master),
+        [&membership] { return OtherMembers(membership.get()); });
+    ctx.fetch_artifacts = [f = fetcher.get()](std::shared_ptr<const registry::Version> v,
+                                              std::function<void(Status)> done) {
       f->Fetch(std::move(v), std::move(done));
     };
   }
@@ -660,7 +647,7 @@ int RunServe(Config config, const std::string& exe_dir) {
     if (i == 0) bound = a.local_endpoint();
   }
   if (!config.etcd.empty()) {
-    auto made = JoinCluster(config, bound, pools, *registry->get(), gpus.get(), node_memory_mb);
+    auto made = JoinCluster(config, bound, pools, *models->get(), gpus.get(), node_memory_mb);
     if (!made.ok()) {
       spdlog::critical("{}", made.status().message());
       return 2;

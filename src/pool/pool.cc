@@ -201,11 +201,9 @@ void FunctionPool::Submit(InvocationPtr inv) {
         d = dispatch::Admit(state, dispatch::CallRequest{{}, version_->function}, inv->arrived_us);
         if (d.kind != dispatch::Decision::Kind::kDispatch) break;
         // An instance lent to a lane: take it back first. A lane may have given it a call since
-        // the snapshot; then it has no room, and the decision is made again.
-        Instance& chosen = *instances_.at(d.instance_id);
-        if (!chosen.lent) break;
-        AdoptLocked(chosen, true);
-        if (chosen.inflight() < version_->manifest.concurrency) break;
+        // the snapshot; then it has no room (a new snapshot counts the call), and the decision
+        // is made again.
+        if (instances_.at(d.instance_id)->Reclaim()) break;
       }
       // Batched: the batcher decides when a call goes (PumpBatchesLocked, below).
       if (batched() && d.kind == dispatch::Decision::Kind::kDispatch) {
@@ -331,18 +329,24 @@ void FunctionPool::MaybeLendLocked(Instance& inst) {
   ready.push_back(std::move(lent));
 }
 
+bool FunctionPool::Instance::Reclaim() {
+  if (lent == nullptr) return true;
+  int idle = Lent::kIdle;
+  if (!lent->state.compare_exchange_strong(idle, Lent::kReclaimed)) return false;
+  parked.push_back(std::move(*lent->handler));
+  lent->handler.reset();
+  lent.reset();
+  return true;
+}
+
 void FunctionPool::AdoptLocked(Instance& inst, bool reclaim_idle) {
   if (inst.lent == nullptr) return;
   Lent& lent = *inst.lent;
   for (;;) {
-    int state = lent.state.load();
+    const int state = lent.state.load();
     if (state == Lent::kIdle) {
-      if (!reclaim_idle) return;
-      if (!lent.state.compare_exchange_strong(state, Lent::kReclaimed)) continue;
-      inst.parked.push_back(std::move(*lent.handler));
-      lent.handler.reset();
-      inst.lent.reset();
-      return;
+      if (!reclaim_idle || inst.Reclaim()) return;
+      continue;  // a lane took it meanwhile
     }
     if (state != Lent::kTaken) {
       std::fprintf(stderr, "thaw: instance %llu: lent entry taken back twice\n",
@@ -1086,8 +1090,7 @@ void FunctionPool::ApplyTickLocked(Effects& fx) {
   if (now < restart_not_before_us_) plan.start = 0;
   for (uint64_t id : plan.stop) {
     Instance& idle = *instances_.at(id);
-    AdoptLocked(idle, true);
-    if (idle.inflight() > 0) continue;  // a lane gave it a call since the snapshot
+    if (!idle.Reclaim()) continue;  // a lane gave it a call since the snapshot
     StopInstanceLocked(idle, fx);
   }
   for (int64_t i = 0; i < plan.start; ++i) {
@@ -1195,8 +1198,7 @@ void FunctionPool::StopIdle() {
     std::lock_guard<std::mutex> lock(mu_);
     if (!queue_.empty()) return;  // the idle ones are about to get work
     for (auto& [_, inst] : instances_) {
-      if (inst->state() != InstanceState::kReady) continue;
-      AdoptLocked(*inst, true);
+      if (inst->state() != InstanceState::kReady || !inst->Reclaim()) continue;
       if (inst->inflight() == 0) StopInstanceLocked(*inst, fx);
     }
   }

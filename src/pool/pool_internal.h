@@ -103,6 +103,10 @@ struct FunctionPool::Instance {
   }
   // Moves to `to`; aborts on a step the life above does not allow.
   void Transition(Lifecycle to);
+  // Takes it back from its lane, idle (its GET /next goes back to `parked`), without waiting;
+  // the caller holds the pool's mutex. False when a lane has given it a call (it stays lent,
+  // and counts busy). True when it was not lent.
+  bool Reclaim();
 };
 
 // An idle instance lent to the lane of the shard that serves it: that shard's Submit hands it a

@@ -10,12 +10,20 @@
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <atomic>
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/system_executor.hpp>
+#include <deque>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/clock.h"
+#include "common/shard.h"
 #include "logs/log_store.h"
 #include "manual_executor.h"
 #include "pool/launcher.h"
@@ -236,6 +244,333 @@ TEST_F(PoolRaceTest, CallAfterDrainStartsAFreshInstanceAndKeepsIt) {
   executor_.RunAll();
   EXPECT_EQ(launcher_.kills, std::vector<pid_t>{4242}) << "the called instance was stopped";
   EXPECT_EQ(pool_->Stats().instances_by_state["ready"], 1);
+}
+
+// The warm path's lanes (FunctionPool::Lent): an idle instance is lent to the shard that
+// serves it, and that shard's calls go to it without the pool's mutex. These run the test's
+// thread as shard 0 (the instances' shard) or 1 (another), and pin what the locked decisions
+// must still see: a lane's call counted in flight, taken back by a deadline, an exit, a cancel
+// or a drain, and an idle instance taken back by another shard's call.
+class PoolLaneTest : public PoolRaceTest {
+ protected:
+  PoolLaneTest() { SetCurrentShard(0); }
+  ~PoolLaneTest() override { SetCurrentShard(-1); }
+
+  // The runtime's answer and its next GET /next in one go, as the native channel sends them.
+  std::shared_ptr<std::optional<InvocationPtr>> RespondAndNext(uint64_t instance_id,
+                                                               const std::string& request_id) {
+    auto out = std::make_shared<std::optional<InvocationPtr>>();
+    EXPECT_TRUE(
+        pool_
+            ->RespondAndNext(instance_id, request_id, "\"ok\"",
+                             NextHandler([out](InvocationPtr inv) { *out = std::move(inv); },
+                                         executor_.executor()))
+            .ok());
+    return out;
+  }
+
+  // A call the lane hands to idle instance 1 (whose GET /next is `next`).
+  std::shared_ptr<std::optional<Result>> LaneCall(
+      const std::string& id, const std::shared_ptr<std::optional<InvocationPtr>>& next) {
+    const int64_t before = pool_->Stats().lane_calls;
+    auto call = Call(id);
+    EXPECT_EQ(pool_->Stats().lane_calls, before + 1) << "the call did not go through the lane";
+    executor_.RunAll();
+    EXPECT_TRUE(next->has_value() && **next != nullptr && (**next)->id == id);
+    return call;
+  }
+};
+
+TEST_F(PoolLaneTest, AWarmCallOnTheInstancesShardGoesThroughTheLane) {
+  auto next = IdleInstance();
+  EXPECT_EQ(pool_->Stats().lent, 1) << "the idle instance was not lent to its shard";
+  const int64_t samples = pool_->Stats().idle_samples;
+  auto call = Call("r1");
+  // Counted in flight at once, though no locked path has seen the call yet.
+  PoolStats s = pool_->Stats();
+  EXPECT_EQ(s.lane_calls, 1);
+  EXPECT_EQ(s.lent, 0);
+  EXPECT_EQ(s.inflight, 1);
+  EXPECT_EQ(s.busy, 1);
+  EXPECT_FALSE(pool_->CanTakeWork());
+  executor_.RunAll();
+  ASSERT_TRUE(next->has_value() && **next != nullptr);
+  EXPECT_EQ((**next)->id, "r1");
+  EXPECT_FALSE((**next)->cold_start);
+  auto again = RespondAndNext(1, "r1");
+  executor_.RunAll();
+  ASSERT_TRUE(call->has_value());
+  EXPECT_EQ((*call)->kind, Result::Kind::kOk);
+  EXPECT_EQ((*call)->body, "\"ok\"");
+  EXPECT_FALSE((*call)->cold_start);
+  EXPECT_EQ(timers_.armed(), 0u) << "the lane's deadline outlived the answer";
+  s = pool_->Stats();
+  EXPECT_EQ(s.lent, 1) << "the answer did not lend the instance again";
+  EXPECT_EQ(s.inflight, 0);
+  EXPECT_EQ(s.idle_samples, samples + 1) << "the version's idle time before r1 was lost";
+  // And again: the lane serves every warm call of its shard.
+  auto call2 = LaneCall("r2", again);
+  auto third = RespondAndNext(1, "r2");
+  executor_.RunAll();
+  ASSERT_TRUE(call2->has_value());
+  EXPECT_EQ((*call2)->kind, Result::Kind::kOk);
+  EXPECT_EQ(pool_->Stats().lane_calls, 2);
+}
+
+// Another shard's call finds no lent instance of its own: it decides under the mutex and takes
+// the lent one back; the answer, on the instance's shard, lends it again.
+TEST_F(PoolLaneTest, AnotherShardTakesTheLentInstanceUnderTheMutex) {
+  auto next = IdleInstance();
+  SetCurrentShard(1);
+  auto call = Call("r1");
+  EXPECT_EQ(pool_->Stats().lane_calls, 0);
+  EXPECT_EQ(pool_->Stats().lent, 0);
+  EXPECT_EQ(launcher_.launches.size(), 1u) << "a new instance started beside an idle one";
+  executor_.RunAll();
+  ASSERT_TRUE(next->has_value() && **next != nullptr);
+  EXPECT_EQ((**next)->id, "r1");
+  SetCurrentShard(0);
+  auto again = RespondAndNext(1, "r1");
+  executor_.RunAll();
+  ASSERT_TRUE(call->has_value());
+  EXPECT_EQ((*call)->kind, Result::Kind::kOk);
+  EXPECT_EQ(pool_->Stats().lent, 1);
+}
+
+// Admission stays exact: while the lane's call runs, another shard's call does not go to the
+// busy instance (concurrency 1) but waits and starts a second one.
+TEST_F(PoolLaneTest, AdmissionCountsTheLanesCall) {
+  auto next = IdleInstance();
+  auto call = LaneCall("r1", next);
+  SetCurrentShard(1);
+  auto other = Call("r2");
+  EXPECT_EQ(launcher_.launches.size(), 2u) << "r2 was not given an instance of its own";
+  EXPECT_EQ(pool_->Stats().queued, 1);
+  SetCurrentShard(0);
+  // The answer takes the waiting call (FIFO) rather than lending the instance again.
+  auto again = RespondAndNext(1, "r1");
+  executor_.RunAll();
+  ASSERT_TRUE(again->has_value() && **again != nullptr);
+  EXPECT_EQ((**again)->id, "r2");
+  EXPECT_EQ(pool_->Stats().lent, 0);
+}
+
+TEST_F(PoolLaneTest, TheDeadlineOfALaneCallKillsTheInstance) {
+  auto next = IdleInstance();
+  auto call = LaneCall("r1", next);
+  timers_.Advance(kTimeoutMs * kMs);
+  executor_.RunAll();
+  ASSERT_TRUE(call->has_value());
+  EXPECT_EQ((*call)->kind, Result::Kind::kTimeout);
+  EXPECT_EQ(launcher_.kills, std::vector<pid_t>{4242});
+  EXPECT_EQ(pool_->Respond(1, "r1", "\"late\"").code(), StatusCode::kNotFound);
+}
+
+TEST_F(PoolLaneTest, AnExitDuringALaneCallFailsIt) {
+  auto next = IdleInstance();
+  auto call = LaneCall("r1", next);
+  manager_.OnExit(Exit(4242, 1));
+  executor_.RunAll();
+  ASSERT_TRUE(call->has_value());
+  EXPECT_EQ((*call)->kind, Result::Kind::kExitError);
+  EXPECT_EQ(Instances(), 0);
+}
+
+TEST_F(PoolLaneTest, ACancelFindsALaneCall) {
+  auto next = IdleInstance();
+  auto call = LaneCall("r1", next);
+  SetCurrentShard(1);  // a job's cancel comes from anywhere
+  EXPECT_TRUE(pool_->Cancel("r1"));
+  executor_.RunAll();
+  ASSERT_TRUE(call->has_value());
+  EXPECT_EQ((*call)->kind, Result::Kind::kCanceled);
+  EXPECT_EQ(launcher_.kills, std::vector<pid_t>{4242});
+}
+
+// A call canceled before it was submitted is refused, not run by the lane; once that cancel is
+// used up the lane serves again.
+TEST_F(PoolLaneTest, ACancelBeforeTheCallKeepsItFromTheLane) {
+  auto next = IdleInstance();
+  EXPECT_FALSE(pool_->Cancel("r1"));
+  auto call = Call("r1");
+  executor_.RunAll();
+  ASSERT_TRUE(call->has_value());
+  EXPECT_EQ((*call)->kind, Result::Kind::kCanceled);
+  EXPECT_FALSE(next->has_value()) << "the canceled call reached the runtime";
+  EXPECT_EQ(pool_->Stats().lane_calls, 0);
+  // The refusal took no instance: the lane still has it, and serves the next call.
+  auto call2 = LaneCall("r2", next);
+  auto again = RespondAndNext(1, "r2");
+  executor_.RunAll();
+  ASSERT_TRUE(call2->has_value());
+  EXPECT_EQ((*call2)->kind, Result::Kind::kOk);
+}
+
+// A drain stops the lent idle instance (its GET /next is told to stop) but not one serving a
+// lane's call.
+TEST_F(PoolLaneTest, DrainStopsALentIdleInstanceNotABusyOne) {
+  auto next = IdleInstance();
+  auto call = LaneCall("r1", next);
+  pool_->Drain();
+  EXPECT_TRUE(launcher_.kills.empty()) << "drain stopped an instance with a lane's call on it";
+  auto again = RespondAndNext(1, "r1");
+  executor_.RunAll();
+  ASSERT_TRUE(call->has_value());
+  EXPECT_EQ((*call)->kind, Result::Kind::kOk);
+  pool_->StopIdle();
+  executor_.RunAll();
+  ASSERT_TRUE(again->has_value());
+  EXPECT_EQ(**again, nullptr) << "the lent instance's GET /next was not told to stop";
+  EXPECT_EQ(launcher_.kills, std::vector<pid_t>{4242});
+  EXPECT_EQ(pool_->Stats().lent, 0);
+}
+
+// Timers that never fire, for threads that arm and cancel them at once; counts those armed.
+class IdleTimers final : public Timers {
+ public:
+  std::unique_ptr<Timer> After(int64_t, std::function<void()>) override {
+    armed.fetch_add(1);
+    return std::make_unique<Handle>(&armed);
+  }
+  std::atomic<int64_t> armed{0};
+
+ private:
+  class Handle final : public Timer {
+   public:
+    explicit Handle(std::atomic<int64_t>* armed) : armed_(armed) {}
+    ~Handle() override { Cancel(); }
+    void Cancel() override {
+      if (!done_.exchange(true)) armed_->fetch_sub(1);
+    }
+
+   private:
+    std::atomic<int64_t>* armed_;
+    std::atomic<bool> done_{false};
+  };
+};
+
+class LockedLauncher final : public Launcher {
+ public:
+  void Launch(const std::shared_ptr<FunctionPool>&, uint64_t) override {
+    std::lock_guard<std::mutex> lock(mu);
+    ++launches;
+  }
+  void Kill(pid_t) override {
+    std::lock_guard<std::mutex> lock(mu);
+    ++kills;
+  }
+  std::mutex mu;
+  int launches = 0, kills = 0;
+};
+
+// Real threads: shard 0 runs instance 1's runtime and calls through its lane while shard 1
+// calls at once (taking the lent instance back under the mutex, or queueing behind it),
+// cancels calls before it submits them, reads stats and ticks. Every call must end exactly
+// once, as it should, with no deadline left armed and nothing counted in flight after.
+TEST(PoolLaneThreadsTest, TwoShardsShareALentInstance) {
+  namespace asio = boost::asio;
+  asio::io_context io;  // no handler goes here: every one runs on system_executor
+  logs::LogStore logs("", logs::LogOptions{});
+  FakeClock clock;
+  IdleTimers timers;
+  LockedLauncher launcher;
+  PoolContext ctx;
+  ctx.executor = io.get_executor();
+  ctx.logs = &logs;
+  ctx.clock = &clock;
+  ctx.timers = &timers;
+  ctx.launcher = &launcher;
+  PoolManager manager(&ctx);
+  ctx.manager = &manager;
+  auto v = std::make_shared<registry::Version>();
+  v->function = "acme.hello";
+  v->version = 1;
+  v->manifest.timeout_ms = kTimeoutMs;
+  v->manifest.keep_alive = registry::KeepAlive::kFixed;
+  auto pool = manager.Get(v, true);
+
+  std::mutex events_mu;
+  std::deque<InvocationPtr> events;  // what the runtime was handed
+  auto next_handler = [&] {
+    return NextHandler(
+        [&](InvocationPtr inv) {
+          std::lock_guard<std::mutex> lock(events_mu);
+          events.push_back(std::move(inv));
+        },
+        asio::system_executor());
+  };
+  std::atomic<int64_t> ok{0}, canceled{0}, wrong{0};
+  auto invoke = [&](const std::string& id, std::atomic<bool>* done) {
+    auto inv = std::make_shared<Invocation>();
+    inv->id = id;
+    inv->payload = "{}";
+    pool->Invoke(inv, asio::bind_executor(asio::system_executor(), [&, done](Result r) {
+                   if (r.kind == Result::Kind::kOk) {
+                     ok.fetch_add(1);
+                   } else if (r.kind == Result::Kind::kCanceled) {
+                     canceled.fetch_add(1);
+                   } else {
+                     wrong.fetch_add(1);
+                   }
+                   if (done->exchange(true)) wrong.fetch_add(1);  // completed twice
+                 }));
+  };
+  // The runtime, on shard 0: answers what it was handed, asking for the next in one go.
+  auto serve = [&] {
+    InvocationPtr inv;
+    {
+      std::lock_guard<std::mutex> lock(events_mu);
+      if (events.empty()) return;
+      inv = std::move(events.front());
+      events.pop_front();
+    }
+    if (inv == nullptr) return;
+    EXPECT_TRUE(pool->RespondAndNext(1, inv->id, "\"ok\"", next_handler()).ok());
+  };
+
+  SetCurrentShard(0);
+  std::atomic<bool> warm_done{false};
+  invoke("warm", &warm_done);
+  pool->OnStarted(1, 4242);
+  pool->NextWith(1, next_handler());
+  while (!warm_done) serve();
+
+  constexpr int kCalls = 1000;
+  std::atomic<bool> b_finished{false};
+  std::thread b([&] {
+    SetCurrentShard(1);
+    for (int j = 0; j < kCalls; ++j) {
+      const std::string id = "b" + std::to_string(j);
+      if (j % 7 == 0) pool->Cancel(id);
+      std::atomic<bool> done{false};
+      invoke(id, &done);
+      while (!done) std::this_thread::yield();
+      if (j % 50 == 0) {
+        (void)pool->Stats();
+        pool->OnTick();
+      }
+    }
+    b_finished = true;
+  });
+  for (int i = 0; i < kCalls; ++i) {
+    std::atomic<bool> done{false};
+    invoke("a" + std::to_string(i), &done);
+    while (!done) serve();
+  }
+  while (!b_finished) serve();
+  b.join();
+
+  const int64_t b_canceled = (kCalls + 6) / 7;
+  EXPECT_EQ(wrong.load(), 0);
+  EXPECT_EQ(canceled.load(), b_canceled);
+  EXPECT_EQ(ok.load(), 1 + 2 * kCalls - b_canceled);
+  EXPECT_GT(pool->Stats().lane_calls, 0);
+  EXPECT_EQ(pool->Stats().inflight, 0);
+  EXPECT_EQ(pool->Stats().queued, 0);
+  EXPECT_EQ(timers.armed.load(), 0) << "a deadline outlived its call";
+  EXPECT_EQ(launcher.kills, 0);
+  pool->Shutdown();
+  SetCurrentShard(-1);
 }
 
 }  // namespace

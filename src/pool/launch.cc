@@ -687,7 +687,12 @@ void FunctionPool::EmitLineLocked(Instance& inst, const char* stream, std::strin
       inst.init_log.erase(0, inst.init_log.size() - kInitLogTail);
     }
   }
-  ctx_->logs->Append(version_->function, inst.current_request_id, stream, std::move(text));
+  // A call a lane gave it, once the runtime may have it, is the one printing.
+  const Lent* lent = inst.lent.get();
+  const bool lane_call = lent != nullptr && lent->state.load() == Lent::kTaken &&
+                         lent->delivered.load(std::memory_order_acquire);
+  ctx_->logs->Append(version_->function, lane_call ? lent->inv->id : inst.current_request_id,
+                     stream, std::move(text));
 }
 
 }  // namespace thaw::pool

@@ -9,6 +9,7 @@
 #include <boost/json.hpp>
 #include <cstdio>
 #include <cstdlib>
+#include <thread>
 
 #include "common/ids.h"
 #include "common/shard.h"
@@ -68,7 +69,8 @@ FunctionPool::FunctionPool(PoolContext* ctx, std::shared_ptr<const registry::Ver
                      AccountOf(TenantOfFunction(version_->function)) +
                      ":function:" + std::string(BareFunctionName(version_->function))),
       metrics_(ctx->metrics != nullptr ? ctx->metrics->For(version_->function) : nullptr),
-      template_(TemplateFor(ctx, *version_)) {
+      template_(TemplateFor(ctx, *version_)),
+      lanes_(std::make_unique<Lane[]>(kMaxLanes)) {
   // What this function's traffic taught the pool before the server restarted (or the version
   // before this one): the adaptive keep-alive goes on from there.
   if (ctx_->idle_store != nullptr) {
@@ -110,7 +112,7 @@ PoolView FunctionPool::ViewLocked() const {
   view.instances.reserve(instances_.size());
   const int shard = CurrentShard();
   for (const auto& [id, inst] : instances_) {
-    view.instances.push_back({id, inst->state(), inst->inflight(), inst->idle_since_us,
+    view.instances.push_back({id, inst->state(), InflightLocked(*inst), inst->idle_since_us,
                               shard >= 0 && inst->shard == shard});
   }
   view.queued = static_cast<int64_t>(queue_.size());
@@ -119,8 +121,8 @@ PoolView FunctionPool::ViewLocked() const {
     view.queued = (view.queued + size - 1) / size;
   }
   view.draining = draining_;
-  view.stop_idle_now = draining_ && !called_since_drain_;
-  view.idle_since_us = idle_since_us_;
+  view.stop_idle_now = draining_ && !called_since_drain_.load(std::memory_order_relaxed);
+  view.idle_since_us = idle_since_us_.load();
   return view;
 }
 
@@ -133,7 +135,7 @@ KeepAlivePlan FunctionPool::KeepAlivePlanLocked() const {
   s.fixed_window_us = m.idle_timeout_s * 1'000'000;
   s.templates = template_ != nullptr;
   s.now_us = ctx_->clock->MonoMicros();
-  s.idle_since_us = idle_since_us_;
+  s.idle_since_us = idle_since_us_.load();
   return PlanKeepAlive(s);
 }
 
@@ -151,6 +153,7 @@ void FunctionPool::Submit(InvocationPtr inv) {
   // Every time the pool compares comes from its one clock (a fake one in tests).
   inv->arrived_us = ctx_->clock->MonoMicros();
   inv->arrived_wall_us = ctx_->clock->WallMicros();
+  if (SubmitToLane(inv)) return;
   Effects fx;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -161,6 +164,7 @@ void FunctionPool::Submit(InvocationPtr inv) {
       r.error_message = "thaw is shutting down";
       Fail(std::move(inv), std::move(r), fx);
     } else if (canceled_early_.erase(inv->id) > 0) {
+      cancels_.fetch_sub(1);
       Fail(std::move(inv), CanceledResult(), fx);
     } else if (batched() && queue_.size() % version_->manifest.batch.max_size != 0) {
       // It joins the batch the last caller started, whose admission already decided how the
@@ -177,24 +181,30 @@ void FunctionPool::Submit(InvocationPtr inv) {
       RecordLocked(inv, r, "throttled", 0, fx);
       Fail(std::move(inv), std::move(r), fx);
     } else {
-      called_since_drain_ = true;
+      called_since_drain_.store(true, std::memory_order_relaxed);
       // An idle time ends: from the end of the version's last call to this arrival.
-      if (idle_since_us_ >= 0) {
-        idle_times_.Record(inv->arrived_us - idle_since_us_);
+      if (const int64_t since = idle_since_us_.exchange(-1); since >= 0) {
+        idle_times_.Record(std::max<int64_t>(0, inv->arrived_us - since));
         idle_dirty_ = true;
       }
-      idle_since_us_ = -1;
       // The version's half of admission (the tenant's and the function's ran in the gateway,
       // dispatch/dispatcher.h): the same decision, on this pool's snapshot.
-      dispatch::AdmissionState state;
-      dispatch::VersionState& v = state.version.emplace();
-      v.pool = ViewLocked();
-      v.limits = LimitsLocked();
-      v.memory_room = ctx_->manager == nullptr ||
-                      ctx_->manager->reserved_memory_mb() + version_->manifest.memory_mb <=
-                          ctx_->manager->memory_budget_mb();
-      dispatch::Decision d =
-          dispatch::Admit(state, dispatch::CallRequest{{}, version_->function}, inv->arrived_us);
+      dispatch::Decision d;
+      for (;;) {
+        dispatch::AdmissionState state;
+        dispatch::VersionState& v = state.version.emplace();
+        v.pool = ViewLocked();
+        v.limits = LimitsLocked();
+        v.memory_room = ctx_->manager == nullptr ||
+                        ctx_->manager->reserved_memory_mb() + version_->manifest.memory_mb <=
+                            ctx_->manager->memory_budget_mb();
+        d = dispatch::Admit(state, dispatch::CallRequest{{}, version_->function}, inv->arrived_us);
+        if (d.kind != dispatch::Decision::Kind::kDispatch) break;
+        // An instance lent to a lane: take it back first. A lane may have given it a call since
+        // the snapshot; then it has no room (a new snapshot counts the call), and the decision
+        // is made again.
+        if (instances_.at(d.instance_id)->Reclaim()) break;
+      }
       // Batched: the batcher decides when a call goes (PumpBatchesLocked, below).
       if (batched() && d.kind == dispatch::Decision::Kind::kDispatch) {
         d.kind = dispatch::Decision::Kind::kQueue;
@@ -241,8 +251,131 @@ void FunctionPool::Submit(InvocationPtr inv) {
       }
       if (batched()) PumpBatchesLocked(fx);
     }
+    NoteQueueLocked();
   }
   Apply(fx);
+}
+
+bool FunctionPool::SubmitToLane(InvocationPtr& inv) {
+  const int shard = CurrentShard();
+  if (shard < 0 || shard >= kMaxLanes || batched()) return false;
+  std::vector<std::shared_ptr<Lent>>& ready = lanes_[shard].ready;
+  while (!ready.empty()) {
+    // What would send this call elsewhere under mu_: calls waiting (FIFO), a shutdown, a
+    // Cancel that may name it.
+    if (queued_.load() > 0 || closed_.load() || cancels_.load() > 0) return false;
+    std::shared_ptr<Lent> lent = std::move(ready.back());
+    ready.pop_back();
+    int idle = Lent::kIdle;
+    if (!lent->state.compare_exchange_strong(idle, Lent::kTaken)) continue;  // taken back
+    // Checked again now that the instance is counted busy: a Cancel that scanned before the
+    // take is seen here (its count went up before its scan), else its scan sees the take.
+    if (queued_.load() > 0 || closed_.load() || cancels_.load() > 0) {
+      lent->state.store(Lent::kIdle);
+      ready.push_back(std::move(lent));
+      return false;
+    }
+    called_since_drain_.store(true, std::memory_order_relaxed);
+    if (const int64_t since = idle_since_us_.exchange(-1); since >= 0) {
+      lent->idle_sample_us = std::max<int64_t>(0, inv->arrived_us - since);
+    }
+    // DeliverLocked's work, on the lent instance's copy of what it reads.
+    const int64_t timeout_ms = version_->manifest.timeout_ms;
+    inv->started_us = ctx_->clock->MonoMicros();
+    inv->deadline_wall_ms = ctx_->clock->WallMicros() / 1000 + timeout_ms;
+    inv->cold_start = !lent->served_any;
+    inv->start_kind = inv->cold_start ? lent->start_kind : instance::StartKind::kWarm;
+    // As in DeliverLocked: the reading that ended its last call (written before it was lent).
+    inv->cpu_start_us = lent->instance->cpu_last_us >= 0 ? lent->instance->cpu_last_us
+                                                         : lent->instance->cpu.ReadMicros();
+    inv->init_us = inv->cold_start ? lent->init_us : 0;
+    const uint64_t instance_id = lent->instance->id;
+    inv->deadline_timer = ctx_->timers->After(
+        timeout_ms * 1000, [self = shared_from_this(), instance_id, id = inv->id] {
+          self->OnDeadline(instance_id, id);
+        });
+    ctx_->logs->Append(
+        version_->function, inv->id, "platform",
+        "START RequestId: " + inv->id + " Version: " + ShownVersion(version_->version, latest_));
+    NextHandler handler = std::move(*lent->handler);
+    lent->handler.reset();
+    lent->inv = inv;
+    lent->delivered.store(true, std::memory_order_release);
+    lane_calls_.fetch_add(1, std::memory_order_relaxed);
+    Complete(std::move(handler), std::move(inv));
+    return true;
+  }
+  return false;
+}
+
+void FunctionPool::MaybeLendLocked(Instance& inst) {
+  const int shard = CurrentShard();
+  if (shard < 0 || shard >= kMaxLanes || inst.shard != shard || batched() || shut_down_ ||
+      version_->manifest.concurrency != 1 || inst.lifecycle != Lifecycle::kReady ||
+      inst.lent != nullptr || inst.parked.size() != 1 || !inst.assigned.empty() ||
+      !inst.active.empty() || !queue_.empty()) {
+    return;
+  }
+  auto lent = std::make_shared<Lent>();
+  lent->instance = &inst;
+  lent->handler.emplace(std::move(inst.parked.front()));
+  inst.parked.clear();
+  lent->served_any = inst.served_any;
+  lent->start_kind = inst.start_kind;
+  lent->init_us = inst.init_us;
+  inst.lent = lent;
+  // This is the lane's own thread: drop the entries taken back meanwhile, then lend.
+  std::vector<std::shared_ptr<Lent>>& ready = lanes_[shard].ready;
+  std::erase_if(ready,
+                [](const std::shared_ptr<Lent>& l) { return l->state.load() != Lent::kIdle; });
+  ready.push_back(std::move(lent));
+}
+
+bool FunctionPool::Instance::Reclaim() {
+  if (lent == nullptr) return true;
+  int idle = Lent::kIdle;
+  if (!lent->state.compare_exchange_strong(idle, Lent::kReclaimed)) return false;
+  parked.push_back(std::move(*lent->handler));
+  lent->handler.reset();
+  lent.reset();
+  return true;
+}
+
+void FunctionPool::AdoptLocked(Instance& inst, bool reclaim_idle) {
+  if (inst.lent == nullptr) return;
+  Lent& lent = *inst.lent;
+  for (;;) {
+    const int state = lent.state.load();
+    if (state == Lent::kIdle) {
+      if (!reclaim_idle || inst.Reclaim()) return;
+      continue;  // a lane took it meanwhile
+    }
+    if (state != Lent::kTaken) {
+      std::fprintf(stderr, "thaw: instance %llu: lent entry taken back twice\n",
+                   static_cast<unsigned long long>(inst.id));
+      std::abort();
+    }
+    // Taken: wait out the lane's last steps before the runtime gets the event (or its undo).
+    if (!lent.delivered.load(std::memory_order_acquire)) {
+      std::this_thread::yield();
+      continue;
+    }
+    InvocationPtr inv = std::move(lent.inv);
+    if (lent.idle_sample_us >= 0) {
+      idle_times_.Record(lent.idle_sample_us);
+      idle_dirty_ = true;
+    }
+    inst.served_any = true;
+    inst.current_request_id = inv->id;
+    inst.active[inv->id] = std::move(inv);
+    inst.lent.reset();
+    return;
+  }
+}
+
+int64_t FunctionPool::InflightLocked(const Instance& inst) const {
+  const bool lane_call = inst.lent != nullptr && inst.lent->state.load() == Lent::kTaken;
+  return inst.inflight() + (lane_call ? 1 : 0);
 }
 
 void FunctionPool::RefuseStartLocked(InvocationPtr inv, Effects& fx) {
@@ -347,6 +480,7 @@ void FunctionPool::Instance::Transition(Lifecycle to) {
 void FunctionPool::EraseInstanceLocked(uint64_t instance_id, Effects& fx) {
   auto it = instances_.find(instance_id);
   if (it == instances_.end()) return;
+  AdoptLocked(*it->second, true);
   it->second->Transition(Lifecycle::kGone);
   if (it->second->reserved_mb > 0) ctx_->manager->ReleaseMemory(it->second->reserved_mb);
   if (it->second->holds_fork) template_->ForkGone();
@@ -382,6 +516,7 @@ void FunctionPool::NextLocked(uint64_t instance_id, NextHandler handler, Effects
     fx.nexts.emplace_back(std::move(handler), nullptr);
   } else {
     Instance& inst = *it->second;
+    AdoptLocked(inst, true);
     if (!inst.initialized) {
       int64_t now = ctx_->clock->MonoMicros();
       inst.initialized = true;
@@ -402,7 +537,9 @@ void FunctionPool::NextLocked(uint64_t instance_id, NextHandler handler, Effects
       inst.parked.push_back(std::move(handler));
     }
     FillFromQueueLocked(inst, fx);
+    MaybeLendLocked(inst);
   }
+  NoteQueueLocked();
 }
 
 void FunctionPool::AssignLocked(Instance& inst, InvocationPtr inv, Effects& fx) {
@@ -546,9 +683,15 @@ void FunctionPool::FinishLocked(Instance& inst, const InvocationPtr& inv, Result
   }
   inst.gpu_billed_us += GpuMicros(result.duration_us);
   if (inst.inflight() == 0) inst.idle_since_us = now;
-  if (queue_.empty() && std::all_of(instances_.begin(), instances_.end(),
-                                    [](const auto& i) { return i.second->inflight() == 0; })) {
-    idle_since_us_ = now;  // nothing runs or waits: the version's idle time starts
+  auto idle = [this](const auto& i) { return InflightLocked(*i.second) == 0; };
+  if (queue_.empty() && std::all_of(instances_.begin(), instances_.end(), idle)) {
+    idle_since_us_.store(now);  // nothing runs or waits: the version's idle time starts
+    // Unless a lane gave a call to an instance meanwhile: then the version was not idle. (A
+    // lane whose take this misses swaps `now` out itself, as an idle time of about 0.)
+    if (!std::all_of(instances_.begin(), instances_.end(), idle)) {
+      int64_t expected = now;
+      idle_since_us_.compare_exchange_strong(expected, -1);
+    }
   }
   if (!inv->members.empty()) {
     FinishBatchLocked(inv, std::move(result), status, inst.peak_rss_mb, fx);
@@ -562,6 +705,7 @@ void FunctionPool::FinishLocked(Instance& inst, const InvocationPtr& inv, Result
     }
   }
   FillFromQueueLocked(inst, fx);
+  NoteQueueLocked();
 }
 
 Status FunctionPool::Respond(uint64_t instance_id, const std::string& request_id,
@@ -588,6 +732,7 @@ Status FunctionPool::FinishActiveLocked(uint64_t instance_id, const std::string&
   auto it = instances_.find(instance_id);
   if (it == instances_.end()) return NotFound("instance is gone");
   Instance& inst = *it->second;
+  AdoptLocked(inst, false);
   auto a = inst.active.find(request_id);
   if (a == inst.active.end()) return NotFound("unknown or finished request id " + request_id);
   InvocationPtr inv = a->second;
@@ -653,6 +798,7 @@ StatusOr<std::shared_ptr<ResponseSink>> FunctionPool::StreamBegin(uint64_t insta
     auto it = instances_.find(instance_id);
     if (it == instances_.end()) return NotFound("instance is gone");
     Instance& inst = *it->second;
+    AdoptLocked(inst, false);
     auto a = inst.active.find(request_id);
     if (a != inst.active.end() && !a->second->members.empty()) {
       return FailedPrecondition("request " + request_id +
@@ -694,6 +840,7 @@ void FunctionPool::ReportInitError(uint64_t instance_id, std::string body, std::
     auto it = instances_.find(instance_id);
     if (it == instances_.end()) return;
     Instance& inst = *it->second;
+    AdoptLocked(inst, true);
     std::string message = body;
     boost::system::error_code ec;
     boost::json::value v = boost::json::parse(body, ec);
@@ -724,6 +871,7 @@ void FunctionPool::OnDeadline(uint64_t instance_id, const std::string& request_i
     auto it = instances_.find(instance_id);
     if (it == instances_.end()) return;
     Instance& inst = *it->second;
+    AdoptLocked(inst, false);
     auto a = inst.active.find(request_id);
     if (a == inst.active.end()) return;
     InvocationPtr inv = a->second;
@@ -747,8 +895,12 @@ void FunctionPool::OnDeadline(uint64_t instance_id, const std::string& request_i
 bool FunctionPool::Cancel(const std::string& request_id) {
   Effects fx;
   bool found = false;
+  // Before the scan: a lane that takes an instance from here on sees it and leaves the call to
+  // the locked path (SubmitToLane); one that took it before is seen by the scan.
+  cancels_.fetch_add(1);
   {
     std::lock_guard<std::mutex> lock(mu_);
+    for (auto& [id, inst] : instances_) AdoptLocked(*inst, false);
     for (auto it = queue_.begin(); it != queue_.end(); ++it) {
       if ((*it)->id != request_id) continue;
       InvocationPtr inv = std::move(*it);
@@ -776,13 +928,18 @@ bool FunctionPool::Cancel(const std::string& request_id) {
       StopInstanceLocked(*inst, fx);
       found = true;
     }
-    if (!found) canceled_early_[request_id] = ctx_->clock->MonoMicros();
+    if (!found) {
+      const int64_t now = ctx_->clock->MonoMicros();
+      if (canceled_early_.insert_or_assign(request_id, now).second) cancels_.fetch_add(1);
+    }
   }
+  cancels_.fetch_sub(1);
   Apply(fx);
   return found;
 }
 
 void FunctionPool::StopInstanceLocked(Instance& inst, Effects& fx) {
+  AdoptLocked(inst, true);
   if (inst.lifecycle == Lifecycle::kStopping) return;
   inst.Transition(Lifecycle::kStopping);
   for (auto& handler : inst.parked) fx.nexts.emplace_back(std::move(handler), nullptr);
@@ -792,6 +949,7 @@ void FunctionPool::StopInstanceLocked(Instance& inst, Effects& fx) {
     RequeueLocked(std::move(inst.assigned.back()));
     inst.assigned.pop_back();
   }
+  NoteQueueLocked();
   if (inst.pid > 0) fx.kills.push_back(inst.pid);
 }
 
@@ -805,6 +963,7 @@ void FunctionPool::OnExit(uint64_t instance_id, const sandbox::ExitEvent& exit) 
     auto it = instances_.find(instance_id);
     if (it == instances_.end()) return;
     Instance& inst = *it->second;
+    AdoptLocked(inst, true);
     if (!inst.active.empty() && !inst.exit_drained && !inst.endpoint.empty()) {
       inst.exit_drained = true;
       drain = inst.endpoint;
@@ -822,6 +981,7 @@ void FunctionPool::OnExit(uint64_t instance_id, const sandbox::ExitEvent& exit) 
     auto it = instances_.find(instance_id);
     if (it == instances_.end()) return;
     InstancePtr inst = it->second;
+    AdoptLocked(*inst, true);
     DrainLogsLocked(*inst, true);  // its last words: at most a pipe's worth
     if (exit.peak_memory_bytes > 0) {
       inst->peak_rss_mb =
@@ -936,7 +1096,11 @@ void FunctionPool::ApplyTickLocked(Effects& fx) {
   TickPlan plan = Tick(ViewLocked(), LimitsLocked(), now);
   // Inits that keep failing are retried with back-off, not at once forever.
   if (now < restart_not_before_us_) plan.start = 0;
-  for (uint64_t id : plan.stop) StopInstanceLocked(*instances_.at(id), fx);
+  for (uint64_t id : plan.stop) {
+    Instance& idle = *instances_.at(id);
+    if (!idle.Reclaim()) continue;  // a lane gave it a call since the snapshot
+    StopInstanceLocked(idle, fx);
+  }
   for (int64_t i = 0; i < plan.start; ++i) {
     if (NewInstanceLocked(fx) == nullptr) break;  // no room: memory budget or GPUs
   }
@@ -957,8 +1121,10 @@ void FunctionPool::OnTick() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     const int64_t now = ctx_->clock->MonoMicros();
-    std::erase_if(canceled_early_,
-                  [now](const auto& entry) { return now - entry.second > kCancelMemoryUs; });
+    cancels_.fetch_sub(
+        static_cast<int64_t>(std::erase_if(canceled_early_, [now](const auto& entry) {
+          return now - entry.second > kCancelMemoryUs;
+        })));
     // An init that does not finish fails as an init error, with the requests waiting for it
     // (not as a throttle when they have waited as long).
     for (auto& [id, inst] : instances_) {
@@ -1003,6 +1169,7 @@ void FunctionPool::OnTick() {
       }
     }
     ApplyTickLocked(fx);
+    NoteQueueLocked();
   }
   Apply(fx);
   SaveIdleTimes(false);
@@ -1014,7 +1181,7 @@ void FunctionPool::Drain() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     draining_ = true;
-    called_since_drain_ = false;
+    called_since_drain_.store(false, std::memory_order_relaxed);
     ApplyTickLocked(fx);
   }
   Apply(fx);
@@ -1039,9 +1206,8 @@ void FunctionPool::StopIdle() {
     std::lock_guard<std::mutex> lock(mu_);
     if (!queue_.empty()) return;  // the idle ones are about to get work
     for (auto& [_, inst] : instances_) {
-      if (inst->state() == InstanceState::kReady && inst->inflight() == 0) {
-        StopInstanceLocked(*inst, fx);
-      }
+      if (inst->state() != InstanceState::kReady || !inst->Reclaim()) continue;
+      if (inst->inflight() == 0) StopInstanceLocked(*inst, fx);
     }
   }
   Apply(fx);
@@ -1053,6 +1219,7 @@ void FunctionPool::Shutdown() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     shut_down_ = true;
+    closed_.store(true);
     while (!queue_.empty()) {
       InvocationPtr inv = std::move(queue_.front());
       queue_.pop_front();
@@ -1076,7 +1243,7 @@ bool FunctionPool::CanTakeWork() const {
   std::lock_guard<std::mutex> lock(mu_);
   for (const auto& [_, inst] : instances_) {
     if (inst->state() == InstanceState::kReady &&
-        inst->inflight() < version_->manifest.concurrency) {
+        InflightLocked(*inst) < version_->manifest.concurrency) {
       return true;
     }
   }
@@ -1091,12 +1258,14 @@ PoolStats FunctionPool::Stats() const {
   s.draining = draining_;
   s.queued = static_cast<int64_t>(queue_.size());
   for (const auto& [_, inst] : instances_) {
-    s.inflight += inst->inflight();
+    s.inflight += InflightLocked(*inst);
     ++s.instances_by_state[InstanceStateName(inst->state())];
-    if (inst->state() == InstanceState::kReady && inst->inflight() > 0) ++s.busy;
+    if (inst->state() == InstanceState::kReady && InflightLocked(*inst) > 0) ++s.busy;
+    if (inst->lent != nullptr && inst->lent->state.load() == Lent::kIdle) ++s.lent;
     s.instances.push_back(
         {inst->id, inst->pid, InstanceStateName(inst->state()), inst->start_kind});
   }
+  s.lane_calls = lane_calls_.load(std::memory_order_relaxed);
   s.init_failures_in_a_row = init_failures_in_a_row_;
   s.last_init_error = last_init_error_;
   const KeepAlivePlan plan = KeepAlivePlanLocked();

@@ -5,7 +5,9 @@
 //
 // Thread-safety: every public method may be called from any thread. A pool's state is
 // guarded by its own mutex (no lock is shared across functions); completions run on the
-// waiting coroutine's executor after the lock is released, never under it.
+// waiting coroutine's executor after the lock is released, never under it. The one exception
+// is the warm path's lanes: an idle instance is lent to the shard that serves it, which hands
+// it its next call without the mutex (Lent, in pool_internal.h, says how).
 #pragma once
 
 #include <sys/types.h>
@@ -242,7 +244,9 @@ struct PoolStats {
   int64_t queued = 0;
   int64_t inflight = 0;
   std::map<std::string, int64_t> instances_by_state;
-  int64_t busy = 0;                    // ready instances serving at least one call
+  int64_t busy = 0;        // ready instances serving at least one call
+  int64_t lent = 0;        // idle instances lent to their shard's lane (FunctionPool::Lent)
+  int64_t lane_calls = 0;  // calls a lane handed over without the pool's mutex, so far
   int64_t init_failures_in_a_row = 0;  // since an instance of this version last initialised
   std::string last_init_error;
   // The keep-alive in force (keep_alive.h): what it is based on and its windows.
@@ -370,6 +374,9 @@ class FunctionPool : public std::enable_shared_from_this<FunctionPool> {
   using InstancePtr = std::shared_ptr<Instance>;
 
   void Submit(InvocationPtr inv);
+  // The warm path: hands `inv` to an idle instance lent to this thread's shard, without mu_.
+  // False (and `inv` untouched) when the shard has none, or the pool must decide under mu_.
+  bool SubmitToLane(InvocationPtr& inv);
   void OnNext(uint64_t instance_id, NextHandler handler);
   void OnDeadline(uint64_t instance_id, const std::string& request_id);
   // Ends the active call `request_id` with `r` (Respond, ReportError, StreamEnd).
@@ -377,6 +384,18 @@ class FunctionPool : public std::enable_shared_from_this<FunctionPool> {
 
   // *Locked: the caller holds mu_. They collect side effects into Effects, applied unlocked.
   struct Effects;
+  struct Lent;  // pool_internal.h
+  // An idle instance of this pool lent to shard `shard` (MaybeLendLocked), on that shard's
+  // thread, with mu_ held.
+  void MaybeLendLocked(Instance& instance);
+  // Takes a lent instance back under mu_: a call a lane handed it becomes one of its active
+  // calls; an idle one's waiting runtime goes back to `parked` when `reclaim_idle` (else it
+  // stays lent).
+  void AdoptLocked(Instance& instance, bool reclaim_idle);
+  // Calls in flight on `instance`, a lane's included.
+  int64_t InflightLocked(const Instance& instance) const;
+  // queued_ := queue_.size(): after the queue grew, before the lock is let go.
+  void NoteQueueLocked() { queued_.store(static_cast<int64_t>(queue_.size())); }
   void NextLocked(uint64_t instance_id, NextHandler handler, Effects& fx);
   Status FinishActiveLocked(uint64_t instance_id, const std::string& request_id, Result r,
                             Effects& fx);
@@ -485,19 +504,36 @@ class FunctionPool : public std::enable_shared_from_this<FunctionPool> {
   std::deque<InvocationPtr> queue_;            // guarded by mu_
   uint64_t next_instance_id_ = 1;              // guarded by mu_
   bool draining_ = false;                      // guarded by mu_
-  bool called_since_drain_ = false;            // guarded by mu_
   bool shut_down_ = false;                     // guarded by mu_
   int64_t init_failures_in_a_row_ = 0;         // guarded by mu_
   std::string last_init_error_;                // guarded by mu_
   int64_t restart_not_before_us_ = 0;          // guarded by mu_: init back-off (monotonic)
   Status start_refusal_ = Status::Ok();        // guarded by mu_: see NewInstanceLocked
+  // A call came since Drain (PoolView::stop_idle_now). Set by the lanes too.
+  std::atomic<bool> called_since_drain_{false};
   // Batched versions: wakes the pool when a held batch is due (0: not armed). Guarded by mu_.
   std::unique_ptr<asio::steady_timer> batch_timer_;
   int64_t batch_wake_us_ = 0;
   // Cancel()ed before they were submitted: request id -> when (monotonic), guarded by mu_.
   std::map<std::string, int64_t> canceled_early_;
-  IdleHistogram idle_times_;    // guarded by mu_: the adaptive keep-alive's
-  int64_t idle_since_us_ = -1;  // guarded by mu_: PoolView::idle_since_us
+  IdleHistogram idle_times_;  // guarded by mu_: the adaptive keep-alive's
+  // PoolView::idle_since_us. Written under mu_, and swapped to -1 by a lane's call.
+  std::atomic<int64_t> idle_since_us_{-1};
+  // The lanes (one per shard, each touched only by its shard's thread): the idle instances
+  // lent to that shard, most recently idle last. Entries another thread took back stay until
+  // the lane meets them. Shards from kMaxLanes on have none (they take the locked path).
+  static constexpr int kMaxLanes = 64;
+  struct alignas(64) Lane {
+    std::vector<std::shared_ptr<Lent>> ready;
+  };
+  std::unique_ptr<Lane[]> lanes_;
+  // What a lane checks before it serves a call without mu_; each sends it to the locked path
+  // while set. queued_: queue_.size() as last noted (never below it while calls wait);
+  // closed_: shut_down_; cancels_: Cancel calls running plus canceled_early_'s entries.
+  std::atomic<int64_t> queued_{0};
+  std::atomic<bool> closed_{false};
+  std::atomic<int64_t> cancels_{0};
+  std::atomic<int64_t> lane_calls_{0};  // PoolStats::lane_calls
   // idle_times_ changed since it was last saved to ctx_->idle_store, and when that was
   // (monotonic). Guarded by mu_.
   bool idle_dirty_ = false;

@@ -8,6 +8,7 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -82,6 +83,9 @@ struct FunctionPool::Instance {
   bool awaits_template = false;  // waiting for the template's init (its own init timeout)
   bool holds_fork = false;       // counted among the template's live forks (Template::TakeFork)
   bool exit_drained = false;     // its exit waited for its Runtime API to be read (OnExit)
+  // Lent to its shard's lane (FunctionPool::Lent) while set: then `parked` is empty, and its
+  // waiting runtime, or the call the lane gave it, is the entry's until AdoptLocked.
+  std::shared_ptr<FunctionPool::Lent> lent;
 
   int64_t inflight() const { return static_cast<int64_t>(assigned.size() + active.size()); }
   // What the scheduling policy sees.
@@ -100,6 +104,39 @@ struct FunctionPool::Instance {
   }
   // Moves to `to`; aborts on a step the life above does not allow.
   void Transition(Lifecycle to);
+  // Takes it back from its lane, idle (its GET /next goes back to `parked`), without waiting;
+  // the caller holds the pool's mutex. False when a lane has given it a call (it stays lent,
+  // and counts busy). True when it was not lent.
+  bool Reclaim();
+};
+
+// An idle instance lent to the lane of the shard that serves it: that shard's Submit hands it a
+// call without the pool's mutex (the warm path); everything else takes it back under the mutex
+// first (AdoptLocked). The entry changes hands through `state` alone:
+//   kIdle  -> kTaken     the lane took it for a call (SubmitToLane, no mutex)
+//   kIdle  -> kReclaimed the pool took it back, idle, under mu_: `handler` goes back to parked
+//   kTaken -> kIdle      the lane gave it back before delivering (a Cancel or a queue raced it)
+// The lane writes `inv` and the call's fields, then sets `delivered` (release) before the
+// runtime gets the event; another thread reads `inv` only once it sees kTaken and `delivered`
+// (acquire), and waits out the few steps between (a timer's arming, the START line: none takes
+// mu_, so the wait cannot deadlock). So a call on a lent instance is counted in flight from
+// the moment the lane takes it (InflightLocked), and every decision under mu_ (admission, the
+// tick's stops, drain, stats) sees it.
+struct FunctionPool::Lent {
+  enum State : int { kIdle, kTaken, kReclaimed };
+  std::atomic<int> state{kIdle};
+  std::atomic<bool> delivered{false};
+  // Valid while lent: an instance is erased only after AdoptLocked, which waits for
+  // `delivered`, after which the lane no longer touches it.
+  Instance* instance = nullptr;
+  std::optional<NextHandler> handler;  // the runtime's GET /next, waiting for an event
+  // Copied when lent: the instance's first call is its cold start.
+  bool served_any = false;
+  instance::StartKind start_kind = instance::StartKind::kWarm;
+  int64_t init_us = 0;
+  // Written by the lane once kTaken (see above).
+  InvocationPtr inv;
+  int64_t idle_sample_us = -1;  // the version's idle time the call ended (-1: none)
 };
 
 struct FunctionPool::Effects {

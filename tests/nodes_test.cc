@@ -191,6 +191,52 @@ TEST_F(NodesTest, JoinAndLeaveAreSeenFromTheWatch) {
   EXPECT_LE(most, 400);
 }
 
+// etcd killed and started again under a running node: its watch breaks, it reads the members
+// by polling until a new watch opens (a node that joins meanwhile is seen), then follows a new
+// watch, which sees the next leave at once.
+TEST_F(NodesTest, BrokenWatchFallsBackToPollingAndWatchesAgain) {
+  const std::string kWatching = "following the members through an etcd watch";
+  auto a = Node("a");
+  ASSERT_TRUE(a->WaitForOutput(kWatching, 10000)) << a->Output();
+  auto watches = [&] {
+    const std::string out = a->Output();
+    int n = 0;
+    for (size_t at = out.find(kWatching); at != std::string::npos;
+         at = out.find(kWatching, at + 1)) {
+      ++n;
+    }
+    return n;
+  };
+  std::string why;
+  ASSERT_TRUE(etcd_->Restart(why)) << why;
+  ASSERT_TRUE(a->WaitForOutput("until a watch opens", 10000)) << a->Output();
+  cluster::EtcdClient etcd = Etcd(etcd_->url());
+  auto lease = RunCoroutine([&]() -> asio::awaitable<int64_t> {
+    auto granted = co_await etcd.GrantLease(30);
+    if (!granted.ok()) co_return 0;
+    const Status put = co_await etcd.Put("/thaw/nodes/ghost",
+                                         R"({"name":"ghost","advertise":"127.0.0.1:1"})", *granted);
+    co_return put.ok() ? *granted : 0;
+  }());
+  ASSERT_TRUE(lease.has_value() && *lease != 0);
+  const int watches_before = watches();
+  ASSERT_TRUE(Eventually(
+      [&] {
+        return Lists(*a, {"a", "ghost"});
+      },
+      5000))
+      << a->Call("GET", "/v1/nodes").body;
+  std::printf("a node joining after etcd's restart was seen %s\n",
+              watches() == watches_before ? "before a new watch opened (by the poll)"
+                                          : "after a new watch opened");
+  ASSERT_TRUE(Eventually([&] { return watches() >= 2; }, 10000)) << a->Output();
+  auto revoked = RunCoroutine(
+      [&]() -> asio::awaitable<bool> { co_return (co_await etcd.Revoke(*lease)).ok(); }());
+  ASSERT_TRUE(revoked.value_or(false));
+  EXPECT_TRUE(Eventually([&] { return Lists(*a, {"a"}); }, 300))
+      << a->Call("GET", "/v1/nodes").body;
+}
+
 TEST_F(NodesTest, TwoNodesJoinAndEachListsBoth) {
   auto a = Node("a");
   auto b = Node("b");

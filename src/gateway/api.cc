@@ -893,13 +893,15 @@ asio::awaitable<void> Api::FunctionUrl(const Peer& peer, Request& req, Response&
   const bool from_node =
       forwarder_ != nullptr && req.find(kForwardedByHeader) != req.end() &&
       cluster::TokenMatches(req[cluster::kClusterTokenHeader], deps_.cluster_token);
-  std::vector<Cidr> trusted = trusted_proxies_;
+  std::vector<Cidr> with_node;
   if (from_node) {
+    with_node = trusted_proxies_;
     if (auto node = ParseCidrList(peer_ip); node.ok()) {
-      trusted.insert(trusted.end(), node->begin(), node->end());
+      with_node.insert(with_node.end(), node->begin(), node->end());
     }
   }
-  url.forwarded = ResolveForwarded(req, peer_ip, peer.local_port, trusted);
+  url.forwarded =
+      ResolveForwarded(req, peer_ip, peer.local_port, from_node ? with_node : trusted_proxies_);
   if (forwarder_ != nullptr) {
     // Run where the version is warm, like an invoke; what this node resolved about the client
     // goes along.

@@ -87,11 +87,9 @@ asio::awaitable<void> Membership::Follow() {
       auto opened = co_await etcd_.Watch(kFollowFrom, kFollowEnd, *revision + 1);
       if (opened.ok()) {
         watch_ = std::move(*opened);
-        watching_ = true;
         spdlog::info("cluster: following the members through an etcd watch");
         last_error.clear();
         st = co_await Apply(*watch_);
-        watching_ = false;
         watch_.reset();
         if (stopping_) break;
       } else {

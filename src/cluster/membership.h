@@ -67,9 +67,6 @@ class Membership {
   // Marks `node` draining (or not) in etcd. NotFound when it is not a member.
   boost::asio::awaitable<Status> SetDrain(const std::string& node, bool drain);
 
-  // Whether the snapshot follows an open watch now (false: polling, or not started).
-  bool watching() const { return watching_.load(); }
-
   static constexpr const char* kNodesPrefix = "/thaw/nodes/";
   static constexpr const char* kDrainPrefix = "/thaw/drain/";
 
@@ -102,7 +99,6 @@ class Membership {
   // Members loop state (its coroutine only; watch_ also Leave's and Run's, on the same thread).
   std::map<std::string, KeyValue> keys_;  // /thaw/drain/... and /thaw/nodes/... by key
   std::shared_ptr<EtcdWatch> watch_;      // the open watch, or null
-  std::atomic<bool> watching_{false};
   mutable std::mutex mu_;
   std::vector<Member> members_;  // guarded by mu_
 };

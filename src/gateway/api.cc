@@ -233,9 +233,10 @@ Api::Api(ApiDeps deps)
                        .keys = deps_.keys,
                        .webhook_private_addresses = deps_.config->webhook_private_addresses},
           deps_.config->max_payload_bytes)),
-      lambda_(std::make_unique<LambdaApi>(
-          LambdaDeps{deps_.registry, deps_.pools, deps_.logs, deps_.config, deps_.admin_key,
-                     deps_.keys, invoker_.get(), &blocking_, forwarder_.get()})),
+      lambda_(std::make_unique<LambdaApi>(LambdaDeps{deps_.registry, deps_.pools, deps_.logs,
+                                                     deps_.config, deps_.admin_key, deps_.keys,
+                                                     invoker_.get(), &blocking_,
+                                                     forwarder_.get()})),
       openai_(std::make_unique<OpenAiApi>(deps_.registry, invoker_.get(), deps_.meter,
                                           forwarder_.get())) {
   if (deps_.jobs != nullptr) {

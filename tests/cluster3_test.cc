@@ -6,21 +6,16 @@
 // refused by c within a second; b killed -9 under a load of Event invocations: the events it
 // had accepted complete on a or c within the event lease plus 2 s while sync callers through a
 // and c see no errors; usage totals read through any node are the sum of the calls through all
-// three. Skips, saying why, where the harness cannot run (not root, no `ip netns`, no etcd or
-// PostgreSQL).
-//
-// Cases still to add here, once call forwarding and cluster-wide limits are merged (the harness
-// has what they need: node(i), Cli(i), Kill9(i), Restart(i)):
-//   - a call through a node without a warm instance is forwarded to one with it (today each
-//     node starts its own instance);
-//   - a tenant with concurrency N: N+k parallel calls spread over a, b and c never run more
-//     than N at once (the rest throttled), and the limit's shares add up to N;
-//   - kill -9 b: callers through a and c see no errors for versions warm only on b (forwarded
-//     elsewhere);
-//   - `thaw nodes drain b` moves b's warm work to a or c.
+// three; a tenant's concurrency limit of N holds over calls through all three at once (the rest
+// 429 TooManyRequestsException); b killed -9 under sync calls through a and c that also go to b:
+// only the calls in flight on b fail, with the node-failed 502; `thaw nodes drain b` moves b's
+// warm work to a or c with no call failing; a function URL call through c runs on a, warm, and
+// the function sees the client's address, not c's. Skips, saying why, where the harness cannot
+// run (not root, no `ip netns`, no etcd or PostgreSQL).
 #include <gtest/gtest.h>
 #include <libpq-fe.h>
 
+#include <algorithm>
 #include <atomic>
 #include <boost/json.hpp>
 #include <chrono>
@@ -84,9 +79,14 @@ class Cluster3Test : public ::testing::Test {
     return names;
   }
 
-  // Deploys hello-cpp as `name` through a; true once b and c know it.
-  bool DeployThroughA(const std::string& name) {
-    auto deployed = cluster_->node(0).Deploy(name, kHelloCpp);
+  void TearDown() override {
+    cluster_.reset();
+    for (const auto& d : dirs_) RemoveDir(d);
+  }
+
+  // Deploys `dir` (hello-cpp unless told) as `name` through a; true once b and c know it.
+  bool DeployThroughA(const std::string& name, const std::string& dir = kHelloCpp) {
+    auto deployed = cluster_->node(0).Deploy(name, dir);
     EXPECT_EQ(deployed.status, 201) << deployed.body;
     return deployed.status == 201 &&
            Eventually(
@@ -102,8 +102,70 @@ class Cluster3Test : public ::testing::Test {
         .status;
   }
 
+  // A call node `i` runs itself (marked as forwarded already: it is not sent on).
+  HttpResult Here(size_t i, const std::string& function, const std::string& payload = "{}") {
+    return cluster_->node(i).Call("POST", "/v1/functions/" + function + "/invoke", payload,
+                                  {{"X-Thaw-Forwarded-By", "test"}});
+  }
+  // Whether node `on` lists `function` (version 1) warm on node `node`.
+  bool SeesWarm(size_t on, const std::string& node, const std::string& function) {
+    auto nodes = Nodes(on);
+    if (!nodes.count(node)) return false;
+    for (const auto& v : nodes.at(node).at("warm").as_array()) {
+      if (v.as_string().subview().ends_with(function + ":1")) return true;
+    }
+    return false;
+  }
+  // The instances node `i` runs of `function`.
+  size_t InstancesOn(size_t i, const std::string& function) {
+    auto r = cluster_->node(i).Call("GET", "/v1/functions/" + function);
+    if (r.status != 200) return SIZE_MAX;
+    return json::parse(r.body).at("instance_list").as_array().size();
+  }
+
   std::unique_ptr<ClusterHarness> cluster_;
+  std::vector<std::string> dirs_;
 };
+
+// Holds each call for `hold` seconds and says when it ran (wall clock: one host, one clock).
+const std::string kHold = R"(import time
+def handler(event, context):
+    t0 = time.time()
+    time.sleep(event.get("hold", 0))
+    return {"t0": t0, "t1": time.time()}
+)";
+
+// A function URL answer that tells what the function saw.
+const std::string kEchoUrl = R"(import json
+def handler(event, context):
+    http = event.get("requestContext", {}).get("http", {})
+    seen = {"headers": event.get("headers", {}), "sourceIp": http.get("sourceIp")}
+    return {"statusCode": 200, "body": json.dumps(seen)}
+)";
+
+std::string Str(const json::value& v) {
+  return v.is_string() ? std::string(v.as_string()) : json::serialize(v);
+}
+
+struct Timed {
+  int status = 0;
+  std::string node, body;
+  double t0 = 0, t1 = 0;
+};
+
+// The most calls that ran at one instant.
+int MaxOverlap(const std::vector<Timed>& calls) {
+  std::vector<std::pair<double, int>> edges;
+  for (const auto& c : calls) {
+    if (c.status != 200) continue;
+    edges.emplace_back(c.t0, 1);
+    edges.emplace_back(c.t1, -1);
+  }
+  std::sort(edges.begin(), edges.end());  // at one instant, an end (-1) sorts before a start
+  int now = 0, most = 0;
+  for (const auto& [_, d] : edges) most = std::max(most, now += d);
+  return most;
+}
 
 TEST_F(Cluster3Test, ThreeNodesSeeEachOtherAtTheirOwnAddresses) {
   for (size_t i = 0; i < cluster_->size(); ++i) {
@@ -368,6 +430,235 @@ TEST_F(Cluster3Test, UsageTotalsAcrossNodesAreExact) {
     EXPECT_EQ(t.at("invocations"), want) << json::serialize(t);
     EXPECT_EQ(t.at("by_status").at("success"), want) << json::serialize(t);
   }
+}
+
+// A tenant with a concurrency limit of 4: four calls through each of a, b and c at once (each
+// node holds a share of the limit and an instance): at no instant do more than 4 run, cluster-
+// wide, and every call that did not run was refused 429 TooManyRequestsException, as Lambda
+// throttles.
+TEST_F(Cluster3Test, TenantConcurrencyLimitHoldsAcrossTheThreeNodes) {
+  constexpr int kLimit = 4;
+  cluster_->node(0).CreateTenant("t1", R"("concurrency":)" + std::to_string(kLimit));
+  dirs_.push_back(PythonBundle("hold", kHold, "max_instances: 8\n"));
+  ASSERT_TRUE(DeployThroughA("t1.hold", dirs_.back()));
+  // Every node holds a share and a warm instance once a call it runs itself gets through.
+  for (size_t i = 0; i < cluster_->size(); ++i) {
+    ASSERT_TRUE(Eventually([&] { return Here(i, "t1.hold").status == 200; }, 30000))
+        << cluster_->node(i).Output();
+  }
+  std::vector<Timed> calls(kLimit * cluster_->size());
+  std::vector<std::thread> threads;
+  for (size_t k = 0; k < calls.size(); ++k) {
+    threads.emplace_back([&, k] {
+      auto r = cluster_->node(k % cluster_->size()).Invoke("t1.hold", R"({"hold":1.5})");
+      calls[k].status = r.status;
+      calls[k].node = r.Header("x-thaw-node");
+      calls[k].body = r.body;
+      if (r.status == 200) {
+        const json::object o = json::parse(r.body).as_object();
+        calls[k].t0 = o.at("t0").to_number<double>();
+        calls[k].t1 = o.at("t1").to_number<double>();
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  int ran = 0;
+  std::map<std::string, int> ran_on;
+  for (const auto& c : calls) {
+    if (c.status == 200) {
+      ++ran;
+      ++ran_on[c.node];
+      continue;
+    }
+    EXPECT_EQ(c.status, 429) << c.body;
+    EXPECT_NE(c.body.find("TooManyRequestsException"), std::string::npos) << c.body;
+  }
+  const int most = MaxOverlap(calls);
+  std::printf(
+      "%zu calls at once through a, b, c with a limit of %d: %d ran (a %d, b %d, c %d), "
+      "at most %d at once; %zu throttled\n",
+      calls.size(), kLimit, ran, ran_on["a"], ran_on["b"], ran_on["c"], most, calls.size() - ran);
+  EXPECT_LE(most, kLimit);
+  EXPECT_LE(ran, kLimit);
+  EXPECT_GE(ran, 1);
+}
+
+// b killed -9 while sync calls through a and c (three callers each, a function that holds each
+// call 30 ms: more than a's and c's own instance take, so some go to b, warm there too) run:
+// the only failures are calls that were on b when it died, each the 502 naming b
+// (Thaw.NodeFailed); every other call succeeds, and calls keep succeeding through a and c
+// after (a node that refuses connections is skipped, then leaves the member lists).
+TEST_F(Cluster3Test, KilledNodeUnderSyncLoadFailsOnlyItsOwnCalls) {
+  ASSERT_TRUE(DeployThroughA("hello-cpp")) << cluster_->node(2).Output();
+  for (size_t i = 0; i < cluster_->size(); ++i) {
+    auto r = Here(i, "hello-cpp");
+    ASSERT_EQ(r.status, 200) << r.body << cluster_->node(i).Output();
+  }
+  ASSERT_TRUE(Eventually(
+      [&] { return SeesWarm(0, "b", "hello-cpp") && SeesWarm(2, "b", "hello-cpp"); }, 10000));
+  std::atomic<bool> killed{false}, stop{false};
+  std::atomic<int> on_b{0}, after_kill{0};
+  struct Tally {
+    int calls = 0, node_failed = 0, other = 0;
+    std::string last_other;
+  };
+  constexpr int kCallers = 6;
+  Tally tallies[kCallers];
+  std::vector<std::thread> threads;
+  for (int k = 0; k < kCallers; ++k) {
+    threads.emplace_back([&, k] {
+      ThawServer& node = cluster_->node(k % 2 == 0 ? 0 : 2);
+      Tally& t = tallies[k];
+      while (!stop) {
+        const bool after = killed.load();
+        ++t.calls;
+        HttpResult r;
+        try {
+          r = node.Invoke("hello-cpp", R"({"sleep_ms":30})");
+        } catch (const std::exception& e) {
+          ++t.other;
+          t.last_other = e.what();
+          continue;
+        }
+        if (r.status == 200) {
+          if (r.Header("x-thaw-node") == "b") ++on_b;
+          if (after) ++after_kill;
+        } else if (r.status == 502 && r.Header("x-thaw-node") == "b" &&
+                   r.body.find("Thaw.NodeFailed") != std::string::npos &&
+                   r.body.find("node b") != std::string::npos) {
+          ++t.node_failed;
+        } else {
+          ++t.other;
+          t.last_other = std::to_string(r.status) + " " + r.body;
+        }
+      }
+    });
+  }
+  // Under load, b serves some of the calls made through a and c.
+  const bool b_serves = Eventually([&] { return on_b.load() >= 5; }, 30000);
+  cluster_->Kill9(1);
+  killed = true;
+  // b leaves both lists, and calls keep succeeding through a and c after.
+  const std::set<std::string> rest = {"a", "c"};
+  const bool left = Eventually([&] { return Names(0) == rest && Names(2) == rest; },
+                               (ClusterHarness::Options{}.lease_s + 5) * 1000);
+  const int at_leave = after_kill.load();
+  const bool still = Eventually([&] { return after_kill.load() >= at_leave + 30; }, 20000);
+  stop = true;
+  for (auto& t : threads) t.join();
+  ASSERT_TRUE(b_serves) << "no call through a or c ran on b: " << on_b.load();
+  EXPECT_TRUE(left) << cluster_->node(0).Call("GET", "/v1/nodes").body;
+  EXPECT_TRUE(still) << "calls through a and c stopped succeeding after b died";
+  int calls = 0, node_failed = 0;
+  for (const auto& t : tallies) {
+    calls += t.calls;
+    node_failed += t.node_failed;
+    EXPECT_EQ(t.other, 0) << t.last_other;
+  }
+  // No more calls fail than b could hold at once (its instances, with a queue each).
+  EXPECT_LE(node_failed, kCallers);
+  std::printf(
+      "b killed under %d sync calls through a and c (%d ran on b before): %d failed "
+      "with the node-failed 502, none otherwise; %d succeeded after the kill\n",
+      calls, on_b.load(), node_failed, after_kill.load());
+}
+
+// hello-cpp warm only on b; calls through a, b and c all along; `thaw nodes drain b`: the
+// version comes up warm on a or c, b lets its instance go, calls through b run warm elsewhere,
+// and no call fails.
+TEST_F(Cluster3Test, DrainMovesWarmWorkAwayAndNoCallFails) {
+  ASSERT_TRUE(DeployThroughA("hello-cpp")) << cluster_->node(2).Output();
+  auto warm = Here(1, "hello-cpp");
+  ASSERT_EQ(warm.status, 200) << warm.body << cluster_->node(1).Output();
+  ASSERT_TRUE(Eventually([&] { return SeesWarm(0, "b", "hello-cpp"); }, 10000));
+  ASSERT_EQ(InstancesOn(0, "hello-cpp"), 0u);
+  ASSERT_EQ(InstancesOn(2, "hello-cpp"), 0u);
+
+  std::atomic<bool> stop{false};
+  std::atomic<int> calls{0};
+  std::vector<std::string> failures[3];  // each caller thread's own, read after join
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < cluster_->size(); ++i) {
+    threads.emplace_back([&, i] {
+      while (!stop) {
+        try {
+          auto r = cluster_->node(i).Invoke("hello-cpp");
+          if (r.status != 200) failures[i].push_back(std::to_string(r.status) + " " + r.body);
+        } catch (const std::exception& e) {
+          failures[i].push_back(e.what());
+        }
+        ++calls;
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));  // pacing, not a wait
+      }
+    });
+  }
+  auto drain = cluster_->Cli(0, {"nodes", "drain", "b"});
+  ASSERT_EQ(drain.exit_code, 0) << drain.err;
+  const auto marked = Clock::now();
+  const bool moved = Eventually(
+      [&] {
+        return (SeesWarm(1, "a", "hello-cpp") || SeesWarm(1, "c", "hello-cpp")) &&
+               InstancesOn(1, "hello-cpp") == 0;
+      },
+      20000);
+  const int64_t moved_ms = MsSince(marked);
+  // Calls through b after: they run warm on a or c.
+  HttpResult through_b;
+  const bool elsewhere = Eventually(
+      [&] {
+        through_b = cluster_->node(1).Invoke("hello-cpp");
+        const std::string node = through_b.Header("x-thaw-node");
+        return through_b.status == 200 && (node == "a" || node == "c") &&
+               through_b.Header("x-thaw-cold-start") == "false";
+      },
+      5000);
+  const int before = calls.load();
+  EXPECT_TRUE(Eventually([&] { return calls.load() >= before + 10; }, 10000));
+  stop = true;
+  for (auto& t : threads) t.join();
+  EXPECT_TRUE(moved) << cluster_->node(1).Call("GET", "/v1/nodes").body
+                     << cluster_->node(1).Call("GET", "/v1/functions/hello-cpp").body;
+  EXPECT_TRUE(elsewhere) << through_b.status << " " << through_b.Header("x-thaw-node") << " "
+                         << through_b.body;
+  EXPECT_EQ(InstancesOn(1, "hello-cpp"), 0u);
+  size_t failed = 0;
+  for (size_t i = 0; i < 3; ++i) {
+    failed += failures[i].size();
+    EXPECT_TRUE(failures[i].empty()) << cluster_->name(i) << ": " << failures[i].size()
+                                     << " failed, first: " << failures[i].front();
+  }
+  std::printf(
+      "drain b: warm on a or c and b empty %.2f s after the mark; %d calls through a, b, "
+      "c, %zu failed\n",
+      static_cast<double>(moved_ms) / 1e3, calls.load(), failed);
+}
+
+// A function URL call through c, of a function warm only on a, runs on a with the hop header;
+// the function sees the client's address (the host's, on the bridge), with c after it in
+// X-Forwarded-For, and never the cluster token. A client that claims to be a node (the hop
+// header without the token) is not believed about X-Forwarded-For.
+TEST_F(Cluster3Test, FunctionUrlThroughAnotherNodeRunsWhereWarmAndSeesTheClient) {
+  dirs_.push_back(PythonBundle("echo", kEchoUrl));
+  ASSERT_TRUE(DeployThroughA("echo", dirs_.back()));
+  ASSERT_EQ(Here(0, "echo").status, 200);
+  ASSERT_TRUE(Eventually([&] { return SeesWarm(2, "a", "echo"); }, 10000));
+  const std::string host = cluster_->host_address();
+
+  auto r = cluster_->node(2).Call("GET", "/fn/echo/p");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.Header("x-thaw-node"), "a");
+  EXPECT_EQ(r.Header("x-thaw-cold-start"), "false");
+  const json::object seen = json::parse(r.body).as_object();
+  EXPECT_EQ(Str(seen.at("sourceIp")), host) << r.body;
+  const json::object& headers = seen.at("headers").as_object();
+  EXPECT_EQ(headers.at("x-thaw-forwarded-by"), "c") << r.body;
+  EXPECT_EQ(Str(headers.at("x-forwarded-for")), host + ", " + cluster_->address(2)) << r.body;
+  EXPECT_FALSE(headers.contains("x-thaw-cluster-token")) << r.body;
+
+  auto spoofed = cluster_->node(0).Call(
+      "GET", "/fn/echo/p", "", {{"X-Thaw-Forwarded-By", "c"}, {"X-Forwarded-For", "6.6.6.6"}});
+  ASSERT_EQ(spoofed.status, 200) << spoofed.body;
+  EXPECT_EQ(Str(json::parse(spoofed.body).at("sourceIp")), host) << spoofed.body;
 }
 
 }  // namespace

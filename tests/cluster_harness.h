@@ -41,6 +41,8 @@ class ClusterHarness {
   ThawServer& node(size_t i) { return *nodes_.at(i).server; }
   const std::string& name(size_t i) const { return nodes_.at(i).name; }
   const std::string& address(size_t i) const { return nodes_.at(i).address; }
+  // The host's own address on the bridge: where the test's calls come from, as nodes see them.
+  std::string host_address() const { return subnet_ + "1"; }
   const std::string& etcd_url() const { return etcd_->url(); }
   const std::string& store_url() const { return store_url_; }
 

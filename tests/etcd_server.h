@@ -60,42 +60,27 @@ class EtcdServer {
     e->dir_ = tmpl;
     const std::string client = "http://" + host + ":" + std::to_string(FreePortOn(host));
     const std::string peer = "http://127.0.0.1:" + std::to_string(FreePortOn("127.0.0.1"));
-    std::vector<std::string> argv = {kEtcd,
-                                     "--name=t",
-                                     "--data-dir=" + e->dir_ + "/data",
-                                     "--listen-client-urls=" + client,
-                                     "--advertise-client-urls=" + client,
-                                     "--listen-peer-urls=" + peer,
-                                     "--initial-advertise-peer-urls=" + peer,
-                                     "--initial-cluster=t=" + peer,
-                                     "--logger=zap",
-                                     "--log-outputs=" + e->dir_ + "/etcd.log"};
-    e->pid_ = ::fork();
-    if (e->pid_ == 0) {
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // a crashed test leaves no etcd behind
-      int null = ::open("/dev/null", O_RDWR);
-      ::dup2(null, 0);
-      ::dup2(null, 1);
-      ::dup2(null, 2);
-      std::vector<char*> args;
-      for (auto& a : argv) args.push_back(a.data());
-      args.push_back(nullptr);
-      ::execv(kEtcd, args.data());
-      ::_exit(127);
-    }
+    e->argv_ = {kEtcd,
+                "--name=t",
+                "--data-dir=" + e->dir_ + "/data",
+                "--listen-client-urls=" + client,
+                "--advertise-client-urls=" + client,
+                "--listen-peer-urls=" + peer,
+                "--initial-advertise-peer-urls=" + peer,
+                "--initial-cluster=t=" + peer,
+                "--logger=zap",
+                "--log-outputs=" + e->dir_ + "/etcd.log"};
     e->url_ = client;
-    const bool up = Eventually(
-        [&] {
-          auto r = cli::HttpCall(client, "GET", "/health", "", {});
-          return r.ok() && r->status == 200 && r->body.find("true") != std::string::npos;
-        },
-        20000);
-    if (!up) {
-      auto log = ReadFile(e->dir_ + "/etcd.log");
-      why_not = "etcd did not become healthy at " + client + ": " + (log.ok() ? *log : "(no log)");
-      return nullptr;
-    }
+    if (!e->Run(why_not)) return nullptr;
     return e;
+  }
+  // SIGKILLs etcd and starts it again on the same data dir and ports (its keys and leases
+  // survive, as a restarted member's do); false with `why_not` when it does not come back.
+  bool Restart(std::string& why_not) {
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+    return Run(why_not);
   }
   ~EtcdServer() {
     if (pid_ > 0) {
@@ -110,8 +95,36 @@ class EtcdServer {
 
  private:
   EtcdServer() = default;
+  // Starts argv_ and waits until it answers healthy.
+  bool Run(std::string& why_not) {
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // a crashed test leaves no etcd behind
+      int null = ::open("/dev/null", O_RDWR);
+      ::dup2(null, 0);
+      ::dup2(null, 1);
+      ::dup2(null, 2);
+      std::vector<char*> args;
+      for (auto& a : argv_) args.push_back(a.data());
+      args.push_back(nullptr);
+      ::execv(kEtcd, args.data());
+      ::_exit(127);
+    }
+    const bool up = Eventually(
+        [&] {
+          auto r = cli::HttpCall(url_, "GET", "/health", "", {});
+          return r.ok() && r->status == 200 && r->body.find("true") != std::string::npos;
+        },
+        20000);
+    if (!up) {
+      auto log = ReadFile(dir_ + "/etcd.log");
+      why_not = "etcd did not become healthy at " + url_ + ": " + (log.ok() ? *log : "(no log)");
+    }
+    return up;
+  }
   pid_t pid_ = -1;
   std::string dir_, url_;
+  std::vector<std::string> argv_;
 };
 
 // What a test of several nodes stands on: a database of its own on the shared private

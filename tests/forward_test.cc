@@ -1,9 +1,9 @@
 // Calls forwarded between two real `thaw serve` nodes on loopback: one shared PostgreSQL
 // (tests/pg_server.h) and one etcd (tests/etcd_server.h). A call through node A of a function
 // warm only on node B runs on B (native invoke, Lambda's Invoke, a stream relayed as it comes);
-// a call already forwarded is never forwarded again; B unreachable before the call is sent
-// means A runs it; B dying after means a 502 naming B; draining B moves its warm work to A
-// with no call failing. Skips without etcd or PostgreSQL.
+// a call already forwarded is never forwarded again; a function URL call is forwarded too; B
+// unreachable before the call is sent means A runs it; B dying after means a 502 naming B; draining
+// B moves its warm work to A with no call failing. Skips without etcd or PostgreSQL.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -43,6 +43,15 @@ const std::string kSlow =
     "def handler(event, context):\n"
     "    time.sleep(30)\n"
     "    return {'slept': True}\n";
+// A function URL answer that tells what the function saw.
+const std::string kEchoUrl =
+    "import json\n"
+    "def handler(event, context):\n"
+    "    http = event.get('requestContext', {}).get('http', {})\n"
+    "    seen = {'path': event.get('rawPath'), 'query': event.get('rawQueryString'),\n"
+    "            'body': event.get('body', ''), 'headers': event.get('headers', {}),\n"
+    "            'sourceIp': http.get('sourceIp')}\n"
+    "    return {'statusCode': 200, 'headers': {'x-echo': 'yes'}, 'body': json.dumps(seen)}\n";
 // Chunk 2 carries the wall time it was produced at, half a second after chunk 1.
 const std::string kTwoEvents =
     "import time\n"
@@ -185,6 +194,38 @@ TEST_F(ForwardTest, CallsRunWhereTheVersionIsWarm) {
   const auto last = got.find("\r\n0\r\n");
   ASSERT_NE(last, std::string::npos) << got;
   EXPECT_NE(got.find("X-Thaw-Billed-Ms: ", last), std::string::npos) << got;
+}
+
+// A function URL call through a, of a function warm only on b, runs on b as it came (path,
+// query, headers), with the hop header and never the cluster token in the event b's function
+// gets; a URL call already forwarded runs where it arrives.
+TEST_F(ForwardTest, FunctionUrlCallsRunWhereTheVersionIsWarm) {
+  Deploy("echo", kEchoUrl);
+  StartB();
+  WarmOnB("echo");
+
+  auto r = a_->Call("POST", "/fn/echo/some/path?x=1", "hi", {{"X-Custom", "kept"}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.Header("x-thaw-node"), "b");
+  EXPECT_EQ(r.Header("x-thaw-cold-start"), "false");
+  EXPECT_EQ(r.Header("x-echo"), "yes");
+  const json::object seen = json::parse(r.body).as_object();
+  EXPECT_EQ(seen.at("path"), "/some/path");
+  EXPECT_EQ(seen.at("query"), "x=1");
+  EXPECT_EQ(seen.at("body"), "hi");
+  const json::object& headers = seen.at("headers").as_object();
+  EXPECT_EQ(headers.at("x-thaw-forwarded-by"), "a") << r.body;
+  EXPECT_EQ(headers.at("x-custom"), "kept") << r.body;
+  EXPECT_FALSE(headers.contains("x-thaw-cluster-token")) << r.body;
+  EXPECT_FALSE(headers.contains("authorization")) << r.body;
+  // The client's address, as a saw it (one host here: see cluster3_test for distinct ones).
+  EXPECT_EQ(seen.at("sourceIp"), "127.0.0.1") << r.body;
+
+  // Already forwarded once: a runs it itself.
+  auto hop = a_->Call("GET", "/fn/echo/", "", {{"X-Thaw-Forwarded-By", "elsewhere"}});
+  ASSERT_EQ(hop.status, 200) << hop.body;
+  EXPECT_EQ(hop.Header("x-thaw-node"), "a");
+  EXPECT_EQ(hop.Header("x-thaw-cold-start"), "true");
 }
 
 TEST_F(ForwardTest, NodeLostAfterTheCallWentIs502AndBeforeRunsHere) {

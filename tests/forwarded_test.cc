@@ -88,5 +88,25 @@ INSTANTIATE_TEST_SUITE_P(
                       {"10.0.0.1", "10.0.0.1", "http", "8080"}}),
     [](const ::testing::TestParamInfo<ForwardedCase>& info) { return info.param.name; });
 
+// A call forwarded by another node carries the cluster token (gateway/forwarder.h): the
+// function never sees it, public URL or not; the hop header it may see.
+TEST(UrlEventTest, NeverCarriesTheClusterToken) {
+  Request req{http::verb::get, "/fn/f/x", 11};
+  req.set("X-Thaw-Cluster-Token", "secret-token");
+  req.set("X-Thaw-Forwarded-By", "a");
+  req.set("X-Other", "kept");
+  for (bool strip : {false, true}) {
+    UrlRequest url;
+    url.function = "f";
+    url.raw_path = "/x";
+    url.strip_credentials = strip;
+    const std::string event = BuildUrlEvent(req, url);
+    EXPECT_EQ(event.find("secret-token"), std::string::npos) << event;
+    EXPECT_EQ(event.find("x-thaw-cluster-token"), std::string::npos) << event;
+    EXPECT_NE(event.find(R"("x-thaw-forwarded-by":"a")"), std::string::npos) << event;
+    EXPECT_NE(event.find(R"("x-other":"kept")"), std::string::npos) << event;
+  }
+}
+
 }  // namespace
 }  // namespace thaw::gateway

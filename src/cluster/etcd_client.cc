@@ -1,11 +1,13 @@
 #include "cluster/etcd_client.h"
 
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/json.hpp>
 #include <boost/url/parse.hpp>
+#include <optional>
 
 #include "common/base64.h"
 #include "common/json_text.h"
@@ -33,6 +35,19 @@ int64_t Int64Field(const json::object& o, const char* name, int64_t fallback) {
     }
   }
   return fallback;
+}
+
+KeyValue KvOf(const json::object& kv) {
+  KeyValue entry;
+  if (const json::value* k = kv.if_contains("key"); k != nullptr && k->is_string()) {
+    entry.key = Base64Decode(k->as_string()).value_or("");
+  }
+  if (const json::value* v = kv.if_contains("value"); v != nullptr && v->is_string()) {
+    entry.value = Base64Decode(v->as_string()).value_or("");
+  }
+  entry.lease = Int64Field(kv, "lease", 0);
+  entry.mod_revision = Int64Field(kv, "mod_revision", 0);
+  return entry;
 }
 
 StatusOr<json::object> ParseObject(const std::string& body) {
@@ -159,8 +174,13 @@ asio::awaitable<StatusOr<std::vector<KeyValue>>> EtcdClient::RangePrefix(
 }
 
 asio::awaitable<StatusOr<RangeAt>> EtcdClient::RangePrefixAt(const std::string& prefix) {
-  const json::object request{{"key", Base64Encode(prefix)},
-                             {"range_end", Base64Encode(PrefixEnd(prefix))}};
+  co_return co_await RangeBetween(prefix, PrefixEnd(prefix));
+}
+
+asio::awaitable<StatusOr<RangeAt>> EtcdClient::RangeBetween(const std::string& key,
+                                                            const std::string& range_end) {
+  json::object request{{"key", Base64Encode(key)}};
+  if (!range_end.empty()) request["range_end"] = Base64Encode(range_end);
   auto body = co_await Post("/v3/kv/range", JsonText(request));
   if (!body.ok()) co_return body.status();
   auto o = ParseObject(*body);
@@ -173,18 +193,7 @@ asio::awaitable<StatusOr<RangeAt>> EtcdClient::RangePrefixAt(const std::string& 
   if (kvs == nullptr) co_return out;  // no keys: the field is left out
   if (!kvs->is_array()) co_return Unavailable("etcd range: kvs is not a list");
   for (const json::value& item : kvs->as_array()) {
-    if (!item.is_object()) continue;
-    const json::object& kv = item.as_object();
-    KeyValue entry;
-    if (const json::value* k = kv.if_contains("key"); k != nullptr && k->is_string()) {
-      entry.key = Base64Decode(k->as_string()).value_or("");
-    }
-    if (const json::value* v = kv.if_contains("value"); v != nullptr && v->is_string()) {
-      entry.value = Base64Decode(v->as_string()).value_or("");
-    }
-    entry.lease = Int64Field(kv, "lease", 0);
-    entry.mod_revision = Int64Field(kv, "mod_revision", 0);
-    out.kvs.push_back(std::move(entry));
+    if (item.is_object()) out.kvs.push_back(KvOf(item.as_object()));
   }
   co_return out;
 }
@@ -218,6 +227,148 @@ asio::awaitable<Status> EtcdClient::Delete(const std::string& key) {
   const json::object request{{"key", Base64Encode(key)}};
   auto body = co_await Post("/v3/kv/deleterange", JsonText(request));
   co_return body.ok() ? Status::Ok() : body.status();
+}
+
+// The watch's stream: its HTTP answer's head is read, its body is read piece by piece, and
+// each piece is appended to `pending` until it holds one whole JSON message.
+struct EtcdWatch::Impl {
+  explicit Impl(const asio::any_io_executor& executor) : stream(executor) {}
+  beast::tcp_stream stream;
+  beast::flat_buffer buffer;
+  http::response_parser<http::buffer_body> parser;
+  std::string pending;  // body bytes read but not yet taken as a message
+  std::string url;
+
+  // The next message's "result" object.
+  asio::awaitable<StatusOr<json::object>> NextResult() {
+    for (;;) {
+      const size_t start = pending.find_first_not_of(" \t\r\n");
+      pending.erase(0, start == std::string::npos ? pending.size() : start);
+      if (!pending.empty()) {
+        json::stream_parser message;
+        boost::system::error_code ec;
+        const size_t used = message.write_some(pending.data(), pending.size(), ec);
+        if (ec) co_return Unavailable("etcd watch at " + url + " sent something not JSON");
+        if (message.done()) {
+          json::value v = message.release();
+          pending.erase(0, used);
+          if (!v.is_object()) co_return Unavailable("etcd watch sent a message not an object");
+          json::object& o = v.as_object();
+          if (const json::value* e = o.if_contains("error"); e != nullptr) {
+            co_return Unavailable("etcd watch failed: " + JsonText(*e));
+          }
+          json::value* result = o.if_contains("result");
+          if (result == nullptr || !result->is_object()) {
+            co_return Unavailable("etcd watch sent a message without a result");
+          }
+          co_return std::move(result->as_object());
+        }
+      }
+      if (parser.is_done()) co_return Unavailable("etcd ended the watch stream at " + url);
+      char buf[16 * 1024];
+      parser.get().body().data = buf;
+      parser.get().body().size = sizeof(buf);
+      boost::system::error_code ec;
+      co_await http::async_read_some(stream, buffer, parser,
+                                     asio::redirect_error(asio::use_awaitable, ec));
+      if (ec == http::error::need_buffer) ec = {};
+      pending.append(buf, sizeof(buf) - parser.get().body().size);
+      if (ec) co_return Unavailable("etcd watch stream at " + url + " broke: " + ec.message());
+    }
+  }
+};
+
+EtcdWatch::EtcdWatch(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+EtcdWatch::~EtcdWatch() = default;
+
+void EtcdWatch::Close() {
+  boost::system::error_code ignored;
+  impl_->stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+  impl_->stream.socket().close(ignored);
+}
+
+asio::awaitable<StatusOr<std::vector<WatchEvent>>> EtcdWatch::Next() {
+  for (;;) {
+    auto result = co_await impl_->NextResult();
+    if (!result.ok()) co_return result.status();
+    const json::object& r = *result;
+    if (const json::value* c = r.if_contains("canceled");
+        c != nullptr && c->is_bool() && c->as_bool()) {
+      std::string why = "etcd cancelled the watch";
+      if (const json::value* reason = r.if_contains("cancel_reason");
+          reason != nullptr && reason->is_string()) {
+        why += ": " + std::string(reason->as_string());
+      }
+      if (const int64_t compacted = Int64Field(r, "compact_revision", 0); compacted != 0) {
+        why += " (compacted to revision " + std::to_string(compacted) + ")";
+      }
+      co_return FailedPrecondition(why);
+    }
+    std::vector<WatchEvent> events;
+    if (const json::value* list = r.if_contains("events"); list != nullptr && list->is_array()) {
+      for (const json::value& item : list->as_array()) {
+        if (!item.is_object()) continue;
+        const json::object& e = item.as_object();
+        WatchEvent event;
+        // A put is proto3's default enum value, which the gateway leaves out.
+        const json::value* type = e.if_contains("type");
+        event.deleted = type != nullptr && type->is_string() && type->as_string() == "DELETE";
+        if (const json::value* kv = e.if_contains("kv"); kv != nullptr && kv->is_object()) {
+          event.kv = KvOf(kv->as_object());
+        }
+        events.push_back(std::move(event));
+      }
+    }
+    if (!events.empty()) co_return events;
+    // A progress notice or the creation's echo: nothing changed.
+  }
+}
+
+asio::awaitable<StatusOr<std::unique_ptr<EtcdWatch>>> EtcdClient::Watch(
+    const std::string& key, const std::string& range_end, int64_t start_revision) {
+  json::object create{{"key", Base64Encode(key)}};
+  if (!range_end.empty()) create["range_end"] = Base64Encode(range_end);
+  if (start_revision > 0) create["start_revision"] = std::to_string(start_revision);
+  json::object request;
+  request["create_request"] = std::move(create);
+  http::request<http::string_body> req{http::verb::post, "/v3/watch", 11};
+  req.set(http::field::host, host_ + ":" + port_);
+  req.set(http::field::content_type, "application/json");
+  req.body() = JsonText(request);
+  req.prepare_payload();
+  auto executor = co_await asio::this_coro::executor;
+  auto impl = std::make_unique<EtcdWatch::Impl>(executor);
+  impl->url = url_;
+  impl->parser.body_limit(boost::none);  // a stream as long as the watch lives
+  boost::system::error_code ec;
+  tcp::resolver resolver(executor);
+  auto endpoints =
+      co_await resolver.async_resolve(host_, port_, asio::redirect_error(asio::use_awaitable, ec));
+  if (ec) co_return Unavailable("failed to resolve etcd at " + url_ + ": " + ec.message());
+  // Opening it (connect, request, head, the creation's answer) within the call timeout; then
+  // the stream waits as long as nothing changes.
+  impl->stream.expires_after(timeout_);
+  co_await impl->stream.async_connect(endpoints, asio::redirect_error(asio::use_awaitable, ec));
+  if (!ec) {
+    co_await http::async_write(impl->stream, req, asio::redirect_error(asio::use_awaitable, ec));
+  }
+  if (!ec) {
+    co_await http::async_read_header(impl->stream, impl->buffer, impl->parser,
+                                     asio::redirect_error(asio::use_awaitable, ec));
+  }
+  if (ec) co_return Unavailable("failed to watch etcd at " + url_ + ": " + ec.message());
+  if (impl->parser.get().result() != http::status::ok) {
+    co_return Unavailable("etcd " + url_ + "/v3/watch answered HTTP " +
+                          std::to_string(impl->parser.get().result_int()));
+  }
+  auto created = co_await impl->NextResult();
+  if (!created.ok()) co_return created.status();
+  const json::value* ok = created->if_contains("created");
+  if (ok == nullptr || !ok->is_bool() || !ok->as_bool()) {
+    co_return Unavailable("etcd did not create the watch: " + JsonText(*created));
+  }
+  impl->stream.expires_never();
+  co_return std::unique_ptr<EtcdWatch>(new EtcdWatch(std::move(impl)));
 }
 
 }  // namespace thaw::cluster

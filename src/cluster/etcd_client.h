@@ -1,12 +1,13 @@
-// EtcdClient: the few etcd v3 calls thaw needs (leases, put, range, delete), spoken as JSON over
-// etcd's gRPC gateway (HTTP POST /v3/...; keys and values base64), one short HTTP/1.1 exchange
-// per call. No state but the endpoint: thread-safe; calls are coroutines on the caller's
-// executor.
+// EtcdClient: the few etcd v3 calls thaw needs (leases, put, range, delete, watch), spoken as
+// JSON over etcd's gRPC gateway (HTTP POST /v3/...; keys and values base64), one short HTTP/1.1
+// exchange per call, and for a watch one long-lived streamed answer (EtcdWatch). No state but
+// the endpoint: thread-safe; calls are coroutines on the caller's executor.
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,35 @@ struct RangeAt {
 struct LeaseTtl {
   int64_t ttl_s = -1;  // seconds left; -1: the lease is gone
   int64_t granted_ttl_s = 0;
+};
+
+// One change a watch saw: a put (the key's new value) or a delete (the key only).
+struct WatchEvent {
+  bool deleted = false;
+  KeyValue kv;
+};
+
+// An open watch: etcd's streamed answer to POST /v3/watch, one JSON message per batch of
+// changes, in revision order. Next and Close are called from the executor the watch was
+// opened on, one coroutine at a time (Close may end a Next that waits).
+class EtcdWatch {
+ public:
+  ~EtcdWatch();
+  EtcdWatch(const EtcdWatch&) = delete;
+  EtcdWatch& operator=(const EtcdWatch&) = delete;
+
+  // The next batch of changes (never empty). Unavailable when the stream broke or was closed;
+  // FailedPrecondition when etcd cancelled the watch (its start revision was compacted: read
+  // again).
+  boost::asio::awaitable<StatusOr<std::vector<WatchEvent>>> Next();
+  // Closes the stream: a waiting Next returns Unavailable.
+  void Close();
+
+ private:
+  friend class EtcdClient;
+  struct Impl;
+  explicit EtcdWatch(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
 };
 
 class EtcdClient {
@@ -59,6 +89,14 @@ class EtcdClient {
                                                              const std::string& value,
                                                              int64_t lease = 0);
   boost::asio::awaitable<Status> Delete(const std::string& key);
+  // Keys in [key, range_end), read at one revision (range_end "": `key` alone).
+  boost::asio::awaitable<StatusOr<RangeAt>> RangeBetween(const std::string& key,
+                                                         const std::string& range_end);
+  // Watches [key, range_end) from `start_revision` on (every change after a range read at R is
+  // seen by a watch from R + 1): open once etcd said the watch is created.
+  boost::asio::awaitable<StatusOr<std::unique_ptr<EtcdWatch>>> Watch(const std::string& key,
+                                                                     const std::string& range_end,
+                                                                     int64_t start_revision);
 
   const std::string& url() const { return url_; }
 

@@ -18,6 +18,22 @@ namespace asio = boost::asio;
 
 constexpr int64_t kRepublishMinUs = 1'000'000;  // a changed record is put at most once a second
 
+// The keys the snapshot follows: the drain marks and the members, one range that holds both
+// ("/thaw/drain/" < "/thaw/nodes/", and nothing else of thaw's sorts between them), so one
+// watch sees them and the busy /thaw/shares/ stays out of it. Keys are filtered by prefix too.
+const std::string kFollowFrom = Membership::kDrainPrefix;
+const std::string kFollowEnd = PrefixEnd(Membership::kNodesPrefix);
+
+bool Followed(const std::string& key) {
+  return key.starts_with(Membership::kDrainPrefix) || key.starts_with(Membership::kNodesPrefix);
+}
+
+asio::awaitable<void> Sleep(asio::steady_timer& timer, int64_t ms) {
+  timer.expires_after(std::chrono::milliseconds(ms));
+  boost::system::error_code ec;
+  co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+}
+
 }  // namespace
 
 Membership::Membership(EtcdClient etcd, MembershipOptions options,
@@ -30,10 +46,12 @@ Membership::Membership(EtcdClient etcd, MembershipOptions options,
 
 void Membership::Start(asio::any_io_executor executor) {
   asio::co_spawn(executor, Run(), asio::detached);
+  asio::co_spawn(executor, Follow(), asio::detached);
 }
 
 asio::awaitable<void> Membership::Leave() {
   stopping_ = true;
+  if (watch_ != nullptr) watch_->Close();
   if (const int64_t lease = lease_.load(); lease != 0) {
     if (Status st = co_await etcd_.Revoke(lease); !st.ok()) {
       spdlog::warn("cluster: failed to leave: {}", st.message());
@@ -50,11 +68,70 @@ asio::awaitable<void> Membership::Run() {
     } else if (st.ok() && !last_error_.empty()) {
       spdlog::info("cluster: etcd reachable again");
     }
+    // etcd failed this loop: the watch may be as stale (a partition leaves a quiet stream
+    // open). Closing it makes the members loop read afresh and poll until it can watch again.
+    if (!st.ok() && watch_ != nullptr) watch_->Close();
     last_error_ = st.ok() ? "" : st.message();
-    timer.expires_after(std::chrono::milliseconds(options_.poll_ms));
-    boost::system::error_code ec;
-    co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    co_await Sleep(timer, options_.poll_ms);
   }
+}
+
+asio::awaitable<void> Membership::Follow() {
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  int64_t watch_after_us = 0;  // no new watch before then (one broke or failed to open)
+  std::string last_error;
+  while (!stopping_) {
+    auto revision = co_await ReadAll();
+    Status st = revision.ok() ? Status::Ok() : revision.status();
+    if (st.ok() && WallNowMicros() >= watch_after_us && !stopping_) {
+      auto opened = co_await etcd_.Watch(kFollowFrom, kFollowEnd, *revision + 1);
+      if (opened.ok()) {
+        watch_ = std::move(*opened);
+        spdlog::info("cluster: following the members through an etcd watch");
+        last_error.clear();
+        st = co_await Apply(*watch_);
+        watch_.reset();
+        if (stopping_) break;
+      } else {
+        st = opened.status();
+      }
+      watch_after_us = WallNowMicros() + options_.rewatch_ms * 1000;
+    }
+    if (!st.ok() && st.message() != last_error) {
+      spdlog::warn("cluster: {}: reading the members every {} ms until a watch opens", st.message(),
+                   options_.poll_ms);
+    }
+    if (!st.ok()) last_error = st.message();
+    co_await Sleep(timer, options_.poll_ms);
+  }
+}
+
+asio::awaitable<StatusOr<int64_t>> Membership::ReadAll() {
+  auto read = co_await etcd_.RangeBetween(kFollowFrom, kFollowEnd);
+  if (!read.ok()) co_return read.status();
+  keys_.clear();
+  for (auto& kv : read->kvs) {
+    if (Followed(kv.key)) keys_[kv.key] = std::move(kv);
+  }
+  Publish();
+  co_return read->revision;
+}
+
+asio::awaitable<Status> Membership::Apply(EtcdWatch& watch) {
+  while (!stopping_) {
+    auto events = co_await watch.Next();
+    if (!events.ok()) co_return events.status();
+    for (auto& e : *events) {
+      if (!Followed(e.kv.key)) continue;
+      if (e.deleted) {
+        keys_.erase(e.kv.key);
+      } else {
+        keys_[e.kv.key] = std::move(e.kv);
+      }
+    }
+    Publish();
+  }
+  co_return Status::Ok();
 }
 
 asio::awaitable<Status> Membership::Turn(int64_t now_us) {
@@ -93,20 +170,22 @@ asio::awaitable<Status> Membership::Turn(int64_t now_us) {
     last_put_us_ = now_us;
   }
 
-  auto kvs = co_await etcd_.RangePrefix("/thaw/");
-  if (!kvs.ok()) co_return kvs.status();
+  co_return Status::Ok();
+}
+
+void Membership::Publish() {
   std::set<std::string> drained;
   const std::string drain_prefix = kDrainPrefix;
   const std::string nodes_prefix = kNodesPrefix;
-  for (const auto& kv : *kvs) {
-    if (kv.key.starts_with(drain_prefix)) drained.insert(kv.key.substr(drain_prefix.size()));
+  for (const auto& [key, _] : keys_) {
+    if (key.starts_with(drain_prefix)) drained.insert(key.substr(drain_prefix.size()));
   }
   std::vector<Member> members;
-  for (const auto& kv : *kvs) {
-    if (!kv.key.starts_with(nodes_prefix)) continue;
+  for (const auto& [key, kv] : keys_) {
+    if (!key.starts_with(nodes_prefix)) continue;
     auto parsed = ParseNodeRecord(kv.value);
     if (!parsed.ok()) {
-      spdlog::debug("cluster: skipping {}: {}", kv.key, parsed.status().message());
+      spdlog::debug("cluster: skipping {}: {}", key, parsed.status().message());
       continue;
     }
     Member m{std::move(*parsed), kv.lease, false};
@@ -124,7 +203,6 @@ asio::awaitable<Status> Membership::Turn(int64_t now_us) {
                  drain ? "is draining: no new instances start here" : "is no longer draining");
     if (on_drain_) on_drain_(drain);
   }
-  co_return Status::Ok();
 }
 
 std::vector<Member> Membership::Snapshot() const {

@@ -11,6 +11,7 @@
 #include <tuple>
 
 #include "auth/sigv4.h"
+#include "cluster/bundle_fetcher.h"
 #include "common/clock.h"
 #include "common/ids.h"
 #include "common/json_text.h"
@@ -219,7 +220,8 @@ std::vector<std::string_view> SplitPath(std::string_view path) {
 Api::Api(ApiDeps deps)
     : deps_(std::move(deps)),
       forwarder_(deps_.cluster != nullptr
-                     ? std::make_unique<Forwarder>(deps_.cluster, deps_.registry, deps_.pools)
+                     ? std::make_unique<Forwarder>(deps_.cluster, deps_.registry, deps_.pools,
+                                                   deps_.cluster_token)
                      : nullptr),
       invoker_(std::make_unique<Invoker>(
           deps_.registry, deps_.pools, deps_.meter, deps_.dispatcher,
@@ -886,8 +888,29 @@ asio::awaitable<void> Api::FunctionUrl(const Peer& peer, Request& req, Response&
   if (!url_public && !url.caller) co_return Unauthorized(res, kUrlNeedsKey);
   // thaw's credentials never reach the function: the key it checked, or any other thaw key.
   url.strip_credentials = !url_public || IsThawCredential(req[http::field::authorization]);
+  const std::string peer_ip = peer.address.to_string();
+  // A call a node of this cluster forwarded (it shows the cluster token): that node is a
+  // trusted proxy, so the function sees the client that node saw, not the node.
+  const bool from_node =
+      forwarder_ != nullptr && req.find(kForwardedByHeader) != req.end() &&
+      cluster::TokenMatches(req[cluster::kClusterTokenHeader], deps_.cluster_token);
+  std::vector<Cidr> with_node;
+  if (from_node) {
+    with_node = trusted_proxies_;
+    if (auto node = ParseCidrList(peer_ip); node.ok()) {
+      with_node.insert(with_node.end(), node->begin(), node->end());
+    }
+  }
   url.forwarded =
-      ResolveForwarded(req, peer.address.to_string(), peer.local_port, trusted_proxies_);
+      ResolveForwarded(req, peer_ip, peer.local_port, from_node ? with_node : trusted_proxies_);
+  if (forwarder_ != nullptr) {
+    // Run where the version is warm, like an invoke; what this node resolved about the client
+    // goes along.
+    req.set("X-Forwarded-For", url.forwarded.for_chain);
+    req.set("X-Forwarded-Proto", url.forwarded.proto);
+    req.set("X-Forwarded-Port", url.forwarded.port);
+    if (co_await forwarder_->MaybeForward(url.function, "", peer, req, res)) co_return;
+  }
   url.request_id = request_id;
   url.time_epoch_ms = WallNowMicros() / 1000;
   InvokeRequest ir{url.function, "", BuildUrlEvent(req, url), "", request_id};

@@ -20,6 +20,7 @@
 #include <utility>
 #include <vector>
 
+#include "cluster/bundle_fetcher.h"
 #include "cluster/membership.h"
 #include "common/ids.h"
 #include "dispatch/routing.h"
@@ -168,6 +169,7 @@ struct Forwarder::Impl {
   cluster::Membership* cluster;
   const registry::Registry* registry;
   const pool::PoolManager* pools;
+  std::string cluster_token;
   std::mutex mu;
   std::unordered_map<std::string, std::shared_ptr<PeerPool>> peers;  // by address; guarded by mu
 
@@ -233,11 +235,12 @@ struct Forwarder::Impl {
 };
 
 Forwarder::Forwarder(cluster::Membership* cluster, const registry::Registry* registry,
-                     const pool::PoolManager* pools)
+                     const pool::PoolManager* pools, std::string cluster_token)
     : impl_(std::make_unique<Impl>()) {
   impl_->cluster = cluster;
   impl_->registry = registry;
   impl_->pools = pools;
+  impl_->cluster_token = std::move(cluster_token);
 }
 
 Forwarder::~Forwarder() = default;
@@ -282,6 +285,7 @@ asio::awaitable<bool> Forwarder::Impl::Forward(const std::string& node, const st
   http::request<http::string_body> out{req.method(), req.target(), 11};
   CopyFields(req.base(), out.base());
   out.set(kForwardedByHeader, cluster->name());
+  if (!cluster_token.empty()) out.set(cluster::kClusterTokenHeader, cluster_token);
   out.keep_alive(true);
   out.body() = std::move(req.body());
   out.prepare_payload();

@@ -1,9 +1,10 @@
 // Forwarder: runs an invocation on another node of the cluster when routing
 // (dispatch/routing.h) says so. The request goes as it came (method, target, headers, body;
-// Host kept so a SigV4 signature still verifies) plus X-Thaw-Forwarded-By, over a keep-alive
-// HTTP/1.1 connection from a small pool per peer; the answer comes back as it is (status,
-// headers, body), a chunked one relayed piece by piece as it arrives. The receiver
-// authenticates the caller itself and never forwards again (hop limit 1).
+// Host kept so a SigV4 signature still verifies) plus X-Thaw-Forwarded-By and the cluster token
+// (so the receiver may believe what this node says about the client, e.g. a function URL's
+// X-Forwarded-For), over a keep-alive HTTP/1.1 connection from a small pool per peer; the answer
+// comes back as it is (status, headers, body), a chunked one relayed piece by piece as it arrives.
+// The receiver authenticates the caller itself and never forwards again (hop limit 1).
 //
 // A peer that cannot be reached before the request is sent (refused, reset, no route) means
 // the call runs here; a failure after it was sent is a 502 naming the node. Owned by Api;
@@ -36,7 +37,7 @@ inline constexpr const char* kNodeHeader = "X-Thaw-Node";
 class Forwarder {
  public:
   Forwarder(cluster::Membership* cluster, const registry::Registry* registry,
-            const pool::PoolManager* pools);
+            const pool::PoolManager* pools, std::string cluster_token);
   ~Forwarder();
   Forwarder(const Forwarder&) = delete;
   Forwarder& operator=(const Forwarder&) = delete;

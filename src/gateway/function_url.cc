@@ -120,6 +120,8 @@ std::string BuildUrlEvent(const Request& req, const UrlRequest& url) {
     std::string name = Lower(field.name_string());
     std::string value(field.value());
     if (url.strip_credentials && IsCredentialHeader(name)) continue;
+    // The secret nodes of a cluster show each other: never the function's to see.
+    if (name == "x-thaw-cluster-token") continue;
     // Set below from what the connection knows.
     if (name == "x-forwarded-for" || name == "x-forwarded-proto" || name == "x-forwarded-port") {
       continue;

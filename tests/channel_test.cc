@@ -278,6 +278,24 @@ TEST_F(ChannelTest, ChannelMovesToTheShardItsCallsComeFrom) {
   }
 }
 
+// Over the HTTP Runtime API the C++ SDK sends each answer and its next GET in one write
+// (pipelined): answers, errors and their request ids stay in step call after call.
+TEST_F(ChannelTest, CppSdkPipelinesAnswerAndNextOverHttp) {
+  server_ = ThawServer::Start(Flags({"--runtime-channel", "false"}));
+  DeployCpp("cpp");
+  for (int i = 0; i < 6; ++i) {
+    if (i % 3 == 2) {
+      EXPECT_EQ(server_->Invoke("cpp", R"({"fail":1})").status, 502) << i;
+      continue;
+    }
+    json::object o = InvokeJson("cpp", "{\"n\":" + std::to_string(i) + "}");
+    ASSERT_TRUE(o.contains("request_id")) << i;
+    EXPECT_EQ(o["request_id"].as_string(), o["x_request_id"].as_string()) << i;
+    EXPECT_EQ(o["sockets"].as_string(), "inet") << i;
+    EXPECT_NE(o["payload"].as_string().find("\"n\":" + std::to_string(i)), json::string::npos);
+  }
+}
+
 TEST_F(ChannelTest, FullStartsAndChannelOffServeToo) {
   for (const char* flag : {"--templates", "--runtime-channel"}) {
     server_ = ThawServer::Start(Flags({flag, "false"}));

@@ -323,6 +323,14 @@ class Channel {
     }
     if (buf_.size() < n) buf_.resize(std::max(n, 2 * buf_.size()));
     while (end_ < n) {
+      // Sleep in poll, not in read: thaw reading our last frame frees its buffer, and the
+      // kernel then wakes every sleeper on this socket (unix_write_space); a blocking read
+      // would wake for nothing, once a call, where a wait for POLLIN does not.
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, -1) < 0) {
+        if (errno == EINTR) continue;
+        return false;
+      }
       ssize_t got = ::read(fd_, buf_.data() + end_, buf_.size() - end_);
       if (got < 0 && errno == EINTR) continue;
       if (got <= 0) return false;

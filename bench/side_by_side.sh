@@ -8,6 +8,9 @@
 # over BENCH_STRACE_CALLS calls on one keep-alive connection) and its pthread_mutex_lock calls
 # per call (a perf uprobe on libc's; every mutex: the pool's, the log store's, asio's).
 #   bench/side_by_side.sh BEFORE_BINARY AFTER_BINARY   (BENCH_ROUNDS=5 BENCH_DURATION=5s)
+# BENCH_EXAMPLE_BEFORE / BENCH_EXAMPLE_AFTER: each side's function bundle (default BENCH_EXAMPLE,
+# else build/examples/hello-cpp), for a change to the runtime SDK; BENCH_SERVE_ARGS: more
+# `thaw serve` flags for both (e.g. "--runtime-channel false" for the HTTP Runtime API).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BEFORE=$1
@@ -31,7 +34,7 @@ start_nginx "$work" "$NGINX_PORT"
 start() {  # name, binary -> sets URL_<name>, KEY_<name>
   local name=$1 bin=$2
   "$bin" serve --listen 127.0.0.1:0 --data-dir "$work/$name" --log-level warn \
-    --runtimes-dir "${BENCH_RUNTIMES:-build/runtimes}" \
+    --runtimes-dir "${BENCH_RUNTIMES:-build/runtimes}" ${BENCH_SERVE_ARGS:-} \
     > "$work/$name.log" 2>&1 &
   pids+=($!)
   eval "PID_$name=$!"
@@ -40,7 +43,9 @@ start() {  # name, binary -> sets URL_<name>, KEY_<name>
   url=$(grep -o 'http://[0-9.:]*' "$work/$name.log" | head -1)
   key=$(cat "$work/$name/admin.key")
   eval "URL_$name=$url KEY_$name=$key"
-  "$bin" --server "$url" --api-key "$key" deploy "${BENCH_EXAMPLE:-build/examples/hello-cpp}" > /dev/null
+  local example_var="BENCH_EXAMPLE_${name^^}"
+  "$bin" --server "$url" --api-key "$key" deploy \
+    "${!example_var:-${BENCH_EXAMPLE:-build/examples/hello-cpp}}" > /dev/null
   "$bin" --server "$url" --api-key "$key" invoke hello-cpp > /dev/null 2>&1
 }
 start before "$BEFORE"

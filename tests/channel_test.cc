@@ -2,7 +2,8 @@
 // take events and answer on an inherited socketpair instead of the HTTP Runtime API. Calls,
 // errors, context fields, streaming (still over HTTP), init errors, an instance's death
 // mid-call, a response over the limit, an unmodified HTTP runtime served beside channel ones,
-// and the same runtimes with the channel off (runtime_channel=false).
+// the same runtimes with the channel off (runtime_channel=false), and a channel moving to the
+// shard its calls come from.
 #include <gtest/gtest.h>
 
 #include <boost/json.hpp>
@@ -10,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "raw_conn.h"
 #include "server_fixture.h"
 
 namespace thaw::testing {
@@ -243,6 +245,55 @@ TEST_F(ChannelTest, PythonInitErrorOverTheChannel) {
   EXPECT_EQ(r.status, 502);
   EXPECT_EQ(JsonField(r.body, "errorType"), "RuntimeError") << r.body;
   EXPECT_NE(r.body.find("no model"), std::string::npos) << r.body;
+}
+
+// Issue 9: a keep-alive connection that another shard than its instance's serves pulls the
+// instance's channel over after a few calls (runtime_api/shard_affinity.h), so its calls stop
+// crossing threads; calls from either shard still work after the move.
+TEST_F(ChannelTest, ChannelMovesToTheShardItsCallsComeFrom) {
+  server_ = ThawServer::Start(Flags({"--threads", "2", "--log-level", "debug"}));
+  DeployCpp("affine");
+  ASSERT_EQ(server_->Invoke("affine").status, 200);  // starts the instance on one shard
+  const std::string moved = "native channel moved to shard";
+  // The kernel spreads connections over the shards' acceptors (SO_REUSEPORT): fresh ones until
+  // one lands on the other shard (2^-24 that none does).
+  for (int conn = 0; conn < 24 && server_->Output().find(moved) == std::string::npos; ++conn) {
+    RawConn c(server_->url());
+    for (int i = 0; i < 6; ++i) {
+      const std::string mark = "mark-" + std::to_string(conn) + "-" + std::to_string(i);
+      const std::string body = "{\"m\":\"" + mark + "\"}";
+      ASSERT_TRUE(
+          c.Send("POST /v1/functions/affine/invoke HTTP/1.1\r\nHost: t\r\n"
+                 "Authorization: Bearer " +
+                 server_->key() + "\r\nContent-Type: application/json\r\nContent-Length: " +
+                 std::to_string(body.size()) + "\r\n\r\n" + body));
+      ASSERT_TRUE(c.ReadUntil(mark)) << c.received();
+    }
+    EXPECT_EQ(c.received().find("HTTP/1.1 5"), std::string::npos) << c.received();
+  }
+  EXPECT_TRUE(server_->WaitForOutput(moved, 5000)) << server_->Output();
+  for (int i = 0; i < 8; ++i) {
+    json::object o = InvokeJson("affine", "{\"after\":" + std::to_string(i) + "}");
+    EXPECT_TRUE(o.contains("request_id"));
+  }
+}
+
+// Over the HTTP Runtime API the C++ SDK sends each answer and its next GET in one write
+// (pipelined): answers, errors and their request ids stay in step call after call.
+TEST_F(ChannelTest, CppSdkPipelinesAnswerAndNextOverHttp) {
+  server_ = ThawServer::Start(Flags({"--runtime-channel", "false"}));
+  DeployCpp("cpp");
+  for (int i = 0; i < 6; ++i) {
+    if (i % 3 == 2) {
+      EXPECT_EQ(server_->Invoke("cpp", R"({"fail":1})").status, 502) << i;
+      continue;
+    }
+    json::object o = InvokeJson("cpp", "{\"n\":" + std::to_string(i) + "}");
+    ASSERT_TRUE(o.contains("request_id")) << i;
+    EXPECT_EQ(o["request_id"].as_string(), o["x_request_id"].as_string()) << i;
+    EXPECT_EQ(o["sockets"].as_string(), "inet") << i;
+    EXPECT_NE(o["payload"].as_string().find("\"n\":" + std::to_string(i)), json::string::npos);
+  }
 }
 
 TEST_F(ChannelTest, FullStartsAndChannelOffServeToo) {

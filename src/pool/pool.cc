@@ -833,6 +833,11 @@ Status FunctionPool::StreamEnd(uint64_t instance_id, const std::string& request_
   return Finish(instance_id, request_id, std::move(r));
 }
 
+void FunctionPool::SetServingShard(uint64_t instance_id, int shard) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (auto it = instances_.find(instance_id); it != instances_.end()) it->second->shard = shard;
+}
+
 void FunctionPool::ReportInitError(uint64_t instance_id, std::string body, std::string error_type) {
   Effects fx;
   {

@@ -316,6 +316,9 @@ class FunctionPool : public std::enable_shared_from_this<FunctionPool> {
   Status ReportError(uint64_t instance_id, const std::string& request_id, std::string body,
                      std::string error_type);
   void ReportInitError(uint64_t instance_id, std::string body, std::string error_type);
+  // The instance's native channel moved to `shard` (runtime_api/shard_affinity.h): calls from
+  // that shard now prefer it (InstanceView::local).
+  void SetServingShard(uint64_t instance_id, int shard);
   // Lambda's streaming response mode. StreamBegin: the runtime started a streamed answer; the
   // caller is completed at once with a Result that carries the returned sink, and the call
   // stays active (deadline included) until StreamEnd, the deadline or the instance's exit,

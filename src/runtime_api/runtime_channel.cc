@@ -10,7 +10,9 @@
 #include <boost/json.hpp>
 #include <cerrno>
 #include <cstring>
+#include <utility>
 
+#include "common/shard.h"
 #include "runtime_api/channel_frame.h"
 
 namespace thaw::runtime_api {
@@ -25,9 +27,11 @@ constexpr size_t kMaxRequestId = 1024;
 
 }  // namespace
 
-RuntimeChannel::RuntimeChannel(asio::io_context& ioc, std::shared_ptr<pool::FunctionPool> pool,
-                               uint64_t instance_id, int64_t max_response_bytes, UniqueFd fd)
-    : strand_(asio::make_strand(ioc)),
+RuntimeChannel::RuntimeChannel(std::vector<asio::io_context*> shards, int home,
+                               std::shared_ptr<pool::FunctionPool> pool, uint64_t instance_id,
+                               int64_t max_response_bytes, UniqueFd fd)
+    : shards_(std::move(shards)),
+      strand_(asio::make_strand(*shards_.at(home < 0 ? 0 : static_cast<size_t>(home)))),
       desc_(strand_, fd.get()),
       fd_(fd.release()),
       pool_(std::move(pool)),
@@ -36,6 +40,7 @@ RuntimeChannel::RuntimeChannel(asio::io_context& ioc, std::shared_ptr<pool::Func
       max_response_bytes_(static_cast<size_t>(max_response_bytes)),
       max_frame_(max_response_bytes_ + kFrameOverhead) {
   buf_.resize(kReadChunk);
+  affinity_.home = shards_.size() > 1 ? home : -1;
 }
 
 void RuntimeChannel::Start() {
@@ -43,6 +48,7 @@ void RuntimeChannel::Start() {
 }
 
 void RuntimeChannel::Close() {
+  std::lock_guard<std::mutex> lock(write_mu_);
   asio::post(strand_, [self = shared_from_this()] { self->DoClose(); });
 }
 
@@ -62,6 +68,11 @@ void RuntimeChannel::DoClose() {
   {
     std::lock_guard<std::mutex> lock(write_mu_);
     if (closed_) return;
+    // Posted before the channel moved: the descriptor is the new strand's now.
+    if (!strand_.running_in_this_thread()) {
+      asio::post(strand_, [self = shared_from_this()] { self->DoClose(); });
+      return;
+    }
     closed_ = true;
     outbox_.clear();
     on_end = std::move(on_end_);
@@ -84,7 +95,30 @@ void RuntimeChannel::OnRead(const boost::system::error_code& ec, size_t n) {
   if (ec) return DoClose();
   filled_ += n;
   if (!HandleBuffered()) return DoClose();
+  if (MaybeMove()) return;
   ReadMore();
+}
+
+bool RuntimeChannel::MaybeMove() {
+  int to = -1;
+  {
+    std::lock_guard<std::mutex> lock(write_mu_);
+    to = std::exchange(move_to_, -1);
+    // A pending write waits on the descriptor: move on a later read, once it is out.
+    if (to < 0 || to == affinity_.home || closed_ || !outbox_.empty()) return false;
+    // SAFETY: no operation is outstanding on desc_ (this is a read's completion, the next read
+    // is not started, and an empty outbox has no write wait), so it can let the fd go and a
+    // descriptor on the new shard's reactor take it; fd_ stays open throughout.
+    (void)desc_.release();
+    strand_ = asio::make_strand(*shards_[static_cast<size_t>(to)]);
+    desc_ = asio::posix::stream_descriptor(strand_, fd_);
+    affinity_.home = to;
+    asio::post(strand_, [self = shared_from_this()] { self->ReadMore(); });
+  }
+  spdlog::debug("{}: instance {}: native channel moved to shard {}", pool_->version().function,
+                instance_id_, to);
+  pool_->SetServingShard(instance_id_, to);
+  return true;
 }
 
 bool RuntimeChannel::HandleBuffered() {
@@ -226,6 +260,10 @@ void RuntimeChannel::Deliver(pool::InvocationPtr inv) {
                       inv->trace_id, inv->client_context, inv->cognito_identity, payload.size());
   std::lock_guard<std::mutex> lock(write_mu_);
   if (closed_) return;  // the runtime is gone: its exit event ends the call
+  if (const int to = NoteCall(affinity_, CurrentShard());
+      to >= 0 && static_cast<size_t>(to) < shards_.size()) {
+    move_to_ = to;
+  }
   if (!outbox_.empty()) {
     outbox_ += head;
     outbox_ += payload;

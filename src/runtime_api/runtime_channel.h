@@ -2,7 +2,9 @@
 // socketpair thaw's own runtimes use instead of the HTTP Runtime API. The runtime's frames are
 // read on the io loop (a posix::stream_descriptor on a strand, no thread of its own) and handed
 // to the instance's pool; each event the pool delivers is written with one writev by the
-// thread that delivers it. No pool lock is held while the socket is read or written.
+// thread that delivers it. No pool lock is held while the socket is read or written. The read
+// side moves to the shard whose calls keep coming from elsewhere (shard_affinity.h), between
+// two reads, so one connection's calls stay on one thread.
 // Owned by RuntimeServer (and the operations in flight); Start once, then Close and the pool's
 // deliveries may come from any thread.
 #pragma once
@@ -15,9 +17,11 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "common/unique_fd.h"
 #include "pool/pool.h"
+#include "runtime_api/shard_affinity.h"
 
 namespace thaw::runtime_api {
 
@@ -26,9 +30,12 @@ struct Frame;
 class RuntimeChannel final : public std::enable_shared_from_this<RuntimeChannel> {
  public:
   // `fd`: thaw's end, non-blocking. `max_response_bytes`: the largest response body a frame
-  // may carry (a larger one is the caller's Function.ResponseSizeTooLarge).
-  RuntimeChannel(boost::asio::io_context& ioc, std::shared_ptr<pool::FunctionPool> pool,
-                 uint64_t instance_id, int64_t max_response_bytes, UniqueFd fd);
+  // may carry (a larger one is the caller's Function.ResponseSizeTooLarge). `shards`: every
+  // shard's io_context; the channel starts on `shards[home]` (one shard, or home -1: it never
+  // moves).
+  RuntimeChannel(std::vector<boost::asio::io_context*> shards, int home,
+                 std::shared_ptr<pool::FunctionPool> pool, uint64_t instance_id,
+                 int64_t max_response_bytes, UniqueFd fd);
   RuntimeChannel(const RuntimeChannel&) = delete;
   RuntimeChannel& operator=(const RuntimeChannel&) = delete;
 
@@ -54,9 +61,15 @@ class RuntimeChannel final : public std::enable_shared_from_this<RuntimeChannel>
   void Deliver(pool::InvocationPtr inv);      // any thread
   void FlushOutbox();                         // on the strand
   void DoClose();                             // on the strand
+  // Moves the read side to the shard a Deliver asked for, if any; true when it did (the next
+  // read is then posted there). On the strand, with no read or write wait outstanding.
+  bool MaybeMove();
 
-  boost::asio::strand<boost::asio::io_context::executor_type> strand_;
-  boost::asio::posix::stream_descriptor desc_;
+  using Strand = boost::asio::strand<boost::asio::io_context::executor_type>;
+  const std::vector<boost::asio::io_context*> shards_;
+  // Changed by MaybeMove only, under write_mu_; read under write_mu_ off the strand.
+  Strand strand_;
+  boost::asio::posix::stream_descriptor desc_;  // on strand_ only
   const int fd_;
   const std::shared_ptr<pool::FunctionPool> pool_;
   const uint64_t instance_id_;
@@ -73,6 +86,8 @@ class RuntimeChannel final : public std::enable_shared_from_this<RuntimeChannel>
   bool closed_ = false;           // guarded by write_mu_
   std::function<void()> on_end_;  // guarded by write_mu_
   std::string outbox_;            // guarded by write_mu_: bytes a full socket did not take yet
+  ShardAffinity affinity_;        // guarded by write_mu_
+  int move_to_ = -1;              // guarded by write_mu_: the shard MaybeMove should go to
 };
 
 }  // namespace thaw::runtime_api

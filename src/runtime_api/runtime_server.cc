@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -553,9 +554,11 @@ Status RuntimeServer::AttachChannel(const std::string& key,
     std::lock_guard<std::mutex> lock(mu_);
     auto ep = endpoints_.find(key);
     if (ep == endpoints_.end()) return Unavailable("the instance is stopping");
-    // Beside its endpoint, on the same shard.
-    ch = std::make_shared<RuntimeChannel>(ep->second->ioc, std::move(pool), instance_id,
-                                          max_response_bytes_, std::move(channel));
+    // Beside its endpoint, on the same shard, until its calls come from another.
+    const auto home = std::find(shards_.begin(), shards_.end(), &ep->second->ioc);
+    ch = std::make_shared<RuntimeChannel>(
+        shards_, home == shards_.end() ? -1 : static_cast<int>(home - shards_.begin()),
+        std::move(pool), instance_id, max_response_bytes_, std::move(channel));
     channels_[key] = ch;
   }
   ch->Start();

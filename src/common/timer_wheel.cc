@@ -14,6 +14,10 @@ uint64_t TimerWheel::Add(int64_t deadline_us, std::function<void()> fire) {
   int64_t tick = (deadline_us - origin_us_ + tick_us_ - 1) / tick_us_;
   tick = std::max(tick, current_tick_ + 1);
   const size_t slot = static_cast<size_t>(tick) % buckets_.size();
+  // The tick of this lap that `slot` stands for (a later lap's timer sits in its bucket early).
+  const int64_t slots = static_cast<int64_t>(buckets_.size());
+  const int64_t lap_tick = current_tick_ + 1 + (tick - current_tick_ - 1) % slots;
+  first_tick_hint_ = std::min(first_tick_hint_, lap_tick);
   const uint64_t id = next_id_++;
   Bucket& bucket = buckets_[slot];
   bucket.push_back(Entry{id, tick, std::move(fire)});
@@ -76,12 +80,14 @@ int64_t TimerWheel::NextTickUs() const {
   // The first tick whose bucket holds a timer, so a wheel holding only far deadlines does not
   // wake every tick (that bucket's timer may be a lap later: it then looks again from there).
   const int64_t slots = static_cast<int64_t>(buckets_.size());
-  for (int64_t t = current_tick_ + 1; t <= current_tick_ + slots; ++t) {
+  for (int64_t t = std::max(first_tick_hint_, current_tick_ + 1); t <= current_tick_ + slots; ++t) {
     if (!buckets_[static_cast<size_t>(t) % buckets_.size()].empty()) {
+      first_tick_hint_ = t;
       return origin_us_ + t * tick_us_;
     }
   }
-  return origin_us_ + (current_tick_ + 1) * tick_us_;  // unreachable: some bucket holds it
+  first_tick_hint_ = current_tick_ + 1;  // unreachable (some bucket holds it): rescan next time
+  return origin_us_ + (current_tick_ + 1) * tick_us_;
 }
 
 }  // namespace thaw

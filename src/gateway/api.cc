@@ -104,6 +104,7 @@ void MethodNotAllowed(const Request& req, Response& res) {
 }
 
 std::string QueryParam(const std::string& query, const std::string& key) {
+  if (query.empty()) return {};             // most calls: no parse, no copy
   const std::string target = "/?" + query;  // the view below points into it
   auto url = boost::urls::parse_origin_form(target);
   if (!url) return {};

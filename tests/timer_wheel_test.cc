@@ -6,6 +6,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <map>
+#include <memory>
 #include <random>
 #include <string>
 #include <thread>
@@ -152,6 +153,26 @@ TEST(TimerWheelTest, NextTickStaysTheFirstNonEmptyBucketThroughArmsCancelsAndLap
     ASSERT_EQ(wheel.NextTickUs(), want < 0 ? -1 : origin + want * kTick) << "step " << step;
     ASSERT_EQ(wheel.size(), live.size());
   }
+}
+
+// Cancelled and fired timers leave their nodes for the next Add, but not what they captured:
+// a cancelled deadline must not keep its invocation alive.
+TEST(TimerWheelTest, ReusedNodesReleaseWhatTheCallbackCaptured) {
+  FakeClock clock;
+  TimerWheel wheel(1000, 8, clock.MonoMicros());
+  auto held = std::make_shared<int>(1);
+  const uint64_t a = wheel.Add(clock.MonoMicros() + 5000, [held] {});
+  EXPECT_EQ(held.use_count(), 2);
+  EXPECT_TRUE(wheel.Cancel(a));
+  EXPECT_EQ(held.use_count(), 1) << "the cancelled timer still holds its capture";
+  int fired = 0;
+  wheel.Add(clock.MonoMicros() + 1000, [&fired, held] { ++fired; });  // reuses a's nodes
+  EXPECT_EQ(held.use_count(), 2);
+  clock.Advance(1000);
+  RunDue(wheel.Advance(clock.MonoMicros()));
+  EXPECT_EQ(fired, 1);
+  EXPECT_EQ(held.use_count(), 1);
+  EXPECT_TRUE(wheel.empty());
 }
 
 // The driver: timers go on the calling thread's shard and fire there; a cancelled one does not.

@@ -44,6 +44,9 @@ class TimerWheel {
     std::function<void()> fire;
   };
   using Bucket = std::list<Entry>;
+  using Index = std::unordered_map<uint64_t, std::pair<size_t, Bucket::iterator>>;
+  // Takes `entry` (in `bucket`) out of the wheel, keeping its nodes for the next Add.
+  void Remove(Bucket& bucket, Bucket::iterator entry);
   // Runs tick `t`: moves its due entries' callbacks to `out`.
   void RunTick(int64_t t, std::vector<std::function<void()>>& out);
 
@@ -57,7 +60,12 @@ class TimerWheel {
   // the empty stretch ahead of a far deadline. Mutable: a cache of what NextTickUs found.
   mutable int64_t first_tick_hint_ = 1;
   uint64_t next_id_ = 1;
-  std::unordered_map<uint64_t, std::pair<size_t, Bucket::iterator>> by_id_;
+  Index by_id_;
+  // Nodes of timers gone (cancelled or fired), reused by Add: no allocation per timer once as
+  // many have been armed at once. At most kMaxSpare of each are kept.
+  static constexpr size_t kMaxSpare = 1024;
+  Bucket spare_entries_;
+  std::vector<Index::node_type> spare_index_;
 };
 
 }  // namespace thaw

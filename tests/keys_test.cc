@@ -4,7 +4,11 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
+#include <string>
+#include <thread>
+
 #include "common/files.h"
+#include "common/sha256.h"
 
 namespace thaw::auth {
 namespace {
@@ -27,6 +31,23 @@ class KeyStoreTest : public ::testing::Test {
   }
   std::string dir_, db_;
 };
+
+// What a Bearer key is looked up by: SHA-256 through a context each thread keeps and resets,
+// so a digest must not depend on what the thread hashed before (FIPS 180-2 vectors).
+TEST(Sha256HexTest, StandardVectorsOnAnyThreadAndAfterOtherInput) {
+  auto check = [] {
+    for (int round = 0; round < 3; ++round) {
+      EXPECT_EQ(Sha256Hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+      EXPECT_EQ(Sha256Hex("abc"),
+                "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+      EXPECT_EQ(Sha256Hex(std::string(1000, 'a')),
+                "41edece42d63e8d9bf515a9ba6932e1c20cbc9f5a5d134645adb5db1b9737ea3");
+    }
+  };
+  check();
+  std::thread other(check);
+  other.join();
+}
 
 TEST_F(KeyStoreTest, DefaultTenantAndBootstrapAdminKeyExist) {
   auto store = Open();

@@ -5,6 +5,9 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
+#include <map>
+#include <memory>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -106,6 +109,70 @@ TEST(TimerWheelTest, NextTickSkipsEmptyBuckets) {
   EXPECT_EQ(wheel.NextTickUs(), -1);
   wheel.Add(clock.MonoMicros() + 40'500, [] {});
   EXPECT_EQ(wheel.NextTickUs(), clock.MonoMicros() + 41'000);
+}
+
+// NextTickUs resumes its scan where it last stopped: after arms, cancels (the call-deadline
+// pattern: armed and cancelled within microseconds), laps and stalls, it still names the first
+// non-empty bucket, checked against the timers the test itself keeps.
+TEST(TimerWheelTest, NextTickStaysTheFirstNonEmptyBucketThroughArmsCancelsAndLaps) {
+  FakeClock clock;
+  const int64_t origin = clock.MonoMicros();
+  constexpr int64_t kTick = 1000;
+  constexpr int64_t kSlots = 16;
+  TimerWheel wheel(kTick, kSlots, origin);
+  std::mt19937_64 rng(7);
+  std::map<uint64_t, int64_t> live;  // id -> its deadline tick
+  for (int step = 0; step < 20'000; ++step) {
+    const int64_t now_tick = (clock.MonoMicros() - origin) / kTick;
+    const int op = static_cast<int>(rng() % 10);
+    if (op < 5) {
+      const int64_t deadline =
+          clock.MonoMicros() + static_cast<int64_t>(rng() % (3 * kSlots * kTick));
+      const uint64_t id = wheel.Add(deadline, [] {});
+      live[id] = std::max((deadline - origin + kTick - 1) / kTick, now_tick + 1);
+    } else if (op < 8 && !live.empty()) {
+      auto it = live.begin();
+      std::advance(it, static_cast<long>(rng() % live.size()));
+      ASSERT_TRUE(wheel.Cancel(it->first));
+      live.erase(it);
+    } else {
+      // Mostly a tick or two; now and then a stall of more than a lap.
+      clock.Advance(rng() % 50 == 0 ? static_cast<int64_t>(rng() % (3 * kSlots)) * kTick
+                                    : static_cast<int64_t>(rng() % (2 * kTick)));
+      const int64_t tick = (clock.MonoMicros() - origin) / kTick;
+      wheel.Advance(clock.MonoMicros());
+      std::erase_if(live, [&](const auto& e) { return e.second <= tick; });
+    }
+    const int64_t current = (clock.MonoMicros() - origin) / kTick;
+    int64_t want = -1;
+    for (const auto& [id, tick] : live) {
+      // The tick of this lap whose bucket holds it.
+      const int64_t lap_tick = current + 1 + (tick - current - 1) % kSlots;
+      if (want < 0 || lap_tick < want) want = lap_tick;
+    }
+    ASSERT_EQ(wheel.NextTickUs(), want < 0 ? -1 : origin + want * kTick) << "step " << step;
+    ASSERT_EQ(wheel.size(), live.size());
+  }
+}
+
+// Cancelled and fired timers leave their nodes for the next Add, but not what they captured:
+// a cancelled deadline must not keep its invocation alive.
+TEST(TimerWheelTest, ReusedNodesReleaseWhatTheCallbackCaptured) {
+  FakeClock clock;
+  TimerWheel wheel(1000, 8, clock.MonoMicros());
+  auto held = std::make_shared<int>(1);
+  const uint64_t a = wheel.Add(clock.MonoMicros() + 5000, [held] {});
+  EXPECT_EQ(held.use_count(), 2);
+  EXPECT_TRUE(wheel.Cancel(a));
+  EXPECT_EQ(held.use_count(), 1) << "the cancelled timer still holds its capture";
+  int fired = 0;
+  wheel.Add(clock.MonoMicros() + 1000, [&fired, held] { ++fired; });  // reuses a's nodes
+  EXPECT_EQ(held.use_count(), 2);
+  clock.Advance(1000);
+  RunDue(wheel.Advance(clock.MonoMicros()));
+  EXPECT_EQ(fired, 1);
+  EXPECT_EQ(held.use_count(), 1);
+  EXPECT_TRUE(wheel.empty());
 }
 
 // The driver: timers go on the calling thread's shard and fire there; a cancelled one does not.

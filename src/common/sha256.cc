@@ -4,6 +4,7 @@
 #include <openssl/sha.h>
 
 #include <cstdlib>
+#include <memory>
 
 namespace thaw {
 namespace {
@@ -22,9 +23,23 @@ std::string Hex(const unsigned char* digest, size_t n) {
 }  // namespace
 
 std::string Sha256Hex(std::string_view data) {
-  unsigned char digest[SHA256_DIGEST_LENGTH];
-  SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), digest);
-  return Hex(digest, sizeof(digest));
+  // Once per request (a Bearer key's lookup): OpenSSL 3's one-shot SHA256() fetches the
+  // algorithm from its provider and allocates a context each time, which costs more than
+  // hashing a key. Fetched once per process, one context per thread, reset for each use.
+  static EVP_MD* const md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+  struct CtxFree {
+    void operator()(EVP_MD_CTX* c) const { EVP_MD_CTX_free(c); }
+  };
+  thread_local std::unique_ptr<EVP_MD_CTX, CtxFree> ctx(EVP_MD_CTX_new());
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  // Only allocation can fail here, and thaw does not run on after that.
+  if (md == nullptr || ctx == nullptr || EVP_DigestInit_ex2(ctx.get(), md, nullptr) != 1 ||
+      EVP_DigestUpdate(ctx.get(), data.data(), data.size()) != 1 ||
+      EVP_DigestFinal_ex(ctx.get(), digest, &n) != 1) {
+    std::abort();
+  }
+  return Hex(digest, n);
 }
 
 bool IsSha256Hex(std::string_view text) {

@@ -14,18 +14,48 @@ uint64_t TimerWheel::Add(int64_t deadline_us, std::function<void()> fire) {
   int64_t tick = (deadline_us - origin_us_ + tick_us_ - 1) / tick_us_;
   tick = std::max(tick, current_tick_ + 1);
   const size_t slot = static_cast<size_t>(tick) % buckets_.size();
+  // The tick of this lap that `slot` stands for (a later lap's timer sits in its bucket early).
+  const int64_t slots = static_cast<int64_t>(buckets_.size());
+  const int64_t lap_tick = current_tick_ + 1 + (tick - current_tick_ - 1) % slots;
+  first_tick_hint_ = std::min(first_tick_hint_, lap_tick);
   const uint64_t id = next_id_++;
   Bucket& bucket = buckets_[slot];
-  bucket.push_back(Entry{id, tick, std::move(fire)});
-  by_id_.emplace(id, std::make_pair(slot, std::prev(bucket.end())));
+  // A timer armed and cancelled per call: its list node and index node are the last one's,
+  // moved back (splice, node handles) instead of freed and allocated again.
+  if (spare_entries_.empty()) {
+    bucket.push_back(Entry{id, tick, std::move(fire)});
+  } else {
+    bucket.splice(bucket.end(), spare_entries_, spare_entries_.begin());
+    bucket.back() = Entry{id, tick, std::move(fire)};
+  }
+  if (spare_index_.empty()) {
+    by_id_.emplace(id, std::make_pair(slot, std::prev(bucket.end())));
+  } else {
+    auto node = std::move(spare_index_.back());
+    spare_index_.pop_back();
+    node.key() = id;
+    node.mapped() = std::make_pair(slot, std::prev(bucket.end()));
+    by_id_.insert(std::move(node));
+  }
   return id;
+}
+
+void TimerWheel::Remove(Bucket& bucket, Bucket::iterator entry) {
+  auto index = by_id_.find(entry->id);
+  if (spare_entries_.size() < kMaxSpare) {
+    entry->fire = nullptr;  // what it captured goes now, not when the node is reused
+    spare_entries_.splice(spare_entries_.end(), bucket, entry);
+    spare_index_.push_back(by_id_.extract(index));
+  } else {
+    bucket.erase(entry);
+    by_id_.erase(index);
+  }
 }
 
 bool TimerWheel::Cancel(uint64_t id) {
   auto it = by_id_.find(id);
   if (it == by_id_.end()) return false;
-  buckets_[it->second.first].erase(it->second.second);
-  by_id_.erase(it);
+  Remove(buckets_[it->second.first], it->second.second);
   return true;
 }
 
@@ -37,8 +67,7 @@ void TimerWheel::RunTick(int64_t t, std::vector<std::function<void()>>& out) {
       continue;
     }
     out.push_back(std::move(it->fire));
-    by_id_.erase(it->id);
-    it = bucket.erase(it);
+    Remove(bucket, it++);
   }
 }
 
@@ -57,8 +86,7 @@ std::vector<std::function<void()>> TimerWheel::Advance(int64_t now_us) {
           continue;
         }
         late.emplace_back(it->tick, std::move(it->fire));
-        by_id_.erase(it->id);
-        it = bucket.erase(it);
+        Remove(bucket, it++);
       }
     }
     std::stable_sort(late.begin(), late.end(),
@@ -76,12 +104,14 @@ int64_t TimerWheel::NextTickUs() const {
   // The first tick whose bucket holds a timer, so a wheel holding only far deadlines does not
   // wake every tick (that bucket's timer may be a lap later: it then looks again from there).
   const int64_t slots = static_cast<int64_t>(buckets_.size());
-  for (int64_t t = current_tick_ + 1; t <= current_tick_ + slots; ++t) {
+  for (int64_t t = std::max(first_tick_hint_, current_tick_ + 1); t <= current_tick_ + slots; ++t) {
     if (!buckets_[static_cast<size_t>(t) % buckets_.size()].empty()) {
+      first_tick_hint_ = t;
       return origin_us_ + t * tick_us_;
     }
   }
-  return origin_us_ + (current_tick_ + 1) * tick_us_;  // unreachable: some bucket holds it
+  first_tick_hint_ = current_tick_ + 1;  // unreachable (some bucket holds it): rescan next time
+  return origin_us_ + (current_tick_ + 1) * tick_us_;
 }
 
 }  // namespace thaw

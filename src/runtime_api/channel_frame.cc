@@ -47,6 +47,7 @@ ParseResult ParseFrame(std::string_view buf, Frame& out, size_t* consumed) {
   }
   out.type = buf[4];
   out.fields.clear();
+  out.fields.reserve(static_cast<size_t>(count));
   size_t at = kFrameHeaderBytes;
   for (int i = 0; i < count; ++i) {
     if (total - at < 4) return ParseResult::kMalformed;

@@ -11,7 +11,7 @@
 #include <tuple>
 
 #include "auth/sigv4.h"
-#include "cluster/bundle_fetcher.h"
+#include "cluster/artifact_fetcher.h"
 #include "common/clock.h"
 #include "common/ids.h"
 #include "common/json_text.h"

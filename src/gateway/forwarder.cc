@@ -20,7 +20,7 @@
 #include <utility>
 #include <vector>
 
-#include "cluster/bundle_fetcher.h"
+#include "cluster/artifact_fetcher.h"
 #include "cluster/membership.h"
 #include "common/ids.h"
 #include "dispatch/routing.h"

@@ -28,6 +28,7 @@
 
 #include "cluster_harness.h"
 #include "common/clock.h"
+#include "overlap.h"
 
 namespace thaw::testing {
 namespace {
@@ -152,20 +153,6 @@ struct Timed {
   std::string node, body;
   double t0 = 0, t1 = 0;
 };
-
-// The most calls that ran at one instant.
-int MaxOverlap(const std::vector<Timed>& calls) {
-  std::vector<std::pair<double, int>> edges;
-  for (const auto& c : calls) {
-    if (c.status != 200) continue;
-    edges.emplace_back(c.t0, 1);
-    edges.emplace_back(c.t1, -1);
-  }
-  std::sort(edges.begin(), edges.end());  // at one instant, an end (-1) sorts before a start
-  int now = 0, most = 0;
-  for (const auto& [_, d] : edges) most = std::max(most, now += d);
-  return most;
-}
 
 TEST_F(Cluster3Test, ThreeNodesSeeEachOtherAtTheirOwnAddresses) {
   for (size_t i = 0; i < cluster_->size(); ++i) {

@@ -14,6 +14,7 @@
 
 #include "common/files.h"
 #include "etcd_server.h"
+#include "overlap.h"
 #include "pg_server.h"
 #include "server_fixture.h"
 
@@ -36,20 +37,6 @@ struct Call {
   int status = 0;
   double t0 = 0, t1 = 0;
 };
-
-// The most calls that ran at one instant.
-int MaxOverlap(const std::vector<Call>& calls) {
-  std::vector<std::pair<double, int>> edges;
-  for (const auto& c : calls) {
-    if (c.status != 200) continue;
-    edges.emplace_back(c.t0, 1);
-    edges.emplace_back(c.t1, -1);
-  }
-  std::sort(edges.begin(), edges.end());  // at one instant, an end (-1) sorts before a start
-  int now = 0, most = 0;
-  for (const auto& [_, d] : edges) most = std::max(most, now += d);
-  return most;
-}
 
 class ClusterLimitsTest : public ServerTest {
  protected:

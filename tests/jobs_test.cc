@@ -295,6 +295,9 @@ TEST_F(JobsTest, CancelEndsARunningJobAtOnceAndBillsItToThatMoment) {
   auto r = server_->Call("POST", "/v1/jobs/" + id + "/cancel");
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_EQ(S(Json(r.body), "status"), "canceled");
+  // The cancel's answer already carries what was billed (it waits for the job to settle).
+  EXPECT_GE(Json(r.body).at("metrics").as_object().at("billed_ms").to_number<int64_t>(), 1)
+      << r.body;
   json::object done = Finished(id);
   EXPECT_LT(Seconds(start), 30.0);
   EXPECT_EQ(S(done, "status"), "canceled");

@@ -186,6 +186,28 @@ struct JobsApi::State {
     return o;
   }
 
+  // A waiter for job `id`, woken by the job's settle (Notify).
+  std::shared_ptr<Waiter> AddWaiter(const std::string& id) {
+    auto w = std::make_shared<Waiter>();
+    std::lock_guard<std::mutex> lock(mu);
+    waiters[id].push_back(w);
+    return w;
+  }
+  // Until `w` fires or `wait_s` seconds pass; then `w` is no longer listed.
+  asio::awaitable<void> AwaitWaiter(const std::string& id, std::shared_ptr<Waiter> w,
+                                    int64_t wait_s) {
+    asio::steady_timer timer(co_await asio::this_coro::executor);
+    timer.expires_after(std::chrono::seconds(wait_s));
+    timer.async_wait([w](const boost::system::error_code&) { w->Fire(); });
+    co_await w->Wait(asio::use_awaitable);
+    timer.cancel();
+    std::lock_guard<std::mutex> lock(mu);
+    if (auto it = waiters.find(id); it != waiters.end()) {
+      std::erase(it->second, w);
+      if (it->second.empty()) waiters.erase(it);
+    }
+  }
+
   void Notify(const std::string& id) {
     std::vector<std::shared_ptr<Waiter>> woken;
     {
@@ -547,25 +569,12 @@ asio::awaitable<void> JobsApi::Create(const auth::Caller& caller, const std::str
 asio::awaitable<void> JobsApi::Answer(const auth::Caller& caller, const std::string& id,
                                       int64_t wait_s, http::status status, Response& res) {
   if (wait_s > 0) {
-    auto w = std::make_shared<Waiter>();
-    {
-      std::lock_guard<std::mutex> lock(state_->mu);
-      state_->waiters[id].push_back(w);
-    }
+    auto w = state_->AddWaiter(id);
     // Finished before the waiter was registered: nothing would wake it.
     if (auto job = state_->store->Get(id); !job.ok() || queue::IsTerminal(job->status)) {
       w->Fire();
     }
-    asio::steady_timer timer(co_await asio::this_coro::executor);
-    timer.expires_after(std::chrono::seconds(wait_s));
-    timer.async_wait([w](const boost::system::error_code&) { w->Fire(); });
-    co_await w->Wait(asio::use_awaitable);
-    timer.cancel();
-    std::lock_guard<std::mutex> lock(state_->mu);
-    if (auto it = state_->waiters.find(id); it != state_->waiters.end()) {
-      std::erase(it->second, w);
-      if (it->second.empty()) state_->waiters.erase(it);
-    }
+    co_await state_->AwaitWaiter(id, w, wait_s);
   }
   auto job = state_->store->Get(id);
   if (!job.ok()) co_return StatusBody(res, job.status());
@@ -607,8 +616,13 @@ asio::awaitable<void> JobsApi::ServeJob(const auth::Caller& caller,
         p = r.pool.lock();
       }
       // Running: its invocation ends now (instance killed, billed to this moment); the job's
-      // coroutine records the figures and wakes the waiters.
-      if (p != nullptr) p->Cancel(id);
+      // coroutine records the figures and wakes the waiters. The answer waits for that (it
+      // follows at once; 5 s at most), so it and every read after it show what was billed.
+      if (p != nullptr) {
+        auto w = state_->AddWaiter(id);
+        p->Cancel(id);
+        co_await state_->AwaitWaiter(id, w, 5);
+      }
     }
     co_return co_await Answer(caller, id, 0, http::status::ok, res);
   }

@@ -521,8 +521,9 @@ TEST_F(Cluster3Test, KilledNodeUnderSyncLoadFailsOnlyItsOwnCalls) {
       }
     });
   }
-  // Under load, b serves some of the calls made through a and c.
-  const bool b_serves = Eventually([&] { return on_b.load() >= 5; }, 30000);
+  // Under load, b serves some of the calls made through a and c (routing sends one there only
+  // while a and c have no ready instance of their own: a few in 30 s on a loaded machine).
+  const bool b_serves = Eventually([&] { return on_b.load() >= 1; }, 30000);
   cluster_->Kill9(1);
   killed = true;
   // b leaves both lists, and calls keep succeeding through a and c after.

@@ -8,6 +8,7 @@
 # (ARGS: of `thaw serve`; SHELLS: wait for that many ready shells before the burst).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/shells.sh
 BURST=${1:-100}
 REPEATS=${2:-3}
 shift $(( $# >= 2 ? 2 : $# ))
@@ -50,15 +51,7 @@ for run in $(seq "$REPEATS"); do
   # idle: SHELLS of them prepared (waiting for a request on their socket) when the server keeps
   # more than the default (--ready-shells).
   spawner=$(ps -o pid= --ppid "$thaw_pid" | head -1 | tr -d ' ')
-  for _ in $(seq 1200); do
-    waiting=0
-    for c in $(cat "/proc/$spawner/task/$spawner/children"); do
-      grep -q __skb_wait_for_more_packets "/proc/$c/wchan" 2>/dev/null && waiting=$((waiting + 1))
-    done
-    [ "$waiting" -ge "${SHELLS:-0}" ] && break
-    sleep 0.05
-  done
-  sleep 1
+  wait_ready_shells "$spawner" "${SHELLS:-0}"
   build/bench/burst "${THAW#http://}" "$KEY" /v1/functions/burst/invoke \
     "{\"sleep_ms\":$HOLD_MS}" "$BURST" > "$work/burst.txt"
   ok=$(grep -c '^200 ' "$work/burst.txt" || true)

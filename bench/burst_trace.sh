@@ -9,6 +9,7 @@
 # temporary folder, removed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/shells.sh
 BURST=${1:-100}
 shift $(( $# >= 1 ? 1 : 0 ))
 [ "${1:-}" = "--" ] && shift
@@ -33,15 +34,7 @@ THAW=$(grep -o 'http://[0-9.:]*' "$work/thaw.log" | head -1)
 KEY=$(cat "$work/data/admin.key")
 "$SERVER_BIN" --server "$THAW" --api-key "$KEY" deploy "$work/fn" > /dev/null
 spawner=$(ps -o pid= --ppid "$thaw_pid" | head -1 | tr -d ' ')
-for _ in $(seq 1200); do
-  waiting=0
-  for c in $(cat "/proc/$spawner/task/$spawner/children"); do
-    grep -q __skb_wait_for_more_packets "/proc/$c/wchan" 2>/dev/null && waiting=$((waiting + 1))
-  done
-  [ "$waiting" -ge "${SHELLS:-0}" ] && break
-  sleep 0.05
-done
-sleep 1
+wait_ready_shells "$spawner" "${SHELLS:-0}"
 targets=(-p "$spawner")
 for c in $(cat "/proc/$spawner/task/$spawner/children"); do targets+=(-p "$c"); done
 strace -f -tt --seccomp-bpf -e trace=sendmsg,recvmsg,writev,execve "${targets[@]}" \

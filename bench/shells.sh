@@ -1,0 +1,15 @@
+# Sourced by the burst benches. wait_ready_shells SPAWNER_PID N: waits (up to 60 s) until N of
+# the spawner's children are ready shells (blocked reading their socket for a request), as on a
+# node that has been idle, then 1 s more for the machine to settle.
+wait_ready_shells() {
+  local spawner=$1 want=$2 waiting c
+  for _ in $(seq 1200); do
+    waiting=0
+    for c in $(cat "/proc/$spawner/task/$spawner/children"); do
+      grep -q __skb_wait_for_more_packets "/proc/$c/wchan" 2>/dev/null && waiting=$((waiting + 1))
+    done
+    [ "$waiting" -ge "$want" ] && break
+    sleep 0.05
+  done
+  sleep 1
+}

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
@@ -27,6 +28,7 @@
 
 #include "common/ids.h"
 #include "common/unique_fd.h"
+#include "gateway/http_wire.h"
 
 namespace thaw::gateway {
 
@@ -270,6 +272,34 @@ bool SpoolHasRoom(const std::string& dir, const http::request_parser<http::strin
   const uint64_t want = parser.content_length().value_or(64ULL << 20);
   return free_bytes > want + (16ULL << 20);
 }
+// Sends a whole response with one write: its head is built by hand into `wire` (the
+// connection's, reused from one response to the next), followed by the body, copied in when
+// small and sent from where it is (gathered) when not. The same bytes Beast's serializer sends.
+asio::awaitable<void> WriteWhole(beast::tcp_stream& stream, Response& res, std::string& wire,
+                                 boost::system::error_code& ec) {
+  res.prepare_payload();
+  if (res.chunked()) {  // a body of unknown length: Beast frames it
+    co_await http::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
+    co_return;
+  }
+  constexpr size_t kCopyBodyMax = 16 * 1024;
+  constexpr size_t kKeepWireMax = 64 * 1024;
+  if (wire.capacity() > kKeepWireMax) std::string().swap(wire);
+  wire.clear();
+  AppendResponseHead(res.base(), wire);
+  const std::string& body = res.body();
+  // Past the headers the stream has no deadline, so the socket is written directly.
+  if (body.size() <= kCopyBodyMax) {
+    wire.append(body);
+    co_await asio::async_write(stream.socket(), asio::buffer(wire),
+                               asio::redirect_error(asio::use_awaitable, ec));
+  } else {
+    const std::array<asio::const_buffer, 2> pieces = {asio::buffer(wire), asio::buffer(body)};
+    co_await asio::async_write(stream.socket(), pieces,
+                               asio::redirect_error(asio::use_awaitable, ec));
+  }
+}
+
 class ChunkedWriter final : public ResponseWriter {
  public:
   explicit ChunkedWriter(beast::tcp_stream& stream) : stream_(stream) {}
@@ -361,6 +391,7 @@ asio::awaitable<void> ServeConnection(asio::ip::tcp::socket socket, HttpHandler&
   beast::flat_buffer buffer;
   ChunkedWriter writer(stream);
   peer.writer = &writer;
+  std::string wire;  // the bytes of each whole response, reused across keep-alive requests
   for (bool first = true;; first = false) {
     if (!first && buffer.size() == 0) {
       // Keep-alive: wait for the next request's first byte for at most the idle timeout.
@@ -443,8 +474,7 @@ asio::awaitable<void> ServeConnection(asio::ip::tcp::socket socket, HttpHandler&
       co_await handler.ServeBody(peer, body, res);
       // Unread body bytes would be taken for the next request.
       if (!body.complete()) res.keep_alive(false);
-      res.prepare_payload();
-      co_await http::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
+      co_await WriteWhole(stream, res, wire, ec);
       if (ec || !res.keep_alive()) break;
       continue;
     }
@@ -489,8 +519,7 @@ asio::awaitable<void> ServeConnection(asio::ip::tcp::socket socket, HttpHandler&
       writer.Reset();
       continue;
     }
-    res.prepare_payload();
-    co_await http::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
+    co_await WriteWhole(stream, res, wire, ec);
     if (ec || !res.keep_alive()) break;
   }
   stream.socket().shutdown(asio::ip::tcp::socket::shutdown_send, ec);

@@ -11,6 +11,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/read.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
@@ -372,6 +373,59 @@ class ParserBodyReader final : public BodyReader {
   bool failed_ = false;
 };
 
+constexpr size_t kHeaderLimit = 64 * 1024;
+
+std::string OverLimit(uint64_t length, uint64_t limit) {
+  return "request body of " + std::to_string(length) + " bytes is over the limit of " +
+         std::to_string(limit) + " bytes";
+}
+
+// Serves a request whose head ParseRequestHead took (in `req`, its bytes consumed from
+// `buffer`): the route's body limit and credentials are checked on the head, then its
+// Content-Length body is read (what `buffer` holds of it first, the rest straight into the
+// body) and the response written. False when the connection is done with.
+asio::awaitable<bool> ServeLean(beast::tcp_stream& stream, beast::flat_buffer& buffer,
+                                HttpHandler& handler, const Peer& peer, ChunkedWriter& writer,
+                                std::string& wire, Request& req, uint64_t length) {
+  Response res;
+  res.version(11);
+  const uint64_t limit = handler.BodyLimit(req.base());
+  if (length > limit) {
+    handler.OnBodyTooLarge(req.base(), limit);
+    handler.Reject(http::status::payload_too_large, OverLimit(length, limit), res);
+    co_await RejectAndClose(stream.socket(), res);
+    co_return false;
+  }
+  if (!handler.Screen(req.base(), res)) {
+    co_await RejectAndClose(stream.socket(), res);
+    co_return false;
+  }
+  boost::system::error_code ec;
+  if (length > 0) {
+    std::string& body = req.body();
+    const size_t buffered = static_cast<size_t>(std::min<uint64_t>(buffer.size(), length));
+    body.resize(static_cast<size_t>(length));
+    asio::buffer_copy(asio::buffer(body), buffer.data(), buffered);
+    buffer.consume(buffered);
+    if (buffered < length) {
+      co_await asio::async_read(stream.socket(),
+                                asio::buffer(body.data() + buffered, length - buffered),
+                                asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) co_return false;  // the peer went away mid-body
+    }
+  }
+  res.keep_alive(req.keep_alive());
+  co_await handler.Serve(peer, req, res);
+  if (writer.begun()) {
+    // Answered in pieces already; a body cut short leaves the connection unusable.
+    if (!writer.ended() || !res.keep_alive()) co_return false;
+    writer.Reset();
+    co_return true;
+  }
+  co_await WriteWhole(stream, res, wire, ec);
+  co_return !ec && res.keep_alive();
+}
+
 asio::awaitable<void> ServeConnection(asio::ip::tcp::socket socket, HttpHandler& handler,
                                       ConnectionSlot slot) {
   boost::system::error_code ec;
@@ -393,20 +447,38 @@ asio::awaitable<void> ServeConnection(asio::ip::tcp::socket socket, HttpHandler&
   peer.writer = &writer;
   std::string wire;  // the bytes of each whole response, reused across keep-alive requests
   for (bool first = true;; first = false) {
-    if (!first && buffer.size() == 0) {
-      // Keep-alive: wait for the next request's first byte for at most the idle timeout.
-      Expire(stream, options.idle_timeout_ms);
+    if (buffer.size() == 0) {
+      // The first request's headers are timed from accept; a keep-alive connection waits for
+      // the next request's first byte for at most the idle timeout.
+      Expire(stream, first ? options.header_timeout_ms : options.idle_timeout_ms);
       size_t n = co_await stream.async_read_some(buffer.prepare(16384),
                                                  asio::redirect_error(asio::use_awaitable, ec));
       buffer.commit(n);
       if (ec) break;
     }
+    if (!first) Expire(stream, options.header_timeout_ms);
+    // The common request, whole head already read, takes the lean path; anything else (and
+    // every malformed head) is parsed by Beast from the same bytes, as it always was.
+    {
+      Request req;
+      const std::string_view bytes(static_cast<const char*>(buffer.data().data()), buffer.size());
+      const RequestHead head = ParseRequestHead(bytes, kHeaderLimit, req.base());
+      if (head.outcome == RequestHead::Outcome::kComplete && !handler.StreamsBody(req.base()) &&
+          !handler.IsUpload(req.base())) {
+        buffer.consume(head.head_bytes);
+        stream.expires_never();
+        if (!co_await ServeLean(stream, buffer, handler, peer, writer, wire, req,
+                                head.content_length)) {
+          break;
+        }
+        continue;
+      }
+    }
     http::request_parser<http::string_body> parser;
-    parser.header_limit(64 * 1024);
+    parser.header_limit(kHeaderLimit);
     // Beast checks Content-Length against the body limit while parsing the headers, before we
     // know the route: lift it here and apply the route's limit right after.
     parser.body_limit(boost::none);
-    Expire(stream, options.header_timeout_ms);
     co_await http::async_read_header(stream, buffer, parser,
                                      asio::redirect_error(asio::use_awaitable, ec));
     // Past the headers nothing is timed: bodies and handlers (invocations) take what they take.
@@ -433,9 +505,7 @@ asio::awaitable<void> ServeConnection(asio::ip::tcp::socket socket, HttpHandler&
     parser.body_limit(limit);
     if (parser.content_length() && *parser.content_length() > limit) {
       handler.OnBodyTooLarge(parser.get().base(), limit);
-      handler.Reject(http::status::payload_too_large,
-                     "request body of " + std::to_string(*parser.content_length()) +
-                         " bytes is over the limit of " + std::to_string(limit) + " bytes",
+      handler.Reject(http::status::payload_too_large, OverLimit(*parser.content_length(), limit),
                      res);
       co_await RejectAndClose(stream.socket(), res);
       co_return;

@@ -977,22 +977,6 @@ void Spawner::TemplateEnded(pid_t pid, int wait_status) {
   }
 }
 
-}  // namespace
-
-std::string DescribeWaitStatus(int wait_status) {
-  if (WIFEXITED(wait_status)) return "exit status " + std::to_string(WEXITSTATUS(wait_status));
-  if (WIFSIGNALED(wait_status)) {
-    // strsignal's wording, lower-cased, matches Lambda's: "signal: killed", "signal:
-    // segmentation fault", "signal: aborted".
-    std::string name = strsignal(WTERMSIG(wait_status));
-    for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    return "signal: " + name;
-  }
-  return "unknown status " + std::to_string(wait_status);
-}
-
-namespace {
-
 constexpr char kNetworkLayers[] =
     "network: none gets a network namespace of its own (loopback only, Runtime API inside it)";
 
@@ -1100,6 +1084,12 @@ StatusOr<std::unique_ptr<SpawnerClient>> SpawnerClient::Start(const SpawnerOptio
     isolation = SetUpJail(setup, cgroups);
   } else {
     isolation = SetUpRootless(setup);
+  }
+  // Opened before the fork: the spawner keeps it (close-on-exec) for its shells to exec.
+  UniqueFd shell_exe;
+  if (setup.cut_trees && !options.shell_exe.empty()) {
+    shell_exe.reset(::open(options.shell_exe.c_str(), O_PATH | O_CLOEXEC));
+    setup.shell_exe = shell_exe.get();
   }
   std::optional<UidLease> lease;
   if (setup.mode == Isolation::kJail) {

@@ -294,6 +294,47 @@ TEST_F(SpawnerTest, AWaitingShellIsThawShellWithFewMappings) {
   EXPECT_EQ(got, "bundled\n" + std::to_string(s->uid) + "\n");
 }
 
+// pids.max of `pid`'s pids cgroup (v1 or v2), or "".
+std::string PidsMaxOf(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/cgroup");
+  for (std::string line; std::getline(in, line);) {
+    const size_t colon = line.find(':'), second = line.find(':', colon + 1);
+    const std::string controllers = line.substr(colon + 1, second - colon - 1);
+    const std::string path = line.substr(second + 1);
+    std::string file;
+    if (controllers == "pids") file = "/sys/fs/cgroup/pids" + path + "/pids.max";
+    if (controllers.empty() && !std::ifstream("/sys/fs/cgroup/pids").good()) {
+      file = "/sys/fs/cgroup" + path + "/pids.max";
+    }
+    if (file.empty()) continue;
+    std::string value;
+    std::ifstream(file) >> value;
+    return value;
+  }
+  return "";
+}
+
+// Shells are made with the limits the last start of their kind asked for, and a start asking
+// the same skips writing them: every instance still runs under the limits it asked for, the
+// same as the last start's or not.
+TEST_F(SpawnerTest, EachInstanceGetsTheLimitsItAskedForWhateverItsShellWasMadeWith) {
+  std::vector<Spawned> live;
+  for (int64_t pids : {16, 16, 24}) {
+    SpawnRequest req = Sleeper();
+    req.limits.pids_max = pids;
+    auto s = client_->SpawnAndWait(req);
+    ASSERT_TRUE(s.ok()) << s.status().message();
+    EXPECT_EQ(PidsMaxOf(s->pid), std::to_string(pids)) << "instance " << live.size();
+    live.push_back(std::move(*s));
+  }
+  KillAndAwait(live.front().pid);
+  SpawnRequest req = Sleeper();
+  req.limits.pids_max = 16;  // its shell was made after a start that asked 24
+  auto s = client_->SpawnAndWait(req);
+  ASSERT_TRUE(s.ok()) << s.status().message();
+  EXPECT_EQ(PidsMaxOf(s->pid), "16");
+}
+
 // Without thaw-shell (not installed beside thaw), shells wait as copies of the spawner and
 // instances start as before.
 class SpawnerWithoutShellExeTest : public SpawnerTest {

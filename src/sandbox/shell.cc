@@ -388,14 +388,15 @@ int ShellExeMain(int argc, char** argv) {
 }
 
 StatusOr<Shell> StartShell(const SpawnerSetup& setup, bool private_network, int64_t tmp_bytes,
-                           int tmp_template) {
+                           int tmp_template, const CgroupLimits& limits) {
   Shell shell;
   shell.private_network = private_network;
   shell.tmp_bytes = tmp_bytes;
   shell.tmp_template = tmp_template;
   shell.cgroup = setup.cgroups != nullptr ? NewShellName() : "";
   if (!shell.cgroup.empty()) {
-    Status st = setup.cgroups->Create(shell.cgroup, CgroupLimits{});
+    shell.limits = limits;
+    Status st = setup.cgroups->Create(shell.cgroup, limits);
     if (!st.ok()) return st;
   }
   int sv[2];

@@ -108,6 +108,9 @@ struct Shell {
   pid_t pid = 0;
   int control = -1;
   std::string cgroup;
+  // What its cgroup was made with: the limits the last start of its kind asked for, so a start
+  // asking the same (a burst of one function) writes none of them (SetLimits) on its way.
+  CgroupLimits limits;
   bool private_network = false;
   int64_t tmp_bytes = 0;  // the size of the /tmp it prepares
   // The spawner's template of a disk of that size (MakeTmpDiskTemplate), which the shell
@@ -116,9 +119,10 @@ struct Shell {
 };
 
 // Clones a shell with the namespaces `setup` and `private_network` ask for, and a /tmp of
-// `tmp_bytes` (its own disk when setup.tmp_disk_dir is set, a copy of `tmp_template`).
+// `tmp_bytes` (its own disk when setup.tmp_disk_dir is set, a copy of `tmp_template`), in a
+// cgroup with `limits`.
 StatusOr<Shell> StartShell(const SpawnerSetup& setup, bool private_network, int64_t tmp_bytes,
-                           int tmp_template = -1);
+                           int tmp_template = -1, const CgroupLimits& limits = {});
 
 // The rest of a prepared shell's life: waits on `control` for the spawn request, hands the
 // private Runtime API listener (`api`, may be invalid) over, then ExecChild. Runs in the shell

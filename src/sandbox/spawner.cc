@@ -75,6 +75,9 @@ struct ShellKind {
 struct Shells {
   std::map<ShellKind, std::deque<Shell>> ready;
   std::map<ShellKind, size_t> keep;
+  // By kind: the limits the last start asked for, which its next shells' cgroups are made with
+  // (the default until a start asks; every function asks at least 64 MB).
+  std::map<ShellKind, CgroupLimits> limits;
   // By /tmp size: the disk template its shells copy (tmp_disk.h), made on first use; an
   // invalid one when it could not be made (its shells then run mkfs.ext4, and report why).
   std::map<int64_t, UniqueFd> tmp_templates;
@@ -120,9 +123,15 @@ struct Shells {
   }
 
   StatusOr<Shell> Start(const SpawnerSetup& setup, const ShellKind& kind) {
-    return StartShell(setup, kind.private_network, kind.tmp_bytes, TmpTemplate(setup, kind));
+    return StartShell(setup, kind.private_network, kind.tmp_bytes, TmpTemplate(setup, kind),
+                      limits[kind]);
   }
 };
+
+bool SameLimits(const CgroupLimits& a, const CgroupLimits& b) {
+  return a.memory_bytes == b.memory_bytes && a.pids_max == b.pids_max &&
+         a.cpu_weight == b.cpu_weight;
+}
 
 // A child the spawner made and has not reaped yet.
 struct Child {
@@ -364,6 +373,7 @@ void Spawner::SpawnInShell(const std::string& id, const ChildSpec& spec,
   }
   auto& ready = shells_.ready[kind];
   shells_.keep[kind] = setup_.ready_shells;
+  shells_.limits[kind] = spec.limits;
   if (ready.empty()) {
     auto fresh = shells_.Start(setup_, kind);
     if (!fresh.ok()) {
@@ -378,7 +388,7 @@ void Spawner::SpawnInShell(const std::string& id, const ChildSpec& spec,
   // its uid back, whether it became an instance or failed on the way.
   live_[shell.pid] = Child{shell.cgroup, uid, false};
   UniqueFd control(shell.control);
-  if (!shell.cgroup.empty()) {
+  if (!shell.cgroup.empty() && !SameLimits(shell.limits, spec.limits)) {
     if (Status st = setup_.cgroups->SetLimits(shell.cgroup, spec.limits); !st.ok()) {
       ::kill(shell.pid, SIGKILL);
       return ReplyError(id, st.message());

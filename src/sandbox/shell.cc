@@ -364,6 +364,9 @@ std::string NewShellName() {
 
 int ShellExeMain(int argc, char** argv) {
   ::prctl(PR_SET_NAME, "thaw-shell");
+  // Kept across the exec (root, no set-user-ID), set again all the same: if the spawner dies,
+  // its shells must not outlive it.
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (argc != 4) return 2;
   const int control = std::atoi(argv[1]), api = std::atoi(argv[2]);
   UniqueFd filter(std::atoi(argv[3]));

@@ -34,6 +34,13 @@ int64_t UidOf(pid_t pid) {
   return -1;
 }
 
+// Where the link at `path` points, or "".
+std::string ReadLink(const std::string& path) {
+  char buf[4096];
+  ssize_t n = ::readlink(path.c_str(), buf, sizeof(buf));
+  return n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string();
+}
+
 class SpawnerTest : public ::testing::Test {
  protected:
   static constexpr int64_t kUids = 3;
@@ -51,6 +58,7 @@ class SpawnerTest : public ::testing::Test {
     options.tmp_bytes = 1 << 20;
     options.instance_uids = kUids;
     options.uid_lock_dir = dir_ + "/locks";
+    options.shell_exe = THAW_SHELL_EXE;  // as `thaw serve` finds it beside itself
     Configure(options);
     auto client = SpawnerClient::Start(options);
     ASSERT_TRUE(client.ok()) << client.status().message();
@@ -231,6 +239,117 @@ TEST_F(SpawnerTest, AFailedExecGivesItsUidBack) {
   }
   auto s = client_->SpawnAndWait(Sleeper());
   EXPECT_TRUE(s.ok()) << s.status().message();
+}
+
+// The first of the spawner's ready shells once it waits on its control socket (it prepares
+// first), or 0.
+pid_t WaitingShell(pid_t spawner) {
+  for (int i = 0; i < 400; ++i) {
+    std::ifstream children("/proc/" + std::to_string(spawner) + "/task/" + std::to_string(spawner) +
+                           "/children");
+    pid_t shell = 0;
+    if (children >> shell) {
+      std::ifstream wchan("/proc/" + std::to_string(shell) + "/wchan");
+      std::string at;
+      wchan >> at;
+      if (at == "__skb_wait_for_more_packets") return shell;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return 0;
+}
+
+// How many mappings `pid` has (lines of /proc/PID/maps).
+size_t MappingsOf(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/maps");
+  size_t n = 0;
+  for (std::string line; std::getline(in, line);) ++n;
+  return n;
+}
+
+// Regression (the burst's exec teardown): a waiting jailed shell has become thaw-shell, a
+// small static program, so the exec at a start tears down a dozen mappings instead of the
+// shell's copy of the spawner's (some 250: thaw's libraries), most of a jailed start's CPU.
+TEST_F(SpawnerTest, AWaitingShellIsThawShellWithFewMappings) {
+  const pid_t shell = WaitingShell(client_->spawner_pid());
+  ASSERT_NE(shell, 0) << "no shell waited";
+  auto exe = ReadLink("/proc/" + std::to_string(shell) + "/exe");
+  EXPECT_NE(exe.find("thaw-shell"), std::string::npos) << exe;
+  EXPECT_LT(MappingsOf(shell), 20u);
+  EXPECT_LT(MappingsOf(shell), MappingsOf(client_->spawner_pid()));  // what it would have had
+  // It becomes an instance like any shell: its uid, its limits' cgroup, its bundle.
+  ASSERT_TRUE(WriteFileAtomic(dir_ + "/bundle/hello", "bundled\n").ok());
+  SpawnRequest req = Sleeper();
+  int out[2];
+  ASSERT_EQ(::pipe2(out, O_CLOEXEC), 0);
+  req.argv = {"/bin/sh", "-c", "cat /var/task/hello; id -u"};
+  req.stdout_fd = out[1];
+  auto s = client_->SpawnAndWait(req);
+  ::close(out[1]);
+  ASSERT_TRUE(s.ok()) << s.status().message();
+  std::string got;
+  char buf[256];
+  for (ssize_t n; (n = ::read(out[0], buf, sizeof(buf))) > 0;) got.append(buf, n);
+  ::close(out[0]);
+  EXPECT_EQ(got, "bundled\n" + std::to_string(s->uid) + "\n");
+}
+
+// pids.max of `pid`'s pids cgroup (v1 or v2), or "".
+std::string PidsMaxOf(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/cgroup");
+  for (std::string line; std::getline(in, line);) {
+    const size_t colon = line.find(':'), second = line.find(':', colon + 1);
+    const std::string controllers = line.substr(colon + 1, second - colon - 1);
+    const std::string path = line.substr(second + 1);
+    std::string file;
+    if (controllers == "pids") file = "/sys/fs/cgroup/pids" + path + "/pids.max";
+    if (controllers.empty() && !std::ifstream("/sys/fs/cgroup/pids").good()) {
+      file = "/sys/fs/cgroup" + path + "/pids.max";
+    }
+    if (file.empty()) continue;
+    std::string value;
+    std::ifstream(file) >> value;
+    return value;
+  }
+  return "";
+}
+
+// Shells are made with the limits the last start of their kind asked for, and a start asking
+// the same skips writing them: every instance still runs under the limits it asked for, the
+// same as the last start's or not.
+TEST_F(SpawnerTest, EachInstanceGetsTheLimitsItAskedForWhateverItsShellWasMadeWith) {
+  std::vector<Spawned> live;
+  for (int64_t pids : {16, 16, 24}) {
+    SpawnRequest req = Sleeper();
+    req.limits.pids_max = pids;
+    auto s = client_->SpawnAndWait(req);
+    ASSERT_TRUE(s.ok()) << s.status().message();
+    EXPECT_EQ(PidsMaxOf(s->pid), std::to_string(pids)) << "instance " << live.size();
+    live.push_back(std::move(*s));
+  }
+  KillAndAwait(live.front().pid);
+  SpawnRequest req = Sleeper();
+  req.limits.pids_max = 16;  // its shell was made after a start that asked 24
+  auto s = client_->SpawnAndWait(req);
+  ASSERT_TRUE(s.ok()) << s.status().message();
+  EXPECT_EQ(PidsMaxOf(s->pid), "16");
+}
+
+// Without thaw-shell (not installed beside thaw), shells wait as copies of the spawner and
+// instances start as before.
+class SpawnerWithoutShellExeTest : public SpawnerTest {
+ protected:
+  void Configure(SpawnerOptions& options) override { options.shell_exe = dir_ + "/missing"; }
+};
+
+TEST_F(SpawnerWithoutShellExeTest, ShellsWaitAsCopiesOfTheSpawnerAndStillStart) {
+  const pid_t shell = WaitingShell(client_->spawner_pid());
+  ASSERT_NE(shell, 0) << "no shell waited";
+  EXPECT_EQ(ReadLink("/proc/" + std::to_string(shell) + "/exe"),
+            ReadLink("/proc/" + std::to_string(client_->spawner_pid()) + "/exe"));
+  auto s = client_->SpawnAndWait(Sleeper());
+  ASSERT_TRUE(s.ok()) << s.status().message();
+  EXPECT_EQ(UidOf(s->pid), s->uid);
 }
 
 // A waiting shell has pivoted into its root already (the unmount of the host's tree, which

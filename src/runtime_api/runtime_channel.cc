@@ -166,7 +166,6 @@ bool RuntimeChannel::HandleBuffered() {
   if (buf_.size() < room) buf_.resize(room);
   if (buf_.size() > kReadChunk && filled_ == 0 && want == 0) {
     buf_.resize(kReadChunk);
-    buf_.shrink_to_fit();
   }
   return true;
 }

@@ -9,10 +9,12 @@
 // deliveries may come from any thread.
 #pragma once
 
+#include <algorithm>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/strand.hpp>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -77,7 +79,24 @@ class RuntimeChannel final : public std::enable_shared_from_this<RuntimeChannel>
   const size_t max_response_bytes_;
   const size_t max_frame_;  // a frame past it is skipped without being buffered
   // The read side, used on the strand only.
-  std::string buf_;  // bytes read, [0, filled_)
+  // Bytes read, [0, filled_). Never zero-filled: a std::string's resize zeroed (and so
+  // faulted in) 64 KB per channel at each start, on the spawner reply thread's path.
+  class ReadBuffer {
+   public:
+    char* data() { return bytes_.get(); }
+    size_t size() const { return size_; }
+    void resize(size_t n) {  // keeps the first min(n, size()) bytes
+      auto bigger = std::make_unique_for_overwrite<char[]>(n);
+      if (size_ > 0) std::memcpy(bigger.get(), bytes_.get(), std::min(n, size_));
+      bytes_ = std::move(bigger);
+      size_ = n;
+    }
+
+   private:
+    std::unique_ptr<char[]> bytes_;
+    size_t size_ = 0;
+  };
+  ReadBuffer buf_;
   size_t filled_ = 0;
   size_t discard_ = 0;  // bytes of an oversized frame still to skip
   // The write side: writers hold write_mu_ while they write, so Close never closes the fd

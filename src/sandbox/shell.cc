@@ -4,15 +4,18 @@
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <optional>
 
@@ -80,7 +83,8 @@ ExecArrays::ExecArrays(const ChildSpec& spec) {
   };
   // SAFETY: a fresh session makes the runtime the leader of its own process group, so a kill
   // of the group reaches every process it forks (in a jail, the PID namespace does it fully).
-  if (::setsid() < 0) fail_errno("setsid", "runtime");
+  // thaw-shell made its session before it waited (a session leader cannot make another).
+  if (::getsid(0) != ::getpid() && ::setsid() < 0) fail_errno("setsid", "runtime");
   // Dispositions first, then the mask: a signal let through before its handler was reset
   // would run the spawner's handler in a child that may share the spawner's memory (SpawnPlain).
   for (int sig = 1; sig < NSIG; ++sig) ::signal(sig, SIG_DFL);
@@ -268,6 +272,30 @@ Status PrepareShell(const SpawnerSetup& setup, const Shell& shell, UniqueFd& api
   return seccomp.status();
 }
 
+// A prepared jailed shell becomes thaw-shell (SpawnerSetup::shell_exe), which waits for the
+// request instead; returns only when that exec failed (the shell then waits itself).
+void ExecShellExe(const SpawnerSetup& setup, int control, const UniqueFd& api,
+                  const SeccompProgram& seccomp) {
+  UniqueFd filter(::memfd_create("seccomp", 0));
+  if (!filter.valid()) return;
+  const size_t bytes = seccomp.code.size() * sizeof(sock_filter);
+  if (::write(filter.get(), seccomp.code.data(), bytes) != static_cast<ssize_t>(bytes)) return;
+  // SAFETY: fd hand-off: thaw-shell keeps only its control socket, its listener and the
+  // filter; every other descriptor of the spawner's is close-on-exec.
+  ::fcntl(control, F_SETFD, 0);
+  if (api.valid()) ::fcntl(api.get(), F_SETFD, 0);
+  const std::string control_arg = std::to_string(control);
+  const std::string api_arg = std::to_string(api.valid() ? api.get() : -1);
+  const std::string filter_arg = std::to_string(filter.get());
+  char* const argv[] = {const_cast<char*>("thaw-shell"), const_cast<char*>(control_arg.c_str()),
+                        const_cast<char*>(api_arg.c_str()), const_cast<char*>(filter_arg.c_str()),
+                        nullptr};
+  char* const envp[] = {nullptr};
+  ::execveat(setup.shell_exe, "", argv, envp, AT_EMPTY_PATH);
+  ::fcntl(control, F_SETFD, FD_CLOEXEC);
+  if (api.valid()) ::fcntl(api.get(), F_SETFD, FD_CLOEXEC);
+}
+
 // The shell's side: prepare, wait for the request (with the log pipe fds), hand the private
 // Runtime API listener over, then go the way of every child. Errors travel back on the control
 // socket, which exec closes.
@@ -276,6 +304,30 @@ Status PrepareShell(const SpawnerSetup& setup, const Shell& shell, UniqueFd& api
   UniqueFd api;
   StatusOr<SeccompProgram> seccomp;
   Status prepared = PrepareShell(setup, shell, api, seccomp);
+  if (prepared.ok() && setup.cut_trees && setup.shell_exe >= 0) {
+    ExecShellExe(setup, control, api, *seccomp);
+  }
+  if (!prepared.ok()) {
+    std::string buf;
+    std::vector<int> fds;
+    if (RecvWithFds(control, buf, fds) <= 0) _exit(0);
+    (void)!::write(control, prepared.message().data(), prepared.message().size());
+    _exit(127);
+  }
+  // Without cut_trees the spawner has not denied the other GPUs: the shell, still root, does.
+  AwaitSpawn(setup, shell.cgroup, control, std::move(api), *seccomp,
+             setup.cut_trees ? nullptr : &DenyOtherGpus);
+}
+
+std::string NewShellName() {
+  static uint64_t counter = 0;
+  return "shell-" + std::to_string(::getpid()) + "-" + std::to_string(++counter);
+}
+
+}  // namespace
+
+[[noreturn]] void AwaitSpawn(const SpawnerSetup& setup, const std::string& cgroup, int control,
+                             UniqueFd api, const SeccompProgram& seccomp, SpawnCheck check) {
   std::string buf;
   std::vector<int> fds;
   if (RecvWithFds(control, buf, fds) <= 0 || fds.size() < 2) _exit(0);
@@ -287,13 +339,12 @@ Status PrepareShell(const SpawnerSetup& setup, const Shell& shell, UniqueFd& api
   if (spec.ok() && (own < 2 || own > 3 || (spec->template_channel && own != 3))) {
     spec = InvalidArgument("malformed spawn request: wrong descriptors");
   }
-  if (!prepared.ok() || !spec.ok()) {
-    const std::string& why = prepared.ok() ? spec.status().message() : prepared.message();
+  if (!spec.ok()) {
+    const std::string& why = spec.status().message();
     (void)!::write(control, why.data(), why.size());
     _exit(127);
   }
-  if (Status st = setup.cut_trees ? Status::Ok() : DenyOtherGpus(setup, shell.cgroup, *spec);
-      !st.ok()) {
+  if (Status st = check != nullptr ? check(setup, cgroup, *spec) : Status::Ok(); !st.ok()) {
     (void)!::write(control, st.message().data(), st.message().size());
     _exit(127);
   }
@@ -304,29 +355,51 @@ Status PrepareShell(const SpawnerSetup& setup, const Shell& shell, UniqueFd& api
     if (SendWithFds(control, "listener", &fd, 1) < 0) _exit(127);
     api.reset();
   }
-  spec->cgroup = shell.cgroup;
+  spec->cgroup = cgroup;
   spec->trees.assign(fds.begin() + static_cast<std::ptrdiff_t>(own), fds.end());
   const int third = own > 2 ? fds[2] : -1;
-  ExecChild(setup, *spec, fds[0], fds[1], control, &*seccomp, spec->template_channel ? third : -1,
+  ExecChild(setup, *spec, fds[0], fds[1], control, &seccomp, spec->template_channel ? third : -1,
             spec->template_channel ? -1 : third);
 }
 
-std::string NewShellName() {
-  static uint64_t counter = 0;
-  return "shell-" + std::to_string(::getpid()) + "-" + std::to_string(++counter);
+int ShellExeMain(int argc, char** argv) {
+  ::prctl(PR_SET_NAME, "thaw-shell");
+  // Kept across the exec (root, no set-user-ID), set again all the same: if the spawner dies,
+  // its shells must not outlive it.
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (argc != 4) return 2;
+  const int control = std::atoi(argv[1]), api = std::atoi(argv[2]);
+  UniqueFd filter(std::atoi(argv[3]));
+  ::fcntl(control, F_SETFD, FD_CLOEXEC);
+  if (api >= 0) ::fcntl(api, F_SETFD, FD_CLOEXEC);
+  SeccompProgram seccomp;
+  struct stat st;
+  if (::fstat(filter.get(), &st) != 0 || st.st_size <= 0) return 2;
+  seccomp.code.resize(static_cast<size_t>(st.st_size) / sizeof(sock_filter));
+  if (::pread(filter.get(), seccomp.code.data(), static_cast<size_t>(st.st_size), 0) !=
+      st.st_size) {
+    return 2;
+  }
+  filter.reset();
+  // Ahead of the request: the instance's session (ExecChild makes none then).
+  if (::setsid() < 0) return 2;
+  // A prepared, pivoted jailed shell: the instance's mounts come with the request.
+  SpawnerSetup setup;
+  setup.mode = Isolation::kJail;
+  setup.cut_trees = true;
+  AwaitSpawn(setup, "", control, UniqueFd(api), seccomp, nullptr);
 }
 
-}  // namespace
-
 StatusOr<Shell> StartShell(const SpawnerSetup& setup, bool private_network, int64_t tmp_bytes,
-                           int tmp_template) {
+                           int tmp_template, const CgroupLimits& limits) {
   Shell shell;
   shell.private_network = private_network;
   shell.tmp_bytes = tmp_bytes;
   shell.tmp_template = tmp_template;
   shell.cgroup = setup.cgroups != nullptr ? NewShellName() : "";
   if (!shell.cgroup.empty()) {
-    Status st = setup.cgroups->Create(shell.cgroup, CgroupLimits{});
+    shell.limits = limits;
+    Status st = setup.cgroups->Create(shell.cgroup, limits);
     if (!st.ok()) return st;
   }
   int sv[2];
@@ -353,6 +426,18 @@ StatusOr<Shell> StartShell(const SpawnerSetup& setup, bool private_network, int6
   shell.pid = pid;
   shell.control = sv[0];
   return shell;
+}
+
+std::string DescribeWaitStatus(int wait_status) {
+  if (WIFEXITED(wait_status)) return "exit status " + std::to_string(WEXITSTATUS(wait_status));
+  if (WIFSIGNALED(wait_status)) {
+    // strsignal's wording, lower-cased, matches Lambda's: "signal: killed", "signal:
+    // segmentation fault", "signal: aborted".
+    std::string name = strsignal(WTERMSIG(wait_status));
+    for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return "signal: " + name;
+  }
+  return "unknown status " + std::to_string(wait_status);
 }
 
 std::string AwaitExec(int status_fd) {

@@ -40,6 +40,11 @@ struct SpawnerSetup {
   // as detached mounts the spawner cut (JailSpec::trees); the spawner also denies the other
   // GPUs, as the pivoted shell no longer sees the cgroup tree.
   bool cut_trees = false;
+  // cut_trees: thaw-shell (SpawnerOptions::shell_exe), opened O_PATH; -1: none. A prepared
+  // shell execs it before it waits, so that the exec at the start tears down a small static
+  // program's address space instead of the shell's copy of the spawner's (some 250 mappings of
+  // thaw's libraries: most of a jailed start's CPU).
+  int shell_exe = -1;
 };
 
 struct ChildSpec {
@@ -103,6 +108,9 @@ struct Shell {
   pid_t pid = 0;
   int control = -1;
   std::string cgroup;
+  // What its cgroup was made with: the limits the last start of its kind asked for, so a start
+  // asking the same (a burst of one function) writes none of them (SetLimits) on its way.
+  CgroupLimits limits;
   bool private_network = false;
   int64_t tmp_bytes = 0;  // the size of the /tmp it prepares
   // The spawner's template of a disk of that size (MakeTmpDiskTemplate), which the shell
@@ -111,9 +119,22 @@ struct Shell {
 };
 
 // Clones a shell with the namespaces `setup` and `private_network` ask for, and a /tmp of
-// `tmp_bytes` (its own disk when setup.tmp_disk_dir is set, a copy of `tmp_template`).
+// `tmp_bytes` (its own disk when setup.tmp_disk_dir is set, a copy of `tmp_template`), in a
+// cgroup with `limits`.
 StatusOr<Shell> StartShell(const SpawnerSetup& setup, bool private_network, int64_t tmp_bytes,
-                           int tmp_template = -1);
+                           int tmp_template = -1, const CgroupLimits& limits = {});
+
+// The rest of a prepared shell's life: waits on `control` for the spawn request, hands the
+// private Runtime API listener (`api`, may be invalid) over, then ExecChild. Runs in the shell
+// itself, or in thaw-shell (SpawnerSetup::shell_exe), which a prepared shell became.
+// `check` (may be null) refuses the request before anything of it runs (DenyOtherGpus).
+using SpawnCheck = Status (*)(const SpawnerSetup&, const std::string& cgroup, const ChildSpec&);
+[[noreturn]] void AwaitSpawn(const SpawnerSetup& setup, const std::string& cgroup, int control,
+                             UniqueFd api, const SeccompProgram& seccomp, SpawnCheck check);
+
+// thaw-shell's main: argv is [name, control fd, listener fd or -1, seccomp fd] as a prepared
+// jailed shell passes them (the seccomp fd a memfd holding the compiled filter).
+int ShellExeMain(int argc, char** argv);
 
 // Waits for a child's exec: EOF on `status_fd` means it exec'd, bytes are its error.
 std::string AwaitExec(int status_fd);

@@ -75,6 +75,9 @@ struct ShellKind {
 struct Shells {
   std::map<ShellKind, std::deque<Shell>> ready;
   std::map<ShellKind, size_t> keep;
+  // By kind: the limits the last start asked for, which its next shells' cgroups are made with
+  // (the default until a start asks; every function asks at least 64 MB).
+  std::map<ShellKind, CgroupLimits> limits;
   // By /tmp size: the disk template its shells copy (tmp_disk.h), made on first use; an
   // invalid one when it could not be made (its shells then run mkfs.ext4, and report why).
   std::map<int64_t, UniqueFd> tmp_templates;
@@ -120,9 +123,15 @@ struct Shells {
   }
 
   StatusOr<Shell> Start(const SpawnerSetup& setup, const ShellKind& kind) {
-    return StartShell(setup, kind.private_network, kind.tmp_bytes, TmpTemplate(setup, kind));
+    return StartShell(setup, kind.private_network, kind.tmp_bytes, TmpTemplate(setup, kind),
+                      limits[kind]);
   }
 };
+
+bool SameLimits(const CgroupLimits& a, const CgroupLimits& b) {
+  return a.memory_bytes == b.memory_bytes && a.pids_max == b.pids_max &&
+         a.cpu_weight == b.cpu_weight;
+}
 
 // A child the spawner made and has not reaped yet.
 struct Child {
@@ -364,6 +373,7 @@ void Spawner::SpawnInShell(const std::string& id, const ChildSpec& spec,
   }
   auto& ready = shells_.ready[kind];
   shells_.keep[kind] = setup_.ready_shells;
+  shells_.limits[kind] = spec.limits;
   if (ready.empty()) {
     auto fresh = shells_.Start(setup_, kind);
     if (!fresh.ok()) {
@@ -378,7 +388,7 @@ void Spawner::SpawnInShell(const std::string& id, const ChildSpec& spec,
   // its uid back, whether it became an instance or failed on the way.
   live_[shell.pid] = Child{shell.cgroup, uid, false};
   UniqueFd control(shell.control);
-  if (!shell.cgroup.empty()) {
+  if (!shell.cgroup.empty() && !SameLimits(shell.limits, spec.limits)) {
     if (Status st = setup_.cgroups->SetLimits(shell.cgroup, spec.limits); !st.ok()) {
       ::kill(shell.pid, SIGKILL);
       return ReplyError(id, st.message());
@@ -977,22 +987,6 @@ void Spawner::TemplateEnded(pid_t pid, int wait_status) {
   }
 }
 
-}  // namespace
-
-std::string DescribeWaitStatus(int wait_status) {
-  if (WIFEXITED(wait_status)) return "exit status " + std::to_string(WEXITSTATUS(wait_status));
-  if (WIFSIGNALED(wait_status)) {
-    // strsignal's wording, lower-cased, matches Lambda's: "signal: killed", "signal:
-    // segmentation fault", "signal: aborted".
-    std::string name = strsignal(WTERMSIG(wait_status));
-    for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    return "signal: " + name;
-  }
-  return "unknown status " + std::to_string(wait_status);
-}
-
-namespace {
-
 constexpr char kNetworkLayers[] =
     "network: none gets a network namespace of its own (loopback only, Runtime API inside it)";
 
@@ -1100,6 +1094,12 @@ StatusOr<std::unique_ptr<SpawnerClient>> SpawnerClient::Start(const SpawnerOptio
     isolation = SetUpJail(setup, cgroups);
   } else {
     isolation = SetUpRootless(setup);
+  }
+  // Opened before the fork: the spawner keeps it (close-on-exec) for its shells to exec.
+  UniqueFd shell_exe;
+  if (setup.cut_trees && !options.shell_exe.empty()) {
+    shell_exe.reset(::open(options.shell_exe.c_str(), O_PATH | O_CLOEXEC));
+    setup.shell_exe = shell_exe.get();
   }
   std::optional<UidLease> lease;
   if (setup.mode == Isolation::kJail) {

@@ -116,6 +116,9 @@ struct SpawnerOptions {
   // and where the host-wide uid leases are kept (shared by every thaw server on the host).
   int64_t instance_uids = 10000;
   std::string uid_lock_dir = "/run/thaw";
+  // thaw-shell (built beside thaw): jailed shells exec it before they wait, so a start's exec
+  // is cheap (SpawnerSetup::shell_exe). Empty or missing: shells wait as copies of the spawner.
+  std::string shell_exe;
 };
 
 struct ExitEvent {

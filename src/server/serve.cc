@@ -390,6 +390,7 @@ int RunServe(Config config, const std::string& exe_dir) {
   spawner_options.sandbox = config.sandbox;
   spawner_options.instance_uids = config.instance_uids;
   spawner_options.ready_shells = config.ready_shells;
+  spawner_options.shell_exe = exe_dir + "/thaw-shell";
   auto spawner = sandbox::SpawnerClient::Start(spawner_options);
   if (!spawner.ok()) {
     spdlog::critical("{}", spawner.status().message());

@@ -1,6 +1,7 @@
 // A C++ function for channel_test.cc: reports what its invocation carried and which transport
 // its process holds; fails, exits or answers too much when its event asks.
 #include <dirent.h>
+#include <sched.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -33,6 +34,20 @@ std::string SocketFamilies() {
   return out;
 }
 
+// The CPUs this process may run on, as "0,1"...
+std::string Cpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (::sched_getaffinity(0, sizeof(set), &set) != 0) return "?";
+  std::string out;
+  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+    if (!CPU_ISSET(cpu, &set)) continue;
+    if (!out.empty()) out += ",";
+    out += std::to_string(cpu);
+  }
+  return out;
+}
+
 bool Has(const std::string& event, const char* word) {
   return event.find(word) != std::string::npos;
 }
@@ -56,6 +71,6 @@ int main() {
         JsonEscape(req.function_arn) + "\",\"trace_id\":\"" + JsonEscape(req.trace_id) +
         "\",\"client_context\":\"" + JsonEscape(req.client_context) +
         "\",\"pid\":" + std::to_string(::getpid()) + ",\"sockets\":\"" + SocketFamilies() +
-        "\",\"payload\":\"" + JsonEscape(req.payload) + "\"}");
+        "\",\"cpus\":\"" + Cpus() + "\",\"payload\":\"" + JsonEscape(req.payload) + "\"}");
   });
 }

@@ -5,6 +5,7 @@
 // the same runtimes with the channel off (runtime_channel=false), and a channel moving to the
 // shard its calls come from.
 #include <gtest/gtest.h>
+#include <sched.h>
 
 #include <boost/json.hpp>
 #include <future>
@@ -276,6 +277,73 @@ TEST_F(ChannelTest, ChannelMovesToTheShardItsCallsComeFrom) {
     json::object o = InvokeJson("affine", "{\"after\":" + std::to_string(i) + "}");
     EXPECT_TRUE(o.contains("request_id"));
   }
+}
+
+// The CPUs this process may run on, as the test function reports its own ("0,1"...).
+std::vector<std::string> AllowedCpuNames() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  std::vector<std::string> out;
+  if (::sched_getaffinity(0, sizeof(set), &set) != 0) return out;
+  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+    if (CPU_ISSET(cpu, &set)) out.push_back(std::to_string(cpu));
+  }
+  return out;
+}
+
+// The last "cpus" a response in `received` reported.
+std::string LastCpus(const std::string& received) {
+  const std::string key = "\"cpus\":\"";
+  const size_t at = received.rfind(key);
+  if (at == std::string::npos) return "";
+  const size_t from = at + key.size();
+  return received.substr(from, received.find('"', from) - from);
+}
+
+// pin_shards + pin_instances: a one-vCPU instance runs on its shard's CPU only, and follows its
+// channel to the other shard's CPU when the channel moves; a larger function runs anywhere.
+TEST_F(ChannelTest, PinnedInstanceRunsOnItsShardsCpu) {
+  const std::vector<std::string> cpus = AllowedCpuNames();
+  if (cpus.size() < 2) GTEST_SKIP() << "needs two CPUs to tell a pinned instance apart";
+  server_ = ThawServer::Start(Flags({"--threads", "2", "--pin-shards", "true", "--pin-instances",
+                                     "true", "--log-level", "debug"}));
+  DeployCpp("small");
+  DeployCpp("large", "memory_mb: 2048\n");
+  std::string all;
+  for (const auto& c : cpus) all += (all.empty() ? "" : ",") + c;
+  EXPECT_EQ(InvokeJson("large")["cpus"].as_string(), all);
+  const std::string first(InvokeJson("small")["cpus"].as_string());
+  EXPECT_TRUE(first == cpus[0] || first == cpus[1]) << first;
+  // Fresh connections until one lands on the other shard and pulls the channel there.
+  const std::string moved = "native channel moved to shard ";
+  for (int conn = 0; conn < 24; ++conn) {
+    RawConn c(server_->url());
+    int sent = 0;
+    const auto call = [&] {
+      const std::string mark = "mark-" + std::to_string(conn) + "-" + std::to_string(sent++);
+      const std::string body = "{\"m\":\"" + mark + "\"}";
+      return c.Send(
+                 "POST /v1/functions/small/invoke HTTP/1.1\r\nHost: t\r\n"
+                 "Authorization: Bearer " +
+                 server_->key() + "\r\nContent-Type: application/json\r\nContent-Length: " +
+                 std::to_string(body.size()) + "\r\n\r\n" + body) &&
+             c.ReadUntil(mark);
+    };
+    for (int i = 0; i < 6; ++i) ASSERT_TRUE(call()) << c.received();
+    const std::string out = server_->Output();
+    const size_t at = out.rfind(moved);
+    if (at == std::string::npos) continue;
+    // This connection's calls come from the channel's shard now: its CPU is theirs. (The pin
+    // follows the move's log line on the old shard's thread: a call or two may beat it.)
+    const int shard = std::atoi(out.c_str() + at + moved.size());
+    ASSERT_TRUE(shard == 0 || shard == 1) << out.substr(at, 80);
+    const std::string want = cpus[static_cast<size_t>(shard)];
+    for (int i = 0; i < 5 && LastCpus(c.received()) != want; ++i) ASSERT_TRUE(call());
+    EXPECT_EQ(LastCpus(c.received()), want) << c.received();
+    EXPECT_NE(want, first);
+    return;
+  }
+  FAIL() << "no connection landed on the other shard in 24 tries";
 }
 
 // Over the HTTP Runtime API the C++ SDK sends each answer and its next GET in one write

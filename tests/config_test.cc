@@ -144,6 +144,16 @@ TEST(ConfigTest, NoValuesKeepsDefaults) {
   EXPECT_TRUE(config.auth);
 }
 
+TEST(ConfigTest, PinKnobs) {
+  Config config;
+  EXPECT_FALSE(config.pin_shards);
+  EXPECT_FALSE(config.pin_instances);
+  Status st = ApplyConfigValues({{"pin_shards", "true"}, {"pin_instances", "true"}}, config);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  EXPECT_TRUE(config.pin_shards);
+  EXPECT_TRUE(config.pin_instances);
+}
+
 TEST(ConfigTest, SeveralKnobsAtOnce) {
   Config config;
   Status st = ApplyConfigValues(
@@ -164,6 +174,8 @@ TEST(ConfigTest, KnobTableMatchesParser) {
       {"master_key_file", "/k"},
       {"log_level", "warn"},
       {"threads", "1"},
+      {"pin_shards", "true"},
+      {"pin_instances", "true"},
       {"runtimes_dir", "/r"},
       {"python", "/p"},
       {"region", "r"},
@@ -253,6 +265,8 @@ std::vector<BadValueCase> BadValueCases() {
   return {
       {"ThreadsNotANumber", "threads", "many", "config threads: expected an integer"},
       {"RuntimeChannelNotABool", "runtime_channel", "maybe", "config runtime_channel"},
+      {"PinShardsNotABool", "pin_shards", "1x", "config pin_shards"},
+      {"PinInstancesNotABool", "pin_instances", "cpu0", "config pin_instances"},
       {"GpusNotAList", "gpus", "all", "config gpus: entry 'all'"},
       {"GpusRepeated", "gpus", "0,0", "given more than once"},
       {"GpuDeviceDirRelative", "gpu_device_dir", "dev", "config gpu_device_dir"},

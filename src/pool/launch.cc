@@ -553,6 +553,7 @@ void FunctionPool::OnSpawned(const InstancePtr& inst, StatusOr<sandbox::Spawned>
     stopped = StartedLocked(*inst, pid, endpoint.ok());
   }
   Register(inst, pid, stopped);
+  if (!stopped) PinToShard(pid, inst->shard);
   WatchLog(inst, false);
   WatchLog(inst, true);
 }

@@ -1,5 +1,6 @@
 #include "pool/pool.h"
 
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -12,6 +13,7 @@
 #include <cstdlib>
 #include <thread>
 
+#include "common/cpu_affinity.h"
 #include "common/ids.h"
 #include "common/shard.h"
 #include "common/tenant.h"
@@ -838,8 +840,27 @@ Status FunctionPool::StreamEnd(uint64_t instance_id, const std::string& request_
 }
 
 void FunctionPool::SetServingShard(uint64_t instance_id, int shard) {
-  std::lock_guard<std::mutex> lock(mu_);
-  if (auto it = instances_.find(instance_id); it != instances_.end()) it->second->shard = shard;
+  pid_t pid = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = instances_.find(instance_id);
+    if (it == instances_.end()) return;
+    it->second->shard = shard;
+    pid = it->second->pid;
+  }
+  PinToShard(pid, shard);
+}
+
+void FunctionPool::PinToShard(pid_t pid, int shard) const {
+  const int cpu = ShardCpu(ctx_->shard_cpus, shard);
+  if (cpu < 0 || pid <= 0 || version_->manifest.memory_mb > kPinMaxMemoryMb ||
+      version_->manifest.gpu.count > 0) {
+    return;
+  }
+  // Best effort: an instance that exits meanwhile, or one thaw may not move, runs anywhere.
+  if (Status st = PinProcess(pid, cpu); !st.ok()) {
+    spdlog::debug("{}: {}", version_->function, st.message());
+  }
 }
 
 void FunctionPool::ReportInitError(uint64_t instance_id, std::string body, std::string error_type) {

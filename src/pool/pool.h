@@ -196,6 +196,10 @@ class RuntimeEndpoints {
 class GpuTable;
 class Launcher;
 
+// Lambda gives a function one vCPU's share at 1,769 MB: a version with at most this much is
+// a one-core function, which `pin_instances` may keep on its shard's CPU.
+inline constexpr int64_t kPinMaxMemoryMb = 1769;
+
 struct PoolContext {
   asio::any_io_executor executor;
   sandbox::SpawnerClient* spawner = nullptr;
@@ -230,6 +234,10 @@ struct PoolContext {
   // Give every instance a native channel (THAW_CHANNEL_FD) beside its Runtime API: thaw's own
   // runtimes then use it (the `runtime_channel` knob).
   bool runtime_channel = true;
+  // The `pin_instances` knob: the CPUs shards are pinned to (common/cpu_affinity.h ShardCpu);
+  // an instance of a version with at most one vCPU's share (kPinMaxMemoryMb, no GPU) is
+  // pinned to its shard's CPU when it starts and when its channel moves shard. Empty: none.
+  std::vector<int> shard_cpus;
   // Brings a version's bundle and model trees to this node when it lacks them (deployed
   // through another node: cluster/artifact_fetcher.h), then calls back, on any thread, with
   // the outcome. Null: everything is here (one node).
@@ -437,6 +445,8 @@ class FunctionPool : public std::enable_shared_from_this<FunctionPool> {
   // stopped meanwhile (or cannot be served), and must be killed once registered.
   bool StartedLocked(Instance& instance, pid_t pid, bool attached);
   // Registers `pid` for its exit event, then kills it if `stopped`.
+  // Pins the instance `pid` to shard's CPU where `pin_instances` asks for it (PoolContext).
+  void PinToShard(pid_t pid, int shard) const;
   void Register(const InstancePtr& instance, pid_t pid, bool stopped);
   // Why the node's memory budget refuses one more instance of this version.
   Status MemoryRefusal() const;

@@ -17,6 +17,9 @@ const std::vector<Knob> kKnobs = {
     {"log_level", "trace, debug, info, warn, error"},
     {"threads",
      "shards: threads, each with its own event loop and API acceptor; 0 means one per core"},
+    {"pin_shards", "pin shard i's thread to the i-th CPU thaw may use (true/false)"},
+    {"pin_instances",
+     "pin an instance of a function with memory_mb <= 1769 and no GPU to its shard's CPU"},
     {"runtimes_dir", "folder holding the shipped runtimes (default: beside the binary)"},
     {"python", "interpreter for the python3 runtime"},
     {"node", "node binary for the nodejs runtime"},
@@ -169,6 +172,10 @@ Status ApplyConfigValues(const std::map<std::string, std::string>& values, Confi
       c.log_level = v;
     } else if (name == "threads") {
       THAW_RETURN_IF_ERROR(ParseInt(name, v, 0, 256, c.threads));
+    } else if (name == "pin_shards") {
+      THAW_RETURN_IF_ERROR(ParseBool(name, v, c.pin_shards));
+    } else if (name == "pin_instances") {
+      THAW_RETURN_IF_ERROR(ParseBool(name, v, c.pin_instances));
     } else if (name == "runtimes_dir") {
       c.runtimes_dir = v;
     } else if (name == "python") {

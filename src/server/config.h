@@ -23,7 +23,12 @@ struct Config {
   // start.
   std::string master_key_file;
   std::string log_level = "info";
-  int64_t threads = 0;       // 0: one per core
+  int64_t threads = 0;  // 0: one per core
+  // Thread-per-core for real: shard i's thread runs only on the i-th CPU thaw may use.
+  bool pin_shards = false;
+  // An instance of a one-vCPU function (memory_mb <= 1769, no GPU) runs only on its shard's
+  // CPU (the one pin_shards gives it), following its native channel when that moves shard.
+  bool pin_instances = false;
   std::string runtimes_dir;  // empty: <dir of the thaw binary>/runtimes
   std::string python = "/usr/bin/python3";
   std::string node = "/usr/bin/node";

@@ -33,6 +33,7 @@
 #include "cluster/membership.h"
 #include "cluster/share_keeper.h"
 #include "common/clock.h"
+#include "common/cpu_affinity.h"
 #include "common/files.h"
 #include "common/ids.h"
 #include "common/shard.h"
@@ -580,6 +581,9 @@ int RunServe(Config config, const std::string& exe_dir) {
   }
   ctx.idle_store = idle_store->get();
   ctx.runtime_channel = config.runtime_channel;
+  // The CPUs shard i maps to (ShardCpu): thaw's own mask, read before any shard is pinned.
+  const std::vector<int> cpus = AllowedCpus();
+  if (config.pin_instances) ctx.shard_cpus = cpus;
   // A cluster: its members (set once the API listens), bundles and models fetched from them, and
   // the changes other nodes make to the shared store, heard within a second.
   std::unique_ptr<cluster::Membership> membership;
@@ -796,14 +800,24 @@ int RunServe(Config config, const std::string& exe_dir) {
   // A shard's loop runs until shutdown stops it, even while it has nothing to do.
   std::vector<asio::executor_work_guard<asio::io_context::executor_type>> keep_running;
   for (auto& shard : shards) keep_running.push_back(asio::make_work_guard(*shard));
+  // pin_shards: each shard's thread on one CPU. Shard 0's is the main thread, pinned last, so
+  // the threads started before (meter and log writers, spawn replies) run anywhere.
+  const auto pin = [&](int shard) {
+    if (!config.pin_shards) return;
+    if (Status st = PinThisThread(ShardCpu(cpus, shard)); !st.ok()) {
+      spdlog::warn("shard {} not pinned: {}", shard, st.message());
+    }
+  };
   std::vector<std::thread> workers;
   for (int i = 1; i < threads; ++i) {
     workers.emplace_back([&, i] {
       SetCurrentShard(i);
+      pin(i);
       shards[i]->run();
     });
   }
   SetCurrentShard(0);
+  pin(0);
   ioc.run();
   for (auto& t : workers) t.join();
   changes.reset();                // no more reloads

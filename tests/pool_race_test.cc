@@ -425,6 +425,166 @@ TEST_F(PoolLaneTest, DrainStopsALentIdleInstanceNotABusyOne) {
   EXPECT_EQ(pool_->Stats().lent, 0);
 }
 
+// The answer's half of the warm path: the runtime's answer on the instance's shard ends the
+// lane's call and lends the instance again without the pool's mutex (FinishOnLane).
+TEST_F(PoolLaneTest, TheAnswerOnTheLanesShardLendsTheInstanceAgainWithoutTheMutex) {
+  auto next = IdleInstance();
+  auto call = LaneCall("r1", next);
+  auto again = RespondAndNext(1, "r1");
+  executor_.RunAll();
+  ASSERT_TRUE(call->has_value());
+  EXPECT_EQ((*call)->kind, Result::Kind::kOk);
+  EXPECT_EQ((*call)->body, "\"ok\"");
+  PoolStats s = pool_->Stats();
+  EXPECT_EQ(s.lane_answers, 1) << "the answer took the locked path";
+  EXPECT_EQ(s.lent, 1);
+  EXPECT_EQ(s.inflight, 0);
+  EXPECT_EQ(timers_.armed(), 0u);
+  EXPECT_TRUE(pool_->CanTakeWork());
+  // Its END and REPORT lines were written, tagged with the call.
+  bool report = false;
+  for (const auto& line : logs_.ReadRequest("acme.hello", "r1")) {
+    report = report || line.text.rfind("REPORT RequestId: r1", 0) == 0;
+  }
+  EXPECT_TRUE(report) << "no REPORT line for r1";
+  // The instance's next call is warm, on the lane again.
+  auto call2 = LaneCall("r2", again);
+  EXPECT_FALSE((**again)->cold_start);
+  auto third = RespondAndNext(1, "r2");
+  executor_.RunAll();
+  ASSERT_TRUE(call2->has_value());
+  EXPECT_EQ(pool_->Stats().lane_answers, 2);
+}
+
+// The answer arrives on another shard (the instance's channel moved): that shard takes the call
+// over under the mutex; the lane's stale entry is dropped when its shard next looks, and the
+// instance, lent to the answering shard now, serves there.
+TEST_F(PoolLaneTest, AnAnswerOnAnotherShardTakesTheLanesCallOver) {
+  auto next = IdleInstance();
+  auto call = LaneCall("r1", next);
+  pool_->SetServingShard(1, 1);
+  SetCurrentShard(1);
+  auto again = RespondAndNext(1, "r1");
+  executor_.RunAll();
+  ASSERT_TRUE(call->has_value());
+  EXPECT_EQ((*call)->kind, Result::Kind::kOk);
+  EXPECT_EQ(pool_->Stats().lane_answers, 0);
+  EXPECT_EQ(pool_->Stats().lent, 1) << "not lent to the answering shard";
+  auto call2 = LaneCall("r2", again);
+  auto third = RespondAndNext(1, "r2");
+  executor_.RunAll();
+  ASSERT_TRUE(call2->has_value());
+  EXPECT_EQ((*call2)->kind, Result::Kind::kOk);
+  EXPECT_EQ(pool_->Stats().lane_answers, 1);
+  // Shard 0's lane still held its entry for the call taken over: it must not answer through it.
+  SetCurrentShard(0);
+  auto call3 = Call("r3");
+  EXPECT_EQ(launcher_.launches.size(), 1u);
+  executor_.RunAll();
+  ASSERT_TRUE(third->has_value() && **third != nullptr);
+  EXPECT_EQ((**third)->id, "r3");
+}
+
+// The deadline fires just after the lane's answer: the call stays answered, the instance lives
+// and stays lent.
+TEST_F(PoolLaneTest, ADeadlineAfterTheLanesAnswerFindsNothing) {
+  auto next = IdleInstance();
+  auto call = LaneCall("r1", next);
+  auto again = RespondAndNext(1, "r1");
+  timers_.Advance(kTimeoutMs * kMs);
+  executor_.RunAll();
+  ASSERT_TRUE(call->has_value());
+  EXPECT_EQ((*call)->kind, Result::Kind::kOk);
+  EXPECT_TRUE(launcher_.kills.empty());
+  EXPECT_FALSE(again->has_value());
+  EXPECT_EQ(pool_->Stats().lent, 1);
+}
+
+// The deadline first: the late answer on the lane's shard finds the call taken over and ended;
+// its ask for the next event is told to stop.
+TEST_F(PoolLaneTest, ALateAnswerAfterTheDeadlineIsRefused) {
+  auto next = IdleInstance();
+  auto call = LaneCall("r1", next);
+  timers_.Advance(kTimeoutMs * kMs);
+  executor_.RunAll();
+  ASSERT_TRUE(call->has_value());
+  EXPECT_EQ((*call)->kind, Result::Kind::kTimeout);
+  auto again = std::make_shared<std::optional<InvocationPtr>>();
+  EXPECT_EQ(
+      pool_
+          ->RespondAndNext(1, "r1", "\"late\"",
+                           NextHandler([again](InvocationPtr inv) { *again = std::move(inv); },
+                                       executor_.executor()))
+          .code(),
+      StatusCode::kNotFound);
+  executor_.RunAll();
+  ASSERT_TRUE(again->has_value());
+  EXPECT_EQ(**again, nullptr);
+  EXPECT_EQ(pool_->Stats().lane_answers, 0);
+}
+
+// The instance exits right after its answer (the exit event comes after the answer's frame):
+// the call stays answered, and the lent instance's GET /next is told to stop.
+TEST_F(PoolLaneTest, AnExitAfterTheLanesAnswerKeepsTheAnswer) {
+  auto next = IdleInstance();
+  auto call = LaneCall("r1", next);
+  auto again = RespondAndNext(1, "r1");
+  manager_.OnExit(Exit(4242, 1));
+  executor_.RunAll();
+  ASSERT_TRUE(call->has_value());
+  EXPECT_EQ((*call)->kind, Result::Kind::kOk);
+  ASSERT_TRUE(again->has_value());
+  EXPECT_EQ(**again, nullptr);
+  EXPECT_EQ(Instances(), 0);
+  EXPECT_EQ(pool_->Stats().lent, 0);
+}
+
+// A cancel after the lane's answer finds nothing to cancel; the instance is not killed.
+TEST_F(PoolLaneTest, ACancelAfterTheLanesAnswerFindsNothing) {
+  auto next = IdleInstance();
+  auto call = LaneCall("r1", next);
+  auto again = RespondAndNext(1, "r1");
+  SetCurrentShard(1);
+  EXPECT_FALSE(pool_->Cancel("r1"));
+  executor_.RunAll();
+  ASSERT_TRUE(call->has_value());
+  EXPECT_EQ((*call)->kind, Result::Kind::kOk);
+  EXPECT_TRUE(launcher_.kills.empty());
+}
+
+// A waiter queued while the lane's call ran gets the instance at the answer, before a new call
+// of the lane's shard: the instance is not lent again while calls wait.
+TEST_F(PoolLaneTest, AQueuedWaiterGoesBeforeTheLane) {
+  auto next = IdleInstance();
+  auto call = LaneCall("r1", next);
+  SetCurrentShard(1);
+  auto waiter = Call("w");
+  EXPECT_EQ(pool_->Stats().queued, 1);
+  SetCurrentShard(0);
+  auto again = RespondAndNext(1, "r1");
+  auto late = Call("r2");  // after the answer, on the lane's shard
+  executor_.RunAll();
+  ASSERT_TRUE(again->has_value() && **again != nullptr);
+  EXPECT_EQ((**again)->id, "w") << "the lane's new call overtook the waiter";
+  EXPECT_EQ(pool_->Stats().lane_answers, 0);
+  EXPECT_FALSE(late->has_value());
+  EXPECT_EQ(pool_->Stats().queued, 1);
+}
+
+// Shutdown after the lane's answer: the lent instance is stopped and its GET /next told so.
+TEST_F(PoolLaneTest, ShutdownStopsTheInstanceTheAnswerLentAgain) {
+  auto next = IdleInstance();
+  auto call = LaneCall("r1", next);
+  auto again = RespondAndNext(1, "r1");
+  pool_->Shutdown();
+  executor_.RunAll();
+  ASSERT_TRUE(call->has_value());
+  EXPECT_EQ((*call)->kind, Result::Kind::kOk);
+  ASSERT_TRUE(again->has_value());
+  EXPECT_EQ(**again, nullptr);
+  EXPECT_EQ(launcher_.kills, std::vector<pid_t>{4242});
+}
+
 // Timers that never fire, for threads that arm and cancel them at once; counts those armed.
 class IdleTimers final : public Timers {
  public:
@@ -463,10 +623,12 @@ class LockedLauncher final : public Launcher {
   int launches = 0, kills = 0;
 };
 
-// Real threads: shard 0 runs instance 1's runtime and calls through its lane while shard 1
-// calls at once (taking the lent instance back under the mutex, or queueing behind it),
-// cancels calls before it submits them, reads stats and ticks. Every call must end exactly
-// once, as it should, with no deadline left armed and nothing counted in flight after.
+// Real threads: shard 0 runs instance 1's runtime and calls through its lane, its answers
+// ending the lane's calls and lending the instance again without the mutex, while shard 1
+// calls at once (taking the lent instance back under the mutex, or queueing behind it, which
+// the answer must then serve first), cancels calls before it submits them, reads stats and
+// ticks, and a third thread reads the pool under the mutex all along. Every call must end
+// exactly once, as it should, with no deadline left armed and nothing counted in flight after.
 TEST(PoolLaneThreadsTest, TwoShardsShareALentInstance) {
   namespace asio = boost::asio;
   asio::io_context io;  // no handler goes here: every one runs on system_executor
@@ -536,7 +698,16 @@ TEST(PoolLaneThreadsTest, TwoShardsShareALentInstance) {
   while (!warm_done) serve();
 
   constexpr int kCalls = 1000;
-  std::atomic<bool> b_finished{false};
+  std::atomic<bool> b_finished{false}, a_finished{false};
+  std::thread c([&] {
+    while (!a_finished || !b_finished) {
+      PoolStats s = pool->Stats();
+      if (s.inflight < 0 || s.inflight > 1) wrong.fetch_add(1);  // one instance serves
+      (void)pool->CanTakeWork();
+      pool->OnTick();
+      std::this_thread::yield();
+    }
+  });
   std::thread b([&] {
     SetCurrentShard(1);
     for (int j = 0; j < kCalls; ++j) {
@@ -557,14 +728,17 @@ TEST(PoolLaneThreadsTest, TwoShardsShareALentInstance) {
     invoke("a" + std::to_string(i), &done);
     while (!done) serve();
   }
+  a_finished = true;
   while (!b_finished) serve();
   b.join();
+  c.join();
 
   const int64_t b_canceled = (kCalls + 6) / 7;
   EXPECT_EQ(wrong.load(), 0);
   EXPECT_EQ(canceled.load(), b_canceled);
   EXPECT_EQ(ok.load(), 1 + 2 * kCalls - b_canceled);
   EXPECT_GT(pool->Stats().lane_calls, 0);
+  EXPECT_GT(pool->Stats().lane_answers, 0);
   EXPECT_EQ(pool->Stats().inflight, 0);
   EXPECT_EQ(pool->Stats().queued, 0);
   EXPECT_EQ(timers.armed.load(), 0) << "a deadline outlived its call";

@@ -621,7 +621,8 @@ int64_t FunctionPool::OnLogReadable(uint64_t instance_id, bool stderr_stream) {
   auto it = instances_.find(instance_id);
   if (it == instances_.end()) return -1;
   Instance& inst = *it->second;
-  DrainLogsLocked(inst);
+  std::lock_guard<std::mutex> log_lock(inst.log_mu);
+  DrainLogsHeld(inst, false);
   if (stderr_stream ? inst.err_eof : inst.out_eof) return -1;
   if (inst.log_tokens > 0) return 0;
   // Empty bucket: look again once a read's worth has refilled.
@@ -629,6 +630,11 @@ int64_t FunctionPool::OnLogReadable(uint64_t instance_id, bool stderr_stream) {
 }
 
 void FunctionPool::DrainLogsLocked(Instance& inst, bool all) {
+  std::lock_guard<std::mutex> lock(inst.log_mu);
+  DrainLogsHeld(inst, all);
+}
+
+void FunctionPool::DrainLogsHeld(Instance& inst, bool all) {
   const int64_t now = ctx_->clock->MonoMicros();
   const int64_t burst = ctx_->log_rate_bytes;
   if (inst.log_tokens < 0) {
@@ -688,10 +694,10 @@ void FunctionPool::EmitLineLocked(Instance& inst, const char* stream, std::strin
       inst.init_log.erase(0, inst.init_log.size() - kInitLogTail);
     }
   }
-  // A call a lane gave it, once the runtime may have it, is the one printing.
+  // A call a lane gave it, once the runtime may have it and until its answer has read these
+  // lines (`delivered`, written under log_mu), is the one printing.
   const Lent* lent = inst.lent.get();
-  const bool lane_call = lent != nullptr && lent->state.load() == Lent::kTaken &&
-                         lent->delivered.load(std::memory_order_acquire);
+  const bool lane_call = lent != nullptr && lent->delivered.load(std::memory_order_acquire);
   ctx_->logs->Append(version_->function, lane_call ? lent->inv->id : inst.current_request_id,
                      stream, std::move(text));
 }

@@ -97,6 +97,7 @@ void FunctionPool::SaveIdleTimes(bool now) {
     std::lock_guard<std::mutex> lock(mu_);
     const int64_t mono = ctx_->clock->MonoMicros();
     // A draining pool's version was replaced: the new version's pool records from here on.
+    FoldIdleSamplesLocked();
     if (!idle_dirty_ || draining_ || (!now && mono - idle_saved_us_ < kIdleSaveEveryUs)) return;
     idle_dirty_ = false;
     idle_saved_us_ = mono;
@@ -118,7 +119,7 @@ PoolView FunctionPool::ViewLocked() const {
   view.instances.reserve(instances_.size());
   const int shard = CurrentShard();
   for (const auto& [id, inst] : instances_) {
-    view.instances.push_back({id, inst->state(), InflightLocked(*inst), inst->idle_since_us,
+    view.instances.push_back({id, inst->state(), InflightLocked(*inst), inst->idle_since_us.load(),
                               shard >= 0 && inst->shard == shard});
   }
   view.queued = static_cast<int64_t>(queue_.size());
@@ -133,6 +134,7 @@ PoolView FunctionPool::ViewLocked() const {
 }
 
 KeepAlivePlan FunctionPool::KeepAlivePlanLocked() const {
+  FoldIdleSamplesLocked();
   const registry::Manifest& m = version_->manifest;
   KeepAliveSnapshot s;
   s.mode = m.keep_alive == registry::KeepAlive::kFixed ? KeepAliveMode::kFixed
@@ -258,14 +260,57 @@ void FunctionPool::Submit(InvocationPtr inv) {
       if (batched()) PumpBatchesLocked(fx);
     }
     NoteQueueLocked();
+    if (!queue_.empty()) ServeQueueFromLentLocked(fx);
   }
   Apply(fx);
+}
+
+void FunctionPool::ServeQueueFromLentLocked(Effects& fx) {
+  if (batched()) return;
+  for (auto& [_, inst] : instances_) {
+    if (queue_.empty()) break;
+    if (inst->lent == nullptr || inst->lent->state.load() != Lent::kIdle) continue;
+    if (!inst->Reclaim()) continue;  // a lane gave it a call meanwhile
+    FillFromQueueLocked(*inst, fx);
+  }
+  NoteQueueLocked();
+}
+
+void FunctionPool::NoteIdleSample(int64_t idle_us) {
+  const int64_t bin = std::clamp<int64_t>(idle_us / IdleHistogram::kBinUs, 0, IdleHistogram::kBins);
+  // The count first: it is never below what the bins hold, so a fold that sees 0 misses none.
+  idle_pending_count_.fetch_add(1);
+  idle_pending_[static_cast<size_t>(bin)].fetch_add(1);
+}
+
+void FunctionPool::FoldIdleSamplesLocked() const {
+  if (idle_pending_count_.load() <= 0) return;
+  for (int bin = 0; bin <= IdleHistogram::kBins; ++bin) {
+    const int64_t n = idle_pending_[static_cast<size_t>(bin)].exchange(0);
+    if (n == 0) continue;
+    idle_pending_count_.fetch_sub(n);
+    for (int64_t i = 0; i < n; ++i) idle_times_.Record(bin * IdleHistogram::kBinUs);
+    idle_dirty_ = true;
+  }
+}
+
+void FunctionPool::CallEnded(int64_t now, bool queue_empty) {
+  if (inflight_.fetch_sub(1) != 1 || !queue_empty) return;
+  idle_since_us_.store(now);  // nothing runs or waits: the version's idle time starts
+  // Unless a lane gave a call to an instance meanwhile: then the version was not idle. (A lane
+  // whose take this misses swaps `now` out itself, as an idle time of about 0: it counts its
+  // call in inflight_ before it swaps.)
+  if (inflight_.load() > 0) {
+    int64_t expected = now;
+    idle_since_us_.compare_exchange_strong(expected, -1);
+  }
 }
 
 bool FunctionPool::SubmitToLane(InvocationPtr& inv) {
   const int shard = CurrentShard();
   if (shard < 0 || shard >= kMaxLanes || batched()) return false;
   std::vector<std::shared_ptr<Lent>>& ready = lanes_[shard].ready;
+  std::vector<std::shared_ptr<Lent>>& busy = lanes_[shard].busy;
   while (!ready.empty()) {
     // What would send this call elsewhere under mu_: calls waiting (FIFO), a shutdown, a
     // Cancel that may name it.
@@ -274,9 +319,11 @@ bool FunctionPool::SubmitToLane(InvocationPtr& inv) {
     ready.pop_back();
     int idle = Lent::kIdle;
     if (!lent->state.compare_exchange_strong(idle, Lent::kTaken)) continue;  // taken back
+    inflight_.fetch_add(1);
     // Checked again now that the instance is counted busy: a Cancel that scanned before the
     // take is seen here (its count went up before its scan), else its scan sees the take.
     if (queued_.load() > 0 || closed_.load() || cancels_.load() > 0) {
+      inflight_.fetch_sub(1);
       lent->state.store(Lent::kIdle);
       ready.push_back(std::move(lent));
       return false;
@@ -308,6 +355,10 @@ bool FunctionPool::SubmitToLane(InvocationPtr& inv) {
     lent->inv = inv;
     lent->delivered.store(true, std::memory_order_release);
     lane_calls_.fetch_add(1, std::memory_order_relaxed);
+    // The answer finds it here (FinishOnLane); entries the pool took over meanwhile go.
+    std::erase_if(busy,
+                  [](const std::shared_ptr<Lent>& l) { return l->state.load() == Lent::kAdopted; });
+    busy.push_back(std::move(lent));
     Complete(std::move(handler), std::move(inv));
     return true;
   }
@@ -324,6 +375,7 @@ void FunctionPool::MaybeLendLocked(Instance& inst) {
   }
   auto lent = std::make_shared<Lent>();
   lent->instance = &inst;
+  lent->instance_id = inst.id;
   lent->handler.emplace(std::move(inst.parked.front()));
   inst.parked.clear();
   lent->served_any = inst.served_any;
@@ -351,21 +403,26 @@ void FunctionPool::AdoptLocked(Instance& inst, bool reclaim_idle) {
   if (inst.lent == nullptr) return;
   Lent& lent = *inst.lent;
   for (;;) {
-    const int state = lent.state.load();
+    int state = lent.state.load();
     if (state == Lent::kIdle) {
       if (!reclaim_idle || inst.Reclaim()) return;
       continue;  // a lane took it meanwhile
+    }
+    // The lane's steps that end without mu_: its take before the runtime gets the event (or
+    // its undo), and its answer (FinishOnLane), which ends idle and lent again (or declines).
+    if (state == Lent::kFinishing ||
+        (state == Lent::kTaken && !lent.delivered.load(std::memory_order_acquire))) {
+      std::this_thread::yield();
+      continue;
     }
     if (state != Lent::kTaken) {
       std::fprintf(stderr, "thaw: instance %llu: lent entry taken back twice\n",
                    static_cast<unsigned long long>(inst.id));
       std::abort();
     }
-    // Taken: wait out the lane's last steps before the runtime gets the event (or its undo).
-    if (!lent.delivered.load(std::memory_order_acquire)) {
-      std::this_thread::yield();
-      continue;
-    }
+    // Taken, delivered: the call becomes one of its active calls, unless the lane's answer
+    // claimed it first.
+    if (!lent.state.compare_exchange_strong(state, Lent::kAdopted)) continue;
     InvocationPtr inv = std::move(lent.inv);
     if (lent.idle_sample_us >= 0) {
       idle_times_.Record(lent.idle_sample_us);
@@ -380,7 +437,8 @@ void FunctionPool::AdoptLocked(Instance& inst, bool reclaim_idle) {
 }
 
 int64_t FunctionPool::InflightLocked(const Instance& inst) const {
-  const bool lane_call = inst.lent != nullptr && inst.lent->state.load() == Lent::kTaken;
+  const int state = inst.lent != nullptr ? inst.lent->state.load() : Lent::kIdle;
+  const bool lane_call = state == Lent::kTaken || state == Lent::kFinishing;
   return inst.inflight() + (lane_call ? 1 : 0);
 }
 
@@ -549,6 +607,7 @@ void FunctionPool::NextLocked(uint64_t instance_id, NextHandler handler, Effects
 }
 
 void FunctionPool::AssignLocked(Instance& inst, InvocationPtr inv, Effects& fx) {
+  inflight_.fetch_add(1);
   if (!inst.parked.empty()) {
     NextHandler handler = std::move(inst.parked.front());
     inst.parked.pop_front();
@@ -639,66 +698,15 @@ void FunctionPool::FinishLocked(Instance& inst, const InvocationPtr& inv, Result
   // lines land before END/REPORT and carry this request id.
   DrainLogsLocked(inst);
   const int64_t now = ctx_->clock->MonoMicros();
-  result.duration_us = now - inv->started_us;
-  result.billed_ms = meter::BilledMillis(result.duration_us);
-  const int64_t cpu_end = inst.cpu.ReadMicros();
-  inst.cpu_last_us = cpu_end;
-  if (inv->cpu_start_us >= 0 && cpu_end >= 0) {
-    result.cpu_us = std::max<int64_t>(0, cpu_end - inv->cpu_start_us);
-  }
-  result.cold_start = inv->cold_start;
-  result.start_kind = inv->start_kind;
-  result.init_us = inv->init_us;
-  result.version = version_->version;
   // Peak memory is read on the tick (and from the cgroup at exit), not per call; only an
   // instance's first answer reads it here, so its first REPORT line has a figure.
-  if (inst.pid > 0 && inst.peak_rss_mb == 0) {
-    inst.peak_rss_mb = PeakMemoryMbLocked(inst);
+  if (inst.pid > 0) {
+    if (inst.peak_rss_mb.load() == 0) inst.peak_rss_mb = PeakMemoryMbLocked(inst);
+    inst.peak_read = true;  // its lane's answers may go without mu_ (FinishOnLane)
   }
-  inst.memory_sample_due = true;
-  std::string report = "REPORT RequestId: " + inv->id +
-                       "\tDuration: " + FormatMs(result.duration_us) +
-                       " ms\tBilled Duration: " + std::to_string(result.billed_ms) +
-                       " ms\tMemory Size: " + std::to_string(version_->manifest.memory_mb) +
-                       " MB\tMax Memory Used: " + std::to_string(inst.peak_rss_mb) + " MB";
-  if (result.cold_start) {
-    report += "\tInit Duration: " + FormatMs(result.init_us) +
-              " ms\tStart Kind: " + std::string(instance::StartKindName(result.start_kind));
-  }
-  // One lock for END, REPORT and the count of the request's dropped lines.
-  ctx_->logs->AppendEndReport(version_->function, inv->id, std::move(report),
-                              result.kind == Result::Kind::kTimeout    ? "\tStatus: timeout"
-                              : result.kind == Result::Kind::kCanceled ? "\tStatus: canceled"
-                                                                       : "");
-  const char* status = "success";
-  switch (result.kind) {
-    case Result::Kind::kOk:
-      break;
-    case Result::Kind::kFunctionError:
-      status = "error";
-      break;
-    case Result::Kind::kTimeout:
-      status = "timeout";
-      break;
-    case Result::Kind::kCanceled:
-      status = "canceled";
-      break;
-    default:
-      status = "crash";
-      break;
-  }
-  inst.gpu_billed_us += GpuMicros(result.duration_us);
+  const char* status = EndCall(inst, *inv, result, now);
   if (inst.inflight() == 0) inst.idle_since_us = now;
-  auto idle = [this](const auto& i) { return InflightLocked(*i.second) == 0; };
-  if (queue_.empty() && std::all_of(instances_.begin(), instances_.end(), idle)) {
-    idle_since_us_.store(now);  // nothing runs or waits: the version's idle time starts
-    // Unless a lane gave a call to an instance meanwhile: then the version was not idle. (A
-    // lane whose take this misses swaps `now` out itself, as an idle time of about 0.)
-    if (!std::all_of(instances_.begin(), instances_.end(), idle)) {
-      int64_t expected = now;
-      idle_since_us_.compare_exchange_strong(expected, -1);
-    }
-  }
+  CallEnded(now, queue_.empty());
   if (!inv->members.empty()) {
     FinishBatchLocked(inv, std::move(result), status, inst.peak_rss_mb, fx);
   } else {
@@ -712,6 +720,122 @@ void FunctionPool::FinishLocked(Instance& inst, const InvocationPtr& inv, Result
   }
   FillFromQueueLocked(inst, fx);
   NoteQueueLocked();
+}
+
+const char* FunctionPool::EndCall(Instance& inst, const Invocation& inv, Result& result,
+                                  int64_t now) {
+  result.duration_us = now - inv.started_us;
+  result.billed_ms = meter::BilledMillis(result.duration_us);
+  const int64_t cpu_end = inst.cpu.ReadMicros();
+  inst.cpu_last_us = cpu_end;
+  if (inv.cpu_start_us >= 0 && cpu_end >= 0) {
+    result.cpu_us = std::max<int64_t>(0, cpu_end - inv.cpu_start_us);
+  }
+  result.cold_start = inv.cold_start;
+  result.start_kind = inv.start_kind;
+  result.init_us = inv.init_us;
+  result.version = version_->version;
+  inst.memory_sample_due = true;
+  std::string report = "REPORT RequestId: " + inv.id +
+                       "\tDuration: " + FormatMs(result.duration_us) +
+                       " ms\tBilled Duration: " + std::to_string(result.billed_ms) +
+                       " ms\tMemory Size: " + std::to_string(version_->manifest.memory_mb) +
+                       " MB\tMax Memory Used: " + std::to_string(inst.peak_rss_mb.load()) + " MB";
+  if (result.cold_start) {
+    report += "\tInit Duration: " + FormatMs(result.init_us) +
+              " ms\tStart Kind: " + std::string(instance::StartKindName(result.start_kind));
+  }
+  // One lock for END, REPORT and the count of the request's dropped lines.
+  ctx_->logs->AppendEndReport(version_->function, inv.id, std::move(report),
+                              result.kind == Result::Kind::kTimeout    ? "\tStatus: timeout"
+                              : result.kind == Result::Kind::kCanceled ? "\tStatus: canceled"
+                                                                       : "");
+  inst.gpu_billed_us += GpuMicros(result.duration_us);
+  switch (result.kind) {
+    case Result::Kind::kOk:
+      return "success";
+    case Result::Kind::kFunctionError:
+      return "error";
+    case Result::Kind::kTimeout:
+      return "timeout";
+    case Result::Kind::kCanceled:
+      return "canceled";
+    default:
+      return "crash";
+  }
+}
+
+bool FunctionPool::FinishOnLane(uint64_t instance_id, const std::string& request_id, Result& r,
+                                std::optional<NextHandler>& next) {
+  const int shard = CurrentShard();
+  if (shard < 0 || shard >= kMaxLanes) return false;
+  std::vector<std::shared_ptr<Lent>>& busy = lanes_[shard].busy;
+  std::shared_ptr<Lent> lent;
+  for (size_t i = 0; i < busy.size();) {
+    if (busy[i]->instance_id != instance_id) {
+      ++i;
+      continue;
+    }
+    int taken = Lent::kTaken;
+    if (busy[i]->state.compare_exchange_strong(taken, Lent::kFinishing)) {
+      lent = busy[i];
+      break;
+    }
+    busy[i] = std::move(busy.back());  // the pool took the call over: the entry is done
+    busy.pop_back();
+  }
+  if (lent == nullptr) return false;
+  // Claimed: until the entry is idle again (or declined) the call and the instance are this
+  // thread's, and every thread under mu_ waits for that (AdoptLocked).
+  Instance& inst = *lent->instance;
+  const InvocationPtr& inv = lent->inv;
+  // The locked path decides when calls wait (FIFO: the instance goes to the first of them,
+  // not back to the lane), at a shutdown, and for what only the locked path handles.
+  if (inv->id != request_id || !inv->handler || inv->sink || !inst.peak_read.load() ||
+      queued_.load() > 0 || closed_.load()) {
+    lent->state.store(Lent::kTaken);
+    return false;
+  }
+  std::erase(busy, lent);
+  if (inv->deadline_timer) inv->deadline_timer->Cancel();
+  {
+    // Its lines before END/REPORT, tagged with its request id (EmitLineLocked); then lines
+    // carry it as the instance's last request id.
+    std::lock_guard<std::mutex> lock(inst.log_mu);
+    DrainLogsHeld(inst, false);
+    inst.current_request_id = inv->id;
+    lent->delivered.store(false);
+  }
+  const int64_t now = ctx_->clock->MonoMicros();
+  const char* status = EndCall(inst, *inv, r, now);
+  inst.idle_since_us = now;
+  inst.served_any = true;
+  lent->served_any = true;
+  Effects fx;
+  RecordLocked(inv, r, status, inst.peak_rss_mb.load(), fx);  // touches nothing under mu_
+  fx.results.emplace_back(std::move(*inv->handler), std::move(r));
+  inv->handler.reset();
+  if (lent->idle_sample_us >= 0) {
+    NoteIdleSample(lent->idle_sample_us);
+    lent->idle_sample_us = -1;
+  }
+  lent->inv.reset();
+  lent->handler.emplace(std::move(*next));
+  next.reset();
+  CallEnded(now, queued_.load() == 0);
+  lane_answers_.fetch_add(1, std::memory_order_relaxed);
+  // Lent again, before the caller is answered: its next call finds it.
+  lent->state.store(Lent::kIdle);
+  lanes_[shard].ready.push_back(lent);
+  // A call queued as this one ended may have seen the instance busy, and this thread may have
+  // missed the queue: one of the two sees the other (both sides store, then load), and
+  // whichever does serves the queue from the idle lent instances under mu_.
+  if (queued_.load() > 0) {
+    std::lock_guard<std::mutex> lock(mu_);
+    ServeQueueFromLentLocked(fx);
+  }
+  Apply(fx);
+  return true;
 }
 
 Status FunctionPool::Respond(uint64_t instance_id, const std::string& request_id,
@@ -751,12 +875,15 @@ Status FunctionPool::RespondAndNext(uint64_t instance_id, const std::string& req
   Result r;
   r.kind = Result::Kind::kOk;
   r.body = std::move(body);
+  std::optional<NextHandler> nh;
+  nh.emplace(std::move(next));
+  if (FinishOnLane(instance_id, request_id, r, nh)) return Status::Ok();
   Effects fx;
   Status st = Status::Ok();
   {
     std::lock_guard<std::mutex> lock(mu_);
     st = FinishActiveLocked(instance_id, request_id, std::move(r), fx);
-    NextLocked(instance_id, std::move(next), fx);
+    NextLocked(instance_id, std::move(*nh), fx);
   }
   Apply(fx);
   return st;
@@ -945,6 +1072,7 @@ bool FunctionPool::Cancel(const std::string& request_id) {
         if ((*it)->id != request_id) continue;
         InvocationPtr inv = std::move(*it);
         inst->assigned.erase(it);
+        inflight_.fetch_sub(1);
         Fail(std::move(inv), CanceledResult(), fx);
         found = true;
         break;
@@ -978,6 +1106,7 @@ void FunctionPool::StopInstanceLocked(Instance& inst, Effects& fx) {
   while (!inst.assigned.empty()) {
     RequeueLocked(std::move(inst.assigned.back()));
     inst.assigned.pop_back();
+    inflight_.fetch_sub(1);
   }
   NoteQueueLocked();
   if (inst.pid > 0) fx.kills.push_back(inst.pid);
@@ -1015,14 +1144,14 @@ void FunctionPool::OnExit(uint64_t instance_id, const sandbox::ExitEvent& exit) 
     DrainLogsLocked(*inst, true);  // its last words: at most a pipe's worth
     if (exit.peak_memory_bytes > 0) {
       inst->peak_rss_mb =
-          std::max(inst->peak_rss_mb, (exit.peak_memory_bytes + (1 << 20) - 1) >> 20);
+          std::max(inst->peak_rss_mb.load(), (exit.peak_memory_bytes + (1 << 20) - 1) >> 20);
     }
     const bool oom = exit.oom_kills > 0;
     std::string how = sandbox::DescribeWaitStatus(exit.wait_status);
     if (oom) {
       how += " (out of memory: the instance needed more than its memory_mb of " +
              std::to_string(version_->manifest.memory_mb) +
-             " MB; Max Memory Used: " + std::to_string(inst->peak_rss_mb) + " MB)";
+             " MB; Max Memory Used: " + std::to_string(inst->peak_rss_mb.load()) + " MB)";
     }
     // A restore that ended before its first GET /next: node could not use the blob (the user's
     // init ran when it was built). The version stops restoring, said once, and the calls
@@ -1194,7 +1323,7 @@ void FunctionPool::OnTick() {
     }
     for (auto& [id, inst] : instances_) {
       if (inst->memory_sample_due && inst->pid > 0) {
-        inst->peak_rss_mb = std::max(inst->peak_rss_mb, PeakMemoryMbLocked(*inst));
+        inst->peak_rss_mb = std::max(inst->peak_rss_mb.load(), PeakMemoryMbLocked(*inst));
         inst->memory_sample_due = false;
       }
     }
@@ -1296,6 +1425,7 @@ PoolStats FunctionPool::Stats() const {
         {inst->id, inst->pid, InstanceStateName(inst->state()), inst->start_kind});
   }
   s.lane_calls = lane_calls_.load(std::memory_order_relaxed);
+  s.lane_answers = lane_answers_.load(std::memory_order_relaxed);
   s.init_failures_in_a_row = init_failures_in_a_row_;
   s.last_init_error = last_init_error_;
   const KeepAlivePlan plan = KeepAlivePlanLocked();

@@ -7,11 +7,13 @@
 // guarded by its own mutex (no lock is shared across functions); completions run on the
 // waiting coroutine's executor after the lock is released, never under it. The one exception
 // is the warm path's lanes: an idle instance is lent to the shard that serves it, which hands
-// it its next call without the mutex (Lent, in pool_internal.h, says how).
+// it its next call, and ends that call when the runtime answers on that shard, without the
+// mutex (Lent, in pool_internal.h, says how).
 #pragma once
 
 #include <sys/types.h>
 
+#include <array>
 #include <atomic>
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/any_io_executor.hpp>
@@ -252,9 +254,10 @@ struct PoolStats {
   int64_t queued = 0;
   int64_t inflight = 0;
   std::map<std::string, int64_t> instances_by_state;
-  int64_t busy = 0;        // ready instances serving at least one call
-  int64_t lent = 0;        // idle instances lent to their shard's lane (FunctionPool::Lent)
-  int64_t lane_calls = 0;  // calls a lane handed over without the pool's mutex, so far
+  int64_t busy = 0;          // ready instances serving at least one call
+  int64_t lent = 0;          // idle instances lent to their shard's lane (FunctionPool::Lent)
+  int64_t lane_calls = 0;    // calls a lane handed over without the pool's mutex, so far
+  int64_t lane_answers = 0;  // of those, answered and lent again without it (FinishOnLane)
   int64_t init_failures_in_a_row = 0;  // since an instance of this version last initialised
   std::string last_init_error;
   // The keep-alive in force (keep_alive.h): what it is based on and its windows.
@@ -389,6 +392,17 @@ class FunctionPool : public std::enable_shared_from_this<FunctionPool> {
   // False (and `inv` untouched) when the shard has none, or the pool must decide under mu_.
   bool SubmitToLane(InvocationPtr& inv);
   void OnNext(uint64_t instance_id, NextHandler handler);
+  // The warm path's answer: ends the call a lane handed instance `instance_id` with `r` and lends
+  // the instance again with `next`, without mu_. False (and `r`, `next` untouched) when the
+  // call is not this shard's lane's, or the pool must decide under mu_ (calls waiting, a
+  // shutdown, the instance's first answer).
+  bool FinishOnLane(uint64_t instance_id, const std::string& request_id, Result& r,
+                    std::optional<NextHandler>& next);
+  // A version's idle time the lane saw end; and folding those into idle_times_ (under mu_).
+  void NoteIdleSample(int64_t idle_us);
+  void FoldIdleSamplesLocked() const;
+  // A call ended (inflight_ counted it): starts the version's idle time when it was the last.
+  void CallEnded(int64_t now, bool queue_empty);
   void OnDeadline(uint64_t instance_id, const std::string& request_id);
   // Ends the active call `request_id` with `r` (Respond, ReportError, StreamEnd).
   Status Finish(uint64_t instance_id, const std::string& request_id, Result r);
@@ -396,6 +410,9 @@ class FunctionPool : public std::enable_shared_from_this<FunctionPool> {
   // *Locked: the caller holds mu_. They collect side effects into Effects, applied unlocked.
   struct Effects;
   struct Lent;  // pool_internal.h
+  // After calls were queued: idle instances lent to lanes take them (a lane that lent one again
+  // as the call was queued may not have seen it).
+  void ServeQueueFromLentLocked(Effects& fx);
   // An idle instance of this pool lent to shard `shard` (MaybeLendLocked), on that shard's
   // thread, with mu_ held.
   void MaybeLendLocked(Instance& instance);
@@ -470,6 +487,9 @@ class FunctionPool : public std::enable_shared_from_this<FunctionPool> {
   void AssignLocked(Instance& instance, InvocationPtr inv, Effects& fx);
   void DeliverLocked(Instance& instance, NextHandler handler, InvocationPtr inv, Effects& fx);
   void FinishLocked(Instance& instance, const InvocationPtr& inv, Result result, Effects& fx);
+  // FinishLocked's part that needs no mu_ (the caller holds it, or owns the instance's lent
+  // entry): fills `result`'s figures, writes END and REPORT; returns the meter status.
+  const char* EndCall(Instance& instance, const Invocation& inv, Result& result, int64_t now);
   void FillFromQueueLocked(Instance& instance, Effects& fx);
   // Batched versions (batching.cc): hands waiting calls to instances as batches, as
   // dispatch/batch_assembly.h decides, and arms the batch timer when it says to wait.
@@ -486,7 +506,9 @@ class FunctionPool : public std::enable_shared_from_this<FunctionPool> {
   void StopInstanceLocked(Instance& instance, Effects& fx);
   void ApplyTickLocked(Effects& fx);
   // Reads the instance's pipes, within its log rate unless `all` (its last words at exit).
+  // DrainLogsLocked takes the instance's log_mu; DrainLogsHeld is for a caller holding it.
   void DrainLogsLocked(Instance& instance, bool all = false);
+  void DrainLogsHeld(Instance& instance, bool all);
   void EmitLineLocked(Instance& instance, const char* stream, std::string text);
   void InitFailedLocked(Instance& instance, Effects& fx);
   // Meters a failed init's time and CPU (no invocation was served).
@@ -529,15 +551,22 @@ class FunctionPool : public std::enable_shared_from_this<FunctionPool> {
   int64_t batch_wake_us_ = 0;
   // Cancel()ed before they were submitted: request id -> when (monotonic), guarded by mu_.
   std::map<std::string, int64_t> canceled_early_;
-  IdleHistogram idle_times_;  // guarded by mu_: the adaptive keep-alive's
+  // Guarded by mu_: the adaptive keep-alive's. Mutable: const readers fold the lanes' samples in.
+  mutable IdleHistogram idle_times_;
+  // Idle times the lanes saw end, by idle_times_'s bin (the last: out of bounds), not yet in
+  // idle_times_; idle_pending_count_: how many.
+  mutable std::array<std::atomic<int64_t>, IdleHistogram::kBins + 1> idle_pending_{};
+  mutable std::atomic<int64_t> idle_pending_count_{0};
   // PoolView::idle_since_us. Written under mu_, and swapped to -1 by a lane's call.
   std::atomic<int64_t> idle_since_us_{-1};
   // The lanes (one per shard, each touched only by its shard's thread): the idle instances
   // lent to that shard, most recently idle last. Entries another thread took back stay until
   // the lane meets them. Shards from kMaxLanes on have none (they take the locked path).
   static constexpr int kMaxLanes = 64;
+  // `busy`: entries the lane handed a call, until it is answered (FinishOnLane) or taken over.
   struct alignas(64) Lane {
     std::vector<std::shared_ptr<Lent>> ready;
+    std::vector<std::shared_ptr<Lent>> busy;
   };
   std::unique_ptr<Lane[]> lanes_;
   // What a lane checks before it serves a call without mu_; each sends it to the locked path
@@ -546,10 +575,14 @@ class FunctionPool : public std::enable_shared_from_this<FunctionPool> {
   std::atomic<int64_t> queued_{0};
   std::atomic<bool> closed_{false};
   std::atomic<int64_t> cancels_{0};
-  std::atomic<int64_t> lane_calls_{0};  // PoolStats::lane_calls
+  std::atomic<int64_t> lane_calls_{0};    // PoolStats::lane_calls
+  std::atomic<int64_t> lane_answers_{0};  // PoolStats::lane_answers
+  // Calls given to instances and not yet ended, all instances together (assigned, active, or a
+  // lane's): when it drops to 0 with nothing queued, the version's idle time starts.
+  std::atomic<int64_t> inflight_{0};
   // idle_times_ changed since it was last saved to ctx_->idle_store, and when that was
   // (monotonic). Guarded by mu_.
-  bool idle_dirty_ = false;
+  mutable bool idle_dirty_ = false;
   int64_t idle_saved_us_ = 0;
   static constexpr int64_t kIdleSaveEveryUs = 5'000'000;
   // Saves idle_times_ if it changed (and, unless `now`, kIdleSaveEveryUs have passed). Takes mu_.

@@ -8,6 +8,7 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <utility>
@@ -52,10 +53,15 @@ struct FunctionPool::Instance {
   int64_t spawned_us = 0;
   int64_t init_us = 0;
   bool served_any = false;
-  int64_t idle_since_us = 0;
+  // When its last call ended (PoolView). Written under mu_, or by its lane's answer (FinishOnLane).
+  std::atomic<int64_t> idle_since_us{0};
   std::deque<InvocationPtr> assigned;           // given to this instance, not yet delivered
   std::map<std::string, InvocationPtr> active;  // delivered to the runtime, by request id
   std::deque<NextHandler> parked;               // GET /next waiting for an event
+  // Guards the log pipes' reading and what it writes below (out_eof ... current_request_id,
+  // init_log): the pool reads them under mu_ and then log_mu, a lane's answer under log_mu alone
+  // (FinishOnLane). Uncontended unless a log read of this instance runs at that moment.
+  std::mutex log_mu;
   std::unique_ptr<asio::posix::stream_descriptor> out, err;  // log pipes (read ends)
   bool out_eof = false, err_eof = false;
   // What it may still print before thaw stops reading its pipes for a moment (a token bucket
@@ -69,10 +75,14 @@ struct FunctionPool::Instance {
   bool init_failure_reported = false;  // InitFailedLocked ran (once per instance)
   std::string current_request_id;      // tags log lines
   std::string cgroup;                  // its cgroup name, when the spawner uses cgroups
-  int64_t peak_rss_mb = 0;
-  bool memory_sample_due = false;  // it answered since the tick last read its peak memory
-  sandbox::CpuCounter cpu;         // the instance's CPU time: its cgroup's, else its process's
-  int64_t cpu_last_us = -1;        // cpu's reading at the end of the last call; -1: none
+  // Peak memory, as last read; atomic: its lane's answer reads it without mu_.
+  std::atomic<int64_t> peak_rss_mb{0};
+  std::atomic<bool> peak_read{false};          // a first answer read it (FinishLocked)
+  std::atomic<bool> memory_sample_due{false};  // it answered since the tick last read its peak
+  // The instance's CPU time: its cgroup's, else its process's; and its reading at the end of
+  // the last call (-1: none). Its lane's answer writes cpu_last_us while it owns the entry.
+  sandbox::CpuCounter cpu;
+  int64_t cpu_last_us = -1;
   // GPU functions: the GPUs it holds until it is erased, and the GPU-microseconds its
   // invocations were billed (the rest of the time it held them is metered as idle).
   std::vector<sandbox::GpuDevice> gpus;
@@ -111,24 +121,34 @@ struct FunctionPool::Instance {
 };
 
 // An idle instance lent to the lane of the shard that serves it: that shard's Submit hands it a
-// call without the pool's mutex (the warm path); everything else takes it back under the mutex
-// first (AdoptLocked). The entry changes hands through `state` alone:
-//   kIdle  -> kTaken     the lane took it for a call (SubmitToLane, no mutex)
-//   kIdle  -> kReclaimed the pool took it back, idle, under mu_: `handler` goes back to parked
-//   kTaken -> kIdle      the lane gave it back before delivering (a Cancel or a queue raced it)
+// call without the pool's mutex, and the runtime's answer on that shard (RespondAndNext) ends
+// the call and lends it again without it (the warm path: no pool mutex per call); everything
+// else takes it back under the mutex first (AdoptLocked). The entry changes hands through
+// `state` alone:
+//   kIdle      -> kTaken     the lane took it for a call (SubmitToLane, no mutex)
+//   kIdle      -> kReclaimed the pool took it back, idle, under mu_: `handler` goes to parked
+//   kTaken     -> kIdle      the lane gave it back before delivering (a Cancel or a queue raced)
+//   kTaken     -> kFinishing the lane's answer claimed the call (FinishOnLane, no mutex)
+//   kTaken     -> kAdopted   the pool took the call over under mu_ (it becomes an active call)
+//   kFinishing -> kIdle      the lane ended the call and lent it again, with the next GET /next
+//   kFinishing -> kTaken     the lane's answer declined before touching anything (locked path)
+// kReclaimed and kAdopted are final: the entry is dropped (inst.lent reset, the lane forgets it).
 // The lane writes `inv` and the call's fields, then sets `delivered` (release) before the
 // runtime gets the event; another thread reads `inv` only once it sees kTaken and `delivered`
-// (acquire), and waits out the few steps between (a timer's arming, the START line: none takes
-// mu_, so the wait cannot deadlock). So a call on a lent instance is counted in flight from
-// the moment the lane takes it (InflightLocked), and every decision under mu_ (admission, the
-// tick's stops, drain, stats) sees it.
+// (acquire). The pool waits out the lane's steps that end without the mutex (kTaken before
+// `delivered`, kFinishing): none of them takes mu_, so the wait cannot deadlock. So a call on
+// a lent instance is counted in flight from the moment the lane takes it until it is answered
+// (InflightLocked), and every decision under mu_ (admission, the tick's stops, drain, stats)
+// sees it. The entry is reused from call to call while the instance stays lent.
 struct FunctionPool::Lent {
-  enum State : int { kIdle, kTaken, kReclaimed };
+  enum State : int { kIdle, kTaken, kReclaimed, kFinishing, kAdopted };
   std::atomic<int> state{kIdle};
-  std::atomic<bool> delivered{false};
-  // Valid while lent: an instance is erased only after AdoptLocked, which waits for
-  // `delivered`, after which the lane no longer touches it.
+  std::atomic<bool> delivered{false};  // `inv` reached the runtime; cleared as it is answered
+  // Valid while lent: an instance is erased only after AdoptLocked, which waits out the lane's
+  // steps, after which the lane no longer touches it. The lane finds the entry by `instance_id`
+  // (checking `state` before it follows `instance`).
   Instance* instance = nullptr;
+  uint64_t instance_id = 0;
   std::optional<NextHandler> handler;  // the runtime's GET /next, waiting for an event
   // Copied when lent: the instance's first call is its cold start.
   bool served_any = false;

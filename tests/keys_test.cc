@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 
 #include <string>
 #include <thread>
@@ -134,6 +135,53 @@ TEST_F(KeyStoreTest, TenantsValidateAndDeletingOneRevokesItsKeys) {
   EXPECT_FALSE(store->Bearer(secret));
   EXPECT_TRUE(store->ListKeys("").empty());
   EXPECT_EQ(store->DeleteTenant("default").code(), StatusCode::kFailedPrecondition);
+}
+
+// Bearer remembers what this thread verified: the remembered verdicts must end with any change
+// (a revoke here or on another thread, a tenant deleted, a Reload after another node's change),
+// and must never vouch for another token or in another store.
+TEST_F(KeyStoreTest, CachedBearerVerdictsEndAtOnceWithTheKey) {
+  auto store = Open();
+  ASSERT_TRUE(store->CreateTenant("acme", {}).ok());
+  auto [info, secret] = store->CreateKey("acme", Role::kTenant, "").value();
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(store->Bearer(secret));
+  std::string near = secret;
+  near.back() = near.back() == 'A' ? 'B' : 'A';
+  EXPECT_FALSE(store->Bearer(near));
+  EXPECT_FALSE(store->Bearer(secret.substr(0, 39)));
+  EXPECT_FALSE(store->Bearer(secret + "x"));
+  // Revoked on another thread: refused here as soon as RevokeKey has returned.
+  std::thread revoker([&] { ASSERT_TRUE(store->RevokeKey(info.id).ok()); });
+  revoker.join();
+  EXPECT_FALSE(store->Bearer(secret));
+
+  // Deleting the tenant ends its keys' remembered verdicts too.
+  auto second = store->CreateKey("acme", Role::kAdmin, "").value().second;
+  ASSERT_TRUE(store->Bearer(second));
+  ASSERT_TRUE(store->DeleteTenant("acme").ok());
+  EXPECT_FALSE(store->Bearer(second));
+
+  // Another node (a second store on the same database) revokes: this one refuses once it has
+  // reloaded, as it did before verdicts were remembered.
+  ASSERT_TRUE(store->CreateTenant("beta", {}).ok());
+  auto [beta, beta_secret] = store->CreateKey("beta", Role::kTenant, "").value();
+  ASSERT_TRUE(store->Bearer(beta_secret));
+  {
+    auto other = Open();
+    ASSERT_TRUE(other->RevokeKey(beta.id).ok());
+  }
+  ASSERT_TRUE(store->Reload().ok());
+  EXPECT_FALSE(store->Bearer(beta_secret));
+
+  // A verdict from one store never vouches in another (here: a fresh database, same master key).
+  auto [gamma, gamma_secret] = store->CreateKey("beta", Role::kTenant, "").value();
+  ASSERT_TRUE(store->Bearer(gamma_secret));
+  store.reset();
+  ASSERT_TRUE(RemoveTree(dir_).ok());
+  ASSERT_EQ(::mkdir(dir_.c_str(), 0700), 0);
+  store = Open();
+  EXPECT_FALSE(store->Bearer(gamma_secret));
+  EXPECT_TRUE(store->Bearer("thaw_admin"));
 }
 
 }  // namespace

@@ -374,6 +374,51 @@ TEST_F(MeterTest, SameRequestIdIsCountedOnceInOneBatch) {
   EXPECT_EQ(rows[0].billed_ms, 1);
 }
 
+// The writer inserts 64, then 8, then 1 rows per statement: a batch of 139 invocations (two
+// full statements, one of 8, three single rows) with usage amendments and a duplicate among them
+// keeps every row's figures, each amendment, and the first of the duplicates.
+TEST_F(MeterTest, MultiRowInsertsKeepEveryRowAndAmendment) {
+  constexpr int kCalls = 139;
+  int64_t billed = 0, prompt = 0, completion = 0, cold = 0;
+  for (int i = 0; i < kCalls; ++i) {
+    Record r = Rec("r" + std::to_string(i), i % 2 ? "odd" : "even", "success", kT0 + i,
+                   1000 * i + 1, 128 + i, i % 7 == 0);
+    r.forked = i % 14 == 0;
+    r.cpu_us = i;
+    billed += r.billed_ms;
+    cold += r.cold_start ? 1 : 0;
+    meter_->Add(std::move(r));
+    if (i % 10 == 3) {
+      meter_->AddUsage("r" + std::to_string(i), i % 2 ? "odd" : "even", kT0 + i, i, 2 * i);
+      prompt += i;
+      completion += 2 * i;
+    }
+    if (i == 70) meter_->Add(Rec("r5", "odd", "error", kT0, 99'000'000));  // a replayed id
+  }
+  auto samples = meter_->Samples("", kT0, kT0 + kCalls);
+  ASSERT_TRUE(samples.ok()) << samples.status().ToString();
+  ASSERT_EQ(samples->size(), static_cast<size_t>(kCalls));
+  Sums sums;
+  int64_t cpu = 0, memory = 0, forked = 0;
+  for (const Sample& s : *samples) {
+    AddSample(s, sums);
+    cpu += s.cpu_us;
+    memory += s.memory_mb;
+    forked += s.forked ? 1 : 0;
+    const int i = static_cast<int>(s.start_us - kT0);
+    EXPECT_EQ(s.function, i % 2 ? "odd" : "even");
+    EXPECT_EQ(s.memory_mb, 128 + i);
+    EXPECT_EQ(s.status, "success") << "r" << i;
+  }
+  EXPECT_EQ(sums.invocations, kCalls);
+  EXPECT_EQ(sums.billed_ms, billed);
+  EXPECT_EQ(sums.cold_starts, cold);
+  EXPECT_EQ(sums.prompt_tokens, prompt);
+  EXPECT_EQ(sums.completion_tokens, completion);
+  EXPECT_EQ(cpu, kCalls * (kCalls - 1) / 2);
+  EXPECT_EQ(forked, (kCalls + 13) / 14);
+}
+
 TEST_F(MeterTest, SameRequestIdIsCountedOnceAcrossBatchesAndReopens) {
   meter_->Add(Rec("dup", "f", "success", kT0, 1000));
   ASSERT_TRUE(meter_->Flush().ok());

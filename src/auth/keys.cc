@@ -1,8 +1,10 @@
 #include "auth/keys.h"
 
+#include <openssl/crypto.h>
 #include <openssl/hmac.h>
 
 #include <algorithm>
+#include <array>
 #include <mutex>
 
 #include "common/base64.h"
@@ -30,6 +32,29 @@ std::optional<int64_t> OptionalInt(const store::Stmt& stmt, int col) {
   return stmt.Int(col);
 }
 
+// Every KeyStore's generations come from here, so no two stores (nor one store before and after
+// a change) ever share one.
+std::atomic<uint64_t> next_generation{1};
+uint64_t NewGeneration() { return next_generation.fetch_add(1, std::memory_order_relaxed); }
+
+// The Bearer tokens this thread verified lately. A few, not one: a connection's Screen and
+// Serve of one request may have other connections' requests between them on a shard.
+struct VerifiedToken {
+  uint64_t generation = 0;  // 0: empty
+  std::string token;
+  Caller caller;
+};
+struct BearerCache {
+  std::array<VerifiedToken, 4> entries;
+  size_t next = 0;  // the entry the next miss replaces
+};
+thread_local BearerCache bearer_cache;
+
+// Constant time in the tokens' contents: a cached token is another caller's secret.
+bool SameToken(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
 }  // namespace
 
 const char* RoleName(Role role) { return role == Role::kAdmin ? "admin" : "tenant"; }
@@ -43,7 +68,8 @@ std::optional<Role> ParseRole(std::string_view text) {
 KeyStore::KeyStore(std::unique_ptr<store::Db> db, std::string master_key, std::string admin_key)
     : db_(std::move(db)),
       master_key_(std::move(master_key)),
-      admin_key_sha256_(Sha256Hex(admin_key)) {}
+      admin_key_sha256_(Sha256Hex(admin_key)),
+      generation_(NewGeneration()) {}
 
 KeyStore::~KeyStore() = default;
 
@@ -65,8 +91,11 @@ Status KeyStore::Load() {
 
 Status KeyStore::Reload() {
   std::unique_lock lock(mu_);
+  InvalidateLocked();
   return ReadAllLocked();
 }
+
+void KeyStore::InvalidateLocked() { generation_.store(NewGeneration(), std::memory_order_release); }
 
 Status KeyStore::ReadAllLocked() {
   std::unordered_map<std::string, KeyInfo> fresh_keys;
@@ -134,6 +163,25 @@ std::string KeyStore::WebhookSecret(std::string_view function) const {
 
 std::optional<Caller> KeyStore::Bearer(std::string_view token) const {
   if (token.empty()) return std::nullopt;
+  // A stamp read before the lookup: a change that lands during it makes the entry stale at
+  // once rather than cache a verdict from before the change.
+  const uint64_t generation = generation_.load(std::memory_order_acquire);
+  BearerCache& cache = bearer_cache;
+  for (const VerifiedToken& e : cache.entries) {
+    if (e.generation == generation && SameToken(e.token, token)) return e.caller;
+  }
+  std::optional<Caller> caller = BearerUncached(token);
+  if (caller) {
+    VerifiedToken& e = cache.entries[cache.next];
+    cache.next = (cache.next + 1) % cache.entries.size();
+    e.generation = generation;
+    e.token.assign(token);
+    e.caller = *caller;
+  }
+  return caller;
+}
+
+std::optional<Caller> KeyStore::BearerUncached(std::string_view token) const {
   const std::string hash = Sha256Hex(token);
   if (hash == admin_key_sha256_)
     return Caller{std::string(kDefaultTenant), Role::kAdmin, "admin.key"};
@@ -175,6 +223,7 @@ StatusOr<std::pair<KeyInfo, std::string>> KeyStore::CreateKey(const std::string&
   THAW_RETURN_IF_ERROR(WriteWithNotice("keys", k.id, [&] { return insert->Run(); }));
   by_hash_[hash] = k.id;
   keys_[k.id] = k;
+  InvalidateLocked();
   return std::make_pair(std::move(k), std::move(secret));
 }
 
@@ -209,6 +258,7 @@ Status KeyStore::RevokeKey(std::string_view id) {
   THAW_RETURN_IF_ERROR(WriteWithNotice("keys", id, [&] { return del->Run(); }));
   by_hash_.erase(Sha256Hex(SecretFor(id)));
   keys_.erase(it);
+  InvalidateLocked();
   return Status::Ok();
 }
 
@@ -250,6 +300,7 @@ Status KeyStore::UpdateTenant(const std::string& name, const TenantLimits& limit
   update->Bind(4, name);
   THAW_RETURN_IF_ERROR(WriteWithNotice("tenants", name, [&] { return update->Run(); }));
   it->second.limits = limits;
+  InvalidateLocked();
   return Status::Ok();
 }
 
@@ -279,6 +330,7 @@ Status KeyStore::DeleteTenant(const std::string& name) {
     }
   }
   tenants_.erase(name);
+  InvalidateLocked();
   return Status::Ok();
 }
 

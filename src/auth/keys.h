@@ -6,9 +6,13 @@
 // copy of thaw.db alone yields no usable secret.
 //
 // Reads are served from memory (loaded at open); changes write through to the store first, and
-// tell the other nodes on it (store::Db::Notify), which Reload. Thread-safe.
+// tell the other nodes on it (store::Db::Notify), which Reload. Each thread remembers the last
+// few Bearer tokens it verified (compared in constant time), valid only while no key or tenant
+// has changed since: a call's second check and the next calls on a connection skip the SHA-256,
+// and a revoked key is refused as soon as RevokeKey returns. Thread-safe.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -100,6 +104,11 @@ class KeyStore {
   Status WriteWithNotice(std::string_view kind, std::string_view id,
                          const std::function<Status()>& body);
   std::string SecretFor(std::string_view id) const;
+  // Bearer without the thread's cache.
+  std::optional<Caller> BearerUncached(std::string_view token) const;
+  // After a change to the keys or tenants (mu_ held exclusively): every thread's cached Bearer
+  // verifications are void from here on.
+  void InvalidateLocked();
 
   std::unique_ptr<store::Db> db_;  // guarded by mu_ (exclusive)
   const std::string master_key_;
@@ -108,6 +117,10 @@ class KeyStore {
   std::unordered_map<std::string, KeyInfo> keys_;         // by id
   std::unordered_map<std::string, std::string> by_hash_;  // secret SHA-256 -> id
   std::unordered_map<std::string, Tenant> tenants_;
+  // What the thread caches of Bearer are stamped with: unique across the process's KeyStores
+  // (drawn from one counter), replaced at every change, so a stamp from before it, or from
+  // another store, never matches.
+  std::atomic<uint64_t> generation_;
 };
 
 }  // namespace thaw::auth

@@ -4,9 +4,11 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <map>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "common/clock.h"
 
@@ -280,6 +282,85 @@ TEST(DispatcherTest, ClusterSpendFromTheLedger) {
   EXPECT_EQ(d.CheckBudget("acme", kNow).reason, RejectReason::kTenantBudget);
   d.SetClusterSpend("acme", MonthIndex(kNow) - 1, 50 * kPicoPerMicro);  // last month's: ignored
   EXPECT_EQ(d.SpentMicros("acme", kNow), 10);
+}
+
+// The mutex-free path (a tenant limited by concurrency alone) and the mutex path (a reserved
+// function of the same tenant) admit against one count from two threads at once: never more
+// calls held than the limit, and every slot given back.
+TEST(DispatcherTest, TwoThreadsNeverHoldMoreThanTheLimit) {
+  Store store;
+  store.limits["acme"].concurrency = 3;
+  Dispatcher d(store.Source());
+  std::atomic<int64_t> held{0};
+  std::atomic<int64_t> most{0};
+  std::atomic<int64_t> admitted{0};
+  std::atomic<int64_t> refused{0};
+  std::atomic<bool> start{false};
+  auto run = [&](std::optional<int64_t> reserved_cap) {
+    // One more than the limit: each thread alone reaches it; together they race for it.
+    std::vector<Dispatcher::Slot> slots(4);
+    start.wait(false);
+    for (int i = 0; i < 50'000; ++i) {
+      Dispatcher::Slot& s = slots[i % slots.size()];
+      if (s.held()) {
+        held.fetch_sub(1);
+        s = Dispatcher::Slot();
+      }
+      Decision dec = d.Admit("acme.f", reserved_cap, kNow, s);
+      if (!dec.admitted()) {
+        EXPECT_EQ(dec.reason, RejectReason::kTenantConcurrency);
+        refused.fetch_add(1);
+        continue;
+      }
+      admitted.fetch_add(1);
+      const int64_t now = held.fetch_add(1) + 1;
+      int64_t seen = most.load();
+      while (now > seen && !most.compare_exchange_weak(seen, now)) {
+      }
+      EXPECT_LE(d.inflight("acme"), 3);
+    }
+    for (auto& s : slots) {
+      if (s.held()) held.fetch_sub(1);
+      s = Dispatcher::Slot();
+    }
+  };
+  std::thread fast([&] { run(std::nullopt); });
+  std::thread locked([&] { run(100); });
+  start = true;
+  start.notify_all();
+  fast.join();
+  locked.join();
+  EXPECT_LE(most.load(), 3);
+  EXPECT_GT(admitted.load(), 0);
+  EXPECT_GT(refused.load(), 0) << "the limit was never reached: the test proves nothing";
+  EXPECT_EQ(d.inflight("acme"), 0);
+  EXPECT_EQ(d.reserved_inflight("acme.f"), 0);
+  auto demand = d.TakeDemand();
+  EXPECT_EQ(demand["acme"].arrivals, admitted.load() + refused.load());
+  EXPECT_EQ(demand["acme"].refused_concurrency, refused.load());
+  EXPECT_LE(demand["acme"].peak_inflight, 3);
+}
+
+// A limit the mutex-free path cannot keep (a rate) sends the tenant's calls back through the
+// mutex, and once it is removed they go without it again, exact throughout.
+TEST(DispatcherTest, RateLimitSwitchesPathsExactly) {
+  Store store;
+  store.limits["acme"].concurrency = 2;
+  Dispatcher d(store.Source());
+  Dispatcher::Slot a, b, c;
+  EXPECT_TRUE(d.Admit("acme.f", std::nullopt, kNow, a).admitted());
+  store.limits["acme"].rate_per_second = 1;
+  EXPECT_EQ(d.Admit("acme.f", std::nullopt, kNow, b).kind, Kind::kAdmit);
+  EXPECT_EQ(d.Admit("acme.f", std::nullopt, kNow, c).reason, RejectReason::kTenantConcurrency);
+  b = Dispatcher::Slot();
+  EXPECT_EQ(d.Admit("acme.f", std::nullopt, kNow, b).reason, RejectReason::kTenantRate);
+  store.limits["acme"].rate_per_second.reset();
+  EXPECT_TRUE(d.Admit("acme.f", std::nullopt, kNow, b).admitted());
+  EXPECT_EQ(d.Admit("acme.f", std::nullopt, kNow, c).reason, RejectReason::kTenantConcurrency);
+  EXPECT_EQ(d.inflight("acme"), 2);
+  a = Dispatcher::Slot();
+  b = Dispatcher::Slot();
+  EXPECT_EQ(d.inflight("acme"), 0);
 }
 
 }  // namespace

@@ -137,6 +137,21 @@ TEST_F(KeyStoreTest, TenantsValidateAndDeletingOneRevokesItsKeys) {
   EXPECT_EQ(store->DeleteTenant("default").code(), StatusCode::kFailedPrecondition);
 }
 
+// Limits remembers what this thread read: a created, changed or deleted tenant's limits apply
+// to the very next read.
+TEST_F(KeyStoreTest, LimitsFollowEveryChangeAtOnce) {
+  auto store = Open();
+  EXPECT_FALSE(store->Limits("acme").concurrency) << "unknown: none";
+  ASSERT_TRUE(store->CreateTenant("acme", TenantLimits{5, std::nullopt, std::nullopt}).ok());
+  EXPECT_EQ(store->Limits("acme").concurrency, 5);
+  EXPECT_EQ(store->Limits("acme").concurrency, 5);
+  ASSERT_TRUE(store->UpdateTenant("acme", TenantLimits{2, 7, std::nullopt}).ok());
+  EXPECT_EQ(store->Limits("acme").concurrency, 2);
+  EXPECT_EQ(store->Limits("acme").rate_per_second, 7);
+  ASSERT_TRUE(store->DeleteTenant("acme").ok());
+  EXPECT_FALSE(store->Limits("acme").concurrency);
+}
+
 // Bearer remembers what this thread verified: the remembered verdicts must end with any change
 // (a revoke here or on another thread, a tenant deleted, a Reload after another node's change),
 // and must never vouch for another token or in another store.

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "common/files.h"
+#include "raw_conn.h"
 #include "registry/archive.h"
 #include "server_fixture.h"
 
@@ -101,6 +102,31 @@ TEST_F(TenantsTest, KeysAreShownOnceStoredHashedAndRevocable) {
 
   ASSERT_EQ(server_->Call("DELETE", "/v1/keys/" + id).status, 204);
   EXPECT_EQ(As(secret, "GET", "/v1/whoami").status, 401);
+}
+
+// Each request is authenticated once, on its headers, and that caller is its own: on one
+// keep-alive connection a second request with another key is the other tenant, and a key
+// revoked between two requests is refused at the next.
+TEST_F(TenantsTest, EachRequestOnAConnectionHasItsOwnCaller) {
+  const std::string acme = NewTenantKey("acme");
+  server_->CreateTenant("beta");
+  const auto [beta_id, beta] = server_->CreateKey("beta");
+  RawConn conn(server_->url());
+  auto whoami = [](const std::string& secret, const char* connection) {
+    return "GET /v1/whoami HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + secret +
+           "\r\nConnection: " + connection + "\r\n\r\n";
+  };
+  ASSERT_TRUE(conn.Send(whoami(acme, "keep-alive")));
+  ASSERT_TRUE(conn.ReadUntil("\"tenant\":\"acme\"")) << conn.received();
+  ASSERT_TRUE(conn.Send(whoami(beta, "keep-alive")));
+  ASSERT_TRUE(conn.ReadUntil("\"tenant\":\"beta\"")) << conn.received();
+  ASSERT_EQ(server_->Call("DELETE", "/v1/keys/" + beta_id).status, 204);
+  ASSERT_TRUE(conn.Send(whoami(beta, "close")));
+  conn.ReadToEnd();
+  const std::string& got = conn.received();
+  EXPECT_NE(got.find("HTTP/1.1 401"), std::string::npos) << got;
+  EXPECT_EQ(got.find("HTTP/1.1 200", got.rfind("\"tenant\":\"beta\"")), std::string::npos)
+      << "the revoked key was served: " << got;
 }
 
 TEST_F(TenantsTest, TenantsSeeDeployInvokeAndDeleteOnlyTheirOwnFunctions) {

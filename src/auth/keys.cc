@@ -283,6 +283,7 @@ StatusOr<Tenant> KeyStore::CreateTenant(const std::string& name, const TenantLim
   insert->Bind(5, t.created_us);
   THAW_RETURN_IF_ERROR(WriteWithNotice("tenants", name, [&] { return insert->Run(); }));
   tenants_[name] = t;
+  InvalidateLocked();  // Limits remembers an unknown tenant's (none)
   return t;
 }
 
@@ -343,6 +344,41 @@ std::vector<Tenant> KeyStore::ListTenants() const {
   std::sort(out.begin(), out.end(),
             [](const Tenant& a, const Tenant& b) { return a.name < b.name; });
   return out;
+}
+
+namespace {
+// The tenant limits this thread read lately, stamped like the Bearer cache.
+struct KnownLimits {
+  uint64_t generation = 0;  // 0: empty
+  std::string tenant;
+  TenantLimits limits;
+};
+struct LimitsCache {
+  std::array<KnownLimits, 8> entries;
+  size_t next = 0;
+};
+thread_local LimitsCache limits_cache;
+}  // namespace
+
+TenantLimits KeyStore::Limits(std::string_view tenant) const {
+  const uint64_t generation = generation_.load(std::memory_order_acquire);
+  LimitsCache& cache = limits_cache;
+  for (const KnownLimits& e : cache.entries) {
+    if (e.generation == generation && e.tenant == tenant) return e.limits;
+  }
+  TenantLimits limits;
+  {
+    std::shared_lock lock(mu_);
+    if (auto it = tenants_.find(std::string(tenant)); it != tenants_.end()) {
+      limits = it->second.limits;
+    }
+  }
+  KnownLimits& e = cache.entries[cache.next];
+  cache.next = (cache.next + 1) % cache.entries.size();
+  e.generation = generation;
+  e.tenant.assign(tenant);
+  e.limits = limits;
+  return limits;
 }
 
 StatusOr<Tenant> KeyStore::GetTenant(std::string_view name) const {

@@ -89,6 +89,9 @@ class KeyStore {
   Status DeleteTenant(const std::string& name);
   std::vector<Tenant> ListTenants() const;
   StatusOr<Tenant> GetTenant(std::string_view name) const;
+  // The tenant's limits (none for an unknown tenant): GetTenant's, remembered by the thread
+  // until the next change to the keys or tenants, so each admission does not take the lock.
+  TenantLimits Limits(std::string_view tenant) const;
   // The secret that signs function `function`'s webhook deliveries (X-Thaw-Signature):
   // derived from the master key like key secrets, so it is never stored or logged; shown only
   // to the function's owner.

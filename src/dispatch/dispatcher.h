@@ -12,11 +12,20 @@
 // if spend were added per call), at others once per kSpendMergeUs of their `now` (the tick), and
 // before SpentMicros answers. No lock is shared between threads per call for spend.
 //
+// Calls running at once are an atomic per tenant, not guarded by the mutex: a call of a tenant
+// whose only limit is concurrency (no rate, no budget, no reserved concurrency, no cluster
+// shares) and whose spend merge is not due is admitted by a compare-and-swap that increments
+// the count only while it is below the limit, and given back by a decrement, without the
+// mutex; the thread finds its tenant's counters in its own cache. Every other decision (and a
+// call at the limit, refused with its reason) takes the mutex and commits its increment by the
+// same compare-and-swap, deciding again if the count moved: never more admitted than the limit.
+//
 // Owned by the server (serve.cc); shared by the invoker and the admin API. Thread-safe: one
-// mutex over the counters, and one per thread's accumulator (taken by its thread and by a
-// merge); limits are read outside them.
+// mutex over the other counters, and one per thread's accumulator (taken by its thread and by
+// a merge); limits are read outside them.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -30,6 +39,19 @@
 #include "dispatch/admission.h"
 
 namespace thaw::dispatch {
+
+// One tenant's counters in a Dispatcher.
+struct TenantEntry {
+  TenantCounters counters;  // guarded by the dispatcher's mutex; its `inflight` is not used
+  std::atomic<int64_t> inflight{0};  // the admitted calls not yet released
+  // The counters hold no rate bucket and no budget state: the mutex-free path may admit (a
+  // rate or budget seen once goes through the mutex until it is forgotten there).
+  std::atomic<bool> plain{true};
+  // Demand since the last TakeDemand.
+  std::atomic<int64_t> arrivals{0};
+  std::atomic<int64_t> refused_concurrency{0};
+  std::atomic<int64_t> peak_inflight{0};
+};
 
 class Dispatcher {
  public:
@@ -56,8 +78,8 @@ class Dispatcher {
     friend class Dispatcher;
     void Reset();
     Dispatcher* owner_ = nullptr;
-    std::string tenant_;
-    std::string function_;
+    struct TenantEntry* tenant_ = nullptr;
+    std::string function_;  // under a reservation only
     bool reserved_ = false;
   };
 
@@ -112,7 +134,12 @@ class Dispatcher {
  private:
   auth::TenantLimits LimitsOf(std::string_view tenant) const;
   void Release(const Slot& slot);
-  TenantCounters& TenantLocked(std::string_view tenant);
+  TenantEntry& TenantLocked(std::string_view tenant);
+  // The tenant's entry through this thread's cache (the mutex on a miss only).
+  TenantEntry& TenantOfThread(std::string_view tenant);
+  // The mutex-free admission; false where the call needs the mutex path.
+  bool AdmitFast(TenantEntry& entry, const auth::TenantLimits& limits, int64_t now_us, Decision& d);
+  void CommitLocked(TenantEntry& entry, const TenantCounters& counters);
   struct SpendShard;
   SpendShard& ThisThreadsShard();
   void MergeSpendLocked();
@@ -123,13 +150,15 @@ class Dispatcher {
   // One accumulator per thread that has accrued spend; guarded by mu_ (the vector; each shard
   // has its own lock). Shards live as long as the dispatcher.
   std::vector<std::unique_ptr<SpendShard>> shards_;
-  int64_t merged_us_ = 0;  // guarded by mu_: the `now` of the last periodic merge
-  std::map<std::string, TenantCounters, std::less<>> tenants_;  // guarded by mu_
+  // The `now` of the last periodic merge: written under mu_, read by the mutex-free path.
+  std::atomic<int64_t> merged_us_{0};
+  // Guarded by mu_ (the map; each entry's atomics are not). Entries are never erased: a
+  // pointer to one (a Slot's, a thread cache's) is valid as long as the dispatcher.
+  std::map<std::string, TenantEntry, std::less<>> tenants_;
   // Calls running under a reservation, by function; absent: none.
   std::map<std::string, int64_t, std::less<>> reserved_;  // guarded by mu_
-  bool shares_enabled_ = false;                           // guarded by mu_
+  std::atomic<bool> shares_enabled_{false};               // written under mu_
   std::map<std::string, Share, std::less<>> shares_;      // guarded by mu_
-  std::map<std::string, Demand, std::less<>> demand_;     // guarded by mu_
 };
 
 }  // namespace thaw::dispatch

@@ -318,12 +318,13 @@ constexpr char kUrlNeedsKey[] =
 
 }  // namespace
 
-bool Api::Screen(const http::request_header<>& header, Response& res) const {
+bool Api::Screen(const http::request_header<>& header, Response& res,
+                 std::optional<auth::Caller>& caller) const {
   std::string_view target = header.target();
   std::string_view path = target.substr(0, target.find('?'));
   if (path == "/healthz" || path == "/ui" || path.starts_with("/ui/")) return true;
   if (path.starts_with("/v1/internal/")) return true;  // the cluster token, checked in Serve
-  if (LambdaApi::Owns(path)) return lambda_->Screen(header, res);
+  if (LambdaApi::Owns(path)) return lambda_->Screen(header, res, caller);
   if (path.starts_with("/fn/")) {
     std::string function, raw_path, raw_query;
     if (!ParseFunctionUrl(target, function, raw_path, raw_query)) return true;  // 404 later
@@ -332,7 +333,7 @@ bool Api::Screen(const http::request_header<>& header, Response& res) const {
     Unauthorized(res, kUrlNeedsKey);
     return false;
   }
-  if (auto caller = Authenticate(header)) {
+  if ((caller = Authenticate(header))) {
     if (!StreamsBody(header)) return true;
     Status st = ScreenUpload(*caller, header);
     if (st.ok()) return true;
@@ -429,8 +430,11 @@ asio::awaitable<void> Api::Serve(const Peer& peer, Request& req, Response& res) 
   const bool invoke =
       parts.size() == 4 && parts[0] == "v1" && parts[1] == "functions" && parts[3] == "invoke";
   if (!invoke) res.set("X-Thaw-Request-Id", NewRequestId());
-  auto caller = Authenticate(req);
-  if (!caller) {
+  // Screen's, for this request: authenticated once.
+  std::optional<auth::Caller> authenticated;
+  const auth::Caller* caller = peer.caller;
+  if (caller == nullptr && (authenticated = Authenticate(req))) caller = &*authenticated;
+  if (caller == nullptr) {
     if (invoke) res.set("X-Thaw-Request-Id", NewRequestId());
     co_return Unauthorized(res, kNeedKey);
   }

@@ -97,7 +97,8 @@ class Api final : public HttpHandler {
   bool IsUpload(const http::request_header<>& header) const override;
   // Every route but /healthz, the signed code downloads and public function URLs needs a
   // known key before its body is read.
-  bool Screen(const http::request_header<>& header, Response& res) const override;
+  bool Screen(const http::request_header<>& header, Response& res,
+              std::optional<auth::Caller>& caller) const override;
   void Reject(http::status status, const std::string& why, Response& res) const override;
   asio::awaitable<void> Handle(Request& req, Response& res) override;  // peer unknown
   asio::awaitable<void> Serve(const Peer& peer, Request& req, Response& res) override;

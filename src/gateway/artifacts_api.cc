@@ -144,8 +144,11 @@ Status Api::ScreenUpload(const auth::Caller& caller, const http::request_header<
 asio::awaitable<void> Api::ServeBody(const Peer& peer, BodyReader& body, Response& res) {
   res.set("X-Thaw-Request-Id", NewRequestId());
   const auto& header = body.header();
-  auto caller = Authenticate(header);
-  if (!caller) {
+  // Screen's, for this request: authenticated once.
+  std::optional<auth::Caller> authenticated;
+  const auth::Caller* caller = peer.caller;
+  if (caller == nullptr && (authenticated = Authenticate(header))) caller = &*authenticated;
+  if (caller == nullptr) {
     ErrorBody(res, http::status::unauthorized, "UnauthorizedException", "missing or invalid key");
     co_return;
   }

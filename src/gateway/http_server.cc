@@ -27,6 +27,7 @@
 #include <utility>
 #include <vector>
 
+#include "auth/keys.h"
 #include "common/ids.h"
 #include "common/unique_fd.h"
 #include "gateway/http_wire.h"
@@ -389,6 +390,7 @@ asio::awaitable<bool> ServeLean(beast::tcp_stream& stream, beast::flat_buffer& b
                                 std::string& wire, Request& req, uint64_t length) {
   Response res;
   res.version(11);
+  std::optional<auth::Caller> caller;
   const uint64_t limit = handler.BodyLimit(req.base());
   if (length > limit) {
     handler.OnBodyTooLarge(req.base(), limit);
@@ -396,7 +398,7 @@ asio::awaitable<bool> ServeLean(beast::tcp_stream& stream, beast::flat_buffer& b
     co_await RejectAndClose(stream.socket(), res);
     co_return false;
   }
-  if (!handler.Screen(req.base(), res)) {
+  if (!handler.Screen(req.base(), res, caller)) {
     co_await RejectAndClose(stream.socket(), res);
     co_return false;
   }
@@ -415,7 +417,9 @@ asio::awaitable<bool> ServeLean(beast::tcp_stream& stream, beast::flat_buffer& b
     }
   }
   res.keep_alive(req.keep_alive());
-  co_await handler.Serve(peer, req, res);
+  Peer screened = peer;
+  if (caller) screened.caller = &*caller;
+  co_await handler.Serve(screened, req, res);
   if (writer.begun()) {
     // Answered in pieces already; a body cut short leaves the connection unusable.
     if (!writer.ended() || !res.keep_alive()) co_return false;
@@ -510,7 +514,8 @@ asio::awaitable<void> ServeConnection(asio::ip::tcp::socket socket, HttpHandler&
       co_await RejectAndClose(stream.socket(), res);
       co_return;
     }
-    if (!handler.Screen(header, res)) {
+    std::optional<auth::Caller> caller;
+    if (!handler.Screen(header, res, caller)) {
       co_await RejectAndClose(stream.socket(), res);
       co_return;
     }
@@ -541,7 +546,9 @@ asio::awaitable<void> ServeConnection(asio::ip::tcp::socket socket, HttpHandler&
       body_parser.body_limit(limit);
       ParserBodyReader body(stream, buffer, body_parser);
       res.keep_alive(body_parser.get().keep_alive());
-      co_await handler.ServeBody(peer, body, res);
+      Peer screened = peer;
+      if (caller) screened.caller = &*caller;
+      co_await handler.ServeBody(screened, body, res);
       // Unread body bytes would be taken for the next request.
       if (!body.complete()) res.keep_alive(false);
       co_await WriteWhole(stream, res, wire, ec);
@@ -579,7 +586,9 @@ asio::awaitable<void> ServeConnection(asio::ip::tcp::socket socket, HttpHandler&
     }
     if (ec) break;
     res.keep_alive(req.keep_alive());
-    co_await handler.Serve(peer, req, res);
+    Peer screened = peer;
+    if (caller) screened.caller = &*caller;
+    co_await handler.Serve(screened, req, res);
     // The upload is done with: its bytes may go to the next one before this answer is written.
     req = Request();
     ticket = UploadTicket();

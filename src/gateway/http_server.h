@@ -14,7 +14,12 @@
 #include <boost/beast/http.hpp>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
+
+namespace thaw::auth {
+struct Caller;
+}
 
 namespace thaw::gateway {
 
@@ -58,6 +63,9 @@ struct Peer {
   // The connection, for a handler that answers in pieces (the response it filled is then
   // not sent). Null where the handler has no connection (tests).
   ResponseWriter* writer = nullptr;
+  // The caller the handler's Screen authenticated for this request, kept by the connection for
+  // that request alone (the handler may move from it); null where Screen set none (tests).
+  auth::Caller* caller = nullptr;
 };
 
 // One listener's limits. Zero means no limit (the Runtime API's listeners use none).
@@ -84,8 +92,13 @@ class HttpHandler {
   // max_upload_bytes_in_flight.
   virtual bool IsUpload(const http::request_header<>& header) const { return false; }
   // Checks the request's credentials on its headers alone, before a byte of its body is read:
-  // false after filling `res` with the refusal (sent, and the connection closed).
-  virtual bool Screen(const http::request_header<>& header, Response& res) const { return true; }
+  // false after filling `res` with the refusal (sent, and the connection closed). The caller
+  // they authenticate, where it set one, reaches this request's Serve as Peer::caller, so the
+  // request is authenticated once.
+  virtual bool Screen(const http::request_header<>& header, Response& res,
+                      std::optional<auth::Caller>& caller) const {
+    return true;
+  }
   // Fills a response for a request refused at the connection level: 400 (malformed), 413
   // (body over the limit), 501 (transfer coding), 429 or 503 (connection or upload limits).
   virtual void Reject(http::status status, const std::string& why, Response& res) const = 0;

@@ -103,7 +103,8 @@ bool LambdaApi::IsUpload(const http::request_header<>& header) const {
          (m == http::verb::put && path.ends_with("/code"));
 }
 
-bool LambdaApi::Screen(const http::request_header<>& header, Response& res) const {
+bool LambdaApi::Screen(const http::request_header<>& header, Response& res,
+                       std::optional<auth::Caller>& caller) const {
   if (!deps_.config->auth) return true;
   std::string_view target = header.target();
   if (target.starts_with(kCodePrefix)) return true;  // signed URLs: checked by ServeCode
@@ -119,7 +120,7 @@ bool LambdaApi::Screen(const http::request_header<>& header, Response& res) cons
   }
   constexpr std::string_view kBearer = "Bearer ";
   if (authorization.starts_with(kBearer)) {
-    if (deps_.keys->Bearer(authorization.substr(kBearer.size()))) return true;
+    if ((caller = deps_.keys->Bearer(authorization.substr(kBearer.size())))) return true;
   } else {
     auto sig = auth::ParseSigV4Authorization(authorization);
     if (!sig.ok()) {
@@ -218,9 +219,13 @@ asio::awaitable<void> LambdaApi::Serve(const Peer& peer, Request& req, Response&
     AwsError(res, http::status::not_found, "ResourceNotFoundException", "no such code");
     co_return;
   }
-  auto caller = Authenticate(req, res);
-  if (!caller) co_return;
-  c.caller = std::move(*caller);
+  if (peer.caller != nullptr) {
+    c.caller = std::move(*peer.caller);  // Screen's Bearer caller, for this request
+  } else {
+    auto caller = Authenticate(req, res);
+    if (!caller) co_return;
+    c.caller = std::move(*caller);
+  }
   co_await Route(c, res);
 }
 

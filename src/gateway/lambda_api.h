@@ -60,7 +60,9 @@ class LambdaApi {
   bool IsUpload(const http::request_header<>& header) const;
   // Refuses (403, in AWS's words) a request whose key is missing or unknown before its body
   // is read. A SigV4 signature covers the body, so it is verified once the body is in.
-  bool Screen(const http::request_header<>& header, Response& res) const;
+  // `caller`: the Bearer key's (a SigV4 request is verified with its body, in Serve).
+  bool Screen(const http::request_header<>& header, Response& res,
+              std::optional<auth::Caller>& caller) const;
   // Authenticates (SigV4-shaped or the Bearer key), routes and answers; InvokeWithResponseStream
   // answers on `peer.writer` as the function's bytes arrive.
   asio::awaitable<void> Serve(const Peer& peer, Request& req, Response& res);

@@ -504,10 +504,8 @@ int RunServe(Config config, const std::string& exe_dir) {
         return dispatch::CheckWarmCapacity(candidate, deployed, limits);
       });
   // Tenant limits live in the key store alone; the dispatcher reads them at each admission.
-  dispatch::Dispatcher dispatcher([keys = keys->get()](std::string_view tenant) {
-    auto t = keys->GetTenant(tenant);
-    return t.ok() ? t->limits : auth::TenantLimits{};
-  });
+  dispatch::Dispatcher dispatcher(
+      [keys = keys->get()](std::string_view tenant) { return keys->Limits(tenant); });
   // With metering off nothing is recorded: no usage, no spend, so budgets are not enforced.
   meter::Meter* active_meter = config.metering ? meter->get() : nullptr;
   if (active_meter == nullptr) {

@@ -385,7 +385,7 @@ std::string OverLimit(uint64_t length, uint64_t limit) {
 // Content-Length body is read (what `buffer` holds of it first, the rest straight into the
 // body) and the response written. False when the connection is done with.
 asio::awaitable<bool> ServeLean(beast::tcp_stream& stream, beast::flat_buffer& buffer,
-                                HttpHandler& handler, const Peer& peer, ChunkedWriter& writer,
+                                HttpHandler& handler, Peer& peer, ChunkedWriter& writer,
                                 std::string& wire, Request& req, uint64_t length) {
   Response res;
   res.version(11);
@@ -415,7 +415,11 @@ asio::awaitable<bool> ServeLean(beast::tcp_stream& stream, beast::flat_buffer& b
     }
   }
   res.keep_alive(req.keep_alive());
+  // `buffer` is left alone until the handler returns: the view stays valid while it runs.
+  peer.pipelined =
+      std::string_view(static_cast<const char*>(buffer.data().data()), buffer.data().size());
   co_await handler.Serve(peer, req, res);
+  peer.pipelined = {};
   if (writer.begun()) {
     // Answered in pieces already; a body cut short leaves the connection unusable.
     if (!writer.ended() || !res.keep_alive()) co_return false;

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 
 namespace thaw::gateway {
 
@@ -58,6 +59,13 @@ struct Peer {
   // The connection, for a handler that answers in pieces (the response it filled is then
   // not sent). Null where the handler has no connection (tests).
   ResponseWriter* writer = nullptr;
+  // The bytes already read past this request: the start of what the client pipelined after
+  // it (empty when nothing was). Set while the handler runs, on requests with a plain
+  // Content-Length framing; a handler may only look.
+  std::string_view pipelined;
+  // The handler's own state for this connection, kept from one request to the next (null
+  // until it sets some). The connection's, like `writer`: touched from its coroutine only.
+  mutable std::shared_ptr<void> handler_state;
 };
 
 // One listener's limits. Zero means no limit (the Runtime API's listeners use none).

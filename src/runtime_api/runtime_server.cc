@@ -316,10 +316,14 @@ struct RuntimeServer::Endpoint final : gateway::HttpHandler {
     }
     std::string_view route = target.substr(kPrefix.size());
     if (route == "invocation/next" && req.method() == http::verb::get) {
+      // (No co_await inside a conditional expression: gcc 12 destroys its temporaries twice.)
       std::optional<pool::InvocationPtr> pipelined = co_await TakePipelined(peer);
-      pool::InvocationPtr inv = pipelined.has_value()
-                                    ? std::move(*pipelined)
-                                    : co_await pool->Next(instance_id, asio::use_awaitable);
+      pool::InvocationPtr inv;
+      if (pipelined.has_value()) {
+        inv = std::move(*pipelined);
+      } else {
+        inv = co_await pool->Next(instance_id, asio::use_awaitable);
+      }
       if (!inv) {  // the instance is being stopped
         JsonError(res, http::status::gone, "InstanceStopping", "this instance is stopping");
         res.keep_alive(false);

@@ -99,8 +99,18 @@ struct PipelinedNext {
   bool ready = false;  // handed over (`event`; nullptr: the instance is stopping)
   pool::InvocationPtr event;
   // The GET, read before the event came. The pool's handler owns this object, and the GET's
-  // coroutine only a weak reference: nothing keeps a parked GET alive but the pool.
+  // coroutine holds no reference: nothing keeps a parked GET alive but the pool.
   std::optional<asio::any_completion_handler<void(pool::InvocationPtr)>> waiter;
+};
+
+// Parks a GET /next on `p` until the pool hands it its event. Holds a plain pointer: gcc 12
+// may destroy an initiation's copies twice inside a co_await.
+struct ParkOn {
+  PipelinedNext* p;
+  template <typename Handler>
+  void operator()(Handler&& handler) const {
+    p->waiter.emplace(std::forward<Handler>(handler));
+  }
 };
 
 // Whether `bytes` (what the runtime sent past its answer) begin with a whole GET /next head.
@@ -292,22 +302,6 @@ struct RuntimeServer::Endpoint final : gateway::HttpHandler {
     co_await Serve(none, req, res);
   }
 
-  // The event for the GET /next this connection pipelined behind its answer, if it did.
-  static asio::awaitable<std::optional<pool::InvocationPtr>> TakePipelined(
-      const gateway::Peer& peer) {
-    auto pending = std::static_pointer_cast<PipelinedNext>(std::exchange(peer.handler_state, {}));
-    if (pending == nullptr) co_return std::nullopt;
-    if (pending->ready) co_return std::move(pending->event);
-    std::weak_ptr<PipelinedNext> weak = pending;
-    pending.reset();
-    co_return co_await asio::async_initiate<decltype(asio::use_awaitable),
-                                            void(pool::InvocationPtr)>(
-        [weak](auto handler) {
-          if (auto p = weak.lock()) p->waiter.emplace(std::move(handler));
-        },
-        asio::use_awaitable);
-  }
-
   asio::awaitable<void> Serve(const gateway::Peer& peer, Request& req, Response& res) override {
     std::string_view target = req.target();
     if (!target.starts_with(kPrefix)) {
@@ -316,12 +310,25 @@ struct RuntimeServer::Endpoint final : gateway::HttpHandler {
     }
     std::string_view route = target.substr(kPrefix.size());
     if (route == "invocation/next" && req.method() == http::verb::get) {
-      // (No co_await inside a conditional expression: gcc 12 destroys its temporaries twice.)
-      std::optional<pool::InvocationPtr> pipelined = co_await TakePipelined(peer);
+      // (No co_await inside a conditional expression, nor a temporary that owns something in
+      // one: gcc 12 destroys such temporaries twice.)
       pool::InvocationPtr inv;
-      if (pipelined.has_value()) {
-        inv = std::move(*pipelined);
-      } else {
+      PipelinedNext* parked = nullptr;
+      const bool pipelined = peer.handler_state != nullptr;
+      if (pipelined) {
+        auto pending = std::static_pointer_cast<PipelinedNext>(peer.handler_state);
+        peer.handler_state.reset();
+        if (pending->ready) {
+          inv = std::move(pending->event);
+        } else {
+          parked = pending.get();  // the pool's handler owns it, and so the parked GET
+        }
+      }
+      if (parked != nullptr) {
+        inv =
+            co_await asio::async_initiate<decltype(asio::use_awaitable), void(pool::InvocationPtr)>(
+                ParkOn{parked}, asio::use_awaitable);
+      } else if (!pipelined) {
         inv = co_await pool->Next(instance_id, asio::use_awaitable);
       }
       if (!inv) {  // the instance is being stopped

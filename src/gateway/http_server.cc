@@ -386,7 +386,7 @@ std::string OverLimit(uint64_t length, uint64_t limit) {
 // Content-Length body is read (what `buffer` holds of it first, the rest straight into the
 // body) and the response written. False when the connection is done with.
 asio::awaitable<bool> ServeLean(beast::tcp_stream& stream, beast::flat_buffer& buffer,
-                                HttpHandler& handler, const Peer& peer, ChunkedWriter& writer,
+                                HttpHandler& handler, Peer& peer, ChunkedWriter& writer,
                                 std::string& wire, Request& req, uint64_t length) {
   Response res;
   res.version(11);
@@ -417,9 +417,14 @@ asio::awaitable<bool> ServeLean(beast::tcp_stream& stream, beast::flat_buffer& b
     }
   }
   res.keep_alive(req.keep_alive());
-  Peer screened = peer;
-  if (caller) screened.caller = &*caller;
-  co_await handler.Serve(screened, req, res);
+  // The caller and the pipelined bytes are this request's alone; `handler_state` stays with
+  // the connection. `buffer` is left alone until the handler returns: the view stays valid.
+  peer.caller = caller ? &*caller : nullptr;
+  peer.pipelined =
+      std::string_view(static_cast<const char*>(buffer.data().data()), buffer.data().size());
+  co_await handler.Serve(peer, req, res);
+  peer.caller = nullptr;
+  peer.pipelined = {};
   if (writer.begun()) {
     // Answered in pieces already; a body cut short leaves the connection unusable.
     if (!writer.ended() || !res.keep_alive()) co_return false;
@@ -546,9 +551,9 @@ asio::awaitable<void> ServeConnection(asio::ip::tcp::socket socket, HttpHandler&
       body_parser.body_limit(limit);
       ParserBodyReader body(stream, buffer, body_parser);
       res.keep_alive(body_parser.get().keep_alive());
-      Peer screened = peer;
-      if (caller) screened.caller = &*caller;
-      co_await handler.ServeBody(screened, body, res);
+      peer.caller = caller ? &*caller : nullptr;
+      co_await handler.ServeBody(peer, body, res);
+      peer.caller = nullptr;
       // Unread body bytes would be taken for the next request.
       if (!body.complete()) res.keep_alive(false);
       co_await WriteWhole(stream, res, wire, ec);
@@ -586,9 +591,9 @@ asio::awaitable<void> ServeConnection(asio::ip::tcp::socket socket, HttpHandler&
     }
     if (ec) break;
     res.keep_alive(req.keep_alive());
-    Peer screened = peer;
-    if (caller) screened.caller = &*caller;
-    co_await handler.Serve(screened, req, res);
+    peer.caller = caller ? &*caller : nullptr;
+    co_await handler.Serve(peer, req, res);
+    peer.caller = nullptr;
     // The upload is done with: its bytes may go to the next one before this answer is written.
     req = Request();
     ticket = UploadTicket();

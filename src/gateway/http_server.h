@@ -16,6 +16,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 
 namespace thaw::auth {
 struct Caller;
@@ -66,6 +67,13 @@ struct Peer {
   // The caller the handler's Screen authenticated for this request, kept by the connection for
   // that request alone (the handler may move from it); null where Screen set none (tests).
   auth::Caller* caller = nullptr;
+  // The bytes already read past this request: the start of what the client pipelined after
+  // it (empty when nothing was). Set while the handler runs, on requests with a plain
+  // Content-Length framing; a handler may only look.
+  std::string_view pipelined;
+  // The handler's own state for this connection, kept from one request to the next (null
+  // until it sets some). The connection's, like `writer`: touched from its coroutine only.
+  mutable std::shared_ptr<void> handler_state;
 };
 
 // One listener's limits. Zero means no limit (the Runtime API's listeners use none).

@@ -12,6 +12,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <boost/asio/any_completion_handler.hpp>
+#include <boost/asio/async_result.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
@@ -23,6 +25,8 @@
 #include <condition_variable>
 #include <cstdio>
 #include <cstring>
+#include <optional>
+#include <string_view>
 #include <vector>
 
 #include "common/base64.h"
@@ -75,6 +79,44 @@ void JsonError(Response& res, http::status status, const std::string& type,
   res.set(http::field::content_type, "application/json");
   res.body() =
       boost::json::serialize(boost::json::object{{"errorType", type}, {"errorMessage", message}});
+}
+
+// A GET /next the runtime pipelined behind its answer (the C++ runtime writes both at once),
+// asked of the pool together with that answer (RespondAndNext: on the lane, no pool mutex):
+// the event it is handed waits here until the GET is read. Touched on the endpoint's shard
+// thread only: the connection runs there, and the pool's handler is dispatched there.
+struct PipelinedNext {
+  void Deliver(pool::InvocationPtr inv) {
+    if (waiter.has_value()) {
+      auto h = std::move(*waiter);
+      waiter.reset();
+      std::move(h)(std::move(inv));
+      return;
+    }
+    ready = true;
+    event = std::move(inv);
+  }
+  bool ready = false;  // handed over (`event`; nullptr: the instance is stopping)
+  pool::InvocationPtr event;
+  // The GET, read before the event came. The pool's handler owns this object, and the GET's
+  // coroutine holds no reference: nothing keeps a parked GET alive but the pool.
+  std::optional<asio::any_completion_handler<void(pool::InvocationPtr)>> waiter;
+};
+
+// Parks a GET /next on `p` until the pool hands it its event. Holds a plain pointer: gcc 12
+// may destroy an initiation's copies twice inside a co_await.
+struct ParkOn {
+  PipelinedNext* p;
+  template <typename Handler>
+  void operator()(Handler&& handler) const {
+    p->waiter.emplace(std::forward<Handler>(handler));
+  }
+};
+
+// Whether `bytes` (what the runtime sent past its answer) begin with a whole GET /next head.
+bool StartsWithNext(std::string_view bytes) {
+  constexpr std::string_view kNext = "GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\n";
+  return bytes.starts_with(kNext) && bytes.find("\r\n\r\n", kNext.size() - 2) != bytes.npos;
 }
 
 // A shard is run by one thread: its connections need no strand, and the event the pool hands
@@ -256,6 +298,11 @@ struct RuntimeServer::Endpoint final : gateway::HttpHandler {
   }
 
   asio::awaitable<void> Handle(Request& req, Response& res) override {
+    const gateway::Peer none;  // outlives the call: Serve starts lazily
+    co_await Serve(none, req, res);
+  }
+
+  asio::awaitable<void> Serve(const gateway::Peer& peer, Request& req, Response& res) override {
     std::string_view target = req.target();
     if (!target.starts_with(kPrefix)) {
       JsonError(res, http::status::not_found, "NotFound", "unknown path");
@@ -263,7 +310,27 @@ struct RuntimeServer::Endpoint final : gateway::HttpHandler {
     }
     std::string_view route = target.substr(kPrefix.size());
     if (route == "invocation/next" && req.method() == http::verb::get) {
-      pool::InvocationPtr inv = co_await pool->Next(instance_id, asio::use_awaitable);
+      // (No co_await inside a conditional expression, nor a temporary that owns something in
+      // one: gcc 12 destroys such temporaries twice.)
+      pool::InvocationPtr inv;
+      PipelinedNext* parked = nullptr;
+      const bool pipelined = peer.handler_state != nullptr;
+      if (pipelined) {
+        auto pending = std::static_pointer_cast<PipelinedNext>(peer.handler_state);
+        peer.handler_state.reset();
+        if (pending->ready) {
+          inv = std::move(pending->event);
+        } else {
+          parked = pending.get();  // the pool's handler owns it, and so the parked GET
+        }
+      }
+      if (parked != nullptr) {
+        inv =
+            co_await asio::async_initiate<decltype(asio::use_awaitable), void(pool::InvocationPtr)>(
+                ParkOn{parked}, asio::use_awaitable);
+      } else if (!pipelined) {
+        inv = co_await pool->Next(instance_id, asio::use_awaitable);
+      }
       if (!inv) {  // the instance is being stopped
         JsonError(res, http::status::gone, "InstanceStopping", "this instance is stopping");
         res.keep_alive(false);
@@ -314,6 +381,16 @@ struct RuntimeServer::Endpoint final : gateway::HttpHandler {
             auto [type, body] = TrailerError(req);
             st = pool->StreamEnd(instance_id, id, std::move(body), std::move(type));
           }
+        } else if (verb == "response" && peer.handler_state == nullptr &&
+                   StartsWithNext(peer.pipelined)) {
+          // Its GET /next is here already: the answer and the ask in one go.
+          auto pending = std::make_shared<PipelinedNext>();
+          peer.handler_state = pending;
+          st = pool->RespondAndNext(
+              instance_id, id, std::move(req.body()),
+              pool::NextHandler(
+                  [pending](pool::InvocationPtr inv) { pending->Deliver(std::move(inv)); },
+                  ioc.get_executor()));
         } else if (verb == "response") {
           st = pool->Respond(instance_id, id, std::move(req.body()));
         } else if (verb == "error") {

@@ -88,6 +88,26 @@ class SpawnerTest : public ::testing::Test {
     return req;
   }
 
+  // Runs `command` (/bin/sh -c) to its end in a new instance with a Sleeper's limits and bundle,
+  // the bundle holding `hello`: `out` gets what it printed, `uid` the uid it ran as.
+  void RunToEnd(const std::string& command, std::string& out, uid_t& uid) {
+    ASSERT_TRUE(WriteFileAtomic(dir_ + "/bundle/hello", "bundled\n").ok());
+    SpawnRequest req = Sleeper();
+    int fds[2];
+    ASSERT_EQ(::pipe2(fds, O_CLOEXEC), 0);
+    req.argv = {"/bin/sh", "-c", command};
+    req.stdout_fd = fds[1];
+    auto s = client_->SpawnAndWait(req);
+    ::close(fds[1]);
+    if (s.ok()) {
+      uid = s->uid;
+      char buf[256];
+      for (ssize_t n; (n = ::read(fds[0], buf, sizeof(buf))) > 0;) out.append(buf, n);
+    }
+    ::close(fds[0]);
+    ASSERT_TRUE(s.ok()) << s.status().message();
+  }
+
   // Kills `pid` and waits for its exit event.
   void KillAndAwait(pid_t pid) {
     client_->Kill(pid);
@@ -278,20 +298,10 @@ TEST_F(SpawnerTest, AWaitingShellIsThawShellWithFewMappings) {
   EXPECT_LT(MappingsOf(shell), 20u);
   EXPECT_LT(MappingsOf(shell), MappingsOf(client_->spawner_pid()));  // what it would have had
   // It becomes an instance like any shell: its uid, its limits' cgroup, its bundle.
-  ASSERT_TRUE(WriteFileAtomic(dir_ + "/bundle/hello", "bundled\n").ok());
-  SpawnRequest req = Sleeper();
-  int out[2];
-  ASSERT_EQ(::pipe2(out, O_CLOEXEC), 0);
-  req.argv = {"/bin/sh", "-c", "cat /var/task/hello; id -u"};
-  req.stdout_fd = out[1];
-  auto s = client_->SpawnAndWait(req);
-  ::close(out[1]);
-  ASSERT_TRUE(s.ok()) << s.status().message();
   std::string got;
-  char buf[256];
-  for (ssize_t n; (n = ::read(out[0], buf, sizeof(buf))) > 0;) got.append(buf, n);
-  ::close(out[0]);
-  EXPECT_EQ(got, "bundled\n" + std::to_string(s->uid) + "\n");
+  uid_t uid = 0;
+  ASSERT_NO_FATAL_FAILURE(RunToEnd("cat /var/task/hello; id -u", got, uid));
+  EXPECT_EQ(got, "bundled\n" + std::to_string(uid) + "\n");
 }
 
 // pids.max of `pid`'s pids cgroup (v1 or v2), or "".
@@ -379,19 +389,10 @@ TEST_F(SpawnerTest, AWaitingShellHasLeftTheHostsMountsBehind) {
   ASSERT_FALSE(mounts.empty()) << "shell " << shell << " never waited";
   EXPECT_EQ(mounts.find(" " + dir_ + "/jail "), std::string::npos) << mounts;
   // And an instance started in it still gets its bundle, read-only, at /var/task.
-  ASSERT_TRUE(WriteFileAtomic(dir_ + "/bundle/hello", "bundled\n").ok());
-  SpawnRequest req = Sleeper();
-  int out[2];
-  ASSERT_EQ(::pipe2(out, O_CLOEXEC), 0);
-  req.argv = {"/bin/sh", "-c", "cat /var/task/hello; touch /var/task/x 2>/dev/null || echo ro"};
-  req.stdout_fd = out[1];
-  auto s = client_->SpawnAndWait(req);
-  ::close(out[1]);
-  ASSERT_TRUE(s.ok()) << s.status().message();
   std::string got;
-  char buf[256];
-  for (ssize_t n; (n = ::read(out[0], buf, sizeof(buf))) > 0;) got.append(buf, n);
-  ::close(out[0]);
+  uid_t uid = 0;
+  ASSERT_NO_FATAL_FAILURE(
+      RunToEnd("cat /var/task/hello; touch /var/task/x 2>/dev/null || echo ro", got, uid));
   EXPECT_EQ(got, "bundled\nro\n");
 }
 

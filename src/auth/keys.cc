@@ -37,18 +37,42 @@ std::optional<int64_t> OptionalInt(const store::Stmt& stmt, int col) {
 std::atomic<uint64_t> next_generation{1};
 uint64_t NewGeneration() { return next_generation.fetch_add(1, std::memory_order_relaxed); }
 
-// The Bearer tokens this thread verified lately. A few, not one: a connection's Screen and
-// Serve of one request may have other connections' requests between them on a shard.
-struct VerifiedToken {
-  uint64_t generation = 0;  // 0: empty
-  std::string token;
-  Caller caller;
+// What this thread looked up in a store lately, each entry stamped with the store's
+// generation when it was read: an entry of another generation is stale (0: empty). A few
+// entries, not one: a connection's Screen and Serve of one request may have other
+// connections' requests between them on a shard.
+template <typename Value, size_t N>
+class StampedCache {
+ public:
+  // The value cached for `key` at `generation`, or null; `same` compares two keys.
+  template <typename Same>
+  const Value* Find(uint64_t generation, std::string_view key, Same same) const {
+    for (const Entry& e : entries_) {
+      if (e.generation == generation && same(e.key, key)) return &e.value;
+    }
+    return nullptr;
+  }
+  void Put(uint64_t generation, std::string_view key, const Value& value) {
+    Entry& e = entries_[next_];
+    next_ = (next_ + 1) % N;
+    e.generation = generation;
+    e.key.assign(key);
+    e.value = value;
+  }
+
+ private:
+  struct Entry {
+    uint64_t generation = 0;
+    std::string key;
+    Value value;
+  };
+  std::array<Entry, N> entries_;
+  size_t next_ = 0;  // the entry the next miss replaces
 };
-struct BearerCache {
-  std::array<VerifiedToken, 4> entries;
-  size_t next = 0;  // the entry the next miss replaces
-};
-thread_local BearerCache bearer_cache;
+
+// The Bearer tokens this thread verified, and the tenant limits it read.
+thread_local StampedCache<Caller, 4> bearer_cache;
+thread_local StampedCache<TenantLimits, 8> limits_cache;
 
 // Constant time in the tokens' contents: a cached token is another caller's secret.
 bool SameToken(std::string_view a, std::string_view b) {
@@ -166,18 +190,9 @@ std::optional<Caller> KeyStore::Bearer(std::string_view token) const {
   // A stamp read before the lookup: a change that lands during it makes the entry stale at
   // once rather than cache a verdict from before the change.
   const uint64_t generation = generation_.load(std::memory_order_acquire);
-  BearerCache& cache = bearer_cache;
-  for (const VerifiedToken& e : cache.entries) {
-    if (e.generation == generation && SameToken(e.token, token)) return e.caller;
-  }
+  if (const Caller* known = bearer_cache.Find(generation, token, SameToken)) return *known;
   std::optional<Caller> caller = BearerUncached(token);
-  if (caller) {
-    VerifiedToken& e = cache.entries[cache.next];
-    cache.next = (cache.next + 1) % cache.entries.size();
-    e.generation = generation;
-    e.token.assign(token);
-    e.caller = *caller;
-  }
+  if (caller) bearer_cache.Put(generation, token, *caller);
   return caller;
 }
 
@@ -346,25 +361,11 @@ std::vector<Tenant> KeyStore::ListTenants() const {
   return out;
 }
 
-namespace {
-// The tenant limits this thread read lately, stamped like the Bearer cache.
-struct KnownLimits {
-  uint64_t generation = 0;  // 0: empty
-  std::string tenant;
-  TenantLimits limits;
-};
-struct LimitsCache {
-  std::array<KnownLimits, 8> entries;
-  size_t next = 0;
-};
-thread_local LimitsCache limits_cache;
-}  // namespace
-
 TenantLimits KeyStore::Limits(std::string_view tenant) const {
   const uint64_t generation = generation_.load(std::memory_order_acquire);
-  LimitsCache& cache = limits_cache;
-  for (const KnownLimits& e : cache.entries) {
-    if (e.generation == generation && e.tenant == tenant) return e.limits;
+  if (const TenantLimits* known = limits_cache.Find(
+          generation, tenant, [](std::string_view a, std::string_view b) { return a == b; })) {
+    return *known;
   }
   TenantLimits limits;
   {
@@ -373,11 +374,7 @@ TenantLimits KeyStore::Limits(std::string_view tenant) const {
       limits = it->second.limits;
     }
   }
-  KnownLimits& e = cache.entries[cache.next];
-  cache.next = (cache.next + 1) % cache.entries.size();
-  e.generation = generation;
-  e.tenant.assign(tenant);
-  e.limits = limits;
+  limits_cache.Put(generation, tenant, limits);
   return limits;
 }
 

@@ -275,8 +275,12 @@ TEST_F(SharedTruthTest, PeerSendingOtherBytesIsRefusedAndTheNextAsked) {
       Eventually([&] { return Members(*a, 3) && Members(*b, 3) && Members(*c, 3); }, 20000));
   const std::string digest = PushModel(*a);
   SetWeights(*a, /*corrupt=*/true);
-  ASSERT_EQ(a->Deploy("reader", ModelReader("reader")).status, 201);
+  // `other` first, and B's try for its model (at the deploy, for the template) seen to fail
+  // before anything else: a try still on its way when A's copy is put right below would take
+  // A's good bytes, and B would have the model before it is meant to.
   ASSERT_EQ(a->Deploy("other", ModelReader("other")).status, 201);
+  ASSERT_TRUE(b->WaitForOutput("no peer gave its file weights.bin", 10000)) << b->Output();
+  ASSERT_EQ(a->Deploy("reader", ModelReader("reader")).status, 201);
   ASSERT_TRUE(
       Eventually([&] { return b->Call("GET", "/v1/functions/reader").status == 200; }, 1000));
 

@@ -75,8 +75,10 @@ try {
 
   async function signIn(key) {
     await page.$eval('#api-key', (el) => { el.value = ''; });
+    // Enter in the field submits the form (implicit submission): unlike a click at the
+    // button's coordinates, it cannot land elsewhere while the page's layout still moves.
     await page.type('#api-key', key);
-    await page.click('#signin-form button[type=submit]');
+    await page.keyboard.press('Enter');
   }
 
   if (scenario === 'wrong-key') {

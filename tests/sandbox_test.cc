@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <boost/json.hpp>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <future>
@@ -295,6 +296,24 @@ TEST(NetworkNoneTest, FailsClearlyWithoutTheSandbox) {
   EXPECT_NE(JsonField(server->Call("GET", "/v1/node").body, "isolation")
                 .find("network: none cannot be enforced"),
             std::string::npos);
+}
+
+// Jailed instances mount the runtimes folder: a server without one refuses to start and says
+// why, rather than answering every call with a failed start.
+TEST(RuntimesFolderTest, AJailedServerWithoutItRefusesToStart) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root: thaw only jails instances as root";
+  char tmpl[] = "/tmp/thaw-no-runtimes-XXXXXX";
+  const std::string data_dir = ::mkdtemp(tmpl);
+  const std::string missing = data_dir + "/no-runtimes-here";
+  // A server that does start (no jail here) is stopped by the timeout, with status 124.
+  ProcessResult r = RunProcess({"/usr/bin/timeout", "20", THAW_BINARY, "serve", "--listen",
+                                "127.0.0.1:0", "--data-dir", data_dir, "--runtimes-dir", missing},
+                               nullptr);
+  RemoveDir(data_dir);
+  const std::string said = r.out + r.err;
+  if (r.exit_code == 124) GTEST_SKIP() << "instances are not jailed here: " << said;
+  EXPECT_NE(r.exit_code, 0) << said;
+  EXPECT_NE(said.find("runtimes folder " + missing + " is not there"), std::string::npos) << said;
 }
 
 }  // namespace

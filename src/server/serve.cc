@@ -397,6 +397,16 @@ int RunServe(Config config, const std::string& exe_dir) {
     spdlog::critical("{}", spawner.status().message());
     return 1;
   }
+  // Every jailed instance, of any runtime, has this folder bound at /opt/thaw: without it each
+  // start would fail, call after call.
+  if ((*spawner)->mode() == sandbox::Isolation::kJail &&
+      !std::filesystem::is_directory(config.runtimes_dir)) {
+    spdlog::critical(
+        "runtimes folder {} is not there: jailed instances mount it at /opt/thaw (pass "
+        "--runtimes-dir, or keep runtimes/ beside the thaw binary)",
+        config.runtimes_dir);
+    return 1;
+  }
   auto listen = ParseListen(config.listen);
   if (!listen.ok()) {
     spdlog::critical("{}", listen.status().message());

@@ -4,8 +4,10 @@
 # (so each burst starts from zero instances) started with the extra `thaw serve` arguments.
 # Each call holds its instance HOLD_MS (concurrency 1), so every call needs an instance of its
 # own; the start figure is the time to the response less that hold. Prints one line per run and
-# the medians. Usage: [SHELLS=N] [SERVER_BIN=path] bench/burst.sh [BURST] [REPEATS] [-- ARGS...]
-# (ARGS: of `thaw serve`; SHELLS: wait for that many ready shells before the burst).
+# the medians. Usage: [SHELLS=N] [FORK_CGROUPS=N] [SERVER_BIN=path] bench/burst.sh [BURST]
+# [REPEATS] [-- ARGS...] (ARGS: of `thaw serve`; SHELLS: wait for that many ready shells before
+# the burst; FORK_CGROUPS: for the function's template and that many cgroups made for its forks;
+# with templates on, hello-cpp's instances are forks of its template).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/shells.sh
@@ -51,6 +53,7 @@ for run in $(seq "$REPEATS"); do
   # idle: SHELLS of them prepared (waiting for a request on their socket) when the server keeps
   # more than the default (--ready-shells).
   spawner=$(ps -o pid= --ppid "$thaw_pid" | head -1 | tr -d ' ')
+  [ -n "${FORK_CGROUPS:-}" ] && wait_fork_cgroups "$spawner" "$FORK_CGROUPS"
   wait_ready_shells "$spawner" "${SHELLS:-0}"
   build/bench/burst "${THAW#http://}" "$KEY" /v1/functions/burst/invoke \
     "{\"sleep_ms\":$HOLD_MS}" "$BURST" > "$work/burst.txt"

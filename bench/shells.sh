@@ -13,3 +13,13 @@ wait_ready_shells() {
   done
   sleep 1
 }
+# wait_fork_cgroups SPAWNER_PID N: waits (up to 60 s) until the spawner holds N cgroups made for
+# forks (those it makes ahead while a template is ready, and its spare's), as on an idle node.
+wait_fork_cgroups() {
+  local spawner=$1 want=$2 dir=/sys/fs/cgroup/pids/thaw
+  [ -d "$dir" ] || dir=/sys/fs/cgroup/thaw
+  for _ in $(seq 1200); do
+    [ "$(ls -d "$dir/shell-$spawner-fork"* 2>/dev/null | wc -l)" -ge "$want" ] && break
+    sleep 0.05
+  done
+}

@@ -22,9 +22,11 @@ constexpr int64_t kRequestPico = 3'000'000'000;  // $3000 per million requests
 constexpr int64_t kGbSecondPico = 16'666'700'000;
 constexpr int64_t kCpuSecondPico = 24'000'000'000;
 constexpr int64_t kPeakGbSecondPico = 2'500'000'000;
+constexpr int64_t kInitGbSecondPico = 50'000'000'000;
 
 struct Ledger {
   int64_t n = 0, billed_ms = 0, billed_mb_ms = 0, cpu_us = 0, peak_mb_us = 0, cold = 0;
+  int64_t template_inits = 0, init_mb_ms = 0;  // the template's init: billed, not an invocation
   std::vector<int64_t> durations;
 };
 
@@ -33,13 +35,19 @@ Ledger ReadLedger(const std::string& db_path, const std::string& function) {
   sqlite3* db = nullptr;
   EXPECT_EQ(sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
   sqlite3_stmt* st = nullptr;
-  EXPECT_EQ(sqlite3_prepare_v2(db,
-                               "SELECT billed_ms, memory_mb, cpu_us, duration_us, "
-                               "max_memory_used_mb, cold_start FROM invocations WHERE function=?",
-                               -1, &st, nullptr),
-            SQLITE_OK);
+  EXPECT_EQ(
+      sqlite3_prepare_v2(db,
+                         "SELECT billed_ms, memory_mb, cpu_us, duration_us, "
+                         "max_memory_used_mb, cold_start, status FROM invocations WHERE function=?",
+                         -1, &st, nullptr),
+      SQLITE_OK);
   sqlite3_bind_text(st, 1, function.c_str(), -1, SQLITE_TRANSIENT);
   while (sqlite3_step(st) == SQLITE_ROW) {
+    if (std::string(reinterpret_cast<const char*>(sqlite3_column_text(st, 6))) == "template_init") {
+      ++l.template_inits;
+      l.init_mb_ms += sqlite3_column_int64(st, 0) * sqlite3_column_int64(st, 1);
+      continue;
+    }
     ++l.n;
     l.billed_ms += sqlite3_column_int64(st, 0);
     l.billed_mb_ms += sqlite3_column_int64(st, 0) * sqlite3_column_int64(st, 1);
@@ -66,7 +74,8 @@ class BillingTest : public ::testing::Test {
         ThawServer::Start({"--price-request-micro-per-million=" + std::to_string(kRequestPico),
                            "--price-gb-second-pico=" + std::to_string(kGbSecondPico),
                            "--price-cpu-second-pico=" + std::to_string(kCpuSecondPico),
-                           "--price-peak-gb-second-pico=" + std::to_string(kPeakGbSecondPico)});
+                           "--price-peak-gb-second-pico=" + std::to_string(kPeakGbSecondPico),
+                           "--price-init-gb-second-pico=" + std::to_string(kInitGbSecondPico)});
   }
   json::object Get(const std::string& target, int want_status = 200) {
     auto r = server_->Call("GET", target);
@@ -100,9 +109,14 @@ TEST_F(BillingTest, UsageTotalsAndCostsMatchTheLedger) {
   EXPECT_DOUBLE_EQ(row["p50_duration_ms"].to_number<double>(), l.durations[3] / 1000.0);
   EXPECT_DOUBLE_EQ(row["p99_duration_ms"].to_number<double>(), l.durations[6] / 1000.0);
 
-  // Lambda: requests x price + sum(billed_ms x memory_mb) / 1024 / 1000 GB-s x price.
-  const __int128 lambda_num =
-      __int128{l.n} * kRequestPico * 1024 * 1000 + __int128{l.billed_mb_ms} * kGbSecondPico;
+  // hello-cpp's instances fork from its template, whose init is billed at the init price.
+  EXPECT_EQ(row["template_inits"].as_int64(), l.template_inits);
+  EXPECT_EQ(l.template_inits, 1);
+  // Lambda: requests x price + sum(billed_ms x memory_mb) / 1024 / 1000 GB-s x price (and the
+  // template's init at its price).
+  const __int128 lambda_num = __int128{l.n} * kRequestPico * 1024 * 1000 +
+                              __int128{l.billed_mb_ms} * kGbSecondPico +
+                              __int128{l.init_mb_ms} * kInitGbSecondPico;
   const int64_t lambda = Round(lambda_num, __int128{1'000'000} * 1024 * 1000);
   // Actual use: requests + CPU-s + sum(duration_us x max_memory_used_mb) / 1024 / 1e6 GB-s.
   const __int128 actual_num = __int128{l.n} * kRequestPico * 1024 * 1'000'000 +

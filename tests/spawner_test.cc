@@ -5,8 +5,10 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <condition_variable>
@@ -19,6 +21,7 @@
 #include <vector>
 
 #include "common/files.h"
+#include "sandbox/cgroup.h"
 #include "sandbox/wire.h"
 
 namespace thaw::sandbox {
@@ -509,6 +512,37 @@ TEST(SpawnerPlainTest, AFailedExecSaysWhyAndTheNextStartWorks) {
   client.reset();
   EXPECT_EQ(got, "hello from the child\nhello from the child\nhello from the child\n");
   (void)RemoveTree(dir);
+}
+
+// The spawner's cgroups made ahead for forks: a process joins one through its open
+// cgroup.procs files, in every hierarchy, and a refused move is an error, not a silent miss.
+TEST(CgroupProcsTest, AddMovesAProcessIntoEveryHierarchy) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root: cgroups";
+  auto cgroups = Cgroups::Detect();
+  if (!cgroups.ok()) GTEST_SKIP() << cgroups.status().message();
+  const std::string name = "procs-test-" + std::to_string(::getpid());
+  ASSERT_TRUE((*cgroups)->Create(name, CgroupLimits{}).ok());
+  auto procs = CgroupProcs::Open(**cgroups, name);
+  ASSERT_TRUE(procs.ok()) << procs.status().message();
+  const pid_t child = ::fork();
+  if (child == 0) {
+    ::pause();
+    ::_exit(0);
+  }
+  ASSERT_GT(child, 0);
+  const Status added = procs->Add(child);
+  std::vector<std::string> missing;  // hierarchies whose cgroup.procs does not list the child
+  for (const std::string& file : (*cgroups)->ProcsFiles(name)) {
+    std::ifstream in(file);
+    std::set<std::string> pids{std::istream_iterator<std::string>(in), {}};
+    if (!pids.contains(std::to_string(child))) missing.push_back(file);
+  }
+  ::kill(child, SIGKILL);
+  ::waitpid(child, nullptr, 0);
+  EXPECT_TRUE(added.ok()) << added.message();
+  EXPECT_TRUE(missing.empty()) << missing.front();
+  EXPECT_FALSE(procs->Add(child).ok());  // reaped: no such process
+  EXPECT_TRUE((*cgroups)->Remove(name).ok());
 }
 
 }  // namespace

@@ -1,15 +1,19 @@
-// Templates (instance/template.h): a python3 version's instances forked from a runtime that
-// already ran the function's init. Against the real server and spawner: prewarm at deploy and
-// at restart, what siblings must not share (random state, identity, Runtime API), fork safety
-// (threads refused), containment of one sibling's crash or OOM, and the fallback to a full cold
-// start when the template is gone. As root the instances are jailed, each fork in its own
+// Templates (instance/template.h): a python3 (or C++ SDK) version's instances forked from a
+// runtime that already ran the function's init. Against the real server and spawner: prewarm at
+// deploy and at restart, what siblings must not share (random state, identity, Runtime API), fork
+// safety (threads refused), containment of one sibling's crash or OOM, and the fallback to a full
+// cold start when the template is gone. As root the instances are jailed, each fork in its own
 // cgroup; elsewhere the same behaviour holds for plain processes.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <boost/json.hpp>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <future>
+#include <map>
 #include <set>
 #include <string>
 #include <vector>
@@ -22,6 +26,8 @@ namespace {
 namespace json = boost::json;
 
 constexpr int kTemplateWaitMs = 60'000;  // a template's init, on a machine under load
+// tests/template_cpp_main.cc, built with the C++ SDK.
+const std::string kTemplateCpp = std::string(THAW_BUILD_DIR) + "/tests/template-cpp/bootstrap";
 
 // A handler that reports who it is; it sleeps when asked, to hold its instance busy.
 constexpr char kWhoAmI[] =
@@ -59,6 +65,18 @@ class TemplateTest : public ServerTest {
       ++n;
     }
     return n;
+  }
+  // A C++ function: `bootstrap` (kTemplateCpp unless given) and `files` beside it.
+  void DeployCpp(const std::string& name, const std::string& yaml,
+                 std::map<std::string, std::string> files = {}) {
+    files["thaw.yaml"] = "runtime: cpp\n" + yaml;
+    const bool own = files.contains("bootstrap");
+    dirs_.push_back(MakeBundle(files, {"bootstrap"}));
+    if (!own) {
+      ASSERT_EQ(std::system(("cp " + kTemplateCpp + " " + dirs_.back() + "/").c_str()), 0);
+    }
+    auto r = server_->Deploy(name, dirs_.back());
+    ASSERT_EQ(r.status, 201) << r.body;
   }
   // `n` calls at once, each holding its instance for `sleep_s`: `n` instances.
   std::vector<HttpResult> Concurrently(const std::string& name, int n, double sleep_s) const {
@@ -234,6 +252,139 @@ TEST_F(TemplateTest, ThreadsAtInitAreRefusedOncePerVersionAndCallsStartFull) {
   EXPECT_NE(std::string(t.at("why").as_string()).find("2 threads"), std::string::npos)
       << json::serialize(t);
   EXPECT_EQ(Count(Logs("threaded"), "TEMPLATE_REPORT Status: refused"), 1u) << Logs("threaded");
+}
+
+// The C++ SDK serves as a template as bootstrap.py does: main()'s init runs once, in the
+// template, and each instance is a fork of it with an identity of its own.
+TEST_F(TemplateTest, CppInstancesForkAfterMainsInitEachWithItsOwnIdentity) {
+  DeployCpp("cppfork", "max_instances: 4\ntimeout_s: 60\n");
+  ASSERT_TRUE(WaitForTemplate("cppfork", "ready")) << json::serialize(TemplateOf("cppfork"));
+  auto results = Concurrently("cppfork", 3, 1.0);
+  std::set<std::string> pids, rands, streams, apis;
+  for (const auto& r : results) {
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(r.Header("x-thaw-start-kind"), "fork");
+    auto o = json::parse(r.body).as_object();
+    // The init ran in another process (the template), not in this instance.
+    EXPECT_NE(o.at("pid"), o.at("init_pid")) << r.body;
+    EXPECT_FALSE(o.at("channel").as_string().empty()) << r.body;
+    pids.insert(json::serialize(o.at("pid")));
+    rands.insert(json::serialize(o.at("rand")));
+    streams.insert(std::string(o.at("stream").as_string()));
+    apis.insert(std::string(o.at("api").as_string()));
+  }
+  EXPECT_EQ(pids.size(), 3u);
+  EXPECT_EQ(rands.size(), 3u);  // rand() reseeded in each fork
+  EXPECT_EQ(streams.size(), 3u);
+  EXPECT_EQ(apis.size(), 3u);
+  auto warm = server_->Invoke("cppfork");
+  EXPECT_EQ(warm.Header("x-thaw-start-kind"), "warm") << warm.body;
+  EXPECT_NE(Logs("cppfork").find("TEMPLATE_REPORT Init Duration: "), std::string::npos);
+}
+
+TEST_F(TemplateTest, CppThreadsAtInitAreRefusedAndCallsStartFull) {
+  DeployCpp("cppthreads", "timeout_s: 60\n", {{"threads", ""}});
+  ASSERT_TRUE(WaitForTemplate("cppthreads", "ready"));
+  auto r = server_->Invoke("cppthreads");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.Header("x-thaw-start-kind"), "full");
+  auto o = json::parse(r.body).as_object();
+  EXPECT_EQ(o.at("pid"), o.at("init_pid")) << r.body;
+  auto t = TemplateOf("cppthreads");
+  EXPECT_EQ(t.at("state").as_string(), "unusable");
+  EXPECT_NE(std::string(t.at("why").as_string()).find("2 threads"), std::string::npos)
+      << json::serialize(t);
+  EXPECT_EQ(Count(Logs("cppthreads"), "TEMPLATE_REPORT Status: refused"), 1u);
+}
+
+// A bootstrap built with an SDK from before templates (here a shell runtime) is never started
+// as a template: it would only fail that init. Its instances start in full, nothing is logged.
+TEST_F(TemplateTest, CppBootstrapWithoutTemplateSupportStartsFull) {
+  DeployCpp("oldsdk", "",
+            {{"bootstrap",
+              "#!/bin/sh\n"
+              "api=http://$AWS_LAMBDA_RUNTIME_API/2018-06-01/runtime/invocation\n"
+              "while true; do\n"
+              "  id=$(curl -sS -D - -o /dev/null $api/next | tr -d '\\r' |\n"
+              "    sed -n 's/^[Ll]ambda-[Rr]untime-[Aa]ws-[Rr]equest-[Ii]d: //p')\n"
+              "  curl -sS -o /dev/null -d '\"old\"' $api/$id/response\n"
+              "done\n"}});
+  auto r = server_->Invoke("oldsdk");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.body, "\"old\"");
+  EXPECT_EQ(r.Header("x-thaw-start-kind"), "full");
+  auto t = TemplateOf("oldsdk");
+  EXPECT_EQ(t.at("state").as_string(), "unusable") << json::serialize(t);
+  EXPECT_NE(std::string(t.at("why").as_string()).find("without template support"),
+            std::string::npos)
+      << json::serialize(t);
+  EXPECT_EQ(Logs("oldsdk").find("TEMPLATE_REPORT"), std::string::npos) << Logs("oldsdk");
+}
+
+// The spawner makes cgroups for forks ahead, with the limits the last fork asked for; a fork of
+// another version with other limits gets its own limits all the same.
+TEST_F(TemplateTest, ForksOfVersionsWithOtherLimitsGetTheirOwn) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root: cgroups";
+  DeployCpp("small", "memory_mb: 64\n");
+  DeployCpp("large", "memory_mb: 320\n");
+  ASSERT_TRUE(WaitForTemplate("small", "ready"));
+  ASSERT_TRUE(WaitForTemplate("large", "ready"));
+  // Each instance's memory limit as its cgroup holds it (v1 memory.limit_in_bytes, v2
+  // memory.max).
+  auto limits_of = [&](const std::string& name) {
+    std::vector<int64_t> limits;
+    const json::object f = Function(name);
+    for (const auto& inst : f.at("instance_list").as_array()) {
+      std::ifstream in("/proc/" + std::to_string(inst.at("pid").as_int64()) + "/cgroup");
+      int64_t bytes = -1;
+      for (std::string line; std::getline(in, line);) {
+        const size_t colon = line.find(':'), path = line.find(":/");
+        const std::string controllers = line.substr(colon + 1, path - colon - 1);
+        std::string file;
+        if (controllers == "memory") {
+          file = "/sys/fs/cgroup/memory" + line.substr(path + 1) + "/memory.limit_in_bytes";
+        } else if (controllers.empty() && line.starts_with("0::/thaw/")) {
+          file = "/sys/fs/cgroup" + line.substr(path + 1) + "/memory.max";
+        }
+        std::ifstream limit(file);
+        if (!file.empty() && (limit >> bytes)) break;
+      }
+      limits.push_back(bytes);
+    }
+    return limits;
+  };
+  // The spawner (the server's child) holds each template's spare and, once idle, the cgroups it
+  // makes ahead (ready_shells: 2), all named shell-<its pid>-fork<n>: with those made, one of
+  // the second forks below takes a cgroup made with the other function's limits.
+  std::ifstream children("/proc/" + std::to_string(server_->pid()) + "/task/" +
+                         std::to_string(server_->pid()) + "/children");
+  std::string spawner;
+  children >> spawner;
+  const std::string hierarchy = std::filesystem::exists("/sys/fs/cgroup/pids/thaw")
+                                    ? "/sys/fs/cgroup/pids/thaw"
+                                    : "/sys/fs/cgroup/thaw";
+  ASSERT_TRUE(Eventually(
+      [&] {
+        size_t made = 0;
+        std::error_code ec;
+        for (const auto& e : std::filesystem::directory_iterator(hierarchy, ec)) {
+          made += e.path().filename().string().starts_with("shell-" + spawner + "-fork");
+        }
+        return made >= 4;
+      },
+      30'000));
+  // Two calls at once each: the spare, then a fork into a cgroup made ahead.
+  for (const std::string name : {"small", "large"}) {
+    for (const auto& r : Concurrently(name, 2, 0.3)) {
+      EXPECT_EQ(r.status, 200) << r.body;
+      EXPECT_NE(r.Header("x-thaw-start-kind"), "full") << r.body;
+    }
+  }
+  const auto small = limits_of("small"), large = limits_of("large");
+  EXPECT_EQ(small, std::vector<int64_t>(small.size(), int64_t{64} << 20));
+  EXPECT_EQ(large, std::vector<int64_t>(large.size(), int64_t{320} << 20));
+  EXPECT_GE(small.size(), 2u);
+  EXPECT_GE(large.size(), 2u);
 }
 
 TEST_F(TemplateTest, DeadTemplateFallsBackToFullThenIsMadeAgain) {

@@ -4,12 +4,18 @@
 // (Content-Length and chunked bodies) keep the runtime's start-up to a connect() and its
 // per-call overhead to one write (the response and the next GET, pipelined) and two reads.
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/random.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -20,9 +26,11 @@
 #include <cstring>
 #include <exception>
 #include <initializer_list>
+#include <memory>
 #include <optional>
 #include <string_view>
 #include <typeinfo>
+#include <vector>
 
 #include "thaw/runtime.h"
 
@@ -277,9 +285,9 @@ class Channel {
   // The next event; false when thaw closed the channel (it is stopping this instance).
   bool ReadEvent(InvocationRequest& req) {
     if (!Fill(4)) return false;
-    const size_t size = ReadU32(buf_.data() + off_);
+    const size_t size = ReadU32(buf_.get() + off_);
     if (!Fill(4 + size)) return false;  // may move the bytes: read them after
-    std::string_view frame(buf_.data() + off_ + 4, size);
+    std::string_view frame(buf_.get() + off_ + 4, size);
     off_ += 4 + size;
     if (frame.empty() || frame[0] != 'V') return false;
     std::string_view fields[7];
@@ -317,11 +325,17 @@ class Channel {
   bool Fill(size_t n) {
     if (end_ - off_ >= n) return true;
     if (off_ > 0) {
-      std::memmove(buf_.data(), buf_.data() + off_, end_ - off_);
+      std::memmove(buf_.get(), buf_.get() + off_, end_ - off_);
       end_ -= off_;
       off_ = 0;
     }
-    if (buf_.size() < n) buf_.resize(std::max(n, 2 * buf_.size()));
+    if (size_ < n) {
+      const size_t size = std::max(n, 2 * size_);
+      std::unique_ptr<char[]> bigger(new char[size]);
+      std::memcpy(bigger.get(), buf_.get(), end_);
+      buf_ = std::move(bigger);
+      size_ = size;
+    }
     while (end_ < n) {
       // Sleep in poll, not in read: thaw reading our last frame frees its buffer, and the
       // kernel then wakes every sleeper on this socket (unix_write_space); a blocking read
@@ -331,7 +345,7 @@ class Channel {
         if (errno == EINTR) continue;
         return false;
       }
-      ssize_t got = ::read(fd_, buf_.data() + end_, buf_.size() - end_);
+      ssize_t got = ::read(fd_, buf_.get() + end_, size_ - end_);
       if (got < 0 && errno == EINTR) continue;
       if (got <= 0) return false;
       end_ += static_cast<size_t>(got);
@@ -340,7 +354,9 @@ class Channel {
   }
 
   int fd_;
-  std::string buf_ = std::string(65536, '\0');
+  // Not zero-filled: a page is touched (and faulted in) only once a read reaches it.
+  size_t size_ = 65536;
+  std::unique_ptr<char[]> buf_{new char[size_]};
   size_t off_ = 0, end_ = 0;  // unread bytes: [off_, end_)
 };
 
@@ -352,6 +368,193 @@ int ChannelFd() {
   // SAFETY: the function's own child processes must not hold (or write into) the channel.
   if (fd < 0 || ::fcntl(fd, F_SETFD, FD_CLOEXEC) != 0) return -1;
   return fd;
+}
+
+// --- Templates (thaw's docs/sandbox.md): init once, then fork instances ----------------------
+// With templates on, thaw first starts the bootstrap as a template: THAW_TEMPLATE_FD names its
+// channel to thaw's spawner. Everything main() did before Run is the function's init; Run then
+// serves no events in the template but says "R" there and waits for fork requests: "P" with a
+// fork socket. It refuses while the process holds more than one thread (a fork keeps only the
+// calling one: locks the others hold would never be released), saying why on the fork socket
+// (["E", why]). Else its child says ["H", its pid] there and waits for its identity, ["I",
+// nodump, env...] with its stdout and stderr (and its native channel), sent once thaw has moved
+// it into a cgroup of its own; then Run goes on in the child as in any instance. The template
+// reports each child it reaps as ["X", pid, wait status]. Fields end in NUL (thaw's
+// src/sandbox/wire.h). thaw forks only bootstraps that name THAW_TEMPLATE_FD (this file does),
+// so binaries built with an older SDK keep their full starts.
+
+constexpr char kTemplateFdVar[] = "THAW_TEMPLATE_FD";
+
+// The template channel thaw gave this process, or -1 (an instance, or not under thaw).
+int TemplateFd() {
+  const char* v = std::getenv(kTemplateFdVar);
+  if (v == nullptr || *v == '\0') return -1;
+  const int fd = std::atoi(v);
+  ::unsetenv(kTemplateFdVar);
+  // SAFETY: the function's own child processes must not hold the spawner's channel.
+  if (fd < 0 || ::fcntl(fd, F_SETFD, FD_CLOEXEC) != 0) return -1;
+  return fd;
+}
+
+bool SendFields(int fd, std::initializer_list<std::string_view> fields) {
+  std::string msg;
+  for (std::string_view f : fields) {
+    msg.append(f);
+    msg.push_back('\0');
+  }
+  return ::send(fd, msg.data(), msg.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(msg.size());
+}
+
+// One message into `buf` (at most `size` bytes) and at most `max_fds` descriptors, each
+// close-on-exec. Returns the message's fields (each ended by NUL), or nothing when the read
+// failed, the channel closed or the message was cut; `fds` holds what came either way.
+std::optional<std::vector<std::string>> ReceiveFields(int fd, char* buf, size_t size,
+                                                      std::vector<int>& fds, size_t max_fds) {
+  iovec iov{buf, size};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 4)];
+  msghdr mh{};
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  mh.msg_control = control;
+  mh.msg_controllen = CMSG_SPACE(sizeof(int) * max_fds);
+  ssize_t n;
+  do {
+    n = ::recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
+  } while (n < 0 && errno == EINTR);
+  for (cmsghdr* c = CMSG_FIRSTHDR(&mh); n >= 0 && c != nullptr; c = CMSG_NXTHDR(&mh, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    const size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (size_t i = 0; i < count; ++i) {
+      int got;
+      std::memcpy(&got, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+      fds.push_back(got);
+    }
+  }
+  if (n <= 0 || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0 || buf[n - 1] != '\0') {
+    return std::nullopt;
+  }
+  std::vector<std::string> fields;
+  for (size_t at = 0; at < static_cast<size_t>(n);) {
+    const size_t end = std::string_view(buf, n).find('\0', at);
+    fields.emplace_back(buf + at, end - at);
+    at = end + 1;
+  }
+  return fields;
+}
+
+void CloseAll(const std::vector<int>& fds) {
+  for (int fd : fds) ::close(fd);
+}
+
+int ThreadCount() {
+  int threads = 0;
+  if (DIR* d = ::opendir("/proc/self/task")) {
+    while (dirent* e = ::readdir(d)) threads += e->d_name[0] != '.';
+    ::closedir(d);
+  }
+  return threads;
+}
+
+// In a template's child, on its fork socket: says hello, takes its identity and becomes the
+// instance thaw asked for. Exits when thaw does not take it (a spare thaw let go).
+void BecomeInstance(int sock) {
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // it ends with its template
+  ::setsid();
+  if (!SendFields(sock, {"H", std::to_string(::getpid())})) ::_exit(0);
+  // Room for any environment; not zero-filled, so only the pages the identity fills are
+  // touched (each costs a forked child a page fault).
+  constexpr size_t kMaxIdentity = 1 << 20;
+  std::unique_ptr<char[]> buf(new char[kMaxIdentity]);
+  std::vector<int> fds;
+  auto fields = ReceiveFields(sock, buf.get(), kMaxIdentity, fds, 3);
+  if (!fields || fields->size() < 2 || (*fields)[0] != "I" || fds.size() < 2 || fds.size() > 3) {
+    ::_exit(0);  // not taken: it must not run
+  }
+  ::close(sock);
+  ::dup2(fds[0], 1);
+  ::dup2(fds[1], 2);
+  ::close(fds[0]);
+  ::close(fds[1]);
+  // Siblings share the template's uid: none may read another's memory or descriptors (ptrace
+  // is refused by seccomp; this covers /proc/PID/mem, environ and pidfd_getfd).
+  if ((*fields)[1] == "1") ::prctl(PR_SET_DUMPABLE, 0);
+  ::clearenv();
+  for (size_t i = 2; i < fields->size(); ++i) {
+    const std::string& kv = (*fields)[i];
+    const size_t eq = kv.find('=');
+    if (eq != std::string::npos) ::setenv(kv.substr(0, eq).c_str(), kv.c_str() + eq + 1, 1);
+  }
+  // Its own native channel, at whatever number it arrived (the template's descriptors are in
+  // the way of the one an exec'd instance gets).
+  if (fds.size() == 3) {
+    ::setenv("THAW_CHANNEL_FD", std::to_string(fds[2]).c_str(), 1);
+  } else {
+    ::unsetenv("THAW_CHANNEL_FD");
+  }
+  // Siblings must not draw the same numbers from rand() as each other or the template.
+  unsigned seed = 0;
+  if (::getrandom(&seed, sizeof(seed), 0) == sizeof(seed)) std::srand(seed);
+}
+
+// The template's loop. Returns only in a child, once it is an instance; the template itself
+// exits when thaw closes its channel.
+void ServeAsTemplate(int chan) {
+  std::fflush(nullptr);
+  sigset_t chld, old;
+  sigemptyset(&chld);
+  sigaddset(&chld, SIGCHLD);
+  ::sigprocmask(SIG_BLOCK, &chld, &old);
+  const int reaped = ::signalfd(-1, &chld, SFD_NONBLOCK | SFD_CLOEXEC);
+  if (reaped < 0 || !SendFields(chan, {"R"})) {
+    std::fprintf(stderr, "[thaw] template: %s\n", std::strerror(errno));
+    ::_exit(1);
+  }
+  char buf[4096];
+  for (;;) {
+    pollfd p[2] = {{chan, POLLIN, 0}, {reaped, POLLIN, 0}};
+    if (::poll(p, 2, -1) < 0) continue;  // EINTR
+    if (p[1].revents != 0) {
+      signalfd_siginfo info;
+      while (::read(reaped, &info, sizeof(info)) == sizeof(info)) {
+      }
+      int status = 0;
+      for (pid_t pid; (pid = ::waitpid(-1, &status, WNOHANG)) > 0;) {
+        (void)SendFields(chan, {"X", std::to_string(pid), std::to_string(status)});
+      }
+    }
+    if (p[0].revents == 0) continue;
+    std::vector<int> fds;
+    auto fields = ReceiveFields(chan, buf, sizeof(buf), fds, 1);
+    if (!fields && fds.empty()) ::_exit(0);  // thaw is gone
+    if (!fields || *fields != std::vector<std::string>{"P"} || fds.size() != 1) {
+      CloseAll(fds);
+      continue;
+    }
+    const int fork_fd = fds[0];
+    if (const int threads = ThreadCount(); threads > 1) {
+      (void)SendFields(fork_fd, {"E", "the template holds " + std::to_string(threads) +
+                                          " threads after init (a fork keeps only one); start "
+                                          "no threads before thaw::runtime::Run"});
+      ::close(fork_fd);
+      continue;
+    }
+    std::fflush(nullptr);
+    if (::fork() != 0) {  // the template (or a failed fork: thaw sees the socket close)
+      ::close(fork_fd);
+      continue;
+    }
+    ::close(reaped);
+    ::close(chan);
+    ::sigprocmask(SIG_SETMASK, &old, nullptr);
+    BecomeInstance(fork_fd);
+    return;
+  }
+}
+
+// Called first by Run and RunStreaming: in a template, returns only once this process is a
+// forked instance.
+void ServeAsTemplateIfAsked() {
+  if (const int chan = TemplateFd(); chan >= 0) ServeAsTemplate(chan);
 }
 
 }  // namespace detail
@@ -565,6 +768,7 @@ int RunOnChannel(const Handler& handler, int fd) {
 }  // namespace
 
 int Run(const Handler& handler) {
+  detail::ServeAsTemplateIfAsked();
   if (const int fd = ChannelFd(); fd >= 0) return RunOnChannel(handler, fd);
   Connection conn;
   const std::string next =
@@ -586,6 +790,7 @@ int Run(const Handler& handler) {
 }
 
 int RunStreaming(const StreamingHandler& handler) {
+  detail::ServeAsTemplateIfAsked();
   // Under thaw, events come on the native channel; the streamed answers still go over HTTP
   // (Lambda's streaming mode: chunks and error trailers), then the channel says "ready".
   const int fd = ChannelFd();
@@ -637,6 +842,12 @@ int RunStreaming(const StreamingHandler& handler) {
 }
 
 void ReportInitError(const std::string& error_type, const std::string& error_message) {
+  // A template has no caller to tell: the full start that follows reports the error.
+  if (const int chan = detail::TemplateFd(); chan >= 0) {
+    std::fprintf(stderr, "[thaw] template init failed: %s: %s\n", error_type.c_str(),
+                 error_message.c_str());
+    return;
+  }
   if (const int fd = ChannelFd(); fd >= 0) {
     Channel channel(fd);
     (void)channel.Send('I', {error_type, ErrorJson(error_type, error_message)});

@@ -2,7 +2,9 @@
 // reading what it prints into the log store.
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -10,11 +12,13 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
+#include <cstring>
 #include <tuple>
 
 #include "common/files.h"
 #include "common/ids.h"
 #include "common/tenant.h"
+#include "common/unique_fd.h"
 #include "instance/instance_factory.h"
 #include "instance/template.h"
 #include "logs/log_store.h"
@@ -102,13 +106,31 @@ class TemplateLog : public std::enable_shared_from_this<TemplateLog> {
   std::string partial_;
 };
 
+// Whether a cpp bundle's bootstrap serves as a template: the C++ SDK does since it names
+// THAW_TEMPLATE_FD (runtimes/cpp/thaw_runtime.cc); one built with an older SDK would only
+// fail its template's init. Reads the file once per version, when its template is first made.
+bool BootstrapServesTemplates(const std::string& bundle_dir) {
+  static constexpr char kNeedle[] = "THAW_TEMPLATE_FD";  // with its NUL, as the SDK stores it
+  const std::string path = bundle_dir + "/bootstrap";
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  struct stat st;
+  if (!fd.valid() || ::fstat(fd.get(), &st) != 0 || st.st_size < 1) return false;
+  const size_t size = static_cast<size_t>(st.st_size);
+  void* data = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd.get(), 0);
+  if (data == MAP_FAILED) return false;
+  const bool found = ::memmem(data, size, kNeedle, sizeof(kNeedle)) != nullptr;
+  ::munmap(data, size);
+  return found;
+}
+
 }  // namespace
 
 std::shared_ptr<instance::Template> FunctionPool::TemplateFor(PoolContext* ctx,
                                                               const registry::Version& v) {
   const registry::Manifest& m = v.manifest;
   if (!ctx->templates || ctx->manager == nullptr || m.template_off ||
-      (m.runtime != registry::Runtime::kPython3 && m.runtime != registry::Runtime::kNodejs) ||
+      (m.runtime != registry::Runtime::kPython3 && m.runtime != registry::Runtime::kNodejs &&
+       m.runtime != registry::Runtime::kCpp) ||
       m.network == registry::Network::kNone || m.gpu.count > 0) {
     return nullptr;
   }
@@ -141,6 +163,14 @@ void FunctionPool::StartTemplate() {
     return;
   }
   if (!template_->BeginStart()) return;
+  if (version_->manifest.runtime == registry::Runtime::kCpp &&
+      !BootstrapServesTemplates(version_->bundle_dir)) {
+    // Not the function's failure: nothing to report in its log, and it never changes.
+    (void)template_->InitFailed(
+        "its bootstrap was built without template support (a thaw C++ SDK from before "
+        "templates): instances start fresh; rebuild it to fork them");
+    return;
+  }
   auto fail = [this](const std::string& why) {
     if (template_->InitFailed(why)) {
       ctx_->logs->Append(version_->function, "", "platform",

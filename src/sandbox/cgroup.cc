@@ -121,6 +121,12 @@ class CgroupV1 final : public Cgroups {
     return Status::Ok();
   }
 
+  std::vector<std::string> ProcsFiles(const std::string& name) const override {
+    std::vector<std::string> files;
+    for (const char* c : controllers_) files.push_back(Dir(c, name) + "/cgroup.procs");
+    return files;
+  }
+
   StatusOr<CgroupUsage> Usage(const std::string& name) const override {
     CgroupUsage u;
     const std::string mem = Dir("memory", name);
@@ -206,6 +212,10 @@ class CgroupV2 final : public Cgroups {
     return WriteValue(Dir(name) + "/cgroup.procs", std::to_string(pid));
   }
 
+  std::vector<std::string> ProcsFiles(const std::string& name) const override {
+    return {Dir(name) + "/cgroup.procs"};
+  }
+
   StatusOr<CgroupUsage> Usage(const std::string& name) const override {
     const std::string d = Dir(name);
     if (!PathExists(d)) return NotFound("no cgroup " + name);
@@ -269,6 +279,27 @@ StatusOr<std::unique_ptr<Cgroups>> Cgroups::Detect(const std::string& root) {
     }
   }
   return std::unique_ptr<Cgroups>(new CgroupV1(root));
+}
+
+StatusOr<CgroupProcs> CgroupProcs::Open(const Cgroups& cgroups, const std::string& name) {
+  CgroupProcs procs;
+  for (const std::string& file : cgroups.ProcsFiles(name)) {
+    UniqueFd fd(::open(file.c_str(), O_WRONLY | O_CLOEXEC));
+    if (!fd.valid()) return ErrnoStatus("open", file, errno);
+    procs.fds_.push_back(std::move(fd));
+  }
+  return procs;
+}
+
+Status CgroupProcs::Add(pid_t pid) const {
+  const std::string text = std::to_string(pid);
+  for (const UniqueFd& fd : fds_) {
+    // Each write is a move: the kernel reports a refusal as the write's error.
+    if (::write(fd.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size())) {
+      return ErrnoStatus("write '" + text + "' to", "cgroup.procs", errno);
+    }
+  }
+  return Status::Ok();
 }
 
 CpuCounter CpuCounter::ForCgroupFile(const std::string& path) {

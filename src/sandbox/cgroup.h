@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "common/unique_fd.h"
 #include "sandbox/gpu.h"
 
 namespace thaw::sandbox {
@@ -21,6 +22,8 @@ struct CgroupLimits {
   int64_t memory_bytes = 128LL << 20;
   int64_t pids_max = 1024;
   int64_t cpu_weight = 100;  // 1..10000, v2 semantics; v1 converts to cpu.shares
+
+  bool operator==(const CgroupLimits&) const = default;
 };
 
 struct CgroupUsage {
@@ -45,6 +48,8 @@ class Cgroups {
   // Changes the limits of an existing cgroup (a pre-created one, when an instance takes it).
   virtual Status SetLimits(const std::string& name, const CgroupLimits& limits) = 0;
   virtual Status AddProcess(const std::string& name, pid_t pid) = 0;
+  // The cgroup.procs file of each hierarchy `name` is in (one on v2), for OpenProcs.
+  virtual std::vector<std::string> ProcsFiles(const std::string& name) const = 0;
   virtual StatusOr<CgroupUsage> Usage(const std::string& name) const = 0;
   // The file holding the cgroup's CPU counter (for a reader that keeps it open) and how to
   // parse it; see CpuCounter.
@@ -59,6 +64,20 @@ class Cgroups {
   virtual Status Remove(const std::string& name) = 0;
   // The names of the instance cgroups that exist now.
   virtual std::vector<std::string> Names() const = 0;
+};
+
+// A cgroup's cgroup.procs files held open, so that moving a process in is one write per
+// hierarchy with no path lookup: the spawner makes cgroups for forks ahead this way (on cgroup
+// v1, opening the five files by path cost it more than the writes). Move-only.
+class CgroupProcs {
+ public:
+  static StatusOr<CgroupProcs> Open(const Cgroups& cgroups, const std::string& name);
+  // Moves `pid` (0: the caller) into the cgroup, in every hierarchy.
+  Status Add(pid_t pid) const;
+  bool empty() const { return fds_.empty(); }
+
+ private:
+  std::vector<UniqueFd> fds_;
 };
 
 // Reads a CPU-time counter cheaply and often: one pread on a file kept open. Sources: a

@@ -4,6 +4,12 @@
 // and for streamed answers, it speaks the AWS Lambda Runtime API over one keep-alive
 // connection. No dependencies beyond libc, so it also runs on AWS Lambda's provided.al2023.
 // Single-threaded: Run owns the calling thread.
+//
+// Templates: with templates on, thaw starts the bootstrap once per version as a template and
+// forks its instances from it. Everything main() does before Run is the init, run once there
+// (load models before Run); Run then waits to be forked and returns to its loop in each fork.
+// Start no threads before Run (the template then refuses to fork and instances start in
+// full). Each fork reseeds rand(); seed other generators in the handler.
 #pragma once
 
 #include <cstdint>

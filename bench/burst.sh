@@ -41,6 +41,7 @@ printf 'name: burst\nruntime: cpp\nmax_instances: %s\nmemory_mb: 64\n' "$BURST" 
 : > "$work/runs.txt"
 for run in $(seq "$REPEATS"); do
   rm -rf "$work/data"
+  wait_idle
   "$SERVER_BIN" serve --listen 127.0.0.1:0 --data-dir "$work/data" --log-level warn \
     --node-memory-mb 1000000 --max-queue 10000 "$@" > "$work/thaw.log" 2>&1 &
   thaw_pid=$!

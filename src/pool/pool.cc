@@ -558,9 +558,9 @@ int64_t FunctionPool::PeakMemoryMbLocked(const Instance& inst) const {
   if (ctx_->spawner == nullptr) return 0;  // no processes of its own (a test's launcher)
   if (const sandbox::Cgroups* cg = ctx_->spawner->cgroups();
       cg != nullptr && !inst.cgroup.empty()) {
-    auto usage = cg->Usage(inst.cgroup);
-    if (usage.ok() && usage->peak_memory_bytes > 0)
-      return (usage->peak_memory_bytes + (1 << 20) - 1) >> 20;
+    if (const int64_t peak = cg->PeakMemoryBytes(inst.cgroup); peak > 0) {
+      return (peak + (1 << 20) - 1) >> 20;
+    }
   }
   return ReadPeakRssMb(inst.pid);
 }

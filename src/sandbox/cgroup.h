@@ -51,6 +51,8 @@ class Cgroups {
   // The cgroup.procs file of each hierarchy `name` is in (one on v2), for OpenProcs.
   virtual std::vector<std::string> ProcsFiles(const std::string& name) const = 0;
   virtual StatusOr<CgroupUsage> Usage(const std::string& name) const = 0;
+  // Usage's peak_memory_bytes alone: one file read (0 when unknown or gone).
+  virtual int64_t PeakMemoryBytes(const std::string& name) const = 0;
   // The file holding the cgroup's CPU counter (for a reader that keeps it open) and how to
   // parse it; see CpuCounter.
   virtual std::string CpuFile(const std::string& name) const = 0;

@@ -8,7 +8,9 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/json.hpp>
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -295,6 +297,41 @@ TEST_F(TemplateTest, CppThreadsAtInitAreRefusedAndCallsStartFull) {
   EXPECT_NE(std::string(t.at("why").as_string()).find("2 threads"), std::string::npos)
       << json::serialize(t);
   EXPECT_EQ(Count(Logs("cppthreads"), "TEMPLATE_REPORT Status: refused"), 1u);
+}
+
+// Regression: 500 forked instances deadlocked the server, starting and being removed: the
+// spawner sent replies and exit events while thaw sent it fork requests and kills, a socket pair
+// holds about ten messages each way, and each side blocked in its send.
+TEST_F(TemplateTest, FiveHundredForksStartAndTheirFunctionIsRemoved) {
+  constexpr int kInstances = 500;
+  server_ = ThawServer::Start(Flags({"--node-memory-mb", "1000000"}));  // room for them all
+  DeployCpp("many", "min_instances: 500\nmax_instances: 500\nmemory_mb: 64\n");
+  ASSERT_TRUE(Eventually(
+      [&] {
+        auto f = Function("many");
+        return f.at("instances").as_object().contains("ready") &&
+               f.at("instances").at("ready").as_int64() == kInstances;
+      },
+      kTemplateWaitMs))
+      << json::serialize(Function("many").at("instances"));
+  std::vector<pid_t> pids;
+  const json::object f = Function("many");
+  for (const auto& inst : f.at("instance_list").as_array()) {
+    pids.push_back(static_cast<pid_t>(inst.at("pid").as_int64()));
+  }
+  auto removed =
+      std::async(std::launch::async, [&] { return server_->Call("DELETE", "/v1/functions/many"); });
+  if (removed.wait_for(std::chrono::seconds(60)) != std::future_status::ready) {
+    ADD_FAILURE() << "DELETE did not answer within 60 s";
+    server_->Kill9();  // unblocks the call
+  }
+  EXPECT_EQ(removed.get().status, 204);
+  EXPECT_TRUE(Eventually(
+      [&] {
+        return std::none_of(pids.begin(), pids.end(), [](pid_t p) { return ProcessAlive(p); });
+      },
+      30'000));
+  EXPECT_EQ(server_->Call("GET", "/v1/functions").status, 200);  // still serving
 }
 
 // A bootstrap built with an SDK from before templates (here a shell runtime) is never started

@@ -251,6 +251,12 @@ class Spawner {
   void Release(pid_t pid, ExitEvent* usage);
   void ReplyError(const std::string& id, const std::string& message);
   void ReplyOk(const std::string& id, pid_t pid, UniqueFd listener);
+  void SendExit(const ExitEvent& ev);
+  // Queues `msg` for thaw on `fd` (the request socket's replies, or exit events), with
+  // `passed` handed over, and sends what it can.
+  void ToThaw(int fd, std::string msg, UniqueFd passed = UniqueFd());
+  // Sends the queue in order until a socket is full.
+  void FlushOutbox();
   [[noreturn]] void Stop();
 
   const SpawnerSetup& setup_;
@@ -265,9 +271,19 @@ class Spawner {
   std::map<pid_t, Template> templates_;     // by pid: started, until reaped
   std::map<pid_t, Forked> forked_;          // by pid as the spawner sees it
   std::vector<PendingFork> pending_forks_;  // forks waiting for the child's hello
-  uint64_t fork_cgroups_ = 0;               // names the forked instances' cgroups
-  std::deque<ReadyCgroup> ready_cgroups_;   // made ahead for forks, oldest first
-  CgroupLimits fork_limits_;                // the limits the last fork asked for
+  // What the spawner sends thaw, in order, sent without blocking: thaw may be sending requests
+  // at the same moment (a socket pair holds about ten messages each way), and a spawner blocked
+  // in its send would never read them (removing a function with 500 forked instances did that:
+  // its template's end sent 500 exit events while thaw sent 500 kills).
+  struct Outgoing {
+    int fd;
+    std::string msg;
+    UniqueFd passed;  // a descriptor handed over with it (a network: none listener)
+  };
+  std::deque<Outgoing> outbox_;
+  uint64_t fork_cgroups_ = 0;              // names the forked instances' cgroups
+  std::deque<ReadyCgroup> ready_cgroups_;  // made ahead for forks, oldest first
+  CgroupLimits fork_limits_;               // the limits the last fork asked for
   // SpawnPlain's children's stack until they exec (one at a time: the spawner waits).
   static constexpr size_t kVforkStack = 256 << 10;
   char* vfork_stack_ = nullptr;
@@ -296,7 +312,7 @@ void Spawner::ReplyError(const std::string& id, const std::string& message) {
   AppendField(msg, id);
   AppendField(msg, "err");
   AppendField(msg, message.substr(0, kMaxReply / 2));
-  (void)!SendWithFds(request_fd_, msg, nullptr, 0);
+  ToThaw(request_fd_, std::move(msg));
 }
 
 void Spawner::ReplyOk(const std::string& id, pid_t pid, UniqueFd listener) {
@@ -307,8 +323,28 @@ void Spawner::ReplyOk(const std::string& id, pid_t pid, UniqueFd listener) {
   AppendField(msg, std::to_string(pid));
   AppendField(msg, std::to_string(child.uid));
   AppendField(msg, child.cgroup);
-  int fd = listener.get();
-  (void)!SendWithFds(request_fd_, msg, &fd, listener.valid() ? 1 : 0);
+  ToThaw(request_fd_, std::move(msg), std::move(listener));
+}
+
+void Spawner::SendExit(const ExitEvent& ev) {
+  ToThaw(exit_fd_, std::string(reinterpret_cast<const char*>(&ev), sizeof(ev)));
+}
+
+void Spawner::ToThaw(int fd, std::string msg, UniqueFd passed) {
+  outbox_.push_back(Outgoing{fd, std::move(msg), std::move(passed)});
+  FlushOutbox();
+}
+
+void Spawner::FlushOutbox() {
+  while (!outbox_.empty()) {
+    Outgoing& o = outbox_.front();
+    const int fd = o.passed.get();
+    if (SendWithFds(o.fd, o.msg, &fd, o.passed.valid() ? 1 : 0, MSG_DONTWAIT) < 0 &&
+        errno == EAGAIN) {
+      return;  // the loop polls for room
+    }
+    outbox_.pop_front();  // sent, or thaw is gone
+  }
 }
 
 void Spawner::OnRequest(std::vector<std::string> fields, std::vector<int>& fds) {
@@ -543,7 +579,7 @@ bool Spawner::OnPendingReadable(PendingStart& p) {
     ExitEvent ev{p.pid, early->second, 0, 0, 0};
     Release(p.pid, &ev);
     early_exits_.erase(early);
-    (void)!::send(exit_fd_, &ev, sizeof(ev), MSG_NOSIGNAL);
+    SendExit(ev);
   }
   return true;
 }
@@ -588,7 +624,7 @@ void Spawner::Reap() {
     const bool report = it != live_.end() && it->second.report;
     ExitEvent ev{pid, status, 0, 0, 0};
     Release(pid, &ev);
-    if (report) (void)!::send(exit_fd_, &ev, sizeof(ev), MSG_NOSIGNAL);
+    if (report) SendExit(ev);
   }
 }
 
@@ -642,7 +678,13 @@ void Spawner::Run() {
     int timeout = shells_.Short() || SparesShort() || ForkCgroupsShort() ? kRefillDelayMs : -1;
     // Cgroups whose last processes were still exiting are retried shortly.
     if (!unremoved_.empty()) timeout = timeout < 0 ? 100 : std::min(timeout, 100);
-    pfds.assign({{request_fd_, POLLIN, 0}, {sfd, POLLIN, 0}});
+    FlushOutbox();
+    // Room for what waits to be sent: on the request socket with its requests, the exit
+    // socket's as the last entry.
+    const int waiting_on = outbox_.empty() ? -1 : outbox_.front().fd;
+    pfds.assign(
+        {{request_fd_, static_cast<short>(POLLIN | (waiting_on == request_fd_ ? POLLOUT : 0)), 0},
+         {sfd, POLLIN, 0}});
     for (const auto& p : pending_) pfds.push_back({p.wait_fd.get(), POLLIN, 0});
     for (const auto& f : pending_forks_) pfds.push_back({f.sock.get(), POLLIN, 0});
     std::vector<pid_t> channels;  // templates whose channel is open, in pfds' order
@@ -651,6 +693,7 @@ void Spawner::Run() {
       channels.push_back(pid);
       pfds.push_back({t.channel.get(), POLLIN, 0});
     }
+    if (waiting_on == exit_fd_) pfds.push_back({exit_fd_, POLLOUT, 0});
     int ready = ::poll(pfds.data(), pfds.size(), timeout);
     if (ready < 0) {
       if (errno == EINTR) continue;
@@ -845,7 +888,7 @@ void Spawner::Assign(pid_t pid, const std::string& id, const std::string& identi
   AppendField(msg, std::to_string(pid));
   AppendField(msg, std::to_string(t != live_.end() ? t->second.uid : 0));
   AppendField(msg, f.cgroup);
-  (void)!SendWithFds(request_fd_, msg, nullptr, 0);
+  ToThaw(request_fd_, std::move(msg));
 }
 
 bool Spawner::SparesShort() const {
@@ -1034,7 +1077,7 @@ void Spawner::EndForked(pid_t pid, int wait_status) {
   }
   const bool report = it->second.assigned;  // a spare that ended is nobody's concern
   forked_.erase(it);
-  if (report) (void)!::send(exit_fd_, &ev, sizeof(ev), MSG_NOSIGNAL);
+  if (report) SendExit(ev);
 }
 
 void Spawner::TemplateEnded(pid_t pid, int wait_status) {

@@ -25,7 +25,7 @@ std::vector<std::string> SplitFields(const char* data, size_t size) {
   return out;
 }
 
-ssize_t SendWithFds(int sock, const std::string& msg, const int* fds, int nfds) {
+ssize_t SendWithFds(int sock, const std::string& msg, const int* fds, int nfds, int flags) {
   if (nfds < 0 || nfds > kMaxFds) {
     errno = EINVAL;
     return -1;
@@ -46,7 +46,7 @@ ssize_t SendWithFds(int sock, const std::string& msg, const int* fds, int nfds) 
   }
   ssize_t n;
   do {
-    n = ::sendmsg(sock, &mh, MSG_NOSIGNAL);
+    n = ::sendmsg(sock, &mh, MSG_NOSIGNAL | flags);
   } while (n < 0 && errno == EINTR);
   return n;
 }

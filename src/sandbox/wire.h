@@ -20,7 +20,8 @@ inline constexpr int kMaxFds = 64;
 void AppendField(std::string& out, const std::string& field);
 std::vector<std::string> SplitFields(const char* data, size_t size);
 // Sends `msg` with `nfds` (at most kMaxFds) descriptors; returns what sendmsg returned.
-ssize_t SendWithFds(int sock, const std::string& msg, const int* fds, int nfds);
+// `flags` adds to sendmsg's (MSG_DONTWAIT for a send that must not block).
+ssize_t SendWithFds(int sock, const std::string& msg, const int* fds, int nfds, int flags = 0);
 // Receives one datagram of at most `max_size` bytes into `buf` and the descriptors that came
 // with it (close-on-exec) into `fds`; returns what recvmsg returned (0: the peer closed).
 // `flags` adds to recvmsg's (MSG_DONTWAIT for a non-blocking read).

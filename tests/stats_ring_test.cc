@@ -46,6 +46,26 @@ TEST(StatsRingTest, ADayLaterTheSlotHoldsTheNewMinuteOnly) {
   EXPECT_EQ(now.max.ready, 1);  // not max'ed with the old minute's 9
 }
 
+// Idle minutes (sampled, all zero) are kept apart from minutes nobody sampled (the server was
+// not running, or the function not deployed): zeros against none.
+TEST(StatsRingTest, IdleMinutesReadAsZerosAndGapsAsNone) {
+  StatsRing ring;
+  ring.Record(kT0, {{"f", {}}});
+  ring.Record(kT0 + kMinute + 5'000'000, {{"f", {}}});
+  ring.Record(kT0 + 4 * kMinute, {{"f", {.inflight = 2}}});
+  auto slots = ring.Range("f", kT0 / kMinute - 1, 7);
+  ASSERT_EQ(slots.size(), 7u);
+  EXPECT_EQ(slots[0].minute, -1);  // before it was sampled
+  EXPECT_EQ(slots[1].minute, kT0 / kMinute);
+  EXPECT_EQ(slots[1].max.ready, 0);
+  EXPECT_EQ(slots[2].minute, kT0 / kMinute + 1);
+  EXPECT_EQ(slots[3].minute, -1);  // the gap
+  EXPECT_EQ(slots[4].minute, -1);
+  EXPECT_EQ(slots[5].minute, kT0 / kMinute + 4);
+  EXPECT_EQ(slots[5].max.inflight, 2);
+  EXPECT_EQ(slots[6].minute, -1);  // not yet
+}
+
 TEST(StatsRingTest, ForgetsAFunctionUnseenForADay) {
   StatsRing ring;
   ring.Record(kT0, {{"gone", {.ready = 1}}});

@@ -1,12 +1,18 @@
 #include "metrics/stats_ring.h"
 
 #include <algorithm>
+#include <iterator>
 
 namespace thaw::metrics {
 
 namespace {
 
 int64_t FloorDiv(int64_t a, int64_t b) { return a / b - ((a % b != 0) && ((a < 0) != (b < 0))); }
+
+bool IsZero(const LiveSample& s) {
+  return s.ready == 0 && s.busy == 0 && s.starting == 0 && s.stopping == 0 && s.inflight == 0 &&
+         s.queued == 0;
+}
 
 void Max(LiveSample& into, const LiveSample& s) {
   into.ready = std::max(into.ready, s.ready);
@@ -83,22 +89,33 @@ StatusOr<StatsRange> ParseStatsRange(const std::string& window, const std::strin
 
 void StatsRing::Record(int64_t wall_us, const std::map<std::string, LiveSample>& samples) {
   const int64_t minute = FloorDiv(wall_us, 60'000'000);
+  const int64_t oldest = minute - kSlots + 1;  // the first minute still kept
   std::lock_guard<std::mutex> lock(mu_);
   for (const auto& [function, sample] : samples) {
-    auto& ring = rings_[function];
-    LiveSlot& slot = ring[static_cast<size_t>(((minute % kSlots) + kSlots) % kSlots)];
-    if (slot.minute != minute) slot = LiveSlot{minute, sample};
-    Max(slot.max, sample);
-    last_minute_[function] = minute;
-  }
-  // A function unseen for a whole day (deleted, or renamed) has nothing left to show.
-  for (auto it = last_minute_.begin(); it != last_minute_.end();) {
-    if (minute - it->second >= kSlots) {
-      rings_.erase(it->first);
-      it = last_minute_.erase(it);
+    Track& t = tracks_[function];
+    if (t.present.empty() || t.present.back().second < minute - 1) {
+      t.present.emplace_back(minute, minute);
     } else {
-      ++it;
+      t.present.back().second = std::max(t.present.back().second, minute);
     }
+    if (IsZero(sample)) continue;
+    if (t.busy.empty() || t.busy.back().minute != minute) {
+      t.busy.push_back(LiveSlot{minute, sample});
+    } else {
+      Max(t.busy.back().max, sample);
+    }
+  }
+  // What is a day old goes; a function unseen for a whole day (deleted, or renamed) with it.
+  for (auto it = tracks_.begin(); it != tracks_.end();) {
+    Track& t = it->second;
+    auto run = std::find_if(t.present.begin(), t.present.end(),
+                            [&](const auto& r) { return r.second >= oldest; });
+    t.present.erase(t.present.begin(), run);
+    if (!t.present.empty()) t.present.front().first = std::max(t.present.front().first, oldest);
+    auto kept = std::find_if(t.busy.begin(), t.busy.end(),
+                             [&](const LiveSlot& s) { return s.minute >= oldest; });
+    t.busy.erase(t.busy.begin(), kept);
+    it = t.present.empty() ? tracks_.erase(it) : std::next(it);
   }
 }
 
@@ -106,12 +123,17 @@ std::vector<LiveSlot> StatsRing::Range(const std::string& function, int64_t from
                                        int64_t count) const {
   std::vector<LiveSlot> out(static_cast<size_t>(std::max<int64_t>(count, 0)));
   std::lock_guard<std::mutex> lock(mu_);
-  auto it = rings_.find(function);
-  if (it == rings_.end()) return out;
-  for (int64_t i = 0; i < count; ++i) {
-    const int64_t minute = from_minute + i;
-    const LiveSlot& slot = it->second[static_cast<size_t>(((minute % kSlots) + kSlots) % kSlots)];
-    if (slot.minute == minute) out[static_cast<size_t>(i)] = slot;
+  auto it = tracks_.find(function);
+  if (it == tracks_.end()) return out;
+  const int64_t end = from_minute + count;
+  for (const auto& [first, last] : it->second.present) {
+    for (int64_t m = std::max(first, from_minute); m <= last && m < end; ++m) {
+      out[static_cast<size_t>(m - from_minute)].minute = m;  // sampled: zeros unless busy
+    }
+  }
+  for (const LiveSlot& s : it->second.busy) {
+    if (s.minute >= from_minute && s.minute < end)
+      out[static_cast<size_t>(s.minute - from_minute)] = s;
   }
   return out;
 }

@@ -11,6 +11,7 @@
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <tuple>
@@ -73,24 +74,35 @@ class TemplateLog : public std::enable_shared_from_this<TemplateLog> {
   TemplateLog(asio::any_io_executor ex, UniqueFd fd, logs::LogStore* logs, std::string function)
       : desc_(ex, fd.release()), logs_(logs), function_(std::move(function)) {}
 
+  // Waits for output, then reads it into a buffer on the stack: an idle template (one per
+  // deployed version) holds no read buffer.
   void Read() {
-    desc_.async_read_some(asio::buffer(buf_),
-                          [self = shared_from_this()](boost::system::error_code ec, size_t n) {
-                            if (ec) {
-                              if (!self->partial_.empty()) self->Emit(std::move(self->partial_));
-                              return;
-                            }
-                            self->partial_.append(self->buf_, n);
-                            size_t start = 0, nl;
-                            while ((nl = self->partial_.find('\n', start)) != std::string::npos) {
-                              self->Emit(self->partial_.substr(start, nl - start));
-                              start = nl + 1;
-                            }
-                            self->partial_.erase(0, start);
-                            if (self->partial_.size() > kMaxLogLine)
-                              self->Emit(std::move(self->partial_));
-                            self->Read();
-                          });
+    desc_.async_wait(asio::posix::stream_descriptor::wait_read,
+                     [self = shared_from_this()](boost::system::error_code ec) {
+                       char buf[4096];
+                       ssize_t n = -1;
+                       if (!ec) {
+                         do {
+                           n = ::read(self->desc_.native_handle(), buf, sizeof(buf));
+                         } while (n < 0 && errno == EINTR);
+                         if (n < 0 && errno == EAGAIN) return self->Read();
+                       }
+                       if (n <= 0) {  // EOF: the template is gone (or the read failed)
+                         if (!self->partial_.empty()) self->Emit(std::move(self->partial_));
+                         return;
+                       }
+                       self->partial_.append(buf, static_cast<size_t>(n));
+                       size_t start = 0, nl;
+                       while ((nl = self->partial_.find('\n', start)) != std::string::npos) {
+                         self->Emit(self->partial_.substr(start, nl - start));
+                         start = nl + 1;
+                       }
+                       self->partial_.erase(0, start);
+                       if (self->partial_.size() > kMaxLogLine) {
+                         self->Emit(std::move(self->partial_));
+                       }
+                       self->Read();
+                     });
   }
 
  private:
@@ -102,7 +114,6 @@ class TemplateLog : public std::enable_shared_from_this<TemplateLog> {
   asio::posix::stream_descriptor desc_;
   logs::LogStore* const logs_;
   const std::string function_;
-  char buf_[4096];
   std::string partial_;
 };
 

@@ -76,7 +76,8 @@ FunctionPool::FunctionPool(PoolContext* ctx, std::shared_ptr<const registry::Ver
                      ":function:" + std::string(BareFunctionName(version_->function))),
       metrics_(ctx->metrics != nullptr ? ctx->metrics->For(version_->function) : nullptr),
       template_(TemplateFor(ctx, *version_)),
-      lanes_(std::make_unique<Lane[]>(kMaxLanes)) {
+      lane_count_(ctx->shards > 0 ? std::min(ctx->shards, kMaxLanes) : kMaxLanes),
+      lanes_(std::make_unique<Lane[]>(lane_count_)) {
   // What this function's traffic taught the pool before the server restarted (or the version
   // before this one): the adaptive keep-alive goes on from there.
   if (ctx_->idle_store != nullptr) {
@@ -308,7 +309,7 @@ void FunctionPool::CallEnded(int64_t now, bool queue_empty) {
 
 bool FunctionPool::SubmitToLane(InvocationPtr& inv) {
   const int shard = CurrentShard();
-  if (shard < 0 || shard >= kMaxLanes || batched()) return false;
+  if (shard < 0 || shard >= lane_count_ || batched()) return false;
   std::vector<std::shared_ptr<Lent>>& ready = lanes_[shard].ready;
   std::vector<std::shared_ptr<Lent>>& busy = lanes_[shard].busy;
   while (!ready.empty()) {
@@ -367,7 +368,7 @@ bool FunctionPool::SubmitToLane(InvocationPtr& inv) {
 
 void FunctionPool::MaybeLendLocked(Instance& inst) {
   const int shard = CurrentShard();
-  if (shard < 0 || shard >= kMaxLanes || inst.shard != shard || batched() || shut_down_ ||
+  if (shard < 0 || shard >= lane_count_ || inst.shard != shard || batched() || shut_down_ ||
       version_->manifest.concurrency != 1 || inst.lifecycle != Lifecycle::kReady ||
       inst.lent != nullptr || inst.parked.size() != 1 || !inst.assigned.empty() ||
       !inst.active.empty() || !queue_.empty()) {
@@ -768,7 +769,7 @@ const char* FunctionPool::EndCall(Instance& inst, const Invocation& inv, Result&
 bool FunctionPool::FinishOnLane(uint64_t instance_id, const std::string& request_id, Result& r,
                                 std::optional<NextHandler>& next) {
   const int shard = CurrentShard();
-  if (shard < 0 || shard >= kMaxLanes) return false;
+  if (shard < 0 || shard >= lane_count_) return false;
   std::vector<std::shared_ptr<Lent>>& busy = lanes_[shard].busy;
   std::shared_ptr<Lent> lent;
   for (size_t i = 0; i < busy.size();) {

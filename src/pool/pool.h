@@ -236,6 +236,8 @@ struct PoolContext {
   // Give every instance a native channel (THAW_CHANNEL_FD) beside its Runtime API: thaw's own
   // runtimes then use it (the `runtime_channel` knob).
   bool runtime_channel = true;
+  // The server's shards (its `threads`): each pool keeps a lane for each. 0: kMaxLanes.
+  int shards = 0;
   // The `pin_instances` knob: the CPUs shards are pinned to (common/cpu_affinity.h ShardCpu);
   // an instance of a version with at most one vCPU's share (kPinMaxMemoryMb, no GPU) is
   // pinned to its shard's CPU when it starts and when its channel moves shard. Empty: none.
@@ -568,6 +570,7 @@ class FunctionPool : public std::enable_shared_from_this<FunctionPool> {
     std::vector<std::shared_ptr<Lent>> ready;
     std::vector<std::shared_ptr<Lent>> busy;
   };
+  const int lane_count_;  // ctx_->shards, at most kMaxLanes (a lane is 64 bytes, per pool)
   std::unique_ptr<Lane[]> lanes_;
   // What a lane checks before it serves a call without mu_; each sends it to the locked path
   // while set. queued_: queue_.size() as last noted (never below it while calls wait);

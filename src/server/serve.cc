@@ -589,6 +589,7 @@ int RunServe(Config config, const std::string& exe_dir) {
   }
   ctx.idle_store = idle_store->get();
   ctx.runtime_channel = config.runtime_channel;
+  ctx.shards = threads;
   // The CPUs shard i maps to (ShardCpu): thaw's own mask, read before any shard is pinned.
   const std::vector<int> cpus = AllowedCpus();
   if (config.pin_instances) ctx.shard_cpus = cpus;

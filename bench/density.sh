@@ -8,6 +8,7 @@ BURST=${1:-100}
 WARM=${2:-500}
 FUNCS=${3:-1000}
 PY=/usr/bin/python3
+. bench/shells.sh
 work=$(mktemp -d /tmp/thaw-density-XXXXXX)
 cleanup() {
   [ -n "${thaw_pid:-}" ] && kill "$thaw_pid" 2>/dev/null && wait "$thaw_pid" 2>/dev/null || true
@@ -78,6 +79,11 @@ for i in $(seq "$FUNCS"); do
 done
 rss3=$(rss_kb)
 per_function=$(( (rss3 - rss2) * 1024 / FUNCS ))
+# Each python3 deploy made a template (and its spare fork): listed once they are idle, not while
+# a thousand interpreters still import on the same two cores.
+idle_from=$(date +%s)
+wait_idle 600
+settle_s=$(( $(date +%s) - idle_from ))
 for _ in $(seq 20); do
   curl -s -o /dev/null -w '%{time_total}\n' -H "Authorization: Bearer $KEY" "$THAW/v1/functions"
 done > "$work/list.txt"

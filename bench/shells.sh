@@ -23,12 +23,12 @@ wait_fork_cgroups() {
     sleep 0.05
   done
 }
-# wait_idle: waits (up to 30 s) until both the last half second's CPU time was at least 90% idle:
-# a server stopped just before leaves the kernel seconds of work (its cgroups offlined by kernel
-# workers) that would otherwise share the cores with the next measurement.
+# wait_idle [MAX_S]: waits (up to MAX_S, default 30 s) until the last half second's CPU time was
+# at least 90% idle: a server stopped just before leaves the kernel seconds of work (its cgroups
+# offlined by kernel workers) that would otherwise share the cores with the next measurement.
 wait_idle() {
   local a b
-  for _ in $(seq 60); do
+  for _ in $(seq $(( ${1:-30} * 2 ))); do
     a=$(awk '/^cpu /{print $2+$3+$4+$5+$6+$7+$8, $5+$6}' /proc/stat)
     sleep 0.5
     b=$(awk '/^cpu /{print $2+$3+$4+$5+$6+$7+$8, $5+$6}' /proc/stat)

@@ -100,5 +100,5 @@ bench/density.sh, one jailed server. Memory figures are thaw's own resident set 
 |---|---|---|
 | 0 → $BURST hello-cpp, one burst of $BURST calls (bench/burst.cc: $BURST connections, the calls sent at once, each holding its instance ${HOLD_MS} ms), concurrency 1 | $burst_ok/$BURST answered 200, $burst_instances instances ready after; time to response less the hold: p50 ${burst_p50} ms, p99 ${burst_p99} ms | all 200, p99 start ≤ 50 ms |
 | $WARM warm hello-cpp instances (\`min_instances\`) | $warm_ready ready ${ready_s} s after the deploy began (the deploy answered in ${deploy_ms} ms); thaw RSS +$(( (rss1 - rss0) / 1024 )) MB: **${per_instance} KB per instance** | ≤ 64 KB |
-| $FUNCS deployed hello-python functions, idle | thaw RSS +$(( (rss3 - rss2) / 1024 )) MB: **$(( per_function / 1024 )) KB per function**; \`GET /v1/functions\` p50 ${list_p50} ms | ≤ 10 KB; ≤ 20 ms |
+| $FUNCS deployed hello-python functions, idle | thaw RSS +$(( (rss3 - rss2) / 1024 )) MB: **$(( per_function / 1024 )) KB per function**; \`GET /v1/functions\` p50 ${list_p50} ms (once the machine was idle, ${settle_s} s after the last deploy) | ≤ 10 KB; ≤ 20 ms |
 DOC

@@ -80,6 +80,16 @@ class TemplateTest : public ServerTest {
     auto r = server_->Deploy(name, dirs_.back());
     ASSERT_EQ(r.status, 201) << r.body;
   }
+  // `n` calls at once, each forking an instance: their answers, parsed (asserted 200 and forks).
+  std::vector<json::object> ForkedAnswers(const std::string& name, int n, double sleep_s) const {
+    std::vector<json::object> out;
+    for (const auto& r : Concurrently(name, n, sleep_s)) {
+      EXPECT_EQ(r.status, 200) << r.body;
+      EXPECT_EQ(r.Header("x-thaw-start-kind"), "fork") << r.body;
+      if (r.status == 200) out.push_back(json::parse(r.body).as_object());
+    }
+    return out;
+  }
   // `n` calls at once, each holding its instance for `sleep_s`: `n` instances.
   std::vector<HttpResult> Concurrently(const std::string& name, int n, double sleep_s) const {
     std::vector<std::future<HttpResult>> calls;
@@ -137,12 +147,10 @@ TEST_F(TemplateTest, MinInstancesAtDeployAllFork) {
 TEST_F(TemplateTest, SiblingsHaveTheirOwnRandomStateIdentityAndLogStream) {
   DeployPython("who", kWhoAmI, "max_instances: 4\ntimeout_s: 60\n");
   ASSERT_TRUE(WaitForTemplate("who", "ready"));
-  auto results = Concurrently("who", 3, 1.5);
+  const auto answers = ForkedAnswers("who", 3, 1.5);
+  ASSERT_EQ(answers.size(), 3u);
   std::set<std::string> randoms, numpys, apis, streams;
-  for (const auto& r : results) {
-    ASSERT_EQ(r.status, 200) << r.body;
-    EXPECT_EQ(r.Header("x-thaw-start-kind"), "fork");
-    auto o = json::parse(r.body).as_object();
+  for (const json::object& o : answers) {
     randoms.insert(json::serialize(o.at("random")));
     numpys.insert(json::serialize(o.at("numpy")));
     apis.insert(std::string(o.at("api").as_string()));
@@ -261,15 +269,13 @@ TEST_F(TemplateTest, ThreadsAtInitAreRefusedOncePerVersionAndCallsStartFull) {
 TEST_F(TemplateTest, CppInstancesForkAfterMainsInitEachWithItsOwnIdentity) {
   DeployCpp("cppfork", "max_instances: 4\ntimeout_s: 60\n");
   ASSERT_TRUE(WaitForTemplate("cppfork", "ready")) << json::serialize(TemplateOf("cppfork"));
-  auto results = Concurrently("cppfork", 3, 1.0);
+  const auto answers = ForkedAnswers("cppfork", 3, 1.0);
+  ASSERT_EQ(answers.size(), 3u);
   std::set<std::string> pids, rands, streams, apis;
-  for (const auto& r : results) {
-    ASSERT_EQ(r.status, 200) << r.body;
-    EXPECT_EQ(r.Header("x-thaw-start-kind"), "fork");
-    auto o = json::parse(r.body).as_object();
+  for (const json::object& o : answers) {
     // The init ran in another process (the template), not in this instance.
-    EXPECT_NE(o.at("pid"), o.at("init_pid")) << r.body;
-    EXPECT_FALSE(o.at("channel").as_string().empty()) << r.body;
+    EXPECT_NE(o.at("pid"), o.at("init_pid")) << json::serialize(o);
+    EXPECT_FALSE(o.at("channel").as_string().empty()) << json::serialize(o);
     pids.insert(json::serialize(o.at("pid")));
     rands.insert(json::serialize(o.at("rand")));
     streams.insert(std::string(o.at("stream").as_string()));

@@ -326,12 +326,25 @@ TEST(ConnectionTest, PerAddressCapLeavesOtherAddressesServed) {
 
 TEST(ConnectionTest, OutOfDescriptorsAnswers503AndRecovers) {
   auto server = ThawServer::Start();
-  // Leave the server a few descriptors above the ones it holds now.
-  int open_fds = 0;
-  for ([[maybe_unused]] const auto& e :
-       std::filesystem::directory_iterator("/proc/" + std::to_string(server->pid()) + "/fd")) {
-    ++open_fds;
-  }
+  // Leave the server a few descriptors above the ones it holds once settled: counted while it
+  // was still opening (or closing) its own at start, the limit once left it 64 spare.
+  auto count_fds = [&] {
+    int n = 0;
+    for ([[maybe_unused]] const auto& e :
+         std::filesystem::directory_iterator("/proc/" + std::to_string(server->pid()) + "/fd")) {
+      ++n;
+    }
+    return n;
+  };
+  int open_fds = count_fds();
+  ASSERT_TRUE(Eventually(
+      [&] {
+        const int now = count_fds();
+        const bool same = now == open_fds;
+        open_fds = now;
+        return same;
+      },
+      5000));
   rlimit was{};
   ASSERT_EQ(::prlimit(server->pid(), RLIMIT_NOFILE, nullptr, &was), 0);
   rlimit low = was;

@@ -119,13 +119,6 @@ class CgroupV1 final : public Cgroups {
     return Status::Ok();
   }
 
-  Status AddProcess(const std::string& name, pid_t pid) override {
-    for (const char* c : controllers_) {
-      THAW_RETURN_IF_ERROR(WriteValue(Dir(c, name) + "/cgroup.procs", std::to_string(pid)));
-    }
-    return Status::Ok();
-  }
-
   std::vector<std::string> ProcsFiles(const std::string& name) const override {
     std::vector<std::string> files;
     for (const char* c : controllers_) files.push_back(Dir(c, name) + "/cgroup.procs");
@@ -217,10 +210,6 @@ class CgroupV2 final : public Cgroups {
     return Status::Ok();
   }
 
-  Status AddProcess(const std::string& name, pid_t pid) override {
-    return WriteValue(Dir(name) + "/cgroup.procs", std::to_string(pid));
-  }
-
   std::vector<std::string> ProcsFiles(const std::string& name) const override {
     return {Dir(name) + "/cgroup.procs"};
   }
@@ -292,6 +281,13 @@ StatusOr<std::unique_ptr<Cgroups>> Cgroups::Detect(const std::string& root) {
     }
   }
   return std::unique_ptr<Cgroups>(new CgroupV1(root));
+}
+
+Status Cgroups::AddProcess(const std::string& name, pid_t pid) {
+  for (const std::string& file : ProcsFiles(name)) {
+    THAW_RETURN_IF_ERROR(WriteValue(file, std::to_string(pid)));
+  }
+  return Status::Ok();
 }
 
 StatusOr<CgroupProcs> CgroupProcs::Open(const Cgroups& cgroups, const std::string& name) {

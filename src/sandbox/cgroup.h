@@ -47,8 +47,9 @@ class Cgroups {
   virtual Status Create(const std::string& name, const CgroupLimits& limits) = 0;
   // Changes the limits of an existing cgroup (a pre-created one, when an instance takes it).
   virtual Status SetLimits(const std::string& name, const CgroupLimits& limits) = 0;
-  virtual Status AddProcess(const std::string& name, pid_t pid) = 0;
-  // The cgroup.procs file of each hierarchy `name` is in (one on v2), for OpenProcs.
+  // Moves `pid` (0: the caller) into `name`, in every hierarchy (ProcsFiles), by path.
+  Status AddProcess(const std::string& name, pid_t pid);
+  // The cgroup.procs file of each hierarchy `name` is in (one on v2).
   virtual std::vector<std::string> ProcsFiles(const std::string& name) const = 0;
   virtual StatusOr<CgroupUsage> Usage(const std::string& name) const = 0;
   // Usage's peak_memory_bytes alone: one file read (0 when unknown or gone).

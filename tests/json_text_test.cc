@@ -56,5 +56,13 @@ TEST(JsonTextTest, DocumentsKeepBoostsEscapingAndOrder) {
   EXPECT_EQ(json::serialize(json::value(10.0)), "1E1");
 }
 
+TEST(JsonTextTest, EveryByteInStringsAndKeysIsWrittenAsBoostWritesIt) {
+  for (int b = 0; b < 256; ++b) {
+    const std::string s = std::string("x") + static_cast<char>(b) + "y";
+    json::value v = json::object{{s, s}, {"n", json::array{s, -7, 42U, false, nullptr}}};
+    EXPECT_EQ(JsonText(v), json::serialize(v)) << "byte " << b;
+  }
+}
+
 }  // namespace
 }  // namespace thaw

@@ -3,9 +3,59 @@
 #include <boost/json.hpp>
 #include <charconv>
 #include <cmath>
+#include <string_view>
 
 namespace thaw {
 namespace {
+
+// `s` as a JSON string, escaped as boost::json::serialize escapes it: the quote, the backslash
+// and control characters; other bytes (UTF-8 included) as they are.
+void AppendString(std::string_view s, std::string& out) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  out.push_back('"');
+  size_t plain = 0;  // start of the run not yet copied
+  for (size_t i = 0; i < s.size(); ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x20 && c != '"' && c != '\\') continue;
+    out.append(s.data() + plain, i - plain);
+    plain = i + 1;
+    out.push_back('\\');
+    switch (c) {
+      case '"':
+      case '\\':
+        out.push_back(static_cast<char>(c));
+        break;
+      case '\b':
+        out.push_back('b');
+        break;
+      case '\t':
+        out.push_back('t');
+        break;
+      case '\n':
+        out.push_back('n');
+        break;
+      case '\f':
+        out.push_back('f');
+        break;
+      case '\r':
+        out.push_back('r');
+        break;
+      default:
+        out += "u00";
+        out.push_back(kHex[c >> 4]);
+        out.push_back(kHex[c & 0xf]);
+    }
+  }
+  out.append(s.data() + plain, s.size() - plain);
+  out.push_back('"');
+}
+
+template <typename Int>
+void AppendInteger(Int x, std::string& out) {
+  char buf[24];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof(buf), x);
+  out.append(buf, end);
+}
 
 void Append(const boost::json::value& v, std::string& out) {
   switch (v.kind()) {
@@ -15,7 +65,7 @@ void Append(const boost::json::value& v, std::string& out) {
       for (const auto& kv : v.get_object()) {
         if (!first) out.push_back(',');
         first = false;
-        out += boost::json::serialize(kv.key());
+        AppendString(kv.key(), out);
         out.push_back(':');
         Append(kv.value(), out);
       }
@@ -33,11 +83,23 @@ void Append(const boost::json::value& v, std::string& out) {
       out.push_back(']');
       return;
     }
+    case boost::json::kind::string:
+      AppendString(v.get_string(), out);
+      return;
+    case boost::json::kind::int64:
+      AppendInteger(v.get_int64(), out);
+      return;
+    case boost::json::kind::uint64:
+      AppendInteger(v.get_uint64(), out);
+      return;
     case boost::json::kind::double_:
       out += JsonNumber(v.get_double());
       return;
-    default:  // strings, integers, booleans and null: boost writes them as JSON does
-      out += boost::json::serialize(v);
+    case boost::json::kind::bool_:
+      out += v.get_bool() ? "true" : "false";
+      return;
+    case boost::json::kind::null:
+      out += "null";
       return;
   }
 }

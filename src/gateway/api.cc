@@ -126,16 +126,15 @@ std::string Iso8601(int64_t wall_us) {
 
 namespace {
 
-// `name`: the function's name as the caller knows it.
+// `name`: the function's name as the caller knows it. `sp`: where the object's memory comes from.
 json::object FunctionJson(const std::string& name, const registry::FunctionInfo& f,
-                          const std::vector<pool::PoolStats>& stats,
-                          const std::string& tmp_storage) {
-  json::object o;
+                          const std::vector<pool::PoolStats>& stats, const std::string& tmp_storage,
+                          json::storage_ptr sp = {}) {
   const auto& latest = f.versions.back();
-  o = registry::ManifestToJsonObject(latest->manifest);
+  json::object o = registry::ManifestToJsonObject(latest->manifest, sp);
   // How its /tmp is kept on this node: whether the size and the memory separation hold.
   o["ephemeral_storage"] =
-      json::object{{"size_mb", latest->manifest.ephemeral_storage_mb}, {"kind", tmp_storage}};
+      json::object({{"size_mb", latest->manifest.ephemeral_storage_mb}, {"kind", tmp_storage}}, sp);
   o["name"] = name;
   o["timeout_s"] = static_cast<double>(latest->manifest.timeout_ms) / 1000.0;
   o.erase("timeout_ms");
@@ -145,18 +144,21 @@ json::object FunctionJson(const std::string& name, const registry::FunctionInfo&
   o["created"] = Iso8601(f.created_us);
   o["updated"] = Iso8601(f.updated_us);
   o["invoke_path"] = "/v1/functions/" + name + "/invoke";
-  json::array versions;
+  json::array versions(sp);
+  versions.reserve(f.versions.size());
   for (const auto& v : f.versions) {
-    versions.push_back(json::object{
-        {"version", v->version}, {"sha256", v->sha256}, {"created", Iso8601(v->created_us)}});
+    versions.push_back(json::object(
+        {{"version", v->version}, {"sha256", v->sha256}, {"created", Iso8601(v->created_us)}}, sp));
   }
   o["versions"] = std::move(versions);
   // busy: ready instances serving a call (a subset of ready).
-  json::object instances{{"starting", 0}, {"ready", 0}, {"busy", 0}, {"stopping", 0}};
-  json::array instance_list;  // one entry per instance, forked ones too
-  json::array templates;
+  int64_t by_state[4] = {0, 0, 0, 0};  // starting, ready, busy, stopping
+  constexpr std::string_view kStates[] = {"starting", "ready", "busy", "stopping"};
+  json::array instance_list(sp);  // one entry per instance, forked ones too
+  json::array templates(sp);
   int64_t queued = 0, inflight = 0;
   o["state"] = "active";
+  const pool::PoolStats* planned = nullptr;
   for (const auto& s : stats) {
     // Failing: the newest version's instances keep failing init (restarts back off).
     if (s.init_failures_in_a_row > 0 && s.version == latest->version) {
@@ -166,36 +168,46 @@ json::object FunctionJson(const std::string& name, const registry::FunctionInfo&
     }
     // The keep-alive the newest version's busiest pool runs now (keep_alive.h).
     if (s.version == latest->version &&
-        (!o.contains("keep_alive_plan") ||
-         o["keep_alive_plan"].as_object()["idle_samples"].as_int64() < s.idle_samples)) {
-      o["keep_alive_plan"] =
-          json::object{{"basis", s.keep_alive_basis},
-                       {"prewarm_s", static_cast<double>(s.prewarm_us) / 1e6},
-                       {"keep_alive_s", static_cast<double>(s.keep_alive_us) / 1e6},
-                       {"idle_samples", s.idle_samples}};
+        (planned == nullptr || planned->idle_samples < s.idle_samples)) {
+      planned = &s;
     }
     for (const auto& [state, n] : s.instances_by_state) {
-      instances[state] = instances[state].as_int64() + n;
+      for (size_t k = 0; k < std::size(kStates); ++k) {
+        if (state == kStates[k]) by_state[k] += n;
+      }
     }
-    instances["busy"] = instances["busy"].as_int64() + s.busy;
+    by_state[2] += s.busy;
     queued += s.queued;
     inflight += s.inflight;
     for (const auto& i : s.instances) {
-      instance_list.push_back(json::object{{"id", i.id},
-                                           {"version", s.version},
-                                           {"pid", i.pid},
-                                           {"state", i.state},
-                                           {"start_kind", instance::StartKindName(i.start_kind)}});
+      instance_list.push_back(json::object({{"id", i.id},
+                                            {"version", s.version},
+                                            {"pid", i.pid},
+                                            {"state", i.state},
+                                            {"start_kind", instance::StartKindName(i.start_kind)}},
+                                           sp));
     }
     if (!s.template_state.empty()) {
-      json::object t{{"version", s.version}, {"state", s.template_state}, {"pid", s.template_pid}};
-      if (!s.template_why.empty()) t["why"] = s.template_why;
       // Both pools of a version share its template: list it once.
       bool seen = false;
-      for (const auto& other : templates) seen = seen || other.at("version") == t.at("version");
-      if (!seen) templates.push_back(std::move(t));
+      for (const auto& other : templates) seen = seen || other.at("version") == s.version;
+      if (seen) continue;
+      json::object t({{"version", s.version}, {"state", s.template_state}, {"pid", s.template_pid}},
+                     sp);
+      if (!s.template_why.empty()) t["why"] = s.template_why;
+      templates.push_back(std::move(t));
     }
   }
+  if (planned != nullptr) {
+    o["keep_alive_plan"] =
+        json::object({{"basis", planned->keep_alive_basis},
+                      {"prewarm_s", static_cast<double>(planned->prewarm_us) / 1e6},
+                      {"keep_alive_s", static_cast<double>(planned->keep_alive_us) / 1e6},
+                      {"idle_samples", planned->idle_samples}},
+                     sp);
+  }
+  json::object instances(sp);
+  for (size_t k = 0; k < std::size(kStates); ++k) instances[kStates[k]] = by_state[k];
   o["instances"] = std::move(instances);
   o["instance_list"] = std::move(instance_list);
   o["templates"] = std::move(templates);
@@ -235,10 +247,9 @@ Api::Api(ApiDeps deps)
                        .keys = deps_.keys,
                        .webhook_private_addresses = deps_.config->webhook_private_addresses},
           deps_.config->max_payload_bytes)),
-      lambda_(std::make_unique<LambdaApi>(LambdaDeps{deps_.registry, deps_.pools, deps_.logs,
-                                                     deps_.config, deps_.admin_key, deps_.keys,
-                                                     invoker_.get(), &blocking_,
-                                                     forwarder_.get()})),
+      lambda_(std::make_unique<LambdaApi>(
+          LambdaDeps{deps_.registry, deps_.pools, deps_.logs, deps_.config, deps_.admin_key,
+                     deps_.keys, invoker_.get(), &blocking_, forwarder_.get()})),
       openai_(std::make_unique<OpenAiApi>(deps_.registry, invoker_.get(), deps_.meter,
                                           forwarder_.get())) {
   if (deps_.jobs != nullptr) {
@@ -272,9 +283,9 @@ Status Api::ResumeJobs(asio::any_io_executor executor) {
 }
 
 json::object Api::ShowFunction(const auth::Caller& caller, const std::string& name,
-                               const registry::FunctionInfo& info) const {
-  json::object o =
-      FunctionJson(ShownName(caller, name), info, deps_.pools->Stats(name), deps_.tmp_storage);
+                               const registry::FunctionInfo& info, json::storage_ptr sp) const {
+  json::object o = FunctionJson(ShownName(caller, name), info, deps_.pools->Stats(name),
+                                deps_.tmp_storage, std::move(sp));
   if (schedules_ != nullptr) {
     if (auto next = schedules_->NextRun(name)) o["next_run"] = Iso8601(*next);
   }
@@ -675,12 +686,16 @@ asio::awaitable<void> Api::Redrive(const std::string& name, Request& req, Respon
 }
 
 void Api::ListFunctions(const auth::Caller& caller, Response& res) {
-  json::array fns;
+  // A thousand functions make some 40,000 JSON values: one arena for them all, freed at once.
+  json::monotonic_resource arena;
+  json::storage_ptr sp(&arena);
+  json::object body(sp);
+  json::array& fns = body["functions"].emplace_array();
   for (const auto& f : deps_.registry->List()) {
     if (!Visible(caller, f.name)) continue;
-    fns.push_back(ShowFunction(caller, f.name, f));
+    fns.push_back(ShowFunction(caller, f.name, f, sp));
   }
-  JsonBody(res, http::status::ok, json::object{{"functions", std::move(fns)}});
+  JsonBody(res, http::status::ok, body);
 }
 
 asio::awaitable<void> Api::DeleteFunction(const std::string& name, Response& res) {

@@ -122,9 +122,11 @@ class Api final : public HttpHandler {
                                ResponseWriter* writer, Request& req, Response& res);
   asio::awaitable<void> DeleteFunction(const std::string& name, Response& res);
   void GetFunction(const auth::Caller& caller, const std::string& name, Response& res);
-  // A function's JSON as GET /v1/functions/{name} shows it, with its next scheduled run.
+  // A function's JSON as GET /v1/functions/{name} shows it, with its next scheduled run; its
+  // memory from `sp`.
   boost::json::object ShowFunction(const auth::Caller& caller, const std::string& name,
-                                   const registry::FunctionInfo& info) const;
+                                   const registry::FunctionInfo& info,
+                                   boost::json::storage_ptr sp = {}) const;
   void ListFunctions(const auth::Caller& caller, Response& res);
   void Logs(const std::string& name, const std::string& query, Response& res);
   // GET /v1/functions/{name}/events[?state=&limit=&before=]: newest first, paged by `next`.

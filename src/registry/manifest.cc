@@ -625,52 +625,57 @@ Status CheckManifest(const Manifest& m) {
   return Status::Ok();
 }
 
-json::object ManifestToJsonObject(const Manifest& m) {
-  json::object env;
+json::object ManifestToJsonObject(const Manifest& m, json::storage_ptr sp) {
+  json::object env(sp);
   for (const auto& [k, v] : m.environment) env[k] = v;
-  json::object o{
-      {"name", m.name},
-      {"runtime", RuntimeName(m.runtime)},
-      {"handler", m.handler},
-      {"memory_mb", m.memory_mb},
-      {"ephemeral_storage_mb", m.ephemeral_storage_mb},
-      {"timeout_ms", m.timeout_ms},
-      {"concurrency", m.concurrency},
-      {"min_instances", m.min_instances},
-      {"max_instances", m.max_instances},
-      {"idle_timeout_s", m.idle_timeout_s},
-      {"keep_alive", KeepAliveName(m.keep_alive)},
-      {"environment", std::move(env)},
-      {"runtime_name", m.runtime_name},
-      {"description", m.description},
-      {"url_auth", m.url_public ? "none" : "key"},
-      {"network", NetworkName(m.network)},
-      {"template", m.template_off ? "off" : "auto"},
-      {"on_success", m.on_success},
-      {"on_failure", m.on_failure},
-      {"gpu",
-       json::object{{"count", m.gpu.count}, {"memory_gb", m.gpu.memory_gb}, {"kind", m.gpu.kind}}}};
+  json::object o(
+      {{"name", m.name},
+       {"runtime", RuntimeName(m.runtime)},
+       {"handler", m.handler},
+       {"memory_mb", m.memory_mb},
+       {"ephemeral_storage_mb", m.ephemeral_storage_mb},
+       {"timeout_ms", m.timeout_ms},
+       {"concurrency", m.concurrency},
+       {"min_instances", m.min_instances},
+       {"max_instances", m.max_instances},
+       {"idle_timeout_s", m.idle_timeout_s},
+       {"keep_alive", KeepAliveName(m.keep_alive)},
+       {"environment", std::move(env)},
+       {"runtime_name", m.runtime_name},
+       {"description", m.description},
+       {"url_auth", m.url_public ? "none" : "key"},
+       {"network", NetworkName(m.network)},
+       {"template", m.template_off ? "off" : "auto"},
+       {"on_success", m.on_success},
+       {"on_failure", m.on_failure},
+       {"gpu",
+        json::object({{"count", m.gpu.count}, {"memory_gb", m.gpu.memory_gb}, {"kind", m.gpu.kind}},
+                     sp)}},
+      // Room for what callers add (the API's listing adds about twenty keys): no rehash.
+      48, sp);
   if (!m.openai.models.empty()) {
-    json::array models;
-    for (const auto& name : m.openai.models) models.push_back(json::value(name));
-    json::object openai{{"models", std::move(models)}, {"kind", OpenAiKindName(m.openai.kind)}};
+    json::array models(sp);
+    for (const auto& name : m.openai.models) models.emplace_back(name);
+    json::object openai({{"models", std::move(models)}, {"kind", OpenAiKindName(m.openai.kind)}},
+                        sp);
     if (m.openai.dimensions != 0) openai["dimensions"] = m.openai.dimensions;
     o["openai"] = std::move(openai);
   }
   if (m.batch.enabled()) {
-    o["batch"] = json::object{{"max_size", m.batch.max_size}, {"max_wait_ms", m.batch.max_wait_ms}};
+    o["batch"] =
+        json::object({{"max_size", m.batch.max_size}, {"max_wait_ms", m.batch.max_wait_ms}}, sp);
   }
   if (!m.schedules.empty()) {
-    json::array schedules;
-    for (const auto& e : m.schedules) schedules.push_back(json::value(e));
+    json::array schedules(sp);
+    for (const auto& e : m.schedules) schedules.emplace_back(e);
     o["schedule"] = std::move(schedules);
     o["catch_up"] = m.catch_up;
   }
   if (!m.models.empty()) {
-    json::array models;
+    json::array models(sp);
     for (const ModelRef& r : m.models) {
-      models.push_back(
-          json::object{{"name", r.name}, {"tag", r.tag}, {"mount", r.mount}, {"digest", r.digest}});
+      models.push_back(json::object(
+          {{"name", r.name}, {"tag", r.tag}, {"mount", r.mount}, {"digest", r.digest}}, sp));
     }
     o["models"] = std::move(models);
   }

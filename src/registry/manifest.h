@@ -4,6 +4,7 @@
 #pragma once
 
 #include <boost/json/fwd.hpp>
+#include <boost/json/storage_ptr.hpp>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -152,7 +153,8 @@ bool IsValidInternalFunctionName(const std::string& name);
 
 // Round-trips the validated manifest through the store as JSON.
 std::string ManifestToJson(const Manifest& m);
-boost::json::object ManifestToJsonObject(const Manifest& m);
+// `sp`: where the object's memory comes from (a request's monotonic resource, say).
+boost::json::object ManifestToJsonObject(const Manifest& m, boost::json::storage_ptr sp = {});
 StatusOr<Manifest> ManifestFromJson(const std::string& json_text);
 
 }  // namespace thaw::registry

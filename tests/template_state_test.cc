@@ -75,5 +75,27 @@ TEST(TemplateStateTest, EndedTemplateIsRemadeAtMostMaxRestartsTimes) {
   EXPECT_NE(t.why().find("signal: killed"), std::string::npos);
 }
 
+TEST(TemplateStartsTest, StartsPastTheSlotsWaitInOrderAndEachLeaveLetsOneIn) {
+  TemplateStarts starts(2);
+  std::vector<int> ran;
+  EXPECT_TRUE(starts.Enter([&] { ran.push_back(1); }));  // free slots: the caller starts now
+  EXPECT_TRUE(starts.Enter([&] { ran.push_back(2); }));
+  EXPECT_FALSE(starts.Enter([&] { ran.push_back(3); }));  // full: queued, not run
+  EXPECT_FALSE(starts.Enter([&] { ran.push_back(4); }));
+  EXPECT_TRUE(ran.empty());
+  EXPECT_EQ(starts.running(), 2);
+  EXPECT_EQ(starts.queued(), 2u);
+  starts.Leave();  // the slot passes to the first queued start
+  EXPECT_EQ(ran, (std::vector<int>{3}));
+  EXPECT_EQ(starts.running(), 2);
+  starts.Leave();
+  EXPECT_EQ(ran, (std::vector<int>{3, 4}));
+  starts.Leave();
+  starts.Leave();
+  EXPECT_EQ(starts.running(), 0);
+  EXPECT_TRUE(starts.Enter([] {}));                 // free again
+  EXPECT_EQ(TemplateStarts(0).Enter([] {}), true);  // at least one slot, whatever asked
+}
+
 }  // namespace
 }  // namespace thaw::instance

@@ -18,6 +18,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "server_fixture.h"
@@ -541,6 +542,44 @@ TEST_F(TemplateTest, RestartPrewarmsVersionsCalledLately) {
   auto r = restarted->Invoke("again");
   EXPECT_EQ(r.Header("x-thaw-start-kind"), "fork") << r.body;
   EXPECT_EQ(template_state("idle"), "");
+}
+
+// Templates nobody waits for (a deploy's) init a few at a time: two per CPU, the rest wait
+// their turn (listed as "none"), so a thousand deploys in a row do not start a thousand imports
+// at once. A call does not wait in that queue: its template starts at once.
+TEST_F(TemplateTest, DeploysInitAFewTemplatesAtATimeAndACallSkipsTheQueue) {
+  const int slots = 2 * static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  // Each init waits for the test's gate file in its bundle (the bundles are the same code).
+  constexpr char kGated[] =
+      "import os, time\n"
+      "while not os.path.exists(os.path.join(os.environ['LAMBDA_TASK_ROOT'], 'gate-open')):\n"
+      "    time.sleep(0.01)\n"
+      "def handler(e, c):\n"
+      "    return {'pid': os.getpid()}\n";
+  const int n = slots + 2;
+  for (int i = 0; i < n; ++i) DeployPython("gated" + std::to_string(i), kGated);
+  auto states = [&] {
+    std::map<std::string, int> out;
+    for (int i = 0; i < n; ++i) {
+      auto t = TemplateOf("gated" + std::to_string(i));
+      ++out[t.contains("state") ? std::string(t.at("state").as_string()) : "(none listed)"];
+    }
+    return out;
+  };
+  ASSERT_TRUE(Eventually([&] { return states()["starting"] == slots && states()["none"] == 2; },
+                         kTemplateWaitMs))
+      << "starting " << states()["starting"] << ", none " << states()["none"];
+  // A call to a function whose template waits for a slot starts that template now.
+  auto call = std::async(std::launch::async,
+                         [&] { return server_->Invoke("gated" + std::to_string(n - 1)); });
+  ASSERT_TRUE(Eventually([&] { return states()["starting"] == slots + 1; }, kTemplateWaitMs))
+      << "starting " << states()["starting"];
+  for (const auto& e : std::filesystem::directory_iterator(server_->data_dir() + "/bundles")) {
+    if (e.is_directory()) std::ofstream(e.path() / "gate-open") << "open";
+  }
+  EXPECT_EQ(call.get().status, 200);
+  EXPECT_TRUE(Eventually([&] { return states()["ready"] == n; }, kTemplateWaitMs))
+      << "ready " << states()["ready"];
 }
 
 }  // namespace

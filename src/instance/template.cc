@@ -147,4 +147,38 @@ int64_t Template::init_us() const {
   return init_us_;
 }
 
+bool TemplateStarts::Enter(std::function<void()> later) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (running_ >= slots_) {
+    queue_.push_back(std::move(later));
+    return false;
+  }
+  ++running_;
+  return true;
+}
+
+void TemplateStarts::Leave() {
+  std::function<void()> next;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (queue_.empty()) {
+      --running_;
+      return;
+    }
+    next = std::move(queue_.front());  // it takes the slot given back
+    queue_.pop_front();
+  }
+  next();
+}
+
+int TemplateStarts::running() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return running_;
+}
+
+size_t TemplateStarts::queued() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return queue_.size();
+}
+
 }  // namespace thaw::instance

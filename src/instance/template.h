@@ -14,6 +14,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <mutex>
 #include <string>
@@ -75,5 +76,29 @@ class Template {
 };
 
 const char* TemplateStateName(Template::State state);
+
+// TemplateStarts: how many templates a node inits at once when nobody waits for them (at a
+// deploy, at server start). A thousand deploys in a row would otherwise start a thousand
+// imports on a few cores, and those past the init timeout would be unusable for good. A start a
+// call waits for does not queue here. Thread-safe.
+class TemplateStarts {
+ public:
+  explicit TemplateStarts(int slots) : slots_(slots < 1 ? 1 : slots) {}
+
+  // True: a slot was free and the caller holds it now. Else `later` is queued, to run when a
+  // slot is given to it (on the thread of that Leave, with no lock held: it should post its
+  // work, not Leave on that thread, or a long queue would recurse). Each slot taken ends with
+  // one Leave.
+  bool Enter(std::function<void()> later);
+  void Leave();
+  int running() const;
+  size_t queued() const;
+
+ private:
+  const int slots_;
+  mutable std::mutex mu_;
+  int running_ = 0;                          // guarded by mu_
+  std::deque<std::function<void()>> queue_;  // guarded by mu_
+};
 
 }  // namespace thaw::instance

@@ -158,7 +158,27 @@ void FunctionPool::AddModelMounts(sandbox::SpawnRequest& req) const {
 bool FunctionPool::TemplateAllowed() const { return template_ != nullptr; }
 
 void FunctionPool::Prewarm() {
-  if (template_ != nullptr) StartTemplate();
+  if (template_ == nullptr) return;
+  // Nobody waits for this template yet: it takes one of the node's slots for such starts
+  // (instance::TemplateStarts), or waits for one.
+  instance::TemplateStarts& starts = ctx_->manager->template_starts();
+  if (starts.Enter([self = shared_from_this()] {
+        asio::post(self->ctx_->executor, [self] { self->StartTemplateInSlot(); });
+      })) {
+    StartTemplateInSlot();
+  }
+}
+
+void FunctionPool::StartTemplateInSlot() {
+  instance::TemplateStarts* starts = &ctx_->manager->template_starts();
+  bool gone;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    gone = shut_down_ || draining_;  // deleted or replaced while it waited for its slot
+  }
+  if (!gone) StartTemplate();
+  // The slot is held while the version's template inits: this start's, or one a call began.
+  if (gone || !template_->WhenSettled([starts] { starts->Leave(); })) starts->Leave();
 }
 
 // The template: the runtime as an instance would start, told by THAW_TEMPLATE_FD to init and

@@ -37,6 +37,7 @@
 #include "common/timers.h"
 #include "common/unique_fd.h"
 #include "instance/instance_factory.h"
+#include "instance/template.h"
 #include "pool/keep_alive.h"
 #include "pool/policy.h"
 #include "registry/registry.h"
@@ -229,6 +230,9 @@ struct PoolContext {
   // Fork new instances from a per-version template where the function allows it (the
   // `templates` knob; instance/template.h).
   bool templates = false;
+  // How many templates nobody waits for (at a deploy, at server start) init at once on this
+  // node (instance::TemplateStarts); 0: two per CPU.
+  int template_start_slots = 0;
   // Where pools keep their idle-time histograms across restarts; null: not kept.
   IdleTimesStore* idle_store = nullptr;
   // nodejs templates' heap snapshots, a folder per version (restore.cc); under the data dir.
@@ -379,6 +383,8 @@ class FunctionPool : public std::enable_shared_from_this<FunctionPool> {
   // server start for versions called lately), so that even the next call forks. Returns at
   // once.
   void Prewarm();
+  // Prewarm's start once it holds a slot: gives the slot back when the template settles.
+  void StartTemplateInSlot();
   // Whether this version may fork from a template: the knob, `template: auto`, python3, no
   // GPUs, network: egress.
   bool TemplateAllowed() const;
@@ -596,7 +602,7 @@ class FunctionPool : public std::enable_shared_from_this<FunctionPool> {
 // map for exit events.
 class PoolManager {
  public:
-  explicit PoolManager(PoolContext* ctx) : ctx_(ctx) {}
+  explicit PoolManager(PoolContext* ctx);
 
   // The pool of `version` for calls through $LATEST (`latest`) or by its number.
   std::shared_ptr<FunctionPool> Get(const std::shared_ptr<const registry::Version>& version,
@@ -610,6 +616,8 @@ class PoolManager {
   void RegisterExitHook(pid_t pid, std::function<void(const sandbox::ExitEvent&)> hook);
   // The template of `function` version `version` (made on first use).
   std::shared_ptr<instance::Template> TemplateOf(const std::string& function, int64_t version);
+  // The node's slots for template starts nobody waits for yet (FunctionPool::Prewarm).
+  instance::TemplateStarts& template_starts() { return template_starts_; }
   // Ends the templates of `function` other than version `keep` (0: all of them).
   void EndTemplates(const std::string& function, int64_t keep);
   void OnExit(const sandbox::ExitEvent& exit);
@@ -652,6 +660,7 @@ class PoolManager {
   // Templates of versions no longer deployed as $LATEST: ended once no pool of their version
   // is left (their forks die with them, so not while those may still serve calls).
   std::vector<std::tuple<std::string, int64_t, pid_t>> retired_;  // guarded by template_mu_
+  instance::TemplateStarts template_starts_;
   std::atomic<int64_t> reserved_mb_{0};
   std::atomic<bool> draining_{false};
 };

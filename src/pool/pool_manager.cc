@@ -2,8 +2,10 @@
 // and ticks to them.
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <boost/asio/post.hpp>
 #include <cstdint>
+#include <thread>
 
 #include "common/files.h"
 #include "instance/template.h"
@@ -12,6 +14,18 @@
 #include "sandbox/spawner.h"
 
 namespace thaw::pool {
+
+namespace {
+
+int TemplateStartSlots(const PoolContext& ctx) {
+  if (ctx.template_start_slots > 0) return ctx.template_start_slots;
+  return 2 * static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+}
+
+}  // namespace
+
+PoolManager::PoolManager(PoolContext* ctx)
+    : ctx_(ctx), template_starts_(TemplateStartSlots(*ctx)) {}
 
 std::shared_ptr<FunctionPool> PoolManager::Get(
     const std::shared_ptr<const registry::Version>& version, bool latest) {

@@ -586,6 +586,19 @@ void FunctionPool::OnSpawned(const InstancePtr& inst, StatusOr<sandbox::Spawned>
   }
   if (!spawned.ok()) return LaunchFailed(inst, spawned.status());
   const pid_t pid = spawned->pid;
+  // Its CPU counter and log pipes first: once its Runtime API or channel is attached, a fork
+  // (ready at once) may take a call or report an init error on another thread, which reads
+  // them (a call's CPU from the counter, an init error's log tail from the pipes).
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    inst->cgroup = spawned->cgroup;
+    const sandbox::Cgroups* cg = ctx_->spawner->cgroups();
+    inst->cpu = cg != nullptr && !inst->cgroup.empty()
+                    ? sandbox::CpuCounter::ForCgroupFile(cg->CpuFile(inst->cgroup))
+                    : sandbox::CpuCounter::ForProcess(pid);
+    inst->out = std::make_unique<asio::posix::stream_descriptor>(ctx_->executor, out.release());
+    inst->err = std::make_unique<asio::posix::stream_descriptor>(ctx_->executor, err.release());
+  }
   const bool private_network = version_->manifest.network == registry::Network::kNone;
   auto endpoint = AttachRuntimeApi(*ctx_->endpoints, shared_from_this(), inst->id, private_network,
                                    address, check, *spawned, inst->shard);
@@ -598,19 +611,12 @@ void FunctionPool::OnSpawned(const InstancePtr& inst, StatusOr<sandbox::Spawned>
   bool stopped;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    inst->cgroup = spawned->cgroup;
     if (endpoint.ok()) {
       inst->endpoint = *endpoint;
     } else {  // killed below; its exit event reports this as the init error
       inst->init_error_type = "Runtime.InitError";
       inst->init_error_message = endpoint.status().message();
     }
-    const sandbox::Cgroups* cg = ctx_->spawner->cgroups();
-    inst->cpu = cg != nullptr && !inst->cgroup.empty()
-                    ? sandbox::CpuCounter::ForCgroupFile(cg->CpuFile(inst->cgroup))
-                    : sandbox::CpuCounter::ForProcess(pid);
-    inst->out = std::make_unique<asio::posix::stream_descriptor>(ctx_->executor, out.release());
-    inst->err = std::make_unique<asio::posix::stream_descriptor>(ctx_->executor, err.release());
     stopped = StartedLocked(*inst, pid, endpoint.ok());
   }
   Register(inst, pid, stopped);

@@ -1013,6 +1013,9 @@ void FunctionPool::ReportInitError(uint64_t instance_id, std::string body, std::
     }
     inst.init_error_type = error_type.empty() ? "Runtime.Unknown" : error_type;
     inst.init_error_message = message;
+    // What the init printed before it failed is in its pipes, read or not yet: the error's log
+    // tail needs all of it, and the report can come before the pipes' read turn.
+    DrainLogsLocked(inst, true);
     // The init failed now: the back-off starts now, before a tick could replace the instance
     // while it is still stopping (its exit event, which meters the init, may come later).
     InitFailedLocked(inst, fx);

@@ -5,9 +5,12 @@
 #include <gtest/gtest.h>
 
 #include <boost/json.hpp>
+#include <ctime>
+#include <string>
 
 #include "common/base64.h"
 #include "gateway/invoker.h"
+#include "gateway/responses.h"
 
 namespace thaw::gateway::lambda {
 namespace {
@@ -377,6 +380,20 @@ TEST(Base64Test, RoundTripsAndRefusesMalformedText) {
   EXPECT_EQ(*HexDecode("00ff10"), std::string("\0\xff\x10", 3));
   EXPECT_FALSE(HexDecode("0").has_value());
   EXPECT_FALSE(HexDecode("zz").has_value());
+}
+
+TEST(Iso8601Test, WritesWhatGmtimeAndStrftimeWrite) {
+  // The epoch, a leap day, the turn of 2000, a second before a new year, today, and 2100
+  // (not a leap year); microseconds past the second are dropped.
+  for (int64_t us : {0LL, 951'782'400'000'000LL, 946'684'799'999'999LL, 1'704'067'199'000'000LL,
+                     1'796'342'400'123'456LL, 4'107'542'400'000'000LL}) {
+    const time_t secs = static_cast<time_t>(us / 1'000'000);
+    tm t;
+    gmtime_r(&secs, &t);
+    char want[32];
+    std::strftime(want, sizeof(want), "%Y-%m-%dT%H:%M:%SZ", &t);
+    EXPECT_EQ(gateway::Iso8601(us), std::string(want)) << us;
+  }
 }
 
 }  // namespace

@@ -119,8 +119,9 @@ std::string JsonNumber(double x) {
   return std::string(buf, end);
 }
 
-std::string JsonText(const boost::json::value& v) {
+std::string JsonText(const boost::json::value& v, size_t reserve) {
   std::string out;
+  out.reserve(reserve);
   Append(v, out);
   return out;
 }

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <boost/json/fwd.hpp>
+#include <cstddef>
 #include <string>
 
 namespace thaw {
@@ -12,8 +13,9 @@ namespace thaw {
 // any other finite value in the shortest form that reads back to the same double ("0.1",
 // "1.5e-09"); NaN and infinities, which JSON cannot hold, as null.
 std::string JsonNumber(double x);
-// `v` as compact JSON text, numbers as JsonNumber writes them.
-std::string JsonText(const boost::json::value& v);
+// `v` as compact JSON text, numbers as JsonNumber writes them; `reserve`: the bytes to make
+// room for first (a guess at the size, to spare a large text its regrowth).
+std::string JsonText(const boost::json::value& v, size_t reserve = 0);
 // JSON text as its value; anything else (plain text, a partial stream) as a JSON string; empty
 // text as null. For payloads, which are JSON on Lambda, though a function may answer bytes.
 boost::json::value JsonOrString(const std::string& text);

@@ -4,6 +4,7 @@
 // concurrently on the gateway threads.
 #pragma once
 
+#include <atomic>
 #include <boost/asio/thread_pool.hpp>
 #include <boost/json/object.hpp>
 #include <memory>
@@ -193,6 +194,7 @@ class Api final : public HttpHandler {
   std::unique_ptr<JobsApi> jobs_;         // null without deps_.jobs
   std::unique_ptr<Scheduler> schedules_;  // null without deps_.jobs
   std::vector<Cidr> trusted_proxies_;     // whose X-Forwarded-For function URLs believe
+  std::atomic<size_t> listing_bytes_{0};  // the last GET /v1/functions body: the next one's room
 };
 
 }  // namespace thaw::gateway

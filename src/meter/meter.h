@@ -1,16 +1,17 @@
-// Meter: one record per invocation. Add() appends the record to a journal file with one write
-// and queues it; Stage() only queues it and its journal line in the calling shard's own buffer
-// (common/shard.h: each shard thread has one, threads outside the shards share one), and the next
-// Sync() of that buffer journals every line staged in it with one write to the shard's own
-// journal segment, so a loop turn that answers several calls writes the journal once, before the
-// first of those answers leaves, and no shard waits on another's lock or write. A background
-// thread commits batches to SQLite and then deletes the journal segments it has committed. Open()
-// first replays whatever segments a killed process left, so a record whose Add() returned is
-// billed even after a kill -9 (the journal's writes sit in the kernel's page cache, which
-// outlives the process; nothing is fsynced, so power loss and kernel crashes may lose the last
-// records). A staged record is crash-safe once a Sync() that began after Stage() returned has
-// returned, or once it is committed. The request id is the primary key, so a replayed record never
-// bills twice. Thread-safe.
+// Meter: one record per invocation. Add() appends the record to a journal file and queues it;
+// Stage() only queues it and its journal line in the calling shard's own buffer (common/shard.h:
+// each shard thread has one, threads outside the shards share one), and the next Sync() of that
+// buffer journals every line staged in it with one copy into the shard's own journal segment
+// (mapped, so no system call; a pwrite where the file system cannot reserve the segment's
+// blocks), so a loop turn that answers several calls journals once, before the first of those
+// answers leaves, and no shard waits on another's lock or write. A background thread commits
+// batches to SQLite and then deletes the journal segments it has committed. Open() first replays
+// whatever segments a killed process left, so a record whose Add() returned is billed even after
+// a kill -9 (the journal's bytes sit in the kernel's page cache, which outlives the process;
+// nothing is fsynced, so power loss and kernel crashes may lose the last records). A staged
+// record is crash-safe once a Sync() that began after Stage() returned has returned, or once it
+// is committed. The request id is the primary key, so a replayed record never bills twice.
+// Thread-safe.
 #pragma once
 
 #include <array>
@@ -95,7 +96,7 @@ struct StartKindCount {
 // Billed duration: rounded up to the next whole millisecond, at least 1 ms.
 int64_t BilledMillis(int64_t duration_us);
 
-// One journal line: the record's fields, tab-separated, with '\\', '\t', '\n' and '\r' escaped
+// One journal line: the record's fields, tab-separated, with '\\', '\t', '\n', '\r' and NUL escaped
 // inside strings, ending in '\n' (appended to `out`, which is cleared first).
 void EncodeJournalLine(const Record& record, std::string& out);
 // Parses one line without its '\n'; false when it is malformed (a torn or foreign line).
@@ -134,8 +135,9 @@ class Meter {
   // short lock of the shard's own buffer, which only the writer thread also takes.
   StageTicket Stage(Record record);
   // Journals every record staged in `ticket`'s buffer up to it (and any staged there since), in
-  // one write; returns at once, without a lock, when an earlier Sync, an Add() or the writer has
-  // already done so. Call it on any thread before answering a call whose record was staged.
+  // one copy (or write); returns at once, without a lock, when an earlier Sync, an Add() or the
+  // writer has already done so. Call it on any thread before answering a call whose record was
+  // staged.
   void Sync(StageTicket ticket);
   // Sync for every buffer: journals every record staged before the call.
   void Sync();
@@ -196,6 +198,7 @@ class Meter {
     std::string staged;           // guarded by mu: lines not yet written
     std::vector<Record> records;  // guarded by mu: not yet taken by the writer
     int fd = -1;                  // guarded by mu: this slot's segment, -1 until its first write
+    char* map = nullptr;          // guarded by mu: its reserved first bytes, mapped (or nullptr)
     uint64_t seq = 0;             // guarded by mu: its number
     int64_t bytes = 0;            // guarded by mu: end of its last whole line
     bool failing = false;         // guarded by mu: to log a failing journal once
@@ -204,6 +207,10 @@ class Meter {
     // writes them under mu before it lets go): written under mu, read by Sync without it.
     std::atomic<uint64_t> added_mark{0};
     std::atomic<uint64_t> journaled{0};
+  };
+  struct OpenSegment {
+    int fd = -1;
+    char* map = nullptr;
   };
   static constexpr int kSharedSlot = kMaxShards;
   static constexpr int kSlots = kMaxShards + 1;
@@ -215,14 +222,14 @@ class Meter {
   void Run();
   static int SlotOfThisThread();
   StageTicket Enqueue(int slot, Record record, bool journal_now);
-  // Writes the slot's staged lines (one write; its segment is created on its first) and
+  // Writes the slot's staged lines (one copy or write; its segment is made on its first) and
   // publishes its journaled mark.
   void SyncSlotLocked(Slot& slot);
   void WriteLocked(Slot& slot, const std::string& lines);
   // The writer's pass: journals and takes every slot's records, all slots locked at once (a
   // consistent cut: a usage record is never taken without the invocation staged before it),
-  // sealing full segments; appends to `batch`; returns the fds of sealed segments to close.
-  std::vector<int> TakeAll(std::vector<Record>& batch, bool& rotation_failing);
+  // sealing full segments; appends to `batch`; returns the sealed segments to close.
+  std::vector<OpenSegment> TakeAll(std::vector<Record>& batch, bool& rotation_failing);
   void WakeWriter();
 
   std::unique_ptr<store::Db> db_;  // used only by the writer thread and under db_mu_

@@ -197,5 +197,11 @@ bench/events.sh >> docs/benchmarks.md
 bench/scale_costs.sh >> docs/benchmarks.md
 bench/forward.sh >> docs/benchmarks.md
 BENCH_STRACE=1 bench/channel.sh >> docs/benchmarks.md
+{
+  echo
+  echo "## The floor of a warm call: one hop to a function process (bench/hop_floor.sh)"
+  echo
+  bench/hop_floor.sh 2> /dev/null
+} >> docs/benchmarks.md
 if [ -f docs/benchmarks-notes.md ]; then cat docs/benchmarks-notes.md >> docs/benchmarks.md; fi
 cat docs/benchmarks.md

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -23,9 +24,19 @@ size_t Cost(const Line& line) {
   return sizeof(Line) + line.request_id.size() + line.stream.size() + line.text.size();
 }
 
-std::string FormatLine(int64_t ts_us, const std::string& request_id, const std::string& stream,
-                       const std::string& text) {
-  return std::to_string(ts_us) + "\t" + request_id + "\t" + stream + "\t" + text + "\n";
+// Appends one line of a function's file: "<ts>\t<request id>\t<stream>\t<text>\n".
+void AppendFileLine(std::string& out, int64_t ts_us, std::string_view request_id,
+                    std::string_view stream, std::string_view text) {
+  char ts[24];
+  const auto [end, ec] = std::to_chars(ts, ts + sizeof(ts), ts_us);
+  out.append(ts, end);
+  out += '\t';
+  out.append(request_id);
+  out += '\t';
+  out.append(stream);
+  out += '\t';
+  out.append(text);
+  out += '\n';
 }
 
 }  // namespace
@@ -157,7 +168,12 @@ void LogStore::FoldLocked() const {
 
 void LogStore::AddLocked(const std::string& function, Line line, bool to_file) const {
   const size_t cost = Cost(line);
-  if (to_file) unwritten_.emplace_back(function, line);
+  if (to_file) {
+    FileChunk& file = unwritten_[function];
+    AppendFileLine(file.text, line.ts_us, line.request_id, line.stream, line.text);
+    file.ends.push_back(file.text.size());
+    file.cost += cost;
+  }
   Ring& ring = rings_[function];
   ring.bytes += cost;
   ring.lines.push_back(std::move(line));
@@ -253,7 +269,7 @@ void LogStore::Run() {
       Batch batch;
       batch.swap(unwritten_);
       size_t bytes = 0;
-      for (const auto& [function, line] : batch) bytes += Cost(line);
+      for (const auto& [function, file] : batch) bytes += file.cost;
       unwritten_bytes_.fetch_sub(bytes, std::memory_order_relaxed);
       std::map<std::string, Unreported> notes;
       notes.swap(unreported_);
@@ -276,35 +292,27 @@ void LogStore::Run() {
 }
 
 std::map<std::string, LogStore::Unreported> LogStore::Write(
-    const Batch& batch, const std::map<std::string, Unreported>& notes) {
-  // Per function: its text, and where each line ends in it (to count what a short write lost).
-  struct Chunk {
-    std::string text;
-    std::vector<size_t> ends;
-  };
-  std::map<std::string, Chunk> per_file;
+    Batch& batch, const std::map<std::string, Unreported>& notes) {
   const int64_t now = WallNowMicros();
   for (const auto& [function, u] : notes) {
     // Said first, so the note sits where the gap is.
-    Chunk& c = per_file[function];
+    std::string head;
     if (u.queue_full > 0) {
-      c.text += FormatLine(now, "", "platform",
-                           "thaw: " + std::to_string(u.queue_full) +
-                               " log lines were not written here: the log writer queue was full");
+      AppendFileLine(head, now, "", "platform",
+                     "thaw: " + std::to_string(u.queue_full) +
+                         " log lines were not written here: the log writer queue was full");
     }
     if (u.write_failed > 0) {
-      c.text += FormatLine(
-          now, "", "platform",
+      AppendFileLine(
+          head, now, "", "platform",
           "thaw: " + std::to_string(u.write_failed) + " log lines were not written here: " + u.why);
     }
-  }
-  for (const auto& [function, line] : batch) {
-    Chunk& c = per_file[function];
-    c.text += FormatLine(line.ts_us, line.request_id, line.stream, line.text);
-    c.ends.push_back(c.text.size());
+    FileChunk& c = batch[function];
+    c.text.insert(0, head);
+    for (size_t& end : c.ends) end += head.size();
   }
   std::map<std::string, Unreported> failed;
-  for (const auto& [function, chunk] : per_file) {
+  for (const auto& [function, chunk] : batch) {
     const std::string path = dir_ + "/" + function + ".log";
     auto fail = [&](size_t written, int err) {
       Unreported& f = failed[function];

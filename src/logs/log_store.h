@@ -81,7 +81,14 @@ class LogStore {
     int64_t write_failed = 0;
     std::string why;  // the last write failure
   };
-  using Batch = std::vector<std::pair<std::string, Line>>;
+  // Per function: its file's lines, as they are written, and where each ends (to count what a
+  // short write lost).
+  struct FileChunk {
+    std::string text;
+    std::vector<size_t> ends;
+    size_t cost = 0;  // the lines' Cost, held in unwritten_bytes_
+  };
+  using Batch = std::map<std::string, FileChunk>;
 
   // A line appended but not yet in its ring.
   struct Pending {
@@ -112,7 +119,7 @@ class LogStore {
   // The server's own log hears of drops, at most once per 10 s.
   void WarnLocked(const std::string& message);
   // Writes one batch (no lock held); returns the lines each function could not write, and why.
-  std::map<std::string, Unreported> Write(const Batch& batch,
+  std::map<std::string, Unreported> Write(Batch& batch,
                                           const std::map<std::string, Unreported>& notes);
   // Renames <function>.log to .log.1 (and .1 to .2, ...), dropping the oldest.
   void Rotate(const std::string& path) const;
@@ -130,7 +137,7 @@ class LogStore {
   std::condition_variable cv_;                 // wakes the writer
   std::condition_variable flushed_;            // the writer finished a batch
   mutable std::map<std::string, Ring> rings_;  // guarded by mu_; folds fill it
-  mutable Batch unwritten_;                    // guarded by mu_
+  mutable Batch unwritten_;     // guarded by mu_: lines for the files, formatted as they are added
   bool urgent_ = false;         // guarded by mu_: write now (queue half full, or Flush)
   int64_t passes_started_ = 0;  // guarded by mu_: the writer's rounds, for Flush
   int64_t passes_done_ = 0;     // guarded by mu_

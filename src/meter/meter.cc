@@ -206,12 +206,13 @@ std::string_view StartKindColumn(const Record& r) {
   return !r.cold_start ? "" : r.forked ? "fork" : r.restored ? "restore" : "full";
 }
 
-// Binds `r` as row `row` (0-based) of a multi-row INSERT.
+// Binds `r` as row `row` (0-based) of a multi-row INSERT; its strings by reference (not copied:
+// `r` outlives the statement's run, whose handle resets it).
 void BindRow(store::Stmt& stmt, size_t row, const Record& r) {
   const int b = static_cast<int>(row * kColumns);
-  stmt.Bind(b + 1, r.request_id)
-      .Bind(b + 2, r.function)
-      .Bind(b + 3, r.version)
+  stmt.BindRef(b + 1, r.request_id)
+      .BindRef(b + 2, r.function)
+      .BindRef(b + 3, r.version)
       .Bind(b + 4, r.start_us)
       .Bind(b + 5, r.end_us)
       .Bind(b + 6, r.duration_us)
@@ -220,17 +221,17 @@ void BindRow(store::Stmt& stmt, size_t row, const Record& r) {
       .Bind(b + 9, r.max_memory_used_mb)
       .Bind(b + 10, int64_t{r.cold_start})
       .Bind(b + 11, r.init_us)
-      .Bind(b + 12, r.status)
-      .Bind(b + 13, r.error_type)
+      .BindRef(b + 12, r.status)
+      .BindRef(b + 13, r.error_type)
       .Bind(b + 14, r.bytes_in)
       .Bind(b + 15, r.bytes_out)
       .Bind(b + 16, r.cpu_us)
-      .Bind(b + 17, r.tenant)
+      .BindRef(b + 17, r.tenant)
       .Bind(b + 18, r.gpu_us)
       .Bind(b + 19, r.prompt_tokens)
       .Bind(b + 20, r.completion_tokens)
       .Bind(b + 21, r.batch_size)
-      .Bind(b + 22, StartKindColumn(r));
+      .BindRef(b + 22, StartKindColumn(r));
 }
 
 // The invocations of `batch` (not its usage records), in multi-row statements.

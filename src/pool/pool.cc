@@ -55,6 +55,14 @@ Result CanceledResult() {
   return r;
 }
 
+// "START RequestId: <id> Version: <version>" in one allocation (per call).
+std::string StartLine(const std::string& request_id, const std::string& version) {
+  std::string line;
+  line.reserve(32 + request_id.size() + version.size());
+  line.append("START RequestId: ").append(request_id).append(" Version: ").append(version);
+  return line;
+}
+
 }  // namespace
 
 std::string FormatMs(int64_t us) {
@@ -348,9 +356,8 @@ bool FunctionPool::SubmitToLane(InvocationPtr& inv) {
         timeout_ms * 1000, [self = shared_from_this(), instance_id, id = inv->id] {
           self->OnDeadline(instance_id, id);
         });
-    ctx_->logs->Append(
-        version_->function, inv->id, "platform",
-        "START RequestId: " + inv->id + " Version: " + ShownVersion(version_->version, latest_));
+    ctx_->logs->Append(version_->function, inv->id, "platform",
+                       StartLine(inv->id, ShownVersion(version_->version, latest_)));
     NextHandler handler = std::move(*lent->handler);
     lent->handler.reset();
     lent->inv = inv;
@@ -638,9 +645,8 @@ void FunctionPool::DeliverLocked(Instance& inst, NextHandler handler, Invocation
   inv->deadline_timer =
       ctx_->timers->After(timeout_ms * 1000, [self = shared_from_this(), instance_id = inst.id,
                                               id = inv->id] { self->OnDeadline(instance_id, id); });
-  ctx_->logs->Append(
-      version_->function, inv->id, "platform",
-      "START RequestId: " + inv->id + " Version: " + ShownVersion(version_->version, latest_));
+  ctx_->logs->Append(version_->function, inv->id, "platform",
+                     StartLine(inv->id, ShownVersion(version_->version, latest_)));
   fx.nexts.emplace_back(std::move(handler), std::move(inv));
 }
 
@@ -737,14 +743,24 @@ const char* FunctionPool::EndCall(Instance& inst, const Invocation& inv, Result&
   result.init_us = inv.init_us;
   result.version = version_->version;
   inst.memory_sample_due = true;
-  std::string report = "REPORT RequestId: " + inv.id +
-                       "\tDuration: " + FormatMs(result.duration_us) +
-                       " ms\tBilled Duration: " + std::to_string(result.billed_ms) +
-                       " ms\tMemory Size: " + std::to_string(version_->manifest.memory_mb) +
-                       " MB\tMax Memory Used: " + std::to_string(inst.peak_rss_mb.load()) + " MB";
+  std::string report;
+  report.reserve(256);  // the line and what AppendEndReport adds to it: one allocation
+  report.append("REPORT RequestId: ")
+      .append(inv.id)
+      .append("\tDuration: ")
+      .append(FormatMs(result.duration_us))
+      .append(" ms\tBilled Duration: ")
+      .append(std::to_string(result.billed_ms))
+      .append(" ms\tMemory Size: ")
+      .append(std::to_string(version_->manifest.memory_mb))
+      .append(" MB\tMax Memory Used: ")
+      .append(std::to_string(inst.peak_rss_mb.load()))
+      .append(" MB");
   if (result.cold_start) {
-    report += "\tInit Duration: " + FormatMs(result.init_us) +
-              " ms\tStart Kind: " + std::string(instance::StartKindName(result.start_kind));
+    report.append("\tInit Duration: ")
+        .append(FormatMs(result.init_us))
+        .append(" ms\tStart Kind: ")
+        .append(instance::StartKindName(result.start_kind));
   }
   // One lock for END, REPORT and the count of the request's dropped lines.
   ctx_->logs->AppendEndReport(version_->function, inv.id, std::move(report),

@@ -35,6 +35,8 @@ class StmtBackend {
   virtual ~StmtBackend() = default;
   virtual void BindInt(int index, int64_t value) = 0;
   virtual void BindText(int index, std::string_view value) = 0;
+  // BindText without a copy where the backend can: `value` stays valid until Reset().
+  virtual void BindTextRef(int index, std::string_view value) { BindText(index, value); }
   virtual void BindNull(int index) = 0;
   virtual StatusOr<bool> Next() = 0;
   virtual void Reset() = 0;
@@ -55,6 +57,12 @@ class Stmt {
   }
   Stmt& Bind(int index, std::string_view value) {
     impl_->BindText(index, value);
+    return *this;
+  }
+  // Binds `value` without copying it (SQLite): its bytes must stay valid until Reset() (a
+  // CachedStmt's handle resets when it goes out of scope).
+  Stmt& BindRef(int index, std::string_view value) {
+    impl_->BindTextRef(index, value);
     return *this;
   }
   Stmt& BindNull(int index) {

@@ -14,6 +14,9 @@ class SqliteStmt : public StmtBackend {
   void BindText(int index, std::string_view value) override {
     sqlite3_bind_text(stmt_, index, value.data(), static_cast<int>(value.size()), SQLITE_TRANSIENT);
   }
+  void BindTextRef(int index, std::string_view value) override {
+    sqlite3_bind_text(stmt_, index, value.data(), static_cast<int>(value.size()), SQLITE_STATIC);
+  }
   void BindNull(int index) override { sqlite3_bind_null(stmt_, index); }
 
   StatusOr<bool> Next() override {

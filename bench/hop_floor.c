@@ -93,6 +93,17 @@ static Worker* FreeWorker(Loop* l) {
   return NULL;
 }
 
+// Hands `conn`'s whole request to a free worker, or queues it for the next one free.
+static void Schedule(Loop* l, int conn) {
+  l->conns[conn]->waiting = 1;
+  Worker* w = FreeWorker(l);
+  if (w != NULL) {
+    Dispatch(l, conn, w);
+  } else {
+    l->queue[(l->q_head + l->q_len++) % kMaxConns] = conn;
+  }
+}
+
 static void OnClient(Loop* l, int fd) {
   Conn* c = l->conns[fd];
   ssize_t n = read(fd, c->buf + c->len, kBuf - c->len);
@@ -105,13 +116,7 @@ static void OnClient(Loop* l, int fd) {
   }
   c->len += (size_t)n;
   if (c->waiting || RequestEnd(c) == 0) return;
-  c->waiting = 1;
-  Worker* w = FreeWorker(l);
-  if (w != NULL) {
-    Dispatch(l, fd, w);
-  } else {
-    l->queue[(l->q_head + l->q_len++) % kMaxConns] = fd;
-  }
+  Schedule(l, fd);
 }
 
 static void OnWorker(Loop* l, Worker* w) {
@@ -141,15 +146,7 @@ static void OnWorker(Loop* l, Worker* w) {
   }
   // A pipelined request already read from the answered connection.
   Conn* c = l->conns[conn];
-  if (c != NULL && !c->waiting && RequestEnd(c) > 0) {
-    c->waiting = 1;
-    Worker* free_worker = FreeWorker(l);
-    if (free_worker != NULL) {
-      Dispatch(l, conn, free_worker);
-    } else {
-      l->queue[(l->q_head + l->q_len++) % kMaxConns] = conn;
-    }
-  }
+  if (c != NULL && !c->waiting && RequestEnd(c) > 0) Schedule(l, conn);
 }
 
 static void* Run(void* arg) {

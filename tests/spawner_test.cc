@@ -11,8 +11,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <condition_variable>
 #include <fstream>
+#include <future>
 #include <iterator>
 #include <mutex>
 #include <set>
@@ -288,6 +290,44 @@ size_t MappingsOf(pid_t pid) {
   size_t n = 0;
   for (std::string line; std::getline(in, line);) ++n;
   return n;
+}
+
+// While idle the spawner makes its ready shells a batch at a time (8 per idle turn); a start
+// that arrives during a batch waits for the shell being made, not for the rest of the batch
+// (a burst's first calls used to wait behind up to 8 shells, 10-30 ms on a small machine).
+class SpawnerRefillTest : public SpawnerTest {
+ protected:
+  static constexpr size_t kReady = 40;  // several batches
+  void Configure(SpawnerOptions& options) override { options.ready_shells = kReady; }
+};
+
+TEST_F(SpawnerRefillTest, AStartDuringARefillWaitsForOneShellAtMost) {
+  const pid_t spawner = client_->spawner_pid();
+  client_->StartReplyThread();
+  // A batch's first shell: one child more after a pause (the spawner's idle wait between
+  // batches), with room for the rest of the batch below kReady.
+  size_t before = ChildrenOf(spawner);
+  auto changed_at = std::chrono::steady_clock::now();
+  const auto deadline = changed_at + std::chrono::seconds(30);
+  bool in_batch = false;
+  while (!in_batch && std::chrono::steady_clock::now() < deadline) {
+    const size_t now = ChildrenOf(spawner);
+    if (now == before) continue;
+    const auto at = std::chrono::steady_clock::now();
+    in_batch =
+        now == before + 1 && at - changed_at >= std::chrono::milliseconds(10) && now + 8 < kReady;
+    before = now;
+    changed_at = at;
+  }
+  ASSERT_TRUE(in_batch) << "never saw a refill batch begin (" << before << " children)";
+  std::promise<size_t> at_reply;
+  client_->Spawn(Sleeper(), [&](StatusOr<Spawned> r) {
+    EXPECT_TRUE(r.ok()) << r.status().message();
+    at_reply.set_value(ChildrenOf(spawner));
+  });
+  // The start took a ready shell (which became its instance): besides it, only the shell being
+  // made when the request came.
+  EXPECT_LE(at_reply.get_future().get(), before + 1);
 }
 
 // Regression (the burst's exec teardown): a waiting jailed shell has become thaw-shell, a

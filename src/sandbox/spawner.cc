@@ -51,8 +51,9 @@ constexpr char kOpKill = 'K';
 // template or its children send is untrusted: the function's code ran in it.
 constexpr char kOpFork = 'F';
 constexpr int kRefillDelayMs = 20;  // how long the spawner is idle before it makes more
-// Shells made per idle turn: each costs the spawner a cgroup's directories and a clone (a
-// millisecond or more), and a request arriving meanwhile waits for the batch.
+// Shells (or fork cgroups) made per idle turn: each costs the spawner a cgroup's directories and
+// a clone (a millisecond or more). A request arriving meanwhile ends the batch after the one
+// being made: it waits for that one only.
 constexpr size_t kRefillBatch = 8;
 // Requests handled per turn of the loop before it looks at the starts in flight again. While
 // thaw sends a burst, requests keep arriving as fast as they are handled: draining them all
@@ -231,8 +232,8 @@ class Spawner {
   // Forks spares for the ready templates that have none (when the spawner is idle).
   void RefillSpares();
   bool SparesShort() const;
-  // Makes cgroups for forks ahead (ReadyCgroup), kRefillBatch at a time, up to ready_shells
-  // while a template is ready (when the spawner is idle).
+  // Makes cgroups for forks ahead (ReadyCgroup), kRefillBatch at a time (fewer once a request
+  // waits), up to ready_shells while a template is ready (when the spawner is idle).
   void RefillForkCgroups();
   bool ForkCgroupsShort() const;
   std::string NextForkCgroupName();
@@ -289,16 +290,24 @@ class Spawner {
   char* vfork_stack_ = nullptr;
 };
 
+// True when `fd` has something to read (a poll that does not wait).
+bool Readable(int fd) {
+  pollfd p{fd, POLLIN, 0};
+  return ::poll(&p, 1, 0) > 0 && (p.revents & POLLIN) != 0;
+}
+
 // Fills the queues: one shell each at once, the rest only when `idle`, kRefillBatch at a time
-// (the next idle turn makes more). A shell costs CPU (its mounts, a cgroup, a network
-// namespace) that, made right after a spawn, the instance just started would have to share.
-void RefillShells(const SpawnerSetup& setup, Shells& shells, bool idle) {
+// (the next idle turn makes more), and none past the first of a batch once a request waits on
+// `request_fd`. A shell costs CPU (its mounts, a cgroup, a network namespace) that, made right
+// after a spawn, the instance just started would have to share.
+void RefillShells(const SpawnerSetup& setup, Shells& shells, bool idle, int request_fd) {
   if (setup.mode == Isolation::kPlain) return;
   size_t made = 0;
   for (const auto& [kind, keep] : shells.keep) {
     auto& queue = shells.ready[kind];
     const size_t target = idle ? keep : std::min<size_t>(1, keep);
     while (queue.size() < target && (!idle || made < kRefillBatch)) {
+      if (idle && made > 0 && Readable(request_fd)) return;
       ++made;
       auto shell = shells.Start(setup, kind);
       if (!shell.ok()) break;  // the next spawn reports the error
@@ -668,7 +677,7 @@ void Spawner::Run() {
   for (;;) {
     // Keep sandboxes ready for the next cold starts, unless starts are settling: the
     // instances being started would share the CPU with it.
-    if (pending_.empty()) RefillShells(setup_, shells_, idle);
+    if (pending_.empty()) RefillShells(setup_, shells_, idle, request_fd_);
     // Spares (a fork per template, in its cgroup ahead of the request): only when idle, as
     // they cost a cgroup join that the instances being started would wait behind.
     if (pending_.empty() && pending_forks_.empty() && idle) {
@@ -931,6 +940,7 @@ bool Spawner::ForkCgroupsShort() const {
 
 void Spawner::RefillForkCgroups() {
   for (size_t made = 0; made < kRefillBatch && ForkCgroupsShort(); ++made) {
+    if (made > 0 && Readable(request_fd_)) return;  // the rest at the next idle turn
     ReadyCgroup c;
     c.name = NextForkCgroupName();
     c.limits = fork_limits_;

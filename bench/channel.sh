@@ -8,18 +8,10 @@ cd "$(dirname "$0")/.."
 DUR=${BENCH_DURATION:-10s}
 CONNS=${BENCH_CONNECTIONS:-32}
 CALLS=${BENCH_STRACE_CALLS:-2000}
-work=$(mktemp -d /tmp/thaw-chan-XXXXXX)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null || true; done
-  [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
-  chmod -R u+w "$work" 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+. bench/nginx.sh
+nginx_bench_work chan
 
 NGINX_PORT=${BENCH_NGINX_PORT:-18182}
-. bench/nginx.sh
 start_nginx "$work" "$NGINX_PORT"
 
 start() {  # name, extra flags... -> sets URL_<name>, KEY_<name>, PID_<name>

@@ -10,19 +10,11 @@ cd "$(dirname "$0")/.."
 BIN=${1:-build/thaw}
 ROUNDS=${BENCH_ROUNDS:-3}
 DUR=${BENCH_DURATION:-5s}
-work=$(mktemp -d /tmp/thaw-floor-XXXXXX)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null || true; done
-  [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
-  chmod -R u+w "$work" 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+. bench/nginx.sh
+nginx_bench_work floor
 
 NGINX_PORT=${BENCH_NGINX_PORT:-18184}
 FLOOR_PORT=${BENCH_FLOOR_PORT:-18185}
-. bench/nginx.sh
 start_nginx "$work" "$NGINX_PORT"
 cc -O2 -pthread -o "$work/hop_floor" bench/hop_floor.c
 "$work/hop_floor" "$FLOOR_PORT" 2 4 2> "$work/floor.log" &

@@ -15,3 +15,18 @@ http {
 CONF
   /usr/sbin/nginx -c "$dir/nginx.conf"
 }
+
+# nginx_bench_work TAG: a work folder ($work, /tmp/thaw-TAG-*) and a list of background pids
+# ($pids) for a benchmark that runs nginx beside servers of its own; on exit, those processes
+# and nginx are stopped and the folder removed.
+nginx_bench_work() {
+  work=$(mktemp -d "/tmp/thaw-$1-XXXXXX")
+  pids=()
+  trap nginx_bench_cleanup EXIT
+}
+nginx_bench_cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null || true; done
+  [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
+  chmod -R u+w "$work" 2>/dev/null || true
+  rm -rf "$work"
+}

@@ -17,18 +17,10 @@ BEFORE=$1
 AFTER=$2
 ROUNDS=${BENCH_ROUNDS:-5}
 DUR=${BENCH_DURATION:-5s}
-work=$(mktemp -d /tmp/thaw-sbs-XXXXXX)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null || true; done
-  [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
-  chmod -R u+w "$work" 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+. bench/nginx.sh
+nginx_bench_work sbs
 
 NGINX_PORT=${BENCH_NGINX_PORT:-18183}
-. bench/nginx.sh
 start_nginx "$work" "$NGINX_PORT"
 
 start() {  # name, binary -> sets URL_<name>, KEY_<name>

@@ -82,6 +82,7 @@ struct Case {
   uint64_t instance_id = 0;
   bool budget_only = false;
   int64_t now = kNow;
+  bool tenant_held_elsewhere = false;
 };
 
 constexpr auto kReady = InstanceState::kReady;
@@ -92,7 +93,7 @@ class AdmissionTest : public ::testing::TestWithParam<Case> {};
 
 TEST_P(AdmissionTest, Decides) {
   const Case& c = GetParam();
-  CallRequest call{"acme", "acme.f", c.budget_only};
+  CallRequest call{"acme", "acme.f", c.budget_only, c.tenant_held_elsewhere};
   Decision d = Admit(c.state, call, c.now);
   EXPECT_EQ(d.kind, c.want);
   EXPECT_EQ(d.reason, c.reason) << RejectReasonName(d.reason);
@@ -102,7 +103,8 @@ TEST_P(AdmissionTest, Decides) {
   // An admitted call holds a tenant slot (and a function slot under a reservation); a refused
   // one or a budget check takes nothing.
   const bool holds = d.admitted() && !c.budget_only;
-  EXPECT_EQ(d.tenant.inflight, c.state.tenant.inflight + (holds ? 1 : 0));
+  EXPECT_EQ(d.tenant.inflight,
+            c.state.tenant.inflight + (holds && !c.tenant_held_elsewhere ? 1 : 0));
   EXPECT_EQ(d.reserved_inflight,
             c.state.reserved_inflight + (holds && c.state.reserved_cap ? 1 : 0));
 }
@@ -167,6 +169,18 @@ INSTANTIATE_TEST_SUITE_P(
              RejectReason::kNone, 0, true},
         Case{"EventsStopAtTheBudget", S().Budget(10, 10).s, Kind::kReject,
              RejectReason::kTenantBudget, 0, true},
+        // A call another node forwarded holds its tenant slot there: only the budget and the
+        // reservation are decided here, and it takes no tenant slot or token here.
+        Case{"ForwardedSkipsTheTenantsConcurrency", S().Concurrency(4).Shares(0, {}).s,
+             Kind::kAdmit, RejectReason::kNone, 0, false, kNow, true},
+        Case{"ForwardedSkipsTheTenantsRate", S().Rate(4, 0.0, kNow).Shares({}, 0).s, Kind::kAdmit,
+             RejectReason::kNone, 0, false, kNow, true},
+        Case{"ForwardedStopsAtTheBudget", S().Budget(10, 10).s, Kind::kReject,
+             RejectReason::kTenantBudget, 0, false, kNow, true},
+        Case{"ForwardedStopsAtTheReservation", S().Reserved(2, 2).s, Kind::kReject,
+             RejectReason::kReservedConcurrency, 0, false, kNow, true},
+        Case{"ForwardedTakesAReservedSlot", S().Concurrency(1).Running(1).Reserved(2, 1).s,
+             Kind::kAdmit, RejectReason::kNone, 0, false, kNow, true},
         // The version's instances and queue, and the node's memory.
         Case{"AFreeReadyInstanceTakesIt", S().Version({{kStarting, 0}, {kReady, 0}}).s,
              Kind::kDispatch, RejectReason::kNone, 2},

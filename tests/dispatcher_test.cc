@@ -268,6 +268,45 @@ TEST(DispatcherTest, SharesBoundTheNodeAndDemandIsCounted) {
   EXPECT_EQ(demand["acme"].arrivals, 0);
 }
 
+// A call forwarded between nodes is held by the share of the node that forwards it: the
+// receiver admits it whatever its own share, and counts it neither there nor in its demand.
+TEST(DispatcherTest, AForwardedCallIsHeldWhereItArrived) {
+  using Scope = Dispatcher::Scope;
+  Store store;
+  store.limits["acme"].concurrency = 2;
+  Dispatcher origin(store.Source()), receiver(store.Source());
+  origin.EnableShares();
+  receiver.EnableShares();
+  origin.SetShare("acme", {.concurrency = 1, .rate = 0});
+  receiver.SetShare("acme", {.concurrency = 0, .rate = 0});
+  Dispatcher::Slot going, there, refused;
+  ASSERT_TRUE(origin.Admit("acme.f", std::nullopt, kNow, going, Scope::kForwarding).admitted());
+  EXPECT_EQ(origin.inflight("acme"), 1);
+  ASSERT_TRUE(receiver.Admit("acme.f", std::nullopt, kNow, there, Scope::kForwarded).admitted());
+  EXPECT_EQ(receiver.inflight("acme"), 0);
+  // The origin's share is full: the next call is not forwarded, and that refusal is not
+  // demand (the call is decided again where it then runs).
+  EXPECT_EQ(origin.Admit("acme.f", std::nullopt, kNow, refused, Scope::kForwarding).reason,
+            RejectReason::kTenantConcurrency);
+  auto demand = origin.TakeDemand();
+  EXPECT_EQ(demand["acme"].peak_inflight, 1);
+  EXPECT_EQ(demand["acme"].refused_concurrency, 0);
+  EXPECT_EQ(demand["acme"].arrivals, 1);
+  demand = receiver.TakeDemand();
+  EXPECT_EQ(demand["acme"].peak_inflight, 0);
+  EXPECT_EQ(demand["acme"].arrivals, 0);
+  // The receiver still applies the function's reserved concurrency, and gives it back.
+  Dispatcher::Slot reserved, over;
+  ASSERT_TRUE(receiver.Admit("acme.f", 1, kNow, reserved, Scope::kForwarded).admitted());
+  EXPECT_EQ(receiver.Admit("acme.f", 1, kNow, over, Scope::kForwarded).reason,
+            RejectReason::kReservedConcurrency);
+  reserved = Dispatcher::Slot();
+  EXPECT_EQ(receiver.reserved_inflight("acme.f"), 0);
+  EXPECT_EQ(receiver.inflight("acme"), 0);
+  going = Dispatcher::Slot();
+  EXPECT_EQ(origin.inflight("acme"), 0);
+}
+
 // The ledger's month-to-date total of the whole cluster raises the node's own count, never
 // lowers it, and a spent budget refuses.
 TEST(DispatcherTest, ClusterSpendFromTheLedger) {

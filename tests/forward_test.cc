@@ -367,5 +367,38 @@ TEST_F(ForwardTest, DrainMovesWarmWorkAndNoCallFails) {
               calls.load(), failures.size());
 }
 
+// The node a call arrives at holds its tenant slot; only a node of the cluster (it shows the
+// cluster token) may say it holds one. A client's own hop header, or a wrong token, buys no
+// slot past the tenant's limit.
+TEST_F(ForwardTest, AClaimedHopWithoutTheTokenStillCountsAgainstTheTenant) {
+  a_->CreateTenant("t1", R"("concurrency":1)");
+  const std::string hold =
+      "import time\n"
+      "def handler(event, context):\n"
+      "    time.sleep(event.get('hold', 0))\n"
+      "    return {'held': True}\n";
+  dirs_.push_back(PythonBundle("hold", hold));
+  ASSERT_EQ(a_->Deploy("t1.hold", dirs_.back()).status, 201);
+  // The node's share of the limit is set once a call gets through.
+  ASSERT_TRUE(Eventually([&] { return a_->Invoke("t1.hold").status == 200; }, 30000))
+      << a_->Output();
+  // The holder asks again while a probe holds the slot; once a probe is refused, the holder
+  // holds it, for five seconds.
+  std::atomic<bool> held{false};
+  std::thread holder([&] {
+    for (int i = 0; i < 1000 && !held; ++i) {
+      held = a_->Invoke("t1.hold", R"({"hold":5})").status != 429;
+    }
+  });
+  EXPECT_TRUE(Eventually([&] { return a_->Invoke("t1.hold").status == 429; }, 30000));
+  for (const auto& token : {std::string(), std::string("not-the-token")}) {
+    Headers headers = {{"X-Thaw-Forwarded-By", "b"}};
+    if (!token.empty()) headers.emplace_back("X-Thaw-Cluster-Token", token);
+    auto r = a_->Call("POST", "/v1/functions/t1.hold/invoke", "{}", headers);
+    EXPECT_EQ(r.status, 429) << "token '" << token << "': " << r.body;
+  }
+  holder.join();
+}
+
 }  // namespace
 }  // namespace thaw::testing

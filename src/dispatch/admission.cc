@@ -171,7 +171,8 @@ Decision Admit(const AdmissionState& state, const CallRequest& call, int64_t now
   const auth::TenantLimits& limits = state.limits;
   if (!CheckBudget(limits, call.tenant, now_us, d)) return d;
   if (call.budget_only) return d;
-  if (limits.concurrency &&
+  const bool tenant_here = !call.tenant_held_elsewhere;
+  if (tenant_here && limits.concurrency &&
       d.tenant.inflight >=
           std::min(*limits.concurrency, state.concurrency_share.value_or(*limits.concurrency))) {
     return Refuse(std::move(d), RejectReason::kTenantConcurrency, 1,
@@ -179,7 +180,7 @@ Decision Admit(const AdmissionState& state, const CallRequest& call, int64_t now
                       std::to_string(*limits.concurrency) +
                       " invocations running at once; retry after one finishes");
   }
-  if (!CheckRate(limits, state.rate_share, call.tenant, now_us, d)) return d;
+  if (tenant_here && !CheckRate(limits, state.rate_share, call.tenant, now_us, d)) return d;
   if (state.reserved_cap && d.reserved_inflight >= *state.reserved_cap) {
     return Refuse(std::move(d), RejectReason::kReservedConcurrency, 1, "Rate Exceeded.");
   }
@@ -187,8 +188,10 @@ Decision Admit(const AdmissionState& state, const CallRequest& call, int64_t now
     d = Place(*state.version, std::move(d));
     if (!d.admitted()) return d;
   }
-  if (limits.rate_per_second) d.tenant.tokens -= 1.0;
-  ++d.tenant.inflight;
+  if (tenant_here) {
+    if (limits.rate_per_second) d.tenant.tokens -= 1.0;
+    ++d.tenant.inflight;
+  }
   if (state.reserved_cap) ++d.reserved_inflight;
   return d;
 }

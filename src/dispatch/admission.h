@@ -67,6 +67,11 @@ struct CallRequest {
   // An Event (asynchronous) invocation being queued: only the budget applies now; the limits
   // apply again when it runs.
   bool budget_only = false;
+  // Forwarded here by another node of the cluster, which admitted it against its own shares of
+  // the tenant's limits and holds its tenant slot while it runs here: the budget and the
+  // reserved concurrency apply, and the tenant's concurrency and rate are neither checked nor
+  // counted here.
+  bool tenant_held_elsewhere = false;
 };
 
 enum class RejectReason {

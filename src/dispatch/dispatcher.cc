@@ -167,15 +167,16 @@ void Dispatcher::CommitLocked(TenantEntry& entry, const TenantCounters& counters
 }
 
 Decision Dispatcher::Admit(std::string_view function, std::optional<int64_t> reserved_cap,
-                           int64_t now_us, Slot& slot) {
+                           int64_t now_us, Slot& slot, Scope scope) {
   slot = Slot();  // gives back what it held first
   const std::string_view tenant = TenantOfFunction(function);
   AdmissionState state;
   state.limits = LimitsOf(tenant);
   state.reserved_cap = reserved_cap;
   TenantEntry& entry = TenantOfThread(tenant);
+  const bool held_here = scope != Scope::kForwarded;
   Decision d;
-  if (!reserved_cap && AdmitFast(entry, state.limits, now_us, d)) {
+  if (!reserved_cap && held_here && AdmitFast(entry, state.limits, now_us, d)) {
     slot.owner_ = this;
     slot.tenant_ = &entry;
     return d;
@@ -199,18 +200,24 @@ Decision Dispatcher::Admit(std::string_view function, std::optional<int64_t> res
   }
   // The count may move under the mutex-free path: the decision is taken on one reading of it
   // and its increment committed only if the count is still that reading.
+  const CallRequest call{
+      .tenant = tenant, .function = function, .tenant_held_elsewhere = !held_here};
   int64_t n = entry.inflight.load(std::memory_order_acquire);
   for (;;) {
     state.tenant = entry.counters;
     state.tenant.inflight = n;
-    d = dispatch::Admit(state, CallRequest{tenant, function}, now_us);
-    if (!d.admitted() || entry.inflight.compare_exchange_strong(n, n + 1, std::memory_order_acq_rel,
-                                                                std::memory_order_acquire)) {
+    d = dispatch::Admit(state, call, now_us);
+    if (!d.admitted() || !held_here ||
+        entry.inflight.compare_exchange_strong(n, n + 1, std::memory_order_acq_rel,
+                                               std::memory_order_acquire)) {
       break;
     }
   }
   CommitLocked(entry, d.tenant);
-  if (d.reason != RejectReason::kTenantBudget) {
+  // This node's demand: the calls its share holds, and (where they would run here) those it
+  // refused.
+  const bool demand = held_here && (d.admitted() || scope == Scope::kHere);
+  if (demand && d.reason != RejectReason::kTenantBudget) {
     entry.arrivals.fetch_add(1, std::memory_order_relaxed);
     if (d.reason == RejectReason::kTenantConcurrency) {
       entry.refused_concurrency.fetch_add(1, std::memory_order_relaxed);
@@ -223,14 +230,15 @@ Decision Dispatcher::Admit(std::string_view function, std::optional<int64_t> res
     reserved->second = d.reserved_inflight;
     slot.function_ = std::string(function);
   }
+  if (!held_here && !reserved_cap) return d;  // it holds nothing here
   slot.owner_ = this;
-  slot.tenant_ = &entry;
+  slot.tenant_ = held_here ? &entry : nullptr;
   slot.reserved_ = reserved_cap.has_value();
   return d;
 }
 
 void Dispatcher::Release(const Slot& slot) {
-  slot.tenant_->inflight.fetch_sub(1, std::memory_order_acq_rel);
+  if (slot.tenant_ != nullptr) slot.tenant_->inflight.fetch_sub(1, std::memory_order_acq_rel);
   if (!slot.reserved_) return;
   std::lock_guard lock(mu_);
   if (auto r = reserved_.find(slot.function_); r != reserved_.end() && --r->second <= 0) {

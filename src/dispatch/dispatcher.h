@@ -78,16 +78,27 @@ class Dispatcher {
     friend class Dispatcher;
     void Reset();
     Dispatcher* owner_ = nullptr;
-    struct TenantEntry* tenant_ = nullptr;
-    std::string function_;  // under a reservation only
+    struct TenantEntry* tenant_ = nullptr;  // null: the tenant slot is held by another node
+    std::string function_;                  // under a reservation only
     bool reserved_ = false;
   };
 
+  // Which node holds a call's tenant slot, in a cluster that forwards calls between nodes.
+  enum class Scope {
+    kHere,  // the call was received here and runs here
+    // Received here and about to be forwarded to another node: this node's share holds its
+    // tenant slot while it runs there (pass no `reserved_cap`: that is the other node's). A
+    // refusal is not counted as demand: the call then runs here and is decided again.
+    kForwarding,
+    // Forwarded here by the node that holds its tenant slot (CallRequest::
+    // tenant_held_elsewhere): neither counted against this node's share nor in its demand.
+    kForwarded,
+  };
   // The gateway's half of admission for a call of `function` (internal name: its tenant is its
   // prefix), before a pool is chosen: budget, tenant concurrency and rate, then reserved
   // concurrency when `reserved_cap` is set. Once admitted, `slot` holds the call's slots.
   Decision Admit(std::string_view function, std::optional<int64_t> reserved_cap, int64_t now_us,
-                 Slot& slot);
+                 Slot& slot, Scope scope = Scope::kHere);
   // The budget alone (Event invocations are refused up front once it is spent).
   Decision CheckBudget(std::string_view tenant, int64_t now_us);
 

@@ -245,7 +245,7 @@ Api::Api(ApiDeps deps)
     : deps_(std::move(deps)),
       forwarder_(deps_.cluster != nullptr
                      ? std::make_unique<Forwarder>(deps_.cluster, deps_.registry, deps_.pools,
-                                                   deps_.cluster_token)
+                                                   deps_.dispatcher, deps_.cluster_token)
                      : nullptr),
       invoker_(std::make_unique<Invoker>(
           deps_.registry, deps_.pools, deps_.meter, deps_.dispatcher,
@@ -729,6 +729,7 @@ asio::awaitable<void> Api::Invoke(const std::string& name, const std::string& qu
   InvokeRequest ir{name, qualifier, std::move(req.body()),
                    std::string(req["X-Thaw-Client-Context"]), NewRequestId()};
   ir.streams = writer != nullptr;
+  ir.forwarded = forwarder_ != nullptr && forwarder_->FromNode(req);
   res.set("X-Thaw-Request-Id", ir.request_id);
   const std::string request_id = ir.request_id;
   auto outcome = co_await invoker_->Invoke(std::move(ir));
@@ -928,9 +929,7 @@ asio::awaitable<void> Api::FunctionUrl(const Peer& peer, Request& req, Response&
   const std::string peer_ip = peer.address.to_string();
   // A call a node of this cluster forwarded (it shows the cluster token): that node is a
   // trusted proxy, so the function sees the client that node saw, not the node.
-  const bool from_node =
-      forwarder_ != nullptr && req.find(kForwardedByHeader) != req.end() &&
-      cluster::TokenMatches(req[cluster::kClusterTokenHeader], deps_.cluster_token);
+  const bool from_node = forwarder_ != nullptr && forwarder_->FromNode(req);
   std::vector<Cidr> with_node;
   if (from_node) {
     with_node = trusted_proxies_;
@@ -952,6 +951,7 @@ asio::awaitable<void> Api::FunctionUrl(const Peer& peer, Request& req, Response&
   url.time_epoch_ms = WallNowMicros() / 1000;
   InvokeRequest ir{url.function, "", BuildUrlEvent(req, url), "", request_id};
   ir.streams = peer.writer != nullptr;
+  ir.forwarded = from_node;
   auto outcome = co_await invoker_->Invoke(std::move(ir));
   if (!outcome.ok()) co_return StatusBody(res, outcome.status());
   pool::Result& r = outcome->result;

@@ -22,7 +22,9 @@
 
 #include "cluster/artifact_fetcher.h"
 #include "cluster/membership.h"
+#include "common/clock.h"
 #include "common/ids.h"
+#include "dispatch/dispatcher.h"
 #include "dispatch/routing.h"
 #include "gateway/responses.h"
 #include "pool/pool.h"
@@ -169,6 +171,7 @@ struct Forwarder::Impl {
   cluster::Membership* cluster;
   const registry::Registry* registry;
   const pool::PoolManager* pools;
+  dispatch::Dispatcher* dispatcher;
   std::string cluster_token;
   std::mutex mu;
   std::unordered_map<std::string, std::shared_ptr<PeerPool>> peers;  // by address; guarded by mu
@@ -235,15 +238,22 @@ struct Forwarder::Impl {
 };
 
 Forwarder::Forwarder(cluster::Membership* cluster, const registry::Registry* registry,
-                     const pool::PoolManager* pools, std::string cluster_token)
+                     const pool::PoolManager* pools, dispatch::Dispatcher* dispatcher,
+                     std::string cluster_token)
     : impl_(std::make_unique<Impl>()) {
   impl_->cluster = cluster;
   impl_->registry = registry;
   impl_->pools = pools;
+  impl_->dispatcher = dispatcher;
   impl_->cluster_token = std::move(cluster_token);
 }
 
 Forwarder::~Forwarder() = default;
+
+bool Forwarder::FromNode(const Request& req) const {
+  return req.find(kForwardedByHeader) != req.end() &&
+         cluster::TokenMatches(req[cluster::kClusterTokenHeader], impl_->cluster_token);
+}
 
 asio::awaitable<bool> Forwarder::MaybeForward(const std::string& function,
                                               const std::string& qualifier, const Peer& peer,
@@ -271,6 +281,15 @@ asio::awaitable<bool> Forwarder::MaybeForward(const std::string& function,
     if (member.record.name == target) address = member.record.advertise;
   }
   if (address.empty()) co_return false;
+  // This node's share holds the call's tenant slot until the answer is back. No room in it:
+  // the call stays, and the local path refuses it (or admits it, if a slot came free).
+  dispatch::Dispatcher::Slot slot;
+  if (m.dispatcher != nullptr && !m.dispatcher
+                                      ->Admit(function, std::nullopt, WallNowMicros(), slot,
+                                              dispatch::Dispatcher::Scope::kForwarding)
+                                      .admitted()) {
+    co_return false;
+  }
   // The call's own deadline on that node, with room for its queueing and a cold start.
   const auto deadline =
       std::chrono::milliseconds(2 * v.manifest.timeout_ms) + std::chrono::seconds(60);

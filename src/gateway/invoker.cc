@@ -187,8 +187,10 @@ asio::awaitable<StatusOr<InvokeOutcome>> Invoker::Invoke(InvokeRequest req) {
   if (resolved->reserved_concurrency) {
     reserved_cap = *resolved->reserved_concurrency * manifest.concurrency;
   }
+  using Scope = dispatch::Dispatcher::Scope;
   dispatch::Decision admission =
-      dispatcher_->Admit(req.function, reserved_cap, WallNowMicros(), *slot);
+      dispatcher_->Admit(req.function, reserved_cap, WallNowMicros(), *slot,
+                         req.forwarded ? Scope::kForwarded : Scope::kHere);
   if (!admission.admitted()) {
     using Reason = dispatch::RejectReason;
     const bool budget = admission.reason == Reason::kTenantBudget;

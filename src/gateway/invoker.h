@@ -41,6 +41,9 @@ struct InvokeRequest {
   // The caller forwards a streamed answer (Result::sink) as it comes; otherwise a function
   // that streams is collected into one body, as Lambda's Invoke does (max_response_bytes).
   bool streams = false;
+  // Forwarded by another node of the cluster (it showed the cluster token), which holds the
+  // call's tenant slot: admitted here on the budget and reserved concurrency alone.
+  bool forwarded = false;
   // Called with the pool the call goes to, just before it is submitted there (jobs keep it to
   // cancel the call: FunctionPool::Cancel).
   std::function<void(const std::shared_ptr<pool::FunctionPool>&)> on_pool = nullptr;

@@ -355,6 +355,8 @@ asio::awaitable<void> LambdaApi::Invoke(Call& c, const std::string& function, bo
   InvokeRequest ir{function, c.Param("Qualifier"), std::move(req.body()), std::move(client_context),
                    c.request_id};
   ir.streams = streaming && c.writer != nullptr;
+  ir.forwarded =
+      type == "RequestResponse" && deps_.forwarder != nullptr && deps_.forwarder->FromNode(req);
   if (type == "DryRun") {
     auto resolved = deps_.registry->Resolve(ir.function, ir.qualifier, 0.0);
     if (!resolved.ok()) co_return AwsStatus(res, resolved.status());

@@ -389,6 +389,7 @@ asio::awaitable<void> OpenAiApi::Create(const auth::Caller& caller, std::string_
   o["thaw"] = json::object{{"tenant", caller.tenant}, {"endpoint", endpoint->name}};
   InvokeRequest ir{served->function, "", JsonText(body), "", NewRequestId()};
   ir.streams = stream && writer != nullptr;
+  ir.forwarded = forwarder_ != nullptr && forwarder_->FromNode(req);
   const std::string request_id = ir.request_id;
   res.set("X-Thaw-Request-Id", request_id);
   res.set("X-Request-Id", request_id);
